@@ -1,0 +1,56 @@
+"""`k3c` entry point: builds the argument parser from the command modules and maps failures to exit codes.
+
+Exit codes follow docker: 0 success, 1 general failure, 125 k3c's own failure, 2 for usage errors (argparse).
+Heavy libraries are imported inside the commands that need them, so `k3c --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from k3c import __version__
+from k3c.cli import apiserver, info
+
+COMMAND_MODULES = (apiserver, info)
+
+
+class CLIError(Exception):
+    """A failure with a one-line message and the exit code docker would use."""
+
+    def __init__(self, message: str, code: int = 125):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="k3c", description="Classic Docker for a Kubernetes world.",
+    )
+    parser.add_argument("-v", "--version", action="version", version=f"k3c version {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as err:
+        print(f"k3c: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as err:
+        print(f"k3c: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 125
+
+
+if __name__ == "__main__":
+    sys.exit(main())

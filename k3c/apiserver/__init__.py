@@ -1,0 +1,1 @@
+"""The embedded Kubernetes API server: SQLite-backed storage behind kube-apiserver's HTTP API."""

@@ -1,0 +1,150 @@
+"""TLS material for the API server: a private CA, a serving certificate and an admin client certificate.
+
+Generated once, on first start, into the data directory (keys 0600) and reused afterwards, so a kubeconfig
+handed out earlier keeps working across restarts. The admin client certificate carries the
+`system:masters` organisation, as a kubeadm/k3s admin kubeconfig does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY = dt.timedelta(days=3650)
+
+
+@dataclass(frozen=True)
+class Material:
+    """Paths of the generated files and the admin bearer token."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    token: str
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+    )
+
+
+def _sans(hosts: list[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            names.append(x509.DNSName(h))
+    return x509.SubjectAlternativeName(names)
+
+
+def _leaf(
+    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, subject: x509.Name, usage: x509.ObjectIdentifier,
+    hosts: list[str] | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    b = _builder(subject, ca.subject, key)
+    b = b.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if hosts:
+        b = b.add_extension(_sans(hosts), critical=False)
+    return b.sign(ca_key, hashes.SHA256()), key
+
+
+def ensure(data_dir: Path, hosts: list[str]) -> Material:
+    """Create the CA, server and client material if absent; return where it is."""
+    pki = data_dir / "tls"
+    pki.mkdir(parents=True, exist_ok=True, mode=0o700)
+    m = Material(
+        ca_cert=pki / "ca.crt", server_cert=pki / "server.crt", server_key=pki / "server.key",
+        client_cert=pki / "admin.crt", client_key=pki / "admin.key", token="",
+    )
+    token_file = pki / "admin.token"
+    if not m.ca_cert.exists():
+        _generate(m, hosts)
+    elif not _covers(m.server_cert, hosts):
+        _regenerate_server(m, hosts)
+    if not token_file.exists():
+        _write_private(token_file, secrets.token_hex(32).encode())
+    return Material(**{**m.__dict__, "token": token_file.read_text().strip()})
+
+
+def _generate(m: Material, hosts: list[str]) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("k3c-ca")
+    ca = (
+        _builder(ca_name, ca_name, ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(m.ca_cert.with_suffix(".key"), _key_pem(ca_key))
+    m.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _regenerate_server(m, hosts)
+    cert, key = _leaf(ca, ca_key, _name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+    m.client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(m.client_key, _key_pem(key))
+
+
+def _regenerate_server(m: Material, hosts: list[str]) -> None:
+    ca = x509.load_pem_x509_certificate(m.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(m.ca_cert.with_suffix(".key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    all_hosts = sorted(set(hosts) | {"127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default"})
+    cert, key = _leaf(ca, ca_key, _name("k3c-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, all_hosts)
+    m.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(m.server_key, _key_pem(key))
+
+
+def _covers(cert_path: Path, hosts: list[str]) -> bool:
+    """Whether the existing serving certificate names every host we listen on."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    present = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+    return all(h in present for h in hosts)

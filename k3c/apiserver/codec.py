@@ -1,0 +1,123 @@
+"""Request bodies in, response bodies out: the media types kube-apiserver speaks.
+
+Bodies arrive as JSON, YAML or Kubernetes protobuf (kubectl sends protobuf for some built-ins); answers go
+out as JSON, YAML, or a server-side-printed Table when the client asks for one (`kubectl get`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from k3c.apiserver import errors
+
+MAX_BODY = 3 * 1024 * 1024
+JSON = "application/json"
+YAML = "application/yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+cbor": "apply-cbor",
+}
+
+try:
+    _YamlLoader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _YamlLoader = yaml.SafeLoader
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or JSON).split(";")[0].strip().lower() or JSON
+
+
+def decode_object(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Decode a create/update body. Anything that is not one object is a 400, as kube-apiserver says."""
+    mt = media_type(content_type)
+    if mt == PROTOBUF:
+        from k3c.apiserver import protobuf  # only kubectl's built-in creates need it
+
+        try:
+            return protobuf.decode(body)
+        except ValueError as err:
+            raise errors.bad_request(f"unable to decode protobuf body: {err}") from None
+    if mt in (JSON, "*/*"):
+        return _expect_object(_load_json(body))
+    if mt in (YAML, "application/x-yaml", "text/yaml"):
+        return _expect_object(_load_yaml(body))
+    raise errors.unsupported_media_type(mt)
+
+
+def decode_patch(body: bytes, mt: str) -> Any:
+    if mt == "application/apply-patch+yaml":
+        return _expect_object(_load_yaml(body))
+    return _load_json(body)
+
+
+def _load_json(body: bytes) -> Any:
+    if not body.strip():
+        raise errors.bad_request("the request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise errors.bad_request(f"couldn't decode request body as JSON: {err}") from None
+
+
+def _load_yaml(body: bytes) -> Any:
+    if not body.strip():
+        raise errors.bad_request("the request body is empty")
+    try:
+        return yaml.load(body, Loader=_YamlLoader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else "invalid YAML"
+        raise errors.bad_request(f"couldn't decode request body as YAML: {first}") from None
+
+
+def _expect_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise errors.bad_request("Object 'Kind' is missing in the request body: expected a JSON or YAML object")
+    return value
+
+
+@dataclass(frozen=True)
+class Accept:
+    """What representation the client asked for."""
+
+    table: bool = False
+    yaml: bool = False
+    partial_metadata: bool = False
+
+
+def negotiate(accept_header: str | None) -> Accept:
+    """Pick the first offered representation we can produce; protobuf-only clients get 406."""
+    if not accept_header:
+        return Accept()
+    for part in accept_header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        mt = fields[0].lower()
+        params = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+        as_ = params.get("as", "")
+        if as_ == "Table" and params.get("g") == "meta.k8s.io":
+            return Accept(table=True)
+        if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList") and params.get("g") == "meta.k8s.io":
+            return Accept(partial_metadata=True)
+        if as_ or params.get("g"):
+            continue  # a representation we do not offer, e.g. aggregated discovery: try the next
+        if mt in (JSON, "*/*", "application/*"):
+            return Accept()
+        if mt in (YAML, "application/x-yaml"):
+            return Accept(yaml=True)
+    if PROTOBUF in accept_header and JSON not in accept_header and "*/*" not in accept_header:
+        raise errors.not_acceptable("application/json, application/yaml")
+    return Accept()
+
+
+def encode(obj: Any, accept: Accept) -> tuple[bytes, str]:
+    if accept.yaml:
+        return yaml.safe_dump(obj, sort_keys=False).encode(), YAML
+    return orjson.dumps(obj), JSON

@@ -1,0 +1,153 @@
+"""The resource types the server knows: the built-in ones and one per served version of every CRD.
+
+A `ResourceType` is everything the HTTP layer, discovery, OpenAPI and tables need to know about one
+group/version/resource. Built-ins are declared here; CRD-backed ones are derived from the stored
+CustomResourceDefinition objects by `from_crd`, so the CRD YAML stays the single source of truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """One `additionalPrinterColumns` entry: what `kubectl get` shows for this resource."""
+
+    name: str
+    type: str
+    json_path: str
+    description: str = ""
+    priority: int = 0
+    format: str = ""
+
+
+@dataclass
+class ResourceType:
+    """One served group/version/resource."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    singular: str = ""
+    short_names: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    list_kind: str = ""
+    # `status` when the status subresource is enabled (custom resources and some built-ins).
+    has_status: bool = False
+    # Extra subresources served by other parts of k3c (e.g. LocalContainer `log`, `exec`).
+    extra_subresources: list[str] = field(default_factory=list)
+    # openAPIV3Schema of this version (None means "anything goes", as for built-ins here).
+    schema: dict[str, Any] | None = None
+    printer_columns: list[PrinterColumn] = field(default_factory=list)
+    # Storage key of the stored form: all versions of a CRD share one (no conversion: same shape).
+    storage_resource: str = ""
+    # Whether spec changes bump metadata.generation (custom resources and most built-ins: yes).
+    tracks_generation: bool = True
+    # Whether strategic merge patch is accepted (built-ins only, as in kube-apiserver).
+    strategic_merge: bool = False
+    # Merge keys of lists for strategic merge patch, by dotted path of the list (e.g. "metadata.ownerReferences").
+    merge_keys: dict[str, str] = field(default_factory=dict)
+    verbs: list[str] = field(default_factory=lambda: list(ALL_VERBS))
+
+    def __post_init__(self) -> None:
+        if not self.singular:
+            self.singular = self.kind.lower()
+        if not self.list_kind:
+            self.list_kind = self.kind + "List"
+        if not self.storage_resource:
+            self.storage_resource = f"{self.group}/{self.plural}" if self.group else self.plural
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def qualified(self) -> str:
+        """`plural.group` as kube-apiserver names a resource in error messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def key(self, namespace: str | None, name: str) -> str:
+        """Storage key; namespaced resources sort by namespace first so a namespace lists by prefix."""
+        if self.namespaced:
+            return f"/{self.storage_resource}/{namespace}/{name}"
+        return f"/{self.storage_resource}/{name}"
+
+    def prefix(self, namespace: str | None = None) -> str:
+        if self.namespaced and namespace:
+            return f"/{self.storage_resource}/{namespace}/"
+        return f"/{self.storage_resource}/"
+
+
+_META_MERGE_KEYS = {"metadata.ownerReferences": "uid", "metadata.managedFields": "manager"}
+
+BUILTINS: list[ResourceType] = [
+    ResourceType(
+        group="", version="v1", plural="namespaces", kind="Namespace", namespaced=False,
+        short_names=["ns"], has_status=True, strategic_merge=True, merge_keys=dict(_META_MERGE_KEYS),
+        tracks_generation=False,
+    ),
+    ResourceType(
+        group="", version="v1", plural="configmaps", kind="ConfigMap", namespaced=True,
+        short_names=["cm"], strategic_merge=True, merge_keys=dict(_META_MERGE_KEYS), tracks_generation=False,
+    ),
+    ResourceType(
+        group="", version="v1", plural="secrets", kind="Secret", namespaced=True,
+        strategic_merge=True, merge_keys=dict(_META_MERGE_KEYS), tracks_generation=False,
+    ),
+    ResourceType(
+        group="", version="v1", plural="events", kind="Event", namespaced=True,
+        short_names=["ev"], strategic_merge=True, merge_keys=dict(_META_MERGE_KEYS), tracks_generation=False,
+    ),
+    ResourceType(
+        group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions",
+        kind="CustomResourceDefinition", namespaced=False, short_names=["crd", "crds"],
+        categories=["api-extensions"], has_status=True, strategic_merge=False,
+    ),
+]
+
+
+def from_crd(crd: dict[str, Any]) -> list[ResourceType]:
+    """The ResourceTypes a CRD serves: one per version with `served: true`."""
+    spec = crd.get("spec", {})
+    names = spec.get("names", {})
+    group = spec.get("group", "")
+    out = []
+    for ver in spec.get("versions", []):
+        if not ver.get("served", True):
+            continue
+        subresources = ver.get("subresources") or {}
+        columns = [
+            PrinterColumn(
+                name=c.get("name", ""), type=c.get("type", "string"), json_path=c.get("jsonPath", ""),
+                description=c.get("description", ""), priority=int(c.get("priority", 0) or 0),
+                format=c.get("format", ""),
+            )
+            for c in ver.get("additionalPrinterColumns") or []
+        ]
+        out.append(
+            ResourceType(
+                group=group,
+                version=ver["name"],
+                plural=names.get("plural", ""),
+                kind=names.get("kind", ""),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                singular=names.get("singular", "") or names.get("kind", "").lower(),
+                short_names=list(names.get("shortNames") or []),
+                categories=list(names.get("categories") or []),
+                list_kind=names.get("listKind", "") or names.get("kind", "") + "List",
+                has_status="status" in subresources,
+                schema=(ver.get("schema") or {}).get("openAPIV3Schema"),
+                printer_columns=columns,
+            )
+        )
+    return out

@@ -1,0 +1,160 @@
+"""Assembling and running the API server: storage, registry, handlers, TLS and authentication.
+
+`APIServer` is what `k3c apiserver` runs in the foreground and what `k3c daemon` embeds in its own event
+loop. Every request must authenticate with the admin client certificate (verified against k3c's CA
+during the TLS handshake) or the admin bearer token; anything else gets a 401 Status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from k3c import kubeconfig
+from k3c.apiserver import certs, errors, lifecycle
+from k3c.apiserver.handlers import APIHandler, Settings, status_response
+from k3c.apiserver.registry import Registry
+from k3c.apiserver.rest import ResourceAPI
+from k3c.apiserver.storage import Store
+from k3c.apiserver.watch import WatchHub
+
+log = logging.getLogger(__name__)
+
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    retain_revisions: int = 20000
+    compact_interval: float = 300.0
+    bookmark_interval: float = 60.0
+    kubeconfig_gid: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+
+class APIServer:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions)
+        self.registry = Registry()
+        self.api = ResourceAPI(self.store, self.registry)
+        self.hub = WatchHub(self.store)
+        settings = Settings(server_address=f"{config.host}:{config.port}", bookmark_interval=config.bookmark_interval)
+        self.handler = APIHandler(self.api, self.hub, self.registry, settings)
+        self.material = certs.ensure(config.data_dir, [config.host])
+        self._runner: web.AppRunner | None = None
+        self._compactor: asyncio.Task[None] | None = None
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.config.data_dir / kubeconfig.FILENAME
+
+    def _load_crds(self) -> None:
+        for _key, entry in self.store.list("/customresourcedefinitions/"):
+            from k3c.apiserver import crds
+
+            crds.register(entry.obj, self.registry)
+
+    async def _bootstrap(self) -> None:
+        """Namespaces every cluster has from its first start."""
+        ns_type = self.registry.lookup("", "v1", "namespaces")
+        assert ns_type is not None
+        for name in INITIAL_NAMESPACES:
+            if self.store.get(ns_type.key(None, name)) is None:
+                obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                lifecycle.prepare_create(ns_type, obj, None)
+                await self.store.create(ns_type.key(None, name), obj)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.material.server_cert, self.material.server_key)
+        ctx.load_verify_locations(cafile=str(self.material.ca_cert))
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # a client may instead present the bearer token
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        transport = request.transport
+        peer = transport.get_extra_info("peercert") if transport is not None else None
+        if peer:
+            return await handler(request)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self.material.token.encode()):
+            return await handler(request)
+        return status_response(errors.unauthorized())
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024,
+                              handler_args={"max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self.handler)
+        return app
+
+    async def start(self) -> None:
+        self._load_crds()
+        await self._bootstrap()
+        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self._ssl_context(),
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        if self.config.port == 0:
+            server = site._server  # noqa: SLF001 - the only way aiohttp exposes the bound port
+            assert server is not None and server.sockets
+            self.config.port = server.sockets[0].getsockname()[1]
+        kubeconfig.write(self.kubeconfig_path, kubeconfig.render(self.config.url, self.material),
+                         self.config.kubeconfig_gid)
+        self._compactor = asyncio.create_task(self._compact_loop())
+        log.info("API server listening on %s", self.config.url)
+
+    async def _compact_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.compact_interval)
+            try:
+                removed = await self.store.compact()
+                if removed:
+                    log.info("compacted %d rows up to revision %d", removed, self.store.compact_revision)
+            except Exception as err:
+                log.error("compaction failed: %s", err)
+
+    async def stop(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+        self.hub.close_all()
+        for task in list(self.api.background):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.store.close()
+
+
+async def serve_forever(config: ServerConfig) -> None:
+    """Run until SIGTERM/SIGINT, then stop cleanly."""
+    import signal
+
+    server = APIServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"k3c API server listening on {config.url}; kubeconfig: {server.kubeconfig_path}", flush=True)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,1 @@
+"""Clients for containerd: the CRI runtime/image services and containerd's own services."""

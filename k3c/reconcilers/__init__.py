@@ -1,0 +1,1 @@
+"""Level-based reconcilers, one module per k3c resource."""

@@ -1,0 +1,213 @@
+"""Test harness: real k3c processes in temporary directories on free ports, stopped by their own PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kubectl_versions() -> dict[str, str]:
+    """kubectl binaries on this machine: 'default' plus each `kubectl.1.XX` beside the one on PATH."""
+    found: dict[str, str] = {}
+    main = shutil.which("kubectl")
+    if main is None:
+        return found
+    found["default"] = main
+    here = Path(os.path.realpath(main)).parent
+    for p in sorted(here.glob("kubectl.1.*")):
+        found[p.name.split("kubectl.", 1)[1]] = str(p)
+    return found
+
+
+def oldest_and_newest_kubectl() -> list[str]:
+    vers = {k: v for k, v in kubectl_versions().items() if k != "default"}
+    if not vers:
+        default = kubectl_versions().get("default")
+        return [default] if default else []
+    keys = sorted(vers, key=lambda v: tuple(int(x) for x in v.split(".")))
+    return [vers[keys[0]], vers[keys[-1]]] if len(keys) > 1 else [vers[keys[0]]]
+
+
+@dataclass
+class APIServerProcess:
+    """`k3c apiserver` as a child process. Restartable on the same data dir (for durability tests)."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir.parent / f"apiserver-{self.port}.log"
+        log = open(self.log_path, "ab")
+        cmd = [sys.executable, "-m", "k3c.cli.main", "apiserver", "--data-dir", str(self.data_dir),
+               "--listen", f"127.0.0.1:{self.port}", *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"apiserver exited with {self.proc.returncode}: {self.log_tail()}")
+            if self.kubeconfig.exists() and self._healthy():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"apiserver did not become ready: {self.log_tail()}")
+
+    def _healthy(self) -> bool:
+        ctx = ssl.create_default_context(cafile=str(self.data_dir / "tls" / "ca.crt"))
+        req = urllib.request.Request(self.url + "/healthz", headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "tls" / "admin.token").read_text().strip()
+
+    def log_tail(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text()[-3000:]
+        return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        self.proc = None
+
+
+def run_kubectl(kubectl: str, kubeconfig: Path, *args: str, input: str | None = None, env: dict | None = None,
+                timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, KUBECONFIG=str(kubeconfig), **(env or {}))
+    full_env.pop("KUBECTL_EXTERNAL_DIFF", None)
+    cp = subprocess.run([kubectl, *args], input=input, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({cp.returncode}): {cp.stderr}{cp.stdout}")
+    return cp
+
+
+class RawClient:
+    """Plain HTTPS requests to the API server (for protocol-level assertions kubectl would hide)."""
+
+    def __init__(self, server: APIServerProcess, token: str | None = "admin"):
+        import requests
+
+        self.base = server.url
+        self.session = requests.Session()
+        self.session.verify = str(server.data_dir / "tls" / "ca.crt")
+        if token == "admin":
+            token = server.token
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, path: str, **kw):
+        kw.setdefault("timeout", 30)
+        return self.session.request(method, self.base + path, **kw)
+
+    def get(self, path: str, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body=None, **kw):
+        return self.request("POST", path, json=body, **kw) if body is not None else self.request("POST", path, **kw)
+
+    def put(self, path: str, body, **kw):
+        return self.request("PUT", path, json=body, **kw)
+
+    def patch(self, path: str, body, content_type: str, **kw):
+        import json as _json
+
+        data = body if isinstance(body, (bytes, str)) else _json.dumps(body)
+        return self.request("PATCH", path, data=data, headers={"Content-Type": content_type}, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+WIDGET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.test.k3c.io
+spec:
+  group: test.k3c.io
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd], categories: [all]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color, description: The colour}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Shape, type: string, jsonPath: .spec.shape, priority: 1}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A widget for tests.
+        properties:
+          spec:
+            type: object
+            description: What the widget should be.
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 0, maximum: 100, description: How big}
+              color: {type: string, enum: [red, green, blue], default: red}
+              shape: {type: string}
+              extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
+          status:
+            type: object
+            properties:
+              phase: {type: string}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+                    reason: {type: string}
+                    message: {type: string}
+                    lastTransitionTime: {type: string, format: date-time}
+"""
