@@ -133,7 +133,8 @@ class RawClient:
 
         self.base = server.url
         self.session = requests.Session()
-        self.session.verify = str(server.data_dir / "tls" / "ca.crt")
+        # Passed per request: requests lets REQUESTS_CA_BUNDLE override a session-level `verify`.
+        self.ca = str(server.data_dir / "tls" / "ca.crt")
         if token == "admin":
             token = server.token
         if token:
@@ -141,6 +142,7 @@ class RawClient:
 
     def request(self, method: str, path: str, **kw):
         kw.setdefault("timeout", 30)
+        kw.setdefault("verify", self.ca)
         return self.session.request(method, self.base + path, **kw)
 
     def get(self, path: str, **kw):

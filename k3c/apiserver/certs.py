@@ -84,7 +84,13 @@ def _leaf(
     key = ec.generate_private_key(ec.SECP256R1())
     b = _builder(subject, ca.subject, key)
     b = b.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    b = b.add_extension(x509.KeyUsage(
+        digital_signature=True, key_encipherment=False, content_commitment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    ), critical=True)
     b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)
     if hosts:
         b = b.add_extension(_sans(hosts), critical=False)
     return b.sign(ca_key, hashes.SHA256()), key
@@ -114,6 +120,7 @@ def _generate(m: Material, hosts: list[str]) -> None:
     ca = (
         _builder(ca_name, ca_name, ca_key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,

@@ -88,7 +88,7 @@ class ResourceType:
         return f"/{self.storage_resource}/"
 
 
-_META_MERGE_KEYS = {"metadata.ownerReferences": "uid", "metadata.managedFields": "manager"}
+_META_MERGE_KEYS = {"metadata.ownerReferences": "uid", "metadata.finalizers": ""}
 
 BUILTINS: list[ResourceType] = [
     ResourceType(

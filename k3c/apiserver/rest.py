@@ -20,7 +20,12 @@ import orjson
 from k3c.apiserver import crds, errors, lifecycle, schema, strategic
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType
-from k3c.apiserver.selectors import object_fields, parse_field_selector, parse_label_selector
+from k3c.apiserver.selectors import (
+    check_field_selector,
+    object_fields,
+    parse_field_selector,
+    parse_label_selector,
+)
 from k3c.apiserver.storage import Entry, KeyExists, KeyNotFound, RevisionConflict, Store
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
@@ -66,12 +71,12 @@ def _match_fn(rtype: ResourceType, opts: ListOptions) -> Callable[[dict[str, Any
         fields = parse_field_selector(opts.field_selector) if opts.field_selector else None
     except ValueError as err:
         raise errors.bad_request(str(err)) from None
-    if fields is not None:
-        sample = object_fields({"metadata": {}}, rtype.kind if not rtype.group else "")
-        for f in fields.fields():
-            if f not in sample:
-                raise errors.bad_request(f'field label not supported: {f}')
     kind = rtype.kind if not rtype.group else ""
+    if fields is not None:
+        try:
+            check_field_selector(fields, kind, rtype.api_version)
+        except ValueError as err:
+            raise errors.bad_request(str(err)) from None
 
     def match(obj: dict[str, Any]) -> bool:
         if labels is not None and not labels.matches(obj.get("metadata", {}).get("labels") or {}):
@@ -333,11 +338,12 @@ class ResourceAPI:
             if patch_type == "apply":
                 return _apply_config(original, patch)
         except jsonpatch.JsonPatchTestFailed as err:
-            raise errors.invalid(rtype.kind, rtype.group, name, [errors.Cause("", "FieldValueInvalid", str(err))])
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
-            raise errors.APIError(422, "Invalid", f"the server rejected our request due to an error in our request: {err}")
-        except ValueError as err:
-            raise errors.bad_request(str(err)) from None
+            cause = errors.Cause("", "FieldValueInvalid", str(err))
+            raise errors.invalid(rtype.kind, rtype.group, name, [cause]) from None
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, ValueError) as err:
+            raise errors.APIError(
+                422, "Invalid", f"the server rejected our request due to an error in our request: {err}"
+            ) from None
         raise errors.unsupported_media_type(patch_type)
 
     # ---- delete ---------------------------------------------------------------------------------

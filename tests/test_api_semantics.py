@@ -1,0 +1,257 @@
+"""kube-apiserver semantics, checked at the HTTP level: versions, conflicts, status, finalizers, errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import yaml
+from harness import WIDGET_CRD, RawClient
+
+
+@pytest.fixture(scope="module")
+def api(apiserver):
+    c = RawClient(apiserver)
+    crd = yaml.safe_load(WIDGET_CRD)
+    r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    assert r.status_code == 201, r.text
+    return c
+
+
+W = "/apis/test.k3c.io/v1/namespaces/default/widgets"
+
+
+def make(api, name, size=1, **extra):
+    body = {"apiVersion": "test.k3c.io/v1", "kind": "Widget", "metadata": {"name": name, **extra},
+            "spec": {"size": size}}
+    r = api.post(W, body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_unauthenticated_requests_get_401(apiserver):
+    for client in (RawClient(apiserver, token=None), RawClient(apiserver, token="wrong")):
+        r = client.get("/api/v1/namespaces")
+        assert r.status_code == 401
+        body = r.json()
+        assert body["kind"] == "Status" and body["reason"] == "Unauthorized" and body["code"] == 401
+
+
+def test_crd_is_established_with_accepted_names(api):
+    crd = api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.test.k3c.io").json()
+    conds = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conds == {"NamesAccepted": "True", "Established": "True"}
+    assert crd["status"]["acceptedNames"]["kind"] == "Widget"
+    res = api.get("/apis/test.k3c.io/v1").json()
+    names = {r["name"]: r for r in res["resources"]}
+    assert names["widgets"]["shortNames"] == ["wd"] and names["widgets"]["singularName"] == "widget"
+    assert names["widgets/status"]["verbs"] == ["get", "patch", "update"]
+    groups = {g["name"] for g in api.get("/apis").json()["groups"]}
+    assert {"test.k3c.io", "apiextensions.k8s.io"} <= groups
+
+
+def test_create_sets_server_fields_and_generate_name(api):
+    obj = make(api, "", generateName="gen-")
+    meta = obj["metadata"]
+    assert meta["name"].startswith("gen-") and len(meta["name"]) == 9
+    assert meta["uid"] and meta["creationTimestamp"].endswith("Z") and meta["generation"] == 1
+    assert int(meta["resourceVersion"]) > 0
+    dup = api.post(W, {"apiVersion": "test.k3c.io/v1", "kind": "Widget", "metadata": {"name": meta["name"]},
+                       "spec": {"size": 1}})
+    assert dup.status_code == 409 and dup.json()["reason"] == "AlreadyExists"
+
+
+def test_update_conflict_generation_and_noop(api):
+    obj = make(api, "upd")
+    stale = json.loads(json.dumps(obj))
+    obj["spec"]["size"] = 2
+    r = api.put(f"{W}/upd", obj)
+    assert r.status_code == 200
+    new = r.json()
+    assert new["metadata"]["generation"] == 2
+    assert int(new["metadata"]["resourceVersion"]) > int(stale["metadata"]["resourceVersion"])
+    stale["spec"]["size"] = 3
+    r = api.put(f"{W}/upd", stale)
+    assert r.status_code == 409 and r.json()["reason"] == "Conflict"
+    new["metadata"]["labels"] = {"a": "b"}
+    labelled = api.put(f"{W}/upd", new).json()
+    assert labelled["metadata"]["generation"] == 2  # metadata-only change
+    same = api.put(f"{W}/upd", labelled).json()
+    assert same["metadata"]["resourceVersion"] == labelled["metadata"]["resourceVersion"]  # no-op write
+
+
+def test_status_subresource_semantics(api):
+    make(api, "st")
+    r = api.patch(f"{W}/st/status", {"status": {"phase": "Up"}, "spec": {"size": 50}}, "application/merge-patch+json")
+    assert r.status_code == 200, r.text
+    obj = r.json()
+    assert obj["status"] == {"phase": "Up"} and obj["spec"]["size"] == 1  # spec ignored on /status
+    obj["status"] = {"phase": "Down"}
+    obj["spec"]["size"] = 7
+    main = api.put(f"{W}/st", obj).json()
+    assert main["status"] == {"phase": "Up"} and main["spec"]["size"] == 7  # status ignored on main
+
+
+def test_finalizers_keep_object_until_removed(api):
+    make(api, "fin", finalizers=["test.k3c.io/hold"])
+    r = api.delete(f"{W}/fin")
+    assert r.status_code == 200
+    obj = api.get(f"{W}/fin").json()
+    assert obj["metadata"]["deletionTimestamp"]
+    r = api.patch(f"{W}/fin", [{"op": "remove", "path": "/metadata/finalizers"}], "application/json-patch+json")
+    assert r.status_code == 200, r.text
+    assert api.get(f"{W}/fin").status_code == 404
+
+
+def test_dry_run_stores_nothing(api):
+    body = {"apiVersion": "test.k3c.io/v1", "kind": "Widget", "metadata": {"name": "dry"}, "spec": {"size": 1}}
+    r = api.post(W + "?dryRun=All", body)
+    assert r.status_code == 201 and r.json()["spec"]["color"] == "red"
+    assert api.get(f"{W}/dry").status_code == 404
+
+
+def test_json_patch_test_op_fails_with_422(api):
+    make(api, "jp")
+    r = api.patch(f"{W}/jp", [{"op": "test", "path": "/spec/size", "value": 5}], "application/json-patch+json")
+    assert r.status_code == 422 and r.json()["kind"] == "Status"
+    r = api.patch(f"{W}/jp", {"spec": {"size": 2}}, "application/strategic-merge-patch+json")
+    assert r.status_code == 415 and r.json()["reason"] == "UnsupportedMediaType"
+
+
+def test_server_side_apply_upserts(api):
+    doc = "apiVersion: test.k3c.io/v1\nkind: Widget\nmetadata: {name: ssa}\nspec: {size: 4}\n"
+    r = api.patch(f"{W}/ssa?fieldManager=test", doc, "application/apply-patch+yaml")
+    assert r.status_code == 201, r.text
+    r = api.patch(f"{W}/ssa?fieldManager=test", doc.replace("size: 4", "size: 6"), "application/apply-patch+yaml")
+    assert r.status_code == 200 and r.json()["spec"]["size"] == 6
+    r = api.patch(f"{W}/ssa", doc, "application/apply-patch+yaml")
+    assert r.status_code == 400
+
+
+def test_strategic_merge_on_builtin(api):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "smp", "labels": {"a": "1"}}, "data": {"k": "v"}}
+    assert api.post("/api/v1/namespaces/default/configmaps", cm).status_code == 201
+    r = api.patch("/api/v1/namespaces/default/configmaps/smp", {"metadata": {"labels": {"b": "2"}}, "data": {"k": None}},
+                  "application/strategic-merge-patch+json")
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"]["labels"] == {"a": "1", "b": "2"} and r.json().get("data", {}) == {}
+
+
+def test_selectors_and_pagination(api):
+    for i in range(5):
+        make(api, f"page-{i}", labels={"batch": "p", "idx": str(i)})
+    r = api.get(W, params={"labelSelector": "batch=p,idx in (1,3)"}).json()
+    assert sorted(o["metadata"]["name"] for o in r["items"]) == ["page-1", "page-3"]
+    r = api.get(W, params={"fieldSelector": "metadata.name=page-2"}).json()
+    assert [o["metadata"]["name"] for o in r["items"]] == ["page-2"]
+    bad = api.get(W, params={"fieldSelector": "spec.size=1"})
+    assert bad.status_code == 400 and "field label not supported" in bad.json()["message"]
+    seen, token = [], None
+    while True:
+        params = {"labelSelector": "batch=p", "limit": "2"}
+        if token:
+            params["continue"] = token
+        page = api.get(W, params=params).json()
+        seen += [o["metadata"]["name"] for o in page["items"]]
+        token = page["metadata"].get("continue")
+        if not token:
+            break
+        assert page["metadata"]["remainingItemCount"] > 0
+    assert seen == [f"page-{i}" for i in range(5)]
+
+
+def test_table_output(api):
+    make(api, "tbl", labels={"t": "1"})
+    r = api.get(W, params={"labelSelector": "t=1"},
+                headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    t = r.json()
+    assert t["kind"] == "Table"
+    assert [c["name"] for c in t["columnDefinitions"]] == ["Name", "Size", "Color", "Ready", "Shape", "Age"]
+    assert [c["priority"] for c in t["columnDefinitions"]][4] == 1
+    assert t["rows"][0]["cells"][:3] == ["tbl", 1, "red"]
+    assert t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+
+
+def _watch(api, params, out, stop_after):
+    with api.session.get(api.base + W, params={"watch": "true", **params}, stream=True, timeout=30, verify=api.ca) as r:
+        for line in r.iter_lines():
+            if line:
+                out.append(json.loads(line))
+            if len(out) >= stop_after:
+                return
+
+
+def test_watch_replay_and_exactly_one_event_per_write(api):
+    start = make(api, "wr-0")["metadata"]["resourceVersion"]
+    for i in range(1, 4):
+        make(api, f"wr-{i}")
+    events: list = []
+    t = threading.Thread(target=_watch, args=(api, {"resourceVersion": start, "fieldSelector": ""}, events, 4))
+    t.start()
+    time.sleep(0.3)
+    api.delete(f"{W}/wr-1")
+    t.join(10)
+    names = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
+    assert names[:3] == [("ADDED", "wr-1"), ("ADDED", "wr-2"), ("ADDED", "wr-3")]
+    assert names[3] == ("DELETED", "wr-1")
+    revs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert revs == sorted(revs) and len(set(revs)) == 4
+    assert events[3]["object"]["spec"]["size"] == 1  # DELETED carries the last state
+
+
+def test_watch_synthetic_added_bookmarks_and_timeout(api):
+    make(api, "wb", labels={"wb": "1"})
+    t0 = time.monotonic()
+    with api.session.get(api.base + W, params={"watch": "1", "labelSelector": "wb=1", "allowWatchBookmarks": "true",
+                                               "timeoutSeconds": "3"}, stream=True, timeout=30, verify=api.ca) as r:
+        events = [json.loads(line) for line in r.iter_lines() if line]
+    assert time.monotonic() - t0 < 6
+    assert events[0]["type"] == "ADDED" and events[0]["object"]["metadata"]["name"] == "wb"
+    assert any(e["type"] == "BOOKMARK" for e in events[1:])
+    with api.session.get(api.base + W, params={"watch": "1", "labelSelector": "wb=1", "timeoutSeconds": "2"},
+                         stream=True, timeout=30, verify=api.ca) as r:
+        plain = [json.loads(line) for line in r.iter_lines() if line]
+    assert [e["type"] for e in plain] == ["ADDED"]  # no bookmarks unless asked for
+
+
+def test_error_statuses_for_bad_input(api):
+    r = api.request("POST", W, data=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
+    r = api.request("POST", W, data=b"a: [unclosed", headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400
+    r = api.request("POST", W, data=b"x", headers={"Content-Type": "text/csv"})
+    assert r.status_code == 415 and r.json()["reason"] == "UnsupportedMediaType"
+    big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "y" * (3 * 1024 * 1024)}}
+    r = api.post("/api/v1/namespaces/default/configmaps", big)
+    assert r.status_code == 413 and r.json()["reason"] == "RequestEntityTooLarge"
+    r = api.get("/apis/nope.example.com/v1/things")
+    assert r.status_code == 404 and r.json()["kind"] == "Status"
+    r = api.post(W, {"apiVersion": "test.k3c.io/v1", "kind": "Widget", "metadata": {"name": "Bad_Name"},
+                     "spec": {"size": 1}})
+    assert r.status_code == 422 and r.json()["reason"] == "Invalid"
+    assert "metadata.name" in r.json()["message"]
+    r = api.post(W, {"apiVersion": "test.k3c.io/v1", "kind": "Widget", "metadata": {"name": "nosize"}, "spec": {}})
+    assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == "spec.size"
+    r = api.post(W, ["not", "an", "object"])
+    assert r.status_code == 400
+    r = api.get(W + "/nope")
+    assert r.status_code == 404 and r.json()["reason"] == "NotFound"
+    assert api.get("/healthz").status_code == 200  # still serving
+
+
+def test_namespace_lifecycle(api):
+    assert api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}}).status_code == 201
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    assert api.post("/api/v1/namespaces/gone/configmaps", cm).status_code == 201
+    r = api.delete("/api/v1/namespaces/gone")
+    assert r.status_code == 200 and r.json()["status"]["phase"] == "Terminating"
+    deadline = time.monotonic() + 10
+    while api.get("/api/v1/namespaces/gone").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert api.get("/api/v1/namespaces/gone/configmaps/c").status_code == 404
+    r = api.post("/api/v1/namespaces/missing/configmaps", cm)
+    assert r.status_code == 404
+    assert api.delete("/api/v1/namespaces/default").status_code == 403
