@@ -298,8 +298,8 @@ class APIHandler:
         if patch_type is None or patch_type == "apply-cbor":
             raise errors.APIError(
                 415, "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
                 + (", application/strategic-merge-patch+json" if t.rtype.strategic_merge else ""),
             )
         patch = codec.decode_patch(await self._body(request), mt)

@@ -91,7 +91,7 @@ def validate_metadata(rtype: ResourceType, meta: Any) -> list[Cause]:
         for k, v in value.items():
             causes += _validate_qualified(k, f"metadata.{field}")
             if field == "labels" and (len(v) > 63 or not LABEL_VALUE.fullmatch(v)):
-                causes.append(Cause(f"metadata.labels", "FieldValueInvalid", f"Invalid value: {_quote(v)}: a valid "
+                causes.append(Cause("metadata.labels", "FieldValueInvalid", f"Invalid value: {_quote(v)}: a valid "
                                     "label must be an empty string or consist of alphanumeric characters, '-', '_' "
                                     "or '.', and must start and end with an alphanumeric character"))
     fin = meta.get("finalizers")
