@@ -200,6 +200,7 @@ spec:
               extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
           status:
             type: object
+            x-kubernetes-preserve-unknown-fields: true
             properties:
               phase: {type: string}
               conditions:

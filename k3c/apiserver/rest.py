@@ -428,7 +428,8 @@ class ResourceAPI:
 
     async def _drop_custom_resources(self, crd_name: str) -> None:
         """Deleting a CRD deletes every object of it, in every version's shared storage."""
-        entry = self.store.get(f"/customresourcedefinitions/{crd_name}")
+        crd_type = self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        entry = self.store.get(crd_type.key(None, crd_name)) if crd_type else None
         if entry is None:
             return
         for rtype in crds.types_of(entry.obj):

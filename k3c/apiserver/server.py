@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import kubeconfig
-from k3c.apiserver import certs, errors, lifecycle
+from k3c.apiserver import certs, crds, errors, lifecycle
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.rest import ResourceAPI
@@ -65,9 +65,9 @@ class APIServer:
         return self.config.data_dir / kubeconfig.FILENAME
 
     def _load_crds(self) -> None:
-        for _key, entry in self.store.list("/customresourcedefinitions/"):
-            from k3c.apiserver import crds
-
+        crd_type = self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        assert crd_type is not None
+        for _key, entry in self.store.list(crd_type.prefix()):
             crds.register(entry.obj, self.registry)
 
     async def _bootstrap(self) -> None:
