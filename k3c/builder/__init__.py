@@ -1,0 +1,1 @@
+"""Image builds behind a small engine interface (buildah today, buildkit when present)."""
