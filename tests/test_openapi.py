@@ -286,10 +286,3 @@ def test_explain_finds_namespaced_kinds_on_the_cluster_wide_path():
     assert core["paths"]["/api/v1/configmaps"]["get"]["x-kubernetes-group-version-kind"]["kind"] == "ConfigMap"
     status = explain(core, "", "v1", "namespaces", ["status"])
     assert status["properties"]["phase"]["enum"] == ["Active", "Terminating"]
-
-
-def test_openapi_v2_stub():
-    body, ctype = openapi.v2_response("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
-    assert body == b"" and ctype == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-    body, ctype = openapi.v2_response("application/json")
-    assert ctype == "application/json" and json.loads(body)["swagger"] == "2.0"

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from k3c.apiserver import codec, discovery, errors, openapi, tables
+from k3c.apiserver import codec, discovery, errors, openapi, openapi_v2, tables
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions
@@ -113,6 +113,9 @@ class APIHandler:
         return self._json(doc)
 
     def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        if rest == ["v2"]:  # kubectl 1.27/1.28 need it (see openapi_v2)
+            body, ctype = openapi_v2.negotiate(request.headers.get("Accept", ""), self.registry.all())
+            return web.Response(body=body, headers={"Content-Type": ctype})
         if rest == ["v3"]:
             return self._json(openapi.index(self.registry.all()))
         if rest and rest[0] == "v3" and len(rest) > 1:

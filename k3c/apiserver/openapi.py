@@ -30,8 +30,7 @@ from typing import Any
 
 from .resources import ResourceType
 
-__all__ = ["index", "document", "document_hash", "serialize", "model_name", "gv_path", "v2_response",
-           "OPENAPI_V2_PROTOBUF"]
+__all__ = ["index", "document", "document_hash", "serialize", "model_name", "gv_path"]
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 CORE = "io.k8s.api.core.v1."
@@ -752,22 +751,3 @@ def index(types: list[ResourceType]) -> dict[str, Any]:
     for p in gvps:
         paths[p] = {"serverRelativeURL": f"/openapi/v3/{p}?hash={document_hash(document(p, types))}"}
     return {"paths": paths}
-
-
-OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-
-
-def v2_response(accept: str) -> tuple[bytes, str]:
-    """(body, Content-Type) for `GET /openapi/v2`: an empty Swagger 2.0 document.
-
-    kubectl 1.27 and 1.28 load /openapi/v2 before `kubectl explain` (then render from v3) and fail if it
-    does not answer 200. They ask for protobuf only, and an empty body is a valid empty gnostic Document;
-    the Content-Type must be the `.v1.0+protobuf` spelling (Go's mime parser rejects the `@v1.0` one).
-    Any other Accept gets a JSON stub. With no definitions in it, kubectl's v2-based features (client-side
-    schema validation, strategic merge patch lookups) find nothing and fall back to their built-in logic.
-    """
-    if "protobuf" in (accept or ""):
-        return b"", OPENAPI_V2_PROTOBUF
-    doc = {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "unversioned"}, "paths": {},
-           "definitions": {}}
-    return serialize(doc), "application/json"
