@@ -115,10 +115,17 @@ class APIServerProcess:
         self.proc = None
 
 
+def kubectl_env(kubeconfig: Path) -> dict[str, str]:
+    """kubectl's environment for one server: its own discovery/OpenAPI cache, so a later server on a reused
+    port never sees another server's cached documents."""
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), KUBECACHEDIR=str(kubeconfig.parent / "kubecache"))
+    env.pop("KUBECTL_EXTERNAL_DIFF", None)
+    return env
+
+
 def run_kubectl(kubectl: str, kubeconfig: Path, *args: str, input: str | None = None, env: dict | None = None,
                 timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, KUBECONFIG=str(kubeconfig), **(env or {}))
-    full_env.pop("KUBECTL_EXTERNAL_DIFF", None)
+    full_env = {**kubectl_env(kubeconfig), **(env or {})}
     cp = subprocess.run([kubectl, *args], input=input, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and cp.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({cp.returncode}): {cp.stderr}{cp.stdout}")

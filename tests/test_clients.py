@@ -198,3 +198,10 @@ def test_compacted_history_gives_410(tmp_path):
         assert api.get("/api/v1/namespaces/default/configmaps/c0").json()["data"] == {"i": "19"}
     finally:
         srv.stop()
+
+
+def test_credentials_and_state_are_private(apiserver):
+    data = apiserver.data_dir
+    for path in [data / "kubeconfig.yaml", data / "state.db", data / "tls" / "admin.key", data / "tls" / "ca.key",
+                 data / "tls" / "server.key", data / "tls" / "admin.token"]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others: {oct(path.stat().st_mode)}"

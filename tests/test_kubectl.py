@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from harness import WIDGET_CRD, run_kubectl
+from harness import WIDGET_CRD, kubectl_env, run_kubectl
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,7 @@ def test_edit_with_scripted_editor(kubectl, apiserver, crd, tmp_path):
 def test_wait_for_condition(kubectl, apiserver, crd):
     ns = ns_for(kubectl, apiserver, "wait")
     run_kubectl(kubectl, apiserver.kubeconfig, "create", "-n", ns, "-f", "-", input=widget("w1", 1))
-    env = dict(os.environ, KUBECONFIG=str(apiserver.kubeconfig))
+    env = kubectl_env(apiserver.kubeconfig)
     waiter = subprocess.Popen([kubectl, "wait", "-n", ns, "--for=condition=Ready", "--timeout=30s", "wd/w1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(1.0)
@@ -143,7 +142,7 @@ def test_wait_for_condition(kubectl, apiserver, crd):
 def test_get_watch_streams_changes(kubectl, apiserver, crd):
     ns = ns_for(kubectl, apiserver, "watch")
     run_kubectl(kubectl, apiserver.kubeconfig, "create", "-n", ns, "-f", "-", input=widget("w1", 1))
-    env = dict(os.environ, KUBECONFIG=str(apiserver.kubeconfig))
+    env = kubectl_env(apiserver.kubeconfig)
     watcher = subprocess.Popen([kubectl, "get", "wd", "-n", ns, "-w", "--request-timeout=8s"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(1.5)
