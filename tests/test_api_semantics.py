@@ -255,3 +255,37 @@ def test_namespace_lifecycle(api):
     r = api.post("/api/v1/namespaces/missing/configmaps", cm)
     assert r.status_code == 404
     assert api.delete("/api/v1/namespaces/default").status_code == 403
+
+
+def test_pagination_is_a_consistent_snapshot(api):
+    for i in range(4):
+        make(api, f"snap-{i}", labels={"snap": "1"})
+    page = api.get(W, params={"labelSelector": "snap=1", "limit": "2"}).json()
+    rv = page["metadata"]["resourceVersion"]
+    api.delete(f"{W}/snap-3")  # written after the first page: later pages must not see it
+    make(api, "snap-9", labels={"snap": "1"})
+    rest = api.get(W, params={"labelSelector": "snap=1", "limit": "10", "continue": page["metadata"]["continue"]}).json()
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["snap-2", "snap-3"]
+    assert rest["metadata"]["resourceVersion"] == rv
+    exact = api.get(W, params={"labelSelector": "snap=1", "resourceVersion": rv, "resourceVersionMatch": "Exact"}).json()
+    assert [o["metadata"]["name"] for o in exact["items"]] == [f"snap-{i}" for i in range(4)]
+    now = api.get(W, params={"labelSelector": "snap=1"}).json()
+    assert [o["metadata"]["name"] for o in now["items"]] == ["snap-0", "snap-1", "snap-2", "snap-9"]
+
+
+def test_delete_collection_and_crd_deletion_cascade(api):
+    crd = yaml.safe_load(WIDGET_CRD.replace("widgets", "gadgets").replace("Widget", "Gadget")
+                         .replace("widget", "gadget").replace("[wd]", "[gd]"))
+    assert api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
+    g = "/apis/test.k3c.io/v1/namespaces/default/gadgets"
+    for i in range(3):
+        body = {"apiVersion": "test.k3c.io/v1", "kind": "Gadget", "metadata": {"name": f"g{i}", "labels": {"i": str(i)}},
+                "spec": {"size": 1}}
+        assert api.post(g, body).status_code == 201
+    r = api.delete(g, params={"labelSelector": "i in (0,1)"})
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
+    assert [o["metadata"]["name"] for o in api.get(g).json()["items"]] == ["g2"]
+    assert api.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.test.k3c.io").status_code == 200
+    assert api.get(g).status_code == 404
+    assert api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
+    assert api.get(g).json()["items"] == []  # no object outlived its CRD

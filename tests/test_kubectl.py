@@ -189,3 +189,22 @@ def test_builtin_creates(kubectl, apiserver, tmp_path):
     run_kubectl(kubectl, apiserver.kubeconfig, "delete", "namespace", ns, "--timeout=20s")
     gone = run_kubectl(kubectl, apiserver.kubeconfig, "get", "cm", "cm1", "-n", ns, check=False)
     assert gone.returncode != 0 and "not found" in gone.stderr
+
+
+def test_describe_shows_events(kubectl, apiserver, crd):
+    ns = ns_for(kubectl, apiserver, "events")
+    obj = json.loads(run_kubectl(kubectl, apiserver.kubeconfig, "create", "-n", ns, "-f", "-", "-o", "json",
+                                 input=widget("w1", 1)).stdout)
+    event = {
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "w1.1", "namespace": ns},
+        "involvedObject": {"apiVersion": "test.k3c.io/v1", "kind": "Widget", "name": "w1", "namespace": ns,
+                           "uid": obj["metadata"]["uid"]},
+        "reason": "Polished", "message": "the widget shines", "type": "Normal", "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+        "source": {"component": "test"},
+    }
+    run_kubectl(kubectl, apiserver.kubeconfig, "create", "-f", "-", input=json.dumps(event))
+    desc = run_kubectl(kubectl, apiserver.kubeconfig, "describe", "wd", "w1", "-n", ns).stdout
+    assert "Polished" in desc and "the widget shines" in desc
+    events = run_kubectl(kubectl, apiserver.kubeconfig, "get", "events", "-n", ns).stdout
+    assert "Polished" in events and "widget/w1" in events

@@ -380,7 +380,8 @@ def _list_options(request: web.Request) -> ListOptions:
     limit = q.get("limit", "0") or "0"
     if not limit.isdigit():
         raise errors.bad_request(f"invalid limit: {limit!r}")
-    return ListOptions(q.get("labelSelector", ""), q.get("fieldSelector", ""), int(limit), q.get("continue", ""))
+    return ListOptions(q.get("labelSelector", ""), q.get("fieldSelector", ""), int(limit), q.get("continue", ""),
+                       q.get("resourceVersion", ""), q.get("resourceVersionMatch", ""))
 
 
 def _write_options(request: web.Request) -> WriteOptions:

@@ -26,7 +26,7 @@ from k3c.apiserver.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from k3c.apiserver.storage import Entry, KeyExists, KeyNotFound, RevisionConflict, Store
+from k3c.apiserver.storage import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict, Store
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
@@ -45,6 +45,8 @@ class ListOptions:
     field_selector: str = ""
     limit: int = 0
     continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
 
 
 @dataclass
@@ -117,10 +119,27 @@ class ResourceAPI:
         match = _match_fn(rtype, opts)
         revision = self.store.revision
         start = ""
+        exact = opts.resource_version_match == "Exact" and opts.resource_version not in ("", "0")
         if opts.continue_token:
             revision, start = _decode_continue(opts.continue_token)
+        elif exact:
+            if not opts.resource_version.isdigit():
+                raise errors.bad_request(f'invalid resource version "{opts.resource_version}"')
+            revision = int(opts.resource_version)
+            if revision > self.store.revision:
+                raise errors.APIError(504, "Timeout", f"Too large resource version: {revision}, "
+                                      f"current: {self.store.revision}")
         items: list[Entry] = []
-        it = self.store.list(rtype.prefix(namespace), start_after=start)
+        try:
+            if opts.continue_token or exact:
+                it = iter(list(self.store.list_at(rtype.prefix(namespace), revision, start)))
+            else:
+                it = self.store.list(rtype.prefix(namespace), start_after=start)
+        except Compacted:
+            if opts.continue_token:
+                raise errors.expired("The provided continue parameter is too old to display a consistent list "
+                                     "result. You can start a new list without the continue parameter.") from None
+            raise errors.expired(f"too old resource version: {revision} ({self.store.compact_revision})") from None
         last_key = ""
         for key, entry in it:
             if not match(entry.obj):

@@ -245,6 +245,23 @@ class Store:
             raise
 
     # ---- history --------------------------------------------------------------------------------
+    def list_at(self, prefix: str, revision: int, start_after: str = "") -> Iterator[tuple[str, Entry]]:
+        """Entries under prefix as they were at `revision` (consistent pagination, exact-version lists)."""
+        if revision < self.compact_revision:
+            raise Compacted(revision, self.compact_revision)
+        if revision >= self.committed and not self._pending:
+            yield from self.list(prefix, start_after)
+            return
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self.reader.execute(
+            "SELECT k.name, k.id, k.value FROM kine k JOIN (SELECT name, MAX(id) AS id FROM kine "
+            "WHERE id <= ? AND name > ? AND name >= ? AND name < ? GROUP BY name) m ON k.id = m.id "
+            "WHERE k.deleted = 0 ORDER BY k.name",
+            (revision, start_after, prefix, end),
+        ).fetchall()
+        for name, rev, value in rows:
+            yield name, Entry(rev, bytes(value), orjson.loads(value))
+
     def history(self, prefix: str, after: int, upto: int) -> Iterator[Event]:
         """Committed events under prefix with after < revision <= upto, oldest first (watch replay)."""
         if after < self.compact_revision:
