@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from k3c import __version__
+from k3c.cli.errors import CLIError
 
 DEFAULT_ROOT = "/var/lib/k3c"
 
@@ -24,8 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_kubeconfig(args: argparse.Namespace) -> int:
-    from k3c.cli.main import CLIError
-
     path = Path(args.data_dir) / "kubeconfig.yaml"
     try:
         sys.stdout.write(path.read_text())

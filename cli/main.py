@@ -11,16 +11,10 @@ import sys
 
 from k3c import __version__
 from k3c.cli import apiserver, info
+from k3c.cli.errors import CLIError
 
 COMMAND_MODULES = (apiserver, info)
-
-
-class CLIError(Exception):
-    """A failure with a one-line message and the exit code docker would use."""
-
-    def __init__(self, message: str, code: int = 125):
-        super().__init__(message)
-        self.code = code
+__all__ = ["CLIError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -289,3 +289,25 @@ def test_delete_collection_and_crd_deletion_cascade(api):
     assert api.get(g).status_code == 404
     assert api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
     assert api.get(g).json()["items"] == []  # no object outlived its CRD
+
+
+def test_new_crd_is_served_before_its_watch_event_arrives(api):
+    seen: list = []
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    rv = api.get(crds).json()["metadata"]["resourceVersion"]
+    crd = yaml.safe_load(WIDGET_CRD.replace("widgets", "sprockets").replace("Widget", "Sprocket")
+                         .replace("widget", "sprocket").replace("[wd]", "[sp]"))
+    with api.session.get(api.base + crds, params={"watch": "1", "resourceVersion": rv, "timeoutSeconds": "5"},
+                         stream=True, timeout=30, verify=api.ca) as r:
+        assert api.post(crds, crd).status_code == 201
+        for line in r.iter_lines():
+            if not line:
+                continue
+            ev = json.loads(line)
+            seen.append(ev["type"])
+            # At the moment the event is seen, discovery and the resource itself must already answer.
+            names = [x["name"] for x in api.get("/apis/test.k3c.io/v1").json()["resources"]]
+            assert "sprockets" in names
+            assert api.get("/apis/test.k3c.io/v1/namespaces/default/sprockets").status_code == 200
+            break
+    assert seen == ["ADDED"]
