@@ -273,20 +273,7 @@ def _prune(x: Any, s: Schema | None, path: str, out: list[str]) -> None:
                 out.append(_join(path, k))
                 del x[k]
             return
-        props = _props(s)
-        ap_present, ap = _additional(s)
-        embedded = s.get(_EMBEDDED) is True
-        for k in list(x):
-            if embedded and k in _META_FIELDS:
-                continue
-            if k in props:
-                _prune(x[k], props[k] if isinstance(props[k], dict) else None, _join(path, k), out)
-            elif ap_present:
-                _prune(x[k], ap, _join(path, k), out)
-            else:
-                if k not in _META_FIELDS or path:
-                    out.append(_join(path, k))
-                del x[k]
+        _prune_fields(x, s, path, out, keep_unknown=False)
     elif isinstance(x, list):
         items = _items(s) if s is not None else None
         if s is not None and items is None and isinstance(s.get("items"), list):
@@ -295,20 +282,29 @@ def _prune(x: Any, s: Schema | None, path: str, out: list[str]) -> None:
             _prune(v, items, f"{path}[{i}]", out)
 
 
+def _prune_fields(x: dict[str, Any], s: Schema, path: str, out: list[str], *, keep_unknown: bool) -> None:
+    """Recurse into the known fields of an object; drop (or, under preserve-unknown, keep) the rest."""
+    props = _props(s)
+    ap_present, ap = _additional(s)
+    embedded = s.get(_EMBEDDED) is True
+    for k in list(x):
+        if embedded and k in _META_FIELDS:
+            continue
+        if k in props:
+            _prune(x[k], props[k] if isinstance(props[k], dict) else None, _join(path, k), out)
+        elif ap_present:
+            _prune(x[k], ap, _join(path, k), out)
+        elif not keep_unknown:
+            if k not in _META_FIELDS or path:
+                out.append(_join(path, k))
+            del x[k]
+
+
 def _skip_prune(x: Any, s: Schema | None, path: str, out: list[str]) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        props = _props(s)
-        ap_present, ap = _additional(s)
-        embedded = s.get(_EMBEDDED) is True
-        for k in list(x):
-            if embedded and k in _META_FIELDS:
-                continue
-            if k in props:
-                _prune(x[k], props[k] if isinstance(props[k], dict) else None, _join(path, k), out)
-            elif ap_present:
-                _prune(x[k], ap, _join(path, k), out)
+        _prune_fields(x, s, path, out, keep_unknown=True)
     elif isinstance(x, list):
         items = _items(s)
         for i, v in enumerate(x):
