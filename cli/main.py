@@ -10,10 +10,11 @@ import argparse
 import sys
 
 from k3c import __version__
-from k3c.cli import apiserver, info
+from k3c.cli import apiserver, build, completion, containers, daemon, events, info, ps, streams, volumes
+from k3c.cli import images as image_commands
 from k3c.cli.errors import CLIError
 
-COMMAND_MODULES = (apiserver, info)
+COMMAND_MODULES = (apiserver, daemon, info, containers, ps, volumes, events, completion, streams, build, image_commands)
 __all__ = ["CLIError", "build_parser", "main"]
 
 

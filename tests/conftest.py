@@ -26,3 +26,27 @@ def kubectl(request):
     if request.param is None:
         pytest.skip("no kubectl on this machine")
     return request.param
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """One `k3c daemon` per test module (private dirs, port, bridge, subnet) with the busybox test image
+    imported as daemon_harness.TEST_IMAGE. Teardown deletes every object, stops the daemon and fails the
+    module if shims, network namespaces or IP leases were left behind (they are removed regardless)."""
+    from daemon_harness import TEST_IMAGE, DaemonProcess, skip_reason
+
+    from k3c.images.ocilayout import busybox_image
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(f"k3c daemon tests: {reason}")
+    d = DaemonProcess(tmp_path_factory.mktemp("daemon"))
+    try:
+        d.start()
+        d.import_image(TEST_IMAGE, busybox_image())
+    except BaseException:
+        d.close()
+        raise
+    yield d
+    leftovers = d.close()
+    assert not leftovers, f"k3c daemon left behind: {leftovers}"

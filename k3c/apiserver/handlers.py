@@ -262,10 +262,14 @@ class APIHandler:
         length = request.content_length
         if length is not None and length > codec.MAX_BODY:
             raise errors.too_large()
-        body = await request.content.read(codec.MAX_BODY + 1)
-        if len(body) > codec.MAX_BODY:
-            raise errors.too_large()
-        return body
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(65536):  # read() may return early: loop to EOF
+            size += len(chunk)
+            if size > codec.MAX_BODY:
+                raise errors.too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _answer(self, request: web.Request, t: Target, res: Result, status: int = 200) -> web.Response:
         accept = codec.negotiate(request.headers.get("Accept"))

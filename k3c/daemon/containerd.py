@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,7 @@ __all__ = [
     "ContainerdStartError",
     "cleanup_network",
     "has_cap_sys_resource",
+    "with_parent_death_signal",
     "render_cni_conflist",
     "render_containerd_config",
     "write_containerd_config",
@@ -70,7 +72,7 @@ DEFAULT_DISABLED_PLUGINS: tuple[str, ...] = (
 #: libcni's cache of ADD results, keyed by network name and sandbox id.
 CNI_CACHE_DIR = Path("/var/lib/cni/results")
 
-_UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
+_UNIX_PATH_MAX = 104  # containerd refuses longer socket paths (the portable sun_path limit)
 
 
 def has_cap_sys_resource(status_path: str = "/proc/self/status") -> bool:
@@ -307,8 +309,11 @@ class ContainerdProcess:
     :meth:`stop` (same config, containers that kept running are recovered by containerd).
     """
 
-    def __init__(self, config: ContainerdConfig) -> None:
+    def __init__(self, config: ContainerdConfig, *, die_with_parent: bool = False) -> None:
         self.config = config
+        #: Have the kernel SIGKILL containerd if its parent dies (``k3c daemon`` killed with -9): a new
+        #: daemon could not start its own containerd while the orphan still held the socket and metadata DB.
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -338,8 +343,9 @@ class ContainerdProcess:
         with open(cfg.log_path, "ab") as log:
             log.write(f"--- k3c: starting containerd at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
             log.flush()
+            argv = [cfg.containerd_binary, "--config", str(cfg.config_path)]
             self._proc = subprocess.Popen(
-                [cfg.containerd_binary, "--config", str(cfg.config_path)],
+                with_parent_death_signal(argv) if self.die_with_parent else argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -402,6 +408,20 @@ class ContainerdProcess:
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
+
+
+def with_parent_death_signal(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so the kernel SIGKILLs the process when its parent (thread) exits.
+
+    Children of ``k3c daemon`` use it so a daemon killed with -9 takes containerd and the operator along;
+    the containers themselves live on under their shims, which are not its children. util-linux's
+    ``setpriv --pdeathsig`` sets it and execs, so the child keeps its PID and no Python code has to run
+    between fork and exec (unsafe in a process with threads, as the daemon is).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
 
 
 def find_shim_pids(socket_path: Path) -> list[int]:

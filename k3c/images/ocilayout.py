@@ -460,3 +460,21 @@ def busybox_image(
         }
     )
     return build_image([build_layer(entries)], config or ImageConfig(cmd=["sh"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m k3c.images.ocilayout busybox FILE NAME`: write a busybox-static image archive (for set-up
+    scripts and demos on machines that reach no registry)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m k3c.images.ocilayout")
+    p.add_argument("kind", choices=["busybox"])
+    p.add_argument("dest")
+    p.add_argument("name")
+    args = p.parse_args(argv)
+    write_oci_archive(args.dest, {args.name: busybox_image()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,479 @@
+"""`k3c build`: docker build as an ImageBuild object, followed until the image is in the node's containerd.
+
+How the context reaches the builder (the operator on the node):
+
+- a directory, with the API server on this machine (the kubeconfig's server is a loopback address, as with
+  `k3c daemon`): the object names the directory itself (``context.dir``); nothing is copied, the builder
+  reads it in place and applies its .dockerignore;
+- a directory with a remote API server, or ``-`` (a tar, or a lone Dockerfile, on stdin): the CLI makes a
+  tar (honouring .dockerignore, always keeping the Dockerfile and .dockerignore, owners reset to root),
+  streams it to the ImageBuild's ``context`` subresource (``POST .../imagebuilds/NAME/context``, stored on
+  the node's disk, answered with its sha256), then creates the object with ``context.upload.digest``.
+  Uploading first means the build never waits for bytes, and the body never sits in API storage;
+- a git URL (``git://``, ``git@``, ``github.com/``, or http(s) ending in ``.git``; ``#ref:subdir`` as
+  docker): ``context.git``, cloned by the builder.
+
+``-f`` is relative to the working directory, as in docker; a Dockerfile outside the context directory is
+sent inline (``dockerfileInline``). ``--secret id=ID,src=FILE`` (or ``env=VAR``) values go into one Secret
+labelled for this build; the operator deletes it when the build is over, and so does the CLI.
+
+Progress comes from the ImageBuild's ``log`` subresource (followed over HTTP), on stderr; the image ID goes
+to stdout at the end (with ``-q`` nothing else is printed). A failed build exits 1 with the failing step;
+Ctrl-C deletes the ImageBuild, which cancels the build on the node, and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from k3c.cli.common import Failure, Session, add_command, command, session
+
+if TYPE_CHECKING:
+    import http.client
+
+PLURAL = "imagebuilds"
+SECRET_LABEL = "k3c.io/build-secret-for"
+_GIT_PREFIXES = ("git://", "git@", "github.com/")
+_STEP_RE = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ")
+_BOLD, _DIM, _RED, _RESET = "\033[1m", "\033[2m", "\033[31m", "\033[0m"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "build", "Build an image from a Dockerfile",
+                    usage="k3c build [OPTIONS] PATH | URL | -")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="list",
+                   help="Name and optionally a tag in the 'name:tag' format")
+    p.add_argument("-f", "--file", metavar="string", help="Name of the Dockerfile (default: 'PATH/Dockerfile')")
+    p.add_argument("--build-arg", action="append", default=[], metavar="list", help="Set build-time variables")
+    p.add_argument("--target", metavar="string", help="Set the target build stage to build")
+    p.add_argument("--no-cache", action="store_true", help="Do not use cache when building the image")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
+    p.add_argument("--label", action="append", default=[], metavar="list", help="Set metadata for an image")
+    p.add_argument("--progress", choices=["auto", "plain", "tty"], default="auto",
+                   help="Set type of progress output (auto, plain, tty)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the build output and print image ID on success")
+    p.add_argument("--secret", action="append", default=[], metavar="stringArray",
+                   help='Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")')
+    p.add_argument("--push", action="store_true", help="Push the image to its registry once built")
+    p.add_argument("--upload", action="store_true", help=argparse.SUPPRESS)  # force a context upload
+    p.add_argument("build_context", metavar="PATH | URL | -")
+    p.set_defaults(func=build_cmd)
+
+
+# ------------------------------------------------------------------------------------------ the request
+
+
+@dataclass
+class Plan:
+    """What the ImageBuild will say, plus the tar to upload first (if any)."""
+
+    context: dict[str, Any]
+    dockerfile: str = ""
+    dockerfile_inline: str = ""
+    upload: Path | None = None
+    temp: list[Path] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        for path in self.temp:
+            path.unlink(missing_ok=True)
+
+
+def is_git_url(ref: str) -> bool:
+    """docker's urlutil.IsGitURL."""
+    if ref.startswith(_GIT_PREFIXES):
+        return True
+    if ref.startswith(("http://", "https://")):
+        path = urllib.parse.urlsplit(ref).path
+        return path.endswith(".git") or ".git#" in ref
+    return False
+
+
+def git_context(ref: str) -> dict[str, Any]:
+    """``URL#ref:subdir`` as docker reads it."""
+    url, _, fragment = ref.partition("#")
+    branch, _, subdir = fragment.partition(":")
+    if url.startswith("github.com/"):
+        url = "https://" + url
+    git: dict[str, Any] = {"url": url}
+    if branch:
+        git["ref"] = branch
+    if subdir:
+        git["subPath"] = subdir
+    return {"git": git}
+
+
+def is_loopback_server(server: str) -> bool:
+    import ipaddress
+
+    host = urllib.parse.urlsplit(server).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plan_context(args: argparse.Namespace, s: Session) -> Plan:
+    src = args.build_context
+    if src == "-":
+        if args.file == "-":
+            raise Failure("k3c: invalid argument: can't use stdin for both build context and dockerfile", 125)
+        return _stdin_plan(args)
+    if is_git_url(src):
+        return Plan(git_context(src), dockerfile=args.file or "")
+    if src.startswith(("http://", "https://")):
+        raise Failure("k3c: remote tarball and Dockerfile URLs are not supported: use a git URL, a path or -", 125)
+    return _dir_plan(args, s)
+
+
+def _dockerfile_from(args: argparse.Namespace, context: Path) -> tuple[str, str]:
+    """(path in context, inline text): ``-f`` relative to the working directory, as docker does."""
+    if args.file == "-":
+        return "", sys.stdin.read()
+    given = Path(args.file).absolute() if args.file else context / "Dockerfile"
+    if not given.is_file():
+        raise Failure(f"k3c: unable to prepare context: the Dockerfile ({given}) cannot be found", 1)
+    try:
+        return str(given.resolve().relative_to(context.resolve())), ""
+    except ValueError:
+        return "", given.read_text()
+
+
+def _dir_plan(args: argparse.Namespace, s: Session) -> Plan:
+    context = Path(args.build_context).absolute()
+    if not context.is_dir():
+        raise Failure(f"k3c: unable to prepare context: path {args.build_context!r} not found", 1)
+    rel, inline = _dockerfile_from(args, context)
+    if is_loopback_server(s.server) and not args.upload and not os.environ.get("K3C_BUILD_UPLOAD"):
+        return Plan({"dir": str(context)}, dockerfile=rel, dockerfile_inline=inline)
+    tar = make_context_tar(context, rel or "Dockerfile", gzip=not is_loopback_server(s.server))
+    return Plan({"upload": {}}, dockerfile=rel, dockerfile_inline=inline, upload=tar, temp=[tar])
+
+
+def _stdin_plan(args: argparse.Namespace) -> Plan:
+    import tarfile
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="k3c-context-", suffix=".tar")
+    path = Path(name)
+    with os.fdopen(fd, "wb") as out:
+        data = sys.stdin.buffer.read()
+        out.write(data)
+    if _looks_like_tar(data):
+        return Plan({"upload": {}}, dockerfile=args.file or "", upload=path, temp=[path])
+    with tarfile.open(path, "w"):  # a lone Dockerfile: the context is empty
+        pass
+    return Plan({"upload": {}}, dockerfile_inline=data.decode(errors="replace"), upload=path, temp=[path])
+
+
+def _looks_like_tar(data: bytes) -> bool:
+    return data[:2] == b"\x1f\x8b" or data[257:262] == b"ustar" or data[:3] == b"BZh" or data[:6] == b"\xfd7zXZ\x00"
+
+
+def make_context_tar(context: Path, dockerfile: str, gzip: bool = False) -> Path:
+    """A tar of the context as docker's CLI sends it: .dockerignore applied, Dockerfile kept, owners root."""
+    import tarfile
+    import tempfile
+
+    from k3c.builder.dockerignore import load, walk
+
+    matcher = load(context)
+    fd, name = tempfile.mkstemp(prefix="k3c-context-", suffix=".tar")
+    os.close(fd)
+
+    def root_owned(info: Any) -> Any:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    tar_file = tarfile.open(name, "w:gz", compresslevel=1) if gzip else tarfile.open(name, "w")  # noqa: SIM115
+    with tar_file as tar:
+        for rel in walk(context, matcher, keep=[dockerfile, ".dockerignore"]):
+            path = context / rel
+            if path.exists() or path.is_symlink():
+                tar.add(path, arcname=rel, recursive=False, filter=root_owned)
+    return Path(name)
+
+
+def parse_kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise Failure(f'k3c: invalid argument "{item}" for "--{what}" flag', 125)
+        if not eq:
+            if not from_env:
+                raise Failure(f'k3c: invalid argument "{item}" for "--{what}" flag: expected KEY=VALUE', 125)
+            if key not in os.environ:
+                continue  # docker: a --build-arg without value and without such variable is skipped
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def parse_secrets(items: list[str]) -> dict[str, bytes]:
+    """``id=ID,src=FILE`` / ``id=ID,env=VAR`` (``source``, ``type=file|env`` accepted) → id: value."""
+    out: dict[str, bytes] = {}
+    for item in items:
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        sid = fields.get("id", "")
+        src = fields.get("src") or fields.get("source")
+        env = fields.get("env")
+        if not sid or not all(c.isalnum() or c in "-._" for c in sid):
+            raise Failure(f'k3c: invalid secret "{item}": id must be [-._a-zA-Z0-9]+', 125)
+        if env or fields.get("type") == "env":
+            var = env or src or sid
+            if var not in os.environ:
+                raise Failure(f'k3c: secret "{sid}": environment variable {var} is not set', 125)
+            out[sid] = os.environ[var].encode()
+            continue
+        path = Path(src or sid).expanduser()
+        try:
+            out[sid] = path.read_bytes()
+        except OSError as err:
+            raise Failure(f'k3c: secret "{sid}": cannot read {path}: {err.strerror}', 125) from None
+    return out
+
+
+def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: list[str]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"context": plan.context}
+    if plan.dockerfile_inline:
+        spec["dockerfileInline"] = plan.dockerfile_inline
+    elif plan.dockerfile:
+        spec["dockerfile"] = plan.dockerfile
+    for key, value in (("buildArgs", parse_kv(args.build_arg, "build-arg", from_env=True)),
+                       ("labels", parse_kv(args.label, "label")), ("tags", list(args.tag)),
+                       ("target", args.target), ("noCache", args.no_cache), ("pull", args.pull),
+                       ("push", args.push)):
+        if value:
+            spec[key] = value
+    if secret_ids:
+        spec["secrets"] = [{"id": sid, "secretName": f"{name}-secrets", "key": sid} for sid in secret_ids]
+    return {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "k3c-build"}}, "spec": spec}
+
+
+def check_tags(tags: list[str]) -> None:
+    from k3c.registry.reference import InvalidReference, parse
+
+    for tag in tags:
+        try:
+            parse(tag)
+        except InvalidReference as err:
+            raise Failure(f'k3c: invalid argument "{tag}" for "-t, --tag" flag: {err}', 125) from None
+
+
+# ------------------------------------------------------------------------------------------ HTTP streams
+
+
+def _https(s: Session, timeout: float | None = None) -> http.client.HTTPSConnection:
+    import http.client
+
+    conn = s.client.conn
+    return http.client.HTTPSConnection(conn.host, conn.port, context=conn.ssl_context, timeout=timeout)
+
+
+def _headers(s: Session, content_type: str | None = None) -> dict[str, str]:
+    h = {"User-Agent": "k3c", "Accept": "application/json, */*"}
+    if s.client.conn.token:
+        h["Authorization"] = f"Bearer {s.client.conn.token}"
+    if content_type:
+        h["Content-Type"] = content_type
+    return h
+
+
+def upload_context(s: Session, name: str, tar: Path) -> str:
+    """Stream the tar to the ``context`` subresource; returns the digest the server computed."""
+    http_conn = _https(s, timeout=300)
+    try:
+        with open(tar, "rb") as body:
+            headers = {**_headers(s, "application/x-tar"), "Content-Length": str(tar.stat().st_size)}
+            http_conn.request("POST", s.path(PLURAL, name, "context"), body=body, headers=headers)
+            resp = http_conn.getresponse()
+            raw = resp.read()
+    finally:
+        http_conn.close()
+    doc = json.loads(raw or b"{}")
+    if resp.status >= 400:
+        if resp.status == 404:
+            raise Failure("Error response from daemon: this API server cannot take build context uploads "
+                          "(not a k3c daemon?): build from a git URL instead", 1)
+        raise Failure(f"Error response from daemon: {doc.get('message') or raw.decode(errors='replace')}", 1)
+    return str(doc["digest"])
+
+
+def follow_log(s: Session, name: str) -> Iterator[str]:
+    """Lines of the build's ``log`` subresource until the build is over."""
+    http_conn = _https(s, timeout=None)
+    try:
+        http_conn.request("GET", s.path(PLURAL, name, "log") + "?follow=true", headers=_headers(s))
+        resp = http_conn.getresponse()
+        if resp.status >= 400:
+            doc = json.loads(resp.read() or b"{}")
+            raise Failure(f"Error response from daemon: {doc.get('message', resp.reason)}", 1)
+        while True:
+            line = resp.readline()
+            if not line:
+                return
+            yield line.decode(errors="replace").rstrip("\n")
+    finally:
+        http_conn.close()
+
+
+# ------------------------------------------------------------------------------------------ display
+
+
+class Display:
+    """Build output on stderr: as is (plain), or with steps highlighted and cache hits shortened (tty)."""
+
+    def __init__(self, mode: str, quiet: bool, out: IO[str] = sys.stderr) -> None:
+        if mode == "auto":
+            mode = "tty" if out.isatty() else "plain"
+        self.mode = mode
+        self.quiet = quiet
+        self.out = out
+        self.recent: list[str] = []  # output since the last step, shown on failure with -q
+        self._step_started = 0.0
+        self._started = time.monotonic()
+
+    def line(self, text: str) -> None:
+        if _STEP_RE.match(text):
+            self.recent = []
+            self._step(text)
+            return
+        self.recent.append(text)
+        del self.recent[:-40]
+        if self.quiet:
+            return
+        if self.mode == "plain":
+            self.out.write(text + "\n")
+        elif text.startswith("--> Using cache"):
+            self.out.write(f"{_DIM}  CACHED{_RESET}\n")
+        else:
+            self.out.write(f"{_DIM}  {text}{_RESET}\n")
+        self.out.flush()
+
+    def _step(self, text: str) -> None:
+        now = time.monotonic()
+        if self.quiet:
+            return
+        if self.mode == "tty":
+            if self._step_started:
+                self.out.write(f"{_DIM}  DONE {now - self._step_started:.1f}s{_RESET}\n")
+            self.out.write(f"{_BOLD}{text}{_RESET}\n")
+        else:
+            self.out.write(text + "\n")
+        self._step_started = now
+        self.out.flush()
+
+    def finished(self, ok: bool) -> None:
+        if self.quiet or self.mode != "tty":
+            return
+        total = time.monotonic() - self._started
+        word = "FINISHED" if ok else f"{_RED}FAILED{_RESET}"
+        self.out.write(f"{_BOLD}{word}{_RESET} in {total:.1f}s\n")
+        self.out.flush()
+
+
+# ------------------------------------------------------------------------------------------ command
+
+
+@command(code=1)
+def build_cmd(args: argparse.Namespace) -> int:
+    check_tags(args.tag)
+    secret_values = parse_secrets(args.secret)
+    s = session(args)
+    plan = plan_context(args, s)
+    name = "build-" + os.urandom(5).hex()
+    display = Display(args.progress, args.quiet)
+    created = False
+    try:
+        if plan.upload is not None:
+            plan.context = {"upload": {"digest": upload_context(s, name, plan.upload)}}
+        if secret_values:
+            _create_secret(s, name, secret_values)
+        s.client.create(s.path(PLURAL), build_object(name, args, plan, sorted(secret_values)))
+        created = True
+        for text in follow_log(s, name):
+            display.line(text)
+        obj = _wait_finished(s, name)
+    except KeyboardInterrupt:
+        if created or secret_values:
+            _cancel(s, name, bool(secret_values))
+        sys.stderr.write("k3c: build canceled\n")
+        return 130
+    finally:
+        plan.cleanup()
+    return _report(obj, display, args.quiet)
+
+
+def _create_secret(s: Session, name: str, values: dict[str, bytes]) -> None:
+    import base64
+
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": f"{name}-secrets", "labels": {SECRET_LABEL: name}},
+        "data": {k: base64.b64encode(v).decode() for k, v in values.items()},
+    }
+    s.client.create(f"/api/v1/namespaces/{s.namespace}/secrets", secret)
+
+
+def _cancel(s: Session, name: str, had_secrets: bool) -> None:
+    """Delete the ImageBuild (the operator cancels the build) and wait until it is gone."""
+    from k3c.kubeclient import APIStatusError
+
+    for path in [s.path(PLURAL, name)] + ([f"/api/v1/namespaces/{s.namespace}/secrets/{name}-secrets"]
+                                          if had_secrets else []):
+        try:
+            s.client.delete(path)
+        except APIStatusError:
+            pass
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            s.client.get(s.path(PLURAL, name))
+        except APIStatusError:
+            return
+        time.sleep(0.1)
+
+
+def _wait_finished(s: Session, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The object once its build is over (the log ends just before, when the status says so)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = s.client.get(s.path(PLURAL, name))
+        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Canceled"):
+            return obj
+        if time.monotonic() > deadline:
+            raise Failure(f"k3c: build {name} did not finish: {(obj.get('status') or {}).get('message', '')}", 1)
+        time.sleep(0.1)
+
+
+def _report(obj: dict[str, Any], display: Display, quiet: bool) -> int:
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    display.finished(phase == "Succeeded")
+    if phase == "Succeeded":
+        if not quiet:
+            for tag in status.get("tags") or []:
+                sys.stderr.write(f"Successfully tagged {tag}\n")
+        sys.stdout.write(f"{status.get('imageID', '')}\n")
+        sys.stdout.flush()
+        return 0
+    if quiet and display.recent:
+        sys.stderr.write("\n".join(display.recent[-20:]) + "\n")
+    step, code = status.get("failedStep"), status.get("exitCode")
+    if step and code is not None:
+        raise Failure(f'k3c: build failed at step "{step}": exit code {code}', 1)
+    raise Failure(f"k3c: {status.get('message') or 'build ' + str(phase).lower()}", 1)

@@ -1,0 +1,503 @@
+"""What every docker-style command shares: global flags, the API session, docker's errors and exit codes,
+container addressing (name or ID prefix), generated names and waiting on an object through a watch.
+
+Why one module: each command is a few lines of intent on top of these; keeping them here keeps the
+docker habits (wording, exit codes, resolution order) identical across commands. Only the standard
+library is imported at module level so `k3c ps` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from k3c.kubeclient import Client
+
+GROUP_VERSION = "k3c.io/v1alpha1"
+CONTAINERS = "localcontainers"
+VOLUMES = "volumes"
+FINALIZER = "k3c.io/container"
+ANON_VOLUMES_ANNOTATION = "k3c.io/anonymous-volumes"
+FORCE_DELETE_ANNOTATION = "k3c.io/force-delete"
+START_ANNOTATION = "k3c.io/start-request"  # a new value asks the operator for a fresh start now
+ACTIVE_PHASES = ("Pending", "Pulling", "Creating", "Running")
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+
+
+# ---- errors -----------------------------------------------------------------------------------------
+class Failure(Exception):
+    """A failure printed as exactly one line (already worded like docker) with docker's exit code."""
+
+    def __init__(self, message: str, code: int = 125) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def daemon_error(message: str, code: int = 1) -> Failure:
+    """Docker prefixes every error the daemon returned with this phrase; scripts grep for it."""
+    return Failure(f"Error response from daemon: {message}", code)
+
+
+def no_such_container(ref: str) -> Failure:
+    return daemon_error(f"No such container: {ref}")
+
+
+_current: dict[str, Any] = {}
+
+
+def _describe_os_error(err: OSError) -> str:
+    """A local file problem names the file; anything else is a connection problem, said docker's way."""
+    if err.filename:
+        return f"k3c: {err.strerror or err}: {err.filename}"
+    server = _current.get("server", "the k3c API server")
+    import ssl
+
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"Cannot connect to the k3c daemon at {server}: TLS verification failed ({err.verify_message})"
+    if isinstance(err, TimeoutError):
+        return f"Timed out talking to the k3c daemon at {server}. Is the k3c daemon running?"
+    return f"Cannot connect to the k3c daemon at {server}. Is the k3c daemon running?"
+
+
+def _report(message: str, prefix: str) -> None:
+    if message.startswith(prefix):
+        prefix = ""
+    sys.stderr.write(f"{prefix}{message}\n")
+    sys.stderr.flush()
+
+
+def command(code: int = 1, prefix: str = "") -> Callable[[Callable[[argparse.Namespace], int]],
+                                                           Callable[[argparse.Namespace], int]]:
+    """Wrap a command: every failure becomes one line on stderr and docker's exit code, never a traceback.
+
+    `code` is the exit code for errors the API returned (docker: 1, but 125 for `run`/`create`);
+    `prefix` is what docker puts before such lines (`docker: ` for run/create).
+    """
+
+    def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(fn)
+        def run(args: argparse.Namespace) -> int:
+            from k3c.cli.errors import CLIError
+            from k3c.kubeclient import APIStatusError, ConfigError
+
+            try:
+                return int(fn(args) or 0)
+            except Failure as err:
+                _report(err.message, prefix)
+                return err.code
+            except CLIError as err:
+                _report(f"k3c: {err}", "")
+                return err.code
+            except APIStatusError as err:
+                _report(api_error_message(err), prefix)
+                return code
+            except ConfigError as err:
+                _report(str(err), prefix)
+                return 125
+            except KeyboardInterrupt:
+                return 130
+            except BrokenPipeError:
+                _silence_stdout()
+                return 0
+            except OSError as err:
+                _report(_describe_os_error(err), prefix)
+                return 125
+            except Exception as err:  # noqa: BLE001 - the promise is: no traceback reaches the user
+                if isinstance(getattr(err, "exit_code", None), int):  # k3c.streams' StreamError
+                    _report(str(err), prefix)
+                    return err.exit_code
+                if os.environ.get("K3C_DEBUG"):
+                    raise
+                _report(f"k3c: unexpected error: {type(err).__name__}: {err} (set K3C_DEBUG=1 for details)", "")
+                return 125
+
+        return run
+
+    return wrap
+
+
+def api_error_message(err: Any) -> str:
+    """An API Status as docker would say it; a 404 for the resource type itself means no CRDs."""
+    if err.code == 404 and not (err.body.get("details") or {}).get("name"):
+        return ("Error response from daemon: the k3c.io resources are not installed on this cluster "
+                "(is the k3c daemon running? `k3c daemon` installs them)")
+    return f"Error response from daemon: {err.message}"
+
+
+def _silence_stdout() -> None:
+    """After the reader of a pipe went away (`k3c ps | head`), keep Python from complaining at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+# ---- argument parsing -------------------------------------------------------------------------------
+class DockerArgumentParser(argparse.ArgumentParser):
+    """argparse with docker's error habits: one line, exit 125 for a bad flag and 1 for a wrong arg count."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        text, code = _docker_usage_error(self.prog, message)
+        sys.stderr.write(f"k3c: {text}. See '{self.prog} --help'.\n")
+        sys.exit(code)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        """Extras are errors here, in this command's words (argparse would report them for `k3c` itself)."""
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras:
+            if extras[0].startswith("-") and extras[0] != "-":
+                self.error(f"unknown flag: {extras[0]}")
+            if not self._get_positional_actions():
+                self.error("accepts no arguments")
+            self.error(f"too many arguments: {' '.join(extras)}")
+        return ns, extras
+
+
+def _docker_usage_error(prog: str, message: str) -> tuple[str, int]:
+    """argparse's message → docker's wording and exit code (flags 125, argument counts 1)."""
+    if message.startswith("unknown flag"):
+        return message, 125
+    if message.startswith(("accepts no arguments", "too many arguments")):
+        return f"'{prog}' {message}", 1
+    if message.startswith("the following arguments are required"):
+        return f"'{prog}' requires at least 1 argument", 1
+    m = re.match(r"argument ([^:]+): (.*)", message, re.S)
+    if m:
+        flag, detail = m.group(1).replace("/", ", "), m.group(2)
+        bad = re.match(r"invalid (\w+) value: '(.*)'", detail)
+        if bad:
+            return f'invalid argument "{bad.group(2)}" for "{flag}" flag: not a valid {bad.group(1)}', 125
+        if detail.startswith("expected one argument"):
+            return f"flag needs an argument: {flag.split(', ')[0]}", 125
+        if detail.startswith("invalid choice"):
+            return f"unknown command or value: {detail.removeprefix('invalid choice: ')}", 1
+        if detail.startswith(("not allowed with", "ignored explicit")):
+            return f"{flag}: {detail}", 125
+        return detail, 125  # our own flag parsers word their messages completely, as docker does
+    return message, 125
+
+
+def global_flags() -> argparse.ArgumentParser:
+    """--kubeconfig/--context/-n on every command, kubectl's meaning (K3C_KUBECONFIG is the env default)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options")
+    g.add_argument("--kubeconfig", metavar="FILE", default=None,
+                   help="Kubeconfig to use (default $K3C_KUBECONFIG, else the local k3c's)")
+    g.add_argument("--context", default=None, help="Kubeconfig context to use")
+    g.add_argument("-n", "--namespace", default=None, help="Namespace (default: the context's, else default)")
+    return p
+
+
+_GLOBAL = global_flags()
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, help: str, usage: str | None = None,
+                add_help: bool = True, global_flags: bool = True, **kw: Any) -> argparse.ArgumentParser:
+    """A subcommand with docker's help layout, docker's error habits and (on leaf commands) the global flags.
+
+    A group such as `volume` takes no global flags itself: argparse would let its subcommand's defaults
+    overwrite them.
+    """
+    saved = sub._parser_class
+    sub._parser_class = DockerArgumentParser
+    try:
+        p = sub.add_parser(name, help=help, description=help + ".", parents=[_GLOBAL] if global_flags else [],
+                           add_help=add_help, usage=usage, **kw)
+    finally:
+        sub._parser_class = saved
+    if not add_help:
+        p.add_argument("--help", action="help", help="Show this help message and exit")
+    return p
+
+
+# ---- session ----------------------------------------------------------------------------------------
+@dataclass
+class Session:
+    """The API client and namespace a command works in (one TLS connection, reused for every call)."""
+
+    client: Client
+    namespace: str
+    server: str
+
+    def path(self, plural: str = CONTAINERS, name: str | None = None, sub: str | None = None) -> str:
+        from k3c.kubeclient import resource_path
+
+        return resource_path(plural, self.namespace, name, sub)
+
+
+@functools.cache
+def _session(kubeconfig: str | None, context: str | None, namespace: str | None) -> Session:
+    from k3c import kubeclient
+
+    conn = kubeclient.load(kubeconfig, context, namespace)
+    _current["server"] = conn.server
+    return Session(kubeclient.Client(conn), conn.namespace, conn.server)
+
+
+def session(args: argparse.Namespace) -> Session:
+    return _session(getattr(args, "kubeconfig", None), getattr(args, "context", None),
+                    getattr(args, "namespace", None))
+
+
+# ---- ids and names ----------------------------------------------------------------------------------
+def uid_id(obj: dict[str, Any]) -> str:
+    """A docker-shaped 64-hex ID that exists from creation on (before containerd made a container)."""
+    import hashlib
+
+    uid = obj.get("metadata", {}).get("uid", "")
+    return hashlib.sha256(uid.encode()).hexdigest()
+
+
+def container_id(obj: dict[str, Any]) -> str:
+    """containerd's ID once known (docker shows the runtime's ID), else the uid-derived one."""
+    cid = (obj.get("status") or {}).get("containerID") or ""
+    return cid.rpartition("://")[2] or uid_id(obj)
+
+
+def short_id(cid: str) -> str:
+    return cid[:12]
+
+
+def valid_name(name: str) -> bool:
+    return len(name) <= 253 and bool(_NAME_RE.match(name))
+
+
+def check_name(name: str, what: str = "container") -> None:
+    """Objects are named by Kubernetes rules, so docker's `_` and capitals cannot be accepted."""
+    if not valid_name(name):
+        raise daemon_error(f"Invalid {what} name ({name}), only [a-z0-9][a-z0-9.-] are allowed "
+                           "(a lowercase RFC 1123 name, as Kubernetes requires)", 125)
+
+
+class Containers:
+    """Resolves docker-style references (exact name, else unique ID prefix) with at most one list call."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self._all: list[dict[str, Any]] | None = None
+
+    def all(self) -> list[dict[str, Any]]:
+        if self._all is None:
+            self._all = self.s.client.get(self.s.path()).get("items", [])
+        return self._all
+
+    def get(self, ref: str) -> dict[str, Any]:
+        from k3c.kubeclient import APIStatusError
+
+        if valid_name(ref):
+            try:
+                return self.s.client.get(self.s.path(CONTAINERS, ref))
+            except APIStatusError as err:
+                if err.code != 404 or not (err.body.get("details") or {}).get("name"):
+                    raise
+        if not ref or not _HEX_RE.match(ref):
+            raise no_such_container(ref)
+        found = {o["metadata"]["uid"]: o for o in self.all()
+                 if container_id(o).startswith(ref) or uid_id(o).startswith(ref)}
+        if len(found) > 1:
+            raise daemon_error(f"multiple IDs found with provided prefix: {ref}")
+        if not found:
+            raise no_such_container(ref)
+        return next(iter(found.values()))
+
+
+def for_each(refs: list[str], action: Callable[[str], None]) -> int:
+    """Docker's multi-argument habit: act on each, report each failure on its own line, exit 1 if any."""
+    from k3c.kubeclient import APIStatusError
+
+    status = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except Failure as err:
+            _report(err.message, "")
+            status = 1
+        except APIStatusError as err:
+            _report(api_error_message(err), "")
+            status = 1
+    return status
+
+
+ADJECTIVES = (
+    "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming clever cool "
+    "compassionate competent confident crazy dazzling determined dreamy eager ecstatic elastic elated elegant "
+    "epic fervent festive flamboyant focused friendly frosty funny gallant gifted goofy gracious happy hardcore "
+    "heuristic hopeful hungry infallible inspiring intelligent jolly jovial keen kind laughing loving lucid "
+    "magical modest musing mystifying naughty nervous nice nifty nostalgic objective optimistic peaceful "
+    "pensive practical priceless quirky quizzical relaxed reverent romantic sad serene sharp silly sleepy "
+    "stoic strange stupefied suspicious sweet tender thirsty trusting unruffled upbeat vibrant vigilant "
+    "vigorous wizardly wonderful xenodochial youthful zealous zen"
+).split()
+
+SURNAMES = (
+    "agnesi albattani allen archimedes ardinghelli aryabhata babbage banach bardeen bartik bell benz bhabha "
+    "blackwell bohr booth borg bose brahmagupta brattain brown cannon carson cerf chandrasekhar clarke "
+    "cohen curie darwin davinci dijkstra driscoll dubinsky easley edison einstein elgamal elion engelbart "
+    "euclid euler faraday fermat fermi feynman franklin galileo gauss goldberg goldstine goodall hamilton "
+    "hawking heisenberg hermann hodgkin hofstadter hopper hypatia jackson jang jennings johnson joliot kalam "
+    "kapitsa keller kepler khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt "
+    "lovelace lumiere mahavira margulis matsumoto maxwell mayer mccarthy mcclintock meitner mendel "
+    "merkle minsky mirzakhani montalcini morse murdock napier nash neumann newton nightingale nobel noether "
+    "northcutt noyce pascal pasteur payne perlman pike poincare ptolemy raman ramanujan ride ritchie "
+    "roentgen rosalind saha sammet shamir shannon shaw shirley shockley sinoussi snyder spence stonebraker "
+    "sutherland swanson tesla thompson torvalds turing varahamihira villani volhard wescoff wiles williams "
+    "wilson wing wozniak wright wu yalow yonath zhukovsky"
+).split()
+
+
+def generate_name(retry: int = 0) -> str:
+    """adjective-surname like docker's namesgenerator, with '-' because object names cannot hold '_'."""
+    import random
+
+    name = f"{random.choice(ADJECTIVES)}-{random.choice(SURNAMES)}"
+    if name == "boring-wozniak":  # Steve Wozniak is not boring (docker's own rule)
+        return generate_name(retry)
+    return f"{name}{random.randint(0, 9)}" if retry else name
+
+
+# ---- time -------------------------------------------------------------------------------------------
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def since(value: str | None, now: float | None = None) -> float | None:
+    """Seconds elapsed since an RFC 3339 timestamp."""
+    t = parse_time(value)
+    if t is None:
+        return None
+    return max(0.0, (now if now is not None else time.time()) - t.timestamp())
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration, so ages read exactly as in `docker ps`."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def go_time(value: str | None) -> str:
+    """A timestamp as Go's time.Time.String() prints it in local time (docker's CreatedAt)."""
+    t = parse_time(value)
+    if t is None:
+        return ""
+    local = t.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S %z ") + (local.tzname() or "")
+
+
+# ---- waiting through watches ------------------------------------------------------------------------
+class WaitTimeout(Exception):
+    """The condition did not hold before the deadline."""
+
+
+def watch_object(s: Session, plural: str, name: str, rv: str, deadline: float) -> Iterator[tuple[str, dict]]:
+    """Events of one object from resourceVersion rv until the deadline (re-watching on server timeouts)."""
+    from k3c.kubeclient import APIStatusError
+
+    while (remaining := deadline - time.monotonic()) > 0:
+        chunk = max(1, min(int(remaining) + 1, 50))
+        try:
+            for ev in s.client.watch(s.path(plural), timeout=chunk + 10, resourceVersion=rv,
+                                     fieldSelector=f"metadata.name={name}", timeoutSeconds=chunk,
+                                     allowWatchBookmarks="true"):
+                obj = ev.get("object") or {}
+                if ev.get("type") == "ERROR":
+                    if obj.get("code") == 410:  # compacted away: start over from the current object
+                        rv = yield from _relist(s, plural, name)
+                        break
+                    raise APIStatusError(obj.get("code", 500), obj.get("reason", ""), obj.get("message", ""), obj)
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                if ev.get("type") != "BOOKMARK":
+                    yield ev["type"], obj
+                if time.monotonic() >= deadline:
+                    return
+        except TimeoutError:
+            continue
+
+
+def _relist(s: Session, plural: str, name: str) -> Iterator[tuple[str, dict]]:
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        obj = s.client.get(s.path(plural, name))
+    except APIStatusError as err:
+        if err.code != 404:
+            raise
+        yield "DELETED", {}
+        return ""
+    yield "MODIFIED", obj
+    return obj["metadata"]["resourceVersion"]
+
+
+def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | None], bool], timeout: float,
+             plural: str = CONTAINERS, on_update: Callable[[dict[str, Any]], None] | None = None,
+             ) -> dict[str, Any] | None:
+    """Follow one object until done(obj) holds (done(None) is asked when it is deleted).
+
+    Returns the last object seen (None once deleted); raises WaitTimeout at the deadline.
+    Event-driven through a watch, so a status change shows up at once, without polling.
+    """
+    if done(obj):
+        return obj
+    name = obj["metadata"]["name"]
+    deadline = time.monotonic() + timeout
+    for kind, current in watch_object(s, plural, name, obj["metadata"]["resourceVersion"], deadline):
+        if kind == "DELETED":
+            if done(None):
+                return None
+            continue
+        if on_update:
+            on_update(current)
+        if done(current):
+            return current
+    raise WaitTimeout(name)
+
+
+def phase(obj: dict[str, Any] | None) -> str:
+    return ((obj or {}).get("status") or {}).get("phase") or "Pending"
+
+
+def is_running(obj: dict[str, Any]) -> bool:
+    """Running as docker means it (rm refuses without -f): the process is up or about to be."""
+    st = obj.get("status") or {}
+    if st.get("phase") == "Running":
+        return True
+    return (obj.get("spec") or {}).get("state", "Running") == "Running" and st.get("phase") in ACTIVE_PHASES[1:]

@@ -1,0 +1,573 @@
+"""Docker's container commands on LocalContainer objects: create, run, start, stop, restart, kill, rm, wait.
+
+Why this shape: the CLI never talks to containerd. Each command writes the object (spec.state flips
+start/stop, DELETE removes) and then follows the operator's answer in status through a watch, so it returns
+when docker would (stop returns once the container exited, rm once it is gone) without polling.
+Listing and inspecting live in cli/ps.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from k3c.cli import runflags
+from k3c.cli.common import (
+    ANON_VOLUMES_ANNOTATION,
+    CONTAINERS,
+    START_ANNOTATION,
+    VOLUMES,
+    Containers,
+    Failure,
+    Session,
+    WaitTimeout,
+    add_command,
+    api_error_message,
+    check_name,
+    command,
+    container_id,
+    daemon_error,
+    for_each,
+    generate_name,
+    is_running,
+    phase,
+    session,
+    uid_id,
+    wait_for,
+)
+
+PICKUP_TIMEOUT = float(os.environ.get("K3C_PICKUP_TIMEOUT", "30"))
+START_TIMEOUT = float(os.environ.get("K3C_START_TIMEOUT", "600"))
+REMOVE_TIMEOUT = float(os.environ.get("K3C_REMOVE_TIMEOUT", "60"))
+FOREVER = 10 * 365 * 86400.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_create_run(sub)
+    _register_lifecycle(sub)
+
+
+def _register_create_run(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "create", "Create a new container", add_help=False,
+                    usage="k3c create [OPTIONS] IMAGE [COMMAND] [ARG...]")
+    runflags.add_run_flags(p, run=False)
+    p.set_defaults(func=create_cmd)
+    p = add_command(sub, "run", "Create and run a new container from an image", add_help=False,
+                    usage="k3c run [OPTIONS] IMAGE [COMMAND] [ARG...]")
+    runflags.add_run_flags(p, run=True)
+    p.set_defaults(func=run_cmd)
+
+
+def _register_lifecycle(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "start", "Start one or more stopped containers",
+                    usage="k3c start [OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR and forward signals")
+    p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=start_cmd)
+    for name, helptext, func in (("stop", "Stop one or more running containers", stop_cmd),
+                                 ("restart", "Restart one or more containers", restart_cmd)):
+        p = add_command(sub, name, helptext, usage=f"k3c {name} [OPTIONS] CONTAINER [CONTAINER...]")
+        p.add_argument("-t", "--time", "--timeout", dest="time", type=int, metavar="int",
+                       help="Seconds to wait before killing the container")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(func=func)
+    p = add_command(sub, "kill", "Kill one or more running containers",
+                    usage="k3c kill [OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container (only KILL)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=kill_cmd)
+    p = add_command(sub, "rm", "Remove one or more containers", usage="k3c rm [OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container (uses SIGKILL)")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="Remove anonymous volumes associated with the container")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=rm_cmd)
+    p = add_command(sub, "wait", "Block until one or more containers stop, then print their exit codes",
+                    usage="k3c wait CONTAINER [CONTAINER...]")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=wait_cmd)
+
+
+# ---- create / run ------------------------------------------------------------------------------------
+def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[str, Any]:
+    """POST the object; a generated name that is taken is drawn again, a given one is docker's Conflict."""
+    from k3c.kubeclient import APIStatusError
+
+    if args.name:
+        check_name(args.name)
+    for attempt in range(10):
+        name = args.name or generate_name(attempt)
+        req = runflags.build_container(args, name, s.namespace, start)
+        try:
+            return s.client.create(s.path(), req.obj)
+        except APIStatusError as err:
+            if err.code != 409 or err.reason != "AlreadyExists":
+                raise Failure(api_error_message(err), 125) from None
+            if args.name:
+                raise _name_conflict(s, name) from None
+    raise Failure("k3c: could not find a free generated name; use --name", 125)
+
+
+def _name_conflict(s: Session, name: str) -> Failure:
+    try:
+        other = container_id(s.client.get(s.path(CONTAINERS, name)))
+    except Exception:  # noqa: BLE001 - only for the message
+        other = "?"
+    return daemon_error(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
+                        "You have to remove (or rename) that container to be able to reuse that name.", 125)
+
+
+@command(code=125, prefix="k3c: ")
+def create_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    obj = _create_object(s, args, start=False)
+    print(uid_id(obj))
+    return 0
+
+
+@command(code=125, prefix="k3c: ")
+def run_cmd(args: argparse.Namespace) -> int:
+    if args.tty and args.interactive and not args.detach and not sys.stdin.isatty():
+        raise Failure("the input device is not a TTY", 1)
+    s = session(args)
+    if not args.detach:
+        preload_streams()
+    obj = _create_object(s, args, start=True)
+    if not args.detach:
+        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty)
+        if args.rm and code is not None:
+            remove_quietly(s, obj)
+        return code or 0
+    try:
+        obj = wait_started(s, obj, args.image)
+    except Failure:
+        _discard(s, obj)
+        raise
+    print(container_id(obj))
+    return 0
+
+
+def _exit_code_for(status: dict[str, Any]) -> int:
+    """docker run: 127 when the command was not found, 126 when it cannot be run, else 125.
+
+    The operator says which in status.exitCode; the message is the fallback.
+    """
+    if status.get("exitCode") in (125, 126, 127):
+        return int(status["exitCode"])
+    low = (status.get("message") or "").lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return 127
+    if "permission denied" in low or "exec format error" in low:
+        return 126
+    return 125
+
+
+def wait_started(s: Session, obj: dict[str, Any], image: str, previous_cid: str | None = None,
+                 token: str | None = None, raw: bool = False) -> dict[str, Any]:
+    """Follow status until the container runs (or already ran and exited); fail as docker would.
+
+    A start of an existing object is recognised by its start-request token echoed in status or by a new
+    container ID (each start is a fresh container). Two deadlines: an operator must pick the object up
+    within K3C_PICKUP_TIMEOUT (else none is running), then the pull and start get K3C_START_TIMEOUT.
+    Pull progress is drawn meanwhile.
+    """
+    from k3c.cli.progress import PullProgress
+
+    name = obj["metadata"]["name"]
+    last: dict[str, Any] = {"obj": obj}
+
+    def seen(o: dict[str, Any]) -> None:
+        last["obj"] = o
+        progress.update(o)
+
+    def picked(o: dict[str, Any] | None) -> bool:
+        return o is None or not unclaimed(o)
+
+    def started(o: dict[str, Any] | None) -> bool:
+        if o is None:
+            return True
+        st = o.get("status") or {}
+        ours = token is None or st.get("startRequest") == token
+        if st.get("phase") == "Failed" and ours:
+            raise daemon_error(st.get("message") or "container failed to start", _exit_code_for(st))
+        cid = container_id(o) if st.get("containerID") else None
+        fresh = cid is not None and (cid != previous_cid or (token is not None and ours))
+        return st.get("phase") in ("Running", "Exited") and fresh
+
+    progress = PullProgress(image, raw=raw)
+    try:
+        try:
+            current = wait_for(s, obj, picked, PICKUP_TIMEOUT, on_update=seen)
+        except WaitTimeout:
+            raise Failure(f"k3c: no k3c operator picked up container {name} within {PICKUP_TIMEOUT:g}s: is the k3c "
+                          "daemon running?", 125) from None
+        if current is not None:
+            current = wait_for(s, current, started, START_TIMEOUT, on_update=seen)
+    except WaitTimeout:
+        progress.finish(False)
+        raise Failure(f"k3c: container {name} did not start within {START_TIMEOUT:g}s "
+                      f"(phase {phase(last['obj'])})", 125) from None
+    except Failure:
+        progress.finish(False)
+        raise
+    progress.finish(True)
+    return current if current is not None else last["obj"]
+
+
+def _discard(s: Session, obj: dict[str, Any]) -> None:
+    """A run that failed leaves nothing behind (the operator finishes the cleanup through the finalizer)."""
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        delete_container(s, obj)
+    except APIStatusError:
+        pass
+
+
+def unclaimed(obj: dict[str, Any]) -> bool:
+    """No operator ever touched it (no node claimed it, no status): nothing exists outside the API."""
+    return not obj.get("status") and not (obj.get("spec") or {}).get("nodeName")
+
+
+def delete_container(s: Session, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """DELETE; returns the object if it is still finalizing, None once gone.
+
+    An object no operator ever claimed has nothing to clean up, so its finalizer is dropped here, on the
+    condition (resourceVersion) that no operator claimed it in between; else the operator does it.
+    """
+    from k3c.kubeclient import APIStatusError
+
+    path = s.path(CONTAINERS, obj["metadata"]["name"])
+    try:
+        current = s.client.delete(path)
+    except APIStatusError as err:
+        if err.code == 404:
+            return None
+        raise
+    if current.get("kind") != "LocalContainer" or not current["metadata"].get("finalizers"):
+        return None  # gone already (the API answers a delete with the last state or a Status)
+    if unclaimed(current):
+        try:
+            s.client.merge_patch(path, {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
+                                                     "finalizers": None}})
+            return None
+        except APIStatusError as err:
+            if err.code == 404:
+                return None
+            if err.code != 409:
+                raise
+    return current
+
+
+def remove_quietly(s: Session, obj: dict[str, Any]) -> None:
+    """--rm: the operator auto-removes too, so whoever is second simply finds nothing (404 is success)."""
+    _discard(s, obj)
+    _remove_anonymous_volumes(s, obj)
+
+
+def _remove_anonymous_volumes(s: Session, obj: dict[str, Any]) -> None:
+    from k3c.kubeclient import APIStatusError
+
+    names = ((obj["metadata"].get("annotations") or {}).get(ANON_VOLUMES_ANNOTATION) or "").split(",")
+    for name in filter(None, names):
+        try:
+            s.client.delete(s.path(VOLUMES, name))
+        except APIStatusError:
+            pass
+
+
+class StartWatch(threading.Thread):
+    """Follows status while the main thread is attached: draws pull progress and notices a failed start
+    or a missing operator, removing the object then (which also ends the waiting attach)."""
+
+    def __init__(self, s: Session, obj: dict[str, Any], token: str | None, previous: str | None,
+                 raw: bool) -> None:
+        super().__init__(daemon=True, name="k3c-start-watch")
+        from k3c.kubeclient import Client
+
+        self.s = Session(Client(s.client.conn), s.namespace, s.server)  # its own connection
+        self.obj, self.token, self.previous, self.raw = obj, token, previous, raw
+        self.failure: Failure | None = None
+
+    def run(self) -> None:
+        try:
+            wait_started(self.s, self.obj, self.obj["spec"]["image"], self.previous, self.token, self.raw)
+        except Failure as err:
+            self.failure = err
+            if self.token is None:  # a new object (run): a failed run leaves nothing behind
+                _discard(self.s, self.obj)
+        except Exception as err:  # noqa: BLE001 - reported by the main thread
+            self.failure = Failure(_describe(err), 125)
+
+
+def _describe(err: Exception) -> str:
+    return api_error_message(err) if hasattr(err, "body") else f"k3c: {err}"
+
+
+def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token: str | None = None,
+                 previous: str | None = None) -> int | None:
+    """Attach at once (the server waits for the start and replays early output), watch status beside it.
+
+    The exit code comes from status, as docker's CLI takes it from the wait API rather than the stream.
+    Returns None when the user detached (Ctrl-P Ctrl-Q).
+    """
+    from k3c.kubeclient import APIStatusError
+
+    watch = StartWatch(s, obj, token, previous, raw=tty and stdin)
+    watch.start()
+    try:
+        from k3c.streams.client import attach
+    except ImportError:
+        attach = None
+    try:
+        if attach is None:
+            raise APIStatusError(404, "NotFound", "attach is not available")
+        code = attach(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
+    except APIStatusError as err:
+        watch.join()
+        if watch.failure:
+            raise watch.failure from None
+        if err.code == 409:  # it ran and exited before the attach arrived: show its log instead
+            _print_logs(s, obj)
+        elif err.code != 404 or (err.body.get("details") or {}).get("name"):
+            raise
+        code = -1  # the exit code comes from status
+    except Exception as err:
+        if not hasattr(err, "exit_code"):  # not the stream's own StreamError
+            raise
+        watch.join(10)
+        if watch.failure:
+            raise watch.failure from None
+        raise
+    if code is None:
+        return None
+    try:
+        return exit_code(wait_exited(s, obj, previous, token, timeout=FOREVER if code == -1 else 30))
+    except WaitTimeout:
+        return max(code, 0)
+
+
+def _print_logs(s: Session, obj: dict[str, Any]) -> None:
+    """Best effort: the output of a container that finished before we could attach."""
+    try:
+        from k3c.streams.client import logs
+
+        logs(s.client, s.namespace, obj["metadata"]["name"])
+    except Exception:  # noqa: BLE001 - the exit code still follows; the log may already be gone
+        pass
+
+
+def preload_streams() -> None:
+    """Import the stream client before creating the object, so the attach goes out right after the POST
+    (a fast container may otherwise finish before we are attached)."""
+    try:
+        import websockets.sync.client  # noqa: F401
+
+        import k3c.streams.client  # noqa: F401
+    except ImportError:
+        pass
+
+
+def wait_exited(s: Session, obj: dict[str, Any], previous: str | None = None, token: str | None = None,
+                timeout: float = FOREVER) -> dict[str, Any]:
+    """The object as it was when the container exited (its last state if it was removed meanwhile).
+
+    With a start token (start -a), an exit counts only once it belongs to that start.
+    """
+    last = {"obj": obj}
+
+    def exited(o: dict[str, Any] | None) -> bool:
+        if o is None:
+            return True
+        last["obj"] = o
+        st = o.get("status") or {}
+        fresh_cid = bool(st.get("containerID")) and container_id(o) != previous
+        if token is not None and st.get("startRequest") != token and not fresh_cid:
+            return False  # still the state of the previous start
+        if st.get("phase") in ("Exited", "Failed"):
+            return True
+        return st.get("phase", "Pending") == "Pending" and o["spec"].get("state") == "Stopped"
+
+    wait_for(s, obj, exited, timeout)
+    return last["obj"]
+
+
+def exit_code(obj: dict[str, Any]) -> int:
+    st = obj.get("status") or {}
+    if st.get("exitCode") is not None:
+        return int(st["exitCode"])
+    return 128 if st.get("phase") == "Failed" else 0
+
+
+# ---- start / stop / restart / kill -------------------------------------------------------------------
+def _patch(s: Session, obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    return s.client.merge_patch(s.path(CONTAINERS, obj["metadata"]["name"]), {"spec": spec})
+
+
+def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None,
+                 ) -> tuple[str, str | None, dict[str, Any]]:
+    """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes."""
+    token = f"{time.time_ns():x}"
+    previous = container_id(obj) if (obj.get("status") or {}).get("containerID") else None
+    patched = s.client.merge_patch(s.path(CONTAINERS, obj["metadata"]["name"]), {
+        "metadata": {"annotations": {START_ANNOTATION: token}},
+        "spec": {"state": "Running", **(spec or {})},
+    })
+    return token, previous, patched
+
+
+def request_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """start/restart: patch, then follow status until the fresh container runs."""
+    token, previous, patched = _patch_start(s, obj, spec)
+    return wait_started(s, patched, patched["spec"]["image"], previous, token)
+
+
+def start_one(s: Session, obj: dict[str, Any]) -> dict[str, Any]:
+    """docker start: a running container is left alone; anything else gets a fresh start."""
+    if phase(obj) == "Running" and obj["spec"].get("state") == "Running":
+        return obj
+    return request_start(s, obj)
+
+
+def stop_one(s: Session, obj: dict[str, Any], timeout: int | None) -> None:
+    spec: dict[str, Any] = {"state": "Stopped"}
+    if timeout is not None:
+        spec["stopTimeout"] = max(0, timeout)
+    grace = timeout if timeout is not None else int(obj["spec"].get("stopTimeout", 10))
+    obj = _patch(s, obj, spec)
+    try:
+        wait_for(s, obj, lambda o: o is None or not is_running(o), grace + 30)
+    except WaitTimeout:
+        raise daemon_error(f"cannot stop container: {obj['metadata']['name']}: timed out waiting for the k3c "
+                           "operator (is the k3c daemon running?)") from None
+
+
+@command()
+def start_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    cs = Containers(s)
+    if args.attach or args.interactive:
+        if len(args.containers) > 1:
+            raise Failure("k3c: you cannot start and attach multiple containers at once", 1)
+        return start_attached(s, cs.get(args.containers[0]), args.interactive)
+
+    def one(ref: str) -> None:
+        start_one(s, cs.get(ref))
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+def start_attached(s: Session, obj: dict[str, Any], stdin: bool) -> int:
+    """start -a/-i: ask for the start and attach right away, so no early output is missed."""
+    tty = bool(obj["spec"].get("tty"))
+    if phase(obj) == "Running" and obj["spec"].get("state") == "Running":
+        from k3c.streams.client import attach
+
+        return attach(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty) or 0
+    token, previous, patched = _patch_start(s, obj)
+    return run_attached(s, patched, stdin, tty, token, previous) or 0
+
+
+@command()
+def stop_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        stop_one(s, cs.get(ref), args.time)
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+@command()
+def restart_cmd(args: argparse.Namespace) -> int:
+    """One patch: the operator stops the old container (stopTimeout) and starts a fresh one."""
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        request_start(s, cs.get(ref), {"stopTimeout": max(0, args.time)} if args.time is not None else None)
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+@command()
+def kill_cmd(args: argparse.Namespace) -> int:
+    """Only SIGKILL can be expressed in the object (stop with a zero timeout); the old timeout is restored."""
+    sig = args.signal.upper().removeprefix("SIG")
+    if sig not in ("KILL", "9"):
+        raise Failure(f"k3c: kill supports only SIGKILL (got {args.signal}); use `k3c stop` for SIGTERM", 1)
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        obj = cs.get(ref)
+        if not is_running(obj):
+            raise daemon_error(f"Cannot kill container: {ref}: Container {container_id(obj)} is not running")
+        old = obj["spec"].get("stopTimeout", 10)
+        stop_one(s, obj, 0)
+        _restore_timeout(s, obj, old)
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+def _restore_timeout(s: Session, obj: dict[str, Any], value: int) -> None:
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        _patch(s, obj, {"stopTimeout": value})
+    except APIStatusError as err:
+        if err.code != 404:
+            raise
+
+
+# ---- rm / wait ---------------------------------------------------------------------------------------
+def remove_one(s: Session, obj: dict[str, Any], force: bool, volumes: bool) -> None:
+    name = obj["metadata"]["name"]
+    if is_running(obj):
+        if not force:
+            raise daemon_error(f"You cannot remove a running container {container_id(obj)}. Stop the container "
+                               "before attempting removal or force remove")
+        obj = _patch(s, obj, {"stopTimeout": 0})  # docker rm -f kills; the finalizer then stops with SIGKILL
+    current = delete_container(s, obj)
+    if current is not None:  # still finalizing: docker's rm returns once it is gone
+        try:
+            wait_for(s, current, lambda o: o is None, REMOVE_TIMEOUT)
+        except WaitTimeout:
+            raise daemon_error(f"could not remove container {name}: still being removed after "
+                               f"{REMOVE_TIMEOUT:g}s (is the k3c daemon running?)") from None
+    if volumes:
+        _remove_anonymous_volumes(s, obj)
+
+
+@command()
+def rm_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        remove_one(s, cs.get(ref), args.force, args.volumes)
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+@command()
+def wait_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        print(exit_code(wait_exited(s, cs.get(ref))), flush=True)
+
+    return for_each(args.containers, one)
+

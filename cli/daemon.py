@@ -1,0 +1,62 @@
+"""`k3c daemon`: run the API server, containerd and the operator on this node (as root), in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from k3c.cli.apiserver import parse_listen
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "daemon", help="Run k3c on this node: API server, containerd and the operator",
+        description="Run k3c on this node in the foreground: the embedded API server (or an existing cluster), "
+        "containerd (or an existing one) and the operator. Containers keep running when it stops.",
+    )
+    p.add_argument("--root-dir", default=os.environ.get("K3C_ROOT", "/var/lib/k3c"),
+                   help="Persistent state: API data, images, volumes, logs (default %(default)s)")
+    p.add_argument("--state-dir", default="/run/k3c", help="Runtime state: sockets, pids (default %(default)s)")
+    p.add_argument("--listen", default="127.0.0.1:6443", type=parse_listen, metavar="HOST:PORT",
+                   help="Address of the embedded API server (default %(default)s)")
+    p.add_argument("--kubeconfig", metavar="FILE", help="Use this cluster instead of the embedded API server")
+    p.add_argument("--containerd-address", metavar="SOCK", help="Use this containerd instead of starting one")
+    p.add_argument("--group", metavar="NAME|GID",
+                   help="Group allowed to use k3c: socket 0660 and kubeconfig 0640 owned by it")
+    p.add_argument("--node-name", default=socket.gethostname(), help="This node's name (default %(default)s)")
+    p.add_argument("--bridge", default="k3c0", help="CNI bridge name (default %(default)s)")
+    p.add_argument("--subnet", default="10.88.0.0/16", help="Container subnet (default %(default)s)")
+    p.add_argument("--network-name", default="k3c", help=argparse.SUPPRESS)
+    p.add_argument("--pool-size", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="Log verbosity (default %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from k3c.cli.errors import CLIError
+    from k3c.daemon.supervisor import Daemon, DaemonConfig, DaemonError, resolve_group
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("grpc", "asyncio", "aiohttp"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if os.geteuid() != 0:
+        raise CLIError("k3c daemon must run as root")
+    host, port = args.listen
+    try:
+        config = DaemonConfig(
+            root_dir=args.root_dir, state_dir=args.state_dir, listen_host=host, listen_port=port,
+            kubeconfig=args.kubeconfig, containerd_address=args.containerd_address,
+            group=resolve_group(args.group) if args.group else None, node_name=args.node_name,
+            bridge=args.bridge, subnet=args.subnet, network_name=args.network_name, pool_size=args.pool_size,
+            log_level=args.log_level,
+        )
+        config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
+        asyncio.run(Daemon(config).run())
+    except (DaemonError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    return 0

@@ -1,0 +1,925 @@
+"""Docker's image commands on Image, ImageTag and ImagePush objects: pull, push, tag, rmi, images, image
+prune/inspect, save, load, login, logout.
+
+Why this shape: the CLI never talks to containerd. ``pull`` creates (or re-requests) an Image object and
+follows the operator's per-layer progress in its status; ``push`` and ``tag`` create an ImagePush /
+ImageTag, follow it to the end and delete it; ``rmi`` deletes Image objects; ``save``/``load`` stream the
+archive through the API server's ``save``/``load`` subresources of Image objects (k3c.registry.server).
+``login`` checks the credentials against the registry itself (as podman does) and keeps them in the
+``kube-system/k3c-registry-auth`` dockerconfigjson Secret the operator reads.
+
+``inspect_image(client, ref)`` is the image half of ``k3c inspect`` (cli/ps.py owns that command).
+Only the standard library is imported at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from k3c.cli.common import (
+    Failure,
+    add_command,
+    command,
+    daemon_error,
+    human_duration,
+    session,
+    since,
+)
+
+if TYPE_CHECKING:
+    from k3c.kubeclient import Client
+    from k3c.registry.reference import Reference
+
+GV = "k3c.io/v1alpha1"
+IMAGES, TAGS, PUSHES = "images", "imagetags", "imagepushes"
+FORCE_ANNOTATION = "k3c.io/force-delete"
+PULL_TIMEOUT = float(os.environ.get("K3C_PULL_TIMEOUT", "3600"))
+QUICK_TIMEOUT = float(os.environ.get("K3C_IMAGE_TIMEOUT", "60"))
+
+
+# ============================================================================================ parsing
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_top(sub)
+    group = sub.add_parser("image", help="Manage images", description="Manage images.")
+    isub = group.add_subparsers(dest="image_command", metavar="COMMAND")
+    _register_top(isub, prefix="image ")
+    p = add_command(isub, "prune", "Remove unused images")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.set_defaults(func=prune_cmd)
+    p = add_command(isub, "inspect", "Display detailed information on one or more images")
+    p.add_argument("-f", "--format", help="Format output using a Go template")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=inspect_cmd)
+    group.set_defaults(func=lambda _a: group.print_help() or 0)
+
+
+def _register_top(sub: argparse._SubParsersAction, prefix: str = "") -> None:
+    names = {"images": "ls" if prefix else "images", "rmi": "rm" if prefix else "rmi"}
+    p = add_command(sub, "pull", "Download an image from a registry")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
+    p.set_defaults(func=pull_cmd)
+    p = add_command(sub, "push", "Upload an image to a registry")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("image", metavar="NAME[:TAG]")
+    p.set_defaults(func=push_cmd)
+    p = add_command(sub, "tag", "Create tags TARGET_IMAGE that refer to SOURCE_IMAGE")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("targets", nargs="+", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(func=tag_cmd)
+    p = add_command(sub, names["rmi"], "Remove one or more images")
+    p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=rmi_cmd)
+    p = add_command(sub, names["images"], "List images")
+    p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides k3c's sandbox image)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--digests", action="store_true", help="Show digests")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("--format", help="Format output using a Go template (or table, json)")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.set_defaults(func=images_cmd)
+    p = add_command(sub, "save", "Save one or more images to a tar archive (streamed to STDOUT by default)")
+    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    p.add_argument("--format", default="docker-archive", choices=["docker-archive", "oci-archive"],
+                   help="Archive format (default %(default)s)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=save_cmd)
+    p = add_command(sub, "load", "Load images from a tar archive or STDIN")
+    p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+    p.set_defaults(func=load_cmd)
+    if not prefix:
+        p = add_command(sub, "login", "Log in to a registry")
+        p.add_argument("-u", "--username", help="Username")
+        p.add_argument("-p", "--password", help="Password")
+        p.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
+        p.add_argument("server", metavar="SERVER")
+        p.set_defaults(func=login_cmd)
+        p = add_command(sub, "logout", "Log out from a registry")
+        p.add_argument("server", metavar="SERVER")
+        p.set_defaults(func=logout_cmd)
+
+
+# ============================================================================================ helpers
+
+
+def _path(plural: str, name: str | None = None, sub: str | None = None) -> str:
+    from k3c.kubeclient import resource_path
+
+    return resource_path(plural, None, name, sub, GV)
+
+
+def parse_ref(text: str) -> Reference:
+    """A reference normalized like docker, or docker's one-line error (exit 1)."""
+    from k3c.registry.reference import InvalidReference, parse
+
+    try:
+        return parse(text)
+    except InvalidReference as err:
+        raise Failure(f"{err}", 1) from None
+
+
+def _get(client: Client, path: str) -> dict[str, Any] | None:
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        return client.get(path)
+    except APIStatusError as err:
+        if err.code == 404 and (err.body.get("details") or {}).get("name"):
+            return None
+        raise
+
+
+def _list_images(client: Client) -> list[dict[str, Any]]:
+    return client.get(_path(IMAGES)).get("items", [])
+
+
+def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """An Image object by reference (derived name first, then any object with that spec.reference),
+    else by image ID or unique ID prefix, as docker resolves image arguments."""
+    from k3c.registry.reference import InvalidReference, object_name, parse
+
+    try:
+        ref = parse(text)
+    except InvalidReference:
+        ref = None
+    if ref is not None:
+        obj = _get(client, _path(IMAGES, object_name(ref))) if images is None else None
+        if obj is not None and _same_ref(obj, ref):
+            return obj
+        images = images if images is not None else _list_images(client)
+        for o in images:
+            if _same_ref(o, ref):
+                return o
+    want = text.removeprefix("sha256:")
+    if len(want) >= 4 and all(c in "0123456789abcdef" for c in want):
+        images = images if images is not None else _list_images(client)
+        hits = [o for o in images if _image_id(o).removeprefix("sha256:").startswith(want)]
+        if len({_image_id(o) for o in hits}) > 1:
+            raise daemon_error(f"multiple IDs found with provided prefix: {text}")
+        if hits:
+            return hits[0]
+    return None
+
+
+def _same_ref(obj: dict[str, Any], ref: Reference) -> bool:
+    from k3c.registry.reference import InvalidReference, parse
+
+    try:
+        return str(parse((obj.get("spec") or {}).get("reference", ""))) == str(ref)
+    except InvalidReference:
+        return False
+
+
+def _image_id(obj: dict[str, Any]) -> str:
+    return (obj.get("status") or {}).get("id") or ""
+
+
+def _watch(client: Client, plural: str, name: str, rv: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Watch events of one cluster-scoped object until ``timeout`` (re-watching on server time-outs)."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        chunk = max(1, min(int(remaining) + 1, 50))
+        try:
+            for ev in client.watch(_path(plural), timeout=chunk + 10, resourceVersion=rv,
+                                   fieldSelector=f"metadata.name={name}", timeoutSeconds=chunk,
+                                   allowWatchBookmarks="true"):
+                obj = ev.get("object") or {}
+                if ev.get("type") == "ERROR":
+                    current = _get(client, _path(plural, name))
+                    if current is None:
+                        yield "DELETED", {}
+                        return
+                    rv = current["metadata"]["resourceVersion"]
+                    yield "MODIFIED", current
+                    break
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                if ev.get("type") != "BOOKMARK":
+                    yield ev["type"], obj
+        except TimeoutError:
+            continue
+
+
+def follow(client: Client, plural: str, obj: dict[str, Any], done: Any, timeout: float,
+           on_update: Any = None) -> dict[str, Any] | None:
+    """Follow one object until ``done(obj)``; None once it is deleted; raises Failure at the deadline."""
+    if done(obj):
+        return obj
+    name = obj["metadata"]["name"]
+    for kind, current in _watch(client, plural, name, obj["metadata"]["resourceVersion"], timeout):
+        if kind == "DELETED":
+            return None
+        if on_update is not None:
+            on_update(current)
+        if done(current):
+            return current
+    raise Failure(f"k3c: timed out waiting for {plural[:-1]} {name}", 1)
+
+
+def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
+    """Until an Image object exists for each reference (the operator makes them from containerd's events)."""
+    deadline = time.monotonic() + timeout
+    pending = list(refs)
+    while pending and time.monotonic() < deadline:
+        images = _list_images(client)
+        pending = [r for r in pending if find_image(client, r, images) is None]
+        if pending:
+            time.sleep(0.05)
+
+
+def _delete_quietly(client: Client, plural: str, name: str) -> None:
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        client.delete(_path(plural, name))
+    except (APIStatusError, OSError):
+        pass
+
+
+# ============================================================================================ pull
+
+
+@command()
+def pull_cmd(args: argparse.Namespace) -> int:
+    from k3c.registry.reference import object_name
+
+    ref = parse_ref(args.image)
+    client = session(args).client
+    if ":" not in args.image.rsplit("/", 1)[-1] and "@" not in args.image and not args.quiet:
+        print("Using default tag: latest")
+    request = uuid.uuid4().hex
+    existing = find_image(client, str(ref))
+    created = existing is None
+    before = ((existing or {}).get("status") or {}).get("digest", "")
+    if existing is None:
+        body = {"apiVersion": GV, "kind": "Image", "metadata": {"name": object_name(ref)},
+                "spec": {"reference": str(ref), "pullRequest": request}}
+        obj = _create_or_request(client, body, request)
+    else:
+        obj = client.merge_patch(_path(IMAGES, existing["metadata"]["name"]), {"spec": {"pullRequest": request}})
+    if not args.quiet:
+        print(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+    try:
+        final = _follow_pull(client, obj, request, args.quiet)
+    except BaseException:
+        if created:
+            _delete_quietly(client, IMAGES, obj["metadata"]["name"])
+        raise
+    pull = (final.get("status") or {}).get("pull") or {}
+    if pull.get("state") != "Succeeded":
+        if created and (final.get("status") or {}).get("phase") != "Ready":  # never remove a present image
+            _delete_quietly(client, IMAGES, obj["metadata"]["name"])
+        raise daemon_error(pull.get("message") or (final.get("status") or {}).get("message") or "pull failed")
+    st = final.get("status") or {}
+    if not args.quiet:
+        print(f"Digest: {st.get('digest', '')}")
+        what = "Image is up to date for" if before and before == st.get("digest") else "Downloaded newer image for"
+        print(f"Status: {what} {ref.familiar()}")
+    print(str(ref))
+    return 0
+
+
+def _create_or_request(client: Client, body: dict[str, Any], request: str) -> dict[str, Any]:
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        return client.create(_path(IMAGES), body)
+    except APIStatusError as err:
+        if err.code != 409:
+            raise
+    return client.merge_patch(_path(IMAGES, body["metadata"]["name"]), {"spec": {"pullRequest": request}})
+
+
+def _follow_pull(client: Client, obj: dict[str, Any], request: str, quiet: bool) -> dict[str, Any]:
+    from k3c.cli.layerprogress import LayerProgress
+
+    progress = LayerProgress(stream=sys.stdout, quiet=quiet)
+
+    def done(o: dict[str, Any]) -> bool:
+        pull = (o.get("status") or {}).get("pull") or {}
+        return pull.get("request", "") == request and pull.get("state") in ("Succeeded", "Failed")
+
+    def update(o: dict[str, Any]) -> None:
+        pull = (o.get("status") or {}).get("pull") or {}
+        if pull.get("request", "") == request and pull.get("layers"):
+            progress.update([_pull_layer(layer, pull.get("state", "")) for layer in pull["layers"]])
+
+    final = follow(client, IMAGES, obj, done, PULL_TIMEOUT, update)
+    if final is None:
+        raise daemon_error("the image object was deleted during the pull")
+    update(final)
+    return final
+
+
+def _pull_layer(layer: dict[str, Any], state: str) -> dict[str, Any]:
+    out = dict(layer)
+    if state == "Succeeded" and layer.get("state") == "Download complete":
+        out["state"] = "Pull complete"
+    return out
+
+
+# ============================================================================================ push
+
+
+@command()
+def push_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.layerprogress import LayerProgress
+
+    ref = parse_ref(args.image)
+    client = session(args).client
+    local = find_image(client, str(ref))
+    if local is None:
+        raise Failure(f"An image does not exist locally with the tag: {ref.familiar_repository}", 1)
+    if not args.quiet:
+        print(f"The push refers to repository [{ref.repository if ref.domain != 'docker.io' else 'docker.io/' + ref.path}]")
+    body = {"apiVersion": GV, "kind": "ImagePush", "metadata": {"generateName": "push-"},
+            "spec": {"image": str(ref)}}
+    obj = client.create(_path(PUSHES), body)
+    progress = LayerProgress(stream=sys.stdout, quiet=args.quiet)
+
+    def done(o: dict[str, Any]) -> bool:
+        return (o.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+    def update(o: dict[str, Any]) -> None:
+        layers = (o.get("status") or {}).get("layers") or []
+        if layers:
+            progress.update(layers)
+
+    try:
+        final = follow(client, PUSHES, obj, done, PULL_TIMEOUT, update)
+    finally:
+        _delete_quietly(client, PUSHES, obj["metadata"]["name"])
+    st = (final or {}).get("status") or {}
+    if final is None or st.get("phase") != "Succeeded":
+        raise daemon_error(st.get("message") or "push failed")
+    update(final)
+    if args.quiet:
+        print(str(ref))
+    else:
+        print(f"{ref.tag or 'latest'}: digest: {st.get('digest')} size: {st.get('size')}")
+    return 0
+
+
+# ============================================================================================ tag
+
+
+@command()
+def tag_cmd(args: argparse.Namespace) -> int:
+    client = session(args).client
+    targets = [str(parse_ref(t)) for t in args.targets]
+    source = find_image(client, args.source)
+    if source is None:
+        if not _looks_like_id(args.source):
+            parse_ref(args.source)
+        raise daemon_error(f"No such image: {args.source}")
+    body = {"apiVersion": GV, "kind": "ImageTag", "metadata": {"generateName": "tag-"},
+            "spec": {"source": source["spec"]["reference"], "targets": targets}}
+    obj = client.create(_path(TAGS), body)
+
+    def done(o: dict[str, Any]) -> bool:
+        return (o.get("status") or {}).get("phase") in ("Tagged", "Ready", "Failed")
+
+    try:
+        final = follow(client, TAGS, obj, done, QUICK_TIMEOUT)
+    finally:
+        _delete_quietly(client, TAGS, obj["metadata"]["name"])
+    st = (final or {}).get("status") or {}
+    if st.get("phase") == "Failed":
+        raise daemon_error(st.get("message") or "tag failed")
+    _wait_objects(client, targets)
+    return 0
+
+
+def _looks_like_id(text: str) -> bool:
+    raw = text.removeprefix("sha256:")
+    return len(raw) >= 4 and all(c in "0123456789abcdef" for c in raw)
+
+
+# ============================================================================================ rmi
+
+
+@command()
+def rmi_cmd(args: argparse.Namespace) -> int:
+    client = session(args).client
+    status = 0
+    for text in args.images:
+        try:
+            _remove_image(client, text, args.force)
+        except Failure as err:
+            print(err.message, file=sys.stderr)
+            status = 1
+    return status
+
+
+def _remove_image(client: Client, text: str, force: bool) -> None:
+    images = _list_images(client)
+    obj = find_image(client, text, images)
+    if obj is None:
+        raise Failure(f"Error: No such image: {text}", 1)
+    image_id = _image_id(obj)
+    by_id = _looks_like_id(text) and not _same_ref_text(obj, text)
+    siblings = [o for o in images if image_id and _image_id(o) == image_id]
+    doomed = siblings if by_id else [obj]
+    if by_id and len({_tag_of(o) for o in siblings}) > 1 and not force:
+        raise daemon_error(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is referenced "
+                           "in multiple repositories")
+    last = len(siblings) <= len(doomed)
+    if not force:
+        user = _container_using(client, obj, image_id, last)
+        if user:
+            raise daemon_error(f'conflict: unable to remove repository reference "{_familiar(obj)}" '
+                               f"(must force) - container {user} is using its referenced image {image_id[7:19]}")
+    for o in doomed:
+        _delete_image_object(client, o, force)
+        print(f"Untagged: {_familiar(o)}")
+    if last and image_id:
+        print(f"Deleted: {image_id}")
+
+
+def _same_ref_text(obj: dict[str, Any], text: str) -> bool:
+    from k3c.registry.reference import InvalidReference, parse
+
+    try:
+        return _same_ref(obj, parse(text))
+    except InvalidReference:
+        return False
+
+
+def _tag_of(obj: dict[str, Any]) -> str:
+    return (obj.get("spec") or {}).get("reference", "")
+
+
+def _familiar(obj: dict[str, Any]) -> str:
+    from k3c.registry.reference import InvalidReference, parse
+
+    try:
+        return parse(_tag_of(obj)).familiar()
+    except InvalidReference:
+        return _tag_of(obj)
+
+
+def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: bool) -> str:
+    """A LocalContainer that names this reference, or runs this image when its last name goes."""
+    from k3c.kubeclient import APIStatusError
+    from k3c.registry.reference import InvalidReference, parse
+
+    try:
+        containers = client.get("/apis/k3c.io/v1alpha1/localcontainers").get("items", [])
+    except APIStatusError:
+        return ""
+    ref = _tag_of(obj)
+    for c in containers:
+        spec, st = c.get("spec") or {}, c.get("status") or {}
+        try:
+            named = str(parse(spec.get("image", ""))) == ref
+        except InvalidReference:
+            named = False
+        runs = last and bool(image_id) and (st.get("imageID") or "").endswith(image_id.removeprefix("sha256:"))
+        if named or runs:
+            cid = (st.get("containerID") or "").rpartition("://")[2] or c["metadata"]["name"]
+            return cid[:12]
+    return ""
+
+
+def _delete_image_object(client: Client, obj: dict[str, Any], force: bool) -> None:
+    name = obj["metadata"]["name"]
+    if force:
+        client.merge_patch(_path(IMAGES, name), {"metadata": {"annotations": {FORCE_ANNOTATION: "true"}}})
+    try:
+        gone = client.delete(_path(IMAGES, name))
+    except Exception as err:
+        from k3c.kubeclient import APIStatusError
+
+        if isinstance(err, APIStatusError) and err.code == 404:
+            return
+        raise
+
+    def done(o: dict[str, Any]) -> bool:
+        return False
+
+    if not (gone.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    try:
+        follow(client, IMAGES, gone, done, QUICK_TIMEOUT)
+    except Failure:
+        current = _get(client, _path(IMAGES, name))
+        message = ((current or {}).get("status") or {}).get("message") or "image removal did not finish"
+        raise daemon_error(message) from None
+
+
+# ============================================================================================ images
+
+
+@dataclass
+class ImageRow:
+    """One row of `k3c images`, with docker's --format field names."""
+
+    Repository: str
+    Tag: str
+    Digest: str
+    ID: str
+    CreatedSince: str
+    CreatedAt: str
+    Size: str
+    VirtualSize: str
+    Containers: str = "N/A"
+    SharedSize: str = "N/A"
+    UniqueSize: str = "N/A"
+
+
+def _rows(images: list[dict[str, Any]], args: argparse.Namespace) -> list[ImageRow]:
+    from k3c.cli.common import go_time
+    from k3c.daemon.pause import PAUSE_IMAGE
+    from k3c.registry.reference import normalize
+
+    pause = normalize(PAUSE_IMAGE)
+    rows = []
+    for o in sorted(images, key=lambda o: (o.get("status") or {}).get("created") or "", reverse=True):
+        st = o.get("status") or {}
+        if st.get("phase") != "Ready" and not args.all:
+            continue
+        if _tag_of(o) == pause and not args.all:
+            continue
+        if args.repository and not _matches(o, args.repository):
+            continue
+        image_id = st.get("id", "")
+        age = since(st.get("created"))
+        rows.append(ImageRow(
+            Repository=st.get("repository") or "<none>", Tag=st.get("tag") or "<none>",
+            Digest=st.get("digest") or "<none>",
+            ID=image_id if args.no_trunc else image_id.removeprefix("sha256:")[:12],
+            CreatedSince=f"{human_duration(age)} ago" if age is not None else "N/A",
+            CreatedAt=go_time(st.get("created")) if st.get("created") else "N/A",
+            Size=st.get("sizeText", ""), VirtualSize=st.get("sizeText", ""),
+        ))
+    return rows
+
+
+def _matches(obj: dict[str, Any], pattern: str) -> bool:
+    import fnmatch
+
+    st = obj.get("status") or {}
+    repo, _, tag = pattern.partition(":") if "/" not in pattern.rsplit(":", 1)[-1] else (pattern, "", "")
+    repos = {st.get("repository", ""), _tag_of(obj).rsplit("@", 1)[0].rsplit(":", 1)[0]}
+    return any(fnmatch.fnmatchcase(r, repo) for r in repos) and (not tag or fnmatch.fnmatchcase(st.get("tag", ""), tag))
+
+
+@command()
+def images_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Format, TemplateError
+
+    rows = _rows(_list_images(session(args).client), args)
+    if args.quiet:
+        seen: list[str] = []
+        for r in rows:
+            if r.ID not in seen:
+                seen.append(r.ID)
+        print("".join(i + "\n" for i in seen), end="")
+        return 0
+    digest = "{{.Digest}}\t" if args.digests else ""
+    default = "table {{.Repository}}\t{{.Tag}}\t" + digest + "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    headers = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
+               "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "SIZE",
+               "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+    try:
+        fmt = Format.parse(args.format or default, default)
+        sys.stdout.write(fmt.render(rows, headers))
+    except TemplateError as err:
+        raise Failure(f"template: {err}", 1) from None
+    return 0
+
+
+# ============================================================================================ prune
+
+
+@command()
+def prune_cmd(args: argparse.Namespace) -> int:
+    from k3c.daemon.pause import PAUSE_IMAGE
+    from k3c.registry.reference import normalize
+
+    client = session(args).client
+    if not args.force:
+        what = "all images without at least one container associated to them" if args.all else "all dangling images"
+        sys.stdout.write(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    pause = normalize(PAUSE_IMAGE)
+    images = [o for o in _list_images(client) if _tag_of(o) != pause]
+    doomed = [o for o in images if args.all or (o.get("status") or {}).get("tag") == "<none>"]
+    deleted, reclaimed = [], 0
+    for o in doomed:
+        image_id = _image_id(o)
+        last = sum(1 for x in images if _image_id(x) == image_id) <= 1
+        if _container_using(client, o, image_id, True):
+            continue
+        _delete_image_object(client, o, False)
+        images = [x for x in images if x is not o]
+        deleted.append(f"untagged: {_familiar(o)}")
+        if last and image_id:
+            deleted.append(f"deleted: {image_id}")
+            reclaimed += int((o.get("status") or {}).get("size") or 0)
+    from k3c.cli.layerprogress import human_size
+
+    if deleted:
+        print("Deleted Images:\n" + "\n".join(deleted) + "\n")
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0
+
+
+# ============================================================================================ inspect
+
+
+def inspect_image(client: Client, ref: str) -> dict[str, Any] | None:
+    """``docker image inspect`` output for one image (reference, ID or ID prefix), or None if unknown.
+
+    For `k3c inspect` (cli/ps.py) and `k3c image inspect`.
+    """
+    images = _list_images(client)
+    obj = find_image(client, ref, images)
+    if obj is None:
+        return None
+    st, meta = obj.get("status") or {}, obj["metadata"]
+    image_id = _image_id(obj)
+    same = [o for o in images if image_id and _image_id(o) == image_id] or [obj]
+    tags = sorted(_familiar(o) for o in same if (o.get("status") or {}).get("tag", "<none>") != "<none>")
+    digests = sorted({d for o in same for d in (o.get("status") or {}).get("repoDigests") or []})
+    os_name, _, arch = (st.get("platform") or "/").partition("/")
+    return {
+        "Id": image_id, "RepoTags": tags, "RepoDigests": digests, "Parent": "", "Comment": "",
+        "Created": st.get("created", ""), "Container": "", "ContainerConfig": {},
+        "DockerVersion": "", "Author": "", "Config": st.get("config") or {},
+        "Architecture": arch, "Os": os_name, "Size": st.get("size", 0), "VirtualSize": st.get("size", 0),
+        "GraphDriver": {"Name": "overlayfs", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": st.get("diffIDs") or []},
+        "Metadata": {"LastTagTime": meta.get("creationTimestamp", "")},
+        "K3c": {"Object": meta["name"], "Reference": _tag_of(obj), "Digest": st.get("digest", ""),
+                "MediaType": st.get("mediaType", ""), "Phase": st.get("phase", ""), "Node": st.get("node", ""),
+                "Layers": st.get("layers") or []},
+    }
+
+
+@command()
+def inspect_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Template, TemplateError, unescape
+
+    client = session(args).client
+    found, missing = [], []
+    for ref in args.images:
+        doc = inspect_image(client, ref)
+        (found.append(doc) if doc is not None else missing.append(ref))
+    try:
+        if args.format and args.format != "json":
+            tmpl = Template(unescape(args.format))
+            print("".join(tmpl.render(o) + "\n" for o in found), end="")
+        else:
+            print(json.dumps(found, indent=4, ensure_ascii=False))
+    except TemplateError as err:
+        raise Failure(f"template: {err}", 1) from None
+    for ref in missing:
+        print(f"Error: No such image: {ref}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+# ============================================================================================ save / load
+
+
+def _raw_connection(client: Client, timeout: float | None = None) -> Any:
+    import http.client
+
+    conn = client.conn
+    return http.client.HTTPSConnection(conn.host, conn.port, context=conn.ssl_context, timeout=timeout,
+                                       blocksize=1 << 20)
+
+
+def _headers(client: Client, extra: dict[str, str] | None = None) -> dict[str, str]:
+    h = {"User-Agent": "k3c"}
+    if client.conn.token:
+        h["Authorization"] = f"Bearer {client.conn.token}"
+    return {**h, **(extra or {})}
+
+
+def _status_failure(raw: bytes, code: int) -> Failure:
+    try:
+        message = json.loads(raw).get("message") or raw.decode(errors="replace")
+    except ValueError:
+        message = raw.decode(errors="replace")
+    return daemon_error(message.strip() or f"HTTP {code}")
+
+
+@command()
+def save_cmd(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    client = session(args).client
+    if not args.output and sys.stdout.isatty():
+        raise Failure("k3c: cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
+    refs = []
+    images = _list_images(client)
+    for text in args.images:
+        obj = find_image(client, text, images)
+        if obj is None:
+            raise daemon_error(f"reference does not exist: {text}")
+        refs.append(_tag_of(obj))
+    query = urllib.parse.urlencode([("format", args.format)] + [("image", r) for r in refs])
+    conn = _raw_connection(client)
+    try:
+        conn.request("GET", _path(IMAGES, "-", "save") + "?" + query, headers=_headers(client))
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise _status_failure(resp.read(), resp.status)
+        _copy_out(resp, args.output)
+    finally:
+        conn.close()
+    return 0
+
+
+def _copy_out(resp: Any, output: str | None) -> None:
+    """Write the archive; to a file only once complete (a temp file renamed), so no half archive stays."""
+    import http.client
+
+    try:
+        if not output:
+            while chunk := resp.read(1 << 20):
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        tmp = f"{output}.k3c-{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+            os.replace(tmp, output)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    except (http.client.HTTPException, ConnectionError) as err:
+        raise Failure(f"k3c: the archive stream ended early ({type(err).__name__}): nothing was written", 1) from None
+
+
+@command()
+def load_cmd(args: argparse.Namespace) -> int:
+    client = session(args).client
+    if not args.input and sys.stdin.isatty():
+        raise Failure("requested load from stdin, but stdin is empty", 1)
+    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115 - closed below
+    try:
+        doc = _upload(client, source, os.fstat(source.fileno()).st_size if args.input else None)
+    finally:
+        if args.input:
+            source.close()
+    loaded = doc.get("images") or []
+    names = [i["name"] for i in loaded if not i["name"].startswith("sha256:")]
+    _wait_objects(client, names)
+    if not args.quiet:
+        for i in loaded:
+            if i["name"].startswith("sha256:"):
+                print(f"Loaded image ID: {i['id']}")
+            else:
+                print(f"Loaded image: {_familiar({'spec': {'reference': i['name']}})}")
+    return 0
+
+
+def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
+    conn = _raw_connection(client)
+    headers = _headers(client, {"Content-Type": "application/x-tar"})
+    try:
+        if size is not None:
+            headers["Content-Length"] = str(size)
+            conn.request("POST", _path(IMAGES, "-", "load"), body=source, headers=headers)
+        else:
+            chunks = iter(lambda: source.read(1 << 20), b"")
+            conn.request("POST", _path(IMAGES, "-", "load"), body=chunks, headers=headers, encode_chunked=True)
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise _status_failure(raw, resp.status)
+    return json.loads(raw)
+
+
+# ============================================================================================ login / logout
+
+
+def _secret_path() -> str:
+    from k3c.kubeclient import resource_path
+    from k3c.registry.auth import SECRET_NAME, SECRET_NAMESPACE
+
+    return resource_path("secrets", SECRET_NAMESPACE, SECRET_NAME, None, "v1")
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        if args.password:
+            raise Failure("--password and --password-stdin are mutually exclusive", 1)
+        return sys.stdin.read().rstrip("\r\n")
+    if args.password:
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
+        return args.password
+    if not sys.stdin.isatty():
+        raise Failure("Error: Cannot perform an interactive login from a non TTY device", 1)
+    return getpass.getpass("Password: ")
+
+
+def _server_host(server: str) -> str:
+    from k3c.registry.auth import server_key
+
+    key = server_key(server)
+    return "docker.io" if key.startswith("https://index.docker.io") else key
+
+
+@command()
+def login_cmd(args: argparse.Namespace) -> int:
+    from k3c.registry.auth import Credentials, DockerConfig
+
+    username = args.username
+    if not username:
+        if args.password_stdin or not sys.stdin.isatty():
+            raise Failure("Error: Cannot perform an interactive login from a non TTY device", 1)
+        username = input("Username: ").strip()
+    password = _read_password(args)
+    if not username or not password:
+        raise Failure("Error: Username and password are required", 1)
+    client = session(args).client
+    host = _server_host(args.server)
+    creds = Credentials(username, password)
+    _check_login(client, host, creds)
+    secret = _get(client, _secret_path())
+    config = DockerConfig.from_secret(secret)
+    config.set(host, creds)
+    _save_secret(client, secret, config)
+    print("Login Succeeded")
+    return 0
+
+
+def _check_login(client: Client, host: str, creds: Any) -> None:
+    """GET /v2/ with the credentials, as docker's daemon does before storing them."""
+    import asyncio
+
+    from k3c.registry.client import RegistryClient
+    from k3c.registry.errors import RegistryError, Unauthorized
+    from k3c.registry.hosts import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RegistriesConfig
+
+    cm = _get(client, f"/api/v1/namespaces/{CONFIGMAP_NAMESPACE}/configmaps/{CONFIGMAP_NAME}")
+    try:
+        settings = RegistriesConfig.from_configmap(cm).for_host(host)
+    except (ValueError, OSError) as err:
+        raise Failure(f"Error: registry settings {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {err}", 1) from None
+
+    async def ping() -> None:
+        async with RegistryClient(host, credentials=creds, settings=settings) as rc:
+            await rc.ping()
+
+    try:
+        asyncio.run(ping())
+    except Unauthorized as err:
+        raise daemon_error(f"login attempt to {host} failed: {err.message}") from None
+    except RegistryError as err:
+        raise daemon_error(str(err)) from None
+
+
+def _save_secret(client: Client, secret: dict[str, Any] | None, config: Any) -> None:
+    from k3c.registry.auth import SECRET_NAME, SECRET_NAMESPACE, SECRET_TYPE
+
+    if secret is None:
+        body = {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE,
+                "metadata": {"name": SECRET_NAME, "namespace": SECRET_NAMESPACE}, "data": config.secret_data()}
+        from k3c.kubeclient import resource_path
+
+        client.create(resource_path("secrets", SECRET_NAMESPACE, None, None, "v1"), body)
+        return
+    client.merge_patch(_secret_path(), {"data": config.secret_data(),
+                                        "metadata": {"resourceVersion": secret["metadata"]["resourceVersion"]}})
+
+
+@command()
+def logout_cmd(args: argparse.Namespace) -> int:
+    from k3c.registry.auth import DockerConfig
+
+    client = session(args).client
+    host = _server_host(args.server)
+    secret = _get(client, _secret_path())
+    config = DockerConfig.from_secret(secret)
+    if secret is None or not config.remove(host):
+        print(f"Not logged in to {args.server}")
+        return 0
+    print(f"Removing login credentials for {args.server}")
+    _save_secret(client, secret, config)
+    return 0

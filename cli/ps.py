@@ -1,0 +1,490 @@
+"""`k3c ps`, `k3c inspect` and `k3c info`: LocalContainers shown the way docker shows containers.
+
+Why docker's shapes rather than the raw objects: scripts and fingers know `docker ps` columns,
+`{{.Names}}`, `{{.State.Status}}` and `{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}`. The raw
+object stays one `kubectl get lc NAME -o yaml` away, and k3c's own facts sit under the `K3c` key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from k3c.cli.common import (
+    VOLUMES,
+    Containers,
+    Failure,
+    Session,
+    add_command,
+    command,
+    container_id,
+    daemon_error,
+    go_time,
+    human_duration,
+    session,
+    short_id,
+    since,
+    uid_id,
+)
+
+PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES", "Label": "LABEL"}
+DOCKER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+FILTER_KEYS = ("id", "name", "label", "status", "ancestor", "exited", "volume", "network")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "ps", "List containers", usage="k3c ps [OPTIONS]")
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
+                   help="Filter output based on conditions provided")
+    p.add_argument("--format", metavar="string",
+                   help="Format output: 'table', 'table TEMPLATE', 'json' or a Go TEMPLATE")
+    p.add_argument("--last", type=int, default=-1, metavar="int",
+                   help="Show n last created containers (includes all states)")
+    p.add_argument("-l", "--latest", action="store_true",
+                   help="Show the latest created container (includes all states)")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.set_defaults(func=ps_cmd)
+    p = add_command(sub, "inspect", "Return low-level information on k3c objects",
+                    usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
+    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
+    p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
+    p.add_argument("names", nargs="+", metavar="NAME|ID")
+    p.set_defaults(func=inspect_cmd)
+    p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
+    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
+    p.set_defaults(func=info_cmd)
+
+
+# ---- docker's view of a LocalContainer --------------------------------------------------------------
+def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, str]:
+    """(State, Status) as docker prints them: ("running", "Up 5 minutes"), ("exited", "Exited (0) 3 seconds ago")."""
+    st = obj.get("status") or {}
+    ph = st.get("phase") or "Pending"
+    if obj["metadata"].get("deletionTimestamp"):
+        return "removing", "Removal In Progress"
+    if ph == "Running":
+        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+    if ph == "Exited":
+        ago = since(st.get("finishedAt"), now)
+        code = st.get("exitCode", 0)
+        if (st.get("summary") or "").startswith("Restarting"):  # the restart policy will start it again
+            return "restarting", f"Restarting ({code}) {human_duration(ago or 0)} ago"
+        return "exited", f"Exited ({code}) {human_duration(ago)} ago" if ago is not None else f"Exited ({code})"
+    if ph == "Failed":
+        return "dead", "Failed"
+    if st.get("restartCount") and st.get("finishedAt"):
+        ago = human_duration(since(st.get("finishedAt"), now) or 0)
+        return "restarting", f"Restarting ({st.get('exitCode', 0)}) {ago} ago"
+    return "created", "Created"
+
+
+def command_line(obj: dict[str, Any]) -> str:
+    st = obj.get("status") or {}
+    if st.get("command"):
+        return st["command"]
+    spec = obj.get("spec") or {}
+    return " ".join([*(spec.get("command") or []), *(spec.get("args") or [])])
+
+
+def ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def live_ports(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Published ports as they are bound now (status), else as asked (spec) - shown only while running."""
+    st = obj.get("status") or {}
+    if st.get("phase") != "Running" or (obj.get("spec") or {}).get("hostNetwork"):
+        return []
+    return st.get("ports") or (obj.get("spec") or {}).get("ports") or []
+
+
+def format_ports(ports: list[dict[str, Any]]) -> str:
+    """docker's DisplayablePorts: consecutive identical mappings grouped into ranges."""
+    norm = sorted((int(p.get("containerPort", 0)), int(p.get("hostPort") or 0),
+                    (p.get("protocol") or "TCP").lower(), p.get("hostIP") or "0.0.0.0") for p in ports)
+    groups: dict[str, list[int]] = {}
+    result: list[str] = []
+    mappings: list[str] = []
+    for cport, hport, proto, ip in norm:
+        if hport != cport:
+            host = f"[{ip}]" if ":" in ip else ip
+            mappings.append(f"{host}:{hport}->{cport}/{proto}" if hport else f"{cport}/{proto}")
+            continue
+        key = f"{ip}/{proto}"
+        group = groups.get(key)
+        if group and cport == group[1] + 1:
+            group[1] = cport
+            continue
+        if group:
+            result.append(_port_group(key, *group))
+        groups[key] = [cport, cport]
+    result += [_port_group(key, *g) for key, g in groups.items()]
+    return ", ".join(result + mappings)
+
+
+def _port_group(key: str, first: int, last: int) -> str:
+    ip, proto = key.split("/")
+    span = str(first) if first == last else f"{first}-{last}"
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"{host}:{span}->{span}/{proto}"
+
+
+def all_labels(obj: dict[str, Any]) -> dict[str, str]:
+    return {**(obj["metadata"].get("labels") or {}), **((obj.get("spec") or {}).get("labels") or {})}
+
+
+@dataclass
+class ContainerRow:
+    """One `docker ps` row; fields (alphabetical, as docker's JSON) are what templates can name."""
+
+    Command: str
+    CreatedAt: str
+    ID: str
+    Image: str
+    Labels: str
+    LocalVolumes: str
+    Mounts: str
+    Names: str
+    Networks: str
+    Ports: str
+    RunningFor: str
+    Size: str
+    State: str
+    Status: str
+    _labels: dict[str, str] = field(default_factory=dict)
+
+    def Label(self, key: str) -> str:  # noqa: N802 - docker's template method name
+        return self._labels.get(key, "")
+
+
+def container_row(obj: dict[str, Any], trunc: bool, now: float) -> ContainerRow:
+    spec = obj.get("spec") or {}
+    cid = container_id(obj)
+    cmd = command_line(obj)
+    labels = all_labels(obj)
+    mounts = [m.get("volume") or m.get("hostPath") or "" for m in spec.get("volumes") or []]
+    state, status = docker_state(obj, now)
+    created = obj["metadata"].get("creationTimestamp")
+    return ContainerRow(
+        Command=json.dumps(ellipsis(cmd, 20) if trunc else cmd, ensure_ascii=False),
+        CreatedAt=go_time(created), ID=short_id(cid) if trunc else cid, Image=spec.get("image", ""),
+        Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        LocalVolumes=str(sum(1 for m in spec.get("volumes") or [] if m.get("volume"))),
+        Mounts=",".join(ellipsis(m, 15) if trunc else m for m in mounts),
+        Names=obj["metadata"]["name"], Networks="host" if spec.get("hostNetwork") else "bridge",
+        Ports=format_ports(live_ports(obj)), RunningFor=human_duration(since(created, now) or 0) + " ago",
+        Size="0B", State=state, Status=status, _labels=labels,
+    )
+
+
+# ---- filters ----------------------------------------------------------------------------------------
+def parse_filters(values: list[str]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise Failure("bad format of filter (expected name=value)", 125)
+        if key not in FILTER_KEYS:
+            raise daemon_error(f"invalid filter '{key}'")
+        if key == "status" and val not in DOCKER_STATES:
+            raise daemon_error(f"invalid filter 'status={val}'")
+        filters.setdefault(key, []).append(val)
+    return filters
+
+
+def normalize_image(ref: str) -> str:
+    """busybox → docker.io/library/busybox:latest, as docker's reference.ParseNormalizedNamed does."""
+    name, digest = ref.split("@", 1) if "@" in ref else (ref, "")
+    first = name.split("/", 1)[0]
+    if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
+        name = ("docker.io/library/" if "/" not in name else "docker.io/") + name
+    if digest:
+        return f"{name}@{digest}"
+    return name if re.search(r":[^/]+$", name) else name + ":latest"
+
+
+def _ancestor(spec_image: str, want: str) -> bool:
+    have = normalize_image(spec_image)
+    if ":" in want.rsplit("/", 1)[-1] or "@" in want:
+        return have == normalize_image(want)
+    return have.rsplit(":", 1)[0] == normalize_image(want).rsplit(":", 1)[0]
+
+
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    key, sep, val = want.partition("=")
+    return key in labels and (not sep or labels[key] == val)
+
+
+def _name_match(name: str, pattern: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return pattern in name
+
+
+def matches(obj: dict[str, Any], row: ContainerRow, filters: dict[str, list[str]]) -> bool:
+    """docker's rule: values of one key are OR-ed, different keys AND-ed."""
+    spec = obj.get("spec") or {}
+    checks = {
+        "id": lambda v: container_id(obj).startswith(v) or uid_id(obj).startswith(v),
+        "name": lambda v: _name_match(obj["metadata"]["name"], v),
+        "label": lambda v: _label_match(row._labels, v),
+        "status": lambda v: row.State == v,
+        "ancestor": lambda v: _ancestor(spec.get("image", ""), v),
+        "exited": lambda v: row.State == "exited" and str((obj.get("status") or {}).get("exitCode", 0)) == v,
+        "volume": lambda v: any(v in (m.get("volume"), m.get("hostPath"), m.get("mountPath"))
+                                for m in spec.get("volumes") or []),
+        "network": lambda v: row.Networks == v,
+    }
+    return all(any(checks[key](v) for v in values) for key, values in filters.items())
+
+
+def sort_newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]),
+                  reverse=True)
+
+
+# ---- ps ---------------------------------------------------------------------------------------------
+@command()
+def ps_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Format, TemplateError
+
+    filters = parse_filters(args.filter)
+    try:
+        fmt = Format.parse("{{.ID}}" if args.quiet else args.format, PS_TABLE)
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    s = session(args)
+    items = sort_newest_first(s.client.get(s.path()).get("items", []))
+    last = 1 if args.latest else args.last
+    show_all = args.all or last > 0 or "status" in filters or "exited" in filters
+    now = time.time()
+    rows = []
+    for obj in items[:last] if last > 0 else items:
+        row = container_row(obj, not args.no_trunc, now)
+        if (show_all or row.State in ("running", "restarting", "removing")) and matches(obj, row, filters):
+            rows.append(row)
+    try:
+        out = fmt.render(rows, PS_HEADERS)
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    if args.quiet:
+        out = "".join(line.split("\t")[0] + "\n" for line in out.splitlines())
+    print(out, end="")
+    return 0
+
+
+# ---- inspect ----------------------------------------------------------------------------------------
+def parse_bytes(value: str | None) -> int:
+    """spec.memory (bytes, docker suffixes or Ki/Mi/Gi/Ti) as bytes."""
+    if not value:
+        return 0
+    m = re.match(r"^([0-9.]+)\s*([a-zA-Z]*)$", str(value))
+    if not m:
+        return 0
+    unit = m.group(2).lower().rstrip("b").rstrip("i")
+    power = " kmgtp".index(unit) if unit and unit in "kmgtp" else 0
+    return int(float(m.group(1)) * 1024 ** power)
+
+
+def _port_key(p: dict[str, Any]) -> str:
+    return f"{p.get('containerPort')}/{(p.get('protocol') or 'TCP').lower()}"
+
+
+def _port_map(ports: list[dict[str, Any]], default_ip: str) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(_port_key(p), []).append({"HostIp": p.get("hostIP") or default_ip,
+                                                 "HostPort": str(p.get("hostPort") or "")})
+    return out
+
+
+def _restart_policy(value: str) -> dict[str, Any]:
+    name, _, count = value.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+def _mounts(spec: dict[str, Any], st: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for m in spec.get("volumes") or []:
+        if m.get("volume"):
+            out.append({"Type": "volume", "Name": m["volume"], "Source": "", "Destination": m.get("mountPath"),
+                        "Driver": "local", "Mode": "z", "RW": not m.get("readOnly"), "Propagation": ""})
+        else:
+            out.append({"Type": "bind", "Source": m.get("hostPath"), "Destination": m.get("mountPath"),
+                        "Mode": "", "RW": not m.get("readOnly"), "Propagation": "rprivate"})
+    return out
+
+
+def _config(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    return {
+        "Hostname": spec.get("hostname") or obj["metadata"]["name"], "User": spec.get("user", ""),
+        "AttachStdin": False, "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("stdin")),
+        "Env": [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or []],
+        "Cmd": spec.get("args"), "Image": spec.get("image", ""), "WorkingDir": spec.get("workingDir", ""),
+        "Entrypoint": spec.get("command"), "Labels": spec.get("labels") or {},
+        "StopTimeout": spec.get("stopTimeout", 10),
+        "ExposedPorts": {_port_key(p): {} for p in spec.get("ports") or []} or None,
+    }
+
+
+def _host_config(spec: dict[str, Any]) -> dict[str, Any]:
+    binds = [f"{m.get('volume') or m.get('hostPath')}:{m.get('mountPath')}" + (":ro" if m.get("readOnly") else "")
+             for m in spec.get("volumes") or []]
+    return {
+        "Binds": binds or None, "NetworkMode": "host" if spec.get("hostNetwork") else "bridge",
+        "PortBindings": _port_map(spec.get("ports") or [], ""),
+        "RestartPolicy": _restart_policy(spec.get("restartPolicy") or "no"), "AutoRemove": bool(spec.get("autoRemove")),
+        "CapAdd": spec.get("capAdd"), "CapDrop": spec.get("capDrop"), "Dns": spec.get("dns") or [],
+        "Privileged": bool(spec.get("privileged")), "ReadonlyRootfs": bool(spec.get("readOnlyRootFilesystem")),
+        "Memory": parse_bytes(spec.get("memory")),
+        "NanoCpus": int(float(spec["cpus"]) * 1e9) if spec.get("cpus") else 0,
+    }
+
+
+def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
+    """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c."""
+    spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
+    argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
+    state, _ = docker_state(obj)
+    network = "host" if spec.get("hostNetwork") else "bridge"
+    return {
+        "Id": container_id(obj), "Created": meta.get("creationTimestamp"),
+        "Path": argv[0] if argv else "", "Args": argv[1:],
+        "State": {
+            "Status": state, "Running": state == "running", "Paused": False, "Restarting": state == "restarting",
+            "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
+            "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
+            "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
+        },
+        "Image": st.get("imageID", ""), "Name": "/" + meta["name"], "RestartCount": st.get("restartCount", 0),
+        "Driver": "overlayfs", "Platform": "linux",
+        "HostConfig": _host_config(spec), "Mounts": _mounts(spec, st), "Config": _config(obj),
+        "NetworkSettings": {
+            "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
+            "SandboxID": st.get("sandboxID", ""),
+            "Networks": {network: {"IPAddress": st.get("ip", "")}},
+        },
+        "K3c": {
+            "Namespace": meta.get("namespace"), "UID": meta.get("uid"), "ObjectID": uid_id(obj),
+            "Node": st.get("node") or spec.get("nodeName") or "", "Phase": st.get("phase", "Pending"),
+            "DesiredState": spec.get("state", "Running"), "Message": st.get("message", ""),
+            "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
+        },
+    }
+
+
+def _find_object(s: Session, cs: Containers, ref: str, kind: str | None) -> dict[str, Any] | None:
+    from k3c.cli.volumes import docker_volume
+    from k3c.kubeclient import APIStatusError
+
+    if kind in (None, "container"):
+        try:
+            return docker_inspect(cs.get(ref))
+        except Failure:
+            pass
+    if kind in (None, "volume"):
+        try:
+            return docker_volume(s.client.get(s.path(VOLUMES, ref)))
+        except APIStatusError as err:
+            if err.code != 404:
+                raise
+    return None
+
+
+@command()
+def inspect_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Template, TemplateError, unescape
+
+    s = session(args)
+    cs = Containers(s)
+    found, missing = [], []
+    for ref in args.names:
+        obj = _find_object(s, cs, ref, args.type)
+        (found.append(obj) if obj is not None else missing.append(ref))
+    try:
+        if args.format and args.format != "json":
+            tmpl = Template(unescape(args.format))
+            print("".join(tmpl.render(o) + "\n" for o in found), end="")
+        else:
+            print(json.dumps(found, indent=4, ensure_ascii=False))
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    for ref in missing:
+        print(f"Error: No such {args.type or 'object'}: {ref}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+# ---- info -------------------------------------------------------------------------------------------
+def _root_dir(kubeconfig: str) -> str:
+    """The daemon writes its admin kubeconfig to <root-dir>/kubeconfig.yaml, so that file names the root."""
+    from pathlib import Path
+
+    path = Path(kubeconfig)
+    return str(path.parent) if path.name == "kubeconfig.yaml" else "unknown (not a local k3c kubeconfig)"
+
+
+def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
+    from k3c.kubeclient import kubeconfig_path
+
+    items = s.client.get(s.path()).get("items", [])
+    states = [docker_state(o)[0] for o in items]
+    volumes = s.client.get(s.path(VOLUMES)).get("items", [])
+    version = s.client.get("/version")
+    nodes = sorted({(o.get("status") or {}).get("node") for o in items} - {None, ""})
+    kubeconfig = kubeconfig_path(args.kubeconfig)
+    from k3c import __version__
+
+    return {
+        "ClientVersion": __version__, "Kubeconfig": kubeconfig, "Context": args.context or "(current)",
+        "Containers": len(items), "ContainersRunning": states.count("running"), "ContainersPaused": 0,
+        "ContainersStopped": len(items) - states.count("running"), "Volumes": len(volumes),
+        "ServerVersion": version.get("gitVersion", ""), "Server": s.server, "Namespace": s.namespace,
+        "Nodes": nodes, "RootDir": _root_dir(kubeconfig), "Runtime": "containerd (CRI)",
+    }
+
+
+@command()
+def info_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Template, TemplateError, unescape
+
+    data = info_data(session(args), args)
+    if args.format:
+        try:
+            text = json.dumps(data) if args.format == "json" else Template(unescape(args.format)).render(data)
+        except TemplateError as err:
+            raise Failure(str(err), 1) from None
+        print(text)
+        return 0
+    print(f"""Client:
+ Version:    {data['ClientVersion']}
+ Context:    {data['Context']}
+ Kubeconfig: {data['Kubeconfig']}
+
+Server:
+ Containers: {data['Containers']}
+  Running: {data['ContainersRunning']}
+  Paused: {data['ContainersPaused']}
+  Stopped: {data['ContainersStopped']}
+ Volumes: {data['Volumes']}
+ Server Version: {data['ServerVersion']}
+ API Server: {data['Server']}
+ Namespace: {data['Namespace']}
+ Nodes: {', '.join(data['Nodes']) or '(none reported yet)'}
+ Runtime: {data['Runtime']}
+ K3c Root Dir: {data['RootDir']}""")
+    return 0
+

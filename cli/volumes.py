@@ -1,0 +1,267 @@
+"""`k3c volume create|ls|rm|inspect` on Volume objects (named volumes: directories the operator keeps).
+
+Why the CLI checks "in use" itself: docker refuses `volume rm` of a volume a container uses with a precise
+message listing the containers; the containers are objects here, so the CLI can say exactly that. Forcing
+sets the k3c.io/force-delete annotation the operator honours, then deletes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from k3c.cli.common import (
+    CONTAINERS,
+    FORCE_DELETE_ANNOTATION,
+    GROUP_VERSION,
+    VOLUMES,
+    Failure,
+    Session,
+    WaitTimeout,
+    add_command,
+    command,
+    container_id,
+    daemon_error,
+    for_each,
+    session,
+    valid_name,
+    wait_for,
+)
+
+VOLUME_TABLE = "{{.Driver}}\t{{.Name}}"
+VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+                  "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "Label": "LABEL"}
+REMOVE_TIMEOUT = 60.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "volume", "Manage volumes", usage="k3c volume COMMAND", global_flags=False)
+    p.set_defaults(func=lambda _args: p.print_help() or 0)
+    vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND", prog="k3c volume", title="commands")
+    c = add_command(vsub, "create", "Create a volume", usage="k3c volume create [OPTIONS] [VOLUME]")
+    c.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
+    c.add_argument("-l", "--label", action="append", default=[], metavar="list", help="Set metadata for a volume")
+    c.add_argument("name", nargs="?", metavar="VOLUME")
+    c.set_defaults(func=create_cmd)
+    ls = add_command(vsub, "ls", "List volumes", usage="k3c volume ls [OPTIONS]", aliases=["list"])
+    ls.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
+                    help='Provide filter values (e.g. "dangling=true")')
+    ls.add_argument("--format", metavar="string", help="Format output: 'table', 'table TEMPLATE', 'json' or TEMPLATE")
+    ls.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
+    ls.set_defaults(func=ls_cmd)
+    rm = add_command(vsub, "rm", "Remove one or more volumes. You cannot remove a volume that is in use by a "
+                     "container", usage="k3c volume rm [OPTIONS] VOLUME [VOLUME...]", aliases=["remove"])
+    rm.add_argument("-f", "--force", action="store_true", help="Force the removal of one or more volumes")
+    rm.add_argument("names", nargs="+", metavar="VOLUME")
+    rm.set_defaults(func=rm_cmd)
+    ins = add_command(vsub, "inspect", "Display detailed information on one or more volumes",
+                      usage="k3c volume inspect [OPTIONS] VOLUME [VOLUME...]")
+    ins.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
+    ins.add_argument("names", nargs="+", metavar="VOLUME")
+    ins.set_defaults(func=inspect_cmd)
+
+
+# ---- shapes -----------------------------------------------------------------------------------------
+def users_of(name: str, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for c in containers if any(m.get("volume") == name for m in (c.get("spec") or {}).get("volumes") or [])]
+
+
+def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Volume as `docker volume inspect` shows one; k3c's own facts under K3c."""
+    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
+        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""), "Name": meta["name"],
+        "Options": None, "Scope": "local",
+        "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",
+                "Phase": st.get("phase", "Pending"), "UsedBy": st.get("usedBy") or [], "Message": st.get("message", "")},
+    }
+
+
+@dataclass
+class VolumeRow:
+    Driver: str
+    Labels: str
+    Links: str
+    Mountpoint: str
+    Name: str
+    Scope: str
+    Size: str
+    _labels: dict[str, str] = field(default_factory=dict)
+
+    def Label(self, key: str) -> str:  # noqa: N802 - docker's template method name
+        return self._labels.get(key, "")
+
+
+def volume_row(obj: dict[str, Any], links: int | None) -> VolumeRow:
+    labels = obj["metadata"].get("labels") or {}
+    return VolumeRow(Driver=(obj.get("spec") or {}).get("driver", "local"),
+                     Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                     Links="N/A" if links is None else str(links),
+                     Mountpoint=(obj.get("status") or {}).get("mountpoint", ""), Name=obj["metadata"]["name"],
+                     Scope="local", Size="N/A", _labels=labels)
+
+
+# ---- create -----------------------------------------------------------------------------------------
+def _labels(values: list[str]) -> dict[str, str]:
+    from k3c.cli.runflags import k8s_label_ok
+
+    out = {}
+    for value in values:
+        key, _, val = value.partition("=")
+        if not k8s_label_ok(key, val):
+            raise Failure(f'invalid label "{value}": volume labels follow Kubernetes label rules', 125)
+        out[key] = val
+    return out
+
+
+@command()
+def create_cmd(args: argparse.Namespace) -> int:
+    from k3c.kubeclient import APIStatusError
+
+    name = args.name or secrets.token_hex(32)
+    if not valid_name(name):
+        raise daemon_error(f'create {name}: "{name}" includes invalid characters for a local volume name, only '
+                           '"[a-z0-9][a-z0-9.-]" are allowed (a Kubernetes object name). If you intended to pass '
+                           "a host directory, use absolute path")
+    if args.driver != "local":
+        raise daemon_error(f'create {name}: error looking up volume plugin {args.driver}: plugin "{args.driver}" '
+                           "not found")
+    s = session(args)
+    meta: dict[str, Any] = {"name": name, "namespace": s.namespace}
+    if args.label:
+        meta["labels"] = _labels(args.label)
+    obj = {"apiVersion": GROUP_VERSION, "kind": "Volume", "metadata": meta, "spec": {"driver": "local"}}
+    try:
+        s.client.create(s.path(VOLUMES), obj)
+    except APIStatusError as err:
+        if err.code != 409:  # docker: creating an existing volume is a no-op that prints its name
+            raise
+    print(name)
+    return 0
+
+
+# ---- ls ---------------------------------------------------------------------------------------------
+def _volume_filters(values: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise Failure("bad format of filter (expected name=value)", 125)
+        if key not in ("dangling", "driver", "label", "name"):
+            raise daemon_error(f"invalid filter '{key}'")
+        out.setdefault(key, []).append(val)
+    return out
+
+
+def _matches(row: VolumeRow, users: int | None, filters: dict[str, list[str]]) -> bool:
+    checks = {
+        "dangling": lambda v: (users == 0) == (v.lower() in ("true", "1")),
+        "driver": lambda v: row.Driver == v,
+        "label": lambda v: v.partition("=")[0] in row._labels and (
+            "=" not in v or row._labels[v.partition("=")[0]] == v.partition("=")[2]),
+        "name": lambda v: v in row.Name,
+    }
+    return all(any(checks[k](v) for v in vals) for k, vals in filters.items())
+
+
+@command()
+def ls_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Format, TemplateError
+
+    filters = _volume_filters(args.filter)
+    try:
+        fmt = Format.parse("{{.Name}}" if args.quiet else args.format, VOLUME_TABLE)
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    s = session(args)
+    volumes = sorted(s.client.get(s.path(VOLUMES)).get("items", []), key=lambda o: o["metadata"]["name"])
+    need_users = "dangling" in filters or "Links" in (args.format or "")
+    containers = s.client.get(s.path(CONTAINERS)).get("items", []) if need_users else []
+    rows = []
+    for obj in volumes:
+        users = len(users_of(obj["metadata"]["name"], containers)) if need_users else None
+        row = volume_row(obj, users)
+        if _matches(row, users, filters):
+            rows.append(row)
+    try:
+        print(fmt.render(rows, VOLUME_HEADERS), end="")
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    return 0
+
+
+# ---- rm ---------------------------------------------------------------------------------------------
+def remove_volume(s: Session, name: str, force: bool, containers: list[dict[str, Any]]) -> None:
+    from k3c.kubeclient import APIStatusError
+
+    path = s.path(VOLUMES, name)
+    try:
+        obj = s.client.get(path)
+    except APIStatusError as err:
+        if err.code == 404 and (err.body.get("details") or {}).get("name"):
+            if force:
+                return
+            raise daemon_error(f"get {name}: no such volume") from None
+        raise
+    users = [c for c in users_of(name, containers) if not c["metadata"].get("deletionTimestamp")]
+    if users and not force:
+        raise daemon_error(f"remove {name}: volume is in use - [{', '.join(container_id(c) for c in users)}]")
+    if force:
+        obj = s.client.merge_patch(path, {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
+    try:
+        obj = s.client.delete(path)
+    except APIStatusError as err:
+        if err.code == 404:
+            return
+        raise
+    if obj.get("kind") == "Volume" and obj["metadata"].get("finalizers"):  # the operator removes its directory
+        try:
+            wait_for(s, obj, lambda o: o is None, REMOVE_TIMEOUT, plural=VOLUMES)
+        except WaitTimeout:
+            raise daemon_error(f"remove {name}: still being removed after {REMOVE_TIMEOUT:g}s "
+                               "(is the k3c daemon running?)") from None
+
+
+@command()
+def rm_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    containers = s.client.get(s.path(CONTAINERS)).get("items", [])
+
+    def one(name: str) -> None:
+        remove_volume(s, name, args.force, containers)
+        print(name, flush=True)
+
+    return for_each(args.names, one)
+
+
+# ---- inspect ----------------------------------------------------------------------------------------
+@command()
+def inspect_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.template import Template, TemplateError, unescape
+    from k3c.kubeclient import APIStatusError
+
+    s = session(args)
+    found, missing = [], []
+    for name in args.names:
+        try:
+            found.append(docker_volume(s.client.get(s.path(VOLUMES, name))))
+        except APIStatusError as err:
+            if err.code != 404 or not (err.body.get("details") or {}).get("name"):
+                raise
+            missing.append(name)
+    try:
+        if args.format and args.format != "json":
+            tmpl = Template(unescape(args.format))
+            print("".join(tmpl.render(v) + "\n" for v in found), end="")
+        else:
+            print(json.dumps(found, indent=4, ensure_ascii=False))
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    for name in missing:
+        print(f"Error: No such volume: {name}", file=sys.stderr)
+    return 1 if missing else 0

@@ -1,0 +1,121 @@
+"""Just enough Dockerfile parsing to know which images a build starts from.
+
+The builder must copy base images that live only in containerd into buildah's storage *before* buildah
+runs (buildah cannot read containerd). So we need the images named by ``FROM`` and ``COPY --from=`` /
+``RUN --mount=...,from=`` that are not stages of the same file, with global ``ARG`` values (defaults
+overridden by build args) substituted the way Docker does in ``FROM`` lines.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator, Mapping
+
+__all__ = ["external_images", "instructions", "substitute"]
+
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def instructions(text: str) -> Iterator[tuple[str, str]]:
+    """``(KEYWORD, rest)`` per instruction: continuations joined, comments and directives dropped."""
+    lines = text.splitlines()
+    escape = "\\"
+    start = 0
+    for i, line in enumerate(lines):  # parser directives: only at the very top
+        m = _DIRECTIVE.match(line.strip())
+        if not m:
+            break
+        if m.group(1).lower() == "escape" and m.group(2) in ("\\", "`"):
+            escape = m.group(2)
+        start = i + 1
+    buf = ""
+    for line in lines[start:]:
+        stripped = line.strip()
+        if not buf and (not stripped or stripped.startswith("#")):
+            continue
+        if buf and stripped.startswith("#"):
+            continue  # comment lines inside a continuation are skipped
+        if stripped.endswith(escape):
+            buf += stripped[:-1].rstrip() + " "
+            continue
+        buf += stripped
+        keyword, _, rest = buf.strip().partition(" ")
+        yield keyword.upper(), rest.strip()
+        buf = ""
+    if buf.strip():
+        keyword, _, rest = buf.strip().partition(" ")
+        yield keyword.upper(), rest.strip()
+
+
+def substitute(word: str, env: Mapping[str, str]) -> str:
+    """``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR:+alt}`` (and the colon-less forms)."""
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(4)
+        op, arg = m.group(2), m.group(3) or ""
+        value = env.get(name)
+        if op in (":-", "-"):
+            unset = value is None or (op == ":-" and value == "")
+            return arg if unset else value or ""
+        if op in (":+", "+"):
+            isset = value is not None and (op == "+" or value != "")
+            return arg if isset else ""
+        return value or ""
+
+    return _VAR.sub(repl, word)
+
+
+def _arg_defaults(rest: str) -> Iterator[tuple[str, str | None]]:
+    for item in shlex.split(rest, posix=True):
+        name, eq, value = item.partition("=")
+        yield name, value if eq else None
+
+
+def _flags(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(words) and words[i].startswith("--"):
+        key, _, value = words[i][2:].partition("=")
+        flags[key.lower()] = value
+        i += 1
+    return flags, words[i:]
+
+
+def external_images(text: str, build_args: Mapping[str, str] | None = None) -> list[str]:
+    """Image references the Dockerfile pulls in that are not its own stages (nor ``scratch``), in order."""
+    args = dict(build_args or {})
+    global_env: dict[str, str] = {}
+    stages: set[str] = set()
+    seen_from = False
+    out: list[str] = []
+
+    def add(ref: str) -> None:
+        if ref and ref.lower() not in stages and ref.lower() != "scratch" and not ref.isdigit() and ref not in out:
+            out.append(ref)
+
+    for keyword, rest in instructions(text):
+        if keyword == "ARG" and not seen_from:
+            for name, default in _arg_defaults(rest):
+                value = args.get(name, default)
+                if value is not None:
+                    global_env[name] = substitute(value, global_env)
+        elif keyword == "FROM":
+            seen_from = True
+            _, words = _flags(rest.split())
+            if not words:
+                continue
+            add(substitute(words[0], global_env))
+            if len(words) >= 3 and words[1].lower() == "as":
+                stages.add(words[2].lower())
+        elif keyword in ("COPY", "ADD"):
+            flags, _ = _flags(rest.split())
+            if "from" in flags:
+                add(flags["from"])
+        elif keyword == "RUN":
+            for m in re.finditer(r"--mount=(\S+)", rest):
+                opts = dict(kv.partition("=")[::2] for kv in m.group(1).split(","))
+                if opts.get("from"):
+                    add(opts["from"])
+    return out

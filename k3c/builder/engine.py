@@ -1,0 +1,87 @@
+"""The builder interface: one request in, one image in containerd out, step lines streamed on the way.
+
+Why an interface at all: buildah is the only builder Debian 12 ships, but a buildkit engine (buildkitd
+with a containerd worker) builds faster and needs no copy of base images; it can be added beside
+:mod:`k3c.builder.buildah` without touching the reconciler, which only knows :class:`Engine`.
+
+An engine's contract:
+
+- :meth:`Engine.build` runs the build from :class:`BuildRequest` and leaves the image in containerd's
+  ``k8s.io`` namespace under every tag (or, with no tags, under its ID so CRI still knows it);
+- every output line goes to ``observer.line`` as it happens, and every step start to ``observer.step``;
+- a failure raises :class:`BuildFailed` (with the step and the exit code when a step failed);
+- cancelling the coroutine stops the build at once and removes whatever it had made (processes, build
+  containers, temporary files); nothing is tagged unless the build completed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["BuildFailed", "BuildObserver", "BuildRequest", "BuildResult", "Engine"]
+
+
+@dataclass
+class BuildRequest:
+    """Everything an engine needs; paths are on this node, tags already normalized."""
+
+    context_dir: Path
+    dockerfile: Path
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    pull: bool = False
+    #: secret id -> file holding its value (the engine never copies it into the image)
+    secrets: dict[str, Path] = field(default_factory=dict)
+    #: containerd image labels put on every tag (e.g. which ImageBuild made it)
+    image_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    """The built image as containerd holds it."""
+
+    image_id: str  #: sha256 of the config blob: docker's image ID
+    digest: str  #: manifest digest
+    size: int  #: bytes of config plus layers
+    tags: list[str] = field(default_factory=list)
+    cached_steps: int = 0  #: steps answered from the layer cache
+
+
+class BuildFailed(Exception):
+    """The build did not produce an image; ``step`` and ``exit_code`` are set when a step failed."""
+
+    def __init__(self, message: str, step: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+        self.exit_code = exit_code
+
+
+class BuildObserver(Protocol):
+    """Receives the build's progress; both methods must return quickly (they run on the event loop)."""
+
+    def line(self, text: str) -> None:
+        """One line of output, as the builder printed it."""
+
+    def step(self, text: str) -> None:
+        """A step started, e.g. ``[2/2] STEP 3/5: RUN make`` (also passed to :meth:`line`)."""
+
+
+class Engine(Protocol):
+    """A builder that leaves its result in containerd."""
+
+    name: str
+
+    async def build(self, request: BuildRequest, observer: BuildObserver) -> BuildResult:
+        """Build, import into containerd and tag; see the module docstring for the contract."""
+        ...
+
+    async def push(self, image_id: str, tags: list[str], auth_json: bytes | None, insecure_hosts: set[str],
+                   observer: BuildObserver) -> list[str]:
+        """Push the built image under each tag to its registry; returns the tags pushed."""
+        ...

@@ -1,0 +1,111 @@
+"""Network state of sandboxes that no longer exist: found and removed when k3c's containerd (re)starts.
+
+A sandbox whose creation is cut short — containerd killed during RunPodSandbox, or the whole daemon
+killed with -9 — can leave its CNI state behind although containerd never recorded the sandbox: a
+host-local IP lease, a bind-mounted network namespace, iptables rules, libcni's cached result. Nothing
+would ever release them, and the subnet slowly fills up. :func:`sweep` runs CNI DEL (the same plugins,
+config and cached result libcni would use) for every container id that holds network state but is not a
+sandbox containerd knows, then drops leftover lease files and unmounts orphaned network namespaces.
+
+Only state older than ``older_than`` (the moment containerd came up) is touched, so a sandbox being
+created right now is never mistaken for a leftover.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from k3c.daemon.containerd import CNI_CACHE_DIR, ContainerdConfig, render_cni_conflist
+
+log = logging.getLogger(__name__)
+
+
+def _older(path: Path, than: float) -> bool:
+    try:
+        return path.lstat().st_mtime < than
+    except OSError:
+        return False
+
+
+def _lease_owners(cfg: ContainerdConfig, older_than: float) -> dict[str, list[Path]]:
+    """Sandbox id → its lease files (host-local writes the id on the first line)."""
+    owners: dict[str, list[Path]] = {}
+    d = cfg.cni_ipam_dir / cfg.network_name
+    if not d.is_dir():
+        return owners
+    for f in d.iterdir():
+        if f.name[:1].isdigit() and not f.name.startswith("last_") and _older(f, older_than):
+            with contextlib.suppress(OSError):
+                owners.setdefault(f.read_text().split("\n", 1)[0].strip(), []).append(f)
+    return owners
+
+
+def _cached_ids(cfg: ContainerdConfig, older_than: float) -> dict[str, Path]:
+    prefix, suffix = f"{cfg.network_name}-", "-eth0"
+    found: dict[str, Path] = {}
+    if CNI_CACHE_DIR.is_dir():
+        for f in CNI_CACHE_DIR.glob(f"{prefix}*{suffix}"):
+            if _older(f, older_than):
+                found[f.name[len(prefix):-len(suffix)]] = f
+    return found
+
+
+def sweep(cfg: ContainerdConfig, live_sandboxes: set[str], live_netns: set[str], older_than: float) -> list[str]:
+    """Release the network state of every non-live sandbox; returns what was done (for the log)."""
+    done: list[str] = []
+    leases = _lease_owners(cfg, older_than)
+    cached = _cached_ids(cfg, older_than)
+    for sid in (set(leases) | set(cached)) - live_sandboxes:
+        cni_del(cfg, sid, cached.get(sid))
+        for f in leases.get(sid, []):
+            with contextlib.suppress(OSError):
+                f.unlink()
+        done.append(f"released network of vanished sandbox {sid[:12]}")
+    if cfg.netns_dir.is_dir():
+        for ns in cfg.netns_dir.iterdir():
+            if str(ns) not in live_netns and _older(ns, older_than):
+                subprocess.run(["umount", str(ns)], capture_output=True)
+                with contextlib.suppress(OSError):
+                    ns.unlink()
+                done.append(f"removed orphaned netns {ns.name}")
+    for line in done:
+        log.info("%s", line)
+    return done
+
+
+def cni_del(cfg: ContainerdConfig, sandbox_id: str, cache_file: Path | None) -> None:
+    """CNI DEL of k3c's conflist for one container id, plugins in reverse order, as libcni does it."""
+    cache: dict[str, Any] = {}
+    if cache_file is not None:
+        with contextlib.suppress(OSError, ValueError):
+            cache = json.loads(cache_file.read_text())
+    try:
+        conflist = json.loads(base64.b64decode(cache["config"]))
+    except (KeyError, ValueError):
+        conflist = render_cni_conflist(cfg)
+    args = ";".join(f"{k}={v}" for k, v in cache.get("cniArgs") or [["IgnoreUnknown", "1"]])
+    env = {**os.environ, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": sandbox_id, "CNI_NETNS": "",
+           "CNI_IFNAME": cache.get("ifName", "eth0"), "CNI_PATH": str(cfg.cni_bin_dir), "CNI_ARGS": args}
+    runtime = {k: v for k, v in (cache.get("capabilityArgs") or {}).items() if not k.startswith("io.kubernetes")}
+    for plugin in reversed(conflist.get("plugins", [])):
+        conf = {**plugin, "cniVersion": conflist.get("cniVersion", "1.0.0"), "name": conflist.get("name")}
+        if cache.get("result"):
+            conf["prevResult"] = cache["result"]
+        wanted = {k for k, on in (plugin.get("capabilities") or {}).items() if on}
+        if wanted & set(runtime):
+            conf["runtimeConfig"] = {k: runtime[k] for k in wanted & set(runtime)}
+        binary = cfg.cni_bin_dir / plugin["type"]
+        r = subprocess.run([str(binary)], input=json.dumps(conf).encode(), env=env, capture_output=True)
+        if r.returncode != 0:
+            log.debug("CNI DEL %s for %s: %s", plugin["type"], sandbox_id[:12], r.stdout.decode(errors="replace"))
+    for f in (cache_file, CNI_CACHE_DIR / f"cni-loopback-{sandbox_id}-lo"):
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.unlink()

@@ -1,0 +1,472 @@
+"""`k3c daemon`: one process tree that runs everything a node needs, and winds it down cleanly.
+
+In start-up order:
+
+1. containerd as a supervised child with k3c's generated config (unless ``--containerd-address`` names
+   an existing one), restarted if it dies: containers survive that (their shims are not its children);
+2. k3c's locally built pause image, imported so sandboxes never need a registry;
+3. the embedded API server in this very event loop (unless ``--kubeconfig`` names an existing cluster),
+   its admin kubeconfig at ``<root-dir>/kubeconfig.yaml``, plus the streaming subresources
+   (container logs/exec/attach, image save/load, build logs/context);
+4. the CRDs from :mod:`k3c.crds`, created or replaced;
+5. the operator (``python -m k3c.operator``, kopf) as a supervised child, restarted with back-off.
+
+Then it writes ``<state-dir>/daemon.json`` (pids, addresses, ``ready``) for tools and tests. On SIGTERM or
+SIGINT it stops the operator, the API server and containerd in that order; running containers keep running
+and the next start re-adopts them. Children get a parent-death signal so even ``kill -9`` of the daemon
+leaves no orphan runtime or operator behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
+
+log = logging.getLogger("k3c.daemon")
+
+DEFAULT_ROOT_DIR = Path("/var/lib/k3c")
+DEFAULT_STATE_DIR = Path("/run/k3c")
+STATUS_FILE = "daemon.json"
+
+
+class DaemonError(RuntimeError):
+    """A start-up failure with a one-line message (the CLI prints it and exits 125)."""
+
+
+@dataclass
+class DaemonConfig:
+    """Everything `k3c daemon` is told; see :mod:`k3c.cli.daemon` for the flags."""
+
+    root_dir: Path = DEFAULT_ROOT_DIR
+    state_dir: Path = DEFAULT_STATE_DIR
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 6443
+    kubeconfig: Path | None = None
+    containerd_address: str | None = None
+    group: int | None = None
+    node_name: str = field(default_factory=socket.gethostname)
+    bridge: str = "k3c0"
+    subnet: str = "10.88.0.0/16"
+    network_name: str = "k3c"
+    pool_size: int = 1
+    log_level: str = "info"
+    operator_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root_dir = Path(self.root_dir).absolute()
+        self.state_dir = Path(self.state_dir).absolute()
+        if self.kubeconfig is not None:
+            self.kubeconfig = Path(self.kubeconfig).absolute()
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.kubeconfig or self.root_dir / "kubeconfig.yaml"
+
+    @property
+    def containerd(self) -> ContainerdConfig:
+        return ContainerdConfig(
+            root_dir=self.root_dir / "containerd",
+            state_dir=self.state_dir / "containerd",
+            socket_gid=self.group or 0,
+            bridge=self.bridge,
+            subnet=self.subnet,
+            network_name=self.network_name,
+        )
+
+    @property
+    def containerd_socket(self) -> str:
+        return self.containerd_address or str(self.containerd.socket_path)
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / STATUS_FILE
+
+
+def resolve_group(value: str) -> int:
+    """``--group`` as a gid: a number, or a group name looked up in /etc/group."""
+    if value.isdigit():
+        return int(value)
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise DaemonError(f"unknown group {value!r}") from None
+
+
+# ------------------------------------------------------------------------------------------ children
+
+#: Runs ``k3c.operator`` from an editable checkout too: there operator/ is a namespace portion (no
+#: ``__init__.py``, so it never shadows the stdlib's ``operator``), which setuptools' editable finder cannot
+#: resolve under the regular package ``k3c``; adding the checkout root to ``k3c.__path__`` lets the normal
+#: import system find it as ``k3c.operator``.
+_OPERATOR_BOOTSTRAP = (
+    "import pathlib, runpy, sys, k3c\n"
+    "root = str(pathlib.Path(k3c.__file__).resolve().parent.parent)\n"
+    "if pathlib.Path(root, 'operator', '__main__.py').exists() and root not in k3c.__path__:\n"
+    "    k3c.__path__.append(root)\n"
+    "sys.argv[0] = 'k3c.operator'\n"
+    "runpy.run_module('k3c.operator', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def operator_command() -> list[str]:
+    """argv prefix that runs the operator: ``python -m k3c.operator`` when importable as installed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("k3c.operator.__main__") is not None
+    except ModuleNotFoundError:
+        found = False
+    return [sys.executable, "-m", "k3c.operator"] if found else [sys.executable, "-c", _OPERATOR_BOOTSTRAP]
+
+
+
+@dataclass
+class Child:
+    """A supervised child process started by argv, restarted with exponential back-off when it dies."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    _next_start: float = 0.0
+    _started_at: float = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                with_parent_death_signal(self.argv), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True, close_fds=True,
+            )
+        self._started_at = time.monotonic()
+        log.info("%s started (pid %d)", self.name, self.proc.pid)
+
+    def check(self) -> None:
+        """Restart the child if it died: 1 s back-off doubling to 30 s, reset after a minute of uptime."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        now = time.monotonic()
+        if self._next_start == 0.0:
+            uptime = now - self._started_at
+            self.restarts = 0 if uptime > 60 else self.restarts + 1
+            delay = min(30.0, 2.0 ** max(0, self.restarts - 1)) if self.restarts else 0.5
+            log.error("%s exited with %s; restarting in %.1f s", self.name, self.proc.returncode, delay)
+            self._next_start = now + delay
+        if now >= self._next_start:
+            self._next_start = 0.0
+            self.start()
+
+    async def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` s; only ever this child's own PID."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if proc.poll() is None:
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        self.proc = None
+
+
+# ------------------------------------------------------------------------------------------ daemon
+
+
+class Daemon:
+    """The running daemon: start everything, supervise, stop everything (see the module docstring)."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.containerd: ContainerdProcess | None = None
+        self.apiserver: Any = None
+        self.operator: Child | None = None
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self.start()
+            print(f"k3c daemon ready: kubeconfig {self.config.kubeconfig_path}, "
+                  f"containerd {self.config.containerd_socket}", flush=True)
+            await self._supervise()
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._prepare_dirs()
+        if cfg.containerd_address is None:
+            await self._start_containerd()
+        await self._ensure_pause()
+        if cfg.kubeconfig is None:
+            await self._start_apiserver()
+        elif not cfg.kubeconfig.exists():
+            raise DaemonError(f"kubeconfig {cfg.kubeconfig} not found")
+        await asyncio.to_thread(install_crds, cfg.kubeconfig_path)
+        self.operator = Child("operator", self._operator_argv(), cfg.state_dir / "operator.log")
+        ready = cfg.state_dir / "operator.ready"
+        ready.unlink(missing_ok=True)
+        self.operator.start()
+        await self._wait_operator_ready(ready)
+        self._write_status(ready=True)
+
+    def _prepare_dirs(self) -> None:
+        cfg = self.config
+        for d in (cfg.root_dir, cfg.state_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o750 if cfg.group is not None else 0o700)
+            if cfg.group is not None:
+                os.chown(d, -1, cfg.group)
+        for sub in ("logs", "volumes", "cache"):
+            (cfg.root_dir / sub).mkdir(exist_ok=True)
+
+    async def _start_containerd(self) -> None:
+        from k3c.daemon.containerd import ContainerdStartError
+
+        self.containerd = ContainerdProcess(self.config.containerd, die_with_parent=True)
+        since = time.time()
+        try:
+            await self.containerd.start()
+        except ContainerdStartError as err:
+            first, _, tail = str(err).partition("\n")
+            log.error("containerd log tail:\n%s", tail)
+            raise DaemonError(first) from None
+        log.info("containerd running (pid %s) on %s", self.containerd.pid, self.config.containerd_socket)
+        await self._sweep_network(since)
+
+    async def _restart_containerd(self) -> None:
+        assert self.containerd is not None
+        since = time.time()
+        await self.containerd.start()
+        await self._sweep_network(since)
+
+    async def _sweep_network(self, older_than: float) -> None:
+        """Release CNI state of sandboxes cut short by a crash (see :mod:`k3c.daemon.netgc`)."""
+        from k3c.cri.errors import RuntimeCallError
+        from k3c.cri.runtime import CRIClient
+        from k3c.daemon import netgc
+
+        try:
+            async with CRIClient(self.config.containerd_socket) as cri:
+                sandboxes = await cri.list_pod_sandbox()
+                netns: set[str] = set()
+                for sb in sandboxes:
+                    with contextlib.suppress(RuntimeCallError, ValueError, KeyError):
+                        info = json.loads((await cri.pod_sandbox_status(sb.id, verbose=True)).info["info"])
+                        for ns in info["runtimeSpec"]["linux"]["namespaces"]:
+                            if ns.get("type") == "network" and ns.get("path"):
+                                netns.add(ns["path"])
+        except RuntimeCallError as err:
+            log.warning("cannot check for leftover sandbox networks: %s", err)
+            return
+        await asyncio.to_thread(netgc.sweep, self.config.containerd, {sb.id for sb in sandboxes}, netns, older_than)
+
+    async def _ensure_pause(self) -> None:
+        from k3c.daemon.pause import ensure_pause_image
+
+        try:
+            await ensure_pause_image(self.config.containerd_socket, self.config.root_dir / "cache")
+        except (OSError, RuntimeError) as err:
+            raise DaemonError(f"cannot prepare the pause image: {str(err).splitlines()[0]}") from None
+
+    async def _start_apiserver(self) -> None:
+        from k3c.apiserver.server import APIServer, ServerConfig
+
+        cfg = self.config
+        server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
+                                        kubeconfig_gid=cfg.group))
+        self._register_subresources(server)
+        try:
+            await server.start()
+        except OSError as err:
+            reason = os.strerror(err.errno).lower() if err.errno else str(err)
+            raise DaemonError(f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {reason}") from None
+        self.apiserver = server
+
+    def _register_subresources(self, server: Any) -> None:
+        """The streaming subresources the embedded server adds to plain Kubernetes: container
+        logs/exec/attach, image save/load, build logs and context uploads."""
+        from k3c.builder import logs as build_logs
+        from k3c.registry import server as registry_server
+        from k3c.streams import server as streams_server
+
+        sock = self.config.containerd_socket
+        streams_server.register(server.handler, sock, sock)
+        registry_server.register(server.handler, sock)
+        build_logs.register(server.handler, self.config.root_dir)
+
+    def _operator_argv(self) -> list[str]:
+        cfg = self.config
+        return [
+            *operator_command(),
+            "--kubeconfig", str(cfg.kubeconfig_path),
+            "--containerd-address", cfg.containerd_socket,
+            "--node-name", cfg.node_name,
+            "--root-dir", str(cfg.root_dir),
+            "--ready-file", str(cfg.state_dir / "operator.ready"),
+            "--pool-size", str(cfg.pool_size),
+            "--log-level", cfg.log_level,
+            *self._containerd_dirs(),
+            *cfg.operator_args,
+        ]
+
+    def _containerd_dirs(self) -> list[str]:
+        """Our own containerd's dirs, so the operator may scrub and reuse sandboxes (not someone else's)."""
+        if self.config.containerd_address is not None:
+            return []
+        ctd = self.config.containerd
+        return ["--containerd-root", str(ctd.root_dir), "--containerd-state", str(ctd.state_dir)]
+
+    async def _wait_operator_ready(self, ready: Path, timeout: float = 60.0) -> None:
+        assert self.operator is not None
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            proc = self.operator.proc
+            if proc is not None and proc.poll() is not None:
+                raise DaemonError(f"the operator exited with {proc.returncode} during start-up "
+                                  f"(see {self.operator.log_path})")
+            if self._stop.is_set():
+                raise DaemonError("stopped during start-up")
+            if time.monotonic() > deadline:
+                raise DaemonError(f"the operator did not become ready within {timeout:.0f} s "
+                                  f"(see {self.operator.log_path})")
+            await asyncio.sleep(0.02)
+
+    def _write_status(self, ready: bool) -> None:
+        cfg = self.config
+        doc = {
+            "pid": os.getpid(),
+            "ready": ready,
+            "node": cfg.node_name,
+            "kubeconfig": str(cfg.kubeconfig_path),
+            "containerdAddress": cfg.containerd_socket,
+            "containerdPid": self.containerd.pid if self.containerd else None,
+            "operatorPid": self.operator.pid if self.operator else None,
+            "apiServer": self.apiserver.config.url if self.apiserver else None,
+        }
+        tmp = cfg.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, cfg.status_path)
+
+    async def _supervise(self) -> None:
+        """Restart containerd or the operator if either dies, until a stop signal arrives."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.5)
+            if self._stop.is_set():
+                break
+            changed = False
+            if self.containerd is not None and self.containerd.pid is None:
+                log.error("containerd died; restarting it")
+                try:
+                    await self._restart_containerd()
+                    changed = True
+                except Exception as err:
+                    log.error("restarting containerd failed: %s", str(err).splitlines()[0])
+            if self.operator is not None:
+                before = self.operator.pid
+                self.operator.check()
+                changed |= self.operator.pid != before
+            if changed:
+                self._write_status(ready=True)
+
+    async def stop(self) -> None:
+        """Operator first (it still needs the API and containerd to wind down), then API server, containerd."""
+        self.config.status_path.unlink(missing_ok=True)
+        if self.operator is not None:
+            await self.operator.stop()
+            self.operator = None
+        if self.apiserver is not None:
+            await self.apiserver.stop()
+            self.apiserver = None
+        if self.containerd is not None:
+            await self.containerd.stop()
+            self.containerd = None
+        log.info("k3c daemon stopped")
+
+
+# ------------------------------------------------------------------------------------------ CRDs
+
+
+def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
+    """Create each CRD of :mod:`k3c.crds`, or replace it when it differs, then wait until it is served."""
+    import yaml
+
+    from k3c import kubeclient
+    from k3c.crds import manifests
+
+    client = kubeclient.Client(kubeclient.load(str(kubeconfig)))
+    base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    crds = []
+    for path in manifests():
+        try:
+            crds.append(yaml.safe_load(path.read_text()))
+        except yaml.YAMLError as err:  # one broken manifest must not keep the node down
+            log.error("skipping CRD manifest %s: %s", path.name, str(err).replace("\n", " "))
+    try:
+        for crd in crds:
+            _apply_crd(client, base, crd)
+        for crd in crds:
+            _wait_established(client, f"{base}/{crd['metadata']['name']}", timeout)
+    except kubeclient.APIStatusError as err:
+        raise DaemonError(f"cannot install the CRDs: {err.message}") from None
+    except OSError as err:
+        raise DaemonError(f"cannot reach the API server to install the CRDs: {err}") from None
+    finally:
+        client.close()
+
+
+def _apply_crd(client: Any, base: str, crd: dict[str, Any]) -> None:
+    from k3c import kubeclient
+
+    name = crd["metadata"]["name"]
+    try:
+        live = client.get(f"{base}/{name}")
+    except kubeclient.APIStatusError as err:
+        if err.code != 404:
+            raise
+        client.create(base, crd)
+        log.info("created CRD %s", name)
+        return
+    if live.get("spec") == {**live.get("spec", {}), **crd["spec"]}:
+        return
+    crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}}
+    client.request("PUT", f"{base}/{name}", crd)
+    log.info("updated CRD %s", name)
+
+
+def _wait_established(client: Any, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        crd = client.get(path)
+        conds = {c.get("type"): c.get("status") for c in crd.get("status", {}).get("conditions", [])}
+        if conds.get("Established") == "True":
+            return
+        if time.monotonic() > deadline:
+            raise DaemonError(f"CRD {crd['metadata']['name']} not established within {timeout:.0f} s")
+        time.sleep(0.1)

@@ -1,0 +1,628 @@
+"""The LocalContainer reconciler: one object ⇄ one CRI container in a sandbox, level-based and idempotent.
+
+Every call of :meth:`ContainerReconciler.reconcile` reads the desired spec, compares it with what this
+operator knows of the runtime (an :class:`Instance` per object, learned from its own actions, containerd's
+event stream and, at start-up, CRI's lists) and does the next thing needed:
+
+- not this node's object → nothing; unclaimed → claim it (a resourceVersion-preconditioned status write,
+  so of several operators exactly one wins) and add the finalizer if the client did not;
+- being deleted → stop (``stopTimeout``) and remove container and sandbox, then drop the finalizer;
+- desired Running and never started, stopped by request before, changed in what shapes the container,
+  or a new ``k3c.io/start-request`` annotation → a fresh container (pods are ephemeral: every start is
+  a new CRI container);
+- desired Stopped → stop it;
+- the container exited → report it at once (phase Exited, exit code), then the restart policy decides
+  between a new start (after docker's back-off) and releasing the sandbox (and deleting the object if
+  ``autoRemove``).
+
+Start failures that retrying cannot fix (missing image, port taken, bad user, command not found) end in
+phase Failed with one clear message and nothing left behind; runtime hiccups are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from k3c.cri.errors import NotFoundError, RuntimeCallError
+from k3c.cri.runtime import CRIClient, pb
+from k3c.reconcilers import criconfig
+from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
+from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
+from k3c.reconcilers.kube import Kube, KubeError, Ref, now_micro, now_rfc3339, rfc3339_ns
+from k3c.reconcilers.ports import PortInUseError, PortReservations
+from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
+
+log = logging.getLogger(__name__)
+
+PLURAL = "localcontainers"
+FINALIZER = "k3c.io/container"
+#: Annotation a client sets to a new unique value to (re)start the container now (`k3c start/restart`).
+START_ANNOTATION = "k3c.io/start-request"
+#: Capabilities that let a container change its network namespace: its sandbox is not recycled.
+_NET_CAPS = {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "ALL"}
+#: A container that ran this long resets docker's restart back-off.
+BACKOFF_RESET_SECONDS = 10.0
+
+
+class StartError(Exception):
+    """A start that cannot succeed as specified; ``exit_code`` follows docker (125/126/127)."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Instance:
+    """What this operator knows of one object's runtime side (one per object uid)."""
+
+    uid: str
+    namespace: str
+    name: str
+    sandbox: Sandbox | None = None
+    container_id: str = ""
+    running: bool = False
+    image: str = ""
+    image_id: str = ""
+    command: str = ""
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str = ""
+    started_mono: float = 0.0
+    finished_at: str = ""
+    exit_code: int | None = None
+    exit_reported: bool = True
+    oom: bool = False
+    vanished: bool = False
+    stop_reason: str = ""  # "", "stop" (desired Stopped), "replace" (restart/spec change), "remove"
+    restart_count: int = 0
+    restart_at: float | None = None  # loop time of a pending policy restart
+    spec_hash: str = ""
+    sandbox_key: str = ""
+    origin: dict[str, Any] = field(default_factory=dict)  # observedGeneration/startRequest it was started for
+
+
+@dataclass
+class Env:
+    """What the reconciler works with (built by :class:`k3c.reconcilers.controller.Controller`)."""
+
+    kube: Kube
+    cri: CRIClient
+    images: ImageResolver
+    pool: SandboxPool
+    ports: PortReservations
+    node: str
+    root_dir: Path
+    cache: ObjectCache
+    schedule: Callable[[str, float], None]
+    record_event: Callable[[dict[str, Any], str, str, bool], None]
+    ensure_volume: Callable[[str, str], Any]
+    volume_users_changed: Callable[[dict[str, Any]], None]
+
+
+class ContainerReconciler:
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.instances: dict[str, Instance] = {}
+        self.by_container: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ entry points
+
+    async def reconcile(self, uid: str) -> float | None:
+        """Converge one object (by uid); returns seconds until it wants to run again, or None."""
+        obj = self.env.cache.get(uid)
+        inst = self.instances.get(uid)
+        if obj is None:
+            if inst is not None:  # deleted without our finalizer (or it was removed by hand)
+                await self._teardown(inst, grace=0)
+            return None
+        if not self._mine(obj):
+            return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return await self._finalize(obj, inst)
+        claimed = await self._claim(obj)
+        if claimed is None:
+            return None
+        return await self._converge(claimed, inst)
+
+    def task_exited(self, container_id: str, exit_code: int, exited_at: str) -> str | None:
+        """containerd reported the main process of ``container_id`` exited; returns the uid to reconcile."""
+        uid = self.by_container.get(container_id)
+        inst = self.instances.get(uid) if uid else None
+        if inst is None or inst.container_id != container_id or not inst.running:
+            return None
+        self._mark_exited(inst, exit_code, exited_at)
+        return uid
+
+    def task_oom(self, container_id: str) -> None:
+        uid = self.by_container.get(container_id)
+        if uid and uid in self.instances:
+            self.instances[uid].oom = True
+
+    # ------------------------------------------------------------------ ownership
+
+    def _mine(self, obj: dict[str, Any]) -> bool:
+        node = self.env.node
+        wanted = obj.get("spec", {}).get("nodeName") or ""
+        claimed = (obj.get("status") or {}).get("node") or ""
+        return (not wanted or wanted == node) and (not claimed or claimed == node)
+
+    async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Make the object ours (status.node) and protected (finalizer); None if another node won."""
+        meta = obj["metadata"]
+        ref = _ref(obj)
+        try:
+            # Claimed by a status write only one operator can win; an object addressed to this node by
+            # spec.nodeName is ours already (status.node comes with the first status write).
+            if not (obj.get("status") or {}).get("node") and obj.get("spec", {}).get("nodeName") != self.env.node:
+                obj = await self.env.kube.patch_status(
+                    ref, {"node": self.env.node, "phase": "Pending", "summary": "Created"},
+                    resource_version=meta["resourceVersion"])
+                self.env.cache.put(obj)
+            if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+                fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
+                obj = await self.env.kube.merge_patch(
+                    ref, {"metadata": {"finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
+                self.env.cache.put(obj)
+        except KubeError as err:
+            if err.code not in (404, 409):
+                raise
+            await self._refresh(obj)  # lost a race: look again with the newest version
+            return None
+        return obj if self._mine(obj) else None
+
+    async def _refresh(self, obj: dict[str, Any]) -> None:
+        fresh = await self.env.kube.get(_ref(obj))
+        if fresh is not None and fresh["metadata"]["uid"] == obj["metadata"]["uid"]:
+            self.env.cache.put(fresh)
+            self.env.schedule(fresh["metadata"]["uid"], 0.0)
+
+    # ------------------------------------------------------------------ convergence
+
+    async def _converge(self, obj: dict[str, Any], inst: Instance | None) -> float | None:
+        spec, status, meta = obj.get("spec", {}), obj.get("status") or {}, obj["metadata"]
+        want_run = spec.get("state", "Running") != "Stopped"
+        shape = spec_hash(spec)
+        start_request = (meta.get("annotations") or {}).get(START_ANNOTATION, "")
+        restart_requested = start_request != status.get("startRequest", "")
+        if inst is None and status.get("phase") == "Running":
+            inst = self._vanished(obj)
+        if inst is not None and inst.running:
+            if not want_run:
+                await self._stop(obj, inst, "stop")
+            elif restart_requested or inst.spec_hash != shape:
+                await self._stop(obj, inst, "replace")
+            else:  # the running container satisfies this spec (what changed, if anything, does not shape it)
+                inst.origin = self._origin_fields(obj)
+                await self._write_running(obj, inst)
+                return None
+        if inst is not None and not inst.exit_reported:
+            obj = await self._report_exit(obj, inst)
+            status = obj.get("status") or {}
+        if want_run and self._start_wanted(status, shape, restart_requested):
+            return await self._start(obj, inst, restart=False)
+        if want_run and status.get("phase") == "Exited" and inst is not None and inst.restart_at is not None:
+            delay = inst.restart_at - asyncio.get_running_loop().time()
+            return delay if delay > 0 else await self._start(obj, inst, restart=True)
+        if inst is not None and (inst.container_id or inst.sandbox):
+            await self._release(inst, wait=False)
+        if spec.get("autoRemove") and status.get("phase") in ("Exited", "Failed"):
+            await self.env.kube.delete(_ref(obj), meta["uid"])
+        return None
+
+    @staticmethod
+    def _start_wanted(status: dict[str, Any], shape: str, restart_requested: bool) -> bool:
+        """With desired state Running and no container running: does that call for a new start?
+
+        Yes if it never started (or a start was cut short), a start was requested, it was stopped by
+        request (desired state flipped back), or what shapes the container changed since its last start
+        (`kubectl apply` of an edited manifest). A plain exit, a failure, or a change of stopTimeout,
+        restart policy and the like do not.
+        """
+        if status.get("phase", "") in ("", "Pending", "Pulling", "Creating") or restart_requested:
+            return True
+        if status.get("observedState") == "Stopped":
+            return True
+        return bool(status.get("specHash")) and status["specHash"] != shape
+
+    def _vanished(self, obj: dict[str, Any]) -> Instance:
+        """Status says Running but the runtime has no such container (gone while k3c was down)."""
+        meta, status = obj["metadata"], obj.get("status") or {}
+        inst = Instance(meta["uid"], meta.get("namespace", ""), meta["name"], vanished=True,
+                        exit_reported=False, restart_count=int(status.get("restartCount") or 0),
+                        container_id="", started_at=status.get("startedAt", ""), finished_at=now_micro())
+        _copy_status_details(inst, status)
+        self.instances[inst.uid] = inst
+        return inst
+
+    # ------------------------------------------------------------------ starting
+
+    async def _start(self, obj: dict[str, Any], inst: Instance | None, restart: bool) -> float | None:
+        meta, spec = obj["metadata"], obj.get("spec", {})
+        t0 = time.monotonic()
+        if inst is None:
+            inst = Instance(meta["uid"], meta.get("namespace", ""), meta["name"],
+                            restart_count=int((obj.get("status") or {}).get("restartCount") or 0))
+            self.instances[inst.uid] = inst
+        await self._remove_container(inst)
+        if inst.sandbox is not None and (not restart or inst.sandbox_key != _sandbox_key(spec)):
+            await self._release(inst, wait=True)
+        if restart:
+            inst.restart_count += 1
+        inst.restart_at = None
+        inst.stop_reason, inst.vanished, inst.oom = "", False, False
+        try:
+            await self._create_and_start(obj, inst)
+        except (StartError, ImageError, PortInUseError, SpecError) as err:
+            await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))
+            return None
+        except RuntimeCallError as err:
+            await self._release(inst, wait=True)
+            log.warning("starting %s/%s failed, will retry: %s", inst.namespace, inst.name, err)
+            await self._write_status(obj, {"phase": "Pending", "summary": "Created",
+                                           "message": f"runtime error, retrying: {err.details or err}"})
+            return 2.0
+        log.debug("%s/%s started in %.0f ms", inst.namespace, inst.name, 1000 * (time.monotonic() - t0))
+        if inst.running:
+            await self._write_running(obj, inst)
+        else:  # exited already (the event came while we were busy): one write says it all
+            await self._report_exit(self.env.cache.get(inst.uid) or obj, inst)
+            self.env.schedule(inst.uid, 0.0)
+        return None
+
+    async def _create_and_start(self, obj: dict[str, Any], inst: Instance) -> None:
+        spec = obj.get("spec", {})
+        image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj))
+        user = await self.env.images.resolve_user(image, spec.get("user") or "")
+        mounts = await self._mounts(obj)
+        if inst.sandbox is None:
+            inst.sandbox = await self._sandbox_for(obj)
+            inst.sandbox_key = _sandbox_key(spec)
+        config = criconfig.container_config(obj, image=image.id, node=self.env.node,
+                                            attempt=inst.restart_count, mounts=mounts, user=user)
+        try:
+            cid = await self.env.cri.create_container(inst.sandbox.id, config, inst.sandbox.config)
+        except RuntimeCallError as err:
+            if _permanent(err):
+                raise _start_error(err) from None
+            raise
+        self._record_start(obj, inst, cid, image)
+        try:
+            await self.env.cri.start_container(cid)
+        except RuntimeCallError as err:
+            inst.running = False
+            await self._remove_container(inst)
+            if _permanent(err):
+                raise _start_error(err) from None
+            raise
+        inst.started_at, inst.started_mono = now_micro(), time.monotonic()
+        self.env.record_event(obj, "Started", f"Started container {cid[:12]}", False)
+
+    def _record_start(self, obj: dict[str, Any], inst: Instance, cid: str, image: ImageInfo) -> None:
+        """Map the new container before it starts, so even an instant exit event finds its object."""
+        spec = obj.get("spec", {})
+        assert inst.sandbox is not None
+        inst.container_id, inst.running, inst.exit_reported = cid, True, True
+        inst.exit_code, inst.finished_at, inst.started_at = None, "", now_micro()
+        inst.image, inst.image_id = spec["image"], image.id
+        inst.command = criconfig.command_line(spec, image.config)
+        inst.ports = [p.to_status() for p in inst.sandbox.spec.ports]
+        inst.spec_hash = spec_hash(spec)
+        inst.origin = self._origin_fields(obj)
+        if {criconfig.normalize_capability(c) for c in spec.get("capAdd") or []} & _NET_CAPS:
+            inst.sandbox.tainted = True
+        self.by_container[cid] = inst.uid
+        self.env.record_event(obj, "Created", f"Created container {cid[:12]} from image {spec['image']}", False)
+
+    async def _pulling(self, obj: dict[str, Any]) -> None:
+        image = obj["spec"]["image"]
+        self.env.record_event(obj, "Pulling", f"Pulling image {image}", False)
+        await self._write_status(obj, {"phase": "Pulling", "summary": "Pulling", "message": f"pulling {image}"})
+
+    async def _sandbox_for(self, obj: dict[str, Any]) -> Sandbox:
+        spec = obj.get("spec", {})
+        if not criconfig.needs_own_sandbox(spec):
+            return await self.env.pool.take()
+        owner = f"obj:{obj['metadata']['uid']}"
+        ports = [] if spec.get("hostNetwork") else self.env.ports.reserve(owner, spec.get("ports") or [])
+        try:
+            sandbox = await self.env.pool.run(criconfig.own_sandbox_spec(obj, ports))
+        except BaseException:
+            self.env.ports.release(owner)
+            raise
+        self.env.ports.held[sandbox.id] = self.env.ports.held.pop(owner, [])
+        return sandbox
+
+    async def _mounts(self, obj: dict[str, Any]) -> list[pb.Mount]:
+        mounts = []
+        ns = obj["metadata"].get("namespace", "default")
+        for v in obj.get("spec", {}).get("volumes") or []:
+            if v.get("volume") and v.get("hostPath"):
+                raise SpecError(f"volume for {v['mountPath']}: give either volume or hostPath, not both")
+            if v.get("volume"):
+                host = str(await self.env.ensure_volume(ns, v["volume"]))
+            elif v.get("hostPath"):
+                host = v["hostPath"]
+                if not host.startswith("/"):
+                    raise SpecError(f"hostPath {host!r} must be an absolute path")
+            else:
+                raise SpecError(f"volume for {v['mountPath']}: give a volume name or a hostPath")
+            if not str(v["mountPath"]).startswith("/"):
+                raise SpecError(f"mountPath {v['mountPath']!r} must be an absolute path")
+            mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly"))))
+        return mounts
+
+    async def _fail(self, obj: dict[str, Any], inst: Instance, message: str, exit_code: int | None) -> None:
+        """A start that cannot work: clean up everything it made, say why, and stay Failed."""
+        await self._release(inst, wait=True)
+        inst.running, inst.exit_reported = False, True
+        status = {"phase": "Failed", "summary": "Failed", "message": message, "containerID": "",
+                  "sandboxID": "", "ip": "", "ports": [], "portSummary": "", "finishedAt": now_micro(),
+                  "exitCode": exit_code if exit_code is not None else 125,
+                  **self._origin_fields(obj), **_ready_condition(obj, False, "StartFailed", message)}
+        self.env.record_event(obj, "Failed", message, True)
+        await self._write_status(obj, status)
+
+    # ------------------------------------------------------------------ stopping and exits
+
+    async def _stop(self, obj: dict[str, Any], inst: Instance, reason: str, grace: int | None = None) -> None:
+        """StopContainer (SIGTERM, SIGKILL after the grace period) and record the exit it caused."""
+        if grace is None:
+            grace = int(obj.get("spec", {}).get("stopTimeout", 10))
+        inst.stop_reason = reason
+        try:
+            await self.env.cri.stop_container(inst.container_id, grace)
+            st = (await self.env.cri.container_status(inst.container_id)).status
+            code, finished = st.exit_code, rfc3339_ns(st.finished_at)
+        except NotFoundError:
+            code, finished = 137, now_micro()
+        if inst.running:
+            self._mark_exited(inst, code, finished)
+        self.env.record_event(obj, "Killed", f"Stopped container {inst.container_id[:12]}", False)
+
+    def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
+        inst.running, inst.exit_code, inst.finished_at, inst.exit_reported = False, exit_code, finished_at, False
+
+    async def _report_exit(self, obj: dict[str, Any], inst: Instance) -> dict[str, Any]:
+        """Write the exit to status right away; decide here whether the restart policy starts it again."""
+        spec = obj.get("spec", {})
+        code = inst.exit_code if inst.exit_code is not None else 255
+        want_run = spec.get("state", "Running") != "Stopped"
+        restart = (want_run and not inst.stop_reason
+                   and RestartPolicy.parse(spec.get("restartPolicy")).should_restart(code, inst.restart_count))
+        inst.exit_reported = True
+        message = "out of memory (OOM killed)" if inst.oom else ""
+        if inst.vanished:
+            message = "the container disappeared while k3c was down"
+        status: dict[str, Any] = {
+            "phase": "Exited", "summary": f"Restarting ({code})" if restart else f"Exited ({code})",
+            "exitCode": code, "finishedAt": inst.finished_at or now_micro(), "message": message,
+            **_ready_condition(obj, False, "Exited", f"exited with code {code}"),
+        }
+        if inst.container_id:
+            status.update(self._running_fields(inst))
+        status.update(inst.origin)
+        if inst.stop_reason == "stop":
+            status.update(observedGeneration=obj["metadata"].get("generation"), observedState="Stopped")
+        if restart:
+            ran = time.monotonic() - inst.started_mono if inst.started_mono else 0.0
+            delay = 0.1 if ran >= BACKOFF_RESET_SECONDS else criconfig.restart_delay(inst.restart_count)
+            inst.restart_at = asyncio.get_running_loop().time() + delay
+            self.env.schedule(inst.uid, delay)
+        if not inst.stop_reason:
+            self.env.record_event(obj, "Died", f"Container exited with code {code}{'; ' + message if message else ''}",
+                                  code != 0)
+        return await self._write_status(obj, status)
+
+    # ------------------------------------------------------------------ status
+
+    def _running_fields(self, inst: Instance) -> dict[str, Any]:
+        sandbox = inst.sandbox
+        return {
+            "containerID": inst.container_id, "sandboxID": sandbox.id if sandbox else "",
+            "imageID": inst.image_id, "ip": sandbox.ip if sandbox else "", "ports": inst.ports,
+            "portSummary": criconfig.port_summary(inst.ports), "command": inst.command,
+            "startedAt": inst.started_at, "restartCount": inst.restart_count, "node": self.env.node,
+            "logPath": str(self.env.root_dir / "logs" / criconfig.log_file_name(
+                {"metadata": {"namespace": inst.namespace, "name": inst.name, "uid": inst.uid}})),
+        }
+
+    def _origin_fields(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """What a start acted on: echoed in status so clients (and the next reconcile) can tell."""
+        meta = obj["metadata"]
+        return {"observedGeneration": meta.get("generation"), "observedState": "Running",
+                "specHash": spec_hash(obj.get("spec", {})),
+                "startRequest": (meta.get("annotations") or {}).get(START_ANNOTATION, "")}
+
+    async def _write_running(self, obj: dict[str, Any], inst: Instance) -> None:
+        status = {"phase": "Running", "summary": "Up", "message": "", "exitCode": None, "finishedAt": None,
+                  **self._running_fields(inst), **(inst.origin or self._origin_fields(obj)),
+                  **_ready_condition(obj, True, "Started", "")}
+        await self._write_status(obj, status)
+
+    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch only the fields that differ; the answer becomes the cached object."""
+        current = obj.get("status") or {}
+        status = {"node": self.env.node, **status}
+        diff = {k: v for k, v in status.items() if current.get(k) != v}
+        if not diff:
+            return obj
+        try:
+            fresh = await self.env.kube.patch_status(_ref(obj), diff)
+        except KubeError as err:
+            if err.code == 404:
+                return obj
+            raise
+        self.env.cache.put(fresh)
+        return fresh
+
+    # ------------------------------------------------------------------ removal
+
+    async def _finalize(self, obj: dict[str, Any], inst: Instance | None) -> float | None:
+        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+            return None
+        if inst is not None:
+            await self._teardown(inst, grace=int(obj.get("spec", {}).get("stopTimeout", 10)), obj=obj)
+        with contextlib.suppress(OSError):
+            (self.env.root_dir / "logs" / criconfig.log_file_name(obj)).unlink(missing_ok=True)
+        self.env.record_event(obj, "Removed", "Removed container", False)
+        meta = obj["metadata"]
+        fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        try:
+            fresh = await self.env.kube.merge_patch(
+                _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}})
+            self.env.cache.put(fresh)
+        except KubeError as err:
+            if err.code == 409:
+                await self._refresh(obj)
+            elif err.code != 404:
+                raise
+        self.env.volume_users_changed(obj)
+        return None
+
+    async def _teardown(self, inst: Instance, grace: int, obj: dict[str, Any] | None = None) -> None:
+        """Stop (if running) and remove container and sandbox; waits for the sandbox to be gone."""
+        if inst.running and inst.container_id:
+            if obj is not None:
+                await self._stop(obj, inst, "remove", grace)
+            else:
+                with contextlib.suppress(NotFoundError):
+                    await self.env.cri.stop_container(inst.container_id, grace)
+                inst.running = False
+        await self._release(inst, wait=True)
+        self.instances.pop(inst.uid, None)
+
+    async def _remove_container(self, inst: Instance) -> None:
+        """RemoveContainer, patient with CRI: the exit event reaches us before CRI's own state says exited."""
+        if not inst.container_id:
+            return
+        cid = inst.container_id
+        for attempt in range(50):
+            try:
+                await self.env.cri.remove_container(cid)
+                break
+            except NotFoundError:
+                break
+            except RuntimeCallError:
+                # "still running" / "failed to kill ... ttrpc: closed": CRI has not processed the exit yet.
+                if attempt == 49:  # it really runs: we only remove what must go, so stop it first
+                    with contextlib.suppress(NotFoundError):
+                        await self.env.cri.stop_container(cid, 0)
+                        await self.env.cri.remove_container(cid)
+                    break
+                await asyncio.sleep(0.02)
+        self.by_container.pop(cid, None)
+        inst.container_id = ""
+
+    async def _release(self, inst: Instance, wait: bool) -> None:
+        """Remove the container; recycle a generic sandbox or remove the container's own one."""
+        pooled = inst.sandbox is not None and inst.sandbox.pooled
+        if pooled:
+            self.env.pool.returning()  # a start meanwhile waits for it rather than making a new one
+        try:
+            await self._remove_container(inst)
+        except BaseException:
+            if pooled:
+                self.env.pool.lost()
+            raise
+        sandbox, inst.sandbox = inst.sandbox, None
+        if sandbox is None:
+            return
+        if sandbox.pooled:
+            self.env.pool.give_back(sandbox)
+            return
+        if wait:
+            await self.env.pool.remove(sandbox.id)
+            self.env.ports.release(sandbox.id)
+        else:
+            self.env.ports.release(sandbox.id)
+            self.env.pool.remove_later(sandbox.id)
+
+    # ------------------------------------------------------------------ start-up adoption
+
+    def adopt(self, obj: dict[str, Any], container: pb.Container, status: pb.ContainerStatus,
+              sandbox: Sandbox | None) -> None:
+        """Take over a container found at start-up that belongs to an existing object."""
+        meta = obj["metadata"]
+        inst = Instance(meta["uid"], meta.get("namespace", ""), meta["name"], sandbox=sandbox,
+                        container_id=container.id, running=container.state == pb.CONTAINER_RUNNING,
+                        image=obj.get("spec", {}).get("image", ""), image_id=container.image_ref,
+                        spec_hash=container.annotations.get(criconfig.ANNOTATION_SPEC_HASH, ""),
+                        sandbox_key=_sandbox_key(obj.get("spec", {})))
+        current = obj.get("status") or {}
+        _copy_status_details(inst, current)
+        if current.get("containerID") != container.id:  # started, but the status was never written
+            inst.started_at = rfc3339_ns(status.started_at) or inst.started_at
+        inst.started_mono = time.monotonic() - max(0.0, time.time() - status.started_at / 1e9)
+        if sandbox is not None:
+            inst.ports = [p.to_status() for p in sandbox.spec.ports]
+        if not inst.running:
+            self._mark_exited(inst, status.exit_code, rfc3339_ns(status.finished_at) or now_micro())
+            reported = (obj.get("status") or {}).get("containerID") == container.id and \
+                (obj.get("status") or {}).get("phase") in ("Exited", "Failed")
+            inst.exit_reported = reported
+        self.instances[inst.uid] = inst
+        self.by_container[container.id] = inst.uid
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _ref(obj: dict[str, Any]) -> Ref:
+    meta = obj["metadata"]
+    return Ref(PLURAL, meta.get("namespace", "default"), meta["name"])
+
+
+def _sandbox_key(spec: dict[str, Any]) -> str:
+    keys = ("ports", "hostname", "dns", "hostNetwork", "privileged")
+    return repr([spec.get(k) for k in keys])
+
+
+def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:
+    inst.image_id = inst.image_id or status.get("imageID", "")
+    inst.command = status.get("command", "")
+    inst.ports = list(status.get("ports") or [])
+    inst.started_at = status.get("startedAt", "")
+    inst.restart_count = int(status.get("restartCount") or 0)
+
+
+def _ready_condition(obj: dict[str, Any], ready: bool, reason: str, message: str) -> dict[str, Any]:
+    value = "True" if ready else "False"
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == value and c.get("reason") == reason:
+            return {"conditions": [c]}
+    return {"conditions": [{"type": "Ready", "status": value, "reason": reason, "message": message,
+                            "lastTransitionTime": now_rfc3339()}]}
+
+
+_NOT_FOUND = re.compile(r"executable file not found|no such file or directory", re.I)
+_NOT_EXECUTABLE = re.compile(r"permission denied|exec format error", re.I)
+
+
+def _permanent(err: RuntimeCallError) -> bool:
+    """Errors that a retry will not fix (bad command, bad spec); others (unavailable) are retried."""
+    from k3c.cri.errors import RuntimeUnavailableError
+
+    return not isinstance(err, RuntimeUnavailableError)
+
+
+def _start_error(err: RuntimeCallError) -> StartError:
+    """CRI's nested error text, reduced to docker's message and exit code for an unrunnable command."""
+    details = err.details or str(err)
+    m = re.search(r'exec: "([^"]+)": ([^:"]+)', details)
+    if m:
+        code = 127 if _NOT_FOUND.search(m.group(2)) else 126
+        return StartError(f'cannot run "{m.group(1)}": {m.group(2).strip()}', code)
+    if _NOT_FOUND.search(details) and "exec" in details:
+        return StartError(f"cannot run the command: {details.rsplit(': ', 1)[-1]}", 127)
+    if _NOT_EXECUTABLE.search(details) and "exec" in details:
+        return StartError(f"cannot run the command: {details.rsplit(': ', 1)[-1]}", 126)
+    return StartError(f"the runtime refused the container: {details.splitlines()[0]}", 125)

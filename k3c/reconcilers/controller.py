@@ -1,0 +1,314 @@
+"""The operator's engine: object caches, work queues, containerd's event stream, start-up adoption.
+
+kopf (operator/) hands every watch event to :meth:`Controller.observe`; containerd's event stream hands
+every task exit to the container reconciler. Both only *schedule* a reconcile of the object concerned, so
+the per-object work queue keeps reconciles of one object strictly sequential while different objects
+proceed in parallel.
+
+At start, before any reconcile runs, :meth:`Controller.start` subscribes to containerd's events (and
+waits until the subscription is live, so no exit can slip between listing and watching), lists the
+sandboxes and containers this node's k3c made, and matches them by the object uid in their labels
+against the LocalContainers that exist: matches are adopted (running containers keep running), the rest
+are removed, idle generic sandboxes become the pool's spares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from k3c.cri.errors import NotFoundError, RuntimeCallError
+from k3c.cri.events import ContainerdEvent, EventStream, EventSubscriber
+from k3c.cri.images import ContainerdImages
+from k3c.cri.runtime import CRIClient, pb
+from k3c.reconcilers import criconfig
+from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.containers import ContainerReconciler, Env
+from k3c.reconcilers.imagepull import ImageResolver
+from k3c.reconcilers.kube import Kube, rfc3339_ns
+from k3c.reconcilers.ports import PortReservations
+from k3c.reconcilers.sandboxes import Sandbox, SandboxPool, Scrubber, sandbox_from_status
+from k3c.reconcilers.volumes import VolumeReconciler
+from k3c.reconcilers.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+TASK_TOPICS = ['topic=="/tasks/exit"', 'topic=="/tasks/oom"']
+
+
+@dataclass
+class OperatorConfig:
+    kubeconfig: str
+    containerd_address: str
+    node_name: str
+    root_dir: Path
+    pool_size: int = 1
+    #: k3c's own containerd's root/state dirs: needed to scrub generic sandboxes for reuse (else no reuse).
+    containerd_root: Path | None = None
+    containerd_state: Path | None = None
+
+    @property
+    def certs_dir(self) -> Path | None:
+        """containerd's registry ``config_path`` (hosts.toml per registry), when it is k3c's own."""
+        return self.containerd_root / "certs.d" if self.containerd_root else None
+
+
+class Controller:
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.containers_cache = ObjectCache()
+        self.volumes_cache = ObjectCache()
+        self._events: set[asyncio.Task[None]] = set()
+        self._stream_task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.log_dir = cfg.root_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.kube = Kube(cfg.kubeconfig)
+        self.cri = CRIClient(cfg.containerd_address, timeout=30.0)
+        self.store = ContainerdImages(cfg.containerd_address)
+        self.subscriber = EventSubscriber(cfg.containerd_address)
+        await self.cri.wait_ready(timeout=30.0)
+        scrubber = (Scrubber(cfg.containerd_root, cfg.containerd_state)
+                    if cfg.containerd_root and cfg.containerd_state else None)
+        self.pool = SandboxPool(self.cri, cfg.node_name, self.log_dir, cfg.pool_size, scrubber=scrubber)
+        self.ports = PortReservations()
+        self.container_queue = WorkQueue(self._reconcile_container, "container")
+        self.volume_queue = WorkQueue(self._reconcile_volume, "volume")
+        self.volumes = VolumeReconciler(self.kube, cfg.node_name, cfg.root_dir, self.volumes_cache,
+                                        self.containers_cache, self.volume_queue.schedule)
+        self.containers = ContainerReconciler(Env(
+            kube=self.kube, cri=self.cri, images=ImageResolver(self.cri, self.store), pool=self.pool,
+            ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, cache=self.containers_cache,
+            schedule=self.container_queue.schedule, record_event=self.record_event,
+            ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,
+        ))
+        stream = self.subscriber.subscribe(TASK_TOPICS)
+        await stream.ready()
+        await self._adopt()
+        self._stream_task = asyncio.get_running_loop().create_task(self._consume(stream))
+        self._spawn(self._catch_up_later(1.0))  # containerd may still be digesting exits of its downtime
+        self.pool.schedule_refill()
+        self.started.set()
+
+    async def stop(self) -> None:
+        """Let reconciles in flight finish, remove the spare sandboxes, close connections.
+
+        Containers keep running: a clean stop of the operator is not a stop of the containers.
+        """
+        if not self.started.is_set():
+            return
+        await self.container_queue.drain(timeout=15.0)
+        await self.volume_queue.drain(timeout=5.0)
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stream_task
+        await self.pool.close(remove_spares=True)
+        if self._events:
+            await asyncio.wait(self._events, timeout=5)
+        self.ports.close()
+        await self.subscriber.close()
+        await self.store.close()
+        await self.cri.close()
+        await self.kube.close()
+
+    # ------------------------------------------------------------------ watch events (from kopf)
+
+    def observe(self, plural: str, event_type: str | None, obj: dict[str, Any]) -> None:
+        """A watch event: cache the object (DELETED drops it) and schedule its reconcile."""
+        uid = obj.get("metadata", {}).get("uid")
+        if not uid:
+            return
+        if plural == "localcontainers":
+            cache, queue = self.containers_cache, self.container_queue
+        elif plural == "volumes":
+            cache, queue = self.volumes_cache, self.volume_queue
+        else:
+            return
+        if event_type == "DELETED":
+            cache.pop(uid)
+            if plural == "localcontainers":
+                self.volumes.users_changed(obj)
+        elif not cache.put(obj):
+            return
+        queue.schedule(uid)
+
+    async def _reconcile_container(self, uid: str) -> float | None:
+        return await self.containers.reconcile(uid)
+
+    async def _reconcile_volume(self, uid: str) -> float | None:
+        return await self.volumes.reconcile(uid)
+
+    # ------------------------------------------------------------------ containerd events
+
+    async def _consume(self, stream: EventStream) -> None:
+        """Exits as they happen; if containerd restarts, subscribe again and catch up on missed exits."""
+        while True:
+            try:
+                async for event in stream:
+                    self._on_event(event)
+                log.warning("containerd event stream ended; resubscribing")
+            except RuntimeCallError as err:
+                log.warning("containerd event stream ended (%s); resubscribing", err)
+            except Exception:
+                log.exception("containerd event stream failed; resubscribing")
+            with contextlib.suppress(Exception):
+                await stream.close()
+            stream = await self._resubscribe()
+
+    async def _resubscribe(self) -> EventStream:
+        """A live subscription again, then a look at every container that may have exited meanwhile."""
+        while True:
+            await asyncio.sleep(0.5)
+            stream: EventStream | None = None
+            try:
+                await self.cri.wait_ready(timeout=30.0)
+                stream = self.subscriber.subscribe(TASK_TOPICS)
+                await stream.ready()
+                await self._catch_up()
+            except Exception as err:
+                log.warning("containerd not back yet: %s", err)
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        await stream.close()
+                continue
+            log.info("containerd event stream resubscribed")
+            # An exit published just before the subscription went live reaches CRI's own state a moment
+            # later than our first look: look once more when it has surely settled.
+            self._spawn(self._catch_up_later(1.0))
+            return stream
+
+    async def _catch_up_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._catch_up()
+        except Exception as err:
+            log.warning("checking for missed exits failed: %s", err)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
+    async def _catch_up(self) -> None:
+        """After containerd came back: exits missed meanwhile, and sandboxes a crash left NOTREADY."""
+        for uid, inst in list(self.containers.instances.items()):
+            if not (inst.running and inst.container_id):
+                continue
+            try:
+                st = (await self.cri.container_status(inst.container_id)).status
+            except NotFoundError:
+                if await self.cri.list_containers(pb.ContainerFilter(id=inst.container_id)):
+                    continue  # still being recovered: its exit will come as an event
+                self.containers.task_exited(inst.container_id, 255, "")
+                self.container_queue.schedule(uid)
+                continue
+            if st.state == pb.CONTAINER_EXITED:
+                self.containers.task_exited(inst.container_id, st.exit_code, rfc3339_ns(st.finished_at))
+                self.container_queue.schedule(uid)
+        await self._remove_broken_sandboxes()
+
+    async def _remove_broken_sandboxes(self) -> None:
+        """NOTREADY sandboxes no object uses (e.g. one being made when containerd died) only hold an IP."""
+        in_use = {i.sandbox.id for i in self.containers.instances.values() if i.sandbox is not None}
+        labels = {criconfig.LABEL_MANAGED: "true", criconfig.LABEL_NODE: self.config.node_name}
+        for sb in await self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels)):
+            if sb.state != pb.SANDBOX_READY and sb.id not in in_use:
+                log.info("removing broken sandbox %s", sb.id[:12])
+                self.pool.remove_later(sb.id)
+
+    def _on_event(self, event: ContainerdEvent) -> None:
+        payload: Any = event.payload
+        if event.topic == "/tasks/oom":
+            self.containers.task_oom(payload.container_id)
+            return
+        if event.topic != "/tasks/exit" or payload.id != payload.container_id:
+            return  # an exec'd process ended, not the container's main process
+        exited = rfc3339_ns(payload.exited_at.ToNanoseconds())
+        uid = self.containers.task_exited(payload.container_id, payload.exit_status, exited)
+        if uid is not None:
+            self.container_queue.schedule(uid)
+
+    # ------------------------------------------------------------------ Kubernetes Events
+
+    def record_event(self, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        """Post a core/v1 Event in the background: never on the path of a start or an exit."""
+        self._spawn(self._post_event(obj, reason, message, warning))
+
+    async def _post_event(self, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        try:
+            await self.kube.event(obj, reason, message, warning=warning, host=self.config.node_name)
+        except Exception as err:  # an Event is a nicety; losing one must not disturb anything
+            log.debug("posting event %s failed: %s", reason, err)
+
+    # ------------------------------------------------------------------ adoption at start-up
+
+    async def _adopt(self) -> None:
+        node = self.config.node_name
+        labels = {criconfig.LABEL_MANAGED: "true", criconfig.LABEL_NODE: node}
+        sandboxes = await self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels))
+        containers = await self.cri.list_containers(pb.ContainerFilter(label_selector=labels))
+        objects = {o["metadata"]["uid"]: o for o in await self.kube.list("localcontainers")}
+        for obj in objects.values():
+            self.containers_cache.put(obj)
+        by_sandbox: dict[str, Sandbox] = {}
+        for sb in sandboxes:
+            if sb.state == pb.SANDBOX_READY:
+                sandbox = sandbox_from_status(await self.cri.pod_sandbox_status(sb.id), node, self.log_dir)
+                if sandbox is not None:
+                    by_sandbox[sb.id] = sandbox
+        used: set[str] = set()
+        dirty: set[str] = set()  # sandboxes an orphan ran in: never a spare
+        for c in sorted(containers, key=lambda c: c.created_at, reverse=True):
+            uid = c.labels.get(criconfig.LABEL_UID, "")
+            obj = objects.get(uid)
+            if obj is None or uid in self.containers.instances or c.pod_sandbox_id not in by_sandbox:
+                await self._remove_orphan(c)
+                dirty.add(c.pod_sandbox_id)
+                continue
+            status = (await self.cri.container_status(c.id)).status
+            sandbox = by_sandbox[c.pod_sandbox_id]
+            self.containers.adopt(obj, c, status, sandbox)
+            used.add(sandbox.id)
+            if not sandbox.pooled and sandbox.spec.ports:
+                self.ports.adopt(sandbox.id, sandbox.spec.ports)
+            log.info("adopted container %s of %s/%s", c.id[:12], obj["metadata"].get("namespace"),
+                     obj["metadata"]["name"])
+        await self._sweep_sandboxes(sandboxes, by_sandbox, used, dirty)
+
+    async def _remove_orphan(self, c: pb.Container) -> None:
+        log.info("removing container %s: its LocalContainer no longer exists", c.id[:12])
+        with contextlib.suppress(NotFoundError):
+            if c.state == pb.CONTAINER_RUNNING:
+                await self.cri.stop_container(c.id, 0)
+            await self.cri.remove_container(c.id)
+
+    async def _sweep_sandboxes(self, sandboxes: list[pb.PodSandbox], ready: dict[str, Sandbox],
+                               used: set[str], dirty: set[str]) -> None:
+        """Sandboxes nobody uses: idle generic ones become spares (if an orphan never ran in them), the
+        rest go."""
+        doomed = []
+        for sb in sandboxes:
+            if sb.id in used:
+                continue
+            sandbox = ready.get(sb.id)
+            idle = (sandbox is not None and sandbox.pooled and sb.id not in dirty
+                    and not await self._has_containers(sb.id))
+            if idle and self.pool.adopt_spare(sandbox):
+                continue
+            doomed.append(sb.id)
+        for sid in doomed:
+            log.info("removing unused sandbox %s", sid[:12])
+        await asyncio.gather(*(self.pool.remove(sid) for sid in doomed), return_exceptions=True)
+
+    async def _has_containers(self, sandbox_id: str) -> bool:
+        return bool(await self.cri.list_containers(pb.ContainerFilter(pod_sandbox_id=sandbox_id)))

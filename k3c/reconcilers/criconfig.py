@@ -1,0 +1,328 @@
+"""A LocalContainer's spec as CRI configs: pure functions, no I/O, so every mapping is easy to test.
+
+The mapping follows what `docker run` does with the same flags, expressed the way a kubelet would for a
+one-container pod: entrypoint/cmd as command/args, ports as sandbox port mappings (portmap CNI), host
+network/hostname/DNS/privileged on the sandbox, everything else on the container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from k3c.cri.runtime import pb
+
+#: Labels on every sandbox and container k3c creates: how the operator finds its own at start-up.
+LABEL_MANAGED = "k3c.io/managed"
+LABEL_NODE = "k3c.io/node"
+LABEL_UID = "k3c.io/uid"
+LABEL_NAMESPACE = "k3c.io/namespace"
+LABEL_NAME = "k3c.io/name"
+#: On sandboxes of the warm pool (generic: no ports, hostname, DNS or host network of their own).
+LABEL_POOL = "k3c.io/pool"
+#: Sandbox annotation holding :class:`SandboxSpec` as JSON, to rebuild its config after a restart.
+ANNOTATION_SANDBOX_SPEC = "k3c.io/sandbox-spec"
+#: Container annotation: hash of the spec fields that shaped the container (a change means recreate).
+ANNOTATION_SPEC_HASH = "k3c.io/spec-hash"
+
+CGROUP_PARENT = "/k3c"
+SANDBOX_NAMESPACE = "k3c"
+
+#: What kubelet passes for a non-privileged container; containerd masks nothing unless told.
+MASKED_PATHS = [
+    "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+]
+READONLY_PATHS = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+_PROTOCOLS = {"TCP": pb.TCP, "UDP": pb.UDP, "SCTP": pb.SCTP}
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+#: Spec fields that do not shape the container: changing them never recreates it.
+_NON_RUNTIME_FIELDS = {"state", "restartPolicy", "autoRemove", "stopTimeout", "nodeName"}
+
+
+class SpecError(ValueError):
+    """The spec cannot be turned into a container (bad value the schema could not catch)."""
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def parse_memory(value: str) -> int:
+    """docker -m syntax (``256m``, ``1g``, ``512Mi``, bytes) to bytes."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([bkmgtBKMGT]i?)?", value.strip())
+    if not m:
+        raise SpecError(f"invalid memory limit {value!r}")
+    number = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if number < 6 * 1024 * 1024:
+        raise SpecError(f"memory limit {value!r} is below the minimum of 6 MiB")
+    return int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """docker --restart: ``no``, ``always``, ``unless-stopped`` or ``on-failure`` with optional max retries."""
+
+    name: str = "no"
+    max_retries: int = 0  # 0: unlimited (on-failure only)
+
+    @classmethod
+    def parse(cls, value: str | None) -> RestartPolicy:
+        value = (value or "no").strip()
+        name, _, count = value.partition(":")
+        if name not in ("no", "always", "unless-stopped", "on-failure") or (count and name != "on-failure"):
+            raise SpecError(f"invalid restart policy {value!r}")
+        if count and not count.isdigit():
+            raise SpecError(f"invalid restart policy {value!r}: max retries must be a number")
+        return cls(name, int(count or 0))
+
+    def should_restart(self, exit_code: int, restart_count: int) -> bool:
+        """Whether an exit (not caused by a stop request) leads to a new start."""
+        if self.name in ("always", "unless-stopped"):
+            return True
+        if self.name == "on-failure" and exit_code != 0:
+            return self.max_retries == 0 or restart_count < self.max_retries
+        return False
+
+
+def restart_delay(restart_count: int) -> float:
+    """docker's back-off between restarts: 100 ms doubling per restart, at most a minute."""
+    return min(60.0, 0.1 * (2 ** max(0, restart_count)))
+
+
+# ------------------------------------------------------------------------------------------ sandboxes
+
+
+@dataclass(slots=True)
+class PortSpec:
+    """One published port, after the host port has been chosen."""
+
+    container_port: int
+    host_port: int
+    protocol: str = "TCP"
+    host_ip: str = ""
+
+    def to_status(self) -> dict[str, Any]:
+        return {"hostIP": self.host_ip or "0.0.0.0", "hostPort": self.host_port,
+                "containerPort": self.container_port, "protocol": self.protocol}
+
+
+@dataclass(slots=True)
+class SandboxSpec:
+    """What a sandbox was made with; generic (pooled) sandboxes have only defaults here."""
+
+    name: str
+    uid: str
+    hostname: str
+    pooled: bool = False
+    ports: list[PortSpec] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    host_network: bool = False
+    privileged: bool = False
+    owner_uid: str = ""
+    owner_namespace: str = ""
+    owner_name: str = ""
+
+    def to_json(self) -> str:
+        doc = {
+            "name": self.name, "uid": self.uid, "hostname": self.hostname, "pooled": self.pooled,
+            "ports": [vars_of(p) for p in self.ports], "dns": self.dns, "hostNetwork": self.host_network,
+            "privileged": self.privileged, "owner": [self.owner_uid, self.owner_namespace, self.owner_name],
+        }
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxSpec:
+        doc = json.loads(text)
+        owner = doc.get("owner") or ["", "", ""]
+        return cls(
+            name=doc["name"], uid=doc["uid"], hostname=doc.get("hostname", ""), pooled=bool(doc.get("pooled")),
+            ports=[PortSpec(**p) for p in doc.get("ports", [])], dns=list(doc.get("dns", [])),
+            host_network=bool(doc.get("hostNetwork")), privileged=bool(doc.get("privileged")),
+            owner_uid=owner[0], owner_namespace=owner[1], owner_name=owner[2],
+        )
+
+
+def vars_of(p: PortSpec) -> dict[str, Any]:
+    return {"container_port": p.container_port, "host_port": p.host_port, "protocol": p.protocol,
+            "host_ip": p.host_ip}
+
+
+def needs_own_sandbox(spec: dict[str, Any]) -> bool:
+    """Whether the container needs a sandbox made for it (else a warm generic one from the pool will do)."""
+    return bool(spec.get("ports") or spec.get("hostname") or spec.get("dns") or spec.get("hostNetwork")
+                or spec.get("privileged"))
+
+
+def short_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def generic_sandbox_spec() -> SandboxSpec:
+    sid = short_id()
+    return SandboxSpec(name=f"k3c-pool-{sid}", uid=uuid.uuid4().hex, hostname=sid, pooled=True)
+
+
+def own_sandbox_spec(obj: dict[str, Any], ports: list[PortSpec]) -> SandboxSpec:
+    meta, spec = obj["metadata"], obj.get("spec", {})
+    return SandboxSpec(
+        name=f"{meta['name']}-{short_id()[:6]}", uid=uuid.uuid4().hex,
+        hostname=spec.get("hostname") or short_id(), ports=ports, dns=list(spec.get("dns") or []),
+        host_network=bool(spec.get("hostNetwork")), privileged=bool(spec.get("privileged")),
+        owner_uid=meta["uid"], owner_namespace=meta.get("namespace", ""), owner_name=meta["name"],
+    )
+
+
+def sandbox_config(sb: SandboxSpec, node: str, log_dir: Path) -> pb.PodSandboxConfig:
+    """The CRI config of a sandbox; rebuilt identically from :class:`SandboxSpec` after a restart."""
+    labels = {LABEL_MANAGED: "true", LABEL_NODE: node}
+    if sb.pooled:
+        labels[LABEL_POOL] = "true"
+    if sb.owner_uid:
+        labels.update({LABEL_UID: sb.owner_uid, LABEL_NAMESPACE: sb.owner_namespace, LABEL_NAME: sb.owner_name})
+    network = pb.NODE if sb.host_network else pb.POD
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=sb.name, uid=sb.uid, namespace=SANDBOX_NAMESPACE),
+        hostname="" if sb.host_network else sb.hostname,
+        log_directory=str(log_dir),
+        dns_config=pb.DNSConfig(servers=sb.dns) if sb.dns else None,
+        port_mappings=[
+            pb.PortMapping(protocol=_PROTOCOLS[p.protocol], container_port=p.container_port,
+                           host_port=p.host_port, host_ip=p.host_ip)
+            for p in ([] if sb.host_network else sb.ports)
+        ],
+        labels=labels,
+        annotations={ANNOTATION_SANDBOX_SPEC: sb.to_json()},
+        linux=pb.LinuxPodSandboxConfig(
+            cgroup_parent=CGROUP_PARENT,
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=network, pid=pb.CONTAINER, ipc=pb.POD),
+                privileged=sb.privileged,
+            ),
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------------ containers
+
+
+@dataclass(slots=True)
+class UserSpec:
+    """``user[:group]`` resolved as far as CRI needs: numeric ids, or a user name containerd resolves."""
+
+    uid: int | None = None
+    username: str = ""
+    gid: int | None = None
+
+
+def split_user(value: str) -> tuple[str, str]:
+    user, _, group = value.partition(":")
+    return user, group
+
+
+def log_file_name(obj: dict[str, Any]) -> str:
+    """One log file per object under the node's log dir, appended to across restarts (like docker's)."""
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', 'default')}_{meta['name']}_{meta['uid']}.log"
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """Hash of the fields that shape the container; state/restart policy etc. do not count."""
+    shaped = {k: v for k, v in spec.items() if k not in _NON_RUNTIME_FIELDS}
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def container_config(
+    obj: dict[str, Any], *, image: str, node: str, attempt: int, mounts: list[pb.Mount], user: UserSpec,
+) -> pb.ContainerConfig:
+    """The CRI ContainerConfig for ``obj`` (``image`` is the resolved image id, ``mounts`` resolved)."""
+    meta, spec = obj["metadata"], obj.get("spec", {})
+    labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    labels.update({
+        LABEL_MANAGED: "true", LABEL_NODE: node, LABEL_UID: meta["uid"],
+        LABEL_NAMESPACE: meta.get("namespace", ""), LABEL_NAME: meta["name"],
+    })
+    privileged = bool(spec.get("privileged"))
+    security = pb.LinuxContainerSecurityContext(
+        privileged=privileged,
+        readonly_rootfs=bool(spec.get("readOnlyRootFilesystem")),
+        capabilities=pb.Capability(
+            add_capabilities=[normalize_capability(c) for c in spec.get("capAdd") or []],
+            drop_capabilities=[normalize_capability(c) for c in spec.get("capDrop") or []],
+        ),
+        namespace_options=pb.NamespaceOption(
+            network=pb.NODE if spec.get("hostNetwork") else pb.POD, pid=pb.CONTAINER, ipc=pb.POD,
+        ),
+        run_as_username=user.username,
+        masked_paths=[] if privileged else MASKED_PATHS,
+        readonly_paths=[] if privileged else READONLY_PATHS,
+        seccomp=pb.SecurityProfile(
+            profile_type=pb.SecurityProfile.Unconfined if privileged else pb.SecurityProfile.RuntimeDefault
+        ),
+    )
+    if user.uid is not None:
+        security.run_as_user.value = user.uid
+    if user.gid is not None:
+        security.run_as_group.value = user.gid
+    return pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name=meta["name"], attempt=attempt),
+        image=pb.ImageSpec(image=image),
+        command=list(spec.get("command") or []),
+        args=list(spec.get("args") or []),
+        working_dir=spec.get("workingDir") or "",
+        envs=[pb.KeyValue(key=e["name"], value=e.get("value") or "") for e in spec.get("env") or []],
+        mounts=mounts,
+        labels=labels,
+        annotations={ANNOTATION_SPEC_HASH: spec_hash(spec)},
+        log_path=log_file_name(obj),
+        stdin=bool(spec.get("stdin")),
+        stdin_once=bool(spec.get("stdinOnce")),
+        tty=bool(spec.get("tty")),
+        linux=pb.LinuxContainerConfig(resources=resources(spec), security_context=security),
+    )
+
+
+def resources(spec: dict[str, Any]) -> pb.LinuxContainerResources:
+    res = pb.LinuxContainerResources()
+    if spec.get("memory"):
+        res.memory_limit_in_bytes = parse_memory(str(spec["memory"]))
+    if spec.get("cpus"):
+        cpus = float(spec["cpus"])
+        if cpus <= 0:
+            raise SpecError(f"invalid cpus {spec['cpus']!r}: must be more than 0")
+        res.cpu_period = 100_000
+        res.cpu_quota = int(cpus * 100_000)
+    return res
+
+
+def normalize_capability(name: str) -> str:
+    """``net_admin``/``CAP_NET_ADMIN`` → ``NET_ADMIN`` (what kubelet sends; ``ALL`` stays)."""
+    name = name.strip().upper()
+    return name.removeprefix("CAP_")
+
+
+def command_line(spec: dict[str, Any], image_config: dict[str, Any]) -> str:
+    """The command the container runs, as docker shows it: entrypoint + cmd after the overrides."""
+    entrypoint = spec.get("command") or image_config.get("Entrypoint") or []
+    if spec.get("args"):
+        args = spec["args"]
+    elif spec.get("command"):
+        args = []
+    else:
+        args = image_config.get("Cmd") or []
+    return shlex.join([*entrypoint, *args])
+
+
+def port_summary(ports: list[dict[str, Any]]) -> str:
+    """docker ps style: ``0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp``."""
+    return ", ".join(
+        f"{p.get('hostIP') or '0.0.0.0'}:{p['hostPort']}->{p['containerPort']}/{str(p.get('protocol', 'TCP')).lower()}"
+        for p in ports
+    )

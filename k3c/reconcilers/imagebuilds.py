@@ -1,0 +1,518 @@
+"""ImageBuild reconciler: run each build once per generation on this node, and report it in status.
+
+Level-based, per object (by uid), serialized by a :class:`~k3c.reconcilers.workqueue.WorkQueue`:
+
+- not this node's (``spec.nodeName`` or ``status.node`` names another) → nothing;
+- being deleted → cancel the build if it runs (the engine kills buildah's process group and removes its
+  build containers; nothing was tagged yet, so no half-made image stays), write ``Canceled``, drop the
+  finalizer;
+- gone (DELETED) → cancel a build that still runs, remove its log and upload;
+- a build of this generation runs → nothing; of an older generation → cancel it and start anew;
+- the current generation already Succeeded/Failed → nothing;
+- otherwise claim it (``status.node``, with the resourceVersion as precondition so one node wins, plus
+  the finalizer, held only while a build runs) and start the build as a task of its own.
+
+So an operator that restarts finds builds whose status still says Running with no task behind them and
+simply builds them again (the layer cache makes that cheap). The build task writes the step lines to the
+log file that the API server's ``log`` subresource streams (:mod:`k3c.builder.logs`), keeps
+``status.steps`` current (at most every :data:`STATUS_INTERVAL` s), and ends with Succeeded (image ID,
+digest, size, tags) or Failed (the failing step and its exit code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from k3c.builder.context import ContextError, prepare_context
+from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine
+from k3c.builder.logs import BuildPaths
+from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339, ref_of
+from k3c.reconcilers.workqueue import WorkQueue
+from k3c.registry.reference import InvalidReference, normalize
+
+log = logging.getLogger(__name__)
+
+PLURAL = "imagebuilds"
+FINALIZER = "k3c.io/imagebuild"
+#: Label of Secrets made only for one build (``k3c build --secret``): deleted when the build is over.
+EPHEMERAL_SECRET_LABEL = "k3c.io/build-secret-for"
+#: Minimum seconds between status writes while a build runs.
+STATUS_INTERVAL = 0.5
+MAX_STEPS_KEPT = 200
+TERMINAL = ("Succeeded", "Failed", "Canceled")
+
+
+class Settings(Protocol):
+    """What the reconciler needs of the operator's configuration (``OperatorConfig`` has it)."""
+
+    kubeconfig: str
+    containerd_address: str
+    node_name: str
+    root_dir: Path
+
+
+@dataclass
+class EnvSettings:
+    """Settings from the environment, for running the ImageBuild wiring on its own (tests, benchmarks)."""
+
+    kubeconfig: str = field(default_factory=lambda: os.environ.get("K3C_KUBECONFIG")
+                            or os.environ.get("KUBECONFIG", "/var/lib/k3c/kubeconfig.yaml"))
+    containerd_address: str = field(default_factory=lambda: os.environ.get(
+        "K3C_CONTAINERD_ADDRESS", "/run/k3c/containerd/containerd.sock"))
+    node_name: str = field(default_factory=lambda: os.environ.get("K3C_NODE_NAME") or os.uname().nodename)
+    root_dir: Path = field(default_factory=lambda: Path(os.environ.get("K3C_ROOT_DIR", "/var/lib/k3c")))
+
+
+def condition(obj: dict[str, Any], reason: str, message: str = "") -> dict[str, Any]:
+    """The Succeeded condition for ``reason``; the transition time moves only when status/reason change."""
+    value = {"Succeeded": "True", "Failed": "False", "Canceled": "False"}.get(reason, "Unknown")
+    old = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Succeeded"), {})
+    same = old.get("status") == value and old.get("reason") == reason
+    return {"type": "Succeeded", "status": value, "reason": reason, "message": message,
+            "lastTransitionTime": old.get("lastTransitionTime") if same else now_rfc3339()}
+
+
+def phase_of(obj: dict[str, Any]) -> str:
+    return (obj.get("status") or {}).get("phase") or ""
+
+
+# ------------------------------------------------------------------------------------------ the log
+
+
+class BuildLog:
+    """The build's output file (line-buffered: the API server's follower sees each line at once)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: IO[str] | None = open(path, "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+
+    def line(self, text: str) -> None:
+        if self._file is not None:
+            self._file.write(text + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Progress:
+    """The engine's observer: lines to the log, steps to the status (throttled)."""
+
+    def __init__(self, build_log: BuildLog, on_step: Any) -> None:
+        self.log = build_log
+        self.steps: list[str] = []
+        self._on_step = on_step
+
+    def line(self, text: str) -> None:
+        self.log.line(text)
+
+    def step(self, text: str) -> None:
+        self.steps.append(text[:300])
+        self._on_step()
+
+
+@dataclass
+class Running:
+    """A build task of this operator, for one generation of one object."""
+
+    generation: int
+    task: asyncio.Task[None]
+    namespace: str
+    name: str
+
+
+# ------------------------------------------------------------------------------------------ reconciler
+
+
+class ImageBuildReconciler:
+    """See the module docstring. ``observe`` is fed by kopf; everything else runs on the work queue."""
+
+    def __init__(self, settings: Settings, engine: Engine, kube: Kube | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.kube = kube
+        self.paths = BuildPaths(settings.root_dir)
+        self.cache = ObjectCache()
+        self.queue = WorkQueue(self.reconcile, "imagebuild")
+        self.running: dict[str, Running] = {}
+        self._deleted: dict[str, dict[str, Any]] = {}
+        self._stopping = False
+
+    @property
+    def node(self) -> str:
+        return self.settings.node_name
+
+    # ---- life cycle ----
+
+    async def start(self) -> None:
+        for d in (self.paths.logs, self.paths.uploads, self.paths.work):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in self.paths.work.iterdir():
+            shutil.rmtree(stale, ignore_errors=True)
+        if self.kube is None:
+            self.kube = Kube(self.settings.kubeconfig)
+        await self.engine.start()
+        await self._sweep_logs()
+
+    async def stop(self) -> None:
+        """Stop building (builds stay Running in status, so the next start builds them again)."""
+        self._stopping = True
+        await self.queue.drain(timeout=5.0)
+        for run in list(self.running.values()):
+            run.task.cancel()
+        if self.running:
+            await asyncio.wait([r.task for r in self.running.values()], timeout=30)
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            await close()
+        if self.kube is not None:
+            await self.kube.close()
+
+    async def _sweep_logs(self) -> None:
+        """Remove logs of ImageBuilds that were deleted while no operator ran."""
+        assert self.kube is not None
+        try:
+            uids = {o["metadata"]["uid"] for o in await self.kube.list(PLURAL)}
+        except KubeError as err:
+            log.warning("cannot list imagebuilds to sweep old logs: %s", err.message)
+            return
+        for path in self.paths.logs.glob("*.log"):
+            if path.stem not in uids:
+                path.unlink(missing_ok=True)
+
+    # ---- events ----
+
+    def observe(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        """A watch event: cache the object (DELETED drops it) and schedule its reconcile."""
+        uid = (obj.get("metadata") or {}).get("uid")
+        if not uid or self._stopping:
+            return
+        if event_type == "DELETED":
+            self.cache.pop(uid)
+            self._deleted[uid] = obj
+        elif not self.cache.put(obj):
+            return
+        self.queue.schedule(uid)
+
+    # ---- reconcile ----
+
+    async def reconcile(self, uid: str) -> float | None:
+        obj = self.cache.get(uid)
+        run = self.running.get(uid)
+        if obj is None:
+            gone = self._deleted.pop(uid, None)
+            if run is not None:
+                await self._cancel(run)
+            if gone is not None:
+                self._forget_files(uid, gone)
+            return None
+        if not self._mine(obj):
+            return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return await self._finalize(obj, run)
+        generation = obj["metadata"].get("generation", 1)
+        if run is not None and run.generation == generation:
+            return None
+        if run is not None:
+            await self._cancel(run)  # the spec changed: this generation needs a new build
+        status = obj.get("status") or {}
+        if status.get("observedGeneration") == generation and phase_of(obj) in TERMINAL:
+            return None
+        claimed = await self._claim(obj)
+        if claimed is not None:
+            self._start(claimed)
+        return None
+
+    def _mine(self, obj: dict[str, Any]) -> bool:
+        wanted = (obj.get("spec") or {}).get("nodeName") or ""
+        claimed = (obj.get("status") or {}).get("node") or ""
+        return (not wanted or wanted == self.node) and (not claimed or claimed == self.node)
+
+    async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Make the object ours (status.node) and protected while building (finalizer); None if we lost."""
+        assert self.kube is not None
+        ref = ref_of(PLURAL, obj)
+        try:
+            if not (obj.get("status") or {}).get("node"):
+                obj = await self.kube.patch_status(ref, {
+                    "node": self.node, "phase": "Pending", "message": "waiting for the builder",
+                    "conditions": [condition(obj, "Pending", "waiting for the builder")],
+                }, resource_version=obj["metadata"]["resourceVersion"])
+                self.cache.put(obj)
+            if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+                fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
+                obj = await self.kube.merge_patch(ref, {"metadata": {
+                    "finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
+                self.cache.put(obj)
+        except KubeError as err:
+            if err.code not in (404, 409):
+                raise
+            await self._refresh(ref, obj["metadata"]["uid"])
+            return None
+        return obj if self._mine(obj) else None
+
+    async def _refresh(self, ref: Ref, uid: str) -> None:
+        assert self.kube is not None
+        fresh = await self.kube.get(ref)
+        if fresh is not None and fresh["metadata"]["uid"] == uid:
+            self.cache.put(fresh)
+            self.queue.schedule(uid)
+
+    def _start(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        uid = meta["uid"]
+        task = asyncio.get_running_loop().create_task(self._build(obj), name=f"imagebuild:{meta['name']}")
+        self.running[uid] = Running(meta.get("generation", 1), task, meta.get("namespace", ""), meta["name"])
+        task.add_done_callback(lambda _t: self._build_done(uid, task))
+
+    def _build_done(self, uid: str, task: asyncio.Task[None]) -> None:
+        run = self.running.get(uid)
+        if run is not None and run.task is task:
+            del self.running[uid]
+        if not self._stopping:
+            self.queue.schedule(uid)
+
+    async def _cancel(self, run: Running) -> None:
+        run.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.task
+
+    async def _finalize(self, obj: dict[str, Any], run: Running | None) -> float | None:
+        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+            return None
+        if run is not None:
+            await self._cancel(run)
+            obj = self.cache.get(obj["metadata"]["uid"]) or obj
+        if phase_of(obj) not in TERMINAL:
+            obj = await self._write_status(obj, {
+                "phase": "Canceled", "message": "canceled: the ImageBuild was deleted",
+                "completionTime": now_rfc3339(), "conditions": [condition(obj, "Canceled", "deleted while building")],
+            })
+        await self._delete_ephemeral_secrets(obj)
+        await self._drop_finalizer(obj)
+        return None
+
+    async def _drop_finalizer(self, obj: dict[str, Any]) -> None:
+        assert self.kube is not None
+        for _ in range(5):
+            meta = obj["metadata"]
+            if FINALIZER not in (meta.get("finalizers") or []):
+                return
+            fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+            try:
+                fresh = await self.kube.merge_patch(ref_of(PLURAL, obj), {"metadata": {
+                    "finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}})
+                self.cache.put(fresh)
+                return
+            except KubeError as err:
+                if err.code == 404:
+                    return
+                if err.code != 409:
+                    raise
+                latest = await self.kube.get(ref_of(PLURAL, obj))
+                if latest is None:
+                    return
+                obj = latest
+
+    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        assert self.kube is not None
+        try:
+            fresh = await self.kube.patch_status(ref_of(PLURAL, obj), status)
+        except KubeError as err:
+            if err.code == 404:
+                return obj
+            raise
+        self.cache.put(fresh)
+        return fresh
+
+    def _forget_files(self, uid: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        self.paths.log_file(uid).unlink(missing_ok=True)
+        shutil.rmtree(self.paths.upload_dir(meta.get("namespace", ""), meta.get("name", "")), ignore_errors=True)
+
+    # ---- the build task ----
+
+    async def _build(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        generation = meta.get("generation", 1)
+        build_log = BuildLog(self.paths.log_file(meta["uid"]))
+        reporter = StepReporter(self, obj)
+        progress = Progress(build_log, reporter.changed)
+        reporter.progress = progress
+        try:
+            await self._write_status(obj, {
+                "phase": "Running", "message": "", "observedGeneration": generation, "startTime": now_rfc3339(),
+                "completionTime": None, "steps": [], "stepsDone": 0, "failedStep": None, "exitCode": None,
+                "imageID": None, "shortID": None, "imageDigest": None, "imageSize": None, "tags": None,
+                "tagSummary": None, "pushed": None, "node": self.node,
+                "conditions": [condition(obj, "Running", "building")],
+            })
+            result, pushed = await self._run(obj, progress)
+            final = self._success(obj, result, pushed, progress)
+        except asyncio.CancelledError:
+            build_log.line("build canceled")
+            build_log.close()
+            await reporter.close()
+            raise
+        except (BuildFailed, ContextError, InvalidReference, KubeError, OSError) as err:
+            final = self._failure(obj, err, progress)
+        except Exception as err:  # a bug must still end the build, not leave it Running forever
+            log.exception("build %s/%s failed unexpectedly", meta.get("namespace"), meta["name"])
+            final = self._failure(obj, err, progress)
+        await reporter.close()
+        build_log.line(final["message"])
+        build_log.close()
+        await self._finish(obj, final)
+
+    async def _finish(self, obj: dict[str, Any], final: dict[str, Any]) -> None:
+        """Terminal status, then the upload and one-off secrets go, and the finalizer."""
+        meta = obj["metadata"]
+        fresh = await self._write_status(obj, final)
+        shutil.rmtree(self.paths.upload_dir(meta.get("namespace", ""), meta["name"]), ignore_errors=True)
+        await self._delete_ephemeral_secrets(obj)
+        await self._drop_finalizer(fresh)
+
+    async def _run(self, obj: dict[str, Any], progress: Progress) -> tuple[BuildResult, list[str]]:
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        ctx = await prepare_context(spec, self.paths.work, self.paths.uploads, ns, name, progress.line)
+        secrets_dir = Path(tempfile.mkdtemp(prefix="secrets-", dir=self.paths.work))
+        try:
+            request = BuildRequest(
+                context_dir=ctx.dir, dockerfile=ctx.dockerfile,
+                tags=[normalize(t) for t in spec.get("tags") or []],
+                build_args=dict(spec.get("buildArgs") or {}), target=spec.get("target") or "",
+                labels=dict(spec.get("labels") or {}), no_cache=bool(spec.get("noCache")),
+                pull=bool(spec.get("pull")), secrets=await self._secrets(obj, secrets_dir),
+                image_labels={"k3c.io/imagebuild": f"{ns}/{name}"},
+            )
+            result = await self.engine.build(request, progress)
+        finally:
+            ctx.cleanup()
+            shutil.rmtree(secrets_dir, ignore_errors=True)
+        pushed: list[str] = []
+        if spec.get("push") and result.tags:
+            auth, insecure = await self._registry_settings()
+            pushed = await self.engine.push(result.image_id, result.tags, auth, insecure, progress)
+        return result, pushed
+
+    async def _secrets(self, obj: dict[str, Any], dest: Path) -> dict[str, Path]:
+        """Each ``spec.secrets`` entry's value, in a 0600 file of its own."""
+        assert self.kube is not None
+        ns = obj["metadata"].get("namespace", "default")
+        out: dict[str, Path] = {}
+        for i, entry in enumerate((obj.get("spec") or {}).get("secrets") or []):
+            sid, secret_name = entry["id"], entry["secretName"]
+            secret = await self.kube.get(Ref("secrets", ns, secret_name, "v1"))
+            if secret is None:
+                raise BuildFailed(f"secret {secret_name!r} (for build secret {sid!r}) not found")
+            key = entry.get("key") or sid
+            data = (secret.get("data") or {}).get(key)
+            if data is None:
+                raise BuildFailed(f"secret {secret_name!r} has no key {key!r} (for build secret {sid!r})")
+            path = dest / f"secret-{i}"
+            path.touch(mode=0o600)
+            path.write_bytes(base64.b64decode(data))
+            out[sid] = path
+        return out
+
+    async def _delete_ephemeral_secrets(self, obj: dict[str, Any]) -> None:
+        assert self.kube is not None
+        ns, name = obj["metadata"].get("namespace", "default"), obj["metadata"]["name"]
+        for entry in (obj.get("spec") or {}).get("secrets") or []:
+            ref = Ref("secrets", ns, entry.get("secretName", ""), "v1")
+            with contextlib.suppress(KubeError):
+                secret = await self.kube.get(ref)
+                if secret and (secret["metadata"].get("labels") or {}).get(EPHEMERAL_SECRET_LABEL) == name:
+                    await self.kube.delete(ref, secret["metadata"].get("uid"))
+
+    async def _registry_settings(self) -> tuple[bytes | None, set[str]]:
+        """Push credentials and insecure hosts, from the images feature's Secret and ConfigMap."""
+        from k3c.registry.auth import SECRET_KEY, SECRET_NAME, SECRET_NAMESPACE
+        from k3c.registry.hosts import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RegistriesConfig
+
+        assert self.kube is not None
+        secret = await self.kube.get(Ref("secrets", SECRET_NAMESPACE, SECRET_NAME, "v1"))
+        raw = ((secret or {}).get("data") or {}).get(SECRET_KEY)
+        cm = await self.kube.get(Ref("configmaps", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME, "v1"))
+        try:
+            insecure = RegistriesConfig.from_configmap(cm).insecure
+        except ValueError:
+            insecure = set()
+        return (base64.b64decode(raw) if raw else None), insecure
+
+    # ---- status documents ----
+
+    def _success(self, obj: dict[str, Any], result: BuildResult, pushed: list[str],
+                 progress: Progress) -> dict[str, Any]:
+        tags = result.tags
+        summary = ", ".join(tags[:3]) + (f" +{len(tags) - 3}" if len(tags) > 3 else "")
+        message = f"built {result.image_id}" + (f" ({result.cached_steps} steps from cache)"
+                                                 if result.cached_steps else "")
+        return {
+            "phase": "Succeeded", "message": message, "completionTime": now_rfc3339(),
+            "steps": progress.steps[-MAX_STEPS_KEPT:], "stepsDone": len(progress.steps),
+            "imageID": result.image_id, "shortID": result.image_id.split(":", 1)[-1][:12],
+            "imageDigest": result.digest, "imageSize": result.size, "tags": tags, "tagSummary": summary or None,
+            "pushed": pushed or None, "conditions": [condition(obj, "Succeeded", message)],
+        }
+
+    def _failure(self, obj: dict[str, Any], err: Exception, progress: Progress) -> dict[str, Any]:
+        step = getattr(err, "step", "") or None
+        code = getattr(err, "exit_code", None)
+        message = f"build failed: {getattr(err, 'message', None) or err}"
+        done = len(progress.steps) - (1 if step and code is not None else 0)
+        return {
+            "phase": "Failed", "message": message, "completionTime": now_rfc3339(),
+            "steps": progress.steps[-MAX_STEPS_KEPT:], "stepsDone": max(done, 0),
+            "failedStep": step, "exitCode": code, "conditions": [condition(obj, "Failed", message)],
+        }
+
+
+class StepReporter:
+    """Writes ``status.steps`` while a build runs, at most every :data:`STATUS_INTERVAL` seconds."""
+
+    def __init__(self, reconciler: ImageBuildReconciler, obj: dict[str, Any]) -> None:
+        self.reconciler = reconciler
+        self.obj = obj
+        self.progress: Progress | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last = 0.0
+
+    def changed(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        assert self.progress is not None
+        written = -1
+        while len(self.progress.steps) != written:  # steps that came while writing go out next
+            await asyncio.sleep(max(0.0, self._last + STATUS_INTERVAL - time.monotonic()))
+            self._last = time.monotonic()
+            steps = list(self.progress.steps)
+            written = len(steps)
+            with contextlib.suppress(KubeError, OSError):
+                await self.reconciler._write_status(self.obj, {  # noqa: SLF001 - the reconciler's own helper
+                    "steps": steps[-MAX_STEPS_KEPT:], "stepsDone": max(len(steps) - 1, 0),
+                    "message": steps[-1] if steps else "",
+                })
+
+    async def close(self) -> None:
+        """Stop writing: a step update must never land after (and over) the final status."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

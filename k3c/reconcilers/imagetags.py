@@ -1,0 +1,207 @@
+"""ImageTag objects: the targets point at the source's image (``docker tag``), optionally pushed.
+
+Level-based and idempotent: every reconcile resolves the source (a reference, or an image ID through the
+Image objects' ``status.id``), points each target name at the source's manifest/index in containerd
+(``Images.Create``/``Update``; a target already pointing there is left alone) and writes the outcome to
+status. With ``spec.push`` it keeps one ImagePush child per target, named after the tag object, the target
+index and the pushed digest (``<tag>-push-<i>-<digest12>``), so a changed source gets a fresh push and
+stale children are deleted; the children's phases are summarized back into this object's status.
+A missing source is retried with a back-off (it may be pulled or built later).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from k3c.cri.images import ContainerdImages
+from k3c.images.ocilayout import Descriptor
+from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339
+from k3c.registry.reference import InvalidReference, is_image_id, parse
+
+log = logging.getLogger(__name__)
+
+PLURAL = "imagetags"
+PUSHES = "imagepushes"
+OWNER_LABEL = "k3c.io/imagetag"
+MISSING_SOURCE_RETRY = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class TagError(Exception):
+    """The tag cannot be made (bad reference, unknown source): the message goes to status."""
+
+
+@dataclass
+class TagEnv:
+    kube: Kube
+    store: ContainerdImages
+    node: str
+
+
+class ImageTags:
+    """The ImageTag reconciler. ``images`` is the Image objects cache (to resolve image IDs)."""
+
+    def __init__(self, env: TagEnv, images: dict[str, dict[str, Any]], pushes: dict[str, dict[str, Any]]) -> None:
+        self.env = env
+        self.images = images
+        self.pushes = pushes
+        self.objects: dict[str, dict[str, Any]] = {}
+        self._misses: dict[str, int] = {}
+
+    def observe(self, event_type: str | None, obj: dict[str, Any]) -> str:
+        name = obj["metadata"]["name"]
+        if event_type == "DELETED":
+            self.objects.pop(name, None)
+        else:
+            self.objects[name] = obj
+        return name
+
+    def owner_of_push(self, push: dict[str, Any]) -> str | None:
+        return (push["metadata"].get("labels") or {}).get(OWNER_LABEL)
+
+    async def reconcile(self, name: str) -> float | None:
+        obj = self.objects.get(name)
+        if obj is None:
+            await self._delete_children(name, keep=set())
+            return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return None
+        spec = obj.get("spec") or {}
+        try:
+            source_name, target = await self._source(spec.get("source", ""))
+            targets = [str(parse(t)) for t in spec.get("targets") or []]
+        except (TagError, InvalidReference) as err:
+            return await self._failed(obj, str(err))
+        self._misses.pop(name, None)
+        record = await self.env.store.get(source_name)
+        labels = dict(record.labels) if record is not None else {}
+        for t in targets:
+            current = await self.env.store.get(t)
+            if current is None or current.target.digest != target.digest:
+                await self.env.store.put(t, target, labels)
+        entries = [{"reference": t, "tagged": True} for t in targets]
+        phase = "Tagged"
+        if spec.get("push"):
+            phase = await self._pushes(obj, spec, targets, target, entries)
+        else:
+            await self._delete_children(name, keep=set())
+        image_id = await self._image_id(target)
+        await self._write(obj, phase, "", target.digest, image_id, entries)
+        return None
+
+    async def _source(self, source: str) -> tuple[str, Descriptor]:
+        """The containerd name and target the source names: a reference first, then an image ID (prefix)
+        looked up in the Image objects, as docker resolves them."""
+        name = ""
+        if not is_image_id(source):
+            try:
+                ref = str(parse(source))
+            except InvalidReference:
+                ref = ""
+            if ref and await self.env.store.get(ref) is not None:
+                name = ref
+        if not name and _hexish(source):
+            want = source.removeprefix("sha256:")
+            found = {o["spec"]["reference"] for o in self.images.values()
+                     if (o.get("status") or {}).get("id", "").removeprefix("sha256:").startswith(want)}
+            if len(found) >= 1:
+                name = sorted(found)[0]
+        record = await self.env.store.get(name) if name else None
+        if record is None:
+            parse(source) if not _hexish(source) else None  # a malformed name says so
+            raise TagError(f"No such image: {source}")
+        t = record.target
+        return name, Descriptor(t.media_type, t.digest, t.size)
+
+    async def _image_id(self, target: Descriptor) -> str:
+        for o in self.images.values():
+            st = o.get("status") or {}
+            if st.get("digest") == target.digest and st.get("id"):
+                return st["id"]
+        return ""
+
+    async def _pushes(self, obj: dict[str, Any], spec: dict[str, Any], targets: list[str], target: Descriptor,
+                      entries: list[dict[str, Any]]) -> str:
+        name = obj["metadata"]["name"]
+        keep = set()
+        phases = []
+        for i, (t, entry) in enumerate(zip(targets, entries, strict=True)):
+            child = f"{name}-push-{i}-{target.digest.removeprefix('sha256:')[:12]}"
+            keep.add(child)
+            existing = self.pushes.get(child)
+            if existing is None:
+                existing = await self._create_push(obj, child, t, spec)
+            st = existing.get("status") or {}
+            entry.update(push=child, pushPhase=st.get("phase", "Pending"), pushedDigest=st.get("digest", ""),
+                         message=st.get("message", ""))
+            phases.append(entry["pushPhase"])
+        await self._delete_children(name, keep)
+        if "Failed" in phases:
+            return "Failed"
+        return "Ready" if all(p == "Succeeded" for p in phases) else "Pushing"
+
+    async def _create_push(self, owner: dict[str, Any], child: str, target: str, spec: dict[str, Any]) -> dict[str, Any]:
+        meta = owner["metadata"]
+        body: dict[str, Any] = {
+            "apiVersion": "k3c.io/v1alpha1", "kind": "ImagePush",
+            "metadata": {"name": child, "labels": {OWNER_LABEL: meta["name"]},
+                         "ownerReferences": [{"apiVersion": "k3c.io/v1alpha1", "kind": "ImageTag",
+                                              "name": meta["name"], "uid": meta["uid"], "controller": True,
+                                              "blockOwnerDeletion": False}]},
+            "spec": {"image": target},
+        }
+        if spec.get("authSecret"):
+            body["spec"]["authSecret"] = spec["authSecret"]
+        try:
+            created = await self.env.kube.create(PUSHES, "", body)
+        except KubeError as err:
+            if err.code != 409:
+                raise
+            created = await self.env.kube.get(Ref(PUSHES, "", child)) or body
+        self.pushes[child] = created
+        return created
+
+    async def _delete_children(self, owner: str, keep: set[str]) -> None:
+        for child in [n for n, p in self.pushes.items()
+                      if (p["metadata"].get("labels") or {}).get(OWNER_LABEL) == owner and n not in keep]:
+            await self.env.kube.delete(Ref(PUSHES, "", child))
+
+    async def _failed(self, obj: dict[str, Any], message: str) -> float | None:
+        name = obj["metadata"]["name"]
+        misses = self._misses.get(name, 0)
+        self._misses[name] = misses + 1
+        await self._write(obj, "Failed", message, "", "", [])
+        if message.startswith("No such image"):
+            return MISSING_SOURCE_RETRY[min(misses, len(MISSING_SOURCE_RETRY) - 1)]
+        return None
+
+    async def _write(self, obj: dict[str, Any], phase: str, message: str, digest: str, image_id: str,
+                     entries: list[dict[str, Any]]) -> None:
+        st = obj.get("status") or {}
+        gen = obj["metadata"].get("generation")
+        ready = phase in ("Tagged", "Ready")
+        done = sum(1 for e in entries if e.get("pushPhase") == "Succeeded")
+        summary = ", ".join(e["reference"] for e in entries)
+        if entries and entries[0].get("push"):
+            summary += f" (pushed {done}/{len(entries)})"
+        status = {"phase": phase, "message": message, "observedGeneration": gen, "digest": digest,
+                  "imageID": image_id, "targets": entries, "targetSummary": summary}
+        old_cond = (st.get("conditions") or [{}])[0]
+        if all(st.get(k) == v for k, v in status.items()) and old_cond.get("status") == ("True" if ready else "False"):
+            return
+        reason = {"Tagged": "Tagged", "Ready": "Pushed", "Pushing": "Pushing"}.get(phase, "Failed")
+        status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False", "reason": reason,
+                                 "message": message, "lastTransitionTime": now_rfc3339()}]
+        try:
+            new = await self.env.kube.patch_status(Ref(PLURAL, "", obj["metadata"]["name"]), status)
+        except KubeError as err:
+            if err.code == 404:
+                return
+            raise
+        self.observe("MODIFIED", new)
+
+
+def _hexish(text: str) -> bool:
+    raw = text.removeprefix("sha256:")
+    return len(raw) >= 4 and all(c in "0123456789abcdef" for c in raw)

@@ -1,0 +1,167 @@
+"""A small asyncio Kubernetes client for the reconcilers: status writes, claims, finalizers, Events.
+
+kopf delivers the watch events, but the reconcilers write on their own schedule (e.g. the moment containerd
+reports an exit), so they need a client of their own. One kept-alive aiohttp session, JSON only, and just
+the verbs the reconcilers use; kubeconfig parsing is :func:`k3c.kubeclient.load`'s (same rules as the CLI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from k3c import kubeclient
+
+log = logging.getLogger(__name__)
+
+GROUP_VERSION = "k3c.io/v1alpha1"
+
+
+class KubeError(Exception):
+    """The API server answered with a failure Status (``code`` is the HTTP status)."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """Where an object lives: enough to build its URL."""
+
+    plural: str
+    namespace: str
+    name: str
+    group_version: str = GROUP_VERSION
+
+    def path(self, sub: str | None = None) -> str:
+        return kubeclient.resource_path(self.plural, self.namespace, self.name, sub, self.group_version)
+
+
+def ref_of(plural: str, obj: dict[str, Any]) -> Ref:
+    meta = obj["metadata"]
+    return Ref(plural, meta.get("namespace", ""), meta["name"])
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rfc3339_ns(ns: int) -> str:
+    """A containerd timestamp (ns since the epoch) as RFC 3339 with microseconds, like docker's; '' for 0."""
+    if not ns:
+        return ""
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Kube:
+    """Async JSON client bound to one kubeconfig. Create inside the event loop that uses it."""
+
+    def __init__(self, kubeconfig: str, timeout: float = 30.0) -> None:
+        self.conn = kubeclient.load(kubeconfig)
+        headers = {"Accept": "application/json", "User-Agent": "k3c-operator"}
+        if self.conn.token:
+            headers["Authorization"] = f"Bearer {self.conn.token}"
+        self.session = aiohttp.ClientSession(
+            base_url=self.conn.server,
+            headers=headers,
+            connector=aiohttp.TCPConnector(ssl=self.conn.ssl_context, limit=32),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                      params: dict[str, str] | None = None) -> dict[str, Any]:
+        data = None if body is None else orjson.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else None
+        async with self.session.request(method, path, data=data, headers=headers, params=params) as resp:
+            raw = await resp.read()
+        doc = orjson.loads(raw) if raw else {}
+        if resp.status >= 400:
+            raise KubeError(resp.status, doc.get("reason", ""), doc.get("message", raw.decode(errors="replace")))
+        return doc
+
+    async def get(self, ref: Ref) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", ref.path())
+        except KubeError as err:
+            if err.code == 404:
+                return None
+            raise
+
+    async def list(self, plural: str, namespace: str | None = None,
+                   group_version: str = GROUP_VERSION) -> list[dict[str, Any]]:
+        doc = await self.request("GET", kubeclient.resource_path(plural, namespace, None, None, group_version))
+        return list(doc.get("items") or [])
+
+    async def create(self, plural: str, namespace: str, obj: dict[str, Any],
+                     group_version: str = GROUP_VERSION) -> dict[str, Any]:
+        return await self.request("POST", kubeclient.resource_path(plural, namespace, None, None, group_version),
+                                  obj)
+
+    async def merge_patch(self, ref: Ref, patch: dict[str, Any], sub: str | None = None) -> dict[str, Any]:
+        """JSON merge patch; a ``metadata.resourceVersion`` in it makes it conditional (409 if stale)."""
+        return await self.request("PATCH", ref.path(sub), patch, "application/merge-patch+json")
+
+    async def patch_status(self, ref: Ref, status: dict[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any]:
+        patch: dict[str, Any] = {"status": status}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        return await self.merge_patch(ref, patch, "status")
+
+    async def delete(self, ref: Ref, uid: str | None = None) -> None:
+        """Delete, optionally only that incarnation (``uid`` precondition); gone already is fine."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
+        try:
+            await self.request("DELETE", ref.path(), body)
+        except KubeError as err:
+            if err.code not in (404, 409):
+                raise
+
+    async def event(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool = False,
+                    component: str = "k3c-operator", host: str = "") -> None:
+        """Record a core/v1 Event about ``obj`` (what `kubectl describe` and `k3c events` show)."""
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
+        stamp = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", GROUP_VERSION),
+                "kind": obj.get("kind", ""),
+                "name": meta["name"],
+                "namespace": ns,
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": component, "host": host},
+            "reportingComponent": component,
+            "reportingInstance": host,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "eventTime": now_micro(),
+            "action": reason,
+            "count": 1,
+        }
+        await self.request("POST", f"/api/v1/namespaces/{ns}/events", event)

@@ -1,0 +1,162 @@
+"""The Volume reconciler: a named volume is a directory under ``<root-dir>/volumes/<namespace>/<name>``.
+
+A Volume is claimed by a node like a LocalContainer (``spec.nodeName`` or first operator to write
+``status.node``) and protected by the finalizer ``k3c.io/volume``. Deleting one that a LocalContainer
+still mounts is refused, as `docker volume rm` refuses: the object waits (phase InUse, a message naming
+the users) until they are gone, unless annotated ``k3c.io/force-delete: "true"``. Then the directory goes.
+Containers that mount a volume name that does not exist create the Volume themselves
+(:meth:`VolumeReconciler.ensure`), like `docker run -v name:/path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.kube import Kube, KubeError, Ref
+
+log = logging.getLogger(__name__)
+
+PLURAL = "volumes"
+FINALIZER = "k3c.io/volume"
+FORCE_ANNOTATION = "k3c.io/force-delete"
+
+
+def volume_dir(root_dir: Path, namespace: str, name: str) -> Path:
+    return root_dir / "volumes" / namespace / name
+
+
+def _ref(obj: dict[str, Any]) -> Ref:
+    meta = obj["metadata"]
+    return Ref(PLURAL, meta.get("namespace", "default"), meta["name"])
+
+
+def mounts_volume(container: dict[str, Any], namespace: str, name: str) -> bool:
+    if container["metadata"].get("namespace", "default") != namespace:
+        return False
+    return any(v.get("volume") == name for v in container.get("spec", {}).get("volumes") or [])
+
+
+class VolumeReconciler:
+    def __init__(self, kube: Kube, node: str, root_dir: Path, cache: ObjectCache, containers: ObjectCache,
+                 schedule: Callable[[str, float], None]) -> None:
+        self.kube = kube
+        self.node = node
+        self.root_dir = root_dir
+        self.cache = cache
+        self.containers = containers
+        self.schedule = schedule
+
+    async def ensure(self, namespace: str, name: str) -> Path:
+        """The directory of volume ``name``, creating the Volume object (ours) if there is none."""
+        path = volume_dir(self.root_dir, namespace, name)
+        path.mkdir(parents=True, exist_ok=True)
+        if not any(v["metadata"]["name"] == name and v["metadata"].get("namespace") == namespace for v in self.cache):
+            obj = {"apiVersion": "k3c.io/v1alpha1", "kind": "Volume",
+                   "metadata": {"name": name, "namespace": namespace, "finalizers": [FINALIZER]},
+                   "spec": {"driver": "local", "nodeName": self.node}}
+            try:
+                self.cache.put(await self.kube.create(PLURAL, namespace, obj))
+            except KubeError as err:
+                if err.code != 409:
+                    raise
+        return path
+
+    def users_changed(self, container: dict[str, Any]) -> None:
+        """A container that mounts volumes changed or went: their in-use state may have changed."""
+        ns = container["metadata"].get("namespace", "default")
+        names = {v.get("volume") for v in container.get("spec", {}).get("volumes") or [] if v.get("volume")}
+        for vol in self.cache:
+            if vol["metadata"].get("namespace", "default") == ns and vol["metadata"]["name"] in names:
+                self.schedule(vol["metadata"]["uid"], 0.0)
+
+    async def reconcile(self, uid: str) -> float | None:
+        obj = self.cache.get(uid)
+        if obj is None or not self._mine(obj):
+            return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return await self._finalize(obj)
+        obj = await self._claim(obj)
+        if obj is None:
+            return None
+        meta = obj["metadata"]
+        path = volume_dir(self.root_dir, meta.get("namespace", "default"), meta["name"])
+        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        users = self._users(obj)
+        status = {"mountpoint": str(path), "node": self.node, "phase": "InUse" if users else "Ready",
+                  "usedBy": users, "message": ""}
+        await self._write_status(obj, status)
+        return None
+
+    def _mine(self, obj: dict[str, Any]) -> bool:
+        wanted = obj.get("spec", {}).get("nodeName") or ""
+        claimed = (obj.get("status") or {}).get("node") or ""
+        return (not wanted or wanted == self.node) and (not claimed or claimed == self.node)
+
+    async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            if not (obj.get("status") or {}).get("node"):
+                obj = await self.kube.patch_status(_ref(obj), {"node": self.node, "phase": "Pending"},
+                                                   resource_version=obj["metadata"]["resourceVersion"])
+                self.cache.put(obj)
+            if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+                fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
+                obj = await self.kube.merge_patch(_ref(obj), {"metadata": {
+                    "finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
+                self.cache.put(obj)
+        except KubeError as err:
+            if err.code not in (404, 409):
+                raise
+            fresh = await self.kube.get(_ref(obj))
+            if fresh is not None:
+                self.cache.put(fresh)
+                self.schedule(fresh["metadata"]["uid"], 0.0)
+            return None
+        return obj if self._mine(obj) else None
+
+    def _users(self, obj: dict[str, Any]) -> list[str]:
+        ns, name = obj["metadata"].get("namespace", "default"), obj["metadata"]["name"]
+        return sorted(c["metadata"]["name"] for c in self.containers if mounts_volume(c, ns, name))
+
+    async def _finalize(self, obj: dict[str, Any]) -> float | None:
+        meta = obj["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return None
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        force = (meta.get("annotations") or {}).get(FORCE_ANNOTATION) == "true"
+        # The cache may not hold every container yet right after a start: ask the API server itself.
+        users = sorted(c["metadata"]["name"] for c in await self.kube.list("localcontainers", ns)
+                       if mounts_volume(c, ns, name))
+        if users and not force:
+            await self._write_status(obj, {"phase": "InUse", "usedBy": users,
+                                           "message": f"volume is in use by {', '.join(users)}: remove them "
+                                                      "first or annotate k3c.io/force-delete=true"})
+            return 30.0
+        path = volume_dir(self.root_dir, ns, name)
+        await asyncio.to_thread(shutil.rmtree, path, True)
+        fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        try:
+            self.cache.put(await self.kube.merge_patch(
+                _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}}))
+        except KubeError as err:
+            if err.code == 409:
+                return 0.1
+            if err.code != 404:
+                raise
+        return None
+
+    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        current = obj.get("status") or {}
+        diff = {k: v for k, v in status.items() if current.get(k) != v}
+        if not diff:
+            return
+        try:
+            self.cache.put(await self.kube.patch_status(_ref(obj), diff))
+        except KubeError as err:
+            if err.code != 404:
+                raise

@@ -1,0 +1,445 @@
+"""``save`` and ``load``: images between containerd's store and docker-archive or OCI-layout tar streams.
+
+Formats, both ways:
+
+- ``docker-archive``: what ``docker save`` (up to docker 24) and ``skopeo copy … docker-archive:`` write:
+  ``manifest.json`` (``[{Config, RepoTags, Layers}]``), the config as ``<id>.json`` and each layer as an
+  *uncompressed* tar. Saving inflates gzip layers on the fly (a first pass measures the size the tar
+  header must announce); loading wraps the layers in a Docker schema 2 manifest, so the image ID (config
+  digest) survives a round trip while the manifest digest, as with docker, does not.
+- ``oci-archive``: an OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256/…``) with blobs
+  byte for byte, so digests survive, plus a docker-style ``manifest.json`` (as docker 25 writes) so that
+  older ``docker load`` accepts it too. Names travel in the ``io.containerd.image.name`` annotation.
+
+Loading reads the stream once, in order (``docker save`` puts ``manifest.json`` last): large members go
+straight into the content store under a lease while small ones (JSON) stay in memory; once the stream
+has ended the images are assembled, checked (every referenced blob present, digests and diff IDs
+matching) and only then named. An archive that is cut short or inconsistent therefore names nothing,
+and its blobs, unreferenced, go with the lease.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tarfile
+import zlib
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from k3c.cri.images import ContainerdImages, gc_labels
+from k3c.images.ocilayout import (
+    ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MEDIA_INDEX,
+    Descriptor,
+    canonical_json,
+    children,
+    host_architecture,
+    sha256_digest,
+)
+
+from .content import write_stream
+from .reference import InvalidReference, parse
+from .tarstream import Member, TarReader, end_of_archive, file_header, padding
+
+__all__ = ["FORMATS", "ArchiveError", "LoadedImage", "load", "save"]
+
+FORMATS = ("docker-archive", "oci-archive")
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
+#: Members up to this size are kept in memory while loading (manifests, configs, small layers).
+SMALL = 1 << 20
+_METADATA = {"manifest.json", "index.json", "oci-layout", "repositories"}
+
+
+class ArchiveError(ValueError):
+    """The archive is not a docker-archive / OCI layout, or is inconsistent; or an image cannot be saved."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedImage:
+    """An image named by a load: its name (a reference, or ``sha256:<id>`` when the archive had none)."""
+
+    name: str
+    digest: str
+    id: str
+
+
+# ============================================================================================ save
+
+
+@dataclass(slots=True)
+class _SaveImage:
+    names: list[str]
+    root: Descriptor
+    manifest: dict[str, Any]
+    manifest_desc: Descriptor
+    config: bytes
+
+
+async def _resolve(store: ContainerdImages, name: str) -> _SaveImage:
+    record = await store.get(name)
+    if record is None:
+        raise ArchiveError(f"reference does not exist: {name}")
+    root = Descriptor(record.target.media_type, record.target.digest, record.target.size)
+    data = await store.read(root.digest)
+    manifest_desc = root
+    if root.media_type in (MEDIA_INDEX, DOCKER_MANIFEST_LIST):
+        present = [d for d in children(root.media_type, data) if await store.info(d.digest) is not None]
+        if not present:
+            raise ArchiveError(f"{name}: no platform manifest of the index is in the local store")
+        arch = host_architecture()
+        manifest_desc = next((d for d in present if (d.platform or {}).get("architecture") == arch), present[0])
+        data = await store.read(manifest_desc.digest)
+        if len(present) < len(children(root.media_type, data)):
+            root = manifest_desc
+    manifest = json.loads(data)
+    config = await store.read(manifest["config"]["digest"])
+    return _SaveImage([name], root, manifest, manifest_desc, config)
+
+
+async def _collect(store: ContainerdImages, names: list[str]) -> list[_SaveImage]:
+    by_root: dict[str, _SaveImage] = {}
+    for name in names:
+        img = await _resolve(store, str(parse(name)) if not name.startswith("sha256:") else name)
+        if img.root.digest in by_root:
+            if img.names[0] not in by_root[img.root.digest].names:
+                by_root[img.root.digest].names.append(img.names[0])
+        else:
+            by_root[img.root.digest] = img
+    return list(by_root.values())
+
+
+async def save(store: ContainerdImages, names: list[str], fmt: str = "docker-archive") -> AsyncIterator[bytes]:
+    """Stream a tar of the named images. Every name is resolved before the first byte is produced, so
+    an unknown name fails cleanly (the caller still sees :class:`ArchiveError` up front)."""
+    if fmt not in FORMATS:
+        raise ArchiveError(f"unknown archive format {fmt!r} (use docker-archive or oci-archive)")
+    images = await _collect(store, names)
+    return _oci_stream(store, images) if fmt == "oci-archive" else _docker_stream(store, images)
+
+
+async def _file(name: str, data: bytes) -> AsyncIterator[bytes]:
+    yield file_header(name, len(data)) + data + padding(len(data))
+
+
+async def _blob_file(store: ContainerdImages, name: str, digest: str, size: int) -> AsyncIterator[bytes]:
+    yield file_header(name, size)
+    sent = 0
+    async for chunk in store.read_chunks(digest):
+        sent += len(chunk)
+        yield chunk
+    if sent != size:
+        raise ArchiveError(f"blob {digest}: read {sent} bytes, expected {size}")
+    yield padding(size)
+
+
+def _repo_tags(names: list[str]) -> list[str]:
+    tags = []
+    for n in names:
+        try:
+            ref = parse(n)
+        except InvalidReference:
+            continue
+        if ref.tag:
+            tags.append(ref.familiar())
+    return tags
+
+
+async def _oci_stream(store: ContainerdImages, images: list[_SaveImage]) -> AsyncIterator[bytes]:
+    entries, docker_manifest, blobs = [], [], {}
+    for img in images:
+        for name in img.names:
+            ref = parse(name)
+            ann = {ANNOTATION_CONTAINERD_NAME: str(ref), ANNOTATION_REF_NAME: ref.tag or ref.digest}
+            entries.append(Descriptor(img.root.media_type, img.root.digest, img.root.size, ann).to_json())
+        await _tree(store, img.root, blobs)
+        layers = [f"blobs/sha256/{d['digest'][7:]}" for d in img.manifest["layers"]]
+        docker_manifest.append({"Config": f"blobs/sha256/{img.manifest['config']['digest'][7:]}",
+                                "RepoTags": _repo_tags(img.names), "Layers": layers})
+    index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}
+    async for part in _file("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"})):
+        yield part
+    async for part in _file("index.json", canonical_json(index)):
+        yield part
+    async for part in _file("manifest.json", canonical_json(docker_manifest)):
+        yield part
+    for digest, size in blobs.items():
+        async for part in _blob_file(store, f"blobs/sha256/{digest[7:]}", digest, size):
+            yield part
+    yield end_of_archive()
+
+
+async def _tree(store: ContainerdImages, desc: Descriptor, out: dict[str, int]) -> None:
+    """Every locally present blob under ``desc`` (an index's absent platforms are left out)."""
+    if desc.digest in out or await store.info(desc.digest) is None:
+        return
+    out[desc.digest] = desc.size
+    if desc.media_type.endswith("json") or "manifest" in desc.media_type:
+        data = await store.read(desc.digest)
+        for child in children(desc.media_type, data):
+            await _tree(store, child, out)
+
+
+async def _docker_stream(store: ContainerdImages, images: list[_SaveImage]) -> AsyncIterator[bytes]:
+    manifest_json, written = [], set()
+    for img in images:
+        config_doc = json.loads(img.config)
+        diff_ids = config_doc.get("rootfs", {}).get("diff_ids", [])
+        config_name = f"{img.manifest['config']['digest'][7:]}.json"
+        async for part in _file(config_name, img.config):
+            yield part
+        layer_names = []
+        for layer, diff_id in zip(img.manifest["layers"], diff_ids, strict=False):
+            path = f"{diff_id[7:]}/layer.tar"
+            layer_names.append(path)
+            if path in written:
+                continue
+            written.add(path)
+            async for part in _layer_tar(store, path, layer):
+                yield part
+        manifest_json.append({"Config": config_name, "RepoTags": _repo_tags(img.names), "Layers": layer_names})
+    async for part in _file("manifest.json", canonical_json(manifest_json)):
+        yield part
+    yield end_of_archive()
+
+
+async def _layer_tar(store: ContainerdImages, path: str, layer: dict[str, Any]) -> AsyncIterator[bytes]:
+    media, digest = layer["mediaType"], layer["digest"]
+    if "zstd" in media:
+        raise ArchiveError(f"layer {digest} is zstd-compressed: save it as oci-archive instead")
+    if not media.endswith("gzip"):
+        async for part in _blob_file(store, path, digest, int(layer["size"])):
+            yield part
+        return
+    size = 0
+    async for chunk in _inflate(store.read_chunks(digest)):
+        size += len(chunk)
+    yield file_header(path, size)
+    async for chunk in _inflate(store.read_chunks(digest)):
+        yield chunk
+    yield padding(size)
+
+
+async def _inflate(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    z = zlib.decompressobj(wbits=31)
+    async for chunk in chunks:
+        out = z.decompress(chunk)
+        while z.unused_data:  # concatenated gzip members
+            rest = z.unused_data
+            out += z.flush()
+            z = zlib.decompressobj(wbits=31)
+            out += z.decompress(rest)
+        if out:
+            yield out
+    tail = z.flush()
+    if tail:
+        yield tail
+
+
+# ============================================================================================ load
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A member that went to the content store while reading: its digest, size and first bytes."""
+
+    digest: str
+    size: int
+    magic: bytes
+
+
+@dataclass(slots=True)
+class _Archive:
+    small: dict[str, bytes] = field(default_factory=dict)
+    stored: dict[str, _Stored] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, path: str) -> str:
+        """Follow symlinks/hard links (docker writes shared layers as links) to the member with data."""
+        for _ in range(16):
+            if path not in self.links:
+                return path
+            path = self.links[path]
+        raise ArchiveError(f"invalid archive: link loop at {path}")
+
+
+async def load(store: ContainerdImages, chunks: AsyncIterable[bytes]) -> list[LoadedImage]:
+    """Import every image of a docker-archive or OCI-layout tar stream (plain or gzip); returns the names."""
+    lease = await store.create_lease()
+    try:
+        archive = await _read_members(store, chunks, lease)
+        if "index.json" in archive.small:
+            plans = await _plan_oci(store, archive, lease)
+        elif "manifest.json" in archive.small:
+            plans = await _plan_docker(store, archive, lease)
+        else:
+            raise ArchiveError("invalid archive: neither manifest.json (docker-archive) nor index.json (OCI layout)")
+        loaded = []
+        for name, desc, image_id in plans:
+            await store.put(name, desc, lease=lease)
+            loaded.append(LoadedImage(name, desc.digest, image_id))
+        return loaded
+    finally:
+        await store.delete_lease(lease)
+
+
+async def _read_members(store: ContainerdImages, chunks: AsyncIterable[bytes], lease: str) -> _Archive:
+    archive = _Archive()
+    reader = TarReader(chunks)
+    try:
+        async for m in reader.members():
+            if m.is_link:
+                base = posixpath.dirname(m.name) if m.type == tarfile.SYMTYPE else ""
+                archive.links[m.name] = posixpath.normpath(posixpath.join(base, m.linkname)).lstrip("/")
+                continue
+            if not m.is_file:
+                continue
+            if m.name in _METADATA or m.size <= SMALL or (m.name.endswith(".json") and m.size <= 16 * SMALL):
+                archive.small[m.name] = await reader.read_all(m)
+            else:
+                archive.stored[m.name] = await _store_member(store, reader, m, lease)
+    except ValueError as err:
+        raise ArchiveError(f"invalid archive: {err}") from None
+    return archive
+
+
+async def _store_member(store: ContainerdImages, reader: TarReader, m: Member, lease: str) -> _Stored:
+    head = bytearray()
+
+    async def tap() -> AsyncIterator[bytes]:
+        async for chunk in reader.data(m):
+            if len(head) < 8:
+                head.extend(chunk[:8])
+            yield chunk
+
+    digest, size = await write_stream(store, tap(), total=m.size, lease=lease)
+    return _Stored(digest, size, bytes(head[:8]))
+
+
+async def _blob(store: ContainerdImages, archive: _Archive, path: str, lease: str,
+                labels: dict[str, str] | None = None) -> tuple[str, int, bytes]:
+    """Make the member at ``path`` a blob in the store; returns digest, size and first bytes."""
+    path = archive.resolve(path)
+    if path in archive.stored:
+        s = archive.stored[path]
+        return s.digest, s.size, s.magic
+    data = archive.small.get(path)
+    if data is None:
+        raise ArchiveError(f"invalid archive: {path} is referenced but missing")
+    digest = sha256_digest(data)
+    if await store.info(digest) is None:
+        await store.write(digest, data, labels, lease=lease)
+    return digest, len(data), data[:8]
+
+
+def _layer_type(magic: bytes) -> str:
+    if magic[:2] == b"\x1f\x8b":
+        return DOCKER_LAYER_GZIP
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
+        return DOCKER_LAYER_ZSTD
+    return DOCKER_LAYER
+
+
+# ---- docker-archive ----
+
+
+async def _plan_docker(store: ContainerdImages, archive: _Archive, lease: str) -> list[tuple[str, Descriptor, str]]:
+    try:
+        entries = json.loads(archive.small["manifest.json"])
+    except ValueError:
+        raise ArchiveError("invalid archive: manifest.json is not JSON") from None
+    plans = []
+    for entry in entries:
+        config_path = archive.resolve(entry.get("Config", ""))
+        config = archive.small.get(config_path)
+        if config is None:
+            raise ArchiveError(f"invalid archive: config {config_path} missing")
+        diff_ids = json.loads(config).get("rootfs", {}).get("diff_ids", [])
+        layer_paths = entry.get("Layers") or []
+        if len(layer_paths) != len(diff_ids):
+            raise ArchiveError(f"invalid archive: {len(layer_paths)} layers but {len(diff_ids)} diff IDs")
+        layers = []
+        for path, diff_id in zip(layer_paths, diff_ids, strict=True):
+            digest, size, magic = await _blob(store, archive, path, lease)
+            media = _layer_type(magic)
+            if media == DOCKER_LAYER and digest != diff_id:
+                raise ArchiveError(f"invalid archive: layer {path} does not match diff ID {diff_id}")
+            layers.append(Descriptor(media, digest, size).to_json())
+        config_digest = sha256_digest(config)
+        manifest = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                    "config": Descriptor(DOCKER_CONFIG, config_digest, len(config)).to_json(), "layers": layers}
+        data = canonical_json(manifest)
+        if await store.info(config_digest) is None:
+            await store.write(config_digest, config, lease=lease)
+        desc = Descriptor(DOCKER_MANIFEST, sha256_digest(data), len(data))
+        if await store.info(desc.digest) is None:
+            await store.write(desc.digest, data, gc_labels(DOCKER_MANIFEST, data), lease=lease)
+        names = [_normalized(t) for t in entry.get("RepoTags") or []] or [config_digest]
+        plans += [(n, desc, config_digest) for n in names]
+    return plans
+
+
+def _normalized(name: str) -> str:
+    try:
+        return str(parse(name))
+    except InvalidReference as err:
+        raise ArchiveError(f"invalid archive: bad image name {name!r}: {err}") from None
+
+
+# ---- OCI layout ----
+
+
+async def _plan_oci(store: ContainerdImages, archive: _Archive, lease: str) -> list[tuple[str, Descriptor, str]]:
+    try:
+        index = json.loads(archive.small["index.json"])
+    except ValueError:
+        raise ArchiveError("invalid archive: index.json is not JSON") from None
+    plans = []
+    for entry in index.get("manifests", []):
+        desc = Descriptor.from_json(entry)
+        root = Descriptor(desc.media_type, desc.digest, desc.size)
+        image_id = await _write_tree(store, archive, root, lease, required=True)
+        ann = desc.annotations or {}
+        name = ann.get(ANNOTATION_CONTAINERD_NAME) or _ref_name(ann.get(ANNOTATION_REF_NAME, ""))
+        plans.append((_normalized(name) if name else image_id, root, image_id))
+    return plans
+
+
+def _ref_name(value: str) -> str:
+    """``org.opencontainers.image.ref.name`` is a full reference for docker/skopeo, a bare tag for others."""
+    return value if ("/" in value or ":" in value) and not value.startswith("sha256:") else ""
+
+
+async def _write_tree(store: ContainerdImages, archive: _Archive, desc: Descriptor, lease: str,
+                      required: bool) -> str:
+    """Children first, each checked against its digest; returns the image ID of the first manifest."""
+    path = archive.resolve(f"blobs/{desc.digest.replace(':', '/', 1)}")
+    present = path in archive.small or path in archive.stored
+    if not present:
+        if required:
+            raise ArchiveError(f"invalid archive: blob {desc.digest} is referenced but missing")
+        return ""
+    data = archive.small.get(path)
+    kids = children(desc.media_type, data) if data is not None else []
+    image_id = ""
+    if desc.media_type in (MEDIA_INDEX, DOCKER_MANIFEST_LIST):
+        for kid in kids:
+            image_id = await _write_tree(store, archive, kid, lease, required=False) or image_id
+        if not image_id:
+            raise ArchiveError(f"invalid archive: no manifest of index {desc.digest} is in the archive")
+    else:
+        for kid in kids:
+            await _write_tree(store, archive, kid, lease, required=True)
+        if kids:
+            image_id = kids[0].digest
+    digest, _, _ = await _blob(store, archive, path, lease, gc_labels(desc.media_type, data) if data else None)
+    if digest != desc.digest:
+        raise ArchiveError(f"invalid archive: blob {desc.digest} does not match its content ({digest})")
+    return image_id

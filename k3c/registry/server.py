@@ -1,0 +1,116 @@
+"""``save`` and ``load`` as API subresources of Image objects: archives stream through the API server.
+
+Why subresources: the CLI talks only to the API, yet ``k3c save``/``k3c load`` move whole images; like
+the ``log`` subresource of LocalContainers, the bytes stream through the API server (same TLS, same
+authentication), which reads and writes containerd's content store directly. The daemon plugs them in:
+
+    from k3c.registry import server as registry_server
+    registry_server.register(apiserver.handler, containerd_address)
+
+URLs (``-`` stands for "no particular object", like docker's collection-level ``/images/get``):
+
+- ``GET /apis/k3c.io/v1alpha1/images/{name}/save?format=docker-archive|oci-archive[&image=REF...]``:
+  a tar of the object's image plus every ``image`` reference given (``images/-/save?image=…`` for
+  references only). Every image is checked before the first byte is sent: an unknown one is a 404.
+- ``POST /apis/k3c.io/v1alpha1/images/-/load`` with the tar (plain or gzip) as body: imports every image
+  of a docker-archive or OCI layout; answers ``{"images": [{"name", "digest", "id"}]}``. A broken or
+  truncated archive is a 400 and leaves no image behind. The Image objects follow from containerd's
+  events (the operator creates them within a second).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from k3c.apiserver import errors
+
+if TYPE_CHECKING:
+    from k3c.apiserver.handlers import APIHandler, Target
+    from k3c.cri.images import ContainerdImages
+
+log = logging.getLogger(__name__)
+
+GROUP = "k3c.io"
+PLURAL = "images"
+ANY = "-"
+
+
+class ArchiveEndpoints:
+    """The two subresource handlers, sharing one containerd client made in the server's event loop."""
+
+    def __init__(self, handler: APIHandler, containerd_address: str) -> None:
+        self.handler = handler
+        self.address = containerd_address
+        self._store: ContainerdImages | None = None
+
+    def store(self) -> ContainerdImages:
+        if self._store is None:
+            from k3c.cri.images import ContainerdImages
+
+            self._store = ContainerdImages(self.address)
+        return self._store
+
+    def _reference_of(self, target: Target) -> list[str]:
+        if not target.name or target.name == ANY:
+            return []
+        entry = self.handler.api.get(target.rtype, None, target.name)
+        ref = (entry.obj.get("spec") or {}).get("reference")
+        return [ref] if ref else []
+
+    async def save(self, request: web.Request, target: Target) -> web.StreamResponse:
+        from k3c.registry.archives import ArchiveError, save
+        from k3c.registry.reference import InvalidReference
+
+        if request.method != "GET":
+            raise errors.method_not_allowed()
+        names = self._reference_of(target) + request.query.getall("image", [])
+        if not names:
+            raise errors.bad_request("no image to save: name an Image object or pass ?image=REFERENCE")
+        fmt = request.query.get("format", "docker-archive")
+        try:
+            stream = await save(self.store(), names, fmt)
+        except InvalidReference as err:
+            raise errors.bad_request(str(err)) from None
+        except ArchiveError as err:
+            code = 404 if "does not exist" in str(err) else 400
+            raise errors.APIError(code, "NotFound" if code == 404 else "BadRequest", str(err)) from None
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            async for chunk in stream:
+                await resp.write(chunk)
+        except Exception as err:  # headers are out: the only honest signal left is a cut connection
+            log.warning("save of %s failed midway: %s", names, err)
+            if request.transport is not None:
+                request.transport.close()
+            return resp
+        await resp.write_eof()
+        return resp
+
+    async def load(self, request: web.Request, target: Target) -> web.Response:
+        from k3c.cri.errors import RuntimeCallError
+        from k3c.registry.archives import ArchiveError, load
+
+        if request.method not in ("POST", "PUT"):
+            raise errors.method_not_allowed()
+        try:
+            loaded = await load(self.store(), request.content.iter_chunked(1 << 20))
+        except ArchiveError as err:
+            raise errors.bad_request(str(err)) from None
+        except RuntimeCallError as err:
+            raise errors.internal(f"containerd: {err.details}") from None
+        body: dict[str, Any] = {"images": [{"name": i.name, "digest": i.digest, "id": i.id} for i in loaded]}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def register(handler: APIHandler, containerd_address: str) -> ArchiveEndpoints:
+    """Serve ``images/{name}/save`` and ``images/{name}/load`` on this API server (see the module doc)."""
+    endpoints = ArchiveEndpoints(handler, containerd_address)
+    handler.subresources[(GROUP, PLURAL, "save")] = endpoints.save
+    handler.subresources[(GROUP, PLURAL, "load")] = endpoints.load
+    return endpoints

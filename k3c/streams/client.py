@@ -1,0 +1,397 @@
+"""The CLI's side of logs, exec and attach: a blocking channel-websocket client over the kubeconfig.
+
+Blocking on purpose: the CLI is one short-lived process, and ``websockets.sync`` (imported only when a
+stream is opened) keeps it free of an event loop. The main thread receives frames and writes them to
+stdout/stderr; one helper thread feeds local stdin, terminal resizes and proxied signals to the server,
+woken through a pipe so that signal handlers never touch the socket themselves.
+
+With a tty the local terminal is put in raw mode (restored on every exit path), its size is sent at
+once and again on each SIGWINCH, and - for attach - Ctrl-P Ctrl-Q detaches like docker's default
+detach keys. Exit codes come from the Status on channel 3 (see :mod:`k3c.streams.protocol`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from k3c.kubeclient import APIStatusError, Client, resource_path
+
+from . import protocol, terminal
+from .timefmt import format_rfc3339_ns, parse_since
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
+
+__all__ = ["StreamError", "attach", "attach_from_start", "exec_", "exec_detached", "logs"]
+
+PLURAL = "localcontainers"
+#: docker's default detach keys: Ctrl-P Ctrl-Q.
+DETACH_KEYS = b"\x10\x11"
+#: Signals ``attach --sig-proxy`` forwards to the container (docker forwards all it can catch).
+PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class StreamError(Exception):
+    """A stream failed; ``exit_code`` is what a docker-compatible CLI exits with."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+# ---- connecting ---------------------------------------------------------------------------------
+
+
+def _connect(
+    client: Client, namespace: str, name: str, sub: str, query: list[tuple[str, str]]
+) -> ClientConnection:
+    """Open the subresource's websocket; a refused upgrade raises the server's Status as APIStatusError."""
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
+    from websockets.sync.client import connect
+
+    url = client.websocket_url(resource_path(PLURAL, namespace, name, sub), query)
+    headers = {"Authorization": f"Bearer {client.conn.token}"} if client.conn.token else {}
+    try:
+        return connect(
+            url, ssl=client.conn.ssl_context if url.startswith("wss:") else None,
+            subprotocols=list(protocol.PROTOCOLS), additional_headers=headers, user_agent_header="k3c",
+            compression=None, proxy=None, open_timeout=client.timeout, max_size=None,
+        )
+    except InvalidStatus as err:
+        raise _status_error(err.response.status_code, err.response.body) from None
+    except (OSError, InvalidHandshake, TimeoutError) as err:
+        raise ConnectionError(f"cannot connect to the k3c API at {client.conn.server}: {err}") from None
+
+
+def _status_error(code: int, body: bytes | None) -> APIStatusError:
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError:
+        doc = {}
+    message = doc.get("message") or (body or b"").decode(errors="replace").strip() or f"HTTP {code}"
+    return APIStatusError(code, doc.get("reason", ""), message, doc)
+
+
+# ---- receiving ----------------------------------------------------------------------------------
+
+
+def _write(out: BinaryIO, data: bytes) -> None:
+    out.write(data)
+    out.flush()
+
+
+def _receive(ws: ClientConnection, stdout: BinaryIO, stderr: BinaryIO) -> dict[str, Any] | None:
+    """Write channels 1/2 out until the server closes; returns the Status of channel 3 (None if none)."""
+    from websockets.exceptions import ConnectionClosed
+
+    status = None
+    try:
+        for message in ws:
+            data = message.encode() if isinstance(message, str) else message
+            if not data:
+                continue
+            if data[0] == protocol.STDOUT:
+                _write(stdout, data[1:])
+            elif data[0] == protocol.STDERR:
+                _write(stderr, data[1:])
+            elif data[0] == protocol.ERROR:
+                status = protocol.decode_status(data[1:], ws.subprotocol)
+    except ConnectionClosed:
+        pass
+    if status is None and ws.subprotocol == protocol.V1 and ws.close_code == 1000:
+        status = protocol.success()  # channel.k8s.io reports only failures
+    return status
+
+
+# ---- sending ------------------------------------------------------------------------------------
+
+
+class _DetachKeys:
+    """Spots the detach sequence in typed input, holding back a prefix until it is decided."""
+
+    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
+        self.keys = keys
+        self.matched = 0
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to send, whether the sequence completed)."""
+        out = bytearray()
+        for byte in data:
+            if byte == self.keys[self.matched]:
+                self.matched += 1
+                if self.matched == len(self.keys):
+                    return bytes(out), True
+                continue
+            out += self.keys[: self.matched]
+            self.matched = 1 if byte == self.keys[0] else 0
+            if not self.matched:
+                out.append(byte)
+        return bytes(out), False
+
+
+class _Input:
+    """One thread sending local stdin, resizes and signals; signal handlers only poke its wake pipe."""
+
+    def __init__(self, ws: ClientConnection, stdin_fd: int | None, *, tty: bool, detach: bool) -> None:
+        self.ws = ws
+        self.stdin_fd = stdin_fd
+        self.tty = tty
+        self.detach_keys = _DetachKeys() if detach else None
+        self.detached = False
+        self._signals: deque[int] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="k3c-stdin", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"q")
+        self._thread.join(timeout=2)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def notify_resize(self) -> None:
+        os.write(self._wake_w, b"w")
+
+    def notify_signal(self, signum: int) -> None:
+        self._signals.append(signum)
+        os.write(self._wake_w, b"s")
+
+    def send_size(self) -> None:
+        size = terminal.window_size(1, 0, 2)
+        if size:
+            self.ws.send(bytes((protocol.RESIZE,)) + protocol.resize_payload(*size))
+
+    def send_eof(self) -> None:
+        """Close the remote stdin (only ``v5.channel.k8s.io`` can express it)."""
+        if self.ws.subprotocol == protocol.V5:
+            self.ws.send(bytes((protocol.CLOSE, protocol.STDIN)))
+
+    def _run(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed, OSError):
+            self._loop()
+
+    def _loop(self) -> None:
+        fds = [self._wake_r] + ([self.stdin_fd] if self.stdin_fd is not None else [])
+        while True:
+            ready, _, _ = select.select(fds, [], [])
+            if self._wake_r in ready and not self._on_wake(os.read(self._wake_r, 256)):
+                return
+            if self.stdin_fd in ready and not self._on_stdin(os.read(self.stdin_fd, 32 * 1024)):
+                fds.remove(self.stdin_fd)
+                if self.detached:
+                    return
+
+    def _on_wake(self, commands: bytes) -> bool:
+        if b"q" in commands:
+            return False
+        if b"w" in commands:
+            self.send_size()
+        while self._signals:
+            name = signal.Signals(self._signals.popleft()).name
+            self.ws.send(bytes((protocol.SIGNAL,)) + name.encode())
+        return True
+
+    def _on_stdin(self, data: bytes) -> bool:
+        """Forward input; False when stdin is done (EOF, or the detach keys were typed)."""
+        if not data:
+            self.send_eof()
+            return False
+        if self.detach_keys is not None:
+            data, self.detached = self.detach_keys.feed(data)
+        if data:
+            self.ws.send(bytes((protocol.STDIN,)) + data)
+        if self.detached:
+            self.ws.close()
+            return False
+        return True
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+
+
+def _install(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for ``signals`` (main thread only); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in signals}
+
+
+def _interactive(
+    ws: ClientConnection, *, stdin: bool, tty: bool, detach: bool = False, sig_proxy: bool = False
+) -> tuple[dict[str, Any] | None, bool]:
+    """Relay a stream with local stdio; returns (final Status or None, whether the user detached)."""
+    stdin_fd = sys.stdin.fileno() if stdin else None
+    raw = terminal.raw_mode(stdin_fd) if tty and stdin_fd is not None else contextlib.nullcontext()
+    feeder = _Input(ws, stdin_fd, tty=tty, detach=detach and tty and stdin)
+    saved: dict[int, Any] = {}
+    try:
+        with ws, raw:
+            if tty:
+                feeder.send_size()
+                saved.update(_install((signal.SIGWINCH,), lambda *_: feeder.notify_resize()))
+            if sig_proxy and not tty:
+                saved.update(_install(PROXIED_SIGNALS, lambda signum, _frame: feeder.notify_signal(signum)))
+            feeder.start()
+            status = _receive(ws, sys.stdout.buffer, sys.stderr.buffer)
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
+        feeder.stop()
+    return status, feeder.detached
+
+
+def _failure(status: dict[str, Any] | None, what: str) -> StreamError:
+    if status is None:
+        return StreamError(f"the {what} stream ended unexpectedly", 125)
+    return StreamError(str(status.get("message") or f"{what} failed"), 125)
+
+
+def logs(
+    client: Client,
+    namespace: str,
+    name: str,
+    *,
+    follow: bool = False,
+    tail: int | None = None,
+    since: str | None = None,
+    timestamps: bool = False,
+    stdout: BinaryIO | None = None,
+    stderr: BinaryIO | None = None,
+) -> None:
+    """Write the container's log to ``stdout``/``stderr`` (default: ours), the two streams kept apart.
+
+    ``since`` takes docker's forms (``10m``, ``1h30m``, RFC 3339, a unix timestamp; ValueError if not).
+    With ``follow`` it returns once the container has stopped and everything was written.
+    """
+    query: list[tuple[str, str]] = []
+    if follow:
+        query.append(("follow", "true"))
+    if tail is not None:
+        query.append(("tailLines", str(max(tail, 0))))
+    if since:
+        query.append(("sinceTime", format_rfc3339_ns(parse_since(since))))
+    if timestamps:
+        query.append(("timestamps", "true"))
+    ws = _connect(client, namespace, name, "log", query)
+    with ws:
+        status = _receive(ws, stdout or sys.stdout.buffer, stderr or sys.stderr.buffer)
+    if status is None or status.get("status") != "Success":
+        raise _failure(status, "log")
+
+
+def exec_(
+    client: Client,
+    namespace: str,
+    name: str,
+    command: list[str],
+    *,
+    stdin: bool,
+    tty: bool,
+    env: list[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+) -> int:
+    """Run ``command`` in the container with our stdio; returns its exit code.
+
+    A command that cannot be started raises StreamError with docker's code: 127 when it does not exist,
+    126 otherwise. Problems of the stream itself are StreamError 125; API refusals APIStatusError.
+    """
+    query = _exec_query(command, env, workdir, user)
+    query += [("stdin", _bool(stdin or tty)), ("stdout", "true"), ("stderr", _bool(not tty)), ("tty", _bool(tty))]
+    ws = _connect(client, namespace, name, "exec", query)
+    status, _ = _interactive(ws, stdin=stdin, tty=tty)
+    code = protocol.exit_code_of(status) if status is not None else None
+    if code is not None:
+        return code
+    if status is not None and status.get("reason") != "NonZeroExitCode":
+        message = str(status.get("message") or "exec failed")
+        raise StreamError(message, protocol.start_failure_code(message, command))
+    raise _failure(status, "exec")
+
+
+def exec_detached(
+    client: Client,
+    namespace: str,
+    name: str,
+    command: list[str],
+    *,
+    env: list[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+) -> None:
+    """``exec -d``: start ``command`` in the background and return once it runs (StreamError if it cannot)."""
+    query = [*_exec_query(command, env, workdir, user), ("detach", "true"), ("stdout", "false"), ("stderr", "false")]
+    ws = _connect(client, namespace, name, "exec", query)
+    with ws:
+        status = _receive(ws, sys.stdout.buffer, sys.stderr.buffer)
+    if status is None or status.get("status") != "Success":
+        message = str((status or {}).get("message") or "exec failed")
+        raise StreamError(message, protocol.start_failure_code(message, command))
+
+
+def attach(client: Client, namespace: str, name: str, *, stdin: bool, tty: bool, sig_proxy: bool = True) -> int | None:
+    """Attach our stdio to the container's; returns its exit code, or None after a detach.
+
+    ``tty`` must say whether the container has a terminal (its spec's ``tty``): then the local terminal
+    goes raw and Ctrl-P Ctrl-Q detaches. Without a tty, ``sig_proxy`` forwards our signals to it.
+    """
+    return _attach(client, namespace, name, stdin=stdin, tty=tty, sig_proxy=sig_proxy, from_start=False)
+
+
+def attach_from_start(
+    client: Client, namespace: str, name: str, *, stdin: bool, tty: bool, sig_proxy: bool = True
+) -> int | None:
+    """``attach`` for ``k3c run`` / ``start -a``: the output from the container's first line on.
+
+    CRI cannot attach before the start, so a plain attach made just after creating the object may come
+    too late for the first lines, or for the whole of a short-lived container (then it is refused as not
+    running). This one (docker's ``attach?logs=1&stream=1``) replays the log and follows it, so nothing is
+    lost and a container that already exited still yields its output and exit code. Call it once the
+    object's status refers to the container wanted (not a previous run's).
+    """
+    return _attach(client, namespace, name, stdin=stdin, tty=tty, sig_proxy=sig_proxy, from_start=True)
+
+
+def _attach(
+    client: Client, namespace: str, name: str, *, stdin: bool, tty: bool, sig_proxy: bool, from_start: bool
+) -> int | None:
+    query = [("stdin", _bool(stdin)), ("stdout", "true"), ("stderr", _bool(not tty))]
+    if from_start:
+        query.append(("logs", "true"))
+    ws = _connect(client, namespace, name, "attach", query)
+    status, detached = _interactive(ws, stdin=stdin, tty=tty, detach=True, sig_proxy=sig_proxy)
+    if detached:
+        return None
+    code = protocol.exit_code_of(status) if status is not None else None
+    if code is None and status is not None:
+        raise _failure(status, "attach")
+    return code
+
+
+def _exec_query(
+    command: list[str], env: list[str] | None, workdir: str | None, user: str | None
+) -> list[tuple[str, str]]:
+    query = [("command", c) for c in command] + [("env", e) for e in env or []]
+    if workdir:
+        query.append(("workingDir", workdir))
+    if user:
+        query.append(("user", user))
+    return query
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,121 @@
+"""From a LocalContainer object to the runtime container its streams are served from.
+
+The operator records the CRI container in ``status.containerID`` (a bare id or ``containerd://<id>``,
+kubelet's form); everything else a stream needs comes from containerd itself, which is the truth about
+the process: state and exit code, log path, the CRI config (tty, stdin) and, through the verbose
+ContainerStatus, the init pid and the OCI runtime spec that exec derives its process from.
+
+Failures before a stream starts are kube-style Status errors: 404 for a missing object, 409 Conflict
+for a container that is not running, each one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from k3c.apiserver import errors
+from k3c.apiserver.handlers import Target
+from k3c.apiserver.rest import ResourceAPI
+from k3c.cri.errors import NotFoundError
+from k3c.cri.runtime import CRIClient, pb
+
+_STATES = {
+    pb.CONTAINER_CREATED: "Created",
+    pb.CONTAINER_RUNNING: "Running",
+    pb.CONTAINER_EXITED: "Exited",
+    pb.CONTAINER_UNKNOWN: "Unknown",
+}
+
+
+@dataclass
+class RuntimeContainer:
+    """What containerd says about the container behind one LocalContainer."""
+
+    name: str  # the object's name, for messages
+    id: str
+    state: int
+    exit_code: int
+    log_path: str
+    pid: int = 0
+    config: dict[str, Any] = field(default_factory=dict)  # the CRI ContainerConfig, JSON form
+    spec: dict[str, Any] = field(default_factory=dict)  # the OCI runtime spec
+
+    @property
+    def running(self) -> bool:
+        return self.state == pb.CONTAINER_RUNNING
+
+    @property
+    def state_text(self) -> str:
+        text = _STATES.get(self.state, "Unknown")
+        return f"{text} ({self.exit_code})" if self.state == pb.CONTAINER_EXITED else text
+
+
+def container_id_of(obj: dict[str, Any]) -> str:
+    """The runtime id in ``status.containerID`` without a ``containerd://`` prefix ('' if none yet)."""
+    cid = str((obj.get("status") or {}).get("containerID") or "")
+    return cid.split("://", 1)[1] if "://" in cid else cid
+
+
+def get_object(api: ResourceAPI, target: Target) -> dict[str, Any]:
+    """The LocalContainer the URL names; 404 Status if it does not exist."""
+    return api.get(target.rtype, target.namespace, target.name or "").obj
+
+
+async def runtime_container(
+    cri: CRIClient, obj: dict[str, Any], *, verbose: bool = False
+) -> RuntimeContainer | None:
+    """containerd's view of the object's container, or None if it has none (yet, or any more)."""
+    cid = container_id_of(obj)
+    if not cid:
+        return None
+    try:
+        resp = await cri.container_status(cid, verbose=verbose)
+    except NotFoundError:
+        return None
+    st = resp.status
+    rc = RuntimeContainer(obj["metadata"]["name"], cid, st.state, st.exit_code, st.log_path)
+    if verbose and "info" in resp.info:
+        info = json.loads(resp.info["info"])
+        rc.pid = int(info.get("pid") or 0)
+        rc.config = info.get("config") or {}
+        rc.spec = info.get("runtimeSpec") or {}
+    return rc
+
+
+#: LocalContainer phases of a container the operator is still bringing up.
+STARTING_PHASES = ("Pending", "Pulling", "Creating")
+
+
+def is_starting(obj: dict[str, Any], rc: RuntimeContainer | None) -> bool:
+    """Whether the container is on its way up: phase Pending/Pulling/Creating, or created but not started.
+
+    A container being deleted or asked to stay stopped is not.
+    """
+    if obj["metadata"].get("deletionTimestamp") or (obj.get("spec") or {}).get("state") == "Stopped":
+        return False
+    phase = (obj.get("status") or {}).get("phase") or "Pending"
+    if rc is not None and rc.state == pb.CONTAINER_CREATED:
+        return True
+    return phase in STARTING_PHASES and (rc is None or rc.state != pb.CONTAINER_RUNNING)
+
+
+def not_running(name: str, what: str, obj: dict[str, Any], rc: RuntimeContainer | None) -> errors.APIError:
+    """409 Conflict: ``cannot exec into container "web": it is not running (Exited (0))``."""
+    if rc is not None:
+        state = rc.state_text
+    else:
+        state = str((obj.get("status") or {}).get("phase") or "Pending")
+    return errors.APIError(409, "Conflict", f'cannot {what} container "{name}": it is not running ({state})')
+
+
+async def running_container(
+    api: ResourceAPI, cri: CRIClient, target: Target, what: str
+) -> RuntimeContainer:
+    """The running container behind the target, with its spec and pid; 404/409 Status errors otherwise."""
+    obj = get_object(api, target)
+    rc = await runtime_container(cri, obj, verbose=True)
+    if rc is None or not rc.running:
+        raise not_running(target.name or "", what, obj, rc)
+    return rc

@@ -1,0 +1,215 @@
+"""Reading a container's CRI log file the way ``kubectl logs`` / ``docker logs`` present it.
+
+containerd writes one entry per line, ``<RFC3339Nano> <stdout|stderr> <F|P> <text>``: ``F`` ends a line of
+output, ``P`` is a piece of a longer one (split at 16 KiB) whose newline has not come yet. This module turns
+such a file into output chunks tagged with their stream, applying the pods/log options (tail, since,
+timestamps, limitBytes, follow). Each stream's lines are reassembled separately, so interleaved partial
+lines of stdout and stderr never mix, and ``-t`` timestamps go only at the start of a real line.
+
+Following polls the file for growth (containerd appends, never rotates) and asks the caller whether the
+container still runs; once it has stopped and the file has stopped growing, the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from .protocol import STDERR, STDOUT
+from .timefmt import format_rfc3339_ns, parse_rfc3339_ns
+
+CHUNK = 64 * 1024
+#: How often a follower looks for new bytes, and how often it asks whether the container still runs.
+POLL_INTERVAL = 0.05
+STATE_INTERVAL = 0.25
+#: After the container stopped: how long the file must stay unchanged before the stream ends (containerd
+#: may still be copying the last output from the shim).
+SETTLE_TIME = 0.15
+
+_CHANNELS = {b"stdout": STDOUT, b"stderr": STDERR}
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One parsed line of a CRI log file."""
+
+    time_ns: int
+    channel: int  # STDOUT or STDERR
+    partial: bool
+    text: bytes  # without the newline
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """The pods/log query, decoded. ``channels`` selects stdout/stderr (kube's ``stream`` parameter)."""
+
+    follow: bool = False
+    tail: int | None = None
+    since_ns: int | None = None
+    timestamps: bool = False
+    limit_bytes: int | None = None
+    channels: frozenset[int] = frozenset({STDOUT, STDERR})
+
+
+def parse_line(line: bytes) -> LogEntry | None:
+    """Parse one line (without its newline); None for anything that is not a CRI log entry."""
+    parts = line.split(b" ", 3)
+    if len(parts) < 3 or parts[1] not in _CHANNELS:
+        return None
+    try:
+        time_ns = parse_rfc3339_ns(parts[0].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    partial = parts[2].split(b":", 1)[0] == b"P"
+    return LogEntry(time_ns, _CHANNELS[parts[1]], partial, parts[3] if len(parts) == 4 else b"")
+
+
+def _reverse_lines(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Complete lines of ``f`` from the last to the first, with their offsets.
+
+    Text after the last newline is an entry containerd is still writing: it is skipped.
+    """
+    pos = f.seek(0, os.SEEK_END)
+    carry = b""  # the start of the block read before, up to its first newline (included)
+    started = False
+    while pos > 0:
+        step = min(CHUNK, pos)
+        pos -= step
+        f.seek(pos)
+        buf = f.read(step) + carry
+        if not started:
+            last = buf.rfind(b"\n")
+            if last < 0:
+                carry = b""
+                continue
+            buf, started = buf[: last + 1], True
+        parts = buf.split(b"\n")[:-1]
+        carry = parts.pop(0) + b"\n" if pos > 0 else b""
+        offset = pos + len(carry)
+        found = []
+        for line in parts:
+            found.append((offset, line))
+            offset += len(line) + 1
+        yield from reversed(found)
+
+
+def tail_offset(f: BinaryIO, lines: int) -> int:
+    """Offset where the last ``lines`` lines of output begin (a line ends at an ``F`` entry)."""
+    seen = 0
+    for offset, line in _reverse_lines(f):
+        entry = parse_line(line)
+        if entry is not None and not entry.partial:
+            seen += 1
+            if seen > lines:
+                return offset + len(line) + 1
+    return 0
+
+
+@dataclass
+class LogFormatter:
+    """Turns entries into output chunks per the options; keeps per-stream line state between calls."""
+
+    options: LogOptions
+    written: int = 0
+    _line_start: dict[int, bool] = field(default_factory=lambda: {STDOUT: True, STDERR: True})
+
+    @property
+    def exhausted(self) -> bool:
+        """True once limitBytes has been reached: nothing more may be sent."""
+        return self.options.limit_bytes is not None and self.written >= self.options.limit_bytes
+
+    def render(self, entry: LogEntry) -> bytes:
+        """The bytes one entry contributes to its stream (empty if filtered out)."""
+        opts = self.options
+        if entry.channel not in opts.channels or (opts.since_ns is not None and entry.time_ns < opts.since_ns):
+            return b""
+        out = entry.text if entry.partial else entry.text + b"\n"
+        if opts.timestamps and self._line_start[entry.channel]:
+            out = format_rfc3339_ns(entry.time_ns).encode() + b" " + out
+        self._line_start[entry.channel] = not entry.partial
+        return out
+
+    def feed(self, lines: list[bytes]) -> list[tuple[int, bytes]]:
+        """Chunks for complete lines, consecutive output of one stream merged, cut at limitBytes."""
+        chunks: list[tuple[int, bytes]] = []
+        for line in lines:
+            entry = parse_line(line)
+            if entry is None or self.exhausted:
+                continue
+            data = self._limit(self.render(entry))
+            if not data:
+                continue
+            if chunks and chunks[-1][0] == entry.channel:
+                chunks[-1] = (entry.channel, chunks[-1][1] + data)
+            else:
+                chunks.append((entry.channel, data))
+        return chunks
+
+    def _limit(self, data: bytes) -> bytes:
+        if self.options.limit_bytes is not None:
+            data = data[: max(0, self.options.limit_bytes - self.written)]
+        self.written += len(data)
+        return data
+
+
+class _Follow:
+    """Decides when a follower is done: the container stopped and the file settled (or the client left)."""
+
+    def __init__(self, running: Callable[[], Awaitable[bool]], alive: Callable[[], bool]) -> None:
+        self._running = running
+        self._alive = alive
+        self._checked = 0.0
+        self._stopped_at: float | None = None
+
+    def saw_data(self) -> None:
+        if self._stopped_at is not None:
+            self._stopped_at = time.monotonic()
+
+    async def done(self) -> bool:
+        now = time.monotonic()
+        if not self._alive():
+            return True
+        if self._stopped_at is None and now - self._checked >= STATE_INTERVAL:
+            self._checked = now
+            if not await self._running():
+                self._stopped_at = now
+        return self._stopped_at is not None and now - self._stopped_at >= SETTLE_TIME
+
+
+async def read_log(
+    path: str,
+    options: LogOptions,
+    running: Callable[[], Awaitable[bool]],
+    alive: Callable[[], bool] = lambda: True,
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Yield ``(channel, bytes)`` chunks of the log at ``path``; with ``follow``, until the container stops.
+
+    ``running`` tells whether the container may still write; ``alive`` whether the client is still there.
+    A missing file reads as empty (containerd creates it at container start).
+    """
+    fmt = LogFormatter(options)
+    follow = _Follow(running, alive)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        if options.tail is not None:
+            f.seek(tail_offset(f, options.tail))
+        pending = b""
+        while not fmt.exhausted:
+            chunk = f.read(CHUNK)
+            if chunk:
+                follow.saw_data()
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for item in fmt.feed(lines):
+                    yield item
+            elif not options.follow or await follow.done():
+                return
+            else:
+                await asyncio.sleep(POLL_INTERVAL)

@@ -1,0 +1,391 @@
+"""The ``log``, ``exec`` and ``attach`` subresources of LocalContainer, served by k3c's API server.
+
+They follow pods/log, pods/exec and pods/attach, so the CLI (and kubectl-style clients) reach a
+container's streams through the API endpoint and its kubeconfig alone, never the containerd socket:
+
+- ``GET .../localcontainers/NAME/log?follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&limitBytes=``
+  answers ``text/plain`` with stdout and stderr merged, as pods/log does (kube's ``stream=Stdout|Stderr``
+  picks one). ``k3c logs`` must keep the two apart, so the same URL also accepts a websocket upgrade
+  (``v4.channel.k8s.io``/``v5``): stdout on channel 1, stderr on channel 2, the outcome on channel 3.
+- ``exec`` (websocket only): ``command`` (repeated), ``stdin``, ``stdout``, ``stderr``, ``tty``, plus
+  k3c's ``env=K=V`` (repeated), ``workingDir``, ``user`` and ``detach``; see :mod:`k3c.streams.exec`.
+- ``attach`` (websocket only): ``stdin``, ``stdout``, ``stderr``, and docker's ``logs`` (replay the output
+  from the container's start; also accepted once it exited); see :mod:`k3c.streams.attach`.
+
+Errors before a stream starts are one-line ``metav1.Status`` answers: 404 for a missing object, 409 for a
+container that is not running, 400 for a bad query; after the upgrade they arrive on channel 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from k3c.apiserver import errors
+from k3c.apiserver.handlers import APIHandler, Target
+from k3c.cri.errors import RuntimeCallError
+from k3c.cri.runtime import CRIClient, pb
+from k3c.cri.tasks import TasksClient
+
+from . import protocol
+from .attach import AttachSession
+from .channels import ChannelSocket, accept, wants_websocket
+from .containers import (
+    RuntimeContainer,
+    container_id_of,
+    get_object,
+    is_starting,
+    not_running,
+    running_container,
+    runtime_container,
+)
+from .exec import ExecError, ExecRequest, ExecSession, build_process
+from .logs import LogOptions, read_log
+from .timefmt import NS, parse_rfc3339_ns
+
+log = logging.getLogger(__name__)
+
+GROUP = "k3c.io"
+PLURAL = "localcontainers"
+#: How often a follower waiting for the container to be created looks again.
+CREATE_POLL = 0.25
+#: How often an attach waiting for the container to start looks again (``k3c run`` waits on this).
+START_POLL = 0.02
+
+_TRUE = {"true", "1", "yes", "t"}
+_FALSE = {"false", "0", "no", "f", ""}
+_STREAMS = {"all": frozenset({protocol.STDOUT, protocol.STDERR}), "stdout": frozenset({protocol.STDOUT}),
+            "stderr": frozenset({protocol.STDERR})}
+
+
+# ---- query parsing ------------------------------------------------------------------------------
+
+
+def _flag(query: Mapping[str, str], name: str, default: bool = False) -> bool:
+    if name not in query:
+        return default
+    value = query[name].strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise errors.bad_request(f"invalid value for {name}: {query[name]!r} (want true or false)")
+
+
+def _int(query: Mapping[str, str], name: str, minimum: int) -> int | None:
+    if name not in query:
+        return None
+    try:
+        value = int(query[name])
+    except ValueError:
+        raise errors.bad_request(f"invalid value for {name}: {query[name]!r} (want an integer)") from None
+    if value < minimum:
+        raise errors.bad_request(f"invalid value for {name}: must be at least {minimum}")
+    return value
+
+
+def parse_log_options(query: Mapping[str, str]) -> LogOptions:
+    """pods/log's query → :class:`LogOptions` (400 Status for bad values)."""
+    since_seconds = _int(query, "sinceSeconds", 1)
+    since_ns = None
+    if "sinceTime" in query:
+        if since_seconds is not None:
+            raise errors.bad_request("at most one of sinceTime or sinceSeconds may be specified")
+        try:
+            since_ns = parse_rfc3339_ns(query["sinceTime"])
+        except ValueError as err:
+            raise errors.bad_request(f"invalid value for sinceTime: {err}") from None
+    elif since_seconds is not None:
+        since_ns = time.time_ns() - since_seconds * NS
+    stream = query.get("stream", "All").lower()
+    if stream not in _STREAMS:
+        raise errors.bad_request(f"invalid value for stream: {query['stream']!r} (want All, Stdout or Stderr)")
+    return LogOptions(
+        follow=_flag(query, "follow"), tail=_int(query, "tailLines", 0), since_ns=since_ns,
+        timestamps=_flag(query, "timestamps"), limit_bytes=_int(query, "limitBytes", 1), channels=_STREAMS[stream],
+    )
+
+
+def parse_exec_request(query: Any) -> tuple[ExecRequest, bool]:
+    """pods/exec's query plus k3c's env/workingDir/user/detach → (request, detach); 400 for bad values."""
+    command = query.getall("command", [])
+    if not command:
+        raise errors.bad_request("you must specify at least one command for the container")
+    env = query.getall("env", [])
+    for item in env:
+        if not item.split("=", 1)[0] or "=" not in item:
+            raise errors.bad_request(f"invalid env {item!r}: want KEY=VALUE")
+    workdir = query.get("workingDir", "")
+    if workdir and not workdir.startswith("/"):
+        raise errors.bad_request(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    req = ExecRequest(
+        command=command, stdin=_flag(query, "stdin"), stdout=_flag(query, "stdout", True),
+        stderr=_flag(query, "stderr", True), tty=_flag(query, "tty"), env=env, working_dir=workdir,
+        user=query.get("user", ""),
+    )
+    detach = _flag(query, "detach")
+    if not detach and not (req.stdin or req.stdout or req.stderr):
+        raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+    return req, detach
+
+
+# ---- the service --------------------------------------------------------------------------------
+
+
+class StreamService:
+    """The three subresource handlers over one containerd; gRPC channels open on first use."""
+
+    def __init__(self, handler: APIHandler, cri_address: str, containerd_address: str,
+                 fifo_dir: str | None = None) -> None:
+        self.api = handler.api
+        self.cri_address = cri_address
+        self.containerd_address = containerd_address
+        self.fifo_dir = fifo_dir
+        self._cri: CRIClient | None = None
+        self._tasks: TasksClient | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def install(self, handler: APIHandler) -> None:
+        """Route ``log``, ``exec`` and ``attach`` of k3c.io/localcontainers to this service."""
+        handler.subresources[(GROUP, PLURAL, "log")] = self.log
+        handler.subresources[(GROUP, PLURAL, "exec")] = self.exec
+        handler.subresources[(GROUP, PLURAL, "attach")] = self.attach
+
+    @property
+    def cri(self) -> CRIClient:
+        if self._cri is None:  # created lazily: grpc.aio channels belong to the loop that makes them
+            self._cri = CRIClient(self.cri_address)
+        return self._cri
+
+    @property
+    def tasks(self) -> TasksClient:
+        if self._tasks is None:
+            self._tasks = TasksClient(self.containerd_address)
+        return self._tasks
+
+    async def close(self) -> None:
+        """Stop background reapers of detached execs and close the gRPC channels."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for client in (self._cri, self._tasks):
+            if client is not None:
+                await client.close()
+        self._cri = self._tasks = None
+
+    # ---- log ----
+
+    async def log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """pods/log: text/plain (merged) over HTTP, channels 1/2 over a websocket."""
+        if request.method != "GET":
+            raise errors.method_not_allowed()
+        options = parse_log_options(request.query)
+        log.info("DBG log start")
+        obj = get_object(self.api, target)
+        log.info("DBG log got obj")
+        rc = await _runtime_call(runtime_container(self.cri, obj))
+        log.info("DBG log got rc")
+        if rc is None and container_id_of(obj):
+            raise errors.bad_request(f'container "{target.name}" has no logs: its runtime container is gone')
+        if wants_websocket(request):
+            sock = await accept(request)
+            await _guarded(sock, self._log_to_socket(sock, target, rc, options))
+            return sock.ws
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await resp.prepare(request)
+
+        def alive() -> bool:
+            return request.transport is not None and not request.transport.is_closing()
+
+        async def emit(_channel: int, data: bytes) -> None:
+            await resp.write(data)
+
+        with contextlib.suppress(ConnectionError, RuntimeCallError):
+            await self._stream_log(target, rc, options, emit, alive)
+        with contextlib.suppress(ConnectionError):
+            await resp.write_eof()
+        return resp
+
+    async def _log_to_socket(self, sock: ChannelSocket, target: Target, rc: RuntimeContainer | None,
+                             options: LogOptions) -> None:
+        sock.start_reading()  # notices the client closing while we wait for output
+        await self._stream_log(target, rc, options, sock.send, lambda: not sock.client_closed)
+        await _finish(sock, protocol.success())
+
+    async def _stream_log(
+        self, target: Target, rc: RuntimeContainer | None, options: LogOptions,
+        emit: Callable[[int, bytes], Awaitable[None]], alive: Callable[[], bool],
+    ) -> None:
+        """Send the log (``rc`` None: no container yet; a follower waits for one, others get nothing)."""
+        if rc is None and options.follow:
+            rc = await self._wait_for_container(target, alive)
+        if rc is None:
+            return
+        cid = rc.id
+
+        async def running() -> bool:
+            try:
+                state = (await self.cri.container_status(cid)).status.state
+            except RuntimeCallError:
+                return False
+            return state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING)
+
+        async for channel, data in read_log(rc.log_path, options, running, alive):
+            await emit(channel, data)
+
+    async def _wait_for_container(self, target: Target, alive: Callable[[], bool]) -> RuntimeContainer | None:
+        """For ``logs -f`` of a container not created yet: wait until the operator records one."""
+        while alive():
+            await asyncio.sleep(CREATE_POLL)
+            try:
+                obj = get_object(self.api, target)
+            except errors.APIError:
+                return None
+            rc = await runtime_container(self.cri, obj)
+            if rc is not None:
+                return rc
+        return None
+
+    # ---- exec ----
+
+    async def exec(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """pods/exec over a websocket, with docker exec's -e/-w/-u."""
+        if not wants_websocket(request):
+            raise errors.bad_request("Upgrade request required")
+        req, detach = parse_exec_request(request.query)
+        rc = await _runtime_call(running_container(self.api, self.cri, target, "exec into"))
+        sock = await accept(request)
+        if detach:
+            await _guarded(sock, self._exec_detached(sock, rc, req))
+        else:
+            await _guarded(sock, ExecSession(self.tasks, rc, req, sock, self.fifo_dir).run())
+        return sock.ws
+
+    async def _exec_detached(self, sock: ChannelSocket, rc: RuntimeContainer, req: ExecRequest) -> None:
+        """``exec -d``: start without stdio, answer at once, reap the process when it exits."""
+        exec_id = "k3c-exec-" + secrets.token_hex(8)
+        try:
+            process = build_process(rc, req, None)
+        except ExecError as err:
+            await _finish(sock, protocol.failure(str(err)))
+            return
+        await self.tasks.exec(rc.id, exec_id, process)
+        try:
+            await self.tasks.start(rc.id, exec_id)
+        except RuntimeCallError as err:
+            with contextlib.suppress(RuntimeCallError):
+                await self.tasks.delete_process(rc.id, exec_id)
+            await _finish(sock, protocol.failure(err.details or str(err)))
+            return
+        task = asyncio.create_task(self._reap(rc.id, exec_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await _finish(sock, protocol.success())
+
+    async def _reap(self, container_id: str, exec_id: str) -> None:
+        with contextlib.suppress(RuntimeCallError):
+            await self.tasks.wait(container_id, exec_id)
+            await self.tasks.delete_process(container_id, exec_id)
+
+    # ---- attach ----
+
+    async def attach(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """pods/attach over a websocket; the final Status carries the container's exit code.
+
+        A container still being created is waited for (``k3c run`` attaches right after creating it).
+        """
+        if not wants_websocket(request):
+            raise errors.bad_request("Upgrade request required")
+        q = request.query
+        streams = {"stdin": _flag(q, "stdin"), "stdout": _flag(q, "stdout", True), "stderr": _flag(q, "stderr", True)}
+        if not any(streams.values()):
+            raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+        from_start = _flag(q, "logs")  # docker's attach?logs=1: replay the output from the start
+        obj = get_object(self.api, target)
+        rc = await _runtime_call(runtime_container(self.cri, obj, verbose=True))
+        starting = is_starting(obj, rc)
+        if not starting and (rc is None or not (rc.running or (from_start and rc.state == pb.CONTAINER_EXITED))):
+            raise not_running(target.name or "", "attach to", obj, rc)
+        sock = await accept(request)
+        sock.start_reading()  # keep early stdin while waiting for the container
+        await _guarded(sock, self._attach(sock, target, None if starting else rc, streams, from_start))
+        return sock.ws
+
+    async def _attach(self, sock: ChannelSocket, target: Target, rc: RuntimeContainer | None,
+                      streams: dict[str, bool], from_start: bool) -> None:
+        """Attach; a container still starting is waited for, and then always replayed from its start."""
+        replay = from_start or rc is None
+        if rc is None:
+            rc = await self._wait_started(target, sock)
+            if rc is None:
+                return
+        await AttachSession(self.cri, self.tasks, rc, sock, replay=replay, **streams).run()
+
+    async def _wait_started(self, target: Target, sock: ChannelSocket) -> RuntimeContainer | None:
+        """Wait until the operator has started (or finished) the container; None if the client left."""
+        while not sock.client_closed:
+            try:
+                obj = get_object(self.api, target)
+            except errors.APIError:
+                raise _StreamFailure(f'container "{target.name}" was removed before it started') from None
+            rc = await runtime_container(self.cri, obj, verbose=True)
+            if rc is not None and rc.state == pb.CONTAINER_RUNNING:
+                return rc
+            if not is_starting(obj, rc):  # (an exited container is the new one only once the phase moved on)
+                if rc is not None and rc.state == pb.CONTAINER_EXITED:
+                    return rc
+                message = (obj.get("status") or {}).get("message") or "it is not running"
+                raise _StreamFailure(f'cannot attach to container "{target.name}": {message}')
+            await asyncio.sleep(START_POLL)
+        return None
+
+
+class _StreamFailure(Exception):
+    """A stream cannot go on; the message is for the user (channel 3, one line)."""
+
+
+async def _runtime_call(coro: Awaitable[Any]) -> Any:
+    """Await a containerd call before the upgrade: its failure becomes a 500 Status, one line."""
+    try:
+        return await coro
+    except RuntimeCallError as err:
+        raise errors.internal(err.details or str(err)) from None
+
+
+async def _finish(sock: ChannelSocket, status: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionError):
+        await sock.send_status(status)
+    await sock.close()
+
+
+async def _guarded(sock: ChannelSocket, coro: Awaitable[None]) -> None:
+    """Run a stream; any failure after the upgrade is reported on channel 3, one line, never raised."""
+    try:
+        await coro
+    except ConnectionError:
+        pass
+    except _StreamFailure as err:
+        await _finish(sock, protocol.failure(str(err), "BadRequest", 400))
+    except RuntimeCallError as err:
+        await _finish(sock, protocol.failure(err.details or str(err)))
+    except Exception as err:  # the server keeps serving; the client gets one line
+        log.exception("stream failed")
+        await _finish(sock, protocol.failure(str(err)))
+    finally:
+        await sock.close()
+
+
+def register(handler: APIHandler, cri_address: str, containerd_address: str) -> None:
+    """Install the ``log``/``exec``/``attach`` subresources of LocalContainer on ``handler``.
+
+    The daemon calls this with its containerd socket for both addresses (CRI is a plugin of the same
+    containerd). Use :class:`StreamService` directly to close its gRPC channels at shutdown.
+    """
+    StreamService(handler, cri_address, containerd_address).install(handler)

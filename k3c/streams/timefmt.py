@@ -1,0 +1,79 @@
+"""Times in logs: CRI's RFC 3339 timestamps with nanoseconds, and docker's ``--since`` forms.
+
+Python's datetime stops at microseconds, but CRI log lines carry nanoseconds and ``docker logs -t``
+prints all nine digits; times are therefore plain integers of nanoseconds since the epoch here.
+Import-light (the CLI parses ``--since`` with it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+NS = 1_000_000_000
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\d*(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NS, "m": 60 * NS, "h": 3600 * NS}
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """``2024-05-01T10:00:00.123456789+02:00`` (or ``Z``; none: local) → ns since the epoch; ValueError if not."""
+    m = _RFC3339.match(text.strip())
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    tz: dt.tzinfo | None = dt.UTC if zone else None  # no zone: local time, as docker reads --since
+    if zone and zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    base = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
+    return int(base.timestamp()) * NS + int((frac or "0").ljust(9, "0"))
+
+
+def format_rfc3339_ns(ns: int) -> str:
+    """Nanoseconds since the epoch → ``2024-05-01T08:00:00.123456789Z`` (UTC, nine digits, like docker -t)."""
+    seconds, nanos = divmod(ns, NS)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z"
+
+
+def parse_duration_ns(text: str) -> int:
+    """A Go duration (``10m``, ``1h30m``, ``1.5s``, ``300ms``) → nanoseconds; ValueError if not one."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS_NS[m.group(2)]
+        pos = m.end()
+    if pos == 0 or pos != len(text):
+        raise ValueError(f"not a duration: {text!r}")
+    return int(total)
+
+
+def parse_since(text: str, now_ns: int | None = None) -> int:
+    """docker's ``--since``: a duration before now, RFC 3339 (or a date), or a unix timestamp → epoch ns.
+
+    Raises ValueError with docker's wording for anything else.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    value = text.strip()
+    if re.fullmatch(r"\d+(\.\d{1,9})?", value):
+        whole, _, frac = value.partition(".")
+        return int(whole) * NS + int(frac.ljust(9, "0") if frac else 0)
+    try:
+        return now_ns - parse_duration_ns(value)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339_ns(value)
+    except ValueError:
+        pass
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return parse_rfc3339_ns(value + "T00:00:00")
+    raise ValueError(f'invalid value for "since": failed to parse value as time or duration: "{text}"')

@@ -1,0 +1,108 @@
+"""kopf wiring of ImageBuild: every watch event goes to :class:`~k3c.reconcilers.imagebuilds.ImageBuildReconciler`.
+
+Like the other handler files, only ``on.event`` is used (no kopf progress annotations, no kopf finalizer:
+the reconciler keeps its own, and only while a build runs). Two ways in:
+
+- the operator's ``build_registry`` calls :func:`register` with its registry and ``OperatorConfig``;
+- ``python operator/imagebuilds.py`` runs the ImageBuild operator alone (tests and benchmarks), with
+  settings from flags or the environment: ``K3C_KUBECONFIG``/``KUBECONFIG``, ``K3C_CONTAINERD_ADDRESS``,
+  ``K3C_ROOT_DIR``, ``K3C_NODE_NAME`` (and ``K3C_BUILD_ISOLATION``: chroot, the default, or oci).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from k3c.builder.buildah import BuildahConfig, BuildahEngine
+from k3c.builder.engine import Engine
+from k3c.reconcilers.imagebuilds import EnvSettings, ImageBuildReconciler, Settings
+
+GROUP, VERSION, PLURAL = "k3c.io", "v1alpha1", "imagebuilds"
+
+
+def default_engine(settings: Settings) -> Engine:
+    """buildah, with its storage under ``<root dir>/builder``."""
+    return BuildahEngine(BuildahConfig(
+        root=Path(settings.root_dir) / "builder", containerd_address=settings.containerd_address,
+        isolation=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
+    ))
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings,
+             engine: Engine | None = None) -> ImageBuildReconciler:
+    """Add the ImageBuild handlers (start-up, clean-up, watch events) to ``registry``."""
+    reconciler = ImageBuildReconciler(settings, engine or default_engine(settings))
+
+    @kopf.on.startup(registry=registry)
+    async def imagebuilds_startup(**_: Any) -> None:
+        await reconciler.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def imagebuilds_cleanup(**_: Any) -> None:
+        await reconciler.stop()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def imagebuild_event(event: dict[str, Any], **_: Any) -> None:
+        reconciler.observe(event.get("type"), event["object"])
+
+    return reconciler
+
+
+# ------------------------------------------------------------------------------------------ standalone
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = EnvSettings()
+    p = argparse.ArgumentParser(prog="imagebuilds", description="k3c's ImageBuild operator on its own")
+    p.add_argument("--kubeconfig", default=env.kubeconfig)
+    p.add_argument("--containerd-address", default=env.containerd_address)
+    p.add_argument("--node-name", default=env.node_name)
+    p.add_argument("--root-dir", default=env.root_dir, type=Path)
+    p.add_argument("--ready-file", type=Path, help="written once the operator is watching")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own login
+    settings = EnvSettings(kubeconfig=args.kubeconfig, containerd_address=args.containerd_address,
+                           node_name=args.node_name, root_dir=args.root_dir.absolute())
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_kubeconfig(**kwargs)
+
+    register(registry, settings)
+    opts = kopf.OperatorSettings()
+    opts.posting.enabled = False
+    opts.scanning.disabled = True
+    opts.watching.server_timeout = 300
+    ready = asyncio.Event()
+    operator = asyncio.create_task(kopf.operator(registry=registry, settings=opts, standalone=True,
+                                                 clusterwide=True, ready_flag=ready))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({operator, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set() and args.ready_file is not None:
+        args.ready_file.write_text(f"{os.getpid()}\n")
+    waiter.cancel()
+    await operator
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    level = getattr(logging, args.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(max(level, logging.WARNING))
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,499 @@
+"""ImageBuild end to end: real builds with buildah from images made locally, results read from containerd.
+
+One private stack per module (tests/build_harness.py): containerd, the API server with ImageBuild's
+``log``/``context`` subresources, and the ImageBuild operator, in a temporary directory, stopped by PID.
+The teardown fails the module if a build container, a process or a temporary directory was left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from build_harness import BUSYBOX, BuildStack, wait_until
+
+from k3c.images.ocilayout import busybox_image
+from k3c.registry.reference import normalize
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(b) for b in ("containerd", "buildah", "runc", "git")),
+    reason="needs root, containerd, buildah, runc and git",
+)
+
+MULTI_STAGE = """\
+FROM busybox AS build
+ARG VERSION=0
+RUN mkdir /out && echo "version=$VERSION" > /out/version && echo built > /out/artifact
+FROM busybox AS test
+RUN echo tested > /tested
+FROM busybox
+COPY --from=build /out/ /app/
+CMD ["cat", "/app/version"]
+"""
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[BuildStack]:
+    st = BuildStack(Path(tempfile.mkdtemp(prefix="k3c-build-", dir="/tmp")))
+    try:
+        st.start()
+        st.import_image(BUSYBOX, busybox_image())
+    except BaseException:
+        st.close()
+        raise
+    yield st
+    work = st.root / "builds" / "work"
+    tmp = st.builder_root / "tmp"
+    left = [str(p) for d in (work, tmp) if d.exists() for p in d.iterdir()]
+    problems = st.close()
+    assert not problems, f"the build stack left: {problems}"
+    assert not left, f"temporary build directories left: {left}"
+
+
+def make_context(base: Path, files: dict[str, str]) -> Path:
+    ctx = base / f"ctx-{uuid.uuid4().hex[:8]}"
+    for rel, text in files.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    ctx.mkdir(exist_ok=True)
+    return ctx
+
+
+def built(stack: BuildStack, cp: subprocess.CompletedProcess[str]) -> str:
+    assert cp.returncode == 0, f"k3c build failed ({cp.returncode}):\n{cp.stderr}\n--- operator:\n{stack.operator.tail() if stack.operator else ''}"
+    image_id = cp.stdout.strip().splitlines()[-1]
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    return image_id
+
+
+def build_named(stack: BuildStack, prefix: str) -> dict[str, Any]:
+    api = stack.api()
+    try:
+        items = api.get(stack.build_path()).get("items", [])
+    finally:
+        api.close()
+    mine = [o for o in items if any(normalize(t).startswith(prefix) for t in (o.get("spec") or {}).get("tags") or [])]
+    assert mine, f"no ImageBuild with a tag {prefix}*"
+    return max(mine, key=lambda o: o["metadata"]["creationTimestamp"] + o["metadata"]["resourceVersion"].zfill(12))
+
+
+# ------------------------------------------------------------------------------------------ builds
+
+
+def test_multi_stage_with_copy_from_and_build_arg(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": MULTI_STAGE})
+    image_id = built(stack, stack.k3c("build", "-t", "multi:1", "--build-arg", "VERSION=42", str(ctx)))
+    manifest, config, files = stack.image("docker.io/library/multi:1")
+    assert manifest["config"]["digest"] == image_id
+    assert files["app/version"] == b"version=42\n" and files["app/artifact"] == b"built\n"
+    assert "tested" not in files, "a stage the target does not need is not in the image"
+    status = build_named(stack, "docker.io/library/multi:1")["status"]
+    assert status["phase"] == "Succeeded" and status["imageID"] == image_id
+    assert status["conditions"][0]["type"] == "Succeeded" and status["conditions"][0]["status"] == "True"
+    assert status["imageDigest"].startswith("sha256:") and status["imageSize"] > 1_000_000
+    assert status["startTime"] <= status["completionTime"]
+    assert status["stepsDone"] == len(status["steps"]) == 6, "the unused stage `test` is skipped"
+    assert not any(step.startswith("[2/3]") for step in status["steps"])
+
+
+def test_target_stops_at_the_stage(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": MULTI_STAGE})
+    built(stack, stack.k3c("build", "-q", "-t", "multi:test", "--target", "test", str(ctx)))
+    _, _, files = stack.image("docker.io/library/multi:test")
+    assert files["tested"] == b"tested\n" and "app/version" not in files
+
+
+def test_from_an_image_k3c_built_needs_no_registry(stack: BuildStack, tmp_path: Path) -> None:
+    base = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo layer-one > /one\n"})
+    built(stack, stack.k3c("build", "-q", "-t", "k3c.test/base:1", str(base)))
+    child = make_context(tmp_path, {"Dockerfile": "FROM k3c.test/base:1\nRUN cat /one > /two\n"})
+    cp = stack.k3c("build", "--progress", "plain", "-t", "k3c.test/child:1", str(child))
+    built(stack, cp)
+    assert "loading k3c.test/base:1 from containerd" in cp.stderr
+    assert stack.image("k3c.test/child:1")[2]["two"] == b"layer-one\n"
+
+
+def test_config_reaches_the_image(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+ENV GREETING=hello PATH=/usr/local/bin:/bin
+WORKDIR /srv/app
+USER nobody
+EXPOSE 8080/tcp 53/udp
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo $GREETING"]
+LABEL org.example.team=builders
+"""})
+    built(stack, stack.k3c("build", "-t", "example.com/cfg:v1", "--label", "from.cli=yes", str(ctx)))
+    _, config, _ = stack.image("example.com/cfg:v1")
+    c = config["config"]
+    assert "GREETING=hello" in c["Env"] and "PATH=/usr/local/bin:/bin" in c["Env"]
+    assert c["WorkingDir"] == "/srv/app" and c["User"] == "nobody"
+    assert set(c["ExposedPorts"]) == {"8080/tcp", "53/udp"}
+    assert c["Entrypoint"] == ["/bin/sh", "-c"] and c["Cmd"] == ["echo $GREETING"]
+    assert c["Labels"]["org.example.team"] == "builders" and c["Labels"]["from.cli"] == "yes"
+
+
+DOCKERIGNORE_FILES = {
+    "Dockerfile": "FROM busybox\nCOPY . /src/\n",
+    ".dockerignore": "# docker semantics\n*.log\n!keep.log\n**/*.tmp\nbuild\n!build/keep.txt\nsecret*\nDockerfile\n",
+    "main.c": "int main;", "debug.log": "x", "keep.log": "k", "sub/nested.log": "n", "sub/scratch.tmp": "t",
+    "deep/a/b/c.tmp": "t", "build/out.o": "o", "build/keep.txt": "kept", "secret.key": "s", "sub/code.c": "c",
+}
+
+
+def _src_files(files: dict[str, bytes]) -> set[str]:
+    return {p[len("src/"):].rstrip("/") for p in files if p.startswith("src/") and not p.endswith("/")}
+
+
+def test_dockerignore_excludes_files_in_dir_and_upload_contexts(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, DOCKERIGNORE_FILES)
+    built(stack, stack.k3c("build", "-q", "-t", "ign:dir", str(ctx)))
+    built(stack, stack.k3c("build", "-q", "-t", "ign:upload", "--upload", str(ctx)))
+    expected = {".dockerignore", "main.c", "keep.log", "sub/nested.log", "sub/code.c", "build/keep.txt"}
+    dir_files = _src_files(stack.image("docker.io/library/ign:dir")[2])
+    upload_files = _src_files(stack.image("docker.io/library/ign:upload")[2])
+    assert dir_files == expected, "buildah's .dockerignore handling of a dir context"
+    assert upload_files == expected, "k3c's own matcher building the uploaded tar"
+    upload = build_named(stack, "docker.io/library/ign:upload")
+    assert "upload" in upload["spec"]["context"]
+    assert not (stack.root / "builds" / "uploads" / "default" / upload["metadata"]["name"]).exists(), \
+        "the upload is removed once its build is over"
+
+
+def test_cached_rebuild_reuses_every_layer(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\n"
+                                                "RUN cat /a.txt > /b\nENV X=1\n", "a.txt": "a"})
+    first = stack.k3c("build", "--progress", "plain", "-t", "cache:1", str(ctx))
+    id1 = built(stack, first)
+    layers1 = [x["digest"] for x in stack.image("docker.io/library/cache:1")[0]["layers"]]
+    second = stack.k3c("build", "--progress", "plain", "-t", "cache:1", str(ctx))
+    id2 = built(stack, second)
+    assert id1 == id2
+    assert second.stderr.count("--> Using cache") == 4, second.stderr
+    assert "nothing changed" in second.stderr, "an unchanged build is answered without running buildah"
+    assert [x["digest"] for x in stack.image("docker.io/library/cache:1")[0]["layers"]] == layers1
+    assert "4 steps from cache" in build_named(stack, "docker.io/library/cache:1")["status"]["message"]
+    (ctx / "a.txt").write_text("changed")
+    third = stack.k3c("build", "--progress", "plain", "-t", "cache:1", str(ctx))
+    assert built(stack, third) != id1
+    assert third.stderr.count("--> Using cache") == 1, "only the step before the changed COPY is cached"
+    layers3 = [x["digest"] for x in stack.image("docker.io/library/cache:1")[0]["layers"]]
+    assert layers3[:2] == layers1[:2] and layers3[2:] != layers1[2:]
+    other_arg = stack.k3c("build", "--progress", "plain", "--build-arg", "UNUSED=1", "-t", "cache:1", str(ctx))
+    built(stack, other_arg)
+    assert "nothing changed" not in other_arg.stderr and other_arg.stderr.count("--> Using cache") == 4
+    no_cache = stack.k3c("build", "--progress", "plain", "--no-cache", "-t", "cache:1", str(ctx))
+    built(stack, no_cache)
+    assert "Using cache" not in no_cache.stderr
+
+
+def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo fine\nRUN echo broken >&2; exit 3\n"
+                                                "RUN echo never\n"})
+    cp = stack.k3c("build", "--progress", "plain", "-t", "fails:1", str(ctx))
+    assert cp.returncode == 1, cp.stderr
+    last = cp.stderr.strip().splitlines()[-1]
+    assert last == 'k3c: build failed at step "STEP 3/4: RUN echo broken >&2; exit 3": exit code 3', cp.stderr
+    assert "broken" in cp.stderr and "never" not in cp.stderr.replace("RUN echo never", "")
+    status = build_named(stack, "docker.io/library/fails:1")["status"]
+    cond = status["conditions"][0]
+    assert (status["phase"], cond["status"], cond["reason"]) == ("Failed", "False", "Failed")
+    assert status["failedStep"] == "STEP 3/4: RUN echo broken >&2; exit 3" and status["exitCode"] == 3
+    assert status["stepsDone"] == 2
+    assert stack.image("docker.io/library/fails:1") is None
+    assert stack.buildah_containers() == []
+    quiet = stack.k3c("build", "-q", "-t", "fails:1", str(ctx))
+    assert quiet.returncode == 1 and "broken" in quiet.stderr and quiet.stdout == ""
+
+
+def test_stdin_tar_and_lone_dockerfile(stack: BuildStack, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("Dockerfile", b"FROM busybox\nCOPY hello /hello\n"), ("hello", b"from a tar\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    built(stack, stack.k3c("build", "-q", "-t", "stdin:tar", "-", input=buf.getvalue()))
+    assert stack.image("docker.io/library/stdin:tar")[2]["hello"] == b"from a tar\n"
+    built(stack, stack.k3c("build", "-q", "-t", "stdin:df", "-", input=b"FROM busybox\nRUN echo lone > /lone\n"))
+    assert stack.image("docker.io/library/stdin:df")[2]["lone"] == b"lone\n"
+
+
+def test_dockerfile_outside_context_and_build_secret(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"data.txt": "data"})
+    dockerfile = tmp_path / "elsewhere.Dockerfile"
+    dockerfile.write_text("FROM busybox\nCOPY data.txt /data.txt\n"
+                          "RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /token-length\n")
+    secret = tmp_path / "token"
+    secret.write_text("k3c-s3cr3t-xyzzy-42")
+    built(stack, stack.k3c("build", "-q", "-f", str(dockerfile), "--secret", f"id=token,src={secret}",
+                           "-t", "secret:1", str(ctx)))
+    files = stack.image("docker.io/library/secret:1")[2]
+    assert files["token-length"].strip() == b"19" and files["data.txt"] == b"data"
+    assert not any(b"s3cr3t-xyzzy" in v for v in files.values()), "the secret never lands in the image"
+    obj = build_named(stack, "docker.io/library/secret:1")
+    assert "dockerfileInline" in obj["spec"]
+    api = stack.api()
+    try:
+        secrets = api.get("/api/v1/namespaces/default/secrets", labelSelector="k3c.io/build-secret-for").get("items")
+    finally:
+        api.close()
+    assert secrets == [], "the one-off Secret is deleted with the build over"
+
+
+def test_kubectl_apply_of_a_git_build(stack: BuildStack, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "app" / "Dockerfile").write_text("FROM busybox\nARG VERSION\nCOPY hello.txt /hello.txt\n"
+                                             "RUN echo $VERSION > /version\n")
+    (repo / "app" / "hello.txt").write_text("hello from git\n")
+    (repo / "README").write_text("not in the context\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    manifest = f"""\
+apiVersion: k3c.io/v1alpha1
+kind: ImageBuild
+metadata: {{name: web}}
+spec:
+  context: {{git: {{url: "file://{repo}", ref: main, subPath: app}}}}
+  dockerfile: Dockerfile
+  buildArgs: {{VERSION: "1.2"}}
+  tags: ["example.com/org/web:dev"]
+---
+apiVersion: k3c.io/v1alpha1
+kind: ImageBuild
+metadata: {{name: web-at-commit}}
+spec:
+  context: {{git: {{url: "{repo}", ref: "{sha}", subPath: app}}}}
+  tags: ["example.com/org/web:{sha[:7]}"]
+"""
+    cp = subprocess.run(["kubectl", "apply", "-f", "-"], input=manifest, capture_output=True, text=True,
+                        env={**os.environ, "KUBECONFIG": str(stack.kubeconfig)}, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    for name in ("web", "web-at-commit"):
+        obj = stack.wait_phase(name, ("Succeeded", "Failed"))
+        assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    files = stack.image("example.com/org/web:dev")[2]
+    assert files["hello.txt"] == b"hello from git\n" and files["version"] == b"1.2\n"
+    assert "README" not in files
+    assert stack.image(f"example.com/org/web:{sha[:7]}") is not None
+    cp = subprocess.run(["kubectl", "get", "imagebuilds", "web"], capture_output=True, text=True,
+                        env={**os.environ, "KUBECONFIG": str(stack.kubeconfig)}, timeout=60)
+    assert "Succeeded" in cp.stdout and "example.com/org/web:dev" in cp.stdout, cp.stdout
+
+
+# ------------------------------------------------------------------------------------------ cancel
+
+
+def _build_processes(stack: BuildStack) -> list[int]:
+    """PIDs whose root or command line lies in this stack's directories (buildah, its RUN processes)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            root = os.readlink(f"/proc/{entry.name}/root")
+            cmd = open(f"/proc/{entry.name}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if root.startswith(str(stack.base)) or (b"buildah" in cmd and str(stack.base).encode() in cmd):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _log(stack: BuildStack, name: str) -> str:
+    api = stack.api()
+    try:
+        conn = api._connection()  # noqa: SLF001 - a plain GET of the text subresource
+        conn.request("GET", stack.build_path(name) + "/log", headers=api._headers())  # noqa: SLF001
+        return conn.getresponse().read().decode()
+    finally:
+        api.close()
+
+
+def test_deleting_a_running_build_cancels_and_cleans(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo started; sleep 30\nRUN echo after\n"})
+    obj = {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild", "metadata": {"name": "slow"},
+           "spec": {"context": {"dir": str(ctx)}, "tags": ["slow:1"]}}
+    api = stack.api()
+    try:
+        api.create(stack.build_path(), obj)
+        wait_until(lambda: "started" in _log(stack, "slow").splitlines(), 60, "the RUN step to run")
+        running = stack.get_build("slow")
+        assert running and running["status"]["phase"] == "Running"
+        assert "k3c.io/imagebuild" in running["metadata"]["finalizers"]
+        uid = running["metadata"]["uid"]
+        t0 = time.monotonic()
+        api.delete(stack.build_path("slow"))
+        wait_until(lambda: stack.get_build("slow") is None, 20, "the canceled build to be gone")
+        assert time.monotonic() - t0 < 10, "canceling kills the build, it does not wait for sleep 30"
+    finally:
+        api.close()
+    assert stack.buildah_containers() == []
+    wait_until(lambda: not _build_processes(stack), 10, "buildah and its RUN processes to be gone")
+    assert stack.image("docker.io/library/slow:1") is None
+    assert not (stack.root / "builds" / "logs" / f"{uid}.log").exists()
+    assert list((stack.root / "builds" / "work").iterdir()) == []
+    assert list((stack.builder_root / "tmp").iterdir()) == []
+
+
+def test_ctrl_c_cancels_the_build(stack: BuildStack, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo started; sleep 30\n"})
+    cmd = [sys.executable, "-m", "k3c.cli.main", "build", "--progress", "plain", "-t", "interrupted:1", str(ctx)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **stack.env()})
+    try:
+        assert proc.stderr is not None
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"started\n" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.read1(4096)
+        assert b"started\n" in seen
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert b"build canceled" in err
+    api = stack.api()
+    try:
+        left = [o for o in api.get(stack.build_path()).get("items", [])
+                if "interrupted:1" in (o["spec"].get("tags") or [])]
+    finally:
+        api.close()
+    assert left == []
+    assert stack.buildah_containers() == []
+    assert stack.image("docker.io/library/interrupted:1") is None
+
+
+# ------------------------------------------------------------------------------------------ running it
+
+
+def test_built_image_runs_through_cri(stack: BuildStack, tmp_path: Path) -> None:
+    """The image is usable by CRI at once (what `k3c run` and k3s pods use), with no push or pull."""
+    from k3c.cri.runtime import CRIClient, pb
+    from k3c.daemon.pause import PAUSE_IMAGE, ensure_pause_image
+
+    ctx = make_context(tmp_path, {"Dockerfile": MULTI_STAGE})
+    built(stack, stack.k3c("build", "-q", "-t", "runme:1", "--build-arg", "VERSION=7", str(ctx)))
+    logs = tmp_path / "podlogs"
+    logs.mkdir()
+
+    async def scenario() -> tuple[int, str]:
+        await ensure_pause_image(stack.socket, stack.base / "cache")
+        async with CRIClient(stack.socket, timeout=30) as cri:
+            assert await cri.image_status(PAUSE_IMAGE) is not None
+            image = await wait_image(cri, "docker.io/library/runme:1")
+            assert image.id.startswith("sha256:")
+            sc = pb.PodSandboxConfig(
+                metadata=pb.PodSandboxMetadata(name="runme", uid=uuid.uuid4().hex, namespace="k3c-build-test"),
+                log_directory=str(logs),
+                linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=pb.NamespaceOption(network=pb.NODE))),
+            )
+            sid = await cri.run_pod_sandbox(sc)
+            try:
+                cid = await cri.create_container(sid, pb.ContainerConfig(
+                    metadata=pb.ContainerMetadata(name="app"), image=pb.ImageSpec(image="docker.io/library/runme:1"),
+                    log_path="app.log"), sc)
+                await cri.start_container(cid)
+                deadline = time.monotonic() + 20
+                while (st := (await cri.container_status(cid)).status).state != pb.CONTAINER_EXITED:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                await cri.remove_container(cid)
+                return st.exit_code, (logs / "app.log").read_text()
+            finally:
+                await cri.stop_pod_sandbox(sid)
+                await cri.remove_pod_sandbox(sid)
+
+    code, output = asyncio.run(scenario())
+    assert code == 0
+    assert "version=7" in output
+
+
+async def wait_image(cri: Any, name: str) -> Any:
+    for _ in range(200):
+        image = await cri.image_status(name)
+        if image is not None:
+            return image
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"CRI does not know {name}")
+
+
+def test_operator_restart_rebuilds_an_interrupted_build(stack: BuildStack, tmp_path: Path) -> None:
+    """Level-based: a build whose operator died mid-way is built again by the next operator."""
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo started; sleep 3\nRUN echo done > /done\n"})
+    obj = {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild", "metadata": {"name": "survivor"},
+           "spec": {"context": {"dir": str(ctx)}, "tags": ["survivor:1"]}}
+    api = stack.api()
+    try:
+        api.create(stack.build_path(), obj)
+    finally:
+        api.close()
+    wait_until(lambda: "started" in _log(stack, "survivor").splitlines(), 60, "the RUN step to run")
+    assert stack.operator is not None
+    stack.operator.stop()
+    assert stack.get_build("survivor")["status"]["phase"] == "Running"
+    stack.start_operator()
+    done = stack.wait_phase("survivor", ("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert stack.image("docker.io/library/survivor:1")[2]["done"] == b"done\n"
+    assert stack.buildah_containers() == []
+
+
+@pytest.mark.skipif(shutil.which("docker-registry") is None, reason="docker-registry not installed")
+def test_push_sends_the_tags_to_their_registry(stack: BuildStack, tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    from harness import free_port
+
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    registry = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/v2/"), 20, "the registry")
+        ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo pushed > /pushed\n"})
+        tag = f"127.0.0.1:{port}/team/pushed:1"
+        image_id = built(stack, stack.k3c("build", "-q", "--push", "-t", tag, str(ctx)))
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/team/pushed/manifests/1", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            manifest = json.loads(resp.read())
+        assert manifest["config"]["digest"] == image_id
+        assert build_named(stack, tag)["status"]["pushed"] == [tag]
+    finally:
+        registry.terminate()
+        registry.wait(10)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,823 @@
+"""The docker-style CLI (cli/): flags → objects, output formats, addressing, errors and exit codes.
+
+Runs against a bare API server with the k3c CRDs installed. Where a command waits for the operator
+(run -d, stop, start, rm of a claimed object), a small in-process fake operator answers in status the way
+the real one does (claim, start-request token, phases, exit codes, finalizer); containers themselves need
+the daemon and are covered by the end-to-end suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import RawClient
+
+from k3c import crds
+from k3c.cli import runflags
+from k3c.cli.common import human_duration
+from k3c.cli.ps import format_ports, normalize_image
+from k3c.cli.template import Format, Template, TemplateError
+
+G = "/apis/k3c.io/v1alpha1"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+OP_NS = "op"  # the fake operator answers only here; elsewhere tests write status themselves
+
+
+# ---- fixtures ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def api(apiserver):
+    c = RawClient(apiserver)
+    for path in crds.manifests():
+        if path.name not in ("localcontainer.yaml", "volume.yaml"):  # the CRDs this suite is about
+            continue
+        doc = yaml.safe_load(path.read_text())
+        r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
+        assert r.status_code in (201, 409), r.text
+    deadline = time.monotonic() + 10
+    while c.get(f"{G}/localcontainers").status_code != 200 or c.get(f"{G}/volumes").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return c
+
+
+@pytest.fixture
+def ns(api, request):
+    """A namespace of the test's own, so listings only show what the test made."""
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-" + secrets.token_hex(2)
+    r = api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    assert r.status_code == 201, r.text
+    return name
+
+
+@pytest.fixture(scope="module")
+def operator(api, apiserver):
+    r = api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}})
+    assert r.status_code in (201, 409)
+    op = FakeOperator(str(apiserver.kubeconfig))
+    op.start()
+    yield op
+    op.stop()
+
+
+def k3c(apiserver, *args: str, env: dict | None = None, input: str | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "K3C_KUBECONFIG": str(apiserver.kubeconfig), "K3C_PICKUP_TIMEOUT": "10",
+                "K3C_START_TIMEOUT": "20", "K3C_REMOVE_TIMEOUT": "10", **(env or {})}
+    full_env.pop("K3C_DEBUG", None)
+    cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], capture_output=True, text=True,
+                        timeout=timeout, env=full_env, input=input)
+    assert "Traceback" not in cp.stderr, cp.stderr
+    return cp
+
+
+def ok(apiserver, *args: str, **kw) -> str:
+    cp = k3c(apiserver, *args, **kw)
+    assert cp.returncode == 0, f"k3c {' '.join(args)} failed ({cp.returncode}): {cp.stderr}"
+    return cp.stdout
+
+
+def get_lc(api, ns: str, name: str) -> dict:
+    r = api.get(f"{G}/namespaces/{ns}/localcontainers/{name}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def rfc3339(delta: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_status(api, ns: str, name: str, status: dict) -> dict:
+    r = api.patch(f"{G}/namespaces/{ns}/localcontainers/{name}/status", {"status": status},
+                  "application/merge-patch+json")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def lc(api, ns: str, name: str, image: str = "busybox", **spec) -> dict:
+    body = {"apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer", "metadata": {"name": name},
+            "spec": {"image": image, **spec}}
+    r = api.post(f"{G}/namespaces/{ns}/localcontainers", body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+# ---- a fake operator: the real one's status protocol, without containers ---------------------------
+class FakeOperator:
+    """Claims objects in OP_NS and answers like the operator: Running with a fresh containerID per start,
+    Exited on stop, Failed for images named missing*/nocmd*, exit immediately for images named exit-N,
+    a Pulling phase for images named pull*, autoRemove, and the finalizer on deletion."""
+
+    def __init__(self, kubeconfig: str):
+        from k3c import kubeclient
+
+        self.client = kubeclient.Client(kubeclient.load(kubeconfig))
+        self.path = f"{G}/namespaces/{OP_NS}/localcontainers"
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.errors: list[BaseException] = []
+        self.started: set[tuple[str, int, str]] = set()  # (uid, generation, start-request) already acted on
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        assert not self.errors, self.errors
+
+    def _run(self) -> None:
+        try:
+            doc = self.client.get(self.path)
+            for obj in doc["items"]:
+                self.reconcile(obj)
+            rv = doc["metadata"]["resourceVersion"]
+            while not self._stop.is_set():
+                for ev in self.client.watch(self.path, timeout=10, resourceVersion=rv, timeoutSeconds=1):
+                    rv = ev["object"]["metadata"]["resourceVersion"]
+                    if ev["type"] in ("ADDED", "MODIFIED"):
+                        self.reconcile(ev["object"])
+        except BaseException as err:  # noqa: BLE001 - reported by stop()
+            self.errors.append(err)
+
+    def _status(self, obj: dict, status: dict) -> dict:
+        from k3c.kubeclient import APIStatusError
+
+        try:
+            return self.client.merge_patch(f"{self.path}/{obj['metadata']['name']}/status", {"status": status})
+        except APIStatusError as err:
+            if err.code == 404:
+                return obj
+            raise
+
+    def reconcile(self, obj: dict) -> None:
+        from k3c.kubeclient import APIStatusError
+
+        meta, spec, st = obj["metadata"], obj["spec"], obj.get("status") or {}
+        name = meta["name"]
+        if meta.get("deletionTimestamp"):
+            if meta.get("finalizers"):
+                try:
+                    self.client.merge_patch(f"{self.path}/{name}", {"metadata": {"finalizers": None}})
+                except APIStatusError as err:
+                    if err.code != 404:
+                        raise
+            return
+        if not st.get("node"):
+            obj = self._status(obj, {"node": "fake-node", "phase": "Pending", "summary": "Created"})
+            st = obj.get("status") or {}
+        token = (meta.get("annotations") or {}).get("k3c.io/start-request", "")
+        gen = {"observedGeneration": meta["generation"], "startRequest": token}
+        key = (meta["uid"], meta["generation"], token)
+        want_run = spec.get("state") != "Stopped"
+        phase = st.get("phase")
+        if want_run and key not in self.started:
+            self.started.add(key)
+            self._start(obj, gen)
+        elif not want_run and phase == "Running":
+            code = 137 if spec.get("stopTimeout") == 0 else 0
+            self._status(obj, {"phase": "Exited", "summary": f"Exited ({code})", "exitCode": code,
+                               "finishedAt": rfc3339(), **gen})
+        elif spec.get("autoRemove") and phase in ("Exited", "Failed"):
+            self.client.delete(f"{self.path}/{name}")
+
+    def _start(self, obj: dict, gen: dict) -> None:
+        image = obj["spec"]["image"]
+        if image.startswith("missing"):
+            self._status(obj, {"phase": "Failed", "summary": "Failed", "exitCode": 125, **gen,
+                               "message": f"image {image!r} is not on this node and pulling it failed: not found"})
+            return
+        if image.startswith("nocmd"):
+            self._status(obj, {"phase": "Failed", "summary": "Failed", "exitCode": 127, **gen,
+                               "message": 'exec: "nope": executable file not found in $PATH'})
+            return
+        if image.startswith("pull"):
+            self._status(obj, {"phase": "Pulling", "summary": "Pulling", "message": f"pulling {image}"})
+            time.sleep(0.2)
+        ports = [{**p, "hostPort": p.get("hostPort") or 32768 + i, "hostIP": p.get("hostIP", "")}
+                 for i, p in enumerate(obj["spec"].get("ports") or [])]
+        running = {"phase": "Running", "summary": "Up", "containerID": secrets.token_hex(32), "startedAt": rfc3339(),
+                   "ip": "10.88.0.5", "ports": ports, "exitCode": None, "finishedAt": None, "message": "", **gen}
+        obj = self._status(obj, running)
+        m = re.match(r"exit-(\d+)", image)
+        if m:
+            time.sleep(0.1)
+            self._status(obj, {"phase": "Exited", "summary": f"Exited ({m.group(1)})", "exitCode": int(m.group(1)),
+                               "finishedAt": rfc3339()})
+
+
+# ---- pure parsing -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,expected", [
+    ("80", [{"containerPort": 80, "protocol": "TCP"}]),
+    ("8080:80", [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]),
+    ("127.0.0.1:8080:80", [{"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1", "protocol": "TCP"}]),
+    ("127.0.0.1::80", [{"containerPort": 80, "hostIP": "127.0.0.1", "protocol": "TCP"}]),
+    ("8080:80/udp", [{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]),
+    ("[::1]:53:53/udp", [{"containerPort": 53, "hostPort": 53, "hostIP": "::1", "protocol": "UDP"}]),
+    ("8000-8001:80-81", [{"containerPort": 80, "hostPort": 8000, "protocol": "TCP"},
+                         {"containerPort": 81, "hostPort": 8001, "protocol": "TCP"}]),
+])
+def test_publish_forms(value, expected):
+    assert runflags.parse_publish(value) == expected
+
+
+@pytest.mark.parametrize("value,message", [
+    ("abc", "invalid containerPort: abc"), ("1.2.3:80:80", "invalid IP address"), ("80/xyz", "invalid proto"),
+    ("8000-8002:80-81", "invalid ranges"), ("70000", "invalid containerPort"), ("8080:", "no port specified"),
+])
+def test_publish_errors(value, message):
+    with pytest.raises(Exception, match=re.escape(message)):
+        runflags.parse_publish(value)
+
+
+def test_volume_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runflags.parse_volume("data:/data").spec == {"volume": "data", "mountPath": "/data"}
+    assert runflags.parse_volume("data:/data:ro").spec == {"volume": "data", "mountPath": "/data", "readOnly": True}
+    assert runflags.parse_volume("/srv:/srv:rw").spec == {"hostPath": "/srv", "mountPath": "/srv"}
+    assert runflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
+    anon = runflags.parse_volume("/cache")
+    assert anon.anonymous and HEX64.match(anon.spec["volume"]) and anon.spec["mountPath"] == "/cache"
+    for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "My_Vol:/d", "rel"):
+        with pytest.raises(Exception, match="invalid"):
+            runflags.parse_volume(bad)
+
+
+def test_env_file_and_env_merge(tmp_path):
+    f = tmp_path / "env"
+    f.write_text("# comment\n\nA=from-file\n  B=spaced value \nFROM_HOST\nMISSING\nQ=\"quoted\"\n")
+    env = runflags.build_env(["A=override", "C=3", "FROM_HOST"], [str(f)], {"FROM_HOST": "h"})
+    assert env == [{"name": "A", "value": "override"}, {"name": "B", "value": "spaced value "},
+                   {"name": "FROM_HOST", "value": "h"}, {"name": "Q", "value": '"quoted"'},
+                   {"name": "C", "value": "3"}]
+
+
+def test_memory_and_cpus():
+    assert runflags.parse_memory("256m") == str(256 * 1024 ** 2)
+    assert runflags.parse_memory("1g") == str(1024 ** 3)
+    assert runflags.parse_memory("1.5GiB") == str(int(1.5 * 1024 ** 3))
+    assert runflags.parse_memory("4096") == "4096"
+    with pytest.raises(Exception, match="invalid size"):
+        runflags.parse_memory("1x")
+    assert runflags.parse_cpus("0.5") == "0.5"
+    with pytest.raises(Exception, match="rational number"):
+        runflags.parse_cpus("abc")
+
+
+def test_human_duration_reads_like_docker():
+    assert [human_duration(s) for s in (0.2, 1, 59, 60, 150, 3600, 7200, 86400 * 3, 86400 * 20)] == [
+        "Less than a second", "1 second", "59 seconds", "About a minute", "2 minutes", "About an hour",
+        "2 hours", "3 days", "2 weeks"]
+
+
+def test_port_display_groups_ranges_like_docker():
+    ports = [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"},
+             {"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"},
+             {"containerPort": 7000, "hostPort": 7000, "protocol": "TCP"},
+             {"containerPort": 7001, "hostPort": 7001, "protocol": "TCP"}]
+    assert format_ports(ports) == ("127.0.0.1:53->53/udp, 0.0.0.0:7000-7001->7000-7001/tcp, "
+                                   "0.0.0.0:8080->80/tcp")
+
+
+def test_image_normalization():
+    assert normalize_image("busybox") == "docker.io/library/busybox:latest"
+    assert normalize_image("me/app:1") == "docker.io/me/app:1"
+    assert normalize_image("localhost:5000/app") == "localhost:5000/app:latest"
+
+
+def test_template_subset():
+    data = {"Name": "/web", "State": {"Status": "running", "Running": True},
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.0.0.2"}}},
+            "Mounts": [{"Destination": "/a"}, {"Destination": "/b"}], "Labels": {"x.y": "z"}}
+    assert Template("{{.State.Status}}").render(data) == "running"
+    assert Template("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").render(data) == "10.0.0.2"
+    assert Template("{{range .Mounts}}{{.Destination}} {{end}}").render(data) == "/a /b "
+    assert Template('{{index .Labels "x.y"}}|{{json .State}}').render(data) == 'z|{"Status":"running","Running":true}'
+    assert Template("{{if .State.Running}}up{{else}}down{{end}} {{.Name | upper}}").render(data) == "up /WEB"
+    assert Template("{{range $k, $v := .Labels}}{{$k}}={{$v}}{{end}}").render(data) == "x.y=z"
+    assert Template("{{.Missing}}").render(data) == "<no value>"
+    with pytest.raises(TemplateError):
+        Template("{{.Name").render(data) if False else Template("{{if .Name}}x").render(data)
+    with pytest.raises(TemplateError):
+        Template("{{nosuchfunc .Name}}").render(data)
+
+
+def test_table_format_headers_and_alignment():
+    fmt = Format.parse("table {{.Names}}\\t{{.Image}}", "")
+    out = fmt.render([{"Names": "a", "Image": "busybox"}, {"Names": "longer-name", "Image": "x"}],
+                     {"Names": "NAMES", "Image": "IMAGE"})
+    assert out == "NAMES         IMAGE\na             busybox\nlonger-name   x\n"
+
+
+# ---- run/create: docker flags → object ---------------------------------------------------------------
+def test_create_maps_every_docker_flag_to_the_spec(apiserver, api, ns, tmp_path):
+    envfile = tmp_path / "env"
+    envfile.write_text("FROM_FILE=1\nSHARED=file\n")
+    out = ok(apiserver, "create", "-n", ns, "--name", "web", "-p", "8080:80", "-p", "127.0.0.1::53/udp",
+             "-v", "data:/data:ro", "-v", "/srv:/srv", "-e", "A=1", "-e", "FROM_HOST", "-e", "SHARED=flag",
+             "--env-file", str(envfile), "--entrypoint", "/bin/sh", "-w", "/work", "-u", "1000:1000",
+             "-l", "tier=web", "-l", "com.example.note=has spaces", "--restart", "on-failure:3", "-m", "64m",
+             "--cpus", "1.5", "--privileged", "--read-only", "--net", "host", "--hostname", "box",
+             "--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN", "--dns", "1.1.1.1", "--stop-timeout", "3",
+             "-i", "-t", "busybox", "-c", "echo hi", env={"FROM_HOST": "yes"})
+    obj = get_lc(api, ns, "web")
+    assert out.strip() == __import__("hashlib").sha256(obj["metadata"]["uid"].encode()).hexdigest()
+    meta, spec = obj["metadata"], obj["spec"]
+    assert meta["finalizers"] == ["k3c.io/container"] and meta["labels"] == {"tier": "web"}
+    assert spec["nodeName"] == "" and spec["state"] == "Stopped" and spec["image"] == "busybox"
+    assert spec["command"] == ["/bin/sh"] and spec["args"] == ["-c", "echo hi"]
+    assert spec["ports"] == [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"},
+                             {"containerPort": 53, "hostIP": "127.0.0.1", "protocol": "UDP"}]
+    assert spec["volumes"] == [{"volume": "data", "mountPath": "/data", "readOnly": True},
+                               {"hostPath": "/srv", "mountPath": "/srv"}]
+    assert spec["env"] == [{"name": "FROM_FILE", "value": "1"}, {"name": "SHARED", "value": "flag"},
+                           {"name": "A", "value": "1"}, {"name": "FROM_HOST", "value": "yes"}]
+    assert spec["workingDir"] == "/work" and spec["user"] == "1000:1000"
+    assert spec["labels"] == {"tier": "web", "com.example.note": "has spaces"}
+    assert spec["restartPolicy"] == "on-failure:3" and spec["memory"] == str(64 * 1024 ** 2) and spec["cpus"] == "1.5"
+    assert spec["privileged"] and spec["readOnlyRootFilesystem"] and spec["hostNetwork"]
+    assert spec["hostname"] == "box" and spec["capAdd"] == ["NET_ADMIN"] and spec["capDrop"] == ["CHOWN"]
+    assert spec["dns"] == ["1.1.1.1"] and spec["stopTimeout"] == 3 and spec["tty"] and spec["stdin"]
+    assert spec["stdinOnce"]  # attached -i: stdin closes when the first attach ends, as in docker
+    assert "autoRemove" not in spec
+
+
+def test_run_detached_prints_the_container_id_and_generates_a_name(apiserver, api, operator):
+    out = ok(apiserver, "run", "-n", OP_NS, "-d", "--rm", "-p", "80", "busybox", "sleep", "100")
+    cid = out.strip()
+    assert HEX64.match(cid)
+    items = api.get(f"{G}/namespaces/{OP_NS}/localcontainers").json()["items"]
+    obj = next(o for o in items if o["status"].get("containerID") == cid)
+    assert re.fullmatch(r"[a-z]+-[a-z]+[0-9]?", obj["metadata"]["name"])
+    assert obj["spec"]["autoRemove"] is True and obj["spec"]["args"] == ["sleep", "100"]
+    assert obj["spec"]["state"] == "Running" and obj["spec"]["nodeName"] == ""
+    ps = ok(apiserver, "ps", "-n", OP_NS, "--no-trunc", "--format", "{{.ID}} {{.Status}} {{.Ports}}")
+    assert re.search(rf"^{cid} Up (Less than a second|\d seconds?) 0.0.0.0:32768->80/tcp$", ps, re.M), ps
+    ok(apiserver, "rm", "-n", OP_NS, "-f", cid[:10])
+
+
+def test_run_with_a_taken_name_is_dockers_conflict(apiserver, api, ns):
+    lc(api, ns, "taken")
+    cp = k3c(apiserver, "run", "-n", ns, "-d", "--name", "taken", "busybox")
+    assert cp.returncode == 125
+    assert cp.stderr.startswith('k3c: Error response from daemon: Conflict. The container name "/taken" is already')
+    assert cp.stderr.count("\n") == 1
+
+
+def test_invalid_names_and_flag_combinations_exit_125(apiserver, ns):
+    for args, text in ((["--name", "My_App"], "Invalid container name (My_App)"),
+                       (["--rm", "--restart", "always"], "cannot specify both --restart and --rm"),
+                       (["-m", "1k"], "Minimum memory limit allowed is 6MB"),
+                       (["--net", "none"], "network none not found")):
+        cp = k3c(apiserver, "run", "-n", ns, "-d", *args, "busybox")
+        assert cp.returncode == 125 and text in cp.stderr and cp.stderr.count("\n") == 1, cp.stderr
+
+
+def test_run_failures_report_the_operators_message_and_leave_nothing(apiserver, api, operator):
+    before = len(api.get(f"{G}/namespaces/{OP_NS}/localcontainers").json()["items"])
+    cp = k3c(apiserver, "run", "-n", OP_NS, "-d", "missing-image")
+    assert cp.returncode == 125
+    assert cp.stderr == ("k3c: Error response from daemon: image 'missing-image' is not on this node and pulling it "
+                         "failed: not found\n")
+    cp = k3c(apiserver, "run", "-n", OP_NS, "nocmd-image", "nope")
+    assert cp.returncode == 127 and "executable file not found" in cp.stderr
+    deadline = time.monotonic() + 5
+    while len(api.get(f"{G}/namespaces/{OP_NS}/localcontainers").json()["items"]) != before:
+        assert time.monotonic() < deadline, "run left an object behind"
+        time.sleep(0.05)
+
+
+def test_run_without_an_operator_fails_clearly_and_cleans_up(apiserver, api, ns):
+    cp = k3c(apiserver, "run", "-n", ns, "-d", "busybox", env={"K3C_PICKUP_TIMEOUT": "0.5"})
+    assert cp.returncode == 125
+    assert "no k3c operator picked up container" in cp.stderr and cp.stderr.count("\n") == 1
+    assert api.get(f"{G}/namespaces/{ns}/localcontainers").json()["items"] == []
+
+
+def test_run_shows_pull_progress_then_runs(apiserver, operator):
+    cp = k3c(apiserver, "run", "-n", OP_NS, "-d", "--name", "puller", "pull-image")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stderr.splitlines() == ["Unable to find image 'pull-image' locally", "pulling pull-image",
+                                      "Status: Downloaded newer image for pull-image"]
+    ok(apiserver, "rm", "-n", OP_NS, "-f", "puller")
+
+
+def test_run_in_the_foreground_exits_with_the_containers_code_and_rm_removes_it(apiserver, api, operator):
+    cp = k3c(apiserver, "run", "-n", OP_NS, "--rm", "--name", "fg3", "exit-3")
+    assert cp.returncode == 3, cp.stderr
+    deadline = time.monotonic() + 5
+    while api.get(f"{G}/namespaces/{OP_NS}/localcontainers/fg3").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+# ---- lifecycle against the fake operator ------------------------------------------------------------
+def test_stop_start_restart_kill_wait_rm(apiserver, api, operator):
+    ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "life", "busybox", "sleep", "1000")
+    first = get_lc(api, OP_NS, "life")["status"]["containerID"]
+    assert ok(apiserver, "stop", "-n", OP_NS, "-t", "2", "life") == "life\n"
+    obj = get_lc(api, OP_NS, "life")
+    assert obj["spec"]["state"] == "Stopped" and obj["spec"]["stopTimeout"] == 2
+    assert obj["status"]["phase"] == "Exited"
+    assert ok(apiserver, "wait", "-n", OP_NS, "life") == "0\n"
+    assert ok(apiserver, "start", "-n", OP_NS, "life") == "life\n"
+    second = get_lc(api, OP_NS, "life")["status"]["containerID"]
+    assert second != first and get_lc(api, OP_NS, "life")["status"]["phase"] == "Running"
+    assert ok(apiserver, "restart", "-n", OP_NS, second[:12]) == f"{second[:12]}\n"
+    third = get_lc(api, OP_NS, "life")["status"]["containerID"]
+    assert third not in (first, second)
+    cp = k3c(apiserver, "rm", "-n", OP_NS, "life")
+    assert cp.returncode == 1
+    assert cp.stderr == (f"Error response from daemon: You cannot remove a running container {third}. Stop the "
+                         "container before attempting removal or force remove\n")
+    assert ok(apiserver, "kill", "-n", OP_NS, "life") == "life\n"
+    obj = get_lc(api, OP_NS, "life")
+    assert obj["status"]["exitCode"] == 137 and obj["spec"]["stopTimeout"] == 2
+    cp = k3c(apiserver, "kill", "-n", OP_NS, "life")
+    assert cp.returncode == 1 and "is not running" in cp.stderr
+    assert ok(apiserver, "rm", "-n", OP_NS, "life") == "life\n"
+    assert api.get(f"{G}/namespaces/{OP_NS}/localcontainers/life").status_code == 404
+
+
+def test_rm_force_removes_a_running_container_and_its_anonymous_volumes(apiserver, api, operator):
+    ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "anon", "-v", "/cache", "busybox")
+    vol = get_lc(api, OP_NS, "anon")["spec"]["volumes"][0]["volume"]
+    api.post(f"{G}/namespaces/{OP_NS}/volumes", {"apiVersion": "k3c.io/v1alpha1", "kind": "Volume",
+                                                 "metadata": {"name": vol}})
+    assert ok(apiserver, "rm", "-n", OP_NS, "-f", "-v", "anon") == "anon\n"
+    assert api.get(f"{G}/namespaces/{OP_NS}/localcontainers/anon").status_code == 404
+    assert api.get(f"{G}/namespaces/{OP_NS}/volumes/{vol}").status_code == 404
+
+
+def test_rm_of_a_never_claimed_object_needs_no_operator(apiserver, api, ns):
+    ok(apiserver, "create", "-n", ns, "--name", "lonely", "busybox")
+    assert ok(apiserver, "rm", "-n", ns, "lonely") == "lonely\n"
+    assert api.get(f"{G}/namespaces/{ns}/localcontainers/lonely").status_code == 404
+
+
+# ---- addressing and errors --------------------------------------------------------------------------
+def test_name_and_id_prefix_resolution(apiserver, api, ns):
+    lc(api, ns, "alpha")
+    lc(api, ns, "beta")
+    set_status(api, ns, "alpha", {"phase": "Exited", "containerID": "abc123" + "0" * 58, "exitCode": 0})
+    set_status(api, ns, "beta", {"phase": "Exited", "containerID": "abd456" + "0" * 58, "exitCode": 0})
+    fmt = ["inspect", "-n", ns, "--format", "{{.Name}}"]
+    assert ok(apiserver, *fmt, "alpha") == "/alpha\n"
+    assert ok(apiserver, *fmt, "abc") == "/alpha\n"
+    assert ok(apiserver, *fmt, "abd4") == "/beta\n"
+    cp = k3c(apiserver, "rm", "-n", ns, "ab")
+    assert cp.returncode == 1 and cp.stderr == "Error response from daemon: multiple IDs found with provided prefix: ab\n"
+    cp = k3c(apiserver, "stop", "-n", ns, "nosuch")
+    assert cp.returncode == 1 and cp.stderr == "Error response from daemon: No such container: nosuch\n"
+    cp = k3c(apiserver, "rm", "-n", ns, "nosuch", "alpha")
+    assert cp.returncode == 1 and cp.stdout == "alpha\n" and "No such container: nosuch" in cp.stderr
+    cp = k3c(apiserver, "inspect", "-n", ns, "nosuch")
+    assert cp.returncode == 1 and cp.stdout == "[]\n" and cp.stderr == "Error: No such object: nosuch\n"
+
+
+def test_usage_errors_are_one_line_with_dockers_exit_codes(apiserver):
+    cp = k3c(apiserver, "run", "--bogus", "busybox")
+    assert cp.returncode == 125 and cp.stderr == "k3c: unknown flag: --bogus. See 'k3c run --help'.\n"
+    cp = k3c(apiserver, "run", "-p", "abc", "busybox")
+    assert cp.returncode == 125 and cp.stderr == "k3c: invalid containerPort: abc. See 'k3c run --help'.\n"
+    cp = k3c(apiserver, "stop", "-t", "x", "c")
+    assert cp.returncode == 125 and cp.stderr.count("\n") == 1 and 'invalid argument "x"' in cp.stderr
+    cp = k3c(apiserver, "run", "--cpus", "abc", "busybox")
+    assert cp.returncode == 125 and "failed to parse abc as a rational number" in cp.stderr
+    cp = k3c(apiserver, "stop")
+    assert cp.returncode == 1 and cp.stderr == "k3c: 'k3c stop' requires at least 1 argument. See 'k3c stop --help'.\n"
+    cp = k3c(apiserver, "ps", "extra")
+    assert cp.returncode == 1 and cp.stderr.count("\n") == 1
+
+
+def test_unreachable_api_and_missing_kubeconfig_are_one_line_125(apiserver, tmp_path):
+    doc = yaml.safe_load(Path(apiserver.kubeconfig).read_text())
+    doc["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    bad = tmp_path / "kubeconfig.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    cp = k3c(apiserver, "ps", "--kubeconfig", str(bad))
+    assert cp.returncode == 125
+    assert cp.stderr == "Cannot connect to the k3c daemon at https://127.0.0.1:1. Is the k3c daemon running?\n"
+    cp = k3c(apiserver, "run", "-d", "busybox", env={"K3C_KUBECONFIG": str(tmp_path / "none.yaml")})
+    assert cp.returncode == 125 and cp.stderr.count("\n") == 1 and "cannot read kubeconfig" in cp.stderr
+
+
+# ---- ps -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def listing(api, ns):
+    """Three containers in docker's three common states, status written as the operator would."""
+    lc(api, ns, "web", "nginx:1.25", args=["nginx", "-g", "daemon off;"], labels={"tier": "front"},
+       ports=[{"containerPort": 80, "hostPort": 8080}])
+    set_status(api, ns, "web", {"phase": "Running", "containerID": "a" * 64, "startedAt": rfc3339(-300),
+                                "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}],
+                                "command": "/docker-entrypoint.sh nginx -g 'daemon off;'"})
+    lc(api, ns, "job", "busybox", args=["false"], labels={"tier": "batch"})
+    set_status(api, ns, "job", {"phase": "Exited", "containerID": "b" * 64, "exitCode": 3,
+                                "startedAt": rfc3339(-10), "finishedAt": rfc3339(-3)})
+    lc(api, ns, "fresh", "busybox", state="Stopped")
+    return ns
+
+
+def test_ps_table_like_docker(apiserver, listing):
+    out = ok(apiserver, "ps", "-n", listing)
+    lines = out.splitlines()
+    assert re.match(r"CONTAINER ID\s{3}IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$", lines[0])
+    assert len(lines) == 2
+    row = re.split(r"\s{3,}", lines[1])
+    assert re.fullmatch(r"(Less than a second|\d+ seconds?) ago", row.pop(3))
+    assert row == ["aaaaaaaaaaaa", "nginx:1.25", '"/docker-entrypoint.…"', "Up 5 minutes", "0.0.0.0:8080->80/tcp",
+                   "web"]
+    everything = ok(apiserver, "ps", "-a", "-n", listing)
+    assert re.search(r"Exited \(3\) \d+ seconds ago", everything) and "Created" in everything
+    assert len(everything.splitlines()) == 4
+
+
+def test_ps_quiet_no_trunc_json_and_templates(apiserver, listing):
+    assert ok(apiserver, "ps", "-q", "-n", listing) == "aaaaaaaaaaaa\n"
+    assert ok(apiserver, "ps", "-aq", "--no-trunc", "-n", listing).splitlines()[:2] != []
+    full = ok(apiserver, "ps", "--no-trunc", "-n", listing, "--format", "{{.ID}} {{.Command}}")
+    assert full == f"{'a' * 64} \"/docker-entrypoint.sh nginx -g 'daemon off;'\"\n"
+    rows = [json.loads(line) for line in ok(apiserver, "ps", "-a", "-n", listing, "--format", "json").splitlines()]
+    assert {r["Names"] for r in rows} == {"web", "job", "fresh"}
+    web = next(r for r in rows if r["Names"] == "web")
+    assert list(web) == sorted(web) and web["State"] == "running" and web["Labels"] == "tier=front"
+    assert ok(apiserver, "ps", "-a", "-n", listing, "--format", "{{json .}}").splitlines()[0].startswith("{")
+    assert sorted(ok(apiserver, "ps", "-a", "-n", listing, "--format", "{{.Names}}").split()) == ["fresh", "job", "web"]
+    table = ok(apiserver, "ps", "-n", listing, "--format", "table {{.Names}}\\t{{.Image}}\\t{{.Label \"tier\"}}")
+    assert table.splitlines() == ["NAMES     IMAGE        LABEL", "web       nginx:1.25   front"]
+
+
+def test_ps_filters(apiserver, listing):
+    def names(*filters: str) -> list[str]:
+        args = [a for f in filters for a in ("-f", f)]
+        return sorted(ok(apiserver, "ps", "-a", "-n", listing, *args, "--format", "{{.Names}}").split())
+
+    assert names("name=we") == ["web"]
+    assert names("label=tier") == ["job", "web"]
+    assert names("label=tier=batch") == ["job"]
+    assert names("status=exited") == ["job"] and names("status=created") == ["fresh"]
+    assert names("status=running", "status=exited") == ["job", "web"]
+    assert names("id=bbb") == ["job"]
+    assert names("ancestor=busybox") == ["fresh", "job"] and names("ancestor=nginx:1.25") == ["web"]
+    assert names("exited=3") == ["job"]
+    assert names("label=tier", "name=job") == ["job"]
+    assert ok(apiserver, "ps", "-n", listing, "-f", "status=exited", "--format", "{{.Names}}") == "job\n"
+    cp = k3c(apiserver, "ps", "-n", listing, "-f", "bogus=1")
+    assert cp.returncode == 1 and cp.stderr == "Error response from daemon: invalid filter 'bogus'\n"
+
+
+def test_inspect_is_docker_shaped(apiserver, listing):
+    doc = json.loads(ok(apiserver, "inspect", "-n", listing, "web"))
+    assert isinstance(doc, list) and len(doc) == 1
+    web = doc[0]
+    assert web["Id"] == "a" * 64 and web["Name"] == "/web" and web["State"]["Status"] == "running"
+    assert web["Config"]["Image"] == "nginx:1.25" and web["Config"]["Cmd"] == ["nginx", "-g", "daemon off;"]
+    assert web["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+    assert web["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+    assert web["K3c"]["Namespace"] == listing
+    out = ok(apiserver, "inspect", "-n", listing, "-f", "{{.State.Status}} {{.State.ExitCode}}", "web", "job")
+    assert out == "running 0\nexited 3\n"
+
+
+def test_info(apiserver, listing):
+    out = ok(apiserver, "info", "-n", listing)
+    assert " Containers: 3\n  Running: 1\n  Paused: 0\n  Stopped: 2\n" in out
+    assert "Server Version: v1.30" in out and f"Namespace: {listing}" in out
+    assert json.loads(ok(apiserver, "info", "-n", listing, "-f", "json"))["ContainersRunning"] == 1
+
+
+def test_ps_of_50_containers_is_fast(apiserver, api, ns):
+    for i in range(50):
+        lc(api, ns, f"c{i}")
+        set_status(api, ns, f"c{i}", {"phase": "Running", "containerID": secrets.token_hex(32),
+                                      "startedAt": rfc3339(-60)})
+    ok(apiserver, "ps", "-n", ns)  # warm caches
+    t0 = time.monotonic()
+    out = ok(apiserver, "ps", "-n", ns)
+    elapsed = time.monotonic() - t0
+    assert len(out.splitlines()) == 51
+    assert elapsed < 1.0, f"k3c ps took {elapsed:.2f}s"
+
+
+# ---- volumes ----------------------------------------------------------------------------------------
+def test_volume_commands(apiserver, api, ns):
+    assert ok(apiserver, "volume", "create", "-n", ns, "-l", "env=dev", "data") == "data\n"
+    assert ok(apiserver, "volume", "create", "-n", ns, "data") == "data\n"  # docker: existing is fine
+    anon = ok(apiserver, "volume", "create", "-n", ns).strip()
+    assert HEX64.match(anon)
+    assert ok(apiserver, "volume", "ls", "-n", ns).splitlines() == ["DRIVER    VOLUME NAME"] + [
+        f"local     {name}" for name in sorted([anon, "data"])]
+    assert ok(apiserver, "volume", "ls", "-q", "-n", ns, "-f", "label=env=dev") == "data\n"
+    row = json.loads(ok(apiserver, "volume", "ls", "-n", ns, "--format", "json").splitlines()[1])
+    assert row["Name"] == "data" and row["Driver"] == "local" and row["Labels"] == "env=dev"
+    doc = json.loads(ok(apiserver, "volume", "inspect", "-n", ns, "data"))
+    assert doc[0]["Name"] == "data" and doc[0]["Labels"] == {"env": "dev"} and doc[0]["Scope"] == "local"
+    assert ok(apiserver, "volume", "inspect", "-n", ns, "-f", "{{.Name}}:{{.Driver}}", "data") == "data:local\n"
+    cp = k3c(apiserver, "volume", "inspect", "-n", ns, "nope")
+    assert cp.returncode == 1 and cp.stderr == "Error: No such volume: nope\n"
+    user = lc(api, ns, "user", volumes=[{"volume": "data", "mountPath": "/d"}])
+    set_status(api, ns, "user", {"phase": "Running", "containerID": "c" * 64})
+    assert ok(apiserver, "volume", "ls", "-q", "-n", ns, "-f", "dangling=true") == f"{anon}\n"
+    cp = k3c(apiserver, "volume", "rm", "-n", ns, "data")
+    assert cp.returncode == 1
+    assert cp.stderr == f"Error response from daemon: remove data: volume is in use - [{'c' * 64}]\n"
+    assert ok(apiserver, "volume", "rm", "-n", ns, "-f", "data", anon) == f"data\n{anon}\n"
+    assert api.get(f"{G}/namespaces/{ns}/volumes/data").status_code == 404
+    cp = k3c(apiserver, "volume", "rm", "-n", ns, "data")
+    assert cp.returncode == 1 and cp.stderr == "Error response from daemon: get data: no such volume\n"
+    assert ok(apiserver, "volume", "rm", "-n", ns, "-f", "data") == "data\n"
+    cp = k3c(apiserver, "volume", "create", "-n", ns, "Bad_Name")
+    assert cp.returncode == 1 and "includes invalid characters" in cp.stderr
+    assert user  # used above
+
+
+def test_volume_force_delete_sets_the_annotation_the_operator_honours(apiserver, api, ns):
+    ok(apiserver, "volume", "create", "-n", ns, "held")
+    r = api.patch(f"{G}/namespaces/{ns}/volumes/held", {"metadata": {"finalizers": ["k3c.io/volume"]}},
+                  "application/merge-patch+json")
+    assert r.status_code == 200
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "volume", "rm", "-f", "-n", ns, "held"],
+                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not api.get(f"{G}/namespaces/{ns}/volumes/held").json()["metadata"].get("deletionTimestamp"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    vol = api.get(f"{G}/namespaces/{ns}/volumes/held").json()
+    assert vol["metadata"]["annotations"]["k3c.io/force-delete"] == "true"
+    api.patch(f"{G}/namespaces/{ns}/volumes/held", {"metadata": {"finalizers": None}}, "application/merge-patch+json")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and out == "held\n", err
+
+
+# ---- events -----------------------------------------------------------------------------------------
+def test_events_stream_docker_lines_until(apiserver, api, operator):
+    until = time.time() + 4
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-n", OP_NS, "--until", f"{until:.3f}",
+                             "-f", "container=evt", "-f", "type=container"],
+                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    cid = ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "evt", "-l", "app=demo", "busybox").strip()
+    ok(apiserver, "stop", "-n", OP_NS, "evt")
+    ok(apiserver, "rm", "-n", OP_NS, "evt")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    actions = [line.split()[2] for line in lines]
+    assert actions == ["create", "start", "die", "stop", "destroy"], out
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) container create [0-9a-f]{64} "
+                        r"\(app=demo, image=busybox, name=evt\)", lines[0])
+    assert f"container start {cid} (app=demo, image=busybox, name=evt)" in lines[1]
+    assert "(app=demo, exitCode=0, image=busybox, name=evt)" in lines[2]
+
+
+def test_events_since_replays_and_json_and_ctrl_c(apiserver, api, ns):
+    lc(api, ns, "old", labels={"k": "v"})
+    set_status(api, ns, "old", {"phase": "Exited", "containerID": "d" * 64, "startedAt": rfc3339(),
+                                "finishedAt": rfc3339(), "exitCode": 1})
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", f"{time.time() + 1:.3f}", "--format", "json")
+    evs = [json.loads(line) for line in out.splitlines()]
+    assert [e["Action"] for e in evs] == ["create", "start", "die"]
+    assert evs[2]["Actor"] == {"ID": "d" * 64, "Attributes": {"k": "v", "exitCode": "1", "image": "busybox",
+                                                              "name": "old"}}
+    assert evs[2]["Type"] == "container" and evs[2]["status"] == "die"
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-n", ns],
+                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and err == ""
+
+
+# ---- completion -------------------------------------------------------------------------------------
+def test_completion_scripts(apiserver, tmp_path):
+    bash = ok(apiserver, "completion", "bash")
+    script = tmp_path / "k3c.bash"
+    script.write_text(bash)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    for word in ("run)", "--publish", "volume/rm)", "k3c ps -a --format '{{.Names}}'", "complete -F _k3c k3c"):
+        assert word in bash
+    zsh = ok(apiserver, "completion", "zsh")
+    assert zsh.startswith("#compdef k3c") and "compdef _k3c k3c" in zsh and "'run:Create and run" in zsh
+    # bash completes a container name after `k3c rm ` (names come from a stubbed `k3c ps`)
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "k3c").write_text("#!/bin/sh\necho alpha; echo beta\n")
+    (stub / "k3c").chmod(0o755)
+    probe = (f"source {script}; COMP_WORDS=(k3c rm -f a); COMP_CWORD=3; _k3c; echo \"${{COMPREPLY[@]}}\"; "
+             "COMP_WORDS=(k3c volume ''); COMP_CWORD=2; _k3c; echo \"${COMPREPLY[@]}\"; "
+             "COMP_WORDS=(k3c run --restart ''); COMP_CWORD=3; _k3c; echo \"[${COMPREPLY[@]}]\"")
+    cp = subprocess.run(["bash", "-c", probe], capture_output=True, text=True,
+                        env=dict(os.environ, PATH=f"{stub}:{os.environ['PATH']}"))
+    assert cp.stdout.splitlines() == ["alpha", "create ls rm inspect", "[]"], cp.stderr
+    if shutil.which("zsh"):
+        zfile = tmp_path / "_k3c"
+        zfile.write_text(zsh)
+        assert subprocess.run(["zsh", "-n", str(zfile)], capture_output=True).returncode == 0
+        driver = (  # stub zsh's completion builtins, then complete `k3c rm -f a` and `k3c volume `
+            "compadd() { shift $(( ${@[(i)--]} )); print -l -- \"$@\"; }; "
+            "_describe() { print -l -- \"${(@P)4}\"; }; compdef() { : }; "
+            f"source {zfile}; words=(k3c rm -f a); CURRENT=4; PREFIX=a; _k3c; "
+            "words=(k3c volume ''); CURRENT=3; PREFIX=''; _k3c")
+        cp = subprocess.run(["zsh", "-f", "-c", driver], capture_output=True, text=True,
+                            env=dict(os.environ, PATH=f"{stub}:{os.environ['PATH']}"))
+        assert cp.stdout.splitlines()[:3] == ["alpha", "beta", "create:Create a volume"], cp.stderr
+
+
+# ---- end to end: the real daemon (containerd, operator, streams) ------------------------------------
+def dk3c(daemon, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """k3c against the daemon; a hang fails with every thread's stack (faulthandler dumps on SIGABRT)."""
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig), "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        raise AssertionError(f"k3c {' '.join(args)} hung; its threads:\n{err[-6000:]}") from None
+    assert "Traceback" not in err, err
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _gone(daemon, name: str) -> bool:
+    from k3c.kubeclient import APIStatusError
+
+    try:
+        daemon.api.get(f"{G}/namespaces/default/localcontainers/{name}")
+    except APIStatusError as err:
+        return err.code == 404
+    return False
+
+
+def test_e2e_run_in_the_foreground_exits_with_the_containers_code(daemon):
+    from daemon_harness import TEST_IMAGE, wait_until
+
+    cp = dk3c(daemon, "run", "--rm", "--name", "e2e-fg", TEST_IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (cp.returncode, cp.stdout, cp.stderr) == (3, "out\n", "err\n")
+    wait_until(lambda: _gone(daemon, "e2e-fg"), 10, "the --rm container to be removed")
+    cp = dk3c(daemon, "run", "--name", "e2e-env", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", TEST_IMAGE,
+              "sh", "-c", "echo $FOO; pwd; id -u")
+    assert (cp.returncode, cp.stdout) == (0, "bar\n/tmp\n1000\n"), cp.stderr
+    assert "Exited (0)" in dk3c(daemon, "ps", "-a", "-f", "name=e2e-env").stdout
+    assert dk3c(daemon, "rm", "e2e-env").returncode == 0
+
+
+def test_e2e_run_detached_ps_stop_start_rm(daemon):
+    from daemon_harness import TEST_IMAGE
+
+    cp = dk3c(daemon, "run", "-d", "--name", "e2e-bg", TEST_IMAGE, "sleep", "1000")
+    cid = cp.stdout.strip()
+    assert cp.returncode == 0 and HEX64.match(cid), cp.stderr
+    ps = dk3c(daemon, "ps", "--format", "{{.ID}} {{.Names}} {{.State}}").stdout
+    assert f"{cid[:12]} e2e-bg running" in ps.splitlines()
+    assert dk3c(daemon, "stop", "-t", "1", "e2e-bg").stdout == "e2e-bg\n"
+    assert dk3c(daemon, "ps", "-a", "-f", "name=e2e-bg", "--format", "{{.Status}}").stdout.startswith("Exited (137)")
+    assert dk3c(daemon, "ps", "-q", "-f", "name=e2e-bg").stdout == ""
+    assert dk3c(daemon, "start", "e2e-bg").stdout == "e2e-bg\n"
+    new = dk3c(daemon, "inspect", "-f", "{{.Id}} {{.State.Status}}", "e2e-bg").stdout.split()
+    assert new[0] != cid and new[1] == "running"
+    cp = dk3c(daemon, "rm", "e2e-bg")
+    assert cp.returncode == 1 and "You cannot remove a running container" in cp.stderr
+    assert dk3c(daemon, "rm", "-f", "e2e-bg").stdout == "e2e-bg\n"
+    assert _gone(daemon, "e2e-bg")
+    assert "e2e-bg" not in dk3c(daemon, "ps", "-a").stdout
+
+
+def test_e2e_failures_are_one_line_with_dockers_codes_and_leave_nothing(daemon):
+    from daemon_harness import TEST_IMAGE
+
+    cp = dk3c(daemon, "run", "-d", "--name", "e2e-noimg", "k3c.test/does-not-exist:1")
+    assert cp.returncode == 125 and cp.stderr.splitlines()[-1].startswith("k3c: Error response from daemon: ")
+    cp = dk3c(daemon, "run", "--name", "e2e-nocmd", TEST_IMAGE, "no-such-command")
+    assert cp.returncode == 127 and "executable file not found" in cp.stderr and cp.stderr.count("\n") == 1
+    cp = dk3c(daemon, "stop", "no-such-container")
+    assert cp.returncode == 1 and cp.stderr == "Error response from daemon: No such container: no-such-container\n"
+    from daemon_harness import wait_until
+
+    wait_until(lambda: _gone(daemon, "e2e-noimg") and _gone(daemon, "e2e-nocmd"), 10, "failed runs to be removed")
+
+
+def test_e2e_named_volume_outlives_its_container(daemon):
+    from daemon_harness import TEST_IMAGE
+
+    assert dk3c(daemon, "volume", "create", "e2e-data").stdout == "e2e-data\n"
+    cp = dk3c(daemon, "run", "--rm", "-v", "e2e-data:/data", TEST_IMAGE, "sh", "-c", "echo kept > /data/f")
+    assert cp.returncode == 0, cp.stderr
+    cp = dk3c(daemon, "run", "--rm", "-v", "e2e-data:/data:ro", TEST_IMAGE, "cat", "/data/f")
+    assert (cp.returncode, cp.stdout) == (0, "kept\n"), cp.stderr
+    assert dk3c(daemon, "volume", "rm", "e2e-data").stdout == "e2e-data\n"

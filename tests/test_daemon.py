@@ -1,0 +1,300 @@
+"""`k3c daemon` as a whole: start-up, kubectl, restarts and crashes with containers re-adopted, clean-up of
+what changed while it was down. Every process is started by the test (or by the daemon it started) and
+stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
+from harness import APIServerProcess, kubectl_versions, run_kubectl
+
+from k3c import kubeclient
+from k3c.daemon.pause import PAUSE_IMAGE
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def phase(obj: dict | None) -> str:
+    return ((obj or {}).get("status") or {}).get("phase", "")
+
+
+def test_ready_state_files_and_permissions(daemon: DaemonProcess) -> None:
+    st = daemon.status()
+    assert st["ready"] is True and st["pid"] == daemon.pid
+    assert st["containerdAddress"] == daemon.containerd_address
+    assert stat.S_IMODE(daemon.kubeconfig.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(daemon.containerd_address).stat().st_mode) == 0o660
+    crds = daemon.api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
+    names = {c["metadata"]["name"] for c in crds}
+    assert {"localcontainers.k3c.io", "volumes.k3c.io"} <= names
+    assert daemon.cri(lambda c: c.image_status(PAUSE_IMAGE)) is not None
+
+
+def test_kubectl_apply_get_describe_delete(daemon: DaemonProcess) -> None:
+    kubectl = kubectl_versions().get("default")
+    if kubectl is None:
+        pytest.skip("no kubectl on this machine")
+    manifest = f"""
+apiVersion: k3c.io/v1alpha1
+kind: LocalContainer
+metadata:
+  name: applied
+spec:
+  image: {TEST_IMAGE}
+  command: [sleep, "300"]
+  stopTimeout: 1
+"""
+    run_kubectl(kubectl, daemon.kubeconfig, "apply", "-f", "-", input=manifest)
+    obj = daemon.wait_phase("applied", "Running", "Failed")
+    assert phase(obj) == "Running", obj["status"]
+    assert "k3c.io/container" in obj["metadata"]["finalizers"]  # added by the operator for kubectl's objects
+    table = run_kubectl(kubectl, daemon.kubeconfig, "get", "lc", "-o", "wide").stdout
+    header, row = table.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "IMAGE", "STATUS", "PORTS", "AGE"]
+    assert row.split()[:3] == ["applied", TEST_IMAGE, "Up"]
+    assert obj["status"]["containerID"] in row
+    wait_until(lambda: "Started" in run_kubectl(kubectl, daemon.kubeconfig, "describe", "lc", "applied").stdout,
+               10, "kubectl describe to show the Started event")
+    uid = obj["metadata"]["uid"]
+    run_kubectl(kubectl, daemon.kubeconfig, "delete", "lc", "applied", "--wait=true", timeout=60)
+    assert daemon.container("applied") is None
+    wait_until(lambda: not daemon.runtime_sandboxes(uid) and not daemon.runtime_containers(uid), 10,
+               "the runtime side to be gone")
+
+
+def _wait_for_rest(daemon: DaemonProcess) -> None:
+    """Only the pool's spare (if any) holds network state."""
+    def idle() -> bool:
+        sandboxes = daemon.runtime_sandboxes()
+        return len(sandboxes) <= 1 and len(daemon.netns()) == len(sandboxes) == len(daemon.leases())
+
+    wait_until(idle, 20, "only the spare sandbox to remain")
+
+
+def test_sigterm_keeps_containers_running_and_restart_readopts(daemon: DaemonProcess) -> None:
+    script = "while [ ! -f /tmp/stop ]; do sleep 0.1; done; exit 5"
+    daemon.create_container("survivor", command=["sh", "-c", script], stopTimeout=0)
+    before = daemon.wait_phase("survivor", "Running")["status"]
+    shims = daemon.shims()
+    daemon.stop()
+    assert daemon.status() == {}
+    assert shims and all(alive(p) for p in shims)  # the container lives on
+    daemon.start()
+    obj = daemon.wait_phase("survivor", "Running")
+    assert obj["status"]["containerID"] == before["containerID"]
+    assert obj["status"]["startedAt"] == before["startedAt"]
+    # The re-adopted container's exit is still seen at once.
+    assert daemon.exec(before["containerID"], ["touch", "/tmp/stop"])[0] == 0
+    st = daemon.wait_phase("survivor", "Exited", timeout=10)["status"]
+    assert (st["exitCode"], st["containerID"]) == (5, before["containerID"])
+    daemon.delete_container("survivor")
+    _wait_for_rest(daemon)
+
+
+def test_kill9_then_restart_readopts_and_leaks_nothing(daemon: DaemonProcess) -> None:
+    daemon.create_container("crashproof", command=["sleep", "300"], stopTimeout=0,
+                            ports=[{"containerPort": 80}])
+    before = daemon.wait_phase("crashproof", "Running")["status"]
+    children = [daemon.status()["containerdPid"], daemon.status()["operatorPid"]]
+    daemon.kill9()
+    assert not any(alive(p) for p in children)  # containerd and operator went with it
+    daemon.start()
+    obj = daemon.wait_phase("crashproof", "Running")
+    assert obj["status"]["containerID"] == before["containerID"]
+    assert obj["status"]["ports"] == before["ports"]
+    assert len(daemon.runtime_containers()) == 1
+    daemon.delete_container("crashproof")
+    _wait_for_rest(daemon)
+
+
+def test_exit_while_down_is_reported_at_start(daemon: DaemonProcess) -> None:
+    daemon.create_container("shortlived", command=["sh", "-c", "sleep 1.5; exit 4"])
+    daemon.wait_phase("shortlived", "Running")
+    daemon.stop()
+    time.sleep(2.0)
+    daemon.start()
+    st = daemon.wait_phase("shortlived", "Exited", timeout=10)["status"]
+    assert st["exitCode"] == 4
+    daemon.delete_container("shortlived")
+    _wait_for_rest(daemon)
+
+
+def test_container_of_object_deleted_while_down_is_removed(daemon: DaemonProcess, tmp_path: Path) -> None:
+    obj = daemon.create_container("orphan", command=["sleep", "300"], hostname="orphan")
+    daemon.wait_phase("orphan", "Running")
+    uid = obj["metadata"]["uid"]
+    daemon.stop()
+    # Delete the object with only the API server running (the operator cannot see it go).
+    api_only = APIServerProcess(daemon.root_dir)
+    api_only.start()
+    try:
+        client = kubeclient.Client(kubeclient.load(str(api_only.kubeconfig)))
+        path = kubeclient.resource_path("localcontainers", "default", "orphan")
+        client.merge_patch(path, {"metadata": {"finalizers": None}})
+        client.delete(path)
+        client.close()
+    finally:
+        api_only.stop()
+    daemon.start()
+    assert daemon.container("orphan") is None
+    assert daemon.runtime_containers(uid) == [] and daemon.runtime_sandboxes(uid) == []
+    _wait_for_rest(daemon)
+
+
+def test_containerd_is_restarted_when_it_dies(daemon: DaemonProcess) -> None:
+    daemon.create_container("steady", command=["sh", "-c", "while [ ! -f /tmp/stop ]; do sleep 0.1; done; exit 6"],
+                            stopTimeout=0)
+    cid = daemon.wait_phase("steady", "Running")["status"]["containerID"]
+    old = daemon.status()["containerdPid"]
+    os.kill(old, signal.SIGKILL)  # the containerd the daemon started for this test
+    new = wait_until(lambda: (p := daemon.status().get("containerdPid")) != old and p, 20, "a new containerd")
+    daemon.started_pids.add(new)
+    wait_until(lambda: daemon.exec(cid, ["touch", "/tmp/stop"])[0] == 0, 20, "exec after containerd restart")
+    st = daemon.wait_phase("steady", "Exited", timeout=15)["status"]
+    assert (st["containerID"], st["exitCode"]) == (cid, 6)
+    daemon.delete_container("steady")
+    _wait_for_rest(daemon)
+
+
+def test_operator_is_restarted_when_it_dies(daemon: DaemonProcess) -> None:
+    daemon.create_container("kept", command=["sleep", "300"], stopTimeout=0)
+    cid = daemon.wait_phase("kept", "Running")["status"]["containerID"]
+    old = daemon.status()["operatorPid"]
+    os.kill(old, signal.SIGKILL)  # the operator the daemon started for this test
+    new = wait_until(lambda: (p := daemon.status().get("operatorPid")) != old and p, 20, "a new operator")
+    daemon.started_pids.add(new)
+    daemon.create_container("after", command=["true"])
+    assert daemon.wait_phase("after", "Exited", timeout=20)["status"]["exitCode"] == 0
+    assert daemon.container("kept")["status"]["containerID"] == cid  # adopted, not restarted
+    daemon.delete_container("kept")
+    daemon.delete_container("after")
+    _wait_for_rest(daemon)
+
+
+def test_group_permissions(short_tmp: Path) -> None:
+    from daemon_harness import skip_reason
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    gid = 65534  # nogroup on Debian
+    d = DaemonProcess(short_tmp / "grp", ["--group", str(gid)])
+    try:
+        d.start()
+        for path, mode in ((d.kubeconfig, 0o640), (Path(d.containerd_address), 0o660)):
+            st = path.stat()
+            assert (stat.S_IMODE(st.st_mode), st.st_gid) == (mode, gid), path
+    finally:
+        leftovers = d.close()
+    assert not leftovers
+
+
+def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
+    cp = subprocess.run(
+        [sys.executable, "-m", "k3c.cli.main", "daemon", "--root-dir", str(tmp_path / "r"),
+         "--state-dir", str(tmp_path / "s"), "--subnet", "not-a-subnet"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert cp.returncode == 125
+    assert len(cp.stderr.strip().splitlines()) == 1 and cp.stderr.startswith("k3c: "), cp.stderr
+
+
+# ------------------------------------------------------------------------------------------------ topologies
+
+
+def _start_node(base: Path, name: str, cluster: APIServerProcess) -> DaemonProcess:
+    from k3c.images.ocilayout import busybox_image
+
+    node = DaemonProcess(base / name, ["--kubeconfig", str(cluster.kubeconfig), "--node-name", name])
+    node.start()
+    node.import_image(TEST_IMAGE, busybox_image())
+    return node
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short private directory: containerd's socket paths must stay under 104 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="k3cd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_two_nodes_share_one_cluster(short_tmp: Path) -> None:
+    """Two daemons on one (external) API server: each runs its own node's objects, unclaimed ones once."""
+    from daemon_harness import skip_reason
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    cluster = APIServerProcess(short_tmp / "cluster")
+    cluster.start()
+    nodes: list[DaemonProcess] = []
+    try:
+        nodes = [_start_node(short_tmp, "node-a", cluster), _start_node(short_tmp, "node-b", cluster)]
+        a, b = nodes
+        assert not (a.root_dir / "kubeconfig.yaml").exists()  # no embedded API server with --kubeconfig
+        a.create_container("pinned", command=["sleep", "300"], nodeName="node-b", stopTimeout=0)
+        for i in range(4):
+            a.create_container(f"free{i}", command=["sleep", "300"], stopTimeout=0)
+        for name in ["pinned"] + [f"free{i}" for i in range(4)]:
+            obj = a.wait_phase(name, "Running")
+            node = {"node-a": a, "node-b": b}[obj["status"]["node"]]
+            other = b if node is a else a
+            uid = obj["metadata"]["uid"]
+            assert len(node.runtime_containers(uid)) == 1 and other.runtime_containers(uid) == [], name
+            if name == "pinned":
+                assert node is b
+    finally:
+        problems = [p for n in nodes for p in n.close()]
+        cluster.stop()
+    assert not problems
+
+
+def test_existing_containerd(short_tmp: Path) -> None:
+    """--containerd-address: the daemon uses a containerd it did not start, and leaves it running."""
+    import asyncio
+
+    from daemon_harness import pick_subnet, skip_reason
+
+    from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
+    from k3c.images.ocilayout import busybox_image
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    cfg = ContainerdConfig(root_dir=short_tmp / "ctd-root", state_dir=short_tmp / "ctd-state", bridge="k3cext0",
+                           network_name="k3cext0", subnet=pick_subnet())
+    ctd = ContainerdProcess(cfg)
+    asyncio.run(ctd.start())
+    d = DaemonProcess(short_tmp / "d", ["--containerd-address", str(cfg.socket_path)])
+    try:
+        d.start()
+        assert d.status()["containerdPid"] is None
+        d.import_image(TEST_IMAGE, busybox_image())
+        obj = d.create_container("ext", command=["sh", "-c", "echo via-existing-containerd"])
+        st = d.wait_phase("ext", "Exited", "Failed")["status"]
+        assert st["exitCode"] == 0 and st["ip"].startswith(cfg.subnet.rsplit(".", 1)[0])
+        d.delete_container("ext")
+        assert d.runtime_sandboxes(obj["metadata"]["uid"]) == []
+        d.stop()
+        assert ctd.pid is not None  # not ours to stop
+        assert d.runtime_sandboxes() == []  # the spare went with the clean stop
+    finally:
+        d.close()
+        asyncio.run(ctd.stop())
+        cleanup_network(cfg)
