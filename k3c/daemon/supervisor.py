@@ -130,7 +130,9 @@ def operator_command() -> list[str]:
         found = importlib.util.find_spec("k3c.operator.__main__") is not None
     except ModuleNotFoundError:
         found = False
-    return [sys.executable, "-m", "k3c.operator"] if found else [sys.executable, "-c", _OPERATOR_BOOTSTRAP]
+    # -P: never put the working directory first on sys.path, where a checkout's k3c/ would shadow the
+    # installed package.
+    return [sys.executable, "-P", "-m", "k3c.operator"] if found else [sys.executable, "-P", "-c", _OPERATOR_BOOTSTRAP]
 
 
 
@@ -155,7 +157,7 @@ class Child:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 with_parent_death_signal(self.argv), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True, close_fds=True,
+                stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True, close_fds=True, cwd="/",
             )
         self._started_at = time.monotonic()
         log.info("%s started (pid %d)", self.name, self.proc.pid)
