@@ -6,6 +6,8 @@ stream subresources (tests/streams_launcher.py, a child process), installs the L
 one CRI pod sandbox and, per test, creates containers in it through CRI and a LocalContainer whose
 status points at them. Everything started is stopped by its PID; teardown removes the sandbox, the
 network traces and the temporary directories, and tests check that no FIFO or exec process is left.
+With K3C_TEST_KEEP_LOGS=DIR the launcher's and containerd's logs are copied there before teardown, and
+`kill -USR1 <launcher pid>` dumps the server's Python stacks into its log (for a hung test).
 """
 
 from __future__ import annotations
@@ -301,9 +303,9 @@ def _http_get(e: Env, path: str) -> tuple[int, str, bytes]:
         h.close()
 
 
-def _logs(e: Env, name: str, **kw: Any) -> tuple[bytes, bytes]:
+def _logs(client: kubeclient.Client, name: str, **kw: Any) -> tuple[bytes, bytes]:
     out, err = io.BytesIO(), io.BytesIO()
-    streams.logs(e.client, NS, name, stdout=out, stderr=err, **kw)
+    streams.logs(client, NS, name, stdout=out, stderr=err, **kw)
     return out.getvalue(), err.getvalue()
 
 
@@ -313,7 +315,7 @@ def _logs(e: Env, name: str, **kw: Any) -> tuple[bytes, bytes]:
 def test_logs_keep_stdout_and_stderr_apart(env: Env) -> None:
     name, cid = env.container(["sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2"])
     assert env.wait_exited(cid) == 0
-    out, err = _logs(env, name)
+    out, err = _logs(env.client, name)
     assert (out, err) == (b"out1\nout2\n", b"err1\nerr2\n")
 
     cp = env.k3c("logs", name)
@@ -331,20 +333,20 @@ def test_logs_keep_stdout_and_stderr_apart(env: Env) -> None:
 def test_logs_tail_since_timestamps(env: Env) -> None:
     name, cid = env.container(["sh", "-c", "echo one; echo two; sleep 1.2; echo three; echo four"])
     env.wait_exited(cid)
-    assert _logs(env, name, tail=2)[0] == b"three\nfour\n"
-    assert _logs(env, name, tail=0)[0] == b""
+    assert _logs(env.client, name, tail=2)[0] == b"three\nfour\n"
+    assert _logs(env.client, name, tail=0)[0] == b""
 
-    stamped = _lines(_logs(env, name, timestamps=True)[0])
+    stamped = _lines(_logs(env.client, name, timestamps=True)[0])
     assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two", "three", "four"]
     pattern = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
     assert all(pattern.match(line) for line in stamped), stamped
     times = [parse_rfc3339_ns(line.split(" ", 1)[0]) for line in stamped]
     middle = (times[1] + times[2]) // 2
 
-    assert _logs(env, name, since=format_rfc3339_ns(middle))[0] == b"three\nfour\n"
-    assert _logs(env, name, since=f"{middle // 10**9}.{middle % 10**9:09d}")[0] == b"three\nfour\n"
-    assert _logs(env, name, since="1h")[0] == b"one\ntwo\nthree\nfour\n"
-    assert _logs(env, name, since="1h", tail=1)[0] == b"four\n"
+    assert _logs(env.client, name, since=format_rfc3339_ns(middle))[0] == b"three\nfour\n"
+    assert _logs(env.client, name, since=f"{middle // 10**9}.{middle % 10**9:09d}")[0] == b"three\nfour\n"
+    assert _logs(env.client, name, since="1h")[0] == b"one\ntwo\nthree\nfour\n"
+    assert _logs(env.client, name, since="1h", tail=1)[0] == b"four\n"
 
     cp = env.k3c("logs", "-n", "1", "-t", name)
     assert cp.returncode == 0, cp.stderr
@@ -514,17 +516,22 @@ def test_exec_process_dies_with_its_client(env: Env) -> None:
 def _raw_stream(e: Env, name: str, sub: str, query: list[tuple[str, str]], protocol: str,
                 send: list[bytes] = ()) -> tuple[dict[int, bytes], str | None]:
     """Speak the channel protocol by hand, as kubectl or client-go would: (payload per channel, protocol)."""
-    from websockets.sync.client import connect
+    from k3c.streams.wsclient import ChannelConnection
 
     conn = e.client.conn
-    url = e.client.websocket_url(e.path(name, sub), query)
     got: dict[int, bytes] = {}
-    with connect(url, ssl=conn.ssl_context, subprotocols=[protocol], proxy=None,
-                 additional_headers={"Authorization": f"Bearer {conn.token}"} if conn.token else {}) as ws:
+    headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+    with ChannelConnection.open(e.client.websocket_url(e.path(name, sub), query), ssl_context=conn.ssl_context,
+                                headers=headers, subprotocols=[protocol], timeout=30) as ws:
         for frame in send:
             ws.send(frame)
-        for message in ws:
-            got[message[0]] = got.get(message[0], b"") + message[1:]
+        deadline = time.monotonic() + 30
+        while not ws.closed:
+            assert time.monotonic() < deadline, f"stream did not end: {got}"
+            ws.flush()
+            select.select([ws], [ws] if ws.wants_write else [], [], 1)
+            for message in ws.receive():
+                got[message[0]] = got.get(message[0], b"") + message[1:]
         return got, ws.subprotocol
 
 
@@ -581,8 +588,22 @@ def test_attach_proxies_signals(env: Env) -> None:
 
 def test_attach_stdin(env: Env) -> None:
     name, _ = env.container(["sh", "-c", "read x; echo got $x; exit 5"], stdin=True)
-    cp = env.k3c("attach", name, input=b"hi\n")
-    assert (cp.returncode, cp.stdout) == (5, b"got hi\n"), cp.stderr
+    # An attach without stdin must leave a stdin_once container's stdin open (containerd 1.6 would close it).
+    watcher = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "attach", "--no-stdin", name],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env.cli_env(), cwd=REPO)
+    try:
+        time.sleep(1.0)
+        cp = env.k3c("attach", name, input=b"hi\n")
+        assert (cp.returncode, cp.stdout) == (5, b"got hi\n"), cp.stderr
+        assert watcher.wait(20) == 5 and watcher.stdout.read() == b"got hi\n"  # type: ignore[union-attr]
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    # The client's end of input is the container's (docker run -i): cat ends.
+    name, _ = env.container(["sh", "-c", "cat; echo EOF-seen"], stdin=True)
+    cp = env.k3c("attach", name, input=b"line1\nline2\n")
+    assert (cp.returncode, cp.stdout) == (0, b"line1\nline2\nEOF-seen\n"), cp.stderr
 
 
 def _attach_in_thread(e: Env, name: str) -> tuple[threading.Thread, list[int | None]]:
@@ -685,3 +706,32 @@ def test_nothing_left_behind(env: Env) -> None:
 
     others = _children(set(find_shim_pids(env.cfg.socket_path))) - env.run(inits())
     assert others == set(), [Path(f"/proc/{p}/cmdline").read_bytes() for p in others]
+
+
+# --------------------------------------------------------------------------------------------- daemon
+
+
+def test_through_the_daemon(daemon: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    """The real wiring: `k3c daemon` registers the streams, the operator runs the containers."""
+    from daemon_harness import lc_object, wait_until
+
+    api, path = daemon.api, kubeclient.resource_path("localcontainers", NS)
+    # `run --rm`-like: attach from the start right after creating; the object is gone by the end.
+    api.create(path, lc_object("quick", command=["sh", "-c", "echo out; echo err >&2; exit 3"], autoRemove=True))
+    assert streams.attach_from_start(api, NS, "quick", stdin=False, tty=False) == 3
+    assert capfd.readouterr() == ("out\n", "err\n")
+
+    api.create(path, lc_object("ran", command=["sh", "-c", "echo one; echo two >&2; exit 2"]))
+    assert streams.attach_from_start(api, NS, "ran", stdin=False, tty=False) == 2
+    capfd.readouterr()
+    wait_until(lambda: (api.get(f"{path}/ran").get("status") or {}).get("phase") == "Exited", what="exit")
+    out, err = _logs(api, "ran")  # the operator removed the runtime container: its log file remains
+    assert (out, err) == (b"one\n", b"two\n")
+
+    api.create(path, lc_object("svc", command=["sleep", "300"]))
+    wait_until(lambda: (api.get(f"{path}/svc").get("status") or {}).get("phase") == "Running", what="start")
+    env = dict(os.environ, K3C_KUBECONFIG=str(daemon.kubeconfig), PYTHONPATH=str(REPO))
+    cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", "exec", "-e", "X=1", "-w", "/tmp", "svc", "sh", "-c",
+                         "echo $X; pwd"], capture_output=True, env=env, cwd=REPO, timeout=60)
+    assert (cp.returncode, cp.stdout) == (0, b"1\n/tmp\n"), cp.stderr
+

@@ -1,23 +1,30 @@
-"""``attach``: the container's own stdio, relayed between the client and CRI's attach stream.
+"""``attach``: the container's own stdio, relayed between the client and CRI's attach streams.
 
 Only containerd's CRI plugin holds the container's stdio (it copies output to the log file and to every
-attached client), so k3c asks CRI for an attach URL and relays frames both ways: output on channels 1
-and 2, stdin and resizes upstream. The upstream speaks ``v4.channel.k8s.io``; what it cannot express is
-done through containerd's Tasks service instead:
+attached client), so k3c asks CRI for attach URLs and relays frames (upstream: ``v4.channel.k8s.io``):
 
-- closing stdin (v5's close frame) becomes Tasks.CloseIO, for containers whose stdin is ``stdin_once``
-  (``docker run -i``: the client's EOF is the container's EOF);
+- output: an upstream with stdout/stderr; with a tty it also carries stdin and resizes (CRI wants stdin
+  beside a tty);
+- input without a tty: a second upstream carrying only stdin. v4 cannot say "end of input" except by
+  closing, so the client's EOF (v5's close frame) closes this upstream alone, and CRI then closes the
+  container's stdin if it is ``stdin_once`` (``docker run -i``) while the output keeps flowing;
 - k3c's signal channel (``--sig-proxy``) becomes Tasks.Kill of the container's init process;
-- when the container exits, the final Status carries its exit code (CRI's attach only says "Success").
+- the final Status carries the container's exit code (CRI's attach only says "Success"); once the
+  operator has removed the exited container, the code comes from the object's status.
 
-``k3c run`` attaches to a container the operator is still creating, and CRI cannot attach before a
-start the way dockerd does. So an attach that arrives while the container is starting waits for it and
-then takes the output from the container's log, from its first line on ("replay", docker's
-``attach?logs=1&stream=1``): nothing printed before the attach was in place is lost, and a container that
-already finished still shows its output and exit code. Input still goes through CRI. A tty container is
-relayed live even then, because CRI writes a terminal's unfinished lines (prompts) to the log late.
+Two things take the output from the container's log file (followed) instead of a live upstream:
 
-If the client leaves first (detach), the upstream stream is closed and the container runs on.
+- a ``stdin_once`` container without a tty: containerd 1.6 treats any attach without stdin as "stdin
+  ended" and closes such a container's stdin at once (measured), so no output-only upstream may be
+  opened on it. Its log lines arrive within ~50 ms; a line without its newline waits for it.
+- a replay: ``k3c run`` attaches around the start, and CRI cannot attach before a start the way dockerd
+  does. So an attach that arrives while the container is starting waits for it, and such an attach (or
+  one asking for docker's ``logs=1``) shows the output from the container's first line on: nothing
+  printed before the attach was in place is lost, and a container that already finished still shows
+  its output and exit code. A running tty container is relayed live even then, because CRI writes a
+  terminal's unfinished lines (prompts) to the log late.
+
+If the client leaves first (detach), the upstreams are closed and the container runs on.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -39,24 +47,10 @@ from .channels import ChannelSocket, Frame
 from .containers import RuntimeContainer
 from .logs import LogOptions, read_log
 
-#: How long to wait, once the output ended, for containerd to report the container's exit.
+#: How long to wait, once the output ended, for the container's exit to be known.
 EXIT_WAIT = 5.0
 
-
-def attach_request(rc: RuntimeContainer, stdin: bool, stdout: bool, stderr: bool) -> pb.AttachRequest:
-    """CRI's AttachRequest: the tty is the container's; a tty has no separate stderr.
-
-    With a tty, stdin is requested whenever the container has one (CRI loses tty output without it);
-    the relay forwards the client's input only if the client asked for stdin.
-    """
-    tty = bool(rc.config.get("tty"))
-    return pb.AttachRequest(
-        container_id=rc.id,
-        stdin=(stdin or tty) and bool(rc.config.get("stdin")),
-        tty=tty,
-        stdout=stdout,
-        stderr=stderr and not tty,
-    )
+Upstream = aiohttp.ClientWebSocketResponse
 
 
 def signal_number(name: bytes) -> int | None:
@@ -71,50 +65,62 @@ def signal_number(name: bytes) -> int | None:
 
 
 class AttachSession:
-    """One attach stream: output live from CRI (or replayed from the log), input to CRI and containerd."""
+    """One attach stream.
+
+    ``exit_code`` returns the container's exit code once known (None until then; LookupError if it never
+    will be); ``log_path`` is where its output is logged; ``replay`` takes the output from the log.
+    """
 
     def __init__(
-        self, cri: CRIClient, tasks: TasksClient, rc: RuntimeContainer, sock: ChannelSocket,
-        *, stdin: bool, stdout: bool, stderr: bool, replay: bool = False,
+        self, cri: CRIClient, tasks: TasksClient, rc: RuntimeContainer, sock: ChannelSocket, *,
+        stdin: bool, stdout: bool, stderr: bool, log_path: str,
+        exit_code: Callable[[], Awaitable[int | None]], replay: bool = False,
     ) -> None:
         self.cri = cri
         self.tasks = tasks
         self.rc = rc
         self.sock = sock
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.replay = replay and not (rc.config.get("tty") and rc.running)
+        self.tty = bool(rc.config.get("tty"))
+        self.stdin = stdin and bool(rc.config.get("stdin"))
+        self.stdout, self.stderr = stdout, stderr and not self.tty
+        self.log_path = log_path
+        self.exit_code = exit_code
+        self.replay = replay
+        self.live = rc.running and (self.tty or not (replay or rc.config.get("stdin_once")))
+        self._output: Upstream | None = None
+        self._input: Upstream | None = None
 
     async def run(self) -> None:
         """Relay until the container's output ends (then report its exit) or the client leaves."""
-        async with aiohttp.ClientSession() as session:
-            upstream = None
-            if self._needs_upstream():
-                try:
-                    url = await self.cri.attach(self._upstream_request())
-                    upstream = await session.ws_connect(url, protocols=(protocol.V4,), max_msg_size=0)
-                except (RuntimeCallError, aiohttp.ClientError) as err:
-                    await self._finish(protocol.failure(f"cannot attach to the container: {err}"))
-                    return
+        async with aiohttp.ClientSession() as http:
             try:
-                await self._relay(upstream)
+                await self._open_upstreams(http)
+            except (RuntimeCallError, aiohttp.ClientError) as err:
+                await self._finish(protocol.failure(f"cannot attach to the container: {err}"))
+                return
+            try:
+                await self._relay()
             finally:
-                if upstream is not None:
-                    await upstream.close()
+                for up in (self._output, self._input):
+                    if up is not None:
+                        await up.close()
 
-    def _needs_upstream(self) -> bool:
-        if not self.rc.running:
-            return False
-        return not self.replay or (self.stdin and bool(self.rc.config.get("stdin")))
+    async def _open_upstreams(self, http: aiohttp.ClientSession) -> None:
+        if self.live:  # (with a tty also its input: CRI wants stdin beside a tty)
+            tty_stdin = self.tty and bool(self.rc.config.get("stdin"))
+            self._output = await self._connect(http, tty_stdin, self.stdout, self.stderr)
+        if self.stdin and not self.tty and self.rc.running:
+            self._input = await self._connect(http, True, False, False)
 
-    def _upstream_request(self) -> pb.AttachRequest:
-        if self.replay:  # output comes from the log; CRI only carries stdin
-            return attach_request(self.rc, True, False, False)
-        return attach_request(self.rc, self.stdin, self.stdout, self.stderr)
+    async def _connect(self, http: aiohttp.ClientSession, stdin: bool, stdout: bool, stderr: bool) -> Upstream:
+        url = await self.cri.attach(pb.AttachRequest(
+            container_id=self.rc.id, stdin=stdin, stdout=stdout, stderr=stderr, tty=self.tty))
+        return await http.ws_connect(url, protocols=(protocol.V4,), max_msg_size=0)
 
-    async def _relay(self, upstream: aiohttp.ClientWebSocketResponse | None) -> None:
-        source = self._from_log() if self.replay or upstream is None else self._from_upstream(upstream)
+    async def _relay(self) -> None:
+        source = self._from_upstream(self._output) if self._output is not None else self._from_log()
         output = asyncio.create_task(source)
-        client = asyncio.create_task(self._from_client(upstream))
+        client = asyncio.create_task(self._from_client())
         try:
             await asyncio.wait({output, client}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -128,7 +134,7 @@ class AttachSession:
             return
         await self._finish(await self._exit_status(output.result()))
 
-    async def _from_upstream(self, upstream: aiohttp.ClientWebSocketResponse) -> dict[str, Any] | None:
+    async def _from_upstream(self, upstream: Upstream) -> dict[str, Any] | None:
         """Forward live output; returns the upstream's own Status (if it sent one) when it closes."""
         status = None
         async for msg in upstream:
@@ -142,10 +148,14 @@ class AttachSession:
         return status
 
     async def _from_log(self) -> dict[str, Any] | None:
-        """Forward the container's log from its start, following it until the container stops."""
+        """Forward the logged output (a replay: from the container's first line; else from now),
+        following it until the container stops."""
         channels = frozenset(c for c, on in ((protocol.STDOUT, self.stdout), (protocol.STDERR, self.stderr)) if on)
-        async for channel, data in read_log(self.rc.log_path, LogOptions(follow=True, channels=channels),
-                                            self._still_running):
+        if self.replay:
+            options = LogOptions(follow=True, channels=channels, since_ns=self.rc.created_at or None)
+        else:
+            options = LogOptions(follow=True, channels=channels, tail=0)
+        async for channel, data in read_log(self.log_path, options, self._still_running):
             await self.sock.send(channel, data)
         return None
 
@@ -156,43 +166,49 @@ class AttachSession:
             return False
         return state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING)
 
-    async def _from_client(self, upstream: aiohttp.ClientWebSocketResponse | None) -> None:
+    async def _from_client(self) -> None:
         async for frame in self.sock.frames():
-            await self._on_frame(frame, upstream)
+            await self._on_frame(frame)
 
-    async def _on_frame(self, frame: Frame, upstream: aiohttp.ClientWebSocketResponse | None) -> None:
-        if frame.channel in (protocol.STDIN, protocol.CLOSE) and not self.stdin:
-            return  # the client did not attach stdin: its EOF is not the container's
-        if frame.channel in (protocol.STDIN, protocol.RESIZE):
-            if upstream is not None and not upstream.closed:
-                with contextlib.suppress(ConnectionError):
-                    await upstream.send_bytes(bytes((frame.channel,)) + frame.data)
+    async def _on_frame(self, frame: Frame) -> None:
+        if frame.channel == protocol.STDIN and self.stdin:
+            await _send(self._output if self.tty else self._input, frame)
+        elif frame.channel == protocol.RESIZE and self.tty:
+            await _send(self._output, frame)
         elif frame.channel == protocol.CLOSE and frame.data[:1] == bytes((protocol.STDIN,)):
-            if self.rc.config.get("stdin_once") and not self.rc.config.get("tty"):  # (see exec: never a tty's)
-                with contextlib.suppress(RuntimeCallError):
-                    await self.tasks.close_stdin(self.rc.id)
+            if self._input is not None:  # CRI closes the container's stdin if it is stdin_once
+                await self._input.close()
         elif frame.channel == protocol.SIGNAL:
             signum = signal_number(frame.data)
             if signum is not None:
                 with contextlib.suppress(RuntimeCallError):
                     await self.tasks.kill(self.rc.id, signum)
 
-    async def _exit_status(self, upstream_status: dict[str, Any] | None) -> dict[str, Any]:
-        """The container's exit as a Status once containerd reports it; else what the upstream said."""
+    async def _exit_status(self, upstream_status: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The container's exit as a Status once known; else what the upstream said (None: nothing)."""
         if upstream_status is not None and upstream_status.get("status") != "Success":
             return upstream_status
         deadline = time.monotonic() + EXIT_WAIT
         while time.monotonic() < deadline:
             try:
-                st = (await self.cri.container_status(self.rc.id)).status
+                code = await self.exit_code()
+            except LookupError:  # the container and its object are gone: the caller asks the object's events
+                return None
             except RuntimeCallError:
-                break
-            if st.state == pb.CONTAINER_EXITED:
-                return protocol.exit_code_status(st.exit_code)
+                code = None
+            if code is not None:
+                return protocol.exit_code_status(code)
             await asyncio.sleep(0.02)
-        return upstream_status or protocol.success()
+        return upstream_status
 
-    async def _finish(self, status: dict[str, Any]) -> None:
-        with contextlib.suppress(ConnectionError):
-            await self.sock.send_status(status)
+    async def _finish(self, status: dict[str, Any] | None) -> None:
+        if status is not None:
+            with contextlib.suppress(ConnectionError):
+                await self.sock.send_status(status)
         await self.sock.close()
+
+
+async def _send(upstream: Upstream | None, frame: Frame) -> None:
+    if upstream is not None and not upstream.closed:
+        with contextlib.suppress(ConnectionError):
+            await upstream.send_bytes(bytes((frame.channel,)) + frame.data)

@@ -1,9 +1,9 @@
 """The CLI's side of logs, exec and attach: a blocking channel-websocket client over the kubeconfig.
 
-Blocking on purpose: the CLI is one short-lived process, and ``websockets.sync`` (imported only when a
-stream is opened) keeps it free of an event loop. The main thread receives frames and writes them to
-stdout/stderr; one helper thread feeds local stdin, terminal resizes and proxied signals to the server,
-woken through a pipe so that signal handlers never touch the socket themselves.
+Blocking on purpose: the CLI is one short-lived process. One thread does everything in a ``select()``
+loop (:mod:`k3c.streams.wsclient` explains why not a reader thread): frames from the server go to
+stdout/stderr, local stdin goes to the server, and signal handlers (SIGWINCH, proxied signals) only
+write a byte into a pipe the loop watches, so they never touch the socket themselves.
 
 With a tty the local terminal is put in raw mode (restored on every exit path), its size is sent at
 once and again on each SIGWINCH, and - for attach - Ctrl-P Ctrl-Q detaches like docker's default
@@ -19,6 +19,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -28,7 +29,7 @@ from . import protocol, terminal
 from .timefmt import format_rfc3339_ns, parse_since
 
 if TYPE_CHECKING:
-    from websockets.sync.client import ClientConnection
+    from .wsclient import ChannelConnection
 
 __all__ = ["StreamError", "attach", "attach_from_start", "exec_", "exec_detached", "logs"]
 
@@ -37,6 +38,8 @@ PLURAL = "localcontainers"
 DETACH_KEYS = b"\x10\x11"
 #: Signals ``attach --sig-proxy`` forwards to the container (docker forwards all it can catch).
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+#: The server pings every 30 s; this long without a byte from it means the connection is dead.
+SILENCE_LIMIT = 95.0
 
 
 class StreamError(Exception):
@@ -53,22 +56,20 @@ class StreamError(Exception):
 
 def _connect(
     client: Client, namespace: str, name: str, sub: str, query: list[tuple[str, str]]
-) -> ClientConnection:
+) -> ChannelConnection:
     """Open the subresource's websocket; a refused upgrade raises the server's Status as APIStatusError."""
-    from websockets.exceptions import InvalidHandshake, InvalidStatus
-    from websockets.sync.client import connect
+    from .wsclient import ChannelConnection, HandshakeRefused
 
     url = client.websocket_url(resource_path(PLURAL, namespace, name, sub), query)
-    headers = {"Authorization": f"Bearer {client.conn.token}"} if client.conn.token else {}
+    headers = {"User-Agent": "k3c"}
+    if client.conn.token:
+        headers["Authorization"] = f"Bearer {client.conn.token}"
     try:
-        return connect(
-            url, ssl=client.conn.ssl_context if url.startswith("wss:") else None,
-            subprotocols=list(protocol.PROTOCOLS), additional_headers=headers, user_agent_header="k3c",
-            compression=None, proxy=None, open_timeout=client.timeout, max_size=None,
-        )
-    except InvalidStatus as err:
-        raise _status_error(err.response.status_code, err.response.body) from None
-    except (OSError, InvalidHandshake, TimeoutError) as err:
+        return ChannelConnection.open(url, ssl_context=client.conn.ssl_context, headers=headers,
+                                      subprotocols=list(protocol.PROTOCOLS), timeout=client.timeout)
+    except HandshakeRefused as err:
+        raise _status_error(err.status_code, err.body) from None
+    except OSError as err:
         raise ConnectionError(f"cannot connect to the k3c API at {client.conn.server}: {err}") from None
 
 
@@ -81,38 +82,7 @@ def _status_error(code: int, body: bytes | None) -> APIStatusError:
     return APIStatusError(code, doc.get("reason", ""), message, doc)
 
 
-# ---- receiving ----------------------------------------------------------------------------------
-
-
-def _write(out: BinaryIO, data: bytes) -> None:
-    out.write(data)
-    out.flush()
-
-
-def _receive(ws: ClientConnection, stdout: BinaryIO, stderr: BinaryIO) -> dict[str, Any] | None:
-    """Write channels 1/2 out until the server closes; returns the Status of channel 3 (None if none)."""
-    from websockets.exceptions import ConnectionClosed
-
-    status = None
-    try:
-        for message in ws:
-            data = message.encode() if isinstance(message, str) else message
-            if not data:
-                continue
-            if data[0] == protocol.STDOUT:
-                _write(stdout, data[1:])
-            elif data[0] == protocol.STDERR:
-                _write(stderr, data[1:])
-            elif data[0] == protocol.ERROR:
-                status = protocol.decode_status(data[1:], ws.subprotocol)
-    except ConnectionClosed:
-        pass
-    if status is None and ws.subprotocol == protocol.V1 and ws.close_code == 1000:
-        status = protocol.success()  # channel.k8s.io reports only failures
-    return status
-
-
-# ---- sending ------------------------------------------------------------------------------------
+# ---- the session loop ---------------------------------------------------------------------------
 
 
 class _DetachKeys:
@@ -138,89 +108,110 @@ class _DetachKeys:
         return bytes(out), False
 
 
-class _Input:
-    """One thread sending local stdin, resizes and signals; signal handlers only poke its wake pipe."""
+class _Session:
+    """Relays one stream until the server ends it (or the user detaches)."""
 
-    def __init__(self, ws: ClientConnection, stdin_fd: int | None, *, tty: bool, detach: bool) -> None:
-        self.ws = ws
+    def __init__(
+        self, conn: ChannelConnection, *, stdout: BinaryIO, stderr: BinaryIO, stdin_fd: int | None = None,
+        detach: bool = False,
+    ) -> None:
+        self.conn = conn
+        self.stdout, self.stderr = stdout, stderr
         self.stdin_fd = stdin_fd
-        self.tty = tty
         self.detach_keys = _DetachKeys() if detach else None
         self.detached = False
+        self.status: dict[str, Any] | None = None
         self._signals: deque[int] = deque()
         self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name="k3c-stdin", daemon=True)
+        os.set_blocking(self._wake_w, False)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"q")
-        self._thread.join(timeout=2)
+    def close(self) -> None:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
 
+    # called from signal handlers: only poke the loop
     def notify_resize(self) -> None:
-        os.write(self._wake_w, b"w")
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"w")
 
     def notify_signal(self, signum: int) -> None:
         self._signals.append(signum)
-        os.write(self._wake_w, b"s")
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"s")
+
+    def send(self, channel: int, data: bytes) -> None:
+        self.conn.send(bytes((channel,)) + data)
 
     def send_size(self) -> None:
         size = terminal.window_size(1, 0, 2)
         if size:
-            self.ws.send(bytes((protocol.RESIZE,)) + protocol.resize_payload(*size))
+            self.send(protocol.RESIZE, protocol.resize_payload(*size))
 
     def send_eof(self) -> None:
         """Close the remote stdin (only ``v5.channel.k8s.io`` can express it)."""
-        if self.ws.subprotocol == protocol.V5:
-            self.ws.send(bytes((protocol.CLOSE, protocol.STDIN)))
+        if self.conn.subprotocol == protocol.V5:
+            self.send(protocol.CLOSE, bytes((protocol.STDIN,)))
 
-    def _run(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+    def run(self) -> dict[str, Any] | None:
+        """Loop until the stream ends; returns the Status of channel 3 (None if none came)."""
+        last_heard = time.monotonic()
+        while not self.conn.closed and not self.detached:
+            self.conn.flush()
+            readable = self._wait()
+            if self.conn in readable or self.conn.has_buffered:
+                for message in self.conn.receive():
+                    self._on_message(message)
+                last_heard = time.monotonic()
+            elif not readable and time.monotonic() - last_heard > SILENCE_LIMIT:
+                raise StreamError("lost the connection to the k3c API (no answer for a while)", 125)
+            if self._wake_r in readable:
+                self._on_wake(os.read(self._wake_r, 256))
+            if self.stdin_fd is not None and self.stdin_fd in readable:
+                self._on_stdin(os.read(self.stdin_fd, 32 * 1024))
+        if self.status is None and self.conn.subprotocol == protocol.V1 and not self.detached:
+            self.status = protocol.success()  # channel.k8s.io reports only failures
+        return self.status
 
-        with contextlib.suppress(ConnectionClosed, OSError):
-            self._loop()
+    def _wait(self) -> list[Any]:
+        watch: list[Any] = [self.conn, self._wake_r]
+        if self.stdin_fd is not None and not self.conn.backlogged:
+            watch.append(self.stdin_fd)
+        timeout = 0 if self.conn.has_buffered else 30.0
+        readable, _, _ = select.select(watch, [self.conn] if self.conn.wants_write else [], [], timeout)
+        return readable
 
-    def _loop(self) -> None:
-        fds = [self._wake_r] + ([self.stdin_fd] if self.stdin_fd is not None else [])
-        while True:
-            ready, _, _ = select.select(fds, [], [])
-            if self._wake_r in ready and not self._on_wake(os.read(self._wake_r, 256)):
-                return
-            if self.stdin_fd in ready and not self._on_stdin(os.read(self.stdin_fd, 32 * 1024)):
-                fds.remove(self.stdin_fd)
-                if self.detached:
-                    return
+    def _on_message(self, data: bytes) -> None:
+        if not data:
+            return
+        if data[0] == protocol.STDOUT:
+            _write(self.stdout, data[1:])
+        elif data[0] == protocol.STDERR:
+            _write(self.stderr, data[1:])
+        elif data[0] == protocol.ERROR:
+            self.status = protocol.decode_status(data[1:], self.conn.subprotocol)
 
-    def _on_wake(self, commands: bytes) -> bool:
-        if b"q" in commands:
-            return False
+    def _on_wake(self, commands: bytes) -> None:
         if b"w" in commands:
             self.send_size()
         while self._signals:
             name = signal.Signals(self._signals.popleft()).name
-            self.ws.send(bytes((protocol.SIGNAL,)) + name.encode())
-        return True
+            self.send(protocol.SIGNAL, name.encode())
 
-    def _on_stdin(self, data: bytes) -> bool:
-        """Forward input; False when stdin is done (EOF, or the detach keys were typed)."""
+    def _on_stdin(self, data: bytes) -> None:
+        """Forward input; at EOF close the remote stdin and stop reading; detach on the detach keys."""
         if not data:
             self.send_eof()
-            return False
+            self.stdin_fd = None
+            return
         if self.detach_keys is not None:
             data, self.detached = self.detach_keys.feed(data)
         if data:
-            self.ws.send(bytes((protocol.STDIN,)) + data)
-        if self.detached:
-            self.ws.close()
-            return False
-        return True
+            self.send(protocol.STDIN, data)
 
 
-# ---- sessions -----------------------------------------------------------------------------------
+def _write(out: BinaryIO, data: bytes) -> None:
+    out.write(data)
+    out.flush()
 
 
 def _install(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
@@ -231,27 +222,27 @@ def _install(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
 
 
 def _interactive(
-    ws: ClientConnection, *, stdin: bool, tty: bool, detach: bool = False, sig_proxy: bool = False
+    conn: ChannelConnection, *, stdin: bool, tty: bool, detach: bool = False, sig_proxy: bool = False
 ) -> tuple[dict[str, Any] | None, bool]:
     """Relay a stream with local stdio; returns (final Status or None, whether the user detached)."""
     stdin_fd = sys.stdin.fileno() if stdin else None
     raw = terminal.raw_mode(stdin_fd) if tty and stdin_fd is not None else contextlib.nullcontext()
-    feeder = _Input(ws, stdin_fd, tty=tty, detach=detach and tty and stdin)
+    session = _Session(conn, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, stdin_fd=stdin_fd,
+                       detach=detach and tty and stdin)
     saved: dict[int, Any] = {}
     try:
-        with ws, raw:
+        with conn, raw:
             if tty:
-                feeder.send_size()
-                saved.update(_install((signal.SIGWINCH,), lambda *_: feeder.notify_resize()))
+                session.send_size()
+                saved.update(_install((signal.SIGWINCH,), lambda *_: session.notify_resize()))
             if sig_proxy and not tty:
-                saved.update(_install(PROXIED_SIGNALS, lambda signum, _frame: feeder.notify_signal(signum)))
-            feeder.start()
-            status = _receive(ws, sys.stdout.buffer, sys.stderr.buffer)
+                saved.update(_install(PROXIED_SIGNALS, lambda signum, _frame: session.notify_signal(signum)))
+            status = session.run()
     finally:
         for signum, previous in saved.items():
             signal.signal(signum, previous)
-        feeder.stop()
-    return status, feeder.detached
+        session.close()
+    return status, session.detached
 
 
 def _failure(status: dict[str, Any] | None, what: str) -> StreamError:
@@ -286,9 +277,12 @@ def logs(
         query.append(("sinceTime", format_rfc3339_ns(parse_since(since))))
     if timestamps:
         query.append(("timestamps", "true"))
-    ws = _connect(client, namespace, name, "log", query)
-    with ws:
-        status = _receive(ws, stdout or sys.stdout.buffer, stderr or sys.stderr.buffer)
+    with _connect(client, namespace, name, "log", query) as conn:
+        session = _Session(conn, stdout=stdout or sys.stdout.buffer, stderr=stderr or sys.stderr.buffer)
+        try:
+            status = session.run()
+        finally:
+            session.close()
     if status is None or status.get("status") != "Success":
         raise _failure(status, "log")
 
@@ -312,8 +306,8 @@ def exec_(
     """
     query = _exec_query(command, env, workdir, user)
     query += [("stdin", _bool(stdin or tty)), ("stdout", "true"), ("stderr", _bool(not tty)), ("tty", _bool(tty))]
-    ws = _connect(client, namespace, name, "exec", query)
-    status, _ = _interactive(ws, stdin=stdin, tty=tty)
+    conn = _connect(client, namespace, name, "exec", query)
+    status, _ = _interactive(conn, stdin=stdin, tty=tty)
     code = protocol.exit_code_of(status) if status is not None else None
     if code is not None:
         return code
@@ -335,16 +329,16 @@ def exec_detached(
 ) -> None:
     """``exec -d``: start ``command`` in the background and return once it runs (StreamError if it cannot)."""
     query = [*_exec_query(command, env, workdir, user), ("detach", "true"), ("stdout", "false"), ("stderr", "false")]
-    ws = _connect(client, namespace, name, "exec", query)
-    with ws:
-        status = _receive(ws, sys.stdout.buffer, sys.stderr.buffer)
+    conn = _connect(client, namespace, name, "exec", query)
+    status, _ = _interactive(conn, stdin=False, tty=False)
     if status is None or status.get("status") != "Success":
         message = str((status or {}).get("message") or "exec failed")
         raise StreamError(message, protocol.start_failure_code(message, command))
 
 
 def attach(client: Client, namespace: str, name: str, *, stdin: bool, tty: bool, sig_proxy: bool = True) -> int | None:
-    """Attach our stdio to the container's; returns its exit code, or None after a detach.
+    """Attach our stdio to the container's; returns its exit code, or None after a detach (or if the
+    stream ended without one, e.g. the object was removed meanwhile: its last state tells).
 
     ``tty`` must say whether the container has a terminal (its spec's ``tty``): then the local terminal
     goes raw and Ctrl-P Ctrl-Q detaches. Without a tty, ``sig_proxy`` forwards our signals to it.
@@ -372,8 +366,8 @@ def _attach(
     query = [("stdin", _bool(stdin)), ("stdout", "true"), ("stderr", _bool(not tty))]
     if from_start:
         query.append(("logs", "true"))
-    ws = _connect(client, namespace, name, "attach", query)
-    status, detached = _interactive(ws, stdin=stdin, tty=tty, detach=True, sig_proxy=sig_proxy)
+    conn = _connect(client, namespace, name, "attach", query)
+    status, detached = _interactive(conn, stdin=stdin, tty=tty, detach=True, sig_proxy=sig_proxy)
     if detached:
         return None
     code = protocol.exit_code_of(status) if status is not None else None

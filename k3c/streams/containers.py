@@ -1,9 +1,10 @@
 """From a LocalContainer object to the runtime container its streams are served from.
 
 The operator records the CRI container in ``status.containerID`` (a bare id or ``containerd://<id>``,
-kubelet's form); everything else a stream needs comes from containerd itself, which is the truth about
-the process: state and exit code, log path, the CRI config (tty, stdin) and, through the verbose
-ContainerStatus, the init pid and the OCI runtime spec that exec derives its process from.
+kubelet's form) and the log file in ``status.logPath``; everything else a stream needs comes from
+containerd itself, which is the truth about the process: state and exit code, the CRI config (tty,
+stdin) and, through the verbose ContainerStatus, the init pid and the OCI runtime spec that exec derives
+its process from. Once the operator has removed an exited container, its exit code is the object's.
 
 Failures before a stream starts are kube-style Status errors: 404 for a missing object, 409 Conflict
 for a container that is not running, each one line.
@@ -18,8 +19,11 @@ from typing import Any
 from k3c.apiserver import errors
 from k3c.apiserver.handlers import Target
 from k3c.apiserver.rest import ResourceAPI
+from k3c.apiserver.storage import Compacted
 from k3c.cri.errors import NotFoundError
 from k3c.cri.runtime import CRIClient, pb
+
+from .timefmt import NS, parse_rfc3339_ns
 
 _STATES = {
     pb.CONTAINER_CREATED: "Created",
@@ -38,6 +42,7 @@ class RuntimeContainer:
     state: int
     exit_code: int
     log_path: str
+    created_at: int = 0  # ns since the epoch: this container's log lines are not older
     pid: int = 0
     config: dict[str, Any] = field(default_factory=dict)  # the CRI ContainerConfig, JSON form
     spec: dict[str, Any] = field(default_factory=dict)  # the OCI runtime spec
@@ -58,9 +63,57 @@ def container_id_of(obj: dict[str, Any]) -> str:
     return cid.split("://", 1)[1] if "://" in cid else cid
 
 
+def log_path_of(obj: dict[str, Any], rc: RuntimeContainer | None) -> str:
+    """Where the container's output is: the operator's ``status.logPath`` (one file per object, kept
+    across restarts and after the runtime container is removed), else CRI's path ('' if none)."""
+    return str((obj.get("status") or {}).get("logPath") or "") or (rc.log_path if rc else "")
+
+
+def recorded_exit(obj: dict[str, Any], container_id: str) -> int | None:
+    """The exit code the operator recorded for ``container_id`` (None if not recorded, or another run's)."""
+    st = obj.get("status") or {}
+    if container_id_of(obj) != container_id or st.get("phase") not in ("Exited", "Failed"):
+        return None
+    code = st.get("exitCode")
+    return int(code) if code is not None else None
+
+
+def finished_from_status(obj: dict[str, Any]) -> RuntimeContainer | None:
+    """A container the operator has already removed after its exit, as far as the object tells.
+
+    Its output stays in ``status.logPath``; ``created_at`` is its start (a second early: the status
+    keeps whole seconds), so a replay shows this run's lines only.
+    """
+    cid = container_id_of(obj)
+    code = recorded_exit(obj, cid)
+    if not cid or code is None:
+        return None
+    started = str((obj.get("status") or {}).get("startedAt") or "")
+    try:
+        created = parse_rfc3339_ns(started) - NS if started else 0
+    except ValueError:
+        created = 0
+    return RuntimeContainer(obj["metadata"]["name"], cid, pb.CONTAINER_EXITED, code, "", max(created, 0))
+
+
 def get_object(api: ResourceAPI, target: Target) -> dict[str, Any]:
     """The LocalContainer the URL names; 404 Status if it does not exist."""
     return api.get(target.rtype, target.namespace, target.name or "").obj
+
+
+def last_state(api: ResourceAPI, target: Target, since: int) -> dict[str, Any] | None:
+    """The object's last stored state after revision ``since``, even once deleted (``--rm``): the
+    deletion record keeps the final object, exit code included. None if nothing (left) in the log."""
+    store = api.store
+    key = target.rtype.key(target.namespace, target.name or "")
+    last = None
+    try:
+        for event in store.history(key, since, store.committed):
+            if event.key == key:
+                last = event.obj
+    except Compacted:
+        return None
+    return last
 
 
 async def runtime_container(
@@ -75,7 +128,7 @@ async def runtime_container(
     except NotFoundError:
         return None
     st = resp.status
-    rc = RuntimeContainer(obj["metadata"]["name"], cid, st.state, st.exit_code, st.log_path)
+    rc = RuntimeContainer(obj["metadata"]["name"], cid, st.state, st.exit_code, st.log_path, st.created_at)
     if verbose and "info" in resp.info:
         info = json.loads(resp.info["info"])
         rc.pid = int(info.get("pid") or 0)

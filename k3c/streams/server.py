@@ -22,15 +22,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from k3c.apiserver import errors
 from k3c.apiserver.handlers import APIHandler, Target
-from k3c.cri.errors import RuntimeCallError
+from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.cri.tasks import TasksClient
 
@@ -40,15 +40,19 @@ from .channels import ChannelSocket, accept, wants_websocket
 from .containers import (
     RuntimeContainer,
     container_id_of,
+    finished_from_status,
     get_object,
     is_starting,
+    last_state,
+    log_path_of,
     not_running,
+    recorded_exit,
     running_container,
     runtime_container,
 )
 from .exec import ExecError, ExecRequest, ExecSession, build_process
 from .logs import LogOptions, read_log
-from .timefmt import NS, parse_rfc3339_ns
+from .queries import flag, parse_exec_request, parse_log_options
 
 log = logging.getLogger(__name__)
 
@@ -59,84 +63,16 @@ CREATE_POLL = 0.25
 #: How often an attach waiting for the container to start looks again (``k3c run`` waits on this).
 START_POLL = 0.02
 
-_TRUE = {"true", "1", "yes", "t"}
-_FALSE = {"false", "0", "no", "f", ""}
-_STREAMS = {"all": frozenset({protocol.STDOUT, protocol.STDERR}), "stdout": frozenset({protocol.STDOUT}),
-            "stderr": frozenset({protocol.STDERR})}
-
-
-# ---- query parsing ------------------------------------------------------------------------------
-
-
-def _flag(query: Mapping[str, str], name: str, default: bool = False) -> bool:
-    if name not in query:
-        return default
-    value = query[name].strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise errors.bad_request(f"invalid value for {name}: {query[name]!r} (want true or false)")
-
-
-def _int(query: Mapping[str, str], name: str, minimum: int) -> int | None:
-    if name not in query:
-        return None
-    try:
-        value = int(query[name])
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {query[name]!r} (want an integer)") from None
-    if value < minimum:
-        raise errors.bad_request(f"invalid value for {name}: must be at least {minimum}")
-    return value
-
-
-def parse_log_options(query: Mapping[str, str]) -> LogOptions:
-    """pods/log's query → :class:`LogOptions` (400 Status for bad values)."""
-    since_seconds = _int(query, "sinceSeconds", 1)
-    since_ns = None
-    if "sinceTime" in query:
-        if since_seconds is not None:
-            raise errors.bad_request("at most one of sinceTime or sinceSeconds may be specified")
-        try:
-            since_ns = parse_rfc3339_ns(query["sinceTime"])
-        except ValueError as err:
-            raise errors.bad_request(f"invalid value for sinceTime: {err}") from None
-    elif since_seconds is not None:
-        since_ns = time.time_ns() - since_seconds * NS
-    stream = query.get("stream", "All").lower()
-    if stream not in _STREAMS:
-        raise errors.bad_request(f"invalid value for stream: {query['stream']!r} (want All, Stdout or Stderr)")
-    return LogOptions(
-        follow=_flag(query, "follow"), tail=_int(query, "tailLines", 0), since_ns=since_ns,
-        timestamps=_flag(query, "timestamps"), limit_bytes=_int(query, "limitBytes", 1), channels=_STREAMS[stream],
-    )
-
-
-def parse_exec_request(query: Any) -> tuple[ExecRequest, bool]:
-    """pods/exec's query plus k3c's env/workingDir/user/detach → (request, detach); 400 for bad values."""
-    command = query.getall("command", [])
-    if not command:
-        raise errors.bad_request("you must specify at least one command for the container")
-    env = query.getall("env", [])
-    for item in env:
-        if not item.split("=", 1)[0] or "=" not in item:
-            raise errors.bad_request(f"invalid env {item!r}: want KEY=VALUE")
-    workdir = query.get("workingDir", "")
-    if workdir and not workdir.startswith("/"):
-        raise errors.bad_request(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
-    req = ExecRequest(
-        command=command, stdin=_flag(query, "stdin"), stdout=_flag(query, "stdout", True),
-        stderr=_flag(query, "stderr", True), tty=_flag(query, "tty"), env=env, working_dir=workdir,
-        user=query.get("user", ""),
-    )
-    detach = _flag(query, "detach")
-    if not detach and not (req.stdin or req.stdout or req.stderr):
-        raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
-    return req, detach
-
 
 # ---- the service --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LogSource:
+    """Where a container's log is, and the runtime container that may still be writing it."""
+
+    path: str
+    container_id: str
 
 
 class StreamService:
@@ -187,16 +123,14 @@ class StreamService:
         if request.method != "GET":
             raise errors.method_not_allowed()
         options = parse_log_options(request.query)
-        log.info("DBG log start")
         obj = get_object(self.api, target)
-        log.info("DBG log got obj")
         rc = await _runtime_call(runtime_container(self.cri, obj))
-        log.info("DBG log got rc")
-        if rc is None and container_id_of(obj):
+        source = _LogSource(log_path_of(obj, rc), container_id_of(obj))
+        if not source.path and source.container_id:
             raise errors.bad_request(f'container "{target.name}" has no logs: its runtime container is gone')
         if wants_websocket(request):
             sock = await accept(request)
-            await _guarded(sock, self._log_to_socket(sock, target, rc, options))
+            await _guarded(sock, self._log_to_socket(sock, target, source, options))
             return sock.ws
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await resp.prepare(request)
@@ -208,39 +142,39 @@ class StreamService:
             await resp.write(data)
 
         with contextlib.suppress(ConnectionError, RuntimeCallError):
-            await self._stream_log(target, rc, options, emit, alive)
+            await self._stream_log(target, source, options, emit, alive)
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
         return resp
 
-    async def _log_to_socket(self, sock: ChannelSocket, target: Target, rc: RuntimeContainer | None,
+    async def _log_to_socket(self, sock: ChannelSocket, target: Target, source: _LogSource,
                              options: LogOptions) -> None:
         sock.start_reading()  # notices the client closing while we wait for output
-        await self._stream_log(target, rc, options, sock.send, lambda: not sock.client_closed)
+        await self._stream_log(target, source, options, sock.send, lambda: not sock.client_closed)
         await _finish(sock, protocol.success())
 
     async def _stream_log(
-        self, target: Target, rc: RuntimeContainer | None, options: LogOptions,
+        self, target: Target, source: _LogSource, options: LogOptions,
         emit: Callable[[int, bytes], Awaitable[None]], alive: Callable[[], bool],
     ) -> None:
-        """Send the log (``rc`` None: no container yet; a follower waits for one, others get nothing)."""
-        if rc is None and options.follow:
-            rc = await self._wait_for_container(target, alive)
-        if rc is None:
+        """Send the log; with no container yet a follower waits for one, others get nothing."""
+        if not source.path and options.follow:
+            source = await self._wait_for_log(target, alive) or source
+        if not source.path:
             return
-        cid = rc.id
+        cid = source.container_id
 
         async def running() -> bool:
             try:
                 state = (await self.cri.container_status(cid)).status.state
-            except RuntimeCallError:
+            except RuntimeCallError:  # (removed by the operator after its exit, too)
                 return False
             return state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING)
 
-        async for channel, data in read_log(rc.log_path, options, running, alive):
+        async for channel, data in read_log(source.path, options, running, alive):
             await emit(channel, data)
 
-    async def _wait_for_container(self, target: Target, alive: Callable[[], bool]) -> RuntimeContainer | None:
+    async def _wait_for_log(self, target: Target, alive: Callable[[], bool]) -> _LogSource | None:
         """For ``logs -f`` of a container not created yet: wait until the operator records one."""
         while alive():
             await asyncio.sleep(CREATE_POLL)
@@ -250,7 +184,7 @@ class StreamService:
                 return None
             rc = await runtime_container(self.cri, obj)
             if rc is not None:
-                return rc
+                return _LogSource(log_path_of(obj, rc), rc.id)
         return None
 
     # ---- exec ----
@@ -304,47 +238,91 @@ class StreamService:
         if not wants_websocket(request):
             raise errors.bad_request("Upgrade request required")
         q = request.query
-        streams = {"stdin": _flag(q, "stdin"), "stdout": _flag(q, "stdout", True), "stderr": _flag(q, "stderr", True)}
+        streams = {"stdin": flag(q, "stdin"), "stdout": flag(q, "stdout", True), "stderr": flag(q, "stderr", True)}
         if not any(streams.values()):
             raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
-        from_start = _flag(q, "logs")  # docker's attach?logs=1: replay the output from the start
+        from_start = flag(q, "logs")  # docker's attach?logs=1: replay the output from the start
+        since = self.api.store.committed
         obj = get_object(self.api, target)
-        rc = await _runtime_call(runtime_container(self.cri, obj, verbose=True))
+        rc = await _runtime_call(runtime_container(self.cri, obj, verbose=True)) or finished_from_status(obj)
         starting = is_starting(obj, rc)
-        if not starting and (rc is None or not (rc.running or (from_start and rc.state == pb.CONTAINER_EXITED))):
+        finished = rc is not None and rc.state == pb.CONTAINER_EXITED
+        if not starting and not (rc is not None and (rc.running or (from_start and finished))):
             raise not_running(target.name or "", "attach to", obj, rc)
         sock = await accept(request)
         sock.start_reading()  # keep early stdin while waiting for the container
-        await _guarded(sock, self._attach(sock, target, None if starting else rc, streams, from_start))
+        found = None if starting else (rc, obj)
+        await _guarded(sock, self._attach(sock, target, found, streams, from_start, since))
         return sock.ws
 
-    async def _attach(self, sock: ChannelSocket, target: Target, rc: RuntimeContainer | None,
-                      streams: dict[str, bool], from_start: bool) -> None:
-        """Attach; a container still starting is waited for, and then always replayed from its start."""
-        replay = from_start or rc is None
-        if rc is None:
-            rc = await self._wait_started(target, sock)
-            if rc is None:
-                return
-        await AttachSession(self.cri, self.tasks, rc, sock, replay=replay, **streams).run()
+    async def _attach(self, sock: ChannelSocket, target: Target, found: tuple[RuntimeContainer, Any] | None,
+                      streams: dict[str, bool], from_start: bool, since: int) -> None:
+        """Attach; a container still starting is waited for, and then always replayed from its start.
 
-    async def _wait_started(self, target: Target, sock: ChannelSocket) -> RuntimeContainer | None:
-        """Wait until the operator has started (or finished) the container; None if the client left."""
+        If the object disappears meanwhile (``--rm``), the stream ends without a Status: the caller
+        learns the outcome from the object's last state.
+        """
+        replay = from_start or found is None
+        if found is None:
+            found = await self._wait_started(target, sock, since)
+            if found is None:
+                return
+        rc, obj = found
+        session = AttachSession(self.cri, self.tasks, rc, sock, log_path=log_path_of(obj, rc),
+                                exit_code=self._exit_code(target, rc.id, since), replay=replay, **streams)
+        await session.run()
+
+    async def _wait_started(self, target: Target, sock: ChannelSocket,
+                            since: int) -> tuple[RuntimeContainer, Any] | None:
+        """Wait until the operator has started (or finished) the container; None if it or the client left.
+
+        A ``--rm`` container can be over and its object gone between two looks: its last state still
+        tells the container, the log path and the exit code.
+        """
         while not sock.client_closed:
             try:
                 obj = get_object(self.api, target)
             except errors.APIError:
-                raise _StreamFailure(f'container "{target.name}" was removed before it started') from None
+                last = last_state(self.api, target, since)
+                done = finished_from_status(last) if last is not None else None
+                return (done, last) if done is not None else None
             rc = await runtime_container(self.cri, obj, verbose=True)
             if rc is not None and rc.state == pb.CONTAINER_RUNNING:
-                return rc
+                return rc, obj
             if not is_starting(obj, rc):  # (an exited container is the new one only once the phase moved on)
-                if rc is not None and rc.state == pb.CONTAINER_EXITED:
-                    return rc
+                done = rc if rc is not None and rc.state == pb.CONTAINER_EXITED else finished_from_status(obj)
+                if done is not None:
+                    return done, obj
                 message = (obj.get("status") or {}).get("message") or "it is not running"
                 raise _StreamFailure(f'cannot attach to container "{target.name}": {message}')
             await asyncio.sleep(START_POLL)
         return None
+
+    def _exit_code(self, target: Target, cid: str, since: int) -> Callable[[], Awaitable[int | None]]:
+        """Where an attach learns the exit code: containerd, else (container removed) the object, else
+        (object removed too, ``--rm``) its last state in the store's log after revision ``since``.
+
+        The function returns None while unknown and raises LookupError once it cannot be known.
+        """
+
+        async def exit_code() -> int | None:
+            try:
+                st = (await self.cri.container_status(cid)).status
+            except NotFoundError:
+                st = None
+            if st is not None:
+                return st.exit_code if st.state == pb.CONTAINER_EXITED else None
+            try:
+                return recorded_exit(get_object(self.api, target), cid)
+            except errors.APIError:
+                pass
+            last = last_state(self.api, target, since)
+            code = recorded_exit(last, cid) if last is not None else None
+            if code is None:
+                raise LookupError(cid)
+            return code
+
+        return exit_code
 
 
 class _StreamFailure(Exception):

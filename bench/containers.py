@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""Benchmark of container start-up, side by side (run on demand, as root: `.venv/bin/python bench/containers.py`).
+
+One run, one locally made busybox image (``busybox_image()``, no registry), four tools:
+
+- k3c: a private ``k3c daemon`` (tests/daemon_harness.DaemonProcess: temp dir, own bridge and subnet),
+  driven through the real CLI (``k3c run --kubeconfig FILE ...``: k3c takes its global flags after the
+  command); everything from the CLI process's start to its exit is counted;
+- docker: Debian's dockerd 20.10 with a private data root, exec root, socket and bridge (bench/peers.py);
+- podman: podman 4.3 with private storage and configs, its default CNI bridge network (bench/peers.py);
+- ctr: ``ctr run --rm`` against the k3c daemon's own containerd (namespace ``bench``, no CNI networking).
+
+It measures:
+
+1. ``run --rm IMG true``: ``--runs`` runs per tool after ``--warmups``, interleaved round-robin (the order
+   rotates each round) so background load hits all tools alike; median and p90;
+2. ``run -d IMG sleep 300`` × ``--containers`` (total time, one after the other), then ``ps`` with all of
+   them running (median and p90 of ``--ps-runs``), then one ``rm -f`` of all (k3c, docker, podman);
+3. with ``--breakdown``: where k3c's ``run --rm`` spends its time, from the API watch and containerd's event
+   stream (median ms after the CLI started), plus the CLI's interpreter start and imports.
+
+Prints a markdown table with the k3c/docker ratio of medians and the issue's aims (``run --rm`` no slower
+than docker, ``ps`` under 0.25 s); ``--json FILE`` writes every sample. Missing docker.io/podman packages
+are installed with apt-get; a peer that cannot run is left out with a note. Everything it started is
+stopped by PID, and its temp dirs, bridges and iptables rules are removed; what had to be forced is
+printed as leftovers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
+from peers import (  # noqa: E402
+    DOCKER,
+    DOCKERD,
+    PODMAN,
+    DockerPeer,
+    Peer,
+    PeerError,
+    PodmanPeer,
+    disable_package_conflist,
+    docker_archive,
+    ensure_packages,
+    run_checked,
+)
+
+from k3c import __version__ as k3c_version  # noqa: E402
+from k3c import kubeclient  # noqa: E402
+from k3c.images.ocilayout import busybox_image, write_oci_archive  # noqa: E402
+
+IMAGE = "bench.local/busybox:latest"
+CTR_NAMESPACE = "bench"
+AIM_PS = 0.25
+
+
+class CommandFailed(RuntimeError):
+    """A measured command exited non-zero."""
+
+
+# ---- tools ---------------------------------------------------------------------------------------------
+@dataclass
+class Tool:
+    """One CLI: ``prefix SUBCOMMAND flags ARGS`` (k3c wants its global flags after the subcommand)."""
+
+    name: str
+    prefix: list[str]
+    flags: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    force_rm: list[str] = field(default_factory=lambda: ["-f"])
+
+    def cmd(self, sub: str, *args: str) -> list[str]:
+        return [*self.prefix, sub, *self.flags, *args]
+
+    def run_rm(self, name: str) -> list[str]:
+        if self.name == "ctr":
+            return self.cmd("run", "--rm", IMAGE, name, "true")
+        return self.cmd("run", "--rm", "--name", name, IMAGE, "true")
+
+    def call(self, argv: Sequence[str], timeout: float = 120.0) -> str:
+        cp = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, timeout=timeout)
+        if cp.returncode != 0:
+            raise CommandFailed(f"{self.name}: `{' '.join(argv[len(self.prefix):])}` exited {cp.returncode}: "
+                                f"{(cp.stderr or cp.stdout).strip()[-300:]}")
+        return cp.stdout
+
+    def timed(self, argv: Sequence[str]) -> tuple[float, float]:
+        """(wall-clock start, seconds taken) of one successful command."""
+        wall, start = time.time(), time.perf_counter()
+        self.call(argv)
+        return wall, time.perf_counter() - start
+
+    def rm_f(self, names: Sequence[str]) -> list[str]:
+        return self.cmd("rm", *self.force_rm, *names)
+
+    def count(self, all_: bool = False) -> int:
+        return len(self.call(self.cmd("ps", *(["-a"] if all_ else []), "-q")).split())
+
+
+def k3c_tool(daemon: DaemonProcess) -> Tool:
+    """The venv's ``k3c`` entry point (the code the daemon runs), on the private daemon's kubeconfig."""
+    script = Path(sys.executable).parent / "k3c"
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "k3c.cli.main"]
+    return Tool("k3c", prefix, ["--kubeconfig", str(daemon.kubeconfig)])
+
+
+def ctr_tool(socket: str) -> Tool:
+    return Tool("ctr", ["ctr", "-a", socket, "-n", CTR_NAMESPACE])
+
+
+# ---- statistics ----------------------------------------------------------------------------------------
+def p90(values: Sequence[float]) -> float:
+    """Nearest-rank 90th percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 9 // 10) - 1)]
+
+
+def summary(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "p90": p90(values), "min": min(values), "max": max(values)}
+
+
+# ---- measurements --------------------------------------------------------------------------------------
+Observer = Callable[[Tool, str, float, float], None]
+
+
+def rotated(tools: Sequence[Tool], i: int) -> list[Tool]:
+    k = i % len(tools)
+    return [*tools[k:], *tools[:k]]
+
+
+def bench_run_rm(tools: Sequence[Tool], runs: int, warmups: int,
+                 observe: Observer | None = None) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """``run --rm IMG true`` round-robin; (times of the measured runs, failures) per tool."""
+    times: dict[str, list[float]] = {t.name: [] for t in tools}
+    failures: dict[str, list[str]] = {t.name: [] for t in tools}
+    for i in range(warmups + runs):
+        for tool in rotated(tools, i):
+            name = f"bench-rm-{i}"
+            try:
+                wall, took = tool.timed(tool.run_rm(name))
+            except (CommandFailed, subprocess.TimeoutExpired) as err:
+                failures[tool.name].append(str(err))
+                continue
+            if i >= warmups:
+                times[tool.name].append(took)
+                if observe is not None:
+                    observe(tool, name, wall, took)
+        print(f"  round {i + 1}/{warmups + runs}{' (warm-up)' if i < warmups else ''}", end="\r", flush=True)
+    print()
+    return times, failures
+
+
+def bench_bulk(tool: Tool, count: int, ps_runs: int) -> dict[str, Any]:
+    """``count`` × ``run -d IMG sleep 300``, ``ps`` ``ps_runs`` times with all running, one ``rm -f`` of all."""
+    names = [f"bench-d-{i}" for i in range(count)]
+    try:
+        start = time.perf_counter()
+        for name in names:
+            tool.call(tool.cmd("run", "-d", "--name", name, IMAGE, "sleep", "300"))
+        run_d = time.perf_counter() - start
+        wait_until(lambda: tool.count() >= count, 120, f"{count} {tool.name} containers running", 0.2)
+        ps = [tool.timed(tool.cmd("ps"))[1] for _ in range(ps_runs)]
+        rows = len(tool.call(tool.cmd("ps")).splitlines()) - 1
+        start = time.perf_counter()
+        tool.call(tool.rm_f(names), timeout=600)
+        rm_f = time.perf_counter() - start
+        wait_until(lambda: tool.count(all_=True) == 0, 120, f"{tool.name} containers gone", 0.1)
+        gone = time.perf_counter() - start
+    except (CommandFailed, AssertionError, subprocess.TimeoutExpired) as err:
+        remove_quietly(tool, names)
+        return {"error": str(err)}
+    return {"run_d_total": run_d, "ps": ps, "ps_rows": rows, "rm_f": rm_f, "rm_f_until_gone": gone}
+
+
+def remove_quietly(tool: Tool, names: Sequence[str]) -> None:
+    with contextlib.suppress(CommandFailed, subprocess.TimeoutExpired):
+        tool.call(tool.rm_f(names), timeout=600)
+
+
+# ---- breakdown of k3c's run --rm -----------------------------------------------------------------------
+class Timeline:
+    """When each measured ``k3c run --rm`` reached each step: the CLI's start and exit (this process),
+    the object's events (an API watch) and its container's events (``ctr events``, containerd's clock)."""
+
+    STEPS = ("object created", "container created", "task started", "task exited", "status Exited",
+             "object deleted", "CLI exited")
+    TOPICS = {"/containers/create": "container created", "/tasks/start": "task started",
+              "/tasks/exit": "task exited"}
+
+    def __init__(self, kubeconfig: Path, socket: str) -> None:
+        self.client = kubeclient.Client(kubeclient.load(str(kubeconfig)))
+        self.socket = socket
+        self.cli: dict[str, tuple[float, float]] = {}
+        self.objects: dict[str, dict[str, float]] = {}
+        self.cids: dict[str, str] = {}
+        self.tasks: dict[str, dict[str, float]] = {}
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["ctr", "-a", self.socket, "events"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        threading.Thread(target=self._containerd, daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.client.close()
+
+    def observe(self, tool: Tool, name: str, wall: float, took: float) -> None:
+        if tool.name == "k3c":
+            self.cli[name] = (wall, wall + took)
+
+    def _watch(self) -> None:
+        path = f"/apis/{kubeclient.GROUP_VERSION}/localcontainers"
+        with contextlib.suppress(Exception):  # ends when the daemon stops
+            rv = self.client.get(path)["metadata"]["resourceVersion"]
+            for event in self.client.watch(path, timeout=3600, resourceVersion=rv):
+                self._on_object(event["type"], event["object"], time.time())
+
+    def _on_object(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        name, status = obj["metadata"]["name"], obj.get("status") or {}
+        marks = self.objects.setdefault(name, {})
+        step = {"ADDED": "object created", "DELETED": "object deleted"}.get(kind)
+        if status.get("phase") == "Exited":
+            marks.setdefault("status Exited", now)
+        if step:
+            marks.setdefault(step, now)
+        if status.get("containerID"):
+            self.cids[name] = status["containerID"]
+
+    def _containerd(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split(" ", 6)
+            if len(parts) < 7 or parts[5] not in self.TOPICS:
+                continue
+            with contextlib.suppress(ValueError, KeyError):
+                payload = json.loads(parts[6])
+                cid = payload.get("container_id") or payload["id"]
+                at = datetime.strptime(f"{parts[0]} {parts[1][:15]}", "%Y-%m-%d %H:%M:%S.%f")
+                self.tasks.setdefault(cid, {})[self.TOPICS[parts[5]]] = at.replace(tzinfo=UTC).timestamp()
+
+    def marks(self, name: str) -> dict[str, float]:
+        """Milliseconds after the CLI started, per step this run reached."""
+        start, end = self.cli[name]
+        found = {**self.objects.get(name, {}), **self.tasks.get(self.cids.get(name, ""), {}), "CLI exited": end}
+        return {step: (found[step] - start) * 1000 for step in self.STEPS if step in found}
+
+    def summary(self) -> dict[str, float]:
+        per_run = [self.marks(name) for name in self.cli]
+        return {step: statistics.median(vals) for step in self.STEPS
+                if (vals := [m[step] for m in per_run if step in m])}
+
+
+def cli_startup(tool: Tool, runs: int = 7) -> dict[str, float]:
+    """The CLI's fixed costs in ms: bare interpreter, `k3c --help`, and the imports on `run`'s path."""
+    python = [sys.executable]
+
+    def median_ms(argv: list[str]) -> float:
+        return statistics.median(tool.timed(argv)[1] for _ in range(runs)) * 1000
+
+    imports = "import k3c.cli.main, k3c.kubeclient, k3c.streams.client, websockets.sync.client"
+    cp = subprocess.run([*python, "-X", "importtime", "-c", imports], capture_output=True, text=True,
+                        env=tool.env)
+    return {"python -c pass": median_ms([*python, "-c", "pass"]),
+            "k3c --help": median_ms([*tool.prefix, "--help"]),
+            "imports of run (importtime)": _top_level_import_us(cp.stderr) / 1000}
+
+
+def _top_level_import_us(report: str) -> int:
+    total = 0
+    for line in report.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit() and not parts[2].startswith("  "):
+            total += int(parts[1])
+    return total
+
+
+# ---- set-up and clean-up -------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    """What the run made: temp dir, daemon, peers, tools; and notes for the report."""
+
+    base: Path
+    daemon: DaemonProcess
+    peers: list[Peer] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def python_env(base: Path) -> None:
+    """Byte-code caching on for k3c's processes (as for any installed package), cached in the temp dir."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+
+
+def start_k3c(setup: Setup, archive: Path) -> None:
+    setup.daemon.start()
+    setup.daemon.import_image(IMAGE, busybox_image())
+    setup.tools.append(k3c_tool(setup.daemon))
+    socket = setup.daemon.containerd_address
+    run_checked(["ctr", "-a", socket, "-n", CTR_NAMESPACE, "images", "import", str(archive)])
+    setup.versions.update(k3c=k3c_version, containerd=run_checked(["containerd", "--version"]).split()[2])
+
+
+def start_peers(setup: Setup, archive: Path, skip: set[str]) -> None:
+    """docker and podman if wanted and possible; a peer that cannot run becomes a note."""
+    wanted = {"docker": (DockerPeer, {DOCKERD: "docker.io", DOCKER: "docker.io"}),
+              "podman": (PodmanPeer, {PODMAN: "podman"})}
+    used = [setup.daemon.subnet]
+    for name, (cls, binaries) in wanted.items():
+        if name in skip:
+            continue
+        try:
+            setup.notes += ensure_packages(binaries)
+            if name == "podman" and (note := disable_package_conflist()):
+                setup.notes.append(note)
+            peer = cls(setup.base / name, fresh_subnet(used))
+            setup.peers.append(peer)
+            peer.start()
+            peer.load(archive)
+            setup.versions[name] = peer.version()
+            setup.tools.append(Tool(name, peer.cli(), env=peer.env, force_rm=list(peer.force_rm)))
+        except (PeerError, RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+            setup.notes.append(f"{name} left out: {err}")
+
+
+def fresh_subnet(used: list[str]) -> str:
+    while (subnet := pick_subnet()) in used:
+        pass
+    used.append(subnet)
+    return subnet
+
+
+def remove_ctr_containers(socket: str) -> list[str]:
+    """``ctr run --rm`` cleans up after itself; anything left (a failed run) is killed and removed."""
+    ctr = ["ctr", "-a", socket, "-n", CTR_NAMESPACE]
+    left = subprocess.run([*ctr, "containers", "ls", "-q"], capture_output=True, text=True).stdout.split()
+    for cid in left:
+        subprocess.run([*ctr, "tasks", "kill", "-s", "KILL", cid], capture_output=True)
+        subprocess.run([*ctr, "tasks", "delete", "-f", cid], capture_output=True)
+        subprocess.run([*ctr, "containers", "rm", cid], capture_output=True)
+    return [f"ctr container {cid}" for cid in left]
+
+
+def tear_down(setup: Setup) -> None:
+    """Remove all containers, stop the peers and the daemon by PID, remove their dirs and networks."""
+    for tool in setup.tools:
+        if tool.name in ("docker", "podman") and tool.count(all_=True):
+            setup.leftovers.append(f"{tool.name}: containers left after the benchmark (removed)")
+    for peer in setup.peers:
+        with contextlib.suppress(Exception):
+            peer.remove_all()
+        setup.leftovers += [f"{peer.name}: {item}" for item in peer.stop() if not item.startswith("deleted bridge")]
+    if setup.daemon.pid is not None:
+        setup.leftovers += remove_ctr_containers(setup.daemon.containerd_address)
+    setup.leftovers += [f"k3c: {item}" for item in setup.daemon.close()]
+    shutil.rmtree(setup.base, ignore_errors=True)
+
+
+# ---- report --------------------------------------------------------------------------------------------
+def fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f} s"
+
+
+def ratio(values: dict[str, float | None]) -> str:
+    k3c, docker = values.get("k3c"), values.get("docker")
+    return "—" if not k3c or not docker else f"{k3c / docker:.2f}×"
+
+
+def table_rows(results: dict[str, Any], names: list[str]) -> list[tuple[str, dict[str, float | None]]]:
+    runs, bulk = results["run_rm"], results["bulk"]
+    count = results["settings"]["containers"]
+
+    def stat(key: str, which: str) -> dict[str, float | None]:
+        return {n: (bulk.get(n, {}).get(key) or {}).get(which) for n in names}
+
+    def total(key: str) -> dict[str, float | None]:
+        return {n: bulk.get(n, {}).get(key) for n in names}
+
+    return [
+        ("`run --rm IMG true`, median", {n: (runs[n] or {}).get("median") for n in names}),
+        ("`run --rm IMG true`, p90", {n: (runs[n] or {}).get("p90") for n in names}),
+        (f"{count} × `run -d IMG sleep 300`, total", total("run_d_total")),
+        (f"`rm -f` of the {count} (one command)", total("rm_f")),
+        (f"`ps` with {count} running, median", stat("ps", "median")),
+        (f"`ps` with {count} running, p90", stat("ps", "p90")),
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    names = list(results["run_rm"])
+    lines = [f"| measure | {' | '.join(names)} | k3c/docker |", "|---" + "|---:" * (len(names) + 1) + "|"]
+    for label, values in table_rows(results, names):
+        lines.append(f"| {label} | {' | '.join(fmt(values[n]) for n in names)} | {ratio(values)} |")
+    return "\n".join(lines)
+
+
+def aims(results: dict[str, Any]) -> list[str]:
+    out = []
+    run, docker = (results["run_rm"].get("k3c") or {}), (results["run_rm"].get("docker") or {})
+    if run and docker:
+        ok = run["median"] <= docker["median"]
+        out.append(f"aim `k3c run --rm` ≤ docker's median: {run['median']:.3f} s vs {docker['median']:.3f} s "
+                   f"→ {'met' if ok else 'missed'}")
+    ps = (results["bulk"].get("k3c", {}).get("ps") or {}).get("median")
+    if ps is not None:
+        out.append(f"aim `k3c ps` < {AIM_PS} s with {results['settings']['containers']} running: {ps:.3f} s "
+                   f"→ {'met' if ps < AIM_PS else 'missed'}")
+    return out
+
+
+def print_report(results: dict[str, Any]) -> None:
+    s, m = results["settings"], results["machine"]
+    print(f"\n{s['runs']} runs per tool after {s['warmups']} warm-ups, interleaved round-robin; "
+          f"{m['cpus']} CPUs; load average {m['load_start']} at start, {m['load_end']} at end\n")
+    print(markdown(results))
+    for line in aims(results):
+        print(f"\n{line}", end="")
+    print()
+    for name, failures in results["failures"].items():
+        if failures:
+            print(f"\n{name}: {len(failures)} failed run(s), first: {failures[0]}")
+    for name, bulk in results["bulk"].items():
+        if "error" in bulk:
+            print(f"\n{name}: run -d/ps/rm -f failed: {bulk['error']}")
+    if results.get("breakdown"):
+        print_breakdown(results["breakdown"])
+    for note in results["notes"]:
+        print(f"note: {note}")
+    for item in results["leftovers"]:
+        print(f"leftover (cleaned up): {item}")
+
+
+def print_breakdown(breakdown: dict[str, dict[str, float]]) -> None:
+    print("\nk3c `run --rm IMG true`, median ms after the CLI started:\n")
+    print("| step | ms | since previous |\n|---|---:|---:|")
+    previous = 0.0
+    for step, ms in breakdown["steps"].items():
+        print(f"| {step} | {ms:.0f} | {ms - previous:+.0f} |")
+        previous = ms
+    print("\nCLI fixed costs (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in breakdown["cli"].items()))
+
+
+# ---- main ----------------------------------------------------------------------------------------------
+def measure(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
+    timeline = None
+    if args.breakdown:
+        timeline = Timeline(setup.daemon.kubeconfig, setup.daemon.containerd_address)
+        timeline.start()
+    try:
+        print(f"run --rm: {args.runs} runs × {', '.join(t.name for t in setup.tools)}", flush=True)
+        times, failures = bench_run_rm(setup.tools, args.runs, args.warmups,
+                                       timeline.observe if timeline else None)
+    finally:
+        if timeline is not None:
+            time.sleep(1.0)  # the last run's deletion events
+            timeline.stop()
+    bulk: dict[str, dict[str, Any]] = {}
+    for tool in setup.tools:
+        if tool.name != "ctr":
+            print(f"{tool.name}: {args.containers} × run -d, ps × {args.ps_runs}, rm -f", flush=True)
+            bulk[tool.name] = bench_bulk(tool, args.containers, args.ps_runs)
+    results: dict[str, Any] = {"run_rm_samples": times, "failures": failures,
+                               "run_rm": {n: summary(v) for n, v in times.items()},
+                               "bulk": {n: {**b, "ps": summary(b["ps"])} if "ps" in b else b for n, b in bulk.items()},
+                               "ps_samples": {n: b.get("ps", []) for n, b in bulk.items()}}
+    if timeline is not None:
+        k3c = next(t for t in setup.tools if t.name == "k3c")
+        results["breakdown"] = {"steps": timeline.summary(), "cli": cli_startup(k3c),
+                                "per_run": {n: timeline.marks(n) for n in timeline.cli}}
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--runs", type=int, default=20, help="measured `run --rm` runs per tool (default 20)")
+    p.add_argument("--warmups", type=int, default=2, help="unmeasured rounds first (default 2)")
+    p.add_argument("--containers", type=int, default=50, help="containers for run -d/ps/rm -f (default 50)")
+    p.add_argument("--ps-runs", type=int, default=10, help="`ps` runs with all containers up (default 10)")
+    p.add_argument("--skip", default="", help="comma-separated tools to leave out (docker,podman,ctr)")
+    p.add_argument("--breakdown", action="store_true", help="also time the steps of k3c's run --rm")
+    p.add_argument("--json", type=Path, help="write all results and samples here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if reason := skip_reason():
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 1
+    skip = set(filter(None, args.skip.split(",")))
+    load_start = os.getloadavg()
+    base = Path(tempfile.mkdtemp(prefix="k3c-bench-containers-"))
+    python_env(base)
+    setup = Setup(base, DaemonProcess(base / "k3c"))
+    try:
+        archive = base / "busybox-oci.tar"
+        write_oci_archive(archive, {IMAGE: busybox_image()})
+        print("starting the k3c daemon, dockerd and podman ...", flush=True)
+        start_k3c(setup, archive)
+        start_peers(setup, docker_archive(archive, base / "busybox-docker.tar", IMAGE), skip)
+        if "ctr" not in skip:
+            setup.tools.append(ctr_tool(setup.daemon.containerd_address))
+        results = measure(setup, args)
+    finally:
+        tear_down(setup)
+    results.update(settings=vars(args) | {"json": str(args.json) if args.json else None},
+                   machine={"cpus": os.cpu_count(), "load_start": [round(x, 2) for x in load_start],
+                            "load_end": [round(x, 2) for x in os.getloadavg()]},
+                   versions=setup.versions, notes=setup.notes, leftovers=setup.leftovers)
+    print_report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
