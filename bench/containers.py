@@ -163,8 +163,10 @@ def bench_run_rm(tools: Sequence[Tool], runs: int, warmups: int,
                 times[tool.name].append(took)
                 if observe is not None:
                     observe(tool, name, wall, took)
-        print(f"  round {i + 1}/{warmups + runs}{' (warm-up)' if i < warmups else ''}", end="\r", flush=True)
-    print()
+        if sys.stdout.isatty():
+            print(f"  round {i + 1}/{warmups + runs}{' (warm-up)' if i < warmups else ''}", end="\r", flush=True)
+    if sys.stdout.isatty():
+        print()
     return times, failures
 
 
@@ -365,7 +367,7 @@ def remove_ctr_containers(socket: str) -> list[str]:
     return [f"ctr container {cid}" for cid in left]
 
 
-def tear_down(setup: Setup) -> None:
+def tear_down(setup: Setup, keep_logs: Path | None) -> None:
     """Remove all containers, stop the peers and the daemon by PID, remove their dirs and networks."""
     for tool in setup.tools:
         if tool.name in ("docker", "podman") and tool.count(all_=True):
@@ -377,6 +379,9 @@ def tear_down(setup: Setup) -> None:
     if setup.daemon.pid is not None:
         setup.leftovers += remove_ctr_containers(setup.daemon.containerd_address)
     setup.leftovers += [f"k3c: {item}" for item in setup.daemon.close()]
+    logs = setup.base / f"{setup.daemon.base.name}-logs"  # where the harness keeps the daemon's logs
+    if keep_logs is not None and logs.is_dir():
+        shutil.copytree(logs, keep_logs, dirs_exist_ok=True)
     shutil.rmtree(setup.base, ignore_errors=True)
 
 
@@ -503,6 +508,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma-separated tools to leave out (docker,podman,ctr)")
     p.add_argument("--breakdown", action="store_true", help="also time the steps of k3c's run --rm")
     p.add_argument("--json", type=Path, help="write all results and samples here")
+    p.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the k3c daemon's logs here at the end")
     return p.parse_args(argv)
 
 
@@ -526,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
             setup.tools.append(ctr_tool(setup.daemon.containerd_address))
         results = measure(setup, args)
     finally:
-        tear_down(setup)
-    results.update(settings=vars(args) | {"json": str(args.json) if args.json else None},
+        tear_down(setup, args.keep_logs)
+    results.update(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                    machine={"cpus": os.cpu_count(), "load_start": [round(x, 2) for x in load_start],
                             "load_end": [round(x, 2) for x in os.getloadavg()]},
                    versions=setup.versions, notes=setup.notes, leftovers=setup.leftovers)

@@ -320,14 +320,13 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
 
     watch = StartWatch(s, obj, token, previous, raw=tty and stdin)
     watch.start()
+    from k3c.streams.client import attach, attach_from_start
+
+    # A new object's container can only be this run's: replay its output from the first line, so even a
+    # container that exits before the attach arrives shows everything. `start -a` (a token) attaches live.
+    attach_fn = attach_from_start if token is None else attach
     try:
-        from k3c.streams.client import attach
-    except ImportError:
-        attach = None
-    try:
-        if attach is None:
-            raise APIStatusError(404, "NotFound", "attach is not available")
-        code = attach(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
+        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
     except APIStatusError as err:
         watch.join()
         if watch.failure:
@@ -365,12 +364,7 @@ def _print_logs(s: Session, obj: dict[str, Any]) -> None:
 def preload_streams() -> None:
     """Import the stream client before creating the object, so the attach goes out right after the POST
     (a fast container may otherwise finish before we are attached)."""
-    try:
-        import websockets.sync.client  # noqa: F401
-
-        import k3c.streams.client  # noqa: F401
-    except ImportError:
-        pass
+    import k3c.streams.client  # noqa: F401
 
 
 def wait_exited(s: Session, obj: dict[str, Any], previous: str | None = None, token: str | None = None,
