@@ -370,8 +370,9 @@ def remove_ctr_containers(socket: str) -> list[str]:
 def tear_down(setup: Setup, keep_logs: Path | None) -> None:
     """Remove all containers, stop the peers and the daemon by PID, remove their dirs and networks."""
     for tool in setup.tools:
-        if tool.name in ("docker", "podman") and tool.count(all_=True):
-            setup.leftovers.append(f"{tool.name}: containers left after the benchmark (removed)")
+        with contextlib.suppress(CommandFailed, subprocess.TimeoutExpired):
+            if tool.name in ("docker", "podman") and tool.count(all_=True):
+                setup.leftovers.append(f"{tool.name}: containers left after the benchmark (removed)")
     for peer in setup.peers:
         with contextlib.suppress(Exception):
             peer.remove_all()

@@ -33,7 +33,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -45,6 +44,7 @@ from typing import Any
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.pause import PAUSE_IMAGE
+from k3c.daemon.process import terminate
 
 __all__ = [
     "ContainerdConfig",
@@ -383,17 +383,8 @@ class ContainerdProcess:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            if proc.poll() is None:
-                proc.kill()
-                while proc.poll() is None:
-                    await asyncio.sleep(0.02)
         self._proc = None
-        return proc.returncode
+        return await terminate(proc, timeout, "containerd")
 
     def shim_pids(self) -> list[int]:
         """PIDs of ``containerd-shim-runc-v2`` processes serving this containerd (by its socket address)."""

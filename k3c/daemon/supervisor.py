@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
+from k3c.daemon.process import terminate
 
 log = logging.getLogger("k3c.daemon")
 
@@ -179,19 +180,9 @@ class Child:
 
     async def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` s; only ever this child's own PID."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            if proc.poll() is None:
-                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            await terminate(proc, timeout, self.name)
 
 
 # ------------------------------------------------------------------------------------------ daemon
