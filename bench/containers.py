@@ -116,7 +116,7 @@ class Tool:
 def k3c_tool(daemon: DaemonProcess) -> Tool:
     """The venv's ``k3c`` entry point (the code the daemon runs), on the private daemon's kubeconfig."""
     script = Path(sys.executable).parent / "k3c"
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "k3c.cli.main"]
+    prefix = [sys.executable, str(script)] if script.exists() else [sys.executable, "-m", "k3c.cli.main"]
     return Tool("k3c", prefix, ["--kubeconfig", str(daemon.kubeconfig)])
 
 
@@ -275,18 +275,16 @@ class Timeline:
 
 
 def cli_startup(tool: Tool, runs: int = 7) -> dict[str, float]:
-    """The CLI's fixed costs in ms: bare interpreter, `k3c --help`, and the imports on `run`'s path."""
-    python = [sys.executable]
+    """The CLI's fixed costs in ms: bare interpreter, `k3c --help`, and the imports `run --rm` makes."""
 
     def median_ms(argv: list[str]) -> float:
         return statistics.median(tool.timed(argv)[1] for _ in range(runs)) * 1000
 
-    imports = "import k3c.cli.main, k3c.kubeclient, k3c.streams.client, websockets.sync.client"
-    cp = subprocess.run([*python, "-X", "importtime", "-c", imports], capture_output=True, text=True,
-                        env=tool.env)
-    return {"python -c pass": median_ms([*python, "-c", "pass"]),
+    python, rest = tool.prefix[0], tool.run_rm("bench-importtime")[1:]
+    cp = subprocess.run([python, "-X", "importtime", *rest], capture_output=True, text=True, env=tool.env)
+    return {"python -c pass": median_ms([python, "-c", "pass"]),
             "k3c --help": median_ms([*tool.prefix, "--help"]),
-            "imports of run (importtime)": _top_level_import_us(cp.stderr) / 1000}
+            "imports of run --rm (importtime)": _top_level_import_us(cp.stderr) / 1000}
 
 
 def _top_level_import_us(report: str) -> int:
@@ -324,7 +322,19 @@ def start_k3c(setup: Setup, archive: Path) -> None:
     setup.tools.append(k3c_tool(setup.daemon))
     socket = setup.daemon.containerd_address
     run_checked(["ctr", "-a", socket, "-n", CTR_NAMESPACE, "images", "import", str(archive)])
-    setup.versions.update(k3c=k3c_version, containerd=run_checked(["containerd", "--version"]).split()[2])
+    setup.versions.update(k3c=k3c_revision(), containerd=run_checked(["containerd", "--version"]).split()[2])
+
+
+def k3c_revision() -> str:
+    """k3c's version and, in a checkout, its commit (``+dirty``: uncommitted changes outside bench/)."""
+    repo = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(repo)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not head:
+        return k3c_version
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench"],
+                           capture_output=True, text=True).stdout.strip()
+    return f"{k3c_version} ({head}{'+dirty' if dirty else ''})"
 
 
 def start_peers(setup: Setup, archive: Path, skip: set[str]) -> None:
@@ -442,6 +452,7 @@ def print_report(results: dict[str, Any]) -> None:
     s, m = results["settings"], results["machine"]
     print(f"\n{s['runs']} runs per tool after {s['warmups']} warm-ups, interleaved round-robin; "
           f"{m['cpus']} CPUs; load average {m['load_start']} at start, {m['load_end']} at end\n")
+    print(", ".join(f"{k} {v}" for k, v in results["versions"].items()) + "\n")
     print(markdown(results))
     for line in aims(results):
         print(f"\n{line}", end="")

@@ -501,3 +501,37 @@ def is_running(obj: dict[str, Any]) -> bool:
     if st.get("phase") == "Running":
         return True
     return (obj.get("spec") or {}).get("state", "Running") == "Running" and st.get("phase") in ACTIVE_PHASES[1:]
+
+
+def parse_filters(values: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:
+    """docker's `-f key=value` flags, grouped by key; an unknown key is refused as docker refuses it."""
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise Failure("bad format of filter (expected name=value)", 125)
+        if key not in allowed:
+            raise daemon_error(f"invalid filter '{key}'")
+        out.setdefault(key, []).append(val)
+    return out
+
+
+def print_inspected(found: list[Any], missing: list[str], fmt: str | None, kind: str) -> int:
+    """`inspect` output as docker prints it: a JSON array, or one template line per object; then an
+    error line per name not found (exit 1 if any)."""
+    import json
+
+    from k3c.cli.template import Template, TemplateError, unescape
+
+    try:
+        if fmt and fmt != "json":
+            tmpl = Template(unescape(fmt))
+            print("".join(tmpl.render(o) + "\n" for o in found), end="")
+        else:
+            print(json.dumps(found, indent=4, ensure_ascii=False))
+    except TemplateError as err:
+        raise Failure(str(err), 1) from None
+    for ref in missing:
+        print(f"Error: No such {kind}: {ref}", file=sys.stderr)
+    return 1 if missing else 0
+

@@ -27,9 +27,11 @@ from k3c.cli.common import (
     add_command,
     command,
     container_id,
-    daemon_error,
     parse_time,
     session,
+)
+from k3c.cli.common import (
+    parse_filters as common_parse_filters,
 )
 
 EVENT_FILTERS = ("container", "event", "type", "image", "label", "volume")
@@ -191,15 +193,7 @@ def history(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], rec
 
 # ---- filters ----------------------------------------------------------------------------------------
 def parse_filters(values: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep:
-            raise Failure("bad format of filter (expected name=value)", 125)
-        if key not in EVENT_FILTERS:
-            raise daemon_error(f"invalid filter '{key}'")
-        out.setdefault(key, []).append(val)
-    return out
+    return common_parse_filters(values, EVENT_FILTERS)
 
 
 def event_matches(ev: Event, filters: dict[str, list[str]]) -> bool:

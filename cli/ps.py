@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +25,14 @@ from k3c.cli.common import (
     daemon_error,
     go_time,
     human_duration,
+    print_inspected,
     session,
     short_id,
     since,
     uid_id,
+)
+from k3c.cli.common import (
+    parse_filters as common_parse_filters,
 )
 
 PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
@@ -191,16 +194,10 @@ def container_row(obj: dict[str, Any], trunc: bool, now: float) -> ContainerRow:
 
 # ---- filters ----------------------------------------------------------------------------------------
 def parse_filters(values: list[str]) -> dict[str, list[str]]:
-    filters: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep:
-            raise Failure("bad format of filter (expected name=value)", 125)
-        if key not in FILTER_KEYS:
-            raise daemon_error(f"invalid filter '{key}'")
-        if key == "status" and val not in DOCKER_STATES:
+    filters = common_parse_filters(values, FILTER_KEYS)
+    for val in filters.get("status", []):
+        if val not in DOCKER_STATES:
             raise daemon_error(f"invalid filter 'status={val}'")
-        filters.setdefault(key, []).append(val)
     return filters
 
 
@@ -407,25 +404,13 @@ def _find_object(s: Session, cs: Containers, ref: str, kind: str | None) -> dict
 
 @command()
 def inspect_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Template, TemplateError, unescape
-
     s = session(args)
     cs = Containers(s)
     found, missing = [], []
     for ref in args.names:
         obj = _find_object(s, cs, ref, args.type)
         (found.append(obj) if obj is not None else missing.append(ref))
-    try:
-        if args.format and args.format != "json":
-            tmpl = Template(unescape(args.format))
-            print("".join(tmpl.render(o) + "\n" for o in found), end="")
-        else:
-            print(json.dumps(found, indent=4, ensure_ascii=False))
-    except TemplateError as err:
-        raise Failure(str(err), 1) from None
-    for ref in missing:
-        print(f"Error: No such {args.type or 'object'}: {ref}", file=sys.stderr)
-    return 1 if missing else 0
+    return print_inspected(found, missing, args.format, args.type or "object")
 
 
 # ---- info -------------------------------------------------------------------------------------------

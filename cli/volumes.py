@@ -8,9 +8,7 @@ sets the k3c.io/force-delete annotation the operator honours, then deletes.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +25,8 @@ from k3c.cli.common import (
     container_id,
     daemon_error,
     for_each,
+    parse_filters,
+    print_inspected,
     session,
     valid_name,
     wait_for,
@@ -147,15 +147,7 @@ def create_cmd(args: argparse.Namespace) -> int:
 
 # ---- ls ---------------------------------------------------------------------------------------------
 def _volume_filters(values: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep:
-            raise Failure("bad format of filter (expected name=value)", 125)
-        if key not in ("dangling", "driver", "label", "name"):
-            raise daemon_error(f"invalid filter '{key}'")
-        out.setdefault(key, []).append(val)
-    return out
+    return parse_filters(values, ("dangling", "driver", "label", "name"))
 
 
 def _matches(row: VolumeRow, users: int | None, filters: dict[str, list[str]]) -> bool:
@@ -242,7 +234,6 @@ def rm_cmd(args: argparse.Namespace) -> int:
 # ---- inspect ----------------------------------------------------------------------------------------
 @command()
 def inspect_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Template, TemplateError, unescape
     from k3c.kubeclient import APIStatusError
 
     s = session(args)
@@ -254,14 +245,4 @@ def inspect_cmd(args: argparse.Namespace) -> int:
             if err.code != 404 or not (err.body.get("details") or {}).get("name"):
                 raise
             missing.append(name)
-    try:
-        if args.format and args.format != "json":
-            tmpl = Template(unescape(args.format))
-            print("".join(tmpl.render(v) + "\n" for v in found), end="")
-        else:
-            print(json.dumps(found, indent=4, ensure_ascii=False))
-    except TemplateError as err:
-        raise Failure(str(err), 1) from None
-    for name in missing:
-        print(f"Error: No such volume: {name}", file=sys.stderr)
-    return 1 if missing else 0
+    return print_inspected(found, missing, args.format, "volume")
