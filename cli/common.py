@@ -248,8 +248,10 @@ def _session(kubeconfig: str | None, context: str | None, namespace: str | None)
 
 
 def session(args: argparse.Namespace) -> Session:
-    return _session(getattr(args, "kubeconfig", None), getattr(args, "context", None),
-                    getattr(args, "namespace", None))
+    def flag(name: str) -> str | None:
+        return getattr(args, name, None) or getattr(args, "top_" + name, None)
+
+    return _session(flag("kubeconfig"), flag("context"), flag("namespace"))
 
 
 # ---- ids and names ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import sys
 from k3c import __version__
 from k3c.cli import apiserver, build, completion, containers, daemon, events, info, ps, streams, volumes
 from k3c.cli import images as image_commands
+from k3c.cli.common import DockerArgumentParser
 from k3c.cli.errors import CLIError
 
 COMMAND_MODULES = (apiserver, daemon, info, containers, ps, volumes, events, completion, streams, build, image_commands)
@@ -19,10 +20,16 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = DockerArgumentParser(
         prog="k3c", description="Classic Docker for a Kubernetes world.",
     )
     parser.add_argument("-v", "--version", action="version", version=f"k3c version {__version__}")
+    # Global flags before the command too (`k3c -n dev ps`), as docker and kubectl take them; their own
+    # dests keep a subcommand's defaults from overwriting them (see common.session).
+    g = parser.add_argument_group("global options")
+    g.add_argument("--kubeconfig", dest="top_kubeconfig", metavar="FILE", help="Kubeconfig to use")
+    g.add_argument("--context", dest="top_context", help="Kubeconfig context to use")
+    g.add_argument("-n", "--namespace", dest="top_namespace", help="Namespace")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)

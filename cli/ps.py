@@ -430,7 +430,7 @@ def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
     volumes = s.client.get(s.path(VOLUMES)).get("items", [])
     version = s.client.get("/version")
     nodes = sorted({(o.get("status") or {}).get("node") for o in items} - {None, ""})
-    kubeconfig = kubeconfig_path(args.kubeconfig)
+    kubeconfig = kubeconfig_path(args.kubeconfig or getattr(args, "top_kubeconfig", None))
     from k3c import __version__
 
     return {

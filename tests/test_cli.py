@@ -822,3 +822,13 @@ def test_e2e_named_volume_outlives_its_container(daemon):
     cp = dk3c(daemon, "run", "--rm", "-v", "e2e-data:/data:ro", TEST_IMAGE, "cat", "/data/f")
     assert (cp.returncode, cp.stdout) == (0, "kept\n"), cp.stderr
     assert dk3c(daemon, "volume", "rm", "e2e-data").stdout == "e2e-data\n"
+
+
+def test_global_flags_before_the_command(apiserver, api, ns):
+    lc(api, ns, "early-flags")
+    cp = k3c(apiserver, "--kubeconfig", str(apiserver.kubeconfig), "-n", ns, "ps", "-a", "--format", "{{.Names}}",
+             env={"K3C_KUBECONFIG": "/nonexistent/kubeconfig.yaml"})
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "early-flags\n"
+    bad = k3c(apiserver, "--bogus", "ps")
+    assert bad.returncode == 125 and bad.stderr.count("\n") == 1
