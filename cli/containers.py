@@ -344,6 +344,10 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
             raise watch.failure from None
         raise
     if code is None:
+        # Detached, or the stream ended because the start failed (the watch removed the object): say which.
+        watch.join(10)
+        if watch.failure:
+            raise watch.failure from None
         return None
     try:
         return exit_code(wait_exited(s, obj, previous, token, timeout=FOREVER if code == -1 else 30))
