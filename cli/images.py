@@ -632,7 +632,7 @@ def prune_cmd(args: argparse.Namespace) -> int:
         if last and image_id:
             deleted.append(f"deleted: {image_id}")
             reclaimed += int((o.get("status") or {}).get("size") or 0)
-    from k3c.cli.layerprogress import human_size
+    from k3c.units import human_size
 
     if deleted:
         print("Deleted Images:\n" + "\n".join(deleted) + "\n")

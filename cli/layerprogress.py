@@ -12,16 +12,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from k3c.units import human_size
+
 BAR_WIDTH = 50
 
 
-def human_size(n: float) -> str:
-    """docker's units.HumanSize (decimal units, 3 significant digits)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    return f"{n:.4g}TB"
 
 
 def bar(current: int, total: int) -> str:

@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from k3c.units import human_size
+
 _DONE_KEYS = ("current", "completed", "downloaded", "done", "bytesDone", "bytes")
 _TOTAL_KEYS = ("total", "size", "bytesTotal")
 
@@ -36,13 +38,6 @@ def pull_state(status: dict[str, Any]) -> PullState:
     return PullState(current, total, text)
 
 
-def human_size(n: float) -> str:
-    """docker's units.HumanSize (decimal units, 3 significant digits)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    return f"{n:.4g}TB"
 
 
 @dataclass

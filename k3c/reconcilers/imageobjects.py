@@ -41,6 +41,7 @@ from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
 from k3c.registry.content import Ingest, abort_ingest, list_statuses
 from k3c.registry.errors import RegistryError
 from k3c.registry.reference import InvalidReference, Reference, object_name, parse
+from k3c.units import human_size
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,6 @@ RETRY_DELAYS = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0)
 IN_USE_RECHECK = 5.0
 
 
-def human_size(n: float) -> str:
-    """docker's units.HumanSize (decimal units, 3 significant digits), as `docker images` prints sizes."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    return f"{n:.4g}TB"
 
 
 def _parse(text: str) -> Reference | None:
