@@ -398,9 +398,27 @@ class Daemon:
             await self.apiserver.stop()
             self.apiserver = None
         if self.containerd is not None:
+            await self._let_shims_finish()
             await self.containerd.stop()
             self.containerd = None
         log.info("k3c daemon stopped")
+
+    async def _let_shims_finish(self, timeout: float = 3.0) -> None:
+        """A sandbox removed just before the stop still has its shim winding down, and the shim needs
+        containerd to finish: wait (briefly) until no more shims run than sandboxes exist."""
+        from k3c.cri.runtime import CRIClient
+        from k3c.daemon.containerd import find_shim_pids
+
+        try:
+            async with CRIClient(self.config.containerd_socket, timeout=2.0) as cri:
+                sandboxes = len(await cri.list_pod_sandbox())
+        except Exception as err:  # noqa: BLE001 - a best effort before stopping
+            log.debug("cannot list sandboxes before stopping containerd: %s", err)
+            return
+        socket_path = self.config.containerd.socket_path
+        deadline = time.monotonic() + timeout
+        while len(find_shim_pids(socket_path)) > sandboxes and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------------------ CRDs
