@@ -135,7 +135,15 @@ class SandboxPool:
     async def run(self, spec: SandboxSpec) -> Sandbox:
         """RunPodSandbox for ``spec``; returns it READY with its IP."""
         config = sandbox_config(spec, self.node, self.log_dir)
-        sid = await self.cri.run_pod_sandbox(config)
+        # Never cancel RunPodSandbox midway: containerd would set up the network and then fail to tear it
+        # down with the cancelled context, leaking a netns and an IP lease. If our caller is cancelled
+        # meanwhile, the finished sandbox is removed in the background instead.
+        call = asyncio.ensure_future(self.cri.run_pod_sandbox(config))
+        try:
+            sid = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(self._remove_orphan)
+            raise
         sandbox = Sandbox(sid, spec, config)
         try:
             resp = await self.cri.pod_sandbox_status(sid, verbose=spec.pooled)
@@ -146,6 +154,11 @@ class SandboxPool:
         if spec.pooled:
             self._prepare_recycling(sandbox, resp.info.get("info", ""))
         return sandbox
+
+    def _remove_orphan(self, call: asyncio.Future[str]) -> None:
+        """A sandbox finished for a caller that was cancelled: nobody will use it."""
+        if not call.cancelled() and call.exception() is None:
+            self._spawn(self._remove_quietly(call.result()))
 
     def _prepare_recycling(self, sandbox: Sandbox, info: str) -> None:
         """Remember what :class:`Scrubber` needs; without it the sandbox is used once only."""
