@@ -396,7 +396,7 @@ class DaemonProcess:
         deadline = time.monotonic() + grace
         while self.shims() and time.monotonic() < deadline:
             time.sleep(0.05)
-        found = [f"shim pid {p}" for p in self.shims()]
+        found = [f"shim pid {p} ({_shim_detail(p)})" for p in self.shims()]
         found += [f"netns {n}" for n in self.netns()]
         found += [f"IP lease {ip}" for ip in self.leases()]
         found += [f"process {p} still running" for p in sorted(self.started_pids) if _alive(p)]
@@ -461,3 +461,15 @@ def _unmount_under(base: Path) -> None:
         mounts = [line.split()[4] for line in f]
     for m in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+def _shim_detail(pid: int) -> str:
+    """Which sandbox a leftover shim serves and what still runs under it (to tell why it stayed)."""
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        sid = argv[argv.index(b"-id") + 1].decode()[:12] if b"-id" in argv else "?"
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        names = [open(f"/proc/{k}/comm").read().strip() for k in kids]
+    except (OSError, ValueError, IndexError):
+        return "gone"
+    return f"id {sid}, children {names}"

@@ -419,6 +419,13 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while len(find_shim_pids(socket_path)) > sandboxes and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        for pid in find_shim_pids(socket_path):
+            # A shim with no process under it serves no container any more (its sandbox is gone) but would
+            # wait for our containerd forever: end it. Shims of running containers always have children.
+            if not _children(pid):
+                log.info("ending idle shim %d of a removed sandbox", pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
 
 # ------------------------------------------------------------------------------------------ CRDs
@@ -481,3 +488,11 @@ def _wait_established(client: Any, path: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise DaemonError(f"CRD {crd['metadata']['name']} not established within {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
