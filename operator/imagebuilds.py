@@ -6,7 +6,8 @@ the reconciler keeps its own, and only while a build runs). Two ways in:
 - the operator's ``build_registry`` calls :func:`register` with its registry and ``OperatorConfig``;
 - ``python operator/imagebuilds.py`` runs the ImageBuild operator alone (tests and benchmarks), with
   settings from flags or the environment: ``K3C_KUBECONFIG``/``KUBECONFIG``, ``K3C_CONTAINERD_ADDRESS``,
-  ``K3C_ROOT_DIR``, ``K3C_NODE_NAME`` (and ``K3C_BUILD_ISOLATION``: chroot, the default, or oci).
+  ``K3C_ROOT_DIR``, ``K3C_NODE_NAME``; ``K3C_BUILD_ENGINE`` (native, the default, or buildah) and
+  ``K3C_BUILD_ISOLATION`` (buildah's: chroot, the default, or oci).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +24,26 @@ import kopf
 
 from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
+from k3c.builder.native import NativeConfig, NativeEngine
 from k3c.reconcilers.imagebuilds import EnvSettings, ImageBuildReconciler, Settings
 
 GROUP, VERSION, PLURAL = "k3c.io", "v1alpha1", "imagebuilds"
 
 
 def default_engine(settings: Settings) -> Engine:
-    """buildah, with its storage under ``<root dir>/builder``."""
-    return BuildahEngine(BuildahConfig(
-        root=Path(settings.root_dir) / "builder", containerd_address=settings.containerd_address,
-        isolation=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
-    ))
+    """The native engine (``<root dir>/builder/native``), handing what it does not support to buildah
+    (storage under ``<root dir>/builder``) when buildah is installed; ``K3C_BUILD_ENGINE=buildah`` uses
+    buildah for every build."""
+    buildah = None
+    if shutil.which("buildah"):
+        buildah = BuildahEngine(BuildahConfig(
+            root=Path(settings.root_dir) / "builder", containerd_address=settings.containerd_address,
+            isolation=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
+        ))
+    if os.environ.get("K3C_BUILD_ENGINE", "native") == "buildah" and buildah is not None:
+        return buildah
+    return NativeEngine(NativeConfig(root=Path(settings.root_dir) / "builder" / "native",
+                                     containerd_address=settings.containerd_address), fallback=buildah)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings,

@@ -100,9 +100,10 @@ class Child:
 class BuildStack:
     """containerd + API server (with build subresources) + ImageBuild operator, all under ``base``."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, engine: str = "native") -> None:
         from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess
 
+        self.engine = engine  #: the operator's K3C_BUILD_ENGINE: native (buildah as fallback) or buildah
         self.base = base.absolute()
         self.root = self.base / "root"
         tag = uuid.uuid4().hex[:6]
@@ -152,7 +153,7 @@ class BuildStack:
         op = self.operator = Child("operator", [
             sys.executable, str(REPO / "operator" / "imagebuilds.py"), "--kubeconfig", str(self.kubeconfig),
             "--containerd-address", self.socket, "--root-dir", str(self.root), "--node-name", "build-node",
-            "--ready-file", str(ready)], self.base / "operator.log")
+            "--ready-file", str(ready)], self.base / "operator.log", env={"K3C_BUILD_ENGINE": self.engine})
         self.started.append(op.pid)
         wait_until(lambda: ready.exists() or not op.running(), 60, "the operator")
         assert op.running(), op.tail()
@@ -167,7 +168,7 @@ class BuildStack:
         for child in (self.operator, self.apiserver):
             if child is not None:
                 child.stop()
-        problems += [f"build container {c}" for c in self.buildah_containers()]
+        problems += self.build_leftovers()
         asyncio.run(self.containerd.stop())
         problems += [f"process {p} still running" for p in self.started if alive(p)]
         for pid in self.started:
@@ -263,6 +264,24 @@ class BuildStack:
             return manifest, config, files
 
         return self.containerd_call(read)
+
+    def build_leftovers(self) -> list[str]:
+        """What no finished build may leave: buildah containers, the native engine's uncommitted snapshots
+        (``k3c-build-*``), runc containers and mounts under the builder's directory."""
+        from k3c.cri.snapshots import Snapshots
+
+        out = [f"build container {c}" for c in self.buildah_containers()]
+
+        async def snapshots(store: Any) -> list[str]:
+            return await Snapshots(store).keys("k3c-build-")
+
+        out += [f"snapshot {k}" for k in self.containerd_call(snapshots)]
+        runc_root = self.builder_root / "native" / "runc"
+        out += [f"runc container {p.name}" for p in runc_root.iterdir()] if runc_root.is_dir() else []
+        prefix = str(self.builder_root / "native") + "/"
+        with open("/proc/self/mountinfo") as f:
+            out += [f"mount {line.split()[4]}" for line in f if line.split()[4].startswith(prefix)]
+        return out
 
     def buildah_containers(self) -> list[str]:
         storage = self.builder_root / "storage"

@@ -85,11 +85,11 @@ class ContextHasher:
             _field(h, rel.encode())
             _field(h, f"{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}".encode())
             if stat.S_ISREG(st.st_mode):
-                _field(h, self._file_digest(path, st).encode())
+                _field(h, self.file_digest(path, st).encode())
             elif stat.S_ISLNK(st.st_mode):
                 _field(h, os.readlink(path).encode())
 
-    def _file_digest(self, path: Path, st: os.stat_result) -> str:
+    def file_digest(self, path: Path, st: os.stat_result) -> str:
         ident = (st.st_dev, st.st_ino)
         sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         known = self._memo.get(ident)

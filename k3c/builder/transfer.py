@@ -36,7 +36,7 @@ from k3c.images.ocilayout import (
     host_architecture,
 )
 
-__all__ = ["ImageNotFound", "LayoutImage", "export_image", "import_layout", "read_layout", "tag"]
+__all__ = ["ImageNotFound", "LayoutImage", "export_image", "import_layout", "platform_manifest", "read_layout", "tag"]
 
 DIR_VERSION = "Directory Transport Version: 1.1\n"
 #: Bytes per Write message when streaming a layer file: fewer, larger messages move a big layer faster
@@ -84,7 +84,7 @@ def read_layout(path: Path) -> LayoutImage:
 # ------------------------------------------------------------------------------------------- export
 
 
-async def _platform_manifest(store: ContainerdImages, desc: Descriptor) -> tuple[Descriptor, bytes]:
+async def platform_manifest(store: ContainerdImages, desc: Descriptor) -> tuple[Descriptor, bytes]:
     """Resolve an index to the manifest for this machine (linux/<arch>) that the store holds."""
     data = await store.read(desc.digest)
     if desc.media_type not in (MEDIA_INDEX, DOCKER_MANIFEST_LIST):
@@ -94,7 +94,7 @@ async def _platform_manifest(store: ContainerdImages, desc: Descriptor) -> tuple
         plat = child.platform or {}
         if plat.get("os", "linux") == "linux" and plat.get("architecture", arch) == arch:
             if await store.info(child.digest) is not None:
-                return await _platform_manifest(store, child)
+                return await platform_manifest(store, child)
     raise ImageNotFound(f"no linux/{arch} manifest of {desc.digest} in containerd")
 
 
@@ -107,7 +107,7 @@ async def export_image(store: ContainerdImages, name: str, dest: Path) -> Descri
     if record is None:
         raise ImageNotFound(name)
     root = Descriptor(record.target.media_type, record.target.digest, record.target.size)
-    manifest, raw = await _platform_manifest(store, root)
+    manifest, raw = await platform_manifest(store, root)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "version").write_text(DIR_VERSION)
     for blob in children(manifest.media_type, raw):

@@ -271,6 +271,15 @@ class ContainerdImages:
             raise translate("Leases.Create", err) from err
         return lid
 
+    async def ensure_lease(self, lease: str) -> str:
+        """A lease with a fixed id and no expiry (e.g. the build cache's), created unless it exists."""
+        try:
+            await self.leases.Create(leases_pb.CreateRequest(id=lease), timeout=self.timeout, metadata=self._md())
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise translate("Leases.Create", err) from err
+        return lease
+
     async def delete_lease(self, lease: str) -> None:
         """Drop a lease (what it protected is then kept only if referenced)."""
         try:

@@ -1,0 +1,222 @@
+"""The image a stage is building, and what the config-only instructions do to it.
+
+A stage starts from its base's config (``Env``, ``Cmd``, ``Labels`` …), layers and history, and each
+instruction updates it. ``ENV``/``LABEL``/``WORKDIR``/``USER``/``EXPOSE``/``ENTRYPOINT``/``CMD``/``VOLUME``/
+``STOPSIGNAL``/``SHELL``/``HEALTHCHECK`` change only the config, with variables substituted from the
+stage's environment (its ``ENV`` plus declared ``ARG`` values) as Docker does.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from k3c.builder.dockerfile import substitute
+from k3c.builder.instructions import Instruction, Unsupported
+from k3c.cri.snapshots import LayerBlob, chain_id
+
+__all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata", "duration_ns"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class ImageState:
+    """A stage's image so far: config, layers (bottom first), history, and the cache key chain."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    layers: list[LayerBlob] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    key: str = ""  #: cache key of everything that made this state
+    args: dict[str, str] = field(default_factory=dict)  #: ARG values declared in the stage so far
+    cmd_set: bool = False  #: CMD given in this stage (then ENTRYPOINT keeps it)
+
+    @property
+    def chain(self) -> str:
+        """Chain ID of the layers: the name of their committed snapshot."""
+        out = ""
+        for layer in self.layers:
+            out = chain_id(out, layer.diff_id)
+        return out
+
+    def env(self) -> dict[str, str]:
+        """Variables for substitution and RUN: ARG values, overridden by ENV (as Docker does)."""
+        out = dict(self.args)
+        for item in self.config.get("Env") or []:
+            k, _, v = item.partition("=")
+            out[k] = v
+        return out
+
+    def set_env(self, key: str, value: str) -> None:
+        items = [e for e in self.config.get("Env") or [] if e.partition("=")[0] != key]
+        self.config["Env"] = [*items, f"{key}={value}"]
+
+    @property
+    def workdir(self) -> str:
+        return self.config.get("WorkingDir") or "/"
+
+    @property
+    def shell(self) -> list[str]:
+        return list(self.config.get("Shell") or ["/bin/sh", "-c"])
+
+    def fork(self) -> ImageState:
+        """A copy for a stage built ``FROM`` this one (ARGs do not cross stages)."""
+        return ImageState(copy.deepcopy(self.config), list(self.layers), copy.deepcopy(self.history), self.key)
+
+    def record(self, created_by: str, empty: bool) -> None:
+        entry: dict[str, Any] = {"created": now(), "created_by": created_by, "comment": "k3c"}
+        if empty:
+            entry["empty_layer"] = True
+        self.history.append(entry)
+
+    def document(self, architecture: str, labels: dict[str, str]) -> dict[str, Any]:
+        """The OCI image config JSON of this state, with ``labels`` (from the build request) added."""
+        config = copy.deepcopy(self.config)
+        if labels:
+            config["Labels"] = {**(config.get("Labels") or {}), **labels}
+        return {"created": now(), "architecture": architecture, "os": "linux", "config": config,
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in self.layers]},
+                "history": self.history}
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _pairs(raw: str, env: dict[str, str], keyword: str) -> list[tuple[str, str]]:
+    """``K=V K2="v 2"`` (or the legacy ``K some value``) with variables substituted."""
+    words = shlex.split(raw, posix=True)
+    if not words:
+        raise ValueError(f"{keyword} needs at least one argument")
+    if "=" not in words[0]:
+        if keyword == "LABEL":
+            raise ValueError(f"LABEL must be KEY=VALUE: {raw}")
+        key, _, value = raw.strip().partition(" ")
+        return [(key, substitute(value.strip(), env))]
+    out = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or not key:
+            raise ValueError(f"{keyword} must be KEY=VALUE: {word}")
+        out.append((substitute(key, env), substitute(value, env)))
+    return out
+
+
+def _command(ins: Instruction, state: ImageState) -> list[str]:
+    if ins.exec_form:
+        return list(ins.args)
+    return [*state.shell, ins.raw] if ins.raw else []
+
+
+def duration_ns(text: str) -> int:
+    """Go-style durations of HEALTHCHECK flags (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    total, num = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            num += ch
+            i += 1
+            continue
+        unit = text[i:i + 2] if text[i:i + 2] in units else ch
+        if unit not in units or not num:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(num) * units[unit]
+        num, i = "", i + len(unit)
+    if num:
+        raise ValueError(f"invalid duration {text!r} (missing unit)")
+    return int(total)
+
+
+def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, str]) -> str:
+    """Apply a config-only instruction to ``state``; returns the history ``created_by`` text."""
+    from k3c.builder.instructions import arg_items
+
+    env = state.env()
+    cfg = state.config
+    kw = ins.keyword
+    if kw == "ARG":
+        for name, default in arg_items(ins.raw, env):
+            value = build_args.get(name, default)
+            if value is not None:
+                state.args[name] = value
+            else:
+                state.args.setdefault(name, "")
+    elif kw == "ENV":
+        for key, value in _pairs(ins.raw, env, "ENV"):
+            state.set_env(key, value)
+            env[key] = value
+    elif kw == "LABEL":
+        cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(_pairs(ins.raw, env, "LABEL"))}
+    elif kw == "MAINTAINER":
+        pass
+    elif kw == "WORKDIR":
+        path = substitute(" ".join(ins.args), env)
+        cfg["WorkingDir"] = posixpath.normpath(posixpath.join(state.workdir, path))
+    elif kw == "USER":
+        cfg["User"] = substitute(" ".join(ins.args), env)
+    elif kw == "EXPOSE":
+        ports = cfg.setdefault("ExposedPorts", {})
+        for word in ins.args:
+            port = substitute(word, env)
+            ports[port if "/" in port else f"{port}/tcp"] = {}
+    elif kw in ("ENTRYPOINT", "CMD"):
+        key = "Entrypoint" if kw == "ENTRYPOINT" else "Cmd"
+        cfg[key] = _command(ins, state) or None
+        if kw == "CMD":
+            state.cmd_set = True
+        elif not state.cmd_set:
+            cfg["Cmd"] = None  # an ENTRYPOINT resets a CMD inherited from the base (as Docker does)
+    elif kw == "VOLUME":
+        vols = cfg.setdefault("Volumes", {})
+        for word in ins.args:
+            vols[substitute(word, env)] = {}
+    elif kw == "STOPSIGNAL":
+        cfg["StopSignal"] = substitute(" ".join(ins.args), env)
+    elif kw == "SHELL":
+        if not ins.exec_form:
+            raise ValueError("SHELL requires the arguments to be in JSON form")
+        cfg["Shell"] = list(ins.args)
+    elif kw == "HEALTHCHECK":
+        cfg["Healthcheck"] = _healthcheck(ins)
+    elif kw == "ONBUILD":
+        cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), ins.raw]
+    return f"{ins.text} # k3c"
+
+
+def _healthcheck(ins: Instruction) -> dict[str, Any]:
+    body = ins.raw.strip()
+    word, _, rest = body.partition(" ")
+    if word.upper() == "NONE":
+        return {"Test": ["NONE"]}
+    if word.upper() != "CMD":
+        raise ValueError(f"HEALTHCHECK needs CMD or NONE: {ins.text}")
+    rest = rest.strip()
+    try:
+        parsed = json.loads(rest) if rest.startswith("[") else None
+    except ValueError:
+        parsed = None
+    test = ["CMD", *parsed] if isinstance(parsed, list) else ["CMD-SHELL", rest]
+    check: dict[str, Any] = {"Test": test}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                      ("start-interval", "StartInterval")):
+        if ins.flags.get(flag):
+            check[key] = duration_ns(ins.flag(flag))
+    if ins.flags.get("retries"):
+        try:
+            check["Retries"] = int(ins.flag("retries"))
+        except ValueError:
+            raise ValueError(f"HEALTHCHECK --retries must be a number: {ins.flag('retries')}") from None
+    return check
+
+
+def check_onbuild(config: dict[str, Any]) -> None:
+    """A base with ONBUILD triggers would need them run first: leave such builds to buildah."""
+    if config.get("OnBuild"):
+        raise Unsupported("the base image has ONBUILD triggers")

@@ -1,0 +1,197 @@
+"""A Dockerfile as stages of typed instructions, for the native builder.
+
+Why a parser of our own: the native builder executes the instructions itself, so it needs them split into
+flags, arguments and exec/shell forms, stages named and numbered, and global ``ARG`` values (defaults
+overridden by build args) substituted into ``FROM`` as Docker does. What it does not understand (heredocs,
+``RUN --mount`` other than secrets, ``ADD`` of URLs or git repositories, ``ONBUILD`` triggers of a base, a
+foreign ``--platform``) raises :class:`Unsupported` while planning, before anything is built, so the
+engine can hand the whole build to buildah instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from k3c.builder.dockerfile import instructions, substitute
+
+__all__ = ["Instruction", "Stage", "Unsupported", "parse", "stages_needed"]
+
+#: Instructions that only change the image config (no layer).
+METADATA = frozenset({"ENV", "LABEL", "WORKDIR", "USER", "EXPOSE", "ENTRYPOINT", "CMD", "VOLUME",
+                      "STOPSIGNAL", "SHELL", "HEALTHCHECK", "ARG", "MAINTAINER", "ONBUILD"})
+LAYERS = frozenset({"RUN", "COPY", "ADD"})
+_FLAGS = {"RUN": {"mount", "network"}, "COPY": {"from", "chown", "chmod", "link"},
+          "ADD": {"chown", "chmod", "link"}, "FROM": {"platform"}, "HEALTHCHECK": set()}
+_REMOTE = re.compile(r"^(https?://|git@|git://)")
+
+
+class Unsupported(Exception):
+    """The native builder cannot run this Dockerfile (the reason says why); buildah can."""
+
+
+@dataclass
+class Instruction:
+    """One instruction: ``keyword``, its ``--flags``, its words (``args``) and the original text."""
+
+    keyword: str
+    flags: dict[str, list[str]]
+    args: list[str]
+    text: str  #: as written (after line joining), for step lines and errors
+    exec_form: bool = False  #: ``["a", "b"]`` rather than a shell string (RUN/CMD/ENTRYPOINT/SHELL)
+    raw: str = ""  #: the text after the flags (a shell command keeps its quoting)
+
+    def flag(self, name: str) -> str:
+        values = self.flags.get(name) or [""]
+        return values[-1]
+
+
+@dataclass
+class Stage:
+    """``FROM base [AS name]`` and what follows it."""
+
+    index: int
+    name: str  #: lower-cased; "" when unnamed
+    base: str  #: image reference, another stage's name or index, or "scratch"
+    text: str  #: the FROM line
+    instructions: list[Instruction] = field(default_factory=list)
+
+
+def _split_flags(rest: str) -> tuple[dict[str, list[str]], str]:
+    flags: dict[str, list[str]] = {}
+    rest = rest.strip()
+    while rest.startswith("--"):
+        word, _, after = rest.partition(" ")
+        name, eq, value = word[2:].partition("=")
+        flags.setdefault(name.lower(), []).append(value if eq else "true")
+        rest = after.strip()
+    return flags, rest
+
+
+def _json_list(rest: str) -> list[str] | None:
+    if not rest.startswith("["):
+        return None
+    try:
+        value = json.loads(rest)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+def _instruction(keyword: str, rest: str, original: str) -> Instruction:
+    if "<<" in rest and keyword in ("RUN", "COPY", "ADD") and re.search(r"<<-?['\"]?[A-Za-z_]", rest):
+        raise Unsupported(f"heredoc in {keyword}")
+    flags, body = _split_flags(rest) if keyword in _FLAGS else ({}, rest.strip())
+    allowed = _FLAGS.get(keyword, set())
+    if keyword == "HEALTHCHECK":
+        allowed = {"interval", "timeout", "start-period", "start-interval", "retries"}
+    for name in flags:
+        if name not in allowed:
+            raise Unsupported(f"{keyword} --{name}")
+    exec_args = _json_list(body) if keyword in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD",
+                                                "VOLUME") else None
+    if exec_args is not None:
+        return Instruction(keyword, flags, exec_args, original, exec_form=True, raw=body)
+    if keyword in ("RUN", "CMD", "ENTRYPOINT"):
+        return Instruction(keyword, flags, [body] if body else [], original, raw=body)
+    try:
+        words = shlex.split(body, posix=True) if keyword not in ("ENV", "LABEL", "ARG") else [body]
+    except ValueError as err:
+        raise Unsupported(f"cannot split {keyword} arguments: {err}") from None
+    return Instruction(keyword, flags, words, original, raw=body)
+
+
+def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[str, str]]:
+    """The Dockerfile's stages, and the global ARG values (for ``FROM`` and later ``ARG`` re-declarations)."""
+    stages: list[Stage] = []
+    global_args: dict[str, str] = {}
+    for keyword, rest in instructions(text):
+        original = f"{keyword} {rest}".strip()
+        if keyword == "FROM":
+            flags, body = _split_flags(rest)
+            platform = (flags.get("platform") or [""])[-1]
+            if platform and not platform.startswith("$") and platform not in _host_platforms():
+                raise Unsupported(f"FROM --platform={platform}")
+            words = body.split()
+            if not words or (len(words) not in (1, 3)) or (len(words) == 3 and words[1].lower() != "as"):
+                raise ValueError(f"FROM requires an image and an optional AS name: {original}")
+            base = substitute(words[0], global_args)
+            stages.append(Stage(len(stages), words[2].lower() if len(words) == 3 else "", base, original))
+        elif not stages:
+            if keyword != "ARG":
+                raise ValueError(f"{original}: no FROM before it (only ARG may come first)")
+            for name, value in arg_items(rest, global_args):
+                actual = build_args.get(name, value)
+                if actual is not None:
+                    global_args[name] = actual
+        else:
+            if keyword not in METADATA and keyword not in LAYERS:
+                raise ValueError(f"unknown instruction: {keyword}")
+            ins = _instruction(keyword, rest, original)
+            if keyword == "ADD" and any(_REMOTE.match(a) for a in ins.args[:-1]):
+                raise Unsupported("ADD of a URL or git repository")
+            if keyword == "RUN":
+                for mount in ins.flags.get("mount", []):
+                    opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
+                    if opts.get("type", "bind") != "secret":
+                        raise Unsupported(f"RUN --mount=type={opts.get('type', 'bind')}")
+            stages[-1].instructions.append(ins)
+    if not stages:
+        raise ValueError("the Dockerfile has no FROM instruction")
+    return stages, global_args
+
+
+def arg_items(rest: str, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``ARG a=1 b`` → ``[("a", "1"), ("b", None)]`` with defaults substituted from ``env``."""
+    out: list[tuple[str, str | None]] = []
+    for item in shlex.split(rest, posix=True):
+        name, eq, value = item.partition("=")
+        out.append((name, substitute(value, env) if eq else None))
+    return out
+
+
+def _host_platforms() -> set[str]:
+    from k3c.images.ocilayout import host_architecture
+
+    arch = host_architecture()
+    return {f"linux/{arch}", arch, "$BUILDPLATFORM", "$TARGETPLATFORM"}
+
+
+def find_stage(stages: list[Stage], ref: str, before: int) -> Stage | None:
+    """The stage ``ref`` names (by name or index) among those before index ``before``; None for an image."""
+    ref_l = ref.lower()
+    for stage in stages[:before]:
+        if stage.name and stage.name == ref_l:
+            return stage
+    if ref.isdigit() and int(ref) < before:
+        return stages[int(ref)]
+    return None
+
+
+def stages_needed(stages: list[Stage], target: str) -> list[Stage]:
+    """The target stage (the last when ``target`` is empty) and every stage it depends on, in file order."""
+    if target:
+        chosen = next((s for s in stages if s.name == target.lower()), None)
+        if chosen is None:
+            raise ValueError(f"target stage {target!r} could not be found")
+    else:
+        chosen = stages[-1]
+    needed: set[int] = set()
+
+    def visit(stage: Stage) -> None:
+        if stage.index in needed:
+            return
+        needed.add(stage.index)
+        refs = [stage.base] + [ins.flag("from") for ins in stage.instructions if ins.flags.get("from")]
+        for ref in refs:
+            dep = find_stage(stages, ref, stage.index)
+            if dep is not None:
+                visit(dep)
+
+    visit(chosen)
+    return [s for s in stages if s.index in needed and s.index <= chosen.index]

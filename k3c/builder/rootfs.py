@@ -1,0 +1,337 @@
+"""A build step's root filesystem on the host: mounting snapshots, paths inside it, users, and COPY.
+
+Every path written during a build is resolved *inside* the mounted root (:func:`resolve`): symlinks in the
+image are followed as the container would see them, never onto the host. That matters because a base
+image may hold ``/app -> /etc`` or ``/x -> ../../..``: ``COPY file /app/`` must land in the image's /etc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fnmatch
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from k3c.cri.snapshots import Mount
+
+__all__ = ["CopySpec", "copy_into", "ensure_dir", "mount", "resolve", "unmount", "user_ids"]
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+MS_RDONLY = 1
+MNT_DETACH = 2
+#: How deep symlinks may chain inside an image before a path counts as a loop (as Linux: 40).
+MAX_LINKS = 40
+
+
+def mount(mounts: list[Mount], target: Path, readonly: bool = False) -> None:
+    """Mount a snapshot's mounts (one overlay or bind mount, as containerd's overlayfs snapshotter gives)."""
+    if len(mounts) != 1:
+        raise OSError(errno.EINVAL, f"expected one mount, got {len(mounts)}")
+    m = mounts[0]
+    flags = MS_RDONLY if readonly or "ro" in m.options else 0
+    data = ",".join(o for o in m.options if o not in ("ro", "rw", "rbind", "bind"))
+    if m.type == "bind":
+        flags |= 4096  # MS_BIND
+        data = ""
+    if _libc.mount(m.source.encode(), str(target).encode(), m.type.encode(), flags,
+                   data.encode() if data else None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {m.type} on {target}: {os.strerror(err)}")
+    if m.type == "bind" and flags & MS_RDONLY:  # a bind mount is made read-only by a remount
+        remount = 4096 | 32 | MS_RDONLY  # MS_BIND | MS_REMOUNT | MS_RDONLY
+        if _libc.mount(b"none", str(target).encode(), None, remount, None) != 0:
+            err = ctypes.get_errno()
+            unmount(target)
+            raise OSError(err, f"remount {target} read-only: {os.strerror(err)}")
+
+
+def unmount(target: Path) -> None:
+    """Unmount ``target`` (lazily if busy); not mounted is fine."""
+    if _libc.umount2(str(target).encode(), 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOENT):
+        return
+    if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def resolve(root: Path, path: str, follow_last: bool = True) -> Path:
+    """Host path of the image path ``path`` under ``root``, following the image's symlinks inside it."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = root.joinpath(*done, part)
+        if (parts or follow_last) and candidate.is_symlink():
+            links += 1
+            if links > MAX_LINKS:
+                raise OSError(errno.ELOOP, f"too many symlinks resolving {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(part)
+    return root.joinpath(*done)
+
+
+@dataclass(frozen=True)
+class Owner:
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+def _db(root: Path, name: str) -> Iterator[list[str]]:
+    try:
+        text = resolve(root, f"/etc/{name}").read_text(errors="replace")
+    except OSError:
+        return
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            yield line.split(":")
+
+
+def user_ids(root: Path, spec: str, *, supplementary: bool = False) -> Owner:
+    """``user[:group]`` (names or numbers) to ids, looked up in the image's /etc/passwd and /etc/group."""
+    user, _, group = (spec or "0").partition(":")
+    uid = gid = None
+    if user.isdigit():
+        uid = int(user)
+    for fields in _db(root, "passwd"):
+        if len(fields) >= 4 and (fields[0] == user or (uid is not None and fields[2] == str(uid))):
+            uid, gid = int(fields[2]), int(fields[3])
+            user = fields[0]
+            break
+    if uid is None:
+        raise ValueError(f"unable to find user {user}: no matching entries in passwd file")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            gid = next((int(f[2]) for f in _db(root, "group") if len(f) >= 3 and f[0] == group), None)
+            if gid is None:
+                raise ValueError(f"unable to find group {group}: no matching entries in group file")
+    groups: tuple[int, ...] = ()
+    if supplementary and not group:
+        groups = tuple(int(f[2]) for f in _db(root, "group")
+                       if len(f) >= 4 and user in f[3].split(",") and f[2].isdigit())
+    return Owner(uid, gid if gid is not None else 0, groups)
+
+
+# ------------------------------------------------------------------------------------------------ COPY
+
+
+@dataclass
+class CopySpec:
+    """One COPY/ADD: where sources are read from and how the copies are owned."""
+
+    source_root: Path  #: the context directory, or the mounted root of a stage/image (``--from``)
+    sources: list[str]
+    dest: str  #: absolute image path (WORKDIR applied)
+    owner: Owner | None = None  #: ``--chown``; None keeps root
+    mode: int | None = None  #: ``--chmod``
+    kept: set[str] | None = None  #: context paths .dockerignore keeps (None: all, for ``--from``)
+    extract: bool = False  #: ADD: unpack local tar archives
+    #: directories .dockerignore excludes but with kept paths below (``build`` for ``!build/keep.txt``)
+    kept_parents: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for path in self.kept or ():
+            parent = posixpath.dirname(path)
+            while parent and parent not in self.kept_parents:
+                self.kept_parents.add(parent)
+                parent = posixpath.dirname(parent)
+
+    def visible(self, rel: str) -> bool:
+        return self.kept is None or rel == "" or rel in self.kept or rel in self.kept_parents
+
+
+class CopyError(Exception):
+    """A source is missing or a destination cannot be written; the message is Docker's wording."""
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def _matches(root: Path, pattern: str, visible: Callable[[str], bool]) -> list[str]:
+    """Context-relative paths matching a source (glob per path segment, like Go's filepath.Match)."""
+    clean = posixpath.normpath("/" + pattern).lstrip("/")
+    if clean in ("", "."):
+        return [""]
+    if not _has_magic(clean):
+        return [clean]
+    segs = clean.split("/")
+    found: list[str] = []
+
+    def walk(rel: str, i: int) -> None:
+        base = root / rel if rel else root
+        try:
+            names = sorted(os.listdir(base))
+        except OSError:
+            return
+        for name in names:
+            if not fnmatch.fnmatchcase(name, segs[i]):
+                continue
+            path = f"{rel}/{name}" if rel else name
+            if not visible(path):
+                continue
+            if i == len(segs) - 1:
+                found.append(path)
+            elif (base / name).is_dir() and not (base / name).is_symlink():
+                walk(path, i + 1)
+
+    walk("", 0)
+    return found
+
+
+def _source_path(spec: CopySpec, rel: str) -> Path:
+    if spec.kept is None:
+        return resolve(spec.source_root, "/" + rel, follow_last=False) if rel else spec.source_root
+    return spec.source_root / rel if rel else spec.source_root
+
+
+def copy_into(root: Path, spec: CopySpec) -> None:
+    """Copy the sources into the mounted ``root`` with Docker's rules (see the COPY reference)."""
+    matched: list[str] = []
+    for src in spec.sources:
+        found = _matches(spec.source_root, src, spec.visible)
+        for rel in found:
+            path = _source_path(spec, rel)
+            if not spec.visible(rel) or not os.path.lexists(path):
+                raise CopyError(f"failed to compute cache key: \"/{rel}\": not found")
+        if not found:
+            raise CopyError(f"no source files were specified matching {src!r}")
+        matched += found
+    into_dir = spec.dest.endswith("/") or len(matched) > 1
+    for rel in matched:
+        path = _source_path(spec, rel)
+        if path.is_dir() and not path.is_symlink():
+            target = ensure_dir(root, spec.dest, spec.owner)
+            _copy_tree(spec, rel, path, target)
+            continue
+        if spec.extract and _is_archive(path):
+            _extract(path, ensure_dir(root, spec.dest, spec.owner))
+            continue
+        dest_path = resolve(root, spec.dest)
+        if into_dir or (dest_path.is_dir() and not spec.dest.endswith("/.")):
+            parent = ensure_dir(root, spec.dest, spec.owner)
+            target = parent / posixpath.basename(rel or path.name)
+        else:
+            parent = ensure_dir(root, posixpath.dirname(spec.dest) or "/", None)
+            target = parent / posixpath.basename(spec.dest)
+        _copy_entry(path, target, spec)
+
+
+def ensure_dir(root: Path, image_path: str, owner: Owner | None) -> Path:
+    """The host path of directory ``image_path`` in ``root``, created (0755, root or ``owner``) if missing."""
+    parts = [p for p in image_path.split("/") if p]
+    current = "/"
+    for part in parts:
+        current = posixpath.join(current, part)
+        host = resolve(root, current)
+        if not os.path.lexists(host):
+            host.mkdir(mode=0o755)
+            os.chmod(host, 0o755)
+            if owner is not None:
+                os.lchown(host, owner.uid, owner.gid)
+        elif not host.is_dir():
+            raise CopyError(f"cannot copy to {image_path}: {current} is not a directory")
+    return resolve(root, image_path or "/")
+
+
+def _copy_tree(spec: CopySpec, rel: str, src: Path, dest: Path) -> None:
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        child_rel = f"{rel}/{entry.name}" if rel else entry.name
+        if not spec.visible(child_rel):
+            continue
+        target = dest / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if os.path.lexists(target) and not target.is_dir():
+                os.unlink(target)
+            if not os.path.lexists(target):
+                target.mkdir()
+            _set_meta(Path(entry.path), target, spec, entry.stat(follow_symlinks=False))
+            _copy_tree(spec, child_rel, Path(entry.path), target)
+        else:
+            _copy_entry(Path(entry.path), target, spec)
+
+
+def _copy_entry(src: Path, target: Path, spec: CopySpec) -> None:
+    st = src.lstat()
+    if os.path.lexists(target) and (not target.is_dir() or target.is_symlink()):
+        os.unlink(target)
+    elif target.is_dir():
+        raise CopyError(f"cannot replace directory {target.name} with a file")
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), target)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copyfile(src, target, follow_symlinks=False)
+    else:
+        return  # sockets, devices and fifos of a context are not copied
+    _set_meta(src, target, spec, st)
+
+
+def _set_meta(src: Path, target: Path, spec: CopySpec, st: os.stat_result) -> None:
+    owner = spec.owner
+    uid, gid = (owner.uid, owner.gid) if owner is not None else ((0, 0) if spec.kept is not None
+                                                               else (st.st_uid, st.st_gid))
+    os.lchown(target, uid, gid)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(target, spec.mode if spec.mode is not None else stat.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        return path.is_file() and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    """ADD of a local archive: unpacked with tarfile's ``tar`` filter (nothing may escape ``dest``)."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="tar")
+
+
+def mountpoints_missing(root: Path, paths: Iterable[str]) -> list[str]:
+    """The image paths (mount points and their parents) that do not exist in ``root``: runc would create
+    them for a RUN, and they must not end up in the layer."""
+    missing: set[str] = set()
+    for path in paths:
+        current = posixpath.normpath("/" + path)
+        while current != "/" and not os.path.lexists(resolve(root, current, follow_last=False)):
+            missing.add(current)
+            current = posixpath.dirname(current)
+    return sorted(missing)
+
+
+def remove_created(root: Path, paths: Iterable[str]) -> None:
+    """Remove what :func:`mountpoints_missing` listed (deepest first) if still an empty dir or file."""
+    for p in sorted(paths, key=len, reverse=True):
+        host = resolve(root, p, follow_last=False)
+        try:
+            if host.is_dir() and not host.is_symlink():
+                host.rmdir()
+            elif host.is_file() and host.stat().st_size == 0:
+                host.unlink()
+        except OSError:
+            continue  # the RUN put something there: it belongs to the layer
