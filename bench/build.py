@@ -131,17 +131,20 @@ class K3cSide:
             raise RuntimeError(f"k3c build failed: {cp.stderr[-2000:]}")
 
     def wipe(self, tag: str) -> None:
-        """Empty every cache k3c has: buildah's layers, the whole-build records, and the image in containerd
-        (as `docker rmi` + `builder prune` do for docker); base images stay."""
+        """Empty every cache k3c has: the native engine's layer cache (its lease and records), buildah's
+        layers, and the image in containerd (as `docker rmi` + `builder prune` do for docker); base images
+        stay, unpacked (as docker keeps them)."""
         b = self.stack.builder_root
         run(["buildah", "--root", str(b / "storage"), "--runroot", str(b / "run"), "--storage-driver", "overlay",
              "rmi", "--prune"], check=False)
         for d in ("records", "exports"):
             for f in (b / d).glob("*.json"):
                 f.unlink()
+        from k3c.builder.native import prune_cache
         from k3c.registry.reference import normalize
 
         self.stack.containerd_call(lambda store: store.delete(normalize(tag), sync=True))
+        self.stack.containerd_call(lambda store: prune_cache(store, b / "native"))
 
     def stop(self) -> None:
         problems = self.stack.close()

@@ -61,7 +61,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[BuildStack]:
     yield st
     work = st.root / "builds" / "work"
     tmp = st.builder_root / "tmp"
-    left = [str(p) for d in (work, tmp) if d.exists() for p in d.iterdir()]
+    # buildah-cache: buildah's store for RUN --mount=type=cache, kept between builds on purpose
+    left = [str(p) for d in (work, tmp) if d.exists() for p in d.iterdir() if p.name != "buildah-cache"]
     problems = st.close()
     assert not problems, f"the build stack left: {problems}"
     assert not left, f"temporary build directories left: {left}"
@@ -204,6 +205,68 @@ def test_cached_rebuild_reuses_every_layer(stack: BuildStack, tmp_path: Path) ->
     no_cache = stack.k3c("build", "--progress", "plain", "--no-cache", "-t", "cache:1", str(ctx))
     built(stack, no_cache)
     assert "Using cache" not in no_cache.stderr
+
+
+def _layer_members(stack: BuildStack, digest: str) -> dict[str, tarfile.TarInfo]:
+    data = stack.containerd_call(lambda store: store.read(digest))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        return {m.name.removeprefix("./"): m for m in tar.getmembers()}
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_layers_whiteouts_users_and_secrets(stack: BuildStack, tmp_path: Path) -> None:
+    """What the native engine's layers hold: deletions as whiteouts, COPY --chown owners, RUN as USER with a
+    secret mounted, and none of the mount points runc made for the RUN."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+RUN mkdir -p /data && echo old > /data/old && echo keep > /data/keep
+RUN rm /bin/cat /data/old
+COPY --chown=65534:65534 f.txt /home/app/
+USER nobody
+WORKDIR /tmp/work
+RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok > toklen && pwd > cwd
+""", "f.txt": "f"})
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    built(stack, stack.k3c("build", "-q", "-t", "native:layers", "--secret", f"id=tok,src={token}", str(ctx)))
+    manifest, config, files = stack.image("docker.io/library/native:layers")
+    assert "bin/cat" not in files and "bin/sh" in files, "RUN rm is a whiteout over the base layer"
+    assert "data/old" not in files and files["data/keep"] == b"keep\n"
+    assert files["home/app/f.txt"] == b"f"
+    assert files["tmp/work/uid"] == b"65534\n" and files["tmp/work/cwd"] == b"/tmp/work\n"
+    assert files["tmp/work/toklen"].strip() == b"6"
+    assert not any(p.startswith("run/") or p == "etc/resolv.conf" or p == "etc/hosts" for p in files), \
+        "mount points runc created for the RUN are not in the image"
+    assert all(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar" for layer in manifest["layers"])
+    copy_layer = _layer_members(stack, manifest["layers"][3]["digest"])
+    assert (copy_layer["home/app/f.txt"].uid, copy_layer["home/app/f.txt"].gid) == (65534, 65534)
+    assert b"s3cret" not in b"".join(files.values()), "the secret's value is in no layer"
+    assert config["rootfs"]["diff_ids"][-1] == manifest["layers"][-1]["digest"], "uncompressed: diff ID = digest"
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path: Path) -> None:
+    """FROM scratch with ADD of a local archive; and a Dockerfile the native engine does not handle
+    (a cache mount) goes to buildah unchanged."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pkg/hello")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM scratch\nADD pkg.tgz /opt/\nCOPY plain.txt /\n",
+                                  "plain.txt": "p"})
+    (ctx / "pkg.tgz").write_bytes(buf.getvalue())
+    built(stack, stack.k3c("build", "-q", "-t", "native:scratch", str(ctx)))
+    manifest, _, files = stack.image("docker.io/library/native:scratch")
+    assert files["opt/pkg/hello"] == b"hello" and files["plain.txt"] == b"p" and "bin/sh" not in files
+    assert len(manifest["layers"]) == 2
+    if shutil.which("buildah") is None:
+        return
+    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/c echo hi > /hi\n"})
+    cp = stack.k3c("build", "--progress", "plain", "-t", "native:fallback", str(other))
+    built(stack, cp)
+    assert "is not supported; building with buildah" in cp.stderr
+    assert stack.image("docker.io/library/native:fallback")[2]["hi"] == b"hi\n"
 
 
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:
@@ -356,7 +419,7 @@ def test_deleting_a_running_build_cancels_and_cleans(stack: BuildStack, tmp_path
     assert stack.image("docker.io/library/slow:1") is None
     assert not (stack.root / "builds" / "logs" / f"{uid}.log").exists()
     assert list((stack.root / "builds" / "work").iterdir()) == []
-    assert list((stack.builder_root / "tmp").iterdir()) == []
+    assert [p for p in (stack.builder_root / "tmp").iterdir() if p.name != "buildah-cache"] == []
 
 
 def test_ctrl_c_cancels_the_build(stack: BuildStack, tmp_path: Path) -> None:

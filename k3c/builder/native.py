@@ -205,6 +205,7 @@ class NativeEngine:
                 reused = await self._reuse(key, request, observer)
                 if reused is not None:
                     return reused
+            await self.store.ensure_lease(CACHE_LEASE)  # (again: a prune may have dropped it)
             run = Run(request, observer, Path(tempfile.mkdtemp(prefix="build-", dir=self.work_dir)))
             try:
                 result = await self._build(run, stages, chosen, bases, global_args)
@@ -414,12 +415,15 @@ class NativeEngine:
                 if opts.get("required", "false").lower() in ("true", "1", ""):
                     raise BuildFailed(f"secret {sid} not found")
                 continue
-            secrets[target] = src
+            secrets[target] = await asyncio.to_thread(
+                _private_copy, src, run.work / f"secret-{run.next_id()}", int(opts.get("uid") or 0),
+                int(opts.get("gid") or 0), int(opts.get("mode") or "0400", 8))
         cwd = state.workdir
         owner = await asyncio.to_thread(rootfs.user_ids, root, state.config.get("User") or "", supplementary=True)
         spec = sandbox.RunSpec(container_id=run.next_id(), rootfs=root, bundle=run.work / f"bundle-{run.counter}",
                                args=args, env=self._run_env(state), cwd=cwd, owner=owner, secrets=secrets)
-        await asyncio.to_thread(rootfs.ensure_dir, root, cwd, None)
+        # a missing WORKDIR is created owned by the USER, as BuildKit does
+        await asyncio.to_thread(rootfs.ensure_dir, root, cwd, owner if owner.uid else None)
         created = await asyncio.to_thread(rootfs.mountpoints_missing, root, spec.bind_targets())
         try:
             code = await sandbox.run(spec, self.runc_root, run.observer.line, self.config.runc)
@@ -503,11 +507,16 @@ class NativeEngine:
             raise BuildFailed(f"base image {name}: its config and manifest disagree on the layers")
         layers = [LayerBlob(d["mediaType"], d["digest"], int(d["size"]), diff_id)
                   for d, diff_id in zip(doc["layers"], diff_ids, strict=True)]
-        await self._unpack(layers)
+        chain = await self._unpack(layers)
+        if chain:  # as containerd's unpacker does: the image itself keeps its snapshots alive
+            label = f"containerd.io/gc.ref.snapshot.{self.config.snapshotter}"
+            info = await self.store.info(doc["config"]["digest"])
+            if info is not None and info.labels.get(label) != chain:
+                await self.store.set_label(doc["config"]["digest"], label, chain)
         return BaseImage(name, manifest.digest, config, layers)
 
-    async def _unpack(self, layers: list[LayerBlob]) -> None:
-        """Make sure every prefix of ``layers`` is a committed snapshot (as CRI's unpack would)."""
+    async def _unpack(self, layers: list[LayerBlob]) -> str:
+        """Make sure every prefix of ``layers`` is a committed snapshot (as CRI's unpack would); the top one."""
         chains = []
         chain = ""
         for layer in layers:
@@ -528,6 +537,7 @@ class NativeEngine:
             except BaseException:
                 await finish_anyway(self.snaps.remove(key))
                 raise
+        return chains[-1] if chains else ""
 
     # ---- the image ----
 
@@ -635,6 +645,16 @@ def _field(h: Any, text: str) -> None:
     h.update(data)
 
 
+def _private_copy(src: Path, dest: Path, uid: int, gid: int, mode: int) -> Path:
+    """A secret as the RUN sees it: owned ``uid:gid`` with ``mode`` (BuildKit's defaults: 0:0, 0400)."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+    os.chown(dest, uid, gid)
+    os.chmod(dest, mode)
+    return dest
+
+
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
@@ -660,3 +680,12 @@ def _created_by(ins: Instruction, state: ImageState) -> str:
         args = ins.args if ins.exec_form else [*state.shell, ins.raw]
         return "RUN " + " ".join(args) + " # k3c"
     return f"{ins.text} # k3c"
+
+
+async def prune_cache(store: ContainerdImages, root: Path) -> None:
+    """Drop the whole layer cache (``docker builder prune -a``): the lease that holds it, synchronously
+    collected, and the records that point into it. Images and what they reference stay."""
+    await store.delete_lease(CACHE_LEASE, sync=True)
+    for d in ("cache", "records"):
+        for f in (Path(root) / d).glob("*.json"):
+            f.unlink()

@@ -248,6 +248,8 @@ def ensure_dir(root: Path, image_path: str, owner: Owner | None) -> Path:
         current = posixpath.join(current, part)
         host = resolve(root, current)
         if not os.path.lexists(host):
+            # the resolved path has no symlinks left, so creating its missing parents stays in the root
+            host.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             host.mkdir(mode=0o755)
             os.chmod(host, 0o755)
             if owner is not None:
@@ -317,7 +319,7 @@ def mountpoints_missing(root: Path, paths: Iterable[str]) -> list[str]:
     them for a RUN, and they must not end up in the layer."""
     missing: set[str] = set()
     for path in paths:
-        current = posixpath.normpath("/" + path)
+        current = posixpath.normpath("/" + path.lstrip("/"))
         while current != "/" and not os.path.lexists(resolve(root, current, follow_last=False)):
             missing.add(current)
             current = posixpath.dirname(current)

@@ -179,6 +179,16 @@ class ContainerdImages:
             raise translate("Content.Info", err) from err
         return resp.info
 
+    async def set_label(self, digest: str, key: str, value: str) -> None:
+        """Set one label of a blob (e.g. ``containerd.io/gc.ref.snapshot.*`` on an unpacked image's config)."""
+        try:
+            await self.content.Update(
+                content_pb.UpdateRequest(info=content_pb.Info(digest=digest, labels={key: value}),
+                                         update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{key}"])),
+                timeout=self.timeout, metadata=self._md())
+        except grpc.aio.AioRpcError as err:
+            raise translate("Content.Update", err) from err
+
     async def list_content(self, filters: Iterable[str] = ()) -> list[content_pb.Info]:
         """Every blob (optionally filtered, e.g. by label) in the store."""
         out: list[content_pb.Info] = []
@@ -280,11 +290,11 @@ class ContainerdImages:
                 raise translate("Leases.Create", err) from err
         return lease
 
-    async def delete_lease(self, lease: str) -> None:
-        """Drop a lease (what it protected is then kept only if referenced)."""
+    async def delete_lease(self, lease: str, sync: bool = False) -> None:
+        """Drop a lease (what it protected is then kept only if referenced); ``sync`` waits for the GC."""
         try:
             await self.leases.Delete(
-                leases_pb.DeleteRequest(id=lease), timeout=self.timeout, metadata=self._md()
+                leases_pb.DeleteRequest(id=lease, sync=sync), timeout=self.timeout, metadata=self._md()
             )
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.NOT_FOUND:

@@ -40,6 +40,11 @@ class ContentStub:
                 request_serializer=containerd__content__pb2.InfoRequest.SerializeToString,
                 response_deserializer=containerd__content__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/containerd.services.content.v1.Content/Update',
+                request_serializer=containerd__content__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=containerd__content__pb2.UpdateResponse.FromString,
+                _registered_method=True)
         self.List = channel.unary_stream(
                 '/containerd.services.content.v1.Content/List',
                 request_serializer=containerd__content__pb2.ListContentRequest.SerializeToString,
@@ -71,6 +76,12 @@ class ContentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Info(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +124,11 @@ def add_ContentServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=containerd__content__pb2.InfoRequest.FromString,
                     response_serializer=containerd__content__pb2.InfoResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=containerd__content__pb2.UpdateRequest.FromString,
+                    response_serializer=containerd__content__pb2.UpdateResponse.SerializeToString,
             ),
             'List': grpc.unary_stream_rpc_method_handler(
                     servicer.List,
@@ -167,6 +183,33 @@ class Content:
             '/containerd.services.content.v1.Content/Info',
             containerd__content__pb2.InfoRequest.SerializeToString,
             containerd__content__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.content.v1.Content/Update',
+            containerd__content__pb2.UpdateRequest.SerializeToString,
+            containerd__content__pb2.UpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

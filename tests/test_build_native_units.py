@@ -1,0 +1,244 @@
+"""Unit tests of the native engine's pieces that need no containerd: Dockerfile stages, config
+instructions, paths inside an image root, COPY's rules, users, and RUN mount points."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from k3c.builder import rootfs
+from k3c.builder.imageconfig import ImageState, apply_metadata, duration_ns
+from k3c.builder.instructions import Unsupported, parse, stages_needed
+from k3c.builder.sandbox import RunSpec, oci_spec
+
+MULTI = """\
+ARG BASE=busybox
+FROM $BASE AS build
+RUN make
+FROM busybox AS unused
+RUN true
+FROM scratch
+COPY --from=build /out /out
+"""
+
+# ------------------------------------------------------------------------------------------ stages
+
+
+def test_stages_resolve_global_args_and_needed_stages() -> None:
+    stages, global_args = parse(MULTI, {"BASE": "alpine"})
+    assert [(s.index, s.name, s.base) for s in stages] == [(0, "build", "alpine"), (1, "unused", "busybox"),
+                                                           (2, "", "scratch")]
+    assert global_args == {"BASE": "alpine"}
+    assert [s.index for s in stages_needed(stages, "")] == [0, 2], "the unused stage is skipped"
+    assert [s.index for s in stages_needed(stages, "unused")] == [1]
+    with pytest.raises(ValueError, match="could not be found"):
+        stages_needed(stages, "nope")
+
+
+def test_instruction_forms() -> None:
+    stages, _ = parse('FROM busybox\nRUN ["echo", "a b"]\nRUN echo "$HOME" && \\\n  true\n'
+                      'COPY --chown=1:2 --from=x a b /dst/\nCMD echo hi\n', {})
+    run_exec, run_shell, copy, cmd = stages[0].instructions
+    assert run_exec.exec_form and run_exec.args == ["echo", "a b"]
+    assert not run_shell.exec_form and run_shell.raw == 'echo "$HOME" && true'
+    assert copy.flag("chown") == "1:2" and copy.flag("from") == "x" and copy.args == ["a", "b", "/dst/"]
+    assert cmd.raw == "echo hi"
+
+
+@pytest.mark.parametrize("text", [
+    "FROM busybox\nRUN <<EOF\necho hi\nEOF\n",
+    "FROM busybox\nRUN --mount=type=cache,target=/root/.cache pip install x\n",
+    "FROM busybox\nADD https://example.com/a.tgz /a/\n",
+    "FROM busybox\nRUN --security=insecure true\n",
+])
+def test_what_the_native_engine_leaves_to_buildah(text: str) -> None:
+    with pytest.raises(Unsupported):
+        parse(text, {})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("RUN true\n", "no FROM"),
+    ("FROM busybox\nFROBNICATE x\n", "unknown instruction"),
+    ("", "no FROM"),
+])
+def test_bad_dockerfiles_are_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse(text, {})
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def _apply(state: ImageState, text: str, build_args: dict[str, str] | None = None) -> ImageState:
+    stages, _ = parse("FROM scratch\n" + text, {})
+    for ins in stages[0].instructions:
+        apply_metadata(ins, state, build_args or {})
+    return state
+
+
+def test_config_instructions_like_docker() -> None:
+    state = ImageState(config={"Env": ["PATH=/bin"], "Cmd": ["sh"]})
+    _apply(state, 'ARG V=1\nENV A=$V B="two words"\nENV LEGACY value with spaces\nWORKDIR app\nWORKDIR sub\n'
+                  "LABEL x=1 y=$A\nEXPOSE 80 53/udp\nUSER nobody:nogroup\nENTRYPOINT [\"/run\"]\n"
+                  "STOPSIGNAL SIGINT\nVOLUME /data\n", {"V": "9"})
+    c = state.config
+    assert c["Env"] == ["PATH=/bin", "A=9", "B=two words", "LEGACY=value with spaces"]
+    assert c["WorkingDir"] == "/app/sub" and c["Labels"] == {"x": "1", "y": "9"}
+    assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}} and c["User"] == "nobody:nogroup"
+    assert c["Entrypoint"] == ["/run"] and c["Cmd"] is None, "ENTRYPOINT resets an inherited CMD"
+    assert c["StopSignal"] == "SIGINT" and c["Volumes"] == {"/data": {}}
+    assert "V" not in {e.split("=")[0] for e in c["Env"]}, "ARG values never reach the config"
+    assert state.env()["V"] == "9", "but RUN sees them"
+
+
+def test_cmd_before_entrypoint_is_kept_and_shell_form_uses_shell() -> None:
+    state = _apply(ImageState(), 'SHELL ["/bin/bash", "-c"]\nCMD echo hi\nENTRYPOINT ["/e"]\n')
+    assert state.config["Cmd"] == ["/bin/bash", "-c", "echo hi"] and state.config["Entrypoint"] == ["/e"]
+
+
+def test_env_wins_over_arg_of_the_same_name() -> None:
+    state = _apply(ImageState(), "ARG X=from-arg\nENV X=from-env\n")
+    assert state.env()["X"] == "from-env"
+
+
+def test_healthcheck() -> None:
+    state = _apply(ImageState(), "HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f http://localhost/\n")
+    assert state.config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://localhost/"],
+                                           "Interval": 90 * 10**9, "Retries": 3}
+    assert duration_ns("500ms") == 500_000_000
+    with pytest.raises(ValueError):
+        duration_ns("5")
+
+
+# ------------------------------------------------------------------------------------------ paths
+
+
+def test_resolve_never_leaves_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../etc", root / "rel")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    assert rootfs.resolve(root, "/abs/passwd") == root / "etc" / "passwd"
+    assert rootfs.resolve(root, "/rel/passwd") == root / "etc" / "passwd"
+    assert rootfs.resolve(root, "/../../x") == root / "x"
+    assert rootfs.resolve(root, "/abs", follow_last=False) == root / "abs"
+    with pytest.raises(OSError):
+        rootfs.resolve(root, "/loop1/x")
+
+
+def test_user_ids_from_the_image(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n")
+    (tmp_path / "etc" / "group").write_text("root:x:0:\napp:x:1001:\nextra:x:2000:app,other\n")
+    assert rootfs.user_ids(tmp_path, "app", supplementary=True) == rootfs.Owner(1000, 1001, (2000,))
+    assert rootfs.user_ids(tmp_path, "app:extra") == rootfs.Owner(1000, 2000)
+    assert rootfs.user_ids(tmp_path, "123:456") == rootfs.Owner(123, 456)
+    assert rootfs.user_ids(tmp_path, "") == rootfs.Owner(0, 0)
+    with pytest.raises(ValueError, match="unable to find user ghost"):
+        rootfs.user_ids(tmp_path, "ghost")
+
+
+# ------------------------------------------------------------------------------------------ COPY
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    c = tmp_path / "ctx"
+    for rel, text in {"a.txt": "a", "b.txt": "b", "dir/x": "x", "dir/sub/y": "y", "skip/z": "z"}.items():
+        (c / rel).parent.mkdir(parents=True, exist_ok=True)
+        (c / rel).write_text(text)
+    os.chmod(c / "a.txt", 0o640)
+    return c
+
+
+def _kept(ctx: Path, excluded: str = "") -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(ctx):
+        for name in dirnames + filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), ctx)
+            if not (excluded and (rel == excluded or rel.startswith(excluded + "/"))):
+                out.add(rel)
+    return out
+
+
+def _copy(root: Path, ctx: Path, sources: list[str], dest: str, **kw: object) -> None:
+    rootfs.copy_into(root, rootfs.CopySpec(ctx, sources, dest, kept=_kept(ctx, "skip"), **kw))  # type: ignore[arg-type]
+
+
+def test_copy_rules_like_docker(tmp_path: Path, ctx: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    _copy(root, ctx, ["a.txt"], "/file")  # file to a new name
+    _copy(root, ctx, ["dir"], "/d")  # a directory's contents, not the directory
+    _copy(root, ctx, ["*.txt"], "/many/")  # glob into a directory
+    _copy(root, ctx, ["a.txt", "b.txt"], "/two/")
+    assert (root / "file").read_text() == "a" and (root / "file").stat().st_mode & 0o777 == 0o640
+    assert (root / "d" / "x").read_text() == "x" and (root / "d" / "sub" / "y").read_text() == "y"
+    assert not (root / "d" / "dir").exists()
+    assert sorted(os.listdir(root / "many")) == ["a.txt", "b.txt"] == sorted(os.listdir(root / "two"))
+    assert (root / "d" / "x").stat().st_uid == 0
+    with pytest.raises(rootfs.CopyError, match="not found"):
+        _copy(root, ctx, ["skip/z"], "/z")  # excluded by .dockerignore
+    with pytest.raises(rootfs.CopyError, match="not found"):
+        _copy(root, ctx, ["missing"], "/m")
+
+
+def test_copy_follows_image_symlinks_inside_the_root(tmp_path: Path, ctx: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "app")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), root / "escape")
+    _copy(root, ctx, ["a.txt"], "/app/")
+    _copy(root, ctx, ["b.txt"], "/escape/")
+    assert (root / "etc" / "a.txt").read_text() == "a"
+    assert list(outside.iterdir()) == [], "an absolute symlink in the image is the image's path, not the host's"
+    assert (root / str(outside).lstrip("/") / "b.txt").read_text() == "b"
+
+
+def test_copy_chown_chmod_and_add_extracts(tmp_path: Path, ctx: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    _copy(root, ctx, ["dir"], "/owned/", owner=rootfs.Owner(1000, 1001), mode=0o600)
+    st = (root / "owned" / "x").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 1001, 0o600)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"inside"
+        info = tarfile.TarInfo("pkg/file")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (ctx / "pkg.tgz").write_bytes(buf.getvalue())
+    rootfs.copy_into(root, rootfs.CopySpec(ctx, ["pkg.tgz"], "/opt/", kept=_kept(ctx), extract=True))
+    assert (root / "opt" / "pkg" / "file").read_bytes() == b"inside"
+
+
+def test_run_mount_points_are_removed_but_existing_dirs_kept(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "run").mkdir()
+    missing = rootfs.mountpoints_missing(root, ["/etc/resolv.conf", "/run/secrets/token"])
+    assert missing == ["/etc/resolv.conf", "/run/secrets", "/run/secrets/token"]
+    (root / "etc" / "resolv.conf").touch()  # what runc does for a bind mount target
+    (root / "run" / "secrets").mkdir()
+    (root / "run" / "secrets" / "token").touch()
+    rootfs.remove_created(root, missing)
+    assert sorted(os.listdir(root)) == ["etc", "run"] and os.listdir(root / "run") == []
+
+
+def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> None:
+    spec = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], ["PATH=/bin"], "/", rootfs.Owner(5, 6),
+                            {"/run/secrets/s": tmp_path / "s"}))
+    caps = spec["process"]["capabilities"]["bounding"]
+    assert "CAP_SYS_ADMIN" not in caps and "CAP_NET_ADMIN" not in caps and "CAP_CHOWN" in caps
+    assert spec["process"]["user"] == {"uid": 5, "gid": 6, "additionalGids": []}
+    secret = next(m for m in spec["mounts"] if m["destination"] == "/run/secrets/s")
+    assert "ro" in secret["options"]
+    assert "/proc/kcore" in spec["linux"]["maskedPaths"]
