@@ -314,21 +314,13 @@ def upload_context(s: Session, name: str, tar: Path) -> str:
 
 
 def follow_log(s: Session, name: str) -> Iterator[str]:
-    """Lines of the build's ``log`` subresource until the build is over."""
-    http_conn = _https(s, timeout=None)
+    """Lines of the build's ``log`` subresource until the build is over (on the session's connection)."""
+    from k3c.kubeclient import APIStatusError
+
     try:
-        http_conn.request("GET", s.path(PLURAL, name, "log") + "?follow=true", headers=_headers(s))
-        resp = http_conn.getresponse()
-        if resp.status >= 400:
-            doc = json.loads(resp.read() or b"{}")
-            raise Failure(f"Error response from daemon: {doc.get('message', resp.reason)}", 1)
-        while True:
-            line = resp.readline()
-            if not line:
-                return
-            yield line.decode(errors="replace").rstrip("\n")
-    finally:
-        http_conn.close()
+        yield from s.client.lines(s.path(PLURAL, name, "log"), follow="true")
+    except APIStatusError as err:
+        raise Failure(f"Error response from daemon: {err.message}", 1) from None
 
 
 # ------------------------------------------------------------------------------------------ display

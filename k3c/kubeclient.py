@@ -173,6 +173,36 @@ class Client:
                                  doc)
         return doc
 
+    def lines(self, path: str, **query: Any) -> Iterator[str]:
+        """Lines of a streamed text response (e.g. a build's ``log?follow=true``) on the shared connection.
+
+        Reusing the connection saves a TLS handshake; once the response ends the connection serves the
+        next request. Stopping early (Ctrl-C) leaves it mid-response, so it is closed then.
+        """
+        url = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        if self._http is None:
+            self._http = self._connection()
+        finished = False
+        try:
+            self._http.request("GET", url, headers={**self._headers(), "Accept": "text/plain, */*"})
+            if self._http.sock is not None:
+                self._http.sock.settimeout(None)  # a build step may print nothing for minutes
+            resp = self._http.getresponse()
+            if resp.status >= 400:
+                raw = resp.read()
+                doc = json.loads(raw) if raw.startswith(b"{") else {}
+                finished = True
+                raise APIStatusError(resp.status, doc.get("reason", ""),
+                                     doc.get("message", raw.decode(errors="replace")), doc)
+            while line := resp.readline():
+                yield line.decode(errors="replace").rstrip("\n")
+            finished = True
+            if self._http.sock is not None:
+                self._http.sock.settimeout(self.timeout)
+        finally:
+            if not finished:
+                self.close()
+
     def close(self) -> None:
         if self._http is not None:
             self._http.close()

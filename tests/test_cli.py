@@ -832,3 +832,21 @@ def test_global_flags_before_the_command(apiserver, api, ns):
     assert cp.stdout == "early-flags\n"
     bad = k3c(apiserver, "--bogus", "ps")
     assert bad.returncode == 125 and bad.stderr.count("\n") == 1
+
+
+def test_lazy_command_table_matches_the_modules():
+    """`k3c CMD` imports only CMD's module: the table saying which module that is must be complete and true."""
+    import argparse
+
+    from k3c.cli import main as cli_main
+
+    full = cli_main.build_parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(cli_main.COMMANDS), "every command is in COMMANDS, and nothing else"
+    for command, module in cli_main.COMMANDS.items():
+        only = cli_main.build_parser(module)
+        only_sub = next(a for a in only._actions if isinstance(a, argparse._SubParsersAction))
+        assert command in only_sub.choices, f"{command} is registered by k3c.cli.{module}"
+    assert cli_main.command_module(["-n", "dev", "--kubeconfig=/k", "build", "."]) == "build"
+    assert cli_main.command_module(["--context", "c", "-ndev", "ps"]) == "ps"
+    assert cli_main.command_module(["--help"]) is None and cli_main.command_module(["bogus"]) is None

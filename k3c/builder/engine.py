@@ -1,8 +1,9 @@
 """The builder interface: one request in, one image in containerd out, step lines streamed on the way.
 
-Why an interface at all: buildah is the only builder Debian 12 ships, but a buildkit engine (buildkitd
-with a containerd worker) builds faster and needs no copy of base images; it can be added beside
-:mod:`k3c.builder.buildah` without touching the reconciler, which only knows :class:`Engine`.
+Why an interface at all: there are two engines, and room for more without touching the reconciler, which
+only knows :class:`Engine`: the native one (:mod:`k3c.builder.native`, steps run directly on containerd
+snapshots, the default) and buildah (:mod:`k3c.builder.buildah`, the fallback for what the native one does
+not support). A buildkit engine (buildkitd with a containerd worker) could be a third.
 
 An engine's contract:
 

@@ -40,6 +40,9 @@ GROUP = "k3c.io"
 PLURAL = "imagebuilds"
 #: How often a follower looks for new output (and, when there is none, whether the build is over).
 POLL_INTERVAL = 0.02
+#: For the first seconds of a follow the end is checked more often: a build answered from cache is over
+#: in milliseconds, and the CLI waits for this stream to end.
+FAST_POLL_INTERVAL, FAST_POLL_SECONDS = 0.004, 2.0
 CHUNK = 256 * 1024
 #: An upload whose ImageBuild never appeared is removed after this many seconds.
 STALE_UPLOAD = 3600.0
@@ -150,6 +153,7 @@ class BuildSubresources:
                       tail: int | None) -> None:
         path = self.paths.log_file(uid)
         offset = _tail_offset(path, tail) if tail is not None else 0
+        fast_until = time.monotonic() + FAST_POLL_SECONDS
         while True:
             offset, wrote = await self._copy_new(resp, path, offset)
             if not follow:
@@ -159,7 +163,7 @@ class BuildSubresources:
                 if obj is None or obj["metadata"]["uid"] != uid or build_finished(obj):
                     await self._copy_new(resp, path, offset)  # the last lines precede the status
                     return
-                await asyncio.sleep(POLL_INTERVAL)
+                await asyncio.sleep(FAST_POLL_INTERVAL if time.monotonic() < fast_until else POLL_INTERVAL)
 
     async def _copy_new(self, resp: web.StreamResponse, path: Path, offset: int) -> tuple[int, bool]:
         try:

@@ -192,7 +192,7 @@ class NativeEngine:
                 text = await asyncio.to_thread(request.dockerfile.read_text, errors="replace")
                 stages, global_args = parse(text, request.build_args)
                 chosen = stages_needed(stages, request.target)
-                bases = await self._bases(stages, chosen, global_args, request)
+                refs = await self._base_refs(stages, chosen, global_args, request)
             except Unsupported as why:
                 if self.fallback is None:
                     raise BuildFailed(f"the native builder does not support {why}") from None
@@ -200,11 +200,18 @@ class NativeEngine:
                 return await self.fallback.build(request, observer)
             except ValueError as err:
                 raise BuildFailed(f"Dockerfile: {err}") from None
-            key = await self._build_key(request, text, bases)
+            key = await self._build_key(request, text, refs)
             if key is not None:
                 reused = await self._reuse(key, request, observer)
                 if reused is not None:
                     return reused
+            try:
+                bases = {name: await self._base(name) for name in refs}
+            except Unsupported as why:
+                if self.fallback is None:
+                    raise BuildFailed(f"the native builder does not support {why}") from None
+                observer.line(f"native builder: {why} is not supported; building with {self.fallback.name}")
+                return await self.fallback.build(request, observer)
             await self.store.ensure_lease(CACHE_LEASE)  # (again: a prune may have dropped it)
             run = Run(request, observer, Path(tempfile.mkdtemp(prefix="build-", dir=self.work_dir)))
             try:
@@ -470,9 +477,9 @@ class NativeEngine:
 
     # ---- base images ----
 
-    async def _bases(self, stages: list[Stage], chosen: list[Stage], global_args: dict[str, str],
-                     req: BuildRequest) -> dict[str, BaseImage]:
-        """Every image the chosen stages start from or copy from, read from containerd and unpacked."""
+    async def _base_refs(self, stages: list[Stage], chosen: list[Stage], global_args: dict[str, str],
+                         req: BuildRequest) -> dict[str, str]:
+        """Every image the chosen stages start from or copy from -> its manifest digest in containerd."""
         if req.pull:
             raise Unsupported("--pull (a registry pull)")
         refs: list[str] = []
@@ -483,14 +490,17 @@ class NativeEngine:
                 ref = ins.flag("from") if ins.flags.get("from") else ""
                 if ref and find_stage(stages, ref, stage.index) is None:
                     refs.append(substitute(ref, global_args))
-        out: dict[str, BaseImage] = {}
+        out: dict[str, str] = {}
         for ref in refs:
             try:
                 name = normalize(ref)
             except InvalidReference as err:
                 raise ValueError(f"invalid base image {ref!r}: {err}") from None
             if name not in out:
-                out[name] = await self._base(name)
+                record = await self.store.get(name)
+                if record is None:
+                    raise Unsupported(f"a base image containerd does not have ({name})")
+                out[name] = record.target.digest
         return out
 
     async def _base(self, name: str) -> BaseImage:
@@ -563,13 +573,13 @@ class NativeEngine:
 
     # ---- whole-build cache ----
 
-    async def _build_key(self, req: BuildRequest, text: str, bases: dict[str, BaseImage]) -> str | None:
+    async def _build_key(self, req: BuildRequest, text: str, bases: dict[str, str]) -> str | None:
         if req.no_cache:
             return None
         inputs = KeyInputs(
             engine=ENGINE_KEY, dockerfile=text.encode(), build_args=req.build_args, target=req.target,
             labels=req.labels, secrets={sid: await asyncio.to_thread(p.read_bytes) for sid, p in req.secrets.items()},
-            bases={name: b.manifest_digest for name, b in bases.items()})
+            bases=bases)
         return await asyncio.to_thread(self._hasher.key, req.context_dir, req.dockerfile, inputs)
 
     async def _reuse(self, key: str, req: BuildRequest, observer: BuildObserver) -> BuildResult | None:
@@ -580,10 +590,19 @@ class NativeEngine:
             return None
         desc = Descriptor(MEDIA_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
         doc = json.loads(raw)
-        if not await has_all_blobs(self.store, desc, raw) or not await self.snaps.exists(record.get("chain", "")):
-            return None
         image_id = doc["config"]["digest"]
-        await finish_anyway(tag(self.store, desc, req.tags or [image_id], req.image_labels, CACHE_LEASE))
+        names = req.tags or [image_id]
+        current = {n: await self.store.get(n) for n in names}
+        # a name that already points at the manifest keeps it and all it references from the GC
+        held = any(r is not None and r.target.digest == desc.digest for r in current.values())
+        if not held and not await has_all_blobs(self.store, desc, raw):
+            return None
+        if not await self.snaps.exists(record.get("chain", "")):
+            return None
+        stale = [n for n, r in current.items() if r is None or r.target.digest != desc.digest
+                 or any(r.labels.get(k) != v for k, v in req.image_labels.items())]
+        if stale:
+            await finish_anyway(tag(self.store, desc, stale, req.image_labels, CACHE_LEASE))
         cached = 0
         for step in record.get("steps") or []:
             observer.line(step)

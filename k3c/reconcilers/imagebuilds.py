@@ -3,7 +3,7 @@
 Level-based, per object (by uid), serialized by a :class:`~k3c.reconcilers.workqueue.WorkQueue`:
 
 - not this node's (``spec.nodeName`` or ``status.node`` names another) → nothing;
-- being deleted → cancel the build if it runs (the engine kills buildah's process group and removes its
+- being deleted → cancel the build if it runs (the engine kills its RUN processes and removes its
   build containers; nothing was tagged yet, so no half-made image stays), write ``Canceled``, drop the
   finalizer;
 - gone (DELETED) → cancel a build that still runs, remove its log and upload;
@@ -247,10 +247,11 @@ class ImageBuildReconciler:
         ref = ref_of(PLURAL, obj)
         try:
             if not (obj.get("status") or {}).get("node"):
-                obj = await self.kube.patch_status(ref, {
+                # with the builder free, the claim is the Running status itself (one write less per build)
+                claim = self._running_status(obj) if not self.running else {
                     "node": self.node, "phase": "Pending", "message": "waiting for the builder",
-                    "conditions": [condition(obj, "Pending", "waiting for the builder")],
-                }, resource_version=obj["metadata"]["resourceVersion"])
+                    "conditions": [condition(obj, "Pending", "waiting for the builder")]}
+                obj = await self.kube.patch_status(ref, claim, resource_version=obj["metadata"]["resourceVersion"])
                 self.cache.put(obj)
             if FINALIZER not in (obj["metadata"].get("finalizers") or []):
                 fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
@@ -353,13 +354,11 @@ class ImageBuildReconciler:
         progress = Progress(build_log, reporter.changed)
         reporter.progress = progress
         try:
-            await self._write_status(obj, {
-                "phase": "Running", "message": "", "observedGeneration": generation, "startTime": now_rfc3339(),
-                "completionTime": None, "steps": [], "stepsDone": 0, "failedStep": None, "exitCode": None,
-                "imageID": None, "shortID": None, "imageDigest": None, "imageSize": None, "tags": None,
-                "tagSummary": None, "pushed": None, "node": self.node,
-                "conditions": [condition(obj, "Running", "building")],
-            })
+            status = obj.get("status") or {}
+            fresh = (status.get("phase") == "Running" and status.get("observedGeneration") == generation
+                     and not status.get("steps") and status.get("startTime"))
+            if not fresh:  # unless the claim just wrote it
+                await self._write_status(obj, self._running_status(obj))
             result, pushed = await self._run(obj, progress)
             final = self._success(obj, result, pushed, progress)
         except asyncio.CancelledError:
@@ -376,6 +375,15 @@ class ImageBuildReconciler:
         build_log.line(final["message"])
         build_log.close()
         await self._finish(obj, final)
+
+    def _running_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "phase": "Running", "message": "", "observedGeneration": obj["metadata"].get("generation", 1),
+            "startTime": now_rfc3339(), "completionTime": None, "steps": [], "stepsDone": 0, "failedStep": None,
+            "exitCode": None, "imageID": None, "shortID": None, "imageDigest": None, "imageSize": None,
+            "tags": None, "tagSummary": None, "pushed": None, "node": self.node,
+            "conditions": [condition(obj, "Running", "building")],
+        }
 
     async def _finish(self, obj: dict[str, Any], final: dict[str, Any]) -> None:
         """Terminal status, then the upload and one-off secrets go, and the finalizer."""
