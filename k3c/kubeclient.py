@@ -78,19 +78,32 @@ def _named(items: list[dict[str, Any]], name: str, what: str) -> dict[str, Any]:
     raise ConfigError(f"{what} {name!r} not found in kubeconfig")
 
 
-def load(path: str | None = None, context: str | None = None, namespace: str | None = None) -> Connection:
+def _parse(text: str, cfg_path: Path) -> dict[str, Any]:
+    """A kubeconfig document: JSON (as k3c writes it) without importing a YAML parser, else YAML."""
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+            return doc if isinstance(doc, dict) else {}
+        except ValueError:
+            pass  # YAML flow style that is not JSON: let the YAML parser decide
     import yaml
 
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid kubeconfig {cfg_path}: {str(err).splitlines()[0]}") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def load(path: str | None = None, context: str | None = None, namespace: str | None = None) -> Connection:
     cfg_path = Path(kubeconfig_path(path))
     try:
-        doc = yaml.safe_load(cfg_path.read_text()) or {}
+        doc = _parse(cfg_path.read_text(), cfg_path)
     except FileNotFoundError:
         raise ConfigError(f"cannot read kubeconfig {cfg_path}: is the k3c daemon running? "
                           "(start it with `k3c daemon`)") from None
     except PermissionError:
         raise ConfigError(f"permission denied reading {cfg_path}: run as root or a member of k3c's group") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"invalid kubeconfig {cfg_path}: {str(err).splitlines()[0]}") from None
     ctx_name = context or doc.get("current-context")
     if not ctx_name:
         raise ConfigError(f"kubeconfig {cfg_path} has no current context")

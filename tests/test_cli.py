@@ -850,3 +850,21 @@ def test_lazy_command_table_matches_the_modules():
     assert cli_main.command_module(["-n", "dev", "--kubeconfig=/k", "build", "."]) == "build"
     assert cli_main.command_module(["--context", "c", "-ndev", "ps"]) == "ps"
     assert cli_main.command_module(["--help"]) is None and cli_main.command_module(["bogus"]) is None
+
+
+def test_kubeconfig_json_fast_path_and_yaml(tmp_path):
+    """k3c writes its kubeconfig as JSON (read without a YAML parser); k3s/kubeadm ones are YAML."""
+    from k3c import kubeclient
+
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+           "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}}],
+           "users": [{"name": "c", "user": {"token": "t0k"}}],
+           "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c", "namespace": "dev"}}]}
+    (tmp_path / "json").write_text(json.dumps(doc, indent=2))
+    (tmp_path / "yaml").write_text(yaml.safe_dump(doc))
+    for name in ("json", "yaml"):
+        conn = kubeclient.load(str(tmp_path / name))
+        assert (conn.server, conn.namespace, conn.token) == ("https://127.0.0.1:6443", "dev", "t0k")
+    (tmp_path / "bad").write_text("clusters: [unclosed")
+    with pytest.raises(kubeclient.ConfigError, match="invalid kubeconfig"):
+        kubeclient.load(str(tmp_path / "bad"))

@@ -498,7 +498,9 @@ class StepReporter:
         self.obj = obj
         self.progress: Progress | None = None
         self._task: asyncio.Task[None] | None = None
-        self._last = 0.0
+        # the first write waits one interval too: a build answered from cache ends before it is due,
+        # and its final status carries the steps anyway
+        self._last = time.monotonic()
 
     def changed(self) -> None:
         if self._task is None or self._task.done():
