@@ -277,11 +277,8 @@ def check_tags(tags: list[str]) -> None:
 # ------------------------------------------------------------------------------------------ HTTP streams
 
 
-def _https(s: Session, timeout: float | None = None) -> http.client.HTTPSConnection:
-    import http.client
-
-    conn = s.client.conn
-    return http.client.HTTPSConnection(conn.host, conn.port, context=conn.ssl_context, timeout=timeout)
+def _connection(s: Session, timeout: float | None = None) -> http.client.HTTPConnection:
+    return s.client.connection(timeout)
 
 
 def _headers(s: Session, content_type: str | None = None) -> dict[str, str]:
@@ -295,7 +292,7 @@ def _headers(s: Session, content_type: str | None = None) -> dict[str, str]:
 
 def upload_context(s: Session, name: str, tar: Path) -> str:
     """Stream the tar to the ``context`` subresource; returns the digest the server computed."""
-    http_conn = _https(s, timeout=300)
+    http_conn = _connection(s, timeout=300)
     try:
         with open(tar, "rb") as body:
             headers = {**_headers(s, "application/x-tar"), "Content-Length": str(tar.stat().st_size)}

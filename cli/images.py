@@ -698,11 +698,7 @@ def inspect_cmd(args: argparse.Namespace) -> int:
 
 
 def _raw_connection(client: Client, timeout: float | None = None) -> Any:
-    import http.client
-
-    conn = client.conn
-    return http.client.HTTPSConnection(conn.host, conn.port, context=conn.ssl_context, timeout=timeout,
-                                       blocksize=1 << 20)
+    return client.connection(timeout, blocksize=1 << 20)
 
 
 def _headers(client: Client, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -389,7 +389,7 @@ def _build_processes(stack: BuildStack) -> list[int]:
 def _log(stack: BuildStack, name: str) -> str:
     api = stack.api()
     try:
-        conn = api._connection()  # noqa: SLF001 - a plain GET of the text subresource
+        conn = api.connection()  # a plain GET of the text subresource
         conn.request("GET", stack.build_path(name) + "/log", headers=api._headers())  # noqa: SLF001
         return conn.getresponse().read().decode()
     finally:

@@ -242,3 +242,31 @@ def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> No
     secret = next(m for m in spec["mounts"] if m["destination"] == "/run/secrets/s")
     assert "ro" in secret["options"]
     assert "/proc/kcore" in spec["linux"]["maskedPaths"]
+
+
+def test_copy_cache_key_follows_exactly_the_files_copied(tmp_path: Path) -> None:
+    """A COPY's key changes when a file it takes changes, and not for a file beside it (even one whose
+    name sorts between a directory and its children, like ``a-c`` between ``a`` and ``a/b``)."""
+    from k3c.builder.cachekey import ContextHasher
+
+    for rel, text in {"a/b": "1", "a-c": "2", "x.txt": "3", "y.txt": "4", "z.md": "5"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    kept = sorted(["a", "a/b", "a-c", "x.txt", "y.txt", "z.md"])
+    hasher = ContextHasher()
+
+    def key(*sources: str) -> str:
+        return hasher.sources_digest(tmp_path, kept, list(sources))
+
+    before = {s: key(s) for s in ("a", "*.txt", ".")}
+    (tmp_path / "a-c").write_text("changed")
+    assert key("a") == before["a"], "a-c is not under a/"
+    assert key(".") != before["."]
+    (tmp_path / "a" / "b").write_text("changed")
+    assert key("a") != before["a"]
+    assert key("*.txt") == before["*.txt"]
+    (tmp_path / "y.txt").write_text("changed")
+    assert key("*.txt") != before["*.txt"]
+    mode_before = key("z.md")
+    os.chmod(tmp_path / "z.md", 0o755)
+    assert key("z.md") != mode_before, "the mode is copied too"

@@ -205,3 +205,42 @@ def test_credentials_and_state_are_private(apiserver):
     for path in [data / "kubeconfig.yaml", data / "state.db", data / "tls" / "admin.key", data / "tls" / "ca.key",
                  data / "tls" / "server.key", data / "tls" / "admin.token"]:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others: {oct(path.stat().st_mode)}"
+
+
+def test_local_unix_socket_is_private_and_serves_the_api(apiserver):
+    """The CLI's socket beside the kubeconfig: 0600 like the kubeconfig, plain HTTP, same API; over TCP
+    the same request without credentials is still a 401."""
+    import http.client
+    import json
+    import socket
+    import ssl
+    import stat
+
+    from k3c import kubeclient
+
+    sock_path = apiserver.data_dir / "k3c.sock"
+    st = sock_path.stat()
+    assert stat.S_ISSOCK(st.st_mode) and st.st_mode & 0o077 == 0, oct(st.st_mode)
+    conn = kubeclient.load(str(apiserver.data_dir / "kubeconfig.yaml"))
+    assert conn.socket_path == str(sock_path)
+    assert "ssl_context" not in vars(conn), "no TLS context is built for the socket"
+    client = kubeclient.Client(conn)
+    created = client.create("/api/v1/namespaces/default/configmaps",
+                            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "via-socket"}})
+    assert created["metadata"]["name"] == "via-socket"
+    assert client.get("/api/v1/namespaces/default/configmaps/via-socket")["metadata"]["uid"]
+    raw = socket.socket(socket.AF_UNIX)
+    raw.connect(str(sock_path))
+    raw.sendall(b"GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    reply = b""
+    while chunk := raw.recv(65536):
+        reply += chunk
+    raw.close()
+    assert reply.startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tcp = http.client.HTTPSConnection(conn.host, conn.port, context=ctx, timeout=10)
+    tcp.request("GET", "/api/v1/namespaces/default/configmaps/via-socket")
+    resp = tcp.getresponse()
+    assert resp.status == 401 and json.loads(resp.read())["kind"] == "Status"

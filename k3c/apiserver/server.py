@@ -1,8 +1,13 @@
 """Assembling and running the API server: storage, registry, handlers, TLS and authentication.
 
 `APIServer` is what `k3c apiserver` runs in the foreground and what `k3c daemon` embeds in its own event
-loop. Every request must authenticate with the admin client certificate (verified against k3c's CA
-during the TLS handshake) or the admin bearer token; anything else gets a 401 Status.
+loop. Every request over TCP must authenticate with the admin client certificate (verified against k3c's
+CA during the TLS handshake) or the admin bearer token; anything else gets a 401 Status.
+
+The same API is also served as plain HTTP on a unix socket in the data directory (``k3c.sock``, beside the
+kubeconfig), for the local k3c CLI: like docker.sock, its file mode is its access control (0600, or 0660
+for the kubeconfig's group, the very users who can read the admin kubeconfig anyway), and it spares every
+command a TLS handshake.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +35,8 @@ from k3c.apiserver.watch import WatchHub
 log = logging.getLogger(__name__)
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+#: sun_path holds 108 bytes with the terminating NUL; leave room.
+MAX_UNIX_PATH = 100
 
 
 @dataclass
@@ -94,6 +103,9 @@ class APIServer:
         peer = transport.get_extra_info("peercert") if transport is not None else None
         if peer:
             return await handler(request)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and sock.family == socket.AF_UNIX:  # connecting took the socket file's permission
+            return await handler(request)
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self.material.token.encode()):
             return await handler(request)
@@ -117,10 +129,31 @@ class APIServer:
             server = site._server  # noqa: SLF001 - the only way aiohttp exposes the bound port
             assert server is not None and server.sockets
             self.config.port = server.sockets[0].getsockname()[1]
+        await self._start_socket()
         kubeconfig.write(self.kubeconfig_path, kubeconfig.render(self.config.url, self.material),
                          self.config.kubeconfig_gid)
         self._compactor = asyncio.create_task(self._compact_loop())
         log.info("API server listening on %s", self.config.url)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.config.data_dir / kubeconfig.SOCKET_NAME
+
+    async def _start_socket(self) -> None:
+        """The local unix socket (see the module docstring); skipped if its path is too long for AF_UNIX."""
+        path = self.socket_path
+        if len(str(path).encode()) > MAX_UNIX_PATH:
+            log.warning("not serving on %s: the path is longer than a unix socket allows", path)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a stale socket of an earlier run
+        assert self._runner is not None
+        # (connecting needs write permission: between bind and chmod the usual umask leaves that to root)
+        await web.UnixSite(self._runner, str(path), backlog=1024).start()
+        gid = self.config.kubeconfig_gid
+        if gid is not None:
+            os.chown(path, -1, gid)
+        os.chmod(path, 0o660 if gid is not None else 0o600)
 
     async def _compact_loop(self) -> None:
         while True:
@@ -142,6 +175,8 @@ class APIServer:
             task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
         self.store.close()
 
 

@@ -38,16 +38,16 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import external_images
-from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult
+from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, finish_anyway
+from k3c.builder.rootfs import unmount_under
 from k3c.builder.transfer import (
     ImageNotFound,
     LayoutImage,
@@ -523,35 +523,3 @@ async def kill_group(proc: asyncio.subprocess.Process) -> None:
             continue
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # children that outlived buildah itself
-
-
-async def finish_anyway(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion even if the caller is cancelled meanwhile; then re-raise the cancel.
-
-    Cleanup and tagging must not stop halfway: a half-removed container or half the tags is worse than
-    finishing a few hundred milliseconds later.
-    """
-    task = asyncio.ensure_future(coro)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
-
-
-def unmount_under(root: Path) -> list[str]:
-    """Unmount (lazily, deepest first) every mount point under ``root``; returns them."""
-    prefix = str(root).rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    mine = sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
-    for point in mine:
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    return mine

@@ -14,8 +14,11 @@ tag), ``ADD`` of a URL, or a Dockerfile-specific ignore file we do not interpret
 
 from __future__ import annotations
 
+import bisect
+import fnmatch
 import hashlib
 import os
+import posixpath
 import re
 import stat
 from collections.abc import Mapping
@@ -102,6 +105,53 @@ class ContextHasher:
         digest = d.hexdigest()
         self._memo[ident] = (*sig, digest)
         return digest
+
+
+    def sources_digest(self, context: Path, kept_sorted: list[str], sources: list[str]) -> str:
+        """Digest of what a COPY takes from the context: every kept file under each source (or glob match),
+        by path, type, mode and content, so one step's cache key changes exactly when its input does.
+
+        ``kept_sorted`` lists the context paths .dockerignore keeps, sorted: everything below ``dir`` is
+        then one run starting at ``dir/``.
+        """
+        h = hashlib.sha256()
+        for src in sources:
+            pattern = posixpath.normpath("/" + src).lstrip("/")
+            if pattern in ("", "."):
+                roots = [""]
+            elif any(c in pattern for c in "*?["):
+                roots = [p for p in kept_sorted if _glob_match(pattern, p)]
+            else:
+                roots = [pattern]
+            for rel in roots:
+                _field(h, f"source:{rel}".encode())
+                paths = [rel] if rel else []
+                for p in kept_sorted[bisect.bisect_left(kept_sorted, rel + "/") if rel else 0:]:
+                    if rel and not p.startswith(rel + "/"):
+                        break
+                    paths.append(p)
+                for p in paths:
+                    self._hash_entry(h, context, p)
+        return h.hexdigest()
+
+    def _hash_entry(self, h: hashlib._Hash, context: Path, rel: str) -> None:
+        path = context / rel
+        try:
+            st = path.lstat()
+        except OSError:
+            _field(h, f"missing:{rel}".encode())
+            return
+        _field(h, f"{rel}:{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}".encode())
+        if stat.S_ISREG(st.st_mode):
+            _field(h, self.file_digest(path, st).encode())
+        elif stat.S_ISLNK(st.st_mode):
+            _field(h, os.readlink(path).encode())
+
+
+def _glob_match(pattern: str, path: str) -> bool:
+    """Go's filepath.Match per segment: ``*`` never crosses a ``/``."""
+    segs, parts = pattern.split("/"), path.split("/")
+    return len(segs) == len(parts) and all(fnmatch.fnmatchcase(p, s) for p, s in zip(parts, segs, strict=True))
 
 
 def _field(h: hashlib._Hash, data: bytes) -> None:

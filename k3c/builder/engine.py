@@ -17,11 +17,15 @@ An engine's contract:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["BuildFailed", "BuildObserver", "BuildRequest", "BuildResult", "Engine"]
+T = TypeVar("T")
+
+__all__ = ["BuildFailed", "BuildObserver", "BuildRequest", "BuildResult", "Engine", "finish_anyway"]
 
 
 @dataclass
@@ -86,3 +90,24 @@ class Engine(Protocol):
                    observer: BuildObserver) -> list[str]:
         """Push the built image under each tag to its registry; returns the tags pushed."""
         ...
+
+
+async def finish_anyway(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion even if the caller is cancelled meanwhile; then re-raise the cancel.
+
+    Cleanup and tagging must not stop halfway: a half-removed container or half the tags is worse than
+    finishing a few hundred milliseconds later.
+    """
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 import uuid
@@ -39,12 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from k3c.builder import rootfs, sandbox
-from k3c.builder.buildah import finish_anyway, unmount_under
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import substitute
 from k3c.builder.dockerignore import load as load_ignore
 from k3c.builder.dockerignore import walk
-from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, Engine
+from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata, check_onbuild
 from k3c.builder.instructions import Instruction, Stage, Unsupported, find_stage, parse, stages_needed
 from k3c.builder.transfer import has_all_blobs, platform_manifest, tag
@@ -96,7 +96,7 @@ class Run:
     observer: BuildObserver
     work: Path
     kept: set[str] | None = None
-    kept_sorted: list[str] = field(default_factory=list)
+    kept_sorted: list[str] = field(default_factory=list)  #: the same, sorted (for prefix scans)
     active: set[str] = field(default_factory=set)
     steps: list[str] = field(default_factory=list)
     cached: int = 0
@@ -159,7 +159,7 @@ class NativeEngine:
         for d in (self.config.root, self.work_dir, self.runc_root, self.cache_dir, self.records_dir):
             d.mkdir(parents=True, exist_ok=True)
         async with self._lock:
-            await asyncio.to_thread(unmount_under, self.work_dir)
+            await asyncio.to_thread(rootfs.unmount_under, self.work_dir)
             await sandbox.delete_all(self.runc_root, self.config.runc)
             for stale in self.work_dir.iterdir():
                 shutil.rmtree(stale, ignore_errors=True)
@@ -226,8 +226,8 @@ class NativeEngine:
                      global_args: dict[str, str]) -> BuildResult:
         req = run.request
         matcher = await asyncio.to_thread(load_ignore, req.context_dir)
-        run.kept_sorted = await asyncio.to_thread(lambda: list(walk(req.context_dir, matcher)))
-        run.kept = set(run.kept_sorted)
+        run.kept = set(await asyncio.to_thread(lambda: list(walk(req.context_dir, matcher))))
+        run.kept_sorted = sorted(run.kept)
         built: dict[int, ImageState] = {}
         for stage in chosen:
             built[stage.index] = await self._stage(run, stage, stages, built, bases, global_args)
@@ -320,41 +320,8 @@ class NativeEngine:
             if source_chain is not None:
                 _field(h, "from:" + source_chain)
             else:
-                self._hash_sources(h, run, srcs[:-1])
+                _field(h, self._hasher.sources_digest(run.request.context_dir, run.kept_sorted, srcs[:-1]))
         return h.hexdigest()
-
-    def _hash_sources(self, h: Any, run: Run, sources: list[str]) -> None:
-        """Content of the context files a COPY takes (path, type, mode, bytes), via the stat-keyed memo."""
-        import bisect
-        import posixpath
-        import stat as st_mod
-
-        ctx = run.request.context_dir
-        for src in sources:
-            pattern = posixpath.normpath("/" + src).lstrip("/")
-            roots = [""] if pattern in ("", ".") else None
-            if roots is None:
-                roots = [p for p in run.kept_sorted if _glob_match(pattern, p)] if any(
-                    c in pattern for c in "*?[") else [pattern]
-            for rel in roots:
-                lo = bisect.bisect_left(run.kept_sorted, rel + "/") if rel else 0
-                paths = [rel] if rel else []
-                for p in run.kept_sorted[lo:]:
-                    if rel and not p.startswith(rel + "/"):
-                        break
-                    paths.append(p)
-                for p in paths:
-                    path = ctx / p
-                    try:
-                        st = path.lstat()
-                    except OSError:
-                        _field(h, f"missing:{p}")
-                        continue
-                    _field(h, f"{p}:{st_mod.S_IFMT(st.st_mode)}:{st_mod.S_IMODE(st.st_mode):o}")
-                    if st_mod.S_ISREG(st.st_mode):
-                        _field(h, self._hasher.file_digest(path, st))
-                    elif st_mod.S_ISLNK(st.st_mode):
-                        _field(h, os.readlink(path))
 
     async def _cached_layer(self, key: str) -> LayerBlob | None:
         try:
@@ -446,8 +413,6 @@ class NativeEngine:
         if len(words) < 2:
             raise ValueError(f"{ins.keyword} requires at least two arguments")
         dest = words[-1]
-        import posixpath
-
         if not dest.startswith("/"):
             dest = posixpath.join(state.workdir, dest) + ("/" if dest.endswith("/") or dest in (".", "./") else "")
         owner = None
@@ -618,7 +583,7 @@ class NativeEngine:
                                                        "steps": run.steps})
 
     async def _cleanup(self, run: Run) -> None:
-        await asyncio.to_thread(unmount_under, run.work)
+        await asyncio.to_thread(rootfs.unmount_under, run.work)
         for key in sorted(run.active):
             with contextlib.suppress(RuntimeCallError):
                 await self.snaps.remove(key)
@@ -685,13 +650,6 @@ def _chain_of(layers: list[LayerBlob]) -> str:
     for layer in layers:
         out = chain_id(out, layer.diff_id)
     return out
-
-
-def _glob_match(pattern: str, path: str) -> bool:
-    import fnmatch
-
-    segs, parts = pattern.split("/"), path.split("/")
-    return len(segs) == len(parts) and all(fnmatch.fnmatchcase(p, s) for p, s in zip(parts, segs, strict=True))
 
 
 def _created_by(ins: Instruction, state: ImageState) -> str:

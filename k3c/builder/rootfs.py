@@ -22,7 +22,7 @@ from pathlib import Path
 
 from k3c.cri.snapshots import Mount
 
-__all__ = ["CopySpec", "copy_into", "ensure_dir", "mount", "resolve", "unmount", "user_ids"]
+__all__ = ["CopySpec", "copy_into", "ensure_dir", "mount", "resolve", "unmount", "unmount_under", "user_ids"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 MS_RDONLY = 1
@@ -337,3 +337,16 @@ def remove_created(root: Path, paths: Iterable[str]) -> None:
                 host.unlink()
         except OSError:
             continue  # the RUN put something there: it belongs to the layer
+
+
+def unmount_under(root: Path) -> list[str]:
+    """Unmount (lazily, deepest first) every mount point under ``root``; returns them."""
+    prefix = str(root).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    mine = sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
+    for point in mine:
+        if _libc.umount2(point.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+            err = ctypes.get_errno()
+            raise OSError(err, f"umount {point}: {os.strerror(err)}")
+    return mine
