@@ -100,6 +100,18 @@ def test_cmd_before_entrypoint_is_kept_and_shell_form_uses_shell() -> None:
     assert state.config["Cmd"] == ["/bin/bash", "-c", "echo hi"] and state.config["Entrypoint"] == ["/e"]
 
 
+def test_arg_redeclared_in_a_stage_takes_the_global_value() -> None:
+    stages, global_args = parse("ARG V=global\nARG W=g2\nFROM scratch\nARG V\nARG W=local\nARG X\n", {})
+    state = ImageState()
+    for ins in stages[0].instructions:
+        apply_metadata(ins, state, {}, global_args)
+    assert state.args == {"V": "global", "W": "local", "X": ""}
+    state = ImageState()
+    for ins in stages[0].instructions:
+        apply_metadata(ins, state, {"V": "cli", "W": "cli"}, global_args)
+    assert state.args["V"] == "cli" and state.args["W"] == "cli"
+
+
 def test_env_wins_over_arg_of_the_same_name() -> None:
     state = _apply(ImageState(), "ARG X=from-arg\nENV X=from-env\n")
     assert state.env()["X"] == "from-env"

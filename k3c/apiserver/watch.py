@@ -56,6 +56,15 @@ class WatchHub:
                 continue
             sub.queue.put_nowait(event)
 
+    def subscribe(self, prefix: str) -> Subscription:
+        """Raw events under ``prefix`` as they commit (for in-process waiters; :meth:`unsubscribe` after)."""
+        sub = Subscription(prefix)
+        self.subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subs.discard(sub)
+
     def close_all(self) -> None:
         for sub in self.subs:
             sub.queue.put_nowait(None)

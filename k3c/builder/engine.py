@@ -82,6 +82,14 @@ class Engine(Protocol):
 
     name: str
 
+    async def start(self) -> None:
+        """Prepare directories and remove what a crashed build left behind (no build runs yet)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and mounts after the last build."""
+        ...
+
     async def build(self, request: BuildRequest, observer: BuildObserver) -> BuildResult:
         """Build, import into containerd and tag; see the module docstring for the contract."""
         ...

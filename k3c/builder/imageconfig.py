@@ -134,8 +134,13 @@ def duration_ns(text: str) -> int:
     return int(total)
 
 
-def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, str]) -> str:
-    """Apply a config-only instruction to ``state``; returns the history ``created_by`` text."""
+def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, str],
+                   global_args: dict[str, str] | None = None) -> str:
+    """Apply a config-only instruction to ``state``; returns the history ``created_by`` text.
+
+    ``ARG NAME`` without a value inside a stage takes the build arg, else the value of the global ``ARG``
+    (before the first ``FROM``) of that name, as Docker does.
+    """
     from k3c.builder.instructions import arg_items
 
     env = state.env()
@@ -143,6 +148,8 @@ def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, st
     kw = ins.keyword
     if kw == "ARG":
         for name, default in arg_items(ins.raw, env):
+            if default is None:
+                default = (global_args or {}).get(name)
             value = build_args.get(name, default)
             if value is not None:
                 state.args[name] = value

@@ -40,9 +40,6 @@ GROUP = "k3c.io"
 PLURAL = "imagebuilds"
 #: How often a follower looks for new output (and, when there is none, whether the build is over).
 POLL_INTERVAL = 0.02
-#: For the first seconds of a follow the end is checked more often: a build answered from cache is over
-#: in milliseconds, and the CLI waits for this stream to end.
-FAST_POLL_INTERVAL, FAST_POLL_SECONDS = 0.004, 2.0
 CHUNK = 256 * 1024
 #: An upload whose ImageBuild never appeared is removed after this many seconds.
 STALE_UPLOAD = 3600.0
@@ -151,19 +148,30 @@ class BuildSubresources:
 
     async def _stream(self, resp: web.StreamResponse, target: Target, uid: str, follow: bool,
                       tail: int | None) -> None:
+        """Copy the log file as it grows; with ``follow``, until the build is over.
+
+        The end is noticed the moment the object changes (a subscription to its storage key wakes the
+        loop: a build answered from cache is over in milliseconds, and the CLI waits for this stream);
+        new log lines are picked up every :data:`POLL_INTERVAL`.
+        """
         path = self.paths.log_file(uid)
         offset = _tail_offset(path, tail) if tail is not None else 0
-        fast_until = time.monotonic() + FAST_POLL_SECONDS
-        while True:
-            offset, wrote = await self._copy_new(resp, path, offset)
-            if not follow:
-                return
-            if not wrote:
-                obj = self._object(target)
-                if obj is None or obj["metadata"]["uid"] != uid or build_finished(obj):
-                    await self._copy_new(resp, path, offset)  # the last lines precede the status
+        sub = self.handler.hub.subscribe(target.rtype.key(target.namespace, target.name or "")) if follow else None
+        try:
+            while True:
+                offset, wrote = await self._copy_new(resp, path, offset)
+                if sub is None:
                     return
-                await asyncio.sleep(FAST_POLL_INTERVAL if time.monotonic() < fast_until else POLL_INTERVAL)
+                if not wrote:
+                    obj = self._object(target)
+                    if obj is None or obj["metadata"]["uid"] != uid or build_finished(obj):
+                        await self._copy_new(resp, path, offset)  # the last lines precede the status
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sub.queue.get(), POLL_INTERVAL)
+        finally:
+            if sub is not None:
+                self.handler.hub.unsubscribe(sub)
 
     async def _copy_new(self, resp: web.StreamResponse, path: Path, offset: int) -> tuple[int, bool]:
         try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -167,20 +168,14 @@ class NativeEngine:
             for key in await self.snaps.keys(ACTIVE_PREFIX):
                 await self.snaps.remove(key)
         if self.fallback is not None:
-            await self.fallback.start()  # type: ignore[attr-defined]
+            await self.fallback.start()
 
     async def close(self) -> None:
         if self.fallback is not None:
-            await self.fallback.close()  # type: ignore[attr-defined]
+            await self.fallback.close()
         if self._store is not None:
             await self._store.close()
             self._store = self._snaps = None
-
-    async def leftovers(self) -> list[str]:
-        """Snapshots, runc containers and mounts a finished build should not have left (for checks)."""
-        out = [f"snapshot {k}" for k in await self.snaps.keys(ACTIVE_PREFIX)]
-        out += [f"runc container {p.name}" for p in self.runc_root.iterdir()] if self.runc_root.is_dir() else []
-        return out
 
     # ---- building ----
 
@@ -194,10 +189,7 @@ class NativeEngine:
                 chosen = stages_needed(stages, request.target)
                 refs = await self._base_refs(stages, chosen, global_args, request)
             except Unsupported as why:
-                if self.fallback is None:
-                    raise BuildFailed(f"the native builder does not support {why}") from None
-                observer.line(f"native builder: {why} is not supported; building with {self.fallback.name}")
-                return await self.fallback.build(request, observer)
+                return await self._fallback(request, observer, why)
             except ValueError as err:
                 raise BuildFailed(f"Dockerfile: {err}") from None
             key = await self._build_key(request, text, refs)
@@ -208,10 +200,7 @@ class NativeEngine:
             try:
                 bases = {name: await self._base(name) for name in refs}
             except Unsupported as why:
-                if self.fallback is None:
-                    raise BuildFailed(f"the native builder does not support {why}") from None
-                observer.line(f"native builder: {why} is not supported; building with {self.fallback.name}")
-                return await self.fallback.build(request, observer)
+                return await self._fallback(request, observer, why)
             await self.store.ensure_lease(CACHE_LEASE)  # (again: a prune may have dropped it)
             run = Run(request, observer, Path(tempfile.mkdtemp(prefix="build-", dir=self.work_dir)))
             try:
@@ -221,6 +210,13 @@ class NativeEngine:
                 return result
             finally:
                 await finish_anyway(self._cleanup(run))
+
+    async def _fallback(self, request: BuildRequest, observer: BuildObserver, why: Unsupported) -> BuildResult:
+        """The whole build to the fallback engine (nothing was built here yet)."""
+        if self.fallback is None:
+            raise BuildFailed(f"the native builder does not support {why}, and no fallback builder is installed")
+        observer.line(f"native builder: {why} is not supported; building with {self.fallback.name}")
+        return await self.fallback.build(request, observer)
 
     async def _build(self, run: Run, stages: list[Stage], chosen: list[Stage], bases: dict[str, BaseImage],
                      global_args: dict[str, str]) -> BuildResult:
@@ -246,8 +242,9 @@ class NativeEngine:
             state = ImageState(config={"Env": [f"PATH={DEFAULT_PATH}"]}, key=_h("scratch"))
         else:
             base = bases[normalize(substitute(stage.base, global_args))]
-            state = ImageState(config=dict(base.config.get("config") or {}), layers=list(base.layers),
-                               history=list(base.config.get("history") or []), key=_h("image", base.manifest_digest))
+            state = ImageState(config=copy.deepcopy(base.config.get("config") or {}), layers=list(base.layers),
+                               history=copy.deepcopy(base.config.get("history") or []),
+                               key=_h("image", base.manifest_digest))
         state.args = {}
         last_cached = False
         for n, ins in enumerate(stage.instructions, start=2):
@@ -257,7 +254,7 @@ class NativeEngine:
                 if ins.keyword in ("RUN", "COPY", "ADD"):
                     last_cached = await self._layer_step(run, ins, state, stages, stage, built, bases, global_args)
                 else:
-                    created_by = apply_metadata(ins, state, run.request.build_args)
+                    created_by = apply_metadata(ins, state, run.request.build_args, global_args)
                     state.record(created_by, empty=True)
                     if last_cached:
                         run.cached += 1
@@ -394,8 +391,12 @@ class NativeEngine:
                 int(opts.get("gid") or 0), int(opts.get("mode") or "0400", 8))
         cwd = state.workdir
         owner = await asyncio.to_thread(rootfs.user_ids, root, state.config.get("User") or "", supplementary=True)
+        network = ins.flag("network") or "default"
+        if network not in ("default", "host", "none"):
+            raise ValueError(f"RUN --network={network}: only default, host and none are supported")
         spec = sandbox.RunSpec(container_id=run.next_id(), rootfs=root, bundle=run.work / f"bundle-{run.counter}",
-                               args=args, env=self._run_env(state), cwd=cwd, owner=owner, secrets=secrets)
+                               args=args, env=self._run_env(state), cwd=cwd, owner=owner, secrets=secrets,
+                               network=network)
         # a missing WORKDIR is created owned by the USER, as BuildKit does
         await asyncio.to_thread(rootfs.ensure_dir, root, cwd, owner if owner.uid else None)
         created = await asyncio.to_thread(rootfs.mountpoints_missing, root, spec.bind_targets())

@@ -48,6 +48,7 @@ class RunSpec:
     cwd: str
     owner: Owner
     secrets: dict[str, Path] = field(default_factory=dict)  #: target path in the image -> file
+    network: str = "default"  #: ``RUN --network``: default/host share the host's; none gets only loopback
 
     def bind_targets(self) -> list[str]:
         """Image paths runc bind-mounts files onto (and creates when missing)."""
@@ -66,6 +67,8 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+        if spec.network == "none" else  # sysfs can only be mounted in a network namespace of one's own
         {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]},
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid", "nodev"]}
           for dest, src in binds.items()),
@@ -87,7 +90,8 @@ def oci_spec(spec: RunSpec) -> dict[str, Any]:
         "hostname": HOSTNAME,
         "mounts": _mounts(spec),
         "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
+            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount",
+                                                 *(("network",) if spec.network == "none" else ()))],
             "cgroupsPath": f"/k3c-build/{spec.container_id}",
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,

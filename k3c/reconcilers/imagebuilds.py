@@ -9,8 +9,9 @@ Level-based, per object (by uid), serialized by a :class:`~k3c.reconcilers.workq
 - gone (DELETED) → cancel a build that still runs, remove its log and upload;
 - a build of this generation runs → nothing; of an older generation → cancel it and start anew;
 - the current generation already Succeeded/Failed → nothing;
-- otherwise claim it (``status.node``, with the resourceVersion as precondition so one node wins, plus
-  the finalizer, held only while a build runs) and start the build as a task of its own.
+- otherwise claim it (``status.node``, with the resourceVersion as precondition so one node wins) and
+  start the build as a task of its own; a build that runs longer than a moment gets the finalizer, held
+  only while it runs (a build answered from cache is over before, and spares two writes).
 
 So an operator that restarts finds builds whose status still says Running with no task behind them and
 simply builds them again (the layer cache makes that cheap). The build task writes the step lines to the
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from k3c.builder.context import ContextError, prepare_context
-from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine
+from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.logs import BuildPaths
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339, ref_of
@@ -49,6 +50,8 @@ FINALIZER = "k3c.io/imagebuild"
 EPHEMERAL_SECRET_LABEL = "k3c.io/build-secret-for"
 #: Minimum seconds between status writes while a build runs.
 STATUS_INTERVAL = 0.5
+#: A build still running after this many seconds gets the finalizer (see ImageBuildReconciler._protect_later).
+PROTECT_AFTER = 0.05
 MAX_STEPS_KEPT = 200
 TERMINAL = ("Succeeded", "Failed", "Canceled")
 
@@ -175,9 +178,7 @@ class ImageBuildReconciler:
             run.task.cancel()
         if self.running:
             await asyncio.wait([r.task for r in self.running.values()], timeout=30)
-        close = getattr(self.engine, "close", None)
-        if close is not None:
-            await close()
+        await self.engine.close()
         if self.kube is not None:
             await self.kube.close()
 
@@ -242,7 +243,7 @@ class ImageBuildReconciler:
         return (not wanted or wanted == self.node) and (not claimed or claimed == self.node)
 
     async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Make the object ours (status.node) and protected while building (finalizer); None if we lost."""
+        """Make the object ours (status.node); None if another node won."""
         assert self.kube is not None
         ref = ref_of(PLURAL, obj)
         try:
@@ -252,11 +253,6 @@ class ImageBuildReconciler:
                     "node": self.node, "phase": "Pending", "message": "waiting for the builder",
                     "conditions": [condition(obj, "Pending", "waiting for the builder")]}
                 obj = await self.kube.patch_status(ref, claim, resource_version=obj["metadata"]["resourceVersion"])
-                self.cache.put(obj)
-            if FINALIZER not in (obj["metadata"].get("finalizers") or []):
-                fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
-                obj = await self.kube.merge_patch(ref, {"metadata": {
-                    "finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
                 self.cache.put(obj)
         except KubeError as err:
             if err.code not in (404, 409):
@@ -306,6 +302,43 @@ class ImageBuildReconciler:
         await self._drop_finalizer(obj)
         return None
 
+    async def _protect_later(self, obj: dict[str, Any]) -> None:
+        """Add the finalizer once the build has run for :data:`PROTECT_AFTER` seconds.
+
+        Why later: a build answered from cache is over before then, and skipping the finalizer's add and
+        removal spares it two writes. A longer build gets it, so deleting the object waits for the cancel
+        and its cleanup (and a deletion before then still cancels it, through the DELETED event).
+        """
+        await asyncio.sleep(PROTECT_AFTER)
+        try:
+            await finish_anyway(self._add_finalizer(obj))
+        except KubeError as err:
+            log.warning("cannot add the finalizer to %s: %s", obj["metadata"]["name"], err)
+
+    async def _add_finalizer(self, obj: dict[str, Any]) -> None:
+        assert self.kube is not None
+        ref = ref_of(PLURAL, obj)
+        for _ in range(5):
+            meta = obj["metadata"]
+            if FINALIZER in (meta.get("finalizers") or []):
+                return
+            try:
+                fresh = await self.kube.merge_patch(ref, {"metadata": {
+                    "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
+                    "resourceVersion": meta["resourceVersion"]}})
+                self.cache.put(fresh)
+                return
+            except KubeError as err:
+                if err.code == 404:
+                    return
+                if err.code != 409:
+                    raise
+                latest = await self.kube.get(ref)
+                if latest is None or latest["metadata"]["uid"] != meta["uid"] or latest["metadata"].get(
+                        "deletionTimestamp"):
+                    return
+                obj = latest
+
     async def _drop_finalizer(self, obj: dict[str, Any]) -> None:
         assert self.kube is not None
         for _ in range(5):
@@ -353,6 +386,7 @@ class ImageBuildReconciler:
         reporter = StepReporter(self, obj)
         progress = Progress(build_log, reporter.changed)
         reporter.progress = progress
+        guard = asyncio.get_running_loop().create_task(self._protect_later(obj))
         try:
             status = obj.get("status") or {}
             fresh = (status.get("phase") == "Running" and status.get("observedGeneration") == generation
@@ -364,6 +398,7 @@ class ImageBuildReconciler:
         except asyncio.CancelledError:
             build_log.line("build canceled")
             build_log.close()
+            await _stop(guard)
             await reporter.close()
             raise
         except (BuildFailed, ContextError, InvalidReference, KubeError, OSError) as err:
@@ -371,6 +406,7 @@ class ImageBuildReconciler:
         except Exception as err:  # a bug must still end the build, not leave it Running forever
             log.exception("build %s/%s failed unexpectedly", meta.get("namespace"), meta["name"])
             final = self._failure(obj, err, progress)
+        await _stop(guard)  # (an add in flight completes first, so the final status sees it)
         await reporter.close()
         build_log.line(final["message"])
         build_log.close()
@@ -526,3 +562,10 @@ class StepReporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a helper task and wait until it is over."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
