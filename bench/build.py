@@ -4,15 +4,15 @@
 Three builders on the same two contexts, in one run, interleaved per iteration so drift hits all alike:
 
 - **k3c**: `k3c build -q -t …` (the CLI process as `pip install` installs it — see :func:`installed_cli` —
-  wall clock) against the stack the daemon runs: an API server
-  with ImageBuild's subresources, the ImageBuild operator (buildah engine) and containerd, started here in
-  temporary directories (tests/build_harness.py). The time includes creating the object, the operator's
-  build, the import into containerd's k8s.io namespace and the CLI following the log to the end.
+  wall clock) against the stack the daemon runs: an API server with ImageBuild's subresources, the
+  ImageBuild operator (native engine) and containerd, started here in temporary directories
+  (tests/build_harness.py). The time includes creating the object, the operator's build into containerd's
+  k8s.io namespace (tagged, unpacked, runnable) and the CLI following the log to the end.
 - **docker**: `DOCKER_BUILDKIT=1 docker build -q -t …` against a dockerd 20.10 started here with private
   paths, its own bridge and no iptables (see ../shared/PLATFORM-NOTES.md). Skipped with a note if no
   dockerd is found (``--dockerd``, ``$DOCKERD``, PATH).
 - **buildah**: plain `buildah bud --layers --isolation chroot -q -t …` in a private storage; the image stays
-  in buildah's storage (no export), so this is the floor k3c's engine starts from.
+  in buildah's storage (no export to containerd): k3c's fallback engine, for comparison.
 
 Contexts: *small* (two-stage, a few files) and *large* (~50 MB of incompressible files in 200 files, several
 RUN steps). Scenarios, each measured ``--runs`` times: *cold* (build caches emptied first; base images stay),
@@ -327,9 +327,9 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="k3c-bench-build-", dir="/tmp"))
     archive = base / "busybox.oci.tar"
     write_oci_archive(archive, {BUSYBOX: busybox_image()})
-    notes = ["k3c = `k3c build` CLI against API server + ImageBuild operator + containerd (the daemon's wiring), "
-             "image imported into containerd k8s.io", "buildah = bare `buildah bud --layers`, image left in "
-             "buildah's storage (no export to containerd)"]
+    notes = ["k3c = installed `k3c build` CLI against API server + ImageBuild operator (native engine) + "
+             "containerd (the daemon's wiring), image in containerd k8s.io", "buildah = bare `buildah bud "
+             "--layers`, image left in buildah's storage (no export to containerd)"]
     sides: list = [K3cSide(base), BuildahSide(base, archive)]
     found = find_dockerd(args.dockerd)
     if found:
