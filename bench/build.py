@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from build_harness import BUSYBOX, BuildStack, unmount_under  # noqa: E402
+from installed import installed_cli  # noqa: E402
 
 from k3c.images.ocilayout import busybox_image, write_oci_archive  # noqa: E402
 
@@ -113,31 +114,6 @@ def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -
     if check and cp.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}… failed ({cp.returncode}): {cp.stderr[-2000:]}")
     return cp
-
-
-def installed_cli(base: Path) -> Path:
-    """The `k3c` command as `pip install` leaves it, for timing what users run.
-
-    The development venv's editable install loads a path finder at every interpreter start (~8 ms) that an
-    installed k3c does not have. So: a wheel of this checkout, installed into a fresh venv with compiled
-    bytecode; its dependencies come from the development venv through a plain path entry (whose own .pth
-    files, the editable finder among them, are not processed). The script is what pip's would be.
-    """
-    import sysconfig
-
-    wheels = base / "wheel"
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)])
-    venv = base / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    wheel = next(wheels.glob("k3c-*.whl"))
-    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)])
-    (site / "k3c-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(site / "k3c")])
-    script = venv / "bin" / "k3c"
-    script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom k3c.cli.main import entry\nsys.exit(entry())\n")
-    script.chmod(0o755)
-    return script
 
 
 class K3cSide:

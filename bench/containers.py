@@ -47,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
+from installed import installed_cli  # noqa: E402
 from peers import (  # noqa: E402
     DOCKER,
     DOCKERD,
@@ -113,11 +114,10 @@ class Tool:
         return len(self.call(self.cmd("ps", *(["-a"] if all_ else []), "-q")).split())
 
 
-def k3c_tool(daemon: DaemonProcess) -> Tool:
-    """The venv's ``k3c`` entry point (the code the daemon runs), on the private daemon's kubeconfig."""
-    script = Path(sys.executable).parent / "k3c"
-    prefix = [sys.executable, str(script)] if script.exists() else [sys.executable, "-m", "k3c.cli.main"]
-    return Tool("k3c", prefix, ["--kubeconfig", str(daemon.kubeconfig)])
+def k3c_tool(daemon: DaemonProcess, cli: Path) -> Tool:
+    """The installed ``k3c`` (bench/installed.py: this checkout, as pip installs it), on the private
+    daemon's kubeconfig."""
+    return Tool("k3c", [str(cli.parent / "python"), str(cli)], ["--kubeconfig", str(daemon.kubeconfig)])
 
 
 def ctr_tool(socket: str) -> Tool:
@@ -319,7 +319,7 @@ def python_env(base: Path) -> None:
 def start_k3c(setup: Setup, archive: Path) -> None:
     setup.daemon.start()
     setup.daemon.import_image(IMAGE, busybox_image())
-    setup.tools.append(k3c_tool(setup.daemon))
+    setup.tools.append(k3c_tool(setup.daemon, installed_cli(setup.base / "cli")))
     socket = setup.daemon.containerd_address
     run_checked(["ctr", "-a", socket, "-n", CTR_NAMESPACE, "images", "import", str(archive)])
     setup.versions.update(k3c=k3c_revision(), containerd=run_checked(["containerd", "--version"]).split()[2])

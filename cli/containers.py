@@ -529,14 +529,19 @@ def _restore_timeout(s: Session, obj: dict[str, Any], value: int) -> None:
 
 
 # ---- rm / wait ---------------------------------------------------------------------------------------
-def remove_one(s: Session, obj: dict[str, Any], force: bool, volumes: bool) -> None:
-    name = obj["metadata"]["name"]
+def begin_remove(s: Session, obj: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """Ask for the removal (killing first with ``force``); the object if it is still finalizing."""
     if is_running(obj):
         if not force:
             raise daemon_error(f"You cannot remove a running container {container_id(obj)}. Stop the container "
                                "before attempting removal or force remove")
         obj = _patch(s, obj, {"stopTimeout": 0})  # docker rm -f kills; the finalizer then stops with SIGKILL
-    current = delete_container(s, obj)
+    return delete_container(s, obj)
+
+
+def finish_remove(s: Session, obj: dict[str, Any], current: dict[str, Any] | None, volumes: bool) -> None:
+    """Wait until a removal asked for by :func:`begin_remove` is done, then drop anonymous volumes."""
+    name = obj["metadata"]["name"]
     if current is not None:  # still finalizing: docker's rm returns once it is gone
         try:
             wait_for(s, current, lambda o: o is None, REMOVE_TIMEOUT)
@@ -551,12 +556,21 @@ def remove_one(s: Session, obj: dict[str, Any], force: bool, volumes: bool) -> N
 def rm_cmd(args: argparse.Namespace) -> int:
     s = session(args)
     cs = Containers(s)
+    asked: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
 
-    def one(ref: str) -> None:
-        remove_one(s, cs.get(ref), args.force, args.volumes)
+    def ask(ref: str) -> None:
+        obj = cs.get(ref)
+        asked[ref] = (obj, begin_remove(s, obj, args.force))
+
+    def finish(ref: str) -> None:
+        obj, current = asked.pop(ref)
+        finish_remove(s, obj, current, args.volumes)
         print(ref, flush=True)
 
-    return for_each(args.containers, one)
+    # Every removal is asked for first, so the operator tears the containers down side by side; then each
+    # is reported, in the order given, once it is gone (as docker prints them).
+    failed = for_each(args.containers, ask)
+    return max(failed, for_each([ref for ref in args.containers if ref in asked], finish))
 
 
 @command()
