@@ -145,7 +145,7 @@ class K3cSide:
         for d in ("records", "exports"):
             for f in (b / d).glob("*.json"):
                 f.unlink()
-        from k3c.builder.native import prune_cache
+        from k3c.builder.layercache import prune as prune_cache
         from k3c.registry.reference import normalize
 
         self.stack.containerd_call(lambda store: store.delete(normalize(tag), sync=True))

@@ -7,8 +7,8 @@ How one build goes, and why it is fast:
    the manifest an identical earlier build made; if containerd still holds it, the tags are re-pointed.
 1. **Plan.** The Dockerfile is parsed into stages (:mod:`k3c.builder.instructions`); only the target and
    the stages it needs are built. Base images are read from containerd (never a registry) and unpacked
-   into snapshots if CRI has not done so. Anything the engine does not do raises ``Unsupported`` here,
-   before any work, and the build goes to the fallback engine (buildah) unchanged.
+   into snapshots if CRI has not done so (:mod:`k3c.builder.bases`). Anything the engine does not do
+   raises ``Unsupported`` here, before any work, and the build goes to the fallback engine (buildah).
 2. **Steps.** ``ENV``, ``LABEL`` … only change the config. ``RUN``/``COPY``/``ADD`` each get a writable
    snapshot on top of the previous one, mounted on the host; ``COPY`` writes into it, ``RUN`` runs runc on
    it (:mod:`k3c.builder.sandbox`). Then containerd's differ writes the changes as an uncompressed layer
@@ -16,8 +16,9 @@ How one build goes, and why it is fast:
    image is unpacked the moment it exists, and no layer is copied between stores or sent over gRPC.
 3. **Layer cache.** Each layer step has a key (the previous key, the instruction, and what it reads: the
    environment of a RUN, the content of the files a COPY takes); a key seen before whose snapshot and
-   blob containerd still holds is reused without running the step. Cache snapshots and blobs are held by
-   one containerd lease (``k3c-build-cache``), so the garbage collector keeps them until it is dropped.
+   blob containerd still holds is reused without running the step (:mod:`k3c.builder.layercache`). Cache
+   snapshots and blobs are held by one containerd lease, so the garbage collector keeps them until it is
+   dropped.
 4. **Image.** Config and manifest are written to the content store and every tag pointed at them.
 
 Failure or cancel at any point removes the step's snapshot, unmounts, kills runc, and tags nothing.
@@ -40,26 +41,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.builder import rootfs, sandbox
+from k3c.builder import bases, rootfs, sandbox
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import substitute
 from k3c.builder.dockerignore import load as load_ignore
 from k3c.builder.dockerignore import walk
 from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, Engine, finish_anyway
-from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata, check_onbuild
+from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata
 from k3c.builder.instructions import Instruction, Stage, Unsupported, find_stage, parse, stages_needed
-from k3c.builder.transfer import has_all_blobs, platform_manifest, tag
+from k3c.builder.layercache import LEASE, LayerCache
+from k3c.builder.transfer import has_all_blobs, tag
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.images import ContainerdImages, gc_labels
-from k3c.cri.proto import containerd_types_pb2 as types_pb
 from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id
 from k3c.images.ocilayout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture
-from k3c.registry.reference import InvalidReference, normalize
+from k3c.registry.reference import normalize
 
 __all__ = ["NativeConfig", "NativeEngine"]
 
-CACHE_LEASE = "k3c-build-cache"
 #: Prefix of every snapshot key a build makes before committing (found and removed after a crash).
 ACTIVE_PREFIX = "k3c-build-"
 ENGINE_KEY = "native/1"
@@ -77,16 +77,6 @@ class NativeConfig:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).absolute()
-
-
-@dataclass
-class BaseImage:
-    """A base image as containerd holds it."""
-
-    name: str
-    manifest_digest: str
-    config: dict[str, Any]
-    layers: list[LayerBlob]
 
 
 @dataclass
@@ -122,6 +112,7 @@ class NativeEngine:
         self._store: ContainerdImages | None = None
         self._snaps: Snapshots | None = None
         self._hasher = ContextHasher()
+        self.cache = LayerCache(config.root)
 
     # ---- paths and clients ----
 
@@ -132,14 +123,6 @@ class NativeEngine:
     @property
     def runc_root(self) -> Path:
         return self.config.root / "runc"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.config.root / "cache"
-
-    @property
-    def records_dir(self) -> Path:
-        return self.config.root / "records"
 
     @property
     def store(self) -> ContainerdImages:
@@ -157,14 +140,15 @@ class NativeEngine:
 
     async def start(self) -> None:
         """Create directories; remove what a crashed build left (mounts, runc containers, snapshots)."""
-        for d in (self.config.root, self.work_dir, self.runc_root, self.cache_dir, self.records_dir):
+        for d in (self.config.root, self.work_dir, self.runc_root):
             d.mkdir(parents=True, exist_ok=True)
+        self.cache.create_dirs()
         async with self._lock:
             await asyncio.to_thread(rootfs.unmount_under, self.work_dir)
             await sandbox.delete_all(self.runc_root, self.config.runc)
             for stale in self.work_dir.iterdir():
                 shutil.rmtree(stale, ignore_errors=True)
-            await self.store.ensure_lease(CACHE_LEASE)
+            await self.store.ensure_lease(LEASE)
             for key in await self.snaps.keys(ACTIVE_PREFIX):
                 await self.snaps.remove(key)
         if self.fallback is not None:
@@ -187,7 +171,7 @@ class NativeEngine:
                 text = await asyncio.to_thread(request.dockerfile.read_text, errors="replace")
                 stages, global_args = parse(text, request.build_args)
                 chosen = stages_needed(stages, request.target)
-                refs = await self._base_refs(stages, chosen, global_args, request)
+                refs = await bases.resolve(self.store, stages, chosen, global_args, request.pull)
             except Unsupported as why:
                 return await self._fallback(request, observer, why)
             except ValueError as err:
@@ -198,15 +182,15 @@ class NativeEngine:
                 if reused is not None:
                     return reused
             try:
-                bases = {name: await self._base(name) for name in refs}
+                images = {name: await bases.load(self.store, self.snaps, name, LEASE) for name in refs}
             except Unsupported as why:
                 return await self._fallback(request, observer, why)
-            await self.store.ensure_lease(CACHE_LEASE)  # (again: a prune may have dropped it)
+            await self.store.ensure_lease(LEASE)  # (again: a prune may have dropped it)
             run = Run(request, observer, Path(tempfile.mkdtemp(prefix="build-", dir=self.work_dir)))
             try:
-                result = await self._build(run, stages, chosen, bases, global_args)
+                result = await self._build(run, stages, chosen, images, global_args)
                 if key is not None:
-                    self._save_record(key, run)
+                    self.cache.save_build(key, run.manifest, run.chain, run.steps)
                 return result
             finally:
                 await finish_anyway(self._cleanup(run))
@@ -218,7 +202,7 @@ class NativeEngine:
         observer.line(f"native builder: {why} is not supported; building with {self.fallback.name}")
         return await self.fallback.build(request, observer)
 
-    async def _build(self, run: Run, stages: list[Stage], chosen: list[Stage], bases: dict[str, BaseImage],
+    async def _build(self, run: Run, stages: list[Stage], chosen: list[Stage], images: dict[str, bases.BaseImage],
                      global_args: dict[str, str]) -> BuildResult:
         req = run.request
         matcher = await asyncio.to_thread(load_ignore, req.context_dir)
@@ -226,12 +210,12 @@ class NativeEngine:
         run.kept_sorted = sorted(run.kept)
         built: dict[int, ImageState] = {}
         for stage in chosen:
-            built[stage.index] = await self._stage(run, stage, stages, built, bases, global_args)
+            built[stage.index] = await self._stage(run, stage, stages, built, images, global_args)
         final = built[chosen[-1].index]
         return await self._commit_image(run, final)
 
     async def _stage(self, run: Run, stage: Stage, stages: list[Stage], built: dict[int, ImageState],
-                     bases: dict[str, BaseImage], global_args: dict[str, str]) -> ImageState:
+                     images: dict[str, bases.BaseImage], global_args: dict[str, str]) -> ImageState:
         total = len(stage.instructions) + 1
         prefix = f"[{stage.index + 1}/{len(stages)}] " if len(stages) > 1 else ""
         self._step(run, f"{prefix}STEP 1/{total}: {stage.text}")
@@ -241,7 +225,7 @@ class NativeEngine:
         elif stage.base.lower() == "scratch":
             state = ImageState(config={"Env": [f"PATH={DEFAULT_PATH}"]}, key=_h("scratch"))
         else:
-            base = bases[normalize(substitute(stage.base, global_args))]
+            base = images[normalize(substitute(stage.base, global_args))]
             state = ImageState(config=copy.deepcopy(base.config.get("config") or {}), layers=list(base.layers),
                                history=copy.deepcopy(base.config.get("history") or []),
                                key=_h("image", base.manifest_digest))
@@ -252,7 +236,7 @@ class NativeEngine:
             self._step(run, label)
             try:
                 if ins.keyword in ("RUN", "COPY", "ADD"):
-                    last_cached = await self._layer_step(run, ins, state, stages, stage, built, bases, global_args)
+                    last_cached = await self._layer_step(run, ins, state, stages, stage, built, images, global_args)
                 else:
                     created_by = apply_metadata(ins, state, run.request.build_args, global_args)
                     state.record(created_by, empty=True)
@@ -274,7 +258,7 @@ class NativeEngine:
     # ---- layer steps ----
 
     async def _layer_step(self, run: Run, ins: Instruction, state: ImageState, stages: list[Stage], stage: Stage,
-                          built: dict[int, ImageState], bases: dict[str, BaseImage],
+                          built: dict[int, ImageState], images: dict[str, bases.BaseImage],
                           global_args: dict[str, str]) -> bool:
         """Run (or answer from cache) one RUN/COPY/ADD; True when it came from the cache."""
         source_chain: str | None = None
@@ -284,10 +268,10 @@ class NativeEngine:
             if dep is not None:
                 source_chain = built[dep.index].chain
             else:
-                source_chain = _chain_of(bases[normalize(substitute(ref, global_args))].layers)
+                source_chain = bases.chain_of(images[normalize(substitute(ref, global_args))].layers)
         key = await asyncio.to_thread(self._step_key, run, ins, state, source_chain)
         if not run.request.no_cache:
-            hit = await self._cached_layer(key)
+            hit = await self.cache.layer(key, self.store, self.snaps)
             if hit is not None:
                 run.observer.line(f"--> Using cache {hit.digest}")
                 run.cached += 1
@@ -299,7 +283,7 @@ class NativeEngine:
         state.layers.append(blob)
         state.key = key
         state.record(_created_by(ins, state), empty=False)
-        self._save_cache(key, blob, state.chain)
+        self.cache.save_layer(key, blob, state.chain)
         return False
 
     def _step_key(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None) -> str:
@@ -320,27 +304,11 @@ class NativeEngine:
                 _field(h, self._hasher.sources_digest(run.request.context_dir, run.kept_sorted, srcs[:-1]))
         return h.hexdigest()
 
-    async def _cached_layer(self, key: str) -> LayerBlob | None:
-        try:
-            rec = json.loads((self.cache_dir / f"{key}.json").read_text())
-            blob = LayerBlob(rec["media_type"], rec["digest"], int(rec["size"]), rec["diff_id"])
-            chain = rec["chain"]
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
-        if await self.snaps.exists(chain) and await self.store.info(blob.digest) is not None:
-            return blob
-        return None
-
-    def _save_cache(self, key: str, blob: LayerBlob, chain: str) -> None:
-        """Remember a layer (and the snapshot it was committed as) under the step key."""
-        _write_json(self.cache_dir / f"{key}.json", {"media_type": blob.media_type, "digest": blob.digest,
-                                                     "size": blob.size, "diff_id": blob.diff_id, "chain": chain})
-
     async def _execute(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None) -> LayerBlob:
         parent = state.chain
         key = run.next_id()
         run.active.add(key)
-        mounts = await self.snaps.prepare(key, parent, CACHE_LEASE)
+        mounts = await self.snaps.prepare(key, parent, LEASE)
         root = run.work / key
         root.mkdir()
         await asyncio.to_thread(rootfs.mount, mounts, root)
@@ -356,15 +324,15 @@ class NativeEngine:
         if parent:
             view = run.next_id()
             run.active.add(view)
-            lower = await self.snaps.view(view, parent, CACHE_LEASE)
+            lower = await self.snaps.view(view, parent, LEASE)
         try:
-            blob = await self.snaps.diff(lower, mounts, CACHE_LEASE)
+            blob = await self.snaps.diff(lower, mounts, LEASE)
         finally:
             if view:
                 await finish_anyway(self.snaps.remove(view))
                 run.active.discard(view)
         chain = chain_id(parent, blob.diff_id)
-        await self.snaps.commit(chain, key, CACHE_LEASE)
+        await self.snaps.commit(chain, key, LEASE)
         run.active.discard(key)
         return blob
 
@@ -430,7 +398,7 @@ class NativeEngine:
         src_root = run.work / view
         src_root.mkdir()
         try:
-            mounts = await self.snaps.view(view, source_chain, CACHE_LEASE)
+            mounts = await self.snaps.view(view, source_chain, LEASE)
             await asyncio.to_thread(rootfs.mount, mounts, src_root, True)
             try:
                 spec = rootfs.CopySpec(src_root, words[:-1], dest, owner, mode, None)
@@ -441,80 +409,6 @@ class NativeEngine:
             await finish_anyway(self.snaps.remove(view))
             run.active.discard(view)
 
-    # ---- base images ----
-
-    async def _base_refs(self, stages: list[Stage], chosen: list[Stage], global_args: dict[str, str],
-                         req: BuildRequest) -> dict[str, str]:
-        """Every image the chosen stages start from or copy from -> its manifest digest in containerd."""
-        if req.pull:
-            raise Unsupported("--pull (a registry pull)")
-        refs: list[str] = []
-        for stage in chosen:
-            if find_stage(stages, stage.base, stage.index) is None and stage.base.lower() != "scratch":
-                refs.append(substitute(stage.base, global_args))
-            for ins in stage.instructions:
-                ref = ins.flag("from") if ins.flags.get("from") else ""
-                if ref and find_stage(stages, ref, stage.index) is None:
-                    refs.append(substitute(ref, global_args))
-        out: dict[str, str] = {}
-        for ref in refs:
-            try:
-                name = normalize(ref)
-            except InvalidReference as err:
-                raise ValueError(f"invalid base image {ref!r}: {err}") from None
-            if name not in out:
-                record = await self.store.get(name)
-                if record is None:
-                    raise Unsupported(f"a base image containerd does not have ({name})")
-                out[name] = record.target.digest
-        return out
-
-    async def _base(self, name: str) -> BaseImage:
-        record = await self.store.get(name)
-        if record is None:
-            raise Unsupported(f"a base image containerd does not have ({name})")
-        root = Descriptor(record.target.media_type, record.target.digest, record.target.size)
-        manifest, raw = await platform_manifest(self.store, root)
-        doc = json.loads(raw)
-        config = json.loads(await self.store.read(doc["config"]["digest"]))
-        check_onbuild(config.get("config") or {})
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(doc.get("layers") or []):
-            raise BuildFailed(f"base image {name}: its config and manifest disagree on the layers")
-        layers = [LayerBlob(d["mediaType"], d["digest"], int(d["size"]), diff_id)
-                  for d, diff_id in zip(doc["layers"], diff_ids, strict=True)]
-        chain = await self._unpack(layers)
-        if chain:  # as containerd's unpacker does: the image itself keeps its snapshots alive
-            label = f"containerd.io/gc.ref.snapshot.{self.config.snapshotter}"
-            info = await self.store.info(doc["config"]["digest"])
-            if info is not None and info.labels.get(label) != chain:
-                await self.store.set_label(doc["config"]["digest"], label, chain)
-        return BaseImage(name, manifest.digest, config, layers)
-
-    async def _unpack(self, layers: list[LayerBlob]) -> str:
-        """Make sure every prefix of ``layers`` is a committed snapshot (as CRI's unpack would); the top one."""
-        chains = []
-        chain = ""
-        for layer in layers:
-            chain = chain_id(chain, layer.diff_id)
-            chains.append(chain)
-        start = len(chains)
-        while start > 0 and not await self.snaps.exists(chains[start - 1]):
-            start -= 1
-        for i in range(start, len(layers)):
-            parent = chains[i - 1] if i else ""
-            key = f"{ACTIVE_PREFIX}unpack-{uuid.uuid4().hex[:12]}"
-            try:
-                mounts = await self.snaps.prepare(key, parent, CACHE_LEASE)
-                layer = layers[i]
-                await self.snaps.apply(types_pb.Descriptor(media_type=layer.media_type, digest=layer.digest,
-                                                           size=layer.size), mounts, CACHE_LEASE)
-                await self.snaps.commit(chains[i], key, CACHE_LEASE)
-            except BaseException:
-                await finish_anyway(self.snaps.remove(key))
-                raise
-        return chains[-1] if chains else ""
-
     # ---- the image ----
 
     async def _commit_image(self, run: Run, state: ImageState) -> BuildResult:
@@ -524,36 +418,35 @@ class NativeEngine:
         config_desc = Descriptor(MEDIA_CONFIG, "sha256:" + hashlib.sha256(raw_config).hexdigest(), len(raw_config))
         chain = state.chain
         labels = {f"containerd.io/gc.ref.snapshot.{self.config.snapshotter}": chain} if chain else {}
-        await self.store.write(config_desc.digest, raw_config, labels, lease=CACHE_LEASE)
+        await self.store.write(config_desc.digest, raw_config, labels, lease=LEASE)
         manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
                     "config": {"mediaType": MEDIA_CONFIG, "digest": config_desc.digest, "size": config_desc.size},
                     "layers": [{"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in state.layers]}
         raw = json.dumps(manifest, separators=(",", ":")).encode()
         desc = Descriptor(MEDIA_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
-        await self.store.write(desc.digest, raw, gc_labels(MEDIA_MANIFEST, raw), lease=CACHE_LEASE)
+        await self.store.write(desc.digest, raw, gc_labels(MEDIA_MANIFEST, raw), lease=LEASE)
         run.manifest, run.chain = raw, chain
-        await finish_anyway(tag(self.store, desc, req.tags or [config_desc.digest], req.image_labels, CACHE_LEASE))
+        await finish_anyway(tag(self.store, desc, req.tags or [config_desc.digest], req.image_labels, LEASE))
         size = config_desc.size + sum(b.size for b in state.layers)
         run.observer.line(f"writing image {config_desc.digest}")
         return BuildResult(config_desc.digest, desc.digest, size, list(req.tags), cached_steps=run.cached)
 
     # ---- whole-build cache ----
 
-    async def _build_key(self, req: BuildRequest, text: str, bases: dict[str, str]) -> str | None:
+    async def _build_key(self, req: BuildRequest, text: str, base_digests: dict[str, str]) -> str | None:
         if req.no_cache:
             return None
         inputs = KeyInputs(
             engine=ENGINE_KEY, dockerfile=text.encode(), build_args=req.build_args, target=req.target,
             labels=req.labels, secrets={sid: await asyncio.to_thread(p.read_bytes) for sid, p in req.secrets.items()},
-            bases=bases)
+            bases=base_digests)
         return await asyncio.to_thread(self._hasher.key, req.context_dir, req.dockerfile, inputs)
 
     async def _reuse(self, key: str, req: BuildRequest, observer: BuildObserver) -> BuildResult | None:
-        try:
-            record = json.loads((self.records_dir / f"{key}.json").read_text())
-            raw = record["manifest"].encode()
-        except (FileNotFoundError, ValueError, KeyError):
+        record = self.cache.build(key)
+        if not record.get("manifest"):
             return None
+        raw = record["manifest"].encode()
         desc = Descriptor(MEDIA_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
         doc = json.loads(raw)
         image_id = doc["config"]["digest"]
@@ -568,7 +461,7 @@ class NativeEngine:
         stale = [n for n, r in current.items() if r is None or r.target.digest != desc.digest
                  or any(r.labels.get(k) != v for k, v in req.image_labels.items())]
         if stale:
-            await finish_anyway(tag(self.store, desc, stale, req.image_labels, CACHE_LEASE))
+            await finish_anyway(tag(self.store, desc, stale, req.image_labels, LEASE))
         cached = 0
         for step in record.get("steps") or []:
             observer.line(step)
@@ -578,10 +471,6 @@ class NativeEngine:
                 cached += 1
         size = int(doc["config"]["size"]) + sum(int(x["size"]) for x in doc.get("layers", []))
         return BuildResult(image_id, desc.digest, size, list(req.tags), cached_steps=cached)
-
-    def _save_record(self, key: str, run: Run) -> None:
-        _write_json(self.records_dir / f"{key}.json", {"manifest": run.manifest.decode(), "chain": run.chain,
-                                                       "steps": run.steps})
 
     async def _cleanup(self, run: Run) -> None:
         await asyncio.to_thread(rootfs.unmount_under, run.work)
@@ -640,30 +529,8 @@ def _private_copy(src: Path, dest: Path, uid: int, gid: int, mode: int) -> Path:
     return dest
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-
-
-def _chain_of(layers: list[LayerBlob]) -> str:
-    out = ""
-    for layer in layers:
-        out = chain_id(out, layer.diff_id)
-    return out
-
-
 def _created_by(ins: Instruction, state: ImageState) -> str:
     if ins.keyword == "RUN":
         args = ins.args if ins.exec_form else [*state.shell, ins.raw]
         return "RUN " + " ".join(args) + " # k3c"
     return f"{ins.text} # k3c"
-
-
-async def prune_cache(store: ContainerdImages, root: Path) -> None:
-    """Drop the whole layer cache (``docker builder prune -a``): the lease that holds it, synchronously
-    collected, and the records that point into it. Images and what they reference stay."""
-    await store.delete_lease(CACHE_LEASE, sync=True)
-    for d in ("cache", "records"):
-        for f in (Path(root) / d).glob("*.json"):
-            f.unlink()
