@@ -316,16 +316,24 @@ class ImageBuildReconciler:
             log.warning("cannot add the finalizer to %s: %s", obj["metadata"]["name"], err)
 
     async def _add_finalizer(self, obj: dict[str, Any]) -> None:
+        await self._set_finalizer(obj, True)
+
+    async def _drop_finalizer(self, obj: dict[str, Any]) -> None:
+        await self._set_finalizer(obj, False)
+
+    async def _set_finalizer(self, obj: dict[str, Any], present: bool) -> None:
+        """Add or remove our finalizer, the resourceVersion as precondition, re-reading on a conflict."""
         assert self.kube is not None
         ref = ref_of(PLURAL, obj)
         for _ in range(5):
             meta = obj["metadata"]
-            if FINALIZER in (meta.get("finalizers") or []):
+            fins = meta.get("finalizers") or []
+            if (FINALIZER in fins) == present:
                 return
+            wanted = [*fins, FINALIZER] if present else [f for f in fins if f != FINALIZER]
             try:
                 fresh = await self.kube.merge_patch(ref, {"metadata": {
-                    "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
-                    "resourceVersion": meta["resourceVersion"]}})
+                    "finalizers": wanted or None, "resourceVersion": meta["resourceVersion"]}})
                 self.cache.put(fresh)
                 return
             except KubeError as err:
@@ -334,31 +342,10 @@ class ImageBuildReconciler:
                 if err.code != 409:
                     raise
                 latest = await self.kube.get(ref)
-                if latest is None or latest["metadata"]["uid"] != meta["uid"] or latest["metadata"].get(
-                        "deletionTimestamp"):
+                if latest is None or latest["metadata"]["uid"] != meta["uid"]:
                     return
-                obj = latest
-
-    async def _drop_finalizer(self, obj: dict[str, Any]) -> None:
-        assert self.kube is not None
-        for _ in range(5):
-            meta = obj["metadata"]
-            if FINALIZER not in (meta.get("finalizers") or []):
-                return
-            fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-            try:
-                fresh = await self.kube.merge_patch(ref_of(PLURAL, obj), {"metadata": {
-                    "finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}})
-                self.cache.put(fresh)
-                return
-            except KubeError as err:
-                if err.code == 404:
-                    return
-                if err.code != 409:
-                    raise
-                latest = await self.kube.get(ref_of(PLURAL, obj))
-                if latest is None:
-                    return
+                if present and latest["metadata"].get("deletionTimestamp"):
+                    return  # being deleted already: no new finalizer
                 obj = latest
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
