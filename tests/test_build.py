@@ -223,6 +223,7 @@ RUN mkdir -p /data && echo old > /data/old && echo keep > /data/keep
 RUN rm /bin/cat /data/old
 COPY --chown=65534:65534 f.txt /home/app/
 RUN --network=none ls /sys/class/net > /nets
+RUN grep CapEff /proc/self/status > /capeff
 USER nobody
 WORKDIR /tmp/work
 RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok > toklen && pwd > cwd
@@ -235,6 +236,10 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
     assert "data/old" not in files and files["data/keep"] == b"keep\n"
     assert files["home/app/f.txt"] == b"f"
     assert files["nets"] == b"lo\n", "RUN --network=none has only a loopback device"
+    caps = int(files["capeff"].split()[1], 16)
+    assert caps & 1 and not caps & (1 << 13) and not caps & (1 << 10), \
+        "a RUN in the host's network namespace has CAP_CHOWN but no CAP_NET_RAW/CAP_NET_BIND_SERVICE"
+    assert not caps & (1 << 21), "and never CAP_SYS_ADMIN"
     assert files["tmp/work/uid"] == b"65534\n" and files["tmp/work/cwd"] == b"/tmp/work\n"
     assert files["tmp/work/toklen"].strip() == b"6"
     assert not any(p.startswith("run/") or p == "etc/resolv.conf" or p == "etc/hosts" for p in files), \

@@ -250,6 +250,12 @@ def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> No
                             {"/run/secrets/s": tmp_path / "s"}))
     caps = spec["process"]["capabilities"]["bounding"]
     assert "CAP_SYS_ADMIN" not in caps and "CAP_NET_ADMIN" not in caps and "CAP_CHOWN" in caps
+    assert "CAP_NET_RAW" not in caps, "in the host's network namespace: no raw sockets on host interfaces"
+    isolated = oci_spec(RunSpec("c2", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                                network="none"))
+    assert "CAP_NET_RAW" in isolated["process"]["capabilities"]["effective"]
+    assert {"type": "network"} in isolated["linux"]["namespaces"]
+    assert {"type": "network"} not in spec["linux"]["namespaces"]
     assert spec["process"]["user"] == {"uid": 5, "gid": 6, "additionalGids": []}
     secret = next(m for m in spec["mounts"] if m["destination"] == "/run/secrets/s")
     assert "ro" in secret["options"]

@@ -4,7 +4,10 @@ Why runc directly (not containerd's Tasks API): a build step needs no shim, no l
 restart handling, and ``runc run`` in the foreground starts in ~50 ms where a shim-managed task takes a
 few hundred. The container gets Docker's default capabilities, masked /proc paths and fresh pid/ipc/uts/
 mount namespaces; it shares the host's network namespace, as buildah's chroot isolation (which k3c's
-buildah engine uses) and BuildKit without CNI do, so ``RUN apt-get …`` reaches the network.
+buildah engine uses) and BuildKit without CNI do, so ``RUN apt-get …`` reaches the network. Because that
+namespace is the host's, such a RUN gets no network capabilities (no ``CAP_NET_RAW`` to sniff or forge
+host traffic, no ``CAP_NET_BIND_SERVICE`` for the host's privileged ports); ``RUN --network=none`` gets a
+namespace of its own (loopback only) and Docker's full default set.
 
 Build secrets are bind-mounted read-only at their target; they, /etc/resolv.conf and /etc/hosts are
 mount points that runc creates when the image lacks them, and the caller removes those again
@@ -75,6 +78,15 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
     ]
 
 
+#: What a RUN in the host's network namespace must not have there.
+HOST_NETWORK_DENIED = ("CAP_NET_RAW", "CAP_NET_BIND_SERVICE")
+
+
+def capabilities(network: str) -> list[str]:
+    """Docker's default capabilities, minus the network ones when the RUN shares the host's namespace."""
+    return CAPS if network == "none" else [c for c in CAPS if c not in HOST_NETWORK_DENIED]
+
+
 def oci_spec(spec: RunSpec) -> dict[str, Any]:
     """The runc config.json of a RUN step."""
     return {
@@ -83,7 +95,7 @@ def oci_spec(spec: RunSpec) -> dict[str, Any]:
             "terminal": False,
             "user": {"uid": spec.owner.uid, "gid": spec.owner.gid, "additionalGids": list(spec.owner.groups)},
             "args": spec.args, "env": spec.env, "cwd": spec.cwd,
-            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: capabilities(spec.network) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": False,
         },
         "root": {"path": str(spec.rootfs), "readonly": False},
