@@ -276,6 +276,36 @@ def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path:
     assert stack.image("docker.io/library/native:fallback")[2]["hi"] == b"hi\n"
 
 
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_dockerfile_forms(stack: BuildStack, tmp_path: Path) -> None:
+    """The forms people write: COPY --from an image, exec-form RUN, a numeric USER with no passwd entry,
+    ADD of a plain file, variables in COPY destinations, relative WORKDIR/COPY, and context symlinks."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+ENV DEST=/opt/dest
+WORKDIR /work
+WORKDIR sub
+COPY a.txt rel/
+COPY a.txt $DEST/
+COPY link.txt /link.txt
+ADD plain.txt /added.txt
+COPY --from=busybox /bin/busybox /from-image
+RUN ["/bin/sh", "-c", "pwd > /pwd && echo exec > /exec"]
+USER 4242:4243
+RUN id -u > /tmp/uid && id -g >> /tmp/uid
+""", "a.txt": "a", "plain.txt": "p"})
+    os.symlink("a.txt", ctx / "link.txt")
+    built(stack, stack.k3c("build", "-q", "-t", "native:forms", str(ctx)))
+    _, config, files = stack.image("docker.io/library/native:forms")
+    assert files["work/sub/rel/a.txt"] == b"a" and files["opt/dest/a.txt"] == b"a"
+    assert files["link.txt"] == b"-> a.txt", "a context symlink is copied as a symlink"
+    assert files["added.txt"] == b"p"
+    assert files["from-image"] == files["bin/busybox"] and len(files["from-image"]) > 100_000
+    assert files["pwd"] == b"/work/sub\n" and files["exec"] == b"exec\n"
+    assert files["tmp/uid"] == b"4242\n4243\n"
+    assert config["config"]["WorkingDir"] == "/work/sub" and config["config"]["User"] == "4242:4243"
+
+
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo fine\nRUN echo broken >&2; exit 3\n"
                                                 "RUN echo never\n"})
