@@ -48,7 +48,7 @@ from k3c.builder.dockerignore import load as load_ignore
 from k3c.builder.dockerignore import walk
 from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata
-from k3c.builder.instructions import Instruction, Stage, Unsupported, find_stage, parse, stages_needed
+from k3c.builder.instructions import LAYERS, Instruction, Stage, Unsupported, find_stage, parse, stages_needed
 from k3c.builder.layercache import LEASE, LayerCache
 from k3c.builder.transfer import has_all_blobs, tag
 from k3c.cri.channel import CRI_NAMESPACE
@@ -235,7 +235,7 @@ class NativeEngine:
             label = f"{prefix}STEP {n}/{total}: {ins.text}"
             self._step(run, label)
             try:
-                if ins.keyword in ("RUN", "COPY", "ADD"):
+                if ins.keyword in LAYERS:
                     last_cached = await self._layer_step(run, ins, state, stages, stage, built, images, global_args)
                 else:
                     created_by = apply_metadata(ins, state, run.request.build_args, global_args)
@@ -342,8 +342,8 @@ class NativeEngine:
         env.setdefault("HOSTNAME", sandbox.HOSTNAME)
         return [f"{k}={v}" for k, v in env.items()]
 
-    async def _run_step(self, run: Run, ins: Instruction, state: ImageState, root: Path) -> None:
-        args = list(ins.args) if ins.exec_form else [*state.shell, ins.raw]
+    async def _secret_mounts(self, run: Run, ins: Instruction) -> dict[str, Path]:
+        """``RUN --mount=type=secret,...``: image path -> a private copy owned and moded as asked."""
         secrets: dict[str, Path] = {}
         for mount in ins.flags.get("mount", []):
             opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
@@ -357,6 +357,11 @@ class NativeEngine:
             secrets[target] = await asyncio.to_thread(
                 _private_copy, src, run.work / f"secret-{run.next_id()}", int(opts.get("uid") or 0),
                 int(opts.get("gid") or 0), int(opts.get("mode") or "0400", 8))
+        return secrets
+
+    async def _run_step(self, run: Run, ins: Instruction, state: ImageState, root: Path) -> None:
+        args = list(ins.args) if ins.exec_form else [*state.shell, ins.raw]
+        secrets = await self._secret_mounts(run, ins)
         cwd = state.workdir
         owner = await asyncio.to_thread(rootfs.user_ids, root, state.config.get("User") or "", supplementary=True)
         network = ins.flag("network") or "default"
