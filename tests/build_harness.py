@@ -138,6 +138,10 @@ class BuildStack:
         asyncio.run(self.containerd.start())
         assert self.containerd.pid is not None
         self.started.append(self.containerd.pid)
+        from k3c.daemon.pause import ensure_pause_image
+
+        # the builder's network is a pod sandbox (k3c/builder/network.py): CRI needs the pause image
+        asyncio.run(ensure_pause_image(self.socket, self.base / "cache"))
         self.apiserver = Child("apiserver", [sys.executable, __file__, "apiserver", "--data-dir", str(self.root),
                                              "--port", str(self.port)], self.base / "apiserver.log")
         self.started.append(self.apiserver.pid)
@@ -169,6 +173,7 @@ class BuildStack:
             if child is not None:
                 child.stop()
         problems += self.build_leftovers()
+        problems += [f"pod sandbox {sid}" for sid in self.sandboxes()]  # the build network's is gone too
         asyncio.run(self.containerd.stop())
         problems += [f"process {p} still running" for p in self.started if alive(p)]
         for pid in self.started:
@@ -282,6 +287,16 @@ class BuildStack:
         with open("/proc/self/mountinfo") as f:
             out += [f"mount {line.split()[4]}" for line in f if line.split()[4].startswith(prefix)]
         return out
+
+    def sandboxes(self) -> list[str]:
+        """IDs of every CRI pod sandbox in this stack's containerd."""
+        from k3c.cri.runtime import CRIClient
+
+        async def run() -> list[str]:
+            async with CRIClient(self.socket, timeout=10) as cri:
+                return [sb.id for sb in await cri.list_pod_sandbox()]
+
+        return asyncio.run(run())
 
     def buildah_containers(self) -> list[str]:
         storage = self.builder_root / "storage"

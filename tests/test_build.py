@@ -222,8 +222,9 @@ FROM busybox
 RUN mkdir -p /data && echo old > /data/old && echo keep > /data/keep
 RUN rm /bin/cat /data/old
 COPY --chown=65534:65534 f.txt /home/app/
-RUN --network=none ls /sys/class/net > /nets
-RUN grep CapEff /proc/self/status > /capeff
+RUN --network=none ls /sys/class/net > /nets-none
+RUN ls /sys/class/net > /nets-default && grep CapEff /proc/self/status > /capeff-default
+RUN --network=host grep CapEff /proc/self/status > /capeff-host
 USER nobody
 WORKDIR /tmp/work
 RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok > toklen && pwd > cwd
@@ -235,11 +236,14 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
     assert "bin/cat" not in files and "bin/sh" in files, "RUN rm is a whiteout over the base layer"
     assert "data/old" not in files and files["data/keep"] == b"keep\n"
     assert files["home/app/f.txt"] == b"f"
-    assert files["nets"] == b"lo\n", "RUN --network=none has only a loopback device"
-    caps = int(files["capeff"].split()[1], 16)
-    assert caps & 1 and not caps & (1 << 13) and not caps & (1 << 10), \
-        "a RUN in the host's network namespace has CAP_CHOWN but no CAP_NET_RAW/CAP_NET_BIND_SERVICE"
-    assert not caps & (1 << 21), "and never CAP_SYS_ADMIN"
+    assert files["nets-none"] == b"lo\n", "RUN --network=none has only a loopback device"
+    assert files["nets-default"] == b"eth0\nlo\n", "a RUN is on the build network, not the host's"
+    default_caps = int(files["capeff-default"].split()[1], 16)
+    host_caps = int(files["capeff-host"].split()[1], 16)
+    assert default_caps & 1 and default_caps & (1 << 13), "Docker's defaults (CAP_NET_RAW) in its own netns"
+    assert host_caps & 1 and not host_caps & (1 << 13) and not host_caps & (1 << 10), \
+        "RUN --network=host has CAP_CHOWN but no CAP_NET_RAW/CAP_NET_BIND_SERVICE in the host's namespace"
+    assert not (default_caps | host_caps) & (1 << 21), "and never CAP_SYS_ADMIN"
     assert files["tmp/work/uid"] == b"65534\n" and files["tmp/work/cwd"] == b"/tmp/work\n"
     assert files["tmp/work/toklen"].strip() == b"6"
     assert not any(p.startswith("run/") or p == "etc/resolv.conf" or p == "etc/hosts" for p in files), \

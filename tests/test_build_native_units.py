@@ -255,7 +255,12 @@ def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> No
                                 network="none"))
     assert "CAP_NET_RAW" in isolated["process"]["capabilities"]["effective"]
     assert {"type": "network"} in isolated["linux"]["namespaces"]
-    assert {"type": "network"} not in spec["linux"]["namespaces"]
+    assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"]), "no sandbox: the host's"
+    joined = oci_spec(RunSpec("c3", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                              netns="/run/netns/build"))
+    assert {"type": "network", "path": "/run/netns/build"} in joined["linux"]["namespaces"]
+    assert "CAP_NET_RAW" in joined["process"]["capabilities"]["bounding"]
+    assert next(m for m in joined["mounts"] if m["destination"] == "/sys")["type"] == "sysfs"
     assert spec["process"]["user"] == {"uid": 5, "gid": 6, "additionalGids": []}
     secret = next(m for m in spec["mounts"] if m["destination"] == "/run/secrets/s")
     assert "ro" in secret["options"]

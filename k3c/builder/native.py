@@ -50,6 +50,7 @@ from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildRe
 from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata
 from k3c.builder.instructions import LAYERS, Instruction, Stage, Unsupported, find_stage, parse, stages_needed
 from k3c.builder.layercache import LEASE, LayerCache
+from k3c.builder.network import BuildNetwork, NetworkUnavailable
 from k3c.builder.transfer import has_all_blobs, tag
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.errors import RuntimeCallError
@@ -74,6 +75,8 @@ class NativeConfig:
     namespace: str = CRI_NAMESPACE
     snapshotter: str = "overlayfs"
     runc: str = "runc"
+    #: RUN steps in a pod sandbox's network namespace (k3c.builder.network); False: the host's
+    sandbox_network: bool = True
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).absolute()
@@ -94,6 +97,7 @@ class Run:
     counter: int = 0
     manifest: bytes = b""  #: the built image's manifest, once written
     chain: str = ""  #: its top snapshot
+    no_network: bool = False  #: the build network could not be made (said once)
 
     def next_id(self) -> str:
         self.counter += 1
@@ -113,6 +117,7 @@ class NativeEngine:
         self._snaps: Snapshots | None = None
         self._hasher = ContextHasher()
         self.cache = LayerCache(config.root)
+        self.network = BuildNetwork(config.containerd_address, str(config.root)) if config.sandbox_network else None
 
     # ---- paths and clients ----
 
@@ -151,10 +156,14 @@ class NativeEngine:
             await self.store.ensure_lease(LEASE)
             for key in await self.snaps.keys(ACTIVE_PREFIX):
                 await self.snaps.remove(key)
+            if self.network is not None:
+                await self.network.start()
         if self.fallback is not None:
             await self.fallback.start()
 
     async def close(self) -> None:
+        if self.network is not None:
+            await self.network.close()
         if self.fallback is not None:
             await self.fallback.close()
         if self._store is not None:
@@ -367,9 +376,10 @@ class NativeEngine:
         network = ins.flag("network") or "default"
         if network not in ("default", "host", "none"):
             raise ValueError(f"RUN --network={network}: only default, host and none are supported")
+        netns = await self._netns(run) if network == "default" else None
         spec = sandbox.RunSpec(container_id=run.next_id(), rootfs=root, bundle=run.work / f"bundle-{run.counter}",
                                args=args, env=self._run_env(state), cwd=cwd, owner=owner, secrets=secrets,
-                               network=network)
+                               network=network, netns=netns)
         # a missing WORKDIR is created owned by the USER, as BuildKit does
         await asyncio.to_thread(rootfs.ensure_dir, root, cwd, owner if owner.uid else None)
         created = await asyncio.to_thread(rootfs.mountpoints_missing, root, spec.bind_targets())
@@ -379,6 +389,17 @@ class NativeEngine:
             await finish_anyway(asyncio.to_thread(rootfs.remove_created, root, created))
         if code != 0:
             raise BuildFailed(f"exit code {code}", exit_code=code)
+
+    async def _netns(self, run: Run) -> str | None:
+        """The build network's namespace; None (the host's, said once in the log) if it cannot be made."""
+        if self.network is None or run.no_network:
+            return None
+        try:
+            return await self.network.netns()
+        except NetworkUnavailable as err:
+            run.no_network = True
+            run.observer.line(f"warning: no build network ({err}); RUN shares the host's network namespace")
+            return None
 
     async def _copy_step(self, run: Run, ins: Instruction, state: ImageState, root: Path,
                          source_chain: str | None) -> None:

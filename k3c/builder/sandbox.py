@@ -3,11 +3,11 @@
 Why runc directly (not containerd's Tasks API): a build step needs no shim, no log plumbing and no
 restart handling, and ``runc run`` in the foreground starts in ~50 ms where a shim-managed task takes a
 few hundred. The container gets Docker's default capabilities, masked /proc paths and fresh pid/ipc/uts/
-mount namespaces; it shares the host's network namespace, as buildah's chroot isolation (which k3c's
-buildah engine uses) and BuildKit without CNI do, so ``RUN apt-get …`` reaches the network. Because that
-namespace is the host's, such a RUN gets no network capabilities (no ``CAP_NET_RAW`` to sniff or forge
-host traffic, no ``CAP_NET_BIND_SERVICE`` for the host's privileged ports); ``RUN --network=none`` gets a
-namespace of its own (loopback only) and Docker's full default set.
+mount namespaces. Its network is the builder's pod sandbox (:mod:`k3c.builder.network`: k3c's CNI bridge,
+NAT to the outside), as a container's would be; ``RUN --network=none`` gets a namespace of its own with
+only loopback. ``RUN --network=host`` (or a builder that could not make its sandbox) shares the host's,
+and then gets no network capabilities there (no ``CAP_NET_RAW`` to sniff or forge host traffic, no
+``CAP_NET_BIND_SERVICE`` for the host's privileged ports).
 
 Build secrets are bind-mounted read-only at their target; they, /etc/resolv.conf and /etc/hosts are
 mount points that runc creates when the image lacks them, and the caller removes those again
@@ -51,7 +51,12 @@ class RunSpec:
     cwd: str
     owner: Owner
     secrets: dict[str, Path] = field(default_factory=dict)  #: target path in the image -> file
-    network: str = "default"  #: ``RUN --network``: default/host share the host's; none gets only loopback
+    network: str = "default"  #: ``RUN --network``: default (``netns``), host, or none (loopback only)
+    netns: str | None = None  #: the builder's network namespace for ``default``; None: the host's
+
+    @property
+    def host_network(self) -> bool:
+        return self.network == "host" or (self.network == "default" and not self.netns)
 
     def bind_targets(self) -> list[str]:
         """Image paths runc bind-mounts files onto (and creates when missing)."""
@@ -71,7 +76,7 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
-        if spec.network == "none" else  # sysfs can only be mounted in a network namespace of one's own
+        if not spec.host_network else  # sysfs can only be mounted in a network namespace other than the host's
         {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]},
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid", "nodev"]}
           for dest, src in binds.items()),
@@ -82,9 +87,18 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
 HOST_NETWORK_DENIED = ("CAP_NET_RAW", "CAP_NET_BIND_SERVICE")
 
 
-def capabilities(network: str) -> list[str]:
+def capabilities(host_network: bool) -> list[str]:
     """Docker's default capabilities, minus the network ones when the RUN shares the host's namespace."""
-    return CAPS if network == "none" else [c for c in CAPS if c not in HOST_NETWORK_DENIED]
+    return [c for c in CAPS if c not in HOST_NETWORK_DENIED] if host_network else CAPS
+
+
+def _namespaces(spec: RunSpec) -> list[dict[str, str]]:
+    out = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if spec.network == "none":
+        out.append({"type": "network"})
+    elif not spec.host_network:
+        out.append({"type": "network", "path": str(spec.netns)})
+    return out
 
 
 def oci_spec(spec: RunSpec) -> dict[str, Any]:
@@ -95,15 +109,14 @@ def oci_spec(spec: RunSpec) -> dict[str, Any]:
             "terminal": False,
             "user": {"uid": spec.owner.uid, "gid": spec.owner.gid, "additionalGids": list(spec.owner.groups)},
             "args": spec.args, "env": spec.env, "cwd": spec.cwd,
-            "capabilities": {k: capabilities(spec.network) for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: capabilities(spec.host_network) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": False,
         },
         "root": {"path": str(spec.rootfs), "readonly": False},
         "hostname": HOSTNAME,
         "mounts": _mounts(spec),
         "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount",
-                                                 *(("network",) if spec.network == "none" else ()))],
+            "namespaces": _namespaces(spec),
             "cgroupsPath": f"/k3c-build/{spec.container_id}",
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
@@ -111,13 +124,23 @@ def oci_spec(spec: RunSpec) -> dict[str, Any]:
     }
 
 
+def resolv_conf(host_network: bool) -> str:
+    """The host's resolv.conf; outside the host's network namespace a loopback resolver (systemd-resolved's
+    127.0.0.53) is unreachable, so its upstream list is used instead, as docker does."""
+    try:
+        text = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return ""
+    servers = [line.split()[1] for line in text.splitlines() if line.startswith("nameserver") and len(line.split()) > 1]
+    if not host_network and servers and all(s.startswith("127.") or s == "::1" for s in servers):
+        with contextlib.suppress(OSError):
+            return Path("/run/systemd/resolve/resolv.conf").read_text()
+    return text
+
+
 def write_bundle(spec: RunSpec) -> None:
     spec.bundle.mkdir(parents=True, exist_ok=True)
-    try:
-        resolv = Path("/etc/resolv.conf").read_text()
-    except OSError:
-        resolv = ""
-    (spec.bundle / "resolv.conf").write_text(resolv)
+    (spec.bundle / "resolv.conf").write_text(resolv_conf(spec.host_network))
     (spec.bundle / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{HOSTNAME}\n")
     (spec.bundle / "config.json").write_text(json.dumps(oci_spec(spec)))
 

@@ -1,0 +1,119 @@
+"""The network RUN steps use: a CRI pod sandbox of the builder's own, kept while the engine runs.
+
+Why a pod sandbox: it is exactly what a container gets from k3c (its own network namespace on k3c's CNI
+bridge, an IP from the same IPAM, NAT to the outside), created by the same code path CRI uses for every
+container, and removed the same way (no netns, IP lease or iptables rule of our own to track). A RUN joins
+its network namespace, so ``RUN apt-get …`` reaches the network as in ``docker build``, and sees none of
+the host's interfaces or loopback services.
+
+It is made on the first RUN that needs it (about a third of a second, once per engine lifetime, not per
+build) and removed on :meth:`BuildNetwork.close`; one left by a crash is found by its label on
+:meth:`BuildNetwork.start` and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+
+from k3c.builder.engine import finish_anyway
+from k3c.cri.errors import NotFoundError, RuntimeCallError
+from k3c.cri.runtime import CRIClient, pb
+
+__all__ = ["BuildNetwork", "NetworkUnavailable"]
+
+log = logging.getLogger(__name__)
+
+#: Label on the builder's sandbox (value: the engine's root dir, so two stacks on one machine never meet).
+LABEL = "k3c.io/builder-network"
+SANDBOX_NAMESPACE = "k3c-system"
+
+
+class NetworkUnavailable(Exception):
+    """No sandbox could be made (no pause image, CNI failing…); the message says why."""
+
+
+class BuildNetwork:
+    """One pod sandbox whose network namespace RUN steps join."""
+
+    def __init__(self, containerd_address: str, owner: str) -> None:
+        self.address = containerd_address
+        self.owner = owner
+        self._cri: CRIClient | None = None
+        self._sandbox: str | None = None
+        self._netns: str | None = None
+        self._lock = asyncio.Lock()
+
+    def _client(self) -> CRIClient:
+        if self._cri is None:
+            self._cri = CRIClient(self.address, timeout=60)
+        return self._cri
+
+    async def start(self) -> None:
+        """Remove a sandbox an earlier engine (same owner) left behind."""
+        for sid in await self._mine():
+            await self._remove(sid)
+
+    async def netns(self) -> str:
+        """Path of the sandbox's network namespace, making the sandbox first if needed."""
+        async with self._lock:
+            if self._netns is None:
+                # finished even if our caller is cancelled: a sandbox made but not recorded would outlive us
+                await finish_anyway(self._create_and_keep())
+            assert self._netns is not None
+            return self._netns
+
+    async def _create_and_keep(self) -> None:
+        self._sandbox, self._netns = await self._create()
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._sandbox is not None:
+                await asyncio.shield(self._remove(self._sandbox))
+                self._sandbox = self._netns = None
+            if self._cri is not None:
+                await self._cri.close()
+                self._cri = None
+
+    async def _mine(self) -> list[str]:
+        sandboxes = await self._client().list_pod_sandbox(pb.PodSandboxFilter(label_selector={LABEL: self._label()}))
+        return [sb.id for sb in sandboxes]
+
+    def _label(self) -> str:
+        return uuid.uuid5(uuid.NAMESPACE_URL, self.owner).hex  # label values are at most 63 characters
+
+    async def _create(self) -> tuple[str, str]:
+        config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name="k3c-builder", uid=uuid.uuid4().hex, namespace=SANDBOX_NAMESPACE),
+            hostname="k3c-build", labels={LABEL: self._label()},
+        )
+        try:
+            sid = await self._client().run_pod_sandbox(config)
+        except RuntimeCallError as err:
+            raise NetworkUnavailable(str(err)) from None
+        try:
+            status = await self._client().pod_sandbox_status(sid, verbose=True)
+            path = _netns_path(status.info.get("info", "{}"))
+        except (RuntimeCallError, ValueError) as err:
+            await self._remove(sid)
+            raise NetworkUnavailable(f"cannot find the sandbox's network namespace: {err}") from None
+        log.info("build network: sandbox %s, network namespace %s", sid[:12], path)
+        return sid, path
+
+    async def _remove(self, sid: str) -> None:
+        try:
+            await self._client().stop_pod_sandbox(sid)
+            await self._client().remove_pod_sandbox(sid)
+        except NotFoundError:
+            pass
+
+
+def _netns_path(info_json: str) -> str:
+    """The network namespace path in containerd's verbose sandbox info (its OCI runtime spec)."""
+    info = json.loads(info_json)
+    for ns in ((info.get("runtimeSpec") or {}).get("linux") or {}).get("namespaces") or []:
+        if ns.get("type") == "network" and ns.get("path"):
+            return str(ns["path"])
+    raise ValueError("no network namespace path in the sandbox's runtime spec")
