@@ -52,9 +52,13 @@ class BuildNetwork:
         return self._cri
 
     async def start(self) -> None:
-        """Remove a sandbox an earlier engine (same owner) left behind."""
-        for sid in await self._mine():
-            await self._remove(sid)
+        """Remove a sandbox an earlier engine (same owner) left behind (a failure is only logged: the
+        next start tries again, and a build still gets its own sandbox)."""
+        try:
+            for sid in await self._mine():
+                await self._remove(sid)
+        except RuntimeCallError as err:
+            log.warning("cannot remove an earlier build network: %s", err)
 
     async def netns(self) -> str:
         """Path of the sandbox's network namespace, making the sandbox first if needed."""
@@ -71,7 +75,10 @@ class BuildNetwork:
     async def close(self) -> None:
         async with self._lock:
             if self._sandbox is not None:
-                await asyncio.shield(self._remove(self._sandbox))
+                try:
+                    await asyncio.shield(self._remove(self._sandbox))
+                except RuntimeCallError as err:  # found by its label on the next start
+                    log.warning("cannot remove the build network %s: %s", self._sandbox[:12], err)
                 self._sandbox = self._netns = None
             if self._cri is not None:
                 await self._cri.close()
