@@ -240,11 +240,17 @@ def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> Non
             time.sleep(0.05)
 
 
-def _delete_quietly(client: Client, plural: str, name: str) -> None:
+def _delete_quietly(client: Client, plural: str, name: str, wait: float = 0.0) -> None:
+    """Delete, ignoring errors; with ``wait``, until the object is gone (its finalizer dropped) or that
+    many seconds passed, so the command does not end before what it undid is undone."""
     from k3c.kubeclient import APIStatusError
 
     try:
         client.delete(_path(plural, name))
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            client.get(_path(plural, name))
+            time.sleep(0.05)
     except (APIStatusError, OSError):
         pass
 
@@ -276,12 +282,12 @@ def pull_cmd(args: argparse.Namespace) -> int:
         final = _follow_pull(client, obj, request, args.quiet)
     except BaseException:
         if created:
-            _delete_quietly(client, IMAGES, obj["metadata"]["name"])
+            _delete_quietly(client, IMAGES, obj["metadata"]["name"], wait=10)
         raise
     pull = (final.get("status") or {}).get("pull") or {}
     if pull.get("state") != "Succeeded":
         if created and (final.get("status") or {}).get("phase") != "Ready":  # never remove a present image
-            _delete_quietly(client, IMAGES, obj["metadata"]["name"])
+            _delete_quietly(client, IMAGES, obj["metadata"]["name"], wait=10)
         raise daemon_error(pull.get("message") or (final.get("status") or {}).get("message") or "pull failed")
     st = final.get("status") or {}
     if not args.quiet:
