@@ -258,7 +258,7 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
 @pytest.mark.parametrize("stack", ["native"], indirect=True)
 def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path: Path) -> None:
     """FROM scratch with ADD of a local archive; and a Dockerfile the native engine does not handle
-    (a cache mount) goes to buildah unchanged."""
+    (a bind mount) goes to buildah unchanged."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("pkg/hello")
@@ -273,7 +273,7 @@ def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path:
     assert len(manifest["layers"]) == 2
     if shutil.which("buildah") is None:
         return
-    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/c echo hi > /hi\n"})
+    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=bind,target=/c echo hi > /hi\n"})
     cp = stack.k3c("build", "--progress", "plain", "-t", "native:fallback", str(other))
     built(stack, cp)
     assert "is not supported; building with buildah" in cp.stderr
@@ -308,6 +308,26 @@ RUN id -u > /tmp/uid && id -g >> /tmp/uid
     assert files["pwd"] == b"/work/sub\n" and files["exec"] == b"exec\n"
     assert files["tmp/uid"] == b"4242\n4243\n"
     assert config["config"]["WorkingDir"] == "/work/sub" and config["config"]["User"] == "4242:4243"
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_cache_and_tmpfs_mounts(stack: BuildStack, tmp_path: Path) -> None:
+    """RUN --mount=type=cache keeps its directory between builds (even with --no-cache) and out of the
+    image; type=tmpfs is scratch space that leaves nothing behind."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+RUN --mount=type=cache,target=/var/cache/app,id=app-cache echo run >> /var/cache/app/log && \\
+    wc -l < /var/cache/app/log > /count
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/f && ls /scratch > /tmpfs-list
+"""})
+    counts = []
+    for _ in range(2):
+        built(stack, stack.k3c("build", "-q", "--no-cache", "-t", "native:mounts", str(ctx)))
+        _, _, files = stack.image("docker.io/library/native:mounts")
+        counts.append(files["count"].strip())
+    assert counts == [b"1", b"2"], "the cache mount's content outlives the build"
+    assert not any(p.startswith(("var/cache/app", "scratch")) for p in files), "no mount leaves a trace"
+    assert files["tmpfs-list"] == b"f\n"
 
 
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ def test_instruction_forms() -> None:
 
 @pytest.mark.parametrize("text", [
     "FROM busybox\nRUN <<EOF\necho hi\nEOF\n",
-    "FROM busybox\nRUN --mount=type=cache,target=/root/.cache pip install x\n",
+    "FROM busybox\nRUN --mount=type=bind,target=/src make\n",
+    "FROM busybox AS a\nFROM busybox\nRUN --mount=type=cache,target=/c,from=a true\n",
     "FROM busybox\nADD https://example.com/a.tgz /a/\n",
     "FROM busybox\nRUN --security=insecure true\n",
 ])

@@ -2,10 +2,10 @@
 
 Why a parser of our own: the native builder executes the instructions itself, so it needs them split into
 flags, arguments and exec/shell forms, stages named and numbered, and global ``ARG`` values (defaults
-overridden by build args) substituted into ``FROM`` as Docker does. What it does not understand (heredocs,
-``RUN --mount`` other than secrets, ``ADD`` of URLs or git repositories, ``ONBUILD`` triggers of a base, a
-foreign ``--platform``) raises :class:`Unsupported` while planning, before anything is built, so the
-engine can hand the whole build to buildah instead.
+overridden by build args) substituted into ``FROM`` as Docker does. What it does not understand
+(heredocs, ``RUN --mount=type=bind`` and cache mounts seeded ``from`` a stage, ``ADD`` of URLs or git
+repositories, ``ONBUILD`` triggers of a base, a foreign ``--platform``) raises :class:`Unsupported` while
+planning, before anything is built, so the engine can hand the whole build to buildah instead.
 """
 
 from __future__ import annotations
@@ -138,8 +138,11 @@ def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[s
             if keyword == "RUN":
                 for mount in ins.flags.get("mount", []):
                     opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
-                    if opts.get("type", "bind") != "secret":
-                        raise Unsupported(f"RUN --mount=type={opts.get('type', 'bind')}")
+                    kind = opts.get("type", "bind")
+                    if kind not in ("secret", "cache", "tmpfs"):
+                        raise Unsupported(f"RUN --mount=type={kind}")
+                    if kind == "cache" and (opts.get("from") or opts.get("source")):
+                        raise Unsupported("RUN --mount=type=cache seeded from a stage or image")
             stages[-1].instructions.append(ins)
     if not stages:
         raise ValueError("the Dockerfile has no FROM instruction")

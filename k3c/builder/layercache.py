@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,14 @@ class LayerCache:
 
 
 async def prune(store: ContainerdImages, root: Path) -> None:
-    """Drop the whole cache: the lease (synchronously collected) and the records. Images stay."""
+    """Drop the whole cache: the lease (synchronously collected), the records and the directories of
+    ``RUN --mount=type=cache``. Images stay."""
     await store.delete_lease(LEASE, sync=True)
     cache = LayerCache(root)
     for d in (cache.steps_dir, cache.builds_dir):
         for f in d.glob("*.json"):
             f.unlink()
+    shutil.rmtree(root / "cachemounts", ignore_errors=True)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -351,11 +351,38 @@ class NativeEngine:
         env.setdefault("HOSTNAME", sandbox.HOSTNAME)
         return [f"{k}={v}" for k, v in env.items()]
 
+    @property
+    def cache_mounts_dir(self) -> Path:
+        return self.config.root / "cachemounts"
+
+    def _other_mounts(self, ins: Instruction, state: ImageState) -> tuple[dict[str, tuple[Path, bool]], dict[str, int]]:
+        """``RUN --mount=type=cache`` (a directory per id, kept between builds, never in a layer) and
+        ``type=tmpfs`` mounts: target -> (directory, read-only), target -> size."""
+        caches: dict[str, tuple[Path, bool]] = {}
+        tmpfs: dict[str, int] = {}
+        for mount in ins.flags.get("mount", []):
+            opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
+            target = posixpath.join(state.workdir, opts.get("target") or opts.get("dst") or opts.get("destination", ""))
+            if opts.get("type") == "tmpfs":
+                tmpfs[target] = int(opts.get("size") or 0)
+            elif opts.get("type") == "cache":
+                cid = opts.get("id") or target
+                path = self.cache_mounts_dir / hashlib.sha256(cid.encode()).hexdigest()[:32]
+                if not path.exists():
+                    path.mkdir(parents=True, mode=int(opts.get("mode") or "0755", 8))
+                    os.chmod(path, int(opts.get("mode") or "0755", 8))
+                    os.chown(path, int(opts.get("uid") or 0), int(opts.get("gid") or 0))
+                ro_flag = opts.get("readonly", opts.get("ro"))
+                caches[target] = (path, ro_flag is not None and ro_flag.lower() in ("", "true", "1"))
+        return caches, tmpfs
+
     async def _secret_mounts(self, run: Run, ins: Instruction) -> dict[str, Path]:
         """``RUN --mount=type=secret,...``: image path -> a private copy owned and moded as asked."""
         secrets: dict[str, Path] = {}
         for mount in ins.flags.get("mount", []):
             opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
+            if opts.get("type") != "secret":
+                continue
             sid = opts.get("id") or os.path.basename(opts.get("target", opts.get("dst", "")))
             target = opts.get("target") or opts.get("dst") or f"/run/secrets/{sid}"
             src = run.request.secrets.get(sid)
@@ -371,6 +398,7 @@ class NativeEngine:
     async def _run_step(self, run: Run, ins: Instruction, state: ImageState, root: Path) -> None:
         args = list(ins.args) if ins.exec_form else [*state.shell, ins.raw]
         secrets = await self._secret_mounts(run, ins)
+        caches, tmpfs = await asyncio.to_thread(self._other_mounts, ins, state)
         cwd = state.workdir
         owner = await asyncio.to_thread(rootfs.user_ids, root, state.config.get("User") or "", supplementary=True)
         network = ins.flag("network") or "default"
@@ -379,7 +407,7 @@ class NativeEngine:
         netns = await self._netns(run) if network == "default" else None
         spec = sandbox.RunSpec(container_id=run.next_id(), rootfs=root, bundle=run.work / f"bundle-{run.counter}",
                                args=args, env=self._run_env(state), cwd=cwd, owner=owner, secrets=secrets,
-                               network=network, netns=netns)
+                               network=network, netns=netns, caches=caches, tmpfs=tmpfs)
         # a missing WORKDIR is created owned by the USER, as BuildKit does
         await asyncio.to_thread(rootfs.ensure_dir, root, cwd, owner if owner.uid else None)
         created = await asyncio.to_thread(rootfs.mountpoints_missing, root, spec.bind_targets())

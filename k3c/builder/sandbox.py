@@ -51,6 +51,9 @@ class RunSpec:
     cwd: str
     owner: Owner
     secrets: dict[str, Path] = field(default_factory=dict)  #: target path in the image -> file
+    #: ``--mount=type=cache``: target -> (directory kept between builds, read-only)
+    caches: dict[str, tuple[Path, bool]] = field(default_factory=dict)
+    tmpfs: dict[str, int] = field(default_factory=dict)  #: ``--mount=type=tmpfs``: target -> size (bytes, 0: default)
     network: str = "default"  #: ``RUN --network``: default (``netns``), host, or none (loopback only)
     netns: str | None = None  #: the builder's network namespace for ``default``; None: the host's
 
@@ -59,8 +62,8 @@ class RunSpec:
         return self.network == "host" or (self.network == "default" and not self.netns)
 
     def bind_targets(self) -> list[str]:
-        """Image paths runc bind-mounts files onto (and creates when missing)."""
-        return ["/etc/resolv.conf", "/etc/hosts", *self.secrets]
+        """Image paths runc mounts onto (and creates when missing)."""
+        return ["/etc/resolv.conf", "/etc/hosts", *self.secrets, *self.caches, *self.tmpfs]
 
 
 def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
@@ -80,6 +83,10 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
         {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]},
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid", "nodev"]}
           for dest, src in binds.items()),
+        *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro" if ro else "rw"]}
+          for dest, (src, ro) in spec.caches.items()),
+        *({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+           "options": ["nosuid", "nodev", *([f"size={size}"] if size else [])]} for dest, size in spec.tmpfs.items()),
     ]
 
 
