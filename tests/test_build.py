@@ -330,6 +330,34 @@ RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/f && ls /scratch > /tmp
     assert files["tmpfs-list"] == b"f\n"
 
 
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_heredocs(stack: BuildStack, tmp_path: Path) -> None:
+    """Dockerfile 1.4 heredocs (which buildah 1.28 cannot build): a RUN script, a command fed by a heredoc,
+    and COPY of heredocs as files, unquoted ones with variables expanded."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+ENV WHO=k3c
+RUN <<EOF
+echo one > /script
+echo two >> /script
+EOF
+RUN cat <<'END' > /fed
+literal $WHO
+END
+COPY <<greeting <<'raw' /etc/app/
+hello $WHO
+greeting
+kept $WHO
+raw
+"""})
+    cp = stack.k3c("build", "--progress", "plain", "-t", "native:heredoc", str(ctx))
+    built(stack, cp)
+    assert "STEP 3/5: RUN <<EOF" in cp.stderr
+    files = stack.image("docker.io/library/native:heredoc")[2]
+    assert files["script"] == b"one\ntwo\n" and files["fed"] == b"literal $WHO\n"
+    assert files["etc/app/greeting"] == b"hello k3c\n" and files["etc/app/raw"] == b"kept $WHO\n"
+
+
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo fine\nRUN echo broken >&2; exit 3\n"
                                                 "RUN echo never\n"})

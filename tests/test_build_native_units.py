@@ -49,8 +49,21 @@ def test_instruction_forms() -> None:
     assert cmd.raw == "echo hi"
 
 
+def test_heredocs() -> None:
+    stages, _ = parse("FROM busybox\nRUN <<EOF\necho one\necho two\nEOF\nRUN cat <<-'END' > /f\n\thello $X\n\tEND\n"
+                      "COPY <<A <<\"B\" /dst/\na-body\nA\nb-body\nB\nRUN echo $((1<<2))\n", {})
+    script, shell, copy, shift = stages[0].instructions
+    assert script.raw == "echo one\necho two\n" and script.text == "RUN <<EOF"
+    assert shell.raw == "cat <<-'END' > /f\nhello $X\nEND", "a command with heredocs goes to the shell verbatim"
+    assert copy.args == ["A", "B", "/dst/"] and [(d.name, d.body, d.quoted) for d in copy.heredocs] == [
+        ("A", "a-body\n", False), ("B", "b-body\n", True)]
+    assert shift.raw == "echo $((1<<2))" and not shift.heredocs
+    with pytest.raises(ValueError, match="not terminated"):
+        parse("FROM busybox\nRUN <<EOF\necho\n", {})
+
+
 @pytest.mark.parametrize("text", [
-    "FROM busybox\nRUN <<EOF\necho hi\nEOF\n",
+    "FROM busybox\nCOPY <<EOF local.txt /dst/\nhi\nEOF\n",
     "FROM busybox\nRUN --mount=type=bind,target=/src make\n",
     "FROM busybox AS a\nFROM busybox\nRUN --mount=type=cache,target=/c,from=a true\n",
     "FROM busybox\nADD https://example.com/a.tgz /a/\n",

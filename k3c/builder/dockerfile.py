@@ -11,15 +11,21 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
-__all__ = ["external_images", "instructions", "substitute"]
+__all__ = ["Heredoc", "external_images", "heredocs", "instructions", "substitute"]
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def instructions(text: str) -> Iterator[tuple[str, str]]:
-    """``(KEYWORD, rest)`` per instruction: continuations joined, comments and directives dropped."""
+    """``(KEYWORD, rest)`` per instruction: continuations joined, comments and directives dropped.
+
+    Heredocs of RUN/COPY/ADD (``<<EOF`` … ``EOF``, ``<<-EOF`` strips leading tabs) are kept verbatim:
+    ``rest`` is the instruction line, then for each heredoc a newline, its body lines and its terminator,
+    which is exactly the text a shell runs (see :func:`heredocs`).
+    """
     lines = text.splitlines()
     escape = "\\"
     start = 0
@@ -31,7 +37,10 @@ def instructions(text: str) -> Iterator[tuple[str, str]]:
             escape = m.group(2)
         start = i + 1
     buf = ""
-    for line in lines[start:]:
+    i = start
+    while i < len(lines):
+        line = lines[i]
+        i += 1
         stripped = line.strip()
         if not buf and (not stripped or stripped.startswith("#")):
             continue
@@ -42,11 +51,52 @@ def instructions(text: str) -> Iterator[tuple[str, str]]:
             continue
         buf += stripped
         keyword, _, rest = buf.strip().partition(" ")
-        yield keyword.upper(), rest.strip()
+        rest = rest.strip()
+        if keyword.upper() in _HEREDOC_KEYWORDS:
+            for m in _HEREDOC.finditer(rest.split("\n", 1)[0]):
+                body, i = _heredoc_body(lines, i, m.group(3), m.group(1) == "-")
+                rest += "\n" + "".join(f"{b}\n" for b in body) + m.group(3)
+        yield keyword.upper(), rest
         buf = ""
     if buf.strip():
         keyword, _, rest = buf.strip().partition(" ")
         yield keyword.upper(), rest.strip()
+
+
+_HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
+_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+def _heredoc_body(lines: list[str], i: int, word: str, strip_tabs: bool) -> tuple[list[str], int]:
+    body: list[str] = []
+    while i < len(lines):
+        line = lines[i].lstrip("\t") if strip_tabs else lines[i]
+        i += 1
+        if line == word:
+            return body, i
+        body.append(line)
+    raise ValueError(f"heredoc {word!r} is not terminated")
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    """One heredoc of an instruction: its name, its body, and whether the name was quoted (no expansion)."""
+
+    name: str
+    body: str
+    quoted: bool
+
+
+def heredocs(rest: str) -> list[Heredoc]:
+    """Each heredoc in an instruction's ``rest`` as :func:`instructions` gives it."""
+    first, _, tail = rest.partition("\n")
+    out: list[Heredoc] = []
+    lines = tail.split("\n") if tail else []
+    i = 0
+    for m in _HEREDOC.finditer(first):
+        body, i = _heredoc_body(lines, i, m.group(3), False)
+        out.append(Heredoc(m.group(3), "".join(f"{b}\n" for b in body), bool(m.group(2))))
+    return out
 
 
 def substitute(word: str, env: Mapping[str, str]) -> str:

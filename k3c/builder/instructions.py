@@ -2,10 +2,11 @@
 
 Why a parser of our own: the native builder executes the instructions itself, so it needs them split into
 flags, arguments and exec/shell forms, stages named and numbered, and global ``ARG`` values (defaults
-overridden by build args) substituted into ``FROM`` as Docker does. What it does not understand
-(heredocs, ``RUN --mount=type=bind`` and cache mounts seeded ``from`` a stage, ``ADD`` of URLs or git
-repositories, ``ONBUILD`` triggers of a base, a foreign ``--platform``) raises :class:`Unsupported` while
-planning, before anything is built, so the engine can hand the whole build to buildah instead.
+overridden by build args) substituted into ``FROM`` as Docker does; heredocs too (``RUN <<EOF``). What
+it does not understand (``RUN --mount=type=bind`` and cache mounts seeded ``from`` a stage, ``ADD`` of
+URLs or git repositories, ``COPY`` of heredocs mixed with files, ``ONBUILD`` triggers of a base, a
+foreign ``--platform``) raises :class:`Unsupported` while planning, before anything is built, so the
+engine can hand the whole build to buildah instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from k3c.builder.dockerfile import instructions, substitute
+from k3c.builder.dockerfile import Heredoc, heredocs, instructions, substitute
 
 __all__ = ["Instruction", "Stage", "Unsupported", "parse", "stages_needed"]
 
@@ -43,6 +44,7 @@ class Instruction:
     text: str  #: as written (after line joining), for step lines and errors
     exec_form: bool = False  #: ``["a", "b"]`` rather than a shell string (RUN/CMD/ENTRYPOINT/SHELL)
     raw: str = ""  #: the text after the flags (a shell command keeps its quoting)
+    heredocs: list[Heredoc] = field(default_factory=list)  #: of RUN/COPY/ADD (Dockerfile 1.4 syntax)
 
     def flag(self, name: str) -> str:
         values = self.flags.get(name) or [""]
@@ -83,9 +85,27 @@ def _json_list(rest: str) -> list[str] | None:
     return None
 
 
+def _heredoc_instruction(keyword: str, flags: dict[str, list[str]], body: str, text: str,
+                         docs: list[Heredoc]) -> Instruction:
+    """RUN/COPY/ADD with heredocs (Dockerfile 1.4 syntax).
+
+    ``RUN <<EOF`` alone runs the heredoc as the script; ``RUN cmd <<EOF …`` goes to the shell verbatim
+    (heredocs are shell syntax); ``COPY <<NAME … /dest`` writes each heredoc as a file called NAME.
+    """
+    first = body.split("\n", 1)[0].strip()
+    if keyword == "RUN":
+        if len(docs) == 1 and re.fullmatch(r"<<-?([\"']?)[A-Za-z_][A-Za-z0-9_]*\1", first):
+            return Instruction(keyword, flags, [docs[0].body], text, raw=docs[0].body, heredocs=docs)
+        return Instruction(keyword, flags, [body], text, raw=body, heredocs=docs)
+    words = shlex.split(first, posix=True)
+    if len(words) < 2 or any(not w.startswith("<<") for w in words[:-1]):
+        raise Unsupported(f"{keyword} of heredocs mixed with files")
+    return Instruction(keyword, flags, [d.name for d in docs] + [words[-1]], text, raw=body, heredocs=docs)
+
+
 def _instruction(keyword: str, rest: str, original: str) -> Instruction:
-    if "<<" in rest and keyword in ("RUN", "COPY", "ADD") and re.search(r"<<-?['\"]?[A-Za-z_]", rest):
-        raise Unsupported(f"heredoc in {keyword}")
+    docs = heredocs(rest) if keyword in ("RUN", "COPY", "ADD") and "\n" in rest else []
+    text = original.split("\n", 1)[0]  # what step lines show
     flags, body = _split_flags(rest) if keyword in _FLAGS else ({}, rest.strip())
     allowed = _FLAGS.get(keyword, set())
     if keyword == "HEALTHCHECK":
@@ -93,6 +113,8 @@ def _instruction(keyword: str, rest: str, original: str) -> Instruction:
     for name in flags:
         if name not in allowed:
             raise Unsupported(f"{keyword} --{name}")
+    if docs:
+        return _heredoc_instruction(keyword, flags, body, text, docs)
     exec_args = _json_list(body) if keyword in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD",
                                                 "VOLUME") else None
     if exec_args is not None:

@@ -298,7 +298,7 @@ class NativeEngine:
     def _step_key(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None) -> str:
         h = hashlib.sha256()
         for part in (state.key, ins.keyword, json.dumps(ins.args), json.dumps(ins.flags, sort_keys=True),
-                     state.workdir, state.config.get("User") or ""):
+                     state.workdir, state.config.get("User") or "", ins.raw if ins.heredocs else ""):
             _field(h, part)
         if ins.keyword == "RUN":
             _field(h, json.dumps(sorted(self._run_env(state))))
@@ -309,6 +309,8 @@ class NativeEngine:
             _field(h, json.dumps(srcs))
             if source_chain is not None:
                 _field(h, "from:" + source_chain)
+            elif ins.heredocs:
+                _field(h, json.dumps(sorted(state.env().items())))  # unquoted heredocs expand variables
             else:
                 _field(h, self._hasher.sources_digest(run.request.context_dir, run.kept_sorted, srcs[:-1]))
         return h.hexdigest()
@@ -442,6 +444,15 @@ class NativeEngine:
         if ins.flags.get("chown"):
             owner = await asyncio.to_thread(rootfs.user_ids, root, substitute(ins.flag("chown"), env))
         mode = int(ins.flag("chmod"), 8) if ins.flags.get("chmod") else None
+        if ins.heredocs:  # COPY <<NAME: each heredoc is a file called NAME
+            docs = run.work / f"heredocs-{run.next_id()}"
+            docs.mkdir()
+            for doc in ins.heredocs:
+                (docs / doc.name).write_text(doc.body if doc.quoted else substitute(doc.body, env))
+                (docs / doc.name).chmod(0o644)
+            spec = rootfs.CopySpec(docs, [d.name for d in ins.heredocs], dest, owner, mode, None)
+            await asyncio.to_thread(rootfs.copy_into, root, spec)
+            return
         if source_chain is None:
             spec = rootfs.CopySpec(run.request.context_dir, words[:-1], dest, owner, mode, run.kept,
                                    extract=ins.keyword == "ADD")
