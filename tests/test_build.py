@@ -258,7 +258,7 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
 @pytest.mark.parametrize("stack", ["native"], indirect=True)
 def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path: Path) -> None:
     """FROM scratch with ADD of a local archive; and a Dockerfile the native engine does not handle
-    (a bind mount) goes to buildah unchanged."""
+    (an ssh mount) goes to buildah unchanged."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("pkg/hello")
@@ -273,7 +273,7 @@ def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path:
     assert len(manifest["layers"]) == 2
     if shutil.which("buildah") is None:
         return
-    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=bind,target=/c echo hi > /hi\n"})
+    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=ssh echo hi > /hi\n"})
     cp = stack.k3c("build", "--progress", "plain", "-t", "native:fallback", str(other))
     built(stack, cp)
     assert "is not supported; building with buildah" in cp.stderr
@@ -356,6 +356,35 @@ raw
     files = stack.image("docker.io/library/native:heredoc")[2]
     assert files["script"] == b"one\ntwo\n" and files["fed"] == b"literal $WHO\n"
     assert files["etc/app/greeting"] == b"hello k3c\n" and files["etc/app/raw"] == b"kept $WHO\n"
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_bind_mounts(stack: BuildStack, tmp_path: Path) -> None:
+    """RUN --mount=type=bind of the context (only what .dockerignore keeps), of a file, and of another
+    stage; read-only unless rw, whose writes are thrown away; none of it in the image; and the step's
+    cache follows the bound files."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox AS tools
+RUN mkdir /tools && echo tool > /tools/t
+FROM busybox
+RUN --mount=type=bind,target=/ctx ls /ctx > /listing && cat /ctx/src/a > /a-copy
+RUN --mount=type=bind,source=src/a,target=/one cat /one > /one-copy
+RUN --mount=type=bind,from=tools,source=/tools,target=/t cat /t/t > /from-stage
+RUN --mount=type=bind,target=/ctx (touch /ctx/x 2>/dev/null && echo writable || echo ro) > /ro-test
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && echo ok > /rw-test
+""", "src/a": "A", "secret.txt": "hidden", ".dockerignore": "secret.txt\n"})
+    cp = stack.k3c("build", "--progress", "plain", "-t", "native:binds", str(ctx))
+    built(stack, cp)
+    files = stack.image("docker.io/library/native:binds")[2]
+    assert files["listing"] == b"Dockerfile\nsrc\n", ".dockerignore'd files (secret.txt) are not in a context bind"
+    assert files["a-copy"] == b"A" and files["one-copy"] == b"A" and files["from-stage"] == b"tool\n"
+    assert files["ro-test"] == b"ro\n" and files["rw-test"] == b"ok\n"
+    assert not (ctx / "new").exists() and not (ctx / "x").exists(), "the context itself is never written"
+    assert not any(p in ("one", "ctx", "t") or p.startswith(("ctx/", "t/")) for p in files), "no mount point left"
+    (ctx / "src" / "a").write_text("B")
+    again = stack.k3c("build", "--progress", "plain", "-t", "native:binds", str(ctx))
+    built(stack, again)
+    assert stack.image("docker.io/library/native:binds")[2]["one-copy"] == b"B", "a changed bound file reruns"
 
 
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:

@@ -56,9 +56,12 @@ async def resolve(store: ContainerdImages, stages: list[Stage], chosen: list[Sta
         if find_stage(stages, stage.base, stage.index) is None and stage.base.lower() != "scratch":
             refs.append(substitute(stage.base, global_args))
         for ins in stage.instructions:
-            ref = ins.flag("from") if ins.flags.get("from") else ""
-            if ref and find_stage(stages, ref, stage.index) is None:
-                refs.append(substitute(ref, global_args))
+            froms = [ins.flag("from") if ins.flags.get("from") else ""]
+            for mount in ins.flags.get("mount", []) if ins.keyword == "RUN" else []:
+                froms.append(dict(kv.partition("=")[::2] for kv in mount.split(",")).get("from", ""))
+            for ref in froms:
+                if ref and find_stage(stages, ref, stage.index) is None:
+                    refs.append(substitute(ref, global_args))
     out: dict[str, str] = {}
     for ref in refs:
         try:

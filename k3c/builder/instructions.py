@@ -3,7 +3,7 @@
 Why a parser of our own: the native builder executes the instructions itself, so it needs them split into
 flags, arguments and exec/shell forms, stages named and numbered, and global ``ARG`` values (defaults
 overridden by build args) substituted into ``FROM`` as Docker does; heredocs too (``RUN <<EOF``). What
-it does not understand (``RUN --mount=type=bind`` and cache mounts seeded ``from`` a stage, ``ADD`` of
+it does not understand (cache mounts seeded ``from`` a stage, ``RUN --mount=type=ssh``, ``ADD`` of
 URLs or git repositories, ``COPY`` of heredocs mixed with files, ``ONBUILD`` triggers of a base, a
 foreign ``--platform``) raises :class:`Unsupported` while planning, before anything is built, so the
 engine can hand the whole build to buildah instead.
@@ -161,7 +161,7 @@ def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[s
                 for mount in ins.flags.get("mount", []):
                     opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
                     kind = opts.get("type", "bind")
-                    if kind not in ("secret", "cache", "tmpfs"):
+                    if kind not in ("secret", "cache", "tmpfs", "bind"):
                         raise Unsupported(f"RUN --mount=type={kind}")
                     if kind == "cache" and (opts.get("from") or opts.get("source")):
                         raise Unsupported("RUN --mount=type=cache seeded from a stage or image")
@@ -213,6 +213,8 @@ def stages_needed(stages: list[Stage], target: str) -> list[Stage]:
             return
         needed.add(stage.index)
         refs = [stage.base] + [ins.flag("from") for ins in stage.instructions if ins.flags.get("from")]
+        refs += [dict(kv.partition("=")[::2] for kv in mount.split(",")).get("from", "")
+                 for ins in stage.instructions if ins.keyword == "RUN" for mount in ins.flags.get("mount", [])]
         for ref in refs:
             dep = find_stage(stages, ref, stage.index)
             if dep is not None:

@@ -32,7 +32,6 @@ import contextlib
 import copy
 import hashlib
 import json
-import os
 import posixpath
 import shutil
 import tempfile
@@ -41,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.builder import bases, rootfs, sandbox
+from k3c.builder import bases, rootfs, runmounts, sandbox
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import substitute
 from k3c.builder.dockerignore import load as load_ignore
@@ -270,15 +269,15 @@ class NativeEngine:
                           built: dict[int, ImageState], images: dict[str, bases.BaseImage],
                           global_args: dict[str, str]) -> bool:
         """Run (or answer from cache) one RUN/COPY/ADD; True when it came from the cache."""
-        source_chain: str | None = None
-        if ins.flags.get("from"):
-            ref = ins.flag("from")
-            dep = find_stage(stages, ref, stage.index)
-            if dep is not None:
-                source_chain = built[dep.index].chain
-            else:
-                source_chain = bases.chain_of(images[normalize(substitute(ref, global_args))].layers)
-        key = await asyncio.to_thread(self._step_key, run, ins, state, source_chain)
+        run_mounts = runmounts.mounts_of(ins, state.workdir) if ins.keyword == "RUN" else []
+        chains: dict[str, str] = {}  # the snapshot chain of each stage or image read ``from=``
+        for ref in [ins.flag("from")] + [m.opt("from") for m in run_mounts]:
+            if ref and ref not in chains:
+                dep = find_stage(stages, ref, stage.index)
+                chains[ref] = built[dep.index].chain if dep is not None else bases.chain_of(
+                    images[normalize(substitute(ref, global_args))].layers)
+        source_chain = chains.get(ins.flag("from")) if ins.flags.get("from") else None
+        key = await asyncio.to_thread(self._step_key, run, ins, state, source_chain, run_mounts, chains)
         if not run.request.no_cache:
             hit = await self.cache.layer(key, self.store, self.snaps)
             if hit is not None:
@@ -288,14 +287,15 @@ class NativeEngine:
                 state.key = key
                 state.record(_created_by(ins, state), empty=False)
                 return True
-        blob = await self._execute(run, ins, state, source_chain)
+        blob = await self._execute(run, ins, state, source_chain, run_mounts, chains)
         state.layers.append(blob)
         state.key = key
         state.record(_created_by(ins, state), empty=False)
         self.cache.save_layer(key, blob, state.chain)
         return False
 
-    def _step_key(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None) -> str:
+    def _step_key(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None,
+                  run_mounts: list[runmounts.RunMount], chains: dict[str, str]) -> str:
         h = hashlib.sha256()
         for part in (state.key, ins.keyword, json.dumps(ins.args), json.dumps(ins.flags, sort_keys=True),
                      state.workdir, state.config.get("User") or "", ins.raw if ins.heredocs else ""):
@@ -303,6 +303,10 @@ class NativeEngine:
         if ins.keyword == "RUN":
             _field(h, json.dumps(sorted(self._run_env(state))))
             _field(h, json.dumps(state.shell))
+            for m in run_mounts:  # what a bind mount shows is an input of the step, as a COPY's files are
+                if m.type == "bind":
+                    _field(h, chains[m.opt("from")] if m.opt("from") else self._hasher.sources_digest(
+                        run.request.context_dir, run.kept_sorted, [m.source]))
         else:
             env = state.env()
             srcs = [substitute(a, env) for a in ins.args]
@@ -315,7 +319,8 @@ class NativeEngine:
                 _field(h, self._hasher.sources_digest(run.request.context_dir, run.kept_sorted, srcs[:-1]))
         return h.hexdigest()
 
-    async def _execute(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None) -> LayerBlob:
+    async def _execute(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None,
+                       run_mounts: list[runmounts.RunMount], chains: dict[str, str]) -> LayerBlob:
         parent = state.chain
         key = run.next_id()
         run.active.add(key)
@@ -325,7 +330,7 @@ class NativeEngine:
         await asyncio.to_thread(rootfs.mount, mounts, root)
         try:
             if ins.keyword == "RUN":
-                await self._run_step(run, ins, state, root)
+                await self._run_step(run, ins, state, root, run_mounts, chains)
             else:
                 await self._copy_step(run, ins, state, root, source_chain)
         finally:
@@ -357,50 +362,19 @@ class NativeEngine:
     def cache_mounts_dir(self) -> Path:
         return self.config.root / "cachemounts"
 
-    def _other_mounts(self, ins: Instruction, state: ImageState) -> tuple[dict[str, tuple[Path, bool]], dict[str, int]]:
-        """``RUN --mount=type=cache`` (a directory per id, kept between builds, never in a layer) and
-        ``type=tmpfs`` mounts: target -> (directory, read-only), target -> size."""
-        caches: dict[str, tuple[Path, bool]] = {}
-        tmpfs: dict[str, int] = {}
-        for mount in ins.flags.get("mount", []):
-            opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
-            target = posixpath.join(state.workdir, opts.get("target") or opts.get("dst") or opts.get("destination", ""))
-            if opts.get("type") == "tmpfs":
-                tmpfs[target] = int(opts.get("size") or 0)
-            elif opts.get("type") == "cache":
-                cid = opts.get("id") or target
-                path = self.cache_mounts_dir / hashlib.sha256(cid.encode()).hexdigest()[:32]
-                if not path.exists():
-                    path.mkdir(parents=True, mode=int(opts.get("mode") or "0755", 8))
-                    os.chmod(path, int(opts.get("mode") or "0755", 8))
-                    os.chown(path, int(opts.get("uid") or 0), int(opts.get("gid") or 0))
-                ro_flag = opts.get("readonly", opts.get("ro"))
-                caches[target] = (path, ro_flag is not None and ro_flag.lower() in ("", "true", "1"))
-        return caches, tmpfs
-
-    async def _secret_mounts(self, run: Run, ins: Instruction) -> dict[str, Path]:
-        """``RUN --mount=type=secret,...``: image path -> a private copy owned and moded as asked."""
-        secrets: dict[str, Path] = {}
-        for mount in ins.flags.get("mount", []):
-            opts = dict(kv.partition("=")[::2] for kv in mount.split(","))
-            if opts.get("type") != "secret":
-                continue
-            sid = opts.get("id") or os.path.basename(opts.get("target", opts.get("dst", "")))
-            target = opts.get("target") or opts.get("dst") or f"/run/secrets/{sid}"
-            src = run.request.secrets.get(sid)
-            if src is None:
-                if opts.get("required", "false").lower() in ("true", "1", ""):
-                    raise BuildFailed(f"secret {sid} not found")
-                continue
-            secrets[target] = await asyncio.to_thread(
-                _private_copy, src, run.work / f"secret-{run.next_id()}", int(opts.get("uid") or 0),
-                int(opts.get("gid") or 0), int(opts.get("mode") or "0400", 8))
-        return secrets
-
-    async def _run_step(self, run: Run, ins: Instruction, state: ImageState, root: Path) -> None:
+    async def _run_step(self, run: Run, ins: Instruction, state: ImageState, root: Path,
+                        run_mounts: list[runmounts.RunMount], chains: dict[str, str]) -> None:
         args = list(ins.args) if ins.exec_form else [*state.shell, ins.raw]
-        secrets = await self._secret_mounts(run, ins)
-        caches, tmpfs = await asyncio.to_thread(self._other_mounts, ins, state)
+        maker = runmounts.RunMounts(run.work, self.snaps, LEASE, self.cache_mounts_dir, run.request.context_dir,
+                                    run.kept, run.request.secrets, run.next_id, run.active)
+        try:
+            prepared = await maker.prepare(run_mounts, chains)
+            await self._run_in(run, ins, state, root, args, prepared)
+        finally:
+            await finish_anyway(maker.release())
+
+    async def _run_in(self, run: Run, ins: Instruction, state: ImageState, root: Path, args: list[str],
+                      prepared: runmounts.Prepared) -> None:
         cwd = state.workdir
         owner = await asyncio.to_thread(rootfs.user_ids, root, state.config.get("User") or "", supplementary=True)
         network = ins.flag("network") or "default"
@@ -408,8 +382,9 @@ class NativeEngine:
             raise ValueError(f"RUN --network={network}: only default, host and none are supported")
         netns = await self._netns(run) if network == "default" else None
         spec = sandbox.RunSpec(container_id=run.next_id(), rootfs=root, bundle=run.work / f"bundle-{run.counter}",
-                               args=args, env=self._run_env(state), cwd=cwd, owner=owner, secrets=secrets,
-                               network=network, netns=netns, caches=caches, tmpfs=tmpfs)
+                               args=args, env=self._run_env(state), cwd=cwd, owner=owner,
+                               network=network, netns=netns, secrets=prepared.secrets, binds=prepared.binds,
+                               tmpfs=prepared.tmpfs)
         # a missing WORKDIR is created owned by the USER, as BuildKit does
         await asyncio.to_thread(rootfs.ensure_dir, root, cwd, owner if owner.uid else None)
         created = await asyncio.to_thread(rootfs.mountpoints_missing, root, spec.bind_targets())
@@ -582,16 +557,6 @@ def _field(h: Any, text: str) -> None:
     data = text.encode()
     h.update(len(data).to_bytes(8, "big"))
     h.update(data)
-
-
-def _private_copy(src: Path, dest: Path, uid: int, gid: int, mode: int) -> Path:
-    """A secret as the RUN sees it: owned ``uid:gid`` with ``mode`` (BuildKit's defaults: 0:0, 0400)."""
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(src.read_bytes())
-    os.chown(dest, uid, gid)
-    os.chmod(dest, mode)
-    return dest
 
 
 def _created_by(ins: Instruction, state: ImageState) -> str:

@@ -51,8 +51,8 @@ class RunSpec:
     cwd: str
     owner: Owner
     secrets: dict[str, Path] = field(default_factory=dict)  #: target path in the image -> file
-    #: ``--mount=type=cache``: target -> (directory kept between builds, read-only)
-    caches: dict[str, tuple[Path, bool]] = field(default_factory=dict)
+    #: ``--mount=type=cache`` and ``type=bind``: target -> (host path, read-only)
+    binds: dict[str, tuple[Path, bool]] = field(default_factory=dict)
     tmpfs: dict[str, int] = field(default_factory=dict)  #: ``--mount=type=tmpfs``: target -> size (bytes, 0: default)
     network: str = "default"  #: ``RUN --network``: default (``netns``), host, or none (loopback only)
     netns: str | None = None  #: the builder's network namespace for ``default``; None: the host's
@@ -63,7 +63,7 @@ class RunSpec:
 
     def bind_targets(self) -> list[str]:
         """Image paths runc mounts onto (and creates when missing)."""
-        return ["/etc/resolv.conf", "/etc/hosts", *self.secrets, *self.caches, *self.tmpfs]
+        return ["/etc/resolv.conf", "/etc/hosts", *self.secrets, *self.binds, *self.tmpfs]
 
 
 def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
@@ -84,7 +84,7 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid", "nodev"]}
           for dest, src in binds.items()),
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro" if ro else "rw"]}
-          for dest, (src, ro) in spec.caches.items()),
+          for dest, (src, ro) in spec.binds.items()),
         *({"destination": dest, "type": "tmpfs", "source": "tmpfs",
            "options": ["nosuid", "nodev", *([f"size={size}"] if size else [])]} for dest, size in spec.tmpfs.items()),
     ]
