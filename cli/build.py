@@ -68,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upload", action="store_true", help=argparse.SUPPRESS)  # force a context upload
     p.add_argument("build_context", metavar="PATH | URL | -")
     p.set_defaults(func=build_cmd)
+    b = add_command(sub, "builder", "Manage builds", usage="k3c builder COMMAND", global_flags=False)
+    b.set_defaults(func=lambda _args: b.print_help() or 0)
+    bsub = b.add_subparsers(dest="builder_command", metavar="COMMAND", prog="k3c builder", title="commands")
+    prune = add_command(bsub, "prune", "Remove build cache", usage="k3c builder prune [OPTIONS]")
+    prune.add_argument("-a", "--all", action="store_true", help="Remove all unused build cache (k3c: always)")
+    prune.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    prune.set_defaults(func=builder_prune_cmd)
 
 
 # ------------------------------------------------------------------------------------------ the request
@@ -466,3 +473,44 @@ def _report(obj: dict[str, Any], display: Display, quiet: bool) -> int:
     if step and code is not None:
         raise Failure(f'k3c: build failed at step "{step}": exit code {code}', 1)
     raise Failure(f"k3c: {status.get('message') or 'build ' + str(phase).lower()}", 1)
+
+
+# ------------------------------------------------------------------------------------------ builder prune
+
+CACHES = "buildcaches"
+PRUNE_TIMEOUT = 300.0
+
+
+@command()
+def builder_prune_cmd(args: argparse.Namespace) -> int:
+    """Ask every node's BuildCache for a prune, wait for each to be done, print the space freed."""
+    from k3c.kubeclient import resource_path
+    from k3c.units import human_size
+
+    if not args.force:
+        sys.stdout.write("WARNING! This will remove all build cache.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    client = session(args).client
+    request = os.urandom(8).hex()
+    names = [o["metadata"]["name"] for o in client.get(resource_path(CACHES, None)).get("items", [])]
+    if not names:
+        raise Failure("Error response from daemon: no build cache here (is the k3c daemon running?)", 1)
+    for name in names:
+        client.merge_patch(resource_path(CACHES, None, name), {"spec": {"pruneRequest": request}})
+    reclaimed = 0
+    deadline = time.monotonic() + PRUNE_TIMEOUT
+    for name in names:
+        while True:
+            status = client.get(resource_path(CACHES, None, name)).get("status") or {}
+            if status.get("prunedRequest") == request:
+                break
+            if time.monotonic() > deadline:
+                raise Failure(f"Error response from daemon: node {name} did not prune its build cache in time", 1)
+            time.sleep(0.1)
+        if status.get("message"):
+            raise Failure(f"Error response from daemon: {name}: {status['message']}", 1)
+        reclaimed += int(status.get("reclaimed") or 0)
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0

@@ -26,6 +26,7 @@ COMMANDS = {
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),
     **dict.fromkeys(("info", "inspect", "ps"), "ps"), "volume": "volumes", "events": "events",
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
+    "builder": "build",
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),
 }
 _VALUE_FLAGS = ("--kubeconfig", "--context", "-n", "--namespace")

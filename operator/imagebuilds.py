@@ -1,4 +1,5 @@
-"""kopf wiring of ImageBuild: every watch event goes to :class:`~k3c.reconcilers.imagebuilds.ImageBuildReconciler`.
+"""kopf wiring of ImageBuild (and of this node's BuildCache): every watch event goes to
+:class:`~k3c.reconcilers.imagebuilds.ImageBuildReconciler` (or :class:`~k3c.reconcilers.buildcaches.BuildCacheReconciler`).
 
 Like the other handler files, only ``on.event`` is used (no kopf progress annotations, no kopf finalizer:
 the reconciler keeps its own, and only while a build runs). Two ways in:
@@ -25,6 +26,7 @@ import kopf
 from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
 from k3c.builder.native import NativeConfig, NativeEngine
+from k3c.reconcilers.buildcaches import BuildCacheReconciler
 from k3c.reconcilers.imagebuilds import EnvSettings, ImageBuildReconciler, Settings
 
 GROUP, VERSION, PLURAL = "k3c.io", "v1alpha1", "imagebuilds"
@@ -50,14 +52,24 @@ def register(registry: kopf.OperatorRegistry, settings: Settings,
              engine: Engine | None = None) -> ImageBuildReconciler:
     """Add the ImageBuild handlers (start-up, clean-up, watch events) to ``registry``."""
     reconciler = ImageBuildReconciler(settings, engine or default_engine(settings))
+    caches = BuildCacheReconciler(reconciler.engine, settings.node_name)
+    reconciler.on_build_done = caches.refresh
 
     @kopf.on.startup(registry=registry)
     async def imagebuilds_startup(**_: Any) -> None:
         await reconciler.start()
+        assert reconciler.kube is not None
+        await caches.start(reconciler.kube)
 
     @kopf.on.cleanup(registry=registry)
     async def imagebuilds_cleanup(**_: Any) -> None:
+        await caches.stop()
         await reconciler.stop()
+
+    @kopf.on.event(GROUP, VERSION, "buildcaches", registry=registry)
+    async def buildcache_event(event: dict[str, Any], **_: Any) -> None:
+        if event.get("type") != "DELETED":
+            caches.observe(event["object"])
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def imagebuild_event(event: dict[str, Any], **_: Any) -> None:

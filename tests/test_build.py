@@ -387,6 +387,41 @@ RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && echo ok > /rw-test
     assert stack.image("docker.io/library/native:binds")[2]["one-copy"] == b"B", "a changed bound file reruns"
 
 
+def test_builder_prune_drops_the_cache_but_not_images(stack: BuildStack, tmp_path: Path) -> None:
+    """`k3c builder prune` (docker builder prune) through this node's BuildCache object: a declined prompt
+    changes nothing; -f frees what only the cache held (a stage the image does not contain), the image
+    stays, and the next build runs its steps again."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox AS scratchpad
+RUN head -c 400000 /dev/urandom > /blob && echo done > /done
+FROM busybox
+COPY --from=scratchpad /done /done
+RUN --mount=type=cache,target=/c echo x >> /c/log
+"""})
+    built(stack, stack.k3c("build", "-q", "-t", "prune:1", str(ctx)))
+    api = stack.api()
+    path = "/apis/k3c.io/v1alpha1/buildcaches/build-node"
+    try:
+        cache = wait_until(lambda: (o := api.get(path)) and (o.get("status") or {}).get("size", 0) > 400_000 and o,
+                           15, "the BuildCache to count the build's layers")
+        assert cache["status"]["node"] == "build-node" and cache["status"]["entries"] >= 1
+        declined = stack.k3c("builder", "prune", input=b"n\n")
+        assert declined.returncode == 0 and "Are you sure you want to continue? [y/N]" in declined.stdout
+        assert "pruneRequest" not in (api.get(path).get("spec") or {}), "a declined prune asks for nothing"
+        cp = stack.k3c("builder", "prune", "-f")
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout.startswith("Total reclaimed space: ") and cp.stdout.strip() != "Total reclaimed space: 0B"
+        status = api.get(path)["status"]
+        assert status["prunedRequest"] == api.get(path)["spec"]["pruneRequest"] and status["reclaimed"] > 400_000
+        assert status["size"] < cache["status"]["size"]
+    finally:
+        api.close()
+    assert stack.image("docker.io/library/prune:1")[2]["done"] == b"done\n", "images stay"
+    again = stack.k3c("build", "--progress", "plain", "-t", "prune:1", str(ctx))
+    built(stack, again)
+    assert "Using cache" not in again.stderr
+
+
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo fine\nRUN echo broken >&2; exit 3\n"
                                                 "RUN echo never\n"})

@@ -435,6 +435,27 @@ class BuildahEngine:
         path = self.exports_dir / (layout.image_id.split(":", 1)[-1] + ".json")
         shutil.copyfile(layout.path / "manifest.json", path)
 
+    # ---- the cache as a whole ----
+
+    async def usage(self) -> tuple[int, int]:
+        from k3c.builder.layercache import dir_size
+
+        records = len(list(self.records_dir.glob("*.json")))
+        return records, await asyncio.to_thread(dir_size, self.storage)
+
+    async def prune(self) -> int:
+        """Every image and layer in buildah's storage, and the records pointing into it."""
+        from k3c.builder.layercache import dir_size
+
+        async with self._lock:
+            before = await asyncio.to_thread(dir_size, self.storage)
+            await self._buildah(["rmi", "--all", "--force"], check=False)
+            for d in (self.records_dir, self.exports_dir):
+                for f in d.glob("*.json"):
+                    f.unlink()
+            self.bases_file.unlink(missing_ok=True)
+            return max(before - await asyncio.to_thread(dir_size, self.storage), 0)
+
     # ---- push ----
 
     async def push(self, image_id: str, tags: list[str], auth_json: bytes | None, insecure_hosts: set[str],

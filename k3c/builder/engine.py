@@ -94,6 +94,14 @@ class Engine(Protocol):
         """Build, import into containerd and tag; see the module docstring for the contract."""
         ...
 
+    async def usage(self) -> tuple[int, int]:
+        """The build cache: (entries, bytes)."""
+        ...
+
+    async def prune(self) -> int:
+        """Drop the whole build cache (never while a build runs; images stay); returns the bytes freed."""
+        ...
+
     async def push(self, image_id: str, tags: list[str], auth_json: bytes | None, insecure_hosts: set[str],
                    observer: BuildObserver) -> list[str]:
         """Push the built image under each tag to its registry; returns the tags pushed."""

@@ -51,6 +51,15 @@ class LayerCache:
         _write(self.steps_dir / f"{key}.json", {"media_type": blob.media_type, "digest": blob.digest,
                                                 "size": blob.size, "diff_id": blob.diff_id, "chain": chain})
 
+    def layers(self) -> dict[str, int]:
+        """Digest -> size of every cached step's layer (a layer two steps share counts once)."""
+        out: dict[str, int] = {}
+        for path in self.steps_dir.glob("*.json"):
+            rec = _read(path)
+            if isinstance(rec.get("digest"), str):
+                out[rec["digest"]] = int(rec.get("size") or 0)
+        return out
+
     def build(self, key: str) -> dict[str, Any]:
         """What an earlier build with this key made (``manifest``, ``chain``, ``steps``), or {}."""
         return _read(self.builds_dir / f"{key}.json")
@@ -82,3 +91,15 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
+
+
+def dir_size(path: Path) -> int:
+    """Bytes a directory tree takes on disk (what removing it frees)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total

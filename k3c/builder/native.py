@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.builder import bases, rootfs, runmounts, sandbox
+from k3c.builder import bases, layercache, rootfs, runmounts, sandbox
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import substitute
 from k3c.builder.dockerignore import load as load_ignore
@@ -518,6 +518,28 @@ class NativeEngine:
             with contextlib.suppress(RuntimeCallError):
                 await self.snaps.remove(key)
         await asyncio.to_thread(shutil.rmtree, run.work, True)
+
+    # ---- the cache as a whole ----
+
+    async def usage(self) -> tuple[int, int]:
+        layers = await asyncio.to_thread(self.cache.layers)
+        size = sum(layers.values()) + await asyncio.to_thread(layercache.dir_size, self.cache_mounts_dir)
+        if self.fallback is not None:
+            size += (await self.fallback.usage())[1]
+        return len(layers), size
+
+    async def prune(self) -> int:
+        async with self._lock:  # never under a running build
+            layers = await asyncio.to_thread(self.cache.layers)
+            freed = await asyncio.to_thread(layercache.dir_size, self.cache_mounts_dir)
+            await layercache.prune(self.store, self.config.root)
+            await self.store.ensure_lease(LEASE)
+            for digest, size in layers.items():  # what images still use stays, and is not counted
+                if await self.store.info(digest) is None:
+                    freed += size
+        if self.fallback is not None:
+            freed += await self.fallback.prune()
+        return freed
 
     # ---- push ----
 

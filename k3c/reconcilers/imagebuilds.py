@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -153,6 +154,8 @@ class ImageBuildReconciler:
         self.running: dict[str, Running] = {}
         self._deleted: dict[str, dict[str, Any]] = {}
         self._stopping = False
+        #: called when a build is over (the BuildCache's size is measured again)
+        self.on_build_done: Callable[[], None] | None = None
 
     @property
     def node(self) -> str:
@@ -415,6 +418,8 @@ class ImageBuildReconciler:
         shutil.rmtree(self.paths.upload_dir(meta.get("namespace", ""), meta["name"]), ignore_errors=True)
         await self._delete_ephemeral_secrets(obj)
         await self._drop_finalizer(fresh)
+        if self.on_build_done is not None:
+            self.on_build_done()
 
     async def _run(self, obj: dict[str, Any], progress: Progress) -> tuple[BuildResult, list[str]]:
         meta, spec = obj["metadata"], obj.get("spec") or {}
