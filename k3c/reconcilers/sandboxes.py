@@ -125,6 +125,7 @@ class SandboxPool:
         self.spares: list[Sandbox] = []
         self._refill: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._calls: set[asyncio.Future[str]] = set()  # RunPodSandbox calls in flight
         self._closed = False
         self._making = False
         self._returning = 0  # generic sandboxes on their way back (see returning())
@@ -139,6 +140,8 @@ class SandboxPool:
         # down with the cancelled context, leaking a netns and an IP lease. If our caller is cancelled
         # meanwhile, the finished sandbox is removed in the background instead.
         call = asyncio.ensure_future(self.cri.run_pod_sandbox(config))
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
         try:
             sid = await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -299,8 +302,14 @@ class SandboxPool:
                 self._refill.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refill
-        if self._background:
-            await asyncio.wait(self._background, timeout=30)
+        # A RunPodSandbox whose caller was cancelled (a container stopping with the operator) still ends in
+        # a sandbox, removed by a background task its completion starts: wait for both, or the netns and IP
+        # lease of that sandbox would outlive us.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while (self._calls or self._background) and loop.time() < deadline:
+            await asyncio.wait(self._calls | self._background, timeout=deadline - loop.time())
+            await asyncio.sleep(0)  # let done callbacks spawn their removals
         spares, self.spares = self.spares, []
         log.info("closing the sandbox pool: %d spare(s) to remove", len(spares) if remove_spares else 0)
         if remove_spares:
