@@ -261,9 +261,12 @@ def test_two_nodes_share_one_cluster(short_tmp: Path) -> None:
             if name == "pinned":
                 assert node is b
     finally:
-        problems = [p for n in nodes for p in n.close()]
+        problems = [f"{n.base.name}: {p}" for n in nodes for p in n.close()]
         cluster.stop()
-    assert not problems
+    # the operator logs (kept beside each node's base dir) say which sandbox a leftover was, and why
+    logs = [f"--- {f}:\n{f.read_text(errors='replace')[-4000:]}" for n in nodes
+            for f in sorted(n.base.parent.glob(f"{n.base.name}-logs/operator.log"))] if problems else []
+    assert not problems, "\n".join(problems + logs)
 
 
 def test_existing_containerd(short_tmp: Path) -> None:
