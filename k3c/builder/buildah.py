@@ -456,29 +456,6 @@ class BuildahEngine:
             self.bases_file.unlink(missing_ok=True)
             return max(before - await asyncio.to_thread(dir_size, self.storage), 0)
 
-    # ---- push ----
-
-    async def push(self, image_id: str, tags: list[str], auth_json: bytes | None, insecure_hosts: set[str],
-                   observer: BuildObserver) -> list[str]:
-        """``buildah push`` of the image to ``docker://TAG`` for each tag, with the given credentials."""
-        from k3c.registry.hosts import is_loopback
-        from k3c.registry.reference import parse
-
-        pushed: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="push-", dir=self.tmp_dir) as tmp:
-            authfile = Path(tmp) / "auth.json"
-            authfile.write_bytes(auth_json or b'{"auths": {}}')
-            authfile.chmod(0o600)
-            for name in tags:
-                host = parse(name).domain
-                verify = "false" if host in insecure_hosts or is_loopback(host) else "true"
-                observer.line(f"pushing {name}")
-                await self._buildah(["push", "--authfile", str(authfile), f"--tls-verify={verify}",
-                                     "--signature-policy", str(self.config.root / "policy.json"),
-                                     image_id, f"docker://{name}"], observer=observer)
-                pushed.append(name)
-        return pushed
-
     # ---- buildah processes ----
 
     async def container_ids(self) -> list[str]:

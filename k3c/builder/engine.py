@@ -102,11 +102,6 @@ class Engine(Protocol):
         """Drop the whole build cache (never while a build runs; images stay); returns the bytes freed."""
         ...
 
-    async def push(self, image_id: str, tags: list[str], auth_json: bytes | None, insecure_hosts: set[str],
-                   observer: BuildObserver) -> list[str]:
-        """Push the built image under each tag to its registry; returns the tags pushed."""
-        ...
-
 
 async def finish_anyway(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion even if the caller is cancelled meanwhile; then re-raise the cancel.

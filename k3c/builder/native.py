@@ -541,32 +541,6 @@ class NativeEngine:
             freed += await self.fallback.prune()
         return freed
 
-    # ---- push ----
-
-    async def push(self, image_id: str, tags: list[str], auth_json: bytes | None, insecure_hosts: set[str],
-                   observer: BuildObserver) -> list[str]:
-        """Push each tag from containerd with k3c's registry client (as ``k3c push`` does)."""
-        from k3c.registry.auth import DockerConfig
-        from k3c.registry.client import RegistryClient
-        from k3c.registry.hosts import HostSettings
-        from k3c.registry.push import push_image
-        from k3c.registry.reference import parse as parse_ref
-
-        creds = DockerConfig.from_json(auth_json)
-        pushed: list[str] = []
-        for name in tags:
-            ref = parse_ref(name)
-            observer.line(f"pushing {name}")
-            client = RegistryClient(ref.domain, credentials=creds.lookup(ref.domain),
-                                    settings=HostSettings(ref.domain, insecure=ref.domain in insecure_hosts))
-            try:
-                result = await push_image(self.store, client, name, ref)
-            finally:
-                await client.close()
-            observer.line(f"pushed {name}: digest: {result.digest} size: {result.size}")
-            pushed.append(name)
-        return pushed
-
 
 def _h(*parts: str) -> str:
     h = hashlib.sha256()

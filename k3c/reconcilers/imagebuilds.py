@@ -439,11 +439,34 @@ class ImageBuildReconciler:
         finally:
             ctx.cleanup()
             shutil.rmtree(secrets_dir, ignore_errors=True)
-        pushed: list[str] = []
-        if spec.get("push") and result.tags:
-            auth, insecure = await self._registry_settings()
-            pushed = await self.engine.push(result.image_id, result.tags, auth, insecure, progress)
+        pushed = await self._push(result.tags, progress) if spec.get("push") and result.tags else []
         return result, pushed
+
+    async def _push(self, tags: list[str], progress: Progress) -> list[str]:
+        """Push each tag from containerd, as an ImagePush (``k3c push``) does: same client, same credentials
+        (k3c's registry Secret) and host settings, whichever engine built the image."""
+        from k3c.cri.errors import RuntimeCallError
+        from k3c.cri.images import ContainerdImages
+        from k3c.reconcilers.registryaccess import RegistryAccess
+        from k3c.registry.errors import RegistryError
+        from k3c.registry.push import push_image
+        from k3c.registry.reference import parse
+
+        assert self.kube is not None
+        access = RegistryAccess(self.kube)
+        async with ContainerdImages(self.settings.containerd_address) as store:
+            for name in tags:
+                ref = parse(name)
+                progress.line(f"pushing {name}")
+                client = await access.client(ref.domain)
+                try:
+                    result = await push_image(store, client, name, ref)
+                except (RegistryError, RuntimeCallError) as err:
+                    raise BuildFailed(f"push of {name} failed: {err}") from None
+                finally:
+                    await client.close()
+                progress.line(f"pushed {name}: digest: {result.digest} size: {result.size}")
+        return list(tags)
 
     async def _secrets(self, obj: dict[str, Any], dest: Path) -> dict[str, Path]:
         """Each ``spec.secrets`` entry's value, in a 0600 file of its own."""
@@ -474,21 +497,6 @@ class ImageBuildReconciler:
                 secret = await self.kube.get(ref)
                 if secret and (secret["metadata"].get("labels") or {}).get(EPHEMERAL_SECRET_LABEL) == name:
                     await self.kube.delete(ref, secret["metadata"].get("uid"))
-
-    async def _registry_settings(self) -> tuple[bytes | None, set[str]]:
-        """Push credentials and insecure hosts, from the images feature's Secret and ConfigMap."""
-        from k3c.registry.auth import SECRET_KEY, SECRET_NAME, SECRET_NAMESPACE
-        from k3c.registry.hosts import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RegistriesConfig
-
-        assert self.kube is not None
-        secret = await self.kube.get(Ref("secrets", SECRET_NAMESPACE, SECRET_NAME, "v1"))
-        raw = ((secret or {}).get("data") or {}).get(SECRET_KEY)
-        cm = await self.kube.get(Ref("configmaps", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME, "v1"))
-        try:
-            insecure = RegistriesConfig.from_configmap(cm).insecure
-        except ValueError:
-            insecure = set()
-        return (base64.b64decode(raw) if raw else None), insecure
 
     # ---- status documents ----
 
