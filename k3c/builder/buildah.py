@@ -46,7 +46,14 @@ from typing import Any, TypeVar
 
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import external_images
-from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, finish_anyway
+from k3c.builder.engine import (
+    BuildFailed,
+    BuildObserver,
+    BuildRequest,
+    BuildResult,
+    finish_anyway,
+    replay_steps,
+)
 from k3c.builder.rootfs import unmount_under
 from k3c.builder.transfer import (
     ImageNotFound,
@@ -59,7 +66,7 @@ from k3c.builder.transfer import (
 )
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.images import ContainerdImages
-from k3c.images.ocilayout import Descriptor
+from k3c.images.ocilayout import Descriptor, sha256_digest
 from k3c.registry.reference import InvalidReference, normalize
 
 __all__ = ["BuildahConfig", "BuildahEngine", "StepParser"]
@@ -275,13 +282,7 @@ class BuildahEngine:
         if not await has_all_blobs(self._containerd(), manifest, raw):
             return None
         await finish_anyway(tag(self._containerd(), manifest, req.tags or [image_id], req.image_labels))
-        cached = 0
-        for step in record.get("steps") or []:
-            observer.line(step)
-            observer.step(step)
-            if not step.split(": ", 1)[-1].upper().startswith("FROM "):
-                observer.line("--> Using cache (nothing changed since the last build)")
-                cached += 1
+        cached = replay_steps(observer, record.get("steps") or [])
         result = self._result(image_id, manifest, raw, req)
         result.cached_steps = cached
         return result
@@ -501,10 +502,9 @@ class BuildahEngine:
 
 def read_layout_bytes(raw: bytes) -> Descriptor:
     """The manifest descriptor of remembered ``manifest.json`` bytes."""
-    import hashlib
 
     doc = json.loads(raw)
-    return Descriptor(doc["mediaType"], "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
+    return Descriptor(doc["mediaType"], sha256_digest(raw), len(raw))
 
 
 async def kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from k3c.builder.dockerfile import instructions
 from k3c.builder.dockerignore import IgnoreMatcher, load, walk
 
-__all__ = ["ContextHasher", "KeyInputs"]
+__all__ = ["ContextHasher", "KeyInputs", "feed"]
 
 _REMOTE_ADD = re.compile(r"(^|\s)(https?://|git@|git://)")
 _CHUNK = 1 << 20
@@ -63,15 +63,15 @@ class ContextHasher:
             return None
         h = hashlib.sha256()
         for part in (inputs.engine, inputs.target):
-            _field(h, part.encode())
-        _field(h, inputs.dockerfile)
+            feed(h, part.encode())
+        feed(h, inputs.dockerfile)
         for mapping in (inputs.build_args, inputs.labels, inputs.bases):
             for k in sorted(mapping):
-                _field(h, k.encode())
-                _field(h, mapping[k].encode())
+                feed(h, k.encode())
+                feed(h, mapping[k].encode())
         for sid in sorted(inputs.secrets):
-            _field(h, sid.encode())
-            _field(h, hashlib.sha256(inputs.secrets[sid]).digest())
+            feed(h, sid.encode())
+            feed(h, hashlib.sha256(inputs.secrets[sid]).digest())
         self._hash_context(h, context, dockerfile_path)
         return h.hexdigest()
 
@@ -85,12 +85,12 @@ class ContextHasher:
         for rel in walk(context, matcher, keep=keep):
             path = context / rel
             st = path.lstat()
-            _field(h, rel.encode())
-            _field(h, f"{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}".encode())
+            feed(h, rel.encode())
+            feed(h, f"{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}".encode())
             if stat.S_ISREG(st.st_mode):
-                _field(h, self.file_digest(path, st).encode())
+                feed(h, self.file_digest(path, st).encode())
             elif stat.S_ISLNK(st.st_mode):
-                _field(h, os.readlink(path).encode())
+                feed(h, os.readlink(path).encode())
 
     def file_digest(self, path: Path, st: os.stat_result) -> str:
         ident = (st.st_dev, st.st_ino)
@@ -124,7 +124,7 @@ class ContextHasher:
             else:
                 roots = [pattern]
             for rel in roots:
-                _field(h, f"source:{rel}".encode())
+                feed(h, f"source:{rel}".encode())
                 paths = [rel] if rel else []
                 for p in kept_sorted[bisect.bisect_left(kept_sorted, rel + "/") if rel else 0:]:
                     if rel and not p.startswith(rel + "/"):
@@ -139,13 +139,13 @@ class ContextHasher:
         try:
             st = path.lstat()
         except OSError:
-            _field(h, f"missing:{rel}".encode())
+            feed(h, f"missing:{rel}".encode())
             return
-        _field(h, f"{rel}:{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}".encode())
+        feed(h, f"{rel}:{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}".encode())
         if stat.S_ISREG(st.st_mode):
-            _field(h, self.file_digest(path, st).encode())
+            feed(h, self.file_digest(path, st).encode())
         elif stat.S_ISLNK(st.st_mode):
-            _field(h, os.readlink(path).encode())
+            feed(h, os.readlink(path).encode())
 
 
 def _glob_match(pattern: str, path: str) -> bool:
@@ -154,7 +154,8 @@ def _glob_match(pattern: str, path: str) -> bool:
     return len(segs) == len(parts) and all(fnmatch.fnmatchcase(p, s) for p, s in zip(parts, segs, strict=True))
 
 
-def _field(h: hashlib._Hash, data: bytes) -> None:
-    """Length-prefixed, so no two different input lists feed the same bytes."""
-    h.update(len(data).to_bytes(8, "big"))
-    h.update(data)
+def feed(h: hashlib._Hash, data: bytes | str) -> None:
+    """Add one field to a key, length-prefixed, so no two different input lists feed the same bytes."""
+    raw = data.encode() if isinstance(data, str) else data
+    h.update(len(raw).to_bytes(8, "big"))
+    h.update(raw)

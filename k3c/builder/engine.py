@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["BuildFailed", "BuildObserver", "BuildRequest", "BuildResult", "Engine", "finish_anyway"]
+__all__ = ["BuildFailed", "BuildObserver", "BuildRequest", "BuildResult", "Engine", "finish_anyway", "replay_steps"]
 
 
 @dataclass
@@ -101,6 +101,21 @@ class Engine(Protocol):
     async def prune(self) -> int:
         """Drop the whole build cache (never while a build runs; images stay); returns the bytes freed."""
         ...
+
+
+def replay_steps(observer: BuildObserver, steps: list[str]) -> int:
+    """An earlier identical build's step lines, each but FROM marked as answered from cache; their count.
+
+    What an engine shows when its whole-build key finds that nothing changed since that build.
+    """
+    cached = 0
+    for step in steps:
+        observer.line(step)
+        observer.step(step)
+        if not step.split(": ", 1)[-1].upper().startswith("FROM "):
+            observer.line("--> Using cache (nothing changed since the last build)")
+            cached += 1
+    return cached
 
 
 async def finish_anyway(coro: Coroutine[Any, Any, T]) -> T:

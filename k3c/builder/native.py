@@ -38,14 +38,21 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from k3c.builder import bases, layercache, rootfs, runmounts, sandbox
-from k3c.builder.cachekey import ContextHasher, KeyInputs
+from k3c.builder.cachekey import ContextHasher, KeyInputs, feed
 from k3c.builder.dockerfile import substitute
 from k3c.builder.dockerignore import load as load_ignore
 from k3c.builder.dockerignore import walk
-from k3c.builder.engine import BuildFailed, BuildObserver, BuildRequest, BuildResult, Engine, finish_anyway
+from k3c.builder.engine import (
+    BuildFailed,
+    BuildObserver,
+    BuildRequest,
+    BuildResult,
+    Engine,
+    finish_anyway,
+    replay_steps,
+)
 from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata
 from k3c.builder.instructions import LAYERS, Instruction, Stage, Unsupported, find_stage, parse, stages_needed
 from k3c.builder.layercache import LEASE, LayerCache
@@ -55,7 +62,7 @@ from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.images import ContainerdImages, gc_labels
 from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id
-from k3c.images.ocilayout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture
+from k3c.images.ocilayout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
 from k3c.registry.reference import normalize
 
 __all__ = ["NativeConfig", "NativeEngine"]
@@ -299,24 +306,24 @@ class NativeEngine:
         h = hashlib.sha256()
         for part in (state.key, ins.keyword, json.dumps(ins.args), json.dumps(ins.flags, sort_keys=True),
                      state.workdir, state.config.get("User") or "", ins.raw if ins.heredocs else ""):
-            _field(h, part)
+            feed(h, part)
         if ins.keyword == "RUN":
-            _field(h, json.dumps(sorted(self._run_env(state))))
-            _field(h, json.dumps(state.shell))
+            feed(h, json.dumps(sorted(self._run_env(state))))
+            feed(h, json.dumps(state.shell))
             for m in run_mounts:  # what a bind mount shows is an input of the step, as a COPY's files are
                 if m.type == "bind":
-                    _field(h, chains[m.opt("from")] if m.opt("from") else self._hasher.sources_digest(
+                    feed(h, chains[m.opt("from")] if m.opt("from") else self._hasher.sources_digest(
                         run.request.context_dir, run.kept_sorted, [m.source]))
         else:
             env = state.env()
             srcs = [substitute(a, env) for a in ins.args]
-            _field(h, json.dumps(srcs))
+            feed(h, json.dumps(srcs))
             if source_chain is not None:
-                _field(h, "from:" + source_chain)
+                feed(h, "from:" + source_chain)
             elif ins.heredocs:
-                _field(h, json.dumps(sorted(state.env().items())))  # unquoted heredocs expand variables
+                feed(h, json.dumps(sorted(state.env().items())))  # unquoted heredocs expand variables
             else:
-                _field(h, self._hasher.sources_digest(run.request.context_dir, run.kept_sorted, srcs[:-1]))
+                feed(h, self._hasher.sources_digest(run.request.context_dir, run.kept_sorted, srcs[:-1]))
         return h.hexdigest()
 
     async def _execute(self, run: Run, ins: Instruction, state: ImageState, source_chain: str | None,
@@ -455,7 +462,7 @@ class NativeEngine:
         req = run.request
         config = state.document(host_architecture(), req.labels)
         raw_config = json.dumps(config, separators=(",", ":")).encode()
-        config_desc = Descriptor(MEDIA_CONFIG, "sha256:" + hashlib.sha256(raw_config).hexdigest(), len(raw_config))
+        config_desc = Descriptor(MEDIA_CONFIG, sha256_digest(raw_config), len(raw_config))
         chain = state.chain
         labels = {f"containerd.io/gc.ref.snapshot.{self.config.snapshotter}": chain} if chain else {}
         await self.store.write(config_desc.digest, raw_config, labels, lease=LEASE)
@@ -463,7 +470,7 @@ class NativeEngine:
                     "config": {"mediaType": MEDIA_CONFIG, "digest": config_desc.digest, "size": config_desc.size},
                     "layers": [{"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in state.layers]}
         raw = json.dumps(manifest, separators=(",", ":")).encode()
-        desc = Descriptor(MEDIA_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
+        desc = Descriptor(MEDIA_MANIFEST, sha256_digest(raw), len(raw))
         await self.store.write(desc.digest, raw, gc_labels(MEDIA_MANIFEST, raw), lease=LEASE)
         run.manifest, run.chain = raw, chain
         await finish_anyway(tag(self.store, desc, req.tags or [config_desc.digest], req.image_labels, LEASE))
@@ -487,7 +494,7 @@ class NativeEngine:
         if not record.get("manifest"):
             return None
         raw = record["manifest"].encode()
-        desc = Descriptor(MEDIA_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
+        desc = Descriptor(MEDIA_MANIFEST, sha256_digest(raw), len(raw))
         doc = json.loads(raw)
         image_id = doc["config"]["digest"]
         names = req.tags or [image_id]
@@ -502,13 +509,7 @@ class NativeEngine:
                  or any(r.labels.get(k) != v for k, v in req.image_labels.items())]
         if stale:
             await finish_anyway(tag(self.store, desc, stale, req.image_labels, LEASE))
-        cached = 0
-        for step in record.get("steps") or []:
-            observer.line(step)
-            observer.step(step)
-            if ": FROM " not in step:
-                observer.line("--> Using cache (nothing changed since the last build)")
-                cached += 1
+        cached = replay_steps(observer, record.get("steps") or [])
         size = int(doc["config"]["size"]) + sum(int(x["size"]) for x in doc.get("layers", []))
         return BuildResult(image_id, desc.digest, size, list(req.tags), cached_steps=cached)
 
@@ -545,14 +546,8 @@ class NativeEngine:
 def _h(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:
-        _field(h, p)
+        feed(h, p)
     return h.hexdigest()
-
-
-def _field(h: Any, text: str) -> None:
-    data = text.encode()
-    h.update(len(data).to_bytes(8, "big"))
-    h.update(data)
 
 
 def _created_by(ins: Instruction, state: ImageState) -> str:

@@ -14,7 +14,6 @@ layer in memory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -34,6 +33,7 @@ from k3c.images.ocilayout import (
     Descriptor,
     children,
     host_architecture,
+    sha256_digest,
 )
 
 __all__ = ["ImageNotFound", "LayoutImage", "export_image", "import_layout", "platform_manifest", "read_layout", "tag"]
@@ -76,7 +76,7 @@ def read_layout(path: Path) -> LayoutImage:
     media_type = doc.get("mediaType") or (MEDIA_MANIFEST if "config" in doc else "")
     if media_type not in (MEDIA_MANIFEST, DOCKER_MANIFEST):
         raise ValueError(f"{path}: expected an image manifest, got {media_type or 'unknown media type'}")
-    manifest = Descriptor(media_type, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
+    manifest = Descriptor(media_type, sha256_digest(raw), len(raw))
     refs = children(media_type, raw)
     return LayoutImage(path, manifest, refs[0], refs[1:])
 

@@ -11,11 +11,12 @@ which keeps what they create from the garbage collector.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
+
+from k3c.images.ocilayout import sha256_digest
 
 from .errors import AlreadyExistsError, NotFoundError, translate
 from .images import ContainerdImages
@@ -55,7 +56,7 @@ def chain_id(parent: str, diff_id: str) -> str:
     """The OCI chain ID of a layer stack: the diff ID alone for the bottom layer, else hashed with the parent's."""
     if not parent:
         return diff_id
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+    return sha256_digest(f"{parent} {diff_id}".encode())
 
 
 def _mounts(items: Iterable[types_pb.Mount]) -> list[Mount]:

@@ -14,7 +14,6 @@ already holds. One :class:`RegistryClient` talks to one registry host over one a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import ssl
@@ -25,7 +24,13 @@ from typing import Any
 
 import aiohttp
 
-from k3c.images.ocilayout import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MEDIA_INDEX, MEDIA_MANIFEST
+from k3c.images.ocilayout import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MEDIA_INDEX,
+    MEDIA_MANIFEST,
+    sha256_digest,
+)
 
 from .auth import Authenticator, Credentials, pull_scope, push_scope
 from .errors import NotFound, RegistryError, Unreachable, from_response
@@ -167,7 +172,7 @@ class RegistryClient:
         """A manifest or index by tag or digest (the digest is checked when asked for by digest)."""
         _, headers, body = await self._call("GET", f"/v2/{repo}/manifests/{reference}", (pull_scope(repo),),
                                             (200,), headers={"Accept": _ACCEPT})
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = sha256_digest(body)
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"manifest {reference} does not match its content ({digest})")
         media_type = headers.get("Content-Type", "").split(";")[0].strip()
@@ -188,7 +193,7 @@ class RegistryClient:
         """Upload a manifest/index under a tag or its digest; returns the digest."""
         _, headers, _ = await self._call("PUT", f"/v2/{repo}/manifests/{reference}", (push_scope(repo),),
                                          (200, 201, 202), headers={"Content-Type": media_type}, data=data)
-        return headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(data).hexdigest()
+        return headers.get("Docker-Content-Digest") or sha256_digest(data)
 
     # ------------------------------------------------------------------ blobs
 
