@@ -25,7 +25,7 @@ from k3c.cri.snapshots import Mount
 __all__ = ["CopySpec", "copy_into", "ensure_dir", "mount", "resolve", "unmount", "unmount_under", "user_ids"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-MS_RDONLY = 1
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
 MNT_DETACH = 2
 #: How deep symlinks may chain inside an image before a path counts as a loop (as Linux: 40).
 MAX_LINKS = 40
@@ -39,26 +39,24 @@ def mount(mounts: list[Mount], target: Path, readonly: bool = False) -> None:
     flags = MS_RDONLY if readonly or "ro" in m.options else 0
     data = ",".join(o for o in m.options if o not in ("ro", "rw", "rbind", "bind"))
     if m.type == "bind":
-        flags |= 4096  # MS_BIND
+        flags |= MS_BIND
         data = ""
     if _libc.mount(m.source.encode(), str(target).encode(), m.type.encode(), flags,
                    data.encode() if data else None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {m.type} on {target}: {os.strerror(err)}")
     if m.type == "bind" and flags & MS_RDONLY:  # a bind mount is made read-only by a remount
-        remount = 4096 | 32 | MS_RDONLY  # MS_BIND | MS_REMOUNT | MS_RDONLY
-        if _libc.mount(b"none", str(target).encode(), None, remount, None) != 0:
+        if _libc.mount(b"none", str(target).encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0:
             err = ctypes.get_errno()
             unmount(target)
             raise OSError(err, f"remount {target} read-only: {os.strerror(err)}")
 
 
-def unmount(target: Path) -> None:
-    """Unmount ``target`` (lazily if busy); not mounted is fine."""
-    if _libc.umount2(str(target).encode(), 0) == 0:
+def unmount(target: Path | str, lazy: bool = False) -> None:
+    """Unmount ``target`` (lazily at once with ``lazy``, else lazily only if busy); not mounted is fine."""
+    if not lazy and _libc.umount2(str(target).encode(), 0) == 0:
         return
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOENT):
+    if not lazy and ctypes.get_errno() in (errno.EINVAL, errno.ENOENT):
         return
     if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
         err = ctypes.get_errno()
@@ -346,7 +344,5 @@ def unmount_under(root: Path) -> list[str]:
         points = [line.split()[4] for line in f]
     mine = sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
     for point in mine:
-        if _libc.umount2(point.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
-            err = ctypes.get_errno()
-            raise OSError(err, f"umount {point}: {os.strerror(err)}")
+        unmount(point, lazy=True)
     return mine
