@@ -39,7 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 from k3c.cli.common import Failure, Session, add_command, command, session
 
 if TYPE_CHECKING:
-    import http.client
+    pass
 
 PLURAL = "imagebuilds"
 SECRET_LABEL = "k3c.io/build-secret-for"
@@ -284,25 +284,13 @@ def check_tags(tags: list[str]) -> None:
 # ------------------------------------------------------------------------------------------ HTTP streams
 
 
-def _connection(s: Session, timeout: float | None = None) -> http.client.HTTPConnection:
-    return s.client.connection(timeout)
-
-
-def _headers(s: Session, content_type: str | None = None) -> dict[str, str]:
-    h = {"User-Agent": "k3c", "Accept": "application/json, */*"}
-    if s.client.conn.token:
-        h["Authorization"] = f"Bearer {s.client.conn.token}"
-    if content_type:
-        h["Content-Type"] = content_type
-    return h
-
-
 def upload_context(s: Session, name: str, tar: Path) -> str:
     """Stream the tar to the ``context`` subresource; returns the digest the server computed."""
-    http_conn = _connection(s, timeout=300)
+    http_conn = s.client.connection(timeout=300)
     try:
         with open(tar, "rb") as body:
-            headers = {**_headers(s, "application/x-tar"), "Content-Length": str(tar.stat().st_size)}
+            headers = {**s.client.headers("application/x-tar", accept="application/json, */*"),
+                       "Content-Length": str(tar.stat().st_size)}
             http_conn.request("POST", s.path(PLURAL, name, "context"), body=body, headers=headers)
             resp = http_conn.getresponse()
             raw = resp.read()

@@ -703,17 +703,6 @@ def inspect_cmd(args: argparse.Namespace) -> int:
 # ============================================================================================ save / load
 
 
-def _raw_connection(client: Client, timeout: float | None = None) -> Any:
-    return client.connection(timeout, blocksize=1 << 20)
-
-
-def _headers(client: Client, extra: dict[str, str] | None = None) -> dict[str, str]:
-    h = {"User-Agent": "k3c"}
-    if client.conn.token:
-        h["Authorization"] = f"Bearer {client.conn.token}"
-    return {**h, **(extra or {})}
-
-
 def _status_failure(raw: bytes, code: int) -> Failure:
     try:
         message = json.loads(raw).get("message") or raw.decode(errors="replace")
@@ -737,9 +726,9 @@ def save_cmd(args: argparse.Namespace) -> int:
             raise daemon_error(f"reference does not exist: {text}")
         refs.append(_tag_of(obj))
     query = urllib.parse.urlencode([("format", args.format)] + [("image", r) for r in refs])
-    conn = _raw_connection(client)
+    conn = client.connection(blocksize=1 << 20)
     try:
-        conn.request("GET", _path(IMAGES, "-", "save") + "?" + query, headers=_headers(client))
+        conn.request("GET", _path(IMAGES, "-", "save") + "?" + query, headers=client.headers(accept="*/*"))
         resp = conn.getresponse()
         if resp.status != 200:
             raise _status_failure(resp.read(), resp.status)
@@ -797,8 +786,8 @@ def load_cmd(args: argparse.Namespace) -> int:
 
 
 def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
-    conn = _raw_connection(client)
-    headers = _headers(client, {"Content-Type": "application/x-tar"})
+    conn = client.connection(blocksize=1 << 20)
+    headers = client.headers("application/x-tar", accept="*/*")
     try:
         if size is not None:
             headers["Content-Length"] = str(size)

@@ -209,8 +209,9 @@ class Client:
                                            timeout=timeout or self.timeout, blocksize=blocksize)
 
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        h = {"Accept": "application/json", "User-Agent": "k3c"}
+    def headers(self, content_type: str | None = None, accept: str = "application/json") -> dict[str, str]:
+        """Request headers: credentials (when the kubeconfig has a token), what is sent and accepted."""
+        h = {"Accept": accept, "User-Agent": "k3c"}
         if self.conn.token:
             h["Authorization"] = f"Bearer {self.conn.token}"
         if content_type:
@@ -225,7 +226,7 @@ class Client:
             if self._http is None:
                 self._http = self.connection()
             try:
-                self._http.request(method, url, body=data, headers=self._headers(content_type if data else None))
+                self._http.request(method, url, body=data, headers=self.headers(content_type if data else None))
                 resp = self._http.getresponse()
                 raw = resp.read()
                 break
@@ -254,7 +255,7 @@ class Client:
             self._http = self.connection()
         finished = False
         try:
-            self._http.request("GET", url, headers={**self._headers(), "Accept": "text/plain, */*"})
+            self._http.request("GET", url, headers=self.headers(accept="text/plain, */*"))
             if self._http.sock is not None:
                 self._http.sock.settimeout(None)  # a build step may print nothing for minutes
             resp = self._http.getresponse()
@@ -297,7 +298,7 @@ class Client:
         url = path + "?" + urllib.parse.urlencode(q)
         http_conn = self.connection(timeout=timeout)
         try:
-            http_conn.request("GET", url, headers=self._headers())
+            http_conn.request("GET", url, headers=self.headers())
             resp = http_conn.getresponse()
             if resp.status >= 400:
                 doc = json.loads(resp.read() or b"{}")

@@ -543,7 +543,7 @@ def _log(stack: BuildStack, name: str) -> str:
     api = stack.api()
     try:
         conn = api.connection()  # a plain GET of the text subresource
-        conn.request("GET", stack.build_path(name) + "/log", headers=api._headers())  # noqa: SLF001
+        conn.request("GET", stack.build_path(name) + "/log", headers=api.headers(accept="text/plain"))
         return conn.getresponse().read().decode()
     finally:
         api.close()
