@@ -25,7 +25,7 @@ from k3c.cri.snapshots import LayerBlob, Snapshots, chain_id
 from k3c.images.ocilayout import Descriptor
 from k3c.registry.reference import InvalidReference, normalize
 
-__all__ = ["BaseImage", "chain_of", "load", "resolve"]
+__all__ = ["BaseImage", "load", "resolve"]
 
 
 @dataclass
@@ -36,14 +36,6 @@ class BaseImage:
     manifest_digest: str
     config: dict[str, Any]
     layers: list[LayerBlob]
-
-
-def chain_of(layers: list[LayerBlob]) -> str:
-    """The chain ID of a layer stack ("" for none)."""
-    out = ""
-    for layer in layers:
-        out = chain_id(out, layer.diff_id)
-    return out
 
 
 async def resolve(store: ContainerdImages, stages: list[Stage], chosen: list[Stage], global_args: dict[str, str],

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k3c.builder.dockerfile import substitute
-from k3c.builder.instructions import Instruction, Unsupported
-from k3c.cri.snapshots import LayerBlob, chain_id
+from k3c.builder.instructions import Instruction, Unsupported, arg_items
+from k3c.cri.snapshots import LayerBlob, stack_chain_id
 
 __all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata", "duration_ns"]
 
@@ -39,10 +39,7 @@ class ImageState:
     @property
     def chain(self) -> str:
         """Chain ID of the layers: the name of their committed snapshot."""
-        out = ""
-        for layer in self.layers:
-            out = chain_id(out, layer.diff_id)
-        return out
+        return stack_chain_id(self.layers)
 
     def env(self) -> dict[str, str]:
         """Variables for substitution and RUN: ARG values, overridden by ENV (as Docker does)."""
@@ -141,8 +138,6 @@ def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, st
     ``ARG NAME`` without a value inside a stage takes the build arg, else the value of the global ``ARG``
     (before the first ``FROM``) of that name, as Docker does.
     """
-    from k3c.builder.instructions import arg_items
-
     env = state.env()
     cfg = state.config
     kw = ins.keyword

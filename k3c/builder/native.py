@@ -61,7 +61,7 @@ from k3c.builder.transfer import has_all_blobs, tag
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.images import ContainerdImages, gc_labels
-from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id
+from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id, stack_chain_id
 from k3c.images.ocilayout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
 from k3c.registry.reference import normalize
 
@@ -281,7 +281,7 @@ class NativeEngine:
         for ref in [ins.flag("from")] + [m.opt("from") for m in run_mounts]:
             if ref and ref not in chains:
                 dep = find_stage(stages, ref, stage.index)
-                chains[ref] = built[dep.index].chain if dep is not None else bases.chain_of(
+                chains[ref] = built[dep.index].chain if dep is not None else stack_chain_id(
                     images[normalize(substitute(ref, global_args))].layers)
         source_chain = chains.get(ins.flag("from")) if ins.flags.get("from") else None
         key = await asyncio.to_thread(self._step_key, run, ins, state, source_chain, run_mounts, chains)

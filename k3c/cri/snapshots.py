@@ -26,7 +26,7 @@ from .proto import containerd_snapshots_pb2 as snap_pb
 from .proto import containerd_snapshots_pb2_grpc as snap_grpc
 from .proto import containerd_types_pb2 as types_pb
 
-__all__ = ["LayerBlob", "Mount", "Snapshots", "chain_id"]
+__all__ = ["LayerBlob", "Mount", "Snapshots", "chain_id", "stack_chain_id"]
 
 #: Uncompressed OCI layers: containerd, runc and CRI need no compression on one machine, and gzip of a
 #: large layer costs far more than the build step that made it (registries accept these as they are).
@@ -57,6 +57,14 @@ def chain_id(parent: str, diff_id: str) -> str:
     if not parent:
         return diff_id
     return sha256_digest(f"{parent} {diff_id}".encode())
+
+
+def stack_chain_id(layers: Iterable[LayerBlob]) -> str:
+    """The chain ID of a whole layer stack, bottom first ("" for none): its top snapshot's name."""
+    out = ""
+    for layer in layers:
+        out = chain_id(out, layer.diff_id)
+    return out
 
 
 def _mounts(items: Iterable[types_pb.Mount]) -> list[Mount]:
