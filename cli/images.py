@@ -230,14 +230,20 @@ def follow(client: Client, plural: str, obj: dict[str, Any], done: Any, timeout:
 
 
 def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
-    """Until an Image object exists for each reference (the operator makes them from containerd's events)."""
+    """Until each reference's Image object is Ready. The operator makes the object from containerd's event
+    and writes its status (ID, size) just after, and a `k3c images` right after `load` or `tag` must show
+    the image whole, as docker's would."""
     deadline = time.monotonic() + timeout
     pending = list(refs)
     while pending and time.monotonic() < deadline:
         images = _list_images(client)
-        pending = [r for r in pending if find_image(client, r, images) is None]
+        pending = [r for r in pending if not _is_ready(find_image(client, r, images))]
         if pending:
             time.sleep(0.05)
+
+
+def _is_ready(obj: dict[str, Any] | None) -> bool:
+    return obj is not None and (obj.get("status") or {}).get("phase") == "Ready"
 
 
 def _delete_quietly(client: Client, plural: str, name: str, wait: float = 0.0) -> None:
