@@ -31,6 +31,7 @@ from k3c.cli.common import (
     command,
     daemon_error,
     human_duration,
+    print_inspected,
     session,
     since,
 )
@@ -610,7 +611,7 @@ def images_cmd(args: argparse.Namespace) -> int:
         fmt = Format.parse(args.format or default, default)
         sys.stdout.write(fmt.render(rows, headers))
     except TemplateError as err:
-        raise Failure(f"template: {err}", 1) from None
+        raise Failure(str(err), 1) from None
     return 0
 
 
@@ -686,24 +687,13 @@ def inspect_image(client: Client, ref: str) -> dict[str, Any] | None:
 
 @command()
 def inspect_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Template, TemplateError, unescape
 
     client = session(args).client
     found, missing = [], []
     for ref in args.images:
         doc = inspect_image(client, ref)
         (found.append(doc) if doc is not None else missing.append(ref))
-    try:
-        if args.format and args.format != "json":
-            tmpl = Template(unescape(args.format))
-            print("".join(tmpl.render(o) + "\n" for o in found), end="")
-        else:
-            print(json.dumps(found, indent=4, ensure_ascii=False))
-    except TemplateError as err:
-        raise Failure(f"template: {err}", 1) from None
-    for ref in missing:
-        print(f"Error: No such image: {ref}", file=sys.stderr)
-    return 1 if missing else 0
+    return print_inspected(found, missing, args.format, "image")
 
 
 # ============================================================================================ save / load

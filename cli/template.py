@@ -94,9 +94,9 @@ def _index(value: Any, *keys: Any) -> Any:
             try:
                 value = value[int(key)]
             except (IndexError, ValueError):
-                raise TemplateError(f"error calling index: index out of range: {key}") from None
+                raise TemplateError(f"template: :1: error calling index: index out of range: {key}") from None
         else:
-            raise TemplateError(f"can't index item of type {type(value).__name__}")
+            raise TemplateError(f"template: :1: can't index item of type {type(value).__name__}")
     return value
 
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 from pathlib import Path
 
-import kopf
-
 from k3c.operator.handlers import build_registry
+from k3c.operator.running import configure_logging, run_registry
 from k3c.reconcilers.controller import Controller, OperatorConfig
 
 
@@ -29,16 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def settings() -> kopf.OperatorSettings:
-    s = kopf.OperatorSettings()
-    s.posting.enabled = False  # the reconcilers post their own, meaningful Events
-    s.watching.connect_timeout = 10
-    s.watching.server_timeout = 300
-    s.networking.request_timeout = 60
-    s.scanning.disabled = True  # the resources are known; no need to scan namespaces and CRDs
-    return s
-
-
 async def run(args: argparse.Namespace) -> None:
     os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own login
     config = OperatorConfig(
@@ -47,25 +35,12 @@ async def run(args: argparse.Namespace) -> None:
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
     )
     controller = Controller(config)
-    ready = asyncio.Event()
-    operator = asyncio.create_task(kopf.operator(
-        registry=build_registry(controller, config), settings=settings(), standalone=True, clusterwide=True,
-        ready_flag=ready,
-    ))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({operator, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if ready.is_set() and args.ready_file is not None:
-        args.ready_file.write_text(f"{os.getpid()}\n")
-    waiter.cancel()
-    await operator
+    await run_registry(build_registry(controller, config), args.ready_file)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    level = getattr(logging, args.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kopf", "grpc", "asyncio", "aiohttp"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    configure_logging(args.log_level)
     asyncio.run(run(args))
 
 

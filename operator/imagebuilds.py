@@ -5,7 +5,7 @@ Like the other handler files, only ``on.event`` is used (no kopf progress annota
 the reconciler keeps its own, and only while a build runs). Two ways in:
 
 - the operator's ``build_registry`` calls :func:`register` with its registry and ``OperatorConfig``;
-- ``python operator/imagebuilds.py`` runs the ImageBuild operator alone (tests and benchmarks), with
+- ``python -m k3c.operator.imagebuilds`` runs the ImageBuild operator alone (tests and benchmarks), with
   settings from flags or the environment: ``K3C_KUBECONFIG``/``KUBECONFIG``, ``K3C_CONTAINERD_ADDRESS``,
   ``K3C_ROOT_DIR``, ``K3C_NODE_NAME``; ``K3C_BUILD_ENGINE`` (native, the default, or buildah) and
   ``K3C_BUILD_ISOLATION`` (buildah's: chroot, the default, or oci).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +25,7 @@ import kopf
 from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
 from k3c.builder.native import NativeConfig, NativeEngine
+from k3c.operator.running import configure_logging, run_registry
 from k3c.reconcilers.buildcaches import BuildCacheReconciler
 from k3c.reconcilers.imagebuilds import EnvSettings, ImageBuildReconciler, Settings
 
@@ -104,28 +104,13 @@ async def run(args: argparse.Namespace) -> None:
         return kopf.login_with_kubeconfig(**kwargs)
 
     register(registry, settings)
-    opts = kopf.OperatorSettings()
-    opts.posting.enabled = False
-    opts.scanning.disabled = True
-    opts.watching.server_timeout = 300
-    ready = asyncio.Event()
-    operator = asyncio.create_task(kopf.operator(registry=registry, settings=opts, standalone=True,
-                                                 clusterwide=True, ready_flag=ready))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({operator, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if ready.is_set() and args.ready_file is not None:
-        args.ready_file.write_text(f"{os.getpid()}\n")
-    waiter.cancel()
-    await operator
+    await run_registry(registry, args.ready_file)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    level = getattr(logging, args.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kopf").setLevel(max(level, logging.WARNING))
+    configure_logging(args.log_level)
     asyncio.run(run(args))
-
 
 if __name__ == "__main__":
     main()

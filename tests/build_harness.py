@@ -3,7 +3,7 @@ the ImageBuild operator, each a child process in temporary directories, stopped 
 
 Why not the ``daemon`` fixture: the build tests need the API server to serve ImageBuild's ``log`` and
 ``context`` subresources and the operator to run the ImageBuild reconciler; this stack wires exactly
-those (:func:`k3c.builder.logs.register` and ``operator/imagebuilds.py``) the way the daemon does, so the
+those (:func:`k3c.builder.logs.register` and ``k3c.operator.imagebuilds``) the way the daemon does, so the
 tests do not depend on how far the daemon's own wiring has come.
 
 ``python tests/build_harness.py apiserver --data-dir D --port P`` is the API server child: k3c's
@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -31,22 +30,12 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import REPO, free_port  # noqa: E402
+from harness import REPO, free_port, wait_until  # noqa: E402
+
+from k3c.daemon.supervisor import operator_command  # noqa: E402
 
 T = TypeVar("T")
 BUSYBOX = "docker.io/library/busybox:latest"
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition",
-               interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def alive(pid: int) -> bool:
@@ -155,7 +144,7 @@ class BuildStack:
         ready = self.base / "operator.ready"
         ready.unlink(missing_ok=True)
         op = self.operator = Child("operator", [
-            sys.executable, str(REPO / "operator" / "imagebuilds.py"), "--kubeconfig", str(self.kubeconfig),
+            *operator_command("k3c.operator.imagebuilds"), "--kubeconfig", str(self.kubeconfig),
             "--containerd-address", self.socket, "--root-dir", str(self.root), "--node-name", "build-node",
             "--ready-file", str(ready)], self.base / "operator.log", env={"K3C_BUILD_ENGINE": self.engine})
         self.started.append(op.pid)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness import REPO, free_port
+from harness import REPO, free_port, wait_until
 
 from k3c import kubeclient
 from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids
@@ -80,19 +80,6 @@ def pick_subnet() -> str:
         if not any(net.overlaps(u) for u in used):
             return str(net)
     raise RuntimeError("no free 10.x.y.0/24 subnet found")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition",
-               interval: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def lc_object(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import random
 import shutil
 import socket
 import stat
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from daemon_harness import pick_subnet
 
 from k3c.cri.events import EventSubscriber
 from k3c.cri.images import ContainerdImages
@@ -55,29 +55,6 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------- fixtures
 
 
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    nets: list[ipaddress.IPv4Network] = []
-    for cmd in (["ip", "-4", "-j", "addr"], ["ip", "-4", "-j", "route"]):
-        out = subprocess.run(cmd, capture_output=True, text=True).stdout or "[]"
-        for item in json.loads(out):
-            for a in item.get("addr_info", []):
-                nets.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
-            dst = item.get("dst")
-            if dst and dst != "default":
-                nets.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
-    return nets
-
-
-def _pick_subnet() -> str:
-    """A random 10.x.y.0/24 that overlaps no address or route on this host and not k3c's default."""
-    used = [*_used_networks(), ipaddress.ip_network("10.88.0.0/16")]
-    for _ in range(200):
-        net = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free 10.x.y.0/24 subnet found")
-
-
 @dataclass
 class Runtime:
     cfg: ContainerdConfig
@@ -101,7 +78,7 @@ def rt() -> Iterator[Runtime]:
         state_dir=base / "state",
         network_name=f"k3ct{tag}",
         bridge=f"k3ct{tag}",
-        subnet=_pick_subnet(),
+        subnet=pick_subnet(),
     )
     proc = ContainerdProcess(cfg)
 

@@ -165,24 +165,25 @@ class Store:
         raw = _set_rv(obj, rev)
         return await self._append(key, rev, raw, obj, created=True, deleted=False, prev=None)
 
-    async def update(self, key: str, obj: dict[str, Any], expect: int | None = None) -> Entry:
-        """Replace the key's value; `expect` is the revision the caller based its change on."""
+    def _current(self, key: str, expect: int | None) -> Entry:
+        """The key's entry, if it exists and (with ``expect``) is still the revision the caller saw."""
         cur = self.objects.get(key)
         if cur is None:
             raise KeyNotFound(key)
         if expect is not None and expect != cur.revision:
             raise RevisionConflict(key)
+        return cur
+
+    async def update(self, key: str, obj: dict[str, Any], expect: int | None = None) -> Entry:
+        """Replace the key's value; `expect` is the revision the caller based its change on."""
+        cur = self._current(key, expect)
         rev = self.revision + 1
         raw = _set_rv(obj, rev)
         return await self._append(key, rev, raw, obj, created=False, deleted=False, prev=cur)
 
     async def delete(self, key: str, expect: int | None = None) -> Entry:
         """Remove the key; the tombstone (and the DELETED event) carries the last state."""
-        cur = self.objects.get(key)
-        if cur is None:
-            raise KeyNotFound(key)
-        if expect is not None and expect != cur.revision:
-            raise RevisionConflict(key)
+        cur = self._current(key, expect)
         rev = self.revision + 1
         obj = orjson.loads(cur.raw)
         raw = _set_rv(obj, rev)

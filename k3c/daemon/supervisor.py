@@ -109,7 +109,7 @@ def resolve_group(value: str) -> int:
 
 # ------------------------------------------------------------------------------------------ children
 
-#: Runs ``k3c.operator`` from an editable checkout too: there operator/ is a namespace portion (no
+#: Runs a ``k3c.operator`` module from an editable checkout too: there operator/ is a namespace portion (no
 #: ``__init__.py``, so it never shadows the stdlib's ``operator``), which setuptools' editable finder cannot
 #: resolve under the regular package ``k3c``; adding the checkout root to ``k3c.__path__`` lets the normal
 #: import system find it as ``k3c.operator``.
@@ -118,13 +118,14 @@ _OPERATOR_BOOTSTRAP = (
     "root = str(pathlib.Path(k3c.__file__).resolve().parent.parent)\n"
     "if pathlib.Path(root, 'operator', '__main__.py').exists() and root not in k3c.__path__:\n"
     "    k3c.__path__.append(root)\n"
-    "sys.argv[0] = 'k3c.operator'\n"
-    "runpy.run_module('k3c.operator', run_name='__main__', alter_sys=True)\n"
+    "sys.argv[0] = {module!r}\n"
+    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
 )
 
 
-def operator_command() -> list[str]:
-    """argv prefix that runs the operator: ``python -m k3c.operator`` when importable as installed."""
+def operator_command(module: str = "k3c.operator") -> list[str]:
+    """argv prefix that runs ``module`` (the operator, or one of its standalone parts such as
+    ``k3c.operator.imagebuilds``): ``python -m`` when importable as installed, else through the bootstrap."""
     import importlib.util
 
     try:
@@ -133,7 +134,9 @@ def operator_command() -> list[str]:
         found = False
     # -P: never put the working directory first on sys.path, where a checkout's k3c/ would shadow the
     # installed package.
-    return [sys.executable, "-P", "-m", "k3c.operator"] if found else [sys.executable, "-P", "-c", _OPERATOR_BOOTSTRAP]
+    if found:
+        return [sys.executable, "-P", "-m", module]
+    return [sys.executable, "-P", "-c", _OPERATOR_BOOTSTRAP.format(module=module)]
 
 
 

@@ -15,6 +15,17 @@ def _rv(obj: dict[str, Any]) -> int | None:
     return int(rv) if str(rv).isdigit() else None
 
 
+def observe_by_name(objects: dict[str, dict[str, Any]], event_type: str | None, obj: dict[str, Any]) -> str:
+    """Keep a by-name cache of cluster-scoped objects current with one watch event; returns the name.
+    For the image reconcilers, whose objects are named after what they describe."""
+    name = obj["metadata"]["name"]
+    if event_type == "DELETED":
+        objects.pop(name, None)
+    else:
+        objects[name] = obj
+    return name
+
+
 class ObjectCache:
     """Objects of one kind by uid."""
 

@@ -455,12 +455,9 @@ class ContainerReconciler:
         diff = {k: v for k, v in status.items() if current.get(k) != v}
         if not diff:
             return obj
-        try:
-            fresh = await self.env.kube.patch_status(_ref(obj), diff)
-        except KubeError as err:
-            if err.code == 404:
-                return obj
-            raise
+        fresh = await self.env.kube.patch_status_if_present(_ref(obj), diff)
+        if fresh is None:
+            return obj
         self.env.cache.put(fresh)
         return fresh
 

@@ -353,12 +353,9 @@ class ImageBuildReconciler:
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         assert self.kube is not None
-        try:
-            fresh = await self.kube.patch_status(ref_of(PLURAL, obj), status)
-        except KubeError as err:
-            if err.code == 404:
-                return obj
-            raise
+        fresh = await self.kube.patch_status_if_present(ref_of(PLURAL, obj), status)
+        if fresh is None:
+            return obj
         self.cache.put(fresh)
         return fresh
 

@@ -347,13 +347,9 @@ class ImageObjects:
         await self._patch_status(obj, status)
 
     async def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
-        try:
-            new = await self.env.kube.patch_status(Ref(PLURAL, "", obj["metadata"]["name"]), status)
-        except KubeError as err:
-            if err.code == 404:
-                return
-            raise
-        self.observe("MODIFIED", new)
+        new = await self.env.kube.patch_status_if_present(Ref(PLURAL, "", obj["metadata"]["name"]), status)
+        if new is not None:
+            self.observe("MODIFIED", new)
 
     async def _fail(self, obj: dict[str, Any], message: str) -> None:
         await self._patch_status(obj, {"phase": "Failed", "message": message,

@@ -17,7 +17,8 @@ from typing import Any
 
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.images import ContainerdImages
-from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339
+from k3c.reconcilers.cache import observe_by_name
+from k3c.reconcilers.kube import Kube, Ref, now_rfc3339
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
 from k3c.registry.errors import RegistryError
 from k3c.registry.push import BlobProgress, push_image
@@ -50,12 +51,7 @@ class ImagePushes:
         self._tasks: dict[str, tuple[int, asyncio.Task[None]]] = {}
 
     def observe(self, event_type: str | None, obj: dict[str, Any]) -> str:
-        name = obj["metadata"]["name"]
-        if event_type == "DELETED":
-            self.objects.pop(name, None)
-        else:
-            self.objects[name] = obj
-        return name
+        return observe_by_name(self.objects, event_type, obj)
 
     async def reconcile(self, name: str) -> float | None:
         obj = self.objects.get(name)
@@ -92,13 +88,9 @@ class ImagePushes:
                 await task
 
     async def _patch(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            new = await self.env.kube.patch_status(Ref(PLURAL, "", name), status)
-        except KubeError as err:
-            if err.code == 404:
-                return
-            raise
-        self.observe("MODIFIED", new)
+        new = await self.env.kube.patch_status_if_present(Ref(PLURAL, "", name), status)
+        if new is not None:
+            self.observe("MODIFIED", new)
 
     async def _push(self, obj: dict[str, Any], gen: int) -> None:
         name, spec = obj["metadata"]["name"], obj.get("spec") or {}

@@ -17,6 +17,7 @@ from typing import Any
 
 from k3c.cri.images import ContainerdImages
 from k3c.images.ocilayout import Descriptor
+from k3c.reconcilers.cache import observe_by_name
 from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339
 from k3c.registry.reference import InvalidReference, is_image_id, parse
 
@@ -50,12 +51,7 @@ class ImageTags:
         self._misses: dict[str, int] = {}
 
     def observe(self, event_type: str | None, obj: dict[str, Any]) -> str:
-        name = obj["metadata"]["name"]
-        if event_type == "DELETED":
-            self.objects.pop(name, None)
-        else:
-            self.objects[name] = obj
-        return name
+        return observe_by_name(self.objects, event_type, obj)
 
     def owner_of_push(self, push: dict[str, Any]) -> str | None:
         return (push["metadata"].get("labels") or {}).get(OWNER_LABEL)
@@ -193,13 +189,9 @@ class ImageTags:
         reason = {"Tagged": "Tagged", "Ready": "Pushed", "Pushing": "Pushing"}.get(phase, "Failed")
         status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False", "reason": reason,
                                  "message": message, "lastTransitionTime": now_rfc3339()}]
-        try:
-            new = await self.env.kube.patch_status(Ref(PLURAL, "", obj["metadata"]["name"]), status)
-        except KubeError as err:
-            if err.code == 404:
-                return
-            raise
-        self.observe("MODIFIED", new)
+        new = await self.env.kube.patch_status_if_present(Ref(PLURAL, "", obj["metadata"]["name"]), status)
+        if new is not None:
+            self.observe("MODIFIED", new)
 
 
 def _hexish(text: str) -> bool:

@@ -125,6 +125,16 @@ class Kube:
             patch["metadata"] = {"resourceVersion": resource_version}
         return await self.merge_patch(ref, patch, "status")
 
+    async def patch_status_if_present(self, ref: Ref, status: dict[str, Any]) -> dict[str, Any] | None:
+        """:meth:`patch_status`, or None if the object is gone: a reconciler writing the outcome of work
+        that outlived its object has nothing left to tell."""
+        try:
+            return await self.patch_status(ref, status)
+        except KubeError as err:
+            if err.code == 404:
+                return None
+            raise
+
     async def delete(self, ref: Ref, uid: str | None = None) -> None:
         """Delete, optionally only that incarnation (``uid`` precondition); gone already is fine."""
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
