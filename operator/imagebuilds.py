@@ -112,5 +112,6 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(args.log_level)
     asyncio.run(run(args))
 
+
 if __name__ == "__main__":
     main()
