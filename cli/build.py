@@ -17,6 +17,9 @@ How the context reaches the builder (the operator on the node):
 sent inline (``dockerfileInline``). ``--secret id=ID,src=FILE`` (or ``env=VAR``) values go into one Secret
 labelled for this build; the operator deletes it when the build is over, and so does the CLI.
 
+``--network`` (default, host or none; BuildKit's values) becomes ``spec.network``, the network of RUN steps
+that name none of their own; ``--iidfile`` gets the image ID once built and is removed when the build starts.
+
 Progress comes from the ImageBuild's ``log`` subresource (followed over HTTP), on stderr; the image ID goes
 to stdout at the end (with ``-q`` nothing else is printed). A failed build exits 1 with the failing step;
 Ctrl-C deletes the ImageBuild, which cancels the build on the node, and exits 130.
@@ -34,14 +37,12 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from k3c.cli.common import Failure, Session, add_command, command, session
 
-if TYPE_CHECKING:
-    pass
-
 PLURAL = "imagebuilds"
+NETWORKS = ("default", "host", "none")  #: docker build --network values BuildKit takes
 SECRET_LABEL = "k3c.io/build-secret-for"
 _GIT_PREFIXES = ("git://", "git@", "github.com/")
 _STEP_RE = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ")
@@ -65,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--secret", action="append", default=[], metavar="stringArray",
                    help='Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")')
     p.add_argument("--push", action="store_true", help="Push the image to its registry once built")
+    p.add_argument("--network", metavar="string", default="default",
+                   help='Set the networking mode for the RUN instructions during build (default "default")')
+    p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
     p.add_argument("--upload", action="store_true", help=argparse.SUPPRESS)  # force a context upload
     p.add_argument("build_context", metavar="PATH | URL | -")
     p.set_defaults(func=build_cmd)
@@ -262,7 +266,7 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
     for key, value in (("buildArgs", parse_kv(args.build_arg, "build-arg", from_env=True)),
                        ("labels", parse_kv(args.label, "label")), ("tags", list(args.tag)),
                        ("target", args.target), ("noCache", args.no_cache), ("pull", args.pull),
-                       ("push", args.push)):
+                       ("push", args.push), ("network", "" if args.network == "default" else args.network)):
         if value:
             spec[key] = value
     if secret_ids:
@@ -376,6 +380,10 @@ class Display:
 @command(code=1)
 def build_cmd(args: argparse.Namespace) -> int:
     check_tags(args.tag)
+    if args.network not in NETWORKS:
+        raise Failure(f'k3c: network mode "{args.network}" not supported by k3c build ({", ".join(NETWORKS)})', 1)
+    if args.iidfile:  # as docker: a failed build leaves no stale ID behind
+        _remove_iidfile(args.iidfile)
     secret_values = parse_secrets(args.secret)
     s = session(args)
     plan = plan_context(args, s)
@@ -399,7 +407,27 @@ def build_cmd(args: argparse.Namespace) -> int:
         return 130
     finally:
         plan.cleanup()
-    return _report(obj, display, args.quiet)
+    code = _report(obj, display, args.quiet)
+    if args.iidfile:
+        _write_iidfile(args.iidfile, (obj.get("status") or {}).get("imageID", ""))
+    return code
+
+
+def _remove_iidfile(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise Failure(f"k3c: failed to remove iidfile: {err.strerror}: {path}", 1) from None
+
+
+def _write_iidfile(path: str, image_id: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(image_id)
+    except OSError as err:
+        raise Failure(f"k3c: failed to write iidfile: {err.strerror}: {path}", 1) from None
 
 
 def _create_secret(s: Session, name: str, values: dict[str, bytes]) -> None:

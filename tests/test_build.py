@@ -441,6 +441,35 @@ def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Pat
     assert quiet.returncode == 1 and "broken" in quiet.stderr and quiet.stdout == ""
 
 
+def test_network_flag_and_iidfile(stack: BuildStack, tmp_path: Path) -> None:
+    """docker build --network sets the RUN steps' network (a step's own --network still wins, on the native
+    engine), is part of the cache key, and --iidfile gets the image ID; a bad mode is one line and exit 1."""
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets\n"})
+    iid = tmp_path / "iid"
+    iid.write_text("stale")
+    image_id = built(stack, stack.k3c("build", "-q", "--network", "none", "--iidfile", str(iid), "-t", "net:none",
+                                      str(ctx)))
+    assert iid.read_text() == image_id, "the ID alone, no newline, as docker writes it"
+    _, _, files = stack.image("docker.io/library/net:none")
+    assert files["nets"] == b"lo\n", "--network=none: loopback only"
+    again = stack.k3c("build", "--progress", "plain", "-t", "net:default", str(ctx))
+    built(stack, again)
+    _, _, files = stack.image("docker.io/library/net:default")
+    assert files["nets"] != b"lo\n", again.stderr + "the none build's cached layer is not reused for another network"
+    bad = stack.k3c("build", "--network", "bridge", "--iidfile", str(iid), str(ctx))
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        'k3c: network mode "bridge" not supported by k3c build (default, host, none)'], bad.stderr
+    failing = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN exit 1\n"})
+    iid.write_text("stale")
+    assert stack.k3c("build", "-q", "--iidfile", str(iid), str(failing)).returncode == 1
+    assert not iid.exists(), "a failed build leaves no iidfile"
+    if stack.engine == "native":
+        mixed = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --network=default ls /sys/class/net > /n\n"})
+        built(stack, stack.k3c("build", "-q", "--network", "none", "-t", "net:mixed", str(mixed)))
+        _, _, files = stack.image("docker.io/library/net:mixed")
+        assert files["n"] == b"eth0\nlo\n", "a step's own --network wins over the build's"
+
+
 def test_stdin_tar_and_lone_dockerfile(stack: BuildStack, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

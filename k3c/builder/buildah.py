@@ -245,6 +245,8 @@ class BuildahEngine:
                 image_id = await self._bud(request, work, parser)
                 result = await self._deliver(image_id, request, work, observer)
                 result.cached_steps = parser.cached
+                if request.network != "default":  # see bud_args: kept out of buildah's layer cache
+                    await self._buildah(["rmi", image_id], check=False)
                 if key is not None:
                     self._save_record(key, image_id, parser.steps)
                 done = True
@@ -264,7 +266,7 @@ class BuildahEngine:
             dockerfile=await asyncio.to_thread(req.dockerfile.read_bytes), build_args=req.build_args,
             target=req.target, labels=req.labels,
             secrets={sid: await asyncio.to_thread(path.read_bytes) for sid, path in req.secrets.items()},
-            bases={name: digest or "" for name, digest in refs.items()},
+            bases={name: digest or "" for name, digest in refs.items()}, network=req.network,
         )
         return await asyncio.to_thread(self._hasher.key, req.context_dir, req.dockerfile, inputs)
 
@@ -314,10 +316,15 @@ class BuildahEngine:
     def bud_args(self, req: BuildRequest, iidfile: Path) -> list[str]:
         """``bud`` and its flags for one request (without the global storage flags)."""
         cfg = self.config
-        args = ["bud", "--isolation", cfg.isolation, "--layers", "--force-rm", "--format", cfg.image_format,
+        # chroot isolation can only share the host's network; a build without one runs its steps under runc.
+        # buildah's layer cache does not tell networks apart: such a build neither uses it nor adds to it
+        # (its image is removed from buildah's storage once in containerd).
+        isolation = "oci" if req.network == "none" else cfg.isolation
+        layers = "--layers" if req.network == "default" else "--layers=false"
+        args = ["bud", "--isolation", isolation, layers, "--force-rm", "--format", cfg.image_format,
                 "--pull=false", "--identity-label=false", "--signature-policy", str(cfg.root / "policy.json"),
                 "--iidfile", str(iidfile), "-f", str(req.dockerfile)]
-        if cfg.isolation == "oci":
+        if isolation == "oci":
             args += ["--runtime", "runc"]
         for key, value in sorted(req.build_args.items()):
             args += ["--build-arg", f"{key}={value}"]
@@ -327,8 +334,10 @@ class BuildahEngine:
             args += ["--secret", f"id={sid},src={path}"]
         if req.target:
             args += ["--target", req.target]
-        if req.no_cache:
+        if req.no_cache or req.network != "default":
             args.append("--no-cache")
+        if req.network == "none":
+            args.append("--network=none")
         args.append(str(req.context_dir))
         return args
 

@@ -45,6 +45,7 @@ class KeyInputs:
     labels: Mapping[str, str]
     secrets: Mapping[str, bytes]
     bases: Mapping[str, str]  #: normalized base image name -> containerd manifest digest
+    network: str = "default"  #: RUN steps' network (BuildRequest.network)
 
 
 class ContextHasher:
@@ -64,6 +65,8 @@ class ContextHasher:
         h = hashlib.sha256()
         for part in (inputs.engine, inputs.target):
             feed(h, part.encode())
+        if inputs.network != "default":  # only then, so the keys of builds made before it stay valid
+            feed(h, f"network={inputs.network}".encode())
         feed(h, inputs.dockerfile)
         for mapping in (inputs.build_args, inputs.labels, inputs.bases):
             for k in sorted(mapping):

@@ -40,6 +40,8 @@ class BuildRequest:
     labels: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     pull: bool = False
+    #: RUN steps' network unless a step names its own: default (the builder's), host or none
+    network: str = "default"
     #: secret id -> file holding its value (the engine never copies it into the image)
     secrets: dict[str, Path] = field(default_factory=dict)
     #: containerd image labels put on every tag (e.g. which ImageBuild made it)

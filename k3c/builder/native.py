@@ -308,6 +308,8 @@ class NativeEngine:
                      state.workdir, state.config.get("User") or "", ins.raw if ins.heredocs else ""):
             feed(h, part)
         if ins.keyword == "RUN":
+            if run.request.network != "default" and not ins.flag("network"):
+                feed(h, "network:" + run.request.network)  # what the step saw; default keeps older keys
             feed(h, json.dumps(sorted(self._run_env(state))))
             feed(h, json.dumps(state.shell))
             for m in run_mounts:  # what a bind mount shows is an input of the step, as a COPY's files are
@@ -384,7 +386,7 @@ class NativeEngine:
                       prepared: runmounts.Prepared) -> None:
         cwd = state.workdir
         owner = await asyncio.to_thread(rootfs.user_ids, root, state.config.get("User") or "", supplementary=True)
-        network = ins.flag("network") or "default"
+        network = ins.flag("network") or run.request.network
         if network not in ("default", "host", "none"):
             raise ValueError(f"RUN --network={network}: only default, host and none are supported")
         netns = await self._netns(run) if network == "default" else None
@@ -486,7 +488,7 @@ class NativeEngine:
         inputs = KeyInputs(
             engine=ENGINE_KEY, dockerfile=text.encode(), build_args=req.build_args, target=req.target,
             labels=req.labels, secrets={sid: await asyncio.to_thread(p.read_bytes) for sid, p in req.secrets.items()},
-            bases=base_digests)
+            bases=base_digests, network=req.network)
         return await asyncio.to_thread(self._hasher.key, req.context_dir, req.dockerfile, inputs)
 
     async def _reuse(self, key: str, req: BuildRequest, observer: BuildObserver) -> BuildResult | None:

@@ -429,7 +429,8 @@ class ImageBuildReconciler:
                 tags=[normalize(t) for t in spec.get("tags") or []],
                 build_args=dict(spec.get("buildArgs") or {}), target=spec.get("target") or "",
                 labels=dict(spec.get("labels") or {}), no_cache=bool(spec.get("noCache")),
-                pull=bool(spec.get("pull")), secrets=await self._secrets(obj, secrets_dir),
+                pull=bool(spec.get("pull")), network=spec.get("network") or "default",
+                secrets=await self._secrets(obj, secrets_dir),
                 image_labels={"k3c.io/imagebuild": f"{ns}/{name}"},
             )
             result = await self.engine.build(request, progress)
