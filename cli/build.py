@@ -42,6 +42,8 @@ from typing import IO, Any
 from k3c.cli.common import Failure, Session, add_command, command, session
 
 PLURAL = "imagebuilds"
+#: how long a finished build's object and log stay for `kubectl get/describe` and `k3c build` logs
+KEEP_FINISHED = 3600
 NETWORKS = ("default", "host", "none")  #: docker build --network values BuildKit takes
 SECRET_LABEL = "k3c.io/build-secret-for"
 _GIT_PREFIXES = ("git://", "git@", "github.com/")
@@ -269,6 +271,7 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
                        ("push", args.push), ("network", "" if args.network == "default" else args.network)):
         if value:
             spec[key] = value
+    spec["ttlSecondsAfterFinished"] = KEEP_FINISHED
     if secret_ids:
         spec["secrets"] = [{"id": sid, "secretName": f"{name}-secrets", "key": sid} for sid in secret_ids]
     return {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild",

@@ -470,6 +470,32 @@ def test_network_flag_and_iidfile(stack: BuildStack, tmp_path: Path) -> None:
         assert files["n"] == b"eth0\nlo\n", "a step's own --network wins over the build's"
 
 
+def test_finished_builds_expire_after_their_ttl(stack: BuildStack, tmp_path: Path) -> None:
+    """spec.ttlSecondsAfterFinished, as for Jobs: the object and its log go, the image stays; `k3c build`
+    sets an hour so its builds do not pile up."""
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo ttl > /ttl\n"})
+    built(stack, stack.k3c("build", "-q", "-t", "ttl:cli", str(ctx)))
+    assert build_named(stack, "docker.io/library/ttl:cli")["spec"]["ttlSecondsAfterFinished"] == 3600
+    api = stack.api()
+    try:
+        obj = api.create(stack.build_path(), {
+            "apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild", "metadata": {"name": "expires"},
+            "spec": {"context": {"dir": str(ctx)}, "tags": ["ttl:1"], "ttlSecondsAfterFinished": 4}})
+        done = stack.wait_phase("expires", ("Succeeded", "Failed"))
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        log = stack.root / "builds" / "logs" / f"{obj['metadata']['uid']}.log"
+        assert log.exists() and stack.get_build("expires") is not None, "kept until its TTL has passed"
+        wait_until(lambda: stack.get_build("expires") is None, 20, "the finished build to expire")
+        wait_until(lambda: not log.exists(), 10, "its log to go with it")
+        assert stack.image("docker.io/library/ttl:1") is not None, "the image stays"
+        with pytest.raises(Exception, match="422|Invalid|minimum"):
+            api.create(stack.build_path(), {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild",
+                                            "metadata": {"name": "negative"},
+                                            "spec": {"context": {"dir": str(ctx)}, "ttlSecondsAfterFinished": -1}})
+    finally:
+        api.close()
+
+
 def test_stdin_tar_and_lone_dockerfile(stack: BuildStack, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

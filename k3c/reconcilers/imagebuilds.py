@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import logging
 import os
 import shutil
@@ -234,10 +235,28 @@ class ImageBuildReconciler:
             await self._cancel(run)  # the spec changed: this generation needs a new build
         status = obj.get("status") or {}
         if status.get("observedGeneration") == generation and phase_of(obj) in TERMINAL:
-            return None
+            return await self._expire(obj)
         claimed = await self._claim(obj)
         if claimed is not None:
             self._start(claimed)
+        return None
+
+    async def _expire(self, obj: dict[str, Any]) -> float | None:
+        """``spec.ttlSecondsAfterFinished``, as for Jobs: delete a finished build once it has passed, so the
+        builds `k3c build` makes do not pile up; until then, look again when it will have."""
+        ttl = (obj.get("spec") or {}).get("ttlSecondsAfterFinished")
+        finished = (obj.get("status") or {}).get("completionTime")
+        if ttl is None or not finished:
+            return None
+        try:
+            ended = datetime.datetime.fromisoformat(finished).timestamp()
+        except ValueError:
+            return None
+        left = ended + ttl - time.time()
+        if left > 0:
+            return left
+        assert self.kube is not None
+        await self.kube.delete(ref_of(PLURAL, obj), obj["metadata"]["uid"])
         return None
 
     def _mine(self, obj: dict[str, Any]) -> bool:
