@@ -48,6 +48,7 @@ NETWORKS = ("default", "host", "none")  #: docker build --network values BuildKi
 SECRET_LABEL = "k3c.io/build-secret-for"
 _GIT_PREFIXES = ("git://", "git@", "github.com/")
 _STEP_RE = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ")
+_FAILED_LINE = "build failed: "  #: how the operator's log of a failed build ends (reconcilers.imagebuilds)
 _BOLD, _DIM, _RED, _RESET = "\033[1m", "\033[2m", "\033[31m", "\033[0m"
 
 
@@ -339,6 +340,8 @@ class Display:
         self._started = time.monotonic()
 
     def line(self, text: str) -> None:
+        if text.startswith(_FAILED_LINE):
+            return  # the log's closing line; the command's own error line says the same last
         if _STEP_RE.match(text):
             self.recent = []
             self._step(text)

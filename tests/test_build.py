@@ -430,6 +430,7 @@ def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Pat
     last = cp.stderr.strip().splitlines()[-1]
     assert last == 'k3c: build failed at step "STEP 3/4: RUN echo broken >&2; exit 3": exit code 3', cp.stderr
     assert "broken" in cp.stderr and "never" not in cp.stderr.replace("RUN echo never", "")
+    assert "\nbuild failed: " not in cp.stderr, "the error is said once, by k3c's own last line"
     status = build_named(stack, "docker.io/library/fails:1")["status"]
     cond = status["conditions"][0]
     assert (status["phase"], cond["status"], cond["reason"]) == ("Failed", "False", "Failed")
