@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--network", metavar="string", default="default",
                    help='Set the networking mode for the RUN instructions during build (default "default")')
     p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
+    p.add_argument("--platform", metavar="string", help="Set target platform for build (k3c: the node's own only)")
     p.add_argument("--upload", action="store_true", help=argparse.SUPPRESS)  # force a context upload
     p.add_argument("build_context", metavar="PATH | URL | -")
     p.set_defaults(func=build_cmd)
@@ -269,7 +270,7 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
     for key, value in (("buildArgs", parse_kv(args.build_arg, "build-arg", from_env=True)),
                        ("labels", parse_kv(args.label, "label")), ("tags", list(args.tag)),
                        ("target", args.target), ("noCache", args.no_cache), ("pull", args.pull),
-                       ("push", args.push), ("network", "" if args.network == "default" else args.network)):
+                       ("push", args.push), ("platform", args.platform), ("network", "" if args.network == "default" else args.network)):
         if value:
             spec[key] = value
     spec["ttlSecondsAfterFinished"] = KEEP_FINISHED

@@ -497,6 +497,31 @@ def test_finished_builds_expire_after_their_ttl(stack: BuildStack, tmp_path: Pat
         api.close()
 
 
+def test_automatic_platform_args(stack: BuildStack, tmp_path: Path) -> None:
+    """BuildKit's automatic ARGs (TARGETARCH, BUILDPLATFORM…), which multi-arch Dockerfiles rely on: set to
+    this node's platform, in FROM and in a stage once declared; --platform takes this platform only."""
+    from k3c.images.ocilayout import host_architecture
+
+    arch = host_architecture()
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM --platform=$BUILDPLATFORM busybox AS tools
+ARG TARGETARCH TARGETOS
+ARG TARGETPLATFORM
+RUN echo "$TARGETOS/$TARGETARCH $TARGETPLATFORM" > /plat && echo "[$BUILDARCH]" > /undeclared
+FROM busybox
+COPY --from=tools /plat /undeclared /
+"""})
+    built(stack, stack.k3c("build", "-q", "--platform", f"linux/{arch}", "-t", "plat:1", str(ctx)))
+    _, config, files = stack.image("docker.io/library/plat:1")
+    assert files["plat"] == f"linux/{arch} linux/{arch}\n".encode()
+    assert files["undeclared"] == b"[]\n", "an ARG not declared in the stage stays unset, as in BuildKit"
+    assert config["architecture"] == arch and config["os"] == "linux"
+    other = "arm64" if arch != "arm64" else "amd64"
+    bad = stack.k3c("build", "--platform", f"linux/{other}", str(ctx))
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"k3c: build failed: cannot build for linux/{other}: this node builds for linux/{arch} only"], bad.stderr
+
+
 def test_stdin_tar_and_lone_dockerfile(stack: BuildStack, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

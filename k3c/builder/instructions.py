@@ -131,13 +131,13 @@ def _instruction(keyword: str, rest: str, original: str) -> Instruction:
 def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[str, str]]:
     """The Dockerfile's stages, and the global ARG values (for ``FROM`` and later ``ARG`` re-declarations)."""
     stages: list[Stage] = []
-    global_args: dict[str, str] = {}
+    global_args: dict[str, str] = platform_args()
     for keyword, rest in instructions(text):
         original = f"{keyword} {rest}".strip()
         if keyword == "FROM":
             flags, body = _split_flags(rest)
-            platform = (flags.get("platform") or [""])[-1]
-            if platform and not platform.startswith("$") and platform not in _host_platforms():
+            platform = substitute((flags.get("platform") or [""])[-1], global_args)
+            if platform and platform not in _host_platforms():
                 raise Unsupported(f"FROM --platform={platform}")
             words = body.split()
             if not words or (len(words) not in (1, 3)) or (len(words) == 3 and words[1].lower() != "as"):
@@ -180,11 +180,31 @@ def arg_items(rest: str, env: Mapping[str, str]) -> list[tuple[str, str | None]]
     return out
 
 
-def _host_platforms() -> set[str]:
+def platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (``ARG TARGETARCH`` in a stage, ``$BUILDPLATFORM`` in FROM…).
+    Builds run for the node's own platform, so target and build platform are both this one."""
     from k3c.images.ocilayout import host_architecture
 
     arch = host_architecture()
-    return {f"linux/{arch}", arch, "$BUILDPLATFORM", "$TARGETPLATFORM"}
+    variant = "v7" if arch == "arm" else ""
+    platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
+    out: dict[str, str] = {}
+    for prefix in ("TARGET", "BUILD"):
+        out.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": "linux", f"{prefix}ARCH": arch,
+                    f"{prefix}VARIANT": variant})
+    return out
+
+
+def _host_platforms() -> set[str]:
+    own = platform_args()
+    return {own["TARGETPLATFORM"], own["TARGETARCH"], f"linux/{own['TARGETARCH']}"}
+
+
+def check_platform(value: str) -> None:
+    """``docker build --platform``: this node's platform is accepted (a list may name only it); anything
+    else is a clear error, since builds are not cross builds."""
+    if not all(p.strip().lower() in _host_platforms() for p in value.split(",")):
+        raise ValueError(f"cannot build for {value}: this node builds for {platform_args()['TARGETPLATFORM']} only")
 
 
 def find_stage(stages: list[Stage], ref: str, before: int) -> Stage | None:

@@ -38,6 +38,7 @@ from typing import IO, Any, Protocol
 
 from k3c.builder.context import ContextError, prepare_context
 from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
+from k3c.builder.instructions import check_platform
 from k3c.builder.logs import BuildPaths
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339, ref_of
@@ -440,6 +441,11 @@ class ImageBuildReconciler:
     async def _run(self, obj: dict[str, Any], progress: Progress) -> tuple[BuildResult, list[str]]:
         meta, spec = obj["metadata"], obj.get("spec") or {}
         ns, name = meta.get("namespace", "default"), meta["name"]
+        if spec.get("platform"):
+            try:
+                check_platform(spec["platform"])
+            except ValueError as err:
+                raise BuildFailed(str(err)) from None
         ctx = await prepare_context(spec, self.paths.work, self.paths.uploads, ns, name, progress.line)
         secrets_dir = Path(tempfile.mkdtemp(prefix="secrets-", dir=self.paths.work))
         try:
