@@ -12,7 +12,7 @@ import pytest
 
 from k3c.builder import rootfs
 from k3c.builder.imageconfig import ImageState, apply_metadata, duration_ns
-from k3c.builder.instructions import Unsupported, parse, stages_needed
+from k3c.builder.instructions import Unsupported, check_platform, parse, platform_args, stages_needed
 from k3c.builder.sandbox import RunSpec, oci_spec
 
 MULTI = """\
@@ -32,7 +32,7 @@ def test_stages_resolve_global_args_and_needed_stages() -> None:
     stages, global_args = parse(MULTI, {"BASE": "alpine"})
     assert [(s.index, s.name, s.base) for s in stages] == [(0, "build", "alpine"), (1, "unused", "busybox"),
                                                            (2, "", "scratch")]
-    assert global_args == {"BASE": "alpine"}
+    assert global_args == {"BASE": "alpine", **platform_args()}, "BuildKit's automatic ARGs are global too"
     assert [s.index for s in stages_needed(stages, "")] == [0, 2], "the unused stage is skipped"
     assert [s.index for s in stages_needed(stages, "unused")] == [1]
     with pytest.raises(ValueError, match="could not be found"):
@@ -124,6 +124,21 @@ def test_arg_redeclared_in_a_stage_takes_the_global_value() -> None:
     for ins in stages[0].instructions:
         apply_metadata(ins, state, {"V": "cli", "W": "cli"}, global_args)
     assert state.args["V"] == "cli" and state.args["W"] == "cli"
+
+
+def test_platform_args_and_platform_check() -> None:
+    own = platform_args()
+    assert own["TARGETPLATFORM"] == own["BUILDPLATFORM"] == f"linux/{own['TARGETARCH']}"
+    stages, global_args = parse("FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\n", {})
+    state = ImageState()
+    apply_metadata(stages[0].instructions[0], state, {}, global_args)
+    assert state.args == {"TARGETARCH": own["TARGETARCH"]}
+    check_platform(own["TARGETPLATFORM"])
+    check_platform(own["TARGETARCH"])
+    with pytest.raises(ValueError, match="this node builds for"):
+        check_platform("linux/s390x")
+    with pytest.raises(Unsupported):
+        parse("FROM --platform=linux/s390x busybox\n", {})
 
 
 def test_env_wins_over_arg_of_the_same_name() -> None:
