@@ -789,6 +789,9 @@ def test_push_sends_the_tags_to_their_registry(stack: BuildStack, tmp_path: Path
             manifest = json.loads(resp.read())
         assert manifest["config"]["digest"] == image_id
         assert build_named(stack, tag)["status"]["pushed"] == [tag]
+        assert {layer["mediaType"] for layer in manifest["layers"]} <= {
+            "application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"}, \
+            "layers go to the registry gzipped, whatever the engine keeps locally"
     finally:
         registry.terminate()
         registry.wait(10)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -145,6 +146,50 @@ def test_push_then_pull_gives_same_digest(env: Env, chunk_size: int | None) -> N
         env.run(client.close())
 
 
+def test_uncompressed_layers_are_pushed_gzip(env: Env) -> None:
+    """As docker does: an uncompressed layer (k3c's builds, docker archives) goes to the registry gzipped; the
+    config, so the image ID, is the same, and pulling it back gives the pushed digest. The gzip form's digest
+    is remembered on the local blob, so pushing again compresses nothing and sends nothing."""
+    import gzip
+
+    from k3c.registry.compress import GZIP_LABEL
+
+    layers = [build_layer({f"data/{i}.txt": (f"line {i}\n" * 40_000).encode()}) for i in range(2)]
+    image = build_image(layers, ImageConfig(cmd=["sh"]))
+    _import(env, "k3c.test/plain:src", image)
+    target = parse(f"{env.registry.host}/lib/plain:v1")
+    client = env.client()
+    try:
+        result = env.run(push_image(env.store, client, "k3c.test/plain:src", target))
+        assert result.digest != image.target.digest, "the pushed manifest names the gzip layers"
+        pushed = env.run(client.get_manifest("lib/plain", "v1"))
+        doc = json.loads(pushed.data)
+        assert pushed.digest == result.digest and doc["config"]["digest"] == image.id
+        local = image.manifest["layers"]
+        for mine, theirs in zip(local, doc["layers"], strict=True):
+            assert theirs["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+            blob = b"".join(env.run(_collect(client.fetch_blob("lib/plain", theirs["digest"]))))
+            assert len(blob) == theirs["size"] < mine["size"] // 10, "compressed"
+            assert sha256_digest(gzip.decompress(blob)) == mine["digest"], "it unpacks to the same diff ID"
+            label = env.run(env.store.info(mine["digest"])).labels[GZIP_LABEL]
+            assert label == f"{theirs['digest']},{theirs['size']}"
+        again = env.run(push_image(env.store, client, "k3c.test/plain:src", target))
+        assert again.digest == result.digest and _states(again) == ["Layer already exists"] * 3
+        other = env.run(push_image(env.store, client, "k3c.test/plain:src", parse(f"{env.registry.host}/lib/else:v1")))
+        assert other.digest == result.digest, "compressed again (the other repository lacks it): same bytes"
+        desc = env.run(pull_image(env.store, client, target, name="k3c.test/plain:pulled"))
+        assert desc.digest == result.digest
+        config = json.loads(env.run(env.store.read(image.id)))
+        assert config["rootfs"]["diff_ids"] == [d["digest"] for d in local]
+        assert not list(Path(tempfile.gettempdir()).glob("k3c-push-*")), "no temporary files left"
+    finally:
+        env.run(client.close())
+
+
+async def _collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
+    return [c async for c in chunks]
+
+
 def test_cross_repository_mount(env: Env) -> None:
     image = sized_image(0.5, layers=1, seed="mount")
     _import(env, "k3c.test/mount:src", image)
@@ -163,7 +208,7 @@ def test_cross_repository_mount(env: Env) -> None:
 
 
 def _platform_image(arch: str) -> OCIImage:
-    layer = build_layer({"arch": arch.encode()})
+    layer = build_layer({"arch": arch.encode()}, compress=True)  # pushed as is (see the gzip test below)
     return build_image([layer], ImageConfig(architecture=arch, cmd=["true"]))
 
 

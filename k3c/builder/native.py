@@ -14,6 +14,7 @@ How one build goes, and why it is fast:
    it (:mod:`k3c.builder.sandbox`). Then containerd's differ writes the changes as an uncompressed layer
    blob straight into the content store and the snapshot is committed under the new chain ID: the
    image is unpacked the moment it exists, and no layer is copied between stores or sent over gRPC.
+   (A push sends such layers gzipped, as docker does: :mod:`k3c.registry.compress`.)
 3. **Layer cache.** Each layer step has a key (the previous key, the instruction, and what it reads: the
    environment of a RUN, the content of the files a COPY takes); a key seen before whose snapshot and
    blob containerd still holds is reused without running the step (:mod:`k3c.builder.layercache`). Cache

@@ -6,6 +6,9 @@ a few at once), then each manifest, then the index, then the tag. A blob the rep
 skipped after a ``HEAD``; one that containerd recorded as pulled from another repository of the same
 registry (its ``containerd.io/distribution.source.<host>`` label) is mounted instead of uploaded.
 
+Uncompressed layers (k3c's own builds, docker archives) are sent gzip-compressed, as docker sends them
+(:mod:`.compress`): the pushed manifest then has a digest of its own, the image ID stays.
+
 An index whose platform manifests are not all local (CRI pulls only this machine's) cannot be pushed as
 is: a registry refuses an index naming manifests it lacks. Then only the local platform's manifest is
 pushed, as docker does with a partially pulled multi-platform image.
@@ -17,12 +20,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from k3c.cri.images import ContainerdImages
 from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, children, host_architecture
 
 from .auth import push_scope
 from .client import Manifest, RegistryClient
+from .compress import LayerCompressor
 from .errors import RegistryError
 from .reference import Reference
 
@@ -87,6 +92,12 @@ async def _read(store: ContainerdImages, digest: str) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _read_file(path: Path, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while data := await asyncio.to_thread(f.read, chunk):
+            yield data
+
+
 async def push_image(
     store: ContainerdImages,
     client: RegistryClient,
@@ -105,24 +116,25 @@ async def push_image(
     if record is None:
         raise RegistryError(f"An image does not exist locally with the tag: {source}")
     root_desc = Descriptor(record.target.media_type, record.target.digest, record.target.size)
-    root, manifests = await _local_manifests(store, root_desc)
-    blobs = _blobs_of(manifests)
-    for b in blobs:
-        _emit(report, b)
     repo = target.path
-    limiter = asyncio.Semaphore(concurrency)
     await client.base()  # settle scheme and Basic auth once, before the blobs go in parallel
-    present = await asyncio.gather(*(client.blob_size(repo, b.digest, (push_scope(repo),)) for b in blobs))
-
-    async def one(b: BlobProgress, size: int | None) -> None:
-        if size is not None:
-            b.state, b.current = "Layer already exists", b.size
+    async with LayerCompressor(store, client, repo, (push_scope(repo),)) as gzipped:
+        root, manifests = await gzipped.rewrite(*await _local_manifests(store, root_desc))
+        blobs = _blobs_of(manifests)
+        for b in blobs:
             _emit(report, b)
-            return
-        async with limiter:
-            await _push_blob(store, client, repo, target.domain, b, report, chunk_size)
+        limiter = asyncio.Semaphore(concurrency)
+        present = await asyncio.gather(*(client.blob_size(repo, b.digest, (push_scope(repo),)) for b in blobs))
 
-    await asyncio.gather(*(one(b, size) for b, size in zip(blobs, present, strict=True)))
+        async def one(b: BlobProgress, size: int | None) -> None:
+            if size is not None:
+                b.state, b.current = "Layer already exists", b.size
+                _emit(report, b)
+                return
+            async with limiter:
+                await _push_blob(store, client, repo, target.domain, b, report, chunk_size, gzipped.source(b.digest))
+
+        await asyncio.gather(*(one(b, size) for b, size in zip(blobs, present, strict=True)))
     for m in manifests:
         if m is not root:
             await client.put_manifest(repo, m.digest, m.media_type, m.data)
@@ -141,8 +153,9 @@ def _blobs_of(manifests: list[Manifest]) -> list[BlobProgress]:
 
 
 async def _push_blob(store: ContainerdImages, client: RegistryClient, repo: str, registry: str,
-                     b: BlobProgress, report: Report | None, chunk_size: int | None) -> None:
-    mount_from = await _mount_source(store, b.digest, registry)
+                     b: BlobProgress, report: Report | None, chunk_size: int | None, file: Path | None) -> None:
+    """One blob, from containerd or (a layer gzipped for this push) from ``file``."""
+    mount_from = await _mount_source(store, b.digest, registry) if file is None else None
 
     def progress(done: int) -> None:
         b.current = done
@@ -150,7 +163,8 @@ async def _push_blob(store: ContainerdImages, client: RegistryClient, repo: str,
 
     b.state = "Pushing"
     _emit(report, b)
-    outcome = await client.push_blob(repo, b.digest, b.size, lambda: _read(store, b.digest), mount_from=mount_from,
+    reader = (lambda: _read_file(file)) if file is not None else (lambda: _read(store, b.digest))
+    outcome = await client.push_blob(repo, b.digest, b.size, reader, mount_from=mount_from,
                                      chunk_size=chunk_size, progress=progress, check=False)
     b.current = b.size
     b.state = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from}"}.get(outcome, "Pushed")
