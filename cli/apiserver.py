@@ -15,6 +15,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_ttl(value: str) -> float:
+    """A Go duration (``1h``, ``30m``, ``90s``) → seconds, as kube-apiserver's ``--event-ttl`` takes it."""
+    from k3c.streams.timefmt import parse_duration_ns
+
+    try:
+        seconds = parse_duration_ns(value) / 1e9
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --event-ttl {value!r}: expected a duration such as 1h") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid --event-ttl {value!r}: must be positive")
+    return seconds
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apiserver", help="Run the embedded Kubernetes API server in the foreground",
                        description="Run the embedded Kubernetes API server in the foreground.")
@@ -25,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retain-revisions", type=int, default=20000, help=argparse.SUPPRESS)
     p.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     p.add_argument("--bookmark-interval", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--event-ttl", type=parse_ttl, default="1h0m0s", metavar="DURATION",
+                   help="How long Events are kept, as kube-apiserver's flag (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         data_dir=Path(args.data_dir), host=host, port=port, retain_revisions=args.retain_revisions,
         compact_interval=args.compact_interval, bookmark_interval=args.bookmark_interval,
+        event_ttl=args.event_ttl,
     )
     asyncio.run(serve_forever(config))
     return 0

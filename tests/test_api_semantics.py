@@ -311,3 +311,62 @@ def test_new_crd_is_served_before_its_watch_event_arrives(api):
             assert api.get("/apis/test.k3c.io/v1/namespaces/default/sprockets").status_code == 200
             break
     assert seen == ["ADDED"]
+
+
+def test_events_expire_after_the_event_ttl(tmp_path):
+    """kube-apiserver's --event-ttl: an Event last written longer ago than the TTL is deleted (watchers see
+    DELETED), a later one stays until its own time; other objects are never touched."""
+    from datetime import UTC, datetime
+
+    from harness import APIServerProcess
+
+    srv = APIServerProcess(tmp_path / "data", extra_args=["--event-ttl", "6s"])
+    srv.start()
+    try:
+        c = RawClient(srv)
+        base = "/api/v1/namespaces/default/events"
+
+        def event(name):
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+                    "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "default"},
+                    "reason": "Test", "message": name, "type": "Normal",
+                    "firstTimestamp": stamp, "lastTimestamp": stamp}
+            r = c.post(base, body)
+            assert r.status_code == 201, r.text
+            return r.json()["metadata"]["resourceVersion"]
+
+        def names():
+            return sorted(o["metadata"]["name"] for o in c.get(base).json()["items"])
+
+        rv = event("first")
+        assert c.post("/api/v1/namespaces/default/configmaps",
+                      {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}}).status_code == 201
+        time.sleep(2)
+        event("second")
+        assert names() == ["first", "second"], "nothing expires before its TTL"
+        deadline = time.monotonic() + 10
+        while "first" in names() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert names() == ["second"], "the first went at its TTL, the second is not due yet"
+        r = c.get(base + f"?watch=1&resourceVersion={rv}&timeoutSeconds=1", stream=True)
+        seen = [(json.loads(line)["type"], json.loads(line)["object"]["metadata"]["name"])
+                for line in r.iter_lines() if line]
+        assert ("DELETED", "first") in seen
+        deadline = time.monotonic() + 10
+        while names() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert names() == []
+        assert c.get("/api/v1/namespaces/default/configmaps/kept").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_event_last_written_time():
+    from k3c.apiserver.eventttl import last_written
+
+    assert last_written({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+                         "lastTimestamp": "2026-01-01T01:00:00Z"}) == 1767229200.0
+    assert last_written({"eventTime": "2026-01-01T00:00:00.500000Z", "series": {
+        "lastObservedTime": "2026-01-01T00:10:00.000000Z"}}) == 1767226200.0
+    assert last_written({"metadata": {}}) is None

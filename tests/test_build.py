@@ -422,6 +422,15 @@ RUN --mount=type=cache,target=/c echo x >> /c/log
     assert "Using cache" not in again.stderr
 
 
+def _events_of(stack: BuildStack, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    api = stack.api()
+    try:
+        items = api.get("/api/v1/namespaces/default/events").get("items", [])
+    finally:
+        api.close()
+    return [e for e in items if e["involvedObject"].get("uid") == obj["metadata"]["uid"]]
+
+
 def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo fine\nRUN echo broken >&2; exit 3\n"
                                                 "RUN echo never\n"})
@@ -436,6 +445,10 @@ def test_failing_run_reports_step_and_exit_code(stack: BuildStack, tmp_path: Pat
     assert (status["phase"], cond["status"], cond["reason"]) == ("Failed", "False", "Failed")
     assert status["failedStep"] == "STEP 3/4: RUN echo broken >&2; exit 3" and status["exitCode"] == 3
     assert status["stepsDone"] == 2
+    mine = wait_until(lambda: _events_of(stack, build_named(stack, "docker.io/library/fails:1")), 10,
+                      "the build's Event (written just after its status)")
+    assert [(e["type"], e["reason"]) for e in mine] == [("Warning", "BuildFailed")], "kubectl describe shows it"
+    assert mine[0]["message"] == status["message"] and mine[0]["source"]["component"] == "k3c-builder"
     assert stack.image("docker.io/library/fails:1") is None
     assert stack.build_leftovers() == []
     quiet = stack.k3c("build", "-q", "-t", "fails:1", str(ctx))
@@ -486,6 +499,8 @@ def test_finished_builds_expire_after_their_ttl(stack: BuildStack, tmp_path: Pat
         assert done["status"]["phase"] == "Succeeded", done["status"]
         log = stack.root / "builds" / "logs" / f"{obj['metadata']['uid']}.log"
         assert log.exists() and stack.get_build("expires") is not None, "kept until its TTL has passed"
+        events = wait_until(lambda: _events_of(stack, obj), 10, "the build's Event")
+        assert [(e["type"], e["reason"]) for e in events] == [("Normal", "Built")]
         wait_until(lambda: stack.get_build("expires") is None, 20, "the finished build to expire")
         wait_until(lambda: not log.exists(), 10, "its log to go with it")
         assert stack.image("docker.io/library/ttl:1") is not None, "the image stays"

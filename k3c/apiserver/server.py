@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from k3c import kubeconfig
 from k3c.apiserver import certs, crds, errors, lifecycle
+from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.rest import ResourceAPI
@@ -47,6 +49,7 @@ class ServerConfig:
     retain_revisions: int = 20000
     compact_interval: float = 300.0
     bookmark_interval: float = 60.0
+    event_ttl: float = DEFAULT_TTL  #: kube-apiserver's --event-ttl
     kubeconfig_gid: int | None = None
 
     @property
@@ -68,6 +71,7 @@ class APIServer:
         self.material = certs.ensure(config.data_dir, [config.host])
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -133,6 +137,7 @@ class APIServer:
         kubeconfig.write(self.kubeconfig_path, kubeconfig.render(self.config.url, self.material),
                          self.config.kubeconfig_gid)
         self._compactor = asyncio.create_task(self._compact_loop())
+        self._expirer = asyncio.create_task(self._expire_loop())
         log.info("API server listening on %s", self.config.url)
 
     @property
@@ -165,11 +170,22 @@ class APIServer:
             except Exception as err:
                 log.error("compaction failed: %s", err)
 
+    async def _expire_loop(self) -> None:
+        """Events past the TTL go, swept at a tenth of it (at most a minute apart)."""
+        interval = max(0.5, min(60.0, self.config.event_ttl / 10))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await expire_events(self.store, self.registry, self.config.event_ttl, time.time())
+            except Exception as err:
+                log.error("event expiry failed: %s", err)
+
     async def stop(self) -> None:
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
+        for task in (self._compactor, self._expirer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.hub.close_all()
         for task in list(self.api.background):
             task.cancel()

@@ -432,11 +432,23 @@ class ImageBuildReconciler:
         """Terminal status, then the upload and one-off secrets go, and the finalizer."""
         meta = obj["metadata"]
         fresh = await self._write_status(obj, final)
+        await self._record_event(fresh, final)
         shutil.rmtree(self.paths.upload_dir(meta.get("namespace", ""), meta["name"]), ignore_errors=True)
         await self._delete_ephemeral_secrets(obj)
         await self._drop_finalizer(fresh)
         if self.on_build_done is not None:
             self.on_build_done()
+
+    async def _record_event(self, obj: dict[str, Any], final: dict[str, Any]) -> None:
+        """The outcome as a core Event too (`kubectl describe imagebuild`, `kubectl get events`), written
+        after the status so that nobody waiting for the build waits for it."""
+        assert self.kube is not None
+        failed = final.get("phase") != "Succeeded"
+        try:
+            await self.kube.event(obj, "BuildFailed" if failed else "Built", final.get("message", ""),
+                                  warning=failed, component="k3c-builder", host=self.node)
+        except Exception as err:  # only a record: the status already says it all
+            log.warning("could not record an Event for build %s: %s", obj["metadata"]["name"], err)
 
     async def _run(self, obj: dict[str, Any], progress: Progress) -> tuple[BuildResult, list[str]]:
         meta, spec = obj["metadata"], obj.get("spec") or {}
