@@ -121,25 +121,33 @@ async def push_image(
     async with LayerCompressor(store, client, repo, (push_scope(repo),)) as gzipped:
         root, manifests = await gzipped.rewrite(*await _local_manifests(store, root_desc))
         blobs = _blobs_of(manifests)
-        for b in blobs:
-            _emit(report, b)
-        limiter = asyncio.Semaphore(concurrency)
-        present = await asyncio.gather(*(client.blob_size(repo, b.digest, (push_scope(repo),)) for b in blobs))
-
-        async def one(b: BlobProgress, size: int | None) -> None:
-            if size is not None:
-                b.state, b.current = "Layer already exists", b.size
-                _emit(report, b)
-                return
-            async with limiter:
-                await _push_blob(store, client, repo, target.domain, b, report, chunk_size, gzipped.source(b.digest))
-
-        await asyncio.gather(*(one(b, size) for b, size in zip(blobs, present, strict=True)))
+        await _send_blobs(store, client, target, blobs, gzipped, report, concurrency, chunk_size)
     for m in manifests:
         if m is not root:
             await client.put_manifest(repo, m.digest, m.media_type, m.data)
     digest = await client.put_manifest(repo, target.tag or root.digest, root.media_type, root.data)
     return PushResult(digest, root.media_type, root.size, blobs)
+
+
+async def _send_blobs(store: ContainerdImages, client: RegistryClient, target: Reference, blobs: list[BlobProgress],
+                      gzipped: LayerCompressor, report: Report | None, concurrency: int,
+                      chunk_size: int | None) -> None:
+    """Every blob the repository lacks, ``concurrency`` at a time (one ``HEAD`` each first)."""
+    repo = target.path
+    for b in blobs:
+        _emit(report, b)
+    limiter = asyncio.Semaphore(concurrency)
+    present = await asyncio.gather(*(client.blob_size(repo, b.digest, (push_scope(repo),)) for b in blobs))
+
+    async def one(b: BlobProgress, size: int | None) -> None:
+        if size is not None:
+            b.state, b.current = "Layer already exists", b.size
+            _emit(report, b)
+            return
+        async with limiter:
+            await _push_blob(store, client, repo, target.domain, b, report, chunk_size, gzipped.source(b.digest))
+
+    await asyncio.gather(*(one(b, size) for b, size in zip(blobs, present, strict=True)))
 
 
 def _blobs_of(manifests: list[Manifest]) -> list[BlobProgress]:
