@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -56,6 +56,8 @@ STATUS_INTERVAL = 0.5
 #: A build still running after this many seconds gets the finalizer (see ImageBuildReconciler._protect_later).
 PROTECT_AFTER = 0.05
 MAX_STEPS_KEPT = 200
+#: seconds between a build's final status and its Event (see ``_record_event``)
+EVENT_DELAY = 0.2
 TERMINAL = ("Succeeded", "Failed", "Canceled")
 
 
@@ -156,6 +158,7 @@ class ImageBuildReconciler:
         self.running: dict[str, Running] = {}
         self._deleted: dict[str, dict[str, Any]] = {}
         self._stopping = False
+        self._side_tasks: set[asyncio.Task[None]] = set()  #: Events being recorded
         #: called when a build is over (the BuildCache's size is measured again)
         self.on_build_done: Callable[[], None] | None = None
 
@@ -183,6 +186,8 @@ class ImageBuildReconciler:
             run.task.cancel()
         if self.running:
             await asyncio.wait([r.task for r in self.running.values()], timeout=30)
+        if self._side_tasks:  # the last Events still go out
+            await asyncio.wait(list(self._side_tasks), timeout=5)
         await self.engine.close()
         if self.kube is not None:
             await self.kube.close()
@@ -432,16 +437,23 @@ class ImageBuildReconciler:
         """Terminal status, then the upload and one-off secrets go, and the finalizer."""
         meta = obj["metadata"]
         fresh = await self._write_status(obj, final)
-        await self._record_event(fresh, final)
+        self._background(self._record_event(fresh, final))
         shutil.rmtree(self.paths.upload_dir(meta.get("namespace", ""), meta["name"]), ignore_errors=True)
         await self._delete_ephemeral_secrets(obj)
         await self._drop_finalizer(fresh)
         if self.on_build_done is not None:
             self.on_build_done()
 
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
     async def _record_event(self, obj: dict[str, Any], final: dict[str, Any]) -> None:
-        """The outcome as a core Event too (`kubectl describe imagebuild`, `kubectl get events`), written
-        after the status so that nobody waiting for the build waits for it."""
+        """The outcome as a core Event too (`kubectl describe imagebuild`, `kubectl get events`). It is
+        written a moment after the status, in the background, so that the client that waited for the status
+        (and reads the object once more) does not share the API server with it."""
+        await asyncio.sleep(EVENT_DELAY)
         assert self.kube is not None
         failed = final.get("phase") != "Succeeded"
         try:
