@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from harness import REPO, free_port, wait_until
 
 from k3c import kubeclient
-from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids
+from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids, leased_ips
 from k3c.images.ocilayout import OCIImage
 
 #: The name tests run the locally built busybox image under (no registry involved).
@@ -271,8 +271,7 @@ class DaemonProcess:
         return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
     def leases(self) -> list[str]:
-        d = self.containerd_config.cni_ipam_dir / self.network_name
-        return sorted(p.name for p in d.iterdir() if _is_ip(p.name)) if d.is_dir() else []
+        return [p.name for p in leased_ips(self.containerd_config)]
 
     def shims(self) -> list[int]:
         return find_shim_pids(self.containerd_config.socket_path)
@@ -432,14 +431,6 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _unmount_under(base: Path) -> None:

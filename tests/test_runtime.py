@@ -39,6 +39,7 @@ from k3c.daemon.containerd import (
     cleanup_network,
     find_shim_pids,
     has_cap_sys_resource,
+    leased_ips,
 )
 from k3c.daemon.pause import PAUSE_IMAGE, build_pause_image, ensure_pause_image
 from k3c.images.ocilayout import busybox_image, read_oci_archive, write_oci_archive
@@ -387,12 +388,8 @@ def test_events_report_task_exit_promptly(rt: Runtime, images: dict[str, str]) -
 
 
 def test_teardown_leaves_no_netns_or_lease(rt: Runtime, images: dict[str, str]) -> None:
-    leases_dir = rt.cfg.cni_ipam_dir / rt.cfg.network_name
-
     def leases() -> list[str]:
-        if not leases_dir.is_dir():
-            return []
-        return sorted(f.name for f in leases_dir.iterdir() if _is_ip(f.name))
+        return [f.name for f in leased_ips(rt.cfg)]
 
     def netns() -> list[str]:
         return sorted(p.name for p in rt.cfg.netns_dir.iterdir()) if rt.cfg.netns_dir.is_dir() else []
@@ -453,14 +450,6 @@ def test_containers_survive_containerd_restart(rt: Runtime, images: dict[str, st
     finally:
         rt.run(remove_sandbox(rt.cri, sid))
     assert not Path(f"/proc/{pid}").exists() or _is_zombie_or_gone(pid)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_zombie_or_gone(pid: int) -> bool:

@@ -483,13 +483,17 @@ def cleanup_network(cfg: ContainerdConfig) -> list[str]:
                 with contextlib.suppress(FileNotFoundError):
                     g.unlink()
             done.append(f"removed CNI cache of sandbox {sandbox}")
-    leases = cfg.cni_ipam_dir / cfg.network_name
-    if leases.is_dir():
-        for f in leases.iterdir():
-            if _is_ip(f.name):
-                f.unlink()
-                done.append(f"released lease {f.name}")
+    for f in leased_ips(cfg):
+        f.unlink()
+        done.append(f"released lease {f.name}")
     return done
+
+
+def leased_ips(cfg: ContainerdConfig) -> list[Path]:
+    """host-local's lease files of this network (one per allocated IP, named by it), sorted; its other
+    files (the last reserved IP, the lock) are not leases."""
+    leases = cfg.cni_ipam_dir / cfg.network_name
+    return sorted(f for f in leases.iterdir() if _is_ip(f.name)) if leases.is_dir() else []
 
 
 def _is_ip(name: str) -> bool:
