@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 from pathlib import Path
 
+from k3c.operator import running
 from k3c.operator.handlers import build_registry
-from k3c.operator.running import configure_logging, run_registry
+from k3c.operator.running import run_registry
 from k3c.reconcilers.controller import Controller, OperatorConfig
 
 
@@ -39,9 +39,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    configure_logging(args.log_level)
-    asyncio.run(run(args))
+    running.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the reconciler keeps its own, and only while a build runs). Two ways in:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +24,8 @@ import kopf
 from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
 from k3c.builder.native import NativeConfig, NativeEngine
-from k3c.operator.running import configure_logging, run_registry
+from k3c.operator import running
+from k3c.operator.running import run_registry
 from k3c.reconcilers.buildcaches import BuildCacheReconciler
 from k3c.reconcilers.imagebuilds import EnvSettings, ImageBuildReconciler, Settings
 
@@ -108,9 +108,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    configure_logging(args.log_level)
-    asyncio.run(run(args))
+    running.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

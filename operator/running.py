@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import kopf
@@ -36,6 +38,14 @@ async def run_registry(registry: kopf.OperatorRegistry, ready_file: Path | None)
         ready_file.write_text(f"{os.getpid()}\n")
     waiter.cancel()
     await operator
+
+
+def main(parse_args: Callable[[list[str] | None], argparse.Namespace],
+         run: Callable[[argparse.Namespace], Awaitable[None]], argv: list[str] | None = None) -> None:
+    """A kopf operator's ``main``: its flags (each has ``--log-level``), the logging, then ``run``."""
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    asyncio.run(run(args))
 
 
 def configure_logging(level_name: str) -> None:
