@@ -322,3 +322,37 @@ def test_copy_cache_key_follows_exactly_the_files_copied(tmp_path: Path) -> None
     mode_before = key("z.md")
     os.chmod(tmp_path / "z.md", 0o755)
     assert key("z.md") != mode_before, "the mode is copied too"
+
+
+# ------------------------------------------------------------------------------------------ words
+
+
+def test_quotes_escapes_and_variables_as_buildkit_reads_them() -> None:
+    """Single quotes and escaped dollars stay literal; double quotes expand; shlex-then-substitute got the
+    first two wrong (ENV A='$B' became the value of B)."""
+    state = _apply(ImageState(), "ENV B=bee\n"
+                                 "ENV A=\\$B C='$B' D=\"$B\" E=$B F=\\\\ G=\"a \\\"q\\\" b\" H=\"in\\side\" I=out\\side\n"
+                                 "LABEL l='$B' m=\"${B}s\"\nWORKDIR '/$B'\nUSER \"$B\"\n")
+    env = state.env()
+    assert (env["A"], env["C"], env["D"], env["E"]) == ("$B", "$B", "bee", "bee")
+    assert (env["F"], env["G"], env["H"], env["I"]) == ("\\", 'a "q" b', "in\\side", "outside")
+    assert state.config["Labels"] == {"l": "$B", "m": "bees"}
+    assert state.config["WorkingDir"] == "/$B" and state.config["User"] == "bee"
+
+
+def test_substitution_modifiers_and_word_splitting() -> None:
+    from k3c.builder.words import expand, expand_words, split
+
+    env = {"SET": "x", "EMPTY": "", "PORTS": "80 443/udp"}
+    assert [expand(w, env) for w in ("${SET:-d}", "${EMPTY:-d}", "${EMPTY-d}", "${NONE-d}")] == ["x", "d", "", "d"]
+    assert [expand(w, env) for w in ("${SET:+a}", "${EMPTY:+a}", "${EMPTY+a}", "${NONE+a}")] == ["a", "", "a", ""]
+    assert expand("${NONE:-'$SET' \"$SET\"}", env) == "$SET x", "the default word is processed as a word"
+    assert expand("$ alone, $1", env) == "$ alone, $1"
+    with pytest.raises(ValueError, match="NONE: must be set"):
+        expand("${NONE:?must be set}", env)
+    with pytest.raises(ValueError, match="matching single-quote"):
+        expand("'open", env)
+    assert split("a 'b c' \"d e\" f\\ g") == ["a", "'b c'", '"d e"', "f\\ g"]
+    assert expand_words("$PORTS 8080", env) == ["80", "443/udp", "8080"]
+    state = _apply(ImageState(), "ARG P=\"80 9090\"\nEXPOSE $P\nARG Q='$P'\n")
+    assert set(state.config["ExposedPorts"]) == {"80/tcp", "9090/tcp"} and state.args["Q"] == "$P"

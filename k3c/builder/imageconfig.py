@@ -12,12 +12,11 @@ import copy
 import datetime as dt
 import json
 import posixpath
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.builder.dockerfile import substitute
 from k3c.builder.instructions import Instruction, Unsupported, arg_items
+from k3c.builder.words import expand, expand_words, split
 from k3c.cri.snapshots import LayerBlob, stack_chain_id
 
 __all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata", "duration_ns"]
@@ -87,20 +86,20 @@ def now() -> str:
 
 def _pairs(raw: str, env: dict[str, str], keyword: str) -> list[tuple[str, str]]:
     """``K=V K2="v 2"`` (or the legacy ``K some value``) with variables substituted."""
-    words = shlex.split(raw, posix=True)
+    words = split(raw)
     if not words:
         raise ValueError(f"{keyword} needs at least one argument")
     if "=" not in words[0]:
         if keyword == "LABEL":
             raise ValueError(f"LABEL must be KEY=VALUE: {raw}")
         key, _, value = raw.strip().partition(" ")
-        return [(key, substitute(value.strip(), env))]
+        return [(key, expand(value.strip(), env))]
     out = []
     for word in words:
         key, eq, value = word.partition("=")
         if not eq or not key:
             raise ValueError(f"{keyword} must be KEY=VALUE: {word}")
-        out.append((substitute(key, env), substitute(value, env)))
+        out.append((expand(key, env), expand(value, env)))
     return out
 
 
@@ -159,14 +158,13 @@ def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, st
     elif kw == "MAINTAINER":
         pass
     elif kw == "WORKDIR":
-        path = substitute(" ".join(ins.args), env)
+        path = expand(ins.raw.strip(), env)
         cfg["WorkingDir"] = posixpath.normpath(posixpath.join(state.workdir, path))
     elif kw == "USER":
-        cfg["User"] = substitute(" ".join(ins.args), env)
+        cfg["User"] = expand(ins.raw.strip(), env)
     elif kw == "EXPOSE":
         ports = cfg.setdefault("ExposedPorts", {})
-        for word in ins.args:
-            port = substitute(word, env)
+        for port in expand_words(ins.raw, env):
             ports[port if "/" in port else f"{port}/tcp"] = {}
     elif kw in ("ENTRYPOINT", "CMD"):
         key = "Entrypoint" if kw == "ENTRYPOINT" else "Cmd"
@@ -177,10 +175,10 @@ def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, st
             cfg["Cmd"] = None  # an ENTRYPOINT resets a CMD inherited from the base (as Docker does)
     elif kw == "VOLUME":
         vols = cfg.setdefault("Volumes", {})
-        for word in ins.args:
-            vols[substitute(word, env)] = {}
+        for path in ins.args if ins.exec_form else expand_words(ins.raw, env):
+            vols[path] = {}
     elif kw == "STOPSIGNAL":
-        cfg["StopSignal"] = substitute(" ".join(ins.args), env)
+        cfg["StopSignal"] = expand(ins.raw.strip(), env)
     elif kw == "SHELL":
         if not ins.exec_form:
             raise ValueError("SHELL requires the arguments to be in JSON form")

@@ -17,7 +17,8 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from k3c.builder.dockerfile import Heredoc, heredocs, instructions, substitute
+from k3c.builder.dockerfile import Heredoc, heredocs, instructions
+from k3c.builder.words import expand, split
 
 __all__ = ["Instruction", "Stage", "Unsupported", "parse", "stages_needed"]
 
@@ -136,13 +137,13 @@ def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[s
         original = f"{keyword} {rest}".strip()
         if keyword == "FROM":
             flags, body = _split_flags(rest)
-            platform = substitute((flags.get("platform") or [""])[-1], global_args)
+            platform = expand((flags.get("platform") or [""])[-1], global_args)
             if platform and platform not in _host_platforms():
                 raise Unsupported(f"FROM --platform={platform}")
             words = body.split()
             if not words or (len(words) not in (1, 3)) or (len(words) == 3 and words[1].lower() != "as"):
                 raise ValueError(f"FROM requires an image and an optional AS name: {original}")
-            base = substitute(words[0], global_args)
+            base = expand(words[0], global_args)
             stages.append(Stage(len(stages), words[2].lower() if len(words) == 3 else "", base, original))
         elif not stages:
             if keyword != "ARG":
@@ -174,9 +175,9 @@ def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[s
 def arg_items(rest: str, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """``ARG a=1 b`` → ``[("a", "1"), ("b", None)]`` with defaults substituted from ``env``."""
     out: list[tuple[str, str | None]] = []
-    for item in shlex.split(rest, posix=True):
+    for item in split(rest):
         name, eq, value = item.partition("=")
-        out.append((name, substitute(value, env) if eq else None))
+        out.append((name, expand(value, env) if eq else None))
     return out
 
 
