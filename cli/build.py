@@ -72,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--network", metavar="string", default="default",
                    help='Set the networking mode for the RUN instructions during build (default "default")')
     p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
+    # docker's classic-builder switches, still in many scripts; k3c never keeps an intermediate container
+    p.add_argument("--rm", action="store_true", default=True,
+                   help="Remove intermediate containers after a successful build (default true)")
+    p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
     p.add_argument("--platform", metavar="string", help="Set target platform for build (k3c: the node's own only)")
     p.add_argument("--upload", action="store_true", help=argparse.SUPPRESS)  # force a context upload
     p.add_argument("build_context", metavar="PATH | URL | -")

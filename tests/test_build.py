@@ -461,7 +461,7 @@ def test_network_flag_and_iidfile(stack: BuildStack, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets\n"})
     iid = tmp_path / "iid"
     iid.write_text("stale")
-    image_id = built(stack, stack.k3c("build", "-q", "--network", "none", "--iidfile", str(iid), "-t", "net:none",
+    image_id = built(stack, stack.k3c("build", "-q", "--rm", "--force-rm", "--network", "none", "--iidfile", str(iid), "-t", "net:none",
                                       str(ctx)))
     assert iid.read_text() == image_id, "the ID alone, no newline, as docker writes it"
     _, _, files = stack.image("docker.io/library/net:none")
