@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--network", metavar="string", default="default",
                    help='Set the networking mode for the RUN instructions during build (default "default")')
     p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
+    p.add_argument("-o", "--output", metavar="stringArray", type=parse_output,
+                   help='Output destination (format: "type=local,dest=path"; type=tar; PATH; "-" for a tar on '
+                        "stdout)")
     # docker's classic-builder switches, still in many scripts; k3c never keeps an intermediate container
     p.add_argument("--rm", action="store_true", default=True,
                    help="Remove intermediate containers after a successful build (default true)")
@@ -391,6 +394,7 @@ class Display:
 @command(code=1)
 def build_cmd(args: argparse.Namespace) -> int:
     check_tags(args.tag)
+    output: Output | None = args.output
     if args.network not in NETWORKS:
         raise Failure(f'k3c: network mode "{args.network}" not supported by k3c build ({", ".join(NETWORKS)})', 1)
     if args.iidfile:  # as docker: a failed build leaves no stale ID behind
@@ -418,10 +422,77 @@ def build_cmd(args: argparse.Namespace) -> int:
         return 130
     finally:
         plan.cleanup()
-    code = _report(obj, display, args.quiet)
+    code = _report(obj, display, args.quiet, print_id=not (output and output.dest == "-"))
     if args.iidfile:
         _write_iidfile(args.iidfile, (obj.get("status") or {}).get("imageID", ""))
+    if output is not None:
+        export_output(s, obj, output)
     return code
+
+
+@dataclass
+class Output:
+    """``--output``: the built stage's files as a directory (``local``) or one tar (``tar``; ``-``: stdout)."""
+
+    kind: str
+    dest: str
+
+
+def parse_output(value: str) -> Output:
+    """docker's forms: ``PATH``, ``-``, ``type=local,dest=PATH``, ``type=tar,dest=PATH|-``."""
+    if "=" not in value:
+        return Output("tar" if value == "-" else "local", value)
+    fields = dict(part.partition("=")[::2] for part in value.split(",") if part)
+    kind, dest = fields.get("type", "local"), fields.get("dest", "")
+    if kind not in ("local", "tar"):
+        raise argparse.ArgumentTypeError(f"output type {kind!r} is not supported by k3c build (local, tar)")
+    if not dest:
+        raise argparse.ArgumentTypeError(f"dest is required for the {kind} output")
+    return Output(kind, dest)
+
+
+def export_output(s: Session, obj: dict[str, Any], output: Output) -> None:
+    """Write the built image's filesystem as ``--output`` asks: its archive comes through the ``save``
+    subresource and its layers are applied here (:mod:`k3c.images.unpack`)."""
+    import tarfile
+    import tempfile
+
+    from k3c.cli.images import download_archive
+    from k3c.images.unpack import unpack_archive
+
+    status = obj.get("status") or {}
+    ref = (status.get("tags") or [status.get("imageID", "")])[0]
+    with tempfile.TemporaryDirectory(prefix="k3c-output-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        download_archive(s.client, [ref], "oci-archive", str(archive))
+        root = Path(output.dest) if output.kind == "local" else Path(tmp) / "rootfs"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            unpack_archive(archive, root)
+            if output.kind == "tar":
+                _tar_of(root, output.dest)
+        except (OSError, ValueError, tarfile.TarError) as err:
+            raise Failure(f"k3c: failed to export the build's output to {output.dest}: {err}", 1) from None
+
+
+def _tar_of(root: Path, dest: str) -> None:
+    """The directory as one tar, to ``dest`` (complete or not at all) or to stdout."""
+    import tarfile
+
+    if dest == "-":
+        with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
+            for child in sorted(root.iterdir()):
+                tar.add(child, arcname=child.name)
+        sys.stdout.buffer.flush()
+        return
+    part = f"{dest}.k3c-{os.urandom(4).hex()}.tmp"
+    try:
+        with tarfile.open(part, "w") as tar:
+            for child in sorted(root.iterdir()):
+                tar.add(child, arcname=child.name)
+        os.replace(part, dest)
+    finally:
+        Path(part).unlink(missing_ok=True)
 
 
 def _remove_iidfile(path: str) -> None:
@@ -483,7 +554,7 @@ def _wait_finished(s: Session, name: str, timeout: float = 30.0) -> dict[str, An
         time.sleep(0.1)
 
 
-def _report(obj: dict[str, Any], display: Display, quiet: bool) -> int:
+def _report(obj: dict[str, Any], display: Display, quiet: bool, print_id: bool = True) -> int:
     status = obj.get("status") or {}
     phase = status.get("phase")
     display.finished(phase == "Succeeded")
@@ -491,8 +562,9 @@ def _report(obj: dict[str, Any], display: Display, quiet: bool) -> int:
         if not quiet:
             for tag in status.get("tags") or []:
                 sys.stderr.write(f"Successfully tagged {tag}\n")
-        sys.stdout.write(f"{status.get('imageID', '')}\n")
-        sys.stdout.flush()
+        if print_id:
+            sys.stdout.write(f"{status.get('imageID', '')}\n")
+            sys.stdout.flush()
         return 0
     if quiet and display.recent:
         sys.stderr.write("\n".join(display.recent[-20:]) + "\n")

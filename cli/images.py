@@ -709,8 +709,6 @@ def _status_failure(raw: bytes, code: int) -> Failure:
 
 @command()
 def save_cmd(args: argparse.Namespace) -> int:
-    import urllib.parse
-
     client = session(args).client
     if not args.output and sys.stdout.isatty():
         raise Failure("k3c: cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
@@ -721,17 +719,24 @@ def save_cmd(args: argparse.Namespace) -> int:
         if obj is None:
             raise daemon_error(f"reference does not exist: {text}")
         refs.append(_tag_of(obj))
-    query = urllib.parse.urlencode([("format", args.format)] + [("image", r) for r in refs])
+    download_archive(client, refs, args.format, args.output)
+    return 0
+
+
+def download_archive(client: Client, refs: list[str], fmt: str, output: str | None) -> None:
+    """The ``save`` subresource's archive of ``refs`` to ``output`` (stdout if None), whole or not at all."""
+    import urllib.parse
+
+    query = urllib.parse.urlencode([("format", fmt)] + [("image", r) for r in refs])
     conn = client.connection(blocksize=1 << 20)
     try:
         conn.request("GET", _path(IMAGES, "-", "save") + "?" + query, headers=client.headers(accept="*/*"))
         resp = conn.getresponse()
         if resp.status != 200:
             raise _status_failure(resp.read(), resp.status)
-        _copy_out(resp, args.output)
+        _copy_out(resp, output)
     finally:
         conn.close()
-    return 0
 
 
 def _copy_out(resp: Any, output: str | None) -> None:

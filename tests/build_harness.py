@@ -6,8 +6,9 @@ Why not the ``daemon`` fixture: the build tests need the API server to serve Ima
 those (:func:`k3c.builder.logs.register` and ``k3c.operator.imagebuilds``) the way the daemon does, so the
 tests do not depend on how far the daemon's own wiring has come.
 
-``python tests/build_harness.py apiserver --data-dir D --port P`` is the API server child: k3c's
-:class:`~k3c.apiserver.server.APIServer` plus :func:`k3c.builder.logs.register`, CRDs installed.
+``python tests/build_harness.py apiserver --data-dir D --port P --containerd-address S`` is the API server
+child: k3c's :class:`~k3c.apiserver.server.APIServer` plus :func:`k3c.builder.logs.register` and the images'
+save/load subresources (for ``k3c build --output``), CRDs installed.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ class BuildStack:
         # the builder's network is a pod sandbox (k3c/builder/network.py): CRI needs the pause image
         asyncio.run(ensure_pause_image(self.socket, self.base / "cache"))
         self.apiserver = Child("apiserver", [sys.executable, __file__, "apiserver", "--data-dir", str(self.root),
-                                             "--port", str(self.port)], self.base / "apiserver.log")
+                                             "--port", str(self.port), "--containerd-address", self.socket],
+                               self.base / "apiserver.log")
         self.started.append(self.apiserver.pid)
         ready = self.base / "apiserver.ready"
         server = self.apiserver
@@ -316,13 +318,15 @@ def _apply_layer(files: dict[str, bytes], data: bytes) -> None:
 # ------------------------------------------------------------------------------------------ API server child
 
 
-async def _serve(data_dir: Path, port: int) -> None:
+async def _serve(data_dir: Path, port: int, containerd_address: str) -> None:
     from k3c.apiserver.server import APIServer, ServerConfig
     from k3c.builder.logs import register
     from k3c.daemon.supervisor import install_crds
+    from k3c.registry import server as registry_server
 
     server = APIServer(ServerConfig(data_dir=data_dir, port=port))
     register(server.handler, data_dir)
+    registry_server.register(server.handler, containerd_address)  # images' save (k3c build --output)
     await server.start()
     await asyncio.to_thread(install_crds, server.kubeconfig_path)
     (data_dir.parent / "apiserver.ready").write_text(str(os.getpid()))
@@ -339,11 +343,12 @@ def main() -> None:
     p.add_argument("what", choices=["apiserver"])
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--containerd-address", required=True)
     args = p.parse_args()
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve(args.data_dir, args.port))
+    asyncio.run(_serve(args.data_dir, args.port, args.containerd_address))
 
 
 if __name__ == "__main__":

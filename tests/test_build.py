@@ -537,6 +537,40 @@ COPY --from=tools /plat /undeclared /
         f"k3c: build failed: cannot build for linux/{other}: this node builds for linux/{arch} only"], bad.stderr
 
 
+def test_output_exports_the_stage_files(stack: BuildStack, tmp_path: Path) -> None:
+    """docker build -o: the target stage's files as a directory or a tar (on stdout with -), layers applied
+    with their whiteouts; no image ID on a stdout that carries the tar; no temporary files left."""
+    import tempfile
+
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox AS build
+RUN mkdir -p /out && echo artifact > /out/app && rm /bin/cat
+FROM scratch AS export
+COPY --from=build /out/app /bin/app
+"""})
+    before = set(Path(tempfile.gettempdir()).glob("k3c-output-*"))
+    dest = tmp_path / "out"
+    built(stack, stack.k3c("build", "-q", "-o", f"type=local,dest={dest}", str(ctx)))
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == ["bin", "bin/app"]
+    assert (dest / "bin" / "app").read_text() == "artifact\n"
+    full = tmp_path / "full"
+    built(stack, stack.k3c("build", "-q", "--target", "build", "-o", str(full), str(ctx)))
+    assert (full / "out" / "app").read_text() == "artifact\n"
+    assert not (full / "bin" / "cat").exists() and (full / "bin" / "sh").is_symlink(), "whiteouts applied"
+    streamed = subprocess.run([sys.executable, "-m", "k3c.cli.main", "build", "-q", "-o", "-", str(ctx)],
+                              capture_output=True, env={**os.environ, **stack.env()}, timeout=120)
+    assert streamed.returncode == 0, streamed.stderr
+    with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
+        assert tar.extractfile("bin/app").read() == b"artifact\n"
+    tarred = tmp_path / "out.tar"
+    built(stack, stack.k3c("build", "-q", "-o", f"type=tar,dest={tarred}", str(ctx)))
+    with tarfile.open(tarred) as tar:
+        assert sorted(tar.getnames()) == ["bin", "bin/app"]
+    bad = stack.k3c("build", "-o", "type=registry", str(ctx))
+    assert bad.returncode != 0 and "not supported" in bad.stderr
+    assert set(Path(tempfile.gettempdir()).glob("k3c-output-*")) == before
+
+
 def test_stdin_tar_and_lone_dockerfile(stack: BuildStack, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
