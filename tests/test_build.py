@@ -346,8 +346,9 @@ literal $WHO
 END
 COPY <<greeting <<'raw' /etc/app/
 hello $WHO
+escaped \\$WHO "quoted" back\\slash
 greeting
-kept $WHO
+kept $WHO \\$WHO
 raw
 """})
     cp = stack.k3c("build", "--progress", "plain", "-t", "native:heredoc", str(ctx))
@@ -355,7 +356,9 @@ raw
     assert "STEP 3/5: RUN <<EOF" in cp.stderr
     files = stack.image("docker.io/library/native:heredoc")[2]
     assert files["script"] == b"one\ntwo\n" and files["fed"] == b"literal $WHO\n"
-    assert files["etc/app/greeting"] == b"hello k3c\n" and files["etc/app/raw"] == b"kept $WHO\n"
+    assert files["etc/app/greeting"] == b'hello k3c\nescaped $WHO "quoted" backslash\n', \
+        "BuildKit expands an unquoted heredoc as a word whose quotes stay and whose escapes go"
+    assert files["etc/app/raw"] == b"kept $WHO \\$WHO\n"
 
 
 @pytest.mark.parametrize("stack", ["native"], indirect=True)

@@ -356,3 +356,12 @@ def test_substitution_modifiers_and_word_splitting() -> None:
     assert expand_words("$PORTS 8080", env) == ["80", "443/udp", "8080"]
     state = _apply(ImageState(), "ARG P=\"80 9090\"\nEXPOSE $P\nARG Q='$P'\n")
     assert set(state.config["ExposedPorts"]) == {"80/tcp", "9090/tcp"} and state.args["Q"] == "$P"
+
+
+def test_heredoc_expansion_keeps_quotes_and_drops_escapes() -> None:
+    """An unquoted COPY heredoc as BuildKit expands it (its lexer with quote processing off)."""
+    from k3c.builder.words import expand
+
+    body = "a '$X' \"$X\" \\$X c:\\dir\n"
+    assert expand(body, {"X": "v"}, quotes=False) == "a 'v' \"v\" $X c:dir\n"
+    assert expand("trailing\\", {}) == "trailing"

@@ -59,6 +59,7 @@ from k3c.builder.instructions import LAYERS, Instruction, Stage, Unsupported, fi
 from k3c.builder.layercache import LEASE, LayerCache
 from k3c.builder.network import BuildNetwork, NetworkUnavailable
 from k3c.builder.transfer import has_all_blobs, tag
+from k3c.builder.words import expand
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.images import ContainerdImages, gc_labels
@@ -433,7 +434,7 @@ class NativeEngine:
             docs = run.work / f"heredocs-{run.next_id()}"
             docs.mkdir()
             for doc in ins.heredocs:
-                (docs / doc.name).write_text(doc.body if doc.quoted else substitute(doc.body, env))
+                (docs / doc.name).write_text(doc.body if doc.quoted else expand(doc.body, env, quotes=False))
                 (docs / doc.name).chmod(0o644)
             spec = rootfs.CopySpec(docs, [d.name for d in ins.heredocs], dest, owner, mode, None)
             await asyncio.to_thread(rootfs.copy_into, root, spec)

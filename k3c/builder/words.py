@@ -52,9 +52,12 @@ def split(text: str, escape: str = ESCAPE) -> list[str]:
     return words
 
 
-def expand(word: str, env: Mapping[str, str], escape: str = ESCAPE) -> str:
-    """One word processed: quotes removed, escapes applied, variables expanded (ValueError if malformed)."""
-    out, _ = _process(word, 0, env, escape, stop="")
+def expand(word: str, env: Mapping[str, str], escape: str = ESCAPE, *, quotes: bool = True) -> str:
+    """One word processed: quotes removed, escapes applied, variables expanded (ValueError if malformed).
+
+    ``quotes=False`` leaves quote characters as they are, as BuildKit expands the body of an unquoted
+    ``COPY <<EOF`` heredoc: there ``\\$`` gives ``$`` and every other escape drops its backslash too."""
+    out, _ = _process(word, 0, env, escape, stop="", quotes=quotes)
     return out
 
 
@@ -68,15 +71,20 @@ def expand_words(text: str, env: Mapping[str, str], escape: str = ESCAPE) -> lis
     return out
 
 
-def _process(text: str, i: int, env: Mapping[str, str], escape: str, stop: str) -> tuple[str, int]:
+def _process(text: str, i: int, env: Mapping[str, str], escape: str, stop: str,
+             quotes: bool = True) -> tuple[str, int]:
     out: list[str] = []
     while i < len(text):
         ch = text[i]
         if stop and ch == stop:
             return "".join(out), i + 1
         if ch == escape:
-            out.append(text[i + 1] if i + 1 < len(text) else ch)
+            if i + 1 < len(text):  # (a trailing escape is dropped)
+                out.append(text[i + 1])
             i += 2
+        elif not quotes and ch in "'\"":
+            out.append(ch)
+            i += 1
         elif ch == "'":
             end = text.find("'", i + 1)
             if end < 0:
@@ -87,7 +95,7 @@ def _process(text: str, i: int, env: Mapping[str, str], escape: str, stop: str) 
             value, i = _double_quoted(text, i + 1, env, escape)
             out.append(value)
         elif ch == "$":
-            value, i = _dollar(text, i + 1, env, escape)
+            value, i = _dollar(text, i + 1, env, escape, quotes)
             out.append(value)
         else:
             out.append(ch)
@@ -115,7 +123,7 @@ def _double_quoted(text: str, i: int, env: Mapping[str, str], escape: str) -> tu
     raise ValueError(f"unexpected end of statement while looking for matching double-quote: {text}")
 
 
-def _dollar(text: str, i: int, env: Mapping[str, str], escape: str) -> tuple[str, int]:
+def _dollar(text: str, i: int, env: Mapping[str, str], escape: str, quotes: bool = True) -> tuple[str, int]:
     """What follows a ``$`` at ``text[i]``: the value, and where the text goes on."""
     if not text.startswith("{", i):
         m = _NAME.match(text, i)
@@ -129,7 +137,7 @@ def _dollar(text: str, i: int, env: Mapping[str, str], escape: str) -> tuple[str
     op = next((o for o in _MODIFIERS if text.startswith(o, j)), None)
     if op is None:
         raise ValueError(f"unsupported modifier ({text[j:j + 1]}) in substitution: {text}")
-    word, end = _process(text, j + len(op), env, escape, stop="}")
+    word, end = _process(text, j + len(op), env, escape, stop="}", quotes=quotes)
     return _modified(name, op, word, env), end
 
 
