@@ -32,7 +32,8 @@ def test_stages_resolve_global_args_and_needed_stages() -> None:
     stages, global_args = parse(MULTI, {"BASE": "alpine"})
     assert [(s.index, s.name, s.base) for s in stages] == [(0, "build", "alpine"), (1, "unused", "busybox"),
                                                            (2, "", "scratch")]
-    assert global_args == {"BASE": "alpine", **platform_args()}, "BuildKit's automatic ARGs are global too"
+    assert global_args == {"BASE": "alpine", **platform_args(), "TARGETSTAGE": "default"}, \
+        "BuildKit's automatic ARGs are global too"
     assert [s.index for s in stages_needed(stages, "")] == [0, 2], "the unused stage is skipped"
     assert [s.index for s in stages_needed(stages, "unused")] == [1]
     with pytest.raises(ValueError, match="could not be found"):
@@ -129,10 +130,11 @@ def test_arg_redeclared_in_a_stage_takes_the_global_value() -> None:
 def test_platform_args_and_platform_check() -> None:
     own = platform_args()
     assert own["TARGETPLATFORM"] == own["BUILDPLATFORM"] == f"linux/{own['TARGETARCH']}"
-    stages, global_args = parse("FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\n", {})
+    stages, global_args = parse("FROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH TARGETSTAGE\n",
+                                {}, "b")
     state = ImageState()
     apply_metadata(stages[0].instructions[0], state, {}, global_args)
-    assert state.args == {"TARGETARCH": own["TARGETARCH"]}
+    assert state.args == {"TARGETARCH": own["TARGETARCH"], "TARGETSTAGE": "b"}
     check_platform(own["TARGETPLATFORM"])
     check_platform(own["TARGETARCH"])
     with pytest.raises(ValueError, match="this node builds for"):

@@ -129,10 +129,11 @@ def _instruction(keyword: str, rest: str, original: str) -> Instruction:
     return Instruction(keyword, flags, words, original, raw=body)
 
 
-def parse(text: str, build_args: Mapping[str, str]) -> tuple[list[Stage], dict[str, str]]:
+def parse(text: str, build_args: Mapping[str, str], target: str = "") -> tuple[list[Stage], dict[str, str]]:
     """The Dockerfile's stages, and the global ARG values (for ``FROM`` and later ``ARG`` re-declarations)."""
     stages: list[Stage] = []
-    global_args: dict[str, str] = platform_args()
+    automatic = {**platform_args(), "TARGETSTAGE": target or "default"}
+    global_args = {k: build_args.get(k, v) for k, v in automatic.items()}  # a build arg overrides, as in BuildKit
     for keyword, rest in instructions(text):
         original = f"{keyword} {rest}".strip()
         if keyword == "FROM":
@@ -191,8 +192,8 @@ def platform_args() -> dict[str, str]:
     platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
     out: dict[str, str] = {}
     for prefix in ("TARGET", "BUILD"):
-        out.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": "linux", f"{prefix}ARCH": arch,
-                    f"{prefix}VARIANT": variant})
+        out.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": "linux", f"{prefix}OSVERSION": "",
+                    f"{prefix}ARCH": arch, f"{prefix}VARIANT": variant})
     return out
 
 

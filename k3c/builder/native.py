@@ -186,7 +186,7 @@ class NativeEngine:
         async with self._lock:
             try:
                 text = await asyncio.to_thread(request.dockerfile.read_text, errors="replace")
-                stages, global_args = parse(text, request.build_args)
+                stages, global_args = parse(text, request.build_args, request.target)
                 chosen = stages_needed(stages, request.target)
                 refs = await bases.resolve(self.store, stages, chosen, global_args, request.pull)
             except Unsupported as why:
