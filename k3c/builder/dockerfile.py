@@ -13,10 +13,11 @@ import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from k3c.builder.words import expand
+
 __all__ = ["Heredoc", "external_images", "heredocs", "instructions", "substitute"]
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def instructions(text: str) -> Iterator[tuple[str, str]]:
@@ -100,21 +101,9 @@ def heredocs(rest: str) -> list[Heredoc]:
 
 
 def substitute(word: str, env: Mapping[str, str]) -> str:
-    """``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR:+alt}`` (and the colon-less forms)."""
-
-    def repl(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(4)
-        op, arg = m.group(2), m.group(3) or ""
-        value = env.get(name)
-        if op in (":-", "-"):
-            unset = value is None or (op == ":-" and value == "")
-            return arg if unset else value or ""
-        if op in (":+", "+"):
-            isset = value is not None and (op == "+" or value != "")
-            return arg if isset else ""
-        return value or ""
-
-    return _VAR.sub(repl, word)
+    """Variables only (``$VAR``, ``${VAR:-default}`` …) in a word already split shell-style, whose quotes
+    and escapes are gone: :func:`k3c.builder.words.expand` with neither."""
+    return expand(word, env, escape="", quotes=False)
 
 
 def _arg_defaults(rest: str) -> Iterator[tuple[str, str | None]]:

@@ -78,7 +78,7 @@ def _process(text: str, i: int, env: Mapping[str, str], escape: str, stop: str,
         ch = text[i]
         if stop and ch == stop:
             return "".join(out), i + 1
-        if ch == escape:
+        if escape and ch == escape:
             if i + 1 < len(text):  # (a trailing escape is dropped)
                 out.append(text[i + 1])
             i += 2
