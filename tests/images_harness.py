@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 from daemon_harness import pick_subnet
-from harness import REPO, free_port, kubectl_env
+from harness import REPO, free_port, kubectl_env, wait_until
 
 CRDS = REPO / "crds"
 
@@ -282,15 +282,12 @@ class ImagesStack:
             client.close()
 
     def wait(self, predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; operator log:\n"
-                                     f"{(self.base / 'operator.log').read_text()[-4000:]}")
-            time.sleep(0.02)
+        """:func:`harness.wait_until`, with the operator's log in the failure."""
+        try:
+            return wait_until(predicate, timeout, what)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; operator log:\n"
+                                 f"{(self.base / 'operator.log').read_text()[-4000:]}") from None
 
     def stop(self) -> None:
         _stop(self.operator, 20)
