@@ -728,7 +728,7 @@ def download_archive(client: Client, refs: list[str], fmt: str, output: str | No
     import urllib.parse
 
     query = urllib.parse.urlencode([("format", fmt)] + [("image", r) for r in refs])
-    conn = client.connection(blocksize=1 << 20)
+    conn = client.connection(blocksize=1 << 20, unbounded=True)
     try:
         conn.request("GET", _path(IMAGES, "-", "save") + "?" + query, headers=client.headers(accept="*/*"))
         resp = conn.getresponse()
@@ -787,7 +787,7 @@ def load_cmd(args: argparse.Namespace) -> int:
 
 
 def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
-    conn = client.connection(blocksize=1 << 20)
+    conn = client.connection(blocksize=1 << 20, unbounded=True)
     headers = client.headers("application/x-tar", accept="*/*")
     try:
         if size is not None:

@@ -201,12 +201,16 @@ class Client:
         self.timeout = timeout
         self._http: http.client.HTTPConnection | None = None
 
-    def connection(self, timeout: float | None = None, blocksize: int = 8192) -> http.client.HTTPConnection:
-        """A new connection to the API server: its unix socket when local, else HTTPS."""
+    def connection(self, timeout: float | None = None, blocksize: int = 8192, *,
+                   unbounded: bool = False) -> http.client.HTTPConnection:
+        """A new connection to the API server: its unix socket when local, else HTTPS. ``timeout`` defaults
+        to the client's; ``unbounded`` has none, for archives whose other end may be silent for long (a
+        ``load`` answers only once the whole import is done)."""
+        limit = None if unbounded else timeout or self.timeout
         if self.conn.socket_path:
-            return UnixHTTPConnection(self.conn.socket_path, timeout=timeout or self.timeout, blocksize=blocksize)
+            return UnixHTTPConnection(self.conn.socket_path, timeout=limit, blocksize=blocksize)
         return http.client.HTTPSConnection(self.conn.host, self.conn.port, context=self.conn.ssl_context,
-                                           timeout=timeout or self.timeout, blocksize=blocksize)
+                                           timeout=limit, blocksize=blocksize)
 
 
     def headers(self, content_type: str | None = None, accept: str = "application/json") -> dict[str, str]:
