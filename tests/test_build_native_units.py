@@ -246,6 +246,65 @@ def test_copy_follows_image_symlinks_inside_the_root(tmp_path: Path, ctx: Path) 
     assert (root / str(outside).lstrip("/") / "b.txt").read_text() == "b"
 
 
+def test_copy_of_a_tree_never_writes_through_an_image_symlink_onto_the_host(tmp_path: Path, ctx: Path) -> None:
+    """COPY dir/ into a directory whose entry is an absolute symlink in the image (/app/sub -> /OUT):
+    the files land in the image's /OUT, and nothing reaches (or is chmod'ed on) the host's."""
+    root = tmp_path / "root"
+    (root / "app").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    os.symlink(str(outside), root / "app" / "sub")
+    _copy(root, ctx, ["dir"], "/app/")
+    assert list(outside.iterdir()) == [] and outside.stat().st_mode & 0o777 == 0o700
+    assert (root / str(outside).lstrip("/") / "y").read_text() == "y"
+    assert (root / "app" / "x").read_text() == "x"
+
+
+def test_copy_sources_follow_symlinks_inside_their_root(tmp_path: Path, ctx: Path) -> None:
+    """A source named by COPY that is a symlink is followed (Docker's rule), inside the context: a link to
+    a host file outside it finds nothing."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("a.txt", ctx / "link")
+    os.symlink("/etc/hostname", ctx / "host-link")
+    kept = _kept(ctx, "skip")
+    rootfs.copy_into(root, rootfs.CopySpec(ctx, ["link"], "/copied", kept=kept))
+    assert not (root / "copied").is_symlink() and (root / "copied").read_text() == "a"
+    with pytest.raises(rootfs.CopyError, match="not found"):
+        rootfs.copy_into(root, rootfs.CopySpec(ctx, ["host-link"], "/leak", kept=kept))
+    assert not os.path.lexists(root / "leak")
+
+
+def test_chown_owner_as_buildkit_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n")
+    (tmp_path / "etc" / "group").write_text("root:x:0:\napp:x:1001:\nextra:x:2000:\n")
+    assert rootfs.chown_owner(tmp_path, "1000") == rootfs.Owner(1000, 1000), "a numeric user is its own group"
+    assert rootfs.chown_owner(tmp_path, "app") == rootfs.Owner(1000, 1001)
+    assert rootfs.chown_owner(tmp_path, "1000:extra") == rootfs.Owner(1000, 2000)
+    assert rootfs.chown_owner(tmp_path, "root") == rootfs.Owner(0, 0)
+    assert rootfs.chown_owner(tmp_path, "4242:7") == rootfs.Owner(4242, 7)
+
+
+def test_chown_and_chmod_flags_are_expanded() -> None:
+    from k3c.builder.native import _ownership_flags
+
+    stages, _ = parse("FROM scratch\nCOPY --chown=$U:$G --chmod=$M a /b\nCOPY --chmod=${BAD} a /c\n", {})
+    copy, bad = stages[0].instructions
+    assert _ownership_flags(copy, {"U": "1000", "G": "2000", "M": "0750"}) == ("1000:2000", 0o750)
+    with pytest.raises(ValueError, match="invalid --chmod=x9"):
+        _ownership_flags(bad, {"BAD": "x9"})
+
+
+def test_heredocs_are_words_of_their_own() -> None:
+    """``<<<`` (a here-string) and a ``<<`` inside a word are not heredocs, as BuildKit reads them."""
+    from k3c.builder.dockerfile import instructions
+
+    text = "FROM x\nRUN tr a b <<<abc\nRUN echo a<<B\nRUN cat <<EOF\nhi\nEOF\n"
+    assert list(instructions(text))[1:] == [("RUN", "tr a b <<<abc"), ("RUN", "echo a<<B"),
+                                           ("RUN", "cat <<EOF\nhi\nEOF")]
+
+
 def test_copy_chown_chmod_and_add_extracts(tmp_path: Path, ctx: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -324,6 +383,11 @@ def test_copy_cache_key_follows_exactly_the_files_copied(tmp_path: Path) -> None
     mode_before = key("z.md")
     os.chmod(tmp_path / "z.md", 0o755)
     assert key("z.md") != mode_before, "the mode is copied too"
+    os.symlink("x.txt", tmp_path / "link")
+    kept[:] = sorted([*kept, "link"])
+    link_before = key("link")
+    (tmp_path / "x.txt").write_text("changed")
+    assert key("link") != link_before, "COPY follows a named symlink, so its target is part of the key"
 
 
 # ------------------------------------------------------------------------------------------ words

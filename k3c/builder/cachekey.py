@@ -27,6 +27,7 @@ from pathlib import Path
 
 from k3c.builder.dockerfile import instructions
 from k3c.builder.dockerignore import IgnoreMatcher, load, walk
+from k3c.builder.rootfs import resolve
 
 __all__ = ["ContextHasher", "KeyInputs", "feed"]
 
@@ -128,11 +129,9 @@ class ContextHasher:
                 roots = [pattern]
             for rel in roots:
                 feed(h, f"source:{rel}".encode())
-                paths = [rel] if rel else []
-                for p in kept_sorted[bisect.bisect_left(kept_sorted, rel + "/") if rel else 0:]:
-                    if rel and not p.startswith(rel + "/"):
-                        break
-                    paths.append(p)
+                paths = _subtree(kept_sorted, rel)
+                if rel and (context / rel).is_symlink():  # COPY follows it: what it leads to is the input
+                    paths += _subtree(kept_sorted, str(resolve(context, "/" + rel).relative_to(context)))
                 for p in paths:
                     self._hash_entry(h, context, p)
         return h.hexdigest()
@@ -149,6 +148,17 @@ class ContextHasher:
             feed(h, self.file_digest(path, st).encode())
         elif stat.S_ISLNK(st.st_mode):
             feed(h, os.readlink(path).encode())
+
+
+def _subtree(kept_sorted: list[str], rel: str) -> list[str]:
+    """``rel`` and every kept path below it (the whole context for ``""``)."""
+    paths = [rel] if rel and rel != "." else []
+    start = bisect.bisect_left(kept_sorted, rel + "/") if rel and rel != "." else 0
+    for p in kept_sorted[start:]:
+        if rel and rel != "." and not p.startswith(rel + "/"):
+            break
+        paths.append(p)
+    return paths
 
 
 def _glob_match(pattern: str, path: str) -> bool:

@@ -65,7 +65,8 @@ def instructions(text: str) -> Iterator[tuple[str, str]]:
 
 
 _HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
-_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+#: a heredoc is a word of its own starting with ``<<`` (as BuildKit reads it): not ``<<<`` nor ``a<<B``
+_HEREDOC = re.compile(r"(?:^|(?<=\s))<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
 
 def _heredoc_body(lines: list[str], i: int, word: str, strip_tabs: bool) -> tuple[list[str], int]:

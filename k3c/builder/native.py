@@ -309,6 +309,8 @@ class NativeEngine:
         for part in (state.key, ins.keyword, json.dumps(ins.args), json.dumps(ins.flags, sort_keys=True),
                      state.workdir, state.config.get("User") or "", ins.raw if ins.heredocs else ""):
             feed(h, part)
+        if ins.keyword in ("COPY", "ADD"):  # the owner and mode as expanded, not as written
+            feed(h, json.dumps(_ownership_flags(ins, state.env())))
         if ins.keyword == "RUN":
             if run.request.network != "default" and not ins.flag("network"):
                 feed(h, "network:" + run.request.network)  # what the step saw; default keeps older keys
@@ -427,9 +429,9 @@ class NativeEngine:
         if not dest.startswith("/"):
             dest = posixpath.join(state.workdir, dest) + ("/" if dest.endswith("/") or dest in (".", "./") else "")
         owner = None
-        if ins.flags.get("chown"):
-            owner = await asyncio.to_thread(rootfs.user_ids, root, substitute(ins.flag("chown"), env))
-        mode = int(ins.flag("chmod"), 8) if ins.flags.get("chmod") else None
+        chown, mode = _ownership_flags(ins, env)
+        if chown:
+            owner = await asyncio.to_thread(rootfs.chown_owner, root, chown)
         if ins.heredocs:  # COPY <<NAME: each heredoc is a file called NAME
             docs = run.work / f"heredocs-{run.next_id()}"
             docs.mkdir()
@@ -552,6 +554,18 @@ def _h(*parts: str) -> str:
     for p in parts:
         feed(h, p)
     return h.hexdigest()
+
+
+def _ownership_flags(ins: Instruction, env: dict[str, str]) -> tuple[str, int | None]:
+    """COPY/ADD ``--chown`` and ``--chmod`` with their variables expanded (the mode parsed as octal)."""
+    chown = substitute(ins.flag("chown"), env) if ins.flags.get("chown") else ""
+    if not ins.flags.get("chmod"):
+        return chown, None
+    text = substitute(ins.flag("chmod"), env)
+    try:
+        return chown, int(text, 8)
+    except ValueError:
+        raise ValueError(f"invalid --chmod={text}: expected an octal mode such as 0755") from None
 
 
 def _created_by(ins: Instruction, state: ImageState) -> str:

@@ -133,6 +133,20 @@ def user_ids(root: Path, spec: str, *, supplementary: bool = False) -> Owner:
     return Owner(uid, gid if gid is not None else 0, groups)
 
 
+def chown_owner(root: Path, spec: str) -> Owner:
+    """COPY/ADD ``--chown`` as BuildKit reads it: a numeric user (or ``root``) is also the group unless one
+    is given; a user name takes its group from the image's /etc/passwd."""
+    user, _, group = spec.partition(":")
+    if user.isdigit() or user == "root":
+        uid = gid = 0 if user == "root" else int(user)
+    else:
+        named = user_ids(root, user)
+        uid, gid = named.uid, named.gid
+    if group:
+        gid = user_ids(root, f"0:{group}").gid
+    return Owner(uid, gid)
+
+
 # ------------------------------------------------------------------------------------------------ COPY
 
 
@@ -201,9 +215,9 @@ def _matches(root: Path, pattern: str, visible: Callable[[str], bool]) -> list[s
 
 
 def _source_path(spec: CopySpec, rel: str) -> Path:
-    if spec.kept is None:
-        return resolve(spec.source_root, "/" + rel, follow_last=False) if rel else spec.source_root
-    return spec.source_root / rel if rel else spec.source_root
+    """A source as COPY names it: a symlink is followed, as Docker does, but inside the context or
+    image it belongs to, so a link to /etc/shadow in the context never reaches the host's."""
+    return resolve(spec.source_root, "/" + rel) if rel else spec.source_root
 
 
 def copy_into(root: Path, spec: CopySpec) -> None:
@@ -221,9 +235,9 @@ def copy_into(root: Path, spec: CopySpec) -> None:
     into_dir = spec.dest.endswith("/") or len(matched) > 1
     for rel in matched:
         path = _source_path(spec, rel)
-        if path.is_dir() and not path.is_symlink():
-            target = ensure_dir(root, spec.dest, spec.owner)
-            _copy_tree(spec, rel, path, target)
+        if path.is_dir():
+            ensure_dir(root, spec.dest, spec.owner)
+            _copy_tree(root, spec, rel, path, spec.dest)
             continue
         if spec.extract and _is_archive(path):
             _extract(path, ensure_dir(root, spec.dest, spec.owner))
@@ -257,19 +271,25 @@ def ensure_dir(root: Path, image_path: str, owner: Owner | None) -> Path:
     return resolve(root, image_path or "/")
 
 
-def _copy_tree(spec: CopySpec, rel: str, src: Path, dest: Path) -> None:
+def _copy_tree(root: Path, spec: CopySpec, rel: str, src: Path, dest: str) -> None:
+    """``src``'s entries into the image directory ``dest``. Each target is resolved inside ``root``: a
+    symlink the image already has there is followed as a container would follow it, never onto the host."""
     for entry in sorted(os.scandir(src), key=lambda e: e.name):
         child_rel = f"{rel}/{entry.name}" if rel else entry.name
         if not spec.visible(child_rel):
             continue
-        target = dest / entry.name
+        child = posixpath.join(dest, entry.name)
+        target = resolve(root, child, follow_last=entry.is_dir(follow_symlinks=False))
+        # (a symlink may lead to a directory the image lacks: the resolved path has no links left, so
+        # creating its parents stays inside the root)
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         if entry.is_dir(follow_symlinks=False):
             if os.path.lexists(target) and not target.is_dir():
                 os.unlink(target)
             if not os.path.lexists(target):
                 target.mkdir()
             _set_meta(Path(entry.path), target, spec, entry.stat(follow_symlinks=False))
-            _copy_tree(spec, child_rel, Path(entry.path), target)
+            _copy_tree(root, spec, child_rel, Path(entry.path), child)
         else:
             _copy_entry(Path(entry.path), target, spec)
 

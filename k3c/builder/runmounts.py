@@ -151,7 +151,8 @@ class RunMounts:
                 raise ValueError(f"--mount from={m.opt('from')}: {m.source} not found")
             return (self._copy(path) if rw else path), not rw
         rel = posixpath.normpath("/" + m.source).lstrip("/")
-        path = self.context / rel if rel else self.context
+        # a symlink in the context leads where it would inside the context, never to a host file
+        path = rootfs.resolve(self.context, "/" + rel) if rel else self.context
         spec = rootfs.CopySpec(self.context, [rel or "."], "/", kept=self.kept)
         if rel and not spec.visible(rel) or not os.path.lexists(path):
             raise ValueError(f"--mount source {m.source}: not found in the build context")
