@@ -586,10 +586,11 @@ def builder_prune_cmd(args: argparse.Namespace) -> int:
     from k3c.kubeclient import resource_path
     from k3c.units import human_size
 
-    if not args.force:
-        sys.stdout.write("WARNING! This will remove all build cache.\nAre you sure you want to continue? [y/N] ")
+    if not args.force:  # docker's prompt and answer: y or Y only; declining still reports the 0B
+        sys.stdout.write("WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] ")
         sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        if sys.stdin.readline().strip() not in ("y", "Y"):
+            print("Total reclaimed space: 0B")
             return 0
     client = session(args).client
     request = os.urandom(8).hex()
