@@ -9,12 +9,12 @@ when a lease runs out. "Last written" is the newest of the times the Event itsel
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.storage import KeyNotFound, RevisionConflict, Store
+from k3c.streams.timefmt import parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def last_written(event: dict[str, Any]) -> float | None:
     for s in stamps:
         if isinstance(s, str) and s:
             try:
-                times.append(dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp())
+                times.append(parse_rfc3339_ns(s) / 1e9)
             except ValueError:
                 continue
     return max(times) if times else None

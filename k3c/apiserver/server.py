@@ -20,6 +20,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,10 @@ class APIServer:
         await self._start_socket()
         kubeconfig.write(self.kubeconfig_path, kubeconfig.render(self.config.url, self.material),
                          self.config.kubeconfig_gid)
-        self._compactor = asyncio.create_task(self._compact_loop())
-        self._expirer = asyncio.create_task(self._expire_loop())
+        self._compactor = asyncio.create_task(self._every(self.config.compact_interval, self._compact, "compaction"))
+        # Events past the TTL go, swept at a tenth of it (at most a minute apart)
+        sweep = max(0.5, min(60.0, self.config.event_ttl / 10))
+        self._expirer = asyncio.create_task(self._every(sweep, self._expire, "event expiry"))
         log.info("API server listening on %s", self.config.url)
 
     @property
@@ -160,25 +163,23 @@ class APIServer:
             os.chown(path, -1, gid)
         os.chmod(path, 0o660 if gid is not None else 0o600)
 
-    async def _compact_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.compact_interval)
-            try:
-                removed = await self.store.compact()
-                if removed:
-                    log.info("compacted %d rows up to revision %d", removed, self.store.compact_revision)
-            except Exception as err:
-                log.error("compaction failed: %s", err)
+    async def _compact(self) -> None:
+        removed = await self.store.compact()
+        if removed:
+            log.info("compacted %d rows up to revision %d", removed, self.store.compact_revision)
 
-    async def _expire_loop(self) -> None:
-        """Events past the TTL go, swept at a tenth of it (at most a minute apart)."""
-        interval = max(0.5, min(60.0, self.config.event_ttl / 10))
+    async def _expire(self) -> None:
+        await expire_events(self.store, self.registry, self.config.event_ttl, time.time())
+
+    @staticmethod
+    async def _every(interval: float, chore: Callable[[], Awaitable[None]], what: str) -> None:
+        """Housekeeping: ``chore`` every ``interval`` seconds; a failure is logged, the next round comes."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await expire_events(self.store, self.registry, self.config.event_ttl, time.time())
+                await chore()
             except Exception as err:
-                log.error("event expiry failed: %s", err)
+                log.error("%s failed: %s", what, err)
 
     async def stop(self) -> None:
         for task in (self._compactor, self._expirer):

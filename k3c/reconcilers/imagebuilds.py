@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import logging
 import os
 import shutil
@@ -44,6 +43,7 @@ from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339, ref_of
 from k3c.reconcilers.workqueue import WorkQueue
 from k3c.registry.reference import InvalidReference, normalize
+from k3c.streams.timefmt import parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class ImageBuildReconciler:
         if ttl is None or not finished:
             return None
         try:
-            ended = datetime.datetime.fromisoformat(finished).timestamp()
+            ended = parse_rfc3339_ns(finished) / 1e9
         except ValueError:
             return None
         left = ended + ttl - time.time()
