@@ -28,7 +28,6 @@ PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}
 MOUNT_MODES = {"ro", "rw", "z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate", "nocopy",
                "consistent", "cached", "delegated"}
 _RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
-_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _CPUS_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 MIN_MEMORY = 6 * 1024 * 1024
@@ -178,11 +177,12 @@ def build_env(env: list[str], env_files: list[str], environ: Mapping[str, str]) 
 # ---- scalar flags ------------------------------------------------------------------------------------
 def parse_memory(value: str) -> str:
     """docker's RAMInBytes (binary units, optional i/b suffixes), stored as a plain byte count."""
-    m = _MEM_RE.match(value.strip())
-    if not m:
-        raise _bad(f'invalid argument "{value}" for "-m, --memory" flag: invalid size: \'{value}\'')
-    power = " kmgtp".index((m.group(2) or " ").lower())
-    return str(int(float(m.group(1)) * 1024 ** power))
+    from k3c.units import ram_in_bytes
+
+    try:
+        return str(ram_in_bytes(value))
+    except ValueError:
+        raise _bad(f'invalid argument "{value}" for "-m, --memory" flag: invalid size: \'{value}\'') from None
 
 
 def parse_cpus(value: str) -> str:

@@ -10,3 +10,14 @@ def human_size(n: float) -> str:
             return f"{n:.4g}{unit}"
         n /= 1000
     return f"{n:.4g}TB"
+
+
+def ram_in_bytes(value: str) -> int:
+    """docker's units.RAMInBytes (``256m``, ``1g``, ``1.5GiB``, plain bytes; binary units): ``-m``, the
+    LocalContainer's memory and tmpfs sizes. ValueError if it is not one."""
+    import re
+
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)i?b?", value.strip(), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"invalid size: {value!r}")
+    return int(float(m.group(1)) * 1024 ** " kmgtp".index((m.group(2) or " ").lower()))

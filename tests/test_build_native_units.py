@@ -431,3 +431,14 @@ def test_heredoc_expansion_keeps_quotes_and_drops_escapes() -> None:
     body = "a '$X' \"$X\" \\$X c:\\dir\n"
     assert expand(body, {"X": "v"}, quotes=False) == "a 'v' \"v\" $X c:dir\n"
     assert expand("trailing\\", {}) == "trailing"
+
+
+def test_tmpfs_sizes_take_docker_units() -> None:
+    from k3c.builder import runmounts
+
+    stages, _ = parse("FROM scratch\nRUN --mount=type=tmpfs,target=/t,size=64m --mount=type=tmpfs,target=/u true\n"
+                      "RUN --mount=type=tmpfs,target=/v,size=lots true\n", {})
+    (t, u), (v,) = (runmounts.mounts_of(ins, "/") for ins in stages[0].instructions)
+    assert runmounts._tmpfs_size(t) == 64 * 1024**2 and runmounts._tmpfs_size(u) == 0
+    with pytest.raises(ValueError, match="invalid size=lots"):
+        runmounts._tmpfs_size(v)

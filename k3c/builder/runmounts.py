@@ -26,6 +26,7 @@ from k3c.builder import rootfs
 from k3c.builder.engine import BuildFailed, finish_anyway
 from k3c.builder.instructions import Instruction
 from k3c.cri.snapshots import Snapshots
+from k3c.units import ram_in_bytes
 
 __all__ = ["Prepared", "RunMount", "RunMounts", "mounts_of"]
 
@@ -100,7 +101,7 @@ class RunMounts:
             elif m.type == "cache":
                 out.binds[m.target] = (self._cache_dir(m), m.flag("readonly", "ro"))
             elif m.type == "tmpfs":
-                out.tmpfs[m.target] = int(m.opt("size", default="0") or 0)
+                out.tmpfs[m.target] = _tmpfs_size(m)
             elif m.type == "bind":
                 out.binds[m.target] = await self._bind(m, chains)
         return out
@@ -175,6 +176,15 @@ class RunMounts:
             dest = dest / path.name
             shutil.copy2(path, dest)
         return dest
+
+
+def _tmpfs_size(m: RunMount) -> int:
+    """``size=`` of a tmpfs mount, in docker's units (``64m``) as BuildKit takes it; 0: the kernel's default."""
+    text = m.opt("size", default="0") or "0"
+    try:
+        return ram_in_bytes(text)
+    except ValueError:
+        raise ValueError(f"--mount=type=tmpfs: invalid size={text}") from None
 
 
 async def _unmount(root: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from k3c.cri.runtime import pb
+from k3c.units import ram_in_bytes
 
 #: Labels on every sandbox and container k3c creates: how the operator finds its own at start-up.
 LABEL_MANAGED = "k3c.io/managed"
@@ -42,8 +42,6 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 _PROTOCOLS = {"TCP": pb.TCP, "UDP": pb.UDP, "SCTP": pb.SCTP}
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
-          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 #: Spec fields that do not shape the container: changing them never recreates it.
 _NON_RUNTIME_FIELDS = {"state", "restartPolicy", "autoRemove", "stopTimeout", "nodeName"}
 
@@ -57,10 +55,10 @@ class SpecError(ValueError):
 
 def parse_memory(value: str) -> int:
     """docker -m syntax (``256m``, ``1g``, ``512Mi``, bytes) to bytes."""
-    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([bkmgtBKMGT]i?)?", value.strip())
-    if not m:
-        raise SpecError(f"invalid memory limit {value!r}")
-    number = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    try:
+        number = ram_in_bytes(value)
+    except ValueError:
+        raise SpecError(f"invalid memory limit {value!r}") from None
     if number < 6 * 1024 * 1024:
         raise SpecError(f"memory limit {value!r} is below the minimum of 6 MiB")
     return int(number)
