@@ -256,6 +256,16 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
 
 
 @pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_whole_build_cache_answers_a_layerless_image(stack: BuildStack, tmp_path: Path) -> None:
+    """FROM scratch with config only (no layer, so no snapshot chain) is answered from the whole-build key."""
+    ctx = make_context(tmp_path, {"Dockerfile": 'FROM scratch\nLABEL only=config\nCMD ["/app"]\n'})
+    first = built(stack, stack.k3c("build", "-q", "-t", "layerless:1", str(ctx)))
+    again = stack.k3c("build", "--progress", "plain", "-t", "layerless:1", str(ctx))
+    assert built(stack, again) == first
+    assert "nothing changed since the last build" in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
 def test_native_scratch_add_and_fallback_to_buildah(stack: BuildStack, tmp_path: Path) -> None:
     """FROM scratch with ADD of a local archive; and a Dockerfile the native engine does not handle
     (an ssh mount) goes to buildah unchanged."""

@@ -509,7 +509,8 @@ class NativeEngine:
         held = any(r is not None and r.target.digest == desc.digest for r in current.values())
         if not held and not await has_all_blobs(self.store, desc, raw):
             return None
-        if not await self.snaps.exists(record.get("chain", "")):
+        chain = record.get("chain", "")
+        if chain and not await self.snaps.exists(chain):  # ("": an image of no layer, FROM scratch alone)
             return None
         stale = [n for n, r in current.items() if r is None or r.target.digest != desc.digest
                  or any(r.labels.get(k) != v for k, v in req.image_labels.items())]

@@ -14,6 +14,7 @@ build) and removed on :meth:`BuildNetwork.close`; one left by a crash is found b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -104,7 +105,8 @@ class BuildNetwork:
             status = await self._client().pod_sandbox_status(sid, verbose=True)
             path = _netns_path(status.info.get("info", "{}"))
         except (RuntimeCallError, ValueError) as err:
-            await self._remove(sid)
+            with contextlib.suppress(RuntimeCallError):  # (a leftover is found by its label next time)
+                await self._remove(sid)
             raise NetworkUnavailable(f"cannot find the sandbox's network namespace: {err}") from None
         log.info("build network: sandbox %s, network namespace %s", sid[:12], path)
         return sid, path
