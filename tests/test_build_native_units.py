@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from k3c.builder import rootfs
+from k3c.builder.dockerfile import platform_args
 from k3c.builder.imageconfig import ImageState, apply_metadata, duration_ns
-from k3c.builder.instructions import Unsupported, check_platform, parse, platform_args, stages_needed
+from k3c.builder.instructions import Unsupported, check_platform, parse, stages_needed
 from k3c.builder.sandbox import RunSpec, oci_spec
 
 MULTI = """\

@@ -9,13 +9,13 @@ overridden by build args) substituted the way Docker does in ``FROM`` lines.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from k3c.builder.words import expand
+from k3c.builder.words import expand, split
 
-__all__ = ["Heredoc", "external_images", "heredocs", "instructions", "substitute"]
+__all__ = ["Heredoc", "arg_items", "automatic_args", "external_images", "heredocs", "instructions", "platform_args",
+           "split_flags", "substitute"]
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 
@@ -107,26 +107,54 @@ def substitute(word: str, env: Mapping[str, str]) -> str:
     return expand(word, env, escape="", quotes=False)
 
 
-def _arg_defaults(rest: str) -> Iterator[tuple[str, str | None]]:
-    for item in shlex.split(rest, posix=True):
+def split_flags(rest: str) -> tuple[dict[str, list[str]], str]:
+    """An instruction's leading ``--name[=value]`` flags (a repeated one keeps every value), and the rest."""
+    flags: dict[str, list[str]] = {}
+    rest = rest.strip()
+    while rest.startswith("--"):
+        word, _, after = rest.partition(" ")
+        name, eq, value = word[2:].partition("=")
+        flags.setdefault(name.lower(), []).append(value if eq else "true")
+        rest = after.strip()
+    return flags, rest
+
+
+def arg_items(rest: str, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``ARG a=1 b`` → ``[("a", "1"), ("b", None)]`` with defaults substituted from ``env``."""
+    out: list[tuple[str, str | None]] = []
+    for item in split(rest):
         name, eq, value = item.partition("=")
-        yield name, value if eq else None
+        out.append((name, expand(value, env) if eq else None))
+    return out
 
 
-def _flags(words: list[str]) -> tuple[dict[str, str], list[str]]:
-    flags: dict[str, str] = {}
-    i = 0
-    while i < len(words) and words[i].startswith("--"):
-        key, _, value = words[i][2:].partition("=")
-        flags[key.lower()] = value
-        i += 1
-    return flags, words[i:]
+def platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (``ARG TARGETARCH`` in a stage, ``$BUILDPLATFORM`` in FROM…).
+    Builds run for the node's own platform, so target and build platform are both this one."""
+    from k3c.images.ocilayout import host_architecture
+
+    arch = host_architecture()
+    variant = "v7" if arch == "arm" else ""
+    platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
+    out: dict[str, str] = {}
+    for prefix in ("TARGET", "BUILD"):
+        out.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": "linux", f"{prefix}OSVERSION": "",
+                    f"{prefix}ARCH": arch, f"{prefix}VARIANT": variant})
+    return out
+
+
+def automatic_args(build_args: Mapping[str, str], target: str = "") -> dict[str, str]:
+    """The ARGs BuildKit defines before the first line (its platform.go): the platform ones and
+    ``TARGETSTAGE``; a build arg of the same name overrides one."""
+    automatic = {**platform_args(), "TARGETSTAGE": target or "default"}
+    return {k: build_args.get(k, v) for k, v in automatic.items()}
 
 
 def external_images(text: str, build_args: Mapping[str, str] | None = None) -> list[str]:
-    """Image references the Dockerfile pulls in that are not its own stages (nor ``scratch``), in order."""
+    """Image references the Dockerfile pulls in that are not its own stages (nor ``scratch``), in order,
+    with global ARGs (BuildKit's automatic ones included) expanded as in FROM lines."""
     args = dict(build_args or {})
-    global_env: dict[str, str] = {}
+    global_env = automatic_args(args)
     stages: set[str] = set()
     seen_from = False
     out: list[str] = []
@@ -137,25 +165,22 @@ def external_images(text: str, build_args: Mapping[str, str] | None = None) -> l
 
     for keyword, rest in instructions(text):
         if keyword == "ARG" and not seen_from:
-            for name, default in _arg_defaults(rest):
+            for name, default in arg_items(rest, global_env):
                 value = args.get(name, default)
                 if value is not None:
-                    global_env[name] = substitute(value, global_env)
+                    global_env[name] = value
         elif keyword == "FROM":
             seen_from = True
-            _, words = _flags(rest.split())
+            _, body = split_flags(rest)
+            words = body.split()
             if not words:
                 continue
-            add(substitute(words[0], global_env))
+            add(expand(words[0], global_env))
             if len(words) >= 3 and words[1].lower() == "as":
                 stages.add(words[2].lower())
         elif keyword in ("COPY", "ADD"):
-            flags, _ = _flags(rest.split())
-            if "from" in flags:
-                add(flags["from"])
+            add(split_flags(rest)[0].get("from", [""])[-1])
         elif keyword == "RUN":
-            for m in re.finditer(r"--mount=(\S+)", rest):
-                opts = dict(kv.partition("=")[::2] for kv in m.group(1).split(","))
-                if opts.get("from"):
-                    add(opts["from"])
+            for mount in split_flags(rest)[0].get("mount", []):
+                add(dict(kv.partition("=")[::2] for kv in mount.split(",")).get("from", ""))
     return out

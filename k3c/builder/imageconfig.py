@@ -15,7 +15,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.builder.instructions import Instruction, Unsupported, arg_items
+from k3c.builder.dockerfile import arg_items
+from k3c.builder.instructions import Instruction, Unsupported
 from k3c.builder.words import expand, expand_words, split
 from k3c.cri.snapshots import LayerBlob, stack_chain_id
 

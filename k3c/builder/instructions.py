@@ -17,8 +17,16 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from k3c.builder.dockerfile import Heredoc, heredocs, instructions
-from k3c.builder.words import expand, split
+from k3c.builder.dockerfile import (
+    Heredoc,
+    arg_items,
+    automatic_args,
+    heredocs,
+    instructions,
+    platform_args,
+    split_flags,
+)
+from k3c.builder.words import expand
 
 __all__ = ["Instruction", "Stage", "Unsupported", "parse", "stages_needed"]
 
@@ -63,16 +71,6 @@ class Stage:
     instructions: list[Instruction] = field(default_factory=list)
 
 
-def _split_flags(rest: str) -> tuple[dict[str, list[str]], str]:
-    flags: dict[str, list[str]] = {}
-    rest = rest.strip()
-    while rest.startswith("--"):
-        word, _, after = rest.partition(" ")
-        name, eq, value = word[2:].partition("=")
-        flags.setdefault(name.lower(), []).append(value if eq else "true")
-        rest = after.strip()
-    return flags, rest
-
 
 def _json_list(rest: str) -> list[str] | None:
     if not rest.startswith("["):
@@ -107,7 +105,7 @@ def _heredoc_instruction(keyword: str, flags: dict[str, list[str]], body: str, t
 def _instruction(keyword: str, rest: str, original: str) -> Instruction:
     docs = heredocs(rest) if keyword in ("RUN", "COPY", "ADD") and "\n" in rest else []
     text = original.split("\n", 1)[0]  # what step lines show
-    flags, body = _split_flags(rest) if keyword in _FLAGS else ({}, rest.strip())
+    flags, body = split_flags(rest) if keyword in _FLAGS else ({}, rest.strip())
     allowed = _FLAGS.get(keyword, set())
     if keyword == "HEALTHCHECK":
         allowed = {"interval", "timeout", "start-period", "start-interval", "retries"}
@@ -132,12 +130,11 @@ def _instruction(keyword: str, rest: str, original: str) -> Instruction:
 def parse(text: str, build_args: Mapping[str, str], target: str = "") -> tuple[list[Stage], dict[str, str]]:
     """The Dockerfile's stages, and the global ARG values (for ``FROM`` and later ``ARG`` re-declarations)."""
     stages: list[Stage] = []
-    automatic = {**platform_args(), "TARGETSTAGE": target or "default"}
-    global_args = {k: build_args.get(k, v) for k, v in automatic.items()}  # a build arg overrides, as in BuildKit
+    global_args = automatic_args(build_args, target)
     for keyword, rest in instructions(text):
         original = f"{keyword} {rest}".strip()
         if keyword == "FROM":
-            flags, body = _split_flags(rest)
+            flags, body = split_flags(rest)
             platform = expand((flags.get("platform") or [""])[-1], global_args)
             if platform and platform not in _host_platforms():
                 raise Unsupported(f"FROM --platform={platform}")
@@ -173,28 +170,6 @@ def parse(text: str, build_args: Mapping[str, str], target: str = "") -> tuple[l
     return stages, global_args
 
 
-def arg_items(rest: str, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
-    """``ARG a=1 b`` → ``[("a", "1"), ("b", None)]`` with defaults substituted from ``env``."""
-    out: list[tuple[str, str | None]] = []
-    for item in split(rest):
-        name, eq, value = item.partition("=")
-        out.append((name, expand(value, env) if eq else None))
-    return out
-
-
-def platform_args() -> dict[str, str]:
-    """BuildKit's automatic platform ARGs (``ARG TARGETARCH`` in a stage, ``$BUILDPLATFORM`` in FROM…).
-    Builds run for the node's own platform, so target and build platform are both this one."""
-    from k3c.images.ocilayout import host_architecture
-
-    arch = host_architecture()
-    variant = "v7" if arch == "arm" else ""
-    platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
-    out: dict[str, str] = {}
-    for prefix in ("TARGET", "BUILD"):
-        out.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": "linux", f"{prefix}OSVERSION": "",
-                    f"{prefix}ARCH": arch, f"{prefix}VARIANT": variant})
-    return out
 
 
 def _host_platforms() -> set[str]:
