@@ -6,7 +6,7 @@ import argparse
 import os
 import socket
 
-from k3c.cli.apiserver import parse_listen
+from k3c.cli.apiserver import parse_listen, parse_ttl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-name", default=socket.gethostname(), help="This node's name (default %(default)s)")
     p.add_argument("--bridge", default="k3c0", help="CNI bridge name (default %(default)s)")
     p.add_argument("--subnet", default="10.88.0.0/16", help="Container subnet (default %(default)s)")
+    p.add_argument("--event-ttl", type=parse_ttl, default="1h0m0s", metavar="DURATION",
+                   help="How long the embedded API server keeps Events (default %(default)s)")
     p.add_argument("--network-name", default="k3c", help=argparse.SUPPRESS)
     p.add_argument("--pool-size", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig, containerd_address=args.containerd_address,
             group=resolve_group(args.group) if args.group else None, node_name=args.node_name,
             bridge=args.bridge, subnet=args.subnet, network_name=args.network_name, pool_size=args.pool_size,
-            log_level=args.log_level,
+            log_level=args.log_level, event_ttl=args.event_ttl,
         )
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
         asyncio.run(Daemon(config).run())

@@ -206,6 +206,29 @@ def test_group_permissions(short_tmp: Path) -> None:
     assert not leftovers
 
 
+def test_event_ttl_reaches_the_embedded_api_server(short_tmp: Path) -> None:
+    """`k3c daemon --event-ttl` is the embedded API server's: an Event goes once it has passed."""
+    from datetime import UTC, datetime
+
+    from daemon_harness import skip_reason, wait_until
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    d = DaemonProcess(short_tmp / "ttl", ["--event-ttl", "2s"])
+    try:
+        d.start()
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        d.api.create("/api/v1/namespaces/default/events", {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "short-lived"}, "reason": "Test",
+            "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "default"},
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "message": "m", "type": "Normal"})
+        wait_until(lambda: not [e for e in d.api.get("/api/v1/namespaces/default/events")["items"]
+                                if e["metadata"]["name"] == "short-lived"], 15, "the Event to expire")
+    finally:
+        leftovers = d.close()
+    assert not leftovers
+
+
 def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
     cp = subprocess.run(
         [sys.executable, "-m", "k3c.cli.main", "daemon", "--root-dir", str(tmp_path / "r"),

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c.apiserver.eventttl import DEFAULT_TTL
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
 from k3c.daemon.process import terminate
 
@@ -65,6 +66,7 @@ class DaemonConfig:
     network_name: str = "k3c"
     pool_size: int = 1
     log_level: str = "info"
+    event_ttl: float = DEFAULT_TTL  #: the embedded API server's --event-ttl, in seconds
     operator_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -295,7 +297,7 @@ class Daemon:
 
         cfg = self.config
         server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
-                                        kubeconfig_gid=cfg.group))
+                                        kubeconfig_gid=cfg.group, event_ttl=cfg.event_ttl))
         self._register_subresources(server)
         try:
             await server.start()
