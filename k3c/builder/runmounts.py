@@ -146,11 +146,11 @@ class RunMounts:
             root.mkdir()
             mounts = await self.snaps.view(key, chains[m.opt("from")], self.lease)
             self._views.append((key, root))
-            rootfs.mount(mounts, root, readonly=True)
+            await asyncio.to_thread(rootfs.mount, mounts, root, True)
             path = rootfs.resolve(root, m.source)
             if not os.path.lexists(path):
                 raise ValueError(f"--mount from={m.opt('from')}: {m.source} not found")
-            return (self._copy(path) if rw else path), not rw
+            return (await asyncio.to_thread(self._copy, path) if rw else path), not rw
         rel = posixpath.normpath("/" + m.source).lstrip("/")
         # a symlink in the context leads where it would inside the context, never to a host file
         path = rootfs.resolve(self.context, "/" + rel) if rel else self.context
@@ -162,9 +162,9 @@ class RunMounts:
         copy = self.work / f"bind-{self.new_key()}"
         copy.mkdir()
         if path.is_file():
-            shutil.copy2(path, copy / path.name)
+            await asyncio.to_thread(shutil.copy2, path, copy / path.name)
             return copy / path.name, not rw
-        rootfs.copy_into(copy, spec)  # only what .dockerignore keeps
+        await asyncio.to_thread(rootfs.copy_into, copy, spec)  # only what .dockerignore keeps (off the loop)
         return copy, not rw
 
     def _copy(self, path: Path) -> Path:
