@@ -12,7 +12,7 @@ import pytest
 
 from k3c.builder import rootfs
 from k3c.builder.dockerfile import platform_args
-from k3c.builder.imageconfig import ImageState, apply_metadata, duration_ns
+from k3c.builder.imageconfig import ImageState, apply_metadata
 from k3c.builder.instructions import Unsupported, check_platform, parse, stages_needed
 from k3c.builder.sandbox import RunSpec, oci_spec
 
@@ -153,9 +153,11 @@ def test_healthcheck() -> None:
     state = _apply(ImageState(), "HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f http://localhost/\n")
     assert state.config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://localhost/"],
                                            "Interval": 90 * 10**9, "Retries": 3}
-    assert duration_ns("500ms") == 500_000_000
+    from k3c.streams.timefmt import parse_duration_ns
+
+    assert parse_duration_ns("500ms") == 500_000_000
     with pytest.raises(ValueError):
-        duration_ns("5")
+        parse_duration_ns("5")
 
 
 # ------------------------------------------------------------------------------------------ paths

@@ -19,8 +19,9 @@ from k3c.builder.dockerfile import arg_items
 from k3c.builder.instructions import Instruction, Unsupported
 from k3c.builder.words import expand, expand_words, split
 from k3c.cri.snapshots import LayerBlob, stack_chain_id
+from k3c.streams.timefmt import parse_duration_ns
 
-__all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata", "duration_ns"]
+__all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -110,27 +111,6 @@ def _command(ins: Instruction, state: ImageState) -> list[str]:
     return [*state.shell, ins.raw] if ins.raw else []
 
 
-def duration_ns(text: str) -> int:
-    """Go-style durations of HEALTHCHECK flags (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
-    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-    total, num = 0.0, ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            num += ch
-            i += 1
-            continue
-        unit = text[i:i + 2] if text[i:i + 2] in units else ch
-        if unit not in units or not num:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(num) * units[unit]
-        num, i = "", i + len(unit)
-    if num:
-        raise ValueError(f"invalid duration {text!r} (missing unit)")
-    return int(total)
-
-
 def apply_metadata(ins: Instruction, state: ImageState, build_args: dict[str, str],
                    global_args: dict[str, str] | None = None) -> str:
     """Apply a config-only instruction to ``state``; returns the history ``created_by`` text.
@@ -208,7 +188,7 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
     for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
                       ("start-interval", "StartInterval")):
         if ins.flags.get(flag):
-            check[key] = duration_ns(ins.flag(flag))
+            check[key] = parse_duration_ns(ins.flag(flag))
     if ins.flags.get("retries"):
         try:
             check["Retries"] = int(ins.flag("retries"))
