@@ -23,8 +23,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from harness import WIDGET_CRD, APIServerProcess  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
+from tests.support.harness import APIServerProcess  # noqa: E402
+from tests.support.sample_crds import WIDGET_CRD  # noqa: E402
 
 W = "/apis/test.k3c.io/v1/namespaces/{ns}/widgets"
 

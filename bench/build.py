@@ -6,8 +6,8 @@ Three builders on the same two contexts, in one run, interleaved per iteration s
 - **k3c**: `k3c build -q -t …` (the CLI process as `pip install` installs it — see :func:`installed_cli` —
   wall clock) against the stack the daemon runs: an API server with ImageBuild's subresources, the
   ImageBuild operator (native engine) and containerd, started here in temporary directories
-  (tests/build_harness.py). The time includes creating the object, the operator's build into containerd's
-  k8s.io namespace (tagged, unpacked, runnable) and the CLI following the log to the end.
+  (tests/support/build_harness.py). The time includes creating the object, the operator's build into
+  containerd's k8s.io namespace (tagged, unpacked, runnable) and the CLI following the log to the end.
 - **docker**: `DOCKER_BUILDKIT=1 docker build -q -t …` against a dockerd 20.10 started here with private
   paths, its own bridge and no iptables (see ../shared/PLATFORM-NOTES.md). Skipped with a note if no
   dockerd is found (``--dockerd``, ``$DOCKERD``, PATH).
@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # a script: tests.support from the repo
 
-from build_harness import BUSYBOX, BuildStack, unmount_under  # noqa: E402
 from installed import installed_cli  # noqa: E402
 
 from k3c.images.ocilayout import busybox_image, write_oci_archive  # noqa: E402
+from tests.support.build_harness import BUSYBOX, BuildStack, unmount_under  # noqa: E402
 
 SMALL_DOCKERFILE = """\
 FROM busybox AS build

@@ -3,7 +3,7 @@
 
 One run, one locally made busybox image (``busybox_image()``, no registry), four tools:
 
-- k3c: a private ``k3c daemon`` (tests/daemon_harness.DaemonProcess: temp dir, own bridge and subnet),
+- k3c: a private ``k3c daemon`` (tests.support.daemon_harness.DaemonProcess: temp dir, own bridge and subnet),
   driven through the real CLI (``k3c run --kubeconfig FILE ...``: k3c takes its global flags after the
   command); everything from the CLI process's start to its exit is counted;
 - docker: Debian's dockerd 20.10 with a private data root, exec root, socket and bridge (bench/peers.py);
@@ -45,8 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
 from installed import installed_cli  # noqa: E402
 from peers import (  # noqa: E402
     DOCKER,
@@ -65,6 +64,7 @@ from peers import (  # noqa: E402
 from k3c import __version__ as k3c_version  # noqa: E402
 from k3c import kubeclient  # noqa: E402
 from k3c.images.ocilayout import busybox_image, write_oci_archive  # noqa: E402
+from tests.support.daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
 
 IMAGE = "bench.local/busybox:latest"
 CTR_NAMESPACE = "bench"

@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from images_harness import (  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
+from k3c.images.ocilayout import OCIImage, write_oci_archive  # noqa: E402
+from tests.support.images_harness import (  # noqa: E402
     ImagesStack,
     RegistryProcess,
     import_image,
@@ -40,8 +41,6 @@ from images_harness import (  # noqa: E402
     remove_base,
     sized_image,
 )
-
-from k3c.images.ocilayout import OCIImage, write_oci_archive  # noqa: E402
 
 USER, PASSWORD = "k3c", "bench-pass"
 

@@ -20,7 +20,7 @@ from k3c.cli.errors import CLIError
 #: The command modules under k3c.cli, in the order `k3c --help` lists their commands.
 COMMAND_MODULES = ("apiserver", "daemon", "info", "containers", "ps", "volumes", "events", "completion", "streams",
                    "build", "images")
-#: Which module registers each top-level command (tests/test_cli_units.py checks it against the modules).
+#: Which module registers each top-level command (tests/unit/test_cli.py checks it against the modules).
 COMMANDS = {
     "apiserver": "apiserver", "daemon": "daemon", "kubeconfig": "info", "version": "info",
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),

@@ -1,52 +1,22 @@
+"""Markers by place: a test under tests/unit is ``unit``, one under tests/e2e is ``e2e``, and one using the
+``daemon`` fixture is also ``containerd``; so ``-m`` selects by kind without anyone marking by hand."""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from harness import APIServerProcess, oldest_and_newest_kubectl  # noqa: E402
-
-KUBECTLS = oldest_and_newest_kubectl()
+TESTS = Path(__file__).parent
+KINDS = ("unit", "e2e")
 
 
-@pytest.fixture(scope="module")
-def apiserver(tmp_path_factory):
-    """One API server per test module (each test uses its own names or namespace)."""
-    srv = APIServerProcess(tmp_path_factory.mktemp("apiserver") / "data", extra_args=["--bookmark-interval", "1"])
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(params=KUBECTLS or [None], ids=lambda p: Path(p).name if p else "no-kubectl")
-def kubectl(request):
-    if request.param is None:
-        pytest.skip("no kubectl on this machine")
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    """One `k3c daemon` per test module (private dirs, port, bridge, subnet) with the busybox test image
-    imported as daemon_harness.TEST_IMAGE. Teardown deletes every object, stops the daemon and fails the
-    module if shims, network namespaces or IP leases were left behind (they are removed regardless)."""
-    from daemon_harness import TEST_IMAGE, DaemonProcess, skip_reason
-
-    from k3c.images.ocilayout import busybox_image
-
-    reason = skip_reason()
-    if reason:
-        pytest.skip(f"k3c daemon tests: {reason}")
-    d = DaemonProcess(tmp_path_factory.mktemp("daemon"))
-    try:
-        d.start()
-        d.import_image(TEST_IMAGE, busybox_image())
-    except BaseException:
-        d.close()
-        raise
-    yield d
-    leftovers = d.close()
-    assert not leftovers, f"k3c daemon left behind: {leftovers}"
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = next((k for k in KINDS if item.path.is_relative_to(TESTS / k)), None)
+        if kind is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in tests/unit or tests/e2e")
+        item.add_marker(kind)
+        if "daemon" in getattr(item, "fixturenames", ()):
+            item.add_marker("containerd")

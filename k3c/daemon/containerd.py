@@ -19,7 +19,7 @@ The config is version 2 and mirrors ``containerd config default`` where it matte
 
 Containers survive containerd: each runs under its own ``containerd-shim-runc-v2``, which is re-parented
 away from containerd, so :meth:`ContainerdProcess.stop` leaves running containers running and a restarted
-containerd reconnects to their shims (tests/test_runtime.py checks this). Stop or remove sandboxes first
+containerd reconnects to their shims (tests/e2e/test_runtime.py checks this). Stop or remove sandboxes first
 if they must go; :meth:`ContainerdProcess.shim_pids` lists what is left.
 """
 

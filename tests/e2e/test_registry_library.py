@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import pick_subnet
-from images_harness import RegistryProcess, make_ca_and_cert, new_base, remove_base, sized_image
 
 from k3c.cri.images import ContainerdImages, gc_labels
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
@@ -49,11 +47,13 @@ from k3c.registry.hosts import HostSettings
 from k3c.registry.pull import pull_image
 from k3c.registry.push import push_image
 from k3c.registry.reference import parse
+from tests.support.daemon_harness import pick_subnet
+from tests.support.images_harness import RegistryProcess, make_ca_and_cert, new_base, remove_base, sized_image
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("containerd") and shutil.which("docker-registry") and shutil.which("htpasswd")),
-    reason="needs containerd, docker-registry and apache2-utils",
-)
+pytestmark = [pytest.mark.containerd, pytest.mark.skipif(
+    not (shutil.which("docker-registry") and shutil.which("htpasswd")),
+    reason="needs docker-registry and apache2-utils",
+)]
 
 USER, PASSWORD = "k3c", "s3cret"
 GOOD = Credentials(USER, PASSWORD)

@@ -6,8 +6,8 @@ Why not the ``daemon`` fixture: the build tests need the API server to serve Ima
 those (:func:`k3c.builder.logs.register` and ``k3c.operator.imagebuilds``) the way the daemon does, so the
 tests do not depend on how far the daemon's own wiring has come.
 
-``python tests/build_harness.py apiserver --data-dir D --port P --containerd-address S`` is the API server
-child: k3c's :class:`~k3c.apiserver.server.APIServer` plus :func:`k3c.builder.logs.register` and the images'
+``python -m tests.support.build_harness apiserver --data-dir D --port P --containerd-address S`` is the API
+server child: k3c's :class:`~k3c.apiserver.server.APIServer` plus :func:`k3c.builder.logs.register` and the images'
 save/load subresources (for ``k3c build --output``), CRDs installed.
 """
 
@@ -29,11 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import REPO, free_port, wait_until  # noqa: E402
-
-from k3c.daemon.supervisor import operator_command  # noqa: E402
+from k3c.daemon.supervisor import operator_command
+from tests.support.harness import REPO, free_port, wait_until
 
 T = TypeVar("T")
 BUSYBOX = "docker.io/library/busybox:latest"
@@ -132,8 +129,9 @@ class BuildStack:
 
         # the builder's network is a pod sandbox (k3c/builder/network.py): CRI needs the pause image
         asyncio.run(ensure_pause_image(self.socket, self.base / "cache"))
-        self.apiserver = Child("apiserver", [sys.executable, __file__, "apiserver", "--data-dir", str(self.root),
-                                             "--port", str(self.port), "--containerd-address", self.socket],
+        self.apiserver = Child("apiserver", [sys.executable, "-m", __name__, "apiserver",
+                                             "--data-dir", str(self.root), "--port", str(self.port),
+                                             "--containerd-address", self.socket],
                                self.base / "apiserver.log")
         self.started.append(self.apiserver.pid)
         ready = self.base / "apiserver.ready"

@@ -3,8 +3,8 @@
 One containerd per module, started by PID in a temporary root/state with a private bridge (``k3ct<hex>``)
 and a private 10.x /24 subnet, so a running k3c (``k3c0``, 10.88.0.0/16) or a parallel run is untouched.
 Teardown removes every sandbox, stops exactly that containerd PID and removes the bridge/iptables/netns
-traces of that network. Needs root, runc, CNI plugins in /usr/lib/cni, gcc and busybox-static; only a
-missing ``containerd`` binary skips.
+traces of that network. Marked ``containerd``: skipped, saying why, without root, containerd, runc, CNI
+plugins in /usr/lib/cni, gcc or busybox-static.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from daemon_harness import pick_subnet
 
 from k3c.cri.events import EventSubscriber
 from k3c.cri.images import ContainerdImages
@@ -43,11 +42,9 @@ from k3c.daemon.containerd import (
 )
 from k3c.daemon.pause import PAUSE_IMAGE, build_pause_image, ensure_pause_image
 from k3c.images.ocilayout import busybox_image, read_oci_archive, write_oci_archive
+from tests.support.daemon_harness import pick_subnet
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("containerd") is None,
-    reason="containerd binary not installed (apt-get install containerd runc containernetworking-plugins)",
-)
+pytestmark = pytest.mark.containerd
 
 BUSYBOX = "k3c.test/busybox:latest"
 T = TypeVar("T")

@@ -8,7 +8,9 @@ import time
 
 import pytest
 import yaml
-from harness import WIDGET_CRD, RawClient
+
+from tests.support.harness import RawClient
+from tests.support.sample_crds import WIDGET_CRD
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +320,7 @@ def test_events_expire_after_the_event_ttl(tmp_path):
     DELETED), a later one stays until its own time; other objects are never touched."""
     from datetime import UTC, datetime
 
-    from harness import APIServerProcess
+    from tests.support.harness import APIServerProcess
 
     srv = APIServerProcess(tmp_path / "data", extra_args=["--event-ttl", "6s"])
     srv.start()
@@ -360,13 +362,3 @@ def test_events_expire_after_the_event_ttl(tmp_path):
         assert c.get("/api/v1/namespaces/default/configmaps/kept").status_code == 200
     finally:
         srv.stop()
-
-
-def test_event_last_written_time():
-    from k3c.apiserver.eventttl import last_written
-
-    assert last_written({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
-                         "lastTimestamp": "2026-01-01T01:00:00Z"}) == 1767229200.0
-    assert last_written({"eventTime": "2026-01-01T00:00:00.500000Z", "series": {
-        "lastObservedTime": "2026-01-01T00:10:00.000000Z"}}) == 1767226200.0
-    assert last_written({"metadata": {}}) is None

@@ -33,11 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness import REPO, free_port, wait_until
-
 from k3c import kubeclient
 from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids, leased_ips
 from k3c.images.ocilayout import OCIImage
+from tests.support.harness import REPO, free_port, wait_until
 
 #: The name tests run the locally built busybox image under (no registry involved).
 TEST_IMAGE = "k3c.test/busybox:latest"

@@ -1,8 +1,8 @@
 """Tests for k3c.apiserver.protobuf: the Kubernetes protobuf body codec.
 
-The fixtures under fixtures/protobuf/ are real request bodies: `*-1.3x.bin` were sent by kubectl 1.32/1.33
-(Content-Type application/vnd.kubernetes.protobuf), `*-1.31.json` by kubectl 1.31 (which still sends JSON)
-for the same command.  Decoding the protobuf capture must give the JSON capture's dict.
+The fixtures under tests/support/fixtures/protobuf/ are real request bodies: `*-1.3x.bin` were sent by
+kubectl 1.32/1.33 (Content-Type application/vnd.kubernetes.protobuf), `*-1.31.json` by kubectl 1.31 (which
+still sends JSON) for the same command.  Decoding the protobuf capture must give the JSON capture's dict.
 """
 
 import base64
@@ -15,7 +15,7 @@ import pytest
 from k3c.apiserver.proto import k8s_core_v1_pb2, k8s_runtime_pb2
 from k3c.apiserver.protobuf import MAGIC, PROTOBUF, decode, encode
 
-FIXTURES = Path(__file__).parent / "fixtures" / "protobuf"
+FIXTURES = Path(__file__).parents[1] / "support" / "fixtures" / "protobuf"
 
 OBJECT_META = {
     "name": "demo",

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import WIDGET_CRD, kubectl_env, run_kubectl
+
+from tests.support.harness import kubectl_env, run_kubectl
+from tests.support.sample_crds import WIDGET_CRD
 
 
 @pytest.fixture(scope="module")
 def crd(apiserver, tmp_path_factory):
-    from harness import oldest_and_newest_kubectl
+    from tests.support.harness import oldest_and_newest_kubectl
 
     kubectls = oldest_and_newest_kubectl()
     if not kubectls:

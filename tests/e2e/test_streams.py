@@ -2,8 +2,8 @@
 
 The fixture plays the operator's part by hand so the streams can be tested on their own: it starts a
 containerd in temporary directories (private bridge and subnet), the embedded API server with the
-stream subresources (tests/streams_launcher.py, a child process), installs the LocalContainer CRD, runs
-one CRI pod sandbox and, per test, creates containers in it through CRI and a LocalContainer whose
+stream subresources (tests/support/streams_launcher.py, a child process), installs the LocalContainer CRD,
+runs one CRI pod sandbox and, per test, creates containers in it through CRI and a LocalContainer whose
 status points at them. Everything started is stopped by its PID; teardown removes the sandbox, the
 network traces and the temporary directories, and tests check that no FIFO or exec process is left.
 With K3C_TEST_KEEP_LOGS=DIR the launcher's and containerd's logs are copied there before teardown, and
@@ -39,8 +39,6 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from daemon_harness import pick_subnet, skip_reason
-from harness import REPO, free_port
 
 from k3c import kubeclient
 from k3c.cri.images import ContainerdImages
@@ -50,8 +48,10 @@ from k3c.daemon.pause import ensure_pause_image
 from k3c.images.ocilayout import busybox_image
 from k3c.streams import client as streams
 from k3c.streams.timefmt import format_rfc3339_ns, parse_rfc3339_ns
+from tests.support.daemon_harness import pick_subnet
+from tests.support.harness import REPO, free_port
 
-pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=f"streams tests: {skip_reason()}")
+pytestmark = pytest.mark.containerd
 
 IMAGE = "k3c.test/busybox:latest"
 NS = "default"
@@ -63,7 +63,7 @@ T = TypeVar("T")
 
 @dataclass
 class Launcher:
-    """tests/streams_launcher.py as a child process, stopped by its PID."""
+    """tests/support/streams_launcher.py as a child process, stopped by its PID."""
 
     data_dir: Path
     socket: Path
@@ -79,7 +79,7 @@ class Launcher:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir.parent / "launcher.log", "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
-                [sys.executable, str(REPO / "tests" / "streams_launcher.py"), "--data-dir", str(self.data_dir),
+                [sys.executable, "-m", "tests.support.streams_launcher", "--data-dir", str(self.data_dir),
                  "--port", str(self.port), "--containerd", str(self.socket), "--fifo-dir", str(self.fifo_dir)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             )
@@ -713,7 +713,7 @@ def test_nothing_left_behind(env: Env) -> None:
 
 def test_through_the_daemon(daemon: Any, capfd: pytest.CaptureFixture[str]) -> None:
     """The real wiring: `k3c daemon` registers the streams, the operator runs the containers."""
-    from daemon_harness import lc_object, wait_until
+    from tests.support.daemon_harness import lc_object, wait_until
 
     api, path = daemon.api, kubeclient.resource_path("localcontainers", NS)
     # `run --rm`-like: attach from the start right after creating; the object is gone by the end.

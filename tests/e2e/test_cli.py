@@ -3,7 +3,7 @@
 Runs against a bare API server with the k3c CRDs installed. Where a command waits for the operator
 (run -d, stop, start, rm of a claimed object), a small in-process fake operator answers in status the way
 the real one does (claim, start-request token, phases, exit codes, finalizer); containers themselves need
-the daemon and are covered by the end-to-end suite.
+the daemon and are covered by the end-to-end suite. The pure parsing is tested in tests/unit/test_cli.py.
 """
 
 from __future__ import annotations
@@ -23,13 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import RawClient
 
 from k3c import crds
-from k3c.cli import runflags
-from k3c.cli.common import human_duration
-from k3c.cli.ps import format_ports, normalize_image
-from k3c.cli.template import Format, Template, TemplateError
+from tests.support.harness import RawClient
 
 G = "/apis/k3c.io/v1alpha1"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -216,109 +212,6 @@ class FakeOperator:
             time.sleep(0.1)
             self._status(obj, {"phase": "Exited", "summary": f"Exited ({m.group(1)})", "exitCode": int(m.group(1)),
                                "finishedAt": rfc3339()})
-
-
-# ---- pure parsing -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("value,expected", [
-    ("80", [{"containerPort": 80, "protocol": "TCP"}]),
-    ("8080:80", [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]),
-    ("127.0.0.1:8080:80", [{"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1", "protocol": "TCP"}]),
-    ("127.0.0.1::80", [{"containerPort": 80, "hostIP": "127.0.0.1", "protocol": "TCP"}]),
-    ("8080:80/udp", [{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]),
-    ("[::1]:53:53/udp", [{"containerPort": 53, "hostPort": 53, "hostIP": "::1", "protocol": "UDP"}]),
-    ("8000-8001:80-81", [{"containerPort": 80, "hostPort": 8000, "protocol": "TCP"},
-                         {"containerPort": 81, "hostPort": 8001, "protocol": "TCP"}]),
-])
-def test_publish_forms(value, expected):
-    assert runflags.parse_publish(value) == expected
-
-
-@pytest.mark.parametrize("value,message", [
-    ("abc", "invalid containerPort: abc"), ("1.2.3:80:80", "invalid IP address"), ("80/xyz", "invalid proto"),
-    ("8000-8002:80-81", "invalid ranges"), ("70000", "invalid containerPort"), ("8080:", "no port specified"),
-])
-def test_publish_errors(value, message):
-    with pytest.raises(Exception, match=re.escape(message)):
-        runflags.parse_publish(value)
-
-
-def test_volume_forms(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert runflags.parse_volume("data:/data").spec == {"volume": "data", "mountPath": "/data"}
-    assert runflags.parse_volume("data:/data:ro").spec == {"volume": "data", "mountPath": "/data", "readOnly": True}
-    assert runflags.parse_volume("/srv:/srv:rw").spec == {"hostPath": "/srv", "mountPath": "/srv"}
-    assert runflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
-    anon = runflags.parse_volume("/cache")
-    assert anon.anonymous and HEX64.match(anon.spec["volume"]) and anon.spec["mountPath"] == "/cache"
-    for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "My_Vol:/d", "rel"):
-        with pytest.raises(Exception, match="invalid"):
-            runflags.parse_volume(bad)
-
-
-def test_env_file_and_env_merge(tmp_path):
-    f = tmp_path / "env"
-    f.write_text("# comment\n\nA=from-file\n  B=spaced value \nFROM_HOST\nMISSING\nQ=\"quoted\"\n")
-    env = runflags.build_env(["A=override", "C=3", "FROM_HOST"], [str(f)], {"FROM_HOST": "h"})
-    assert env == [{"name": "A", "value": "override"}, {"name": "B", "value": "spaced value "},
-                   {"name": "FROM_HOST", "value": "h"}, {"name": "Q", "value": '"quoted"'},
-                   {"name": "C", "value": "3"}]
-
-
-def test_memory_and_cpus():
-    assert runflags.parse_memory("256m") == str(256 * 1024 ** 2)
-    assert runflags.parse_memory("1g") == str(1024 ** 3)
-    assert runflags.parse_memory("1.5GiB") == str(int(1.5 * 1024 ** 3))
-    assert runflags.parse_memory("4096") == "4096"
-    with pytest.raises(Exception, match="invalid size"):
-        runflags.parse_memory("1x")
-    assert runflags.parse_cpus("0.5") == "0.5"
-    with pytest.raises(Exception, match="rational number"):
-        runflags.parse_cpus("abc")
-
-
-def test_human_duration_reads_like_docker():
-    assert [human_duration(s) for s in (0.2, 1, 59, 60, 150, 3600, 7200, 86400 * 3, 86400 * 20)] == [
-        "Less than a second", "1 second", "59 seconds", "About a minute", "2 minutes", "About an hour",
-        "2 hours", "3 days", "2 weeks"]
-
-
-def test_port_display_groups_ranges_like_docker():
-    ports = [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"},
-             {"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"},
-             {"containerPort": 7000, "hostPort": 7000, "protocol": "TCP"},
-             {"containerPort": 7001, "hostPort": 7001, "protocol": "TCP"}]
-    assert format_ports(ports) == ("127.0.0.1:53->53/udp, 0.0.0.0:7000-7001->7000-7001/tcp, "
-                                   "0.0.0.0:8080->80/tcp")
-
-
-def test_image_normalization():
-    assert normalize_image("busybox") == "docker.io/library/busybox:latest"
-    assert normalize_image("me/app:1") == "docker.io/me/app:1"
-    assert normalize_image("localhost:5000/app") == "localhost:5000/app:latest"
-
-
-def test_template_subset():
-    data = {"Name": "/web", "State": {"Status": "running", "Running": True},
-            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.0.0.2"}}},
-            "Mounts": [{"Destination": "/a"}, {"Destination": "/b"}], "Labels": {"x.y": "z"}}
-    assert Template("{{.State.Status}}").render(data) == "running"
-    assert Template("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").render(data) == "10.0.0.2"
-    assert Template("{{range .Mounts}}{{.Destination}} {{end}}").render(data) == "/a /b "
-    assert Template('{{index .Labels "x.y"}}|{{json .State}}').render(data) == 'z|{"Status":"running","Running":true}'
-    assert Template("{{if .State.Running}}up{{else}}down{{end}} {{.Name | upper}}").render(data) == "up /WEB"
-    assert Template("{{range $k, $v := .Labels}}{{$k}}={{$v}}{{end}}").render(data) == "x.y=z"
-    assert Template("{{.Missing}}").render(data) == "<no value>"
-    with pytest.raises(TemplateError):
-        Template("{{.Name").render(data) if False else Template("{{if .Name}}x").render(data)
-    with pytest.raises(TemplateError):
-        Template("{{nosuchfunc .Name}}").render(data)
-
-
-def test_table_format_headers_and_alignment():
-    fmt = Format.parse("table {{.Names}}\\t{{.Image}}", "")
-    out = fmt.render([{"Names": "a", "Image": "busybox"}, {"Names": "longer-name", "Image": "x"}],
-                     {"Names": "NAMES", "Image": "IMAGE"})
-    assert out == "NAMES         IMAGE\na             busybox\nlonger-name   x\n"
 
 
 # ---- run/create: docker flags → object ---------------------------------------------------------------
@@ -777,7 +670,7 @@ def _gone(daemon, name: str) -> bool:
 
 
 def test_e2e_run_in_the_foreground_exits_with_the_containers_code(daemon):
-    from daemon_harness import TEST_IMAGE, wait_until
+    from tests.support.daemon_harness import TEST_IMAGE, wait_until
 
     cp = dk3c(daemon, "run", "--rm", "--name", "e2e-fg", TEST_IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (cp.returncode, cp.stdout, cp.stderr) == (3, "out\n", "err\n")
@@ -790,7 +683,7 @@ def test_e2e_run_in_the_foreground_exits_with_the_containers_code(daemon):
 
 
 def test_e2e_run_detached_ps_stop_start_rm(daemon):
-    from daemon_harness import TEST_IMAGE
+    from tests.support.daemon_harness import TEST_IMAGE
 
     cp = dk3c(daemon, "run", "-d", "--name", "e2e-bg", TEST_IMAGE, "sleep", "1000")
     cid = cp.stdout.strip()
@@ -811,7 +704,7 @@ def test_e2e_run_detached_ps_stop_start_rm(daemon):
 
 
 def test_e2e_failures_are_one_line_with_dockers_codes_and_leave_nothing(daemon):
-    from daemon_harness import TEST_IMAGE
+    from tests.support.daemon_harness import TEST_IMAGE
 
     cp = dk3c(daemon, "run", "-d", "--name", "e2e-noimg", "k3c.test/does-not-exist:1")
     assert cp.returncode == 125 and cp.stderr.splitlines()[-1].startswith("k3c: Error response from daemon: ")
@@ -819,13 +712,13 @@ def test_e2e_failures_are_one_line_with_dockers_codes_and_leave_nothing(daemon):
     assert cp.returncode == 127 and "executable file not found" in cp.stderr and cp.stderr.count("\n") == 1
     cp = dk3c(daemon, "stop", "no-such-container")
     assert cp.returncode == 1 and cp.stderr == "Error response from daemon: No such container: no-such-container\n"
-    from daemon_harness import wait_until
+    from tests.support.daemon_harness import wait_until
 
     wait_until(lambda: _gone(daemon, "e2e-noimg") and _gone(daemon, "e2e-nocmd"), 10, "failed runs to be removed")
 
 
 def test_e2e_named_volume_outlives_its_container(daemon):
-    from daemon_harness import TEST_IMAGE
+    from tests.support.daemon_harness import TEST_IMAGE
 
     assert dk3c(daemon, "volume", "create", "e2e-data").stdout == "e2e-data\n"
     cp = dk3c(daemon, "run", "--rm", "-v", "e2e-data:/data", TEST_IMAGE, "sh", "-c", "echo kept > /data/f")
@@ -843,39 +736,3 @@ def test_global_flags_before_the_command(apiserver, api, ns):
     assert cp.stdout == "early-flags\n"
     bad = k3c(apiserver, "--bogus", "ps")
     assert bad.returncode == 125 and bad.stderr.count("\n") == 1
-
-
-def test_lazy_command_table_matches_the_modules():
-    """`k3c CMD` imports only CMD's module: the table saying which module that is must be complete and true."""
-    import argparse
-
-    from k3c.cli import main as cli_main
-
-    full = cli_main.build_parser()
-    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == set(cli_main.COMMANDS), "every command is in COMMANDS, and nothing else"
-    for command, module in cli_main.COMMANDS.items():
-        only = cli_main.build_parser(module)
-        only_sub = next(a for a in only._actions if isinstance(a, argparse._SubParsersAction))
-        assert command in only_sub.choices, f"{command} is registered by k3c.cli.{module}"
-    assert cli_main.command_module(["-n", "dev", "--kubeconfig=/k", "build", "."]) == "build"
-    assert cli_main.command_module(["--context", "c", "-ndev", "ps"]) == "ps"
-    assert cli_main.command_module(["--help"]) is None and cli_main.command_module(["bogus"]) is None
-
-
-def test_kubeconfig_json_fast_path_and_yaml(tmp_path):
-    """k3c writes its kubeconfig as JSON (read without a YAML parser); k3s/kubeadm ones are YAML."""
-    from k3c import kubeclient
-
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-           "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}}],
-           "users": [{"name": "c", "user": {"token": "t0k"}}],
-           "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c", "namespace": "dev"}}]}
-    (tmp_path / "json").write_text(json.dumps(doc, indent=2))
-    (tmp_path / "yaml").write_text(yaml.safe_dump(doc))
-    for name in ("json", "yaml"):
-        conn = kubeclient.load(str(tmp_path / name))
-        assert (conn.server, conn.namespace, conn.token) == ("https://127.0.0.1:6443", "dev", "t0k")
-    (tmp_path / "bad").write_text("clusters: [unclosed")
-    with pytest.raises(kubeclient.ConfigError, match="invalid kubeconfig"):
-        kubeclient.load(str(tmp_path / "bad"))

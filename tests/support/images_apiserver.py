@@ -1,6 +1,6 @@
 """The embedded API server with the image archive subresources, as `k3c daemon` will run it (test helper).
 
-Usage: python tests/images_apiserver.py DATA_DIR PORT CONTAINERD_SOCKET
+Usage: python -m tests.support.images_apiserver DATA_DIR PORT CONTAINERD_SOCKET
 """
 
 from __future__ import annotations

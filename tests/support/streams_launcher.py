@@ -4,7 +4,7 @@ The stream tests cannot wait for the daemon, so they run this: the same APIServe
 daemon wires together, without the operator (the tests create containers through CRI themselves and
 write the LocalContainer objects an operator would). Stops on SIGTERM/SIGINT.
 
-    python tests/streams_launcher.py --data-dir D --port P --containerd SOCKET [--fifo-dir DIR]
+    python -m tests.support.streams_launcher --data-dir D --port P --containerd SOCKET [--fifo-dir DIR]
 """
 
 from __future__ import annotations
@@ -14,13 +14,10 @@ import asyncio
 import faulthandler
 import logging
 import signal
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from k3c.apiserver.server import APIServer, ServerConfig  # noqa: E402
-from k3c.streams.server import StreamService  # noqa: E402
+from k3c.apiserver.server import APIServer, ServerConfig
+from k3c.streams.server import StreamService
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon_harness import TEST_IMAGE
+from tests.support.daemon_harness import TEST_IMAGE
 
 
 def _k3c(daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # noqa: ANN001

@@ -13,15 +13,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
-from harness import APIServerProcess, kubectl_versions, run_kubectl
 
 from k3c import kubeclient
 from k3c.daemon.pause import PAUSE_IMAGE
+from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
+from tests.support.harness import APIServerProcess, kubectl_versions, run_kubectl
 
 
 def alive(pid: int) -> bool:
@@ -189,11 +190,8 @@ def test_operator_is_restarted_when_it_dies(daemon: DaemonProcess) -> None:
     _wait_for_rest(daemon)
 
 
+@pytest.mark.containerd
 def test_group_permissions(short_tmp: Path) -> None:
-    from daemon_harness import skip_reason
-
-    if skip_reason():
-        pytest.skip(skip_reason())
     gid = 65534  # nogroup on Debian
     d = DaemonProcess(short_tmp / "grp", ["--group", str(gid)])
     try:
@@ -206,14 +204,11 @@ def test_group_permissions(short_tmp: Path) -> None:
     assert not leftovers
 
 
+@pytest.mark.containerd
 def test_event_ttl_reaches_the_embedded_api_server(short_tmp: Path) -> None:
     """`k3c daemon --event-ttl` is the embedded API server's: an Event goes once it has passed."""
     from datetime import UTC, datetime
 
-    from daemon_harness import skip_reason, wait_until
-
-    if skip_reason():
-        pytest.skip(skip_reason())
     d = DaemonProcess(short_tmp / "ttl", ["--event-ttl", "2s"])
     try:
         d.start()
@@ -259,12 +254,9 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.containerd
 def test_two_nodes_share_one_cluster(short_tmp: Path) -> None:
     """Two daemons on one (external) API server: each runs its own node's objects, unclaimed ones once."""
-    from daemon_harness import skip_reason
-
-    if skip_reason():
-        pytest.skip(skip_reason())
     cluster = APIServerProcess(short_tmp / "cluster")
     cluster.start()
     nodes: list[DaemonProcess] = []
@@ -292,19 +284,18 @@ def test_two_nodes_share_one_cluster(short_tmp: Path) -> None:
     assert not problems, "\n".join(problems + logs)
 
 
+@pytest.mark.containerd
 def test_existing_containerd(short_tmp: Path) -> None:
     """--containerd-address: the daemon uses a containerd it did not start, and leaves it running."""
     import asyncio
 
-    from daemon_harness import pick_subnet, skip_reason
-
     from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
     from k3c.images.ocilayout import busybox_image
+    from tests.support.daemon_harness import pick_subnet
 
-    if skip_reason():
-        pytest.skip(skip_reason())
-    cfg = ContainerdConfig(root_dir=short_tmp / "ctd-root", state_dir=short_tmp / "ctd-state", bridge="k3cext0",
-                           network_name="k3cext0", subnet=pick_subnet())
+    bridge = f"k3cx{uuid.uuid4().hex[:6]}"  # private, as the harness's are: other runs may be going on
+    cfg = ContainerdConfig(root_dir=short_tmp / "ctd-root", state_dir=short_tmp / "ctd-state", bridge=bridge,
+                           network_name=bridge, subnet=pick_subnet())
     ctd = ContainerdProcess(cfg)
     asyncio.run(ctd.start())
     d = DaemonProcess(short_tmp / "d", ["--containerd-address", str(cfg.socket_path)])

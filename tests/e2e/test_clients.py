@@ -11,7 +11,9 @@ import time
 
 import pytest
 import yaml
-from harness import WIDGET_CRD, APIServerProcess, RawClient
+
+from tests.support.harness import APIServerProcess, RawClient
+from tests.support.sample_crds import WIDGET_CRD
 
 GROUP, VERSION, PLURAL = "test.k3c.io", "v1", "widgets"
 

@@ -1,8 +1,8 @@
 """Images through a whole `k3c daemon` (the `daemon` fixture): pull, run, save/load, as a user does it.
 
-The daemon must serve the image archive subresources (`k3c.registry.server.register`) and run the image
-handlers (`operator/images.py`'s `register`); until it does, these tests skip and say which is missing.
-tests/test_images_cli.py covers the same ground on a stack of its own.
+The daemon serves the image archive subresources (`k3c.registry.server.register`) and its operator runs the
+image handlers (`operator/images.py`'s `register`): if either is missing, these tests fail.
+tests/e2e/test_images_cli.py covers the same ground on a stack of its own.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from images_harness import RegistryProcess
 
-from k3c import kubeclient
 from k3c.images.ocilayout import busybox_image
 from k3c.registry.reference import normalize
+from tests.support.daemon_harness import TEST_IMAGE, wait_until
+from tests.support.images_harness import RegistryProcess
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker-registry"), reason="needs docker-registry")
 
@@ -41,13 +40,9 @@ def _objects(daemon: Any) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def images_daemon(daemon: Any) -> Any:
-    """The daemon, if its operator runs the image handlers (else skip and say what is missing)."""
-    deadline = time.monotonic() + 5
-    while normalize("k3c.test/busybox:latest") not in _objects(daemon):
-        if time.monotonic() > deadline:
-            pytest.skip("the daemon's operator does not run the image handlers: it must call "
-                        "k3c.operator.images.register(registry, config)")
-        time.sleep(0.05)
+    """The daemon once its operator's image handlers list the imported test image as an Image object."""
+    wait_until(lambda: normalize(TEST_IMAGE) in _objects(daemon), 5,
+               "the daemon's operator (k3c.operator.images.register) to list the test image")
     return daemon
 
 
@@ -70,14 +65,8 @@ def test_pull_then_run(images_daemon: Any, open_registry: RegistryProcess) -> No
 
 
 def test_save_load_through_the_daemon(images_daemon: Any, tmp_path: Path) -> None:
-    try:
-        images_daemon.api.get("/apis/k3c.io/v1alpha1/images/-/save", image="k3c.test/none:1")
-    except kubeclient.APIStatusError as err:
-        if "could not find the requested resource" in err.message:
-            pytest.skip("the daemon does not serve images/save|load: it must call "
-                        "k3c.registry.server.register(apiserver.handler, containerd_address)")
     archive = tmp_path / "busybox.tar"
-    k3c(images_daemon, "tag", "k3c.test/busybox:latest", "k3c.test/saved:1")
+    k3c(images_daemon, "tag", TEST_IMAGE, "k3c.test/saved:1")
     k3c(images_daemon, "save", "--format", "oci-archive", "-o", str(archive), "k3c.test/saved:1")
     k3c(images_daemon, "rmi", "k3c.test/saved:1")
     assert normalize("k3c.test/saved:1") not in _objects(images_daemon)

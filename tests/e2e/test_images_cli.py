@@ -1,8 +1,8 @@
 """Images end to end: `k3c` and `kubectl` against the API server, the image operator, containerd and a real
 registry (Debian's docker-registry with htpasswd auth on 127.0.0.1).
 
-The stack (tests/images_harness.py) runs the API server with the save/load subresources, the CRDs and the
-image handlers of the operator under kopf, as `k3c daemon` does; everything is started here and stopped by
+The stack (tests/support/images_harness.py) runs the API server with the save/load subresources, the CRDs
+and the image handlers of the operator under kopf, as `k3c daemon` does; everything is started here and stopped by
 PID. What is checked is what a user sees: exit codes, one-line errors, `k3c images`, `kubectl get images`,
 and, as ground truth, containerd's own image list (read with `ctr`).
 """
@@ -22,16 +22,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import oldest_and_newest_kubectl
-from images_harness import ImagesStack, RegistryProcess, import_image, new_base, remove_base, sized_image
 
 from k3c.images.ocilayout import busybox_image, write_oci_archive
 from k3c.registry.reference import object_name, parse
-
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(b) for b in ("containerd", "docker-registry", "htpasswd", "ctr", "skopeo")),
-    reason="needs containerd, ctr, docker-registry, apache2-utils and skopeo",
+from tests.support.harness import oldest_and_newest_kubectl
+from tests.support.images_harness import (
+    ImagesStack,
+    RegistryProcess,
+    import_image,
+    new_base,
+    remove_base,
+    sized_image,
 )
+
+pytestmark = [pytest.mark.containerd, pytest.mark.skipif(
+    not all(shutil.which(b) for b in ("docker-registry", "htpasswd", "ctr", "skopeo")),
+    reason="needs ctr, docker-registry, apache2-utils and skopeo",
+)]
 
 USER, PASSWORD = "k3c", "s3cret"
 KUBECTLS = oldest_and_newest_kubectl()
@@ -346,7 +353,7 @@ class BlobProxy:
     ``cut``s the connection. Loopback, so containerd pulls through it over plain HTTP."""
 
     def __init__(self, upstream: str, mode: str) -> None:
-        from harness import free_port
+        from tests.support.harness import free_port
 
         self.upstream = upstream
         self.mode = mode

@@ -8,10 +8,10 @@ import json
 import re
 
 import pytest
-from test_schema import LOCALCONTAINER_CRD
 
 from k3c.apiserver import openapi
 from k3c.apiserver.resources import BUILTINS, ResourceType, from_crd
+from tests.support.sample_crds import LOCALCONTAINER_CRD
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 LC_GVK = {"group": "k3c.io", "kind": "LocalContainer", "version": "v1alpha1"}

@@ -3,8 +3,8 @@
 - :class:`RegistryProcess`: ``docker-registry serve`` on 127.0.0.1 and a free port, storage in a temp dir,
   htpasswd (basic) auth, optionally TLS with a CA made here; stopped by its PID.
 - :class:`ImagesStack`: containerd in temp dirs (its own CNI names, nothing shared with a running k3c),
-  the embedded API server with the image archive subresources (tests/images_apiserver.py), the CRDs, and
-  the image handlers of the operator run by kopf (``kopf run --standalone -A operator/images.py``).
+  the embedded API server with the image archive subresources (tests/support/images_apiserver.py), the CRDs,
+  and the image handlers of the operator run by kopf (``kopf run --standalone -A operator/images.py``).
   Every process is started here and stopped by its own PID; the temp dirs go at the end.
 """
 
@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from daemon_harness import pick_subnet
-from harness import REPO, free_port, kubectl_env, wait_until
+
+from tests.support.daemon_harness import pick_subnet
+from tests.support.harness import REPO, free_port, kubectl_env, wait_until
 
 CRDS = REPO / "crds"
 
@@ -197,7 +198,7 @@ class ImagesStack:
         log = self.base / "apiserver.log"
         with open(log, "ab") as out:
             self.apiserver = subprocess.Popen(
-                [sys.executable, str(REPO / "tests" / "images_apiserver.py"), str(self.data_dir), str(self.port),
+                [sys.executable, "-m", "tests.support.images_apiserver", str(self.data_dir), str(self.port),
                  self.socket], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         _wait_port(self.port, self.apiserver, log)
         deadline = time.monotonic() + 15

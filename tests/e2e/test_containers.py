@@ -9,10 +9,10 @@ import socket
 import time
 
 import pytest
-from daemon_harness import DaemonProcess, wait_until
-from harness import free_port
 
 from k3c import kubeclient
+from tests.support.daemon_harness import DaemonProcess, wait_until
+from tests.support.harness import free_port
 
 
 def phase(obj: dict) -> str:
@@ -314,7 +314,7 @@ def test_command_not_found_is_exit_127(daemon: DaemonProcess) -> None:
 
 
 def test_invalid_spec_is_refused_by_the_api(daemon: DaemonProcess) -> None:
-    from daemon_harness import lc_object
+    from tests.support.daemon_harness import lc_object
 
     bad = lc_object("bad", restartPolicy="sometimes")
     with pytest.raises(kubeclient.APIStatusError) as err:

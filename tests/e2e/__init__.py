@@ -1,0 +1,1 @@
+"""Tests against real processes: the API server, kubectl, containerd, `k3c daemon`, a registry."""
