@@ -1,0 +1,46 @@
+"""The name formats of apimachinery's validation package that CRDs and embedded resources must follow.
+
+A CRD's names and versions are DNS-1035 labels, its group and name DNS-1123 subdomains, the kind of an
+embedded resource a (mixed-case) DNS-1035 label; the messages are kube-apiserver's, regex included.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["dns1035_label_errors", "dns1123_subdomain_errors"]
+
+_DNS1035_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_DNS1035_RE = re.compile(_DNS1035_FMT)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
+
+
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """validation.RegexError."""
+    shown = "".join((" or " if i else "") + f"'{e}', " for i, e in enumerate(examples))
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
+
+
+def dns1035_label_errors(value: str) -> list[str]:
+    """validation.IsDNS1035Label: empty when `value` is one."""
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _DNS1035_RE.fullmatch(value):
+        errs.append(_regex_error("a DNS-1035 label must consist of lower case alphanumeric characters or "
+                                 "'-', start with an alphabetic character, and end with an alphanumeric "
+                                 "character", _DNS1035_FMT, "my-name", "abc-123"))
+    return errs
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    """validation.IsDNS1123Subdomain: empty when `value` is one."""
+    errs = []
+    if len(value) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(_regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                                 "characters, '-' or '.', and must start and end with an alphanumeric "
+                                 "character", _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
