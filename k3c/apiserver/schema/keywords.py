@@ -36,22 +36,15 @@ def _kerr(kind: str, *args: Any, path: Iterable[str | int] = (),
     return e
 
 
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"))
+
+
 def _json_type(v: Any) -> str:
+    """The JSON type name of a decoded value (bool before int: a bool is an int in Python)."""
     if v is None:
         return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return "object"
+    return next((name for t, name in _JSON_TYPES if isinstance(v, t)), "object")
 
 
 def _is_number(v: Any) -> TypeGuard[int | float]:
@@ -189,21 +182,20 @@ def _bound(instance: Any, bound: Any) -> tuple[Any, Any]:
 
 
 def _kw_maximum(validator: Any, mx: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:
-    if not _is_number(instance) or not _is_number(mx):
-        return
-    excl = schema.get("exclusiveMaximum") is True
-    v, b = _bound(instance, mx)
-    if (excl and v >= b) or (not excl and v > b):
-        yield _kerr("maximum", b, excl)
+    yield from _bound_errors("maximum", instance, mx, schema.get("exclusiveMaximum") is True)
 
 
 def _kw_minimum(validator: Any, mn: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:
-    if not _is_number(instance) or not _is_number(mn):
+    yield from _bound_errors("minimum", instance, mn, schema.get("exclusiveMinimum") is True)
+
+
+def _bound_errors(kind: str, instance: Any, bound: Any, exclusive: bool) -> Iterator[KubeError]:
+    if not _is_number(instance) or not _is_number(bound):
         return
-    excl = schema.get("exclusiveMinimum") is True
-    v, b = _bound(instance, mn)
-    if (excl and v <= b) or (not excl and v < b):
-        yield _kerr("minimum", b, excl)
+    v, b = _bound(instance, bound)
+    beyond = v > b if kind == "maximum" else v < b
+    if beyond or (exclusive and v == b):
+        yield _kerr(kind, b, exclusive)
 
 
 def _kw_multiple_of(validator: Any, factor: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:
@@ -245,40 +237,28 @@ def _kw_enum(validator: Any, enums: Any, instance: Any, schema: Schema) -> Itera
 
 
 def _kw_any_of(validator: Any, subschemas: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:
-    branches = []
-    for i, sub in enumerate(subschemas):
-        errs = list(validator.descend(instance, sub, schema_path=i))
-        if not errs:
-            return
-        branches.append(errs)
-    yield _kerr("anyOf", context=_best(branches))
+    branches = _branch_errors(validator, instance, subschemas)
+    if all(branches):
+        yield _kerr("anyOf", context=_best(branches))
 
 
 def _kw_one_of(validator: Any, subschemas: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:
-    branches = []
-    valid = 0
-    for i, sub in enumerate(subschemas):
-        errs = list(validator.descend(instance, sub, schema_path=i))
-        if errs:
-            branches.append(errs)
-        else:
-            valid += 1
-    if valid == 1:
-        return
-    yield _kerr("oneOf", valid, context=_best(branches) if valid == 0 else [])
+    branches = _branch_errors(validator, instance, subschemas)
+    failing = [errs for errs in branches if errs]
+    valid = len(branches) - len(failing)
+    if valid != 1:
+        yield _kerr("oneOf", valid, context=_best(failing) if valid == 0 else [])
 
 
 def _kw_all_of(validator: Any, subschemas: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:
-    all_errs: list[ValidationError] = []
-    valid = 0
-    for i, sub in enumerate(subschemas):
-        errs = list(validator.descend(instance, sub, schema_path=i))
-        if errs:
-            all_errs.extend(errs)
-        else:
-            valid += 1
-    if valid != len(subschemas):
-        yield _kerr("allOf", valid == 0, context=all_errs)
+    branches = _branch_errors(validator, instance, subschemas)
+    if any(branches):
+        yield _kerr("allOf", all(branches), context=[e for errs in branches for e in errs])
+
+
+def _branch_errors(validator: Any, instance: Any, subschemas: Any) -> list[list[ValidationError]]:
+    """The failures of `instance` against each alternative of a junctor (empty where it validates)."""
+    return [list(validator.descend(instance, sub, schema_path=i)) for i, sub in enumerate(subschemas)]
 
 
 def _kw_not(validator: Any, not_schema: Any, instance: Any, schema: Schema) -> Iterator[KubeError]:

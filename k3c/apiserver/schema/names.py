@@ -16,31 +16,27 @@ _DNS1035_RE = re.compile(_DNS1035_FMT)
 _DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
 
 
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """validation.RegexError."""
-    shown = "".join((" or " if i else "") + f"'{e}', " for i, e in enumerate(examples))
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
 def dns1035_label_errors(value: str) -> list[str]:
     """validation.IsDNS1035Label: empty when `value` is one."""
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _DNS1035_RE.fullmatch(value):
-        errs.append(_regex_error("a DNS-1035 label must consist of lower case alphanumeric characters or "
-                                 "'-', start with an alphabetic character, and end with an alphanumeric "
-                                 "character", _DNS1035_FMT, "my-name", "abc-123"))
-    return errs
+    return _format_errors(value, 63, _DNS1035_RE, _DNS1035_FMT,
+                          "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "
+                          "with an alphabetic character, and end with an alphanumeric character",
+                          "my-name", "abc-123")
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
     """validation.IsDNS1123Subdomain: empty when `value` is one."""
+    return _format_errors(value, 253, _DNS1123_SUBDOMAIN_RE, _DNS1123_SUBDOMAIN_FMT,
+                          "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+                          "or '.', and must start and end with an alphanumeric character", "example.com")
+
+
+def _format_errors(value: str, max_len: int, regex: re.Pattern[str], fmt: str, msg: str,
+                   *examples: str) -> list[str]:
     errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(_regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                                 "characters, '-' or '.', and must start and end with an alphanumeric "
-                                 "character", _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    if len(value) > max_len:
+        errs.append(f"must be no more than {max_len} characters")
+    if not regex.fullmatch(value):
+        shown = "".join((" or " if i else "") + f"'{e}', " for i, e in enumerate(examples))
+        errs.append(f"{msg} (e.g. {shown}regex used for validation is '{fmt}')")  # validation.RegexError
     return errs
