@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from k3c.apiserver.errors import Cause
+from k3c.apiserver.goformat import quote
 from k3c.apiserver.resources import ResourceType
 
 SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -42,24 +43,20 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _quote(v: Any) -> str:
-    return '"' + str(v).replace('"', '\\"') + '"'
-
-
 def validate_name(rtype: ResourceType, name: str, field: str = "metadata.name") -> list[Cause]:
     """Namespaces are DNS labels; everything else here is a DNS subdomain."""
     if not name:
         return [Cause(field, "FieldValueRequired", "Required value: name or generateName is required")]
     if rtype.kind == "Namespace":
         if len(name) > 63:
-            return [Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(name)}: must be no more than 63 characters")]
+            return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: must be no more than 63 characters")]
         if not LABEL.fullmatch(name):
-            return [Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(name)}: {LABEL_MSG}")]
+            return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: {LABEL_MSG}")]
         return []
     if len(name) > 253:
-        return [Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(name)}: must be no more than 253 characters")]
+        return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: must be no more than 253 characters")]
     if not SUBDOMAIN.fullmatch(name):
-        return [Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(name)}: {SUBDOMAIN_MSG}")]
+        return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: {SUBDOMAIN_MSG}")]
     return []
 
 
@@ -70,7 +67,7 @@ def _validate_qualified(key: str, field: str) -> list[Cause]:
     if "/" in key and not prefix:
         bad = True
     if bad:
-        return [Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(key)}: name part must consist of "
+        return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(key)}: name part must consist of "
                       "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
                       "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
                       "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")]
@@ -91,7 +88,7 @@ def validate_metadata(rtype: ResourceType, meta: Any) -> list[Cause]:
         for k, v in value.items():
             causes += _validate_qualified(k, f"metadata.{field}")
             if field == "labels" and (len(v) > 63 or not LABEL_VALUE.fullmatch(v)):
-                causes.append(Cause("metadata.labels", "FieldValueInvalid", f"Invalid value: {_quote(v)}: a valid "
+                causes.append(Cause("metadata.labels", "FieldValueInvalid", f"Invalid value: {quote(v)}: a valid "
                                     "label must be an empty string or consist of alphanumeric characters, '-', '_' "
                                     "or '.', and must start and end with an alphanumeric character"))
     fin = meta.get("finalizers")
@@ -197,7 +194,7 @@ def validate_builtin(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
                 continue
             for k, v in value.items():
                 if not CONFIG_KEY.fullmatch(k) or len(k) > 253:
-                    causes.append(Cause(f"{field}[{k}]", "FieldValueInvalid", f"Invalid value: {_quote(k)}: a valid "
+                    causes.append(Cause(f"{field}[{k}]", "FieldValueInvalid", f"Invalid value: {quote(k)}: a valid "
                                         "config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
                                         "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
                                         "'[-._a-zA-Z0-9]+')"))

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from k3c.apiserver.goformat import marshal_json, quote
+
 # Operators, spelled like k8s.io/apimachinery/pkg/selection.
 EXISTS = "exists"
 DOES_NOT_EXIST = "!"
@@ -105,17 +107,12 @@ def label_value_errors(value: str) -> list[str]:
     return errs
 
 
-def _go_quote(s: str) -> str:
-    """Go's %q for the strings that show up in selector errors."""
-    return json.dumps(s, ensure_ascii=False)
-
-
 def _invalid(path: str, value: Any, detail: str) -> str:
     """A field.Invalid error as text; a nil path prints as `<nil>` upstream."""
     if isinstance(value, str):
-        shown = _go_quote(value)
+        shown = quote(value)
     else:  # a []string; upstream's is nil (JSON null) whenever it is empty
-        shown = json.dumps(value or None, separators=(",", ":"), ensure_ascii=False)
+        shown = marshal_json(value or None)
     return f"{path}: Invalid value: {shown}: {detail}"
 
 
@@ -227,8 +224,8 @@ def _operator_errors(op: str, values: list[str], values_path: str, sub: str) -> 
         LESS_THAN: (len(values) == 1, _ONE_INT),
     }.get(op, (False, ""))
     if not count_msg:
-        supported = ", ".join(_go_quote(o) for o in [*_BINARY, EXISTS, DOES_NOT_EXIST])
-        return [f"{sub}operator: Unsupported value: {_go_quote(op)}: supported values: {supported}"]
+        supported = ", ".join(quote(o) for o in [*_BINARY, EXISTS, DOES_NOT_EXIST])
+        return [f"{sub}operator: Unsupported value: {quote(op)}: supported values: {supported}"]
     errs = [] if count_ok else [_invalid(values_path, values, count_msg)]
     if op in (GREATER_THAN, LESS_THAN):
         errs += [
@@ -418,7 +415,7 @@ def from_label_selector_dict(d: Mapping[str, Any] | None) -> LabelSelector:
     for expr in expressions:
         op = expr.get("operator")
         if op not in ops:
-            raise ValueError(f"{_go_quote(str(op or ''))} is not a valid label selector operator")
+            raise ValueError(f"{quote(str(op or ''))} is not a valid label selector operator")
         values = [_label_text(v) for v in expr.get("values") or []]
         reqs.append(new_requirement(_label_text(expr.get("key", "")), ops[op], values))
     return LabelSelector(tuple(sorted(reqs, key=lambda r: r.key)))

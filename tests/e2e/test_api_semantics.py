@@ -362,3 +362,67 @@ def test_events_expire_after_the_event_ttl(tmp_path):
         assert c.get("/api/v1/namespaces/default/configmaps/kept").status_code == 200
     finally:
         srv.stop()
+
+
+PATTERN_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: tokens.test.k3c.io
+spec:
+  group: test.k3c.io
+  scope: Namespaced
+  names: {plural: tokens, singular: token, kind: Token}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              word: {type: string, pattern: '^[a-z]+(-[a-z]+)*$'}
+              run: {type: string, pattern: '^(a+)+$'}
+"""
+
+
+def test_crd_patterns_are_go_regexps(api):
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    crd = yaml.safe_load(PATTERN_CRD)
+    field = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[word].pattern"
+    bad = yaml.safe_load(PATTERN_CRD.replace("'^[a-z]+(-[a-z]+)*$'", "'^([a-z])\\1$'"))
+    r = api.post(crds, bad)
+    assert r.status_code == 422 and r.json()["reason"] == "Invalid", r.text
+    assert r.json()["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": field,
+        "message": 'Invalid value: "^([a-z])\\\\1$": must be a valid regular expression, but isn\'t: '
+                   "error parsing regexp: invalid escape sequence: `\\1`"}]
+    assert api.get(f"{crds}/tokens.test.k3c.io").status_code == 404
+
+    r = api.post(crds, crd)
+    assert r.status_code == 201, r.text
+    stored = r.json()
+    stored["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["word"][
+        "pattern"] = "^(?=[a-z])"
+    r = api.put(f"{crds}/tokens.test.k3c.io", stored)
+    assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == field
+    assert "invalid or unsupported Perl syntax: `(?=`" in r.json()["message"]
+
+    tokens = "/apis/test.k3c.io/v1/namespaces/default/tokens"
+
+    def token(name, **spec):
+        return {"apiVersion": "test.k3c.io/v1", "kind": "Token", "metadata": {"name": name}, "spec": spec}
+
+    assert api.post(tokens, token("ok", word="two-words", run="aaa")).status_code == 201
+    r = api.post(tokens, token("bad", word="Two-Words"))
+    assert r.status_code == 422
+    assert r.json()["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": "spec.word",
+        "message": "Invalid value: \"Two-Words\": spec.word in body should match '^[a-z]+(-[a-z]+)*$'"}]
+    started = time.monotonic()
+    r = api.post(tokens, token("slow", run="a" * 200_000 + "b"))  # exponential for a backtracking engine
+    assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == "spec.run"
+    assert time.monotonic() - started < 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -415,3 +416,83 @@ def test_crd_version_name_and_printer_columns():
         'Invalid value: "text": must be one of boolean,date,integer,number,string')
     assert got["spec.versions[0].additionalPrinterColumns[1].type"].reason == "FieldValueRequired"
     assert got["spec.versions[0].additionalPrinterColumns[1].JSONPath"].reason == "FieldValueRequired"
+
+
+# ------------------------------------------------------------------------ patterns: Go's regexp (RE2)
+
+NAME_PATTERN = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[name].pattern"
+
+
+def crd_with_name_pattern(pattern: str) -> list[Cause]:
+    def m(c):
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["name"][
+            "pattern"] = pattern
+    return crd_with(m)
+
+
+@pytest.mark.parametrize(("pattern", "shown", "error"), [
+    ("^(a)\\1$", '"^(a)\\\\1$"', "invalid escape sequence: `\\1`"),  # backreference
+    ("^(?=a)", '"^(?=a)"', "invalid or unsupported Perl syntax: `(?=`"),  # lookahead
+    ("^(?<!a)b", '"^(?<!a)b"', "invalid or unsupported Perl syntax: `(?<!`"),  # lookbehind
+    ("^a++$", '"^a++$"', "invalid nested repetition operator: `++`"),  # possessive
+    ("+", '"+"', "missing argument to repetition operator: `+`"),
+    ("^(a", '"^(a"', "missing closing ): `^(a`"),
+    ("a{1001}", '"a{1001}"', "invalid repeat count: `{1001}`"),
+    ("\\C", '"\\\\C"', "invalid escape sequence: `\\C`"),  # RE2's any-byte escape, which Go lacks
+])
+def test_crd_pattern_must_be_a_go_regexp(pattern, shown, error):
+    assert crd_with_name_pattern(pattern) == [Cause(
+        NAME_PATTERN, "FieldValueInvalid",
+        f"Invalid value: {shown}: must be a valid regular expression, but isn't: error parsing regexp: {error}")]
+
+
+def test_crd_patterns_are_checked_everywhere_in_the_schema():
+    def m(c):
+        spec = c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["properties"]["command"]["items"]["pattern"] = "(a)\\1"
+        spec["properties"]["env"]["additionalProperties"]["pattern"] = "(?!x)"
+        spec["properties"]["memory"]["anyOf"][1]["pattern"] = "a**"
+    p = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties"
+    assert [c.field for c in crd_with(m)] == [f"{p}[command].items.pattern", f"{p}[memory].anyOf[1].pattern",
+                                              f"{p}[env].additionalProperties.pattern"]
+
+
+def test_crd_with_re2_patterns_passes():
+    assert crd_with_name_pattern("^(?i)[a-z]+(?P<n>\\d{1,3})?\\z") == []
+
+
+def string_schema(pattern: str) -> dict:
+    return {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}
+
+
+def test_pattern_matches_with_go_semantics():
+    s = string_schema("^[a-z]+\\d{2}$")
+    assert validate({"s": "abc12"}, s) == []
+    assert validate({"s": "xx abc12"}, s) != []
+    # `$` is the end of the text (Python's `$` would also match before a final newline)
+    assert validate({"s": "abc12\n"}, s) == [Cause(
+        "s", "FieldValueInvalid", "Invalid value: \"abc12\\n\": s in body should match '^[a-z]+\\d{2}$'")]
+    # \d is ASCII only, as in Go
+    assert validate({"s": "abc\u0661\u0662"}, s) != []
+    assert validate({"s": "abc12"}, string_schema("[0-9]")) == []  # unanchored, like MatchString
+
+
+def test_pathological_pattern_runs_in_linear_time():
+    # A backtracking engine takes exponential time here; RE2 answers at once.
+    s = string_schema("^(a+)+$")
+    started = time.monotonic()
+    got = validate({"s": "a" * 100_000 + "b"}, s)
+    assert time.monotonic() - started < 5
+    assert [(c.field, c.message.endswith("s in body should match '^(a+)+$'")) for c in got] == [("s", True)]
+    assert validate({"s": "a" * 100_000}, s) == []
+
+
+def test_pattern_go_refuses_never_matches_an_object():
+    # A CRD stored before its pattern was checked: kube-openapi reports the pattern as invalid.
+    got = validate({"s": "aa"}, string_schema("^(a)\\1$"))
+    assert got == [Cause("s", "FieldValueInvalid",
+                         "Invalid value: \"aa\": s in body should match '^(a)\\1$, but pattern is invalid: "
+                         "error parsing regexp: invalid escape sequence: `\\1`'")]
+    # patternProperties use RE2 too: the backreference matches no key, so `aa` is a forbidden property
+    s = {"type": "object", "patternProperties": {"^(a)\\1$": {"type": "integer"}}, "additionalProperties": False}
+    assert [c.message for c in validate({"aa": "x"}, s)] == ['Invalid value: "aa": .aa in body is a forbidden property']
