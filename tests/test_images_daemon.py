@@ -1,8 +1,8 @@
 """Images through a whole `k3c daemon` (the `daemon` fixture): pull, run, save/load, as a user does it.
 
-The daemon must serve the image archive subresources (`k3c.registry.server.register`) and run the image
-handlers (`operator/images.py`'s `register`); until it does, these tests skip and say which is missing.
-tests/test_images_cli.py covers the same ground on a stack of its own.
+The daemon serves the image archive subresources (`k3c.registry.server.register`) and its operator runs the
+image controller (`operator/handlers.py` registers it); tests/test_images_cli.py covers the same ground on
+a stack of its own.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ def _objects(daemon: Any) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def images_daemon(daemon: Any) -> Any:
-    """The daemon, if its operator runs the image handlers (else skip and say what is missing)."""
+    """The daemon, once its operator has made the Image object of the test image it imported."""
     deadline = time.monotonic() + 5
     while normalize("k3c.test/busybox:latest") not in _objects(daemon):
         if time.monotonic() > deadline:
-            pytest.skip("the daemon's operator does not run the image handlers: it must call "
-                        "k3c.operator.images.register(registry, config)")
+            pytest.fail("the daemon's operator made no Image object for k3c.test/busybox:latest: is its image "
+                        "controller running?")
         time.sleep(0.05)
     return daemon
 
