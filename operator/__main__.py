@@ -1,4 +1,10 @@
-"""`python -m k3c.operator`: the kopf operator, as `k3c daemon` starts it (or one per node in a cluster)."""
+"""`python -m k3c.operator`: k3c's kopf operator, as `k3c daemon` starts it (or one per node in a cluster).
+
+It reconciles LocalContainers and Volumes (``containers``), Images, ImageTags and ImagePushes (``images``),
+and ImageBuilds with this node's BuildCache (``builds``): all three by default, or those ``--controllers``
+names (the test harnesses and benchmarks run one part alone). The flags are read here and nowhere else,
+into one :class:`~k3c.reconcilers.operatorconfig.OperatorConfig`.
+"""
 
 from __future__ import annotations
 
@@ -10,32 +16,54 @@ from pathlib import Path
 from k3c.operator import running
 from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
-from k3c.reconcilers.controller import Controller, OperatorConfig
+from k3c.reconcilers.assembly import Assembly
+from k3c.reconcilers.operatorconfig import BUILD_ENGINES, CONTROLLERS, OperatorConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m k3c.operator", description="k3c's LocalContainer/Volume operator")
+    p = argparse.ArgumentParser(prog="python -m k3c.operator", description="k3c's operator")
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", "/var/lib/k3c/kubeconfig.yaml"))
     p.add_argument("--containerd-address", default="/run/k3c/containerd/containerd.sock")
     p.add_argument("--node-name", default=socket.gethostname())
     p.add_argument("--root-dir", default="/var/lib/k3c", type=Path)
+    p.add_argument("--controllers", default=",".join(CONTROLLERS), type=_controllers,
+                   help=f"comma-separated, of {', '.join(CONTROLLERS)} (default: all)")
     p.add_argument("--pool-size", type=int, default=1, help="warm generic sandboxes to keep ready")
     p.add_argument("--ready-file", type=Path, help="written once the operator is watching")
-    p.add_argument("--containerd-root", type=Path, help="root dir of k3c's own containerd (enables sandbox reuse)")
+    p.add_argument("--containerd-root", type=Path,
+                   help="root dir of k3c's own containerd (enables sandbox reuse; its certs.d gets hosts.toml)")
     p.add_argument("--containerd-state", type=Path, help="state dir of k3c's own containerd")
+    p.add_argument("--build-engine", choices=BUILD_ENGINES, default=os.environ.get("K3C_BUILD_ENGINE", "native"),
+                   help="native (buildah as its fallback) or buildah for every build (default $K3C_BUILD_ENGINE, "
+                        "else native)")
+    p.add_argument("--build-isolation", choices=("chroot", "oci"),
+                   default=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
+                   help="buildah's isolation (default $K3C_BUILD_ISOLATION, else chroot)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
 
+def _controllers(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CONTROLLERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{value!r}: choose from {', '.join(CONTROLLERS)}")
+    return names
+
+
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig(
+        kubeconfig=args.kubeconfig, containerd_address=args.containerd_address, node_name=args.node_name,
+        root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
+        containerd_root=args.containerd_root, containerd_state=args.containerd_state,
+        build_engine=args.build_engine, build_isolation=args.build_isolation,
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
     os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own login
-    config = OperatorConfig(
-        kubeconfig=args.kubeconfig, containerd_address=args.containerd_address, node_name=args.node_name,
-        root_dir=args.root_dir.absolute(), pool_size=args.pool_size,
-        containerd_root=args.containerd_root, containerd_state=args.containerd_state,
-    )
-    controller = Controller(config)
-    await run_registry(build_registry(controller, config), args.ready_file)
+    assembly = Assembly(config_from_args(args))
+    await run_registry(build_registry(assembly), args.ready_file)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""kopf wiring: watch LocalContainers and Volumes and hand every event to the controller. No logic here.
+"""kopf wiring: login, the operator's start-up and clean-up, and the watch handlers of the controllers the
+process runs (:mod:`k3c.operator.images` and :mod:`k3c.operator.imagebuilds` for theirs). No logic here.
 
 Only ``on.event`` handlers are used, on purpose: kopf's change-detecting handlers (on.create/update/delete)
 store per-handler progress and the last-handled configuration in annotations, which costs API writes on
@@ -9,36 +10,31 @@ The handlers are ``async`` so kopf calls them in the event loop (sync ones would
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import kopf
 
-from k3c.reconcilers.controller import Controller, OperatorConfig
+from k3c.operator import imagebuilds, images
+from k3c.reconcilers.assembly import Assembly
 
 GROUP, VERSION = "k3c.io", "v1alpha1"
-#: Wiring of other resources, each with ``register(registry, config)``; skipped if not installed.
-OTHER_WIRING = ("k3c.operator.images", "k3c.operator.imagebuilds")
 
 
-def build_registry(controller: Controller, config: OperatorConfig | None = None) -> kopf.OperatorRegistry:
-    """One registry for everything the operator serves: LocalContainers and Volumes here, the rest from
-    :data:`OTHER_WIRING` (with the same ``config``)."""
+def build_registry(assembly: Assembly) -> kopf.OperatorRegistry:
+    """One registry for everything this operator process serves (``assembly.config.controllers``)."""
     registry = kopf.OperatorRegistry()
-    _containers_and_volumes(registry, controller)
-    for name in OTHER_WIRING if config is not None else ():
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register(registry, config)
+    _life_cycle(registry, assembly)
+    if assembly.config.runs("containers"):
+        _containers_and_volumes(registry, assembly)
+    if assembly.config.runs("images"):
+        images.register(registry, assembly)
+    if assembly.config.runs("builds"):
+        imagebuilds.register(registry, assembly)
     return registry
 
 
-def _containers_and_volumes(registry: kopf.OperatorRegistry, controller: Controller) -> None:
-    """Login, the controller's start/stop, and the LocalContainer and Volume watch events."""
+def _life_cycle(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
+    """Login, then the assembly's start and stop (kopf watches nothing before start-up is over)."""
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -46,16 +42,18 @@ def _containers_and_volumes(registry: kopf.OperatorRegistry, controller: Control
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
-        await controller.start()
+        await assembly.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
-        await controller.stop()
+        await assembly.stop()
 
+
+def _containers_and_volumes(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
     @kopf.on.event(GROUP, VERSION, "localcontainers", registry=registry)
     async def container_event(event: dict[str, Any], **_: Any) -> None:
-        controller.observe("localcontainers", event.get("type"), event["object"])
+        assembly.containers.observe("localcontainers", event.get("type"), event["object"])
 
     @kopf.on.event(GROUP, VERSION, "volumes", registry=registry)
     async def volume_event(event: dict[str, Any], **_: Any) -> None:
-        controller.observe("volumes", event.get("type"), event["object"])
+        assembly.containers.observe("volumes", event.get("type"), event["object"])

@@ -1,5 +1,5 @@
-"""Running a kopf registry as a process: the settings, the ready file and the logging that
-`python -m k3c.operator` and the standalone ImageBuild operator share, so both start kopf the same way."""
+"""Running a kopf registry as a process: kopf's settings, the ready file and the logging of
+`python -m k3c.operator` (kopf's own CLI, `kopf run`, is not used: it would read none of our flags)."""
 
 from __future__ import annotations
 

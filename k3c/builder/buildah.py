@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
+
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import external_images
 from k3c.builder.engine import (
@@ -146,8 +148,10 @@ class BuildahEngine:
 
     name = "buildah"
 
-    def __init__(self, config: BuildahConfig) -> None:
+    def __init__(self, config: BuildahConfig, *, channel: grpc.aio.Channel | None = None) -> None:
+        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own."""
         self.config = config
+        self.channel = channel
         self._lock = asyncio.Lock()
         self._store: ContainerdImages | None = None
         self._hasher = ContextHasher()
@@ -221,7 +225,8 @@ class BuildahEngine:
 
     def _containerd(self) -> ContainerdImages:
         if self._store is None:
-            self._store = ContainerdImages(self.config.containerd_address, self.config.namespace)
+            self._store = ContainerdImages(self.config.containerd_address, self.config.namespace,
+                                           channel=self.channel)
         return self._store
 
     # ---- building ----

@@ -40,6 +40,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from k3c.builder import bases, layercache, rootfs, runmounts, sandbox
 from k3c.builder.cachekey import ContextHasher, KeyInputs, feed
 from k3c.builder.dockerfile import substitute
@@ -117,15 +119,19 @@ class NativeEngine:
 
     name = "native"
 
-    def __init__(self, config: NativeConfig, fallback: Engine | None = None) -> None:
+    def __init__(self, config: NativeConfig, fallback: Engine | None = None, *,
+                 channel: grpc.aio.Channel | None = None) -> None:
+        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own."""
         self.config = config
         self.fallback = fallback
+        self.channel = channel
         self._lock = asyncio.Lock()
         self._store: ContainerdImages | None = None
         self._snaps: Snapshots | None = None
         self._hasher = ContextHasher()
         self.cache = LayerCache(config.root)
-        self.network = BuildNetwork(config.containerd_address, str(config.root)) if config.sandbox_network else None
+        self.network = (BuildNetwork(config.containerd_address, str(config.root), channel=channel)
+                        if config.sandbox_network else None)
 
     # ---- paths and clients ----
 
@@ -140,7 +146,8 @@ class NativeEngine:
     @property
     def store(self) -> ContainerdImages:
         if self._store is None:
-            self._store = ContainerdImages(self.config.containerd_address, self.config.namespace)
+            self._store = ContainerdImages(self.config.containerd_address, self.config.namespace,
+                                           channel=self.channel)
         return self._store
 
     @property

@@ -19,6 +19,8 @@ import json
 import logging
 import uuid
 
+import grpc
+
 from k3c.builder.engine import finish_anyway
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
@@ -39,8 +41,9 @@ class NetworkUnavailable(Exception):
 class BuildNetwork:
     """One pod sandbox whose network namespace RUN steps join."""
 
-    def __init__(self, containerd_address: str, owner: str) -> None:
+    def __init__(self, containerd_address: str, owner: str, *, channel: grpc.aio.Channel | None = None) -> None:
         self.address = containerd_address
+        self.channel = channel  #: containerd's gRPC channel to use (None: dial our own)
         self.owner = owner
         self._cri: CRIClient | None = None
         self._sandbox: str | None = None
@@ -49,7 +52,7 @@ class BuildNetwork:
 
     def _client(self) -> CRIClient:
         if self._cri is None:
-            self._cri = CRIClient(self.address, timeout=60)
+            self._cri = CRIClient(self.address, timeout=60, channel=self.channel)
         return self._cri
 
     async def start(self) -> None:

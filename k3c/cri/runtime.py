@@ -7,7 +7,8 @@ the only things it adds are
 
 - a per-call deadline, so a wedged runtime surfaces as :class:`~k3c.cri.errors.RuntimeUnavailableError`
   instead of hanging a reconciler forever (calls that legitimately take long, such as stopping a container
-  with a grace period, ExecSync with a timeout or pulling an image, get that extra time on top);
+  with a grace period or ExecSync with a timeout, get that extra time on top; a pull's deadline is its
+  caller's choice);
 - errors translated to :mod:`k3c.cri.errors` so callers can branch on "not found";
 - a few unwrapping conveniences (returning the id instead of a one-field response).
 """
@@ -31,6 +32,8 @@ __all__ = ["CRIClient", "pb"]
 
 #: The CRI API version k3c speaks (the ``runtime.v1`` package).
 CRI_API_VERSION = "v1"
+#: Default deadline of :meth:`CRIClient.pull_image`, in seconds.
+PULL_TIMEOUT = 600.0
 
 _Resp = TypeVar("_Resp")
 
@@ -39,8 +42,8 @@ class CRIClient:
     """RuntimeService + ImageService of one containerd socket.
 
     Create it inside the event loop that will use it (``grpc.aio`` binds channels to a loop), and close it
-    with :meth:`close` or ``async with``. ``timeout`` is the deadline in seconds of every call;
-    ``pull_timeout`` that of :meth:`pull_image` (None: no deadline, layers can be large).
+    with :meth:`close` or ``async with``. ``timeout`` is the deadline in seconds of every call except
+    :meth:`pull_image`, whose deadline each caller chooses (layers can be large).
     """
 
     def __init__(
@@ -48,12 +51,10 @@ class CRIClient:
         address: str | os.PathLike[str],
         *,
         timeout: float = 10.0,
-        pull_timeout: float | None = 600.0,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
         self.address = os.fspath(address)
         self.timeout = timeout
-        self.pull_timeout = pull_timeout
         self._own_channel = channel is None
         self.channel = channel if channel is not None else dial(self.address)
         self.runtime = pb_grpc.RuntimeServiceStub(self.channel)
@@ -258,11 +259,15 @@ class CRIClient:
         )
         return resp.image if resp.HasField("image") else None
 
-    async def pull_image(self, image: str, auth: pb.AuthConfig | None = None) -> str:
-        """Pull (and unpack) an image from its registry; returns the image id (config digest)."""
+    async def pull_image(self, image: str, auth: pb.AuthConfig | None = None, *,
+                         timeout: float | None = PULL_TIMEOUT) -> str:
+        """Pull (and unpack) an image from its registry; returns the image id (config digest).
+
+        ``timeout`` is this call's own deadline (None: none), not the client's: one client serves callers
+        that bound a pull (a container start) and callers that let the user cancel it (an Image object)."""
         try:
             resp = await self.images.PullImage(
-                pb.PullImageRequest(image=pb.ImageSpec(image=image), auth=auth), timeout=self.pull_timeout
+                pb.PullImageRequest(image=pb.ImageSpec(image=image), auth=auth), timeout=timeout
             )
         except grpc.aio.AioRpcError as err:
             raise translate("PullImage", err) from err

@@ -75,6 +75,12 @@ CNI_CACHE_DIR = Path("/var/lib/cni/results")
 _UNIX_PATH_MAX = 104  # containerd refuses longer socket paths (the portable sun_path limit)
 
 
+def registry_config_path(root_dir: Path) -> Path:
+    """The registry ``config_path`` of a containerd k3c configured with root ``root_dir`` (the operator
+    writes ``hosts.toml`` files there, see :mod:`k3c.reconcilers.registryaccess`)."""
+    return root_dir / "certs.d"
+
+
 def has_cap_sys_resource(status_path: str = "/proc/self/status") -> bool:
     """Whether this process has CAP_SYS_RESOURCE in its effective set (bit 24 of ``CapEff``)."""
     with open(status_path) as f:
@@ -110,6 +116,8 @@ class ContainerdConfig:
     unprivileged_ports_and_icmp: bool = True
     disabled_plugins: tuple[str, ...] = DEFAULT_DISABLED_PLUGINS
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: host:port of containerd's Prometheus endpoint (``/v1/metrics``); None: not served.
+    metrics_address: str | None = None
 
     def __post_init__(self) -> None:
         self.root_dir = Path(self.root_dir)
@@ -161,7 +169,7 @@ class ContainerdConfig:
     @property
     def registry_config_path(self) -> Path:
         """``hosts.toml`` per registry host goes in ``<this>/<host>/`` (insecure registries, mirrors)."""
-        return self.root_dir / "certs.d"
+        return registry_config_path(self.root_dir)
 
     def effective_restrict_oom_score_adj(self) -> bool:
         if self.restrict_oom_score_adj is not None:
@@ -197,7 +205,7 @@ def render_containerd_config(cfg: ContainerdConfig) -> dict[str, Any]:
         "cni": {"bin_dir": str(cfg.cni_bin_dir), "conf_dir": str(cfg.cni_conf_dir), "max_conf_num": 1},
         "registry": {"config_path": str(cfg.registry_config_path)},
     }
-    return {
+    config: dict[str, Any] = {
         "version": 2,
         "root": str(cfg.root_dir),
         "state": str(cfg.state_dir),
@@ -211,6 +219,9 @@ def render_containerd_config(cfg: ContainerdConfig) -> dict[str, Any]:
         # A second containerd on the same root would otherwise block forever on the metadata DB lock.
         "timeouts": {"io.containerd.timeout.bolt.open": "10s"},
     }
+    if cfg.metrics_address:
+        config["metrics"] = {"address": cfg.metrics_address}
+    return config
 
 
 def render_cni_conflist(cfg: ContainerdConfig) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def resolve_group(value: str) -> int:
 
 # ------------------------------------------------------------------------------------------ children
 
-#: Runs a ``k3c.operator`` module from an editable checkout too: there operator/ is a namespace portion (no
+#: Runs the ``k3c.operator`` module from an editable checkout too: there operator/ is a namespace portion (no
 #: ``__init__.py``, so it never shadows the stdlib's ``operator``), which setuptools' editable finder cannot
 #: resolve under the regular package ``k3c``; adding the checkout root to ``k3c.__path__`` lets the normal
 #: import system find it as ``k3c.operator``.
@@ -126,8 +126,8 @@ _OPERATOR_BOOTSTRAP = (
 
 
 def operator_command(module: str = "k3c.operator") -> list[str]:
-    """argv prefix that runs ``module`` (the operator, or one of its standalone parts such as
-    ``k3c.operator.imagebuilds``): ``python -m`` when importable as installed, else through the bootstrap."""
+    """argv prefix that runs ``module`` (the operator; its flags follow): ``python -m`` when importable
+    as installed, else through the bootstrap."""
     import importlib.util
 
     try:

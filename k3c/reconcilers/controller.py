@@ -1,15 +1,16 @@
-"""The operator's engine: object caches, work queues, containerd's event stream, start-up adoption.
+"""The container side of the operator: object caches, work queues, containerd's task events, adoption.
 
-kopf (operator/) hands every watch event to :meth:`Controller.observe`; containerd's event stream hands
-every task exit to the container reconciler. Both only *schedule* a reconcile of the object concerned, so
-the per-object work queue keeps reconciles of one object strictly sequential while different objects
+kopf (operator/handlers.py) hands every LocalContainer and Volume watch event to :meth:`Controller.observe`;
+the process's one containerd event subscription (:mod:`k3c.reconcilers.eventfeed`) hands it every task
+exit and OOM (:meth:`Controller.handle_event`). Both only *schedule* a reconcile of the object concerned,
+so the per-object work queue keeps reconciles of one object strictly sequential while different objects
 proceed in parallel.
 
-At start, before any reconcile runs, :meth:`Controller.start` subscribes to containerd's events (and
-waits until the subscription is live, so no exit can slip between listing and watching), lists the
-sandboxes and containers this node's k3c made, and matches them by the object uid in their labels
-against the LocalContainers that exist: matches are adopted (running containers keep running), the rest
-are removed, idle generic sandboxes become the pool's spares.
+At start the event subscription is already live (so no exit can slip between listing and watching):
+:meth:`Controller.start` lists the sandboxes and containers this node's k3c made, and matches them by the
+object uid in their labels against the LocalContainers that exist: matches are adopted (running containers
+keep running), the rest are removed, idle generic sandboxes become the pool's spares. When containerd
+comes back after a restart, :meth:`Controller.catch_up` looks for the exits missed meanwhile.
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from k3c.cri.errors import NotFoundError, RuntimeCallError
-from k3c.cri.events import ContainerdEvent, EventStream, EventSubscriber
-from k3c.cri.images import ContainerdImages
-from k3c.cri.runtime import CRIClient, pb
+from k3c.cri.errors import NotFoundError
+from k3c.cri.events import ContainerdEvent
+from k3c.cri.runtime import pb
 from k3c.reconcilers import criconfig
 from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.containers import ContainerReconciler, Env
 from k3c.reconcilers.imagepull import ImageResolver
-from k3c.reconcilers.kube import Kube, rfc3339_ns
+from k3c.reconcilers.kube import rfc3339_ns
+from k3c.reconcilers.operatorconfig import OperatorConfig
 from k3c.reconcilers.ports import PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool, Scrubber, sandbox_from_status
 from k3c.reconcilers.volumes import VolumeReconciler
@@ -37,46 +37,28 @@ from k3c.reconcilers.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-TASK_TOPICS = ['topic=="/tasks/exit"', 'topic=="/tasks/oom"']
-
-
-@dataclass
-class OperatorConfig:
-    kubeconfig: str
-    containerd_address: str
-    node_name: str
-    root_dir: Path
-    pool_size: int = 1
-    #: k3c's own containerd's root/state dirs: needed to scrub generic sandboxes for reuse (else no reuse).
-    containerd_root: Path | None = None
-    containerd_state: Path | None = None
-
-    @property
-    def certs_dir(self) -> Path | None:
-        """containerd's registry ``config_path`` (hosts.toml per registry), when it is k3c's own."""
-        return self.containerd_root / "certs.d" if self.containerd_root else None
-
 
 class Controller:
-    def __init__(self, config: OperatorConfig) -> None:
+    #: containerd topics this controller consumes (see EventFeed)
+    event_topics = ("/tasks/exit", "/tasks/oom")
+
+    def __init__(self, config: OperatorConfig, conns: Connections) -> None:
         self.config = config
+        self.kube = conns.kube
+        self.cri = conns.cri
+        self.store = conns.images
         self.containers_cache = ObjectCache()
         self.volumes_cache = ObjectCache()
         self._events: set[asyncio.Task[None]] = set()
-        self._stream_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
+        """Adopt what exists; call it once the event subscription is live, before events are delivered."""
         cfg = self.config
         self.log_dir = cfg.root_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.kube = Kube(cfg.kubeconfig)
-        self.cri = CRIClient(cfg.containerd_address, timeout=30.0)
-        self.store = ContainerdImages(cfg.containerd_address)
-        self.subscriber = EventSubscriber(cfg.containerd_address)
-        await self.cri.wait_ready(timeout=30.0)
         scrubber = (Scrubber(cfg.containerd_root, cfg.containerd_state)
                     if cfg.containerd_root and cfg.containerd_state else None)
         self.pool = SandboxPool(self.cri, cfg.node_name, self.log_dir, cfg.pool_size, scrubber=scrubber)
@@ -91,16 +73,13 @@ class Controller:
             schedule=self.container_queue.schedule, record_event=self.record_event,
             ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,
         ))
-        stream = self.subscriber.subscribe(TASK_TOPICS)
-        await stream.ready()
         await self._adopt()
-        self._stream_task = asyncio.get_running_loop().create_task(self._consume(stream))
         self._spawn(self._catch_up_later(1.0))  # containerd may still be digesting exits of its downtime
         self.pool.schedule_refill()
         self.started.set()
 
     async def stop(self) -> None:
-        """Let reconciles in flight finish, remove the spare sandboxes, close connections.
+        """Let reconciles in flight finish, remove the spare sandboxes (the connections are not ours).
 
         Containers keep running: a clean stop of the operator is not a stop of the containers.
         """
@@ -108,18 +87,10 @@ class Controller:
             return
         await self.container_queue.drain(timeout=15.0)
         await self.volume_queue.drain(timeout=5.0)
-        if self._stream_task is not None:
-            self._stream_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stream_task
         await self.pool.close(remove_spares=True)
         if self._events:
             await asyncio.wait(self._events, timeout=5)
         self.ports.close()
-        await self.subscriber.close()
-        await self.store.close()
-        await self.cri.close()
-        await self.kube.close()
 
     # ------------------------------------------------------------------ watch events (from kopf)
 
@@ -148,44 +119,17 @@ class Controller:
     async def _reconcile_volume(self, uid: str) -> float | None:
         return await self.volumes.reconcile(uid)
 
-    # ------------------------------------------------------------------ containerd events
+    # ------------------------------------------------------------------ containerd events (from EventFeed)
 
-    async def _consume(self, stream: EventStream) -> None:
-        """Exits as they happen; if containerd restarts, subscribe again and catch up on missed exits."""
-        while True:
-            try:
-                async for event in stream:
-                    self._on_event(event)
-                log.warning("containerd event stream ended; resubscribing")
-            except RuntimeCallError as err:
-                log.warning("containerd event stream ended (%s); resubscribing", err)
-            except Exception:
-                log.exception("containerd event stream failed; resubscribing")
-            with contextlib.suppress(Exception):
-                await stream.close()
-            stream = await self._resubscribe()
+    async def handle_event(self, event: ContainerdEvent) -> None:
+        self._on_event(event)
 
-    async def _resubscribe(self) -> EventStream:
-        """A live subscription again, then a look at every container that may have exited meanwhile."""
-        while True:
-            await asyncio.sleep(0.5)
-            stream: EventStream | None = None
-            try:
-                await self.cri.wait_ready(timeout=30.0)
-                stream = self.subscriber.subscribe(TASK_TOPICS)
-                await stream.ready()
-                await self._catch_up()
-            except Exception as err:
-                log.warning("containerd not back yet: %s", err)
-                if stream is not None:
-                    with contextlib.suppress(Exception):
-                        await stream.close()
-                continue
-            log.info("containerd event stream resubscribed")
-            # An exit published just before the subscription went live reaches CRI's own state a moment
-            # later than our first look: look once more when it has surely settled.
-            self._spawn(self._catch_up_later(1.0))
-            return stream
+    async def catch_up(self) -> None:
+        """The event stream was resubscribed: a look at every container that may have exited meanwhile."""
+        await self._catch_up()
+        # An exit published just before the subscription went live reaches CRI's own state a moment
+        # later than our first look: look once more when it has surely settled.
+        self._spawn(self._catch_up_later(1.0))
 
     async def _catch_up_later(self, delay: float) -> None:
         await asyncio.sleep(delay)

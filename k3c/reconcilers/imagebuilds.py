@@ -26,21 +26,22 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from k3c.builder.context import ContextError, prepare_context
 from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.instructions import check_platform
 from k3c.builder.logs import BuildPaths
+from k3c.cri.images import ContainerdImages
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339, ref_of
+from k3c.reconcilers.operatorconfig import OperatorConfig
 from k3c.reconcilers.workqueue import WorkQueue
 from k3c.registry.reference import InvalidReference, normalize
 from k3c.streams.timefmt import parse_rfc3339_ns
@@ -59,27 +60,6 @@ MAX_STEPS_KEPT = 200
 #: seconds between a build's final status and its Event (see ``_record_event``)
 EVENT_DELAY = 0.2
 TERMINAL = ("Succeeded", "Failed", "Canceled")
-
-
-class Settings(Protocol):
-    """What the reconciler needs of the operator's configuration (``OperatorConfig`` has it)."""
-
-    kubeconfig: str
-    containerd_address: str
-    node_name: str
-    root_dir: Path
-
-
-@dataclass
-class EnvSettings:
-    """Settings from the environment, for running the ImageBuild wiring on its own (tests, benchmarks)."""
-
-    kubeconfig: str = field(default_factory=lambda: os.environ.get("K3C_KUBECONFIG")
-                            or os.environ.get("KUBECONFIG", "/var/lib/k3c/kubeconfig.yaml"))
-    containerd_address: str = field(default_factory=lambda: os.environ.get(
-        "K3C_CONTAINERD_ADDRESS", "/run/k3c/containerd/containerd.sock"))
-    node_name: str = field(default_factory=lambda: os.environ.get("K3C_NODE_NAME") or os.uname().nodename)
-    root_dir: Path = field(default_factory=lambda: Path(os.environ.get("K3C_ROOT_DIR", "/var/lib/k3c")))
 
 
 def condition(obj: dict[str, Any], reason: str, message: str = "") -> dict[str, Any]:
@@ -148,11 +128,12 @@ class Running:
 class ImageBuildReconciler:
     """See the module docstring. ``observe`` is fed by kopf; everything else runs on the work queue."""
 
-    def __init__(self, settings: Settings, engine: Engine, kube: Kube | None = None) -> None:
-        self.settings = settings
+    def __init__(self, config: OperatorConfig, engine: Engine, kube: Kube, store: ContainerdImages) -> None:
+        self.config = config
         self.engine = engine
         self.kube = kube
-        self.paths = BuildPaths(settings.root_dir)
+        self.store = store  #: containerd's images, for pushes
+        self.paths = BuildPaths(config.root_dir)
         self.cache = ObjectCache()
         self.queue = WorkQueue(self.reconcile, "imagebuild")
         self.running: dict[str, Running] = {}
@@ -164,7 +145,7 @@ class ImageBuildReconciler:
 
     @property
     def node(self) -> str:
-        return self.settings.node_name
+        return self.config.node_name
 
     # ---- life cycle ----
 
@@ -173,8 +154,6 @@ class ImageBuildReconciler:
             d.mkdir(parents=True, exist_ok=True)
         for stale in self.paths.work.iterdir():
             shutil.rmtree(stale, ignore_errors=True)
-        if self.kube is None:
-            self.kube = Kube(self.settings.kubeconfig)
         await self.engine.start()
         await self._sweep_logs()
 
@@ -189,12 +168,9 @@ class ImageBuildReconciler:
         if self._side_tasks:  # the last Events still go out
             await asyncio.wait(list(self._side_tasks), timeout=5)
         await self.engine.close()
-        if self.kube is not None:
-            await self.kube.close()
 
     async def _sweep_logs(self) -> None:
         """Remove logs of ImageBuilds that were deleted while no operator ran."""
-        assert self.kube is not None
         try:
             uids = {o["metadata"]["uid"] for o in await self.kube.list(PLURAL)}
         except KubeError as err:
@@ -261,7 +237,6 @@ class ImageBuildReconciler:
         left = ended + ttl - time.time()
         if left > 0:
             return left
-        assert self.kube is not None
         await self.kube.delete(ref_of(PLURAL, obj), obj["metadata"]["uid"])
         return None
 
@@ -272,7 +247,6 @@ class ImageBuildReconciler:
 
     async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Make the object ours (status.node); None if another node won."""
-        assert self.kube is not None
         ref = ref_of(PLURAL, obj)
         try:
             if not (obj.get("status") or {}).get("node"):
@@ -290,7 +264,6 @@ class ImageBuildReconciler:
         return obj if self._mine(obj) else None
 
     async def _refresh(self, ref: Ref, uid: str) -> None:
-        assert self.kube is not None
         fresh = await self.kube.get(ref)
         if fresh is not None and fresh["metadata"]["uid"] == uid:
             self.cache.put(fresh)
@@ -351,7 +324,6 @@ class ImageBuildReconciler:
 
     async def _set_finalizer(self, obj: dict[str, Any], present: bool) -> None:
         """Add or remove our finalizer, the resourceVersion as precondition, re-reading on a conflict."""
-        assert self.kube is not None
         ref = ref_of(PLURAL, obj)
         for _ in range(5):
             meta = obj["metadata"]
@@ -377,7 +349,6 @@ class ImageBuildReconciler:
                 obj = latest
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        assert self.kube is not None
         fresh = await self.kube.patch_status_if_present(ref_of(PLURAL, obj), status)
         if fresh is None:
             return obj
@@ -454,7 +425,6 @@ class ImageBuildReconciler:
         written a moment after the status, in the background, so that the client that waited for the status
         (and reads the object once more) does not share the API server with it."""
         await asyncio.sleep(EVENT_DELAY)
-        assert self.kube is not None
         failed = final.get("phase") != "Succeeded"
         try:
             await self.kube.event(obj, "BuildFailed" if failed else "Built", final.get("message", ""),
@@ -493,31 +463,27 @@ class ImageBuildReconciler:
         """Push each tag from containerd, as an ImagePush (``k3c push``) does: same client, same credentials
         (k3c's registry Secret) and host settings, whichever engine built the image."""
         from k3c.cri.errors import RuntimeCallError
-        from k3c.cri.images import ContainerdImages
         from k3c.reconcilers.registryaccess import RegistryAccess
         from k3c.registry.errors import RegistryError
         from k3c.registry.push import push_image
         from k3c.registry.reference import parse
 
-        assert self.kube is not None
         access = RegistryAccess(self.kube)
-        async with ContainerdImages(self.settings.containerd_address) as store:
-            for name in tags:
-                ref = parse(name)
-                progress.line(f"pushing {name}")
-                client = await access.client(ref.domain)
-                try:
-                    result = await push_image(store, client, name, ref)
-                except (RegistryError, RuntimeCallError) as err:
-                    raise BuildFailed(f"push of {name} failed: {err}") from None
-                finally:
-                    await client.close()
-                progress.line(f"pushed {name}: digest: {result.digest} size: {result.size}")
+        for name in tags:
+            ref = parse(name)
+            progress.line(f"pushing {name}")
+            client = await access.client(ref.domain)
+            try:
+                result = await push_image(self.store, client, name, ref)
+            except (RegistryError, RuntimeCallError) as err:
+                raise BuildFailed(f"push of {name} failed: {err}") from None
+            finally:
+                await client.close()
+            progress.line(f"pushed {name}: digest: {result.digest} size: {result.size}")
         return list(tags)
 
     async def _secrets(self, obj: dict[str, Any], dest: Path) -> dict[str, Path]:
         """Each ``spec.secrets`` entry's value, in a 0600 file of its own."""
-        assert self.kube is not None
         ns = obj["metadata"].get("namespace", "default")
         out: dict[str, Path] = {}
         for i, entry in enumerate((obj.get("spec") or {}).get("secrets") or []):
@@ -536,7 +502,6 @@ class ImageBuildReconciler:
         return out
 
     async def _delete_ephemeral_secrets(self, obj: dict[str, Any]) -> None:
-        assert self.kube is not None
         ns, name = obj["metadata"].get("namespace", "default"), obj["metadata"]["name"]
         for entry in (obj.get("spec") or {}).get("secrets") or []:
             ref = Ref("secrets", ns, entry.get("secretName", ""), "v1")

@@ -542,7 +542,8 @@ class ImageObjects:
         await self.env.access.sync_containerd_hosts()
         auth = await self.env.access.cri_auth(ref.domain, secret)
         pull["state"] = "Pulling"
-        call = asyncio.get_running_loop().create_task(self.env.cri.pull_image(str(ref), auth))
+        # no deadline: layers can be large, and the user ends a pull by deleting its object (or Ctrl-C)
+        call = asyncio.get_running_loop().create_task(self.env.cri.pull_image(str(ref), auth, timeout=None))
         last: Any = None
         try:
             while not call.done():

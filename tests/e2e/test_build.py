@@ -1,9 +1,9 @@
 """ImageBuild end to end: real builds from images made locally, results read from containerd.
 
 Every test runs against both engines: the native one (the default: containerd snapshots + runc) and
-buildah (``K3C_BUILD_ENGINE=buildah``, also the native engine's fallback). One private stack per engine
-(tests/support/build_harness.py): containerd, the API server with ImageBuild's ``log``/``context``
-subresources, and the ImageBuild operator, in a temporary directory, stopped by PID. The teardown fails the module if
+buildah (the operator's ``--build-engine buildah``, also the native engine's fallback). One private stack per engine
+(tests/support/build_harness.py): containerd, the API server with ImageBuild's ``log``/``context`` subresources,
+and the ImageBuild operator, in a temporary directory, stopped by PID. The teardown fails the module if
 a build container, a snapshot, a mount, a process or a temporary directory was left behind.
 """
 
@@ -667,10 +667,11 @@ spec:
 
 
 def _build_processes(stack: BuildStack) -> list[int]:
-    """PIDs whose root or command line lies in this stack's directories (buildah, its RUN processes)."""
+    """PIDs whose root or command line lies in this stack's directories (buildah, its RUN processes), but
+    not the stack's own processes (the operator's command line says ``--build-engine buildah``)."""
     pids = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) in stack.started:
             continue
         try:
             root = os.readlink(f"/proc/{entry.name}/root")

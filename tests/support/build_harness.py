@@ -3,8 +3,8 @@ the ImageBuild operator, each a child process in temporary directories, stopped 
 
 Why not the ``daemon`` fixture: the build tests need the API server to serve ImageBuild's ``log`` and
 ``context`` subresources and the operator to run the ImageBuild reconciler; this stack wires exactly
-those (:func:`k3c.builder.logs.register` and ``k3c.operator.imagebuilds``) the way the daemon does, so the
-tests do not depend on how far the daemon's own wiring has come.
+those (:func:`k3c.builder.logs.register`, and ``python -m k3c.operator --controllers builds``) the way the
+daemon does, without the rest of the daemon.
 
 ``python -m tests.support.build_harness apiserver --data-dir D --port P --containerd-address S`` is the API
 server child: k3c's :class:`~k3c.apiserver.server.APIServer` plus :func:`k3c.builder.logs.register` and the images'
@@ -90,7 +90,7 @@ class BuildStack:
     def __init__(self, base: Path, engine: str = "native") -> None:
         from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess
 
-        self.engine = engine  #: the operator's K3C_BUILD_ENGINE: native (buildah as fallback) or buildah
+        self.engine = engine  #: the operator's --build-engine: native (buildah as fallback) or buildah
         self.base = base.absolute()
         self.root = self.base / "root"
         tag = uuid.uuid4().hex[:6]
@@ -144,9 +144,9 @@ class BuildStack:
         ready = self.base / "operator.ready"
         ready.unlink(missing_ok=True)
         op = self.operator = Child("operator", [
-            *operator_command("k3c.operator.imagebuilds"), "--kubeconfig", str(self.kubeconfig),
+            *operator_command(), "--controllers", "builds", "--kubeconfig", str(self.kubeconfig),
             "--containerd-address", self.socket, "--root-dir", str(self.root), "--node-name", "build-node",
-            "--ready-file", str(ready)], self.base / "operator.log", env={"K3C_BUILD_ENGINE": self.engine})
+            "--build-engine", self.engine, "--ready-file", str(ready)], self.base / "operator.log")
         self.started.append(op.pid)
         wait_until(lambda: ready.exists() or not op.running(), 60, "the operator")
         assert op.running(), op.tail()

@@ -3,8 +3,9 @@
 - :class:`RegistryProcess`: ``docker-registry serve`` on 127.0.0.1 and a free port, storage in a temp dir,
   htpasswd (basic) auth, optionally TLS with a CA made here; stopped by its PID.
 - :class:`ImagesStack`: containerd in temp dirs (its own CNI names, nothing shared with a running k3c),
-  the embedded API server with the image archive subresources (tests/support/images_apiserver.py), the CRDs,
-  and the image handlers of the operator run by kopf (``kopf run --standalone -A operator/images.py``).
+  the embedded API server with the image archive subresources (tests/support/images_apiserver.py), the CRDs, and
+  the operator with only its image controller (``python -m k3c.operator --controllers images``, unless
+  ``controllers`` says otherwise).
   Every process is started here and stopped by its own PID; the temp dirs go at the end.
 """
 
@@ -157,6 +158,10 @@ class ImagesStack:
 
     base: Path
     node: str = "k3c-test-node"
+    controllers: str = "images"  #: the operator's --controllers
+    operator_args: list[str] = field(default_factory=list)  #: more flags for the operator
+    operator_env: dict[str, str] = field(default_factory=dict)  #: more environment for the operator
+    metrics_port: int | None = None  #: serve containerd's Prometheus metrics on 127.0.0.1:PORT
     containerd: Any = None
     apiserver: subprocess.Popen | None = None
     operator: subprocess.Popen | None = None
@@ -190,7 +195,8 @@ class ImagesStack:
 
         tag = uuid.uuid4().hex[:6]
         cfg = ContainerdConfig(root_dir=self.base / "ctd-root", state_dir=self.base / "ctd-state",
-                               network_name=f"k3ci{tag}", bridge=f"k3ci{tag}", subnet=pick_subnet())
+                               network_name=f"k3ci{tag}", bridge=f"k3ci{tag}", subnet=pick_subnet(),
+                               metrics_address=f"127.0.0.1:{self.metrics_port}" if self.metrics_port else None)
         self.containerd = ContainerdProcess(cfg)
         asyncio.run(self.containerd.start())
 
@@ -231,19 +237,22 @@ class ImagesStack:
         client.close()
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "K3C_KUBECONFIG": str(self.kubeconfig), "KUBECONFIG": str(self.kubeconfig),
-                "K3C_CONTAINERD_ADDRESS": self.socket, "K3C_NODE_NAME": self.node,
-                "K3C_ROOT_DIR": str(self.base / "root"), "K3C_CERTS_DIR": str(self.certs_dir),
-                "K3C_IMAGES_READY_FILE": str(self.base / "operator.ready")}
+        return {**os.environ, "K3C_KUBECONFIG": str(self.kubeconfig), "KUBECONFIG": str(self.kubeconfig)}
 
     def _start_operator(self) -> None:
+        from k3c.daemon.supervisor import operator_command
+
         log = self.base / "operator.log"
+        ctd = self.containerd.config
         with open(log, "ab") as out:
             self.operator = subprocess.Popen(
-                [sys.executable, "-m", "kopf", "run", "--standalone", "-A", "--log-format", "plain",
-                 str(REPO / "operator" / "images.py")],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env(), cwd=self.base)
-        # Ready once the controller has listed containerd: an image imported now becomes an object.
+                [*operator_command(), "--controllers", self.controllers, "--kubeconfig", str(self.kubeconfig),
+                 "--containerd-address", self.socket, "--node-name", self.node,
+                 "--root-dir", str(self.base / "root"), "--containerd-root", str(ctd.root_dir),
+                 "--containerd-state", str(ctd.state_dir), "--ready-file", str(self.base / "operator.ready"),
+                 *self.operator_args],
+                stdout=out, stderr=subprocess.STDOUT, env={**self.env(), **self.operator_env}, cwd=self.base)
+        # Ready once the controllers have listed containerd: an image imported now becomes an object.
         deadline = time.monotonic() + 30
         while not (self.base / "operator.ready").exists():
             if self.operator.poll() is not None or time.monotonic() > deadline:

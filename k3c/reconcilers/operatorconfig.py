@@ -1,0 +1,46 @@
+"""The operator process's configuration: one record, made from ``python -m k3c.operator``'s flags.
+
+Every controller of the process (containers and volumes, images, builds) reads the same record, so a
+path such as containerd's registry ``config_path`` is derived in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from k3c.daemon.containerd import registry_config_path
+
+#: The controllers one operator process can run (``--controllers``); all of them by default.
+CONTROLLERS = ("containers", "images", "builds")
+#: Build engines (``--build-engine``): the native one (buildah as its fallback), or buildah for everything.
+BUILD_ENGINES = ("native", "buildah")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    kubeconfig: str
+    containerd_address: str
+    node_name: str
+    root_dir: Path
+    #: which of :data:`CONTROLLERS` run in this process
+    controllers: tuple[str, ...] = CONTROLLERS
+    #: warm generic sandboxes kept ready (containers)
+    pool_size: int = 1
+    #: k3c's own containerd's root/state dirs: needed to scrub generic sandboxes for reuse (else no reuse),
+    #: and the root holds containerd's registry config_path.
+    containerd_root: Path | None = None
+    containerd_state: Path | None = None
+    #: one of :data:`BUILD_ENGINES`
+    build_engine: str = "native"
+    #: buildah's ``--isolation`` (chroot or oci)
+    build_isolation: str = "chroot"
+
+    def runs(self, controller: str) -> bool:
+        return controller in self.controllers
+
+    @property
+    def certs_dir(self) -> Path | None:
+        """containerd's registry ``config_path`` (a hosts.toml per registry host), when the containerd is
+        k3c's own (``containerd_root`` given); else None: a foreign containerd's config is not ours to write."""
+        return registry_config_path(self.containerd_root) if self.containerd_root else None
