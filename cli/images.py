@@ -37,8 +37,8 @@ from k3c.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from k3c.images.reference import Reference
     from k3c.kubeclient import Client
-    from k3c.registry.reference import Reference
 
 GV = "k3c.io/v1alpha1"
 IMAGES, TAGS, PUSHES = "images", "imagetags", "imagepushes"
@@ -125,7 +125,7 @@ def _path(plural: str, name: str | None = None, sub: str | None = None) -> str:
 
 def parse_ref(text: str) -> Reference:
     """A reference normalized like docker, or docker's one-line error (exit 1)."""
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return parse(text)
@@ -151,7 +151,7 @@ def _list_images(client: Client) -> list[dict[str, Any]]:
 def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """An Image object by reference (derived name first, then any object with that spec.reference),
     else by image ID or unique ID prefix, as docker resolves image arguments."""
-    from k3c.registry.reference import InvalidReference, object_name, parse
+    from k3c.images.reference import InvalidReference, object_name, parse
 
     try:
         ref = parse(text)
@@ -177,7 +177,7 @@ def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = 
 
 
 def _same_ref(obj: dict[str, Any], ref: Reference) -> bool:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return str(parse((obj.get("spec") or {}).get("reference", ""))) == str(ref)
@@ -267,7 +267,7 @@ def _delete_quietly(client: Client, plural: str, name: str, wait: float = 0.0) -
 
 @command()
 def pull_cmd(args: argparse.Namespace) -> int:
-    from k3c.registry.reference import object_name
+    from k3c.images.reference import object_name
 
     ref = parse_ref(args.image)
     client = session(args).client
@@ -463,7 +463,7 @@ def _remove_image(client: Client, text: str, force: bool) -> None:
 
 
 def _same_ref_text(obj: dict[str, Any], text: str) -> bool:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return _same_ref(obj, parse(text))
@@ -476,7 +476,7 @@ def _tag_of(obj: dict[str, Any]) -> str:
 
 
 def _familiar(obj: dict[str, Any]) -> str:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return parse(_tag_of(obj)).familiar()
@@ -486,8 +486,8 @@ def _familiar(obj: dict[str, Any]) -> str:
 
 def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: bool) -> str:
     """A LocalContainer that names this reference, or runs this image when its last name goes."""
+    from k3c.images.reference import InvalidReference, parse
     from k3c.kubeclient import APIStatusError
-    from k3c.registry.reference import InvalidReference, parse
 
     try:
         containers = client.get("/apis/k3c.io/v1alpha1/localcontainers").get("items", [])
@@ -555,8 +555,8 @@ class ImageRow:
 
 def _rows(images: list[dict[str, Any]], args: argparse.Namespace) -> list[ImageRow]:
     from k3c.cli.common import go_time
-    from k3c.daemon.pause import PAUSE_IMAGE
-    from k3c.registry.reference import normalize
+    from k3c.images.reference import normalize
+    from k3c.pauseimage import PAUSE_IMAGE
 
     pause = normalize(PAUSE_IMAGE)
     rows = []
@@ -620,8 +620,8 @@ def images_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def prune_cmd(args: argparse.Namespace) -> int:
-    from k3c.daemon.pause import PAUSE_IMAGE
-    from k3c.registry.reference import normalize
+    from k3c.images.reference import normalize
+    from k3c.pauseimage import PAUSE_IMAGE
 
     client = session(args).client
     if not args.force:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_KUBECONFIG = "/var/lib/k3c/kubeconfig.yaml"
-#: The API server's unix socket, in its data directory beside the kubeconfig it writes (k3c.kubeconfig).
+#: The API server's unix socket, in its data directory beside the kubeconfig it writes (k3c.apiserver.kubeconfig).
 SOCKET_NAME = "k3c.sock"
 GROUP_VERSION = "k3c.io/v1alpha1"
 

@@ -21,7 +21,7 @@ from daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 from harness import APIServerProcess, kubectl_versions, run_kubectl
 
 from k3c import kubeclient
-from k3c.daemon.pause import PAUSE_IMAGE
+from k3c.pauseimage import PAUSE_IMAGE
 
 
 def alive(pid: int) -> bool:

@@ -26,7 +26,7 @@ from harness import oldest_and_newest_kubectl
 from images_harness import ImagesStack, RegistryProcess, import_image, new_base, remove_base, sized_image
 
 from k3c.images.ocilayout import busybox_image, write_oci_archive
-from k3c.registry.reference import object_name, parse
+from k3c.images.reference import object_name, parse
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(b) for b in ("containerd", "docker-registry", "htpasswd", "ctr", "skopeo")),

@@ -20,7 +20,7 @@ from images_harness import RegistryProcess
 
 from k3c import kubeclient
 from k3c.images.ocilayout import busybox_image
-from k3c.registry.reference import normalize
+from k3c.images.reference import normalize
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker-registry"), reason="needs docker-registry")
 

@@ -40,6 +40,7 @@ from k3c.images.ocilayout import (
     sha256_digest,
     write_oci_archive,
 )
+from k3c.images.reference import parse
 from k3c.registry.archives import ArchiveError, load, save
 from k3c.registry.auth import Credentials
 from k3c.registry.client import RegistryClient
@@ -48,7 +49,6 @@ from k3c.registry.errors import NotFound, Unauthorized, Unreachable
 from k3c.registry.hosts import HostSettings
 from k3c.registry.pull import pull_image
 from k3c.registry.push import push_image
-from k3c.registry.reference import parse
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("containerd") and shutil.which("docker-registry") and shutil.which("htpasswd")),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime as dt
 import re
 import secrets
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 
 from k3c.apiserver.errors import Cause
 from k3c.apiserver.resources import ResourceType
+from k3c.timefmt import now_rfc3339
 
 SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -36,10 +36,6 @@ LABEL_MSG = (
     "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
 )
 SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _quote(v: Any) -> str:
@@ -116,7 +112,7 @@ def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str | No
     else:
         meta.pop("namespace", None)
     meta["uid"] = str(uuid.uuid4())
-    meta["creationTimestamp"] = now()
+    meta["creationTimestamp"] = now_rfc3339()
     if rtype.tracks_generation:
         meta["generation"] = 1
     if rtype.has_status and rtype.group:

@@ -43,8 +43,8 @@ from typing import Any
 
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
-from k3c.daemon.pause import PAUSE_IMAGE
 from k3c.daemon.process import terminate
+from k3c.pauseimage import PAUSE_IMAGE
 
 __all__ = [
     "ContainerdConfig",

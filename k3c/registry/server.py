@@ -62,8 +62,8 @@ class ArchiveEndpoints:
         return [ref] if ref else []
 
     async def save(self, request: web.Request, target: Target) -> web.StreamResponse:
+        from k3c.images.reference import InvalidReference
         from k3c.registry.archives import ArchiveError, save
-        from k3c.registry.reference import InvalidReference
 
         if request.method != "GET":
             raise errors.method_not_allowed()

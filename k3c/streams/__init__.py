@@ -4,5 +4,5 @@ Server side (inside the API server; :func:`k3c.streams.server.register` installs
 subresource handlers) with ``queries``, ``logs`` (CRI log files), ``exec`` with ``fifos`` and ``users`` (containerd Tasks
 exec), ``attach`` (relay to CRI's attach stream), ``containers`` (object → runtime container) and
 ``channels`` (the server's channel websocket). Client side (the CLI; import-light): ``client`` with
-``wsclient`` and ``terminal``. Shared: ``protocol`` (the wire format) and ``timefmt``.
+``wsclient`` and ``terminal``. Shared: ``protocol`` (the wire format).
 """

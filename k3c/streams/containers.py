@@ -22,8 +22,7 @@ from k3c.apiserver.rest import ResourceAPI
 from k3c.apiserver.storage import Compacted
 from k3c.cri.errors import NotFoundError
 from k3c.cri.runtime import CRIClient, pb
-
-from .timefmt import NS, parse_rfc3339_ns
+from k3c.timefmt import NS, parse_rfc3339_ns
 
 _STATES = {
     pb.CONTAINER_CREATED: "Created",
