@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from k3c.apigroup import GROUP_VERSION
 from k3c.cli.common import (
     Failure,
     add_command,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from k3c.images.reference import Reference
     from k3c.kubeclient import Client
 
-GV = "k3c.io/v1alpha1"
 IMAGES, TAGS, PUSHES = "images", "imagetags", "imagepushes"
 FORCE_ANNOTATION = "k3c.io/force-delete"
 PULL_TIMEOUT = float(os.environ.get("K3C_PULL_TIMEOUT", "3600"))
@@ -120,7 +120,7 @@ def _register_top(sub: argparse._SubParsersAction, prefix: str = "") -> None:
 def _path(plural: str, name: str | None = None, sub: str | None = None) -> str:
     from k3c.kubeclient import resource_path
 
-    return resource_path(plural, None, name, sub, GV)
+    return resource_path(plural, None, name, sub, GROUP_VERSION)
 
 
 def parse_ref(text: str) -> Reference:
@@ -278,7 +278,7 @@ def pull_cmd(args: argparse.Namespace) -> int:
     created = existing is None
     before = ((existing or {}).get("status") or {}).get("digest", "")
     if existing is None:
-        body = {"apiVersion": GV, "kind": "Image", "metadata": {"name": object_name(ref)},
+        body = {"apiVersion": GROUP_VERSION, "kind": "Image", "metadata": {"name": object_name(ref)},
                 "spec": {"reference": str(ref), "pullRequest": request}}
         obj = _create_or_request(client, body, request)
     else:
@@ -358,7 +358,7 @@ def push_cmd(args: argparse.Namespace) -> int:
         raise Failure(f"An image does not exist locally with the tag: {ref.familiar_repository}", 1)
     if not args.quiet:
         print(f"The push refers to repository [{ref.repository if ref.domain != 'docker.io' else 'docker.io/' + ref.path}]")
-    body = {"apiVersion": GV, "kind": "ImagePush", "metadata": {"generateName": "push-"},
+    body = {"apiVersion": GROUP_VERSION, "kind": "ImagePush", "metadata": {"generateName": "push-"},
             "spec": {"image": str(ref)}}
     obj = client.create(_path(PUSHES), body)
     progress = LayerProgress(stream=sys.stdout, quiet=args.quiet)
@@ -398,7 +398,7 @@ def tag_cmd(args: argparse.Namespace) -> int:
         if not _looks_like_id(args.source):
             parse_ref(args.source)
         raise daemon_error(f"No such image: {args.source}")
-    body = {"apiVersion": GV, "kind": "ImageTag", "metadata": {"generateName": "tag-"},
+    body = {"apiVersion": GROUP_VERSION, "kind": "ImageTag", "metadata": {"generateName": "tag-"},
             "spec": {"source": source["spec"]["reference"], "targets": targets}}
     obj = client.create(_path(TAGS), body)
 

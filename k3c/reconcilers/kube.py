@@ -16,11 +16,10 @@ import aiohttp
 import orjson
 
 from k3c import kubeclient
+from k3c.apigroup import GROUP_VERSION
 from k3c.timefmt import now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
-
-GROUP_VERSION = "k3c.io/v1alpha1"
 
 
 class KubeError(Exception):
