@@ -320,7 +320,8 @@ def _apply_layer(files: dict[str, bytes], data: bytes) -> None:
 
 async def _serve(data_dir: Path, port: int, containerd_address: str) -> None:
     from k3c.apiserver.server import APIServer, ServerConfig
-    from k3c.builder.logs import BuildPaths, BuildSubresources
+    from k3c.builder.logs import BuildSubresources
+    from k3c.builder.paths import BuildPaths
     from k3c.daemon.supervisor import install_crds
     from k3c.registry.server import ArchiveEndpoints
 

@@ -34,8 +34,9 @@ from aiohttp import web
 from k3c.apigroup import GROUP
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import ParentReader, Route, SubresourceHandler, SubresourceRequest
+from k3c.builder.paths import BuildPaths
 
-__all__ = ["BuildPaths", "BuildSubresources"]
+__all__ = ["BuildSubresources"]
 
 PLURAL = "imagebuilds"
 #: How often a follower looks for new output (and, when there is none, whether the build is over).
@@ -45,31 +46,6 @@ CHUNK = 256 * 1024
 STALE_UPLOAD = 3600.0
 #: gzip and the ustar magic at offset 257: what a context upload may start with.
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class BuildPaths:
-    """Where build logs, uploads and temporary contexts live under k3c's root dir (shared with the operator)."""
-
-    def __init__(self, root_dir: str | os.PathLike[str]) -> None:
-        self.root = Path(root_dir).absolute() / "builds"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def uploads(self) -> Path:
-        return self.root / "uploads"
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work"
-
-    def log_file(self, uid: str) -> Path:
-        return self.logs / f"{uid}.log"
-
-    def upload_dir(self, namespace: str, name: str) -> Path:
-        return self.uploads / namespace / name
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:

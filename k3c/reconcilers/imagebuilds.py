@@ -38,7 +38,7 @@ from typing import IO, Any, Protocol
 from k3c.builder.context import ContextError, prepare_context
 from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.instructions import check_platform
-from k3c.builder.logs import BuildPaths
+from k3c.builder.paths import BuildPaths
 from k3c.images.reference import InvalidReference, normalize
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, KubeError, Ref, ref_of
