@@ -146,7 +146,7 @@ class K3cSide:
             for f in (b / d).glob("*.json"):
                 f.unlink()
         from k3c.builder.layercache import prune as prune_cache
-        from k3c.registry.reference import normalize
+        from k3c.images.reference import normalize
 
         self.stack.containerd_call(lambda store: store.delete(normalize(tag), sync=True))
         self.stack.containerd_call(lambda store: prune_cache(store, b / "native"))

@@ -97,7 +97,7 @@ class Bench:
                                  f"{USER}:{PASSWORD}", f"oci:{self.layout}", f"docker://{ref}"))
 
     def _has_object(self, ref: str) -> bool:
-        from k3c.registry.reference import normalize
+        from k3c.images.reference import normalize
 
         return any(o["spec"]["reference"] == normalize(ref) for o in self.stack.image_objects())
 

@@ -17,7 +17,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def parse_ttl(value: str) -> float:
     """A Go duration (``1h``, ``30m``, ``90s``) → seconds, as kube-apiserver's ``--event-ttl`` takes it."""
-    from k3c.streams.timefmt import parse_duration_ns
+    from k3c.timefmt import parse_duration_ns
 
     try:
         seconds = parse_duration_ns(value) / 1e9

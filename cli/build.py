@@ -288,7 +288,7 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
 
 
 def check_tags(tags: list[str]) -> None:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     for tag in tags:
         try:

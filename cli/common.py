@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from k3c.kubeclient import Client
 
-GROUP_VERSION = "k3c.io/v1alpha1"
 CONTAINERS = "localcontainers"
 VOLUMES = "volumes"
 FINALIZER = "k3c.io/container"

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from k3c.apigroup import GROUP_VERSION
 from k3c.cli.common import (
     Failure,
     add_command,
@@ -37,10 +38,9 @@ from k3c.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from k3c.images.reference import Reference
     from k3c.kubeclient import Client
-    from k3c.registry.reference import Reference
 
-GV = "k3c.io/v1alpha1"
 IMAGES, TAGS, PUSHES = "images", "imagetags", "imagepushes"
 FORCE_ANNOTATION = "k3c.io/force-delete"
 PULL_TIMEOUT = float(os.environ.get("K3C_PULL_TIMEOUT", "3600"))
@@ -120,12 +120,12 @@ def _register_top(sub: argparse._SubParsersAction, prefix: str = "") -> None:
 def _path(plural: str, name: str | None = None, sub: str | None = None) -> str:
     from k3c.kubeclient import resource_path
 
-    return resource_path(plural, None, name, sub, GV)
+    return resource_path(plural, None, name, sub, GROUP_VERSION)
 
 
 def parse_ref(text: str) -> Reference:
     """A reference normalized like docker, or docker's one-line error (exit 1)."""
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return parse(text)
@@ -151,7 +151,7 @@ def _list_images(client: Client) -> list[dict[str, Any]]:
 def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """An Image object by reference (derived name first, then any object with that spec.reference),
     else by image ID or unique ID prefix, as docker resolves image arguments."""
-    from k3c.registry.reference import InvalidReference, object_name, parse
+    from k3c.images.reference import InvalidReference, object_name, parse
 
     try:
         ref = parse(text)
@@ -177,7 +177,7 @@ def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = 
 
 
 def _same_ref(obj: dict[str, Any], ref: Reference) -> bool:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return str(parse((obj.get("spec") or {}).get("reference", ""))) == str(ref)
@@ -267,7 +267,7 @@ def _delete_quietly(client: Client, plural: str, name: str, wait: float = 0.0) -
 
 @command()
 def pull_cmd(args: argparse.Namespace) -> int:
-    from k3c.registry.reference import object_name
+    from k3c.images.reference import object_name
 
     ref = parse_ref(args.image)
     client = session(args).client
@@ -278,7 +278,7 @@ def pull_cmd(args: argparse.Namespace) -> int:
     created = existing is None
     before = ((existing or {}).get("status") or {}).get("digest", "")
     if existing is None:
-        body = {"apiVersion": GV, "kind": "Image", "metadata": {"name": object_name(ref)},
+        body = {"apiVersion": GROUP_VERSION, "kind": "Image", "metadata": {"name": object_name(ref)},
                 "spec": {"reference": str(ref), "pullRequest": request}}
         obj = _create_or_request(client, body, request)
     else:
@@ -358,7 +358,7 @@ def push_cmd(args: argparse.Namespace) -> int:
         raise Failure(f"An image does not exist locally with the tag: {ref.familiar_repository}", 1)
     if not args.quiet:
         print(f"The push refers to repository [{ref.repository if ref.domain != 'docker.io' else 'docker.io/' + ref.path}]")
-    body = {"apiVersion": GV, "kind": "ImagePush", "metadata": {"generateName": "push-"},
+    body = {"apiVersion": GROUP_VERSION, "kind": "ImagePush", "metadata": {"generateName": "push-"},
             "spec": {"image": str(ref)}}
     obj = client.create(_path(PUSHES), body)
     progress = LayerProgress(stream=sys.stdout, quiet=args.quiet)
@@ -398,7 +398,7 @@ def tag_cmd(args: argparse.Namespace) -> int:
         if not _looks_like_id(args.source):
             parse_ref(args.source)
         raise daemon_error(f"No such image: {args.source}")
-    body = {"apiVersion": GV, "kind": "ImageTag", "metadata": {"generateName": "tag-"},
+    body = {"apiVersion": GROUP_VERSION, "kind": "ImageTag", "metadata": {"generateName": "tag-"},
             "spec": {"source": source["spec"]["reference"], "targets": targets}}
     obj = client.create(_path(TAGS), body)
 
@@ -463,7 +463,7 @@ def _remove_image(client: Client, text: str, force: bool) -> None:
 
 
 def _same_ref_text(obj: dict[str, Any], text: str) -> bool:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return _same_ref(obj, parse(text))
@@ -476,7 +476,7 @@ def _tag_of(obj: dict[str, Any]) -> str:
 
 
 def _familiar(obj: dict[str, Any]) -> str:
-    from k3c.registry.reference import InvalidReference, parse
+    from k3c.images.reference import InvalidReference, parse
 
     try:
         return parse(_tag_of(obj)).familiar()
@@ -486,8 +486,8 @@ def _familiar(obj: dict[str, Any]) -> str:
 
 def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: bool) -> str:
     """A LocalContainer that names this reference, or runs this image when its last name goes."""
+    from k3c.images.reference import InvalidReference, parse
     from k3c.kubeclient import APIStatusError
-    from k3c.registry.reference import InvalidReference, parse
 
     try:
         containers = client.get("/apis/k3c.io/v1alpha1/localcontainers").get("items", [])
@@ -555,8 +555,8 @@ class ImageRow:
 
 def _rows(images: list[dict[str, Any]], args: argparse.Namespace) -> list[ImageRow]:
     from k3c.cli.common import go_time
-    from k3c.daemon.pause import PAUSE_IMAGE
-    from k3c.registry.reference import normalize
+    from k3c.images.reference import normalize
+    from k3c.pauseimage import PAUSE_IMAGE
 
     pause = normalize(PAUSE_IMAGE)
     rows = []
@@ -620,8 +620,8 @@ def images_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def prune_cmd(args: argparse.Namespace) -> int:
-    from k3c.daemon.pause import PAUSE_IMAGE
-    from k3c.registry.reference import normalize
+    from k3c.images.reference import normalize
+    from k3c.pauseimage import PAUSE_IMAGE
 
     client = session(args).client
     if not args.force:

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c.apigroup import GROUP_VERSION
 from k3c.cli.common import (
     ANON_VOLUMES_ANNOTATION,
     FINALIZER,
-    GROUP_VERSION,
     daemon_error,
     valid_name,
 )

@@ -12,10 +12,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c.apigroup import GROUP_VERSION
 from k3c.cli.common import (
     CONTAINERS,
     FORCE_DELETE_ANNOTATION,
-    GROUP_VERSION,
     VOLUMES,
     Failure,
     Session,

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from k3c.apigroup import GROUP_VERSION
+
 DEFAULT_KUBECONFIG = "/var/lib/k3c/kubeconfig.yaml"
-#: The API server's unix socket, in its data directory beside the kubeconfig it writes (k3c.kubeconfig).
+#: The API server's unix socket, in its data directory beside the kubeconfig it writes (k3c.apiserver.kubeconfig).
 SOCKET_NAME = "k3c.sock"
-GROUP_VERSION = "k3c.io/v1alpha1"
 
 
 class ConfigError(Exception):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from k3c.apiserver import lifecycle
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType, from_crd
+from k3c.timefmt import now_rfc3339
 
 
 def accepted_names(crd: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def _condition(existing: list[dict[str, Any]], ctype: str, status: str, reason: 
     for c in existing:
         if c.get("type") == ctype and c.get("status") == status and c.get("reason") == reason:
             return c
-    return {"type": ctype, "status": status, "lastTransitionTime": lifecycle.now(), "reason": reason,
+    return {"type": ctype, "status": status, "lastTransitionTime": now_rfc3339(), "reason": reason,
             "message": message}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from k3c.apiserver.registry import Registry
 from k3c.apiserver.storage import KeyNotFound, RevisionConflict, Store
-from k3c.streams.timefmt import parse_rfc3339_ns
+from k3c.timefmt import parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,14 @@
 One catch-all aiohttp handler parses `/api/v1/...` and `/apis/G/V/...` paths itself (the set of
 resources changes at run time with CRDs), negotiates the representation and turns every `APIError`
 into a `metav1.Status` answer. Nothing here knows storage details; that is `rest.ResourceAPI`.
+Subresources the core does not serve itself go to the providers mounted with `APIHandler.mount`
+(see `subresources`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,15 @@ from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions
 from k3c.apiserver.storage import Compacted
+from k3c.apiserver.storereader import StoreReader
+from k3c.apiserver.subresources import Provider, Route, SubresourceHandler, SubresourceRequest, User
 from k3c.apiserver.watch import Overflow, WatchHub
 
 log = logging.getLogger(__name__)
 
-SubresourceHandler = Callable[[web.Request, "Target"], Awaitable[web.StreamResponse]]
+#: Whoever passes the embedded server's authentication is its admin: the client certificate it issued
+#: (O=system:masters), its bearer token, or a process allowed to open the 0600/0660 unix socket.
+ADMIN = User("admin", ("system:masters", "system:authenticated"))
 
 
 @dataclass
@@ -64,7 +69,11 @@ class APIHandler:
         self.hub = hub
         self.registry = registry
         self.settings = settings
-        self.subresources: dict[tuple[str, str, str], SubresourceHandler] = {}
+        self.subresources: dict[Route, SubresourceHandler] = {}
+
+    def mount(self, provider: Provider) -> None:
+        """Serve the provider's subresources (a later provider of the same route replaces the earlier)."""
+        self.subresources.update(provider.routes())
 
     # ---- entry ----------------------------------------------------------------------------------
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -133,9 +142,12 @@ class APIHandler:
             return self._json_or_404(discovery.resource_list(self.registry, group, version))
         target = self._resolve(group, version, rest)
         if target.subresource:
-            custom = self.subresources.get((target.rtype.group, target.rtype.plural, target.subresource))
+            route = Route(target.rtype.group, target.rtype.plural, target.subresource)
+            custom = self.subresources.get(route)
             if custom is not None:
-                return await custom(request, target)
+                parents = StoreReader(self.api, self.hub, target.rtype)
+                sub = SubresourceRequest(route, target.namespace, target.name, request, ADMIN, parents)
+                return await custom(sub)
             if target.subresource != "status" or not target.rtype.has_status:
                 raise errors.gone_resource("the server could not find the requested resource")
         method = request.method

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime as dt
 import re
 import secrets
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 from k3c.apiserver.errors import Cause
 from k3c.apiserver.goformat import quote
 from k3c.apiserver.resources import ResourceType
+from k3c.timefmt import now_rfc3339
 
 SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -39,8 +39,6 @@ LABEL_MSG = (
 SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def validate_name(rtype: ResourceType, name: str, field: str = "metadata.name") -> list[Cause]:
@@ -113,7 +111,7 @@ def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str | No
     else:
         meta.pop("namespace", None)
     meta["uid"] = str(uuid.uuid4())
-    meta["creationTimestamp"] = now()
+    meta["creationTimestamp"] = now_rfc3339()
     if rtype.tracks_generation:
         meta["generation"] = 1
     if rtype.has_status and rtype.group:

@@ -27,6 +27,7 @@ from k3c.apiserver.selectors import (
     parse_label_selector,
 )
 from k3c.apiserver.storage import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict, Store
+from k3c.timefmt import now_rfc3339
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
@@ -388,7 +389,7 @@ class ResourceAPI:
         if meta.get("deletionTimestamp"):
             return Result(cur.obj)  # already terminating: deleting again changes nothing
         obj = copy.deepcopy(cur.obj)
-        obj["metadata"]["deletionTimestamp"] = lifecycle.now()
+        obj["metadata"]["deletionTimestamp"] = now_rfc3339()
         obj["metadata"]["deletionGracePeriodSeconds"] = 0
         if rtype.kind == "Namespace":
             obj.setdefault("status", {})["phase"] = "Terminating"

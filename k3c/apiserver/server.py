@@ -26,8 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from k3c import kubeconfig
-from k3c.apiserver import certs, crds, errors, lifecycle
+from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
 from k3c.apiserver.registry import Registry

@@ -23,7 +23,7 @@ from k3c.cri.images import ContainerdImages
 from k3c.cri.proto import containerd_types_pb2 as types_pb
 from k3c.cri.snapshots import LayerBlob, Snapshots, chain_id
 from k3c.images.ocilayout import Descriptor
-from k3c.registry.reference import InvalidReference, normalize
+from k3c.images.reference import InvalidReference, normalize
 
 __all__ = ["BaseImage", "load", "resolve"]
 

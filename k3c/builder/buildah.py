@@ -69,7 +69,7 @@ from k3c.builder.transfer import (
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.images import ContainerdImages
 from k3c.images.ocilayout import Descriptor, sha256_digest
-from k3c.registry.reference import InvalidReference, normalize
+from k3c.images.reference import InvalidReference, normalize
 
 __all__ = ["BuildahConfig", "BuildahEngine", "StepParser"]
 

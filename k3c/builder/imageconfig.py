@@ -9,7 +9,6 @@ stage's environment (its ``ENV`` plus declared ``ARG`` values) as Docker does.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 import posixpath
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from k3c.builder.dockerfile import arg_items
 from k3c.builder.instructions import Instruction, Unsupported
 from k3c.builder.words import expand, expand_words, split
 from k3c.cri.snapshots import LayerBlob, stack_chain_id
-from k3c.streams.timefmt import parse_duration_ns
+from k3c.timefmt import now_micro, parse_duration_ns
 
 __all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata"]
 
@@ -67,7 +66,7 @@ class ImageState:
         return ImageState(copy.deepcopy(self.config), list(self.layers), copy.deepcopy(self.history), self.key)
 
     def record(self, created_by: str, empty: bool) -> None:
-        entry: dict[str, Any] = {"created": now(), "created_by": created_by, "comment": "k3c"}
+        entry: dict[str, Any] = {"created": now_micro(), "created_by": created_by, "comment": "k3c"}
         if empty:
             entry["empty_layer"] = True
         self.history.append(entry)
@@ -77,13 +76,9 @@ class ImageState:
         config = copy.deepcopy(self.config)
         if labels:
             config["Labels"] = {**(config.get("Labels") or {}), **labels}
-        return {"created": now(), "architecture": architecture, "os": "linux", "config": config,
+        return {"created": now_micro(), "architecture": architecture, "os": "linux", "config": config,
                 "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in self.layers]},
                 "history": self.history}
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _pairs(raw: str, env: dict[str, str], keyword: str) -> list[tuple[str, str]]:

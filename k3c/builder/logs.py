@@ -1,7 +1,7 @@
 """The ``log`` and ``context`` subresources of ImageBuild, served by k3c's API server.
 
-The daemon calls :func:`register` once with its :class:`~k3c.apiserver.handlers.APIHandler` and k3c's root
-dir. The operator (another process on the same node) and the API server share that directory:
+The daemon mounts :class:`BuildSubresources` on its API server (:mod:`k3c.apiserver.subresources`) with
+k3c's root dir. The operator (another process on the same node) and the API server share that directory:
 
 - ``GET .../imagebuilds/NAME/log[?follow=true][&tailLines=N]`` answers ``text/plain``, like pods/log: the
   build's output, which the operator appends to ``<root>/builds/logs/<uid>.log`` line by line. Following
@@ -31,12 +31,13 @@ from typing import Any
 
 from aiohttp import web
 
+from k3c.apigroup import GROUP
 from k3c.apiserver import errors
-from k3c.apiserver.handlers import APIHandler, Target
+from k3c.apiserver.subresources import ParentReader, Route, SubresourceHandler, SubresourceRequest
+from k3c.builder.paths import BuildPaths
 
-__all__ = ["BuildPaths", "BuildSubresources", "register"]
+__all__ = ["BuildSubresources"]
 
-GROUP = "k3c.io"
 PLURAL = "imagebuilds"
 #: How often a follower looks for new output (and, when there is none, whether the build is over).
 POLL_INTERVAL = 0.02
@@ -45,39 +46,6 @@ CHUNK = 256 * 1024
 STALE_UPLOAD = 3600.0
 #: gzip and the ustar magic at offset 257: what a context upload may start with.
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class BuildPaths:
-    """Where build logs, uploads and temporary contexts live under k3c's root dir (shared with the operator)."""
-
-    def __init__(self, root_dir: str | os.PathLike[str]) -> None:
-        self.root = Path(root_dir).absolute() / "builds"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def uploads(self) -> Path:
-        return self.root / "uploads"
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work"
-
-    def log_file(self, uid: str) -> Path:
-        return self.logs / f"{uid}.log"
-
-    def upload_dir(self, namespace: str, name: str) -> Path:
-        return self.uploads / namespace / name
-
-
-def register(handler: APIHandler, root_dir: str | os.PathLike[str]) -> BuildSubresources:
-    """Serve ImageBuild's ``log`` and ``context`` subresources from ``handler`` (the daemon calls this)."""
-    subs = BuildSubresources(handler, BuildPaths(root_dir))
-    handler.subresources[(GROUP, PLURAL, "log")] = subs.log
-    handler.subresources[(GROUP, PLURAL, "context")] = subs.context
-    return subs
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
@@ -113,15 +81,19 @@ def build_finished(obj: dict[str, Any]) -> bool:
 
 
 class BuildSubresources:
-    """The aiohttp side of the two subresources (see the module docstring)."""
+    """The aiohttp side of the two subresources (see the module docstring); a subresource provider."""
 
-    def __init__(self, handler: APIHandler, paths: BuildPaths) -> None:
-        self.handler = handler
+    def __init__(self, paths: BuildPaths) -> None:
         self.paths = paths
 
-    def _object(self, target: Target) -> dict[str, Any] | None:
+    def routes(self) -> Mapping[Route, SubresourceHandler]:
+        """ImageBuild's ``log`` and ``context``."""
+        return {Route(GROUP, PLURAL, "log"): self.log, Route(GROUP, PLURAL, "context"): self.context}
+
+    @staticmethod
+    async def _object(req: SubresourceRequest) -> dict[str, Any] | None:
         try:
-            return self.handler.api.get(target.rtype, target.namespace, target.name or "").obj
+            return await req.parent()
         except errors.APIError as err:
             if err.code == 404:
                 return None
@@ -129,49 +101,46 @@ class BuildSubresources:
 
     # ---- log ----
 
-    async def log(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def log(self, req: SubresourceRequest) -> web.StreamResponse:
+        request = req.http
         if request.method != "GET":
             raise errors.method_not_allowed()
         follow = _flag(request.query, "follow")
         tail = _int(request.query, "tailLines")
-        obj = self._object(target)
+        obj = await self._object(req)
         if obj is None:
-            raise errors.not_found(PLURAL, GROUP, target.name or "")
+            raise errors.not_found(PLURAL, GROUP, req.name or "")
         uid = obj["metadata"]["uid"]
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        await self._stream(resp, target, uid, follow, tail)
+        path = self.paths.log_file(uid)
+        offset = _tail_offset(path, tail) if tail is not None else 0
+        if follow:
+            await self._follow(resp, req, uid, path, offset)
+        else:
+            await self._copy_new(resp, path, offset)
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
         return resp
 
-    async def _stream(self, resp: web.StreamResponse, target: Target, uid: str, follow: bool,
-                      tail: int | None) -> None:
-        """Copy the log file as it grows; with ``follow``, until the build is over.
+    async def _follow(self, resp: web.StreamResponse, req: SubresourceRequest, uid: str, path: Path,
+                      offset: int) -> None:
+        """Copy the log file as it grows, until the build is over.
 
-        The end is noticed the moment the object changes (a subscription to its storage key wakes the
-        loop: a build answered from cache is over in milliseconds, and the CLI waits for this stream);
-        new log lines are picked up every :data:`POLL_INTERVAL`.
+        The end is noticed the moment the object changes (a change subscription wakes the loop: a build
+        answered from cache is over in milliseconds, and the CLI waits for this stream); new log lines are
+        picked up every :data:`POLL_INTERVAL`.
         """
-        path = self.paths.log_file(uid)
-        offset = _tail_offset(path, tail) if tail is not None else 0
-        sub = self.handler.hub.subscribe(target.rtype.key(target.namespace, target.name or "")) if follow else None
-        try:
+        async with req.parents.changes(req.namespace, req.name or "") as changes:
             while True:
                 offset, wrote = await self._copy_new(resp, path, offset)
-                if sub is None:
-                    return
                 if not wrote:
-                    obj = self._object(target)
+                    obj = await self._object(req)
                     if obj is None or obj["metadata"]["uid"] != uid or build_finished(obj):
                         await self._copy_new(resp, path, offset)  # the last lines precede the status
                         return
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(sub.queue.get(), POLL_INTERVAL)
-        finally:
-            if sub is not None:
-                self.handler.hub.unsubscribe(sub)
+                    await changes.wait(POLL_INTERVAL)
 
     async def _copy_new(self, resp: web.StreamResponse, path: Path, offset: int) -> tuple[int, bool]:
         try:
@@ -191,14 +160,15 @@ class BuildSubresources:
 
     # ---- context upload ----
 
-    async def context(self, request: web.Request, target: Target) -> web.Response:
+    async def context(self, req: SubresourceRequest) -> web.Response:
+        request = req.http
         if request.method not in ("POST", "PUT"):
             raise errors.method_not_allowed()
-        if not target.namespace or not target.name:
+        if not req.namespace or not req.name:
             raise errors.bad_request("a context upload needs a namespace and an ImageBuild name")
-        dest_dir = self.paths.upload_dir(target.namespace, target.name)
+        dest_dir = self.paths.upload_dir(req.namespace, req.name)
         dest_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self._sweep_stale)
+        await self._sweep_stale(req.parents)
         tmp = dest_dir / f".upload-{uuid.uuid4().hex}"
         try:
             digest, size = await self._receive(request, tmp)
@@ -225,27 +195,26 @@ class BuildSubresources:
             raise errors.bad_request("the context must be a tar archive (optionally gzip-compressed)")
         return "sha256:" + sha.hexdigest(), size
 
-    def _sweep_stale(self) -> None:
+    async def _sweep_stale(self, builds: ParentReader) -> None:
         """Remove upload directories older than :data:`STALE_UPLOAD` whose ImageBuild does not exist."""
+        for build_dir in await asyncio.to_thread(self._old_uploads):
+            try:
+                await builds.get(build_dir.parent.name, build_dir.name)
+            except errors.APIError:
+                await asyncio.to_thread(shutil.rmtree, build_dir, ignore_errors=True)
+
+    def _old_uploads(self) -> list[Path]:
+        """Upload directories (``<ns>/<name>``) last touched more than :data:`STALE_UPLOAD` seconds ago."""
         now = time.time()
         if not self.paths.uploads.is_dir():
-            return
+            return []
+        old = []
         for ns_dir in self.paths.uploads.iterdir():
             for build_dir in ns_dir.iterdir() if ns_dir.is_dir() else []:
                 with contextlib.suppress(FileNotFoundError):
-                    if now - build_dir.stat().st_mtime > STALE_UPLOAD and not self._exists(ns_dir.name,
-                                                                                          build_dir.name):
-                        shutil.rmtree(build_dir, ignore_errors=True)
-
-    def _exists(self, namespace: str, name: str) -> bool:
-        rtype = self.handler.registry.lookup(GROUP, "v1alpha1", PLURAL)
-        if rtype is None:
-            return False
-        try:
-            self.handler.api.get(rtype, namespace, name)
-        except errors.APIError:
-            return False
-        return True
+                    if now - build_dir.stat().st_mtime > STALE_UPLOAD:
+                        old.append(build_dir)
+        return old
 
 
 def _tail_offset(path: Path, lines: int) -> int:

@@ -67,7 +67,7 @@ from k3c.cri.errors import RuntimeCallError
 from k3c.cri.images import ContainerdImages, gc_labels
 from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id, stack_chain_id
 from k3c.images.ocilayout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
-from k3c.registry.reference import normalize
+from k3c.images.reference import normalize
 
 __all__ = ["NativeConfig", "NativeEngine"]
 

@@ -12,8 +12,8 @@ so that, once named, the whole tree stays alive. Layers are unpacked lazily by C
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 
@@ -21,6 +21,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from k3c.images.ocilayout import MEDIA_INDEX, Descriptor, OCIImage, children
+from k3c.timefmt import format_rfc3339
 
 from .channel import CRI_NAMESPACE, dial, namespace_metadata
 from .errors import NotFoundError, translate
@@ -272,7 +273,7 @@ class ContainerdImages:
         try:
             await self.leases.Create(
                 leases_pb.CreateRequest(
-                    id=lid, labels={"containerd.io/gc.expire": _rfc3339_in(expire_seconds)}
+                    id=lid, labels={"containerd.io/gc.expire": format_rfc3339(time.time() + expire_seconds)}
                 ),
                 timeout=self.timeout,
                 metadata=self._md(),
@@ -336,6 +337,3 @@ class ContainerdImages:
         await self.write(desc.digest, data, gc_labels(desc.media_type, data), lease=lease)
 
 
-def _rfc3339_in(seconds: int) -> str:
-    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")

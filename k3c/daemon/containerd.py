@@ -43,8 +43,9 @@ from typing import Any
 
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
-from k3c.daemon.pause import PAUSE_IMAGE
 from k3c.daemon.process import terminate
+from k3c.pauseimage import PAUSE_IMAGE
+from k3c.registry.hosts import registry_config_path
 
 __all__ = [
     "ContainerdConfig",
@@ -73,12 +74,6 @@ DEFAULT_DISABLED_PLUGINS: tuple[str, ...] = (
 CNI_CACHE_DIR = Path("/var/lib/cni/results")
 
 _UNIX_PATH_MAX = 104  # containerd refuses longer socket paths (the portable sun_path limit)
-
-
-def registry_config_path(root_dir: Path) -> Path:
-    """The registry ``config_path`` of a containerd k3c configured with root ``root_dir`` (the operator
-    writes ``hosts.toml`` files there, see :mod:`k3c.reconcilers.registryaccess`)."""
-    return root_dir / "certs.d"
 
 
 def has_cap_sys_resource(status_path: str = "/proc/self/status") -> bool:

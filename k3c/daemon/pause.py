@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 from k3c.images.ocilayout import HostFile, ImageConfig, OCIImage, build_image, build_layer
+from k3c.pauseimage import PAUSE_IMAGE
 
-__all__ = ["PAUSE_IMAGE", "PAUSE_SOURCE", "build_pause_image", "compile_pause", "ensure_pause_image"]
+__all__ = ["PAUSE_SOURCE", "build_pause_image", "compile_pause", "ensure_pause_image"]
 
-#: Name of k3c's sandbox image in containerd (k3c's own registry-less name; never pulled).
-PAUSE_IMAGE = "k3c.io/pause:3.9-k3c"
 #: The C source, shipped as package data.
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
 

@@ -298,7 +298,7 @@ class Daemon:
         cfg = self.config
         server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
                                         kubeconfig_gid=cfg.group, event_ttl=cfg.event_ttl))
-        self._register_subresources(server)
+        self._mount_subresources(server)
         try:
             await server.start()
         except OSError as err:
@@ -306,17 +306,19 @@ class Daemon:
             raise DaemonError(f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {reason}") from None
         self.apiserver = server
 
-    def _register_subresources(self, server: Any) -> None:
+    def _mount_subresources(self, server: Any) -> None:
         """The streaming subresources the embedded server adds to plain Kubernetes: container
-        logs/exec/attach, image save/load, build logs and context uploads."""
-        from k3c.builder import logs as build_logs
-        from k3c.registry import server as registry_server
-        from k3c.streams import server as streams_server
+        logs/exec/attach, image save/load, build logs and context uploads (each service a provider of
+        :mod:`k3c.apiserver.subresources`)."""
+        from k3c.builder.logs import BuildSubresources
+        from k3c.builder.paths import BuildPaths
+        from k3c.registry.server import ArchiveEndpoints
+        from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
-        streams_server.register(server.handler, sock, sock)
-        registry_server.register(server.handler, sock)
-        build_logs.register(server.handler, self.config.root_dir)
+        server.handler.mount(StreamService(sock, sock))
+        server.handler.mount(ArchiveEndpoints(sock))
+        server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
 
     def _operator_argv(self) -> list[str]:
         cfg = self.config

@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from k3c.builder.engine import Engine
-from k3c.reconcilers.kube import Kube, KubeError, Ref, now_rfc3339
+from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
 __all__ = ["BuildCacheReconciler"]

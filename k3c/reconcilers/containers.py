@@ -37,9 +37,10 @@ from k3c.reconcilers import criconfig
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
-from k3c.reconcilers.kube import Kube, KubeError, Ref, now_micro, now_rfc3339, rfc3339_ns
+from k3c.reconcilers.kube import Kube, KubeError, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
+from k3c.timefmt import format_micro_ns, now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ class ContainerReconciler:
         try:
             await self.env.cri.stop_container(inst.container_id, grace)
             st = (await self.env.cri.container_status(inst.container_id)).status
-            code, finished = st.exit_code, rfc3339_ns(st.finished_at)
+            code, finished = st.exit_code, format_micro_ns(st.finished_at)
         except NotFoundError:
             code, finished = 137, now_micro()
         if inst.running:
@@ -557,12 +558,12 @@ class ContainerReconciler:
         current = obj.get("status") or {}
         _copy_status_details(inst, current)
         if current.get("containerID") != container.id:  # started, but the status was never written
-            inst.started_at = rfc3339_ns(status.started_at) or inst.started_at
+            inst.started_at = format_micro_ns(status.started_at) or inst.started_at
         inst.started_mono = time.monotonic() - max(0.0, time.time() - status.started_at / 1e9)
         if sandbox is not None:
             inst.ports = [p.to_status() for p in sandbox.spec.ports]
         if not inst.running:
-            self._mark_exited(inst, status.exit_code, rfc3339_ns(status.finished_at) or now_micro())
+            self._mark_exited(inst, status.exit_code, format_micro_ns(status.finished_at) or now_micro())
             reported = (obj.get("status") or {}).get("containerID") == container.id and \
                 (obj.get("status") or {}).get("phase") in ("Exited", "Failed")
             inst.exit_reported = reported

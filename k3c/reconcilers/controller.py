@@ -28,12 +28,12 @@ from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.containers import ContainerReconciler, Env
 from k3c.reconcilers.imagepull import ImageResolver
-from k3c.reconcilers.kube import rfc3339_ns
 from k3c.reconcilers.operatorconfig import OperatorConfig
 from k3c.reconcilers.ports import PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool, Scrubber, sandbox_from_status
 from k3c.reconcilers.volumes import VolumeReconciler
 from k3c.reconcilers.workqueue import WorkQueue
+from k3c.timefmt import format_micro_ns
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Controller:
                 self.container_queue.schedule(uid)
                 continue
             if st.state == pb.CONTAINER_EXITED:
-                self.containers.task_exited(inst.container_id, st.exit_code, rfc3339_ns(st.finished_at))
+                self.containers.task_exited(inst.container_id, st.exit_code, format_micro_ns(st.finished_at))
                 self.container_queue.schedule(uid)
         await self._remove_broken_sandboxes()
 
@@ -177,7 +177,7 @@ class Controller:
             return
         if event.topic != "/tasks/exit" or payload.id != payload.container_id:
             return  # an exec'd process ended, not the container's main process
-        exited = rfc3339_ns(payload.exited_at.ToNanoseconds())
+        exited = format_micro_ns(payload.exited_at.ToNanoseconds())
         uid = self.containers.task_exited(payload.container_id, payload.exit_status, exited)
         if uid is not None:
             self.container_queue.schedule(uid)

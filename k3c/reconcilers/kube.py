@@ -7,7 +7,6 @@ the verbs the reconcilers use; kubeconfig parsing is :func:`k3c.kubeclient.load`
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ import aiohttp
 import orjson
 
 from k3c import kubeclient
+from k3c.apigroup import GROUP_VERSION
+from k3c.timefmt import now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
-
-GROUP_VERSION = "k3c.io/v1alpha1"
 
 
 class KubeError(Exception):
@@ -49,21 +48,6 @@ class Ref:
 def ref_of(plural: str, obj: dict[str, Any]) -> Ref:
     meta = obj["metadata"]
     return Ref(plural, meta.get("namespace", ""), meta["name"])
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def rfc3339_ns(ns: int) -> str:
-    """A containerd timestamp (ns since the epoch) as RFC 3339 with microseconds, like docker's; '' for 0."""
-    if not ns:
-        return ""
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Kube:

@@ -41,9 +41,9 @@ from k3c.images.ocilayout import (
     host_architecture,
     sha256_digest,
 )
+from k3c.images.reference import InvalidReference, parse
 
 from .content import write_stream
-from .reference import InvalidReference, parse
 from .tarstream import Member, TarReader, end_of_archive, file_header, padding
 
 __all__ = ["FORMATS", "ArchiveError", "LoadedImage", "load", "save"]

@@ -35,6 +35,7 @@ __all__ = [
     "HostSettings",
     "RegistriesConfig",
     "hosts_toml",
+    "registry_config_path",
     "is_loopback",
 ]
 
@@ -148,3 +149,9 @@ def hosts_toml(settings: HostSettings, ca_path: str | None) -> str:
     if settings.insecure:  # containerd tries the hosts in order: TLS first, then plain HTTP, like docker
         lines += ["", f'[host."http://{h}"]', '  capabilities = ["pull", "resolve", "push"]']
     return "\n".join(lines) + "\n"
+
+
+def registry_config_path(root_dir: Path) -> Path:
+    """The registry ``config_path`` of a containerd k3c configured with root ``root_dir`` (the operator
+    writes ``hosts.toml`` files there, see :mod:`k3c.reconcilers.registryaccess`)."""
+    return root_dir / "certs.d"

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from k3c.cri.images import ContainerdImages, gc_labels
 from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
+from k3c.images.reference import Reference
 
 from .client import Manifest, RegistryClient
 from .content import write_stream
 from .push import SOURCE_LABEL, BlobProgress
-from .reference import Reference
 
 __all__ = ["pull_image", "resolve_platform"]
 

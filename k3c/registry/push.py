@@ -24,12 +24,12 @@ from pathlib import Path
 
 from k3c.cri.images import ContainerdImages
 from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, children, host_architecture
+from k3c.images.reference import Reference
 
 from .auth import push_scope
 from .client import Manifest, RegistryClient
 from .compress import LayerCompressor
 from .errors import RegistryError
-from .reference import Reference
 
 __all__ = ["BlobProgress", "PushResult", "push_image"]
 

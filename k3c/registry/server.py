@@ -2,10 +2,10 @@
 
 Why subresources: the CLI talks only to the API, yet ``k3c save``/``k3c load`` move whole images; like
 the ``log`` subresource of LocalContainers, the bytes stream through the API server (same TLS, same
-authentication), which reads and writes containerd's content store directly. The daemon plugs them in:
+authentication), which reads and writes containerd's content store directly. The daemon mounts them
+(:mod:`k3c.apiserver.subresources`):
 
-    from k3c.registry import server as registry_server
-    registry_server.register(apiserver.handler, containerd_address)
+    apiserver.handler.mount(ArchiveEndpoints(containerd_address))
 
 URLs (``-`` stands for "no particular object", like docker's collection-level ``/images/get``):
 
@@ -21,20 +21,21 @@ URLs (``-`` stands for "no particular object", like docker's collection-level ``
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from k3c.apigroup import GROUP
 from k3c.apiserver import errors
+from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 
 if TYPE_CHECKING:
-    from k3c.apiserver.handlers import APIHandler, Target
     from k3c.cri.images import ContainerdImages
 
 log = logging.getLogger(__name__)
 
-GROUP = "k3c.io"
 PLURAL = "images"
 ANY = "-"
 
@@ -42,10 +43,13 @@ ANY = "-"
 class ArchiveEndpoints:
     """The two subresource handlers, sharing one containerd client made in the server's event loop."""
 
-    def __init__(self, handler: APIHandler, containerd_address: str) -> None:
-        self.handler = handler
+    def __init__(self, containerd_address: str) -> None:
         self.address = containerd_address
         self._store: ContainerdImages | None = None
+
+    def routes(self) -> Mapping[Route, SubresourceHandler]:
+        """``images/{name}/save`` and ``images/{name}/load`` (see the module doc)."""
+        return {Route(GROUP, PLURAL, "save"): self.save, Route(GROUP, PLURAL, "load"): self.load}
 
     def store(self) -> ContainerdImages:
         if self._store is None:
@@ -54,20 +58,22 @@ class ArchiveEndpoints:
             self._store = ContainerdImages(self.address)
         return self._store
 
-    def _reference_of(self, target: Target) -> list[str]:
-        if not target.name or target.name == ANY:
+    @staticmethod
+    async def _reference_of(req: SubresourceRequest) -> list[str]:
+        if not req.name or req.name == ANY:
             return []
-        entry = self.handler.api.get(target.rtype, None, target.name)
-        ref = (entry.obj.get("spec") or {}).get("reference")
+        obj = await req.parent()
+        ref = (obj.get("spec") or {}).get("reference")
         return [ref] if ref else []
 
-    async def save(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def save(self, req: SubresourceRequest) -> web.StreamResponse:
+        from k3c.images.reference import InvalidReference
         from k3c.registry.archives import ArchiveError, save
-        from k3c.registry.reference import InvalidReference
 
+        request = req.http
         if request.method != "GET":
             raise errors.method_not_allowed()
-        names = self._reference_of(target) + request.query.getall("image", [])
+        names = await self._reference_of(req) + request.query.getall("image", [])
         if not names:
             raise errors.bad_request("no image to save: name an Image object or pass ?image=REFERENCE")
         fmt = request.query.get("format", "docker-archive")
@@ -92,10 +98,11 @@ class ArchiveEndpoints:
         await resp.write_eof()
         return resp
 
-    async def load(self, request: web.Request, target: Target) -> web.Response:
+    async def load(self, req: SubresourceRequest) -> web.Response:
         from k3c.cri.errors import RuntimeCallError
         from k3c.registry.archives import ArchiveError, load
 
+        request = req.http
         if request.method not in ("POST", "PUT"):
             raise errors.method_not_allowed()
         try:
@@ -107,10 +114,3 @@ class ArchiveEndpoints:
         body: dict[str, Any] = {"images": [{"name": i.name, "digest": i.digest, "id": i.id} for i in loaded]}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
-
-def register(handler: APIHandler, containerd_address: str) -> ArchiveEndpoints:
-    """Serve ``images/{name}/save`` and ``images/{name}/load`` on this API server (see the module doc)."""
-    endpoints = ArchiveEndpoints(handler, containerd_address)
-    handler.subresources[(GROUP, PLURAL, "save")] = endpoints.save
-    handler.subresources[(GROUP, PLURAL, "load")] = endpoints.load
-    return endpoints

@@ -24,9 +24,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from k3c.kubeclient import APIStatusError, Client, resource_path
+from k3c.timefmt import format_rfc3339_ns, parse_since
 
 from . import protocol, terminal
-from .timefmt import format_rfc3339_ns, parse_since
 
 if TYPE_CHECKING:
     from .wsclient import ChannelConnection

@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k3c.apiserver import errors
-from k3c.apiserver.handlers import Target
-from k3c.apiserver.rest import ResourceAPI
-from k3c.apiserver.storage import Compacted
+from k3c.apiserver.subresources import SubresourceRequest
 from k3c.cri.errors import NotFoundError
 from k3c.cri.runtime import CRIClient, pb
-
-from .timefmt import NS, parse_rfc3339_ns
+from k3c.timefmt import NS, parse_rfc3339_ns
 
 _STATES = {
     pb.CONTAINER_CREATED: "Created",
@@ -96,26 +93,6 @@ def finished_from_status(obj: dict[str, Any]) -> RuntimeContainer | None:
     return RuntimeContainer(obj["metadata"]["name"], cid, pb.CONTAINER_EXITED, code, "", max(created, 0))
 
 
-def get_object(api: ResourceAPI, target: Target) -> dict[str, Any]:
-    """The LocalContainer the URL names; 404 Status if it does not exist."""
-    return api.get(target.rtype, target.namespace, target.name or "").obj
-
-
-def last_state(api: ResourceAPI, target: Target, since: int) -> dict[str, Any] | None:
-    """The object's last stored state after revision ``since``, even once deleted (``--rm``): the
-    deletion record keeps the final object, exit code included. None if nothing (left) in the log."""
-    store = api.store
-    key = target.rtype.key(target.namespace, target.name or "")
-    last = None
-    try:
-        for event in store.history(key, since, store.committed):
-            if event.key == key:
-                last = event.obj
-    except Compacted:
-        return None
-    return last
-
-
 async def runtime_container(
     cri: CRIClient, obj: dict[str, Any], *, verbose: bool = False
 ) -> RuntimeContainer | None:
@@ -163,12 +140,11 @@ def not_running(name: str, what: str, obj: dict[str, Any], rc: RuntimeContainer 
     return errors.APIError(409, "Conflict", f'cannot {what} container "{name}": it is not running ({state})')
 
 
-async def running_container(
-    api: ResourceAPI, cri: CRIClient, target: Target, what: str
-) -> RuntimeContainer:
-    """The running container behind the target, with its spec and pid; 404/409 Status errors otherwise."""
-    obj = get_object(api, target)
+async def running_container(req: SubresourceRequest, cri: CRIClient, what: str) -> RuntimeContainer:
+    """The running container behind the request's object, with its spec and pid; 404/409 Status errors
+    otherwise."""
+    obj = await req.parent()
     rc = await runtime_container(cri, obj, verbose=True)
     if rc is None or not rc.running:
-        raise not_running(target.name or "", what, obj, rc)
+        raise not_running(req.name or "", what, obj, rc)
     return rc

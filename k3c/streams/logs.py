@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from k3c.timefmt import format_rfc3339_ns, parse_rfc3339_ns
+
 from .protocol import STDERR, STDOUT
-from .timefmt import format_rfc3339_ns, parse_rfc3339_ns
 
 CHUNK = 64 * 1024
 #: How often a follower looks for new bytes, and how often it asks whether the container still runs.

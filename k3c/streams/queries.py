@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from k3c.apiserver import errors
+from k3c.timefmt import NS, parse_rfc3339_ns
 
 from . import protocol
 from .exec import ExecRequest
 from .logs import LogOptions
-from .timefmt import NS, parse_rfc3339_ns
 
 _TRUE = {"true", "1", "yes", "t"}
 _FALSE = {"false", "0", "no", "f", ""}

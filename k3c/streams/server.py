@@ -22,14 +22,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from k3c.apigroup import GROUP
 from k3c.apiserver import errors
-from k3c.apiserver.handlers import APIHandler, Target
+from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.cri.tasks import TasksClient
@@ -41,9 +42,7 @@ from .containers import (
     RuntimeContainer,
     container_id_of,
     finished_from_status,
-    get_object,
     is_starting,
-    last_state,
     log_path_of,
     not_running,
     recorded_exit,
@@ -56,7 +55,6 @@ from .queries import flag, parse_exec_request, parse_log_options
 
 log = logging.getLogger(__name__)
 
-GROUP = "k3c.io"
 PLURAL = "localcontainers"
 #: How often a follower waiting for the container to be created looks again.
 CREATE_POLL = 0.25
@@ -76,11 +74,14 @@ class _LogSource:
 
 
 class StreamService:
-    """The three subresource handlers over one containerd; gRPC channels open on first use."""
+    """The three subresource handlers over one containerd; gRPC channels open on first use.
 
-    def __init__(self, handler: APIHandler, cri_address: str, containerd_address: str,
-                 fifo_dir: str | None = None) -> None:
-        self.api = handler.api
+    A subresource provider (:mod:`k3c.apiserver.subresources`): the daemon mounts it on its API server
+    with its containerd socket for both addresses (CRI is a plugin of the same containerd);
+    :meth:`close` stops detached execs' reapers and the gRPC channels.
+    """
+
+    def __init__(self, cri_address: str, containerd_address: str, fifo_dir: str | None = None) -> None:
         self.cri_address = cri_address
         self.containerd_address = containerd_address
         self.fifo_dir = fifo_dir
@@ -88,11 +89,10 @@ class StreamService:
         self._tasks: TasksClient | None = None
         self._background: set[asyncio.Task[None]] = set()
 
-    def install(self, handler: APIHandler) -> None:
-        """Route ``log``, ``exec`` and ``attach`` of k3c.io/localcontainers to this service."""
-        handler.subresources[(GROUP, PLURAL, "log")] = self.log
-        handler.subresources[(GROUP, PLURAL, "exec")] = self.exec
-        handler.subresources[(GROUP, PLURAL, "attach")] = self.attach
+    def routes(self) -> Mapping[Route, SubresourceHandler]:
+        """``log``, ``exec`` and ``attach`` of k3c.io/localcontainers."""
+        return {Route(GROUP, PLURAL, "log"): self.log, Route(GROUP, PLURAL, "exec"): self.exec,
+                Route(GROUP, PLURAL, "attach"): self.attach}
 
     @property
     def cri(self) -> CRIClient:
@@ -118,19 +118,20 @@ class StreamService:
 
     # ---- log ----
 
-    async def log(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def log(self, req: SubresourceRequest) -> web.StreamResponse:
         """pods/log: text/plain (merged) over HTTP, channels 1/2 over a websocket."""
+        request = req.http
         if request.method != "GET":
             raise errors.method_not_allowed()
         options = parse_log_options(request.query)
-        obj = get_object(self.api, target)
+        obj = await req.parent()
         rc = await _runtime_call(runtime_container(self.cri, obj))
         source = _LogSource(log_path_of(obj, rc), container_id_of(obj))
         if not source.path and source.container_id:
-            raise errors.bad_request(f'container "{target.name}" has no logs: its runtime container is gone')
+            raise errors.bad_request(f'container "{req.name}" has no logs: its runtime container is gone')
         if wants_websocket(request):
             sock = await accept(request)
-            await _guarded(sock, self._log_to_socket(sock, target, source, options))
+            await _guarded(sock, self._log_to_socket(sock, req, source, options))
             return sock.ws
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await resp.prepare(request)
@@ -142,24 +143,24 @@ class StreamService:
             await resp.write(data)
 
         with contextlib.suppress(ConnectionError, RuntimeCallError):
-            await self._stream_log(target, source, options, emit, alive)
+            await self._stream_log(req, source, options, emit, alive)
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
         return resp
 
-    async def _log_to_socket(self, sock: ChannelSocket, target: Target, source: _LogSource,
+    async def _log_to_socket(self, sock: ChannelSocket, req: SubresourceRequest, source: _LogSource,
                              options: LogOptions) -> None:
         sock.start_reading()  # notices the client closing while we wait for output
-        await self._stream_log(target, source, options, sock.send, lambda: not sock.client_closed)
+        await self._stream_log(req, source, options, sock.send, lambda: not sock.client_closed)
         await _finish(sock, protocol.success())
 
     async def _stream_log(
-        self, target: Target, source: _LogSource, options: LogOptions,
+        self, req: SubresourceRequest, source: _LogSource, options: LogOptions,
         emit: Callable[[int, bytes], Awaitable[None]], alive: Callable[[], bool],
     ) -> None:
         """Send the log; with no container yet a follower waits for one, others get nothing."""
         if not source.path and options.follow:
-            source = await self._wait_for_log(target, alive) or source
+            source = await self._wait_for_log(req, alive) or source
         if not source.path:
             return
         cid = source.container_id
@@ -174,12 +175,12 @@ class StreamService:
         async for channel, data in read_log(source.path, options, running, alive):
             await emit(channel, data)
 
-    async def _wait_for_log(self, target: Target, alive: Callable[[], bool]) -> _LogSource | None:
+    async def _wait_for_log(self, req: SubresourceRequest, alive: Callable[[], bool]) -> _LogSource | None:
         """For ``logs -f`` of a container not created yet: wait until the operator records one."""
         while alive():
             await asyncio.sleep(CREATE_POLL)
             try:
-                obj = get_object(self.api, target)
+                obj = await req.parent()
             except errors.APIError:
                 return None
             rc = await runtime_container(self.cri, obj)
@@ -189,17 +190,18 @@ class StreamService:
 
     # ---- exec ----
 
-    async def exec(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def exec(self, req: SubresourceRequest) -> web.StreamResponse:
         """pods/exec over a websocket, with docker exec's -e/-w/-u."""
+        request = req.http
         if not wants_websocket(request):
             raise errors.bad_request("Upgrade request required")
-        req, detach = parse_exec_request(request.query)
-        rc = await _runtime_call(running_container(self.api, self.cri, target, "exec into"))
+        exec_req, detach = parse_exec_request(request.query)
+        rc = await _runtime_call(running_container(req, self.cri, "exec into"))
         sock = await accept(request)
         if detach:
-            await _guarded(sock, self._exec_detached(sock, rc, req))
+            await _guarded(sock, self._exec_detached(sock, rc, exec_req))
         else:
-            await _guarded(sock, ExecSession(self.tasks, rc, req, sock, self.fifo_dir).run())
+            await _guarded(sock, ExecSession(self.tasks, rc, exec_req, sock, self.fifo_dir).run())
         return sock.ws
 
     async def _exec_detached(self, sock: ChannelSocket, rc: RuntimeContainer, req: ExecRequest) -> None:
@@ -230,11 +232,12 @@ class StreamService:
 
     # ---- attach ----
 
-    async def attach(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def attach(self, req: SubresourceRequest) -> web.StreamResponse:
         """pods/attach over a websocket; the final Status carries the container's exit code.
 
         A container still being created is waited for (``k3c run`` attaches right after creating it).
         """
+        request = req.http
         if not wants_websocket(request):
             raise errors.bad_request("Upgrade request required")
         q = request.query
@@ -242,21 +245,22 @@ class StreamService:
         if not any(streams.values()):
             raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
         from_start = flag(q, "logs")  # docker's attach?logs=1: replay the output from the start
-        since = self.api.store.committed
-        obj = get_object(self.api, target)
+        since = await req.parents.revision()
+        obj = await req.parent()
         rc = await _runtime_call(runtime_container(self.cri, obj, verbose=True)) or finished_from_status(obj)
         starting = is_starting(obj, rc)
         finished = rc is not None and rc.state == pb.CONTAINER_EXITED
         if not starting and not (rc is not None and (rc.running or (from_start and finished))):
-            raise not_running(target.name or "", "attach to", obj, rc)
+            raise not_running(req.name or "", "attach to", obj, rc)
         sock = await accept(request)
         sock.start_reading()  # keep early stdin while waiting for the container
         found = None if starting else (rc, obj)
-        await _guarded(sock, self._attach(sock, target, found, streams, from_start, since))
+        await _guarded(sock, self._attach(sock, req, found, streams, from_start, since))
         return sock.ws
 
-    async def _attach(self, sock: ChannelSocket, target: Target, found: tuple[RuntimeContainer, Any] | None,
-                      streams: dict[str, bool], from_start: bool, since: int) -> None:
+    async def _attach(self, sock: ChannelSocket, req: SubresourceRequest,
+                      found: tuple[RuntimeContainer, Any] | None, streams: dict[str, bool], from_start: bool,
+                      since: str) -> None:
         """Attach; a container still starting is waited for, and then always replayed from its start.
 
         If the object disappears meanwhile (``--rm``), the stream ends without a Status: the caller
@@ -264,16 +268,16 @@ class StreamService:
         """
         replay = from_start or found is None
         if found is None:
-            found = await self._wait_started(target, sock, since)
+            found = await self._wait_started(req, sock, since)
             if found is None:
                 return
         rc, obj = found
         session = AttachSession(self.cri, self.tasks, rc, sock, log_path=log_path_of(obj, rc),
-                                exit_code=self._exit_code(target, rc.id, since), replay=replay, **streams)
+                                exit_code=self._exit_code(req, rc.id, since), replay=replay, **streams)
         await session.run()
 
-    async def _wait_started(self, target: Target, sock: ChannelSocket,
-                            since: int) -> tuple[RuntimeContainer, Any] | None:
+    async def _wait_started(self, req: SubresourceRequest, sock: ChannelSocket,
+                            since: str) -> tuple[RuntimeContainer, Any] | None:
         """Wait until the operator has started (or finished) the container; None if it or the client left.
 
         A ``--rm`` container can be over and its object gone between two looks: its last state still
@@ -281,9 +285,9 @@ class StreamService:
         """
         while not sock.client_closed:
             try:
-                obj = get_object(self.api, target)
+                obj = await req.parent()
             except errors.APIError:
-                last = last_state(self.api, target, since)
+                last = await req.parents.last_state(req.namespace, req.name or "", since)
                 done = finished_from_status(last) if last is not None else None
                 return (done, last) if done is not None else None
             rc = await runtime_container(self.cri, obj, verbose=True)
@@ -294,11 +298,12 @@ class StreamService:
                 if done is not None:
                     return done, obj
                 message = (obj.get("status") or {}).get("message") or "it is not running"
-                raise _StreamFailure(f'cannot attach to container "{target.name}": {message}')
+                raise _StreamFailure(f'cannot attach to container "{req.name}": {message}')
             await asyncio.sleep(START_POLL)
         return None
 
-    def _exit_code(self, target: Target, cid: str, since: int) -> Callable[[], Awaitable[int | None]]:
+    def _exit_code(self, req: SubresourceRequest, cid: str,
+                   since: str) -> Callable[[], Awaitable[int | None]]:
         """Where an attach learns the exit code: containerd, else (container removed) the object, else
         (object removed too, ``--rm``) its last state in the store's log after revision ``since``.
 
@@ -313,10 +318,10 @@ class StreamService:
             if st is not None:
                 return st.exit_code if st.state == pb.CONTAINER_EXITED else None
             try:
-                return recorded_exit(get_object(self.api, target), cid)
+                return recorded_exit(await req.parent(), cid)
             except errors.APIError:
                 pass
-            last = last_state(self.api, target, since)
+            last = await req.parents.last_state(req.namespace, req.name or "", since)
             code = recorded_exit(last, cid) if last is not None else None
             if code is None:
                 raise LookupError(cid)
@@ -359,11 +364,3 @@ async def _guarded(sock: ChannelSocket, coro: Awaitable[None]) -> None:
     finally:
         await sock.close()
 
-
-def register(handler: APIHandler, cri_address: str, containerd_address: str) -> None:
-    """Install the ``log``/``exec``/``attach`` subresources of LocalContainer on ``handler``.
-
-    The daemon calls this with its containerd socket for both addresses (CRI is a plugin of the same
-    containerd). Use :class:`StreamService` directly to close its gRPC channels at shutdown.
-    """
-    StreamService(handler, cri_address, containerd_address).install(handler)

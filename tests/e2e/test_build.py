@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from k3c.images.ocilayout import busybox_image
-from k3c.registry.reference import normalize
+from k3c.images.reference import normalize
 from tests.support.build_harness import BUSYBOX, BuildStack, wait_until
 
 pytestmark = [pytest.mark.containerd,
@@ -758,7 +758,8 @@ def test_ctrl_c_cancels_the_build(stack: BuildStack, tmp_path: Path) -> None:
 def test_built_image_runs_through_cri(stack: BuildStack, tmp_path: Path) -> None:
     """The image is usable by CRI at once (what `k3c run` and k3s pods use), with no push or pull."""
     from k3c.cri.runtime import CRIClient, pb
-    from k3c.daemon.pause import PAUSE_IMAGE, ensure_pause_image
+    from k3c.daemon.pause import ensure_pause_image
+    from k3c.pauseimage import PAUSE_IMAGE
 
     ctx = make_context(tmp_path, {"Dockerfile": MULTI_STAGE})
     built(stack, stack.k3c("build", "-q", "-t", "runme:1", "--build-arg", "VERSION=7", str(ctx)))

@@ -1,6 +1,6 @@
 """`k3c build` then `k3c run` against a whole `k3c daemon`: the built image runs at once, no push or pull.
 
-The daemon wires the build with ``k3c.builder.logs.register(server.handler, root_dir)`` in its API server
+The daemon wires the build with ``k3c.builder.logs.BuildSubresources`` mounted on its API server
 and ``operator/imagebuilds.py``'s ``register(registry, config)`` in its operator (native engine).
 """
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from k3c import kubeclient
-from k3c.daemon.pause import PAUSE_IMAGE
+from k3c.pauseimage import PAUSE_IMAGE
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 from tests.support.harness import APIServerProcess, kubectl_versions, run_kubectl
 

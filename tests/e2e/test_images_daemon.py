@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from k3c.images.ocilayout import busybox_image
-from k3c.registry.reference import normalize
+from k3c.images.reference import normalize
 from tests.support.daemon_harness import TEST_IMAGE, wait_until
 from tests.support.images_harness import RegistryProcess
 

@@ -38,6 +38,7 @@ from k3c.images.ocilayout import (
     sha256_digest,
     write_oci_archive,
 )
+from k3c.images.reference import parse
 from k3c.registry.archives import ArchiveError, load, save
 from k3c.registry.auth import Credentials
 from k3c.registry.client import RegistryClient
@@ -46,7 +47,6 @@ from k3c.registry.errors import NotFound, Unauthorized, Unreachable
 from k3c.registry.hosts import HostSettings
 from k3c.registry.pull import pull_image
 from k3c.registry.push import push_image
-from k3c.registry.reference import parse
 from tests.support.daemon_harness import pick_subnet
 from tests.support.images_harness import RegistryProcess, make_ca_and_cert, new_base, remove_base, sized_image
 

@@ -40,8 +40,9 @@ from k3c.daemon.containerd import (
     has_cap_sys_resource,
     leased_ips,
 )
-from k3c.daemon.pause import PAUSE_IMAGE, build_pause_image, ensure_pause_image
+from k3c.daemon.pause import build_pause_image, ensure_pause_image
 from k3c.images.ocilayout import busybox_image, read_oci_archive, write_oci_archive
+from k3c.pauseimage import PAUSE_IMAGE
 from tests.support.daemon_harness import pick_subnet
 
 pytestmark = pytest.mark.containerd

@@ -47,7 +47,7 @@ from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_n
 from k3c.daemon.pause import ensure_pause_image
 from k3c.images.ocilayout import busybox_image
 from k3c.streams import client as streams
-from k3c.streams.timefmt import format_rfc3339_ns, parse_rfc3339_ns
+from k3c.timefmt import format_rfc3339_ns, parse_rfc3339_ns
 from tests.support.daemon_harness import pick_subnet
 from tests.support.harness import REPO, free_port
 

@@ -3,12 +3,12 @@ the ImageBuild operator, each a child process in temporary directories, stopped 
 
 Why not the ``daemon`` fixture: the build tests need the API server to serve ImageBuild's ``log`` and
 ``context`` subresources and the operator to run the ImageBuild reconciler; this stack wires exactly
-those (:func:`k3c.builder.logs.register`, and ``python -m k3c.operator --controllers builds``) the way the
+those (:class:`k3c.builder.logs.BuildSubresources` and ``python -m k3c.operator --controllers builds``) the way the
 daemon does, without the rest of the daemon.
 
-``python -m tests.support.build_harness apiserver --data-dir D --port P --containerd-address S`` is the API
-server child: k3c's :class:`~k3c.apiserver.server.APIServer` plus :func:`k3c.builder.logs.register` and the images'
-save/load subresources (for ``k3c build --output``), CRDs installed.
+``python -m tests.support.build_harness apiserver --data-dir D --port P --containerd-address S`` is the API server
+child: k3c's :class:`~k3c.apiserver.server.APIServer` with :class:`k3c.builder.logs.BuildSubresources` and
+the images' save/load subresources (for ``k3c build --output``) mounted, CRDs installed.
 """
 
 from __future__ import annotations
@@ -318,13 +318,14 @@ def _apply_layer(files: dict[str, bytes], data: bytes) -> None:
 
 async def _serve(data_dir: Path, port: int, containerd_address: str) -> None:
     from k3c.apiserver.server import APIServer, ServerConfig
-    from k3c.builder.logs import register
+    from k3c.builder.logs import BuildSubresources
+    from k3c.builder.paths import BuildPaths
     from k3c.daemon.supervisor import install_crds
-    from k3c.registry import server as registry_server
+    from k3c.registry.server import ArchiveEndpoints
 
     server = APIServer(ServerConfig(data_dir=data_dir, port=port))
-    register(server.handler, data_dir)
-    registry_server.register(server.handler, containerd_address)  # images' save (k3c build --output)
+    server.handler.mount(BuildSubresources(BuildPaths(data_dir)))
+    server.handler.mount(ArchiveEndpoints(containerd_address))  # images' save (k3c build --output)
     await server.start()
     await asyncio.to_thread(install_crds, server.kubeconfig_path)
     (data_dir.parent / "apiserver.ready").write_text(str(os.getpid()))

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 from k3c.apiserver.server import APIServer, ServerConfig
-from k3c.registry import server as registry_server
+from k3c.registry.server import ArchiveEndpoints
 
 
 async def main(data_dir: str, port: int, containerd: str) -> None:
     server = APIServer(ServerConfig(data_dir=Path(data_dir), host="127.0.0.1", port=port, bookmark_interval=1.0))
-    registry_server.register(server.handler, containerd)
+    server.handler.mount(ArchiveEndpoints(containerd))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,8 +22,8 @@ from k3c.streams.server import StreamService
 
 async def serve(args: argparse.Namespace) -> None:
     server = APIServer(ServerConfig(data_dir=Path(args.data_dir), port=args.port))
-    streams = StreamService(server.handler, args.containerd, args.containerd, fifo_dir=args.fifo_dir)
-    streams.install(server.handler)
+    streams = StreamService(args.containerd, args.containerd, fifo_dir=args.fifo_dir)
+    server.handler.mount(streams)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -153,7 +153,7 @@ def test_healthcheck() -> None:
     state = _apply(ImageState(), "HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f http://localhost/\n")
     assert state.config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://localhost/"],
                                            "Interval": 90 * 10**9, "Retries": 3}
-    from k3c.streams.timefmt import parse_duration_ns
+    from k3c.timefmt import parse_duration_ns
 
     assert parse_duration_ns("500ms") == 500_000_000
     with pytest.raises(ValueError):

@@ -10,8 +10,8 @@ import tarfile
 
 import pytest
 
+from k3c.images.reference import InvalidReference, is_image_id, normalize, object_name, parse
 from k3c.registry import auth, hosts
-from k3c.registry.reference import InvalidReference, is_image_id, normalize, object_name, parse
 from k3c.registry.tarstream import TarReader, file_header, padding
 
 DIGEST = "sha256:" + "ab" * 32

@@ -1,8 +1,12 @@
-"""Times in logs: CRI's RFC 3339 timestamps with nanoseconds, and docker's ``--since`` forms.
+"""Times as text, the forms k3c reads and writes: RFC 3339, Go durations and docker's ``--since``.
 
-Python's datetime stops at microseconds, but CRI log lines carry nanoseconds and ``docker logs -t``
-prints all nine digits; times are therefore plain integers of nanoseconds since the epoch here.
-Import-light (the CLI parses ``--since`` with it).
+One module for every time format so they cannot drift apart: Kubernetes' ``metav1.Time`` (whole seconds)
+and ``MicroTime`` (microseconds, also docker's ``Created``/``StartedAt`` and OCI's ``created``), CRI's
+log lines with nanoseconds, Go durations (``--event-ttl``, HEALTHCHECK, ``--since 10m``) and docker's
+``--since``. Python's datetime stops at microseconds, but CRI log lines carry nanoseconds and
+``docker logs -t`` prints all nine digits; precise times are therefore plain integers of nanoseconds since
+the epoch here. A leaf, standard library only: the CLI parses ``--since`` with it, the API server expires
+Events, the builder reads HEALTHCHECK and the reconcilers stamp status.
 """
 
 from __future__ import annotations
@@ -40,6 +44,31 @@ def format_rfc3339_ns(ns: int) -> str:
     seconds, nanos = divmod(ns, NS)
     stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
+
+
+def format_rfc3339(seconds: float) -> str:
+    """Seconds since the epoch → ``2024-05-01T08:00:00Z``: ``metav1.Time`` (UTC, whole seconds)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_rfc3339() -> str:
+    """Now as ``metav1.Time``: creation/deletion timestamps, conditions' lastTransitionTime."""
+    return format_rfc3339(time.time())
+
+
+def format_micro_ns(ns: int) -> str:
+    """Nanoseconds since the epoch → ``2024-05-01T08:00:00.123456Z`` (``metav1.MicroTime``, docker's
+    ``StartedAt``); '' for 0, containerd's "not set" (a container that never started or finished)."""
+    if not ns:
+        return ""
+    seconds, nanos = divmod(ns, NS)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos // 1000:06d}Z"
+
+
+def now_micro() -> str:
+    """Now as ``metav1.MicroTime``: Events' eventTime, containers' start and finish, OCI's ``created``."""
+    return format_micro_ns(time.time_ns())
 
 
 def parse_duration_ns(text: str) -> int:
