@@ -28,10 +28,15 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.cri.images import ContainerdImages, gc_labels
-from k3c.images.ocilayout import (
+from k3c.cri.content import write_stream
+from k3c.cri.imagestore import ContainerdImages, gc_labels
+from k3c.oci.layout import (
     ANNOTATION_CONTAINERD_NAME,
     ANNOTATION_REF_NAME,
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_LAYER_ZSTD,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     MEDIA_INDEX,
@@ -41,18 +46,13 @@ from k3c.images.ocilayout import (
     host_architecture,
     sha256_digest,
 )
-from k3c.images.reference import InvalidReference, parse
+from k3c.oci.reference import InvalidReference, parse
 
-from .content import write_stream
 from .tarstream import Member, TarReader, end_of_archive, file_header, padding
 
 __all__ = ["FORMATS", "ArchiveError", "LoadedImage", "load", "save"]
 
 FORMATS = ("docker-archive", "oci-archive")
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 #: Members up to this size are kept in memory while loading (manifests, configs, small layers).
 SMALL = 1 << 20
 _METADATA = {"manifest.json", "index.json", "oci-layout", "repositories"}
