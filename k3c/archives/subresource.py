@@ -67,7 +67,8 @@ class ArchiveEndpoints:
         return [ref] if ref else []
 
     async def save(self, req: SubresourceRequest) -> web.StreamResponse:
-        from k3c.archives.archives import ArchiveError, save
+        from k3c.archives.formats import ArchiveError
+        from k3c.archives.save import save
         from k3c.oci.reference import InvalidReference
 
         request = req.http
@@ -99,7 +100,8 @@ class ArchiveEndpoints:
         return resp
 
     async def load(self, req: SubresourceRequest) -> web.Response:
-        from k3c.archives.archives import ArchiveError, load
+        from k3c.archives.formats import ArchiveError
+        from k3c.archives.load import load
         from k3c.cri.errors import RuntimeCallError
 
         request = req.http

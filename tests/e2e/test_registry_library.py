@@ -25,7 +25,9 @@ from typing import Any
 
 import pytest
 
-from k3c.archives.archives import ArchiveError, load, save
+from k3c.archives.formats import ArchiveError
+from k3c.archives.load import load
+from k3c.archives.save import save
 from k3c.cri.content import list_statuses
 from k3c.cri.imagestore import ContainerdImages, gc_labels
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
