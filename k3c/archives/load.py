@@ -1,4 +1,4 @@
-"""``load``: every image of a docker-archive or OCI-layout tar stream into containerd's store (:mod:`.formats`).
+"""``load``: the images of a docker-archive or OCI-layout tar stream into containerd (:mod:`.formats`).
 
 Loading reads the stream once, in order (``docker save`` puts ``manifest.json`` last): large members go
 straight into the content store under a lease while small ones (JSON) stay in memory; once the stream

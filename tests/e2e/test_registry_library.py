@@ -1,4 +1,5 @@
-"""k3c.distribution against real components: Debian's docker-registry (basic auth, token auth, TLS) and containerd.
+"""k3c.distribution and k3c.archives against real components: Debian's docker-registry (basic auth, token
+auth, TLS) and containerd.
 
 No API server here: the client, push, pull-into-content and the archives are exercised directly, the way
 the operator and the API server's save/load use them. Every process is started by the fixtures and

@@ -1,4 +1,5 @@
-"""Pure functions of k3c.distribution: references like docker's, credentials, challenges, host settings, tar streams."""
+"""Pure functions behind registry and archive work: references like docker's (k3c.oci), credentials,
+challenges, host settings (k3c.distribution), tar streams (k3c.archives)."""
 
 from __future__ import annotations
 
