@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))  # a script: tests.support from the repo
 
 from installed import installed_cli  # noqa: E402
 
-from k3c.images.ocilayout import busybox_image, write_oci_archive  # noqa: E402
+from k3c.oci.layout import busybox_image, write_oci_archive  # noqa: E402
 from tests.support.build_harness import BUSYBOX, BuildStack, unmount_under  # noqa: E402
 
 SMALL_DOCKERFILE = """\
@@ -146,7 +146,7 @@ class K3cSide:
             for f in (b / d).glob("*.json"):
                 f.unlink()
         from k3c.builder.layercache import prune as prune_cache
-        from k3c.images.reference import normalize
+        from k3c.oci.reference import normalize
 
         self.stack.containerd_call(lambda store: store.delete(normalize(tag), sync=True))
         self.stack.containerd_call(lambda store: prune_cache(store, b / "native"))

@@ -63,7 +63,7 @@ from peers import (  # noqa: E402
 
 from k3c import __version__ as k3c_version  # noqa: E402
 from k3c import kubeclient  # noqa: E402
-from k3c.images.ocilayout import busybox_image, write_oci_archive  # noqa: E402
+from k3c.oci.layout import busybox_image, write_oci_archive  # noqa: E402
 from tests.support.daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
 
 IMAGE = "bench.local/busybox:latest"

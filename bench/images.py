@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
-from k3c.images.ocilayout import OCIImage, write_oci_archive  # noqa: E402
+from k3c.oci.layout import OCIImage, write_oci_archive  # noqa: E402
 from tests.support.images_harness import (  # noqa: E402
     ImagesStack,
     RegistryProcess,
@@ -97,7 +97,7 @@ class Bench:
                                  f"{USER}:{PASSWORD}", f"oci:{self.layout}", f"docker://{ref}"))
 
     def _has_object(self, ref: str) -> bool:
-        from k3c.images.reference import normalize
+        from k3c.oci.reference import normalize
 
         return any(o["spec"]["reference"] == normalize(ref) for o in self.stack.image_objects())
 

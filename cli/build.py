@@ -288,7 +288,7 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
 
 
 def check_tags(tags: list[str]) -> None:
-    from k3c.images.reference import InvalidReference, parse
+    from k3c.oci.reference import InvalidReference, parse
 
     for tag in tags:
         try:
@@ -453,12 +453,12 @@ def parse_output(value: str) -> Output:
 
 def export_output(s: Session, obj: dict[str, Any], output: Output) -> None:
     """Write the built image's filesystem as ``--output`` asks: its archive comes through the ``save``
-    subresource and its layers are applied here (:mod:`k3c.images.unpack`)."""
+    subresource and its layers are applied here (:mod:`k3c.archives.unpack`)."""
     import tarfile
     import tempfile
 
+    from k3c.archives.unpack import unpack_archive
     from k3c.cli.images import download_archive
-    from k3c.images.unpack import unpack_archive
 
     status = obj.get("status") or {}
     ref = (status.get("tags") or [status.get("imageID", "")])[0]

@@ -4,7 +4,7 @@ prune/inspect, save, load, login, logout.
 Why this shape: the CLI never talks to containerd. ``pull`` creates (or re-requests) an Image object and
 follows the operator's per-layer progress in its status; ``push`` and ``tag`` create an ImagePush /
 ImageTag, follow it to the end and delete it; ``rmi`` deletes Image objects; ``save``/``load`` stream the
-archive through the API server's ``save``/``load`` subresources of Image objects (k3c.registry.server).
+archive through the API server's ``save``/``load`` subresources of Image objects (k3c.archives.subresource).
 ``login`` checks the credentials against the registry itself (as podman does) and keeps them in the
 ``kube-system/k3c-registry-auth`` dockerconfigjson Secret the operator reads.
 
@@ -38,8 +38,8 @@ from k3c.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from k3c.images.reference import Reference
     from k3c.kubeclient import Client
+    from k3c.oci.reference import Reference
 
 IMAGES, TAGS, PUSHES = "images", "imagetags", "imagepushes"
 FORCE_ANNOTATION = "k3c.io/force-delete"
@@ -125,7 +125,7 @@ def _path(plural: str, name: str | None = None, sub: str | None = None) -> str:
 
 def parse_ref(text: str) -> Reference:
     """A reference normalized like docker, or docker's one-line error (exit 1)."""
-    from k3c.images.reference import InvalidReference, parse
+    from k3c.oci.reference import InvalidReference, parse
 
     try:
         return parse(text)
@@ -151,7 +151,7 @@ def _list_images(client: Client) -> list[dict[str, Any]]:
 def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """An Image object by reference (derived name first, then any object with that spec.reference),
     else by image ID or unique ID prefix, as docker resolves image arguments."""
-    from k3c.images.reference import InvalidReference, object_name, parse
+    from k3c.oci.reference import InvalidReference, object_name, parse
 
     try:
         ref = parse(text)
@@ -177,7 +177,7 @@ def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = 
 
 
 def _same_ref(obj: dict[str, Any], ref: Reference) -> bool:
-    from k3c.images.reference import InvalidReference, parse
+    from k3c.oci.reference import InvalidReference, parse
 
     try:
         return str(parse((obj.get("spec") or {}).get("reference", ""))) == str(ref)
@@ -267,7 +267,7 @@ def _delete_quietly(client: Client, plural: str, name: str, wait: float = 0.0) -
 
 @command()
 def pull_cmd(args: argparse.Namespace) -> int:
-    from k3c.images.reference import object_name
+    from k3c.oci.reference import object_name
 
     ref = parse_ref(args.image)
     client = session(args).client
@@ -463,7 +463,7 @@ def _remove_image(client: Client, text: str, force: bool) -> None:
 
 
 def _same_ref_text(obj: dict[str, Any], text: str) -> bool:
-    from k3c.images.reference import InvalidReference, parse
+    from k3c.oci.reference import InvalidReference, parse
 
     try:
         return _same_ref(obj, parse(text))
@@ -476,7 +476,7 @@ def _tag_of(obj: dict[str, Any]) -> str:
 
 
 def _familiar(obj: dict[str, Any]) -> str:
-    from k3c.images.reference import InvalidReference, parse
+    from k3c.oci.reference import InvalidReference, parse
 
     try:
         return parse(_tag_of(obj)).familiar()
@@ -486,8 +486,8 @@ def _familiar(obj: dict[str, Any]) -> str:
 
 def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: bool) -> str:
     """A LocalContainer that names this reference, or runs this image when its last name goes."""
-    from k3c.images.reference import InvalidReference, parse
     from k3c.kubeclient import APIStatusError
+    from k3c.oci.reference import InvalidReference, parse
 
     try:
         containers = client.get("/apis/k3c.io/v1alpha1/localcontainers").get("items", [])
@@ -555,7 +555,7 @@ class ImageRow:
 
 def _rows(images: list[dict[str, Any]], args: argparse.Namespace) -> list[ImageRow]:
     from k3c.cli.common import go_time
-    from k3c.images.reference import normalize
+    from k3c.oci.reference import normalize
     from k3c.pauseimage import PAUSE_IMAGE
 
     pause = normalize(PAUSE_IMAGE)
@@ -620,7 +620,7 @@ def images_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def prune_cmd(args: argparse.Namespace) -> int:
-    from k3c.images.reference import normalize
+    from k3c.oci.reference import normalize
     from k3c.pauseimage import PAUSE_IMAGE
 
     client = session(args).client
@@ -809,8 +809,8 @@ def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
 
 
 def _secret_path() -> str:
+    from k3c.distribution.auth import SECRET_NAME, SECRET_NAMESPACE
     from k3c.kubeclient import resource_path
-    from k3c.registry.auth import SECRET_NAME, SECRET_NAMESPACE
 
     return resource_path("secrets", SECRET_NAMESPACE, SECRET_NAME, None, "v1")
 
@@ -831,7 +831,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _server_host(server: str) -> str:
-    from k3c.registry.auth import server_key
+    from k3c.distribution.auth import server_key
 
     key = server_key(server)
     return "docker.io" if key.startswith("https://index.docker.io") else key
@@ -839,7 +839,7 @@ def _server_host(server: str) -> str:
 
 @command()
 def login_cmd(args: argparse.Namespace) -> int:
-    from k3c.registry.auth import Credentials, DockerConfig
+    from k3c.distribution.auth import Credentials, DockerConfig
 
     username = args.username
     if not username:
@@ -865,9 +865,9 @@ def _check_login(client: Client, host: str, creds: Any) -> None:
     """GET /v2/ with the credentials, as docker's daemon does before storing them."""
     import asyncio
 
-    from k3c.registry.client import RegistryClient
-    from k3c.registry.errors import RegistryError, Unauthorized
-    from k3c.registry.hosts import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RegistriesConfig
+    from k3c.distribution.client import RegistryClient
+    from k3c.distribution.errors import RegistryError, Unauthorized
+    from k3c.distribution.hosts import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RegistriesConfig
 
     cm = _get(client, f"/api/v1/namespaces/{CONFIGMAP_NAMESPACE}/configmaps/{CONFIGMAP_NAME}")
     try:
@@ -888,7 +888,7 @@ def _check_login(client: Client, host: str, creds: Any) -> None:
 
 
 def _save_secret(client: Client, secret: dict[str, Any] | None, config: Any) -> None:
-    from k3c.registry.auth import SECRET_NAME, SECRET_NAMESPACE, SECRET_TYPE
+    from k3c.distribution.auth import SECRET_NAME, SECRET_NAMESPACE, SECRET_TYPE
 
     if secret is None:
         body = {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE,
@@ -903,7 +903,7 @@ def _save_secret(client: Client, secret: dict[str, Any] | None, config: Any) -> 
 
 @command()
 def logout_cmd(args: argparse.Namespace) -> int:
-    from k3c.registry.auth import DockerConfig
+    from k3c.distribution.auth import DockerConfig
 
     client = session(args).client
     host = _server_host(args.server)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType, from_crd
+from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.timefmt import now_rfc3339
 
 
@@ -22,7 +22,7 @@ def accepted_names(crd: dict[str, Any]) -> dict[str, Any]:
     return names
 
 
-def _conflict(crd: dict[str, Any], registry: Registry) -> str:
+def _conflict(crd: dict[str, Any], registry: ResourceTypes) -> str:
     """A message when another CRD already serves this group's plural or kind, else ''."""
     spec = crd.get("spec", {})
     group, names = spec.get("group"), spec.get("names") or {}
@@ -46,7 +46,7 @@ def _condition(existing: list[dict[str, Any]], ctype: str, status: str, reason: 
             "message": message}
 
 
-def prepare(crd: dict[str, Any], registry: Registry) -> None:
+def prepare(crd: dict[str, Any], registry: ResourceTypes) -> None:
     """Fill in the CRD's status as the apiextensions controllers would (in place)."""
     status = crd.setdefault("status", {}) or {}
     crd["status"] = status
@@ -82,7 +82,7 @@ def types_of(crd: dict[str, Any]) -> list[ResourceType]:
     return from_crd(crd)
 
 
-def register(crd: dict[str, Any], registry: Registry) -> None:
+def register(crd: dict[str, Any], registry: ResourceTypes) -> None:
     """Serve the CRD's types when its names were accepted; stop serving them otherwise."""
     name = crd.get("metadata", {}).get("name", "")
     if established(crd):

@@ -10,8 +10,8 @@ import hashlib
 from typing import Any
 
 from k3c import __version__
-from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType
+from k3c.apiserver.resourcetypes import ResourceTypes
 
 KUBE_VERSION = (1, 30)
 
@@ -37,12 +37,12 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
     return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def api_group_list(registry: Registry) -> dict[str, Any]:
+def api_group_list(registry: ResourceTypes) -> dict[str, Any]:
     groups = [_group(g, vs) for g, vs in sorted(registry.groups().items())]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
+def api_group(registry: ResourceTypes, group: str) -> dict[str, Any] | None:
     versions = registry.groups().get(group)
     if not versions:
         return None
@@ -72,7 +72,7 @@ def _resources(t: ResourceType) -> list[dict[str, Any]]:
     return out
 
 
-def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+def resource_list(registry: ResourceTypes, group: str, version: str) -> dict[str, Any] | None:
     types = list(registry.in_group_version(group, version))
     if not types:
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from k3c.apiserver.registry import Registry
+from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.storage import KeyNotFound, RevisionConflict, Store
 from k3c.timefmt import parse_rfc3339_ns
 
@@ -36,7 +36,7 @@ def last_written(event: dict[str, Any]) -> float | None:
     return max(times) if times else None
 
 
-async def expire_events(store: Store, registry: Registry, ttl: float, now: float) -> int:
+async def expire_events(store: Store, registry: ResourceTypes, ttl: float, now: float) -> int:
     """Delete every Event last written before ``now - ttl``; returns how many went. An Event written again
     meanwhile (its revision moved on) is left for the next sweep to judge."""
     rtype = registry.lookup("", "v1", "events")

@@ -18,8 +18,8 @@ import orjson
 from aiohttp import web
 
 from k3c.apiserver import codec, discovery, errors, openapi, openapi_v2, tables
-from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType
+from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions
 from k3c.apiserver.storage import Compacted
 from k3c.apiserver.storereader import StoreReader
@@ -64,7 +64,7 @@ def _success_status(rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class APIHandler:
-    def __init__(self, api: ResourceAPI, hub: WatchHub, registry: Registry, settings: Settings):
+    def __init__(self, api: ResourceAPI, hub: WatchHub, registry: ResourceTypes, settings: Settings):
         self.api = api
         self.hub = hub
         self.registry = registry

@@ -18,8 +18,8 @@ import jsonpatch
 import orjson
 
 from k3c.apiserver import crds, errors, lifecycle, schema, strategic
-from k3c.apiserver.registry import Registry
 from k3c.apiserver.resources import ResourceType
+from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.selectors import (
     check_field_selector,
     object_fields,
@@ -102,9 +102,9 @@ def _decode_continue(token: str) -> tuple[int, str]:
 
 
 class ResourceAPI:
-    """The verbs, over one Store and one Registry."""
+    """The verbs, over one Store and one ResourceTypes."""
 
-    def __init__(self, store: Store, registry: Registry):
+    def __init__(self, store: Store, registry: ResourceTypes):
         self.store = store
         self.registry = registry
         self.background: set[asyncio.Task[None]] = set()

@@ -29,7 +29,7 @@ from aiohttp import web
 from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
-from k3c.apiserver.registry import Registry
+from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ResourceAPI
 from k3c.apiserver.storage import Store
 from k3c.apiserver.watch import WatchHub
@@ -63,7 +63,7 @@ class APIServer:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions)
-        self.registry = Registry()
+        self.registry = ResourceTypes()
         self.api = ResourceAPI(self.store, self.registry)
         self.hub = WatchHub(self.store)
         settings = Settings(server_address=f"{config.host}:{config.port}", bookmark_interval=config.bookmark_interval)

@@ -2,7 +2,7 @@
 
 k3c adds subresources to its objects that plain Kubernetes storage cannot answer: a LocalContainer's
 ``log``/``exec``/``attach`` (:mod:`k3c.streams.server`), an Image's ``save``/``load``
-(:mod:`k3c.registry.server`), an ImageBuild's ``log``/``context`` (:mod:`k3c.builder.logs`). Each service
+(:mod:`k3c.archives.subresource`), an ImageBuild's ``log``/``context`` (:mod:`k3c.builder.logs`). Each service
 is a *provider*: it declares which (group, resource, subresource) it serves (:meth:`Provider.routes`) and
 answers a :class:`SubresourceRequest`, which carries everything it may use: the object's namespace and
 name, the aiohttp request (to answer, stream, or upgrade to a websocket), the authenticated user, and a

@@ -19,11 +19,11 @@ from k3c.builder.engine import BuildFailed, finish_anyway
 from k3c.builder.imageconfig import check_onbuild
 from k3c.builder.instructions import Stage, Unsupported, find_stage
 from k3c.builder.transfer import platform_manifest
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.proto import containerd_types_pb2 as types_pb
 from k3c.cri.snapshots import LayerBlob, Snapshots, chain_id
-from k3c.images.ocilayout import Descriptor
-from k3c.images.reference import InvalidReference, normalize
+from k3c.oci.layout import Descriptor
+from k3c.oci.reference import InvalidReference, normalize
 
 __all__ = ["BaseImage", "load", "resolve"]
 

@@ -67,9 +67,9 @@ from k3c.builder.transfer import (
     tag,
 )
 from k3c.cri.channel import CRI_NAMESPACE
-from k3c.cri.images import ContainerdImages
-from k3c.images.ocilayout import Descriptor, sha256_digest
-from k3c.images.reference import InvalidReference, normalize
+from k3c.cri.imagestore import ContainerdImages
+from k3c.oci.layout import Descriptor, sha256_digest
+from k3c.oci.reference import InvalidReference, normalize
 
 __all__ = ["BuildahConfig", "BuildahEngine", "StepParser"]
 

@@ -131,7 +131,7 @@ def arg_items(rest: str, env: Mapping[str, str]) -> list[tuple[str, str | None]]
 def platform_args() -> dict[str, str]:
     """BuildKit's automatic platform ARGs (``ARG TARGETARCH`` in a stage, ``$BUILDPLATFORM`` in FROM…).
     Builds run for the node's own platform, so target and build platform are both this one."""
-    from k3c.images.ocilayout import host_architecture
+    from k3c.oci.layout import host_architecture
 
     arch = host_architecture()
     variant = "v7" if arch == "arm" else ""

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.snapshots import LayerBlob, Snapshots
 
 __all__ = ["LEASE", "LayerCache", "prune"]

@@ -14,7 +14,7 @@ How one build goes, and why it is fast:
    it (:mod:`k3c.builder.sandbox`). Then containerd's differ writes the changes as an uncompressed layer
    blob straight into the content store and the snapshot is committed under the new chain ID: the
    image is unpacked the moment it exists, and no layer is copied between stores or sent over gRPC.
-   (A push sends such layers gzipped, as docker does: :mod:`k3c.registry.compress`.)
+   (A push sends such layers gzipped, as docker does: :mod:`k3c.distribution.compress`.)
 3. **Layer cache.** Each layer step has a key (the previous key, the instruction, and what it reads: the
    environment of a RUN, the content of the files a COPY takes); a key seen before whose snapshot and
    blob containerd still holds is reused without running the step (:mod:`k3c.builder.layercache`). Cache
@@ -64,10 +64,10 @@ from k3c.builder.transfer import has_all_blobs, tag
 from k3c.builder.words import expand
 from k3c.cri.channel import CRI_NAMESPACE
 from k3c.cri.errors import RuntimeCallError
-from k3c.cri.images import ContainerdImages, gc_labels
+from k3c.cri.imagestore import ContainerdImages, gc_labels
 from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id, stack_chain_id
-from k3c.images.ocilayout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
-from k3c.images.reference import normalize
+from k3c.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
+from k3c.oci.reference import normalize
 
 __all__ = ["NativeConfig", "NativeEngine"]
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import grpc
 
 from k3c.cri.errors import translate
-from k3c.cri.images import ContainerdImages, gc_labels
+from k3c.cri.imagestore import ContainerdImages, gc_labels
 from k3c.cri.proto import containerd_content_pb2 as content_pb
-from k3c.images.ocilayout import (
+from k3c.oci.layout import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     MEDIA_INDEX,

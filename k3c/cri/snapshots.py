@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import grpc
 
-from k3c.images.ocilayout import sha256_digest
+from k3c.oci.layout import sha256_digest
 
 from .errors import AlreadyExistsError, NotFoundError, translate
-from .images import ContainerdImages
+from .imagestore import ContainerdImages
 from .proto import containerd_diff_pb2 as diff_pb
 from .proto import containerd_diff_pb2_grpc as diff_grpc
 from .proto import containerd_snapshots_pb2 as snap_pb

@@ -44,8 +44,8 @@ from typing import Any
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.process import terminate
+from k3c.distribution.hosts import registry_config_path
 from k3c.pauseimage import PAUSE_IMAGE
-from k3c.registry.hosts import registry_config_path
 
 __all__ = [
     "ContainerdConfig",

@@ -3,8 +3,8 @@
 Every CRI pod sandbox starts one process that holds the pod's namespaces; containerd's ``sandbox_image``
 must name an image that is already local, since no registry may be reachable. k3c compiles the few lines of
 ``pause.c`` (shipped beside this module) with ``gcc -static -Os -s``, packs the binary as a one-layer OCI
-image (:mod:`k3c.images.ocilayout`, deterministic) and imports it into containerd's ``k8s.io`` namespace
-through the Content/Images API (:mod:`k3c.cri.images`), then waits until CRI reports it.
+image (:mod:`k3c.oci.layout`, deterministic) and imports it into containerd's ``k8s.io`` namespace
+through the Content/Images API (:mod:`k3c.cri.imagestore`), then waits until CRI reports it.
 
 The compiled binary is cached under ``work_dir`` by a hash of the source and the compiler, so a restart
 reuses it and re-importing an unchanged image is a no-op (same digests).
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from k3c.images.ocilayout import HostFile, ImageConfig, OCIImage, build_image, build_layer
+from k3c.oci.layout import HostFile, ImageConfig, OCIImage, build_image, build_layer
 from k3c.pauseimage import PAUSE_IMAGE
 
 __all__ = ["PAUSE_SOURCE", "build_pause_image", "compile_pause", "ensure_pause_image"]
@@ -81,7 +81,7 @@ async def ensure_pause_image(
     *pull* the sandbox image.
     """
     # Imported lazily: k3c.cri.* imports grpc, which the pure image-building helpers above do not need.
-    from k3c.cri.images import ContainerdImages
+    from k3c.cri.imagestore import ContainerdImages
     from k3c.cri.runtime import CRIClient
 
     image = await asyncio.to_thread(build_pause_image, work_dir)

@@ -310,9 +310,9 @@ class Daemon:
         """The streaming subresources the embedded server adds to plain Kubernetes: container
         logs/exec/attach, image save/load, build logs and context uploads (each service a provider of
         :mod:`k3c.apiserver.subresources`)."""
+        from k3c.archives.subresource import ArchiveEndpoints
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
-        from k3c.registry.server import ArchiveEndpoints
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket

@@ -16,7 +16,7 @@ import grpc
 
 from k3c.cri.channel import dial
 from k3c.cri.events import EventSubscriber
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
 from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import OperatorConfig

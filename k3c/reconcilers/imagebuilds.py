@@ -38,8 +38,8 @@ from k3c.builder.context import ContextError, prepare_context
 from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.instructions import check_platform
 from k3c.builder.paths import BuildPaths
-from k3c.cri.images import ContainerdImages
-from k3c.images.reference import InvalidReference, normalize
+from k3c.cri.imagestore import ContainerdImages
+from k3c.oci.reference import InvalidReference, normalize
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, KubeError, Ref, ref_of
 from k3c.reconcilers.operatorconfig import OperatorConfig
@@ -463,10 +463,10 @@ class ImageBuildReconciler:
         """Push each tag from containerd, as an ImagePush (``k3c push``) does: same client, same credentials
         (k3c's registry Secret) and host settings, whichever engine built the image."""
         from k3c.cri.errors import RuntimeCallError
-        from k3c.images.reference import parse
+        from k3c.distribution.errors import RegistryError
+        from k3c.distribution.push import push_image
+        from k3c.oci.reference import parse
         from k3c.reconcilers.registryaccess import RegistryAccess
-        from k3c.registry.errors import RegistryError
-        from k3c.registry.push import push_image
 
         access = RegistryAccess(self.kube)
         for name in tags:

@@ -118,7 +118,7 @@ class ImageController:
 
 def _protected() -> frozenset[str]:
     """The sandbox image: removing it would make every new container pull (and fail) its pause image."""
-    from k3c.images.reference import normalize
+    from k3c.oci.reference import normalize
     from k3c.pauseimage import PAUSE_IMAGE
 
     return frozenset({normalize(PAUSE_IMAGE)})

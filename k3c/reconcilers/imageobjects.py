@@ -6,7 +6,7 @@ keeps reconciles of a name sequential): watch events of Image objects, and conta
 import`` — or vanishing). Each reconcile compares the two sides and acts:
 
 - a reference in containerd without an object → create the object (named by
-  :func:`~k3c.images.reference.object_name`) with its status filled in, within a second of the event;
+  :func:`~k3c.oci.reference.object_name`) with its status filled in, within a second of the event;
   a ``repo@digest`` name is shown only when no tag of the same repository points at the same image
   (CRI adds one per pull), ``sha256:<id>`` names (CRI's ID references) never;
 - an object whose image is missing, or whose ``spec.pullRequest`` is new → pull through CRI (ImageStatus
@@ -32,15 +32,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c.cri.content import Ingest, abort_ingest, list_statuses
 from k3c.cri.errors import RuntimeCallError
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
-from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
-from k3c.images.reference import InvalidReference, Reference, object_name, parse
+from k3c.distribution.errors import RegistryError
+from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
+from k3c.oci.reference import InvalidReference, Reference, object_name, parse
 from k3c.reconcilers.kube import Kube, KubeError, Ref
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
-from k3c.registry.content import Ingest, abort_ingest, list_statuses
-from k3c.registry.errors import RegistryError
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
@@ -523,7 +523,7 @@ class ImageObjects:
         This also turns unknown images, refused credentials and unreachable registries into clear
         errors before CRI is involved.
         """
-        from k3c.registry.pull import resolve_platform
+        from k3c.distribution.pull import resolve_platform
 
         client = await self.env.access.client(ref.domain, secret)
         try:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k3c.cri.errors import RuntimeCallError
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
-from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, host_architecture
+from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, host_architecture
 from k3c.reconcilers.criconfig import UserSpec, split_user
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from k3c.cri.errors import RuntimeCallError
-from k3c.cri.images import ContainerdImages
-from k3c.images.reference import InvalidReference, parse
+from k3c.cri.imagestore import ContainerdImages
+from k3c.distribution.errors import RegistryError
+from k3c.distribution.push import BlobProgress, push_image
+from k3c.oci.reference import InvalidReference, parse
 from k3c.reconcilers.cache import observe_by_name
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
-from k3c.registry.errors import RegistryError
-from k3c.registry.push import BlobProgress, push_image
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 

@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from k3c.cri.images import ContainerdImages
-from k3c.images.ocilayout import Descriptor
-from k3c.images.reference import InvalidReference, is_image_id, parse
+from k3c.cri.imagestore import ContainerdImages
+from k3c.oci.layout import Descriptor
+from k3c.oci.reference import InvalidReference, is_image_id, parse
 from k3c.reconcilers.cache import observe_by_name
 from k3c.reconcilers.kube import Kube, KubeError, Ref
 from k3c.timefmt import now_rfc3339

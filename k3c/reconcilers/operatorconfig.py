@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from k3c.registry.hosts import registry_config_path
+from k3c.distribution.hosts import registry_config_path
 
 #: The controllers one operator process can run (``--controllers``); all of them by default.
 CONTROLLERS = ("containers", "images", "builds")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from k3c.cri.runtime import pb
+from k3c.distribution import auth, hosts
+from k3c.distribution.client import RegistryClient
 from k3c.reconcilers.kube import Kube, KubeError, Ref
-from k3c.registry import auth, hosts
-from k3c.registry.client import RegistryClient
 
 log = logging.getLogger(__name__)
 

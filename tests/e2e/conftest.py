@@ -41,7 +41,7 @@ def daemon(tmp_path_factory):
     imported as daemon_harness.TEST_IMAGE. Teardown deletes every object, stops the daemon and fails the
     module if shims, network namespaces or IP leases were left behind (they are removed regardless).
     Tests using it are marked ``containerd`` (tests/conftest.py), so they skip where it cannot run."""
-    from k3c.images.ocilayout import busybox_image
+    from k3c.oci.layout import busybox_image
 
     d = DaemonProcess(tmp_path_factory.mktemp("daemon"))
     try:

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from k3c.images.ocilayout import busybox_image
-from k3c.images.reference import normalize
+from k3c.oci.layout import busybox_image
+from k3c.oci.reference import normalize
 from tests.support.build_harness import BUSYBOX, BuildStack, wait_until
 
 pytestmark = [pytest.mark.containerd,
@@ -528,7 +528,7 @@ def test_finished_builds_expire_after_their_ttl(stack: BuildStack, tmp_path: Pat
 def test_automatic_platform_args(stack: BuildStack, tmp_path: Path) -> None:
     """BuildKit's automatic ARGs (TARGETARCH, BUILDPLATFORM…), which multi-arch Dockerfiles rely on: set to
     this node's platform, in FROM and in a stage once declared; --platform takes this platform only."""
-    from k3c.images.ocilayout import host_architecture
+    from k3c.oci.layout import host_architecture
 
     arch = host_architecture()
     ctx = make_context(tmp_path, {"Dockerfile": """\

@@ -238,7 +238,7 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def _start_node(base: Path, name: str, cluster: APIServerProcess) -> DaemonProcess:
-    from k3c.images.ocilayout import busybox_image
+    from k3c.oci.layout import busybox_image
 
     node = DaemonProcess(base / name, ["--kubeconfig", str(cluster.kubeconfig), "--node-name", name])
     node.start()
@@ -290,7 +290,7 @@ def test_existing_containerd(short_tmp: Path) -> None:
     import asyncio
 
     from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
-    from k3c.images.ocilayout import busybox_image
+    from k3c.oci.layout import busybox_image
     from tests.support.daemon_harness import pick_subnet
 
     bridge = f"k3cx{uuid.uuid4().hex[:6]}"  # private, as the harness's are: other runs may be going on

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from k3c.images.ocilayout import busybox_image, write_oci_archive
-from k3c.images.reference import object_name, parse
+from k3c.oci.layout import busybox_image, write_oci_archive
+from k3c.oci.reference import object_name, parse
 from tests.support.harness import oldest_and_newest_kubectl
 from tests.support.images_harness import (
     ImagesStack,

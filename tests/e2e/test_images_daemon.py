@@ -1,7 +1,8 @@
 """Images through a whole `k3c daemon` (the `daemon` fixture): pull, run, save/load, as a user does it.
 
-The daemon serves the image archive subresources (`k3c.registry.server.register`) and its operator runs the
-image controller (`operator/handlers.py` registers it): if either is missing, these tests fail.
+The daemon serves the image archive subresources (`k3c.archives.subresource.ArchiveEndpoints`) and its
+operator runs the image controller (`operator/handlers.py` registers it): if either is missing, these
+tests fail.
 tests/e2e/test_images_cli.py covers the same ground on a stack of its own.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from k3c.images.ocilayout import busybox_image
-from k3c.images.reference import normalize
+from k3c.oci.layout import busybox_image
+from k3c.oci.reference import normalize
 from tests.support.daemon_harness import TEST_IMAGE, wait_until
 from tests.support.images_harness import RegistryProcess
 

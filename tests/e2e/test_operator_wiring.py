@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from k3c.images.ocilayout import busybox_image
-from k3c.images.reference import normalize
+from k3c.oci.layout import busybox_image
+from k3c.oci.reference import normalize
 from tests.support.harness import free_port
 from tests.support.images_harness import ImagesStack, import_image, new_base, remove_base
 

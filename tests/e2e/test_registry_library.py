@@ -1,4 +1,5 @@
-"""k3c.registry against real components: Debian's docker-registry (basic auth, token auth, TLS) and containerd.
+"""k3c.distribution and k3c.archives against real components: Debian's docker-registry (basic auth, token
+auth, TLS) and containerd.
 
 No API server here: the client, push, pull-into-content and the archives are exercised directly, the way
 the operator and the API server's save/load use them. Every process is started by the fixtures and
@@ -25,9 +26,19 @@ from typing import Any
 
 import pytest
 
-from k3c.cri.images import ContainerdImages, gc_labels
+from k3c.archives.formats import ArchiveError
+from k3c.archives.load import load
+from k3c.archives.save import save
+from k3c.cri.content import list_statuses
+from k3c.cri.imagestore import ContainerdImages, gc_labels
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
-from k3c.images.ocilayout import (
+from k3c.distribution.auth import Credentials
+from k3c.distribution.client import RegistryClient
+from k3c.distribution.errors import NotFound, Unauthorized, Unreachable
+from k3c.distribution.hosts import HostSettings
+from k3c.distribution.pull import pull_image
+from k3c.distribution.push import push_image
+from k3c.oci.layout import (
     MEDIA_INDEX,
     Descriptor,
     ImageConfig,
@@ -38,15 +49,7 @@ from k3c.images.ocilayout import (
     sha256_digest,
     write_oci_archive,
 )
-from k3c.images.reference import parse
-from k3c.registry.archives import ArchiveError, load, save
-from k3c.registry.auth import Credentials
-from k3c.registry.client import RegistryClient
-from k3c.registry.content import list_statuses
-from k3c.registry.errors import NotFound, Unauthorized, Unreachable
-from k3c.registry.hosts import HostSettings
-from k3c.registry.pull import pull_image
-from k3c.registry.push import push_image
+from k3c.oci.reference import parse
 from tests.support.daemon_harness import pick_subnet
 from tests.support.images_harness import RegistryProcess, make_ca_and_cert, new_base, remove_base, sized_image
 
@@ -152,7 +155,7 @@ def test_uncompressed_layers_are_pushed_gzip(env: Env) -> None:
     is remembered on the local blob, so pushing again compresses nothing and sends nothing."""
     import gzip
 
-    from k3c.registry.compress import GZIP_LABEL
+    from k3c.distribution.compress import GZIP_LABEL
 
     layers = [build_layer({f"data/{i}.txt": (f"line {i}\n" * 40_000).encode()}) for i in range(2)]
     image = build_image(layers, ImageConfig(cmd=["sh"]))

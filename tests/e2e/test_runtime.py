@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import pytest
 
 from k3c.cri.events import EventSubscriber
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.containerd import (
     ContainerdConfig,
@@ -41,7 +41,7 @@ from k3c.daemon.containerd import (
     leased_ips,
 )
 from k3c.daemon.pause import build_pause_image, ensure_pause_image
-from k3c.images.ocilayout import busybox_image, read_oci_archive, write_oci_archive
+from k3c.oci.layout import busybox_image, read_oci_archive, write_oci_archive
 from k3c.pauseimage import PAUSE_IMAGE
 from tests.support.daemon_harness import pick_subnet
 

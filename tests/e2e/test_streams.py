@@ -41,11 +41,11 @@ import pytest
 import yaml
 
 from k3c import kubeclient
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network, find_shim_pids
 from k3c.daemon.pause import ensure_pause_image
-from k3c.images.ocilayout import busybox_image
+from k3c.oci.layout import busybox_image
 from k3c.streams import client as streams
 from k3c.timefmt import format_rfc3339_ns, parse_rfc3339_ns
 from tests.support.daemon_harness import pick_subnet

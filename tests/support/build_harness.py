@@ -232,7 +232,7 @@ class BuildStack:
     # ---- containerd / buildah inspection ----
 
     def containerd_call(self, fn: Callable[[Any], Any]) -> Any:
-        from k3c.cri.images import ContainerdImages
+        from k3c.cri.imagestore import ContainerdImages
 
         async def run() -> Any:
             async with ContainerdImages(self.socket) as store:
@@ -318,10 +318,10 @@ def _apply_layer(files: dict[str, bytes], data: bytes) -> None:
 
 async def _serve(data_dir: Path, port: int, containerd_address: str) -> None:
     from k3c.apiserver.server import APIServer, ServerConfig
+    from k3c.archives.subresource import ArchiveEndpoints
     from k3c.builder.logs import BuildSubresources
     from k3c.builder.paths import BuildPaths
     from k3c.daemon.supervisor import install_crds
-    from k3c.registry.server import ArchiveEndpoints
 
     server = APIServer(ServerConfig(data_dir=data_dir, port=port))
     server.handler.mount(BuildSubresources(BuildPaths(data_dir)))

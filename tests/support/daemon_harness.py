@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from k3c import kubeclient
 from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids, leased_ips
-from k3c.images.ocilayout import OCIImage
+from k3c.oci.layout import OCIImage
 from tests.support.harness import REPO, free_port, wait_until
 
 #: The name tests run the locally built busybox image under (no registry involved).
@@ -246,7 +246,7 @@ class DaemonProcess:
 
     def import_image(self, name: str, image: OCIImage, timeout: float = 20.0) -> str:
         """Import ``image`` into the daemon's containerd as ``name``; returns the image id once CRI sees it."""
-        from k3c.cri.images import ContainerdImages
+        from k3c.cri.imagestore import ContainerdImages
         from k3c.cri.runtime import CRIClient
 
         async def run() -> str:

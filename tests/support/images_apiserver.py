@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from k3c.apiserver.server import APIServer, ServerConfig
-from k3c.registry.server import ArchiveEndpoints
+from k3c.archives.subresource import ArchiveEndpoints
 
 
 async def main(data_dir: str, port: int, containerd: str) -> None:

@@ -320,7 +320,7 @@ def remove_base(base: Path) -> None:
 
 def import_image(socket: str, name: str, image: Any) -> None:
     """Put an image into containerd directly (behind k3c's back), through the containerd API."""
-    from k3c.cri.images import ContainerdImages
+    from k3c.cri.imagestore import ContainerdImages
 
     async def run() -> None:
         async with ContainerdImages(socket) as store:
@@ -333,7 +333,7 @@ def sized_image(megabytes: float, layers: int = 3, seed: str = "") -> Any:
     """A multi-layer image of incompressible data (``megabytes`` in all), gzip layers like a registry's."""
     import random
 
-    from k3c.images.ocilayout import ImageConfig, build_image, build_layer
+    from k3c.oci.layout import ImageConfig, build_image, build_layer
 
     rng = random.Random(seed or uuid.uuid4().hex)
     per = int(megabytes * 1_000_000 / layers)

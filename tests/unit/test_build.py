@@ -126,7 +126,7 @@ def test_external_images_resolve_args_and_skip_stages() -> None:
     )
     assert external_images(text) == ["busybox:1.36", "alpine:3", "tools"]
     assert external_images(text, {"BASE": "k3c.io/base", "TAG": "7"})[0] == "k3c.io/base:7"
-    from k3c.images.ocilayout import host_architecture
+    from k3c.oci.layout import host_architecture
 
     arch = "img-" + host_architecture()
     assert external_images("ARG TARGETARCH\nFROM img-$TARGETARCH\n") == [arch], "BuildKit's automatic ARGs count"

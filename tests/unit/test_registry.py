@@ -1,4 +1,5 @@
-"""Pure functions of k3c.registry: references like docker's, credentials, challenges, host settings, tar streams."""
+"""Pure functions behind registry and archive work: references like docker's (k3c.oci), credentials,
+challenges, host settings (k3c.distribution), tar streams (k3c.archives)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import tarfile
 
 import pytest
 
-from k3c.images.reference import InvalidReference, is_image_id, normalize, object_name, parse
-from k3c.registry import auth, hosts
-from k3c.registry.tarstream import TarReader, file_header, padding
+from k3c.archives.tarstream import TarReader, file_header, padding
+from k3c.distribution import auth, hosts
+from k3c.oci.reference import InvalidReference, is_image_id, normalize, object_name, parse
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -32,7 +32,7 @@ from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 
 if TYPE_CHECKING:
-    from k3c.cri.images import ContainerdImages
+    from k3c.cri.imagestore import ContainerdImages
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ArchiveEndpoints:
 
     def store(self) -> ContainerdImages:
         if self._store is None:
-            from k3c.cri.images import ContainerdImages
+            from k3c.cri.imagestore import ContainerdImages
 
             self._store = ContainerdImages(self.address)
         return self._store
@@ -67,8 +67,9 @@ class ArchiveEndpoints:
         return [ref] if ref else []
 
     async def save(self, req: SubresourceRequest) -> web.StreamResponse:
-        from k3c.images.reference import InvalidReference
-        from k3c.registry.archives import ArchiveError, save
+        from k3c.archives.formats import ArchiveError
+        from k3c.archives.save import save
+        from k3c.oci.reference import InvalidReference
 
         request = req.http
         if request.method != "GET":
@@ -99,8 +100,9 @@ class ArchiveEndpoints:
         return resp
 
     async def load(self, req: SubresourceRequest) -> web.Response:
+        from k3c.archives.formats import ArchiveError
+        from k3c.archives.load import load
         from k3c.cri.errors import RuntimeCallError
-        from k3c.registry.archives import ArchiveError, load
 
         request = req.http
         if request.method not in ("POST", "PUT"):

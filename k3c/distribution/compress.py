@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from k3c.cri.images import ContainerdImages
-from k3c.images.ocilayout import (
+from k3c.cri.imagestore import ContainerdImages
+from k3c.oci.layout import (
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST_LIST,
     MEDIA_INDEX,
     MEDIA_LAYER,
@@ -33,7 +35,6 @@ from k3c.images.ocilayout import (
     sha256_digest,
 )
 
-from .archives import DOCKER_LAYER, DOCKER_LAYER_GZIP
 from .client import Manifest, RegistryClient
 
 __all__ = ["GZIP_LABEL", "Gzipped", "LayerCompressor"]

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 import grpc
 from google.protobuf import field_mask_pb2
 
-from k3c.images.ocilayout import MEDIA_INDEX, Descriptor, OCIImage, children
+from k3c.oci.layout import MEDIA_INDEX, Descriptor, OCIImage, children
 from k3c.timefmt import format_rfc3339
 
 from .channel import CRI_NAMESPACE, dial, namespace_metadata

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from k3c.apiserver.resources import BUILTINS, ResourceType, from_crd
 
 
-class Registry:
+class ResourceTypes:
     def __init__(self) -> None:
         self._by_crd: dict[str, list[ResourceType]] = {}
         self.generation = 0  # bumped on every change so cached documents know to re-render

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from k3c.cri.errors import RuntimeCallError, translate
-from k3c.cri.images import ContainerdImages
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.proto import containerd_content_pb2 as content_pb
 
 __all__ = ["Ingest", "abort_ingest", "list_statuses", "write_stream"]

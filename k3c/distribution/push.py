@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k3c.cri.images import ContainerdImages
-from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, children, host_architecture
-from k3c.images.reference import Reference
+from k3c.cri.imagestore import ContainerdImages
+from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, children, host_architecture
+from k3c.oci.reference import Reference
 
 from .auth import push_scope
 from .client import Manifest, RegistryClient

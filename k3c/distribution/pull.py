@@ -14,12 +14,12 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from k3c.cri.images import ContainerdImages, gc_labels
-from k3c.images.ocilayout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
-from k3c.images.reference import Reference
+from k3c.cri.content import write_stream
+from k3c.cri.imagestore import ContainerdImages, gc_labels
+from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
+from k3c.oci.reference import Reference
 
 from .client import Manifest, RegistryClient
-from .content import write_stream
 from .push import SOURCE_LABEL, BlobProgress
 
 __all__ = ["pull_image", "resolve_platform"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from k3c.images.ocilayout import (
+from k3c.oci.layout import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     MEDIA_INDEX,

@@ -8,7 +8,7 @@ skip blobs it already has.
 
 The result, :class:`OCIImage`, is a root descriptor plus every blob it reaches. It can be written as an
 OCI layout tar (:func:`write_oci_archive`, importable by ``ctr images import`` and, with the
-``io.containerd.image.name`` annotation, under its name) or handed to :mod:`k3c.cri.images` to import
+``io.containerd.image.name`` annotation, under its name) or handed to :mod:`k3c.cri.imagestore` to import
 straight through containerd's Content/Images API.
 """
 
@@ -56,6 +56,10 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 
 #: Annotation on an index entry that containerd uses as the image name on import.
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
@@ -463,11 +467,11 @@ def busybox_image(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m k3c.images.ocilayout busybox FILE NAME`: write a busybox-static image archive (for set-up
+    """`python -m k3c.oci.layout busybox FILE NAME`: write a busybox-static image archive (for set-up
     scripts and demos on machines that reach no registry)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m k3c.images.ocilayout")
+    p = argparse.ArgumentParser(prog="python -m k3c.oci.layout")
     p.add_argument("kind", choices=["busybox"])
     p.add_argument("dest")
     p.add_argument("name")
