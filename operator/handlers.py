@@ -14,9 +14,9 @@ from typing import Any
 
 import kopf
 
+from k3c.api import GROUP, LOCAL_CONTAINERS, VERSION, VOLUMES
 from k3c.reconcilers.controller import Controller, OperatorConfig
 
-GROUP, VERSION = "k3c.io", "v1alpha1"
 #: Wiring of other resources, each with ``register(registry, config)``; skipped if not installed.
 OTHER_WIRING = ("k3c.operator.images", "k3c.operator.imagebuilds")
 
@@ -52,10 +52,10 @@ def _containers_and_volumes(registry: kopf.OperatorRegistry, controller: Control
     async def cleanup(**_: Any) -> None:
         await controller.stop()
 
-    @kopf.on.event(GROUP, VERSION, "localcontainers", registry=registry)
+    @kopf.on.event(GROUP, VERSION, LOCAL_CONTAINERS.plural, registry=registry)
     async def container_event(event: dict[str, Any], **_: Any) -> None:
-        controller.observe("localcontainers", event.get("type"), event["object"])
+        controller.observe(LOCAL_CONTAINERS.plural, event.get("type"), event["object"])
 
-    @kopf.on.event(GROUP, VERSION, "volumes", registry=registry)
+    @kopf.on.event(GROUP, VERSION, VOLUMES.plural, registry=registry)
     async def volume_event(event: dict[str, Any], **_: Any) -> None:
-        controller.observe("volumes", event.get("type"), event["object"])
+        controller.observe(VOLUMES.plural, event.get("type"), event["object"])

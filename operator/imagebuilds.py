@@ -21,6 +21,7 @@ from typing import Any
 
 import kopf
 
+from k3c.api import BUILD_CACHES, GROUP, IMAGE_BUILDS, VERSION
 from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
 from k3c.builder.native import NativeConfig, NativeEngine
@@ -28,8 +29,6 @@ from k3c.operator import running
 from k3c.operator.running import run_registry
 from k3c.reconcilers.buildcaches import BuildCacheReconciler
 from k3c.reconcilers.imagebuilds import EnvSettings, ImageBuildReconciler, Settings
-
-GROUP, VERSION, PLURAL = "k3c.io", "v1alpha1", "imagebuilds"
 
 
 def default_engine(settings: Settings) -> Engine:
@@ -66,12 +65,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings,
         await caches.stop()
         await reconciler.stop()
 
-    @kopf.on.event(GROUP, VERSION, "buildcaches", registry=registry)
+    @kopf.on.event(GROUP, VERSION, BUILD_CACHES.plural, registry=registry)
     async def buildcache_event(event: dict[str, Any], **_: Any) -> None:
         if event.get("type") != "DELETED":
             caches.observe(event["object"])
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, IMAGE_BUILDS.plural, registry=registry)
     async def imagebuild_event(event: dict[str, Any], **_: Any) -> None:
         reconciler.observe(event.get("type"), event["object"])
 

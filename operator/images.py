@@ -25,10 +25,10 @@ from typing import Any
 
 import kopf
 
+from k3c.api import DEFAULT_KUBECONFIG, DEFAULT_ROOT_DIR, GROUP, IMAGE_PUSHES, IMAGE_TAGS, IMAGES, VERSION
 from k3c.reconcilers.imagecontroller import ImageController, ImageControllerConfig
 
-GROUP, VERSION = "k3c.io", "v1alpha1"
-PLURALS = ("images", "imagetags", "imagepushes")
+PLURALS = (IMAGES.plural, IMAGE_TAGS.plural, IMAGE_PUSHES.plural)
 
 
 def controller_for(config: Any) -> ImageController:
@@ -69,12 +69,12 @@ def _watch(plural: str, controller: ImageController, reg: dict[str, Any]) -> Non
 
 def config_from_env() -> ImageControllerConfig:
     """Settings of the standalone mode, from K3C_* environment variables."""
-    kubeconfig = os.environ.get("K3C_KUBECONFIG") or os.environ.get("KUBECONFIG") or "/var/lib/k3c/kubeconfig.yaml"
+    kubeconfig = os.environ.get("K3C_KUBECONFIG") or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
     return ImageControllerConfig(
         kubeconfig=kubeconfig,
         containerd_address=os.environ.get("K3C_CONTAINERD_ADDRESS", "/run/k3c/containerd/containerd.sock"),
         node_name=os.environ.get("K3C_NODE_NAME") or socket.gethostname(),
-        root_dir=Path(os.environ.get("K3C_ROOT_DIR", "/var/lib/k3c")),
+        root_dir=Path(os.environ.get("K3C_ROOT_DIR", DEFAULT_ROOT_DIR)),
         certs_dir=Path(os.environ["K3C_CERTS_DIR"]) if os.environ.get("K3C_CERTS_DIR") else None,
     )
 

@@ -31,13 +31,12 @@ from typing import Any
 
 from aiohttp import web
 
+from k3c.api import IMAGE_BUILDS
 from k3c.apiserver import errors
 from k3c.apiserver.handlers import APIHandler, Target
 
 __all__ = ["BuildPaths", "BuildSubresources", "register"]
 
-GROUP = "k3c.io"
-PLURAL = "imagebuilds"
 #: How often a follower looks for new output (and, when there is none, whether the build is over).
 POLL_INTERVAL = 0.02
 CHUNK = 256 * 1024
@@ -75,8 +74,8 @@ class BuildPaths:
 def register(handler: APIHandler, root_dir: str | os.PathLike[str]) -> BuildSubresources:
     """Serve ImageBuild's ``log`` and ``context`` subresources from ``handler`` (the daemon calls this)."""
     subs = BuildSubresources(handler, BuildPaths(root_dir))
-    handler.subresources[(GROUP, PLURAL, "log")] = subs.log
-    handler.subresources[(GROUP, PLURAL, "context")] = subs.context
+    handler.subresources[(IMAGE_BUILDS.group, IMAGE_BUILDS.plural, "log")] = subs.log
+    handler.subresources[(IMAGE_BUILDS.group, IMAGE_BUILDS.plural, "context")] = subs.context
     return subs
 
 
@@ -136,7 +135,7 @@ class BuildSubresources:
         tail = _int(request.query, "tailLines")
         obj = self._object(target)
         if obj is None:
-            raise errors.not_found(PLURAL, GROUP, target.name or "")
+            raise errors.not_found(IMAGE_BUILDS.plural, IMAGE_BUILDS.group, target.name or "")
         uid = obj["metadata"]["uid"]
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         resp.enable_chunked_encoding()
@@ -206,7 +205,8 @@ class BuildSubresources:
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
-        body = {"kind": "ContextUpload", "apiVersion": "k3c.io/v1alpha1", "digest": digest, "size": size}
+        body = {"kind": "ContextUpload", "apiVersion": IMAGE_BUILDS.api_version, "digest": digest,
+                "size": size}
         return web.json_response(body, status=201)
 
     async def _receive(self, request: web.Request, tmp: Path) -> tuple[str, int]:
@@ -238,7 +238,7 @@ class BuildSubresources:
                         shutil.rmtree(build_dir, ignore_errors=True)
 
     def _exists(self, namespace: str, name: str) -> bool:
-        rtype = self.handler.registry.lookup(GROUP, "v1alpha1", PLURAL)
+        rtype = self.handler.registry.lookup(IMAGE_BUILDS.group, IMAGE_BUILDS.version, IMAGE_BUILDS.plural)
         if rtype is None:
             return False
         try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from k3c import api
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.events import EventStream, EventSubscriber
 from k3c.cri.images import ContainerdImages
@@ -107,13 +108,13 @@ class ImageController:
     def observe(self, plural: str, event_type: str | None, obj: dict[str, Any]) -> None:
         if not obj.get("metadata", {}).get("name"):
             return
-        if plural == "images":
+        if plural == api.IMAGES.plural:
             name = self.images.observe(event_type, obj)
             if name is not None:
                 self.image_queue.schedule(name)
-        elif plural == "imagetags":
+        elif plural == api.IMAGE_TAGS.plural:
             self.tag_queue.schedule(self.tags.observe(event_type, obj))
-        elif plural == "imagepushes":
+        elif plural == api.IMAGE_PUSHES.plural:
             self.push_queue.schedule(self.pushes.observe(event_type, obj))
             owner = self.tags.owner_of_push(obj)
             if owner:

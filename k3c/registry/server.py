@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from k3c.api import IMAGES
 from k3c.apiserver import errors
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GROUP = "k3c.io"
-PLURAL = "images"
 ANY = "-"
 
 
@@ -111,6 +110,6 @@ class ArchiveEndpoints:
 def register(handler: APIHandler, containerd_address: str) -> ArchiveEndpoints:
     """Serve ``images/{name}/save`` and ``images/{name}/load`` on this API server (see the module doc)."""
     endpoints = ArchiveEndpoints(handler, containerd_address)
-    handler.subresources[(GROUP, PLURAL, "save")] = endpoints.save
-    handler.subresources[(GROUP, PLURAL, "load")] = endpoints.load
+    handler.subresources[(IMAGES.group, IMAGES.plural, "save")] = endpoints.save
+    handler.subresources[(IMAGES.group, IMAGES.plural, "load")] = endpoints.load
     return endpoints

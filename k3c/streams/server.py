@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from k3c.api import LOCAL_CONTAINERS
 from k3c.apiserver import errors
 from k3c.apiserver.handlers import APIHandler, Target
 from k3c.cri.errors import NotFoundError, RuntimeCallError
@@ -56,8 +57,6 @@ from .queries import flag, parse_exec_request, parse_log_options
 
 log = logging.getLogger(__name__)
 
-GROUP = "k3c.io"
-PLURAL = "localcontainers"
 #: How often a follower waiting for the container to be created looks again.
 CREATE_POLL = 0.25
 #: How often an attach waiting for the container to start looks again (``k3c run`` waits on this).
@@ -90,9 +89,10 @@ class StreamService:
 
     def install(self, handler: APIHandler) -> None:
         """Route ``log``, ``exec`` and ``attach`` of k3c.io/localcontainers to this service."""
-        handler.subresources[(GROUP, PLURAL, "log")] = self.log
-        handler.subresources[(GROUP, PLURAL, "exec")] = self.exec
-        handler.subresources[(GROUP, PLURAL, "attach")] = self.attach
+        group, plural = LOCAL_CONTAINERS.group, LOCAL_CONTAINERS.plural
+        handler.subresources[(group, plural, "log")] = self.log
+        handler.subresources[(group, plural, "exec")] = self.exec
+        handler.subresources[(group, plural, "attach")] = self.attach
 
     @property
     def cri(self) -> CRIClient:
