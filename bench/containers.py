@@ -63,6 +63,7 @@ from peers import (  # noqa: E402
 
 from k3c import __version__ as k3c_version  # noqa: E402
 from k3c import kubeclient  # noqa: E402
+from k3c.api import LOCAL_CONTAINERS  # noqa: E402
 from k3c.oci.layout import busybox_image, write_oci_archive  # noqa: E402
 from tests.support.daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
 
@@ -233,7 +234,7 @@ class Timeline:
             self.cli[name] = (wall, wall + took)
 
     def _watch(self) -> None:
-        path = f"/apis/{kubeclient.GROUP_VERSION}/localcontainers"
+        path = LOCAL_CONTAINERS.path()
         with contextlib.suppress(Exception):  # ends when the daemon stops
             rv = self.client.get(path)["metadata"]["resourceVersion"]
             for event in self.client.watch(path, timeout=3600, resourceVersion=rv):

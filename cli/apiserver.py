@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_DATA_DIR = "/var/lib/k3c"
+from k3c.api import DEFAULT_ROOT_DIR
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -31,7 +31,7 @@ def parse_ttl(value: str) -> float:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apiserver", help="Run the embedded Kubernetes API server in the foreground",
                        description="Run the embedded Kubernetes API server in the foreground.")
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="Where state, TLS material and the kubeconfig live "
+    p.add_argument("--data-dir", default=DEFAULT_ROOT_DIR, help="Where state, TLS material and the kubeconfig live "
                    "(default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", type=parse_listen, metavar="HOST:PORT",
                    help="Address to listen on (default %(default)s)")

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from k3c.cli.common import Failure, Session, add_command, command, session
+from k3c.api import BUILD_CACHES, BUILD_SECRET_LABEL, IMAGE_BUILDS, SECRETS
+from k3c.cli.common import Session, add_command, command, session
+from k3c.cli.errors import CLIError
 
-PLURAL = "imagebuilds"
 #: how long a finished build's object and log stay for `kubectl get/describe` and `k3c build` logs
 KEEP_FINISHED = 3600
 NETWORKS = ("default", "host", "none")  #: docker build --network values BuildKit takes
-SECRET_LABEL = "k3c.io/build-secret-for"
 _GIT_PREFIXES = ("git://", "git@", "github.com/")
 _STEP_RE = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ")
 _FAILED_LINE = "build failed: "  #: how the operator's log of a failed build ends (reconcilers.imagebuilds)
@@ -150,12 +150,12 @@ def plan_context(args: argparse.Namespace, s: Session) -> Plan:
     src = args.build_context
     if src == "-":
         if args.file == "-":
-            raise Failure("k3c: invalid argument: can't use stdin for both build context and dockerfile", 125)
+            raise CLIError("k3c: invalid argument: can't use stdin for both build context and dockerfile", 125)
         return _stdin_plan(args)
     if is_git_url(src):
         return Plan(git_context(src), dockerfile=args.file or "")
     if src.startswith(("http://", "https://")):
-        raise Failure("k3c: remote tarball and Dockerfile URLs are not supported: use a git URL, a path or -", 125)
+        raise CLIError("k3c: remote tarball and Dockerfile URLs are not supported: use a git URL, a path or -", 125)
     return _dir_plan(args, s)
 
 
@@ -165,7 +165,7 @@ def _dockerfile_from(args: argparse.Namespace, context: Path) -> tuple[str, str]
         return "", sys.stdin.read()
     given = Path(args.file).absolute() if args.file else context / "Dockerfile"
     if not given.is_file():
-        raise Failure(f"k3c: unable to prepare context: the Dockerfile ({given}) cannot be found", 1)
+        raise CLIError(f"k3c: unable to prepare context: the Dockerfile ({given}) cannot be found", 1)
     try:
         return str(given.resolve().relative_to(context.resolve())), ""
     except ValueError:
@@ -175,7 +175,7 @@ def _dockerfile_from(args: argparse.Namespace, context: Path) -> tuple[str, str]
 def _dir_plan(args: argparse.Namespace, s: Session) -> Plan:
     context = Path(args.build_context).absolute()
     if not context.is_dir():
-        raise Failure(f"k3c: unable to prepare context: path {args.build_context!r} not found", 1)
+        raise CLIError(f"k3c: unable to prepare context: path {args.build_context!r} not found", 1)
     rel, inline = _dockerfile_from(args, context)
     if is_loopback_server(s.server) and not args.upload and not os.environ.get("K3C_BUILD_UPLOAD"):
         return Plan({"dir": str(context)}, dockerfile=rel, dockerfile_inline=inline)
@@ -233,10 +233,10 @@ def parse_kv(items: list[str], what: str, from_env: bool = False) -> dict[str, s
     for item in items:
         key, eq, value = item.partition("=")
         if not key:
-            raise Failure(f'k3c: invalid argument "{item}" for "--{what}" flag', 125)
+            raise CLIError(f'k3c: invalid argument "{item}" for "--{what}" flag', 125)
         if not eq:
             if not from_env:
-                raise Failure(f'k3c: invalid argument "{item}" for "--{what}" flag: expected KEY=VALUE', 125)
+                raise CLIError(f'k3c: invalid argument "{item}" for "--{what}" flag: expected KEY=VALUE', 125)
             if key not in os.environ:
                 continue  # docker: a --build-arg without value and without such variable is skipped
             value = os.environ[key]
@@ -253,18 +253,18 @@ def parse_secrets(items: list[str]) -> dict[str, bytes]:
         src = fields.get("src") or fields.get("source")
         env = fields.get("env")
         if not sid or not all(c.isalnum() or c in "-._" for c in sid):
-            raise Failure(f'k3c: invalid secret "{item}": id must be [-._a-zA-Z0-9]+', 125)
+            raise CLIError(f'k3c: invalid secret "{item}": id must be [-._a-zA-Z0-9]+', 125)
         if env or fields.get("type") == "env":
             var = env or src or sid
             if var not in os.environ:
-                raise Failure(f'k3c: secret "{sid}": environment variable {var} is not set', 125)
+                raise CLIError(f'k3c: secret "{sid}": environment variable {var} is not set', 125)
             out[sid] = os.environ[var].encode()
             continue
         path = Path(src or sid).expanduser()
         try:
             out[sid] = path.read_bytes()
         except OSError as err:
-            raise Failure(f'k3c: secret "{sid}": cannot read {path}: {err.strerror}', 125) from None
+            raise CLIError(f'k3c: secret "{sid}": cannot read {path}: {err.strerror}', 125) from None
     return out
 
 
@@ -283,7 +283,7 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
     spec["ttlSecondsAfterFinished"] = KEEP_FINISHED
     if secret_ids:
         spec["secrets"] = [{"id": sid, "secretName": f"{name}-secrets", "key": sid} for sid in secret_ids]
-    return {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild",
+    return {"apiVersion": IMAGE_BUILDS.api_version, "kind": IMAGE_BUILDS.kind,
             "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "k3c-build"}}, "spec": spec}
 
 
@@ -294,7 +294,7 @@ def check_tags(tags: list[str]) -> None:
         try:
             parse(tag)
         except InvalidReference as err:
-            raise Failure(f'k3c: invalid argument "{tag}" for "-t, --tag" flag: {err}', 125) from None
+            raise CLIError(f'k3c: invalid argument "{tag}" for "-t, --tag" flag: {err}', 125) from None
 
 
 # ------------------------------------------------------------------------------------------ HTTP streams
@@ -307,7 +307,7 @@ def upload_context(s: Session, name: str, tar: Path) -> str:
         with open(tar, "rb") as body:
             headers = {**s.client.headers("application/x-tar", accept="application/json, */*"),
                        "Content-Length": str(tar.stat().st_size)}
-            http_conn.request("POST", s.path(PLURAL, name, "context"), body=body, headers=headers)
+            http_conn.request("POST", s.path(IMAGE_BUILDS, name, "context"), body=body, headers=headers)
             resp = http_conn.getresponse()
             raw = resp.read()
     finally:
@@ -315,20 +315,20 @@ def upload_context(s: Session, name: str, tar: Path) -> str:
     doc = json.loads(raw or b"{}")
     if resp.status >= 400:
         if resp.status == 404:
-            raise Failure("Error response from daemon: this API server cannot take build context uploads "
-                          "(not a k3c daemon?): build from a git URL instead", 1)
-        raise Failure(f"Error response from daemon: {doc.get('message') or raw.decode(errors='replace')}", 1)
+            raise CLIError("Error response from daemon: this API server cannot take build context uploads "
+                           "(not a k3c daemon?): build from a git URL instead", 1)
+        raise CLIError(f"Error response from daemon: {doc.get('message') or raw.decode(errors='replace')}", 1)
     return str(doc["digest"])
 
 
 def follow_log(s: Session, name: str) -> Iterator[str]:
     """Lines of the build's ``log`` subresource until the build is over (on the session's connection)."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
 
     try:
-        yield from s.client.lines(s.path(PLURAL, name, "log"), follow="true")
-    except APIStatusError as err:
-        raise Failure(f"Error response from daemon: {err.message}", 1) from None
+        yield from s.client.lines(s.path(IMAGE_BUILDS, name, "log"), follow="true")
+    except APIError as err:
+        raise CLIError(f"Error response from daemon: {err.message}", 1) from None
 
 
 # ------------------------------------------------------------------------------------------ display
@@ -396,7 +396,7 @@ def build_cmd(args: argparse.Namespace) -> int:
     check_tags(args.tag)
     output: Output | None = args.output
     if args.network not in NETWORKS:
-        raise Failure(f'k3c: network mode "{args.network}" not supported by k3c build ({", ".join(NETWORKS)})', 1)
+        raise CLIError(f'k3c: network mode "{args.network}" not supported by k3c build ({", ".join(NETWORKS)})', 1)
     if args.iidfile:  # as docker: a failed build leaves no stale ID behind
         _remove_iidfile(args.iidfile)
     secret_values = parse_secrets(args.secret)
@@ -410,7 +410,7 @@ def build_cmd(args: argparse.Namespace) -> int:
             plan.context = {"upload": {"digest": upload_context(s, name, plan.upload)}}
         if secret_values:
             _create_secret(s, name, secret_values)
-        s.client.create(s.path(PLURAL), build_object(name, args, plan, sorted(secret_values)))
+        s.client.create(s.path(IMAGE_BUILDS), build_object(name, args, plan, sorted(secret_values)))
         created = True
         for text in follow_log(s, name):
             display.line(text)
@@ -472,7 +472,7 @@ def export_output(s: Session, obj: dict[str, Any], output: Output) -> None:
             if output.kind == "tar":
                 _tar_of(root, output.dest)
         except (OSError, ValueError, tarfile.TarError) as err:
-            raise Failure(f"k3c: failed to export the build's output to {output.dest}: {err}", 1) from None
+            raise CLIError(f"k3c: failed to export the build's output to {output.dest}: {err}", 1) from None
 
 
 def _tar_of(root: Path, dest: str) -> None:
@@ -501,7 +501,7 @@ def _remove_iidfile(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as err:
-        raise Failure(f"k3c: failed to remove iidfile: {err.strerror}: {path}", 1) from None
+        raise CLIError(f"k3c: failed to remove iidfile: {err.strerror}: {path}", 1) from None
 
 
 def _write_iidfile(path: str, image_id: str) -> None:
@@ -509,35 +509,34 @@ def _write_iidfile(path: str, image_id: str) -> None:
         with open(path, "w") as f:
             f.write(image_id)
     except OSError as err:
-        raise Failure(f"k3c: failed to write iidfile: {err.strerror}: {path}", 1) from None
+        raise CLIError(f"k3c: failed to write iidfile: {err.strerror}: {path}", 1) from None
 
 
 def _create_secret(s: Session, name: str, values: dict[str, bytes]) -> None:
     import base64
 
     secret = {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": f"{name}-secrets", "labels": {SECRET_LABEL: name}},
+        "apiVersion": SECRETS.api_version, "kind": SECRETS.kind, "type": "Opaque",
+        "metadata": {"name": f"{name}-secrets", "labels": {BUILD_SECRET_LABEL: name}},
         "data": {k: base64.b64encode(v).decode() for k, v in values.items()},
     }
-    s.client.create(f"/api/v1/namespaces/{s.namespace}/secrets", secret)
+    s.client.create(s.path(SECRETS), secret)
 
 
 def _cancel(s: Session, name: str, had_secrets: bool) -> None:
     """Delete the ImageBuild (the operator cancels the build) and wait until it is gone."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
 
-    for path in [s.path(PLURAL, name)] + ([f"/api/v1/namespaces/{s.namespace}/secrets/{name}-secrets"]
-                                          if had_secrets else []):
+    for path in [s.path(IMAGE_BUILDS, name)] + ([s.path(SECRETS, f"{name}-secrets")] if had_secrets else []):
         try:
             s.client.delete(path)
-        except APIStatusError:
+        except APIError:
             pass
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
-            s.client.get(s.path(PLURAL, name))
-        except APIStatusError:
+            s.client.get(s.path(IMAGE_BUILDS, name))
+        except APIError:
             return
         time.sleep(0.1)
 
@@ -546,11 +545,11 @@ def _wait_finished(s: Session, name: str, timeout: float = 30.0) -> dict[str, An
     """The object once its build is over (the log ends just before, when the status says so)."""
     deadline = time.monotonic() + timeout
     while True:
-        obj = s.client.get(s.path(PLURAL, name))
+        obj = s.client.get(s.path(IMAGE_BUILDS, name))
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Canceled"):
             return obj
         if time.monotonic() > deadline:
-            raise Failure(f"k3c: build {name} did not finish: {(obj.get('status') or {}).get('message', '')}", 1)
+            raise CLIError(f"k3c: build {name} did not finish: {(obj.get('status') or {}).get('message', '')}", 1)
         time.sleep(0.1)
 
 
@@ -570,20 +569,18 @@ def _report(obj: dict[str, Any], display: Display, quiet: bool, print_id: bool =
         sys.stderr.write("\n".join(display.recent[-20:]) + "\n")
     step, code = status.get("failedStep"), status.get("exitCode")
     if step and code is not None:
-        raise Failure(f'k3c: build failed at step "{step}": exit code {code}', 1)
-    raise Failure(f"k3c: {status.get('message') or 'build ' + str(phase).lower()}", 1)
+        raise CLIError(f'k3c: build failed at step "{step}": exit code {code}', 1)
+    raise CLIError(f"k3c: {status.get('message') or 'build ' + str(phase).lower()}", 1)
 
 
 # ------------------------------------------------------------------------------------------ builder prune
 
-CACHES = "buildcaches"
 PRUNE_TIMEOUT = 300.0
 
 
 @command()
 def builder_prune_cmd(args: argparse.Namespace) -> int:
     """Ask every node's BuildCache for a prune, wait for each to be done, print the space freed."""
-    from k3c.kubeclient import resource_path
     from k3c.units import human_size
 
     if not args.force:  # docker's prompt and answer: y or Y only; declining still reports the 0B
@@ -594,23 +591,23 @@ def builder_prune_cmd(args: argparse.Namespace) -> int:
             return 0
     client = session(args).client
     request = os.urandom(8).hex()
-    names = [o["metadata"]["name"] for o in client.get(resource_path(CACHES, None)).get("items", [])]
+    names = [o["metadata"]["name"] for o in client.get(BUILD_CACHES.path()).get("items", [])]
     if not names:
-        raise Failure("Error response from daemon: no build cache here (is the k3c daemon running?)", 1)
+        raise CLIError("Error response from daemon: no build cache here (is the k3c daemon running?)", 1)
     for name in names:
-        client.merge_patch(resource_path(CACHES, None, name), {"spec": {"pruneRequest": request}})
+        client.merge_patch(BUILD_CACHES.path(name=name), {"spec": {"pruneRequest": request}})
     reclaimed = 0
     deadline = time.monotonic() + PRUNE_TIMEOUT
     for name in names:
         while True:
-            status = client.get(resource_path(CACHES, None, name)).get("status") or {}
+            status = client.get(BUILD_CACHES.path(name=name)).get("status") or {}
             if status.get("prunedRequest") == request:
                 break
             if time.monotonic() > deadline:
-                raise Failure(f"Error response from daemon: node {name} did not prune its build cache in time", 1)
+                raise CLIError(f"Error response from daemon: node {name} did not prune its build cache in time", 1)
             time.sleep(0.1)
         if status.get("message"):
-            raise Failure(f"Error response from daemon: {name}: {status['message']}", 1)
+            raise CLIError(f"Error response from daemon: {name}: {status['message']}", 1)
         reclaimed += int(status.get("reclaimed") or 0)
     print(f"Total reclaimed space: {human_size(reclaimed)}")
     return 0

@@ -3,7 +3,8 @@ container addressing (name or ID prefix), generated names and waiting on an obje
 
 Why one module: each command is a few lines of intent on top of these; keeping them here keeps the
 docker habits (wording, exit codes, resolution order) identical across commands. Only the standard
-library is imported at module level so `k3c ps` stays instant.
+library and two leaves of k3c (the API vocabulary, the CLI's error type) are imported at module level so
+`k3c ps` stays instant.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
+from k3c.cli.errors import CLIError, daemon_error, no_such_container
+
 if TYPE_CHECKING:
+    from k3c.apierrors import APIError
     from k3c.kubeclient import Client
 
-CONTAINERS = "localcontainers"
-VOLUMES = "volumes"
-FINALIZER = "k3c.io/container"
-ANON_VOLUMES_ANNOTATION = "k3c.io/anonymous-volumes"
-FORCE_DELETE_ANNOTATION = "k3c.io/force-delete"
-START_ANNOTATION = "k3c.io/start-request"  # a new value asks the operator for a fresh start now
 ACTIVE_PHASES = ("Pending", "Pulling", "Creating", "Running")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -35,24 +34,6 @@ _HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 
 # ---- errors -----------------------------------------------------------------------------------------
-class Failure(Exception):
-    """A failure printed as exactly one line (already worded like docker) with docker's exit code."""
-
-    def __init__(self, message: str, code: int = 125) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-def daemon_error(message: str, code: int = 1) -> Failure:
-    """Docker prefixes every error the daemon returned with this phrase; scripts grep for it."""
-    return Failure(f"Error response from daemon: {message}", code)
-
-
-def no_such_container(ref: str) -> Failure:
-    return daemon_error(f"No such container: {ref}")
-
-
 _current: dict[str, Any] = {}
 
 
@@ -88,18 +69,15 @@ def command(code: int = 1, prefix: str = "") -> Callable[[Callable[[argparse.Nam
     def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         @functools.wraps(fn)
         def run(args: argparse.Namespace) -> int:
-            from k3c.cli.errors import CLIError
-            from k3c.kubeclient import APIStatusError, ConfigError
+            from k3c.apierrors import APIError
+            from k3c.kubeclient import ConfigError
 
             try:
                 return int(fn(args) or 0)
-            except Failure as err:
+            except CLIError as err:
                 _report(err.message, prefix)
                 return err.code
-            except CLIError as err:
-                _report(f"k3c: {err}", "")
-                return err.code
-            except APIStatusError as err:
+            except APIError as err:
                 _report(api_error_message(err), prefix)
                 return code
             except ConfigError as err:
@@ -127,10 +105,12 @@ def command(code: int = 1, prefix: str = "") -> Callable[[Callable[[argparse.Nam
     return wrap
 
 
-def api_error_message(err: Any) -> str:
+def api_error_message(err: APIError) -> str:
     """An API Status as docker would say it; a 404 for the resource type itself means no CRDs."""
-    if err.code == 404 and not (err.body.get("details") or {}).get("name"):
-        return ("Error response from daemon: the k3c.io resources are not installed on this cluster "
+    from k3c.apierrors import NotFound
+
+    if isinstance(err, NotFound) and not err.details.get("name"):
+        return (f"Error response from daemon: the {GROUP} resources are not installed on this cluster "
                 "(is the k3c daemon running? `k3c daemon` installs them)")
     return f"Error response from daemon: {err.message}"
 
@@ -231,10 +211,9 @@ class Session:
     namespace: str
     server: str
 
-    def path(self, plural: str = CONTAINERS, name: str | None = None, sub: str | None = None) -> str:
-        from k3c.kubeclient import resource_path
-
-        return resource_path(plural, self.namespace, name, sub)
+    def path(self, resource: Resource = LOCAL_CONTAINERS, name: str | None = None,
+             sub: str | None = None) -> str:
+        return resource.path(self.namespace, name, sub)
 
 
 @functools.cache
@@ -296,13 +275,13 @@ class Containers:
         return self._all
 
     def get(self, ref: str) -> dict[str, Any]:
-        from k3c.kubeclient import APIStatusError
+        from k3c.apierrors import NotFound
 
         if valid_name(ref):
             try:
-                return self.s.client.get(self.s.path(CONTAINERS, ref))
-            except APIStatusError as err:
-                if err.code != 404 or not (err.body.get("details") or {}).get("name"):
+                return self.s.client.get(self.s.path(LOCAL_CONTAINERS, ref))
+            except NotFound as err:
+                if not err.details.get("name"):
                     raise
         if not ref or not _HEX_RE.match(ref):
             raise no_such_container(ref)
@@ -317,16 +296,16 @@ class Containers:
 
 def for_each(refs: list[str], action: Callable[[str], None]) -> int:
     """Docker's multi-argument habit: act on each, report each failure on its own line, exit 1 if any."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
 
     status = 0
     for ref in refs:
         try:
             action(ref)
-        except Failure as err:
+        except CLIError as err:
             _report(err.message, "")
             status = 1
-        except APIStatusError as err:
+        except APIError as err:
             _report(api_error_message(err), "")
             status = 1
     return status
@@ -429,22 +408,23 @@ class WaitTimeout(Exception):
     """The condition did not hold before the deadline."""
 
 
-def watch_object(s: Session, plural: str, name: str, rv: str, deadline: float) -> Iterator[tuple[str, dict]]:
+def watch_object(s: Session, resource: Resource, name: str, rv: str, deadline: float,
+                 ) -> Iterator[tuple[str, dict]]:
     """Events of one object from resourceVersion rv until the deadline (re-watching on server timeouts)."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import from_status
 
     while (remaining := deadline - time.monotonic()) > 0:
         chunk = max(1, min(int(remaining) + 1, 50))
         try:
-            for ev in s.client.watch(s.path(plural), timeout=chunk + 10, resourceVersion=rv,
+            for ev in s.client.watch(s.path(resource), timeout=chunk + 10, resourceVersion=rv,
                                      fieldSelector=f"metadata.name={name}", timeoutSeconds=chunk,
                                      allowWatchBookmarks="true"):
                 obj = ev.get("object") or {}
                 if ev.get("type") == "ERROR":
                     if obj.get("code") == 410:  # compacted away: start over from the current object
-                        rv = yield from _relist(s, plural, name)
+                        rv = yield from _relist(s, resource, name)
                         break
-                    raise APIStatusError(obj.get("code", 500), obj.get("reason", ""), obj.get("message", ""), obj)
+                    raise from_status(obj.get("code", 500), obj)
                 rv = obj.get("metadata", {}).get("resourceVersion", rv)
                 if ev.get("type") != "BOOKMARK":
                     yield ev["type"], obj
@@ -454,14 +434,12 @@ def watch_object(s: Session, plural: str, name: str, rv: str, deadline: float) -
             continue
 
 
-def _relist(s: Session, plural: str, name: str) -> Iterator[tuple[str, dict]]:
-    from k3c.kubeclient import APIStatusError
+def _relist(s: Session, resource: Resource, name: str) -> Iterator[tuple[str, dict]]:
+    from k3c.apierrors import NotFound
 
     try:
-        obj = s.client.get(s.path(plural, name))
-    except APIStatusError as err:
-        if err.code != 404:
-            raise
+        obj = s.client.get(s.path(resource, name))
+    except NotFound:
         yield "DELETED", {}
         return ""
     yield "MODIFIED", obj
@@ -469,7 +447,7 @@ def _relist(s: Session, plural: str, name: str) -> Iterator[tuple[str, dict]]:
 
 
 def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | None], bool], timeout: float,
-             plural: str = CONTAINERS, on_update: Callable[[dict[str, Any]], None] | None = None,
+             resource: Resource = LOCAL_CONTAINERS, on_update: Callable[[dict[str, Any]], None] | None = None,
              ) -> dict[str, Any] | None:
     """Follow one object until done(obj) holds (done(None) is asked when it is deleted).
 
@@ -480,7 +458,7 @@ def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | N
         return obj
     name = obj["metadata"]["name"]
     deadline = time.monotonic() + timeout
-    for kind, current in watch_object(s, plural, name, obj["metadata"]["resourceVersion"], deadline):
+    for kind, current in watch_object(s, resource, name, obj["metadata"]["resourceVersion"], deadline):
         if kind == "DELETED":
             if done(None):
                 return None
@@ -510,7 +488,7 @@ def parse_filters(values: list[str], allowed: tuple[str, ...]) -> dict[str, list
     for value in values:
         key, sep, val = value.partition("=")
         if not sep:
-            raise Failure("bad format of filter (expected name=value)", 125)
+            raise CLIError("bad format of filter (expected name=value)", 125)
         if key not in allowed:
             raise daemon_error(f"invalid filter '{key}'")
         out.setdefault(key, []).append(val)
@@ -531,7 +509,7 @@ def print_inspected(found: list[Any], missing: list[str], fmt: str | None, kind:
         else:
             print(json.dumps(found, indent=4, ensure_ascii=False))
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     for ref in missing:
         print(f"Error: No such {kind}: {ref}", file=sys.stderr)
     return 1 if missing else 0

@@ -15,14 +15,10 @@ import threading
 import time
 from typing import Any
 
+from k3c.api import ANONYMOUS_VOLUMES_ANNOTATION, LOCAL_CONTAINERS, START_REQUEST_ANNOTATION, VOLUMES
 from k3c.cli import runflags
 from k3c.cli.common import (
-    ANON_VOLUMES_ANNOTATION,
-    CONTAINERS,
-    START_ANNOTATION,
-    VOLUMES,
     Containers,
-    Failure,
     Session,
     WaitTimeout,
     add_command,
@@ -30,7 +26,6 @@ from k3c.cli.common import (
     check_name,
     command,
     container_id,
-    daemon_error,
     for_each,
     generate_name,
     is_running,
@@ -39,6 +34,7 @@ from k3c.cli.common import (
     uid_id,
     wait_for,
 )
+from k3c.cli.errors import CLIError, daemon_error
 
 PICKUP_TIMEOUT = float(os.environ.get("K3C_PICKUP_TIMEOUT", "30"))
 START_TIMEOUT = float(os.environ.get("K3C_START_TIMEOUT", "600"))
@@ -96,7 +92,7 @@ def _register_lifecycle(sub: argparse._SubParsersAction) -> None:
 # ---- create / run ------------------------------------------------------------------------------------
 def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[str, Any]:
     """POST the object; a generated name that is taken is drawn again, a given one is docker's Conflict."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import AlreadyExists, APIError
 
     if args.name:
         check_name(args.name)
@@ -105,17 +101,17 @@ def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[st
         req = runflags.build_container(args, name, s.namespace, start)
         try:
             return s.client.create(s.path(), req.obj)
-        except APIStatusError as err:
-            if err.code != 409 or err.reason != "AlreadyExists":
-                raise Failure(api_error_message(err), 125) from None
+        except AlreadyExists:
             if args.name:
                 raise _name_conflict(s, name) from None
-    raise Failure("k3c: could not find a free generated name; use --name", 125)
+        except APIError as err:
+            raise CLIError(api_error_message(err), 125) from None
+    raise CLIError("k3c: could not find a free generated name; use --name", 125)
 
 
-def _name_conflict(s: Session, name: str) -> Failure:
+def _name_conflict(s: Session, name: str) -> CLIError:
     try:
-        other = container_id(s.client.get(s.path(CONTAINERS, name)))
+        other = container_id(s.client.get(s.path(LOCAL_CONTAINERS, name)))
     except Exception:  # noqa: BLE001 - only for the message
         other = "?"
     return daemon_error(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
@@ -133,7 +129,7 @@ def create_cmd(args: argparse.Namespace) -> int:
 @command(code=125, prefix="k3c: ")
 def run_cmd(args: argparse.Namespace) -> int:
     if args.tty and args.interactive and not args.detach and not sys.stdin.isatty():
-        raise Failure("the input device is not a TTY", 1)
+        raise CLIError("the input device is not a TTY", 1)
     s = session(args)
     if not args.detach:
         preload_streams()
@@ -145,7 +141,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         return code or 0
     try:
         obj = wait_started(s, obj, args.image)
-    except Failure:
+    except CLIError:
         _discard(s, obj)
         raise
     print(container_id(obj))
@@ -204,15 +200,15 @@ def wait_started(s: Session, obj: dict[str, Any], image: str, previous_cid: str 
         try:
             current = wait_for(s, obj, picked, PICKUP_TIMEOUT, on_update=seen)
         except WaitTimeout:
-            raise Failure(f"k3c: no k3c operator picked up container {name} within {PICKUP_TIMEOUT:g}s: is the k3c "
-                          "daemon running?", 125) from None
+            raise CLIError(f"k3c: no k3c operator picked up container {name} within {PICKUP_TIMEOUT:g}s: is the k3c "
+                           "daemon running?", 125) from None
         if current is not None:
             current = wait_for(s, current, started, START_TIMEOUT, on_update=seen)
     except WaitTimeout:
         progress.finish(False)
-        raise Failure(f"k3c: container {name} did not start within {START_TIMEOUT:g}s "
-                      f"(phase {phase(last['obj'])})", 125) from None
-    except Failure:
+        raise CLIError(f"k3c: container {name} did not start within {START_TIMEOUT:g}s "
+                       f"(phase {phase(last['obj'])})", 125) from None
+    except CLIError:
         progress.finish(False)
         raise
     progress.finish(True)
@@ -221,11 +217,11 @@ def wait_started(s: Session, obj: dict[str, Any], image: str, previous_cid: str 
 
 def _discard(s: Session, obj: dict[str, Any]) -> None:
     """A run that failed leaves nothing behind (the operator finishes the cleanup through the finalizer)."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
 
     try:
         delete_container(s, obj)
-    except APIStatusError:
+    except APIError:
         pass
 
 
@@ -240,27 +236,24 @@ def delete_container(s: Session, obj: dict[str, Any]) -> dict[str, Any] | None:
     An object no operator ever claimed has nothing to clean up, so its finalizer is dropped here, on the
     condition (resourceVersion) that no operator claimed it in between; else the operator does it.
     """
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import Conflict, NotFound
 
-    path = s.path(CONTAINERS, obj["metadata"]["name"])
+    path = s.path(LOCAL_CONTAINERS, obj["metadata"]["name"])
     try:
         current = s.client.delete(path)
-    except APIStatusError as err:
-        if err.code == 404:
-            return None
-        raise
-    if current.get("kind") != "LocalContainer" or not current["metadata"].get("finalizers"):
+    except NotFound:
+        return None
+    if current.get("kind") != LOCAL_CONTAINERS.kind or not current["metadata"].get("finalizers"):
         return None  # gone already (the API answers a delete with the last state or a Status)
     if unclaimed(current):
         try:
             s.client.merge_patch(path, {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
                                                      "finalizers": None}})
             return None
-        except APIStatusError as err:
-            if err.code == 404:
-                return None
-            if err.code != 409:
-                raise
+        except NotFound:
+            return None
+        except Conflict:
+            pass
     return current
 
 
@@ -271,13 +264,13 @@ def remove_quietly(s: Session, obj: dict[str, Any]) -> None:
 
 
 def _remove_anonymous_volumes(s: Session, obj: dict[str, Any]) -> None:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
 
-    names = ((obj["metadata"].get("annotations") or {}).get(ANON_VOLUMES_ANNOTATION) or "").split(",")
+    names = ((obj["metadata"].get("annotations") or {}).get(ANONYMOUS_VOLUMES_ANNOTATION) or "").split(",")
     for name in filter(None, names):
         try:
             s.client.delete(s.path(VOLUMES, name))
-        except APIStatusError:
+        except APIError:
             pass
 
 
@@ -292,21 +285,23 @@ class StartWatch(threading.Thread):
 
         self.s = Session(Client(s.client.conn), s.namespace, s.server)  # its own connection
         self.obj, self.token, self.previous, self.raw = obj, token, previous, raw
-        self.failure: Failure | None = None
+        self.failure: CLIError | None = None
 
     def run(self) -> None:
         try:
             wait_started(self.s, self.obj, self.obj["spec"]["image"], self.previous, self.token, self.raw)
-        except Failure as err:
+        except CLIError as err:
             self.failure = err
             if self.token is None:  # a new object (run): a failed run leaves nothing behind
                 _discard(self.s, self.obj)
         except Exception as err:  # noqa: BLE001 - reported by the main thread
-            self.failure = Failure(_describe(err), 125)
+            self.failure = CLIError(_describe(err), 125)
 
 
 def _describe(err: Exception) -> str:
-    return api_error_message(err) if hasattr(err, "body") else f"k3c: {err}"
+    from k3c.apierrors import APIError
+
+    return api_error_message(err) if isinstance(err, APIError) else f"k3c: {err}"
 
 
 def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token: str | None = None,
@@ -316,7 +311,7 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
     The exit code comes from status, as docker's CLI takes it from the wait API rather than the stream.
     Returns None when the user detached (Ctrl-P Ctrl-Q).
     """
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError, Conflict, NotFound
 
     watch = StartWatch(s, obj, token, previous, raw=tty and stdin)
     watch.start()
@@ -327,13 +322,13 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
     attach_fn = attach_from_start if token is None else attach
     try:
         code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
-    except APIStatusError as err:
+    except APIError as err:
         watch.join()
         if watch.failure:
             raise watch.failure from None
-        if err.code == 409:  # it ran and exited before the attach arrived: show its log instead
+        if isinstance(err, Conflict):  # it ran and exited before the attach arrived: show its log instead
             _print_logs(s, obj)
-        elif err.code != 404 or (err.body.get("details") or {}).get("name"):
+        elif not isinstance(err, NotFound) or err.details.get("name"):
             raise
         code = -1  # the exit code comes from status
     except Exception as err:
@@ -404,7 +399,7 @@ def exit_code(obj: dict[str, Any]) -> int:
 
 # ---- start / stop / restart / kill -------------------------------------------------------------------
 def _patch(s: Session, obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    return s.client.merge_patch(s.path(CONTAINERS, obj["metadata"]["name"]), {"spec": spec})
+    return s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {"spec": spec})
 
 
 def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None,
@@ -412,8 +407,8 @@ def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = 
     """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes."""
     token = f"{time.time_ns():x}"
     previous = container_id(obj) if (obj.get("status") or {}).get("containerID") else None
-    patched = s.client.merge_patch(s.path(CONTAINERS, obj["metadata"]["name"]), {
-        "metadata": {"annotations": {START_ANNOTATION: token}},
+    patched = s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {
+        "metadata": {"annotations": {START_REQUEST_ANNOTATION: token}},
         "spec": {"state": "Running", **(spec or {})},
     })
     return token, previous, patched
@@ -451,7 +446,7 @@ def start_cmd(args: argparse.Namespace) -> int:
     cs = Containers(s)
     if args.attach or args.interactive:
         if len(args.containers) > 1:
-            raise Failure("k3c: you cannot start and attach multiple containers at once", 1)
+            raise CLIError("k3c: you cannot start and attach multiple containers at once", 1)
         return start_attached(s, cs.get(args.containers[0]), args.interactive)
 
     def one(ref: str) -> None:
@@ -502,7 +497,7 @@ def kill_cmd(args: argparse.Namespace) -> int:
     """Only SIGKILL can be expressed in the object (stop with a zero timeout); the old timeout is restored."""
     sig = args.signal.upper().removeprefix("SIG")
     if sig not in ("KILL", "9"):
-        raise Failure(f"k3c: kill supports only SIGKILL (got {args.signal}); use `k3c stop` for SIGTERM", 1)
+        raise CLIError(f"k3c: kill supports only SIGKILL (got {args.signal}); use `k3c stop` for SIGTERM", 1)
     s = session(args)
     cs = Containers(s)
 
@@ -519,13 +514,12 @@ def kill_cmd(args: argparse.Namespace) -> int:
 
 
 def _restore_timeout(s: Session, obj: dict[str, Any], value: int) -> None:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import NotFound
 
     try:
         _patch(s, obj, {"stopTimeout": value})
-    except APIStatusError as err:
-        if err.code != 404:
-            raise
+    except NotFound:
+        pass
 
 
 # ---- rm / wait ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import os
 import socket
 
+from k3c.api import DEFAULT_ROOT_DIR
 from k3c.cli.apiserver import parse_listen, parse_ttl
 
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run k3c on this node in the foreground: the embedded API server (or an existing cluster), "
         "containerd (or an existing one) and the operator. Containers keep running when it stops.",
     )
-    p.add_argument("--root-dir", default=os.environ.get("K3C_ROOT", "/var/lib/k3c"),
+    p.add_argument("--root-dir", default=os.environ.get("K3C_ROOT", DEFAULT_ROOT_DIR),
                    help="Persistent state: API data, images, volumes, logs (default %(default)s)")
     p.add_argument("--state-dir", default="/run/k3c", help="Runtime state: sockets, pids (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", type=parse_listen, metavar="HOST:PORT",
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     for noisy in ("grpc", "asyncio", "aiohttp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if os.geteuid() != 0:
-        raise CLIError("k3c daemon must run as root")
+        raise CLIError("k3c: k3c daemon must run as root")
     host, port = args.listen
     try:
         config = DaemonConfig(
@@ -60,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
         asyncio.run(Daemon(config).run())
     except (DaemonError, ValueError) as err:
-        raise CLIError(str(err)) from None
+        raise CLIError(f"k3c: {err}") from None
     return 0

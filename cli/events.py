@@ -19,10 +19,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from k3c.api import EVENTS, LOCAL_CONTAINERS, VOLUMES, Resource
 from k3c.cli.common import (
-    CONTAINERS,
-    VOLUMES,
-    Failure,
     Session,
     add_command,
     command,
@@ -33,6 +31,7 @@ from k3c.cli.common import (
 from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
+from k3c.cli.errors import CLIError
 
 EVENT_FILTERS = ("container", "event", "type", "image", "label", "volume")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -61,7 +60,7 @@ def parse_when(value: str, now: float) -> float:
         return now - sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_RE.findall(v))
     t = parse_time(v) or (parse_time(v + "T00:00:00Z") if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) else None)
     if t is None:
-        raise Failure(f'k3c: invalid timestamp "{value}": use RFC 3339, Unix seconds or a duration like 10m', 125)
+        raise CLIError(f'k3c: invalid timestamp "{value}": use RFC 3339, Unix seconds or a duration like 10m', 125)
     if t.tzinfo is None:
         t = t.astimezone()
     return t.timestamp()
@@ -112,8 +111,8 @@ class Tracker:
         self.containers: dict[str, dict[str, Any]] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
 
-    def seed(self, plural: str, obj: dict[str, Any]) -> None:
-        (self.containers if plural == CONTAINERS else self.volumes)[obj["metadata"]["uid"]] = obj
+    def seed(self, resource: Resource, obj: dict[str, Any]) -> None:
+        (self.containers if resource == LOCAL_CONTAINERS else self.volumes)[obj["metadata"]["uid"]] = obj
 
     def container(self, kind: str, obj: dict[str, Any], ns: int) -> list[Event]:
         uid = obj["metadata"]["uid"]
@@ -163,7 +162,8 @@ class Tracker:
     def recorded(self, ev: dict[str, Any]) -> Event:
         """A core/v1 Event the operator (or anyone) recorded, in docker's line shape."""
         inv = ev.get("involvedObject") or {}
-        kind = {"LocalContainer": "container", "Volume": "volume"}.get(inv.get("kind", ""), inv.get("kind", "").lower())
+        involved = inv.get("kind", "")
+        kind = {LOCAL_CONTAINERS.kind: "container", VOLUMES.kind: "volume"}.get(involved, involved.lower())
         known = self.containers.get(inv.get("uid", ""))
         actor = container_id(known) if known else inv.get("name", "")
         attrs = {"name": inv.get("name", ""), "type": ev.get("type", "Normal"), "message": ev.get("message", "")}
@@ -215,39 +215,34 @@ def event_matches(ev: Event, filters: dict[str, list[str]]) -> bool:
 
 
 # ---- the stream -------------------------------------------------------------------------------------
-PATHS = {CONTAINERS: None, VOLUMES: None, "events": "v1"}
+#: What the stream follows: containers and volumes for docker's own events, core Events for the operator's.
+WATCHED = (LOCAL_CONTAINERS, VOLUMES, EVENTS)
 
 
-def _path(s: Session, plural: str) -> str:
-    from k3c.kubeclient import resource_path
-
-    return resource_path(plural, s.namespace, group_version=PATHS[plural] or "k3c.io/v1alpha1")
-
-
-def _watch(s: Session, plural: str, rv: str, out: queue.Queue) -> None:
+def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue) -> None:
     """One watch, re-opened from the last resourceVersion until the process ends. Runs in a daemon thread."""
     try:
         while True:
             try:
-                rv = _watch_once(s, plural, rv, out)
+                rv = _watch_once(s, resource, rv, out)
             except TimeoutError:
                 continue
     except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it
         out.put(("error", "", err, 0))
 
 
-def _watch_once(s: Session, plural: str, rv: str, out: queue.Queue) -> str:
+def _watch_once(s: Session, resource: Resource, rv: str, out: queue.Queue) -> str:
     """Queue events until the server ends the watch; a 410 (history compacted) relists. Returns the last rv."""
-    for ev in s.client.watch(_path(s, plural), timeout=90, resourceVersion=rv, allowWatchBookmarks="true",
-                             timeoutSeconds=60):
+    for ev in s.client.watch(resource.path(s.namespace), timeout=90, resourceVersion=rv,
+                             allowWatchBookmarks="true", timeoutSeconds=60):
         obj = ev.get("object") or {}
         if ev.get("type") == "ERROR":
             if obj.get("code") != 410:
-                raise Failure(f"Error response from daemon: {obj.get('message', 'watch failed')}", 1)
-            return s.client.get(_path(s, plural))["metadata"]["resourceVersion"]
+                raise CLIError(f"Error response from daemon: {obj.get('message', 'watch failed')}", 1)
+            return s.client.get(resource.path(s.namespace))["metadata"]["resourceVersion"]
         rv = obj.get("metadata", {}).get("resourceVersion", rv)
         if ev.get("type") != "BOOKMARK":
-            out.put((plural, ev["type"], obj, time.time_ns()))
+            out.put((resource, ev["type"], obj, time.time_ns()))
     return rv
 
 
@@ -267,7 +262,7 @@ def _renderer(fmt: str | None) -> Callable[[Event], str]:
     try:
         tmpl = Template(unescape(fmt))
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     return tmpl.render
 
 
@@ -280,13 +275,13 @@ def events_cmd(args: argparse.Namespace) -> int:
     render = _renderer(args.format)
     s = session(args)
     tracker = Tracker()
-    lists = {plural: s.client.get(_path(s, plural)) for plural in PATHS}
-    for plural in (CONTAINERS, VOLUMES):
-        for obj in lists[plural].get("items", []):
-            tracker.seed(plural, obj)
+    lists = {resource: s.client.get(resource.path(s.namespace)) for resource in WATCHED}
+    for resource in (LOCAL_CONTAINERS, VOLUMES):
+        for obj in lists[resource].get("items", []):
+            tracker.seed(resource, obj)
     if since_t is not None:
-        for ev in history(lists[CONTAINERS].get("items", []), lists[VOLUMES].get("items", []),
-                          lists["events"].get("items", []), tracker):
+        for ev in history(lists[LOCAL_CONTAINERS].get("items", []), lists[VOLUMES].get("items", []),
+                          lists[EVENTS].get("items", []), tracker):
             if ev["timeNano"] >= since_t * 1e9 and (until_t is None or ev["timeNano"] <= until_t * 1e9):
                 _emit(ev, filters, render)
     if until_t is not None and until_t <= time.time():
@@ -297,22 +292,23 @@ def events_cmd(args: argparse.Namespace) -> int:
         return 0
 
 
-def _stream(s: Session, lists: dict[str, dict[str, Any]], tracker: Tracker, filters: dict[str, list[str]],
-            render: Callable[[Event], str], until_t: float | None) -> int:
+def _stream(s: Session, lists: dict[Resource, dict[str, Any]], tracker: Tracker,
+            filters: dict[str, list[str]], render: Callable[[Event], str], until_t: float | None) -> int:
     q: queue.Queue = queue.Queue()
-    for plural, doc in lists.items():
+    for resource, doc in lists.items():
         rv = doc.get("metadata", {}).get("resourceVersion", "")
-        threading.Thread(target=_watch, args=(s, plural, rv, q), daemon=True, name=f"watch-{plural}").start()
+        threading.Thread(target=_watch, args=(s, resource, rv, q), daemon=True,
+                         name=f"watch-{resource.plural}").start()
     while until_t is None or time.time() < until_t:
         try:
-            plural, kind, obj, ns = q.get(timeout=0.25)
+            source, kind, obj, ns = q.get(timeout=0.25)
         except queue.Empty:
             continue
-        if plural == "error":
+        if source == "error":
             raise obj
-        if plural == CONTAINERS:
+        if source == LOCAL_CONTAINERS:
             evs = tracker.container(kind, obj, ns)
-        elif plural == VOLUMES:
+        elif source == VOLUMES:
             evs = tracker.volume(kind, obj, ns)
         else:
             evs = [tracker.recorded(obj)] if kind == "ADDED" else []

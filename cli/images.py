@@ -25,24 +25,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from k3c.apigroup import GROUP_VERSION
+from k3c.api import (
+    CONFIG_MAPS,
+    FORCE_DELETE_ANNOTATION,
+    IMAGE_PUSHES,
+    IMAGE_TAGS,
+    IMAGES,
+    LOCAL_CONTAINERS,
+    SECRETS,
+    Resource,
+)
 from k3c.cli.common import (
-    Failure,
     add_command,
     command,
-    daemon_error,
     human_duration,
     print_inspected,
     session,
     since,
 )
+from k3c.cli.errors import CLIError, daemon_error
 
 if TYPE_CHECKING:
     from k3c.kubeclient import Client
     from k3c.oci.reference import Reference
 
-IMAGES, TAGS, PUSHES = "images", "imagetags", "imagepushes"
-FORCE_ANNOTATION = "k3c.io/force-delete"
 PULL_TIMEOUT = float(os.environ.get("K3C_PULL_TIMEOUT", "3600"))
 QUICK_TIMEOUT = float(os.environ.get("K3C_IMAGE_TIMEOUT", "60"))
 
@@ -117,12 +123,6 @@ def _register_top(sub: argparse._SubParsersAction, prefix: str = "") -> None:
 # ============================================================================================ helpers
 
 
-def _path(plural: str, name: str | None = None, sub: str | None = None) -> str:
-    from k3c.kubeclient import resource_path
-
-    return resource_path(plural, None, name, sub, GROUP_VERSION)
-
-
 def parse_ref(text: str) -> Reference:
     """A reference normalized like docker, or docker's one-line error (exit 1)."""
     from k3c.oci.reference import InvalidReference, parse
@@ -130,22 +130,22 @@ def parse_ref(text: str) -> Reference:
     try:
         return parse(text)
     except InvalidReference as err:
-        raise Failure(f"{err}", 1) from None
+        raise CLIError(f"{err}", 1) from None
 
 
 def _get(client: Client, path: str) -> dict[str, Any] | None:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import NotFound
 
     try:
         return client.get(path)
-    except APIStatusError as err:
-        if err.code == 404 and (err.body.get("details") or {}).get("name"):
+    except NotFound as err:
+        if err.details.get("name"):
             return None
         raise
 
 
 def _list_images(client: Client) -> list[dict[str, Any]]:
-    return client.get(_path(IMAGES)).get("items", [])
+    return client.get(IMAGES.path()).get("items", [])
 
 
 def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -158,7 +158,7 @@ def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = 
     except InvalidReference:
         ref = None
     if ref is not None:
-        obj = _get(client, _path(IMAGES, object_name(ref))) if images is None else None
+        obj = _get(client, IMAGES.path(name=object_name(ref))) if images is None else None
         if obj is not None and _same_ref(obj, ref):
             return obj
         images = images if images is not None else _list_images(client)
@@ -189,18 +189,19 @@ def _image_id(obj: dict[str, Any]) -> str:
     return (obj.get("status") or {}).get("id") or ""
 
 
-def _watch(client: Client, plural: str, name: str, rv: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
+def _watch(client: Client, resource: Resource, name: str, rv: str, timeout: float,
+           ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Watch events of one cluster-scoped object until ``timeout`` (re-watching on server time-outs)."""
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         chunk = max(1, min(int(remaining) + 1, 50))
         try:
-            for ev in client.watch(_path(plural), timeout=chunk + 10, resourceVersion=rv,
+            for ev in client.watch(resource.path(), timeout=chunk + 10, resourceVersion=rv,
                                    fieldSelector=f"metadata.name={name}", timeoutSeconds=chunk,
                                    allowWatchBookmarks="true"):
                 obj = ev.get("object") or {}
                 if ev.get("type") == "ERROR":
-                    current = _get(client, _path(plural, name))
+                    current = _get(client, resource.path(name=name))
                     if current is None:
                         yield "DELETED", {}
                         return
@@ -214,20 +215,20 @@ def _watch(client: Client, plural: str, name: str, rv: str, timeout: float) -> I
             continue
 
 
-def follow(client: Client, plural: str, obj: dict[str, Any], done: Any, timeout: float,
+def follow(client: Client, resource: Resource, obj: dict[str, Any], done: Any, timeout: float,
            on_update: Any = None) -> dict[str, Any] | None:
-    """Follow one object until ``done(obj)``; None once it is deleted; raises Failure at the deadline."""
+    """Follow one object until ``done(obj)``; None once it is deleted; raises CLIError at the deadline."""
     if done(obj):
         return obj
     name = obj["metadata"]["name"]
-    for kind, current in _watch(client, plural, name, obj["metadata"]["resourceVersion"], timeout):
+    for kind, current in _watch(client, resource, name, obj["metadata"]["resourceVersion"], timeout):
         if kind == "DELETED":
             return None
         if on_update is not None:
             on_update(current)
         if done(current):
             return current
-    raise Failure(f"k3c: timed out waiting for {plural[:-1]} {name}", 1)
+    raise CLIError(f"k3c: timed out waiting for {resource.plural[:-1]} {name}", 1)
 
 
 def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
@@ -247,18 +248,18 @@ def _is_ready(obj: dict[str, Any] | None) -> bool:
     return obj is not None and (obj.get("status") or {}).get("phase") == "Ready"
 
 
-def _delete_quietly(client: Client, plural: str, name: str, wait: float = 0.0) -> None:
+def _delete_quietly(client: Client, resource: Resource, name: str, wait: float = 0.0) -> None:
     """Delete, ignoring errors; with ``wait``, until the object is gone (its finalizer dropped) or that
     many seconds passed, so the command does not end before what it undid is undone."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
 
     try:
-        client.delete(_path(plural, name))
+        client.delete(resource.path(name=name))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            client.get(_path(plural, name))
+            client.get(resource.path(name=name))
             time.sleep(0.05)
-    except (APIStatusError, OSError):
+    except (APIError, OSError):
         pass
 
 
@@ -278,11 +279,12 @@ def pull_cmd(args: argparse.Namespace) -> int:
     created = existing is None
     before = ((existing or {}).get("status") or {}).get("digest", "")
     if existing is None:
-        body = {"apiVersion": GROUP_VERSION, "kind": "Image", "metadata": {"name": object_name(ref)},
+        body = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind, "metadata": {"name": object_name(ref)},
                 "spec": {"reference": str(ref), "pullRequest": request}}
         obj = _create_or_request(client, body, request)
     else:
-        obj = client.merge_patch(_path(IMAGES, existing["metadata"]["name"]), {"spec": {"pullRequest": request}})
+        obj = client.merge_patch(IMAGES.path(name=existing["metadata"]["name"]),
+                                 {"spec": {"pullRequest": request}})
     if not args.quiet:
         print(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
     try:
@@ -306,14 +308,13 @@ def pull_cmd(args: argparse.Namespace) -> int:
 
 
 def _create_or_request(client: Client, body: dict[str, Any], request: str) -> dict[str, Any]:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import AlreadyExists
 
     try:
-        return client.create(_path(IMAGES), body)
-    except APIStatusError as err:
-        if err.code != 409:
-            raise
-    return client.merge_patch(_path(IMAGES, body["metadata"]["name"]), {"spec": {"pullRequest": request}})
+        return client.create(IMAGES.path(), body)
+    except AlreadyExists:
+        pass
+    return client.merge_patch(IMAGES.path(name=body["metadata"]["name"]), {"spec": {"pullRequest": request}})
 
 
 def _follow_pull(client: Client, obj: dict[str, Any], request: str, quiet: bool) -> dict[str, Any]:
@@ -355,12 +356,13 @@ def push_cmd(args: argparse.Namespace) -> int:
     client = session(args).client
     local = find_image(client, str(ref))
     if local is None:
-        raise Failure(f"An image does not exist locally with the tag: {ref.familiar_repository}", 1)
+        raise CLIError(f"An image does not exist locally with the tag: {ref.familiar_repository}", 1)
     if not args.quiet:
         print(f"The push refers to repository [{ref.repository if ref.domain != 'docker.io' else 'docker.io/' + ref.path}]")
-    body = {"apiVersion": GROUP_VERSION, "kind": "ImagePush", "metadata": {"generateName": "push-"},
+    body = {"apiVersion": IMAGE_PUSHES.api_version, "kind": IMAGE_PUSHES.kind,
+            "metadata": {"generateName": "push-"},
             "spec": {"image": str(ref)}}
-    obj = client.create(_path(PUSHES), body)
+    obj = client.create(IMAGE_PUSHES.path(), body)
     progress = LayerProgress(stream=sys.stdout, quiet=args.quiet)
 
     def done(o: dict[str, Any]) -> bool:
@@ -372,9 +374,9 @@ def push_cmd(args: argparse.Namespace) -> int:
             progress.update(layers)
 
     try:
-        final = follow(client, PUSHES, obj, done, PULL_TIMEOUT, update)
+        final = follow(client, IMAGE_PUSHES, obj, done, PULL_TIMEOUT, update)
     finally:
-        _delete_quietly(client, PUSHES, obj["metadata"]["name"])
+        _delete_quietly(client, IMAGE_PUSHES, obj["metadata"]["name"])
     st = (final or {}).get("status") or {}
     if final is None or st.get("phase") != "Succeeded":
         raise daemon_error(st.get("message") or "push failed")
@@ -398,17 +400,18 @@ def tag_cmd(args: argparse.Namespace) -> int:
         if not _looks_like_id(args.source):
             parse_ref(args.source)
         raise daemon_error(f"No such image: {args.source}")
-    body = {"apiVersion": GROUP_VERSION, "kind": "ImageTag", "metadata": {"generateName": "tag-"},
+    body = {"apiVersion": IMAGE_TAGS.api_version, "kind": IMAGE_TAGS.kind,
+            "metadata": {"generateName": "tag-"},
             "spec": {"source": source["spec"]["reference"], "targets": targets}}
-    obj = client.create(_path(TAGS), body)
+    obj = client.create(IMAGE_TAGS.path(), body)
 
     def done(o: dict[str, Any]) -> bool:
         return (o.get("status") or {}).get("phase") in ("Tagged", "Ready", "Failed")
 
     try:
-        final = follow(client, TAGS, obj, done, QUICK_TIMEOUT)
+        final = follow(client, IMAGE_TAGS, obj, done, QUICK_TIMEOUT)
     finally:
-        _delete_quietly(client, TAGS, obj["metadata"]["name"])
+        _delete_quietly(client, IMAGE_TAGS, obj["metadata"]["name"])
     st = (final or {}).get("status") or {}
     if st.get("phase") == "Failed":
         raise daemon_error(st.get("message") or "tag failed")
@@ -431,7 +434,7 @@ def rmi_cmd(args: argparse.Namespace) -> int:
     for text in args.images:
         try:
             _remove_image(client, text, args.force)
-        except Failure as err:
+        except CLIError as err:
             print(err.message, file=sys.stderr)
             status = 1
     return status
@@ -441,7 +444,7 @@ def _remove_image(client: Client, text: str, force: bool) -> None:
     images = _list_images(client)
     obj = find_image(client, text, images)
     if obj is None:
-        raise Failure(f"Error: No such image: {text}", 1)
+        raise CLIError(f"Error: No such image: {text}", 1)
     image_id = _image_id(obj)
     by_id = _looks_like_id(text) and not _same_ref_text(obj, text)
     siblings = [o for o in images if image_id and _image_id(o) == image_id]
@@ -486,12 +489,12 @@ def _familiar(obj: dict[str, Any]) -> str:
 
 def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: bool) -> str:
     """A LocalContainer that names this reference, or runs this image when its last name goes."""
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import APIError
     from k3c.oci.reference import InvalidReference, parse
 
     try:
-        containers = client.get("/apis/k3c.io/v1alpha1/localcontainers").get("items", [])
-    except APIStatusError:
+        containers = client.get(LOCAL_CONTAINERS.path()).get("items", [])
+    except APIError:
         return ""
     ref = _tag_of(obj)
     for c in containers:
@@ -508,17 +511,16 @@ def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: b
 
 
 def _delete_image_object(client: Client, obj: dict[str, Any], force: bool) -> None:
+    from k3c.apierrors import NotFound
+
     name = obj["metadata"]["name"]
     if force:
-        client.merge_patch(_path(IMAGES, name), {"metadata": {"annotations": {FORCE_ANNOTATION: "true"}}})
+        client.merge_patch(IMAGES.path(name=name),
+                           {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
     try:
-        gone = client.delete(_path(IMAGES, name))
-    except Exception as err:
-        from k3c.kubeclient import APIStatusError
-
-        if isinstance(err, APIStatusError) and err.code == 404:
-            return
-        raise
+        gone = client.delete(IMAGES.path(name=name))
+    except NotFound:
+        return
 
     def done(o: dict[str, Any]) -> bool:
         return False
@@ -527,8 +529,8 @@ def _delete_image_object(client: Client, obj: dict[str, Any], force: bool) -> No
         return
     try:
         follow(client, IMAGES, gone, done, QUICK_TIMEOUT)
-    except Failure:
-        current = _get(client, _path(IMAGES, name))
+    except CLIError:
+        current = _get(client, IMAGES.path(name=name))
         message = ((current or {}).get("status") or {}).get("message") or "image removal did not finish"
         raise daemon_error(message) from None
 
@@ -611,7 +613,7 @@ def images_cmd(args: argparse.Namespace) -> int:
         fmt = Format.parse(args.format or default, default)
         sys.stdout.write(fmt.render(rows, headers))
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     return 0
 
 
@@ -699,7 +701,7 @@ def inspect_cmd(args: argparse.Namespace) -> int:
 # ============================================================================================ save / load
 
 
-def _status_failure(raw: bytes, code: int) -> Failure:
+def _status_failure(raw: bytes, code: int) -> CLIError:
     try:
         message = json.loads(raw).get("message") or raw.decode(errors="replace")
     except ValueError:
@@ -711,7 +713,7 @@ def _status_failure(raw: bytes, code: int) -> Failure:
 def save_cmd(args: argparse.Namespace) -> int:
     client = session(args).client
     if not args.output and sys.stdout.isatty():
-        raise Failure("k3c: cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
+        raise CLIError("k3c: cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
     refs = []
     images = _list_images(client)
     for text in args.images:
@@ -730,7 +732,8 @@ def download_archive(client: Client, refs: list[str], fmt: str, output: str | No
     query = urllib.parse.urlencode([("format", fmt)] + [("image", r) for r in refs])
     conn = client.connection(blocksize=1 << 20, unbounded=True)
     try:
-        conn.request("GET", _path(IMAGES, "-", "save") + "?" + query, headers=client.headers(accept="*/*"))
+        conn.request("GET", IMAGES.path(name="-", sub="save") + "?" + query,
+                     headers=client.headers(accept="*/*"))
         resp = conn.getresponse()
         if resp.status != 200:
             raise _status_failure(resp.read(), resp.status)
@@ -760,14 +763,14 @@ def _copy_out(resp: Any, output: str | None) -> None:
                 os.unlink(tmp)
             raise
     except (http.client.HTTPException, ConnectionError) as err:
-        raise Failure(f"k3c: the archive stream ended early ({type(err).__name__}): nothing was written", 1) from None
+        raise CLIError(f"k3c: the archive stream ended early ({type(err).__name__}): nothing was written", 1) from None
 
 
 @command()
 def load_cmd(args: argparse.Namespace) -> int:
     client = session(args).client
     if not args.input and sys.stdin.isatty():
-        raise Failure("requested load from stdin, but stdin is empty", 1)
+        raise CLIError("requested load from stdin, but stdin is empty", 1)
     source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115 - closed below
     try:
         doc = _upload(client, source, os.fstat(source.fileno()).st_size if args.input else None)
@@ -792,10 +795,11 @@ def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
     try:
         if size is not None:
             headers["Content-Length"] = str(size)
-            conn.request("POST", _path(IMAGES, "-", "load"), body=source, headers=headers)
+            conn.request("POST", IMAGES.path(name="-", sub="load"), body=source, headers=headers)
         else:
             chunks = iter(lambda: source.read(1 << 20), b"")
-            conn.request("POST", _path(IMAGES, "-", "load"), body=chunks, headers=headers, encode_chunked=True)
+            conn.request("POST", IMAGES.path(name="-", sub="load"), body=chunks, headers=headers,
+                         encode_chunked=True)
         resp = conn.getresponse()
         raw = resp.read()
     finally:
@@ -810,9 +814,8 @@ def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
 
 def _secret_path() -> str:
     from k3c.distribution.auth import SECRET_NAME, SECRET_NAMESPACE
-    from k3c.kubeclient import resource_path
 
-    return resource_path("secrets", SECRET_NAMESPACE, SECRET_NAME, None, "v1")
+    return SECRETS.path(SECRET_NAMESPACE, SECRET_NAME)
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -820,13 +823,13 @@ def _read_password(args: argparse.Namespace) -> str:
 
     if args.password_stdin:
         if args.password:
-            raise Failure("--password and --password-stdin are mutually exclusive", 1)
+            raise CLIError("--password and --password-stdin are mutually exclusive", 1)
         return sys.stdin.read().rstrip("\r\n")
     if args.password:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
         return args.password
     if not sys.stdin.isatty():
-        raise Failure("Error: Cannot perform an interactive login from a non TTY device", 1)
+        raise CLIError("Error: Cannot perform an interactive login from a non TTY device", 1)
     return getpass.getpass("Password: ")
 
 
@@ -844,11 +847,11 @@ def login_cmd(args: argparse.Namespace) -> int:
     username = args.username
     if not username:
         if args.password_stdin or not sys.stdin.isatty():
-            raise Failure("Error: Cannot perform an interactive login from a non TTY device", 1)
+            raise CLIError("Error: Cannot perform an interactive login from a non TTY device", 1)
         username = input("Username: ").strip()
     password = _read_password(args)
     if not username or not password:
-        raise Failure("Error: Username and password are required", 1)
+        raise CLIError("Error: Username and password are required", 1)
     client = session(args).client
     host = _server_host(args.server)
     creds = Credentials(username, password)
@@ -869,11 +872,11 @@ def _check_login(client: Client, host: str, creds: Any) -> None:
     from k3c.distribution.errors import RegistryError, Unauthorized
     from k3c.distribution.hosts import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RegistriesConfig
 
-    cm = _get(client, f"/api/v1/namespaces/{CONFIGMAP_NAMESPACE}/configmaps/{CONFIGMAP_NAME}")
+    cm = _get(client, CONFIG_MAPS.path(CONFIGMAP_NAMESPACE, CONFIGMAP_NAME))
     try:
         settings = RegistriesConfig.from_configmap(cm).for_host(host)
     except (ValueError, OSError) as err:
-        raise Failure(f"Error: registry settings {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {err}", 1) from None
+        raise CLIError(f"Error: registry settings {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {err}", 1) from None
 
     async def ping() -> None:
         async with RegistryClient(host, credentials=creds, settings=settings) as rc:
@@ -891,11 +894,9 @@ def _save_secret(client: Client, secret: dict[str, Any] | None, config: Any) -> 
     from k3c.distribution.auth import SECRET_NAME, SECRET_NAMESPACE, SECRET_TYPE
 
     if secret is None:
-        body = {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE,
+        body = {"apiVersion": SECRETS.api_version, "kind": SECRETS.kind, "type": SECRET_TYPE,
                 "metadata": {"name": SECRET_NAME, "namespace": SECRET_NAMESPACE}, "data": config.secret_data()}
-        from k3c.kubeclient import resource_path
-
-        client.create(resource_path("secrets", SECRET_NAMESPACE, None, None, "v1"), body)
+        client.create(SECRETS.path(SECRET_NAMESPACE), body)
         return
     client.merge_patch(_secret_path(), {"data": config.secret_data(),
                                         "metadata": {"resourceVersion": secret["metadata"]["resourceVersion"]}})

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 from k3c import __version__
+from k3c.api import DEFAULT_ROOT_DIR, KUBECONFIG_FILE
 from k3c.cli.errors import CLIError
-
-DEFAULT_ROOT = "/var/lib/k3c"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kubeconfig", help="Print the admin kubeconfig of the local k3c",
                        description="Print the admin kubeconfig of the local k3c.")
-    p.add_argument("--data-dir", "--root-dir", dest="data_dir", default=os.environ.get("K3C_ROOT", DEFAULT_ROOT),
+    p.add_argument("--data-dir", "--root-dir", dest="data_dir",
+                   default=os.environ.get("K3C_ROOT", DEFAULT_ROOT_DIR),
                    help="k3c's root/data directory (default %(default)s)")
     p.set_defaults(func=print_kubeconfig)
     v = sub.add_parser("version", help="Show the k3c version information",
@@ -25,12 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_kubeconfig(args: argparse.Namespace) -> int:
-    path = Path(args.data_dir) / "kubeconfig.yaml"
+    path = Path(args.data_dir) / KUBECONFIG_FILE
     try:
         sys.stdout.write(path.read_text())
     except FileNotFoundError:
-        raise CLIError(f"no kubeconfig at {path}: is k3c running? (start it with `k3c daemon` or `k3c apiserver`)",
-                       1) from None
+        raise CLIError(f"k3c: no kubeconfig at {path}: is k3c running? "
+                       "(start it with `k3c daemon` or `k3c apiserver`)", 1) from None
     return 0
 
 

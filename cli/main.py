@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIError as err:
-        print(f"k3c: {err}", file=sys.stderr)
+        print(err.message, file=sys.stderr)
         return err.code
     except KeyboardInterrupt:
         return 130

@@ -14,15 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c.api import KUBECONFIG_FILE, VOLUMES
 from k3c.cli.common import (
-    VOLUMES,
     Containers,
-    Failure,
     Session,
     add_command,
     command,
     container_id,
-    daemon_error,
     go_time,
     human_duration,
     print_inspected,
@@ -34,6 +32,7 @@ from k3c.cli.common import (
 from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
+from k3c.cli.errors import CLIError, daemon_error
 
 PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -262,7 +261,7 @@ def ps_cmd(args: argparse.Namespace) -> int:
     try:
         fmt = Format.parse("{{.ID}}" if args.quiet else args.format, PS_TABLE)
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     s = session(args)
     items = sort_newest_first(s.client.get(s.path()).get("items", []))
     last = 1 if args.latest else args.last
@@ -276,7 +275,7 @@ def ps_cmd(args: argparse.Namespace) -> int:
     try:
         out = fmt.render(rows, PS_HEADERS)
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     if args.quiet:
         out = "".join(line.split("\t")[0] + "\n" for line in out.splitlines())
     print(out, end="")
@@ -385,20 +384,19 @@ def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _find_object(s: Session, cs: Containers, ref: str, kind: str | None) -> dict[str, Any] | None:
+    from k3c.apierrors import NotFound
     from k3c.cli.volumes import docker_volume
-    from k3c.kubeclient import APIStatusError
 
     if kind in (None, "container"):
         try:
             return docker_inspect(cs.get(ref))
-        except Failure:
+        except CLIError:
             pass
     if kind in (None, "volume"):
         try:
             return docker_volume(s.client.get(s.path(VOLUMES, ref)))
-        except APIStatusError as err:
-            if err.code != 404:
-                raise
+        except NotFound:
+            pass
     return None
 
 
@@ -419,7 +417,7 @@ def _root_dir(kubeconfig: str) -> str:
     from pathlib import Path
 
     path = Path(kubeconfig)
-    return str(path.parent) if path.name == "kubeconfig.yaml" else "unknown (not a local k3c kubeconfig)"
+    return str(path.parent) if path.name == KUBECONFIG_FILE else "unknown (not a local k3c kubeconfig)"
 
 
 def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
@@ -451,7 +449,7 @@ def info_cmd(args: argparse.Namespace) -> int:
         try:
             text = json.dumps(data) if args.format == "json" else Template(unescape(args.format)).render(data)
         except TemplateError as err:
-            raise Failure(str(err), 1) from None
+            raise CLIError(str(err), 1) from None
         print(text)
         return 0
     print(f"""Client:

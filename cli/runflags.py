@@ -16,13 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.apigroup import GROUP_VERSION
-from k3c.cli.common import (
-    ANON_VOLUMES_ANNOTATION,
-    FINALIZER,
-    daemon_error,
-    valid_name,
-)
+from k3c.api import ANONYMOUS_VOLUMES_ANNOTATION, CONTAINER_FINALIZER, LOCAL_CONTAINERS
+from k3c.cli.common import valid_name
+from k3c.cli.errors import daemon_error
 
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}
 MOUNT_MODES = {"ro", "rw", "z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate", "nocopy",
@@ -316,12 +312,13 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
     spec = _spec(args, environ, mounts)
     spec["state"] = "Running" if start else "Stopped"
     spec["nodeName"] = ""
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "finalizers": [FINALIZER]}
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "finalizers": [CONTAINER_FINALIZER]}
     k8s_labels = {k: v for k, v in spec.get("labels", {}).items() if k8s_label_ok(k, v)}
     if k8s_labels:
         meta["labels"] = k8s_labels
     anon = [m.spec["volume"] for m in mounts if m.anonymous]
     if anon:
-        meta["annotations"] = {ANON_VOLUMES_ANNOTATION: ",".join(anon)}
-    obj = {"apiVersion": GROUP_VERSION, "kind": "LocalContainer", "metadata": meta, "spec": spec}
+        meta["annotations"] = {ANONYMOUS_VOLUMES_ANNOTATION: ",".join(anon)}
+    obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
+           "spec": spec}
     return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon)

@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Any
 
-from k3c.cli.common import Containers, Failure, add_command, command, session
+from k3c.cli.common import Containers, add_command, command, session
+from k3c.cli.errors import CLIError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,18 +81,18 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return s, Containers(s).get(args.container)
 
 
-def _stream_failure(err: Exception) -> Failure:
+def _stream_failure(err: Exception) -> CLIError:
     from k3c.streams.client import StreamError
 
     if isinstance(err, StreamError):
-        return Failure(err.message, err.exit_code)
-    return Failure(str(err), 1)
+        return CLIError(err.message, err.exit_code)
+    return CLIError(str(err), 1)
 
 
 def _require_terminal(tty: bool, stdin: bool) -> None:
     """docker refuses an interactive tty on a stdin that is not a terminal."""
     if tty and stdin and not os.isatty(sys.stdin.fileno()):
-        raise Failure("the input device is not a TTY", 1)
+        raise CLIError("the input device is not a TTY", 1)
 
 
 @command()
@@ -112,7 +113,7 @@ def _parse_tail(value: str) -> int | None:
     try:
         n = int(value)
     except ValueError:
-        raise Failure(f'invalid value for "tail": {value}', 1) from None
+        raise CLIError(f'invalid value for "tail": {value}', 1) from None
     return None if n < 0 else n
 
 
@@ -121,7 +122,7 @@ def exec_cmd(args: argparse.Namespace) -> int:
     from k3c.streams.client import StreamError, exec_, exec_detached
 
     if not args.command:
-        raise Failure('"k3c exec" requires at least 2 arguments.', 1)
+        raise CLIError('"k3c exec" requires at least 2 arguments.', 1)
     if not args.detach:
         _require_terminal(args.tty, args.interactive)
     s, obj = _resolve(args)

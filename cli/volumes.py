@@ -12,18 +12,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.apigroup import GROUP_VERSION
+from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUMES
 from k3c.cli.common import (
-    CONTAINERS,
-    FORCE_DELETE_ANNOTATION,
-    VOLUMES,
-    Failure,
     Session,
     WaitTimeout,
     add_command,
     command,
     container_id,
-    daemon_error,
     for_each,
     parse_filters,
     print_inspected,
@@ -31,6 +26,7 @@ from k3c.cli.common import (
     valid_name,
     wait_for,
 )
+from k3c.cli.errors import CLIError, daemon_error
 
 VOLUME_TABLE = "{{.Driver}}\t{{.Name}}"
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
@@ -114,14 +110,14 @@ def _labels(values: list[str]) -> dict[str, str]:
     for value in values:
         key, _, val = value.partition("=")
         if not k8s_label_ok(key, val):
-            raise Failure(f'invalid label "{value}": volume labels follow Kubernetes label rules', 125)
+            raise CLIError(f'invalid label "{value}": volume labels follow Kubernetes label rules', 125)
         out[key] = val
     return out
 
 
 @command()
 def create_cmd(args: argparse.Namespace) -> int:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import AlreadyExists
 
     name = args.name or secrets.token_hex(32)
     if not valid_name(name):
@@ -135,12 +131,12 @@ def create_cmd(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {"name": name, "namespace": s.namespace}
     if args.label:
         meta["labels"] = _labels(args.label)
-    obj = {"apiVersion": GROUP_VERSION, "kind": "Volume", "metadata": meta, "spec": {"driver": "local"}}
+    obj = {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind, "metadata": meta,
+           "spec": {"driver": "local"}}
     try:
         s.client.create(s.path(VOLUMES), obj)
-    except APIStatusError as err:
-        if err.code != 409:  # docker: creating an existing volume is a no-op that prints its name
-            raise
+    except AlreadyExists:
+        pass  # docker: creating an existing volume is a no-op that prints its name
     print(name)
     return 0
 
@@ -169,11 +165,11 @@ def ls_cmd(args: argparse.Namespace) -> int:
     try:
         fmt = Format.parse("{{.Name}}" if args.quiet else args.format, VOLUME_TABLE)
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     s = session(args)
     volumes = sorted(s.client.get(s.path(VOLUMES)).get("items", []), key=lambda o: o["metadata"]["name"])
     need_users = "dangling" in filters or "Links" in (args.format or "")
-    containers = s.client.get(s.path(CONTAINERS)).get("items", []) if need_users else []
+    containers = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", []) if need_users else []
     rows = []
     for obj in volumes:
         users = len(users_of(obj["metadata"]["name"], containers)) if need_users else None
@@ -183,23 +179,23 @@ def ls_cmd(args: argparse.Namespace) -> int:
     try:
         print(fmt.render(rows, VOLUME_HEADERS), end="")
     except TemplateError as err:
-        raise Failure(str(err), 1) from None
+        raise CLIError(str(err), 1) from None
     return 0
 
 
 # ---- rm ---------------------------------------------------------------------------------------------
 def remove_volume(s: Session, name: str, force: bool, containers: list[dict[str, Any]]) -> None:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import NotFound
 
     path = s.path(VOLUMES, name)
     try:
         obj = s.client.get(path)
-    except APIStatusError as err:
-        if err.code == 404 and (err.body.get("details") or {}).get("name"):
-            if force:
-                return
-            raise daemon_error(f"get {name}: no such volume") from None
-        raise
+    except NotFound as err:
+        if not err.details.get("name"):
+            raise
+        if force:
+            return
+        raise daemon_error(f"get {name}: no such volume") from None
     users = [c for c in users_of(name, containers) if not c["metadata"].get("deletionTimestamp")]
     if users and not force:
         raise daemon_error(f"remove {name}: volume is in use - [{', '.join(container_id(c) for c in users)}]")
@@ -207,13 +203,12 @@ def remove_volume(s: Session, name: str, force: bool, containers: list[dict[str,
         obj = s.client.merge_patch(path, {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
     try:
         obj = s.client.delete(path)
-    except APIStatusError as err:
-        if err.code == 404:
-            return
-        raise
-    if obj.get("kind") == "Volume" and obj["metadata"].get("finalizers"):  # the operator removes its directory
+    except NotFound:
+        return
+    # the operator removes its directory
+    if obj.get("kind") == VOLUMES.kind and obj["metadata"].get("finalizers"):
         try:
-            wait_for(s, obj, lambda o: o is None, REMOVE_TIMEOUT, plural=VOLUMES)
+            wait_for(s, obj, lambda o: o is None, REMOVE_TIMEOUT, resource=VOLUMES)
         except WaitTimeout:
             raise daemon_error(f"remove {name}: still being removed after {REMOVE_TIMEOUT:g}s "
                                "(is the k3c daemon running?)") from None
@@ -222,7 +217,7 @@ def remove_volume(s: Session, name: str, force: bool, containers: list[dict[str,
 @command()
 def rm_cmd(args: argparse.Namespace) -> int:
     s = session(args)
-    containers = s.client.get(s.path(CONTAINERS)).get("items", [])
+    containers = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", [])
 
     def one(name: str) -> None:
         remove_volume(s, name, args.force, containers)
@@ -234,15 +229,15 @@ def rm_cmd(args: argparse.Namespace) -> int:
 # ---- inspect ----------------------------------------------------------------------------------------
 @command()
 def inspect_cmd(args: argparse.Namespace) -> int:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import NotFound
 
     s = session(args)
     found, missing = [], []
     for name in args.names:
         try:
             found.append(docker_volume(s.client.get(s.path(VOLUMES, name))))
-        except APIStatusError as err:
-            if err.code != 404 or not (err.body.get("details") or {}).get("name"):
+        except NotFound as err:
+            if not err.details.get("name"):
                 raise
             missing.append(name)
     return print_inspected(found, missing, args.format, "volume")

@@ -3,7 +3,8 @@
 Why not the official client: importing it costs about half a second, and the CLI must feel instant.
 This speaks only what the CLI needs: get/list/create/patch/delete, watch streams, and the URL plus TLS
 context for websocket streams (logs/exec/attach), with kubectl's kubeconfig rules (--kubeconfig,
-K3C_KUBECONFIG/KUBECONFIG, --context, the context's namespace).
+K3C_KUBECONFIG/KUBECONFIG, --context, the context's namespace). A failure Status is raised as its
+:mod:`k3c.apierrors` class; URLs come from :class:`k3c.api.Resource`.
 """
 
 from __future__ import annotations
@@ -23,26 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k3c.apigroup import GROUP_VERSION
-
-DEFAULT_KUBECONFIG = "/var/lib/k3c/kubeconfig.yaml"
-#: The API server's unix socket, in its data directory beside the kubeconfig it writes (k3c.apiserver.kubeconfig).
-SOCKET_NAME = "k3c.sock"
+from k3c import api
+from k3c.apierrors import from_status
 
 
 class ConfigError(Exception):
     """The kubeconfig is missing or unusable."""
-
-
-class APIStatusError(Exception):
-    """The server answered with a failure Status."""
-
-    def __init__(self, code: int, reason: str, message: str, body: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.body = body or {}
 
 
 @dataclass
@@ -75,7 +62,7 @@ class Connection:
 
 def kubeconfig_path(explicit: str | None = None) -> str:
     """--kubeconfig, then K3C_KUBECONFIG, then the local k3c's (KUBECONFIG is kubectl's, not ours)."""
-    return explicit or os.environ.get("K3C_KUBECONFIG") or DEFAULT_KUBECONFIG
+    return explicit or os.environ.get("K3C_KUBECONFIG") or api.DEFAULT_KUBECONFIG
 
 
 def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
@@ -158,7 +145,7 @@ def _local_socket(base: Path, server: str) -> str | None:
     host = urllib.parse.urlsplit(server).hostname or ""
     if host not in ("127.0.0.1", "::1", "localhost"):
         return None
-    path = base / SOCKET_NAME
+    path = base / api.SOCKET_FILE
     try:
         if stat.S_ISSOCK(path.stat().st_mode) and os.access(path, os.R_OK | os.W_OK):
             return str(path)
@@ -245,8 +232,7 @@ class Client:
                                       "is the k3c daemon running?") from None
         doc = json.loads(raw) if raw else {}
         if resp.status >= 400:
-            raise APIStatusError(resp.status, doc.get("reason", ""), doc.get("message", raw.decode(errors="replace")),
-                                 doc)
+            raise from_status(resp.status, doc, raw.decode(errors="replace"))
         return doc
 
     def lines(self, path: str, **query: Any) -> Iterator[str]:
@@ -268,8 +254,7 @@ class Client:
                 raw = resp.read()
                 doc = json.loads(raw) if raw.startswith(b"{") else {}
                 finished = True
-                raise APIStatusError(resp.status, doc.get("reason", ""),
-                                     doc.get("message", raw.decode(errors="replace")), doc)
+                raise from_status(resp.status, doc, raw.decode(errors="replace"))
             while line := resp.readline():
                 yield line.decode(errors="replace").rstrip("\n")
             finished = True
@@ -306,8 +291,7 @@ class Client:
             http_conn.request("GET", url, headers=self.headers())
             resp = http_conn.getresponse()
             if resp.status >= 400:
-                doc = json.loads(resp.read() or b"{}")
-                raise APIStatusError(resp.status, doc.get("reason", ""), doc.get("message", ""), doc)
+                raise from_status(resp.status, json.loads(resp.read() or b"{}"))
             while True:
                 line = resp.readline()
                 if not line:
@@ -322,14 +306,3 @@ class Client:
         base = self.conn.server.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         return base + path + ("?" + urllib.parse.urlencode(query) if query else "")
 
-
-def resource_path(plural: str, namespace: str | None, name: str | None = None, sub: str | None = None,
-                  group_version: str = GROUP_VERSION) -> str:
-    """/apis/k3c.io/v1alpha1/namespaces/NS/PLURAL[/NAME[/SUB]] (core group when group_version is 'v1')."""
-    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    path = f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
-    if name:
-        path += f"/{name}"
-    if sub:
-        path += f"/{sub}"
-    return path

@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 
+from k3c.api import DEFAULT_KUBECONFIG, DEFAULT_ROOT_DIR
 from k3c.operator import running
 from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
@@ -22,10 +23,10 @@ from k3c.reconcilers.operatorconfig import BUILD_ENGINES, CONTROLLERS, OperatorC
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m k3c.operator", description="k3c's operator")
-    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", "/var/lib/k3c/kubeconfig.yaml"))
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", DEFAULT_KUBECONFIG))
     p.add_argument("--containerd-address", default="/run/k3c/containerd/containerd.sock")
     p.add_argument("--node-name", default=socket.gethostname())
-    p.add_argument("--root-dir", default="/var/lib/k3c", type=Path)
+    p.add_argument("--root-dir", default=DEFAULT_ROOT_DIR, type=Path)
     p.add_argument("--controllers", default=",".join(CONTROLLERS), type=_controllers,
                    help=f"comma-separated, of {', '.join(CONTROLLERS)} (default: all)")
     p.add_argument("--pool-size", type=int, default=1, help="warm generic sandboxes to keep ready")

@@ -14,10 +14,9 @@ from typing import Any
 
 import kopf
 
+from k3c.api import GROUP, LOCAL_CONTAINERS, VERSION, VOLUMES
 from k3c.operator import imagebuilds, images
 from k3c.reconcilers.assembly import Assembly
-
-GROUP, VERSION = "k3c.io", "v1alpha1"
 
 
 def build_registry(assembly: Assembly) -> kopf.OperatorRegistry:
@@ -50,10 +49,10 @@ def _life_cycle(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
 
 
 def _containers_and_volumes(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
-    @kopf.on.event(GROUP, VERSION, "localcontainers", registry=registry)
+    @kopf.on.event(GROUP, VERSION, LOCAL_CONTAINERS.plural, registry=registry)
     async def container_event(event: dict[str, Any], **_: Any) -> None:
-        assembly.containers.observe("localcontainers", event.get("type"), event["object"])
+        assembly.containers.observe(LOCAL_CONTAINERS.plural, event.get("type"), event["object"])
 
-    @kopf.on.event(GROUP, VERSION, "volumes", registry=registry)
+    @kopf.on.event(GROUP, VERSION, VOLUMES.plural, registry=registry)
     async def volume_event(event: dict[str, Any], **_: Any) -> None:
-        assembly.containers.observe("volumes", event.get("type"), event["object"])
+        assembly.containers.observe(VOLUMES.plural, event.get("type"), event["object"])

@@ -12,19 +12,18 @@ from typing import Any
 
 import kopf
 
+from k3c.api import BUILD_CACHES, GROUP, IMAGE_BUILDS, VERSION
 from k3c.reconcilers.assembly import Assembly
-
-GROUP, VERSION, PLURAL = "k3c.io", "v1alpha1", "imagebuilds"
 
 
 def register(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
     """Add the ImageBuild and BuildCache watch handlers to ``registry``."""
 
-    @kopf.on.event(GROUP, VERSION, "buildcaches", registry=registry)
+    @kopf.on.event(GROUP, VERSION, BUILD_CACHES.plural, registry=registry)
     async def buildcache_event(event: dict[str, Any], **_: Any) -> None:
         if event.get("type") != "DELETED":
             assembly.build_caches.observe(event["object"])
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, IMAGE_BUILDS.plural, registry=registry)
     async def imagebuild_event(event: dict[str, Any], **_: Any) -> None:
         assembly.builds.observe(event.get("type"), event["object"])

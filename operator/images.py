@@ -12,10 +12,10 @@ from typing import Any
 
 import kopf
 
+from k3c.api import GROUP, IMAGE_PUSHES, IMAGE_TAGS, IMAGES, VERSION
 from k3c.reconcilers.assembly import Assembly
 
-GROUP, VERSION = "k3c.io", "v1alpha1"
-PLURALS = ("images", "imagetags", "imagepushes")
+PLURALS = (IMAGES.plural, IMAGE_TAGS.plural, IMAGE_PUSHES.plural)
 
 
 def register(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:

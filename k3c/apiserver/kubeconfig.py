@@ -16,10 +16,6 @@ from pathlib import Path
 
 from k3c.apiserver.certs import Material
 
-FILENAME = "kubeconfig.yaml"
-#: The API server's unix socket beside the kubeconfig (k3c.apiserver.server; found by k3c.kubeclient).
-SOCKET_NAME = "k3c.sock"
-
 
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from k3c import api
 from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
@@ -75,7 +76,7 @@ class APIServer:
 
     @property
     def kubeconfig_path(self) -> Path:
-        return self.config.data_dir / kubeconfig.FILENAME
+        return self.config.data_dir / api.KUBECONFIG_FILE
 
     def _load_crds(self) -> None:
         crd_type = self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -144,7 +145,7 @@ class APIServer:
 
     @property
     def socket_path(self) -> Path:
-        return self.config.data_dir / kubeconfig.SOCKET_NAME
+        return self.config.data_dir / api.SOCKET_FILE
 
     async def _start_socket(self) -> None:
         """The local unix socket (see the module docstring); skipped if its path is too long for AF_UNIX."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from k3c.apigroup import GROUP
+from k3c.api import IMAGES
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PLURAL = "images"
 ANY = "-"
 
 
@@ -49,7 +48,8 @@ class ArchiveEndpoints:
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         """``images/{name}/save`` and ``images/{name}/load`` (see the module doc)."""
-        return {Route(GROUP, PLURAL, "save"): self.save, Route(GROUP, PLURAL, "load"): self.load}
+        return {Route(IMAGES.group, IMAGES.plural, "save"): self.save,
+                Route(IMAGES.group, IMAGES.plural, "load"): self.load}
 
     def store(self) -> ContainerdImages:
         if self._store is None:

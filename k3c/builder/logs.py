@@ -31,14 +31,13 @@ from typing import Any
 
 from aiohttp import web
 
-from k3c.apigroup import GROUP
+from k3c.api import IMAGE_BUILDS
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import ParentReader, Route, SubresourceHandler, SubresourceRequest
 from k3c.builder.paths import BuildPaths
 
 __all__ = ["BuildSubresources"]
 
-PLURAL = "imagebuilds"
 #: How often a follower looks for new output (and, when there is none, whether the build is over).
 POLL_INTERVAL = 0.02
 CHUNK = 256 * 1024
@@ -88,7 +87,8 @@ class BuildSubresources:
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         """ImageBuild's ``log`` and ``context``."""
-        return {Route(GROUP, PLURAL, "log"): self.log, Route(GROUP, PLURAL, "context"): self.context}
+        group, plural = IMAGE_BUILDS.group, IMAGE_BUILDS.plural
+        return {Route(group, plural, "log"): self.log, Route(group, plural, "context"): self.context}
 
     @staticmethod
     async def _object(req: SubresourceRequest) -> dict[str, Any] | None:
@@ -109,7 +109,7 @@ class BuildSubresources:
         tail = _int(request.query, "tailLines")
         obj = await self._object(req)
         if obj is None:
-            raise errors.not_found(PLURAL, GROUP, req.name or "")
+            raise errors.not_found(IMAGE_BUILDS.plural, IMAGE_BUILDS.group, req.name or "")
         uid = obj["metadata"]["uid"]
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         resp.enable_chunked_encoding()
@@ -176,7 +176,8 @@ class BuildSubresources:
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
-        body = {"kind": "ContextUpload", "apiVersion": "k3c.io/v1alpha1", "digest": digest, "size": size}
+        body = {"kind": "ContextUpload", "apiVersion": IMAGE_BUILDS.api_version, "digest": digest,
+                "size": size}
         return web.json_response(body, status=201)
 
     async def _receive(self, request: web.Request, tmp: Path) -> tuple[str, int]:

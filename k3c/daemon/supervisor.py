@@ -34,13 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c import api
+from k3c.apierrors import APIError, NotFound
 from k3c.apiserver.eventttl import DEFAULT_TTL
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
 from k3c.daemon.process import terminate
 
 log = logging.getLogger("k3c.daemon")
 
-DEFAULT_ROOT_DIR = Path("/var/lib/k3c")
+DEFAULT_ROOT_DIR = Path(api.DEFAULT_ROOT_DIR)
 DEFAULT_STATE_DIR = Path("/run/k3c")
 STATUS_FILE = "daemon.json"
 
@@ -77,7 +79,7 @@ class DaemonConfig:
 
     @property
     def kubeconfig_path(self) -> Path:
-        return self.kubeconfig or self.root_dir / "kubeconfig.yaml"
+        return self.kubeconfig or self.root_dir / api.KUBECONFIG_FILE
 
     @property
     def containerd(self) -> ContainerdConfig:
@@ -446,7 +448,7 @@ def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
     from k3c.crds import manifests
 
     client = kubeclient.Client(kubeclient.load(str(kubeconfig)))
-    base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    base = api.CUSTOM_RESOURCE_DEFINITIONS.path()
     crds = []
     for path in manifests():
         try:
@@ -458,7 +460,7 @@ def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
             _apply_crd(client, base, crd)
         for crd in crds:
             _wait_established(client, f"{base}/{crd['metadata']['name']}", timeout)
-    except kubeclient.APIStatusError as err:
+    except APIError as err:
         raise DaemonError(f"cannot install the CRDs: {err.message}") from None
     except OSError as err:
         raise DaemonError(f"cannot reach the API server to install the CRDs: {err}") from None
@@ -467,14 +469,10 @@ def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
 
 
 def _apply_crd(client: Any, base: str, crd: dict[str, Any]) -> None:
-    from k3c import kubeclient
-
     name = crd["metadata"]["name"]
     try:
         live = client.get(f"{base}/{name}")
-    except kubeclient.APIStatusError as err:
-        if err.code != 404:
-            raise
+    except NotFound:
         client.create(base, crd)
         log.info("created CRD %s", name)
         return

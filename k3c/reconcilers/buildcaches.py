@@ -18,8 +18,10 @@ import logging
 import time
 from typing import Any
 
+from k3c.api import BUILD_CACHES
+from k3c.apierrors import APIError, Conflict
 from k3c.builder.engine import Engine
-from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.reconcilers.kube import Kube, Ref
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
@@ -27,7 +29,6 @@ __all__ = ["BuildCacheReconciler"]
 
 log = logging.getLogger(__name__)
 
-PLURAL = "buildcaches"
 #: Seconds between two size measurements after builds (a burst of builds measures once).
 REFRESH_INTERVAL = 2.0
 
@@ -45,18 +46,20 @@ class BuildCacheReconciler:
 
     @property
     def ref(self) -> Ref:
-        return Ref(PLURAL, "", self.node)
+        return Ref(BUILD_CACHES, "", self.node)
 
     async def start(self, kube: Kube) -> None:
         self.kube = kube
         try:
             if await kube.get(self.ref) is None:
-                await kube.create(PLURAL, "", {"apiVersion": "k3c.io/v1alpha1", "kind": "BuildCache",
-                                               "metadata": {"name": self.node}, "spec": {}})
+                await kube.create(BUILD_CACHES, "", {
+                    "apiVersion": BUILD_CACHES.api_version, "kind": BUILD_CACHES.kind,
+                    "metadata": {"name": self.node}, "spec": {}})
             await self._write_usage()
-        except KubeError as err:
-            if err.code != 409:
-                log.warning("cannot set up BuildCache %s: %s", self.node, err.message)
+        except Conflict:
+            pass
+        except APIError as err:
+            log.warning("cannot set up BuildCache %s: %s", self.node, err.message)
 
     async def stop(self) -> None:
         for task in (self._prune, self._refresh):
@@ -85,7 +88,7 @@ class BuildCacheReconciler:
 
     async def _delayed_usage(self) -> None:
         await asyncio.sleep(REFRESH_INTERVAL)
-        with contextlib.suppress(KubeError, OSError):
+        with contextlib.suppress(APIError, OSError):
             await self._write_usage()
 
     async def _run_prune(self, request: str, previous: asyncio.Task[None] | None) -> None:
@@ -103,7 +106,7 @@ class BuildCacheReconciler:
             status.update(reclaimed=0, reclaimedText="0B", message=f"prune failed: {err}")
         try:
             await self._write_usage(status)
-        except KubeError as err:
+        except APIError as err:
             log.warning("cannot report the build cache prune: %s", err.message)
 
     async def _write_usage(self, extra: dict[str, Any] | None = None) -> None:

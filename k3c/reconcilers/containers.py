@@ -31,23 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c.api import CONTAINER_FINALIZER, CRI_SPEC_HASH_ANNOTATION, LOCAL_CONTAINERS, START_REQUEST_ANNOTATION
+from k3c.apierrors import Conflict, NotFound
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.reconcilers import criconfig
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
-from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
 from k3c.timefmt import format_micro_ns, now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
 
-PLURAL = "localcontainers"
-FINALIZER = "k3c.io/container"
-#: Annotation a client sets to a new unique value to (re)start the container now (`k3c start/restart`).
-START_ANNOTATION = "k3c.io/start-request"
 #: Capabilities that let a container change its network namespace: its sandbox is not recycled.
 _NET_CAPS = {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "ALL"}
 #: A container that ran this long resets docker's restart back-off.
@@ -168,14 +166,12 @@ class ContainerReconciler:
                     ref, {"node": self.env.node, "phase": "Pending", "summary": "Created"},
                     resource_version=meta["resourceVersion"])
                 self.env.cache.put(obj)
-            if FINALIZER not in (obj["metadata"].get("finalizers") or []):
-                fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
+            if CONTAINER_FINALIZER not in (obj["metadata"].get("finalizers") or []):
+                fins = [*(obj["metadata"].get("finalizers") or []), CONTAINER_FINALIZER]
                 obj = await self.env.kube.merge_patch(
                     ref, {"metadata": {"finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
                 self.env.cache.put(obj)
-        except KubeError as err:
-            if err.code not in (404, 409):
-                raise
+        except (NotFound, Conflict):
             await self._refresh(obj)  # lost a race: look again with the newest version
             return None
         return obj if self._mine(obj) else None
@@ -192,7 +188,7 @@ class ContainerReconciler:
         spec, status, meta = obj.get("spec", {}), obj.get("status") or {}, obj["metadata"]
         want_run = spec.get("state", "Running") != "Stopped"
         shape = spec_hash(spec)
-        start_request = (meta.get("annotations") or {}).get(START_ANNOTATION, "")
+        start_request = (meta.get("annotations") or {}).get(START_REQUEST_ANNOTATION, "")
         restart_requested = start_request != status.get("startRequest", "")
         if inst is None and status.get("phase") == "Running":
             inst = self._vanished(obj)
@@ -441,7 +437,7 @@ class ContainerReconciler:
         meta = obj["metadata"]
         return {"observedGeneration": meta.get("generation"), "observedState": "Running",
                 "specHash": spec_hash(obj.get("spec", {})),
-                "startRequest": (meta.get("annotations") or {}).get(START_ANNOTATION, "")}
+                "startRequest": (meta.get("annotations") or {}).get(START_REQUEST_ANNOTATION, "")}
 
     async def _write_running(self, obj: dict[str, Any], inst: Instance) -> None:
         status = {"phase": "Running", "summary": "Up", "message": "", "exitCode": None, "finishedAt": None,
@@ -465,7 +461,7 @@ class ContainerReconciler:
     # ------------------------------------------------------------------ removal
 
     async def _finalize(self, obj: dict[str, Any], inst: Instance | None) -> float | None:
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+        if CONTAINER_FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return None
         if inst is not None:
             await self._teardown(inst, grace=int(obj.get("spec", {}).get("stopTimeout", 10)), obj=obj)
@@ -473,16 +469,15 @@ class ContainerReconciler:
             (self.env.root_dir / "logs" / criconfig.log_file_name(obj)).unlink(missing_ok=True)
         self.env.record_event(obj, "Removed", "Removed container", False)
         meta = obj["metadata"]
-        fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        fins = [f for f in meta.get("finalizers") or [] if f != CONTAINER_FINALIZER]
         try:
             fresh = await self.env.kube.merge_patch(
                 _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}})
             self.env.cache.put(fresh)
-        except KubeError as err:
-            if err.code == 409:
-                await self._refresh(obj)
-            elif err.code != 404:
-                raise
+        except Conflict:
+            await self._refresh(obj)
+        except NotFound:
+            pass
         self.env.volume_users_changed(obj)
         return None
 
@@ -553,7 +548,7 @@ class ContainerReconciler:
         inst = Instance(meta["uid"], meta.get("namespace", ""), meta["name"], sandbox=sandbox,
                         container_id=container.id, running=container.state == pb.CONTAINER_RUNNING,
                         image=obj.get("spec", {}).get("image", ""), image_id=container.image_ref,
-                        spec_hash=container.annotations.get(criconfig.ANNOTATION_SPEC_HASH, ""),
+                        spec_hash=container.annotations.get(CRI_SPEC_HASH_ANNOTATION, ""),
                         sandbox_key=_sandbox_key(obj.get("spec", {})))
         current = obj.get("status") or {}
         _copy_status_details(inst, current)
@@ -576,7 +571,7 @@ class ContainerReconciler:
 
 def _ref(obj: dict[str, Any]) -> Ref:
     meta = obj["metadata"]
-    return Ref(PLURAL, meta.get("namespace", "default"), meta["name"])
+    return Ref(LOCAL_CONTAINERS, meta.get("namespace", "default"), meta["name"])
 
 
 def _sandbox_key(spec: dict[str, Any]) -> str:

@@ -20,10 +20,10 @@ import contextlib
 import logging
 from typing import Any
 
+from k3c import api
 from k3c.cri.errors import NotFoundError
 from k3c.cri.events import ContainerdEvent
 from k3c.cri.runtime import pb
-from k3c.reconcilers import criconfig
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.containers import ContainerReconciler, Env
@@ -99,15 +99,15 @@ class Controller:
         uid = obj.get("metadata", {}).get("uid")
         if not uid:
             return
-        if plural == "localcontainers":
+        if plural == api.LOCAL_CONTAINERS.plural:
             cache, queue = self.containers_cache, self.container_queue
-        elif plural == "volumes":
+        elif plural == api.VOLUMES.plural:
             cache, queue = self.volumes_cache, self.volume_queue
         else:
             return
         if event_type == "DELETED":
             cache.pop(uid)
-            if plural == "localcontainers":
+            if plural == api.LOCAL_CONTAINERS.plural:
                 self.volumes.users_changed(obj)
         elif not cache.put(obj):
             return
@@ -164,7 +164,7 @@ class Controller:
     async def _remove_broken_sandboxes(self) -> None:
         """NOTREADY sandboxes no object uses (e.g. one being made when containerd died) only hold an IP."""
         in_use = {i.sandbox.id for i in self.containers.instances.values() if i.sandbox is not None}
-        labels = {criconfig.LABEL_MANAGED: "true", criconfig.LABEL_NODE: self.config.node_name}
+        labels = {api.CRI_MANAGED_LABEL: "true", api.CRI_NODE_LABEL: self.config.node_name}
         for sb in await self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels)):
             if sb.state != pb.SANDBOX_READY and sb.id not in in_use:
                 log.info("removing broken sandbox %s", sb.id[:12])
@@ -198,10 +198,10 @@ class Controller:
 
     async def _adopt(self) -> None:
         node = self.config.node_name
-        labels = {criconfig.LABEL_MANAGED: "true", criconfig.LABEL_NODE: node}
+        labels = {api.CRI_MANAGED_LABEL: "true", api.CRI_NODE_LABEL: node}
         sandboxes = await self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels))
         containers = await self.cri.list_containers(pb.ContainerFilter(label_selector=labels))
-        objects = {o["metadata"]["uid"]: o for o in await self.kube.list("localcontainers")}
+        objects = {o["metadata"]["uid"]: o for o in await self.kube.list(api.LOCAL_CONTAINERS)}
         for obj in objects.values():
             self.containers_cache.put(obj)
         by_sandbox: dict[str, Sandbox] = {}
@@ -213,7 +213,7 @@ class Controller:
         used: set[str] = set()
         dirty: set[str] = set()  # sandboxes an orphan ran in: never a spare
         for c in sorted(containers, key=lambda c: c.created_at, reverse=True):
-            uid = c.labels.get(criconfig.LABEL_UID, "")
+            uid = c.labels.get(api.CRI_UID_LABEL, "")
             obj = objects.get(uid)
             if obj is None or uid in self.containers.instances or c.pod_sandbox_id not in by_sandbox:
                 await self._remove_orphan(c)

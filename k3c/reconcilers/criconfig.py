@@ -15,21 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c.api import (
+    CRI_MANAGED_LABEL,
+    CRI_NAME_LABEL,
+    CRI_NAMESPACE_LABEL,
+    CRI_NODE_LABEL,
+    CRI_POOL_LABEL,
+    CRI_SANDBOX_SPEC_ANNOTATION,
+    CRI_SPEC_HASH_ANNOTATION,
+    CRI_UID_LABEL,
+)
 from k3c.cri.runtime import pb
 from k3c.units import ram_in_bytes
-
-#: Labels on every sandbox and container k3c creates: how the operator finds its own at start-up.
-LABEL_MANAGED = "k3c.io/managed"
-LABEL_NODE = "k3c.io/node"
-LABEL_UID = "k3c.io/uid"
-LABEL_NAMESPACE = "k3c.io/namespace"
-LABEL_NAME = "k3c.io/name"
-#: On sandboxes of the warm pool (generic: no ports, hostname, DNS or host network of their own).
-LABEL_POOL = "k3c.io/pool"
-#: Sandbox annotation holding :class:`SandboxSpec` as JSON, to rebuild its config after a restart.
-ANNOTATION_SANDBOX_SPEC = "k3c.io/sandbox-spec"
-#: Container annotation: hash of the spec fields that shaped the container (a change means recreate).
-ANNOTATION_SPEC_HASH = "k3c.io/spec-hash"
 
 CGROUP_PARENT = "/k3c"
 SANDBOX_NAMESPACE = "k3c"
@@ -180,11 +177,12 @@ def own_sandbox_spec(obj: dict[str, Any], ports: list[PortSpec]) -> SandboxSpec:
 
 def sandbox_config(sb: SandboxSpec, node: str, log_dir: Path) -> pb.PodSandboxConfig:
     """The CRI config of a sandbox; rebuilt identically from :class:`SandboxSpec` after a restart."""
-    labels = {LABEL_MANAGED: "true", LABEL_NODE: node}
+    labels = {CRI_MANAGED_LABEL: "true", CRI_NODE_LABEL: node}
     if sb.pooled:
-        labels[LABEL_POOL] = "true"
+        labels[CRI_POOL_LABEL] = "true"
     if sb.owner_uid:
-        labels.update({LABEL_UID: sb.owner_uid, LABEL_NAMESPACE: sb.owner_namespace, LABEL_NAME: sb.owner_name})
+        labels.update({CRI_UID_LABEL: sb.owner_uid, CRI_NAMESPACE_LABEL: sb.owner_namespace,
+                       CRI_NAME_LABEL: sb.owner_name})
     network = pb.NODE if sb.host_network else pb.POD
     return pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=sb.name, uid=sb.uid, namespace=SANDBOX_NAMESPACE),
@@ -197,7 +195,7 @@ def sandbox_config(sb: SandboxSpec, node: str, log_dir: Path) -> pb.PodSandboxCo
             for p in ([] if sb.host_network else sb.ports)
         ],
         labels=labels,
-        annotations={ANNOTATION_SANDBOX_SPEC: sb.to_json()},
+        annotations={CRI_SANDBOX_SPEC_ANNOTATION: sb.to_json()},
         linux=pb.LinuxPodSandboxConfig(
             cgroup_parent=CGROUP_PARENT,
             security_context=pb.LinuxSandboxSecurityContext(
@@ -244,8 +242,8 @@ def container_config(
     meta, spec = obj["metadata"], obj.get("spec", {})
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
     labels.update({
-        LABEL_MANAGED: "true", LABEL_NODE: node, LABEL_UID: meta["uid"],
-        LABEL_NAMESPACE: meta.get("namespace", ""), LABEL_NAME: meta["name"],
+        CRI_MANAGED_LABEL: "true", CRI_NODE_LABEL: node, CRI_UID_LABEL: meta["uid"],
+        CRI_NAMESPACE_LABEL: meta.get("namespace", ""), CRI_NAME_LABEL: meta["name"],
     })
     privileged = bool(spec.get("privileged"))
     security = pb.LinuxContainerSecurityContext(
@@ -278,7 +276,7 @@ def container_config(
         envs=[pb.KeyValue(key=e["name"], value=e.get("value") or "") for e in spec.get("env") or []],
         mounts=mounts,
         labels=labels,
-        annotations={ANNOTATION_SPEC_HASH: spec_hash(spec)},
+        annotations={CRI_SPEC_HASH_ANNOTATION: spec_hash(spec)},
         log_path=log_file_name(obj),
         stdin=bool(spec.get("stdin")),
         stdin_once=bool(spec.get("stdinOnce")),

@@ -34,6 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from k3c.api import (
+    BUILD_SECRET_LABEL,
+    IMAGE_BUILD_FINALIZER,
+    IMAGE_BUILD_LABEL,
+    IMAGE_BUILDS,
+    SECRETS,
+)
+from k3c.apierrors import APIError, Conflict, NotFound
 from k3c.builder.context import ContextError, prepare_context
 from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
 from k3c.builder.instructions import check_platform
@@ -41,17 +49,13 @@ from k3c.builder.paths import BuildPaths
 from k3c.cri.imagestore import ContainerdImages
 from k3c.oci.reference import InvalidReference, normalize
 from k3c.reconcilers.cache import ObjectCache
-from k3c.reconcilers.kube import Kube, KubeError, Ref, ref_of
+from k3c.reconcilers.kube import Kube, Ref, ref_of
 from k3c.reconcilers.operatorconfig import OperatorConfig
 from k3c.reconcilers.workqueue import WorkQueue
 from k3c.timefmt import now_rfc3339, parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
-PLURAL = "imagebuilds"
-FINALIZER = "k3c.io/imagebuild"
-#: Label of Secrets made only for one build (``k3c build --secret``): deleted when the build is over.
-EPHEMERAL_SECRET_LABEL = "k3c.io/build-secret-for"
 #: Minimum seconds between status writes while a build runs.
 STATUS_INTERVAL = 0.5
 #: A build still running after this many seconds gets the finalizer (see ImageBuildReconciler._protect_later).
@@ -172,8 +176,8 @@ class ImageBuildReconciler:
     async def _sweep_logs(self) -> None:
         """Remove logs of ImageBuilds that were deleted while no operator ran."""
         try:
-            uids = {o["metadata"]["uid"] for o in await self.kube.list(PLURAL)}
-        except KubeError as err:
+            uids = {o["metadata"]["uid"] for o in await self.kube.list(IMAGE_BUILDS)}
+        except APIError as err:
             log.warning("cannot list imagebuilds to sweep old logs: %s", err.message)
             return
         for path in self.paths.logs.glob("*.log"):
@@ -237,7 +241,7 @@ class ImageBuildReconciler:
         left = ended + ttl - time.time()
         if left > 0:
             return left
-        await self.kube.delete(ref_of(PLURAL, obj), obj["metadata"]["uid"])
+        await self.kube.delete(ref_of(IMAGE_BUILDS, obj), obj["metadata"]["uid"])
         return None
 
     def _mine(self, obj: dict[str, Any]) -> bool:
@@ -247,7 +251,7 @@ class ImageBuildReconciler:
 
     async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Make the object ours (status.node); None if another node won."""
-        ref = ref_of(PLURAL, obj)
+        ref = ref_of(IMAGE_BUILDS, obj)
         try:
             if not (obj.get("status") or {}).get("node"):
                 # with the builder free, the claim is the Running status itself (one write less per build)
@@ -256,9 +260,7 @@ class ImageBuildReconciler:
                     "conditions": [condition(obj, "Pending", "waiting for the builder")]}
                 obj = await self.kube.patch_status(ref, claim, resource_version=obj["metadata"]["resourceVersion"])
                 self.cache.put(obj)
-        except KubeError as err:
-            if err.code not in (404, 409):
-                raise
+        except (NotFound, Conflict):
             await self._refresh(ref, obj["metadata"]["uid"])
             return None
         return obj if self._mine(obj) else None
@@ -289,7 +291,7 @@ class ImageBuildReconciler:
             await run.task
 
     async def _finalize(self, obj: dict[str, Any], run: Running | None) -> float | None:
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+        if IMAGE_BUILD_FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return None
         if run is not None:
             await self._cancel(run)
@@ -313,7 +315,7 @@ class ImageBuildReconciler:
         await asyncio.sleep(PROTECT_AFTER)
         try:
             await finish_anyway(self._add_finalizer(obj))
-        except KubeError as err:
+        except APIError as err:
             log.warning("cannot add the finalizer to %s: %s", obj["metadata"]["name"], err)
 
     async def _add_finalizer(self, obj: dict[str, Any]) -> None:
@@ -324,23 +326,22 @@ class ImageBuildReconciler:
 
     async def _set_finalizer(self, obj: dict[str, Any], present: bool) -> None:
         """Add or remove our finalizer, the resourceVersion as precondition, re-reading on a conflict."""
-        ref = ref_of(PLURAL, obj)
+        ref = ref_of(IMAGE_BUILDS, obj)
         for _ in range(5):
             meta = obj["metadata"]
             fins = meta.get("finalizers") or []
-            if (FINALIZER in fins) == present:
+            if (IMAGE_BUILD_FINALIZER in fins) == present:
                 return
-            wanted = [*fins, FINALIZER] if present else [f for f in fins if f != FINALIZER]
+            wanted = ([*fins, IMAGE_BUILD_FINALIZER] if present
+                      else [f for f in fins if f != IMAGE_BUILD_FINALIZER])
             try:
                 fresh = await self.kube.merge_patch(ref, {"metadata": {
                     "finalizers": wanted or None, "resourceVersion": meta["resourceVersion"]}})
                 self.cache.put(fresh)
                 return
-            except KubeError as err:
-                if err.code == 404:
-                    return
-                if err.code != 409:
-                    raise
+            except NotFound:
+                return
+            except Conflict:
                 latest = await self.kube.get(ref)
                 if latest is None or latest["metadata"]["uid"] != meta["uid"]:
                     return
@@ -349,7 +350,7 @@ class ImageBuildReconciler:
                 obj = latest
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        fresh = await self.kube.patch_status_if_present(ref_of(PLURAL, obj), status)
+        fresh = await self.kube.patch_status_if_present(ref_of(IMAGE_BUILDS, obj), status)
         if fresh is None:
             return obj
         self.cache.put(fresh)
@@ -384,7 +385,7 @@ class ImageBuildReconciler:
             await _stop(guard)
             await reporter.close()
             raise
-        except (BuildFailed, ContextError, InvalidReference, KubeError, OSError) as err:
+        except (BuildFailed, ContextError, InvalidReference, APIError, OSError) as err:
             final = self._failure(obj, err, progress)
         except Exception as err:  # a bug must still end the build, not leave it Running forever
             log.exception("build %s/%s failed unexpectedly", meta.get("namespace"), meta["name"])
@@ -450,7 +451,7 @@ class ImageBuildReconciler:
                 labels=dict(spec.get("labels") or {}), no_cache=bool(spec.get("noCache")),
                 pull=bool(spec.get("pull")), network=spec.get("network") or "default",
                 secrets=await self._secrets(obj, secrets_dir),
-                image_labels={"k3c.io/imagebuild": f"{ns}/{name}"},
+                image_labels={IMAGE_BUILD_LABEL: f"{ns}/{name}"},
             )
             result = await self.engine.build(request, progress)
         finally:
@@ -488,7 +489,7 @@ class ImageBuildReconciler:
         out: dict[str, Path] = {}
         for i, entry in enumerate((obj.get("spec") or {}).get("secrets") or []):
             sid, secret_name = entry["id"], entry["secretName"]
-            secret = await self.kube.get(Ref("secrets", ns, secret_name, "v1"))
+            secret = await self.kube.get(Ref(SECRETS, ns, secret_name))
             if secret is None:
                 raise BuildFailed(f"secret {secret_name!r} (for build secret {sid!r}) not found")
             key = entry.get("key") or sid
@@ -504,10 +505,10 @@ class ImageBuildReconciler:
     async def _delete_ephemeral_secrets(self, obj: dict[str, Any]) -> None:
         ns, name = obj["metadata"].get("namespace", "default"), obj["metadata"]["name"]
         for entry in (obj.get("spec") or {}).get("secrets") or []:
-            ref = Ref("secrets", ns, entry.get("secretName", ""), "v1")
-            with contextlib.suppress(KubeError):
+            ref = Ref(SECRETS, ns, entry.get("secretName", ""))
+            with contextlib.suppress(APIError):
                 secret = await self.kube.get(ref)
-                if secret and (secret["metadata"].get("labels") or {}).get(EPHEMERAL_SECRET_LABEL) == name:
+                if secret and (secret["metadata"].get("labels") or {}).get(BUILD_SECRET_LABEL) == name:
                     await self.kube.delete(ref, secret["metadata"].get("uid"))
 
     # ---- status documents ----
@@ -562,7 +563,7 @@ class StepReporter:
             self._last = time.monotonic()
             steps = list(self.progress.steps)
             written = len(steps)
-            with contextlib.suppress(KubeError, OSError):
+            with contextlib.suppress(APIError, OSError):
                 await self.reconciler._write_status(self.obj, {  # noqa: SLF001 - the reconciler's own helper
                     "steps": steps[-MAX_STEPS_KEPT:], "stepsDone": max(len(steps) - 1, 0),
                     "message": steps[-1] if steps else "",

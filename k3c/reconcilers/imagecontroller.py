@@ -17,6 +17,7 @@ import contextlib
 import logging
 from typing import Any
 
+from k3c import api
 from k3c.cri.events import ContainerdEvent
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.imageobjects import ImageEnv, ImageObjects
@@ -76,13 +77,13 @@ class ImageController:
     def observe(self, plural: str, event_type: str | None, obj: dict[str, Any]) -> None:
         if not obj.get("metadata", {}).get("name"):
             return
-        if plural == "images":
+        if plural == api.IMAGES.plural:
             name = self.images.observe(event_type, obj)
             if name is not None:
                 self.image_queue.schedule(name)
-        elif plural == "imagetags":
+        elif plural == api.IMAGE_TAGS.plural:
             self.tag_queue.schedule(self.tags.observe(event_type, obj))
-        elif plural == "imagepushes":
+        elif plural == api.IMAGE_PUSHES.plural:
             self.push_queue.schedule(self.pushes.observe(event_type, obj))
             owner = self.tags.owner_of_push(obj)
             if owner:

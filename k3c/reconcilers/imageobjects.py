@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c.api import FORCE_DELETE_ANNOTATION, IMAGE_FINALIZER, IMAGES, LOCAL_CONTAINERS, ORIGIN_ANNOTATION
+from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.cri.content import Ingest, abort_ingest, list_statuses
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.imagestore import ContainerdImages
@@ -39,18 +41,15 @@ from k3c.cri.runtime import CRIClient
 from k3c.distribution.errors import RegistryError
 from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
 from k3c.oci.reference import InvalidReference, Reference, object_name, parse
-from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
 log = logging.getLogger(__name__)
 
-PLURAL = "images"
-FINALIZER = "k3c.io/image"
-FORCE_ANNOTATION = "k3c.io/force-delete"
-#: Marks objects made for an image found in containerd: if the image goes, the object goes (never a pull).
-ORIGIN_ANNOTATION = "k3c.io/origin"
+#: The value of :data:`~k3c.api.ORIGIN_ANNOTATION` on objects made for an image found in containerd: if the
+#: image goes, the object goes (never a pull).
 ORIGIN_CONTAINERD = "containerd"
 #: Seconds between progress writes while a pull runs.
 PROGRESS_INTERVAL = 0.25
@@ -296,7 +295,7 @@ class ImageObjects:
         if ref is None:
             await self._fail(obj, "invalid reference format")
             return None
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+        if IMAGE_FINALIZER not in (obj["metadata"].get("finalizers") or []):
             obj = await self._add_finalizer(obj)
         return await self._converge(obj, ref)
 
@@ -317,7 +316,7 @@ class ImageObjects:
         mirrored = (obj["metadata"].get("annotations") or {}).get(ORIGIN_ANNOTATION) == ORIGIN_CONTAINERD
         if record is None and (st.get("phase") == "Ready" or (mirrored and not request)) and not new_request:
             log.info("image %s vanished from containerd; deleting its object", ref)
-            await self.env.kube.delete(Ref(PLURAL, "", name), obj["metadata"].get("uid"))
+            await self.env.kube.delete(Ref(IMAGES, "", name), obj["metadata"].get("uid"))
             return None
         failure = self._failures.get(name)
         if not new_request and pull_st.get("state") == "Failed" and failure is not None \
@@ -348,7 +347,7 @@ class ImageObjects:
         await self._patch_status(obj, status)
 
     async def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
-        new = await self.env.kube.patch_status_if_present(Ref(PLURAL, "", obj["metadata"]["name"]), status)
+        new = await self.env.kube.patch_status_if_present(Ref(IMAGES, "", obj["metadata"]["name"]), status)
         if new is not None:
             self.observe("MODIFIED", new)
 
@@ -357,9 +356,9 @@ class ImageObjects:
                                        "conditions": _condition(False, "Failed", message)})
 
     async def _add_finalizer(self, obj: dict[str, Any]) -> dict[str, Any]:
-        fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
+        fins = [*(obj["metadata"].get("finalizers") or []), IMAGE_FINALIZER]
         new = await self.env.kube.merge_patch(
-            Ref(PLURAL, "", obj["metadata"]["name"]),
+            Ref(IMAGES, "", obj["metadata"]["name"]),
             {"metadata": {"finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
         self.observe("MODIFIED", new)
         return new
@@ -370,16 +369,14 @@ class ImageObjects:
         ref = parse(cname)
         if await self.env.store.get(cname) is None:
             return None  # gone again already (removed while its create event was on its way)
-        body = {"apiVersion": "k3c.io/v1alpha1", "kind": "Image",
-                "metadata": {"name": name, "finalizers": [FINALIZER],
+        body = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind,
+                "metadata": {"name": name, "finalizers": [IMAGE_FINALIZER],
                              "annotations": {ORIGIN_ANNOTATION: ORIGIN_CONTAINERD}},
                 "spec": {"reference": str(ref)}}
         try:
-            obj = await self.env.kube.create(PLURAL, "", body)
-        except KubeError as err:
-            if err.code == 409:
-                return 0.5  # exists (our cache lags behind, or it is still terminating): look again
-            raise
+            obj = await self.env.kube.create(IMAGES, "", body)
+        except AlreadyExists:
+            return 0.5  # exists (our cache lags behind, or it is still terminating): look again
         self.observe("ADDED", obj)
         record = await self.env.store.get(cname)
         if record is not None:
@@ -390,14 +387,14 @@ class ImageObjects:
 
     async def _finalize(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]
-        if FINALIZER not in (meta.get("finalizers") or []):
+        if IMAGE_FINALIZER not in (meta.get("finalizers") or []):
             return None
         name = meta["name"]
         await self._cancel_pull(name)
         ref = _parse((obj.get("spec") or {}).get("reference", ""))
         st = obj.get("status") or {}
         if ref is not None and str(ref) in self.records and st.get("node") in (None, "", self.env.node):
-            if (meta.get("annotations") or {}).get(FORCE_ANNOTATION) != "true":
+            if (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) != "true":
                 user = await self._user_of(ref, obj)
                 if user:
                     msg = (f"conflict: unable to remove repository reference \"{ref.familiar()}\" (must force) - "
@@ -406,16 +403,15 @@ class ImageObjects:
                         await self._patch_status(obj, {"message": msg})
                     return IN_USE_RECHECK
             await self._remove_reference(ref, st.get("id", ""))
-        fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        fins = [f for f in meta.get("finalizers") or [] if f != IMAGE_FINALIZER]
         try:
-            await self.env.kube.merge_patch(Ref(PLURAL, "", name),
+            await self.env.kube.merge_patch(Ref(IMAGES, "", name),
                                             {"metadata": {"finalizers": fins or None,
                                                           "resourceVersion": meta["resourceVersion"]}})
-        except KubeError as err:
-            if err.code == 409:
-                return 0.1  # changed meanwhile: try again with the newer copy
-            if err.code != 404:
-                raise
+        except Conflict:
+            return 0.1  # changed meanwhile: try again with the newer copy
+        except NotFound:
+            pass
         return None
 
     def _last_name(self, ref: Reference) -> bool:
@@ -429,7 +425,7 @@ class ImageObjects:
             return "image is the sandbox (pause) image of every container"
         image_id = (obj.get("status") or {}).get("id", "")
         last = self._last_name(ref)
-        for c in await self.env.kube.list("localcontainers"):
+        for c in await self.env.kube.list(LOCAL_CONTAINERS):
             spec, st = c.get("spec") or {}, c.get("status") or {}
             named = _parse(spec.get("image", ""))
             runs = bool(image_id) and last and st.get("imageID", "").endswith(image_id.removeprefix("sha256:"))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k3c.api import IMAGE_PUSHES
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.imagestore import ContainerdImages
 from k3c.distribution.errors import RegistryError
@@ -28,7 +29,6 @@ from k3c.units import human_size
 
 log = logging.getLogger(__name__)
 
-PLURAL = "imagepushes"
 #: Seconds between progress writes: often enough for a live bar, rare enough to leave the CPU to the push.
 PROGRESS_INTERVAL = 0.5
 DONE = ("Succeeded", "Failed")
@@ -89,7 +89,7 @@ class ImagePushes:
                 await task
 
     async def _patch(self, name: str, status: dict[str, Any]) -> None:
-        new = await self.env.kube.patch_status_if_present(Ref(PLURAL, "", name), status)
+        new = await self.env.kube.patch_status_if_present(Ref(IMAGE_PUSHES, "", name), status)
         if new is not None:
             self.observe("MODIFIED", new)
 

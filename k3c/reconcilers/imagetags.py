@@ -15,18 +15,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from k3c.api import IMAGE_PUSHES, IMAGE_TAG_OWNER_LABEL, IMAGE_TAGS
+from k3c.apierrors import AlreadyExists
 from k3c.cri.imagestore import ContainerdImages
 from k3c.oci.layout import Descriptor
 from k3c.oci.reference import InvalidReference, is_image_id, parse
 from k3c.reconcilers.cache import observe_by_name
-from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.reconcilers.kube import Kube, Ref
 from k3c.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
-PLURAL = "imagetags"
-PUSHES = "imagepushes"
-OWNER_LABEL = "k3c.io/imagetag"
 MISSING_SOURCE_RETRY = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -55,7 +54,7 @@ class ImageTags:
         return observe_by_name(self.objects, event_type, obj)
 
     def owner_of_push(self, push: dict[str, Any]) -> str | None:
-        return (push["metadata"].get("labels") or {}).get(OWNER_LABEL)
+        return (push["metadata"].get("labels") or {}).get(IMAGE_TAG_OWNER_LABEL)
 
     async def reconcile(self, name: str) -> float | None:
         obj = self.objects.get(name)
@@ -141,9 +140,9 @@ class ImageTags:
     async def _create_push(self, owner: dict[str, Any], child: str, target: str, spec: dict[str, Any]) -> dict[str, Any]:
         meta = owner["metadata"]
         body: dict[str, Any] = {
-            "apiVersion": "k3c.io/v1alpha1", "kind": "ImagePush",
-            "metadata": {"name": child, "labels": {OWNER_LABEL: meta["name"]},
-                         "ownerReferences": [{"apiVersion": "k3c.io/v1alpha1", "kind": "ImageTag",
+            "apiVersion": IMAGE_PUSHES.api_version, "kind": IMAGE_PUSHES.kind,
+            "metadata": {"name": child, "labels": {IMAGE_TAG_OWNER_LABEL: meta["name"]},
+                         "ownerReferences": [{"apiVersion": IMAGE_TAGS.api_version, "kind": IMAGE_TAGS.kind,
                                               "name": meta["name"], "uid": meta["uid"], "controller": True,
                                               "blockOwnerDeletion": False}]},
             "spec": {"image": target},
@@ -151,18 +150,17 @@ class ImageTags:
         if spec.get("authSecret"):
             body["spec"]["authSecret"] = spec["authSecret"]
         try:
-            created = await self.env.kube.create(PUSHES, "", body)
-        except KubeError as err:
-            if err.code != 409:
-                raise
-            created = await self.env.kube.get(Ref(PUSHES, "", child)) or body
+            created = await self.env.kube.create(IMAGE_PUSHES, "", body)
+        except AlreadyExists:
+            created = await self.env.kube.get(Ref(IMAGE_PUSHES, "", child)) or body
         self.pushes[child] = created
         return created
 
     async def _delete_children(self, owner: str, keep: set[str]) -> None:
         for child in [n for n, p in self.pushes.items()
-                      if (p["metadata"].get("labels") or {}).get(OWNER_LABEL) == owner and n not in keep]:
-            await self.env.kube.delete(Ref(PUSHES, "", child))
+                      if (p["metadata"].get("labels") or {}).get(IMAGE_TAG_OWNER_LABEL) == owner
+                      and n not in keep]:
+            await self.env.kube.delete(Ref(IMAGE_PUSHES, "", child))
 
     async def _failed(self, obj: dict[str, Any], message: str) -> float | None:
         name = obj["metadata"]["name"]
@@ -190,7 +188,8 @@ class ImageTags:
         reason = {"Tagged": "Tagged", "Ready": "Pushed", "Pushing": "Pushing"}.get(phase, "Failed")
         status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False", "reason": reason,
                                  "message": message, "lastTransitionTime": now_rfc3339()}]
-        new = await self.env.kube.patch_status_if_present(Ref(PLURAL, "", obj["metadata"]["name"]), status)
+        ref = Ref(IMAGE_TAGS, "", obj["metadata"]["name"])
+        new = await self.env.kube.patch_status_if_present(ref, status)
         if new is not None:
             self.observe("MODIFIED", new)
 

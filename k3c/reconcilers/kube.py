@@ -2,11 +2,13 @@
 
 kopf delivers the watch events, but the reconcilers write on their own schedule (e.g. the moment containerd
 reports an exit), so they need a client of their own. One kept-alive aiohttp session, JSON only, and just
-the verbs the reconcilers use; kubeconfig parsing is :func:`k3c.kubeclient.load`'s (same rules as the CLI).
+the verbs the reconcilers use; kubeconfig parsing is :func:`k3c.kubeclient.load`'s (same rules as the CLI),
+and a failure Status is raised as its :mod:`k3c.apierrors` class, as the CLI's client raises it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -15,39 +17,28 @@ from typing import Any
 import aiohttp
 import orjson
 
-from k3c import kubeclient
-from k3c.apigroup import GROUP_VERSION
+from k3c import api, kubeclient
+from k3c.apierrors import Conflict, NotFound, from_status
 from k3c.timefmt import now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
-
-
-class KubeError(Exception):
-    """The API server answered with a failure Status (``code`` is the HTTP status)."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
 class Ref:
     """Where an object lives: enough to build its URL."""
 
-    plural: str
+    resource: api.Resource
     namespace: str
     name: str
-    group_version: str = GROUP_VERSION
 
     def path(self, sub: str | None = None) -> str:
-        return kubeclient.resource_path(self.plural, self.namespace, self.name, sub, self.group_version)
+        return self.resource.path(self.namespace, self.name, sub)
 
 
-def ref_of(plural: str, obj: dict[str, Any]) -> Ref:
+def ref_of(resource: api.Resource, obj: dict[str, Any]) -> Ref:
     meta = obj["metadata"]
-    return Ref(plural, meta.get("namespace", ""), meta["name"])
+    return Ref(resource, meta.get("namespace", ""), meta["name"])
 
 
 class Kube:
@@ -77,26 +68,21 @@ class Kube:
             raw = await resp.read()
         doc = orjson.loads(raw) if raw else {}
         if resp.status >= 400:
-            raise KubeError(resp.status, doc.get("reason", ""), doc.get("message", raw.decode(errors="replace")))
+            raise from_status(resp.status, doc, raw.decode(errors="replace"))
         return doc
 
     async def get(self, ref: Ref) -> dict[str, Any] | None:
         try:
             return await self.request("GET", ref.path())
-        except KubeError as err:
-            if err.code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
-    async def list(self, plural: str, namespace: str | None = None,
-                   group_version: str = GROUP_VERSION) -> list[dict[str, Any]]:
-        doc = await self.request("GET", kubeclient.resource_path(plural, namespace, None, None, group_version))
+    async def list(self, resource: api.Resource, namespace: str | None = None) -> list[dict[str, Any]]:
+        doc = await self.request("GET", resource.path(namespace))
         return list(doc.get("items") or [])
 
-    async def create(self, plural: str, namespace: str, obj: dict[str, Any],
-                     group_version: str = GROUP_VERSION) -> dict[str, Any]:
-        return await self.request("POST", kubeclient.resource_path(plural, namespace, None, None, group_version),
-                                  obj)
+    async def create(self, resource: api.Resource, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", resource.path(namespace), obj)
 
     async def merge_patch(self, ref: Ref, patch: dict[str, Any], sub: str | None = None) -> dict[str, Any]:
         """JSON merge patch; a ``metadata.resourceVersion`` in it makes it conditional (409 if stale)."""
@@ -114,19 +100,14 @@ class Kube:
         that outlived its object has nothing left to tell."""
         try:
             return await self.patch_status(ref, status)
-        except KubeError as err:
-            if err.code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     async def delete(self, ref: Ref, uid: str | None = None) -> None:
         """Delete, optionally only that incarnation (``uid`` precondition); gone already is fine."""
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
-        try:
+        with contextlib.suppress(NotFound, Conflict):
             await self.request("DELETE", ref.path(), body)
-        except KubeError as err:
-            if err.code not in (404, 409):
-                raise
 
     async def event(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool = False,
                     component: str = "k3c-operator", host: str = "") -> None:
@@ -135,11 +116,11 @@ class Kube:
         ns = meta.get("namespace") or "default"
         stamp = now_rfc3339()
         event = {
-            "apiVersion": "v1",
-            "kind": "Event",
+            "apiVersion": api.EVENTS.api_version,
+            "kind": api.EVENTS.kind,
             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": ns},
             "involvedObject": {
-                "apiVersion": obj.get("apiVersion", GROUP_VERSION),
+                "apiVersion": obj.get("apiVersion", api.GROUP_VERSION),
                 "kind": obj.get("kind", ""),
                 "name": meta["name"],
                 "namespace": ns,
@@ -158,4 +139,4 @@ class Kube:
             "action": reason,
             "count": 1,
         }
-        await self.request("POST", f"/api/v1/namespaces/{ns}/events", event)
+        await self.request("POST", api.EVENTS.path(ns), event)

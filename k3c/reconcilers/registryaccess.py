@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from k3c.api import CONFIG_MAPS, SECRETS, Resource
+from k3c.apierrors import Forbidden
 from k3c.cri.runtime import pb
 from k3c.distribution import auth, hosts
 from k3c.distribution.client import RegistryClient
-from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.reconcilers.kube import Kube, Ref
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +45,18 @@ class RegistryAccess:
         #: containerd's ``config_path`` (``<root>/containerd/certs.d`` for k3c's own containerd), if any.
         self.certs_dir = certs_dir
 
-    async def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self.kube.get(Ref(plural, namespace, name, "v1"))
-        except KubeError as err:
-            if err.code == 403:
-                return None
-            raise
+            return await self.kube.get(Ref(resource, namespace, name))
+        except Forbidden:
+            return None
 
     async def credentials(self, host: str, secret: SecretRef = SecretRef()) -> auth.Credentials | None:
-        doc = await self._get("secrets", secret.namespace, secret.name)
+        doc = await self._get(SECRETS, secret.namespace, secret.name)
         return auth.DockerConfig.from_secret(doc).lookup(host)
 
     async def config(self) -> hosts.RegistriesConfig:
-        cm = await self._get("configmaps", hosts.CONFIGMAP_NAMESPACE, hosts.CONFIGMAP_NAME)
+        cm = await self._get(CONFIG_MAPS, hosts.CONFIGMAP_NAMESPACE, hosts.CONFIGMAP_NAME)
         try:
             return hosts.RegistriesConfig.from_configmap(cm)
         except (ValueError, OSError) as err:

@@ -26,14 +26,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
-from k3c.reconcilers.criconfig import (
-    ANNOTATION_SANDBOX_SPEC,
-    SandboxSpec,
-    generic_sandbox_spec,
-    sandbox_config,
-)
+from k3c.reconcilers.criconfig import SandboxSpec, generic_sandbox_spec, sandbox_config
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +318,7 @@ def sandbox_from_status(resp: pb.PodSandboxStatusResponse, node: str, log_dir: P
     An adopted generic sandbox is not recycled: its pristine /etc files are not known any more.
     """
     status = resp.status
-    text = status.annotations.get(ANNOTATION_SANDBOX_SPEC)
+    text = status.annotations.get(CRI_SANDBOX_SPEC_ANNOTATION)
     if not text:
         return None
     spec = SandboxSpec.from_json(text)

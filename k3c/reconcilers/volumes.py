@@ -11,20 +11,19 @@ Containers that mount a volume name that does not exist create the Volume themse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUME_FINALIZER, VOLUMES
+from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.reconcilers.cache import ObjectCache
-from k3c.reconcilers.kube import Kube, KubeError, Ref
+from k3c.reconcilers.kube import Kube, Ref
 
 log = logging.getLogger(__name__)
-
-PLURAL = "volumes"
-FINALIZER = "k3c.io/volume"
-FORCE_ANNOTATION = "k3c.io/force-delete"
 
 
 def volume_dir(root_dir: Path, namespace: str, name: str) -> Path:
@@ -33,7 +32,7 @@ def volume_dir(root_dir: Path, namespace: str, name: str) -> Path:
 
 def _ref(obj: dict[str, Any]) -> Ref:
     meta = obj["metadata"]
-    return Ref(PLURAL, meta.get("namespace", "default"), meta["name"])
+    return Ref(VOLUMES, meta.get("namespace", "default"), meta["name"])
 
 
 def mounts_volume(container: dict[str, Any], namespace: str, name: str) -> bool:
@@ -57,14 +56,11 @@ class VolumeReconciler:
         path = volume_dir(self.root_dir, namespace, name)
         path.mkdir(parents=True, exist_ok=True)
         if not any(v["metadata"]["name"] == name and v["metadata"].get("namespace") == namespace for v in self.cache):
-            obj = {"apiVersion": "k3c.io/v1alpha1", "kind": "Volume",
-                   "metadata": {"name": name, "namespace": namespace, "finalizers": [FINALIZER]},
+            obj = {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind,
+                   "metadata": {"name": name, "namespace": namespace, "finalizers": [VOLUME_FINALIZER]},
                    "spec": {"driver": "local", "nodeName": self.node}}
-            try:
-                self.cache.put(await self.kube.create(PLURAL, namespace, obj))
-            except KubeError as err:
-                if err.code != 409:
-                    raise
+            with contextlib.suppress(AlreadyExists):
+                self.cache.put(await self.kube.create(VOLUMES, namespace, obj))
         return path
 
     def users_changed(self, container: dict[str, Any]) -> None:
@@ -104,14 +100,12 @@ class VolumeReconciler:
                 obj = await self.kube.patch_status(_ref(obj), {"node": self.node, "phase": "Pending"},
                                                    resource_version=obj["metadata"]["resourceVersion"])
                 self.cache.put(obj)
-            if FINALIZER not in (obj["metadata"].get("finalizers") or []):
-                fins = [*(obj["metadata"].get("finalizers") or []), FINALIZER]
+            if VOLUME_FINALIZER not in (obj["metadata"].get("finalizers") or []):
+                fins = [*(obj["metadata"].get("finalizers") or []), VOLUME_FINALIZER]
                 obj = await self.kube.merge_patch(_ref(obj), {"metadata": {
                     "finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
                 self.cache.put(obj)
-        except KubeError as err:
-            if err.code not in (404, 409):
-                raise
+        except (NotFound, Conflict):
             fresh = await self.kube.get(_ref(obj))
             if fresh is not None:
                 self.cache.put(fresh)
@@ -125,29 +119,28 @@ class VolumeReconciler:
 
     async def _finalize(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]
-        if FINALIZER not in (meta.get("finalizers") or []):
+        if VOLUME_FINALIZER not in (meta.get("finalizers") or []):
             return None
         ns, name = meta.get("namespace", "default"), meta["name"]
-        force = (meta.get("annotations") or {}).get(FORCE_ANNOTATION) == "true"
+        force = (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
         # The cache may not hold every container yet right after a start: ask the API server itself.
-        users = sorted(c["metadata"]["name"] for c in await self.kube.list("localcontainers", ns)
+        users = sorted(c["metadata"]["name"] for c in await self.kube.list(LOCAL_CONTAINERS, ns)
                        if mounts_volume(c, ns, name))
         if users and not force:
             await self._write_status(obj, {"phase": "InUse", "usedBy": users,
                                            "message": f"volume is in use by {', '.join(users)}: remove them "
-                                                      "first or annotate k3c.io/force-delete=true"})
+                                                      f"first or annotate {FORCE_DELETE_ANNOTATION}=true"})
             return 30.0
         path = volume_dir(self.root_dir, ns, name)
         await asyncio.to_thread(shutil.rmtree, path, True)
-        fins = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        fins = [f for f in meta.get("finalizers") or [] if f != VOLUME_FINALIZER]
         try:
             self.cache.put(await self.kube.merge_patch(
                 _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}}))
-        except KubeError as err:
-            if err.code == 409:
-                return 0.1
-            if err.code != 404:
-                raise
+        except Conflict:
+            return 0.1
+        except NotFound:
+            pass
         return None
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
@@ -155,8 +148,5 @@ class VolumeReconciler:
         diff = {k: v for k, v in status.items() if current.get(k) != v}
         if not diff:
             return
-        try:
+        with contextlib.suppress(NotFound):
             self.cache.put(await self.kube.patch_status(_ref(obj), diff))
-        except KubeError as err:
-            if err.code != 404:
-                raise

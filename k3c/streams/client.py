@@ -23,7 +23,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from k3c.kubeclient import APIStatusError, Client, resource_path
+from k3c.api import LOCAL_CONTAINERS
+from k3c.apierrors import APIError, from_status
+from k3c.kubeclient import Client
 from k3c.timefmt import format_rfc3339_ns, parse_since
 
 from . import protocol, terminal
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamError", "attach", "attach_from_start", "exec_", "exec_detached", "logs"]
 
-PLURAL = "localcontainers"
 #: docker's default detach keys: Ctrl-P Ctrl-Q.
 DETACH_KEYS = b"\x10\x11"
 #: Signals ``attach --sig-proxy`` forwards to the container (docker forwards all it can catch).
@@ -57,10 +58,10 @@ class StreamError(Exception):
 def _connect(
     client: Client, namespace: str, name: str, sub: str, query: list[tuple[str, str]]
 ) -> ChannelConnection:
-    """Open the subresource's websocket; a refused upgrade raises the server's Status as APIStatusError."""
+    """Open the subresource's websocket; a refused upgrade raises the server's Status as its APIError."""
     from .wsclient import ChannelConnection, HandshakeRefused
 
-    url = client.websocket_url(resource_path(PLURAL, namespace, name, sub), query)
+    url = client.websocket_url(LOCAL_CONTAINERS.path(namespace, name, sub), query)
     headers = {"User-Agent": "k3c"}
     if client.conn.token:
         headers["Authorization"] = f"Bearer {client.conn.token}"
@@ -73,13 +74,12 @@ def _connect(
         raise ConnectionError(f"cannot connect to the k3c API at {client.conn.server}: {err}") from None
 
 
-def _status_error(code: int, body: bytes | None) -> APIStatusError:
+def _status_error(code: int, body: bytes | None) -> APIError:
     try:
         doc = json.loads(body or b"{}")
     except ValueError:
         doc = {}
-    message = doc.get("message") or (body or b"").decode(errors="replace").strip() or f"HTTP {code}"
-    return APIStatusError(code, doc.get("reason", ""), message, doc)
+    return from_status(code, doc, (body or b"").decode(errors="replace").strip() or f"HTTP {code}")
 
 
 # ---- the session loop ---------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def exec_(
     """Run ``command`` in the container with our stdio; returns its exit code.
 
     A command that cannot be started raises StreamError with docker's code: 127 when it does not exist,
-    126 otherwise. Problems of the stream itself are StreamError 125; API refusals APIStatusError.
+    126 otherwise. Problems of the stream itself are StreamError 125; API refusals APIError.
     """
     query = _exec_query(command, env, workdir, user)
     query += [("stdin", _bool(stdin or tty)), ("stdout", "true"), ("stderr", _bool(not tty)), ("tty", _bool(tty))]

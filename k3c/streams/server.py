@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from k3c.apigroup import GROUP
+from k3c.api import LOCAL_CONTAINERS
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 from k3c.cri.errors import NotFoundError, RuntimeCallError
@@ -55,7 +55,6 @@ from .queries import flag, parse_exec_request, parse_log_options
 
 log = logging.getLogger(__name__)
 
-PLURAL = "localcontainers"
 #: How often a follower waiting for the container to be created looks again.
 CREATE_POLL = 0.25
 #: How often an attach waiting for the container to start looks again (``k3c run`` waits on this).
@@ -91,8 +90,9 @@ class StreamService:
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         """``log``, ``exec`` and ``attach`` of k3c.io/localcontainers."""
-        return {Route(GROUP, PLURAL, "log"): self.log, Route(GROUP, PLURAL, "exec"): self.exec,
-                Route(GROUP, PLURAL, "attach"): self.attach}
+        group, plural = LOCAL_CONTAINERS.group, LOCAL_CONTAINERS.plural
+        return {Route(group, plural, "log"): self.log, Route(group, plural, "exec"): self.exec,
+                Route(group, plural, "attach"): self.attach}
 
     @property
     def cri(self) -> CRIClient:

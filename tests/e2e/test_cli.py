@@ -8,6 +8,7 @@ the daemon and are covered by the end-to-end suite. The pure parsing is tested i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -149,27 +150,22 @@ class FakeOperator:
             self.errors.append(err)
 
     def _status(self, obj: dict, status: dict) -> dict:
-        from k3c.kubeclient import APIStatusError
+        from k3c.apierrors import NotFound
 
         try:
             return self.client.merge_patch(f"{self.path}/{obj['metadata']['name']}/status", {"status": status})
-        except APIStatusError as err:
-            if err.code == 404:
-                return obj
-            raise
+        except NotFound:
+            return obj
 
     def reconcile(self, obj: dict) -> None:
-        from k3c.kubeclient import APIStatusError
+        from k3c.apierrors import NotFound
 
         meta, spec, st = obj["metadata"], obj["spec"], obj.get("status") or {}
         name = meta["name"]
         if meta.get("deletionTimestamp"):
             if meta.get("finalizers"):
-                try:
+                with contextlib.suppress(NotFound):
                     self.client.merge_patch(f"{self.path}/{name}", {"metadata": {"finalizers": None}})
-                except APIStatusError as err:
-                    if err.code != 404:
-                        raise
             return
         if not st.get("node"):
             obj = self._status(obj, {"node": "fake-node", "phase": "Pending", "summary": "Created"})
@@ -660,12 +656,12 @@ def dk3c(daemon, *args: str, input: str | None = None, timeout: float = 60) -> s
 
 
 def _gone(daemon, name: str) -> bool:
-    from k3c.kubeclient import APIStatusError
+    from k3c.apierrors import NotFound
 
     try:
         daemon.api.get(f"{G}/namespaces/default/localcontainers/{name}")
-    except APIStatusError as err:
-        return err.code == 404
+    except NotFound:
+        return True
     return False
 
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from k3c import kubeclient
+from k3c.api import LOCAL_CONTAINERS, VOLUMES
+from k3c.apierrors import Invalid
 from tests.support.daemon_harness import DaemonProcess, wait_until
 from tests.support.harness import free_port
 
@@ -72,7 +73,7 @@ def test_runs_and_reports_status(daemon: DaemonProcess) -> None:
 def test_exit_code_in_status_within_a_second(daemon: DaemonProcess) -> None:
     daemon.create_container("exit3", command=["sh", "-c", "sleep 0.5; exit 3"])
     seen = None
-    path = kubeclient.resource_path("localcontainers", "default")
+    path = LOCAL_CONTAINERS.path("default")
     for ev in daemon.api.watch(path, timeout=30, fieldSelector="metadata.name=exit3"):
         if phase(ev["object"]) == "Exited":
             seen, obj = time.time(), ev["object"]
@@ -96,7 +97,7 @@ def test_auto_remove_deletes_object_after_exit(daemon: DaemonProcess) -> None:
 
 
 def test_stop_and_start_give_a_fresh_container(daemon: DaemonProcess) -> None:
-    path = kubeclient.resource_path("localcontainers", "default", "ss")
+    path = LOCAL_CONTAINERS.path("default", "ss")
     first = daemon.create_container("ss", command=["sleep", "300"], stopTimeout=1)
     cid1 = daemon.wait_phase("ss", "Running")["status"]["containerID"]
     daemon.api.merge_patch(path, {"spec": {"state": "Stopped"}})
@@ -115,7 +116,7 @@ def test_stop_and_start_give_a_fresh_container(daemon: DaemonProcess) -> None:
 
 
 def test_spec_change_recreates_the_container(daemon: DaemonProcess) -> None:
-    path = kubeclient.resource_path("localcontainers", "default", "edit")
+    path = LOCAL_CONTAINERS.path("default", "edit")
     daemon.create_container("edit", command=["sleep", "300"], env=[{"name": "V", "value": "1"}], stopTimeout=0)
     cid = daemon.wait_phase("edit", "Running")["status"]["containerID"]
     daemon.api.merge_patch(path, {"spec": {"env": [{"name": "V", "value": "2"}]}})
@@ -139,7 +140,7 @@ def test_restart_on_failure_with_limit(daemon: DaemonProcess) -> None:
 
 
 def test_restart_always_until_stopped(daemon: DaemonProcess) -> None:
-    path = kubeclient.resource_path("localcontainers", "default", "always")
+    path = LOCAL_CONTAINERS.path("default", "always")
     daemon.create_container("always", command=["sh", "-c", "echo run; sleep 0.2; exit 0"], restartPolicy="always")
     obj = daemon.wait_container("always", lambda o: (o.get("status") or {}).get("restartCount", 0) >= 2, 20)
     assert output(daemon, obj)[:2] == ["run", "run"]  # one log, appended to by every start (like docker's)
@@ -317,9 +318,9 @@ def test_invalid_spec_is_refused_by_the_api(daemon: DaemonProcess) -> None:
     from tests.support.daemon_harness import lc_object
 
     bad = lc_object("bad", restartPolicy="sometimes")
-    with pytest.raises(kubeclient.APIStatusError) as err:
-        daemon.api.create(kubeclient.resource_path("localcontainers", "default"), bad)
-    assert err.value.code == 422
+    with pytest.raises(Invalid) as err:
+        daemon.api.create(LOCAL_CONTAINERS.path("default"), bad)
+    assert err.value.code == 422 and err.value.reason == "Invalid"
 
 
 # ------------------------------------------------------------------------------------------------ volumes
@@ -330,7 +331,7 @@ def test_named_volume_outlives_its_containers(daemon: DaemonProcess) -> None:
     daemon.create_container("writer", command=["sh", "-c", "echo persisted > /data/f"], volumes=vol)
     assert daemon.wait_phase("writer", "Exited", "Failed")["status"]["exitCode"] == 0
     daemon.delete_container("writer")
-    vpath = kubeclient.resource_path("volumes", "default", "data")
+    vpath = VOLUMES.path("default", "data")
     v = wait_until(lambda: (o := daemon.api.get(vpath)).get("status", {}).get("mountpoint") and o, 10, "volume")
     assert v["status"]["mountpoint"].endswith("/volumes/default/data")
     daemon.create_container("reader", command=["sh", "-c", "cat /data/f; sleep 300"], stopTimeout=0,
@@ -345,7 +346,7 @@ def test_named_volume_outlives_its_containers(daemon: DaemonProcess) -> None:
     assert v["status"]["phase"] == "InUse" and v["status"]["usedBy"] == ["reader"]
     assert v["status"]["message"].startswith("volume is in use by reader")
     daemon.delete_container("reader")
-    wait_until(lambda: not daemon.api.get(kubeclient.resource_path("volumes", "default")).get("items"), 45,
+    wait_until(lambda: not daemon.api.get(VOLUMES.path("default")).get("items"), 45,
                "the volume to be removed once unused")
     assert not (daemon.root_dir / "volumes" / "default" / "data").exists()
 

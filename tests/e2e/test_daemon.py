@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from k3c import kubeclient
+from k3c.api import LOCAL_CONTAINERS
 from k3c.pauseimage import PAUSE_IMAGE
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 from tests.support.harness import APIServerProcess, kubectl_versions, run_kubectl
@@ -148,7 +149,7 @@ def test_container_of_object_deleted_while_down_is_removed(daemon: DaemonProcess
     api_only.start()
     try:
         client = kubeclient.Client(kubeclient.load(str(api_only.kubeconfig)))
-        path = kubeclient.resource_path("localcontainers", "default", "orphan")
+        path = LOCAL_CONTAINERS.path("default", "orphan")
         client.merge_patch(path, {"metadata": {"finalizers": None}})
         client.delete(path)
         client.close()

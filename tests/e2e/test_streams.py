@@ -41,6 +41,8 @@ import pytest
 import yaml
 
 from k3c import kubeclient
+from k3c.api import CUSTOM_RESOURCE_DEFINITIONS, LOCAL_CONTAINERS
+from k3c.apierrors import APIError, Conflict
 from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network, find_shim_pids
@@ -94,7 +96,7 @@ class Launcher:
             return False
         try:
             kubeclient.Client(kubeclient.load(str(self.kubeconfig))).get("/version")
-        except (OSError, ValueError, kubeclient.APIStatusError):
+        except (OSError, ValueError, APIError):
             return False
         return True
 
@@ -129,7 +131,7 @@ class Env:
         return self.loop.run_until_complete(coro)
 
     def path(self, name: str | None = None, sub: str | None = None) -> str:
-        return kubeclient.resource_path("localcontainers", NS, name, sub)
+        return LOCAL_CONTAINERS.path(NS, name, sub)
 
     def cri_container(self, name: str, command: list[str], *, tty: bool = False, stdin: bool = False,
                       start: bool = True) -> str:
@@ -191,13 +193,13 @@ class Env:
 
 def _install_crd(client: kubeclient.Client) -> None:
     crd = yaml.safe_load((REPO / "crds" / "localcontainer.yaml").read_text())
-    client.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    client.create(CUSTOM_RESOURCE_DEFINITIONS.path(), crd)
     deadline = time.monotonic() + 10
     while True:
         try:
-            client.get(kubeclient.resource_path("localcontainers", NS))
+            client.get(LOCAL_CONTAINERS.path(NS))
             return
-        except kubeclient.APIStatusError:
+        except APIError:
             assert time.monotonic() < deadline, "LocalContainer CRD not served"
             time.sleep(0.05)
 
@@ -632,7 +634,7 @@ def test_attach_from_start_for_run(env: Env, capfd: pytest.CaptureFixture[str]) 
     thread.join(20)
     assert result == [6]
     assert capfd.readouterr() == ("early\n", "warn\n")
-    with pytest.raises(kubeclient.APIStatusError, match="is not running"):
+    with pytest.raises(Conflict, match="is not running"):
         streams.attach(env.client, NS, name, stdin=False, tty=False)
 
 
@@ -715,7 +717,7 @@ def test_through_the_daemon(daemon: Any, capfd: pytest.CaptureFixture[str]) -> N
     """The real wiring: `k3c daemon` registers the streams, the operator runs the containers."""
     from tests.support.daemon_harness import lc_object, wait_until
 
-    api, path = daemon.api, kubeclient.resource_path("localcontainers", NS)
+    api, path = daemon.api, LOCAL_CONTAINERS.path(NS)
     # `run --rm`-like: attach from the start right after creating; the object is gone by the end.
     api.create(path, lc_object("quick", command=["sh", "-c", "echo out; echo err >&2; exit 3"], autoRemove=True))
     assert streams.attach_from_start(api, NS, "quick", stdin=False, tty=False) == 3

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from k3c.api import IMAGE_BUILDS, KUBECONFIG_FILE
+from k3c.apierrors import NotFound
 from k3c.daemon.supervisor import operator_command
 from tests.support.harness import REPO, free_port, wait_until
 
@@ -109,7 +111,7 @@ class BuildStack:
 
     @property
     def kubeconfig(self) -> Path:
-        return self.root / "kubeconfig.yaml"
+        return self.root / KUBECONFIG_FILE
 
     @property
     def builder_root(self) -> Path:
@@ -184,20 +186,14 @@ class BuildStack:
         return kubeclient.Client(kubeclient.load(str(self.kubeconfig)))
 
     def build_path(self, name: str = "", namespace: str = "default") -> str:
-        from k3c.kubeclient import resource_path
-
-        return resource_path("imagebuilds", namespace, name or None)
+        return IMAGE_BUILDS.path(namespace, name or None)
 
     def get_build(self, name: str) -> dict[str, Any] | None:
-        from k3c.kubeclient import APIStatusError
-
         api = self.api()
         try:
             return api.get(self.build_path(name))
-        except APIStatusError as err:
-            if err.code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         finally:
             api.close()
 
@@ -211,10 +207,10 @@ class BuildStack:
     def delete_all_builds(self) -> None:
         api = self.api()
         try:
-            for obj in api.get("/apis/k3c.io/v1alpha1/imagebuilds").get("items", []):
+            for obj in api.get(IMAGE_BUILDS.path()).get("items", []):
                 meta = obj["metadata"]
                 api.delete(self.build_path(meta["name"], meta["namespace"]))
-            wait_until(lambda: not api.get("/apis/k3c.io/v1alpha1/imagebuilds").get("items"), 60,
+            wait_until(lambda: not api.get(IMAGE_BUILDS.path()).get("items"), 60,
                        "all ImageBuilds to be deleted")
         finally:
             api.close()

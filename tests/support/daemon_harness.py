@@ -34,13 +34,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from k3c import kubeclient
+from k3c.api import (
+    CONTAINER_FINALIZER,
+    CRI_MANAGED_LABEL,
+    CRI_UID_LABEL,
+    FORCE_DELETE_ANNOTATION,
+    KUBECONFIG_FILE,
+    LOCAL_CONTAINERS,
+    VOLUMES,
+)
+from k3c.apierrors import APIError, NotFound
 from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids, leased_ips
 from k3c.oci.layout import OCIImage
 from tests.support.harness import REPO, free_port, wait_until
 
 #: The name tests run the locally built busybox image under (no registry involved).
 TEST_IMAGE = "k3c.test/busybox:latest"
-CONTAINERS = "localcontainers"
 T = TypeVar("T")
 
 
@@ -84,8 +93,8 @@ def pick_subnet() -> str:
 def lc_object(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
     """A LocalContainer as the CLI makes it (finalizer included); ``image`` defaults to :data:`TEST_IMAGE`."""
     spec.setdefault("image", TEST_IMAGE)
-    return {"apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer",
-            "metadata": {"name": name, "namespace": namespace, "finalizers": ["k3c.io/container"]}, "spec": spec}
+    return {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind,
+            "metadata": {"name": name, "namespace": namespace, "finalizers": [CONTAINER_FINALIZER]}, "spec": spec}
 
 
 def read_log(path: str | Path) -> list[tuple[str, str]]:
@@ -137,7 +146,7 @@ class DaemonProcess:
 
     @property
     def kubeconfig(self) -> Path:
-        return Path(self._flag("--kubeconfig") or self.root_dir / "kubeconfig.yaml")
+        return Path(self._flag("--kubeconfig") or self.root_dir / KUBECONFIG_FILE)
 
     @property
     def containerd_config(self) -> ContainerdConfig:
@@ -288,15 +297,13 @@ class DaemonProcess:
     # ---- LocalContainers ----
 
     def create_container(self, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
-        return self.api.create(kubeclient.resource_path(CONTAINERS, namespace), lc_object(name, namespace, **spec))
+        return self.api.create(LOCAL_CONTAINERS.path(namespace), lc_object(name, namespace, **spec))
 
     def container(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         try:
-            return self.api.get(kubeclient.resource_path(CONTAINERS, namespace, name))
-        except kubeclient.APIStatusError as err:
-            if err.code == 404:
-                return None
-            raise
+            return self.api.get(LOCAL_CONTAINERS.path(namespace, name))
+        except NotFound:
+            return None
 
     def wait_container(self, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
                        what: str = "", namespace: str = "default") -> dict[str, Any]:
@@ -320,8 +327,8 @@ class DaemonProcess:
 
     def delete_container(self, name: str, namespace: str = "default", wait: bool = True,
                          timeout: float = 30.0) -> None:
-        with contextlib.suppress(kubeclient.APIStatusError):
-            self.api.delete(kubeclient.resource_path(CONTAINERS, namespace, name))
+        with contextlib.suppress(APIError):
+            self.api.delete(LOCAL_CONTAINERS.path(namespace, name))
         if wait:
             wait_until(lambda: self.container(name, namespace) is None, timeout, f"{name} to be deleted")
 
@@ -337,18 +344,18 @@ class DaemonProcess:
         """CRI containers this daemon's k3c made (of one object if ``uid``)."""
         from k3c.cri.runtime import pb
 
-        labels = {"k3c.io/managed": "true"}
+        labels = {CRI_MANAGED_LABEL: "true"}
         if uid:
-            labels["k3c.io/uid"] = uid
+            labels[CRI_UID_LABEL] = uid
         return self.cri(lambda c: c.list_containers(pb.ContainerFilter(label_selector=labels)))
 
     def runtime_sandboxes(self, uid: str | None = None) -> list[Any]:
         """CRI sandboxes of k3c (of one object if ``uid``; the pool's spares have no uid)."""
         from k3c.cri.runtime import pb
 
-        labels = {"k3c.io/managed": "true"}
+        labels = {CRI_MANAGED_LABEL: "true"}
         if uid:
-            labels["k3c.io/uid"] = uid
+            labels[CRI_UID_LABEL] = uid
         return self.cri(lambda c: c.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels)))
 
     # ---- teardown ----
@@ -356,22 +363,20 @@ class DaemonProcess:
     def delete_all(self, timeout: float = 90.0) -> None:
         """Delete every LocalContainer and Volume (forced) and wait until they are gone."""
         api = self.api
-        for obj in api.get(f"/apis/{kubeclient.GROUP_VERSION}/{CONTAINERS}").get("items", []):
+        for obj in api.get(LOCAL_CONTAINERS.path()).get("items", []):
             meta = obj["metadata"]
-            with contextlib.suppress(kubeclient.APIStatusError):
-                api.merge_patch(kubeclient.resource_path(CONTAINERS, meta["namespace"], meta["name"]),
-                                {"spec": {"stopTimeout": 0}})
-                api.delete(kubeclient.resource_path(CONTAINERS, meta["namespace"], meta["name"]))
-        wait_until(lambda: not api.get(f"/apis/{kubeclient.GROUP_VERSION}/{CONTAINERS}").get("items"), timeout,
+            with contextlib.suppress(APIError):
+                api.merge_patch(LOCAL_CONTAINERS.path(meta["namespace"], meta["name"]), {"spec": {"stopTimeout": 0}})
+                api.delete(LOCAL_CONTAINERS.path(meta["namespace"], meta["name"]))
+        wait_until(lambda: not api.get(LOCAL_CONTAINERS.path()).get("items"), timeout,
                    "all LocalContainers to be deleted")
-        for obj in api.get(f"/apis/{kubeclient.GROUP_VERSION}/volumes").get("items", []):
+        for obj in api.get(VOLUMES.path()).get("items", []):
             meta = obj["metadata"]
-            path = kubeclient.resource_path("volumes", meta["namespace"], meta["name"])
-            with contextlib.suppress(kubeclient.APIStatusError):
-                api.merge_patch(path, {"metadata": {"annotations": {"k3c.io/force-delete": "true"}}})
+            path = VOLUMES.path(meta["namespace"], meta["name"])
+            with contextlib.suppress(APIError):
+                api.merge_patch(path, {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
                 api.delete(path)
-        wait_until(lambda: not api.get(f"/apis/{kubeclient.GROUP_VERSION}/volumes").get("items"), timeout,
-                   "all Volumes to be deleted")
+        wait_until(lambda: not api.get(VOLUMES.path()).get("items"), timeout, "all Volumes to be deleted")
 
     def leftovers(self, grace: float = 5.0) -> list[str]:
         """What a stopped daemon with no objects should not have left: shims, netns, IP leases, processes.

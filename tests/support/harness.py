@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from k3c.api import KUBECONFIG_FILE
+
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -73,7 +75,7 @@ class APIServerProcess:
 
     @property
     def kubeconfig(self) -> Path:
-        return self.data_dir / "kubeconfig.yaml"
+        return self.data_dir / KUBECONFIG_FILE
 
     @property
     def url(self) -> str:

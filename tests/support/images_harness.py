@@ -28,6 +28,14 @@ from typing import Any
 
 import yaml
 
+from k3c.api import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    IMAGE_PUSHES,
+    IMAGE_TAGS,
+    IMAGES,
+    KUBECONFIG_FILE,
+    LOCAL_CONTAINERS,
+)
 from tests.support.daemon_harness import pick_subnet
 from tests.support.harness import REPO, free_port, kubectl_env, wait_until
 
@@ -173,7 +181,7 @@ class ImagesStack:
 
     @property
     def kubeconfig(self) -> Path:
-        return self.data_dir / "kubeconfig.yaml"
+        return self.data_dir / KUBECONFIG_FILE
 
     @property
     def socket(self) -> str:
@@ -220,15 +228,14 @@ class ImagesStack:
 
     def install_crds(self) -> None:
         client = self.client()
-        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         for path in sorted(CRDS.glob("*.yaml")):
             crd = yaml.safe_load(path.read_text())
-            client.create(base, crd)
+            client.create(CUSTOM_RESOURCE_DEFINITIONS.path(), crd)
         deadline = time.monotonic() + 15
-        for plural in ("images", "imagetags", "imagepushes", "localcontainers"):
+        for resource in (IMAGES, IMAGE_TAGS, IMAGE_PUSHES, LOCAL_CONTAINERS):
             while True:
                 try:
-                    client.get(f"/apis/k3c.io/v1alpha1/{plural}")
+                    client.get(resource.path())
                     break
                 except Exception:
                     if time.monotonic() > deadline:
@@ -287,7 +294,7 @@ class ImagesStack:
     def image_objects(self) -> list[dict[str, Any]]:
         client = self.client()
         try:
-            return client.get("/apis/k3c.io/v1alpha1/images").get("items", [])
+            return client.get(IMAGES.path()).get("items", [])
         finally:
             client.close()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
 from k3c.cri.runtime import pb
 from k3c.reconcilers import criconfig
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, UserSpec
@@ -80,7 +81,7 @@ def test_sandbox_config_round_trips_through_its_annotation() -> None:
     ports = [criconfig.PortSpec(container_port=80, host_port=8080, host_ip="127.0.0.1")]
     sb = criconfig.own_sandbox_spec(obj(hostname="h1", dns=["192.0.2.53"]), ports)
     cfg = criconfig.sandbox_config(sb, "n1", Path("/logs"))
-    again = criconfig.SandboxSpec.from_json(cfg.annotations[criconfig.ANNOTATION_SANDBOX_SPEC])
+    again = criconfig.SandboxSpec.from_json(cfg.annotations[CRI_SANDBOX_SPEC_ANNOTATION])
     assert again == sb
     assert (cfg.hostname, list(cfg.dns_config.servers), cfg.log_directory) == ("h1", ["192.0.2.53"], "/logs")
     [pm] = cfg.port_mappings

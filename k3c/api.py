@@ -1,0 +1,106 @@
+"""k3c's API vocabulary: the group, the resource types, and the finalizer, annotation and label keys.
+
+Why one module: the CLI writes objects, the operator reconciles them, the daemon serves them and the test
+harnesses clean them up; each must spell ``k3c.io/v1alpha1``, ``localcontainers`` or ``k3c.io/force-delete``
+exactly as the others do, and a name spelt twice drifts. crds/*.yaml stays the source of truth of the schema
+(tests/unit/test_api.py checks this module against it). A leaf: it imports nothing from k3c, and only
+``dataclasses`` and ``typing``, so the CLI may import it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+GROUP: Final = "k3c.io"
+VERSION: Final = "v1alpha1"
+GROUP_VERSION: Final = f"{GROUP}/{VERSION}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One resource type: what its URLs (group, version, plural) and its objects (apiVersion, kind) say."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        """An object's ``apiVersion``: ``group/version``, or the bare version for the core group."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        """``/apis/G/V[/namespaces/NS]/PLURAL[/NAME[/SUB]]`` (``/api/V/...`` for the core group); without a
+        namespace the cluster-wide path, which for a namespaced type lists every namespace."""
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        path = f"{root}/namespaces/{namespace}/{self.plural}" if namespace else f"{root}/{self.plural}"
+        if name:
+            path += f"/{name}"
+        if sub:
+            path += f"/{sub}"
+        return path
+
+
+# ---- k3c's own types (crds/*.yaml) ------------------------------------------------------------------
+LOCAL_CONTAINERS: Final = Resource(GROUP, VERSION, "localcontainers", "LocalContainer")
+VOLUMES: Final = Resource(GROUP, VERSION, "volumes", "Volume")
+IMAGES: Final = Resource(GROUP, VERSION, "images", "Image")
+IMAGE_TAGS: Final = Resource(GROUP, VERSION, "imagetags", "ImageTag")
+IMAGE_PUSHES: Final = Resource(GROUP, VERSION, "imagepushes", "ImagePush")
+IMAGE_BUILDS: Final = Resource(GROUP, VERSION, "imagebuilds", "ImageBuild")
+BUILD_CACHES: Final = Resource(GROUP, VERSION, "buildcaches", "BuildCache")
+RESOURCES: Final = (LOCAL_CONTAINERS, VOLUMES, IMAGES, IMAGE_TAGS, IMAGE_PUSHES, IMAGE_BUILDS, BUILD_CACHES)
+
+# ---- built-in types k3c reads and writes ------------------------------------------------------------
+SECRETS: Final = Resource("", "v1", "secrets", "Secret")
+CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
+EVENTS: Final = Resource("", "v1", "events", "Event")
+CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
+
+# ---- finalizers: the operator's cleanup before an object may go -------------------------------------
+CONTAINER_FINALIZER: Final = "k3c.io/container"
+VOLUME_FINALIZER: Final = "k3c.io/volume"
+IMAGE_FINALIZER: Final = "k3c.io/image"
+IMAGE_BUILD_FINALIZER: Final = "k3c.io/imagebuild"
+
+# ---- annotations on k3c's objects -------------------------------------------------------------------
+#: "true": delete a Volume still in use, or an Image containers still use.
+FORCE_DELETE_ANNOTATION: Final = "k3c.io/force-delete"
+#: A new value asks the operator for a fresh start of a LocalContainer now (`k3c start`, `k3c restart`).
+START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
+#: The anonymous Volumes `k3c run` created for a container (comma-separated), removed by `k3c rm -v`.
+ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
+#: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.
+ORIGIN_ANNOTATION: Final = "k3c.io/origin"
+
+# ---- labels on k3c's and built-in objects -----------------------------------------------------------
+#: On the Secret carrying a build's ``--secret`` values: the ImageBuild it belongs to.
+BUILD_SECRET_LABEL: Final = "k3c.io/build-secret-for"
+#: On an ImagePush an ImageTag created: the ImageTag's name.
+IMAGE_TAG_OWNER_LABEL: Final = "k3c.io/imagetag"
+
+# ---- labels and annotations on containerd's objects (CRI sandboxes, containers, images) ---------------
+#: On every sandbox and container k3c creates: how the operator finds its own at start-up.
+CRI_MANAGED_LABEL: Final = "k3c.io/managed"
+CRI_NODE_LABEL: Final = "k3c.io/node"
+CRI_UID_LABEL: Final = "k3c.io/uid"
+CRI_NAMESPACE_LABEL: Final = "k3c.io/namespace"
+CRI_NAME_LABEL: Final = "k3c.io/name"
+#: On sandboxes of the warm pool (generic: no ports, hostname, DNS or host network of their own).
+CRI_POOL_LABEL: Final = "k3c.io/pool"
+#: Sandbox annotation holding the sandbox's spec as JSON, to rebuild its config after a restart.
+CRI_SANDBOX_SPEC_ANNOTATION: Final = "k3c.io/sandbox-spec"
+#: Container annotation: hash of the spec fields that shaped the container (a change means recreate).
+CRI_SPEC_HASH_ANNOTATION: Final = "k3c.io/spec-hash"
+#: On an image a build tagged in containerd: ``namespace/name`` of its ImageBuild.
+IMAGE_BUILD_LABEL: Final = "k3c.io/imagebuild"
+
+# ---- where the local k3c publishes its API ----------------------------------------------------------
+DEFAULT_ROOT_DIR: Final = "/var/lib/k3c"
+#: The admin kubeconfig the API server writes into its data directory.
+KUBECONFIG_FILE: Final = "kubeconfig.yaml"
+DEFAULT_KUBECONFIG: Final = f"{DEFAULT_ROOT_DIR}/{KUBECONFIG_FILE}"
+#: The API server's unix socket beside that kubeconfig (plain HTTP; its file mode is its access control).
+SOCKET_FILE: Final = "k3c.sock"
