@@ -201,7 +201,7 @@ class Controller:
         labels = {api.CRI_MANAGED_LABEL: "true", api.CRI_NODE_LABEL: node}
         sandboxes = await self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels))
         containers = await self.cri.list_containers(pb.ContainerFilter(label_selector=labels))
-        objects = {o["metadata"]["uid"]: o for o in await self.kube.list(api.LOCAL_CONTAINERS)}
+        objects = {o["metadata"]["uid"]: o for o in await self.kube.list_objects(api.LOCAL_CONTAINERS)}
         for obj in objects.values():
             self.containers_cache.put(obj)
         by_sandbox: dict[str, Sandbox] = {}

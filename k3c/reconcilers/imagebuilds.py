@@ -176,7 +176,7 @@ class ImageBuildReconciler:
     async def _sweep_logs(self) -> None:
         """Remove logs of ImageBuilds that were deleted while no operator ran."""
         try:
-            uids = {o["metadata"]["uid"] for o in await self.kube.list(IMAGE_BUILDS)}
+            uids = {o["metadata"]["uid"] for o in await self.kube.list_objects(IMAGE_BUILDS)}
         except APIError as err:
             log.warning("cannot list imagebuilds to sweep old logs: %s", err.message)
             return

@@ -425,7 +425,7 @@ class ImageObjects:
             return "image is the sandbox (pause) image of every container"
         image_id = (obj.get("status") or {}).get("id", "")
         last = self._last_name(ref)
-        for c in await self.env.kube.list(LOCAL_CONTAINERS):
+        for c in await self.env.kube.list_objects(LOCAL_CONTAINERS):
             spec, st = c.get("spec") or {}, c.get("status") or {}
             named = _parse(spec.get("image", ""))
             runs = bool(image_id) and last and st.get("imageID", "").endswith(image_id.removeprefix("sha256:"))

@@ -77,7 +77,7 @@ class Kube:
         except NotFound:
             return None
 
-    async def list(self, resource: api.Resource, namespace: str | None = None) -> list[dict[str, Any]]:
+    async def list_objects(self, resource: api.Resource, namespace: str | None = None) -> list[dict[str, Any]]:
         doc = await self.request("GET", resource.path(namespace))
         return list(doc.get("items") or [])
 

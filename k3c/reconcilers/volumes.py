@@ -124,7 +124,7 @@ class VolumeReconciler:
         ns, name = meta.get("namespace", "default"), meta["name"]
         force = (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
         # The cache may not hold every container yet right after a start: ask the API server itself.
-        users = sorted(c["metadata"]["name"] for c in await self.kube.list(LOCAL_CONTAINERS, ns)
+        users = sorted(c["metadata"]["name"] for c in await self.kube.list_objects(LOCAL_CONTAINERS, ns)
                        if mounts_volume(c, ns, name))
         if users and not force:
             await self._write_status(obj, {"phase": "InUse", "usedBy": users,
