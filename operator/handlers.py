@@ -10,6 +10,7 @@ The handlers are ``async`` so kopf calls them in the event loop (sync ones would
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -50,9 +51,9 @@ def _life_cycle(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
 
 def _containers_and_volumes(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
     @kopf.on.event(GROUP, VERSION, LOCAL_CONTAINERS.plural, registry=registry)
-    async def container_event(event: dict[str, Any], **_: Any) -> None:
+    async def container_event(event: Mapping[str, Any], **_: Any) -> None:
         assembly.containers.observe(LOCAL_CONTAINERS.plural, event.get("type"), event["object"])
 
     @kopf.on.event(GROUP, VERSION, VOLUMES.plural, registry=registry)
-    async def volume_event(event: dict[str, Any], **_: Any) -> None:
+    async def volume_event(event: Mapping[str, Any], **_: Any) -> None:
         assembly.containers.observe(VOLUMES.plural, event.get("type"), event["object"])

@@ -8,6 +8,7 @@ the reconciler keeps its own, and only while a build runs).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -20,10 +21,10 @@ def register(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
     """Add the ImageBuild and BuildCache watch handlers to ``registry``."""
 
     @kopf.on.event(GROUP, VERSION, BUILD_CACHES.plural, registry=registry)
-    async def buildcache_event(event: dict[str, Any], **_: Any) -> None:
+    async def buildcache_event(event: Mapping[str, Any], **_: Any) -> None:
         if event.get("type") != "DELETED":
             assembly.build_caches.observe(event["object"])
 
     @kopf.on.event(GROUP, VERSION, IMAGE_BUILDS.plural, registry=registry)
-    async def imagebuild_event(event: dict[str, Any], **_: Any) -> None:
+    async def imagebuild_event(event: Mapping[str, Any], **_: Any) -> None:
         assembly.builds.observe(event.get("type"), event["object"])

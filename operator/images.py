@@ -8,6 +8,7 @@ writes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -26,5 +27,5 @@ def register(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
 
 def _watch(registry: kopf.OperatorRegistry, plural: str, assembly: Assembly) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"k3c-{plural}", registry=registry)
-    async def on_event(event: dict[str, Any], **_: Any) -> None:  # async: runs in the loop, not a thread
+    async def on_event(event: Mapping[str, Any], **_: Any) -> None:  # async: runs in the loop, not a thread
         assembly.images.observe(plural, event.get("type"), event["object"])

@@ -7,8 +7,9 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import kopf
 
@@ -41,7 +42,7 @@ async def run_registry(registry: kopf.OperatorRegistry, ready_file: Path | None)
 
 
 def main(parse_args: Callable[[list[str] | None], argparse.Namespace],
-         run: Callable[[argparse.Namespace], Awaitable[None]], argv: list[str] | None = None) -> None:
+         run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], argv: list[str] | None = None) -> None:
     """A kopf operator's ``main``: its flags (each has ``--log-level``), the logging, then ``run``."""
     args = parse_args(argv)
     configure_logging(args.log_level)

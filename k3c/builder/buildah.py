@@ -400,9 +400,10 @@ class BuildahEngine:
 
     def _read_bases(self) -> dict[str, Any]:
         try:
-            return json.loads(self.bases_file.read_text())
+            bases: dict[str, Any] = json.loads(self.bases_file.read_text())
         except (FileNotFoundError, ValueError):
             return {}
+        return bases
 
     def _write_bases(self, bases: dict[str, Any]) -> None:
         tmp = self.bases_file.with_suffix(".tmp")

@@ -7,11 +7,12 @@ import logging
 import signal
 import subprocess
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-async def terminate(proc: subprocess.Popen, timeout: float, name: str = "") -> int | None:
+async def terminate(proc: subprocess.Popen[Any], timeout: float, name: str = "") -> int | None:
     """Stop ``proc`` without blocking the event loop; returns its exit status."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

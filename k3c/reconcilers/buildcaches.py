@@ -22,6 +22,7 @@ from k3c.api import BUILD_CACHES
 from k3c.apierrors import APIError, Conflict
 from k3c.builder.engine import Engine
 from k3c.reconcilers.kube import Kube, Ref
+from k3c.reconcilers.statuses import BuildCacheStatus
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
@@ -96,22 +97,22 @@ class BuildCacheReconciler:
             with contextlib.suppress(Exception):
                 await previous
         started = time.monotonic()
-        status: dict[str, Any] = {"prunedRequest": request, "lastPruned": now_rfc3339()}
+        status: BuildCacheStatus = {"prunedRequest": request, "lastPruned": now_rfc3339()}
         try:
             freed = await self.engine.prune()
-            status.update(reclaimed=freed, reclaimedText=human_size(freed), message="")
+            status.update({"reclaimed": freed, "reclaimedText": human_size(freed), "message": ""})
             log.info("build cache pruned in %.1f s: %s freed", time.monotonic() - started, human_size(freed))
         except Exception as err:  # noqa: BLE001 - the request must be answered, with the reason
             log.exception("build cache prune failed")
-            status.update(reclaimed=0, reclaimedText="0B", message=f"prune failed: {err}")
+            status.update({"reclaimed": 0, "reclaimedText": "0B", "message": f"prune failed: {err}"})
         try:
             await self._write_usage(status)
         except APIError as err:
             log.warning("cannot report the build cache prune: %s", err.message)
 
-    async def _write_usage(self, extra: dict[str, Any] | None = None) -> None:
+    async def _write_usage(self, extra: BuildCacheStatus | None = None) -> None:
         assert self.kube is not None
         entries, size = await self.engine.usage()
-        await self.kube.patch_status(self.ref, {
-            "node": self.node, "entries": entries, "size": size, "sizeText": human_size(size),
-            "updated": now_rfc3339(), **(extra or {})})
+        status: BuildCacheStatus = {"node": self.node, "entries": entries, "size": size, "sizeText": human_size(size),
+                                    "updated": now_rfc3339(), **(extra or BuildCacheStatus())}
+        await self.kube.patch_status(self.ref, status)

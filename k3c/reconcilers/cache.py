@@ -18,7 +18,7 @@ def _rv(obj: dict[str, Any]) -> int | None:
 def observe_by_name(objects: dict[str, dict[str, Any]], event_type: str | None, obj: dict[str, Any]) -> str:
     """Keep a by-name cache of cluster-scoped objects current with one watch event; returns the name.
     For the image reconcilers, whose objects are named after what they describe."""
-    name = obj["metadata"]["name"]
+    name: str = obj["metadata"]["name"]
     if event_type == "DELETED":
         objects.pop(name, None)
     else:

@@ -42,6 +42,7 @@ from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
+from k3c.reconcilers.statuses import Condition, ConditionStatus, LocalContainerStatus, PortStatus
 from k3c.timefmt import format_micro_ns, now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Instance:
     image: str = ""
     image_id: str = ""
     command: str = ""
-    ports: list[dict[str, Any]] = field(default_factory=list)
+    ports: list[PortStatus] = field(default_factory=list)
     started_at: str = ""
     started_mono: float = 0.0
     finished_at: str = ""
@@ -86,7 +87,8 @@ class Instance:
     restart_at: float | None = None  # loop time of a pending policy restart
     spec_hash: str = ""
     sandbox_key: str = ""
-    origin: dict[str, Any] = field(default_factory=dict)  # observedGeneration/startRequest it was started for
+    # observedGeneration/startRequest it was started for
+    origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
 
 @dataclass
@@ -163,7 +165,7 @@ class ContainerReconciler:
             # spec.nodeName is ours already (status.node comes with the first status write).
             if not (obj.get("status") or {}).get("node") and obj.get("spec", {}).get("nodeName") != self.env.node:
                 obj = await self.env.kube.patch_status(
-                    ref, {"node": self.env.node, "phase": "Pending", "summary": "Created"},
+                    ref, LocalContainerStatus(node=self.env.node, phase="Pending", summary="Created"),
                     resource_version=meta["resourceVersion"])
                 self.env.cache.put(obj)
             if CONTAINER_FINALIZER not in (obj["metadata"].get("finalizers") or []):
@@ -361,10 +363,11 @@ class ContainerReconciler:
         """A start that cannot work: clean up everything it made, say why, and stay Failed."""
         await self._release(inst, wait=True)
         inst.running, inst.exit_reported = False, True
-        status = {"phase": "Failed", "summary": "Failed", "message": message, "containerID": "",
-                  "sandboxID": "", "ip": "", "ports": [], "portSummary": "", "finishedAt": now_micro(),
-                  "exitCode": exit_code if exit_code is not None else 125,
-                  **self._origin_fields(obj), **_ready_condition(obj, False, "StartFailed", message)}
+        status: LocalContainerStatus = {
+            "phase": "Failed", "summary": "Failed", "message": message, "containerID": "", "sandboxID": "", "ip": "",
+            "ports": [], "portSummary": "", "finishedAt": now_micro(),
+            "exitCode": exit_code if exit_code is not None else 125,
+            **self._origin_fields(obj), "conditions": _ready_condition(obj, False, "StartFailed", message)}
         self.env.record_event(obj, "Failed", message, True)
         await self._write_status(obj, status)
 
@@ -399,16 +402,16 @@ class ContainerReconciler:
         message = "out of memory (OOM killed)" if inst.oom else ""
         if inst.vanished:
             message = "the container disappeared while k3c was down"
-        status: dict[str, Any] = {
+        status: LocalContainerStatus = {
             "phase": "Exited", "summary": f"Restarting ({code})" if restart else f"Exited ({code})",
             "exitCode": code, "finishedAt": inst.finished_at or now_micro(), "message": message,
-            **_ready_condition(obj, False, "Exited", f"exited with code {code}"),
+            "conditions": _ready_condition(obj, False, "Exited", f"exited with code {code}"),
         }
         if inst.container_id:
             status.update(self._running_fields(inst))
         status.update(inst.origin)
         if inst.stop_reason == "stop":
-            status.update(observedGeneration=obj["metadata"].get("generation"), observedState="Stopped")
+            status.update({"observedGeneration": obj["metadata"].get("generation"), "observedState": "Stopped"})
         if restart:
             ran = time.monotonic() - inst.started_mono if inst.started_mono else 0.0
             delay = 0.1 if ran >= BACKOFF_RESET_SECONDS else criconfig.restart_delay(inst.restart_count)
@@ -421,7 +424,7 @@ class ContainerReconciler:
 
     # ------------------------------------------------------------------ status
 
-    def _running_fields(self, inst: Instance) -> dict[str, Any]:
+    def _running_fields(self, inst: Instance) -> LocalContainerStatus:
         sandbox = inst.sandbox
         return {
             "containerID": inst.container_id, "sandboxID": sandbox.id if sandbox else "",
@@ -432,7 +435,7 @@ class ContainerReconciler:
                 {"metadata": {"namespace": inst.namespace, "name": inst.name, "uid": inst.uid}})),
         }
 
-    def _origin_fields(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def _origin_fields(self, obj: dict[str, Any]) -> LocalContainerStatus:
         """What a start acted on: echoed in status so clients (and the next reconcile) can tell."""
         meta = obj["metadata"]
         return {"observedGeneration": meta.get("generation"), "observedState": "Running",
@@ -440,12 +443,13 @@ class ContainerReconciler:
                 "startRequest": (meta.get("annotations") or {}).get(START_REQUEST_ANNOTATION, "")}
 
     async def _write_running(self, obj: dict[str, Any], inst: Instance) -> None:
-        status = {"phase": "Running", "summary": "Up", "message": "", "exitCode": None, "finishedAt": None,
-                  **self._running_fields(inst), **(inst.origin or self._origin_fields(obj)),
-                  **_ready_condition(obj, True, "Started", "")}
+        status: LocalContainerStatus = {
+            "phase": "Running", "summary": "Up", "message": "", "exitCode": None, "finishedAt": None,
+            **self._running_fields(inst), **(inst.origin or self._origin_fields(obj)),
+            "conditions": _ready_condition(obj, True, "Started", "")}
         await self._write_status(obj, status)
 
-    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    async def _write_status(self, obj: dict[str, Any], status: LocalContainerStatus) -> dict[str, Any]:
         """Merge-patch only the fields that differ; the answer becomes the cached object."""
         current = obj.get("status") or {}
         status = {"node": self.env.node, **status}
@@ -587,13 +591,14 @@ def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:
     inst.restart_count = int(status.get("restartCount") or 0)
 
 
-def _ready_condition(obj: dict[str, Any], ready: bool, reason: str, message: str) -> dict[str, Any]:
-    value = "True" if ready else "False"
+def _ready_condition(obj: dict[str, Any], ready: bool, reason: str, message: str) -> list[Condition]:
+    """``status.conditions``: the Ready condition, the stored one as it is if it says the same."""
+    value: ConditionStatus = "True" if ready else "False"
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready" and c.get("status") == value and c.get("reason") == reason:
-            return {"conditions": [c]}
-    return {"conditions": [{"type": "Ready", "status": value, "reason": reason, "message": message,
-                            "lastTransitionTime": now_rfc3339()}]}
+            return [c]
+    return [{"type": "Ready", "status": value, "reason": reason, "message": message,
+             "lastTransitionTime": now_rfc3339()}]
 
 
 _NOT_FOUND = re.compile(r"executable file not found|no such file or directory", re.I)

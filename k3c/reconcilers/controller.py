@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 class Controller:
     #: containerd topics this controller consumes (see EventFeed)
-    event_topics = ("/tasks/exit", "/tasks/oom")
+    event_topics: tuple[str, ...] = ("/tasks/exit", "/tasks/oom")
 
     def __init__(self, config: OperatorConfig, conns: Connections) -> None:
         self.config = config
@@ -201,9 +201,9 @@ class Controller:
         labels = {api.CRI_MANAGED_LABEL: "true", api.CRI_NODE_LABEL: node}
         sandboxes = await self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=labels))
         containers = await self.cri.list_containers(pb.ContainerFilter(label_selector=labels))
-        objects = {o["metadata"]["uid"]: o for o in await self.kube.list(api.LOCAL_CONTAINERS)}
-        for obj in objects.values():
-            self.containers_cache.put(obj)
+        objects = {o["metadata"]["uid"]: o for o in await self.kube.list_objects(api.LOCAL_CONTAINERS)}
+        for listed in objects.values():
+            self.containers_cache.put(listed)
         by_sandbox: dict[str, Sandbox] = {}
         for sb in sandboxes:
             if sb.state == pb.SANDBOX_READY:
@@ -247,7 +247,7 @@ class Controller:
             sandbox = ready.get(sb.id)
             idle = (sandbox is not None and sandbox.pooled and sb.id not in dirty
                     and not await self._has_containers(sb.id))
-            if idle and self.pool.adopt_spare(sandbox):
+            if idle and sandbox is not None and self.pool.adopt_spare(sandbox):
                 continue
             doomed.append(sb.id)
         for sid in doomed:

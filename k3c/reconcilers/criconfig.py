@@ -26,6 +26,7 @@ from k3c.api import (
     CRI_UID_LABEL,
 )
 from k3c.cri.runtime import pb
+from k3c.reconcilers.statuses import PortStatus
 from k3c.units import ram_in_bytes
 
 CGROUP_PARENT = "/k3c"
@@ -89,7 +90,7 @@ class RestartPolicy:
 
 def restart_delay(restart_count: int) -> float:
     """docker's back-off between restarts: 100 ms doubling per restart, at most a minute."""
-    return min(60.0, 0.1 * (2 ** max(0, restart_count)))
+    return min(60.0, 0.1 * 2.0 ** max(0, restart_count))
 
 
 # ------------------------------------------------------------------------------------------ sandboxes
@@ -104,7 +105,7 @@ class PortSpec:
     protocol: str = "TCP"
     host_ip: str = ""
 
-    def to_status(self) -> dict[str, Any]:
+    def to_status(self) -> PortStatus:
         return {"hostIP": self.host_ip or "0.0.0.0", "hostPort": self.host_port,
                 "containerPort": self.container_port, "protocol": self.protocol}
 
@@ -316,7 +317,7 @@ def command_line(spec: dict[str, Any], image_config: dict[str, Any]) -> str:
     return shlex.join([*entrypoint, *args])
 
 
-def port_summary(ports: list[dict[str, Any]]) -> str:
+def port_summary(ports: list[PortStatus]) -> str:
     """docker ps style: ``0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp``."""
     return ", ".join(
         f"{p.get('hostIP') or '0.0.0.0'}:{p['hostPort']}->{p['containerPort']}/{str(p.get('protocol', 'TCP')).lower()}"

@@ -51,6 +51,7 @@ from k3c.oci.reference import InvalidReference, normalize
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, Ref, ref_of
 from k3c.reconcilers.operatorconfig import OperatorConfig
+from k3c.reconcilers.statuses import Condition, ConditionStatus, ImageBuildStatus
 from k3c.reconcilers.workqueue import WorkQueue
 from k3c.timefmt import now_rfc3339, parse_rfc3339_ns
 
@@ -64,12 +65,16 @@ MAX_STEPS_KEPT = 200
 #: seconds between a build's final status and its Event (see ``_record_event``)
 EVENT_DELAY = 0.2
 TERMINAL = ("Succeeded", "Failed", "Canceled")
+#: The Succeeded condition's status for a build's outcome (any other reason: "Unknown").
+_SUCCEEDED: dict[str, ConditionStatus] = {"Succeeded": "True", "Failed": "False", "Canceled": "False"}
 
 
-def condition(obj: dict[str, Any], reason: str, message: str = "") -> dict[str, Any]:
+def condition(obj: dict[str, Any], reason: str, message: str = "") -> Condition:
     """The Succeeded condition for ``reason``; the transition time moves only when status/reason change."""
-    value = {"Succeeded": "True", "Failed": "False", "Canceled": "False"}.get(reason, "Unknown")
-    old = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Succeeded"), {})
+    value = _SUCCEEDED.get(reason, "Unknown")
+    # as stored: its transition time is kept as it is (even if someone dropped it)
+    old: Any = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Succeeded"),
+                    {})
     same = old.get("status") == value and old.get("reason") == reason
     return {"type": "Succeeded", "status": value, "reason": reason, "message": message,
             "lastTransitionTime": old.get("lastTransitionTime") if same else now_rfc3339()}
@@ -176,7 +181,7 @@ class ImageBuildReconciler:
     async def _sweep_logs(self) -> None:
         """Remove logs of ImageBuilds that were deleted while no operator ran."""
         try:
-            uids = {o["metadata"]["uid"] for o in await self.kube.list(IMAGE_BUILDS)}
+            uids = {o["metadata"]["uid"] for o in await self.kube.list_objects(IMAGE_BUILDS)}
         except APIError as err:
             log.warning("cannot list imagebuilds to sweep old logs: %s", err.message)
             return
@@ -238,7 +243,7 @@ class ImageBuildReconciler:
             ended = parse_rfc3339_ns(finished) / 1e9
         except ValueError:
             return None
-        left = ended + ttl - time.time()
+        left: float = ended + ttl - time.time()
         if left > 0:
             return left
         await self.kube.delete(ref_of(IMAGE_BUILDS, obj), obj["metadata"]["uid"])
@@ -255,7 +260,7 @@ class ImageBuildReconciler:
         try:
             if not (obj.get("status") or {}).get("node"):
                 # with the builder free, the claim is the Running status itself (one write less per build)
-                claim = self._running_status(obj) if not self.running else {
+                claim: ImageBuildStatus = self._running_status(obj) if not self.running else {
                     "node": self.node, "phase": "Pending", "message": "waiting for the builder",
                     "conditions": [condition(obj, "Pending", "waiting for the builder")]}
                 obj = await self.kube.patch_status(ref, claim, resource_version=obj["metadata"]["resourceVersion"])
@@ -349,7 +354,7 @@ class ImageBuildReconciler:
                     return  # being deleted already: no new finalizer
                 obj = latest
 
-    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    async def _write_status(self, obj: dict[str, Any], status: ImageBuildStatus) -> dict[str, Any]:
         fresh = await self.kube.patch_status_if_present(ref_of(IMAGE_BUILDS, obj), status)
         if fresh is None:
             return obj
@@ -396,7 +401,7 @@ class ImageBuildReconciler:
         build_log.close()
         await self._finish(obj, final)
 
-    def _running_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def _running_status(self, obj: dict[str, Any]) -> ImageBuildStatus:
         return {
             "phase": "Running", "message": "", "observedGeneration": obj["metadata"].get("generation", 1),
             "startTime": now_rfc3339(), "completionTime": None, "steps": [], "stepsDone": 0, "failedStep": None,
@@ -405,7 +410,7 @@ class ImageBuildReconciler:
             "conditions": [condition(obj, "Running", "building")],
         }
 
-    async def _finish(self, obj: dict[str, Any], final: dict[str, Any]) -> None:
+    async def _finish(self, obj: dict[str, Any], final: ImageBuildStatus) -> None:
         """Terminal status, then the upload and one-off secrets go, and the finalizer."""
         meta = obj["metadata"]
         fresh = await self._write_status(obj, final)
@@ -421,7 +426,7 @@ class ImageBuildReconciler:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    async def _record_event(self, obj: dict[str, Any], final: dict[str, Any]) -> None:
+    async def _record_event(self, obj: dict[str, Any], final: ImageBuildStatus) -> None:
         """The outcome as a core Event too (`kubectl describe imagebuild`, `kubectl get events`). It is
         written a moment after the status, in the background, so that the client that waited for the status
         (and reads the object once more) does not share the API server with it."""
@@ -514,7 +519,7 @@ class ImageBuildReconciler:
     # ---- status documents ----
 
     def _success(self, obj: dict[str, Any], result: BuildResult, pushed: list[str],
-                 progress: Progress) -> dict[str, Any]:
+                 progress: Progress) -> ImageBuildStatus:
         tags = result.tags
         summary = ", ".join(tags[:3]) + (f" +{len(tags) - 3}" if len(tags) > 3 else "")
         message = f"built {result.image_id}" + (f" ({result.cached_steps} steps from cache)"
@@ -527,7 +532,7 @@ class ImageBuildReconciler:
             "pushed": pushed or None, "conditions": [condition(obj, "Succeeded", message)],
         }
 
-    def _failure(self, obj: dict[str, Any], err: Exception, progress: Progress) -> dict[str, Any]:
+    def _failure(self, obj: dict[str, Any], err: Exception, progress: Progress) -> ImageBuildStatus:
         step = getattr(err, "step", "") or None
         code = getattr(err, "exit_code", None)
         message = f"build failed: {getattr(err, 'message', None) or err}"

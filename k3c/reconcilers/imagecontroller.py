@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 class ImageController:
     #: containerd topics this controller consumes (see EventFeed)
-    event_topics = ("/images/",)
+    event_topics: tuple[str, ...] = ("/images/",)
 
     def __init__(self, config: OperatorConfig, conns: Connections) -> None:
         self.config = config

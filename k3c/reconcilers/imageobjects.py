@@ -43,6 +43,7 @@ from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_a
 from k3c.oci.reference import InvalidReference, Reference, object_name, parse
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
+from k3c.reconcilers.statuses import Condition, ImagePull, ImageStatus, Layer, LayerProgress
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
@@ -92,7 +93,7 @@ class _Described:
     created: str
     platform: str
     config: dict[str, Any]
-    layers: list[dict[str, Any]]
+    layers: list[Layer]
     diff_ids: list[str]
 
 
@@ -111,14 +112,14 @@ async def _describe_target(store: ContainerdImages, target: Descriptor) -> _Desc
     manifest = json.loads(data)
     config_desc = manifest["config"]
     config = json.loads(await store.read(config_desc["digest"]))
-    layers = [{"digest": d["digest"], "size": int(d["size"])} for d in manifest.get("layers", [])]
+    layers: list[Layer] = [{"digest": d["digest"], "size": int(d["size"])} for d in manifest.get("layers", [])]
     size += int(config_desc["size"]) + sum(layer["size"] for layer in layers)
     return _Described(manifest_desc.digest, config_desc["digest"], size, config.get("created", ""),
                       f"{config.get('os', '')}/{config.get('architecture', '')}", config.get("config") or {}, layers,
                       list((config.get("rootfs") or {}).get("diff_ids") or []))
 
 
-def _status_of(ref: Reference, target: Descriptor, d: _Described, node: str, repo_digests: list[str]) -> dict[str, Any]:
+def _status_of(ref: Reference, target: Descriptor, d: _Described, node: str, repo_digests: list[str]) -> ImageStatus:
     return {
         "phase": "Ready", "message": "", "node": node,
         "repository": ref.familiar_repository, "tag": ref.tag or "<none>",
@@ -129,7 +130,7 @@ def _status_of(ref: Reference, target: Descriptor, d: _Described, node: str, rep
     }
 
 
-def _condition(ready: bool, reason: str, message: str = "") -> list[dict[str, Any]]:
+def _condition(ready: bool, reason: str, message: str = "") -> list[Condition]:
     return [{"type": "Ready", "status": "True" if ready else "False", "reason": reason, "message": message,
              "lastTransitionTime": now_rfc3339()}]
 
@@ -149,17 +150,17 @@ class _Progress:
             if await store.info(d.digest) is not None:
                 self.existed.add(d.digest)
 
-    async def snapshot(self, store: ContainerdImages) -> list[dict[str, Any]]:
+    async def snapshot(self, store: ContainerdImages) -> list[LayerProgress]:
         ingests = _by_digest(await list_statuses(store))
         out = []
         for d in self.layers:
-            entry: dict[str, Any] = {"digest": d.digest, "size": d.size, "current": 0, "state": "Waiting"}
+            entry: LayerProgress = {"digest": d.digest, "size": d.size, "current": 0, "state": "Waiting"}
             if d.digest in self.existed:
-                entry.update(current=d.size, state="Already exists")
+                entry.update({"current": d.size, "state": "Already exists"})
             elif d.digest in ingests:
-                entry.update(current=ingests[d.digest].offset, state="Downloading")
+                entry.update({"current": ingests[d.digest].offset, "state": "Downloading"})
             elif await store.info(d.digest) is not None:
-                entry.update(current=d.size, state="Download complete")
+                entry.update({"current": d.size, "state": "Download complete"})
             out.append(entry)
         return out
 
@@ -225,7 +226,7 @@ class ImageObjects:
 
     def observe(self, event_type: str | None, obj: dict[str, Any]) -> str | None:
         """A watch event; returns the name to reconcile (None if the event is stale)."""
-        name = obj["metadata"]["name"]
+        name: str = obj["metadata"]["name"]
         ref = _parse((obj.get("spec") or {}).get("reference", ""))
         if event_type == "DELETED":
             self.objects.pop(name, None)
@@ -330,7 +331,7 @@ class ImageObjects:
         return None
 
     async def _write_present(self, obj: dict[str, Any], ref: Reference, target: Any,
-                             extra: dict[str, Any] | None = None) -> None:
+                             extra: ImageStatus | None = None) -> None:
         desc = Descriptor(target.media_type, target.digest, target.size)
         d = self._described.get(desc.digest)
         if d is None:
@@ -339,14 +340,14 @@ class ImageObjects:
         digests = sorted(n for n, t in self.records.items()
                          if t == desc.digest and "@" in n and n.startswith(ref.repository + "@"))
         status = _status_of(ref, desc, d, self.env.node, [_parse(n).familiar() for n in digests])  # type: ignore[union-attr]
-        status.update(extra or {})
+        status.update(extra or ImageStatus())
         st = obj.get("status") or {}
         if all(st.get(k) == v for k, v in status.items()) and (st.get("conditions") or [{}])[0].get("status") == "True":
             return
         status["conditions"] = _condition(True, "Present")
         await self._patch_status(obj, status)
 
-    async def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+    async def _patch_status(self, obj: dict[str, Any], status: ImageStatus) -> None:
         new = await self.env.kube.patch_status_if_present(Ref(IMAGES, "", obj["metadata"]["name"]), status)
         if new is not None:
             self.observe("MODIFIED", new)
@@ -425,7 +426,7 @@ class ImageObjects:
             return "image is the sandbox (pause) image of every container"
         image_id = (obj.get("status") or {}).get("id", "")
         last = self._last_name(ref)
-        for c in await self.env.kube.list(LOCAL_CONTAINERS):
+        for c in await self.env.kube.list_objects(LOCAL_CONTAINERS):
             spec, st = c.get("spec") or {}, c.get("status") or {}
             named = _parse(spec.get("image", ""))
             runs = bool(image_id) and last and st.get("imageID", "").endswith(image_id.removeprefix("sha256:"))
@@ -481,8 +482,8 @@ class ImageObjects:
     async def _pull(self, obj: dict[str, Any], ref: Reference, request: str, forced: bool) -> None:
         name = obj["metadata"]["name"]
         present = (obj.get("status") or {}).get("phase") == "Ready"
-        pull: dict[str, Any] = {"request": request, "state": "Resolving", "startTime": now_rfc3339(),
-                                "message": "", "layers": [], "current": 0, "total": 0}
+        pull: ImagePull = {"request": request, "state": "Resolving", "startTime": now_rfc3339(),
+                           "message": "", "layers": [], "current": 0, "total": 0}
         await self._patch_status(obj, {"phase": "Ready" if present else "Pulling", "pull": pull})
         progress: _Progress | None = None
         try:
@@ -502,9 +503,9 @@ class ImageObjects:
                 await progress.abort(self.env.store)
             await self._pull_failed(name, ref, request, pull, err)
 
-    async def _pull_succeeded(self, name: str, ref: Reference, pull: dict[str, Any]) -> None:
+    async def _pull_succeeded(self, name: str, ref: Reference, pull: ImagePull) -> None:
         self._failures.pop(name, None)
-        pull.update(state="Succeeded", completionTime=now_rfc3339(), message="")
+        pull.update({"state": "Succeeded", "completionTime": now_rfc3339(), "message": ""})
         record = await self.env.store.get(str(ref))
         if record is None:
             raise RegistryError(f"the pull of {ref} finished but containerd has no such image")
@@ -535,20 +536,20 @@ class ImageObjects:
         return progress
 
     async def _pull_with_progress(self, name: str, ref: Reference, secret: SecretRef, progress: _Progress,
-                                  pull: dict[str, Any]) -> None:
+                                  pull: ImagePull) -> None:
         await self.env.access.sync_containerd_hosts()
         auth = await self.env.access.cri_auth(ref.domain, secret)
         pull["state"] = "Pulling"
         # no deadline: layers can be large, and the user ends a pull by deleting its object (or Ctrl-C)
         call = asyncio.get_running_loop().create_task(self.env.cri.pull_image(str(ref), auth, timeout=None))
-        last: Any = None
+        last: list[LayerProgress] | None = None
         try:
             while not call.done():
                 layers = await progress.snapshot(self.env.store)
                 if layers != last:
                     last = layers
-                    pull.update(layers=layers, current=sum(x["current"] for x in layers),
-                                total=sum(x["size"] for x in layers))
+                    pull.update({"layers": layers, "current": sum(x["current"] for x in layers),
+                                 "total": sum(x["size"] for x in layers)})
                     obj = self.objects.get(name)
                     if obj is not None:
                         await self._patch_status(obj, {"pull": pull})
@@ -560,9 +561,10 @@ class ImageObjects:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await call
         layers = await progress.snapshot(self.env.store)
-        pull.update(layers=layers, current=sum(x["size"] for x in layers), total=sum(x["size"] for x in layers))
+        pull.update({"layers": layers, "current": sum(x["size"] for x in layers),
+                     "total": sum(x["size"] for x in layers)})
 
-    async def _pull_failed(self, name: str, ref: Reference, request: str, pull: dict[str, Any],
+    async def _pull_failed(self, name: str, ref: Reference, request: str, pull: ImagePull,
                            err: BaseException) -> None:
         permanent = bool(getattr(err, "permanent", False))
         message = _pull_message(ref, err)
@@ -570,13 +572,13 @@ class ImageObjects:
         attempts = previous.attempts + 1 if previous is not None and previous.request == request else 1
         delay = RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)]
         self._failures[name] = _Failure(request, attempts, permanent, time.monotonic() + delay)
-        pull.update(state="Failed", message=message, completionTime=now_rfc3339())
+        pull.update({"state": "Failed", "message": message, "completionTime": now_rfc3339()})
         obj = self.objects.get(name)
         if obj is None:
             return
         record = await self.env.store.get(str(ref))
         present = record is not None
-        if present:  # the image stays as it was; only this pull failed
+        if record is not None:  # the image stays as it was; only this pull failed
             try:
                 await self._write_present(obj, ref, record.target, {"pull": pull})
             except Exception:  # noqa: BLE001 - the image cannot be described: at least answer the pull

@@ -127,12 +127,13 @@ class ImageResolver:
         return None
 
     async def _manifest(self, digest: str, media_type: str) -> dict[str, Any]:
-        doc = json.loads(await self.store.read(digest))
+        doc: dict[str, Any] = json.loads(await self.store.read(digest))
         if media_type in (MEDIA_INDEX, DOCKER_MANIFEST_LIST) or "manifests" in doc:
             arch = host_architecture()
             chosen = next((m for m in doc["manifests"] if m.get("platform", {}).get("architecture") == arch),
                           doc["manifests"][0])
-            return json.loads(await self.store.read(chosen["digest"]))
+            manifest: dict[str, Any] = json.loads(await self.store.read(chosen["digest"]))
+            return manifest
         return doc
 
 

@@ -24,6 +24,7 @@ from k3c.oci.reference import InvalidReference, parse
 from k3c.reconcilers.cache import observe_by_name
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
+from k3c.reconcilers.statuses import ImagePushStatus, LayerProgress
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
@@ -88,16 +89,16 @@ class ImagePushes:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _patch(self, name: str, status: dict[str, Any]) -> None:
+    async def _patch(self, name: str, status: ImagePushStatus) -> None:
         new = await self.env.kube.patch_status_if_present(Ref(IMAGE_PUSHES, "", name), status)
         if new is not None:
             self.observe("MODIFIED", new)
 
     async def _push(self, obj: dict[str, Any], gen: int) -> None:
         name, spec = obj["metadata"]["name"], obj.get("spec") or {}
-        status: dict[str, Any] = {"phase": "Pushing", "node": self.env.node, "observedGeneration": gen,
-                                  "startTime": now_rfc3339(), "completionTime": None, "message": "",
-                                  "digest": "", "layers": [], "progress": ""}
+        status: ImagePushStatus = {"phase": "Pushing", "node": self.env.node, "observedGeneration": gen,
+                                   "startTime": now_rfc3339(), "completionTime": None, "message": "",
+                                   "digest": "", "layers": [], "progress": ""}
         try:
             source = parse(spec["image"])
             dest = parse(spec.get("destination") or spec["image"])
@@ -119,20 +120,22 @@ class ImagePushes:
         except Exception as err:  # noqa: BLE001 - any failure must end in a Failed status, never a hang
             if not isinstance(err, RegistryError | RuntimeCallError | OSError):
                 log.exception("push %s failed unexpectedly", name)
-            status.update(phase="Failed", message=_message(dest.familiar_repository, err))
+            status.update({"phase": "Failed", "message": _message(dest.familiar_repository, err)})
         else:
-            status.update(phase="Succeeded", digest=result.digest, mediaType=result.media_type, size=result.size)
+            status.update({"phase": "Succeeded", "digest": result.digest, "mediaType": result.media_type,
+                           "size": result.size})
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-        status.update(tracker.fields(), completionTime=now_rfc3339())
+        status.update(tracker.fields())
+        status["completionTime"] = now_rfc3339()
         await self._patch(name, status)
         log.info("push %s of %s: %s %s", name, dest, status["phase"], status.get("message", ""))
         self.env.on_finished(self.objects.get(name) or obj)
 
     async def _progress_loop(self, name: str, tracker: _Tracker) -> None:
-        sent: dict[str, Any] = {}
+        sent = ImagePushStatus()
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             fields = tracker.fields()
@@ -150,9 +153,9 @@ class _Tracker:
     def update(self, b: BlobProgress) -> None:
         self.blobs[b.digest] = b
 
-    def fields(self) -> dict[str, Any]:
-        layers = [{"digest": b.digest, "size": b.size, "current": b.current, "state": b.state}
-                  for b in self.blobs.values()]
+    def fields(self) -> ImagePushStatus:
+        layers: list[LayerProgress] = [{"digest": b.digest, "size": b.size, "current": b.current, "state": b.state}
+                                       for b in self.blobs.values()]
         current, total = sum(x["current"] for x in layers), sum(x["size"] for x in layers)
         return {"layers": layers, "current": current, "total": total,
                 "progress": f"{human_size(current)}/{human_size(total)}" if total else ""}

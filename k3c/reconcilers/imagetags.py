@@ -22,6 +22,7 @@ from k3c.oci.layout import Descriptor
 from k3c.oci.reference import InvalidReference, is_image_id, parse
 from k3c.reconcilers.cache import observe_by_name
 from k3c.reconcilers.kube import Kube, Ref
+from k3c.reconcilers.statuses import ImageTagStatus, TagPhase, TagTarget
 from k3c.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ class ImageTags:
             current = await self.env.store.get(t)
             if current is None or current.target.digest != target.digest:
                 await self.env.store.put(t, target, labels)
-        entries = [{"reference": t, "tagged": True} for t in targets]
-        phase = "Tagged"
+        entries: list[TagTarget] = [{"reference": t, "tagged": True} for t in targets]
+        phase: TagPhase = "Tagged"
         if spec.get("push"):
             phase = await self._pushes(obj, spec, targets, target, entries)
         else:
@@ -114,11 +115,12 @@ class ImageTags:
         for o in self.images.values():
             st = o.get("status") or {}
             if st.get("digest") == target.digest and st.get("id"):
-                return st["id"]
+                image_id: str = st["id"]
+                return image_id
         return ""
 
     async def _pushes(self, obj: dict[str, Any], spec: dict[str, Any], targets: list[str], target: Descriptor,
-                      entries: list[dict[str, Any]]) -> str:
+                      entries: list[TagTarget]) -> TagPhase:
         name = obj["metadata"]["name"]
         keep = set()
         phases = []
@@ -129,8 +131,8 @@ class ImageTags:
             if existing is None:
                 existing = await self._create_push(obj, child, t, spec)
             st = existing.get("status") or {}
-            entry.update(push=child, pushPhase=st.get("phase", "Pending"), pushedDigest=st.get("digest", ""),
-                         message=st.get("message", ""))
+            entry.update({"push": child, "pushPhase": st.get("phase", "Pending"),
+                          "pushedDigest": st.get("digest", ""), "message": st.get("message", "")})
             phases.append(entry["pushPhase"])
         await self._delete_children(name, keep)
         if "Failed" in phases:
@@ -171,8 +173,8 @@ class ImageTags:
             return MISSING_SOURCE_RETRY[min(misses, len(MISSING_SOURCE_RETRY) - 1)]
         return None
 
-    async def _write(self, obj: dict[str, Any], phase: str, message: str, digest: str, image_id: str,
-                     entries: list[dict[str, Any]]) -> None:
+    async def _write(self, obj: dict[str, Any], phase: TagPhase, message: str, digest: str, image_id: str,
+                     entries: list[TagTarget]) -> None:
         st = obj.get("status") or {}
         gen = obj["metadata"].get("generation")
         ready = phase in ("Tagged", "Ready")
@@ -180,8 +182,8 @@ class ImageTags:
         summary = ", ".join(e["reference"] for e in entries)
         if entries and entries[0].get("push"):
             summary += f" (pushed {done}/{len(entries)})"
-        status = {"phase": phase, "message": message, "observedGeneration": gen, "digest": digest,
-                  "imageID": image_id, "targets": entries, "targetSummary": summary}
+        status: ImageTagStatus = {"phase": phase, "message": message, "observedGeneration": gen, "digest": digest,
+                                  "imageID": image_id, "targets": entries, "targetSummary": summary}
         old_cond = (st.get("conditions") or [{}])[0]
         if all(st.get(k) == v for k, v in status.items()) and old_cond.get("status") == ("True" if ready else "False"):
             return

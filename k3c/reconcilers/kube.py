@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class Kube:
         except NotFound:
             return None
 
-    async def list(self, resource: api.Resource, namespace: str | None = None) -> list[dict[str, Any]]:
+    async def list_objects(self, resource: api.Resource, namespace: str | None = None) -> list[dict[str, Any]]:
         doc = await self.request("GET", resource.path(namespace))
         return list(doc.get("items") or [])
 
@@ -88,14 +89,14 @@ class Kube:
         """JSON merge patch; a ``metadata.resourceVersion`` in it makes it conditional (409 if stale)."""
         return await self.request("PATCH", ref.path(sub), patch, "application/merge-patch+json")
 
-    async def patch_status(self, ref: Ref, status: dict[str, Any],
+    async def patch_status(self, ref: Ref, status: Mapping[str, Any],
                            resource_version: str | None = None) -> dict[str, Any]:
         patch: dict[str, Any] = {"status": status}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
         return await self.merge_patch(ref, patch, "status")
 
-    async def patch_status_if_present(self, ref: Ref, status: dict[str, Any]) -> dict[str, Any] | None:
+    async def patch_status_if_present(self, ref: Ref, status: Mapping[str, Any]) -> dict[str, Any] | None:
         """:meth:`patch_status`, or None if the object is gone: a reconciler writing the outcome of work
         that outlived its object has nothing left to tell."""
         try:

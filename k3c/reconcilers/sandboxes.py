@@ -23,8 +23,10 @@ import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
 from k3c.cri.errors import NotFoundError, RuntimeCallError
@@ -285,7 +287,7 @@ class SandboxPool:
             log.debug("spare sandbox %s ready", sandbox.id[:12])
             self.spares.append(sandbox)
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

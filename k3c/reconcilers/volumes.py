@@ -22,6 +22,7 @@ from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUME_FINALIZER,
 from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, Ref
+from k3c.reconcilers.statuses import VolumeStatus
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class VolumeReconciler:
         path = volume_dir(self.root_dir, meta.get("namespace", "default"), meta["name"])
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         users = self._users(obj)
-        status = {"mountpoint": str(path), "node": self.node, "phase": "InUse" if users else "Ready",
-                  "usedBy": users, "message": ""}
+        status: VolumeStatus = {"mountpoint": str(path), "node": self.node, "phase": "InUse" if users else "Ready",
+                                "usedBy": users, "message": ""}
         await self._write_status(obj, status)
         return None
 
@@ -97,7 +98,7 @@ class VolumeReconciler:
     async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         try:
             if not (obj.get("status") or {}).get("node"):
-                obj = await self.kube.patch_status(_ref(obj), {"node": self.node, "phase": "Pending"},
+                obj = await self.kube.patch_status(_ref(obj), VolumeStatus(node=self.node, phase="Pending"),
                                                    resource_version=obj["metadata"]["resourceVersion"])
                 self.cache.put(obj)
             if VOLUME_FINALIZER not in (obj["metadata"].get("finalizers") or []):
@@ -124,7 +125,7 @@ class VolumeReconciler:
         ns, name = meta.get("namespace", "default"), meta["name"]
         force = (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
         # The cache may not hold every container yet right after a start: ask the API server itself.
-        users = sorted(c["metadata"]["name"] for c in await self.kube.list(LOCAL_CONTAINERS, ns)
+        users = sorted(c["metadata"]["name"] for c in await self.kube.list_objects(LOCAL_CONTAINERS, ns)
                        if mounts_volume(c, ns, name))
         if users and not force:
             await self._write_status(obj, {"phase": "InUse", "usedBy": users,
@@ -143,7 +144,7 @@ class VolumeReconciler:
             pass
         return None
 
-    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+    async def _write_status(self, obj: dict[str, Any], status: VolumeStatus) -> None:
         current = obj.get("status") or {}
         diff = {k: v for k, v in status.items() if current.get(k) != v}
         if not diff:

@@ -74,7 +74,7 @@ def _connect(
         raise ConnectionError(f"cannot connect to the k3c API at {client.conn.server}: {err}") from None
 
 
-def _status_error(code: int, body: bytes | None) -> APIError:
+def _status_error(code: int, body: bytes | bytearray | None) -> APIError:
     try:
         doc = json.loads(body or b"{}")
     except ValueError:

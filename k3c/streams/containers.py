@@ -22,7 +22,7 @@ from k3c.cri.errors import NotFoundError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.timefmt import NS, parse_rfc3339_ns
 
-_STATES = {
+_STATES: dict[int, str] = {
     pb.CONTAINER_CREATED: "Created",
     pb.CONTAINER_RUNNING: "Running",
     pb.CONTAINER_EXITED: "Exited",

@@ -75,7 +75,7 @@ def build_process(rc: RuntimeContainer, req: ExecRequest, size: tuple[int, int] 
     base = rc.spec.get("process")
     if not base:
         raise ExecError(f"container {rc.name} has no runtime spec to exec with")
-    proc = copy.deepcopy(base)
+    proc: dict[str, Any] = copy.deepcopy(base)
     proc["args"] = list(req.command)
     proc["terminal"] = req.tty
     proc["env"] = merge_env(proc.get("env") or [], (["TERM=xterm"] if req.tty else []) + req.env)

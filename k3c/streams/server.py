@@ -24,7 +24,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -54,6 +54,8 @@ from .logs import LogOptions, read_log
 from .queries import flag, parse_exec_request, parse_log_options
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How often a follower waiting for the container to be created looks again.
 CREATE_POLL = 0.25
@@ -254,7 +256,7 @@ class StreamService:
             raise not_running(req.name or "", "attach to", obj, rc)
         sock = await accept(request)
         sock.start_reading()  # keep early stdin while waiting for the container
-        found = None if starting else (rc, obj)
+        found = None if starting or rc is None else (rc, obj)  # (not starting: rc is there, see above)
         await _guarded(sock, self._attach(sock, req, found, streams, from_start, since))
         return sock.ws
 
@@ -334,7 +336,7 @@ class _StreamFailure(Exception):
     """A stream cannot go on; the message is for the user (channel 3, one line)."""
 
 
-async def _runtime_call(coro: Awaitable[Any]) -> Any:
+async def _runtime_call(coro: Awaitable[T]) -> T:
     """Await a containerd call before the upgrade: its failure becomes a 500 Status, one line."""
     try:
         return await coro

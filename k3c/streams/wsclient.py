@@ -37,7 +37,7 @@ _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, In
 class HandshakeRefused(Exception):
     """The server answered the upgrade with an HTTP error (its body usually a ``metav1.Status``)."""
 
-    def __init__(self, status_code: int, body: bytes) -> None:
+    def __init__(self, status_code: int, body: bytes | bytearray) -> None:
         super().__init__(f"HTTP {status_code}")
         self.status_code = status_code
         self.body = body
