@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from k3c.api import DEFAULT_ROOT_DIR
+from k3c.cli.common import Subcommands
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -28,7 +29,7 @@ def parse_ttl(value: str) -> float:
     return seconds
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("apiserver", help="Run the embedded Kubernetes API server in the foreground",
                        description="Run the embedded Kubernetes API server in the foreground.")
     p.add_argument("--data-dir", default=DEFAULT_ROOT_DIR, help="Where state, TLS material and the kubeconfig live "

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from k3c.api import BUILD_CACHES, BUILD_SECRET_LABEL, IMAGE_BUILDS, SECRETS
-from k3c.cli.common import Session, add_command, command, session
+from k3c.cli.common import Session, Subcommands, add_command, command, session
 from k3c.cli.errors import CLIError
 
 #: how long a finished build's object and log stay for `kubectl get/describe` and `k3c build` logs
@@ -52,7 +52,7 @@ _FAILED_LINE = "build failed: "  #: how the operator's log of a failed build end
 _BOLD, _DIM, _RED, _RESET = "\033[1m", "\033[2m", "\033[31m", "\033[0m"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(sub, "build", "Build an image from a Dockerfile",
                     usage="k3c build [OPTIONS] PATH | URL | -")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="list",
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("build_context", metavar="PATH | URL | -")
     p.set_defaults(func=build_cmd)
     b = add_command(sub, "builder", "Manage builds", usage="k3c builder COMMAND", global_flags=False)
-    b.set_defaults(func=lambda _args: b.print_help() or 0)
+    b.set_defaults(func=lambda _args: b.print_help())
     bsub = b.add_subparsers(dest="builder_command", metavar="COMMAND", prog="k3c builder", title="commands")
     prune = add_command(bsub, "prune", "Remove build cache", usage="k3c builder prune [OPTIONS]")
     prune.add_argument("-a", "--all", action="store_true", help="Remove all unused build cache (k3c: always)")

@@ -15,10 +15,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
 from k3c.cli.errors import CLIError, daemon_error, no_such_container
@@ -92,9 +92,10 @@ def command(code: int = 1, prefix: str = "") -> Callable[[Callable[[argparse.Nam
                 _report(_describe_os_error(err), prefix)
                 return 125
             except Exception as err:  # noqa: BLE001 - the promise is: no traceback reaches the user
-                if isinstance(getattr(err, "exit_code", None), int):  # k3c.streams' StreamError
+                exit_code = getattr(err, "exit_code", None)  # k3c.streams' StreamError
+                if isinstance(exit_code, int):
                     _report(str(err), prefix)
-                    return err.exit_code
+                    return exit_code
                 if os.environ.get("K3C_DEBUG"):
                     raise
                 _report(f"k3c: unexpected error: {type(err).__name__}: {err} (set K3C_DEBUG=1 for details)", "")
@@ -125,15 +126,23 @@ def _silence_stdout() -> None:
 
 
 # ---- argument parsing -------------------------------------------------------------------------------
+# What each command module's register() adds its commands to. The class is generic in typeshed only, so
+# the alias stays a string at run time.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 class DockerArgumentParser(argparse.ArgumentParser):
     """argparse with docker's error habits: one line, exit 125 for a bad flag and 1 for a wrong arg count."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         text, code = _docker_usage_error(self.prog, message)
         sys.stderr.write(f"k3c: {text}. See '{self.prog} --help'.\n")
         sys.exit(code)
 
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+    # typeshed types argparse's version as three overloads (a namespace given or not): this serves all three
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         """Extras are errors here, in this command's words (argparse would report them for `k3c` itself)."""
         ns, extras = super().parse_known_args(args, namespace)
         if extras:
@@ -183,7 +192,7 @@ def global_flags() -> argparse.ArgumentParser:
 _GLOBAL = global_flags()
 
 
-def add_command(sub: argparse._SubParsersAction, name: str, help: str, usage: str | None = None,
+def add_command(sub: Subcommands, name: str, help: str, usage: str | None = None,
                 add_help: bool = True, global_flags: bool = True, **kw: Any) -> argparse.ArgumentParser:
     """A subcommand with docker's help layout, docker's error habits and (on leaf commands) the global flags.
 
@@ -409,7 +418,7 @@ class WaitTimeout(Exception):
 
 
 def watch_object(s: Session, resource: Resource, name: str, rv: str, deadline: float,
-                 ) -> Iterator[tuple[str, dict]]:
+                 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Events of one object from resourceVersion rv until the deadline (re-watching on server timeouts)."""
     from k3c.apierrors import from_status
 
@@ -434,7 +443,7 @@ def watch_object(s: Session, resource: Resource, name: str, rv: str, deadline: f
             continue
 
 
-def _relist(s: Session, resource: Resource, name: str) -> Iterator[tuple[str, dict]]:
+def _relist(s: Session, resource: Resource, name: str) -> Generator[tuple[str, dict[str, Any]], None, str]:
     from k3c.apierrors import NotFound
 
     try:
@@ -443,7 +452,8 @@ def _relist(s: Session, resource: Resource, name: str) -> Iterator[tuple[str, di
         yield "DELETED", {}
         return ""
     yield "MODIFIED", obj
-    return obj["metadata"]["resourceVersion"]
+    rv: str = obj["metadata"]["resourceVersion"]
+    return rv
 
 
 def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | None], bool], timeout: float,

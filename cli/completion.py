@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from k3c.cli.common import add_command
+from k3c.cli.common import Subcommands, add_command
 
 NAME_KINDS = {"CONTAINER": "containers", "NAME|ID": "containers", "VOLUME": "volumes"}
 FILE_FLAGS = ("--kubeconfig", "--env-file")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(sub, "completion", "Output shell completion code for bash or zsh",
                     usage="k3c completion bash|zsh", global_flags=False)
     p.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
@@ -35,7 +35,7 @@ class Cmd:
     subs: list[Cmd] = field(default_factory=list)
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+def _subparsers(parser: argparse.ArgumentParser) -> Subcommands | None:
     return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
 

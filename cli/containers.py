@@ -20,6 +20,7 @@ from k3c.cli import runflags
 from k3c.cli.common import (
     Containers,
     Session,
+    Subcommands,
     WaitTimeout,
     add_command,
     api_error_message,
@@ -42,12 +43,12 @@ REMOVE_TIMEOUT = float(os.environ.get("K3C_REMOVE_TIMEOUT", "60"))
 FOREVER = 10 * 365 * 86400.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     _register_create_run(sub)
     _register_lifecycle(sub)
 
 
-def _register_create_run(sub: argparse._SubParsersAction) -> None:
+def _register_create_run(sub: Subcommands) -> None:
     p = add_command(sub, "create", "Create a new container", add_help=False,
                     usage="k3c create [OPTIONS] IMAGE [COMMAND] [ARG...]")
     runflags.add_run_flags(p, run=False)
@@ -58,7 +59,7 @@ def _register_create_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_cmd)
 
 
-def _register_lifecycle(sub: argparse._SubParsersAction) -> None:
+def _register_lifecycle(sub: Subcommands) -> None:
     p = add_command(sub, "start", "Start one or more stopped containers",
                     usage="k3c start [OPTIONS] CONTAINER [CONTAINER...]")
     p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR and forward signals")
@@ -384,7 +385,7 @@ def wait_exited(s: Session, obj: dict[str, Any], previous: str | None = None, to
             return False  # still the state of the previous start
         if st.get("phase") in ("Exited", "Failed"):
             return True
-        return st.get("phase", "Pending") == "Pending" and o["spec"].get("state") == "Stopped"
+        return bool(st.get("phase", "Pending") == "Pending" and o["spec"].get("state") == "Stopped")
 
     wait_for(s, obj, exited, timeout)
     return last["obj"]

@@ -8,9 +8,10 @@ import socket
 
 from k3c.api import DEFAULT_ROOT_DIR
 from k3c.cli.apiserver import parse_listen, parse_ttl
+from k3c.cli.common import Subcommands
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser(
         "daemon", help="Run k3c on this node: API server, containerd and the operator",
         description="Run k3c on this node in the foreground: the embedded API server (or an existing cluster), "

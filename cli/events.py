@@ -22,6 +22,7 @@ from typing import Any
 from k3c.api import EVENTS, LOCAL_CONTAINERS, VOLUMES, Resource
 from k3c.cli.common import (
     Session,
+    Subcommands,
     add_command,
     command,
     container_id,
@@ -40,7 +41,7 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 6
 Event = dict[str, Any]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(sub, "events", "Get real time events from the server", usage="k3c events [OPTIONS]")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
                    help="Filter output based on conditions provided")
@@ -217,9 +218,12 @@ def event_matches(ev: Event, filters: dict[str, list[str]]) -> bool:
 # ---- the stream -------------------------------------------------------------------------------------
 #: What the stream follows: containers and volumes for docker's own events, core Events for the operator's.
 WATCHED = (LOCAL_CONTAINERS, VOLUMES, EVENTS)
+#: What a watch thread hands the main thread: (resource, event type, object, time in ns), or
+#: ("error", "", the exception, 0) when its watch failed.
+_Queued = tuple[Resource | str, str, Any, int]
 
 
-def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue) -> None:
+def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue[_Queued]) -> None:
     """One watch, re-opened from the last resourceVersion until the process ends. Runs in a daemon thread."""
     try:
         while True:
@@ -231,7 +235,7 @@ def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue) -> None:
         out.put(("error", "", err, 0))
 
 
-def _watch_once(s: Session, resource: Resource, rv: str, out: queue.Queue) -> str:
+def _watch_once(s: Session, resource: Resource, rv: str, out: queue.Queue[_Queued]) -> str:
     """Queue events until the server ends the watch; a 410 (history compacted) relists. Returns the last rv."""
     for ev in s.client.watch(resource.path(s.namespace), timeout=90, resourceVersion=rv,
                              allowWatchBookmarks="true", timeoutSeconds=60):
@@ -239,7 +243,8 @@ def _watch_once(s: Session, resource: Resource, rv: str, out: queue.Queue) -> st
         if ev.get("type") == "ERROR":
             if obj.get("code") != 410:
                 raise CLIError(f"Error response from daemon: {obj.get('message', 'watch failed')}", 1)
-            return s.client.get(resource.path(s.namespace))["metadata"]["resourceVersion"]
+            relisted: str = s.client.get(resource.path(s.namespace))["metadata"]["resourceVersion"]
+            return relisted
         rv = obj.get("metadata", {}).get("resourceVersion", rv)
         if ev.get("type") != "BOOKMARK":
             out.put((resource, ev["type"], obj, time.time_ns()))
@@ -294,7 +299,7 @@ def events_cmd(args: argparse.Namespace) -> int:
 
 def _stream(s: Session, lists: dict[Resource, dict[str, Any]], tracker: Tracker,
             filters: dict[str, list[str]], render: Callable[[Event], str], until_t: float | None) -> int:
-    q: queue.Queue = queue.Queue()
+    q: queue.Queue[_Queued] = queue.Queue()
     for resource, doc in lists.items():
         rv = doc.get("metadata", {}).get("resourceVersion", "")
         threading.Thread(target=_watch, args=(s, resource, rv, q), daemon=True,

@@ -36,6 +36,7 @@ from k3c.api import (
     Resource,
 )
 from k3c.cli.common import (
+    Subcommands,
     add_command,
     command,
     human_duration,
@@ -56,7 +57,7 @@ QUICK_TIMEOUT = float(os.environ.get("K3C_IMAGE_TIMEOUT", "60"))
 # ============================================================================================ parsing
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     _register_top(sub)
     group = sub.add_parser("image", help="Manage images", description="Manage images.")
     isub = group.add_subparsers(dest="image_command", metavar="COMMAND")
@@ -69,10 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--format", help="Format output using a Go template")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=inspect_cmd)
-    group.set_defaults(func=lambda _a: group.print_help() or 0)
+    group.set_defaults(func=lambda _a: group.print_help())
 
 
-def _register_top(sub: argparse._SubParsersAction, prefix: str = "") -> None:
+def _register_top(sub: Subcommands, prefix: str = "") -> None:
     names = {"images": "ls" if prefix else "images", "rmi": "rm" if prefix else "rmi"}
     p = add_command(sub, "pull", "Download an image from a registry")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
@@ -145,7 +146,8 @@ def _get(client: Client, path: str) -> dict[str, Any] | None:
 
 
 def _list_images(client: Client) -> list[dict[str, Any]]:
-    return client.get(IMAGES.path()).get("items", [])
+    items: list[dict[str, Any]] = client.get(IMAGES.path()).get("items", [])
+    return items
 
 
 def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -475,7 +477,8 @@ def _same_ref_text(obj: dict[str, Any], text: str) -> bool:
 
 
 def _tag_of(obj: dict[str, Any]) -> str:
-    return (obj.get("spec") or {}).get("reference", "")
+    reference: str = (obj.get("spec") or {}).get("reference", "")
+    return reference
 
 
 def _familiar(obj: dict[str, Any]) -> str:
@@ -806,7 +809,8 @@ def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
         conn.close()
     if resp.status != 200:
         raise _status_failure(raw, resp.status)
-    return json.loads(raw)
+    loaded: dict[str, Any] = json.loads(raw)
+    return loaded
 
 
 # ============================================================================================ login / logout
@@ -827,7 +831,8 @@ def _read_password(args: argparse.Namespace) -> str:
         return sys.stdin.read().rstrip("\r\n")
     if args.password:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
-        return args.password
+        password: str = args.password
+        return password
     if not sys.stdin.isatty():
         raise CLIError("Error: Cannot perform an interactive login from a non TTY device", 1)
     return getpass.getpass("Password: ")

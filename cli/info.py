@@ -9,10 +9,11 @@ from pathlib import Path
 
 from k3c import __version__
 from k3c.api import DEFAULT_ROOT_DIR, KUBECONFIG_FILE
+from k3c.cli.common import Subcommands
 from k3c.cli.errors import CLIError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("kubeconfig", help="Print the admin kubeconfig of the local k3c",
                        description="Print the admin kubeconfig of the local k3c.")
     p.add_argument("--data-dir", "--root-dir", dest="data_dir",

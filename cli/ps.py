@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from k3c.api import KUBECONFIG_FILE, VOLUMES
 from k3c.cli.common import (
     Containers,
     Session,
+    Subcommands,
     add_command,
     command,
     container_id,
@@ -44,7 +46,7 @@ FILTER_KEYS = ("id", "name", "label", "status", "ancestor", "exited", "volume", 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(sub, "ps", "List containers", usage="k3c ps [OPTIONS]")
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
@@ -87,15 +89,16 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
     if ph == "Failed":
         return "dead", "Failed"
     if st.get("restartCount") and st.get("finishedAt"):
-        ago = human_duration(since(st.get("finishedAt"), now) or 0)
-        return "restarting", f"Restarting ({st.get('exitCode', 0)}) {ago} ago"
+        restarted = human_duration(since(st.get("finishedAt"), now) or 0)
+        return "restarting", f"Restarting ({st.get('exitCode', 0)}) {restarted} ago"
     return "created", "Created"
 
 
 def command_line(obj: dict[str, Any]) -> str:
     st = obj.get("status") or {}
     if st.get("command"):
-        return st["command"]
+        command: str = st["command"]
+        return command
     spec = obj.get("spec") or {}
     return " ".join([*(spec.get("command") or []), *(spec.get("args") or [])])
 
@@ -233,7 +236,7 @@ def _name_match(name: str, pattern: str) -> bool:
 def matches(obj: dict[str, Any], row: ContainerRow, filters: dict[str, list[str]]) -> bool:
     """docker's rule: values of one key are OR-ed, different keys AND-ed."""
     spec = obj.get("spec") or {}
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "id": lambda v: container_id(obj).startswith(v) or uid_id(obj).startswith(v),
         "name": lambda v: _name_match(obj["metadata"]["name"], v),
         "label": lambda v: _label_match(row._labels, v),
@@ -427,7 +430,7 @@ def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
     states = [docker_state(o)[0] for o in items]
     volumes = s.client.get(s.path(VOLUMES)).get("items", [])
     version = s.client.get("/version")
-    nodes = sorted({(o.get("status") or {}).get("node") for o in items} - {None, ""})
+    nodes = sorted({node for o in items if (node := (o.get("status") or {}).get("node"))})
     kubeconfig = kubeconfig_path(args.kubeconfig or getattr(args, "top_kubeconfig", None))
     from k3c import __version__
 

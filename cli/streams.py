@@ -12,17 +12,17 @@ import os
 import sys
 from typing import Any
 
-from k3c.cli.common import Containers, add_command, command, session
+from k3c.cli.common import Containers, Subcommands, add_command, command, session
 from k3c.cli.errors import CLIError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     _register_logs(sub)
     _register_exec(sub)
     _register_attach(sub)
 
 
-def _register_logs(sub: argparse._SubParsersAction) -> None:
+def _register_logs(sub: Subcommands) -> None:
     # docker's -n is --tail, so this command spells the namespace --namespace only. (The shared global
     # flags cannot be reused with -n overridden: argparse would drop -n from every command's --namespace.)
     p = add_command(sub, "logs", "Fetch the logs of a container", usage="k3c logs [OPTIONS] CONTAINER",
@@ -43,7 +43,7 @@ def _register_logs(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=logs_cmd)
 
 
-def _register_exec(sub: argparse._SubParsersAction) -> None:
+def _register_exec(sub: Subcommands) -> None:
     p = add_command(sub, "exec", "Execute a command in a running container",
                     usage="k3c exec [OPTIONS] CONTAINER COMMAND [ARG...]")
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
@@ -57,7 +57,7 @@ def _register_exec(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=exec_cmd)
 
 
-def _register_attach(sub: argparse._SubParsersAction) -> None:
+def _register_attach(sub: Subcommands) -> None:
     p = add_command(sub, "attach", "Attach local standard input, output, and error streams to a running container",
                     usage="k3c attach [OPTIONS] CONTAINER")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")

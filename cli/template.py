@@ -439,7 +439,7 @@ class Format:
         return tabwrite(rows)
 
 
-class _Headers(dict):
+class _Headers(dict[str, str]):
     """Header context: every field evaluates to its column title (docker renders headers this way)."""
 
     def get(self, key: str, default: Any = None) -> Any:

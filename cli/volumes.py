@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUMES
 from k3c.cli.common import (
     Session,
+    Subcommands,
     WaitTimeout,
     add_command,
     command,
@@ -34,9 +36,9 @@ VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "
 REMOVE_TIMEOUT = 60.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(sub, "volume", "Manage volumes", usage="k3c volume COMMAND", global_flags=False)
-    p.set_defaults(func=lambda _args: p.print_help() or 0)
+    p.set_defaults(func=lambda _args: p.print_help())
     vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND", prog="k3c volume", title="commands")
     c = add_command(vsub, "create", "Create a volume", usage="k3c volume create [OPTIONS] [VOLUME]")
     c.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
@@ -147,7 +149,7 @@ def _volume_filters(values: list[str]) -> dict[str, list[str]]:
 
 
 def _matches(row: VolumeRow, users: int | None, filters: dict[str, list[str]]) -> bool:
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "dangling": lambda v: (users == 0) == (v.lower() in ("true", "1")),
         "driver": lambda v: row.Driver == v,
         "label": lambda v: v.partition("=")[0] in row._labels and (

@@ -90,7 +90,9 @@ def _leaf(
     ), critical=True)
     b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)
+    # from the CA's key, the same public key as its certificate's, with a type the extension accepts
+    issuer = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    b = b.add_extension(issuer, critical=False)
     if hosts:
         b = b.add_extension(_sans(hosts), critical=False)
     return b.sign(ca_key, hashes.SHA256()), key

@@ -43,7 +43,7 @@ async def expire_events(store: Store, registry: ResourceTypes, ttl: float, now: 
     if rtype is None:
         return 0
     removed = 0
-    for key, entry in list(store.list(rtype.prefix())):
+    for key, entry in list(store.list_current(rtype.prefix())):
         written = last_written(entry.obj)
         if written is None or written > now - ttl:
             continue

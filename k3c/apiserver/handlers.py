@@ -208,7 +208,7 @@ class APIHandler:
     def _list(self, request: web.Request, t: Target) -> web.Response:
         accept = codec.negotiate(request.headers.get("Accept"))
         opts = _list_options(request)
-        res = self.api.list(t.rtype, t.namespace, opts)
+        res = self.api.list_objects(t.rtype, t.namespace, opts)
         meta: dict[str, Any] = {"resourceVersion": str(res.revision)}
         if res.continue_token:
             meta["continue"] = res.continue_token

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -106,7 +107,7 @@ def _schema(s: Any) -> dict[str, Any]:
 
 
 def _param(p: dict[str, Any]) -> dict[str, Any]:
-    out = {k: p[k] for k in ("name", "in", "description", "required") if k in p}
+    out: dict[str, Any] = {k: p[k] for k in ("name", "in", "description", "required") if k in p}
     sch = p.get("schema") or {}
     for k in ("type", "format", "uniqueItems"):
         if k in sch:
@@ -327,11 +328,21 @@ def _to_proto(doc: dict[str, Any]) -> pb.Document:
 # Public API, memoised
 # --------------------------------------------------------------------------------------------------
 
-_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+@dataclass
+class _Entry:
+    """One document and its two serializations, each made when first asked for."""
+
+    swagger: dict[str, Any]
+    protobuf: bytes | None = None
+    json: bytes | None = None
+
+
+_Key = tuple[tuple[Any, ...], ...]
+_CACHE: OrderedDict[_Key, _Entry] = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def _key(types: list[ResourceType]) -> tuple:
+def _key(types: list[ResourceType]) -> _Key:
     """Everything of the types the document depends on; schemas by digest of their canonical JSON."""
     out = []
     for rt in types:
@@ -344,14 +355,14 @@ def _key(types: list[ResourceType]) -> tuple:
     return tuple(out)
 
 
-def _entry(types: list[ResourceType]) -> dict[str, Any]:
+def _entry(types: list[ResourceType]) -> _Entry:
     key = _key(types)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
     doc = _build(types)
-    hit = {"swagger": doc}
+    hit = _Entry(doc)
     _CACHE[key] = hit
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -360,23 +371,23 @@ def _entry(types: list[ResourceType]) -> dict[str, Any]:
 
 def swagger(types: list[ResourceType]) -> dict[str, Any]:
     """The Swagger 2.0 document as a JSON-shaped dict (shared and cached: do not modify it)."""
-    return _entry(types)["swagger"]
+    return _entry(types).swagger
 
 
 def document(types: list[ResourceType]) -> bytes:
     """The document as a serialized gnostic `openapi.v2.Document` (what kubectl asks for)."""
     entry = _entry(types)
-    if "protobuf" not in entry:
-        entry["protobuf"] = _to_proto(entry["swagger"]).SerializeToString(deterministic=True)
-    return entry["protobuf"]
+    if entry.protobuf is None:
+        entry.protobuf = _to_proto(entry.swagger).SerializeToString(deterministic=True)
+    return entry.protobuf
 
 
 def json_document(types: list[ResourceType]) -> bytes:
     """The document as JSON bytes (for `Accept: application/json`, e.g. `kubectl get --raw /openapi/v2`)."""
     entry = _entry(types)
-    if "json" not in entry:
-        entry["json"] = orjson.dumps(entry["swagger"])
-    return entry["json"]
+    if entry.json is None:
+        entry.json = orjson.dumps(entry.swagger)
+    return entry.json
 
 
 def negotiate(accept: str, types: list[ResourceType]) -> tuple[bytes, str]:

@@ -44,8 +44,22 @@ _TIME_FORMATS: dict[str, str] = {
 _FIELDS_V1 = meta.FieldsV1.DESCRIPTOR.full_name
 
 
+def _descriptor(message: Message | type[Message]) -> Descriptor:
+    """A message's descriptor. The stubs allow upb's class besides the pure-Python one; at run time it is
+    upb's, which passes this isinstance (Descriptor's metaclass admits it) and has the same accessors."""
+    descriptor = message.DESCRIPTOR
+    assert isinstance(descriptor, Descriptor)
+    return descriptor
+
+
+def _message_type(field: FieldDescriptor) -> Descriptor:
+    """The message type of a message field (protobuf leaves it None on scalar fields only)."""
+    assert field.message_type is not None
+    return field.message_type
+
+
 def _fields(message: type[Message], *names: str) -> set[FieldDescriptor]:
-    return {message.DESCRIPTOR.fields_by_name[name] for name in names}
+    return {_descriptor(message).fields_by_name[name] for name in names}
 
 
 # Scalars that are pointers in the Go types: a zero value sent on the wire is meaningful and appears in
@@ -121,7 +135,7 @@ def _to_dict(message: Message) -> dict[str, Any]:
 
 def _field_to_json(field: FieldDescriptor, value: Any) -> Any:
     if _is_map(field):
-        key_field, value_field = field.message_type.fields
+        key_field, value_field = _message_type(field).fields
         return {_to_json(key_field, k): _to_json(value_field, v) for k, v in value.items()}
     if field.is_repeated:
         return [_to_json(field, item) for item in value]
@@ -134,7 +148,7 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 def _is_zero(field: FieldDescriptor, value: Any) -> bool:
     if field.type == FieldDescriptor.TYPE_MESSAGE:  # structs are never omitted, except zero times (null)
-        return field.message_type.full_name in _TIME_FORMATS and not (value.seconds or value.nanos)
+        return _message_type(field).full_name in _TIME_FORMATS and not (value.seconds or value.nanos)
     if field.type == FieldDescriptor.TYPE_BOOL or field in _KEEP_ZERO:
         return False
     return not value
@@ -142,7 +156,7 @@ def _is_zero(field: FieldDescriptor, value: Any) -> bool:
 
 def _to_json(field: FieldDescriptor, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return _message_to_json(field.message_type, value)
+        return _message_to_json(_message_type(field), value)
     if field.type == FieldDescriptor.TYPE_BYTES:
         return base64.b64encode(value).decode("ascii")
     if field.type == FieldDescriptor.TYPE_STRING and isinstance(value, bytes):
@@ -153,14 +167,17 @@ def _to_json(field: FieldDescriptor, value: Any) -> Any:
 def _name(field: FieldDescriptor) -> str:
     """Readable field name for messages; a map's key/value field is named after the map itself."""
     owner = field.containing_type
+    assert owner is not None  # set on every field of a message
     if owner.GetOptions().map_entry:
         parent = owner.containing_type
+        assert parent is not None  # a map's entry message is nested in the message holding the map
         map_field = next(f for f in parent.fields if f.message_type is owner)
         return f"{parent.name}.{map_field.name}"
     return f"{owner.name}.{field.name}"
 
 
-def _message_to_json(descriptor: Descriptor, value: Message) -> Any:
+def _message_to_json(descriptor: Descriptor, value: Any) -> Any:
+    """``value``: a message of the type ``descriptor`` describes (Time, FieldsV1 or any other)."""
     if descriptor.full_name in _TIME_FORMATS:
         return _format_time(value.seconds, value.nanos, _TIME_FORMATS[descriptor.full_name])
     if descriptor.full_name == _FIELDS_V1:
@@ -199,7 +216,7 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 
 def _fill(message: Message, data: Any) -> None:
-    descriptor = message.DESCRIPTOR
+    descriptor = _descriptor(message)
     if not isinstance(data, dict):
         raise ValueError(f"{descriptor.name} must be a JSON object, got {type(data).__name__}")
     message.SetInParent()  # an empty {} still counts as present
@@ -229,7 +246,7 @@ def _set_field(message: Message, field: FieldDescriptor, value: Any) -> None:
 def _fill_map(target: Any, field: FieldDescriptor, value: Any) -> None:
     if not isinstance(value, dict):
         raise ValueError(f"{_name(field)} must be a JSON object")
-    key_field, value_field = field.message_type.fields
+    key_field, value_field = _message_type(field).fields
     for key, item in value.items():
         target[_from_json(key_field, key)] = _from_json(value_field, item)
 
@@ -241,7 +258,8 @@ def _append(target: Any, field: FieldDescriptor, item: Any) -> None:
         target.append(_from_json(field, item))
 
 
-def _fill_message(target: Message, value: Any) -> None:
+def _fill_message(target: Any, value: Any) -> None:
+    """``target``: a message field's message, filled from its JSON form (Time, FieldsV1 or any other)."""
     name = target.DESCRIPTOR.full_name
     if name in _TIME_FORMATS:
         target.seconds, target.nanos = _parse_time(value)

@@ -8,6 +8,7 @@ established can use the new resource at once.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from k3c.apiserver.resources import BUILTINS, ResourceType, from_crd
 
@@ -23,7 +24,7 @@ class ResourceTypes:
             out.extend(types)
         return out
 
-    def set_crd(self, crd_name: str, crd: dict) -> None:
+    def set_crd(self, crd_name: str, crd: dict[str, Any]) -> None:
         self._by_crd[crd_name] = from_crd(crd)
         self.generation += 1
 

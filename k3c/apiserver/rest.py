@@ -116,7 +116,7 @@ class ResourceAPI:
             raise errors.not_found(rtype.plural, rtype.group, name)
         return entry
 
-    def list(self, rtype: ResourceType, namespace: str | None, opts: ListOptions) -> ListResult:
+    def list_objects(self, rtype: ResourceType, namespace: str | None, opts: ListOptions) -> ListResult:
         match = _match_fn(rtype, opts)
         revision = self.store.revision
         start = ""
@@ -135,7 +135,7 @@ class ResourceAPI:
             if opts.continue_token or exact:
                 it = iter(list(self.store.list_at(rtype.prefix(namespace), revision, start)))
             else:
-                it = self.store.list(rtype.prefix(namespace), start_after=start)
+                it = self.store.list_current(rtype.prefix(namespace), start_after=start)
         except Compacted:
             if opts.continue_token:
                 raise errors.expired("The provided continue parameter is too old to display a consistent list "
@@ -427,7 +427,8 @@ class ResourceAPI:
     async def delete_collection(
         self, rtype: ResourceType, namespace: str | None, list_opts: ListOptions, opts: WriteOptions
     ) -> list[dict[str, Any]]:
-        listed = self.list(rtype, namespace, ListOptions(list_opts.label_selector, list_opts.field_selector))
+        selectors = ListOptions(list_opts.label_selector, list_opts.field_selector)
+        listed = self.list_objects(rtype, namespace, selectors)
         out = []
         for entry in listed.items:
             meta = entry.obj["metadata"]
@@ -453,7 +454,7 @@ class ResourceAPI:
         if entry is None:
             return
         for rtype in crds.types_of(entry.obj):
-            for key, cur in list(self.store.list(rtype.prefix())):
+            for key, cur in list(self.store.list_current(rtype.prefix())):
                 try:
                     await self.store.delete(key, expect=cur.revision)
                 except (KeyNotFound, RevisionConflict):
@@ -466,7 +467,7 @@ class ResourceAPI:
         while True:
             remaining = 0
             for rtype in self._namespaced_storage_types():
-                for _key, entry in list(self.store.list(rtype.prefix(name))):
+                for _key, entry in list(self.store.list_current(rtype.prefix(name))):
                     remaining += 1
                     if not entry.obj["metadata"].get("deletionTimestamp"):
                         try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from k3c import api
 from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
@@ -81,7 +82,7 @@ class APIServer:
     def _load_crds(self) -> None:
         crd_type = self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         assert crd_type is not None
-        for _key, entry in self.store.list(crd_type.prefix()):
+        for _key, entry in self.store.list_current(crd_type.prefix()):
             crds.register(entry.obj, self.registry)
 
     async def _bootstrap(self) -> None:
@@ -103,7 +104,7 @@ class APIServer:
         return ctx
 
     @web.middleware
-    async def _authenticate(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         transport = request.transport
         peer = transport.get_extra_info("peercert") if transport is not None else None
         if peer:
@@ -132,7 +133,7 @@ class APIServer:
         await site.start()
         if self.config.port == 0:
             server = site._server  # noqa: SLF001 - the only way aiohttp exposes the bound port
-            assert server is not None and server.sockets
+            assert isinstance(server, asyncio.Server) and server.sockets
             self.config.port = server.sockets[0].getsockname()[1]
         await self._start_socket()
         kubeconfig.write(self.kubeconfig_path, kubeconfig.render(self.config.url, self.material),

@@ -146,7 +146,7 @@ class Store:
     def get(self, key: str) -> Entry | None:
         return self.objects.get(key)
 
-    def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, Entry]]:
+    def list_current(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, Entry]]:
         """Entries under prefix in key order, optionally only those after a key (for continue tokens)."""
         keys = sorted(k for k in self.objects if k.startswith(prefix) and k > start_after)
         for k in keys:
@@ -251,7 +251,7 @@ class Store:
         if revision < self.compact_revision:
             raise Compacted(revision, self.compact_revision)
         if revision >= self.committed and not self._pending:
-            yield from self.list(prefix, start_after)
+            yield from self.list_current(prefix, start_after)
             return
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         rows = self.reader.execute(

@@ -41,11 +41,14 @@ _BAD_ORDER = "invalid patch format of setElementOrder list"
 
 _DROP = object()  # sentinel: "remove this key / item"
 
+Obj = dict[str, Any]  # a JSON object, as decoded
+Items = list[Any]  # a JSON array
+
 
 # ---------------------------------------------------------------------------------------------- public API
 
 
-def strategic_merge(original: dict, patch: dict, merge_keys: dict[str, str]) -> dict:
+def strategic_merge(original: Obj, patch: Obj, merge_keys: dict[str, str]) -> Obj:
     """Apply a strategic merge patch to `original`, returning a new dict (inputs are not modified).
 
     Raises ValueError for malformed patches (wording follows apimachinery's errors).
@@ -55,7 +58,7 @@ def strategic_merge(original: dict, patch: dict, merge_keys: dict[str, str]) -> 
     return _merge_map(copy.deepcopy(original), copy.deepcopy(patch), "", merge_keys)
 
 
-def merge_patch(original: dict, patch: dict) -> dict:
+def merge_patch(original: Obj, patch: Obj) -> Obj:
     """RFC 7386 JSON merge patch: objects merge recursively, null removes, everything else replaces."""
     if not isinstance(patch, dict):
         raise ValueError("json merge patch: the patch must be a JSON object")
@@ -113,10 +116,10 @@ def _same(a: Any, b: Any) -> bool:
     if ka != kb:
         return False
     if ka == "map":
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return bool(a.keys() == b.keys()) and all(_same(a[k], b[k]) for k in a)
     if ka == "slice":
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    return bool(a == b)
 
 
 def _go(v: Any) -> str:
@@ -138,11 +141,11 @@ def _bad_arg(expected: str, actual: Any) -> ValueError:
     return ValueError(f"expected a {_GO_TYPE[expected]}, but received a {_GO_TYPE[_kind(actual)]}")
 
 
-def _no_merge_key(m: dict, key: str) -> ValueError:
+def _no_merge_key(m: Obj, key: str) -> ValueError:
     return ValueError(f"map: {_go(m)} does not contain declared merge key: {key}")
 
 
-def _bad_patch_type(t: Any, m: dict) -> ValueError:
+def _bad_patch_type(t: Any, m: Obj) -> ValueError:
     return ValueError(f"unknown patch type: {_go(t)} in map: {_go(m)}")
 
 
@@ -164,7 +167,7 @@ def _directive_field(key: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_keys(patch: dict) -> None:
+def _check_keys(patch: Obj) -> None:
     """Reject `$`-keys that are not strategic merge directives."""
     for key in patch:
         if not isinstance(key, str) or not key.startswith("$"):
@@ -200,7 +203,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _put(target: dict, key: str, value: Any) -> None:
+def _put(target: Obj, key: str, value: Any) -> None:
     cleaned = _clean(value)
     if cleaned is _DROP:
         target.pop(key, None)
@@ -211,7 +214,7 @@ def _put(target: dict, key: str, value: Any) -> None:
 # --------------------------------------------------------------------------------------------------- maps
 
 
-def _merge_map(original: dict, patch: dict, path: str, merge_keys: dict[str, str]) -> dict:
+def _merge_map(original: Obj, patch: Obj, path: str, merge_keys: dict[str, str]) -> Obj:
     if DIRECTIVE in patch:
         return _map_directive(patch)
     _check_keys(patch)
@@ -226,18 +229,18 @@ def _merge_map(original: dict, patch: dict, path: str, merge_keys: dict[str, str
     return original
 
 
-def _map_directive(patch: dict) -> dict:
+def _map_directive(patch: Obj) -> Obj:
     directive = patch[DIRECTIVE]
     if directive == "replace":
-        rest = {k: v for k, v in patch.items() if k != DIRECTIVE}
-        return _clean(rest)
+        rest: Obj = _clean({k: v for k, v in patch.items() if k != DIRECTIVE})  # no $patch left: not dropped
+        return rest
     if directive == "delete":
         return {}
     raise _bad_patch_type(directive, patch)
 
 
 def _merge_field(
-    original: dict, key: str, patch_v: Any, path: str, merge_keys: dict[str, str], is_delete: bool
+    original: Obj, key: str, patch_v: Any, path: str, merge_keys: dict[str, str], is_delete: bool
 ) -> None:
     if patch_v is None:
         original.pop(key, None)
@@ -255,7 +258,7 @@ def _merge_field(
         original[key] = patch_v
 
 
-def _apply_retain_keys(original: dict, patch: dict) -> None:
+def _apply_retain_keys(original: Obj, patch: Obj) -> None:
     if RETAIN_KEYS not in patch:
         return
     retain = patch.pop(RETAIN_KEYS)
@@ -275,17 +278,18 @@ def _apply_retain_keys(original: dict, patch: dict) -> None:
 
 
 def _merge_list_field(
-    original: list, patch: list, path: str, merge_keys: dict[str, str], is_delete: bool
-) -> list:
+    original: Items, patch: Items, path: str, merge_keys: dict[str, str], is_delete: bool
+) -> Items:
     merge_key = merge_keys.get(path)
     if merge_key is None and not is_delete:
-        return _clean(patch)  # no patch strategy: the patch list replaces
+        replaced: Items = _clean(patch)  # no patch strategy: the patch list replaces
+        return replaced
     return _merge_list(original, patch, path, merge_key or "", merge_keys, is_delete)
 
 
 def _merge_list(
-    original: list, patch: list, path: str, merge_key: str, merge_keys: dict[str, str], is_delete: bool
-) -> list:
+    original: Items, patch: Items, path: str, merge_key: str, merge_keys: dict[str, str], is_delete: bool
+) -> Items:
     if not original and not patch:
         return original
     kind = _element_kind(original, patch)
@@ -302,7 +306,7 @@ def _merge_list(
     return _normalize_order(patch_items, server_only, patch, original, merge_key, kind)
 
 
-def _element_kind(*lists: list) -> str:
+def _element_kind(*lists: Items) -> str:
     kind = None
     for items in lists:
         for v in items:
@@ -320,17 +324,17 @@ def _element_kind(*lists: list) -> str:
     return kind
 
 
-def _dedupe(items: list) -> list:
-    out: list = []
+def _dedupe(items: Items) -> Items:
+    out: Items = []
     for v in items:
         if not any(_same(v, seen) for seen in out):
             out.append(v)
     return out
 
 
-def _special_items(original: list, patch: list, merge_key: str) -> tuple[list, list]:
+def _special_items(original: Items, patch: Items, merge_key: str) -> tuple[Items, Items]:
     """Apply `$patch: delete|replace` items; return (original, patch without directive items)."""
-    plain: list = []
+    plain: Items = []
     replace = False
     for item in patch:
         if DIRECTIVE not in item:
@@ -358,14 +362,16 @@ def _key_matches(item: Any, merge_key: str, value: Any) -> bool:
     return merge_key in item and _same(item[merge_key], value)
 
 
-def _find(items: list, merge_key: str, value: Any) -> int:
+def _find(items: Items, merge_key: str, value: Any) -> int:
     for i, item in enumerate(items):
         if _key_matches(item, merge_key, value):
             return i
     return -1
 
 
-def _merge_items(original: list, patch: list, path: str, merge_key: str, merge_keys: dict[str, str]) -> list:
+def _merge_items(
+    original: Items, patch: Items, path: str, merge_key: str, merge_keys: dict[str, str]
+) -> Items:
     merged = list(original)
     for item in patch:
         if merge_key not in item:
@@ -383,10 +389,10 @@ def _merge_items(original: list, patch: list, path: str, merge_key: str, merge_k
 # ----------------------------------------------------------------------------------------------- ordering
 
 
-def _partition(merged: list, by: list, merge_key: str) -> tuple[list, list]:
+def _partition(merged: Items, by: Items, merge_key: str) -> tuple[Items, Items]:
     """Split `merged` into (items present in `by`, server-only items), keeping relative order."""
-    inside: list = []
-    outside: list = []
+    inside: Items = []
+    outside: Items = []
     for v in merged:
         if merge_key:
             if not isinstance(v, dict):
@@ -406,7 +412,7 @@ def _ident(item: Any, merge_key: str, kind: str) -> Any:
     return item
 
 
-def _index(order: list, item: Any, merge_key: str, kind: str) -> int:
+def _index(order: Items, item: Any, merge_key: str, kind: str) -> int:
     want = _ident(item, merge_key, kind)
     for i, v in enumerate(order):
         if _same(_ident(v, merge_key, kind), want):
@@ -414,9 +420,9 @@ def _index(order: list, item: Any, merge_key: str, kind: str) -> int:
     return -1
 
 
-def _sort_by(items: list, order: list, merge_key: str, kind: str) -> list:
+def _sort_by(items: Items, order: Items, merge_key: str, kind: str) -> Items:
     """Stable-sort `items` by position in `order`; `$patch: delete` items go last (upstream)."""
-    deleted: list = []
+    deleted: Items = []
     if kind == "map":
         for v in items + order:
             if not isinstance(v, dict):
@@ -431,12 +437,12 @@ def _sort_by(items: list, order: list, merge_key: str, kind: str) -> list:
 
 
 def _normalize_order(
-    patch_items: list, server_only: list, patch_order: list, server_order: list, merge_key: str, kind: str
-) -> list:
+    patch_items: Items, server_only: Items, patch_order: Items, server_order: Items, merge_key: str, kind: str
+) -> Items:
     """Patch items in patch order, server-only items in server order, interleaved by server order."""
     right = _sort_by(patch_items, patch_order, merge_key, kind)
     left = _sort_by(server_only, server_order, merge_key, kind)
-    out: list = []
+    out: Items = []
     i = j = 0
     while i < len(left) or j < len(right):
         if j >= len(right):
@@ -460,7 +466,7 @@ def _normalize_order(
 # ------------------------------------------------------------------------------------- $setElementOrder
 
 
-def _apply_set_element_order(original: dict, patch: dict, path: str, merge_keys: dict[str, str]) -> None:
+def _apply_set_element_order(original: Obj, patch: Obj, path: str, merge_keys: dict[str, str]) -> None:
     for key in [k for k in patch if k.startswith(SET_ORDER_PREFIX)]:
         order = patch.pop(key)
         if not isinstance(order, list):
@@ -470,11 +476,11 @@ def _apply_set_element_order(original: dict, patch: dict, path: str, merge_keys:
 
 
 def _order_one_list(
-    original: dict, patch: dict, field: str, order: list, path: str, merge_keys: dict[str, str]
+    original: Obj, patch: Obj, field: str, order: Items, path: str, merge_keys: dict[str, str]
 ) -> None:
     found_orig, found_patch = field in original, field in patch
-    orig_list = original.get(field) if found_orig else []
-    patch_list = patch.get(field) if found_patch else []
+    orig_list = original[field] if found_orig else []
+    patch_list = patch[field] if found_patch else []
     if found_orig and not isinstance(orig_list, list):
         raise _bad_arg("slice", orig_list)
     if found_patch and not isinstance(patch_list, list):
@@ -498,7 +504,7 @@ def _order_one_list(
     patch.pop(field, None)
 
 
-def _aliased_original(original: list, patch: list, merge_key: str) -> list:
+def _aliased_original(original: Items, patch: Items, merge_key: str) -> Items:
     """The original list as upstream sees it after merging: Go's in-place slice edits show through.
 
     Upstream deletes `$patch: delete` items by shifting the shared backing array left, then appends new
@@ -524,7 +530,7 @@ def _aliased_original(original: list, patch: list, merge_key: str) -> list:
     return backing
 
 
-def _validate_order(patch_list: list, order: list, merge_key: str) -> None:
+def _validate_order(patch_list: Items, order: Items, merge_key: str) -> None:
     """Patch items must appear in `$setElementOrder` in the same relative order."""
     if not order or not patch_list:
         return

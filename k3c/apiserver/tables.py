@@ -109,7 +109,7 @@ def compile_path(path: str) -> Callable[[Any], list[Any]]:
             return [cur]
 
         return simple
-    from jsonpath_ng.ext import parse
+    from jsonpath_ng.ext.parser import parse
 
     expr = parse("$" + path)
     return lambda obj: [m.value for m in expr.find(obj)]

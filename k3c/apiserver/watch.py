@@ -9,7 +9,7 @@ matching arrives as DELETED, one that starts matching as ADDED.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,7 @@ class WatchHub:
     async def watch(
         self, prefix: str, match: Callable[[dict[str, Any]], bool], start: int | None,
         initial: bool = False, bookmark_every: float | None = None,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Yield events under prefix. `start=None` means "now, with every current object as ADDED".
 
         With `bookmark_every`, an idle watch yields a BOOKMARK carrying the latest committed revision.
@@ -82,15 +82,15 @@ class WatchHub:
         try:
             if start is None or initial:
                 floor = self.store.revision
-                for _key, entry in self.store.list(prefix):
+                for _key, entry in self.store.list_current(prefix):
                     if match(entry.obj):
                         yield WatchEvent("ADDED", entry.revision, entry.raw, entry.obj)
                 if initial:
                     yield WatchEvent("BOOKMARK", floor, initial_end=True)
             else:
                 floor = max(start, self.store.committed)
-                for ev in self.store.history(prefix, start, self.store.committed):
-                    out = translate(ev, match)
+                for past in self.store.history(prefix, start, self.store.committed):
+                    out = translate(past, match)
                     if out is not None:
                         yield out
                     await asyncio.sleep(0)

@@ -111,7 +111,9 @@ def _repo_tags(names: list[str]) -> list[str]:
 
 
 async def _oci_stream(store: ContainerdImages, images: list[_SaveImage]) -> AsyncIterator[bytes]:
-    entries, docker_manifest, blobs = [], [], {}
+    entries: list[dict[str, Any]] = []
+    docker_manifest: list[dict[str, Any]] = []
+    blobs: dict[str, int] = {}  # digest → size, every blob once, in first-seen order
     for img in images:
         for name in img.names:
             ref = parse(name)

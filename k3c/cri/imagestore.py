@@ -110,7 +110,7 @@ class ContainerdImages:
             raise translate("Images.Get", err) from err
         return resp.image
 
-    async def list(self, filters: Iterable[str] = ()) -> list[images_pb.Image]:
+    async def list_images(self, filters: Iterable[str] = ()) -> list[images_pb.Image]:
         """Image records, optionally filtered (containerd filter syntax, e.g. ``name~="^k3c"``)."""
         try:
             resp = await self.images.List(

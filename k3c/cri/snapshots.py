@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import grpc
 
@@ -75,6 +76,13 @@ def _pb_mounts(mounts: Iterable[Mount]) -> list[types_pb.Mount]:
     return [types_pb.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
 
 
+class _CallArgs(TypedDict):
+    """The keyword arguments of every call: the deadline and the metadata (namespace, lease)."""
+
+    timeout: float
+    metadata: tuple[tuple[str, str], ...]
+
+
 class Snapshots:
     """One snapshotter of containerd (plus its differ), sharing a :class:`ContainerdImages` channel."""
 
@@ -84,7 +92,7 @@ class Snapshots:
         self.snapshots = snap_grpc.SnapshotsStub(store.channel)
         self.differ = diff_grpc.DiffStub(store.channel)
 
-    def _call_args(self, lease: str | None) -> dict[str, object]:
+    def _call_args(self, lease: str | None) -> _CallArgs:
         return {"timeout": self.store.timeout, "metadata": self.store._md(lease)}  # noqa: SLF001
 
     async def prepare(self, key: str, parent: str, lease: str | None = None) -> list[Mount]:

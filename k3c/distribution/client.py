@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +153,7 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     async def _call(self, method: str, url: str, scopes: tuple[str, ...], ok: tuple[int, ...],
-                    **kw: Any) -> tuple[int, Any, bytes]:
+                    **kw: Any) -> tuple[int, Mapping[str, str], bytes]:
         """A request whose whole (small) answer is wanted; raises the matching error unless ``ok``."""
         resp = await self._open(method, url, scopes, **kw)
         async with resp:

@@ -135,10 +135,13 @@ class LayerCompressor:
             out.write(data)
             return len(data)
 
+        def put_compressed(data: bytes) -> int:
+            return put(squeezer.compress(data))
+
         size = 0
         with path.open("wb") as out:
             async for chunk in self.store.read_chunks(digest):
-                size += await asyncio.to_thread(lambda c=chunk: put(squeezer.compress(c)))
+                size += await asyncio.to_thread(put_compressed, chunk)
             size += put(squeezer.flush())
         g = Gzipped("sha256:" + h.hexdigest(), size, path)
         self._files[g.digest] = path

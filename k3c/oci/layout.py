@@ -287,7 +287,7 @@ class OCIImage:
     @property
     def manifest(self) -> dict[str, Any]:
         """The (first) manifest document; for an index target, its first manifest."""
-        doc = json.loads(self.blobs[self.target.digest])
+        doc: dict[str, Any] = json.loads(self.blobs[self.target.digest])
         if self.target.media_type in (MEDIA_INDEX, DOCKER_MANIFEST_LIST):
             doc = json.loads(self.blobs[doc["manifests"][0]["digest"]])
         return doc
@@ -295,12 +295,14 @@ class OCIImage:
     @property
     def config(self) -> dict[str, Any]:
         """The image config document."""
-        return json.loads(self.blobs[self.manifest["config"]["digest"]])
+        config: dict[str, Any] = json.loads(self.blobs[self.manifest["config"]["digest"]])
+        return config
 
     @property
     def id(self) -> str:
         """The image id as CRI/docker report it: the config digest."""
-        return self.manifest["config"]["digest"]
+        digest: str = self.manifest["config"]["digest"]
+        return digest
 
 
 def build_image(layers: Sequence[Layer], config: ImageConfig | None = None) -> OCIImage:

@@ -262,7 +262,7 @@ class ImageObjects:
 
     async def relist(self) -> list[str]:
         """Read every containerd image (start-up, containerd restarted); returns every name to reconcile."""
-        self.records = {r.name: r.target.digest for r in await self.env.store.list()}
+        self.records = {r.name: r.target.digest for r in await self.env.store.list_images()}
         self._reindex()
         return sorted(set(self._names) | set(self.objects))
 
