@@ -24,8 +24,8 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
-from tests.support.harness import APIServerProcess  # noqa: E402
-from tests.support.sample_crds import WIDGET_CRD  # noqa: E402
+from tests.support.harness import APIServerProcess
+from tests.support.sample_crds import WIDGET_CRD
 
 W = "/apis/test.k3c.io/v1/namespaces/{ns}/widgets"
 

@@ -205,7 +205,7 @@ class DockerSide:
         run(["ip", "link", "add", self.bridge, "type", "bridge"])
         run(["ip", "addr", "add", "10.253.77.1/24", "dev", self.bridge])
         run(["ip", "link", "set", self.bridge, "up"])
-        log = open(self.base / "dockerd.log", "wb")  # noqa: SIM115 - the child keeps it
+        log = open(self.base / "dockerd.log", "wb")  # the child keeps it
         self.proc = subprocess.Popen(
             [self.dockerd, "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
              "-H", f"unix://{self.sock}", "--pidfile", str(self.base / "dockerd.pid"), "--bridge", self.bridge,

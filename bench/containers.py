@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
-from installed import installed_cli  # noqa: E402
-from peers import (  # noqa: E402
+from installed import installed_cli
+from peers import (
     DOCKER,
     DOCKERD,
     PODMAN,
@@ -61,11 +61,11 @@ from peers import (  # noqa: E402
     run_checked,
 )
 
-from k3c import __version__ as k3c_version  # noqa: E402
-from k3c import kubeclient  # noqa: E402
-from k3c.api import LOCAL_CONTAINERS  # noqa: E402
-from k3c.oci.layout import busybox_image, write_oci_archive  # noqa: E402
-from tests.support.daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until  # noqa: E402
+from k3c import __version__ as k3c_version
+from k3c import kubeclient
+from k3c.api import LOCAL_CONTAINERS
+from k3c.oci.layout import busybox_image, write_oci_archive
+from tests.support.daemon_harness import DaemonProcess, pick_subnet, skip_reason, wait_until
 
 IMAGE = "bench.local/busybox:latest"
 CTR_NAMESPACE = "bench"

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
-from k3c.oci.layout import OCIImage, write_oci_archive  # noqa: E402
-from tests.support.images_harness import (  # noqa: E402
+from k3c.oci.layout import OCIImage, write_oci_archive
+from tests.support.images_harness import (
     ImagesStack,
     RegistryProcess,
     import_image,

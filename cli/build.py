@@ -219,7 +219,7 @@ def make_context_tar(context: Path, dockerfile: str, gzip: bool = False) -> Path
         info.uname = info.gname = ""
         return info
 
-    tar_file = tarfile.open(name, "w:gz", compresslevel=1) if gzip else tarfile.open(name, "w")  # noqa: SIM115
+    tar_file = tarfile.open(name, "w:gz", compresslevel=1) if gzip else tarfile.open(name, "w")
     with tar_file as tar:
         for rel in walk(context, matcher, keep=[dockerfile, ".dockerignore"]):
             path = context / rel

@@ -91,7 +91,7 @@ def command(code: int = 1, prefix: str = "") -> Callable[[Callable[[argparse.Nam
             except OSError as err:
                 _report(_describe_os_error(err), prefix)
                 return 125
-            except Exception as err:  # noqa: BLE001 - the promise is: no traceback reaches the user
+            except Exception as err:  # the promise is: no traceback reaches the user
                 exit_code = getattr(err, "exit_code", None)  # k3c.streams' StreamError
                 if isinstance(exit_code, int):
                     _report(str(err), prefix)

@@ -113,7 +113,7 @@ def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[st
 def _name_conflict(s: Session, name: str) -> CLIError:
     try:
         other = container_id(s.client.get(s.path(LOCAL_CONTAINERS, name)))
-    except Exception:  # noqa: BLE001 - only for the message
+    except Exception:  # only for the message
         other = "?"
     return daemon_error(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
                         "You have to remove (or rename) that container to be able to reuse that name.", 125)
@@ -295,7 +295,7 @@ class StartWatch(threading.Thread):
             self.failure = err
             if self.token is None:  # a new object (run): a failed run leaves nothing behind
                 _discard(self.s, self.obj)
-        except Exception as err:  # noqa: BLE001 - reported by the main thread
+        except Exception as err:  # reported by the main thread
             self.failure = CLIError(_describe(err), 125)
 
 
@@ -357,7 +357,7 @@ def _print_logs(s: Session, obj: dict[str, Any]) -> None:
         from k3c.streams.client import logs
 
         logs(s.client, s.namespace, obj["metadata"]["name"])
-    except Exception:  # noqa: BLE001 - the exit code still follows; the log may already be gone
+    except Exception:  # the exit code still follows; the log may already be gone
         pass
 
 

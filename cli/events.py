@@ -231,7 +231,7 @@ def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue[_Queued]) -
                 rv = _watch_once(s, resource, rv, out)
             except TimeoutError:
                 continue
-    except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it
+    except BaseException as err:  # handed to the main thread, which reports it
         out.put(("error", "", err, 0))
 
 

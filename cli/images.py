@@ -774,7 +774,7 @@ def load_cmd(args: argparse.Namespace) -> int:
     client = session(args).client
     if not args.input and sys.stdin.isatty():
         raise CLIError("requested load from stdin, but stdin is empty", 1)
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115 - closed below
+    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # closed below
     try:
         doc = _upload(client, source, os.fstat(source.fileno()).st_size if args.input else None)
     finally:

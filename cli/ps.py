@@ -170,7 +170,7 @@ class ContainerRow:
     Status: str
     _labels: dict[str, str] = field(default_factory=dict)
 
-    def Label(self, key: str) -> str:  # noqa: N802 - docker's template method name
+    def Label(self, key: str) -> str:  # docker's template method name
         return self._labels.get(key, "")
 
 

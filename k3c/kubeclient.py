@@ -2,8 +2,9 @@
 
 Why not the official client: importing it costs about half a second, and the CLI must feel instant.
 This speaks only what the CLI needs: get/list/create/patch/delete, watch streams, and the URL plus TLS
-context for websocket streams (logs/exec/attach), with kubectl's kubeconfig rules (--kubeconfig,
-K3C_KUBECONFIG/KUBECONFIG, --context, the context's namespace). A failure Status is raised as its
+context for websocket streams (logs/exec/attach). The kubeconfig is --kubeconfig, else K3C_KUBECONFIG, else
+the local k3c's: never KUBECONFIG, which users point at their clusters for kubectl; within it, kubectl's
+rules (--context, the context's namespace). A failure Status is raised as its
 :mod:`k3c.apierrors` class; URLs come from :class:`k3c.api.Resource`.
 """
 

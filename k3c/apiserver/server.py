@@ -132,7 +132,7 @@ class APIServer:
                            backlog=1024, reuse_address=True)
         await site.start()
         if self.config.port == 0:
-            server = site._server  # noqa: SLF001 - the only way aiohttp exposes the bound port
+            server = site._server  # the only way aiohttp exposes the bound port
             assert isinstance(server, asyncio.Server) and server.sockets
             self.config.port = server.sockets[0].getsockname()[1]
         await self._start_socket()

@@ -1,10 +1,13 @@
-"""Image builds behind a small engine interface (buildah today, buildkit when present).
+"""Image builds behind a small engine interface: k3c's own native engine, with buildah as its fallback.
 
 - :mod:`.engine`: the interface (:class:`~.engine.Engine`, request/result/failure types);
-- :mod:`.buildah`: the buildah engine (private storage, base images from containerd, export into containerd);
-- :mod:`.cachekey`: the whole-build key that lets an unchanged rebuild skip the builder;
-- :mod:`.context`: dir / git / uploaded-tar build contexts;
-- :mod:`.dockerignore`: Docker's .dockerignore semantics; :mod:`.dockerfile`: FROM/ARG parsing;
-- :mod:`.transfer`: containerd content store <-> ``dir:`` image layouts;
-- :mod:`.logs`: ImageBuild's ``log`` and ``context`` subresources (the daemon calls ``register``).
+- :mod:`.native`: the native engine (containerd snapshots, runc for RUN, the differ for layers), with
+  :mod:`.instructions`, :mod:`.words`, :mod:`.bases`, :mod:`.imageconfig`, :mod:`.rootfs`, :mod:`.sandbox`,
+  :mod:`.runmounts`, :mod:`.network` and :mod:`.layercache`;
+- :mod:`.buildah`: the fallback for what the native engine does not do, with :mod:`.transfer` (containerd
+  content store <-> buildah's storage);
+- shared by both: :mod:`.context` (dir / git / uploaded-tar contexts), :mod:`.dockerignore`,
+  :mod:`.dockerfile` (instruction splitting, ARGs, the images a build starts from), :mod:`.cachekey` (the
+  whole-build key), :mod:`.paths` (where logs and uploads live);
+- :mod:`.logs`: ImageBuild's ``log`` and ``context`` subresource provider (the API server mounts it).
 """

@@ -1,9 +1,10 @@
-"""Just enough Dockerfile parsing to know which images a build starts from.
+"""The Dockerfile reading both engines share: instructions, heredocs, flags, ARGs and the base images.
 
-The builder must copy base images that live only in containerd into buildah's storage *before* buildah
-runs (buildah cannot read containerd). So we need the images named by ``FROM`` and ``COPY --from=`` /
-``RUN --mount=...,from=`` that are not stages of the same file, with global ``ARG`` values (defaults
-overridden by build args) substituted the way Docker does in ``FROM`` lines.
+The native engine builds its stages from :func:`instructions` (with :mod:`.instructions`); the buildah
+fallback needs :func:`external_images` to copy base images that live only in containerd into buildah's
+storage before buildah runs (it cannot read containerd): the images named by ``FROM`` and ``COPY --from=``
+/ ``RUN --mount=...,from=`` that are not stages of the same file, with global ``ARG`` values (defaults
+overridden by build args and the automatic platform ARGs) substituted as Docker does in ``FROM`` lines.
 """
 
 from __future__ import annotations

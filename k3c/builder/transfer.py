@@ -137,7 +137,7 @@ async def _write_file(store: ContainerdImages, digest: str, path: Path, lease: s
             action=content_pb.COMMIT, ref=ref, total=total, expected=digest, offset=offset)
 
     call = store.content.Write(requests(), timeout=store.timeout * (1 + total // CHUNK_SIZE),
-                               metadata=store._md(lease))  # noqa: SLF001 - same namespace/lease headers
+                               metadata=store._md(lease))  # same namespace/lease headers
     try:
         async for _ in call:
             pass

@@ -93,7 +93,7 @@ class Snapshots:
         self.differ = diff_grpc.DiffStub(store.channel)
 
     def _call_args(self, lease: str | None) -> _CallArgs:
-        return {"timeout": self.store.timeout, "metadata": self.store._md(lease)}  # noqa: SLF001
+        return {"timeout": self.store.timeout, "metadata": self.store._md(lease)}
 
     async def prepare(self, key: str, parent: str, lease: str | None = None) -> list[Mount]:
         """A new writable snapshot ``key`` on top of the committed ``parent`` ("" for an empty one)."""
@@ -164,7 +164,7 @@ class Snapshots:
         try:
             resp = await self.differ.Diff(diff_pb.DiffRequest(
                 left=_pb_mounts(lower), right=_pb_mounts(upper), media_type=LAYER_TAR),
-                timeout=self.store.timeout * 20, metadata=self.store._md(lease))  # noqa: SLF001
+                timeout=self.store.timeout * 20, metadata=self.store._md(lease))
         except grpc.aio.AioRpcError as err:
             raise translate("Diff.Diff", err) from err
         d = resp.diff
@@ -175,7 +175,7 @@ class Snapshots:
         try:
             resp = await self.differ.Apply(diff_pb.ApplyRequest(diff=layer, mounts=_pb_mounts(mounts)),
                                            timeout=self.store.timeout * 20,
-                                           metadata=self.store._md(lease))  # noqa: SLF001
+                                           metadata=self.store._md(lease))
         except grpc.aio.AioRpcError as err:
             raise translate("Diff.Apply", err) from err
         return resp.applied.digest

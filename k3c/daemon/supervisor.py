@@ -421,7 +421,7 @@ class Daemon:
         try:
             async with CRIClient(self.config.containerd_socket, timeout=2.0) as cri:
                 sandboxes = len(await cri.list_pod_sandbox())
-        except Exception as err:  # noqa: BLE001 - a best effort before stopping
+        except Exception as err:  # a best effort before stopping
             log.debug("cannot list sandboxes before stopping containerd: %s", err)
             return
         socket_path = self.config.containerd.socket_path

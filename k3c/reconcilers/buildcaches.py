@@ -102,7 +102,7 @@ class BuildCacheReconciler:
             freed = await self.engine.prune()
             status.update({"reclaimed": freed, "reclaimedText": human_size(freed), "message": ""})
             log.info("build cache pruned in %.1f s: %s freed", time.monotonic() - started, human_size(freed))
-        except Exception as err:  # noqa: BLE001 - the request must be answered, with the reason
+        except Exception as err:  # the request must be answered, with the reason
             log.exception("build cache prune failed")
             status.update({"reclaimed": 0, "reclaimedText": "0B", "message": f"prune failed: {err}"})
         try:

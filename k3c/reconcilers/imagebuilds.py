@@ -93,7 +93,7 @@ class BuildLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: IO[str] | None = open(path, "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._file: IO[str] | None = open(path, "w", buffering=1, encoding="utf-8", errors="replace")
 
     def line(self, text: str) -> None:
         if self._file is not None:
@@ -569,7 +569,7 @@ class StepReporter:
             steps = list(self.progress.steps)
             written = len(steps)
             with contextlib.suppress(APIError, OSError):
-                await self.reconciler._write_status(self.obj, {  # noqa: SLF001 - the reconciler's own helper
+                await self.reconciler._write_status(self.obj, {  # the reconciler's own helper
                     "steps": steps[-MAX_STEPS_KEPT:], "stepsDone": max(len(steps) - 1, 0),
                     "message": steps[-1] if steps else "",
                 })

@@ -496,7 +496,7 @@ class ImageObjects:
             if progress is not None:
                 await progress.abort(self.env.store)
             raise
-        except Exception as err:  # noqa: BLE001 - any failure must end in a Failed status, never a hang
+        except Exception as err:  # any failure must end in a Failed status, never a hang
             if not isinstance(err, RegistryError | RuntimeCallError | LookupError | OSError):
                 log.exception("pull of %s failed unexpectedly", ref)
             if progress is not None:
@@ -581,7 +581,7 @@ class ImageObjects:
         if record is not None:  # the image stays as it was; only this pull failed
             try:
                 await self._write_present(obj, ref, record.target, {"pull": pull})
-            except Exception:  # noqa: BLE001 - the image cannot be described: at least answer the pull
+            except Exception:  # the image cannot be described: at least answer the pull
                 log.exception("cannot describe %s", ref)
                 await self._patch_status(obj, {"pull": pull})
         else:

@@ -117,7 +117,7 @@ class ImagePushes:
                                           chunk_size=spec.get("chunkSize") or None)
             finally:
                 await client.close()
-        except Exception as err:  # noqa: BLE001 - any failure must end in a Failed status, never a hang
+        except Exception as err:  # any failure must end in a Failed status, never a hang
             if not isinstance(err, RegistryError | RuntimeCallError | OSError):
                 log.exception("push %s failed unexpectedly", name)
             status.update({"phase": "Failed", "message": _message(dest.familiar_repository, err)})

@@ -14,13 +14,13 @@ from pathlib import Path
 from tests.support.daemon_harness import TEST_IMAGE
 
 
-def _k3c(daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
+def _k3c(daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
     return subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
-def test_built_image_runs_with_k3c_run(daemon, tmp_path: Path) -> None:  # noqa: ANN001
+def test_built_image_runs_with_k3c_run(daemon, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {TEST_IMAGE} AS build\nARG V\nRUN echo \"built $V\" > /msg\n"

@@ -146,7 +146,7 @@ class FakeOperator:
                     rv = ev["object"]["metadata"]["resourceVersion"]
                     if ev["type"] in ("ADDED", "MODIFIED"):
                         self.reconcile(ev["object"])
-        except BaseException as err:  # noqa: BLE001 - reported by stop()
+        except BaseException as err:  # reported by stop()
             self.errors.append(err)
 
     def _status(self, obj: dict, status: dict) -> dict:

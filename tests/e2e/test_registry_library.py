@@ -297,7 +297,7 @@ class TokenServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 creds = self.headers.get("Authorization", "")
                 ok = creds == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
