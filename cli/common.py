@@ -510,16 +510,13 @@ def print_inspected(found: list[Any], missing: list[str], fmt: str | None, kind:
     error line per name not found (exit 1 if any)."""
     import json
 
-    from k3c.cli.template import Template, TemplateError, unescape
+    from k3c.cli.template import Template, unescape
 
-    try:
-        if fmt and fmt != "json":
-            tmpl = Template(unescape(fmt))
-            print("".join(tmpl.render(o) + "\n" for o in found), end="")
-        else:
-            print(json.dumps(found, indent=4, ensure_ascii=False))
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    if fmt and fmt != "json":
+        tmpl = Template(unescape(fmt))
+        print("".join(tmpl.render(o) + "\n" for o in found), end="")
+    else:
+        print(json.dumps(found, indent=4, ensure_ascii=False))
     for ref in missing:
         print(f"Error: No such {kind}: {ref}", file=sys.stderr)
     return 1 if missing else 0

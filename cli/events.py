@@ -258,16 +258,13 @@ def _emit(ev: Event, filters: dict[str, list[str]], render: Callable[[Event], st
 
 
 def _renderer(fmt: str | None) -> Callable[[Event], str]:
-    from k3c.cli.template import Template, TemplateError, unescape
+    from k3c.cli.template import Template, unescape
 
     if not fmt:
         return format_line
     if fmt == "json":
         return lambda ev: json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
-    try:
-        tmpl = Template(unescape(fmt))
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    tmpl = Template(unescape(fmt))
     return tmpl.render
 
 

@@ -597,7 +597,7 @@ def _matches(obj: dict[str, Any], pattern: str) -> bool:
 
 @command()
 def images_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Format, TemplateError
+    from k3c.cli.template import Format
 
     rows = _rows(_list_images(session(args).client), args)
     if args.quiet:
@@ -612,11 +612,8 @@ def images_cmd(args: argparse.Namespace) -> int:
     headers = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
                "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "SIZE",
                "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
-    try:
-        fmt = Format.parse(args.format or default, default)
-        sys.stdout.write(fmt.render(rows, headers))
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    fmt = Format.parse(args.format or default, default)
+    sys.stdout.write(fmt.render(rows, headers))
     return 0
 
 

@@ -258,13 +258,10 @@ def sort_newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---- ps ---------------------------------------------------------------------------------------------
 @command()
 def ps_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Format, TemplateError
+    from k3c.cli.template import Format
 
     filters = parse_filters(args.filter)
-    try:
-        fmt = Format.parse("{{.ID}}" if args.quiet else args.format, PS_TABLE)
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    fmt = Format.parse("{{.ID}}" if args.quiet else args.format, PS_TABLE)
     s = session(args)
     items = sort_newest_first(s.client.get(s.path()).get("items", []))
     last = 1 if args.latest else args.last
@@ -275,10 +272,7 @@ def ps_cmd(args: argparse.Namespace) -> int:
         row = container_row(obj, not args.no_trunc, now)
         if (show_all or row.State in ("running", "restarting", "removing")) and matches(obj, row, filters):
             rows.append(row)
-    try:
-        out = fmt.render(rows, PS_HEADERS)
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    out = fmt.render(rows, PS_HEADERS)
     if args.quiet:
         out = "".join(line.split("\t")[0] + "\n" for line in out.splitlines())
     print(out, end="")
@@ -445,14 +439,11 @@ def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
 
 @command()
 def info_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Template, TemplateError, unescape
+    from k3c.cli.template import Template, unescape
 
     data = info_data(session(args), args)
     if args.format:
-        try:
-            text = json.dumps(data) if args.format == "json" else Template(unescape(args.format)).render(data)
-        except TemplateError as err:
-            raise CLIError(str(err), 1) from None
+        text = json.dumps(data) if args.format == "json" else Template(unescape(args.format)).render(data)
         print(text)
         return 0
     print(f"""Client:

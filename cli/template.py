@@ -15,11 +15,16 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from k3c.cli.errors import CLIError
+
 NO_VALUE = "<no value>"
 
 
-class TemplateError(Exception):
-    """The template cannot be parsed or executed; the message reads like Go's."""
+class TemplateError(CLIError):
+    """The template cannot be parsed or executed; the message reads like Go's, and docker exits 1 with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 1)
 
 
 # ---- values ----------------------------------------------------------------------------------------

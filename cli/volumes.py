@@ -161,13 +161,10 @@ def _matches(row: VolumeRow, users: int | None, filters: dict[str, list[str]]) -
 
 @command()
 def ls_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.template import Format, TemplateError
+    from k3c.cli.template import Format
 
     filters = _volume_filters(args.filter)
-    try:
-        fmt = Format.parse("{{.Name}}" if args.quiet else args.format, VOLUME_TABLE)
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    fmt = Format.parse("{{.Name}}" if args.quiet else args.format, VOLUME_TABLE)
     s = session(args)
     volumes = sorted(s.client.get(s.path(VOLUMES)).get("items", []), key=lambda o: o["metadata"]["name"])
     need_users = "dangling" in filters or "Links" in (args.format or "")
@@ -178,10 +175,7 @@ def ls_cmd(args: argparse.Namespace) -> int:
         row = volume_row(obj, users)
         if _matches(row, users, filters):
             rows.append(row)
-    try:
-        print(fmt.render(rows, VOLUME_HEADERS), end="")
-    except TemplateError as err:
-        raise CLIError(str(err), 1) from None
+    print(fmt.render(rows, VOLUME_HEADERS), end="")
     return 0
 
 
