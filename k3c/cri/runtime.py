@@ -284,3 +284,19 @@ class CRIClient:
         """Usage of the filesystem holding image layers (snapshotter)."""
         resp = await self._call(self.images.ImageFsInfo, pb.ImageFsInfoRequest())
         return list(resp.image_filesystems)
+
+
+async def wait_for_image(cri: CRIClient, name: str, image_id: str, timeout: float = 10.0) -> str:
+    """Wait until CRI's ImageStatus shows ``name`` as ``image_id`` (the config digest), and return it.
+
+    CRI learns of images imported through containerd's Images API from containerd's event stream,
+    asynchronously: a RunPodSandbox or CreateContainer before that would try to *pull* the image.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await cri.image_status(name)
+        if current is not None and current.id == image_id:
+            return image_id
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRI did not see imported image {name} within {timeout} s")
+        await asyncio.sleep(0.01)

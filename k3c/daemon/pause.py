@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from k3c.oci.layout import HostFile, ImageConfig, OCIImage, build_image, build_layer
@@ -82,7 +81,7 @@ async def ensure_pause_image(
     """
     # Imported lazily: k3c.cri.* imports grpc, which the pure image-building helpers above do not need.
     from k3c.cri.imagestore import ContainerdImages
-    from k3c.cri.runtime import CRIClient
+    from k3c.cri.runtime import CRIClient, wait_for_image
 
     image = await asyncio.to_thread(build_pause_image, work_dir)
     async with CRIClient(address) as cri, ContainerdImages(address) as store:
@@ -90,11 +89,4 @@ async def ensure_pause_image(
         if current is not None and current.id == image.id:
             return image.id
         await store.import_image(name, image)
-        deadline = time.monotonic() + timeout
-        while True:
-            current = await cri.image_status(name)
-            if current is not None and current.id == image.id:
-                return image.id
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CRI did not see imported image {name} within {timeout} s")
-            await asyncio.sleep(0.01)
+        return await wait_for_image(cri, name, image.id, timeout)

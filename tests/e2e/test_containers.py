@@ -13,7 +13,7 @@ import pytest
 from k3c.api import LOCAL_CONTAINERS, VOLUMES
 from k3c.apierrors import Invalid
 from tests.support.daemon_harness import DaemonProcess, wait_until
-from tests.support.harness import free_port
+from tests.support.harness import free_port, http_get
 
 
 def phase(obj: dict) -> str:
@@ -217,24 +217,6 @@ def test_hostname_dns_and_host_network(daemon: DaemonProcess) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ ports
-
-
-def http_get(port: int, timeout: float = 10.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-            if data:
-                return data
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing answered on 127.0.0.1:{port}")
-        time.sleep(0.05)
 
 
 def test_published_port_reachable_on_loopback(daemon: DaemonProcess) -> None:

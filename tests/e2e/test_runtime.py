@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -44,6 +43,7 @@ from k3c.daemon.pause import build_pause_image, ensure_pause_image
 from k3c.oci.layout import busybox_image, read_oci_archive, write_oci_archive
 from k3c.pauseimage import PAUSE_IMAGE
 from tests.support.daemon_harness import pick_subnet
+from tests.support.harness import free_port, http_get
 
 pytestmark = pytest.mark.containerd
 
@@ -201,31 +201,6 @@ async def wait_exited(cri: CRIClient, cid: str, timeout: float = 10.0) -> pb.Con
 async def remove_sandbox(cri: CRIClient, sid: str) -> None:
     await cri.stop_pod_sandbox(sid)
     await cri.remove_pod_sandbox(sid)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(port: int, path: str = "/", timeout: float = 10.0) -> bytes:
-    """A bare HTTP/1.0 GET on 127.0.0.1 (no proxy settings involved), retried until it answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-            if data:
-                return data
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing answered on 127.0.0.1:{port}")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------------- tests

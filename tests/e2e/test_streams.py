@@ -51,7 +51,7 @@ from k3c.oci.layout import busybox_image
 from k3c.streams import client as streams
 from k3c.timefmt import format_rfc3339_ns, parse_rfc3339_ns
 from tests.support.daemon_harness import pick_subnet
-from tests.support.harness import REPO, free_port
+from tests.support.harness import REPO, free_port, stop_child
 
 pytestmark = pytest.mark.containerd
 
@@ -105,13 +105,7 @@ class Launcher:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_child(self.proc)
         self.proc = None
 
 

@@ -256,19 +256,12 @@ class DaemonProcess:
     def import_image(self, name: str, image: OCIImage, timeout: float = 20.0) -> str:
         """Import ``image`` into the daemon's containerd as ``name``; returns the image id once CRI sees it."""
         from k3c.cri.imagestore import ContainerdImages
-        from k3c.cri.runtime import CRIClient
+        from k3c.cri.runtime import CRIClient, wait_for_image
 
         async def run() -> str:
             async with ContainerdImages(self.containerd_address) as store, CRIClient(self.containerd_address) as cri:
                 await store.import_image(name, image)
-                deadline = time.monotonic() + timeout
-                while True:
-                    img = await cri.image_status(name)
-                    if img is not None and img.id == image.id:
-                        return img.id
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"CRI does not show {name} after import")
-                    await asyncio.sleep(0.01)
+                return await wait_for_image(cri, name, image.id, timeout)
 
         return asyncio.run(run())
 

@@ -41,6 +41,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_get(port: int, path: str = "/", timeout: float = 10.0) -> bytes:
+    """A bare HTTP/1.0 GET on 127.0.0.1 (no proxy settings involved), retried until it answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            if data:
+                return data
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing answered on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+def stop_child(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a child we started, then SIGKILL if it does not go within 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def kubectl_versions() -> dict[str, str]:
     """kubectl binaries on this machine: 'default' plus each `kubectl.1.XX` beside the one on PATH."""
     found: dict[str, str] = {}
@@ -117,13 +147,7 @@ class APIServerProcess:
         return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_child(self.proc)
         self.proc = None
 
     def kill9(self) -> None:
