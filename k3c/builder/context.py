@@ -9,8 +9,8 @@ inline Dockerfile), whatever the outcome of the build.
   it), submodules included, then ``.git`` is removed: it differs on every clone and would bust the COPY
   cache, and BuildKit leaves it out too. ``subPath`` selects a directory of the repository.
 - ``upload``: ``<uploads>/<namespace>/<name>/<hex>.tar`` (written by the ``context`` subresource, see
-  :mod:`k3c.builder.logs`), extracted with tarfile's ``data`` filter so no member can escape the directory
-  or create devices.
+  :mod:`k3c.builder.logs`), extracted by :mod:`k3c.untar` so no member can escape the directory or
+  create devices.
 
 The Dockerfile is ``spec.dockerfileInline`` (written beside, never inside, the context so ``COPY .`` does
 not pick it up) or ``spec.dockerfile`` relative to the context; neither may point outside the context.
@@ -23,12 +23,13 @@ import contextlib
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from k3c import untar
 
 __all__ = ["ContextError", "PreparedContext", "prepare_context", "upload_path"]
 
@@ -182,24 +183,15 @@ def _drop_git_dirs(root: Path) -> None:
 
 
 def _extract(archive: Path, dest: Path) -> Path:
+    """The upload into ``dest`` by :mod:`k3c.untar` (nothing may leave it, no devices), with the members'
+    modes kept: COPY copies modes into the image, so the same directory uploaded or on the node must build
+    the same image. Owners are not set: COPY gives context files to root anyway. The directory is private
+    (0700)."""
     if not archive.is_file():
         raise ContextError("the uploaded context is not on this node (upload it again: k3c build re-uploads)")
     dest.mkdir(parents=True)
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            tar.extractall(dest, filter=_keep_modes_filter)
-    except (tarfile.TarError, OSError) as err:
+        untar.extract_all(archive, dest, untar.Options(mode_mask=0o7777))
+    except (ValueError, OSError) as err:
         raise ContextError(f"cannot extract the uploaded context: {err}") from None
     return dest
-
-
-def _keep_modes_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """tarfile's ``data`` checks (no escaping paths or links, no devices) but the members' modes kept.
-
-    COPY copies modes into the image, so the ``data`` filter's mode changes would make an uploaded context
-    build a different image than the same directory on the node. The extraction directory is private (0700).
-    """
-    safe = tarfile.data_filter(member, dest)
-    if member.isfile() or member.isdir():
-        return safe.replace(mode=member.mode & 0o7777, deep=False)
-    return safe

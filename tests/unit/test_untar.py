@@ -241,3 +241,97 @@ def test_owners_are_kept_only_where_asked(reader: Reader, host: Host) -> None:
         assert (st.st_uid, st.st_gid) == want, name
     assert stat.S_IMODE((dest / "d" / "f").stat().st_mode) == 0o640
     assert stat.S_IMODE((dest / "d").stat().st_mode) == 0o750
+
+
+# ------------------------------------------------------------------------------------------ k3c.untar itself
+
+
+def test_what_real_layers_hold_is_extracted_faithfully(tmp_path: Path) -> None:
+    from k3c.untar import extract_all
+
+    archive = tmp_path / "layer.tar"
+    archive.write_bytes(make_tar([
+        Entry("usr/bin", tarfile.DIRTYPE, mode=0o555),  # read-only, yet its files arrive
+        Entry("usr/bin/tool", data=b"#!/bin/sh\n", mode=0o755),
+        Entry("usr/bin/alias", tarfile.LNKTYPE, linkname="/usr/bin/tool"),  # absolute: a member name
+        Entry("bin", tarfile.SYMTYPE, linkname="usr/bin"),
+        Entry("bin/via-link", data=b"through a relative symlink"),
+        Entry("etc/alternatives/awk", tarfile.SYMTYPE, linkname="/usr/bin/tool"),
+    ]))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    extract_all(archive, dest)
+    assert (dest / "usr/bin/tool").stat().st_ino == (dest / "usr/bin/alias").stat().st_ino
+    assert (dest / "usr/bin/via-link").read_bytes() == b"through a relative symlink"
+    assert os.readlink(dest / "etc/alternatives/awk") == "/usr/bin/tool"
+    assert stat.S_IMODE((dest / "usr/bin").stat().st_mode) == 0o555
+
+
+def test_a_member_replaces_what_is_there_without_writing_through_it(tmp_path: Path) -> None:
+    """A file written over a hard link gets a new inode (the other name keeps its content); a file over a
+    symlink replaces the link; a directory over a file replaces it; a directory meeting one merges."""
+    from k3c.untar import Extractor, open_archive
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"untouched")
+    first = tmp_path / "1.tar"
+    first.write_bytes(make_tar([Entry("a", data=b"a"), Entry("b", tarfile.LNKTYPE, linkname="a"),
+                                Entry("s", tarfile.SYMTYPE, linkname=str(outside)),
+                                Entry("f", data=b"file"), Entry("d/old", data=b"old")]))
+    second = tmp_path / "2.tar"
+    second.write_bytes(make_tar([Entry("b", data=b"new b"), Entry("s", data=b"not a link"),
+                                 Entry("f", tarfile.DIRTYPE), Entry("d", tarfile.DIRTYPE),
+                                 Entry("d/new", data=b"new")]))
+    with Extractor(dest) as out:
+        for path in (first, second):
+            with open_archive(path) as tar:
+                for member in tar:
+                    out.extract(tar, member)
+    assert (dest / "a").read_bytes() == b"a" and (dest / "b").read_bytes() == b"new b"
+    assert not (dest / "s").is_symlink() and outside.read_bytes() == b"untouched"
+    assert (dest / "f").is_dir() and sorted(os.listdir(dest / "d")) == ["new", "old"]
+
+
+def test_symlink_loops_and_oversized_headers_are_refused(tmp_path: Path) -> None:
+    from k3c.untar import MAX_HEADER, UntarError, extract_all
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    loop = tmp_path / "loop.tar"
+    loop.write_bytes(make_tar([Entry("x", tarfile.SYMTYPE, linkname="y"), Entry("y", tarfile.SYMTYPE, linkname="x"),
+                               Entry("x/file", data=b"")]))
+    with pytest.raises(UntarError, match="too many levels of symbolic links"):
+        extract_all(loop, dest)
+    huge = tmp_path / "huge.tar"
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, MAX_HEADER + 1
+    huge.write_bytes(header.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * (MAX_HEADER + 1024))
+    with pytest.raises(UntarError, match="tar header of 1048577 bytes"):
+        extract_all(huge, dest)
+
+
+def test_whiteouts_remove_without_following_links(tmp_path: Path) -> None:
+    """``.wh.`` names and opaque directories of later layers, applied by ``k3c build -o``."""
+    from k3c.archives.unpack import apply_layer
+    from k3c.untar import Extractor, UntarError, open_archive
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"keep")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    layers = [make_tar([Entry("etc/a", data=b"a"), Entry("etc/b", data=b"b"), Entry("opt/x", data=b"x"),
+                        Entry("link", tarfile.SYMTYPE, linkname=str(outside))]),
+              make_tar([Entry("etc/.wh.a"), Entry("opt/.wh..wh..opq"), Entry("opt/y", data=b"y"),
+                        Entry("link/.wh.keep")])]
+    with Extractor(dest) as out:
+        for data in layers:
+            with open_archive(fileobj=io.BytesIO(data)) as tar:
+                apply_layer(tar, out)
+    assert sorted(os.listdir(dest / "etc")) == ["b"] and sorted(os.listdir(dest / "opt")) == ["y"]
+    assert (outside / "keep").read_bytes() == b"keep", "a whiteout behind a symlink stays inside"
+    with pytest.raises(UntarError, match="invalid path"), Extractor(dest) as out:
+        with open_archive(fileobj=io.BytesIO(make_tar([Entry("../.wh.outside")]))) as tar:
+            apply_layer(tar, out)
