@@ -477,3 +477,28 @@ def test_broken_archives_name_nothing(env: Env) -> None:
     assert env.run(list_statuses(env.store)) == []
     with pytest.raises(ArchiveError, match="does not exist"):
         env.run(save(env.store, ["nothing-here:v9"], "docker-archive"))
+
+
+def test_load_streams_a_large_manifest_and_reads_it_back(env: Env) -> None:
+    """A manifest above the in-memory threshold (1 MiB) goes to the content store while reading, like a
+    layer; it is still read back as a manifest (children checked, GC labels set), up to the 4 MiB cap."""
+    image = sized_image(0.2, layers=1, seed="big-manifest")
+    manifest = json.loads(image.blobs[image.target.digest])
+    manifest["annotations"] = {"padding": "p" * (2 << 20)}
+    data = canonical_json(manifest)
+    big = OCIImage(Descriptor(image.target.media_type, sha256_digest(data), len(data)),
+                   {**{k: v for k, v in image.blobs.items() if k != image.target.digest}, sha256_digest(data): data})
+    write_oci_archive(env.base / "big-manifest.tar", {"docker.io/library/big-manifest:v1": big})
+    loaded = env.run(load(env.store, _file_chunks(env.base / "big-manifest.tar")))
+    assert [(i.name, i.digest, i.id) for i in loaded] == [("docker.io/library/big-manifest:v1", big.target.digest,
+                                                           image.id)]
+    info = env.run(env.store.info(big.target.digest))
+    assert info is not None and info.labels.get("containerd.io/gc.ref.content.config") == image.id
+    manifest["annotations"] = {"padding": "p" * (5 << 20)}
+    data = canonical_json(manifest)
+    huge = OCIImage(Descriptor(image.target.media_type, sha256_digest(data), len(data)),
+                    {**big.blobs, sha256_digest(data): data})
+    write_oci_archive(env.base / "huge-manifest.tar", {"docker.io/library/huge-manifest:v1": huge})
+    with pytest.raises(ArchiveError, match=f"manifest {huge.target.digest} is larger than 4 MiB"):
+        env.run(load(env.store, _file_chunks(env.base / "huge-manifest.tar")))
+    assert env.run(env.store.get("docker.io/library/huge-manifest:v1")) is None
