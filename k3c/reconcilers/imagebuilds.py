@@ -446,7 +446,8 @@ class ImageBuildReconciler:
                 check_platform(spec["platform"])
             except ValueError as err:
                 raise BuildFailed(str(err)) from None
-        ctx = await prepare_context(spec, self.paths.work, self.paths.uploads, ns, name, progress.line)
+        ctx = await prepare_context(spec, self.paths.work, self.paths.uploads, ns, name, progress.line,
+                                    allow_local_git=self.config.local_git_contexts)
         secrets_dir = Path(tempfile.mkdtemp(prefix="secrets-", dir=self.paths.work))
         try:
             request = BuildRequest(

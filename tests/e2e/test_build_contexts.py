@@ -117,3 +117,20 @@ def test_the_nodes_git_configuration_is_not_used(tmp_path: Path, served: GitHTTP
         ctx.cleanup()
     refused(tmp_path, {"url": served.url("private/secret.git")}, "git fetch failed")
     assert not marker.exists(), "the node's credential helper ran"
+
+
+def test_with_the_switch_local_repositories_clone_but_options_are_still_refused(tmp_path: Path) -> None:
+    """What ``k3c daemon`` (embedded) allows: the same rules otherwise, so the confirmed exploit (a local
+    URL, where git runs --upload-pack's command itself) stays closed."""
+    repo = tmp_path / "local"
+    commit_all(repo, {"Dockerfile": "FROM scratch\n", "f": "local\n"})
+    for url in (f"file://{repo}", str(repo)):
+        ctx, _ = prepare(tmp_path, {"url": url, "ref": "main"}, allow_local_git=True)
+        try:
+            assert (ctx.dir / "f").read_text() == "local\n"
+        finally:
+            ctx.cleanup()
+    marker = tmp_path / "pwned"
+    refused(tmp_path, {"url": str(repo), "ref": f"--upload-pack=touch {marker};git-upload-pack"},
+            "it may not start with '-'", allow_local_git=True)
+    assert not marker.exists()

@@ -186,3 +186,16 @@ def test_secrets_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MY_TOKEN", "fromenv")
     assert parse_secrets([f"id=tok,src={tmp_path / 'tok'}", "id=env1,env=MY_TOKEN"]) == {
         "tok": b"s3cret", "env1": b"fromenv"}
+
+
+@pytest.mark.parametrize(("url", "kind"), [
+    ("https://github.com/o/r.git", "https"), ("HTTP://h/r", "http"), ("git://h/r", "git"),
+    ("ssh://git@h:22/r", "ssh"), ("git@github.com:o/r.git", "ssh"), ("h:r", "ssh"),
+    ("file:///srv/r", "file"), ("/srv/r", "file"), ("./r:x", "file"), ("r", "file"),
+    ("ext::sh -c x", "ext::"), ("fd::0", "fd::"), ("git-remote-x::y", "git-remote-x::"), ("foo://h/r", "foo"),
+])
+def test_git_transports_read_as_git_reads_them(url: str, kind: str) -> None:
+    from k3c.builder.gitcontext import transport
+
+    assert transport(url) == kind
+
