@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import signal
@@ -647,6 +648,12 @@ spec:
 ---
 apiVersion: k3c.io/v1alpha1
 kind: ImageBuild
+metadata: {{name: leaky}}
+spec:
+  context: {{git: {{url: "{served.url('repo.git', 'k3cuser:s3cr3t-tok')}", subPath: nope}}}}
+---
+apiVersion: k3c.io/v1alpha1
+kind: ImageBuild
 metadata: {{name: injected}}
 spec:
   context: {{git: {{url: "file://{repo}", ref: "--upload-pack=touch {marker};git-upload-pack", subPath: app}}}}
@@ -659,8 +666,16 @@ spec:
             obj = stack.wait_phase(name, ("Succeeded", "Failed"))
             assert obj["status"]["phase"] == "Succeeded", obj["status"]
         injected = stack.wait_phase("injected", ("Succeeded", "Failed"))
+        leaky = stack.wait_phase("leaky", ("Succeeded", "Failed"))
     finally:
         served.stop()
+    # credentials in the URL are redacted as BuildKit does, in the log, the status and the Event
+    events = wait_until(lambda: _events_of(stack, leaky), 10, "the failed build's Event")
+    assert leaky["status"]["phase"] == "Failed", leaky["status"]
+    assert f"is not a directory of http://xxxxx@127.0.0.1:{served.port}/repo.git" in leaky["status"]["message"]
+    for where, text in (("status", json.dumps(leaky["status"])), ("Event", json.dumps(events)),
+                        ("log", _log(stack, "leaky"))):
+        assert "s3cr3t-tok" not in text, f"the URL's token is in the build's {where}"
     assert injected["status"]["phase"] == "Failed" and not marker.exists(), "the ref ran a command on the node"
     assert "invalid git ref '--upload-pack=" in injected["status"]["message"], injected["status"]
     files = stack.image("example.com/org/web:dev")[2]

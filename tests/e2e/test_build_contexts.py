@@ -134,3 +134,22 @@ def test_with_the_switch_local_repositories_clone_but_options_are_still_refused(
     refused(tmp_path, {"url": str(repo), "ref": f"--upload-pack=touch {marker};git-upload-pack"},
             "it may not start with '-'", allow_local_git=True)
     assert not marker.exists()
+
+
+def test_credentials_in_the_url_are_redacted(tmp_path: Path, served: GitHTTPServer) -> None:
+    """``https://user:token@host/…`` shows as ``https://xxxxx@host/…`` (BuildKit's form) in every line of
+    the build log and in the failure, whether git or k3c says it."""
+    commit_all(served.root / "app.git", {"Dockerfile": "FROM scratch\n"})
+    secret = "k3cuser:s3cr3t-tok"
+    ctx, lines = prepare(tmp_path, {"url": served.url("app.git", secret)})
+    ctx.cleanup()
+    assert f"cloning http://xxxxx@127.0.0.1:{served.port}/app.git" in lines
+    for git_spec in ({"url": served.url("app.git", secret), "subPath": "nope"},
+                     {"url": served.url("missing.git", secret)},
+                     {"url": served.url("app.git", secret), "ref": "no-such-branch"}):
+        lines = []
+        spec = {"context": {"git": git_spec}, "dockerfileInline": "FROM scratch\n"}
+        with pytest.raises(ContextError) as failure:
+            asyncio.run(prepare_context(spec, tmp_path / "work", tmp_path / "uploads", "default", "b", lines.append))
+        assert "s3cr3t" not in str(failure.value) and not [line for line in lines if "s3cr3t" in line], lines
+        assert any("xxxxx@127.0.0.1" in line for line in lines)
