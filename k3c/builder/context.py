@@ -140,7 +140,7 @@ async def _clone(git: dict[str, Any], dest: Path, log: LineSink, allow_local: bo
     sub = git.get("subPath") or ""
     context = _inside(dest, sub, "subPath") if sub else dest
     if not context.is_dir():
-        raise ContextError(f"subPath {sub!r} is not a directory of {url}")
+        raise ContextError(f"subPath {sub!r} is not a directory of {gitcontext.redact(url)}")
     return context
 
 

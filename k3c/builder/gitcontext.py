@@ -16,6 +16,8 @@ as root on the node. So, as BuildKit's git source does:
   configuration (so no ``insteadOf`` rewrites, credential helpers or protocol overrides of the node), no
   terminal prompt, and ssh with no configuration, keys or agent of the node's user. Proxy variables of the
   operator's own environment are kept: reaching the network is the node's business.
+- Credentials in a URL (``https://user:token@host/…``) never reach the build log or the build's status:
+  every line git writes and every message naming the URL shows ``https://xxxxx@host/…``, as BuildKit does.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["TRANSPORTS", "GitError", "check_ref", "check_url", "clone"]
+__all__ = ["TRANSPORTS", "GitError", "check_ref", "check_url", "clone", "redact"]
 
 #: Where output lines of git go: the build log.
 LineSink = Callable[[str], None]
@@ -75,7 +77,7 @@ def transport(url: str) -> str:
 def check_url(url: str, allow_local: bool, prefix: str = "") -> str:
     """Refuse what a git context may not name (see the module doc); returns the transport. ``prefix`` says
     whose URL it is in the message (a submodule's)."""
-    shown = url
+    shown = redact(url)
     if url.startswith("-"):
         raise GitError(f"{prefix}invalid git URL {shown!r}: it may not start with '-'")
     if _CONTROL.search(url):
@@ -102,6 +104,14 @@ def _ssh_user_and_host(url: str) -> tuple[str, str]:
     return user, host
 
 
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def redact(text: str) -> str:
+    """URLs in ``text`` with their credentials replaced, as BuildKit shows them (``https://xxxxx@host/…``)."""
+    return _USERINFO.sub(r"\g<scheme>xxxxx@", text)
+
+
 # ------------------------------------------------------------------------------------------ running git
 
 
@@ -120,7 +130,7 @@ def _environment(home: Path, allow_local: bool) -> dict[str, str]:
 
 
 class _Git:
-    """git commands for one clone: the clean environment, output to the build log."""
+    """git commands for one clone: the clean environment, output to the build log (credentials redacted)."""
 
     def __init__(self, env: dict[str, str], log: LineSink) -> None:
         self.env = env
@@ -152,13 +162,13 @@ class _Git:
             await proc.wait()
             raise
         for raw in err.splitlines():
-            self.log(raw.decode(errors="replace"))
+            self.log(redact(raw.decode(errors="replace")))
         return proc.returncode or 0, out.decode(errors="replace").strip()
 
     async def _stream(self, proc: asyncio.subprocess.Process) -> bytes:
         assert proc.stdout is not None
         async for raw in proc.stdout:
-            self.log(raw.decode(errors="replace").rstrip("\r\n"))
+            self.log(redact(raw.decode(errors="replace").rstrip("\r\n")))
         await proc.wait()
         return b""
 
@@ -169,7 +179,7 @@ async def clone(url: str, ref: str, dest: Path, log: LineSink, allow_local: bool
     cache; BuildKit leaves them out too)."""
     check_ref(ref)
     check_url(url, allow_local)
-    log(f"cloning {url}" + (f" at {ref}" if ref else ""))
+    log(f"cloning {redact(url)}" + (f" at {ref}" if ref else ""))
     home = Path(tempfile.mkdtemp(prefix="git-home-", dir=dest.parent))
     try:
         git = _Git(_environment(home, allow_local), log)
@@ -195,7 +205,7 @@ async def _commit(git: _Git, repo: Path, ref: str, url: str) -> str:
         found = await git.output(["rev-parse", "--verify", "-q", "--end-of-options", f"{name}^{{commit}}"], repo)
         if found and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", found):
             return found
-    raise GitError(f"git ref {ref!r} not found in {url}")
+    raise GitError(f"git ref {ref!r} not found in {redact(url)}")
 
 
 async def _submodules(git: _Git, repo: Path, allow_local: bool, depth: int) -> None:

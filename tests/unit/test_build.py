@@ -199,3 +199,12 @@ def test_git_transports_read_as_git_reads_them(url: str, kind: str) -> None:
 
     assert transport(url) == kind
 
+
+
+def test_git_credentials_are_redacted_like_buildkit() -> None:
+    from k3c.builder.gitcontext import redact
+
+    assert redact("fatal: unable to access 'https://bob:ghp_s3cret@host/o/r.git/': 404") == \
+        "fatal: unable to access 'https://xxxxx@host/o/r.git/': 404"
+    assert redact("cloning https://token@host/r and ssh://git@h/r") == "cloning https://xxxxx@host/r and ssh://xxxxx@h/r"
+    assert redact("git@github.com:o/r.git https://host/r") == "git@github.com:o/r.git https://host/r"
