@@ -124,7 +124,7 @@ class Extractor:
     _dirs: list[_Dir] = field(default_factory=list)
 
     def __enter__(self) -> Extractor:
-        self._root = os.open(self.dest, _DIR_FLAGS)
+        self._root = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # (the caller's choice)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -169,6 +169,8 @@ class Extractor:
             return
         try:
             _remove_at(parent, parts[-1])
+        except FileNotFoundError:
+            pass
         finally:
             os.close(parent)
 

@@ -320,13 +320,14 @@ def test_whiteouts_remove_without_following_links(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_bytes(b"keep")
-    dest = tmp_path / "dest"
+    dest = tmp_path / "real-dest"
     dest.mkdir()
+    (tmp_path / "dest").symlink_to(dest)  # the destination itself may be a symlink: the caller chose it
     layers = [make_tar([Entry("etc/a", data=b"a"), Entry("etc/b", data=b"b"), Entry("opt/x", data=b"x"),
                         Entry("link", tarfile.SYMTYPE, linkname=str(outside))]),
               make_tar([Entry("etc/.wh.a"), Entry("opt/.wh..wh..opq"), Entry("opt/y", data=b"y"),
-                        Entry("link/.wh.keep")])]
-    with Extractor(dest) as out:
+                        Entry("link/.wh.keep"), Entry("etc/.wh.never-there"), Entry("gone/.wh.x")])]
+    with Extractor(tmp_path / "dest") as out:
         for data in layers:
             with open_archive(fileobj=io.BytesIO(data)) as tar:
                 apply_layer(tar, out)
