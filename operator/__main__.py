@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-isolation", choices=("chroot", "oci"),
                    default=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
                    help="buildah's isolation (default $K3C_BUILD_ISOLATION, else chroot)")
+    p.add_argument("--allow-local-git-contexts", action="store_true",
+                   help="let ImageBuilds clone file:// URLs and paths on the node (they read the node's files)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -58,6 +60,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
         build_engine=args.build_engine, build_isolation=args.build_isolation,
+        local_git_contexts=args.allow_local_git_contexts,
     )
 
 

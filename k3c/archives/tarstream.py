@@ -5,6 +5,12 @@ Why not :mod:`tarfile` directly: image archives carry layers of hundreds of MB t
 blocking file object. The format itself is simple: 512-byte headers (parsed and built by
 :class:`tarfile.TarInfo`, including PAX and GNU long names), data padded to 512 bytes, two zero blocks.
 A gzip-compressed archive (``docker save | gzip``) is recognised by its magic bytes and inflated on the fly.
+
+Archives come from anyone, so what this reader holds is bounded: a PAX or GNU long-name header is read
+whole, and more than 1 MiB of one is refused (:data:`k3c.untar.MAX_HEADER`, Go's archive/tar limit); gzip
+is inflated a bounded step at a time, and may not grow past :data:`INFLATE_RATIO` times what came in
+(plus :data:`INFLATE_FLOOR`): deflate itself tops out near 1032:1, so this stops a decompression bomb
+long before the disk fills, while real image archives inflate 2 to 4 times.
 """
 
 from __future__ import annotations
@@ -14,10 +20,18 @@ import zlib
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-__all__ = ["BLOCK", "Member", "TarReader", "end_of_archive", "file_header", "padding"]
+from k3c.untar import MAX_HEADER
+
+__all__ = ["BLOCK", "INFLATE_FLOOR", "INFLATE_RATIO", "Member", "TarReader", "end_of_archive", "file_header",
+           "padding"]
 
 BLOCK = 512
 _GZIP_MAGIC = b"\x1f\x8b"
+#: gzip may inflate to this many times the compressed bytes read so far, plus :data:`INFLATE_FLOOR`.
+INFLATE_RATIO = 100
+INFLATE_FLOOR = 256 << 20
+#: Most bytes one inflate step produces, so one small chunk of a bomb never becomes gigabytes at once.
+_INFLATE_STEP = 1 << 20
 
 
 def file_header(name: str, size: int, mode: int = 0o644, mtime: int = 0) -> bytes:
@@ -65,6 +79,9 @@ class Member:
         return self.type in (tarfile.SYMTYPE, tarfile.LNKTYPE)
 
 
+_LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
 class _Bytes:
     """Exact-size reads over an async iterator of arbitrary chunks."""
 
@@ -108,12 +125,24 @@ class _Bytes:
 
 
 async def _gunzip(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Inflate in steps of at most :data:`_INFLATE_STEP`, within the ratio bound (see the module doc)."""
     z = zlib.decompressobj(wbits=31)
-    async for chunk in source:
-        out = z.decompress(chunk)
-        if out:
-            yield out
-    tail = z.flush()
+    taken = given = 0
+    try:
+        async for chunk in source:
+            taken += len(chunk)
+            while chunk:
+                out = z.decompress(chunk, _INFLATE_STEP)
+                chunk = z.unconsumed_tail
+                given += len(out)
+                if given > INFLATE_FLOOR + INFLATE_RATIO * taken:
+                    raise ValueError(f"gzip data inflates to more than {INFLATE_RATIO} times its size (a "
+                                     "decompression bomb?): load the uncompressed archive instead")
+                if out:
+                    yield out
+        tail = z.flush()
+    except zlib.error as err:
+        raise ValueError(f"not valid gzip data ({err})") from None
     if tail:
         yield tail
 
@@ -147,6 +176,10 @@ class TarReader:
                 info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
             except tarfile.HeaderError as err:
                 raise ValueError(f"not a tar archive ({err})") from None
+            if info.size < 0:
+                raise ValueError(f"{info.name!r} has a negative size")
+            if info.type in _LONG_HEADERS and info.size > MAX_HEADER:
+                raise ValueError(f"a tar header of {info.size} bytes (more than {MAX_HEADER})")
             if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
                 records = await src.read(info.size + len(padding(info.size)))
                 if info.type == tarfile.XHDTYPE:
@@ -162,6 +195,8 @@ class TarReader:
                 continue
             name = pax.get("path") or long_name or info.name
             size = int(pax.get("size", info.size)) if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
+            if size < 0:
+                raise ValueError(f"{name!r} has a negative size")
             link = pax.get("linkpath") or long_link or info.linkname
             pax, long_name, long_link = {}, None, None
             self._pending = size + len(padding(size))

@@ -5,12 +5,13 @@ Whatever the source, the builder gets a plain directory plus the path of the Doc
 inline Dockerfile), whatever the outcome of the build.
 
 - ``dir``: used in place (no copy, so a 50 MB context costs nothing); buildah applies its .dockerignore.
-- ``git``: cloned into a temporary directory (shallow for branches, tags and commits where the server allows
-  it), submodules included, then ``.git`` is removed: it differs on every clone and would bust the COPY
-  cache, and BuildKit leaves it out too. ``subPath`` selects a directory of the repository.
+- ``git``: cloned into a temporary directory by :mod:`k3c.builder.gitcontext` (shallow where the server
+  allows it, submodules included, ``.git`` removed; only https, http, ssh and git URLs unless the operator
+  allows local ones, nothing that looks like an option, none of the node's git configuration).
+  ``subPath`` selects a directory of the repository.
 - ``upload``: ``<uploads>/<namespace>/<name>/<hex>.tar`` (written by the ``context`` subresource, see
-  :mod:`k3c.builder.logs`), extracted with tarfile's ``data`` filter so no member can escape the directory
-  or create devices.
+  :mod:`k3c.builder.logs`), extracted by :mod:`k3c.untar` so no member can escape the directory or
+  create devices.
 
 The Dockerfile is ``spec.dockerfileInline`` (written beside, never inside, the context so ``COPY .`` does
 not pick it up) or ``spec.dockerfile`` relative to the context; neither may point outside the context.
@@ -19,16 +20,16 @@ not pick it up) or ``spec.dockerfile`` relative to the context; neither may poin
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from k3c import untar
+from k3c.builder import gitcontext
 
 __all__ = ["ContextError", "PreparedContext", "prepare_context", "upload_path"]
 
@@ -64,9 +65,13 @@ def upload_path(uploads: Path, namespace: str, name: str, digest: str) -> Path:
 
 
 async def prepare_context(
-    spec: dict[str, Any], work_root: Path, uploads: Path, namespace: str, name: str, log: LineSink
+    spec: dict[str, Any], work_root: Path, uploads: Path, namespace: str, name: str, log: LineSink,
+    allow_local_git: bool = False,
 ) -> PreparedContext:
-    """Turn ``spec.context`` and the Dockerfile fields into a :class:`PreparedContext` under ``work_root``."""
+    """Turn ``spec.context`` and the Dockerfile fields into a :class:`PreparedContext` under ``work_root``.
+
+    ``allow_local_git``: whether a git context may be a ``file://`` URL or a path on the node (the
+    operator's ``--allow-local-git-contexts``; the seam for a node policy)."""
     source = spec.get("context") or {}
     work_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=work_root))
@@ -75,7 +80,7 @@ async def prepare_context(
         if "dir" in source:
             prepared.dir = _local_dir(source["dir"])
         elif "git" in source:
-            prepared.dir = await _clone(source["git"] or {}, tmp / "src", log)
+            prepared.dir = await _clone(source["git"] or {}, tmp / "src", log, allow_local_git)
         elif "upload" in source:
             path = upload_path(uploads, namespace, name, (source["upload"] or {}).get("digest", ""))
             prepared.dir = await asyncio.to_thread(_extract, path, tmp / "src")
@@ -122,84 +127,36 @@ def _dockerfile(spec: dict[str, Any], context: Path, tmp: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- git
 
 
-async def _git(args: list[str], cwd: Path | None, log: LineSink, check: bool = True) -> int:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
-    proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            log(raw.decode(errors="replace").rstrip("\r\n"))
-        code = await proc.wait()
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        await proc.wait()
-        raise
-    if check and code != 0:
-        raise ContextError(f"git {args[0]} failed with exit code {code}")
-    return code
-
-
-async def _clone(git: dict[str, Any], dest: Path, log: LineSink) -> Path:
-    url = git.get("url") or ""
-    ref = git.get("ref") or ""
+async def _clone(git: dict[str, Any], dest: Path, log: LineSink, allow_local: bool) -> Path:
+    """The repository at ``git.ref`` (:mod:`k3c.builder.gitcontext` refuses what may reach the node),
+    then ``subPath`` in it."""
+    url, ref = git.get("url") or "", git.get("ref") or ""
     if not url:
         raise ContextError("spec.context.git.url is empty")
-    log(f"cloning {url}" + (f" at {ref}" if ref else ""))
-    dest.mkdir(parents=True)
-    await _git(["init", "-q", str(dest)], None, log)
-    await _git(["remote", "add", "origin", url], dest, log)
-    shallow = await _git(["fetch", "-q", "--depth", "1", "origin", ref or "HEAD"], dest, log, check=False)
-    if shallow != 0:  # a commit the server will not serve shallowly: fetch everything, then pick it
-        await _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], dest, log)
-        await _git(["checkout", "-q", "--detach", ref or "origin/HEAD"], dest, log)
-    else:
-        await _git(["checkout", "-q", "--detach", "FETCH_HEAD"], dest, log)
-    if (dest / ".gitmodules").exists():
-        await _git(["submodule", "update", "-q", "--init", "--recursive", "--depth", "1"], dest, log)
-    await asyncio.to_thread(_drop_git_dirs, dest)
+    try:
+        await gitcontext.clone(url, ref, dest, log, allow_local)
+    except gitcontext.GitError as err:
+        raise ContextError(str(err)) from None
     sub = git.get("subPath") or ""
     context = _inside(dest, sub, "subPath") if sub else dest
     if not context.is_dir():
-        raise ContextError(f"subPath {sub!r} is not a directory of {url}")
+        raise ContextError(f"subPath {sub!r} is not a directory of {gitcontext.redact(url)}")
     return context
-
-
-def _drop_git_dirs(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (".git",):
-            if name in dirnames:
-                shutil.rmtree(Path(dirpath) / name)
-                dirnames.remove(name)
-            elif name in filenames:  # a submodule's gitlink file
-                (Path(dirpath) / name).unlink()
 
 
 # ---------------------------------------------------------------------------------------------- upload
 
 
 def _extract(archive: Path, dest: Path) -> Path:
+    """The upload into ``dest`` by :mod:`k3c.untar` (nothing may leave it, no devices), with the members'
+    modes kept: COPY copies modes into the image, so the same directory uploaded or on the node must build
+    the same image. Owners are not set: COPY gives context files to root anyway. The directory is private
+    (0700)."""
     if not archive.is_file():
         raise ContextError("the uploaded context is not on this node (upload it again: k3c build re-uploads)")
     dest.mkdir(parents=True)
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            tar.extractall(dest, filter=_keep_modes_filter)
-    except (tarfile.TarError, OSError) as err:
+        untar.extract_all(archive, dest, untar.Options(mode_mask=0o7777))
+    except (ValueError, OSError) as err:
         raise ContextError(f"cannot extract the uploaded context: {err}") from None
     return dest
-
-
-def _keep_modes_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """tarfile's ``data`` checks (no escaping paths or links, no devices) but the members' modes kept.
-
-    COPY copies modes into the image, so the ``data`` filter's mode changes would make an uploaded context
-    build a different image than the same directory on the node. The extraction directory is private (0700).
-    """
-    safe = tarfile.data_filter(member, dest)
-    if member.isfile() or member.isdir():
-        return safe.replace(mode=member.mode & 0o7777, deep=False)
-    return safe

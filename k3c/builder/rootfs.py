@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from k3c import untar
 from k3c.cri.snapshots import Mount
 
 __all__ = ["CopySpec", "copy_into", "ensure_dir", "mount", "resolve", "unmount", "unmount_under", "user_ids"]
@@ -327,9 +328,9 @@ def _is_archive(path: Path) -> bool:
 
 
 def _extract(archive: Path, dest: Path) -> None:
-    """ADD of a local archive: unpacked with tarfile's ``tar`` filter (nothing may escape ``dest``)."""
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="tar")
+    """ADD of a local archive: unpacked by :mod:`k3c.untar` (nothing may leave ``dest``), with the members'
+    owners, as docker's ADD keeps them."""
+    untar.extract_all(archive, dest, untar.Options(owners=True))
 
 
 def mountpoints_missing(root: Path, paths: Iterable[str]) -> list[str]:

@@ -334,6 +334,8 @@ class Daemon:
             "--pool-size", str(cfg.pool_size),
             "--log-level", cfg.log_level,
             *self._containerd_dirs(),
+            # embedded mode: whoever reaches the API is trusted as with docker.sock (context.dir too)
+            *(["--allow-local-git-contexts"] if cfg.kubeconfig is None else []),
             *cfg.operator_args,
         ]
 

@@ -8,7 +8,9 @@ pulls, pushes and tags read it unless an object names another Secret.
 Registries ask for credentials with a ``WWW-Authenticate`` challenge on a 401: ``Basic`` (send them on
 every request) or ``Bearer realm=…,service=…,scope=…`` (trade them at the realm for a short-lived token
 per repository scope, distribution's token protocol; an identity token is a refresh token for OAuth2).
-:class:`Authenticator` answers either kind and caches tokens per scope set.
+:class:`Authenticator` answers either kind and caches tokens per scope set. The realm is named by the
+registry, so it may be anywhere: credentials go to it only where the host settings let them travel
+(HTTPS, or plain HTTP to a loopback or insecure host); elsewhere the token request is refused, not sent.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -179,8 +182,11 @@ class _Token:
 class Authenticator:
     """Answers one registry's challenges with the given credentials; caches bearer tokens per scope set."""
 
-    def __init__(self, credentials: Credentials | None) -> None:
+    def __init__(self, credentials: Credentials | None,
+                 may_send_credentials: Callable[[str], bool] = lambda url: url.startswith("https://")) -> None:
         self.credentials = credentials
+        #: whether credentials may go to a token realm's URL (:meth:`HostSettings.may_send_credentials`)
+        self.may_send_credentials = may_send_credentials
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], _Token] = {}
 
@@ -225,6 +231,10 @@ class Authenticator:
         if not realm:
             raise RegistryError("bearer challenge without realm")
         creds = self.credentials
+        if creds is not None and (creds.username or creds.identity_token) and not self.may_send_credentials(realm):
+            host = urllib.parse.urlsplit(realm).netloc.rpartition("@")[2]
+            raise Unauthorized(f"credentials not sent to the token realm {realm}: it is not HTTPS (mark {host} "
+                               "insecure in the k3c-registries ConfigMap to allow it)", 401, "UNAUTHORIZED")
         params: list[tuple[str, str]] = [("service", ch.params.get("service", ""))]
         params += [("scope", s) for s in scopes]
         try:

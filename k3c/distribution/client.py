@@ -88,7 +88,7 @@ class RegistryClient:
     ) -> None:
         self.host = "registry-1.docker.io" if host == "docker.io" else host
         self.settings = settings or HostSettings(self.host)
-        self.auth = Authenticator(credentials)
+        self.auth = Authenticator(credentials, self.settings.may_send_credentials)
         self._ssl: ssl.SSLContext = self.settings.ssl_context()
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=connections, ssl=self._ssl),

@@ -14,8 +14,10 @@ is the one place all of them read. The shape is a small subset of k3s's ``regist
           insecure_skip_verify: false
 
 Loopback registries (``localhost``, ``127.0.0.0/8``, ``::1``) may always use plain HTTP, as with docker and
-containerd; every other host needs TLS verified against the system CAs or the CA named here.
-:func:`hosts_toml` renders the same settings for containerd's ``config_path`` so CRI pulls obey them too.
+containerd; every other host needs TLS verified against the system CAs or the CA named here. The same rule
+decides where credentials may travel in the clear: a registry's Bearer challenge names a token realm,
+which gets the basic credentials only over HTTPS or on a loopback or insecure host
+(:meth:`HostSettings.may_send_credentials`). :func:`hosts_toml` renders the same settings for containerd's ``config_path`` so CRI pulls obey them too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import functools
 import ipaddress
 import json
 import ssl
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,8 @@ class HostSettings:
     insecure: bool = False
     ca_pem: str = ""
     skip_verify: bool = False
+    #: every host marked insecure in the configuration (a token realm may be on another one)
+    insecure_hosts: frozenset[str] = frozenset()
 
     @property
     def plain_http_allowed(self) -> bool:
@@ -76,6 +81,20 @@ class HostSettings:
         """Schemes to try, in order: HTTPS first (as docker and containerd do), HTTP only when allowed and
         no CA was named (naming a CA says the registry speaks TLS)."""
         return ["https", "http"] if self.plain_http_allowed and not self.ca_pem else ["https"]
+
+    def may_send_credentials(self, url: str) -> bool:
+        """Whether credentials may go to ``url`` (a token realm): over HTTPS; over plain HTTP only to a
+        loopback host, to one marked insecure (``host[:port]`` or the bare host), or to this registry's own
+        host when it is insecure."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "https":
+            return True
+        if parts.scheme != "http":
+            return False
+        netloc, name = parts.netloc.rpartition("@")[2], parts.hostname or ""
+        own = urllib.parse.urlsplit(f"//{self.host}").hostname
+        return (is_loopback(netloc) or netloc in self.insecure_hosts or bool({name, f"[{name}]"} & self.insecure_hosts)
+                or (self.insecure and name == own))
 
     def ssl_context(self) -> ssl.SSLContext:
         """System CAs plus the named CA; no verification only for insecure hosts or when asked.
@@ -132,7 +151,7 @@ class RegistriesConfig:
         if not ca and tls.get("ca_file"):
             ca = Path(str(tls["ca_file"])).read_text()
         return HostSettings(host, insecure=host in self.insecure, ca_pem=ca,
-                            skip_verify=bool(tls.get("insecure_skip_verify")))
+                            skip_verify=bool(tls.get("insecure_skip_verify")), insecure_hosts=frozenset(self.insecure))
 
     def hosts(self) -> set[str]:
         return set(self.insecure) | set(self.configs)

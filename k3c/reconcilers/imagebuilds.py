@@ -44,6 +44,7 @@ from k3c.api import (
 from k3c.apierrors import APIError, Conflict, NotFound
 from k3c.builder.context import ContextError, prepare_context
 from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, finish_anyway
+from k3c.builder.gitcontext import redact
 from k3c.builder.instructions import check_platform
 from k3c.builder.paths import BuildPaths
 from k3c.cri.imagestore import ContainerdImages
@@ -446,7 +447,8 @@ class ImageBuildReconciler:
                 check_platform(spec["platform"])
             except ValueError as err:
                 raise BuildFailed(str(err)) from None
-        ctx = await prepare_context(spec, self.paths.work, self.paths.uploads, ns, name, progress.line)
+        ctx = await prepare_context(spec, self.paths.work, self.paths.uploads, ns, name, progress.line,
+                                    allow_local_git=self.config.local_git_contexts)
         secrets_dir = Path(tempfile.mkdtemp(prefix="secrets-", dir=self.paths.work))
         try:
             request = BuildRequest(
@@ -535,7 +537,8 @@ class ImageBuildReconciler:
     def _failure(self, obj: dict[str, Any], err: Exception, progress: Progress) -> ImageBuildStatus:
         step = getattr(err, "step", "") or None
         code = getattr(err, "exit_code", None)
-        message = f"build failed: {getattr(err, 'message', None) or err}"
+        # (redact: a message that quotes a URL with credentials must not publish them in status and Event)
+        message = redact(f"build failed: {getattr(err, 'message', None) or err}")
         done = len(progress.steps) - (1 if step and code is not None else 0)
         return {
             "phase": "Failed", "message": message, "completionTime": now_rfc3339(),

@@ -35,6 +35,10 @@ class OperatorConfig:
     build_engine: str = "native"
     #: buildah's ``--isolation`` (chroot or oci)
     build_isolation: str = "chroot"
+    #: whether a git build context may be a ``file://`` URL or a path on the node (it reads the node's files,
+    #: as ``context.dir`` does); ``k3c daemon``'s embedded mode allows it, a shared cluster's operator not
+    #: unless told (the node policy is to decide this per request)
+    local_git_contexts: bool = False
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ import pytest
 from k3c.oci.layout import busybox_image
 from k3c.oci.reference import normalize
 from tests.support.build_harness import BUSYBOX, BuildStack, wait_until
+from tests.support.git_http import GitHTTPServer, commit_all
 
 pytestmark = [pytest.mark.containerd,
               pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
@@ -620,23 +622,19 @@ def test_dockerfile_outside_context_and_build_secret(stack: BuildStack, tmp_path
 
 
 def test_kubectl_apply_of_a_git_build(stack: BuildStack, tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    (repo / "app").mkdir(parents=True)
-    (repo / "app" / "Dockerfile").write_text("FROM busybox\nARG VERSION\nCOPY hello.txt /hello.txt\n"
-                                             "RUN echo $VERSION > /version\n")
-    (repo / "app" / "hello.txt").write_text("hello from git\n")
-    (repo / "README").write_text("not in the context\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo)]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
-    sha = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    manifest = f"""\
+    served = GitHTTPServer(tmp_path / "served").start()
+    try:
+        repo = served.root / "repo.git"
+        sha = commit_all(repo, {"app/Dockerfile": "FROM busybox\nARG VERSION\nCOPY hello.txt /hello.txt\n"
+                                                  "RUN echo $VERSION > /version\n",
+                                "app/hello.txt": "hello from git\n", "README": "not in the context\n"})
+        marker = tmp_path / "upload-pack-ran"
+        manifest = f"""\
 apiVersion: k3c.io/v1alpha1
 kind: ImageBuild
 metadata: {{name: web}}
 spec:
-  context: {{git: {{url: "file://{repo}", ref: main, subPath: app}}}}
+  context: {{git: {{url: "{served.url('repo.git')}", ref: main, subPath: app}}}}
   dockerfile: Dockerfile
   buildArgs: {{VERSION: "1.2"}}
   tags: ["example.com/org/web:dev"]
@@ -645,15 +643,41 @@ apiVersion: k3c.io/v1alpha1
 kind: ImageBuild
 metadata: {{name: web-at-commit}}
 spec:
-  context: {{git: {{url: "{repo}", ref: "{sha}", subPath: app}}}}
+  context: {{git: {{url: "{served.url('repo.git')}", ref: "{sha}", subPath: app}}}}
   tags: ["example.com/org/web:{sha[:7]}"]
+---
+apiVersion: k3c.io/v1alpha1
+kind: ImageBuild
+metadata: {{name: leaky}}
+spec:
+  context: {{git: {{url: "{served.url('repo.git', 'k3cuser:s3cr3t-tok')}", subPath: nope}}}}
+---
+apiVersion: k3c.io/v1alpha1
+kind: ImageBuild
+metadata: {{name: injected}}
+spec:
+  context: {{git: {{url: "file://{repo}", ref: "--upload-pack=touch {marker};git-upload-pack", subPath: app}}}}
+  tags: ["example.com/org/web:injected"]
 """
-    cp = subprocess.run(["kubectl", "apply", "-f", "-"], input=manifest, capture_output=True, text=True,
-                        env={**os.environ, "KUBECONFIG": str(stack.kubeconfig)}, timeout=60)
-    assert cp.returncode == 0, cp.stderr
-    for name in ("web", "web-at-commit"):
-        obj = stack.wait_phase(name, ("Succeeded", "Failed"))
-        assert obj["status"]["phase"] == "Succeeded", obj["status"]
+        cp = subprocess.run(["kubectl", "apply", "-f", "-"], input=manifest, capture_output=True, text=True,
+                            env={**os.environ, "KUBECONFIG": str(stack.kubeconfig)}, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        for name in ("web", "web-at-commit"):
+            obj = stack.wait_phase(name, ("Succeeded", "Failed"))
+            assert obj["status"]["phase"] == "Succeeded", obj["status"]
+        injected = stack.wait_phase("injected", ("Succeeded", "Failed"))
+        leaky = stack.wait_phase("leaky", ("Succeeded", "Failed"))
+    finally:
+        served.stop()
+    # credentials in the URL are redacted as BuildKit does, in the log, the status and the Event
+    events = wait_until(lambda: _events_of(stack, leaky), 10, "the failed build's Event")
+    assert leaky["status"]["phase"] == "Failed", leaky["status"]
+    assert f"is not a directory of http://xxxxx@127.0.0.1:{served.port}/repo.git" in leaky["status"]["message"]
+    for where, text in (("status", json.dumps(leaky["status"])), ("Event", json.dumps(events)),
+                        ("log", _log(stack, "leaky"))):
+        assert "s3cr3t-tok" not in text, f"the URL's token is in the build's {where}"
+    assert injected["status"]["phase"] == "Failed" and not marker.exists(), "the ref ran a command on the node"
+    assert "invalid git ref '--upload-pack=" in injected["status"]["message"], injected["status"]
     files = stack.image("example.com/org/web:dev")[2]
     assert files["hello.txt"] == b"hello from git\n" and files["version"] == b"1.2\n"
     assert "README" not in files

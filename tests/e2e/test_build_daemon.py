@@ -32,3 +32,21 @@ def test_built_image_runs_with_k3c_run(daemon, tmp_path: Path) -> None:
     run = _k3c(daemon, "run", "--rm", "k3c.test/built:1")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "built 7"
+
+
+def test_the_embedded_daemon_builds_from_a_local_git_repository(daemon, tmp_path: Path) -> None:  # noqa: ANN001
+    """Embedded k3c trusts its users as docker.sock does (context.dir too): its operator is started with
+    --allow-local-git-contexts, so a file:// git context builds; a standalone operator refuses it."""
+    from tests.support.git_http import commit_all
+    from tests.support.harness import wait_until
+
+    repo = tmp_path / "repo"
+    commit_all(repo, {"Dockerfile": f"FROM {TEST_IMAGE}\nCOPY msg /msg\n", "msg": "from a local repository\n"})
+    path = "/apis/k3c.io/v1alpha1/namespaces/default/imagebuilds"
+    daemon.api.create(path, {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild", "metadata": {"name": "local-git"},
+                           "spec": {"context": {"git": {"url": f"file://{repo}", "ref": "main"}},
+                                    "tags": ["k3c.test/local-git:1"]}})
+    status = wait_until(lambda: (daemon.api.get(f"{path}/local-git").get("status") or {}).get("phase")
+                        in ("Succeeded", "Failed") and daemon.api.get(f"{path}/local-git")["status"], 120,
+                        "the local git build to finish")
+    assert status["phase"] == "Succeeded", status

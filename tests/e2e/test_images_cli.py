@@ -10,14 +10,18 @@ and, as ground truth, containerd's own image list (read with `ctr`).
 from __future__ import annotations
 
 import asyncio
+import gzip
+import io
 import json
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +297,82 @@ def test_broken_archive_is_one_clear_line_and_leaves_nothing(stack: ImagesStack,
     assert stack.ctr("content", "active").stdout.splitlines()[1:] == []
     missing = stack.k3c("save", "-o", str(base / "never.tar"), "k3c.local/absent:v1", check=False)
     assert missing.returncode == 1 and not (base / "never.tar").exists()
+
+
+def _crafted(members: list[tuple[tarfile.TarInfo, bytes]], compress: bool = False) -> bytes:
+    """A tar of the given headers and data (each header's size set from its data unless it says otherwise)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if info.size == 0:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), 1) if compress else buf.getvalue()
+
+
+def _file(name: str) -> tarfile.TarInfo:
+    return tarfile.TarInfo(name)
+
+
+def _huge_pax_header() -> bytes:
+    """One PAX header of 2 MiB (a single ``comment`` record), then a file: gzip makes it a few KiB."""
+    value = "x" * (2 << 20)
+    record = f" comment={value}\n"
+    length = len(record) + len(str(len(record)))
+    length += len(str(length)) - len(str(len(record)))
+    payload = f"{length}{record}".encode()
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, len(payload)
+    raw = header.tobuf(format=tarfile.USTAR_FORMAT) + payload + b"\0" * (-len(payload) % 512)
+    raw += _crafted([(_file("manifest.json"), b"[]")])
+    return gzip.compress(raw, 1)
+
+
+def _gzip_bomb() -> bytes:
+    """A gzip'd tar whose one member is 600 MiB of zeros: about 600 KiB on the wire."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    size = 600 << 20
+    info = _file("layer.tar")
+    info.size = size
+    parts = [z.compress(info.tobuf(format=tarfile.PAX_FORMAT))]
+    zeros = bytes(1 << 20)
+    parts += [z.compress(zeros) for _ in range(size >> 20)]
+    parts += [z.compress(bytes(1024)), z.flush()]
+    return b"".join(parts)
+
+
+HOSTILE_ARCHIVES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "huge PAX header": (_huge_pax_header, "tar header of 2097169 bytes (more than 1048576)"),
+    "huge manifest.json": (lambda: _crafted([(_file("manifest.json"), b"[" + b" " * (5 << 20) + b"]")], True),
+                           "manifest.json is larger than 4 MiB"),
+    "gzip bomb": (_gzip_bomb, "inflates to more than 100 times"),
+    "manifest.json of numbers": (lambda: _crafted([(_file("manifest.json"), b"[1, 2]")]),
+                                 "manifest.json is not a list of images"),
+    "config not JSON": (lambda: _crafted([(_file("c.json"), b"{nope"), (_file("manifest.json"),
+                                          b'[{"Config": "c.json", "Layers": []}]')]), "config c.json is not JSON"),
+    "index of a bad descriptor": (lambda: _crafted([(_file("index.json"), b'{"manifests": [{"digest": 5}]}'),
+                                                    (_file("oci-layout"), b'{"imageLayoutVersion": "1.0.0"}')]),
+                                  "index.json: invalid descriptor"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_ARCHIVES))
+def test_hostile_archive_is_one_clear_line_and_leaves_nothing(stack: ImagesStack, base: Path, case: str) -> None:
+    """Headers and metadata are capped, gzip is bounded, malformed metadata is named: a 400 in one line,
+    and no image, ingest, lease or blob stays behind."""
+    make, message = HOSTILE_ARCHIVES[case]
+    src = base / "hostile.tar"
+    src.write_bytes(make())
+    images, content = stack.containerd_images(), set(stack.ctr("content", "ls", "-q").stdout.split())
+    leases = stack.ctr("leases", "ls", "-q").stdout.split()
+    cp = stack.k3c("load", "-i", str(src), check=False)
+    assert cp.returncode == 1, cp
+    assert cp.stderr.startswith("Error response from daemon: invalid archive: ") and message in cp.stderr, cp.stderr
+    assert len(cp.stderr.splitlines()) == 1
+    assert stack.containerd_images() == images
+    assert stack.ctr("content", "active").stdout.splitlines()[1:] == []
+    assert set(stack.ctr("content", "ls", "-q").stdout.split()) <= content, "blobs of the failed load stayed"
+    assert stack.ctr("leases", "ls", "-q").stdout.split() == leases
 
 
 # ------------------------------------------------------------------------------------------ behind k3c's back

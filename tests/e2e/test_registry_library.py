@@ -35,7 +35,7 @@ from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_n
 from k3c.distribution.auth import Credentials
 from k3c.distribution.client import RegistryClient
 from k3c.distribution.errors import NotFound, Unauthorized, Unreachable
-from k3c.distribution.hosts import HostSettings
+from k3c.distribution.hosts import HostSettings, RegistriesConfig
 from k3c.distribution.pull import pull_image
 from k3c.distribution.push import push_image
 from k3c.oci.layout import (
@@ -285,7 +285,7 @@ def _b64url(data: bytes) -> str:
 class TokenServer:
     """distribution's token protocol: GET /token?service=&scope= with basic auth → a signed JWT (ES256, x5c)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, address: str = "127.0.0.1") -> None:
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
 
@@ -294,12 +294,14 @@ class TokenServer:
         self.cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         self.key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         self.issued: list[list[str]] = []
+        self.authorizations: list[str] = []  #: the Authorization header of each token request ('' if none)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # http.server's name
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 creds = self.headers.get("Authorization", "")
+                server.authorizations.append(creds)
                 ok = creds == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
                 if creds and not ok:
                     self.send_response(401)
@@ -318,8 +320,9 @@ class TokenServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((address, 0), Handler)
         self.port = self.httpd.server_address[1]
+        self.realm = f"http://{address}:{self.port}/token"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -371,6 +374,54 @@ def test_bearer_token_auth(env: Env) -> None:
                 env.run(wrong.get_manifest("tok/app", "v1"))
         finally:
             env.run(wrong.close())
+    finally:
+        registry.stop()
+        tokens.stop()
+
+
+def _routable_address() -> str | None:
+    """This host's IPv4 address on its default route (not loopback), if it has one."""
+    route = subprocess.run(["ip", "-4", "-o", "route", "show", "default"], capture_output=True, text=True).stdout
+    words = route.split()
+    if "dev" not in words:
+        return None
+    dev = words[words.index("dev") + 1]
+    addrs = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", dev, "scope", "global"], capture_output=True,
+                           text=True).stdout.split()
+    return addrs[addrs.index("inet") + 1].split("/")[0] if "inet" in addrs else None
+
+
+def test_credentials_go_only_to_an_https_or_insecure_token_realm(env: Env) -> None:
+    """A registry (here the real docker-registry with token auth, on loopback) may name any realm in its
+    Bearer challenge: basic credentials go to it over plain HTTP only if its host is loopback or marked
+    insecure in k3c-registries. The token server is the test's own: docker-registry has none."""
+    address = _routable_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address for a plain-HTTP token realm")
+    tokens = TokenServer(env.base / "plain-token", address)
+    registry = RegistryProcess(env.base / "plain-realm-registry", token_auth={
+        "realm": tokens.realm, "service": "k3c-test-registry", "issuer": "k3c-test-issuer",
+        "rootcertbundle": str(tokens.cert_path)})
+    try:
+        registry.start()
+        image = sized_image(0.1, layers=1, seed="plain-realm")
+        _import(env, "k3c.test/plain-realm:v1", image)
+        ref = parse(f"{registry.host}/tok/plain:v1")
+        client = env.client(host=registry.host)
+        try:
+            with pytest.raises(Unauthorized, match=f"credentials not sent to the token realm {tokens.realm}: it "
+                                                   f"is not HTTPS .*mark {address}:{tokens.port} insecure"):
+                env.run(push_image(env.store, client, "k3c.test/plain-realm:v1", ref))
+        finally:
+            env.run(client.close())
+        assert not any(tokens.authorizations), "the credentials went to the realm"
+        insecure = RegistriesConfig(insecure={f"{address}:{tokens.port}"}).for_host(registry.host)
+        client = env.client(host=registry.host, settings=insecure)
+        try:
+            env.run(push_image(env.store, client, "k3c.test/plain-realm:v1", ref))
+        finally:
+            env.run(client.close())
+        assert tokens.authorizations[-1].startswith("Basic "), "a realm marked insecure gets them"
     finally:
         registry.stop()
         tokens.stop()
@@ -477,3 +528,28 @@ def test_broken_archives_name_nothing(env: Env) -> None:
     assert env.run(list_statuses(env.store)) == []
     with pytest.raises(ArchiveError, match="does not exist"):
         env.run(save(env.store, ["nothing-here:v9"], "docker-archive"))
+
+
+def test_load_streams_a_large_manifest_and_reads_it_back(env: Env) -> None:
+    """A manifest above the in-memory threshold (1 MiB) goes to the content store while reading, like a
+    layer; it is still read back as a manifest (children checked, GC labels set), up to the 4 MiB cap."""
+    image = sized_image(0.2, layers=1, seed="big-manifest")
+    manifest = json.loads(image.blobs[image.target.digest])
+    manifest["annotations"] = {"padding": "p" * (2 << 20)}
+    data = canonical_json(manifest)
+    big = OCIImage(Descriptor(image.target.media_type, sha256_digest(data), len(data)),
+                   {**{k: v for k, v in image.blobs.items() if k != image.target.digest}, sha256_digest(data): data})
+    write_oci_archive(env.base / "big-manifest.tar", {"docker.io/library/big-manifest:v1": big})
+    loaded = env.run(load(env.store, _file_chunks(env.base / "big-manifest.tar")))
+    assert [(i.name, i.digest, i.id) for i in loaded] == [("docker.io/library/big-manifest:v1", big.target.digest,
+                                                           image.id)]
+    info = env.run(env.store.info(big.target.digest))
+    assert info is not None and info.labels.get("containerd.io/gc.ref.content.config") == image.id
+    manifest["annotations"] = {"padding": "p" * (5 << 20)}
+    data = canonical_json(manifest)
+    huge = OCIImage(Descriptor(image.target.media_type, sha256_digest(data), len(data)),
+                    {**big.blobs, sha256_digest(data): data})
+    write_oci_archive(env.base / "huge-manifest.tar", {"docker.io/library/huge-manifest:v1": huge})
+    with pytest.raises(ArchiveError, match=f"manifest {huge.target.digest} is larger than 4 MiB"):
+        env.run(load(env.store, _file_chunks(env.base / "huge-manifest.tar")))
+    assert env.run(env.store.get("docker.io/library/huge-manifest:v1")) is None

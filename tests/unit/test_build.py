@@ -186,3 +186,25 @@ def test_secrets_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MY_TOKEN", "fromenv")
     assert parse_secrets([f"id=tok,src={tmp_path / 'tok'}", "id=env1,env=MY_TOKEN"]) == {
         "tok": b"s3cret", "env1": b"fromenv"}
+
+
+@pytest.mark.parametrize(("url", "kind"), [
+    ("https://github.com/o/r.git", "https"), ("HTTP://h/r", "http"), ("git://h/r", "git"),
+    ("ssh://git@h:22/r", "ssh"), ("git@github.com:o/r.git", "ssh"), ("h:r", "ssh"),
+    ("file:///srv/r", "file"), ("/srv/r", "file"), ("./r:x", "file"), ("r", "file"),
+    ("ext::sh -c x", "ext::"), ("fd::0", "fd::"), ("git-remote-x::y", "git-remote-x::"), ("foo://h/r", "foo"),
+])
+def test_git_transports_read_as_git_reads_them(url: str, kind: str) -> None:
+    from k3c.builder.gitcontext import transport
+
+    assert transport(url) == kind
+
+
+
+def test_git_credentials_are_redacted_like_buildkit() -> None:
+    from k3c.builder.gitcontext import redact
+
+    assert redact("fatal: unable to access 'https://bob:ghp_s3cret@host/o/r.git/': 404") == \
+        "fatal: unable to access 'https://xxxxx@host/o/r.git/': 404"
+    assert redact("cloning https://token@host/r and ssh://git@h/r") == "cloning https://xxxxx@host/r and ssh://xxxxx@h/r"
+    assert redact("git@github.com:o/r.git https://host/r") == "git@github.com:o/r.git https://host/r"

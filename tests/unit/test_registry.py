@@ -196,3 +196,37 @@ def test_tar_writer_output_is_read_by_tarfile() -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.getmember(name)
         assert tar.extractfile(member).read() == b"abc"  # type: ignore[union-attr]
+
+
+def test_tar_reader_caps_long_headers_and_refuses_negative_sizes() -> None:
+    """A PAX or GNU long-name header is held in memory whole: more than 1 MiB is refused before it is read."""
+    for kind in (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME):
+        header = tarfile.TarInfo("././@LongLink")
+        header.type, header.size = kind, (1 << 20) + 1
+        data = header.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 2048  # the payload itself never comes
+        with pytest.raises(ValueError, match=r"tar header of 1048577 bytes \(more than 1048576\)"):
+            asyncio.run(_read(data))
+    pax = tarfile.TarInfo("f")
+    pax.pax_headers = {"size": "-5"}
+    with pytest.raises(ValueError, match="negative size"):
+        asyncio.run(_read(pax.tobuf(format=tarfile.PAX_FORMAT) + b"\0" * 1024))
+
+
+@pytest.mark.parametrize(("realm", "insecure", "registry_insecure", "allowed"), [
+    ("https://auth.example.com/token", set(), False, True),
+    ("http://127.0.0.1:5001/token", set(), False, True),
+    ("http://localhost/token", set(), False, True),
+    ("http://auth.example.com/token", set(), False, False),
+    ("http://10.0.0.5:5001/token", {"10.0.0.5:5000"}, False, False),
+    ("http://10.0.0.5:5001/token", {"10.0.0.5:5001"}, False, True),
+    ("http://10.0.0.5:5001/token", {"10.0.0.5"}, False, True),
+    ("http://10.0.0.5:5001/token", set(), True, True),  # the insecure registry's own host
+    ("http://[fd00::2]:5001/token", {"[fd00::2]:5001"}, False, True),
+    ("ftp://10.0.0.5/token", {"10.0.0.5"}, False, False),
+])
+def test_credentials_travel_in_the_clear_only_to_loopback_or_insecure_hosts(
+        realm: str, insecure: set[str], registry_insecure: bool, allowed: bool) -> None:
+    from k3c.distribution.hosts import HostSettings
+
+    settings = HostSettings("10.0.0.5:5000", insecure=registry_insecure, insecure_hosts=frozenset(insecure))
+    assert settings.may_send_credentials(realm) is allowed
