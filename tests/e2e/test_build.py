@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,41 @@ def test_dockerignore_excludes_files_in_dir_and_upload_contexts(stack: BuildStac
     assert "upload" in upload["spec"]["context"]
     assert not (stack.root / "builds" / "uploads" / "default" / upload["metadata"]["name"]).exists(), \
         "the upload is removed once its build is over"
+
+
+def test_hostile_dockerignore_builds_promptly_and_the_operator_stays_responsive(stack: BuildStack,
+                                                                              tmp_path: Path) -> None:
+    """Issue 10: eleven ``**/`` and one 24-level path kept a build matching for minutes with the operator's
+    event loop frozen. Now the build is prompt, another build created meanwhile gets its status at once, and
+    the CLI's upload (its own walk of the context) is prompt too."""
+    deep = "/".join(["d"] * 24) + "/file"
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nCOPY . /src/\nRUN sleep 1\n",
+                                  ".dockerignore": "**/" * 11 + "nomatch\n", deep: "deep"})
+    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo other > /other\n"})
+    with ThreadPoolExecutor(2) as pool:
+        hostile = pool.submit(stack.k3c, "build", "-q", "-t", "redos:dir", str(ctx), timeout=120)
+        wait_until(lambda: (o := _build_tagged(stack, "docker.io/library/redos:dir")) and o.get("status"), 30,
+                   "the hostile build to start")
+        time.sleep(3)  # (the old matcher was deep in the 24 levels by now, the GIL held for minutes at a time)
+        second = pool.submit(stack.k3c, "build", "-q", "-t", "redos:other", str(other), timeout=120)
+        wait_until(lambda: (o := _build_tagged(stack, "docker.io/library/redos:other")) and o.get("status"), 15,
+                   "the operator to write another build's status while the hostile one runs")
+        built(stack, hostile.result())
+        built(stack, second.result())
+    assert stack.image("docker.io/library/redos:dir")[2]["src/" + deep] == b"deep"
+    start = time.monotonic()
+    built(stack, stack.k3c("build", "-q", "--upload", "-t", "redos:upload", str(ctx), timeout=60))
+    assert time.monotonic() - start < 30, "the CLI's walk of the context is prompt"
+    assert stack.image("docker.io/library/redos:upload")[2]["src/" + deep] == b"deep"
+
+
+def _build_tagged(stack: BuildStack, tag: str) -> dict[str, Any] | None:
+    api = stack.api()
+    try:
+        items = api.get(stack.build_path()).get("items", [])
+    finally:
+        api.close()
+    return next((o for o in items if tag in [normalize(t) for t in (o.get("spec") or {}).get("tags") or []]), None)
 
 
 def test_cached_rebuild_reuses_every_layer(stack: BuildStack, tmp_path: Path) -> None:
