@@ -208,9 +208,12 @@ def make_context_tar(context: Path, dockerfile: str, gzip: bool = False) -> Path
     import tarfile
     import tempfile
 
-    from k3c.builder.dockerignore import load, walk
+    from k3c.builder.dockerignore import IgnoreFileError, load, walk
 
-    matcher = load(context)
+    try:
+        matcher = load(context)
+    except IgnoreFileError as err:
+        raise CLIError(f"k3c: {err}", 1) from None
     fd, name = tempfile.mkstemp(prefix="k3c-context-", suffix=".tar")
     os.close(fd)
 

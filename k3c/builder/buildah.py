@@ -48,6 +48,8 @@ import grpc
 
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import external_images
+from k3c.builder.dockerignore import IgnoreFileError
+from k3c.builder.dockerignore import load as load_ignore
 from k3c.builder.engine import (
     BuildFailed,
     BuildObserver,
@@ -236,6 +238,10 @@ class BuildahEngine:
         if self._lock.locked():
             observer.line("waiting for another build on this node to finish")
         async with self._lock:
+            try:  # buildah applies the file itself; k3c's limits on it hold for both engines
+                await asyncio.to_thread(load_ignore, request.context_dir)
+            except IgnoreFileError as err:
+                raise BuildFailed(str(err)) from None
             refs = await self._base_refs(request)
             key = await self._build_key(request, refs)
             if key is not None:

@@ -45,8 +45,8 @@ import grpc
 from k3c.builder import bases, layercache, rootfs, runmounts, sandbox
 from k3c.builder.cachekey import ContextHasher, KeyInputs, feed
 from k3c.builder.dockerfile import substitute
+from k3c.builder.dockerignore import IgnoreFileError, IgnoreMatcher, walk
 from k3c.builder.dockerignore import load as load_ignore
-from k3c.builder.dockerignore import walk
 from k3c.builder.engine import (
     BuildFailed,
     BuildObserver,
@@ -192,12 +192,15 @@ class NativeEngine:
             observer.line("waiting for another build on this node to finish")
         async with self._lock:
             try:
+                matcher = await asyncio.to_thread(load_ignore, request.context_dir)  # (untrusted: off the loop)
                 text = await asyncio.to_thread(request.dockerfile.read_text, errors="replace")
                 stages, global_args = parse(text, request.build_args, request.target)
                 chosen = stages_needed(stages, request.target)
                 refs = await bases.resolve(self.store, stages, chosen, global_args, request.pull)
             except Unsupported as why:
                 return await self._fallback(request, observer, why)
+            except IgnoreFileError as err:
+                raise BuildFailed(str(err)) from None
             except ValueError as err:
                 raise BuildFailed(f"Dockerfile: {err}") from None
             key = await self._build_key(request, text, refs)
@@ -212,7 +215,7 @@ class NativeEngine:
             await self.store.ensure_lease(LEASE)  # (again: a prune may have dropped it)
             run = Run(request, observer, Path(tempfile.mkdtemp(prefix="build-", dir=self.work_dir)))
             try:
-                result = await self._build(run, stages, chosen, images, global_args)
+                result = await self._build(run, stages, chosen, images, global_args, matcher)
                 if key is not None:
                     self.cache.save_build(key, run.manifest, run.chain, run.steps)
                 return result
@@ -227,9 +230,8 @@ class NativeEngine:
         return await self.fallback.build(request, observer)
 
     async def _build(self, run: Run, stages: list[Stage], chosen: list[Stage], images: dict[str, bases.BaseImage],
-                     global_args: dict[str, str]) -> BuildResult:
+                     global_args: dict[str, str], matcher: IgnoreMatcher) -> BuildResult:
         req = run.request
-        matcher = await asyncio.to_thread(load_ignore, req.context_dir)
         run.kept = set(await asyncio.to_thread(lambda: list(walk(req.context_dir, matcher))))
         run.kept_sorted = sorted(run.kept)
         built: dict[int, ImageState] = {}
