@@ -434,6 +434,115 @@ RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && echo ok > /rw-test
     assert stack.image("docker.io/library/native:binds")[2]["one-copy"] == b"B", "a changed bound file reruns"
 
 
+#: What the loop device of :func:`host_device` holds: bytes no build may ever see.
+DEVICE_MARKER = b"K3C-HOST-DEVICE-BYTES-"
+
+
+@pytest.fixture
+def host_device(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A real block device of the host with known content (a loop device over a small file full of
+    :data:`DEVICE_MARKER`): its (major, minor), for a Dockerfile to mknod."""
+    backing = tmp_path / "disk.img"
+    backing.write_bytes(DEVICE_MARKER * (65536 // len(DEVICE_MARKER) + 1))
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        rdev = os.stat(dev).st_rdev
+        yield os.major(rdev), os.minor(rdev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def _device_image(major: int, minor: int) -> Any:
+    """busybox plus a layer with a block device of the host's numbers and a FIFO under /devs."""
+    from k3c.oci.layout import MEDIA_LAYER, Layer, build_image, sha256_digest
+
+    base = busybox_image()
+    digest = base.manifest["layers"][0]["digest"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind in (("devs", tarfile.DIRTYPE), ("devs/disk", tarfile.BLKTYPE), ("devs/pipe", tarfile.FIFOTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.devmajor, info.devminor = kind, 0o755 if kind == tarfile.DIRTYPE else 0o666, major, minor
+            tar.addfile(info)
+        plain = tarfile.TarInfo("devs/plain")
+        plain.size = 6
+        tar.addfile(plain, io.BytesIO(b"plain\n"))
+    raw = buf.getvalue()
+    return build_image([Layer(base.blobs[digest], MEDIA_LAYER, digest, digest),
+                        Layer(raw, MEDIA_LAYER, sha256_digest(raw), sha256_digest(raw))])
+
+
+def _mounts_under(prefix: str) -> list[tuple[str, set[str]]]:
+    with open("/proc/self/mountinfo") as f:
+        rows = [line.split() for line in f]
+    return [(r[4], set(r[5].split(","))) for r in rows if r[4].startswith(prefix)]
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_device_nodes_never_reach_a_run(stack: BuildStack, tmp_path: Path,
+                                                host_device: tuple[int, int]) -> None:
+    """Issue 10: a stage that mknods a host block device's numbers, then ``RUN --mount=type=bind,from=STAGE,rw``
+    (a copy made by the operator) gave the next RUN the device's bytes. Devices and FIFOs are not copied,
+    the operator's mounts are nodev (and nosuid where nothing runs from them), a lone device is refused, and
+    a base image shipping a device node gets no further."""
+    major, minor = host_device
+    ctx = make_context(tmp_path, {"Dockerfile": f"""\
+FROM busybox AS dev
+RUN mkdir /devs && mknod /devs/disk b {major} {minor} && echo plain > /devs/plain && \\
+    (head -c 64 /devs/disk > /devs/self-read 2>&1 || true)
+FROM busybox
+RUN --mount=type=bind,from=dev,source=/devs,target=/d,rw (ls /d; head -c 64 /d/disk) > /rw-read 2>&1 || true
+RUN --mount=type=bind,from=dev,source=/devs,target=/d (head -c 64 /d/disk) > /ro-read 2>&1 || true
+RUN --mount=type=bind,from=dev,source=/devs,target=/d sleep 2
+COPY --from=dev /devs /copied
+"""})
+    seen: list[tuple[str, set[str]]] = []
+    work = str(stack.builder_root / "native" / "work") + "/"
+    with ThreadPoolExecutor(1) as pool:
+        build = pool.submit(stack.k3c, "build", "-q", "-t", "devices:stage", str(ctx))
+        while not build.done():
+            seen += _mounts_under(work)
+            time.sleep(0.05)
+        built(stack, build.result())
+    manifest, _, files = stack.image("docker.io/library/devices:stage")
+    leaked = [path for path, data in files.items() if DEVICE_MARKER in data]
+    assert not leaked, f"the host device's bytes reached {leaked}"
+    assert files["rw-read"].split(b"\n")[:3] == [b"plain", b"self-read", b"head: /d/disk: No such file or directory"], \
+        "a rw copy holds no device node"
+    assert files["ro-read"] and DEVICE_MARKER not in files["ro-read"]
+    assert seen and all("nodev" in opts for _, opts in seen), seen
+    assert all("nosuid" in opts for _, opts in seen if "ro" in opts), "read-only views: nodev,nosuid"
+
+    lone = make_context(tmp_path, {"Dockerfile": f"""\
+FROM busybox AS dev
+RUN mknod /disk b {major} {minor}
+FROM busybox
+RUN --mount=type=bind,from=dev,source=/disk,target=/one,rw head -c 64 /one
+"""})
+    refused = stack.k3c("build", "--progress", "plain", "-t", "devices:lone", str(lone))
+    assert refused.returncode == 1 and DEVICE_MARKER.decode() not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "--mount from=dev: /disk is not a regular file, a directory or a symlink"), refused.stderr
+
+    stack.import_image("k3c.test/devbase:1", _device_image(major, minor))
+    based = make_context(tmp_path, {"Dockerfile": """\
+FROM k3c.test/devbase:1 AS base
+RUN (head -c 64 /devs/disk) > /from-base 2>&1 || true
+FROM busybox
+COPY --from=base /from-base /from-base
+RUN --mount=type=bind,from=k3c.test/devbase:1,source=/devs,target=/d,rw (ls /d; head -c 64 /d/disk) > /rw-base 2>&1 || true
+COPY --from=k3c.test/devbase:1 /devs /copied
+"""})
+    built(stack, stack.k3c("build", "-q", "-t", "devices:base", str(based)))
+    manifest, _, files = stack.image("docker.io/library/devices:base")
+    assert not [path for path, data in files.items() if DEVICE_MARKER in data]
+    assert files["from-base"] and files["rw-base"].split() == [b"plain", b"head:", b"/d/disk:", b"No", b"such",
+                                                                b"file", b"or", b"directory"], files["rw-base"]
+    copied = _layer_members(stack, manifest["layers"][-1]["digest"])
+    assert "copied/plain" in copied and not any(m.isblk() or m.ischr() or m.isfifo() for m in copied.values())
+
+
 def test_builder_prune_drops_the_cache_but_not_images(stack: BuildStack, tmp_path: Path) -> None:
     """`k3c builder prune` (docker builder prune) through this node's BuildCache object: a declined prompt
     changes nothing; -f frees what only the cache held (a stage the image does not contain), the image

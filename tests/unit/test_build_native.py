@@ -190,6 +190,35 @@ def test_user_ids_from_the_image(tmp_path: Path) -> None:
         rootfs.user_ids(tmp_path, "ghost")
 
 
+@pytest.mark.timeout(20)
+def test_user_files_of_an_image_are_read_only_if_small_regular_files(tmp_path: Path) -> None:
+    """Issue 10: /etc/passwd and /etc/group come from the image, so the operator opens them without following
+    a link, reads only a regular file (a FIFO would block it for ever), and at most PASSWD_MAX bytes."""
+    host = tmp_path / "host-passwd"
+    host.write_text("hostuser:x:4242:4242::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").symlink_to(host)  # absolute: inside the image it names root/<host path>
+    with pytest.raises(ValueError, match="unable to find user hostuser"):
+        rootfs.user_ids(root, "hostuser")
+    (root / "etc" / "passwd").unlink()
+    os.mkfifo(root / "etc" / "passwd")
+    with pytest.raises(ValueError, match="^cannot read /etc/passwd of the image: not a regular file$"):
+        rootfs.user_ids(root, "app")
+    (root / "etc" / "passwd").unlink()
+    (root / "etc" / "passwd").mkdir()
+    with pytest.raises(ValueError, match="^cannot read /etc/passwd of the image: not a regular file$"):
+        rootfs.user_ids(root, "1000")
+    (root / "etc" / "passwd").rmdir()
+    (root / "etc" / "passwd").write_text("app:x:1000:1000::/:/bin/sh\n")
+    (root / "etc" / "group").write_text("#" * (rootfs.PASSWD_MAX + 1))
+    with pytest.raises(ValueError, match=f"^cannot read /etc/group of the image: larger than {rootfs.PASSWD_MAX} bytes$"):
+        rootfs.user_ids(root, "app:staff")
+    with pytest.raises(ValueError, match="larger than"):
+        rootfs.chown_owner(root, "app:staff")
+    assert rootfs.user_ids(root, "app") == rootfs.Owner(1000, 1000), "the group file is not needed here"
+
+
 # ------------------------------------------------------------------------------------------ COPY
 
 
