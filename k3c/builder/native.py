@@ -349,7 +349,7 @@ class NativeEngine:
         mounts = await self.snaps.prepare(key, parent, LEASE)
         root = run.work / key
         root.mkdir()
-        await asyncio.to_thread(rootfs.mount, mounts, root)
+        await asyncio.to_thread(rootfs.mount, mounts, root, setuid=ins.keyword == "RUN")
         try:
             if ins.keyword == "RUN":
                 await self._run_step(run, ins, state, root, run_mounts, chains)

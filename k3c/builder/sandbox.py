@@ -83,8 +83,8 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
         {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]},
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid", "nodev"]}
           for dest, src in binds.items()),
-        *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro" if ro else "rw"]}
-          for dest, (src, ro) in spec.binds.items()),
+        *({"destination": dest, "type": "bind", "source": str(src),
+           "options": ["rbind", "ro" if ro else "rw", "nosuid", "nodev"]} for dest, (src, ro) in spec.binds.items()),
         *({"destination": dest, "type": "tmpfs", "source": "tmpfs",
            "options": ["nosuid", "nodev", *([f"size={size}"] if size else [])]} for dest, size in spec.tmpfs.items()),
     ]
