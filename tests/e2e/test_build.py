@@ -543,6 +543,40 @@ COPY --from=k3c.test/devbase:1 /devs /copied
     assert "copied/plain" in copied and not any(m.isblk() or m.ischr() or m.isfifo() for m in copied.values())
 
 
+EUID_C = '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("%d\\n", (int)geteuid()); return 0; }\n'
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_runs_are_confined_like_containers(stack: BuildStack, tmp_path: Path) -> None:
+    """Issue 10: a RUN gets the seccomp profile containerd gives containers (RuntimeDefault: no user
+    namespaces without CAP_SYS_ADMIN), devices denied as in containers, and a pids limit; new privileges
+    stay allowed, so a setuid program run by USER nobody still gets euid 0 (sudo in Dockerfiles)."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+COPY euid /usr/local/bin/euid
+RUN chmod 4755 /usr/local/bin/euid && grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status > /status
+RUN (unshare -U true && echo unshared || echo refused) > /userns 2>&1
+USER nobody
+RUN /usr/local/bin/euid > /tmp/euid-of-nobody
+"""})
+    subprocess.run(["gcc", "-static", "-Os", "-o", str(ctx / "euid"), "-x", "c", "-"], input=EUID_C.encode(),
+                   check=True)
+    built(stack, stack.k3c("build", "-q", "-t", "confined:1", str(ctx)))
+    files = stack.image("docker.io/library/confined:1")[2]
+    assert files["status"].split() == [b"NoNewPrivs:", b"0", b"Seccomp:", b"2"], files["status"]
+    assert files["userns"].split(b"\n")[-2] == b"refused", files["userns"]
+    assert files["tmp/euid-of-nobody"] == b"0\n", "setuid works: new privileges are allowed, the root is not nosuid"
+
+    bomb = make_context(tmp_path, {"Dockerfile": "FROM busybox\n"
+                                   "RUN i=0; while [ $i -lt 2200 ]; do sleep 120 & i=$((i+1)); done; wait\n"})
+    start = time.monotonic()
+    cp = stack.k3c("build", "--progress", "plain", "-t", "forks:1", str(bomb))
+    assert cp.returncode == 1 and "can't fork" in cp.stderr, cp.stderr[-2000:]
+    assert cp.stderr.strip().splitlines()[-1].endswith(": exit code 2"), cp.stderr[-2000:]
+    assert time.monotonic() - start < 60
+    assert stack.build_leftovers() == []
+
+
 def test_builder_prune_drops_the_cache_but_not_images(stack: BuildStack, tmp_path: Path) -> None:
     """`k3c builder prune` (docker builder prune) through this node's BuildCache object: a declined prompt
     changes nothing; -f frees what only the cache held (a stage the image does not contain), the image

@@ -389,6 +389,38 @@ def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> No
     assert "/proc/kcore" in spec["linux"]["maskedPaths"]
 
 
+def test_apparmor_is_applied_only_when_enabled_and_containerds_profile_is_loaded(tmp_path: Path) -> None:
+    from k3c.builder.confinement import CONTAINERD_APPARMOR_PROFILE, apparmor_profile
+
+    securityfs, module = tmp_path / "security", tmp_path / "enabled"
+    assert apparmor_profile(securityfs, module) == "", "no AppArmor in the kernel"
+    module.write_text("N\n")
+    (securityfs / "apparmor").mkdir(parents=True)
+    (securityfs / "apparmor" / "profiles").write_text(f"{CONTAINERD_APPARMOR_PROFILE} (enforce)\n")
+    assert apparmor_profile(securityfs, module) == "", "AppArmor switched off"
+    module.write_text("Y\n")
+    assert apparmor_profile(securityfs, module) == CONTAINERD_APPARMOR_PROFILE == "cri-containerd.apparmor.d"
+    (securityfs / "apparmor" / "profiles").write_text("docker-default (enforce)\n/usr/bin/man (complain)\n")
+    assert apparmor_profile(securityfs, module) == "", "containerd's profile not loaded (yet): runc would fail"
+
+
+def test_run_spec_carries_the_confinement(tmp_path: Path) -> None:
+    from k3c.builder.confinement import Confinement
+
+    seccomp = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    confined = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                                netns="/run/netns/x", confinement=Confinement(seccomp, "cri-containerd.apparmor.d", 99)))
+    assert confined["linux"]["seccomp"] == seccomp
+    assert confined["process"]["apparmorProfile"] == "cri-containerd.apparmor.d"
+    assert confined["process"]["noNewPrivileges"] is False, "setuid programs (sudo) keep working"
+    assert confined["linux"]["resources"]["pids"] == {"limit": 99}
+    assert confined["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}], "as containerd's"
+    bare = oci_spec(RunSpec("c2", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                            netns="/run/netns/x", confinement=Confinement(None, "", 0)))
+    assert "seccomp" not in bare["linux"] and "apparmorProfile" not in bare["process"]
+    assert "pids" not in bare["linux"]["resources"], "0: no limit"
+
+
 def test_copy_cache_key_follows_exactly_the_files_copied(tmp_path: Path) -> None:
     """A COPY's key changes when a file it takes changes, and not for a file beside it (even one whose
     name sorts between a directory and its children, like ``a-c`` between ``a`` and ``a/b``)."""
