@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from k3c.api import DEFAULT_KUBECONFIG, DEFAULT_ROOT_DIR
+from k3c.builder.confinement import DEFAULT_PIDS_LIMIT
 from k3c.operator import running
 from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
@@ -40,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-isolation", choices=("chroot", "oci"),
                    default=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
                    help="buildah's isolation (default $K3C_BUILD_ISOLATION, else chroot)")
+    p.add_argument("--build-pids-limit", type=int,
+                   default=int(os.environ.get("K3C_BUILD_PIDS_LIMIT", DEFAULT_PIDS_LIMIT)),
+                   help="most processes a RUN step may have, 0 for no limit (default $K3C_BUILD_PIDS_LIMIT, "
+                        f"else {DEFAULT_PIDS_LIMIT})")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -58,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
         build_engine=args.build_engine, build_isolation=args.build_isolation,
+        build_pids_limit=args.build_pids_limit,
     )
 
 

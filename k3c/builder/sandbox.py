@@ -2,8 +2,9 @@
 
 Why runc directly (not containerd's Tasks API): a build step needs no shim, no log plumbing and no
 restart handling, and ``runc run`` in the foreground starts in ~50 ms where a shim-managed task takes a
-few hundred. The container gets Docker's default capabilities, masked /proc paths and fresh pid/ipc/uts/
-mount namespaces. Its network is the builder's pod sandbox (:mod:`k3c.builder.network`: k3c's CNI bridge,
+few hundred. The container gets Docker's default capabilities, masked /proc paths, fresh pid/ipc/uts/
+mount namespaces, and the confinement containers get (:mod:`k3c.builder.confinement`: containerd's
+seccomp profile, AppArmor where available, the device rule, a pids limit). Its network is the builder's pod sandbox (:mod:`k3c.builder.network`: k3c's CNI bridge,
 NAT to the outside), as a container's would be; ``RUN --network=none`` gets a namespace of its own with
 only loopback. ``RUN --network=host`` (or a builder that could not make its sandbox) shares the host's,
 and then gets no network capabilities there (no ``CAP_NET_RAW`` to sniff or forge host traffic, no
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c.builder.confinement import Confinement
 from k3c.builder.rootfs import Owner
 
 __all__ = ["RunSpec", "run"]
@@ -56,6 +58,7 @@ class RunSpec:
     tmpfs: dict[str, int] = field(default_factory=dict)  #: ``--mount=type=tmpfs``: target -> size (bytes, 0: default)
     network: str = "default"  #: ``RUN --network``: default (``netns``), host, or none (loopback only)
     netns: str | None = None  #: the builder's network namespace for ``default``; None: the host's
+    confinement: Confinement = field(kw_only=True)  #: seccomp, AppArmor, devices, pids
 
     @property
     def host_network(self) -> bool:
@@ -110,7 +113,7 @@ def _namespaces(spec: RunSpec) -> list[dict[str, str]]:
 
 def oci_spec(spec: RunSpec) -> dict[str, Any]:
     """The runc config.json of a RUN step."""
-    return {
+    config = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
@@ -129,6 +132,8 @@ def oci_spec(spec: RunSpec) -> dict[str, Any]:
             "readonlyPaths": READONLY,
         },
     }
+    spec.confinement.apply(config)
+    return config
 
 
 def resolv_conf(host_network: bool) -> str:

@@ -42,7 +42,8 @@ def build_engine(config: OperatorConfig, channel: grpc.aio.Channel | None = None
     if config.build_engine == "buildah" and buildah is not None:
         return buildah
     return NativeEngine(NativeConfig(root=Path(config.root_dir) / "builder" / "native",
-                                     containerd_address=config.containerd_address),
+                                     containerd_address=config.containerd_address,
+                                     pids_limit=config.build_pids_limit),
                         fallback=buildah, channel=channel)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from k3c.builder.confinement import DEFAULT_PIDS_LIMIT
 from k3c.distribution.hosts import registry_config_path
 
 #: The controllers one operator process can run (``--controllers``); all of them by default.
@@ -35,6 +36,8 @@ class OperatorConfig:
     build_engine: str = "native"
     #: buildah's ``--isolation`` (chroot or oci)
     build_isolation: str = "chroot"
+    #: RUN steps' pids limit in the native engine (0: none)
+    build_pids_limit: int = DEFAULT_PIDS_LIMIT
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from k3c.builder import rootfs
+from k3c.builder.confinement import Confinement
 from k3c.builder.dockerfile import platform_args
 from k3c.builder.imageconfig import ImageState, apply_metadata
 from k3c.builder.instructions import Unsupported, check_platform, parse, stages_needed
 from k3c.builder.sandbox import RunSpec, oci_spec
+
+UNCONFINED = Confinement(None, "", 0)  #: for the specs whose capabilities, mounts and namespaces are checked
 
 MULTI = """\
 ARG BASE=busybox
@@ -369,17 +372,17 @@ def test_run_mount_points_are_removed_but_existing_dirs_kept(tmp_path: Path) -> 
 
 def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> None:
     spec = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], ["PATH=/bin"], "/", rootfs.Owner(5, 6),
-                            {"/run/secrets/s": tmp_path / "s"}))
+                            {"/run/secrets/s": tmp_path / "s"}, confinement=UNCONFINED))
     caps = spec["process"]["capabilities"]["bounding"]
     assert "CAP_SYS_ADMIN" not in caps and "CAP_NET_ADMIN" not in caps and "CAP_CHOWN" in caps
     assert "CAP_NET_RAW" not in caps, "in the host's network namespace: no raw sockets on host interfaces"
     isolated = oci_spec(RunSpec("c2", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
-                                network="none"))
+                                network="none", confinement=UNCONFINED))
     assert "CAP_NET_RAW" in isolated["process"]["capabilities"]["effective"]
     assert {"type": "network"} in isolated["linux"]["namespaces"]
     assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"]), "no sandbox: the host's"
     joined = oci_spec(RunSpec("c3", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
-                              netns="/run/netns/build"))
+                              netns="/run/netns/build", confinement=UNCONFINED))
     assert {"type": "network", "path": "/run/netns/build"} in joined["linux"]["namespaces"]
     assert "CAP_NET_RAW" in joined["process"]["capabilities"]["bounding"]
     assert next(m for m in joined["mounts"] if m["destination"] == "/sys")["type"] == "sysfs"
