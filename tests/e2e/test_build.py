@@ -265,7 +265,8 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
 """, "f.txt": "f"})
     token = tmp_path / "token"
     token.write_text("s3cret")
-    built(stack, stack.k3c("build", "-q", "-t", "native:layers", "--secret", f"id=tok,src={token}", str(ctx)))
+    built(stack, stack.k3c("build", "-q", "-t", "native:layers", "--allow", "network.host", "--secret",
+                           f"id=tok,src={token}", str(ctx)))
     manifest, config, files = stack.image("docker.io/library/native:layers")
     assert "bin/cat" not in files and "bin/sh" in files, "RUN rm is a whiteout over the base layer"
     assert "data/old" not in files and files["data/keep"] == b"keep\n"
@@ -674,6 +675,68 @@ def test_network_flag_and_iidfile(stack: BuildStack, tmp_path: Path) -> None:
         built(stack, stack.k3c("build", "-q", "--network", "none", "-t", "net:mixed", str(mixed)))
         _, _, files = stack.image("docker.io/library/net:mixed")
         assert files["n"] == b"eth0\nlo\n", "a step's own --network wins over the build's"
+
+
+def test_host_network_needs_the_network_host_entitlement(stack: BuildStack, tmp_path: Path) -> None:
+    """Issue 10: the host's network is BuildKit's ``network.host`` entitlement (``--allow network.host``,
+    ``spec.allow``); without it the build fails with BuildKit's one line, even when an identical build is
+    cached. ``--network host`` asks for it, as buildx does. Otherwise RUN steps are in the builder's sandbox,
+    on both engines (buildah with runc, not chroot), and confined."""
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets && "
+                                                "grep -E '^Seccomp:' /proc/self/status > /status\n"})
+    built(stack, stack.k3c("build", "-q", "-t", "ent:default", str(ctx)))
+    files = stack.image("docker.io/library/ent:default")[2]
+    assert files["nets"] == b"eth0\nlo\n", "the builder's sandbox, never the host's interfaces"
+    assert files["status"].split() == [b"Seccomp:", b"2"]
+
+    built(stack, stack.k3c("build", "-q", "--network", "host", "-t", "ent:host", str(ctx)))
+    assert stack.containerd_config.bridge.encode() in stack.image("docker.io/library/ent:host")[2]["nets"]
+    assert build_named(stack, "docker.io/library/ent:host")["spec"]["allow"] == ["network.host"]
+    api = stack.api()
+    try:  # the same build through the API without spec.allow: refused, although the result is cached
+        api.create(stack.build_path(), {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild",
+                                        "metadata": {"name": "ent-no-allow"},
+                                        "spec": {"context": {"dir": str(ctx)}, "network": "host",
+                                                 "tags": ["ent:refused"]}})
+    finally:
+        api.close()
+    status = stack.wait_phase("ent-no-allow", ("Succeeded", "Failed"))["status"]
+    assert (status["phase"], status["message"]) == ("Failed", "build failed: network.host is not allowed")
+    assert stack.image("docker.io/library/ent:refused") is None
+
+    for flag, line in (("network.hots", "k3c: invalid entitlement: network.hots"),
+                       ("security.insecure", "k3c: entitlement security.insecure is not supported by k3c build")):
+        bad = stack.k3c("build", "--allow", flag, str(ctx))
+        assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [line], bad.stderr
+    if stack.engine == "native":
+        step = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --network=host ls /sys/class/net > /n\n"})
+        refused = stack.k3c("build", "-t", "ent:step", str(step))
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.strip().splitlines()[-1] == "k3c: build failed: network.host is not allowed"
+        built(stack, stack.k3c("build", "-q", "--allow", "network.host", "-t", "ent:step", str(step)))
+        assert stack.containerd_config.bridge.encode() in stack.image("docker.io/library/ent:step")[2]["n"]
+
+
+def test_without_a_build_sandbox_runs_fail_instead_of_using_the_hosts_network(stack: BuildStack,
+                                                                              tmp_path: Path) -> None:
+    """Issue 10: when the builder's sandbox cannot be made (here: no pause image, so CRI cannot make
+    one), a RUN step fails with one line; it never falls back to the host's network namespace."""
+    from k3c.daemon.pause import ensure_pause_image
+    from k3c.pauseimage import PAUSE_IMAGE
+
+    assert stack.operator is not None
+    stack.operator.stop()  # (its build sandbox goes with it)
+    stack.containerd_call(lambda store: store.delete(PAUSE_IMAGE, sync=True))
+    try:
+        stack.start_operator()
+        ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets\n"})
+        cp = stack.k3c("build", "--no-cache", "-t", "nosandbox:1", str(ctx))
+        assert cp.returncode == 1, cp.stderr
+        assert "cannot make the build sandbox" in cp.stderr.strip().splitlines()[-1], cp.stderr
+        assert stack.image("docker.io/library/nosandbox:1") is None
+    finally:
+        asyncio.run(ensure_pause_image(stack.socket, stack.base / "cache"))
+    assert stack.sandboxes() == [], "no half-made sandbox is left"
 
 
 def test_finished_builds_expire_after_their_ttl(stack: BuildStack, tmp_path: Path) -> None:
