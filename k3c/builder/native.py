@@ -57,6 +57,7 @@ from k3c.builder.engine import (
     finish_anyway,
     replay_steps,
 )
+from k3c.builder.entitlements import NETWORK_HOST, require
 from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata
 from k3c.builder.instructions import LAYERS, Instruction, Stage, Unsupported, find_stage, parse, stages_needed
 from k3c.builder.layercache import LEASE, LayerCache
@@ -120,8 +121,9 @@ class NativeEngine:
     name = "native"
 
     def __init__(self, config: NativeConfig, fallback: Engine | None = None, *,
-                 channel: grpc.aio.Channel | None = None) -> None:
-        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own."""
+                 channel: grpc.aio.Channel | None = None, network: BuildNetwork | None = None) -> None:
+        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own.
+        ``network``: the builder's sandbox (shared with the fallback); None: one of our own."""
         self.config = config
         self.fallback = fallback
         self.channel = channel
@@ -130,7 +132,7 @@ class NativeEngine:
         self._snaps: Snapshots | None = None
         self._hasher = ContextHasher()
         self.cache = LayerCache(config.root)
-        self.network = BuildNetwork(config.containerd_address, str(config.root), channel=channel)
+        self.network = network or BuildNetwork(config.containerd_address, str(config.root), channel=channel)
 
     # ---- paths and clients ----
 
@@ -193,6 +195,8 @@ class NativeEngine:
                 text = await asyncio.to_thread(request.dockerfile.read_text, errors="replace")
                 stages, global_args = parse(text, request.build_args, request.target)
                 chosen = stages_needed(stages, request.target)
+                if "host" in _networks(request, chosen):  # (before the caches: they must not bypass it)
+                    require(NETWORK_HOST, request.allow)
                 refs = await bases.resolve(self.store, stages, chosen, global_args, request.pull)
             except Unsupported as why:
                 return await self._fallback(request, observer, why)
@@ -399,6 +403,8 @@ class NativeEngine:
         network = ins.flag("network") or run.request.network
         if network not in ("default", "host", "none"):
             raise ValueError(f"RUN --network={network}: only default, host and none are supported")
+        if network == "host":
+            require(NETWORK_HOST, run.request.allow)
         info = await self._sandbox()
         confinement = Confinement(seccomp_of(info.runtime_spec), await asyncio.to_thread(apparmor_profile),
                                   self.config.pids_limit)
@@ -563,6 +569,12 @@ def _h(*parts: str) -> str:
     for p in parts:
         feed(h, p)
     return h.hexdigest()
+
+
+def _networks(request: BuildRequest, stages: list[Stage]) -> set[str]:
+    """The networks the RUN steps of ``stages`` ask for (the build's own for those that name none)."""
+    return {ins.flag("network") or request.network for stage in stages for ins in stage.instructions
+            if ins.keyword == "RUN"}
 
 
 def _ownership_flags(ins: Instruction, env: dict[str, str]) -> tuple[str, int | None]:

@@ -6,8 +6,8 @@ few hundred. The container gets Docker's default capabilities, masked /proc path
 mount namespaces, and the confinement containers get (:mod:`k3c.builder.confinement`: containerd's
 seccomp profile, AppArmor where available, the device rule, a pids limit). Its network is the builder's pod sandbox (:mod:`k3c.builder.network`: k3c's CNI bridge,
 NAT to the outside), as a container's would be; ``RUN --network=none`` gets a namespace of its own with
-only loopback. ``RUN --network=host`` (or a builder that could not make its sandbox) shares the host's,
-and then gets no network capabilities there (no ``CAP_NET_RAW`` to sniff or forge host traffic, no
+only loopback. ``RUN --network=host`` (allowed by the ``network.host`` entitlement) shares the host's, and
+then gets no network capabilities there (no ``CAP_NET_RAW`` to sniff or forge host traffic, no
 ``CAP_NET_BIND_SERVICE`` for the host's privileged ports).
 
 Build secrets are bind-mounted read-only at their target; they, /etc/resolv.conf and /etc/hosts are
@@ -62,7 +62,7 @@ class RunSpec:
 
     @property
     def host_network(self) -> bool:
-        return self.network == "host" or (self.network == "default" and not self.netns)
+        return self.network == "host"
 
     def bind_targets(self) -> list[str]:
         """Image paths runc mounts onto (and creates when missing)."""
@@ -107,7 +107,9 @@ def _namespaces(spec: RunSpec) -> list[dict[str, str]]:
     if spec.network == "none":
         out.append({"type": "network"})
     elif not spec.host_network:
-        out.append({"type": "network", "path": str(spec.netns)})
+        if not spec.netns:  # never the host's for want of the sandbox's
+            raise ValueError("a RUN on the default network needs the build sandbox's network namespace")
+        out.append({"type": "network", "path": spec.netns})
     return out
 
 

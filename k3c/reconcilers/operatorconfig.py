@@ -34,8 +34,6 @@ class OperatorConfig:
     containerd_state: Path | None = None
     #: one of :data:`BUILD_ENGINES`
     build_engine: str = "native"
-    #: buildah's ``--isolation`` (chroot or oci)
-    build_isolation: str = "chroot"
     #: RUN steps' pids limit in the native engine (0: none)
     build_pids_limit: int = DEFAULT_PIDS_LIMIT
 

@@ -372,7 +372,7 @@ def test_run_mount_points_are_removed_but_existing_dirs_kept(tmp_path: Path) -> 
 
 def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> None:
     spec = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], ["PATH=/bin"], "/", rootfs.Owner(5, 6),
-                            {"/run/secrets/s": tmp_path / "s"}, confinement=UNCONFINED))
+                            {"/run/secrets/s": tmp_path / "s"}, network="host", confinement=UNCONFINED))
     caps = spec["process"]["capabilities"]["bounding"]
     assert "CAP_SYS_ADMIN" not in caps and "CAP_NET_ADMIN" not in caps and "CAP_CHOWN" in caps
     assert "CAP_NET_RAW" not in caps, "in the host's network namespace: no raw sockets on host interfaces"
@@ -380,7 +380,9 @@ def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> No
                                 network="none", confinement=UNCONFINED))
     assert "CAP_NET_RAW" in isolated["process"]["capabilities"]["effective"]
     assert {"type": "network"} in isolated["linux"]["namespaces"]
-    assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"]), "no sandbox: the host's"
+    assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"]), "host: the host's"
+    with pytest.raises(ValueError, match="needs the build sandbox's network namespace"):
+        oci_spec(RunSpec("c0", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0), confinement=UNCONFINED))
     joined = oci_spec(RunSpec("c3", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
                               netns="/run/netns/build", confinement=UNCONFINED))
     assert {"type": "network", "path": "/run/netns/build"} in joined["linux"]["namespaces"]
