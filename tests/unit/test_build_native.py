@@ -426,6 +426,16 @@ def test_run_spec_carries_the_confinement(tmp_path: Path) -> None:
     assert "pids" not in bare["linux"]["resources"], "0: no limit"
 
 
+def test_run_spec_mounts_from_the_host_are_nodev_nosuid(tmp_path: Path) -> None:
+    """RUN --mount binds, cache mounts, secrets and tmpfs never open device nodes nor honour setuid bits."""
+    spec = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                            {"/run/secrets/s": tmp_path / "s"}, {"/cache": (tmp_path / "c", False),
+                                                                 "/ctx": (tmp_path / "x", True)},
+                            {"/tmp/t": 0}, netns="/run/netns/x", confinement=UNCONFINED))
+    mine = [m for m in spec["mounts"] if m["destination"] in ("/run/secrets/s", "/cache", "/ctx", "/tmp/t")]
+    assert len(mine) == 4 and all({"nodev", "nosuid"} <= set(m["options"]) for m in mine), mine
+
+
 def test_copy_cache_key_follows_exactly_the_files_copied(tmp_path: Path) -> None:
     """A COPY's key changes when a file it takes changes, and not for a file beside it (even one whose
     name sorts between a directory and its children, like ``a-c`` between ``a`` and ``a/b``)."""
