@@ -18,7 +18,9 @@ sent inline (``dockerfileInline``). ``--secret id=ID,src=FILE`` (or ``env=VAR``)
 labelled for this build; the operator deletes it when the build is over, and so does the CLI.
 
 ``--network`` (default, host or none; BuildKit's values) becomes ``spec.network``, the network of RUN steps
-that name none of their own; ``--iidfile`` gets the image ID once built and is removed when the build starts.
+that name none of their own; ``--allow network.host`` (docker buildx's entitlement flag) becomes
+``spec.allow``, without which no RUN step gets the host's network; ``--network host`` asks for it as well,
+as buildx does. ``--iidfile`` gets the image ID once built and is removed when the build starts.
 
 Progress comes from the ImageBuild's ``log`` subresource (followed over HTTP), on stderr; the image ID goes
 to stdout at the end (with ``-q`` nothing else is printed). A failed build exits 1 with the failing step;
@@ -71,6 +73,8 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--push", action="store_true", help="Push the image to its registry once built")
     p.add_argument("--network", metavar="string", default="default",
                    help='Set the networking mode for the RUN instructions during build (default "default")')
+    p.add_argument("--allow", action="append", default=[], metavar="stringArray",
+                   help='Allow extra privileged entitlement (e.g., "network.host")')
     p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
     p.add_argument("-o", "--output", metavar="stringArray", type=parse_output,
                    help='Output destination (format: "type=local,dest=path"; type=tar; PATH; "-" for a tar on '
@@ -208,9 +212,12 @@ def make_context_tar(context: Path, dockerfile: str, gzip: bool = False) -> Path
     import tarfile
     import tempfile
 
-    from k3c.builder.dockerignore import load, walk
+    from k3c.builder.dockerignore import IgnoreFileError, load, walk
 
-    matcher = load(context)
+    try:
+        matcher = load(context)
+    except IgnoreFileError as err:
+        raise CLIError(f"k3c: {err}", 1) from None
     fd, name = tempfile.mkstemp(prefix="k3c-context-", suffix=".tar")
     os.close(fd)
 
@@ -277,7 +284,8 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
     for key, value in (("buildArgs", parse_kv(args.build_arg, "build-arg", from_env=True)),
                        ("labels", parse_kv(args.label, "label")), ("tags", list(args.tag)),
                        ("target", args.target), ("noCache", args.no_cache), ("pull", args.pull),
-                       ("push", args.push), ("platform", args.platform), ("network", "" if args.network == "default" else args.network)):
+                       ("push", args.push), ("platform", args.platform), ("network", "" if args.network == "default" else args.network),
+                       ("allow", entitlements(args.allow, args.network))):
         if value:
             spec[key] = value
     spec["ttlSecondsAfterFinished"] = KEEP_FINISHED
@@ -285,6 +293,23 @@ def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: li
         spec["secrets"] = [{"id": sid, "secretName": f"{name}-secrets", "key": sid} for sid in secret_ids]
     return {"apiVersion": IMAGE_BUILDS.api_version, "kind": IMAGE_BUILDS.kind,
             "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "k3c-build"}}, "spec": spec}
+
+
+def entitlements(allow: list[str], network: str) -> list[str]:
+    """``--allow`` values (repeated or comma-separated, as buildx takes them), plus ``network.host`` for
+    ``--network host`` (buildx grants it for that flag); a name buildx does not know, or k3c does not
+    support, is an error."""
+    from k3c.builder.entitlements import NETWORK_HOST, SECURITY_INSECURE, SUPPORTED
+
+    names = [n.strip() for item in allow for n in item.split(",") if n.strip()]
+    for name in names:
+        if name == SECURITY_INSECURE:
+            raise CLIError(f"k3c: entitlement {name} is not supported by k3c build", 1)
+        if name not in SUPPORTED:
+            raise CLIError(f"k3c: invalid entitlement: {name}", 1)
+    if network == "host":
+        names.append(NETWORK_HOST)
+    return sorted(set(names))
 
 
 def check_tags(tags: list[str]) -> None:
@@ -397,6 +422,7 @@ def build_cmd(args: argparse.Namespace) -> int:
     output: Output | None = args.output
     if args.network not in NETWORKS:
         raise CLIError(f'k3c: network mode "{args.network}" not supported by k3c build ({", ".join(NETWORKS)})', 1)
+    entitlements(args.allow, args.network)  # (a bad one is said before anything is sent)
     if args.iidfile:  # as docker: a failed build leaves no stale ID behind
         _remove_iidfile(args.iidfile)
     secret_values = parse_secrets(args.secret)

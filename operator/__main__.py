@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from k3c.api import DEFAULT_KUBECONFIG, DEFAULT_ROOT_DIR
+from k3c.builder.confinement import DEFAULT_PIDS_LIMIT
 from k3c.operator import running
 from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
@@ -37,9 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-engine", choices=BUILD_ENGINES, default=os.environ.get("K3C_BUILD_ENGINE", "native"),
                    help="native (buildah as its fallback) or buildah for every build (default $K3C_BUILD_ENGINE, "
                         "else native)")
-    p.add_argument("--build-isolation", choices=("chroot", "oci"),
-                   default=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
-                   help="buildah's isolation (default $K3C_BUILD_ISOLATION, else chroot)")
+    p.add_argument("--build-pids-limit", type=int,
+                   default=int(os.environ.get("K3C_BUILD_PIDS_LIMIT", DEFAULT_PIDS_LIMIT)),
+                   help="most processes a RUN step may have, 0 for no limit (default $K3C_BUILD_PIDS_LIMIT, "
+                        f"else {DEFAULT_PIDS_LIMIT})")
     p.add_argument("--allow-local-git-contexts", action="store_true",
                    help="let ImageBuilds clone file:// URLs and paths on the node (they read the node's files)")
     p.add_argument("--log-level", default="info")
@@ -59,7 +61,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         kubeconfig=args.kubeconfig, containerd_address=args.containerd_address, node_name=args.node_name,
         root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
-        build_engine=args.build_engine, build_isolation=args.build_isolation,
+        build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
         local_git_contexts=args.allow_local_git_contexts,
     )
 

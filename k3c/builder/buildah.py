@@ -12,8 +12,11 @@ How one build goes, and why:
    to buildah (pulled from their registry if missing, or always with ``pull``).
 2. **bud** with ``--layers`` (the layer cache: a rebuild with nothing changed answers every step from
    cache), OCI format (buildah 1.28 never hits its cache with ``--format docker``, so HEALTHCHECK, SHELL
-   and ONBUILD are dropped with a warning, as buildah does for OCI), ``--isolation chroot``
-   (works here without a runtime; ``oci`` uses runc, since crun refuses cgroup v1 hybrid), ``--force-rm``
+   and ONBUILD are dropped with a warning, as buildah does for OCI), ``--isolation oci`` with runc (crun
+   refuses cgroup v1 hybrid; ``chroot`` would run RUN steps in the host's network namespace with no
+   seccomp), in the network namespace of the builder's pod sandbox (``--network ns:PATH``, the one the
+   native engine's RUN steps join: :mod:`k3c.builder.network`; ``host`` only with the ``network.host``
+   entitlement, :mod:`k3c.builder.entitlements`), ``--force-rm``
    (no build container survives a failed step), ``--pull=false`` (buildah's default, ``true``, would
    contact the registry of every base on every build). Private ``--root``/``--runroot`` under k3c's root
    dir, a private registries.conf (docker.io for short names) and signature policy: nothing in /etc counts.
@@ -48,6 +51,8 @@ import grpc
 
 from k3c.builder.cachekey import ContextHasher, KeyInputs
 from k3c.builder.dockerfile import external_images
+from k3c.builder.dockerignore import IgnoreFileError
+from k3c.builder.dockerignore import load as load_ignore
 from k3c.builder.engine import (
     BuildFailed,
     BuildObserver,
@@ -56,6 +61,8 @@ from k3c.builder.engine import (
     finish_anyway,
     replay_steps,
 )
+from k3c.builder.entitlements import NETWORK_HOST, require
+from k3c.builder.network import BuildNetwork, NetworkUnavailable
 from k3c.builder.rootfs import unmount_under
 from k3c.builder.transfer import (
     ImageNotFound,
@@ -95,7 +102,7 @@ class BuildahConfig:
     runroot: Path | None = None  #: default ``<root>/run``
     namespace: str = CRI_NAMESPACE
     binary: str = "buildah"
-    isolation: str = "chroot"  #: or "oci" (runc)
+    runtime: str = "runc"  #: the OCI runtime of RUN steps (crun refuses cgroup v1 hybrid)
     storage_driver: str = "overlay"
     #: "oci": buildah 1.28 never answers from its layer cache with ``--format docker`` (intermediate images
     #: are committed as OCI and rejected as cache candidates of another format)
@@ -148,10 +155,13 @@ class BuildahEngine:
 
     name = "buildah"
 
-    def __init__(self, config: BuildahConfig, *, channel: grpc.aio.Channel | None = None) -> None:
-        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own."""
+    def __init__(self, config: BuildahConfig, *, channel: grpc.aio.Channel | None = None,
+                 network: BuildNetwork | None = None) -> None:
+        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own.
+        ``network``: the builder's sandbox, shared with the native engine when this is its fallback."""
         self.config = config
         self.channel = channel
+        self.network = network or BuildNetwork(config.containerd_address, str(config.root), channel=channel)
         self._lock = asyncio.Lock()
         self._store: ContainerdImages | None = None
         self._hasher = ContextHasher()
@@ -200,6 +210,7 @@ class BuildahEngine:
         async with self._lock:
             for cid in await self.container_ids():
                 await self._buildah(["rm", cid], check=False)
+            await self.network.start()
 
     def _prepare_dirs(self) -> None:
         for d in (self.config.root, self.storage, self.tmp_dir, self.exports_dir, self.records_dir):
@@ -216,7 +227,9 @@ class BuildahEngine:
         marker.write_text(boot_id + "\n")
 
     async def close(self) -> None:
-        """Close the containerd connection and unmount buildah's storage (after the last build)."""
+        """Close the containerd connection, remove the build sandbox and unmount buildah's storage (after
+        the last build)."""
+        await self.network.close()
         if self._store is not None:
             await self._store.close()
             self._store = None
@@ -236,6 +249,12 @@ class BuildahEngine:
         if self._lock.locked():
             observer.line("waiting for another build on this node to finish")
         async with self._lock:
+            try:  # buildah applies the file itself; k3c's limits on it hold for both engines
+                await asyncio.to_thread(load_ignore, request.context_dir)
+            except IgnoreFileError as err:
+                raise BuildFailed(str(err)) from None
+            if request.network == "host":  # (buildah 1.28 takes no RUN --network: only the build's own)
+                require(NETWORK_HOST, request.allow)
             refs = await self._base_refs(request)
             key = await self._build_key(request, refs)
             if key is not None:
@@ -247,7 +266,7 @@ class BuildahEngine:
             try:
                 await self._sync_bases(refs, request.pull, observer, work)
                 parser = StepParser(observer)
-                image_id = await self._bud(request, work, parser)
+                image_id = await self._bud(request, work, parser, await self._netns(request))
                 result = await self._deliver(image_id, request, work, observer)
                 result.cached_steps = parser.cached
                 if request.network != "default":  # see bud_args: kept out of buildah's layer cache
@@ -267,7 +286,7 @@ class BuildahEngine:
             return None
         cfg = self.config
         inputs = KeyInputs(
-            engine=f"buildah/{cfg.image_format}/{cfg.isolation}/{cfg.storage_driver}",
+            engine=f"buildah/{cfg.image_format}/oci/{cfg.storage_driver}",
             dockerfile=await asyncio.to_thread(req.dockerfile.read_bytes), build_args=req.build_args,
             target=req.target, labels=req.labels,
             secrets={sid: await asyncio.to_thread(path.read_bytes) for sid, path in req.secrets.items()},
@@ -311,26 +330,36 @@ class BuildahEngine:
                 await self._buildah(["rm", cid], check=False)
         await asyncio.to_thread(shutil.rmtree, work, True)
 
-    async def _bud(self, req: BuildRequest, work: Path, parser: StepParser) -> str:
+    async def _netns(self, req: BuildRequest) -> str:
+        """The build sandbox's network namespace for a default-network build ("" for host or none).
+        Without a sandbox the build fails: RUN steps never fall back to the host's network namespace."""
+        if req.network != "default":
+            return ""
+        try:
+            return (await self.network.sandbox()).netns
+        except NetworkUnavailable as err:
+            raise BuildFailed(f"cannot make the build sandbox, which RUN steps need for their network: {err}") \
+                from None
+
+    async def _bud(self, req: BuildRequest, work: Path, parser: StepParser, netns: str) -> str:
         iidfile = work / "iid"
-        code = await self._run([*self.global_args(), *self.bud_args(req, iidfile)], parser)
+        code = await self._run([*self.global_args(), *self.bud_args(req, iidfile, netns)], parser)
         if code != 0:
             raise parser.failure(code)
         return iidfile.read_text().strip()
 
-    def bud_args(self, req: BuildRequest, iidfile: Path) -> list[str]:
-        """``bud`` and its flags for one request (without the global storage flags)."""
+    def bud_args(self, req: BuildRequest, iidfile: Path, netns: str) -> list[str]:
+        """``bud`` and its flags for one request (without the global storage flags); ``netns``: the build
+        sandbox's network namespace, for the default network."""
         cfg = self.config
-        # chroot isolation can only share the host's network; a build without one runs its steps under runc.
-        # buildah's layer cache does not tell networks apart: such a build neither uses it nor adds to it
-        # (its image is removed from buildah's storage once in containerd).
-        isolation = "oci" if req.network == "none" else cfg.isolation
+        # buildah's layer cache does not tell networks apart: a build on another network neither uses it nor
+        # adds to it (its image is removed from buildah's storage once in containerd).
         layers = "--layers" if req.network == "default" else "--layers=false"
-        args = ["bud", "--isolation", isolation, layers, "--force-rm", "--format", cfg.image_format,
+        network = f"ns:{netns}" if req.network == "default" else req.network
+        args = ["bud", "--isolation", "oci", "--runtime", cfg.runtime, f"--network={network}", layers,
+                "--force-rm", "--format", cfg.image_format,
                 "--pull=false", "--identity-label=false", "--signature-policy", str(cfg.root / "policy.json"),
                 "--iidfile", str(iidfile), "-f", str(req.dockerfile)]
-        if isolation == "oci":
-            args += ["--runtime", "runc"]
         for key, value in sorted(req.build_args.items()):
             args += ["--build-arg", f"{key}={value}"]
         for key, value in sorted(req.labels.items()):
@@ -341,8 +370,6 @@ class BuildahEngine:
             args += ["--target", req.target]
         if req.no_cache or req.network != "default":
             args.append("--no-cache")
-        if req.network == "none":
-            args.append("--network=none")
         args.append(str(req.context_dir))
         return args
 

@@ -42,6 +42,8 @@ class BuildRequest:
     pull: bool = False
     #: RUN steps' network unless a step names its own: default (the builder's), host or none
     network: str = "default"
+    #: entitlements granted, as BuildKit's ``--allow`` (:mod:`k3c.builder.entitlements`): ``network.host``
+    allow: list[str] = field(default_factory=list)
     #: secret id -> file holding its value (the engine never copies it into the image)
     secrets: dict[str, Path] = field(default_factory=dict)
     #: containerd image labels put on every tag (e.g. which ImageBuild made it)

@@ -44,9 +44,10 @@ import grpc
 
 from k3c.builder import bases, layercache, rootfs, runmounts, sandbox
 from k3c.builder.cachekey import ContextHasher, KeyInputs, feed
+from k3c.builder.confinement import DEFAULT_PIDS_LIMIT, Confinement, apparmor_profile, seccomp_of
 from k3c.builder.dockerfile import substitute
+from k3c.builder.dockerignore import IgnoreFileError, IgnoreMatcher, walk
 from k3c.builder.dockerignore import load as load_ignore
-from k3c.builder.dockerignore import walk
 from k3c.builder.engine import (
     BuildFailed,
     BuildObserver,
@@ -56,10 +57,11 @@ from k3c.builder.engine import (
     finish_anyway,
     replay_steps,
 )
+from k3c.builder.entitlements import NETWORK_HOST, require
 from k3c.builder.imageconfig import DEFAULT_PATH, ImageState, apply_metadata
 from k3c.builder.instructions import LAYERS, Instruction, Stage, Unsupported, find_stage, parse, stages_needed
 from k3c.builder.layercache import LEASE, LayerCache
-from k3c.builder.network import BuildNetwork, NetworkUnavailable
+from k3c.builder.network import BuildNetwork, NetworkUnavailable, SandboxInfo
 from k3c.builder.transfer import has_all_blobs, tag
 from k3c.builder.words import expand
 from k3c.cri.channel import CRI_NAMESPACE
@@ -85,8 +87,8 @@ class NativeConfig:
     namespace: str = CRI_NAMESPACE
     snapshotter: str = "overlayfs"
     runc: str = "runc"
-    #: RUN steps in a pod sandbox's network namespace (k3c.builder.network); False: the host's
-    sandbox_network: bool = True
+    #: RUN steps' pids cgroup limit (0: none)
+    pids_limit: int = DEFAULT_PIDS_LIMIT
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).absolute()
@@ -107,7 +109,6 @@ class Run:
     counter: int = 0
     manifest: bytes = b""  #: the built image's manifest, once written
     chain: str = ""  #: its top snapshot
-    no_network: bool = False  #: the build network could not be made (said once)
 
     def next_id(self) -> str:
         self.counter += 1
@@ -120,8 +121,9 @@ class NativeEngine:
     name = "native"
 
     def __init__(self, config: NativeConfig, fallback: Engine | None = None, *,
-                 channel: grpc.aio.Channel | None = None) -> None:
-        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own."""
+                 channel: grpc.aio.Channel | None = None, network: BuildNetwork | None = None) -> None:
+        """``channel``: an open gRPC channel to containerd to use (the operator's); None: dial our own.
+        ``network``: the builder's sandbox (shared with the fallback); None: one of our own."""
         self.config = config
         self.fallback = fallback
         self.channel = channel
@@ -130,8 +132,7 @@ class NativeEngine:
         self._snaps: Snapshots | None = None
         self._hasher = ContextHasher()
         self.cache = LayerCache(config.root)
-        self.network = (BuildNetwork(config.containerd_address, str(config.root), channel=channel)
-                        if config.sandbox_network else None)
+        self.network = network or BuildNetwork(config.containerd_address, str(config.root), channel=channel)
 
     # ---- paths and clients ----
 
@@ -171,14 +172,12 @@ class NativeEngine:
             await self.store.ensure_lease(LEASE)
             for key in await self.snaps.keys(ACTIVE_PREFIX):
                 await self.snaps.remove(key)
-            if self.network is not None:
-                await self.network.start()
+            await self.network.start()
         if self.fallback is not None:
             await self.fallback.start()
 
     async def close(self) -> None:
-        if self.network is not None:
-            await self.network.close()
+        await self.network.close()
         if self.fallback is not None:
             await self.fallback.close()
         if self._store is not None:
@@ -192,12 +191,17 @@ class NativeEngine:
             observer.line("waiting for another build on this node to finish")
         async with self._lock:
             try:
+                matcher = await asyncio.to_thread(load_ignore, request.context_dir)  # (untrusted: off the loop)
                 text = await asyncio.to_thread(request.dockerfile.read_text, errors="replace")
                 stages, global_args = parse(text, request.build_args, request.target)
                 chosen = stages_needed(stages, request.target)
+                if "host" in _networks(request, chosen):  # (before the caches: they must not bypass it)
+                    require(NETWORK_HOST, request.allow)
                 refs = await bases.resolve(self.store, stages, chosen, global_args, request.pull)
             except Unsupported as why:
                 return await self._fallback(request, observer, why)
+            except IgnoreFileError as err:
+                raise BuildFailed(str(err)) from None
             except ValueError as err:
                 raise BuildFailed(f"Dockerfile: {err}") from None
             key = await self._build_key(request, text, refs)
@@ -212,7 +216,7 @@ class NativeEngine:
             await self.store.ensure_lease(LEASE)  # (again: a prune may have dropped it)
             run = Run(request, observer, Path(tempfile.mkdtemp(prefix="build-", dir=self.work_dir)))
             try:
-                result = await self._build(run, stages, chosen, images, global_args)
+                result = await self._build(run, stages, chosen, images, global_args, matcher)
                 if key is not None:
                     self.cache.save_build(key, run.manifest, run.chain, run.steps)
                 return result
@@ -227,9 +231,8 @@ class NativeEngine:
         return await self.fallback.build(request, observer)
 
     async def _build(self, run: Run, stages: list[Stage], chosen: list[Stage], images: dict[str, bases.BaseImage],
-                     global_args: dict[str, str]) -> BuildResult:
+                     global_args: dict[str, str], matcher: IgnoreMatcher) -> BuildResult:
         req = run.request
-        matcher = await asyncio.to_thread(load_ignore, req.context_dir)
         run.kept = set(await asyncio.to_thread(lambda: list(walk(req.context_dir, matcher))))
         run.kept_sorted = sorted(run.kept)
         built: dict[int, ImageState] = {}
@@ -347,7 +350,7 @@ class NativeEngine:
         mounts = await self.snaps.prepare(key, parent, LEASE)
         root = run.work / key
         root.mkdir()
-        await asyncio.to_thread(rootfs.mount, mounts, root)
+        await asyncio.to_thread(rootfs.mount, mounts, root, setuid=ins.keyword == "RUN")
         try:
             if ins.keyword == "RUN":
                 await self._run_step(run, ins, state, root, run_mounts, chains)
@@ -400,11 +403,16 @@ class NativeEngine:
         network = ins.flag("network") or run.request.network
         if network not in ("default", "host", "none"):
             raise ValueError(f"RUN --network={network}: only default, host and none are supported")
-        netns = await self._netns(run) if network == "default" else None
+        if network == "host":
+            require(NETWORK_HOST, run.request.allow)
+        info = await self._sandbox()
+        confinement = Confinement(seccomp_of(info.runtime_spec), await asyncio.to_thread(apparmor_profile),
+                                  self.config.pids_limit)
         spec = sandbox.RunSpec(container_id=run.next_id(), rootfs=root, bundle=run.work / f"bundle-{run.counter}",
                                args=args, env=self._run_env(state), cwd=cwd, owner=owner,
-                               network=network, netns=netns, secrets=prepared.secrets, binds=prepared.binds,
-                               tmpfs=prepared.tmpfs)
+                               network=network, netns=info.netns if network == "default" else None,
+                               secrets=prepared.secrets, binds=prepared.binds, tmpfs=prepared.tmpfs,
+                               confinement=confinement)
         # a missing WORKDIR is created owned by the USER, as BuildKit does
         await asyncio.to_thread(rootfs.ensure_dir, root, cwd, owner if owner.uid else None)
         created = await asyncio.to_thread(rootfs.mountpoints_missing, root, spec.bind_targets())
@@ -415,16 +423,15 @@ class NativeEngine:
         if code != 0:
             raise BuildFailed(f"exit code {code}", exit_code=code)
 
-    async def _netns(self, run: Run) -> str | None:
-        """The build network's namespace; None (the host's, said once in the log) if it cannot be made."""
-        if self.network is None or run.no_network:
-            return None
+    async def _sandbox(self) -> SandboxInfo:
+        """The builder's pod sandbox. Every RUN takes the confinement containers get from its spec, and a
+        default-network RUN its network namespace: without it no RUN runs (never unconfined, never in the
+        host's network namespace for want of another)."""
         try:
-            return await self.network.netns()
+            return await self.network.sandbox()
         except NetworkUnavailable as err:
-            run.no_network = True
-            run.observer.line(f"warning: no build network ({err}); RUN shares the host's network namespace")
-            return None
+            raise BuildFailed(f"cannot make the build sandbox, which RUN steps need for their network and "
+                              f"confinement: {err}") from None
 
     async def _copy_step(self, run: Run, ins: Instruction, state: ImageState, root: Path,
                          source_chain: str | None) -> None:
@@ -562,6 +569,12 @@ def _h(*parts: str) -> str:
     for p in parts:
         feed(h, p)
     return h.hexdigest()
+
+
+def _networks(request: BuildRequest, stages: list[Stage]) -> set[str]:
+    """The networks the RUN steps of ``stages`` ask for (the build's own for those that name none)."""
+    return {ins.flag("network") or request.network for stage in stages for ins in stage.instructions
+            if ins.keyword == "RUN"}
 
 
 def _ownership_flags(ins: Instruction, env: dict[str, str]) -> tuple[str, int | None]:

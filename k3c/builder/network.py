@@ -4,7 +4,8 @@ Why a pod sandbox: it is exactly what a container gets from k3c (its own network
 bridge, an IP from the same IPAM, NAT to the outside), created by the same code path CRI uses for every
 container, and removed the same way (no netns, IP lease or iptables rule of our own to track). A RUN joins
 its network namespace, so ``RUN apt-get …`` reaches the network as in ``docker build``, and sees none of
-the host's interfaces or loopback services.
+the host's interfaces or loopback services. It is made with seccomp ``RuntimeDefault``, so its OCI spec
+also carries the profile containerd gives containers, which RUN steps take (:mod:`k3c.builder.confinement`).
 
 It is made on the first RUN that needs it (about a third of a second, once per engine lifetime, not per
 build) and removed on :meth:`BuildNetwork.close`; one left by a crash is found by its label on
@@ -18,6 +19,8 @@ import contextlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -25,7 +28,7 @@ from k3c.builder.engine import finish_anyway
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 
-__all__ = ["BuildNetwork", "NetworkUnavailable"]
+__all__ = ["BuildNetwork", "NetworkUnavailable", "SandboxInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,14 @@ class NetworkUnavailable(Exception):
     """No sandbox could be made (no pause image, CNI failing…); the message says why."""
 
 
+@dataclass(frozen=True)
+class SandboxInfo:
+    """What RUN steps take from the builder's sandbox."""
+
+    netns: str  #: path of its network namespace
+    runtime_spec: dict[str, Any]  #: the OCI spec containerd generated for it (seccomp and all)
+
+
 class BuildNetwork:
     """One pod sandbox whose network namespace RUN steps join."""
 
@@ -47,7 +58,7 @@ class BuildNetwork:
         self.owner = owner
         self._cri: CRIClient | None = None
         self._sandbox: str | None = None
-        self._netns: str | None = None
+        self._info: SandboxInfo | None = None
         self._lock = asyncio.Lock()
 
     def _client(self) -> CRIClient:
@@ -64,17 +75,17 @@ class BuildNetwork:
         except RuntimeCallError as err:
             log.warning("cannot remove an earlier build network: %s", err)
 
-    async def netns(self) -> str:
-        """Path of the sandbox's network namespace, making the sandbox first if needed."""
+    async def sandbox(self) -> SandboxInfo:
+        """The sandbox's network namespace and spec, making the sandbox first if needed."""
         async with self._lock:
-            if self._netns is None:
+            if self._info is None:
                 # finished even if our caller is cancelled: a sandbox made but not recorded would outlive us
                 await finish_anyway(self._create_and_keep())
-            assert self._netns is not None
-            return self._netns
+            assert self._info is not None
+            return self._info
 
     async def _create_and_keep(self) -> None:
-        self._sandbox, self._netns = await self._create()
+        self._sandbox, self._info = await self._create()
 
     async def close(self) -> None:
         async with self._lock:
@@ -83,7 +94,7 @@ class BuildNetwork:
                     await asyncio.shield(self._remove(self._sandbox))
                 except RuntimeCallError as err:  # found by its label on the next start
                     log.warning("cannot remove the build network %s: %s", self._sandbox[:12], err)
-                self._sandbox = self._netns = None
+                self._sandbox, self._info = None, None
             if self._cri is not None:
                 await self._cri.close()
                 self._cri = None
@@ -95,10 +106,12 @@ class BuildNetwork:
     def _label(self) -> str:
         return uuid.uuid5(uuid.NAMESPACE_URL, self.owner).hex  # label values are at most 63 characters
 
-    async def _create(self) -> tuple[str, str]:
+    async def _create(self) -> tuple[str, SandboxInfo]:
         config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name="k3c-builder", uid=uuid.uuid4().hex, namespace=SANDBOX_NAMESPACE),
             hostname="k3c-build", labels={LABEL: self._label()},
+            linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))),
         )
         try:
             sid = await self._client().run_pod_sandbox(config)
@@ -106,13 +119,14 @@ class BuildNetwork:
             raise NetworkUnavailable(str(err)) from None
         try:
             status = await self._client().pod_sandbox_status(sid, verbose=True)
-            path = _netns_path(status.info.get("info", "{}"))
+            spec = _runtime_spec(status.info.get("info", "{}"))
+            info = SandboxInfo(_netns_path(spec), spec)
         except (RuntimeCallError, ValueError) as err:
             with contextlib.suppress(RuntimeCallError):  # (a leftover is found by its label next time)
                 await self._remove(sid)
-            raise NetworkUnavailable(f"cannot find the sandbox's network namespace: {err}") from None
-        log.info("build network: sandbox %s, network namespace %s", sid[:12], path)
-        return sid, path
+            raise NetworkUnavailable(f"cannot read the sandbox's network namespace: {err}") from None
+        log.info("build network: sandbox %s, network namespace %s", sid[:12], info.netns)
+        return sid, info
 
     async def _remove(self, sid: str) -> None:
         try:
@@ -122,10 +136,17 @@ class BuildNetwork:
             pass
 
 
-def _netns_path(info_json: str) -> str:
-    """The network namespace path in containerd's verbose sandbox info (its OCI runtime spec)."""
-    info = json.loads(info_json)
-    for ns in ((info.get("runtimeSpec") or {}).get("linux") or {}).get("namespaces") or []:
+def _runtime_spec(info_json: str) -> dict[str, Any]:
+    """The OCI runtime spec in containerd's verbose sandbox info."""
+    spec = json.loads(info_json).get("runtimeSpec")
+    if not isinstance(spec, dict):
+        raise ValueError("no runtime spec in the sandbox's status")
+    return spec
+
+
+def _netns_path(spec: dict[str, Any]) -> str:
+    """The network namespace path in the sandbox's OCI runtime spec."""
+    for ns in (spec.get("linux") or {}).get("namespaces") or []:
         if ns.get("type") == "network" and ns.get("path"):
             return str(ns["path"])
     raise ValueError("no network namespace path in the sandbox's runtime spec")

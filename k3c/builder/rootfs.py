@@ -3,6 +3,12 @@
 Every path written during a build is resolved *inside* the mounted root (:func:`resolve`): symlinks in the
 image are followed as the container would see them, never onto the host. That matters because a base
 image may hold ``/app -> /etc`` or ``/x -> ../../..``: ``COPY file /app/`` must land in the image's /etc.
+
+An image (or a stage a RUN made) may also hold device nodes with any numbers, FIFOs and huge files. So
+every mount made here is ``nodev`` (and ``nosuid`` but for a RUN's own root), only regular files,
+directories and symlinks are ever copied (:func:`copy_plain`, COPY), and the few files the operator reads
+from an image (/etc/passwd, /etc/group) are opened without following a link, only if regular, and only
+up to :data:`PASSWD_MAX` bytes.
 """
 
 from __future__ import annotations
@@ -23,34 +29,48 @@ from pathlib import Path
 from k3c import untar
 from k3c.cri.snapshots import Mount
 
-__all__ = ["CopySpec", "copy_into", "ensure_dir", "mount", "resolve", "unmount", "unmount_under", "user_ids"]
+__all__ = ["PASSWD_MAX", "CopySpec", "copy_into", "copy_plain", "ensure_dir", "mount", "resolve", "unmount",
+           "unmount_under", "user_ids"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
 MNT_DETACH = 2
 #: How deep symlinks may chain inside an image before a path counts as a loop (as Linux: 40).
 MAX_LINKS = 40
+#: Largest /etc/passwd or /etc/group read from an image (real ones hold a few KiB).
+PASSWD_MAX = 4 << 20
 
 
-def mount(mounts: list[Mount], target: Path, readonly: bool = False) -> None:
-    """Mount a snapshot's mounts (one overlay or bind mount, as containerd's overlayfs snapshotter gives)."""
+def mount(mounts: list[Mount], target: Path, readonly: bool = False, *, setuid: bool = False) -> None:
+    """Mount a snapshot's mounts (one overlay or bind mount, as containerd's overlayfs snapshotter gives).
+
+    Always ``nodev``: a device node of an image or a stage is never opened through our mounts, whatever
+    numbers it carries (runc's bind of a RUN's root keeps the flag, so not by a RUN either). ``nosuid``
+    too, unless ``setuid``: a RUN's own root, where ``sudo`` and other setuid programs must work as they do
+    in a container (the operator never executes a file of a mount).
+    """
     if len(mounts) != 1:
         raise OSError(errno.EINVAL, f"expected one mount, got {len(mounts)}")
     m = mounts[0]
-    flags = MS_RDONLY if readonly or "ro" in m.options else 0
+    flags = MS_NODEV | (0 if setuid else MS_NOSUID) | (MS_RDONLY if readonly or "ro" in m.options else 0)
     data = ",".join(o for o in m.options if o not in ("ro", "rw", "rbind", "bind"))
-    if m.type == "bind":
-        flags |= MS_BIND
-        data = ""
-    if _libc.mount(m.source.encode(), str(target).encode(), m.type.encode(), flags,
+    if m.type == "bind":  # the flags of a bind mount are set by a remount
+        _mount(m.source, target, m.type, MS_BIND, "")
+        try:
+            _mount("none", target, None, MS_BIND | MS_REMOUNT | flags, "")
+        except OSError:
+            unmount(target)
+            raise
+        return
+    _mount(m.source, target, m.type, flags, data)
+
+
+def _mount(source: str, target: Path, fstype: str | None, flags: int, data: str) -> None:
+    if _libc.mount(source.encode(), str(target).encode(), fstype.encode() if fstype else None, flags,
                    data.encode() if data else None) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"mount {m.type} on {target}: {os.strerror(err)}")
-    if m.type == "bind" and flags & MS_RDONLY:  # a bind mount is made read-only by a remount
-        if _libc.mount(b"none", str(target).encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0:
-            err = ctypes.get_errno()
-            unmount(target)
-            raise OSError(err, f"remount {target} read-only: {os.strerror(err)}")
+        what = f"remount {target}" if flags & MS_REMOUNT else f"mount {fstype} on {target}"
+        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def unmount(target: Path | str, lazy: bool = False) -> None:
@@ -98,13 +118,39 @@ class Owner:
 
 
 def _db(root: Path, name: str) -> Iterator[list[str]]:
-    try:
-        text = resolve(root, f"/etc/{name}").read_text(errors="replace")
-    except OSError:
-        return
-    for line in text.splitlines():
+    text = image_file(root, f"/etc/{name}")
+    for line in (text or "").splitlines():
         if line and not line.startswith("#"):
             yield line.split(":")
+
+
+def image_file(root: Path, path: str) -> str | None:
+    """The text of a small regular file of the image (/etc/passwd), or None when the image has none.
+
+    The path is resolved inside ``root``; the file is read only if it is a regular file (a FIFO would block
+    the operator for ever, a device node would be read on the host), opened without following a link (so
+    nothing put there meanwhile leads out), and only up to :data:`PASSWD_MAX` bytes; else ValueError.
+    """
+    try:
+        host = resolve(root, path)
+        st = os.lstat(host)
+    except OSError:  # missing, a dangling link, a symlink loop: no such file, as before
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"cannot read {path} of the image: not a regular file")
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ValueError(f"cannot read {path} of the image: not a regular file") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"cannot read {path} of the image: not a regular file")
+        data = f.read(PASSWD_MAX + 1)
+    if len(data) > PASSWD_MAX:
+        raise ValueError(f"cannot read {path} of the image: larger than {PASSWD_MAX} bytes")
+    return data.decode(errors="replace")
 
 
 def user_ids(root: Path, spec: str, *, supplementary: bool = False) -> Owner:
@@ -317,6 +363,63 @@ def _set_meta(src: Path, target: Path, spec: CopySpec, st: os.stat_result) -> No
     os.lchown(target, uid, gid)
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(target, spec.mode if spec.mode is not None else stat.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _plain(mode: int) -> bool:
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
+
+
+def copy_plain(src: Path, dest: Path) -> None:
+    """``src`` (a regular file, a symlink or a directory tree) copied to the new ``dest`` with owners, modes
+    and times: the throw-away copy a ``rw`` bind mount gets.
+
+    Only regular files, directories and symlinks are copied; device nodes, FIFOs and sockets in a tree are
+    skipped, as COPY skips them (reading a device node of a stage would copy the host device its numbers
+    name, a FIFO would block, and making either would put it on the host's filesystem). A lone one is
+    refused (:class:`CopyError`). Files are opened without following links; the walk is iterative, so a
+    deep tree cannot exhaust Python's stack.
+    """
+    st = src.lstat()
+    if not _plain(st.st_mode):
+        raise CopyError(f"{src.name}: not a regular file, a directory or a symlink")
+    dirs: list[tuple[Path, os.stat_result]] = []
+    todo = [(src, dest, st)]
+    while todo:
+        source, target, st = todo.pop()
+        if stat.S_ISDIR(st.st_mode):
+            target.mkdir(mode=0o700)
+            dirs.append((target, st))
+            with os.scandir(source) as entries:
+                for entry in entries:
+                    est = entry.stat(follow_symlinks=False)
+                    if _plain(est.st_mode):
+                        todo.append((Path(entry.path), target / entry.name, est))
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(source), target)
+            _keep_meta(target, st)
+        else:
+            _copy_regular(source, target, st)
+            _keep_meta(target, st)
+    for target, st in reversed(dirs):  # (children first: writing them changed the directory's times)
+        _keep_meta(target, st)
+
+
+def _copy_regular(src: Path, dest: Path, st: os.stat_result) -> None:
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fin:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise CopyError(f"{src.name}: changed while being copied")
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(out, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _keep_meta(target: Path, st: os.stat_result) -> None:
+    os.lchown(target, st.st_uid, st.st_gid)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(target, stat.S_IMODE(st.st_mode))  # (after chown, which clears setuid bits)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 

@@ -4,8 +4,10 @@
 - ``cache``: a directory per ``id`` under the engine's root, kept between builds and never in a layer;
 - ``tmpfs``: a fresh tmpfs;
 - ``bind``: a path of the context (only what .dockerignore keeps, so a filtered copy for a directory), or
-  of another stage or image (``from=``, a read-only snapshot view); read-only unless ``rw``, and then the
-  RUN writes to a throw-away copy, as BuildKit discards them.
+  of another stage or image (``from=``, a read-only ``nodev,nosuid`` snapshot view); read-only unless
+  ``rw``, and then the RUN writes to a throw-away copy, as BuildKit discards them. The copy holds regular
+  files, directories and symlinks only: a device node of a stage is skipped (copying it would read the
+  host device its numbers name), and a device, FIFO or socket as the whole source is refused.
 
 None of these targets ends up in the layer: they are mount points, and the ones runc had to create are
 removed again after the RUN (:func:`k3c.builder.rootfs.remove_created`).
@@ -17,7 +19,6 @@ import asyncio
 import hashlib
 import os
 import posixpath
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,9 @@ class RunMounts:
             path = rootfs.resolve(root, m.source)
             if not os.path.lexists(path):
                 raise ValueError(f"--mount from={m.opt('from')}: {m.source} not found")
+            if rw and not (path.is_dir() or path.is_file()):  # (resolved: no symlink left to follow)
+                raise ValueError(f"--mount from={m.opt('from')}: {m.source} is not a regular file, a directory "
+                                 "or a symlink")
             return (await asyncio.to_thread(self._copy, path) if rw else path), not rw
         rel = posixpath.normpath("/" + m.source).lstrip("/")
         # a symlink in the context leads where it would inside the context, never to a host file
@@ -162,19 +166,19 @@ class RunMounts:
         copy = self.work / f"bind-{self.new_key()}"
         copy.mkdir()
         if path.is_file():
-            await asyncio.to_thread(shutil.copy2, path, copy / path.name)
+            await asyncio.to_thread(rootfs.copy_plain, path, copy / path.name)
             return copy / path.name, not rw
         await asyncio.to_thread(rootfs.copy_into, copy, spec)  # only what .dockerignore keeps (off the loop)
         return copy, not rw
 
     def _copy(self, path: Path) -> Path:
+        """A throw-away copy of a stage's file or directory for a ``rw`` bind: regular files, directories
+        and symlinks only (:func:`k3c.builder.rootfs.copy_plain`)."""
         dest = self.work / f"bind-{self.new_key()}"
-        if path.is_dir():
-            shutil.copytree(path, dest, symlinks=True)
-        else:
+        if not path.is_dir():
             dest.mkdir()
             dest = dest / path.name
-            shutil.copy2(path, dest)
+        rootfs.copy_plain(path, dest)
         return dest
 
 

@@ -2,11 +2,12 @@
 
 Why runc directly (not containerd's Tasks API): a build step needs no shim, no log plumbing and no
 restart handling, and ``runc run`` in the foreground starts in ~50 ms where a shim-managed task takes a
-few hundred. The container gets Docker's default capabilities, masked /proc paths and fresh pid/ipc/uts/
-mount namespaces. Its network is the builder's pod sandbox (:mod:`k3c.builder.network`: k3c's CNI bridge,
+few hundred. The container gets Docker's default capabilities, masked /proc paths, fresh pid/ipc/uts/
+mount namespaces, and the confinement containers get (:mod:`k3c.builder.confinement`: containerd's
+seccomp profile, AppArmor where available, the device rule, a pids limit). Its network is the builder's pod sandbox (:mod:`k3c.builder.network`: k3c's CNI bridge,
 NAT to the outside), as a container's would be; ``RUN --network=none`` gets a namespace of its own with
-only loopback. ``RUN --network=host`` (or a builder that could not make its sandbox) shares the host's,
-and then gets no network capabilities there (no ``CAP_NET_RAW`` to sniff or forge host traffic, no
+only loopback. ``RUN --network=host`` (allowed by the ``network.host`` entitlement) shares the host's, and
+then gets no network capabilities there (no ``CAP_NET_RAW`` to sniff or forge host traffic, no
 ``CAP_NET_BIND_SERVICE`` for the host's privileged ports).
 
 Build secrets are bind-mounted read-only at their target; they, /etc/resolv.conf and /etc/hosts are
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c.builder.confinement import Confinement
 from k3c.builder.rootfs import Owner
 
 __all__ = ["RunSpec", "run"]
@@ -56,10 +58,11 @@ class RunSpec:
     tmpfs: dict[str, int] = field(default_factory=dict)  #: ``--mount=type=tmpfs``: target -> size (bytes, 0: default)
     network: str = "default"  #: ``RUN --network``: default (``netns``), host, or none (loopback only)
     netns: str | None = None  #: the builder's network namespace for ``default``; None: the host's
+    confinement: Confinement = field(kw_only=True)  #: seccomp, AppArmor, devices, pids
 
     @property
     def host_network(self) -> bool:
-        return self.network == "host" or (self.network == "default" and not self.netns)
+        return self.network == "host"
 
     def bind_targets(self) -> list[str]:
         """Image paths runc mounts onto (and creates when missing)."""
@@ -83,8 +86,8 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
         {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]},
         *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid", "nodev"]}
           for dest, src in binds.items()),
-        *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "ro" if ro else "rw"]}
-          for dest, (src, ro) in spec.binds.items()),
+        *({"destination": dest, "type": "bind", "source": str(src),
+           "options": ["rbind", "ro" if ro else "rw", "nosuid", "nodev"]} for dest, (src, ro) in spec.binds.items()),
         *({"destination": dest, "type": "tmpfs", "source": "tmpfs",
            "options": ["nosuid", "nodev", *([f"size={size}"] if size else [])]} for dest, size in spec.tmpfs.items()),
     ]
@@ -104,13 +107,15 @@ def _namespaces(spec: RunSpec) -> list[dict[str, str]]:
     if spec.network == "none":
         out.append({"type": "network"})
     elif not spec.host_network:
-        out.append({"type": "network", "path": str(spec.netns)})
+        if not spec.netns:  # never the host's for want of the sandbox's
+            raise ValueError("a RUN on the default network needs the build sandbox's network namespace")
+        out.append({"type": "network", "path": spec.netns})
     return out
 
 
 def oci_spec(spec: RunSpec) -> dict[str, Any]:
     """The runc config.json of a RUN step."""
-    return {
+    config = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
@@ -129,6 +134,8 @@ def oci_spec(spec: RunSpec) -> dict[str, Any]:
             "readonlyPaths": READONLY,
         },
     }
+    spec.confinement.apply(config)
+    return config
 
 
 def resolv_conf(host_network: bool) -> str:

@@ -20,6 +20,7 @@ import grpc
 from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
 from k3c.builder.native import NativeConfig, NativeEngine
+from k3c.builder.network import BuildNetwork
 from k3c.reconcilers.buildcaches import BuildCacheReconciler
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.controller import Controller
@@ -33,17 +34,19 @@ def build_engine(config: OperatorConfig, channel: grpc.aio.Channel | None = None
     """The native engine (``<root dir>/builder/native``), handing what it does not support to buildah
     (storage under ``<root dir>/builder``) when buildah is installed; ``build_engine="buildah"`` uses
     buildah for every build (if installed)."""
+    native_root = Path(config.root_dir) / "builder" / "native"
+    # one build sandbox for both engines: their RUN steps join the same network namespace
+    network = BuildNetwork(config.containerd_address, str(native_root), channel=channel)
     buildah = None
     if shutil.which("buildah"):
-        buildah = BuildahEngine(BuildahConfig(
-            root=Path(config.root_dir) / "builder", containerd_address=config.containerd_address,
-            isolation=config.build_isolation,
-        ), channel=channel)
+        buildah = BuildahEngine(BuildahConfig(root=Path(config.root_dir) / "builder",
+                                              containerd_address=config.containerd_address),
+                                channel=channel, network=network)
     if config.build_engine == "buildah" and buildah is not None:
         return buildah
-    return NativeEngine(NativeConfig(root=Path(config.root_dir) / "builder" / "native",
-                                     containerd_address=config.containerd_address),
-                        fallback=buildah, channel=channel)
+    return NativeEngine(NativeConfig(root=native_root, containerd_address=config.containerd_address,
+                                     pids_limit=config.build_pids_limit),
+                        fallback=buildah, channel=channel, network=network)
 
 
 class Assembly:

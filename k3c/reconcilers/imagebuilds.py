@@ -457,6 +457,7 @@ class ImageBuildReconciler:
                 build_args=dict(spec.get("buildArgs") or {}), target=spec.get("target") or "",
                 labels=dict(spec.get("labels") or {}), no_cache=bool(spec.get("noCache")),
                 pull=bool(spec.get("pull")), network=spec.get("network") or "default",
+                allow=list(spec.get("allow") or []),
                 secrets=await self._secrets(obj, secrets_dir),
                 image_labels={IMAGE_BUILD_LABEL: f"{ns}/{name}"},
             )

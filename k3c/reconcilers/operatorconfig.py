@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from k3c.builder.confinement import DEFAULT_PIDS_LIMIT
 from k3c.distribution.hosts import registry_config_path
 
 #: The controllers one operator process can run (``--controllers``); all of them by default.
@@ -33,8 +34,8 @@ class OperatorConfig:
     containerd_state: Path | None = None
     #: one of :data:`BUILD_ENGINES`
     build_engine: str = "native"
-    #: buildah's ``--isolation`` (chroot or oci)
-    build_isolation: str = "chroot"
+    #: RUN steps' pids limit in the native engine (0: none)
+    build_pids_limit: int = DEFAULT_PIDS_LIMIT
     #: whether a git build context may be a ``file://`` URL or a path on the node (it reads the node's files,
     #: as ``context.dir`` does); ``k3c daemon``'s embedded mode allows it, a shared cluster's operator not
     #: unless told (the node policy is to decide this per request)

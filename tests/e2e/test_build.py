@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,41 @@ def test_dockerignore_excludes_files_in_dir_and_upload_contexts(stack: BuildStac
         "the upload is removed once its build is over"
 
 
+def test_hostile_dockerignore_builds_promptly_and_the_operator_stays_responsive(stack: BuildStack,
+                                                                              tmp_path: Path) -> None:
+    """Issue 10: eleven ``**/`` and one 24-level path kept a build matching for minutes with the operator's
+    event loop frozen. Now the build is prompt, another build created meanwhile gets its status at once, and
+    the CLI's upload (its own walk of the context) is prompt too."""
+    deep = "/".join(["d"] * 24) + "/file"
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nCOPY . /src/\nRUN sleep 1\n",
+                                  ".dockerignore": "**/" * 11 + "nomatch\n", deep: "deep"})
+    other = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo other > /other\n"})
+    with ThreadPoolExecutor(2) as pool:
+        hostile = pool.submit(stack.k3c, "build", "-q", "-t", "redos:dir", str(ctx), timeout=120)
+        wait_until(lambda: (o := _build_tagged(stack, "docker.io/library/redos:dir")) and o.get("status"), 30,
+                   "the hostile build to start")
+        time.sleep(3)  # (the old matcher was deep in the 24 levels by now, the GIL held for minutes at a time)
+        second = pool.submit(stack.k3c, "build", "-q", "-t", "redos:other", str(other), timeout=120)
+        wait_until(lambda: (o := _build_tagged(stack, "docker.io/library/redos:other")) and o.get("status"), 15,
+                   "the operator to write another build's status while the hostile one runs")
+        built(stack, hostile.result())
+        built(stack, second.result())
+    assert stack.image("docker.io/library/redos:dir")[2]["src/" + deep] == b"deep"
+    start = time.monotonic()
+    built(stack, stack.k3c("build", "-q", "--upload", "-t", "redos:upload", str(ctx), timeout=60))
+    assert time.monotonic() - start < 30, "the CLI's walk of the context is prompt"
+    assert stack.image("docker.io/library/redos:upload")[2]["src/" + deep] == b"deep"
+
+
+def _build_tagged(stack: BuildStack, tag: str) -> dict[str, Any] | None:
+    api = stack.api()
+    try:
+        items = api.get(stack.build_path()).get("items", [])
+    finally:
+        api.close()
+    return next((o for o in items if tag in [normalize(t) for t in (o.get("spec") or {}).get("tags") or []]), None)
+
+
 def test_cached_rebuild_reuses_every_layer(stack: BuildStack, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\n"
                                                 "RUN cat /a.txt > /b\nENV X=1\n", "a.txt": "a"})
@@ -231,7 +267,8 @@ RUN --mount=type=secret,id=tok,uid=65534 id -u > uid && wc -c < /run/secrets/tok
 """, "f.txt": "f"})
     token = tmp_path / "token"
     token.write_text("s3cret")
-    built(stack, stack.k3c("build", "-q", "-t", "native:layers", "--secret", f"id=tok,src={token}", str(ctx)))
+    built(stack, stack.k3c("build", "-q", "-t", "native:layers", "--allow", "network.host", "--secret",
+                           f"id=tok,src={token}", str(ctx)))
     manifest, config, files = stack.image("docker.io/library/native:layers")
     assert "bin/cat" not in files and "bin/sh" in files, "RUN rm is a whiteout over the base layer"
     assert "data/old" not in files and files["data/keep"] == b"keep\n"
@@ -400,6 +437,149 @@ RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && echo ok > /rw-test
     assert stack.image("docker.io/library/native:binds")[2]["one-copy"] == b"B", "a changed bound file reruns"
 
 
+#: What the loop device of :func:`host_device` holds: bytes no build may ever see.
+DEVICE_MARKER = b"K3C-HOST-DEVICE-BYTES-"
+
+
+@pytest.fixture
+def host_device(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A real block device of the host with known content (a loop device over a small file full of
+    :data:`DEVICE_MARKER`): its (major, minor), for a Dockerfile to mknod."""
+    backing = tmp_path / "disk.img"
+    backing.write_bytes(DEVICE_MARKER * (65536 // len(DEVICE_MARKER) + 1))
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        rdev = os.stat(dev).st_rdev
+        yield os.major(rdev), os.minor(rdev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def _device_image(major: int, minor: int) -> Any:
+    """busybox plus a layer with a block device of the host's numbers and a FIFO under /devs."""
+    from k3c.oci.layout import MEDIA_LAYER, Layer, build_image, sha256_digest
+
+    base = busybox_image()
+    digest = base.manifest["layers"][0]["digest"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind in (("devs", tarfile.DIRTYPE), ("devs/disk", tarfile.BLKTYPE), ("devs/pipe", tarfile.FIFOTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.devmajor, info.devminor = kind, 0o755 if kind == tarfile.DIRTYPE else 0o666, major, minor
+            tar.addfile(info)
+        plain = tarfile.TarInfo("devs/plain")
+        plain.size = 6
+        tar.addfile(plain, io.BytesIO(b"plain\n"))
+    raw = buf.getvalue()
+    return build_image([Layer(base.blobs[digest], MEDIA_LAYER, digest, digest),
+                        Layer(raw, MEDIA_LAYER, sha256_digest(raw), sha256_digest(raw))])
+
+
+def _mounts_under(prefix: str) -> list[tuple[str, set[str]]]:
+    with open("/proc/self/mountinfo") as f:
+        rows = [line.split() for line in f]
+    return [(r[4], set(r[5].split(","))) for r in rows if r[4].startswith(prefix)]
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_device_nodes_never_reach_a_run(stack: BuildStack, tmp_path: Path,
+                                                host_device: tuple[int, int]) -> None:
+    """Issue 10: a stage that mknods a host block device's numbers, then ``RUN --mount=type=bind,from=STAGE,rw``
+    (a copy made by the operator) gave the next RUN the device's bytes. Devices and FIFOs are not copied,
+    the operator's mounts are nodev (and nosuid where nothing runs from them), a lone device is refused, and
+    a base image shipping a device node gets no further."""
+    major, minor = host_device
+    ctx = make_context(tmp_path, {"Dockerfile": f"""\
+FROM busybox AS dev
+RUN mkdir /devs && mknod /devs/disk b {major} {minor} && echo plain > /devs/plain && \\
+    (head -c 64 /devs/disk > /devs/self-read 2>&1 || true)
+FROM busybox
+RUN --mount=type=bind,from=dev,source=/devs,target=/d,rw (ls /d; head -c 64 /d/disk) > /rw-read 2>&1 || true
+RUN --mount=type=bind,from=dev,source=/devs,target=/d (head -c 64 /d/disk) > /ro-read 2>&1 || true
+RUN --mount=type=bind,from=dev,source=/devs,target=/d sleep 2
+COPY --from=dev /devs /copied
+"""})
+    seen: list[tuple[str, set[str]]] = []
+    work = str(stack.builder_root / "native" / "work") + "/"
+    with ThreadPoolExecutor(1) as pool:
+        build = pool.submit(stack.k3c, "build", "-q", "-t", "devices:stage", str(ctx))
+        while not build.done():
+            seen += _mounts_under(work)
+            time.sleep(0.05)
+        built(stack, build.result())
+    manifest, _, files = stack.image("docker.io/library/devices:stage")
+    leaked = [path for path, data in files.items() if DEVICE_MARKER in data]
+    assert not leaked, f"the host device's bytes reached {leaked}"
+    assert files["rw-read"].split(b"\n")[:3] == [b"plain", b"self-read", b"head: /d/disk: No such file or directory"], \
+        "a rw copy holds no device node"
+    assert files["ro-read"] and DEVICE_MARKER not in files["ro-read"]
+    assert seen and all("nodev" in opts for _, opts in seen), seen
+    assert all("nosuid" in opts for _, opts in seen if "ro" in opts), "read-only views: nodev,nosuid"
+
+    lone = make_context(tmp_path, {"Dockerfile": f"""\
+FROM busybox AS dev
+RUN mknod /disk b {major} {minor}
+FROM busybox
+RUN --mount=type=bind,from=dev,source=/disk,target=/one,rw head -c 64 /one
+"""})
+    refused = stack.k3c("build", "--progress", "plain", "-t", "devices:lone", str(lone))
+    assert refused.returncode == 1 and DEVICE_MARKER.decode() not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "--mount from=dev: /disk is not a regular file, a directory or a symlink"), refused.stderr
+
+    stack.import_image("k3c.test/devbase:1", _device_image(major, minor))
+    based = make_context(tmp_path, {"Dockerfile": """\
+FROM k3c.test/devbase:1 AS base
+RUN (head -c 64 /devs/disk) > /from-base 2>&1 || true
+FROM busybox
+COPY --from=base /from-base /from-base
+RUN --mount=type=bind,from=k3c.test/devbase:1,source=/devs,target=/d,rw (ls /d; head -c 64 /d/disk) > /rw-base 2>&1 || true
+COPY --from=k3c.test/devbase:1 /devs /copied
+"""})
+    built(stack, stack.k3c("build", "-q", "-t", "devices:base", str(based)))
+    manifest, _, files = stack.image("docker.io/library/devices:base")
+    assert not [path for path, data in files.items() if DEVICE_MARKER in data]
+    assert files["from-base"] and files["rw-base"].split() == [b"plain", b"head:", b"/d/disk:", b"No", b"such",
+                                                                b"file", b"or", b"directory"], files["rw-base"]
+    copied = _layer_members(stack, manifest["layers"][-1]["digest"])
+    assert "copied/plain" in copied and not any(m.isblk() or m.ischr() or m.isfifo() for m in copied.values())
+
+
+EUID_C = '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("%d\\n", (int)geteuid()); return 0; }\n'
+
+
+@pytest.mark.parametrize("stack", ["native"], indirect=True)
+def test_native_runs_are_confined_like_containers(stack: BuildStack, tmp_path: Path) -> None:
+    """Issue 10: a RUN gets the seccomp profile containerd gives containers (RuntimeDefault: no user
+    namespaces without CAP_SYS_ADMIN), devices denied as in containers, and a pids limit; new privileges
+    stay allowed, so a setuid program run by USER nobody still gets euid 0 (sudo in Dockerfiles)."""
+    ctx = make_context(tmp_path, {"Dockerfile": """\
+FROM busybox
+COPY euid /usr/local/bin/euid
+RUN chmod 4755 /usr/local/bin/euid && grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status > /status
+RUN (unshare -U true && echo unshared || echo refused) > /userns 2>&1
+USER nobody
+RUN /usr/local/bin/euid > /tmp/euid-of-nobody
+"""})
+    subprocess.run(["gcc", "-static", "-Os", "-o", str(ctx / "euid"), "-x", "c", "-"], input=EUID_C.encode(),
+                   check=True)
+    built(stack, stack.k3c("build", "-q", "-t", "confined:1", str(ctx)))
+    files = stack.image("docker.io/library/confined:1")[2]
+    assert files["status"].split() == [b"NoNewPrivs:", b"0", b"Seccomp:", b"2"], files["status"]
+    assert files["userns"].split(b"\n")[-2] == b"refused", files["userns"]
+    assert files["tmp/euid-of-nobody"] == b"0\n", "setuid works: new privileges are allowed, the root is not nosuid"
+
+    bomb = make_context(tmp_path, {"Dockerfile": "FROM busybox\n"
+                                   "RUN i=0; while [ $i -lt 2200 ]; do sleep 120 & i=$((i+1)); done; wait\n"})
+    start = time.monotonic()
+    cp = stack.k3c("build", "--progress", "plain", "-t", "forks:1", str(bomb))
+    assert cp.returncode == 1 and "can't fork" in cp.stderr, cp.stderr[-2000:]
+    assert cp.stderr.strip().splitlines()[-1].endswith(": exit code 2"), cp.stderr[-2000:]
+    assert time.monotonic() - start < 60
+    assert stack.build_leftovers() == []
+
+
 def test_builder_prune_drops_the_cache_but_not_images(stack: BuildStack, tmp_path: Path) -> None:
     """`k3c builder prune` (docker builder prune) through this node's BuildCache object: a declined prompt
     changes nothing; -f frees what only the cache held (a stage the image does not contain), the image
@@ -497,6 +677,68 @@ def test_network_flag_and_iidfile(stack: BuildStack, tmp_path: Path) -> None:
         built(stack, stack.k3c("build", "-q", "--network", "none", "-t", "net:mixed", str(mixed)))
         _, _, files = stack.image("docker.io/library/net:mixed")
         assert files["n"] == b"eth0\nlo\n", "a step's own --network wins over the build's"
+
+
+def test_host_network_needs_the_network_host_entitlement(stack: BuildStack, tmp_path: Path) -> None:
+    """Issue 10: the host's network is BuildKit's ``network.host`` entitlement (``--allow network.host``,
+    ``spec.allow``); without it the build fails with BuildKit's one line, even when an identical build is
+    cached. ``--network host`` asks for it, as buildx does. Otherwise RUN steps are in the builder's sandbox,
+    on both engines (buildah with runc, not chroot), and confined."""
+    ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets && "
+                                                "grep -E '^Seccomp:' /proc/self/status > /status\n"})
+    built(stack, stack.k3c("build", "-q", "-t", "ent:default", str(ctx)))
+    files = stack.image("docker.io/library/ent:default")[2]
+    assert files["nets"] == b"eth0\nlo\n", "the builder's sandbox, never the host's interfaces"
+    assert files["status"].split() == [b"Seccomp:", b"2"]
+
+    built(stack, stack.k3c("build", "-q", "--network", "host", "-t", "ent:host", str(ctx)))
+    assert stack.containerd_config.bridge.encode() in stack.image("docker.io/library/ent:host")[2]["nets"]
+    assert build_named(stack, "docker.io/library/ent:host")["spec"]["allow"] == ["network.host"]
+    api = stack.api()
+    try:  # the same build through the API without spec.allow: refused, although the result is cached
+        api.create(stack.build_path(), {"apiVersion": "k3c.io/v1alpha1", "kind": "ImageBuild",
+                                        "metadata": {"name": "ent-no-allow"},
+                                        "spec": {"context": {"dir": str(ctx)}, "network": "host",
+                                                 "tags": ["ent:refused"]}})
+    finally:
+        api.close()
+    status = stack.wait_phase("ent-no-allow", ("Succeeded", "Failed"))["status"]
+    assert (status["phase"], status["message"]) == ("Failed", "build failed: network.host is not allowed")
+    assert stack.image("docker.io/library/ent:refused") is None
+
+    for flag, line in (("network.hots", "k3c: invalid entitlement: network.hots"),
+                       ("security.insecure", "k3c: entitlement security.insecure is not supported by k3c build")):
+        bad = stack.k3c("build", "--allow", flag, str(ctx))
+        assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [line], bad.stderr
+    if stack.engine == "native":
+        step = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN --network=host ls /sys/class/net > /n\n"})
+        refused = stack.k3c("build", "-t", "ent:step", str(step))
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.strip().splitlines()[-1] == "k3c: build failed: network.host is not allowed"
+        built(stack, stack.k3c("build", "-q", "--allow", "network.host", "-t", "ent:step", str(step)))
+        assert stack.containerd_config.bridge.encode() in stack.image("docker.io/library/ent:step")[2]["n"]
+
+
+def test_without_a_build_sandbox_runs_fail_instead_of_using_the_hosts_network(stack: BuildStack,
+                                                                              tmp_path: Path) -> None:
+    """Issue 10: when the builder's sandbox cannot be made (here: no pause image, so CRI cannot make
+    one), a RUN step fails with one line; it never falls back to the host's network namespace."""
+    from k3c.daemon.pause import ensure_pause_image
+    from k3c.pauseimage import PAUSE_IMAGE
+
+    assert stack.operator is not None
+    stack.operator.stop()  # (its build sandbox goes with it)
+    stack.containerd_call(lambda store: store.delete(PAUSE_IMAGE, sync=True))
+    try:
+        stack.start_operator()
+        ctx = make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets\n"})
+        cp = stack.k3c("build", "--no-cache", "-t", "nosandbox:1", str(ctx))
+        assert cp.returncode == 1, cp.stderr
+        assert "cannot make the build sandbox" in cp.stderr.strip().splitlines()[-1], cp.stderr
+        assert stack.image("docker.io/library/nosandbox:1") is None
+    finally:
+        asyncio.run(ensure_pause_image(stack.socket, stack.base / "cache"))
+    assert stack.sandboxes() == [], "no half-made sandbox is left"
 
 
 def test_finished_builds_expire_after_their_ttl(stack: BuildStack, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def test_built_image_runs_with_k3c_run(daemon, tmp_path: Path) -> None:
     assert run.stdout.strip() == "built 7"
 
 
-def test_the_embedded_daemon_builds_from_a_local_git_repository(daemon, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_embedded_daemon_builds_from_a_local_git_repository(daemon, tmp_path: Path) -> None:
     """Embedded k3c trusts its users as docker.sock does (context.dir too): its operator is started with
     --allow-local-git-contexts, so a file:// git context builds; a standalone operator refuses it."""
     from tests.support.git_http import commit_all

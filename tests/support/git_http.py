@@ -46,10 +46,10 @@ def commit_all(repo: Path, files: dict[str, str], branch: str = "main") -> str:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self._serve()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

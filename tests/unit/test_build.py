@@ -4,6 +4,7 @@ parsing, the CLI's context decisions and tars."""
 from __future__ import annotations
 
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,43 @@ def test_parse_normalizes_like_readall() -> None:
 def test_exclamation_alone_is_an_error() -> None:
     with pytest.raises(ValueError):
         IgnoreMatcher.from_lines(["!"])
+
+
+#: The .dockerignore that froze the operator (issue 10): eleven ``**/`` before a name that never matches
+#: made a backtracking matcher try every way to split a 24-level path among them.
+REDOS_PATTERN = "**/" * 11 + "nomatch"
+DEEP_PATH = "/".join(["d"] * 24) + "/file"
+
+
+@pytest.mark.timeout(20)
+def test_many_double_stars_match_in_linear_time() -> None:
+    m = IgnoreMatcher.from_lines(parse(REDOS_PATTERN + "\n" + "**/" * 11 + "d/**/x*y\n"))
+    start = time.monotonic()
+    assert not m.excluded(DEEP_PATH)
+    assert not m.excluded(DEEP_PATH + "/" + "e" * 200)
+    assert time.monotonic() - start < 0.5, "matching is linear in the path and the pattern"
+    assert IgnoreMatcher.from_lines(["**/" * 11 + "file"]).excluded(DEEP_PATH), "repeated ** still match"
+
+
+def test_pattern_count_and_length_are_capped() -> None:
+    from k3c.builder.dockerignore import MAX_PATTERN_BYTES, MAX_PATTERNS, IgnoreFileError
+
+    assert len(parse("a\n" * MAX_PATTERNS)) == MAX_PATTERNS
+    with pytest.raises(IgnoreFileError) as err:
+        parse("a\n" * (MAX_PATTERNS + 1))
+    assert str(err.value) == f".dockerignore: more than {MAX_PATTERNS} patterns"
+    assert parse("x" * MAX_PATTERN_BYTES) == ["x" * MAX_PATTERN_BYTES]
+    with pytest.raises(IgnoreFileError) as err:
+        parse("ok\n# comment\n" + "y" * (MAX_PATTERN_BYTES + 1) + "\n")
+    assert str(err.value) == f".dockerignore: line 3: pattern longer than {MAX_PATTERN_BYTES} bytes"
+
+
+def test_undecodable_names_match_as_go_reads_them() -> None:
+    """A byte that is not UTF-8 is one character to ``?`` and ``*``, as in Go's regexp (RuneError)."""
+    name = b"a\xffb".decode("utf-8", "surrogateescape")
+    assert IgnoreMatcher.from_lines(["a?b"]).excluded(name)
+    assert IgnoreMatcher.from_lines(["a*"]).excluded(name + "/c")
+    assert not IgnoreMatcher.from_lines(["a??b"]).excluded(name)
 
 
 def test_walk_enters_excluded_dirs_only_for_exceptions(tmp_path: Path) -> None:

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from k3c.builder import rootfs
+from k3c.builder.confinement import Confinement
 from k3c.builder.dockerfile import platform_args
 from k3c.builder.imageconfig import ImageState, apply_metadata
 from k3c.builder.instructions import Unsupported, check_platform, parse, stages_needed
 from k3c.builder.sandbox import RunSpec, oci_spec
+
+UNCONFINED = Confinement(None, "", 0)  #: for the specs whose capabilities, mounts and namespaces are checked
 
 MULTI = """\
 ARG BASE=busybox
@@ -190,6 +193,35 @@ def test_user_ids_from_the_image(tmp_path: Path) -> None:
         rootfs.user_ids(tmp_path, "ghost")
 
 
+@pytest.mark.timeout(20)
+def test_user_files_of_an_image_are_read_only_if_small_regular_files(tmp_path: Path) -> None:
+    """Issue 10: /etc/passwd and /etc/group come from the image, so the operator opens them without following
+    a link, reads only a regular file (a FIFO would block it for ever), and at most PASSWD_MAX bytes."""
+    host = tmp_path / "host-passwd"
+    host.write_text("hostuser:x:4242:4242::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").symlink_to(host)  # absolute: inside the image it names root/<host path>
+    with pytest.raises(ValueError, match="unable to find user hostuser"):
+        rootfs.user_ids(root, "hostuser")
+    (root / "etc" / "passwd").unlink()
+    os.mkfifo(root / "etc" / "passwd")
+    with pytest.raises(ValueError, match="^cannot read /etc/passwd of the image: not a regular file$"):
+        rootfs.user_ids(root, "app")
+    (root / "etc" / "passwd").unlink()
+    (root / "etc" / "passwd").mkdir()
+    with pytest.raises(ValueError, match="^cannot read /etc/passwd of the image: not a regular file$"):
+        rootfs.user_ids(root, "1000")
+    (root / "etc" / "passwd").rmdir()
+    (root / "etc" / "passwd").write_text("app:x:1000:1000::/:/bin/sh\n")
+    (root / "etc" / "group").write_text("#" * (rootfs.PASSWD_MAX + 1))
+    with pytest.raises(ValueError, match=f"^cannot read /etc/group of the image: larger than {rootfs.PASSWD_MAX} bytes$"):
+        rootfs.user_ids(root, "app:staff")
+    with pytest.raises(ValueError, match="larger than"):
+        rootfs.chown_owner(root, "app:staff")
+    assert rootfs.user_ids(root, "app") == rootfs.Owner(1000, 1000), "the group file is not needed here"
+
+
 # ------------------------------------------------------------------------------------------ COPY
 
 
@@ -340,17 +372,19 @@ def test_run_mount_points_are_removed_but_existing_dirs_kept(tmp_path: Path) -> 
 
 def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> None:
     spec = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], ["PATH=/bin"], "/", rootfs.Owner(5, 6),
-                            {"/run/secrets/s": tmp_path / "s"}))
+                            {"/run/secrets/s": tmp_path / "s"}, network="host", confinement=UNCONFINED))
     caps = spec["process"]["capabilities"]["bounding"]
     assert "CAP_SYS_ADMIN" not in caps and "CAP_NET_ADMIN" not in caps and "CAP_CHOWN" in caps
     assert "CAP_NET_RAW" not in caps, "in the host's network namespace: no raw sockets on host interfaces"
     isolated = oci_spec(RunSpec("c2", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
-                                network="none"))
+                                network="none", confinement=UNCONFINED))
     assert "CAP_NET_RAW" in isolated["process"]["capabilities"]["effective"]
     assert {"type": "network"} in isolated["linux"]["namespaces"]
-    assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"]), "no sandbox: the host's"
+    assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"]), "host: the host's"
+    with pytest.raises(ValueError, match="needs the build sandbox's network namespace"):
+        oci_spec(RunSpec("c0", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0), confinement=UNCONFINED))
     joined = oci_spec(RunSpec("c3", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
-                              netns="/run/netns/build"))
+                              netns="/run/netns/build", confinement=UNCONFINED))
     assert {"type": "network", "path": "/run/netns/build"} in joined["linux"]["namespaces"]
     assert "CAP_NET_RAW" in joined["process"]["capabilities"]["bounding"]
     assert next(m for m in joined["mounts"] if m["destination"] == "/sys")["type"] == "sysfs"
@@ -358,6 +392,48 @@ def test_run_spec_grants_only_dockers_default_capabilities(tmp_path: Path) -> No
     secret = next(m for m in spec["mounts"] if m["destination"] == "/run/secrets/s")
     assert "ro" in secret["options"]
     assert "/proc/kcore" in spec["linux"]["maskedPaths"]
+
+
+def test_apparmor_is_applied_only_when_enabled_and_containerds_profile_is_loaded(tmp_path: Path) -> None:
+    from k3c.builder.confinement import CONTAINERD_APPARMOR_PROFILE, apparmor_profile
+
+    securityfs, module = tmp_path / "security", tmp_path / "enabled"
+    assert apparmor_profile(securityfs, module) == "", "no AppArmor in the kernel"
+    module.write_text("N\n")
+    (securityfs / "apparmor").mkdir(parents=True)
+    (securityfs / "apparmor" / "profiles").write_text(f"{CONTAINERD_APPARMOR_PROFILE} (enforce)\n")
+    assert apparmor_profile(securityfs, module) == "", "AppArmor switched off"
+    module.write_text("Y\n")
+    assert apparmor_profile(securityfs, module) == CONTAINERD_APPARMOR_PROFILE == "cri-containerd.apparmor.d"
+    (securityfs / "apparmor" / "profiles").write_text("docker-default (enforce)\n/usr/bin/man (complain)\n")
+    assert apparmor_profile(securityfs, module) == "", "containerd's profile not loaded (yet): runc would fail"
+
+
+def test_run_spec_carries_the_confinement(tmp_path: Path) -> None:
+    from k3c.builder.confinement import Confinement
+
+    seccomp = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    confined = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                                netns="/run/netns/x", confinement=Confinement(seccomp, "cri-containerd.apparmor.d", 99)))
+    assert confined["linux"]["seccomp"] == seccomp
+    assert confined["process"]["apparmorProfile"] == "cri-containerd.apparmor.d"
+    assert confined["process"]["noNewPrivileges"] is False, "setuid programs (sudo) keep working"
+    assert confined["linux"]["resources"]["pids"] == {"limit": 99}
+    assert confined["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}], "as containerd's"
+    bare = oci_spec(RunSpec("c2", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                            netns="/run/netns/x", confinement=Confinement(None, "", 0)))
+    assert "seccomp" not in bare["linux"] and "apparmorProfile" not in bare["process"]
+    assert "pids" not in bare["linux"]["resources"], "0: no limit"
+
+
+def test_run_spec_mounts_from_the_host_are_nodev_nosuid(tmp_path: Path) -> None:
+    """RUN --mount binds, cache mounts, secrets and tmpfs never open device nodes nor honour setuid bits."""
+    spec = oci_spec(RunSpec("c1", tmp_path, tmp_path / "b", ["true"], [], "/", rootfs.Owner(0, 0),
+                            {"/run/secrets/s": tmp_path / "s"}, {"/cache": (tmp_path / "c", False),
+                                                                 "/ctx": (tmp_path / "x", True)},
+                            {"/tmp/t": 0}, netns="/run/netns/x", confinement=UNCONFINED))
+    mine = [m for m in spec["mounts"] if m["destination"] in ("/run/secrets/s", "/cache", "/ctx", "/tmp/t")]
+    assert len(mine) == 4 and all({"nodev", "nosuid"} <= set(m["options"]) for m in mine), mine
 
 
 def test_copy_cache_key_follows_exactly_the_files_copied(tmp_path: Path) -> None:
