@@ -175,8 +175,12 @@ def test_kubectl_applies_and_gets_a_configuration(server: APIServerProcess, kube
         out = run_kubectl(kubectl, server.kubeconfig, "get", "validatingwebhookconfigurations", "kubectl.test",
                           "-o", "jsonpath={.webhooks[0].timeoutSeconds}").stdout
         assert out == "5"
-        names = run_kubectl(kubectl, server.kubeconfig, "get", "validatingwebhookconfiguration").stdout
-        assert "kubectl.test" in names
+        table = run_kubectl(kubectl, server.kubeconfig, "get", "validatingwebhookconfiguration").stdout.splitlines()
+        assert table[0].split() == ["NAME", "WEBHOOKS", "AGE"]
+        assert any(line.split()[:2] == ["kubectl.test", "1"] for line in table[1:])
+        explained = run_kubectl(kubectl, server.kubeconfig, "explain",
+                                "validatingwebhookconfigurations.webhooks.timeoutSeconds").stdout
+        assert "Seconds to wait for an answer" in explained
     finally:
         api.delete(f"{VWC}/kubectl.test")
 
