@@ -58,6 +58,8 @@ SECRETS: Final = Resource("", "v1", "secrets", "Secret")
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
+VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
+                                                    "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"

@@ -17,6 +17,7 @@ from k3c.api import DEFAULT_KUBECONFIG, DEFAULT_ROOT_DIR
 from k3c.operator import running
 from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
+from k3c.reconcilers import webhooks
 from k3c.reconcilers.assembly import Assembly
 from k3c.reconcilers.operatorconfig import BUILD_ENGINES, CONTROLLERS, OperatorConfig
 
@@ -40,8 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-isolation", choices=("chroot", "oci"),
                    default=os.environ.get("K3C_BUILD_ISOLATION", "chroot"),
                    help="buildah's isolation (default $K3C_BUILD_ISOLATION, else chroot)")
+    p.add_argument("--webhook-listen", default="127.0.0.1:0", type=_listen, metavar="HOST:PORT",
+                   help="where the admission webhooks listen (default %(default)s: a free port)")
+    p.add_argument("--no-webhook-registration", dest="register_webhooks", action="store_false",
+                   help="serve the admission webhooks but leave the ValidatingWebhookConfiguration k3c.io alone "
+                        "(another process registers it)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def _controllers(value: str) -> tuple[str, ...]:
@@ -58,13 +71,23 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
         build_engine=args.build_engine, build_isolation=args.build_isolation,
+        webhook_host=args.webhook_listen[0], webhook_port=args.webhook_listen[1],
+        register_webhooks=args.register_webhooks,
     )
 
 
 async def run(args: argparse.Namespace) -> None:
     os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own login
-    assembly = Assembly(config_from_args(args))
-    await run_registry(build_registry(assembly), args.ready_file)
+    config = config_from_args(args)
+    assembly = Assembly(config)
+    # The admission webhooks answer (and are registered) before kopf starts the controllers, whose own
+    # writes may already need them (see k3c.reconcilers.webhooks).
+    hooks = webhooks.for_process(config, assembly)
+    await hooks.start()
+    try:
+        await run_registry(build_registry(assembly), args.ready_file)
+    finally:
+        await hooks.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -334,6 +334,8 @@ class Daemon:
             "--pool-size", str(cfg.pool_size),
             "--log-level", cfg.log_level,
             *self._containerd_dirs(),
+            # joining another API server: the node that serves it registers the admission webhooks
+            *(["--no-webhook-registration"] if cfg.kubeconfig is not None else []),
             *cfg.operator_args,
         ]
 

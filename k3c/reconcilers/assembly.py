@@ -12,6 +12,8 @@ builds' old logs swept); only then deliver containerd's events. Stop in reverse:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -56,6 +58,7 @@ class Assembly:
         self._builds: ImageBuildReconciler | None = None
         self._caches: BuildCacheReconciler | None = None
         self._stopped = False
+        self._images_ready = asyncio.Event()
 
     # ---- the controllers, for kopf's watch handlers (only after start) ----
 
@@ -68,6 +71,13 @@ class Assembly:
     def images(self) -> ImageController:
         assert self._images is not None, "images controller not started"
         return self._images
+
+    async def image_controller(self, wait: float) -> ImageController | None:
+        """The image controller once it has listed containerd (waiting up to ``wait`` s for that), for the
+        admission webhook; None if it is not running by then."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._images_ready.wait(), wait)
+        return self._images if self._images_ready.is_set() else None
 
     @property
     def builds(self) -> ImageBuildReconciler:
@@ -108,6 +118,7 @@ class Assembly:
             await self._containers.start()
         if self._images is not None:
             await self._images.start()
+            self._images_ready.set()
         if cfg.runs("builds"):
             await self._start_builds(conns)
         if self.feed is not None:
@@ -129,6 +140,7 @@ class Assembly:
         if self._stopped:
             return
         self._stopped = True
+        self._images_ready.clear()
         for part in (self._containers, self._images, self._caches, self._builds):
             if part is not None:
                 await part.stop()

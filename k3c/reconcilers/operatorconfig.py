@@ -35,9 +35,19 @@ class OperatorConfig:
     build_engine: str = "native"
     #: buildah's ``--isolation`` (chroot or oci)
     build_isolation: str = "chroot"
+    #: where the admission webhooks listen (port 0: one the kernel picks), and whether this process
+    #: registers them as the ValidatingWebhookConfiguration ``k3c.io`` (not when another process does)
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 0
+    register_webhooks: bool = True
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers
+
+    @property
+    def webhook_cert_dir(self) -> Path:
+        """The webhook server's CA and serving certificate (keys 0600)."""
+        return Path(self.root_dir) / "webhook"
 
     @property
     def certs_dir(self) -> Path | None:

@@ -1,0 +1,141 @@
+"""k3c's admission webhooks: what the operator refuses up front, and their registration as ``k3c.io``.
+
+- ``images.k3c.io`` (DELETE of Images, when this process runs the image controller): a reference a container
+  uses, or the pause image, is refused with 409 and docker's conflict wording
+  (:meth:`~k3c.reconcilers.imageobjects.ImageObjects.deletion_conflict`), unless forced with
+  ``k3c.io/force-delete``: nothing is left Terminating.
+
+Registration writes the ValidatingWebhookConfiguration ``k3c.io`` (idempotently, before kopf starts and so
+before any controller writes) with this process's URL and CA. Its rules name k3c.io resources only, with
+``failurePolicy: Fail``: while the operator is down those requests fail, and nothing else does. Start
+order is API server → operator (webhook server up, then registration) → kopf and the controllers, so no
+request waits on a webhook that cannot answer yet; one that comes before the image controller has listed
+containerd waits for it (briefly), then is refused as unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from k3c import admissionreview as ar
+from k3c.api import GROUP, IMAGES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
+from k3c.apierrors import NotFound
+from k3c.reconcilers.assembly import Assembly
+from k3c.reconcilers.imagecontroller import ImageController
+from k3c.reconcilers.kube import Kube, Ref
+from k3c.reconcilers.operatorconfig import OperatorConfig
+from k3c.reconcilers.webhookserver import Handler, WebhookServer
+
+log = logging.getLogger(__name__)
+
+#: The configuration's name, and its webhooks'.
+CONFIGURATION = "k3c.io"
+IMAGES_WEBHOOK = "images.k3c.io"
+#: How long a review waits for the image controller to finish starting (under the 10 s call timeout).
+CONTROLLER_WAIT = 5.0
+
+ImagesSource = Callable[[float], Awaitable[ImageController | None]]
+
+
+class ImageDeletions:
+    """``images.k3c.io``: refuse deleting an Image object whose image is in use."""
+
+    def __init__(self, images: ImagesSource) -> None:
+        self.images = images
+
+    async def __call__(self, request: ar.Request) -> ar.Response:
+        old = request.get("oldObject")
+        if request["operation"] != ar.DELETE or old is None:
+            return ar.allow(request["uid"])
+        controller = await self.images(CONTROLLER_WAIT)
+        if controller is None:
+            return ar.deny(request["uid"], 503, "ServiceUnavailable",
+                           "k3c's image controller is starting; try again")
+        conflict = await controller.images.deletion_conflict(old)
+        return ar.deny(request["uid"], 409, "Conflict", conflict) if conflict else ar.allow(request["uid"])
+
+
+def _rule(operations: list[str], resources: list[str]) -> dict[str, Any]:
+    return {"operations": operations, "apiGroups": [GROUP], "apiVersions": [VERSION], "resources": resources,
+            "scope": "*"}
+
+
+def _webhook(server: WebhookServer, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "clientConfig": {"url": server.url(name), "caBundle": server.ca_bundle},
+            "rules": rules, "failurePolicy": "Fail", "matchPolicy": "Equivalent", "sideEffects": "None",
+            "timeoutSeconds": 10, "admissionReviewVersions": [ar.REVIEW_VERSION],
+            "namespaceSelector": {}, "objectSelector": {}}
+
+
+class Webhooks:
+    """The webhook server of one operator process, the handlers it serves, and their registration."""
+
+    def __init__(self, server: WebhookServer, kube: Kube, images: ImagesSource | None, register: bool) -> None:
+        self.server = server
+        self.kube = kube
+        self.images = images
+        self.register_configuration = register
+        self._lock = asyncio.Lock()
+
+    def _served(self) -> dict[str, tuple[Handler, list[dict[str, Any]]]]:
+        served: dict[str, tuple[Handler, list[dict[str, Any]]]] = {}
+        if self.images is not None:
+            served[IMAGES_WEBHOOK] = (ImageDeletions(self.images), [_rule([ar.DELETE], [IMAGES.plural])])
+        return served
+
+    async def start(self) -> None:
+        served = self._served()
+        await self.server.start({name: handler for name, (handler, _rules) in served.items()})
+        await self.register()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.kube.close()
+
+    async def register(self) -> None:
+        """Write ``k3c.io`` with the webhooks served now (a process serving none leaves it alone)."""
+        if not self.register_configuration:
+            return
+        served = self._served()
+        if not served:
+            return
+        webhooks = [_webhook(self.server, name, rules) for name, (_handler, rules) in served.items()]
+        async with self._lock:
+            await _upsert(self.kube, {"apiVersion": VALIDATING_WEBHOOK_CONFIGURATIONS.api_version,
+                                      "kind": VALIDATING_WEBHOOK_CONFIGURATIONS.kind,
+                                      "metadata": {"name": CONFIGURATION}, "webhooks": webhooks})
+        log.info("registered admission webhooks %s at %s", ", ".join(served), self.server.url("…"))
+
+
+def for_process(config: OperatorConfig, assembly: Assembly) -> Webhooks:
+    """The webhooks of an operator process (make it in the event loop that runs it)."""
+    server = WebhookServer(config.webhook_cert_dir, config.webhook_host, config.webhook_port)
+    images = assembly.image_controller if config.runs("images") else None
+    return Webhooks(server, Kube(config.kubeconfig), images, config.register_webhooks)
+
+
+async def _upsert(kube: Kube, body: dict[str, Any]) -> None:
+    ref = Ref(VALIDATING_WEBHOOK_CONFIGURATIONS, "", body["metadata"]["name"])
+    for _ in range(5):
+        current = await kube.get(ref)
+        if current is None:
+            try:
+                await kube.create(VALIDATING_WEBHOOK_CONFIGURATIONS, "", body)
+                return
+            except Exception:  # noqa: BLE001 - created meanwhile: replace it next round
+                continue
+        if current.get("webhooks") == body["webhooks"]:
+            return
+        replacement = {**body, "metadata": {**body["metadata"],
+                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
+        try:
+            await kube.request("PUT", ref.path(), replacement)
+            return
+        except NotFound:
+            continue
+        except Exception as err:  # noqa: BLE001 - a conflict: read again
+            log.debug("replacing %s: %s", ref.path(), err)
+    raise RuntimeError(f"cannot register the admission webhooks ({ref.path()} keeps changing)")
