@@ -51,7 +51,9 @@ IMAGE_TAGS: Final = Resource(GROUP, VERSION, "imagetags", "ImageTag")
 IMAGE_PUSHES: Final = Resource(GROUP, VERSION, "imagepushes", "ImagePush")
 IMAGE_BUILDS: Final = Resource(GROUP, VERSION, "imagebuilds", "ImageBuild")
 BUILD_CACHES: Final = Resource(GROUP, VERSION, "buildcaches", "BuildCache")
-RESOURCES: Final = (LOCAL_CONTAINERS, VOLUMES, IMAGES, IMAGE_TAGS, IMAGE_PUSHES, IMAGE_BUILDS, BUILD_CACHES)
+NODE_POLICIES: Final = Resource(GROUP, VERSION, "nodepolicies", "NodePolicy")
+RESOURCES: Final = (LOCAL_CONTAINERS, VOLUMES, IMAGES, IMAGE_TAGS, IMAGE_PUSHES, IMAGE_BUILDS, BUILD_CACHES,
+                    NODE_POLICIES)
 
 # ---- built-in types k3c reads and writes ------------------------------------------------------------
 SECRETS: Final = Resource("", "v1", "secrets", "Secret")

@@ -19,6 +19,7 @@ from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
 from k3c.reconcilers import webhooks
 from k3c.reconcilers.assembly import Assembly
+from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import BUILD_ENGINES, CONTROLLERS, OperatorConfig
 
 
@@ -46,6 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-webhook-registration", dest="register_webhooks", action="store_false",
                    help="serve the admission webhooks but leave the ValidatingWebhookConfiguration k3c.io alone "
                         "(another process registers it)")
+    p.add_argument("--node-policy", choices=("permissive", "restricted"), default="permissive",
+                   help="this node's own policy (k3c.reconcilers.nodepolicy; default %(default)s)")
+    p.add_argument("--node-policy-allow", action="append", default=[], metavar="KIND.FIELD",
+                   help="a governed field the node policy allows all the same (repeatable, or comma-separated)")
+    p.add_argument("--node-policy-host-path", action="append", default=[], metavar="DIR",
+                   help="a node directory host paths and build contexts may name (repeatable)")
+    p.add_argument("--credentials-namespace", default="kube-system",
+                   help="where the registry credentials cluster-scoped objects may name live (default %(default)s)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -72,22 +81,26 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
         build_engine=args.build_engine, build_isolation=args.build_isolation,
         webhook_host=args.webhook_listen[0], webhook_port=args.webhook_listen[1],
-        register_webhooks=args.register_webhooks,
+        register_webhooks=args.register_webhooks, node_policy=args.node_policy,
+        node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
+        node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
     )
 
 
 async def run(args: argparse.Namespace) -> None:
     os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own login
     config = config_from_args(args)
-    assembly = Assembly(config)
+    kube = Kube(config.kubeconfig)  # the process's one API session: the webhooks' and the controllers'
+    assembly = Assembly(config, kube)
     # The admission webhooks answer (and are registered) before kopf starts the controllers, whose own
     # writes may already need them (see k3c.reconcilers.webhooks).
-    hooks = webhooks.for_process(config, assembly)
-    await hooks.start()
+    hooks = webhooks.for_process(config, assembly, kube)
     try:
-        await run_registry(build_registry(assembly), args.ready_file)
+        await hooks.start()
+        await run_registry(build_registry(assembly, hooks), args.ready_file)
     finally:
         await hooks.stop()
+        await kube.close()
 
 
 def main(argv: list[str] | None = None) -> None:

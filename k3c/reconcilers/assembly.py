@@ -28,6 +28,7 @@ from k3c.reconcilers.controller import Controller
 from k3c.reconcilers.eventfeed import EventConsumer, EventFeed
 from k3c.reconcilers.imagebuilds import ImageBuildReconciler
 from k3c.reconcilers.imagecontroller import ImageController
+from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import OperatorConfig
 
 
@@ -49,8 +50,10 @@ def build_engine(config: OperatorConfig, channel: grpc.aio.Channel | None = None
 
 
 class Assembly:
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(self, config: OperatorConfig, kube: Kube | None = None) -> None:
+        """``kube``: the process's API session, when it made one before (for its webhooks)."""
         self.config = config
+        self.kube = kube
         self.conns: Connections | None = None
         self.feed: EventFeed | None = None
         self._containers: Controller | None = None
@@ -95,7 +98,7 @@ class Assembly:
         """Everything, in order (see the module docstring); on failure what was made is stopped again, so
         kopf may simply retry."""
         self._stopped = False
-        self.conns = await Connections.open(self.config)
+        self.conns = await Connections.open(self.config, self.kube)
         try:
             await self._start_parts(self.conns)
         except BaseException:

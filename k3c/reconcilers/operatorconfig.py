@@ -40,6 +40,12 @@ class OperatorConfig:
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 0
     register_webhooks: bool = True
+    #: this node's own policy (k3c.reconcilers.nodepolicy): permissive or restricted, the governed fields it
+    #: allows (KIND.FIELD), the node directories host paths may name, the namespace of registry credentials
+    node_policy: str = "permissive"
+    node_policy_allow: tuple[str, ...] = ()
+    node_policy_host_paths: tuple[str, ...] = ()
+    credentials_namespace: str = "kube-system"
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers

@@ -20,6 +20,7 @@ import yaml
 
 from k3c.api import IMAGE_BUILDS, IMAGES, LOCAL_CONTAINERS
 from k3c.apierrors import Forbidden
+from k3c.oci.layout import busybox_image
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, lc_object
 from tests.support.harness import run_kubectl, wait_until
 
@@ -36,6 +37,7 @@ def restricted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProce
                       ["--node-policy", "restricted", "--node-policy-host-path", ALLOWED])
     try:
         d.start()
+        d.import_image(TEST_IMAGE, busybox_image())
         yield d
     finally:
         leftovers = d.close()
