@@ -68,7 +68,7 @@ class WebhookClients:
             raise CallError(f"invalid caBundle: {err}") from None
         url, server_name = self._target(hook)
         if self._session is None:
-            self._session = aiohttp.ClientSession(json_serialize=lambda o: orjson.dumps(o).decode())
+            self._session = aiohttp.ClientSession()
         try:
             async with asyncio.timeout(hook.timeout):
                 async with self._session.post(url, data=orjson.dumps(body), ssl=ctx, server_hostname=server_name,
