@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +129,56 @@ def test_rmi_force_removes_an_image_a_container_uses(images_daemon: Any) -> None
     d.delete_container("forced")
 
 
+def test_the_operator_registers_its_webhooks_with_its_own_ca(images_daemon: Any) -> None:
+    import base64
+
+    d = images_daemon
+    config = d.api.get("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/k3c.io")
+    (hook,) = config["webhooks"]  # a permissive node: the node-policy webhook is not needed
+    assert hook["name"] == "images.k3c.io" and hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["rules"] == [{"operations": ["DELETE"], "apiGroups": ["k3c.io"], "apiVersions": ["v1alpha1"],
+                              "resources": ["images"], "scope": "*"}]
+    assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
+    certs = d.root_dir / "webhook"
+    assert base64.b64decode(hook["clientConfig"]["caBundle"]) == (certs / "ca.crt").read_bytes()
+    for key in ("ca.key", "tls.key"):
+        assert (certs / key).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_stopped_operator_blocks_image_deletes_and_nothing_else(images_daemon: Any) -> None:
+    import signal
+    import time
+
+    from k3c.apierrors import APIError
+
+    d = images_daemon
+    ref = "k3c.test/blocked:1"
+    k3c(d, "tag", TEST_IMAGE, ref)
+    name = _image_name(d, ref)
+    pid = d.status()["operatorPid"]
+    os.kill(pid, signal.SIGSTOP)  # the operator this test's daemon started
+    try:
+        started = time.monotonic()
+        d.api.create("/api/v1/namespaces/default/configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                               "metadata": {"name": "unrelated"}})
+        assert time.monotonic() - started < 2  # no webhook is asked about other kinds
+        with pytest.raises(APIError) as failed:
+            d.api.delete(f"/apis/k3c.io/v1alpha1/images/{name}")
+        assert failed.value.code == 500 and 'failed calling webhook "images.k3c.io"' in failed.value.message
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert normalize(ref) in _objects(d) and not _objects(d)[normalize(ref)]["metadata"].get("deletionTimestamp")
+    k3c(d, "rmi", ref)
+
+
 def test_kubectl_delete_all_images_returns_and_leaves_nothing_terminating(images_daemon: Any, kubectl: str) -> None:
     from k3c.pauseimage import PAUSE_IMAGE
     from tests.support.images_harness import sized_image
 
     d = images_daemon
-    unused = "k3c.test/unused:1"
-    d.import_image(unused, sized_image(0.05, layers=1, seed="unused"))
+    tag = uuid.uuid4().hex[:8]  # an image of its own per run (the test runs once per kubectl)
+    unused = f"k3c.test/unused:{tag}"
+    d.import_image(unused, sized_image(0.05, layers=1, seed=tag))
     _image_name(d, unused)
     if d.container("keeper") is None:
         d.create_container("keeper", command=["sleep", "300"], stopTimeout=0)
