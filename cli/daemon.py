@@ -31,6 +31,17 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--subnet", default="10.88.0.0/16", help="Container subnet (default %(default)s)")
     p.add_argument("--event-ttl", type=parse_ttl, default="1h0m0s", metavar="DURATION",
                    help="How long the embedded API server keeps Events (default %(default)s)")
+    p.add_argument("--node-policy", choices=("permissive", "restricted"), default="permissive",
+                   help="What writers of k3c objects may do to this node: permissive (default, like docker.sock: "
+                        "API access is root on the node) or restricted (privileged containers, host paths and "
+                        "network, added capabilities, build contexts from the node are refused unless allowed)")
+    p.add_argument("--node-policy-allow", action="append", default=[], metavar="KIND.FIELD",
+                   help="A governed field the restricted policy allows, e.g. LocalContainer.spec.capAdd (repeatable)")
+    p.add_argument("--node-policy-host-path", action="append", default=[], metavar="DIR",
+                   help="A node directory that host paths and build contexts may name (repeatable)")
+    p.add_argument("--credentials-namespace", default="kube-system",
+                   help="Namespace of the registry credentials Images, ImageTags and ImagePushes may name "
+                        "(default %(default)s)")
     p.add_argument("--network-name", default="k3c", help=argparse.SUPPRESS)
     p.add_argument("--pool-size", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -57,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig, containerd_address=args.containerd_address,
             group=resolve_group(args.group) if args.group else None, node_name=args.node_name,
             bridge=args.bridge, subnet=args.subnet, network_name=args.network_name, pool_size=args.pool_size,
-            log_level=args.log_level, event_ttl=args.event_ttl,
+            log_level=args.log_level, event_ttl=args.event_ttl, node_policy=args.node_policy,
+            node_policy_allow=list(args.node_policy_allow), node_policy_host_paths=list(args.node_policy_host_path),
+            credentials_namespace=args.credentials_namespace,
         )
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
         asyncio.run(Daemon(config).run())

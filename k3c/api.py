@@ -51,13 +51,17 @@ IMAGE_TAGS: Final = Resource(GROUP, VERSION, "imagetags", "ImageTag")
 IMAGE_PUSHES: Final = Resource(GROUP, VERSION, "imagepushes", "ImagePush")
 IMAGE_BUILDS: Final = Resource(GROUP, VERSION, "imagebuilds", "ImageBuild")
 BUILD_CACHES: Final = Resource(GROUP, VERSION, "buildcaches", "BuildCache")
-RESOURCES: Final = (LOCAL_CONTAINERS, VOLUMES, IMAGES, IMAGE_TAGS, IMAGE_PUSHES, IMAGE_BUILDS, BUILD_CACHES)
+NODE_POLICIES: Final = Resource(GROUP, VERSION, "nodepolicies", "NodePolicy")
+RESOURCES: Final = (LOCAL_CONTAINERS, VOLUMES, IMAGES, IMAGE_TAGS, IMAGE_PUSHES, IMAGE_BUILDS, BUILD_CACHES,
+                    NODE_POLICIES)
 
 # ---- built-in types k3c reads and writes ------------------------------------------------------------
 SECRETS: Final = Resource("", "v1", "secrets", "Secret")
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
+VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
+                                                    "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"

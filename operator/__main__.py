@@ -18,7 +18,9 @@ from k3c.builder.confinement import DEFAULT_PIDS_LIMIT
 from k3c.operator import running
 from k3c.operator.handlers import build_registry
 from k3c.operator.running import run_registry
+from k3c.reconcilers import webhooks
 from k3c.reconcilers.assembly import Assembly
+from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import BUILD_ENGINES, CONTROLLERS, OperatorConfig
 
 
@@ -44,8 +46,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"else {DEFAULT_PIDS_LIMIT})")
     p.add_argument("--allow-local-git-contexts", action="store_true",
                    help="let ImageBuilds clone file:// URLs and paths on the node (they read the node's files)")
+    p.add_argument("--webhook-listen", default="127.0.0.1:0", type=_listen, metavar="HOST:PORT",
+                   help="where the admission webhooks listen (default %(default)s: a free port)")
+    p.add_argument("--no-webhook-registration", dest="register_webhooks", action="store_false",
+                   help="serve the admission webhooks but leave the ValidatingWebhookConfiguration k3c.io alone "
+                        "(another process registers it)")
+    p.add_argument("--node-policy", choices=("permissive", "restricted"), default="permissive",
+                   help="this node's own policy (k3c.reconcilers.nodepolicy; default %(default)s)")
+    p.add_argument("--node-policy-allow", action="append", default=[], metavar="KIND.FIELD",
+                   help="a governed field the node policy allows all the same (repeatable, or comma-separated)")
+    p.add_argument("--node-policy-host-path", action="append", default=[], metavar="DIR",
+                   help="a node directory host paths and build contexts may name (repeatable)")
+    p.add_argument("--credentials-namespace", default="kube-system",
+                   help="where the registry credentials cluster-scoped objects may name live (default %(default)s)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def _controllers(value: str) -> tuple[str, ...]:
@@ -63,13 +85,27 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
         build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
         local_git_contexts=args.allow_local_git_contexts,
+        webhook_host=args.webhook_listen[0], webhook_port=args.webhook_listen[1],
+        register_webhooks=args.register_webhooks, node_policy=args.node_policy,
+        node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
+        node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
     )
 
 
 async def run(args: argparse.Namespace) -> None:
     os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own login
-    assembly = Assembly(config_from_args(args))
-    await run_registry(build_registry(assembly), args.ready_file)
+    config = config_from_args(args)
+    kube = Kube(config.kubeconfig)  # the process's one API session: the webhooks' and the controllers'
+    assembly = Assembly(config, kube)
+    # The admission webhooks answer (and are registered) before kopf starts the controllers, whose own
+    # writes may already need them (see k3c.reconcilers.webhooks).
+    hooks = webhooks.for_process(config, assembly, kube)
+    try:
+        await hooks.start()
+        await run_registry(build_registry(assembly, hooks), args.ready_file)
+    finally:
+        await hooks.stop()
+        await kube.close()
 
 
 def main(argv: list[str] | None = None) -> None:

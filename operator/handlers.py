@@ -16,14 +16,18 @@ from typing import Any
 import kopf
 
 from k3c.api import GROUP, LOCAL_CONTAINERS, VERSION, VOLUMES
-from k3c.operator import imagebuilds, images
+from k3c.operator import imagebuilds, images, nodepolicies
 from k3c.reconcilers.assembly import Assembly
+from k3c.reconcilers.webhooks import Webhooks
 
 
-def build_registry(assembly: Assembly) -> kopf.OperatorRegistry:
-    """One registry for everything this operator process serves (``assembly.config.controllers``)."""
+def build_registry(assembly: Assembly, webhooks: Webhooks | None = None) -> kopf.OperatorRegistry:
+    """One registry for everything this operator process serves (``assembly.config.controllers``, and the
+    NodePolicy objects its ``webhooks`` enforce)."""
     registry = kopf.OperatorRegistry()
     _life_cycle(registry, assembly)
+    if webhooks is not None:
+        nodepolicies.register(registry, webhooks)
     if assembly.config.runs("containers"):
         _containers_and_volumes(registry, assembly)
     if assembly.config.runs("images"):

@@ -23,14 +23,10 @@ from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions
 from k3c.apiserver.storage import Compacted
 from k3c.apiserver.storereader import StoreReader
-from k3c.apiserver.subresources import Provider, Route, SubresourceHandler, SubresourceRequest, User
+from k3c.apiserver.subresources import ADMIN, Provider, Route, SubresourceHandler, SubresourceRequest
 from k3c.apiserver.watch import Overflow, WatchHub
 
 log = logging.getLogger(__name__)
-
-#: Whoever passes the embedded server's authentication is its admin: the client certificate it issued
-#: (O=system:masters), its bearer token, or a process allowed to open the 0600/0660 unix socket.
-ADMIN = User("admin", ("system:masters", "system:authenticated"))
 
 
 @dataclass

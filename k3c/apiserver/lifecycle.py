@@ -14,6 +14,7 @@ import secrets
 import uuid
 from typing import Any
 
+from k3c.apiserver import webhookconfig
 from k3c.apiserver.errors import Cause
 from k3c.apiserver.goformat import quote
 from k3c.apiserver.resources import ResourceType
@@ -180,6 +181,8 @@ def _kind_defaults(rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any]
 def validate_builtin(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
     """The few per-kind rules of the built-ins k3c serves."""
     causes: list[Cause] = []
+    if rtype.group == webhookconfig.GROUP:
+        return webhookconfig.validate(obj)
     if rtype.group:
         return causes
     if rtype.kind in ("ConfigMap", "Secret"):

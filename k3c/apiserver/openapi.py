@@ -385,6 +385,7 @@ _BUILTIN_GROUP_PREFIX = {
     "": "io.k8s.api.core",
     "events.k8s.io": "io.k8s.api.events",
     "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration",
 }
 
 _LIBRARY = {**_META_SCHEMAS, **_CORE_SCHEMAS}

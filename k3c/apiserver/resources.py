@@ -8,7 +8,11 @@ CustomResourceDefinition objects by `from_crd`, so the CRD YAML stays the single
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -89,6 +93,14 @@ class ResourceType:
 
 
 _META_MERGE_KEYS = {"metadata.ownerReferences": "uid", "metadata.finalizers": ""}
+_SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
+
+@cache
+def builtin_schema(name: str) -> dict[str, Any]:
+    """The structural schema of a built-in kind served with one (``schemas/<name>.yaml``)."""
+    doc: dict[str, Any] = yaml.safe_load((_SCHEMAS / f"{name}.yaml").read_text())
+    return doc
 
 BUILTINS: list[ResourceType] = [
     ResourceType(
@@ -112,6 +124,18 @@ BUILTINS: list[ResourceType] = [
         group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions",
         kind="CustomResourceDefinition", namespaced=False, short_names=["crd", "crds"],
         categories=["api-extensions"], has_status=True, strategic_merge=False,
+    ),
+    # The admission path's configuration (k3c/apiserver/admission.py); a schema, so it is pruned, defaulted
+    # and validated like a custom resource (plus webhookconfig.validate's rules).
+    ResourceType(
+        group="admissionregistration.k8s.io", version="v1", plural="validatingwebhookconfigurations",
+        kind="ValidatingWebhookConfiguration", namespaced=False, categories=["api-extensions"],
+        strategic_merge=True, merge_keys={**_META_MERGE_KEYS, "webhooks": "name"},
+        schema=builtin_schema("validatingwebhookconfiguration"),
+        printer_columns=[PrinterColumn("Webhooks", "integer", "", "Number of webhooks"),
+                         PrinterColumn("Age", "date", ".metadata.creationTimestamp",
+                                       "CreationTimestamp is a timestamp representing the server time when this "
+                                       "object was created.")],
     ),
 ]
 

@@ -18,6 +18,7 @@ import jsonpatch
 import orjson
 
 from k3c.apiserver import crds, errors, lifecycle, schema, strategic
+from k3c.apiserver.admission import Admission, Attributes, Refused
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.selectors import (
@@ -27,6 +28,7 @@ from k3c.apiserver.selectors import (
     parse_label_selector,
 )
 from k3c.apiserver.storage import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict, Store
+from k3c.apiserver.subresources import ADMIN, User
 from k3c.timefmt import now_rfc3339
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
@@ -38,6 +40,7 @@ class WriteOptions:
     field_validation: str = "Warn"  # Strict, Warn, Ignore
     field_manager: str = ""
     force: bool = False
+    user: User = ADMIN  # who asks (what admission webhooks are told)
 
 
 @dataclass
@@ -104,9 +107,10 @@ def _decode_continue(token: str) -> tuple[int, str]:
 class ResourceAPI:
     """The verbs, over one Store and one ResourceTypes."""
 
-    def __init__(self, store: Store, registry: ResourceTypes):
+    def __init__(self, store: Store, registry: ResourceTypes, admission: Admission | None = None):
         self.store = store
         self.registry = registry
+        self.admission = admission or Admission(store, registry)
         self.background: set[asyncio.Task[None]] = set()
 
     # ---- reads ----------------------------------------------------------------------------------
@@ -182,6 +186,7 @@ class ResourceAPI:
         if causes:
             raise errors.invalid(rtype.kind, rtype.group, name, causes)
         warnings = self._admit(rtype, obj, opts, name)
+        warnings += await self._validating_admission("CREATE", rtype, "", namespace, name, obj, None, opts)
         if rtype.kind == "CustomResourceDefinition":
             crds.prepare(obj, self.registry)
         key = rtype.key(namespace, name)
@@ -238,6 +243,25 @@ class ResourceAPI:
             raise errors.invalid(rtype.kind, rtype.group, name, causes)
         return warnings
 
+    async def _validating_admission(
+        self, operation: str, rtype: ResourceType, subresource: str, namespace: str | None, name: str,
+        obj: dict[str, Any] | None, old: dict[str, Any] | None, opts: WriteOptions,
+        preconditions: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """kube-apiserver's validating admission phase (:mod:`k3c.apiserver.admission`): after defaulting
+        and validation, before storage; returns the webhooks' warnings or raises their refusal."""
+        kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}[operation]
+        options: dict[str, Any] = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
+        if opts.dry_run:
+            options["dryRun"] = ["All"]
+        if operation != "DELETE" and opts.field_manager:
+            options["fieldManager"] = opts.field_manager
+        if preconditions:
+            options["preconditions"] = preconditions
+        ns = name if rtype.kind == "Namespace" and not rtype.group else (namespace or "") if rtype.namespaced else ""
+        return await self.admission.validate(Attributes(operation, rtype, subresource, ns, name, obj, old,
+                                                        opts.dry_run, options, opts.user))
+
     # ---- update ---------------------------------------------------------------------------------
     async def update(
         self, rtype: ResourceType, namespace: str | None, name: str, obj: dict[str, Any],
@@ -286,6 +310,8 @@ class ResourceAPI:
         if rtype.kind == "CustomResourceDefinition":
             crds.prepare(obj, self.registry)
         obj["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+        warnings += await self._validating_admission("UPDATE", rtype, subresource, old["metadata"].get("namespace"),
+                                                     name, obj, old, opts)
         if obj == old:
             return Result(old, warnings, cur)  # a no-op write stores and announces nothing
         if opts.dry_run:
@@ -378,6 +404,7 @@ class ResourceAPI:
         self._check_preconditions(rtype, name, cur, preconditions or {})
         if rtype.kind == "Namespace" and name in PROTECTED_NAMESPACES:
             raise errors.APIError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        await self._validating_admission("DELETE", rtype, "", namespace, name, None, cur.obj, opts, preconditions)
         meta = cur.obj.get("metadata", {})
         needs_finalizing = bool(meta.get("finalizers")) or rtype.kind == "Namespace"
         if not needs_finalizing:
@@ -430,15 +457,21 @@ class ResourceAPI:
         selectors = ListOptions(list_opts.label_selector, list_opts.field_selector)
         listed = self.list_objects(rtype, namespace, selectors)
         out = []
+        refused: Refused | None = None
         for entry in listed.items:
             meta = entry.obj["metadata"]
             try:
                 res = await self.delete(rtype, meta.get("namespace"), meta["name"], opts)
+            except Refused as err:  # the others may still go, as with kube-apiserver's parallel workers
+                refused = refused or err
+                continue
             except errors.APIError as err:
                 if err.code in (404, 403):
                     continue
                 raise
             out.append(res.obj)
+        if refused is not None:
+            raise refused
         return out
 
     # ---- cascades -------------------------------------------------------------------------------

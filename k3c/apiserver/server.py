@@ -29,10 +29,12 @@ from aiohttp.typedefs import Handler
 
 from k3c import api
 from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
+from k3c.apiserver.admission import Admission
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ResourceAPI
+from k3c.apiserver.services import ServiceResolver
 from k3c.apiserver.storage import Store
 from k3c.apiserver.watch import WatchHub
 
@@ -61,12 +63,14 @@ class ServerConfig:
 
 
 class APIServer:
-    def __init__(self, config: ServerConfig):
+    def __init__(self, config: ServerConfig, services: ServiceResolver | None = None):
+        """``services``: how webhooks configured by Service are reached (none, in embedded mode)."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions)
         self.registry = ResourceTypes()
-        self.api = ResourceAPI(self.store, self.registry)
+        self.admission = Admission(self.store, self.registry, services)
+        self.api = ResourceAPI(self.store, self.registry, self.admission)
         self.hub = WatchHub(self.store)
         settings = Settings(server_address=f"{config.host}:{config.port}", bookmark_interval=config.bookmark_interval)
         self.handler = APIHandler(self.api, self.hub, self.registry, settings)
@@ -193,6 +197,7 @@ class APIServer:
             task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.admission.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.store.close()

@@ -52,6 +52,11 @@ class User:
     groups: tuple[str, ...] = ()
 
 
+#: Whoever passes the embedded server's authentication is its admin: the client certificate it issued
+#: (O=system:masters), its bearer token, or a process allowed to open the 0600/0660 unix socket.
+ADMIN = User("admin", ("system:masters", "system:authenticated"))
+
+
 class Changes(Protocol):
     """Writes to one object, noticed while a :meth:`ParentReader.changes` context is open."""
 

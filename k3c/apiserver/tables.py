@@ -142,6 +142,8 @@ def _typed(value: Any, col: PrinterColumn) -> Any:
 def _builtin_cell(kind: str, col: PrinterColumn, obj: dict[str, Any]) -> Any:
     if col.name == "Data":
         return len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
+    if col.name == "Webhooks":
+        return len(obj.get("webhooks") or [])
     if col.type == "date-iso":
         return obj.get("metadata", {}).get("creationTimestamp")
     if kind == "Event":

@@ -69,6 +69,11 @@ class DaemonConfig:
     pool_size: int = 1
     log_level: str = "info"
     event_ttl: float = DEFAULT_TTL  #: the embedded API server's --event-ttl, in seconds
+    #: the node policy the operator's admission webhook enforces (see k3c.reconcilers.nodepolicy)
+    node_policy: str = "permissive"
+    node_policy_allow: list[str] = field(default_factory=list)
+    node_policy_host_paths: list[str] = field(default_factory=list)
+    credentials_namespace: str = "kube-system"
     operator_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -336,8 +341,20 @@ class Daemon:
             *self._containerd_dirs(),
             # embedded mode: whoever reaches the API is trusted as with docker.sock (context.dir too)
             *(["--allow-local-git-contexts"] if cfg.kubeconfig is None else []),
+            # joining another API server: the node that serves it registers the admission webhooks
+            *(["--no-webhook-registration"] if cfg.kubeconfig is not None else []),
+            *self._node_policy_args(),
             *cfg.operator_args,
         ]
+
+    def _node_policy_args(self) -> list[str]:
+        cfg = self.config
+        args = ["--node-policy", cfg.node_policy, "--credentials-namespace", cfg.credentials_namespace]
+        for allowed in cfg.node_policy_allow:
+            args += ["--node-policy-allow", allowed]
+        for path in cfg.node_policy_host_paths:
+            args += ["--node-policy-host-path", path]
+        return args
 
     def _containerd_dirs(self) -> list[str]:
         """Our own containerd's dirs, so the operator may scrub and reuse sandboxes (not someone else's)."""

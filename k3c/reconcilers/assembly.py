@@ -12,6 +12,8 @@ builds' old logs swept); only then deliver containerd's events. Stop in reverse:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from k3c.reconcilers.controller import Controller
 from k3c.reconcilers.eventfeed import EventConsumer, EventFeed
 from k3c.reconcilers.imagebuilds import ImageBuildReconciler
 from k3c.reconcilers.imagecontroller import ImageController
+from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import OperatorConfig
 
 
@@ -50,8 +53,10 @@ def build_engine(config: OperatorConfig, channel: grpc.aio.Channel | None = None
 
 
 class Assembly:
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(self, config: OperatorConfig, kube: Kube | None = None) -> None:
+        """``kube``: the process's API session, when it made one before (for its webhooks)."""
         self.config = config
+        self.kube = kube
         self.conns: Connections | None = None
         self.feed: EventFeed | None = None
         self._containers: Controller | None = None
@@ -59,6 +64,7 @@ class Assembly:
         self._builds: ImageBuildReconciler | None = None
         self._caches: BuildCacheReconciler | None = None
         self._stopped = False
+        self._images_ready = asyncio.Event()
 
     # ---- the controllers, for kopf's watch handlers (only after start) ----
 
@@ -71,6 +77,13 @@ class Assembly:
     def images(self) -> ImageController:
         assert self._images is not None, "images controller not started"
         return self._images
+
+    async def image_controller(self, wait: float) -> ImageController | None:
+        """The image controller once it has listed containerd (waiting up to ``wait`` s for that), for the
+        admission webhook; None if it is not running by then."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._images_ready.wait(), wait)
+        return self._images if self._images_ready.is_set() else None
 
     @property
     def builds(self) -> ImageBuildReconciler:
@@ -88,7 +101,7 @@ class Assembly:
         """Everything, in order (see the module docstring); on failure what was made is stopped again, so
         kopf may simply retry."""
         self._stopped = False
-        self.conns = await Connections.open(self.config)
+        self.conns = await Connections.open(self.config, self.kube)
         try:
             await self._start_parts(self.conns)
         except BaseException:
@@ -111,6 +124,7 @@ class Assembly:
             await self._containers.start()
         if self._images is not None:
             await self._images.start()
+            self._images_ready.set()
         if cfg.runs("builds"):
             await self._start_builds(conns)
         if self.feed is not None:
@@ -132,6 +146,7 @@ class Assembly:
         if self._stopped:
             return
         self._stopped = True
+        self._images_ready.clear()
         for part in (self._containers, self._images, self._caches, self._builds):
             if part is not None:
                 await part.stop()

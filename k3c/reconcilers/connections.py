@@ -34,13 +34,16 @@ class Connections:
     cri: CRIClient
     images: ContainerdImages
     events: EventSubscriber
+    #: whether :meth:`close` closes ``kube`` (not when the process made it for its webhooks too)
+    owns_kube: bool = True
 
     @classmethod
-    async def open(cls, config: OperatorConfig) -> Connections:
-        """Open everything (inside the event loop that will use it) and wait until containerd answers."""
+    async def open(cls, config: OperatorConfig, kube: Kube | None = None) -> Connections:
+        """Open everything (inside the event loop that will use it) and wait until containerd answers;
+        ``kube``: the process's session, if it has one already (it stays open at :meth:`close`)."""
         address = config.containerd_address
         channel = dial(address)
-        conns = cls(kube=Kube(config.kubeconfig), channel=channel,
+        conns = cls(kube=kube or Kube(config.kubeconfig), owns_kube=kube is None, channel=channel,
                     cri=CRIClient(address, timeout=CRI_TIMEOUT, channel=channel),
                     images=ContainerdImages(address, channel=channel),
                     events=EventSubscriber(address, channel=channel))
@@ -57,4 +60,5 @@ class Connections:
 
     async def close(self) -> None:
         await self.channel.close()
-        await self.kube.close()
+        if self.owns_kube:
+            await self.kube.close()

@@ -12,8 +12,10 @@ import`` — or vanishing). Each reconcile compares the two sides and acts:
 - an object whose image is missing, or whose ``spec.pullRequest`` is new → pull through CRI (ImageStatus
   first), with per-layer progress in ``status.pull`` from containerd's active ingests; an object whose
   image was present (phase Ready) and has vanished from containerd → delete the object;
-- an object being deleted → refuse while a LocalContainer uses the image (unless the
-  ``k3c.io/force-delete`` annotation is set; the object waits, status.message says why), else remove
+- an object being deleted → the DELETE was already refused up front while a LocalContainer (or, for the
+  pause image, a sandbox) uses the image (:meth:`ImageObjects.deletion_conflict`, asked by the operator's
+  admission webhook, unless the ``k3c.io/force-delete`` annotation is set); a user that came after waits
+  the deletion out (status.message says why); else remove
   the reference — and, when it was the image's last name, CRI's digest and ID references with it, so the
   image is really gone as with ``docker rmi`` — then drop the finalizer.
 
@@ -37,7 +39,7 @@ from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.cri.content import Ingest, abort_ingest, list_statuses
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.imagestore import ContainerdImages
-from k3c.cri.runtime import CRIClient
+from k3c.cri.runtime import CRIClient, pb
 from k3c.distribution.errors import RegistryError
 from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_architecture
 from k3c.oci.reference import InvalidReference, Reference, object_name, parse
@@ -394,15 +396,12 @@ class ImageObjects:
         await self._cancel_pull(name)
         ref = _parse((obj.get("spec") or {}).get("reference", ""))
         st = obj.get("status") or {}
-        if ref is not None and str(ref) in self.records and st.get("node") in (None, "", self.env.node):
-            if (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) != "true":
-                user = await self._user_of(ref, obj)
-                if user:
-                    msg = (f"conflict: unable to remove repository reference \"{ref.familiar()}\" (must force) - "
-                           f"{user}")
-                    if (obj.get("status") or {}).get("message") != msg:
-                        await self._patch_status(obj, {"message": msg})
-                    return IN_USE_RECHECK
+        if ref is not None and self._held_here(ref, obj):
+            conflict = await self.deletion_conflict(obj)
+            if conflict:  # a user came after the DELETE was admitted: wait for it to go
+                if st.get("message") != conflict:
+                    await self._patch_status(obj, {"message": conflict})
+                return IN_USE_RECHECK
             await self._remove_reference(ref, st.get("id", ""))
         fins = [f for f in meta.get("finalizers") or [] if f != IMAGE_FINALIZER]
         try:
@@ -420,11 +419,35 @@ class ImageObjects:
         return not any(t == target and n != str(ref) and not n.startswith("sha256:") and "@" not in n
                        for n, t in self.records.items())
 
+    def _held_here(self, ref: Reference, obj: dict[str, Any]) -> bool:
+        """Whether this node's containerd holds the object's image (only then is there anything to remove)."""
+        return str(ref) in self.records and (obj.get("status") or {}).get("node") in (None, "", self.env.node)
+
+    async def deletion_conflict(self, obj: dict[str, Any]) -> str:
+        """Why the Image object may not be deleted now, in docker's words (``docker rmi`` of a reference a
+        container uses), or "" when it may go: forced, not held here, or used by nothing.
+
+        The admission webhook refuses the DELETE with it (409), so ``kubectl delete images --all`` returns
+        instead of leaving objects Terminating; the finalizer checks again, for a user that came after.
+        """
+        meta = obj["metadata"]
+        ref = _parse((obj.get("spec") or {}).get("reference", ""))
+        if ref is None or (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true" \
+                or not self._held_here(ref, obj):
+            return ""
+        user = await self._user_of(ref, obj)
+        return f'conflict: unable to remove repository reference "{ref.familiar()}" (must force) - {user}' if user \
+            else ""
+
     async def _user_of(self, ref: Reference, obj: dict[str, Any]) -> str:
-        """Who keeps the image: a LocalContainer naming it or running it, or the sandbox pause image."""
-        if str(ref) in self.env.protected:
-            return "image is the sandbox (pause) image of every container"
+        """Who keeps the image: a LocalContainer naming it or running it, or — for the pause image — the pod
+        sandboxes (every container's)."""
         image_id = (obj.get("status") or {}).get("id", "")
+        if str(ref) in self.env.protected:
+            sandboxes = [sb.id for sb in await self.env.cri.list_pod_sandbox() if sb.state == pb.SANDBOX_READY]
+            if sandboxes:
+                return f"container {sandboxes[0][:12]} is using its referenced image {image_id[7:19]}"
+            return "image is the sandbox (pause) image of every container"
         last = self._last_name(ref)
         for c in await self.env.kube.list_objects(LOCAL_CONTAINERS):
             spec, st = c.get("spec") or {}, c.get("status") or {}
@@ -432,7 +455,8 @@ class ImageObjects:
             runs = bool(image_id) and last and st.get("imageID", "").endswith(image_id.removeprefix("sha256:"))
             if (named is not None and str(named) == str(ref)) or runs:
                 m = c["metadata"]
-                return f"container {m.get('namespace')}/{m['name']} is using its referenced image {image_id[7:19]}"
+                cid = (st.get("containerID") or "").rpartition("://")[2][:12] or f"{m.get('namespace')}/{m['name']}"
+                return f"container {cid} is using its referenced image {image_id[7:19]}"
         return ""
 
     async def _remove_reference(self, ref: Reference, image_id: str) -> None:

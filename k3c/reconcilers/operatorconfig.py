@@ -40,9 +40,25 @@ class OperatorConfig:
     #: as ``context.dir`` does); ``k3c daemon``'s embedded mode allows it, a shared cluster's operator not
     #: unless told (the node policy is to decide this per request)
     local_git_contexts: bool = False
+    #: where the admission webhooks listen (port 0: one the kernel picks), and whether this process
+    #: registers them as the ValidatingWebhookConfiguration ``k3c.io`` (not when another process does)
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 0
+    register_webhooks: bool = True
+    #: this node's own policy (k3c.reconcilers.nodepolicy): permissive or restricted, the governed fields it
+    #: allows (KIND.FIELD), the node directories host paths may name, the namespace of registry credentials
+    node_policy: str = "permissive"
+    node_policy_allow: tuple[str, ...] = ()
+    node_policy_host_paths: tuple[str, ...] = ()
+    credentials_namespace: str = "kube-system"
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers
+
+    @property
+    def webhook_cert_dir(self) -> Path:
+        """The webhook server's CA and serving certificate (keys 0600)."""
+        return Path(self.root_dir) / "webhook"
 
     @property
     def certs_dir(self) -> Path | None:

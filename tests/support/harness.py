@@ -102,6 +102,9 @@ class APIServerProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    #: what runs it: ``python -m`` these words, then ``--data-dir`` and ``--listen`` (a test launcher may
+    #: assemble the server its own way, e.g. tests/support/webhook_apiserver.py)
+    launcher: tuple[str, ...] = ("k3c.cli.main", "apiserver")
 
     @property
     def kubeconfig(self) -> Path:
@@ -115,7 +118,7 @@ class APIServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / f"apiserver-{self.port}.log"
         log = open(self.log_path, "ab")
-        cmd = [sys.executable, "-m", "k3c.cli.main", "apiserver", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", *self.launcher, "--data-dir", str(self.data_dir),
                "--listen", f"127.0.0.1:{self.port}", *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         log.close()

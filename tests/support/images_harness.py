@@ -71,8 +71,8 @@ def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 15
 # ------------------------------------------------------------------------------------------ TLS material
 
 
-def make_ca_and_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for ``host`` signed by it: (ca.pem, cert.pem, key.pem)."""
+def make_ca_and_cert(directory: Path, host: str = "127.0.0.1", dns_names: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``host`` (and ``dns_names``) signed by it: (ca.pem, cert.pem, key.pem)."""
     import ipaddress
 
     from cryptography import x509
@@ -96,7 +96,8 @@ def make_ca_and_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Pa
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host)),
+                                                        *(x509.DNSName(d) for d in dns_names)]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     directory.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,14 @@ SCALARS = {str: "string", int: "integer", bool: "boolean"}
 
 
 def _status_schemas() -> dict[str, dict[str, Any]]:
+    """The status schema of every CRD that has a status (a configuration kind, NodePolicy, has none)."""
     out = {}
     for path in crds.manifests():
         crd = yaml.safe_load(path.read_text())
         (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
-        out[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+        status = version["schema"]["openAPIV3Schema"]["properties"].get("status")
+        if status is not None:
+            out[crd["spec"]["names"]["kind"]] = status
     return out
 
 

@@ -1,0 +1,188 @@
+"""k3c's admission webhooks: what the operator refuses up front, and their registration as ``k3c.io``.
+
+- ``images.k3c.io`` (DELETE of Images, when this process runs the image controller): a reference a container
+  uses, or the pause image, is refused with 409 and docker's conflict wording
+  (:meth:`~k3c.reconcilers.imageobjects.ImageObjects.deletion_conflict`), unless forced with
+  ``k3c.io/force-delete``: nothing is left Terminating.
+- ``nodepolicy.k3c.io`` (CREATE and UPDATE of every kind :mod:`~k3c.reconcilers.nodepolicy` classifies):
+  refused with 403 naming the field and the policy. Registered only while a policy in force is
+  restricted (the node's flags, or a NodePolicy object, watched through kopf): a permissive node has nothing
+  to refuse and spends no round trip on it.
+
+Registration writes the ValidatingWebhookConfiguration ``k3c.io`` (idempotently, before kopf starts and so
+before any controller writes) with this process's URL and CA. Its rules name k3c.io resources only, with
+``failurePolicy: Fail``: while the operator is down those requests fail, and nothing else does. Start
+order is API server → operator (webhook server up, then registration) → kopf and the controllers, so no
+request waits on a webhook that cannot answer yet; one that comes before the image controller has listed
+containerd waits for it (briefly), then is refused as unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from k3c import admissionreview as ar
+from k3c import api
+from k3c.api import GROUP, IMAGES, NODE_POLICIES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
+from k3c.apierrors import NotFound
+from k3c.reconcilers import nodepolicy
+from k3c.reconcilers.assembly import Assembly
+from k3c.reconcilers.imagecontroller import ImageController
+from k3c.reconcilers.kube import Kube, Ref
+from k3c.reconcilers.operatorconfig import OperatorConfig
+from k3c.reconcilers.webhookserver import Handler, WebhookServer
+
+log = logging.getLogger(__name__)
+
+#: The configuration's name, and its webhooks'.
+CONFIGURATION = "k3c.io"
+IMAGES_WEBHOOK = "images.k3c.io"
+NODE_POLICY_WEBHOOK = "nodepolicy.k3c.io"
+#: How long a review waits for the image controller to finish starting (under the 10 s call timeout).
+CONTROLLER_WAIT = 5.0
+
+ImagesSource = Callable[[float], Awaitable[ImageController | None]]
+
+
+class ImageDeletions:
+    """``images.k3c.io``: refuse deleting an Image object whose image is in use."""
+
+    def __init__(self, images: ImagesSource) -> None:
+        self.images = images
+
+    async def __call__(self, request: ar.Request) -> ar.Response:
+        old = request.get("oldObject")
+        if request["operation"] != ar.DELETE or old is None:
+            return ar.allow(request["uid"])
+        controller = await self.images(CONTROLLER_WAIT)
+        if controller is None:
+            return ar.deny(request["uid"], 503, "ServiceUnavailable",
+                           "k3c's image controller is starting; try again")
+        conflict = await controller.images.deletion_conflict(old)
+        return ar.deny(request["uid"], 409, "Conflict", conflict) if conflict else ar.allow(request["uid"])
+
+
+class NodePolicyCheck:
+    """``nodepolicy.k3c.io``: refuse creates and updates the policies in force refuse."""
+
+    def __init__(self, policies: nodepolicy.Policies) -> None:
+        self.policies = policies
+
+    async def __call__(self, request: ar.Request) -> ar.Response:
+        obj = request.get("object")
+        if request["operation"] not in (ar.CREATE, ar.UPDATE) or obj is None:
+            return ar.allow(request["uid"])
+        why = nodepolicy.refusal(request["kind"]["kind"], obj, request.get("oldObject"), self.policies.in_force())
+        return ar.deny(request["uid"], 403, "Forbidden", why) if why else ar.allow(request["uid"])
+
+
+def _governed_plurals() -> list[str]:
+    kinds = {r.kind: r.plural for r in api.RESOURCES}
+    return sorted(kinds[k] for k in nodepolicy.FIELDS)
+
+
+def _rule(operations: list[str], resources: list[str]) -> dict[str, Any]:
+    return {"operations": operations, "apiGroups": [GROUP], "apiVersions": [VERSION], "resources": resources,
+            "scope": "*"}
+
+
+def _webhook(server: WebhookServer, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "clientConfig": {"url": server.url(name), "caBundle": server.ca_bundle},
+            "rules": rules, "failurePolicy": "Fail", "matchPolicy": "Equivalent", "sideEffects": "None",
+            "timeoutSeconds": 10, "admissionReviewVersions": [ar.REVIEW_VERSION],
+            "namespaceSelector": {}, "objectSelector": {}}
+
+
+class Webhooks:
+    """The webhook server of one operator process, the handlers it serves, and their registration."""
+
+    def __init__(self, server: WebhookServer, kube: Kube, images: ImagesSource | None,
+                 policies: nodepolicy.Policies, register: bool) -> None:
+        self.server = server
+        self.kube = kube
+        self.images = images
+        self.policies = policies
+        self.register_configuration = register
+        self._lock = asyncio.Lock()
+
+    def _served(self, all_of_them: bool = False) -> dict[str, tuple[Handler, list[dict[str, Any]]]]:
+        """The webhooks to register now (``all_of_them``: every one this process can answer)."""
+        served: dict[str, tuple[Handler, list[dict[str, Any]]]] = {}
+        if self.images is not None:
+            served[IMAGES_WEBHOOK] = (ImageDeletions(self.images), [_rule([ar.DELETE], [IMAGES.plural])])
+        if self.policies.restricted or all_of_them:
+            served[NODE_POLICY_WEBHOOK] = (NodePolicyCheck(self.policies),
+                                           [_rule([ar.CREATE, ar.UPDATE], _governed_plurals())])
+        return served
+
+    async def start(self) -> None:
+        """Listen, read the NodePolicy objects, register."""
+        served = self._served(all_of_them=True)
+        await self.server.start({name: handler for name, (handler, _rules) in served.items()})
+        try:
+            for obj in await self.kube.list_objects(NODE_POLICIES):
+                self.policies.observe("ADDED", obj)
+        except NotFound:
+            log.warning("NodePolicy is not served: only the node's own policy applies")
+        await self.register()
+
+    async def policy_changed(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        """A NodePolicy watch event: keep the policies current; register again when that changes whether
+        the node-policy webhook is needed."""
+        before = self.policies.restricted
+        self.policies.observe(event_type, obj)
+        if self.policies.restricted != before:
+            await self.register()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def register(self) -> None:
+        """Write ``k3c.io`` with the webhooks served now (a process serving none leaves it alone)."""
+        if not self.register_configuration:
+            return
+        served = self._served()
+        if not served:
+            return
+        webhooks = [_webhook(self.server, name, rules) for name, (_handler, rules) in served.items()]
+        async with self._lock:
+            await _upsert(self.kube, {"apiVersion": VALIDATING_WEBHOOK_CONFIGURATIONS.api_version,
+                                      "kind": VALIDATING_WEBHOOK_CONFIGURATIONS.kind,
+                                      "metadata": {"name": CONFIGURATION}, "webhooks": webhooks})
+        log.info("registered admission webhooks %s at %s", ", ".join(served), self.server.url("…"))
+
+
+def for_process(config: OperatorConfig, assembly: Assembly, kube: Kube) -> Webhooks:
+    """The webhooks of an operator process, writing through its one API session ``kube``."""
+    server = WebhookServer(config.webhook_cert_dir, config.webhook_host, config.webhook_port)
+    images = assembly.image_controller if config.runs("images") else None
+    node = nodepolicy.Policy.from_flags(config.node_policy, config.node_policy_allow, config.node_policy_host_paths,
+                                        config.credentials_namespace)
+    return Webhooks(server, kube, images, nodepolicy.Policies(node), config.register_webhooks)
+
+
+async def _upsert(kube: Kube, body: dict[str, Any]) -> None:
+    ref = Ref(VALIDATING_WEBHOOK_CONFIGURATIONS, "", body["metadata"]["name"])
+    for _ in range(5):
+        current = await kube.get(ref)
+        if current is None:
+            try:
+                await kube.create(VALIDATING_WEBHOOK_CONFIGURATIONS, "", body)
+                return
+            except Exception:
+                continue
+        if current.get("webhooks") == body["webhooks"]:
+            return
+        replacement = {**body, "metadata": {**body["metadata"],
+                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
+        try:
+            await kube.request("PUT", ref.path(), replacement)
+            return
+        except NotFound:
+            continue
+        except Exception as err:
+            log.debug("replacing %s: %s", ref.path(), err)
+    raise RuntimeError(f"cannot register the admission webhooks ({ref.path()} keeps changing)")
