@@ -95,7 +95,8 @@ def _child(s: Schema | None, key: str) -> Schema | None:
         return None
     props = s.get("properties")
     if isinstance(props, dict) and isinstance(props.get(key), dict):
-        return dict(props[key])
+        child: Schema = props[key]
+        return child
     ap = s.get("additionalProperties")
     return ap if isinstance(ap, dict) else None
 

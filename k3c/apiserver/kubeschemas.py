@@ -22,7 +22,9 @@ and `merge_keys` (strategic merge patch's list rules, by dotted path).
 from __future__ import annotations
 
 import copy
+import importlib.util
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -41,12 +43,17 @@ _PRESERVE = "x-kubernetes-preserve-unknown-fields"
 Schema = dict[str, Any]
 
 
-def schema_file() -> Any:
-    """The package's definitions of this server's Kubernetes version (a Traversable)."""
-    from importlib.resources import files
+def schema_file() -> Path:
+    """The package's definitions of this server's Kubernetes version.
 
+    Found without importing the package (its validator pulls in modules the server has no use for).
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the Python package {PACKAGE} (kubernetes-validate) is not installed")
     major, minor = KUBE_VERSION
-    return files(PACKAGE) / "kubernetes-json-schema" / f"v{major}.{minor}.0-local" / "_definitions.json"
+    root = Path(list(spec.submodule_search_locations)[0])
+    return root / "kubernetes-json-schema" / f"v{major}.{minor}.0-local" / "_definitions.json"
 
 
 @cache

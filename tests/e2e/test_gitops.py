@@ -182,6 +182,8 @@ def test_stored_only_kinds_warn_print_and_explain(kubectl, apiserver, tmp_path):
                                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
     assert live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
     assert get_json(kubectl, apiserver, "pod", "one", "-n", ns)["status"]["phase"] == "Pending"
+    pending = kctl(kubectl, apiserver, "get", "pods", "-n", ns, "--field-selector=status.phase=Pending", "-o", "name")
+    assert pending.stdout.split() == ["pod/one"]
 
     tables = kctl(kubectl, apiserver, "get", "deploy,po,svc", "-n", ns).stdout
     blocks = [b.splitlines() for b in tables.strip().split("\n\n")]
