@@ -409,4 +409,5 @@ def _write_options(request: web.Request) -> WriteOptions:
     manager = q.get("fieldManager", "")
     if len(manager) > 128:
         raise errors.bad_request("fieldManager: Too long: may not be longer than 128")
-    return WriteOptions(bool(dry), validation, manager, _flag(q.get("force")))
+    agent = request.headers.get("User-Agent", "").split("/", 1)[0][:128]  # kube's default field manager
+    return WriteOptions(bool(dry), validation, manager, _flag(q.get("force")), agent=agent)

@@ -2,7 +2,8 @@
 
 Pure functions, no I/O: names and labels validated, server-owned metadata set on create and kept on
 update, generation bumped only when the spec changes, status/spec separated by the status subresource,
-and the per-kind defaults of the built-ins (Secret stringData, Namespace phase and finalizer).
+and the per-kind defaults of the built-ins (Secret stringData, Namespace phase and finalizer; those
+served from Kubernetes' schemas get kube's own, from `kubedefaults`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import uuid
 from typing import Any
 
-from k3c.apiserver import webhookconfig
+from k3c.apiserver import kubedefaults, webhookconfig
 from k3c.apiserver.errors import Cause
 from k3c.apiserver.goformat import quote
 from k3c.apiserver.resources import ResourceType
@@ -37,15 +38,30 @@ LABEL_MSG = (
     "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
     "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
 )
+DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+DNS1035_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+    "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
+    "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
 SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 
 
 
 def validate_name(rtype: ResourceType, name: str, field: str = "metadata.name") -> list[Cause]:
-    """Namespaces are DNS labels; everything else here is a DNS subdomain."""
+    """Namespaces are DNS labels, Services DNS-1035 labels, RBAC objects path segments (`system:foo` is
+    a ClusterRole's name); everything else here is a DNS subdomain."""
     if not name:
         return [Cause(field, "FieldValueRequired", "Required value: name or generateName is required")]
+    if rtype.group == "rbac.authorization.k8s.io":
+        return _validate_path_segment(name, field)
+    if rtype.kind == "Service" and not rtype.group:
+        if len(name) > 63:
+            return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: must be no more than 63 characters")]
+        if not DNS1035.fullmatch(name):
+            return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: {DNS1035_MSG}")]
+        return []
     if rtype.kind == "Namespace":
         if len(name) > 63:
             return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: must be no more than 63 characters")]
@@ -56,6 +72,15 @@ def validate_name(rtype: ResourceType, name: str, field: str = "metadata.name") 
         return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: must be no more than 253 characters")]
     if not SUBDOMAIN.fullmatch(name):
         return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: {SUBDOMAIN_MSG}")]
+    return []
+
+
+def _validate_path_segment(name: str, field: str) -> list[Cause]:
+    if name in (".", ".."):
+        return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: may not be '{name}'")]
+    for bad in ("/", "%"):
+        if bad in name:
+            return [Cause(field, "FieldValueInvalid", f"Invalid value: {quote(name)}: may not contain '{bad}'")]
     return []
 
 
@@ -115,8 +140,10 @@ def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str | No
     meta["creationTimestamp"] = now_rfc3339()
     if rtype.tracks_generation:
         meta["generation"] = 1
-    if rtype.has_status and rtype.group:
+    if rtype.status_subresource:
         obj.pop("status", None)  # create cannot set status of a resource with a status subresource
+    if rtype.kube_schema:
+        kubedefaults.prepare_create(rtype.kind, obj)
     _kind_defaults(rtype, obj, None)
 
 
@@ -142,9 +169,9 @@ def prepare_update(rtype: ResourceType, new: dict[str, Any], old: dict[str, Any]
             meta[f] = old_meta[f]
         else:
             meta.pop(f, None)
-    if rtype.has_status and "status" in old and rtype.group:
+    if rtype.status_subresource and "status" in old:
         new["status"] = copy.deepcopy(old["status"])
-    elif rtype.has_status and rtype.group:
+    elif rtype.status_subresource:
         new.pop("status", None)
     if rtype.tracks_generation and _spec_changed(new, old):
         meta["generation"] = int(old_meta.get("generation", 1)) + 1
@@ -159,6 +186,9 @@ def _spec_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 
 def _kind_defaults(rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    if rtype.kube_schema:
+        kubedefaults.apply(rtype.kind, obj)
+        return
     if rtype.group:
         return
     if rtype.kind == "Secret":

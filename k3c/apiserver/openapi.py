@@ -28,6 +28,7 @@ import json
 import re
 from typing import Any
 
+from . import kubeschemas
 from .resources import ResourceType
 
 __all__ = ["index", "document", "document_hash", "serialize", "model_name", "gv_path"]
@@ -383,12 +384,22 @@ _BUILTIN_KINDS = {("", "v1", "Namespace"), ("", "v1", "ConfigMap"), ("", "v1", "
 
 _BUILTIN_GROUP_PREFIX = {
     "": "io.k8s.api.core",
+    "apps": "io.k8s.api.apps",
+    "batch": "io.k8s.api.batch",
+    "networking.k8s.io": "io.k8s.api.networking",
+    "rbac.authorization.k8s.io": "io.k8s.api.rbac",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration",
+    "apiregistration.k8s.io": "io.k8s.kube-aggregator.pkg.apis.apiregistration",
     "events.k8s.io": "io.k8s.api.events",
     "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions",
-    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration",
 }
 
 _LIBRARY = {**_META_SCHEMAS, **_CORE_SCHEMAS}
+
+
+def _library(name: str) -> dict[str, Any] | None:
+    """A referenced schema: hand-written above, else Kubernetes' own (for the kube-schema built-ins)."""
+    return _LIBRARY.get(name) or kubeschemas.definition(name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -466,6 +477,10 @@ def _kind_schema(rt: ResourceType) -> dict[str, Any]:
     key = (rt.group, rt.version, rt.kind)
     if key in _BUILTIN_KINDS:
         s = copy.deepcopy(_CORE_SCHEMAS[model_name(*key)])
+    elif rt.kube_schema:
+        s = copy.deepcopy(kubeschemas.definition(model_name(*key)) or {})
+        if (warning := rt.stored_only_warning()) is not None:
+            s["description"] = f"{warning}. {s.get('description', '')}"
     elif rt.schema is not None:
         s = _to_openapi(rt.schema)
         s["type"] = "object"
@@ -485,6 +500,8 @@ def _kind_schema(rt: ResourceType) -> dict[str, Any]:
 
 
 def _list_schema(rt: ResourceType) -> dict[str, Any]:
+    if rt.kube_schema:
+        return copy.deepcopy(kubeschemas.definition(model_name(rt.group, rt.version, rt.list_kind)) or {})
     return {
         "type": "object",
         "description": f"{rt.list_kind} is a list of {rt.kind}.",
@@ -580,7 +597,7 @@ def _paths_for(rt: ResourceType) -> dict[str, dict[str, Any]]:
     verbs = set(rt.verbs)
     prefix = f"/apis/{g}/{v}" if g else f"/api/{v}"
     root = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
-    smp = rt.strategic_merge and (g, v, kind) in _BUILTIN_KINDS
+    smp = rt.strategic_merge and ((g, v, kind) in _BUILTIN_KINDS or rt.kube_schema)
     article = "an" if kind[:1].lower() in "aeiou" else "a"
 
     name_param = {"name": "name", "in": "path", "description": f"name of the {kind}", "required": True,
@@ -713,9 +730,10 @@ def document(group_version_path: str, types: list[ResourceType]) -> dict[str, An
     pending = sorted(needed - schemas.keys())
     while pending:
         name = pending.pop()
-        if name in schemas or name not in _LIBRARY:
+        found = None if name in schemas else _library(name)
+        if found is None:
             continue
-        schemas[name] = copy.deepcopy(_LIBRARY[name])
+        schemas[name] = copy.deepcopy(found)
         more: set[str] = set()
         _refs(schemas[name], more)
         pending.extend(sorted(more - schemas.keys()))

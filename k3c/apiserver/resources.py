@@ -3,6 +3,11 @@
 A `ResourceType` is everything the HTTP layer, discovery, OpenAPI and tables need to know about one
 group/version/resource. Built-ins are declared here; CRD-backed ones are derived from the stored
 CustomResourceDefinition objects by `from_crd`, so the CRD YAML stays the single source of truth.
+
+Most built-ins are served from Kubernetes' own schemas (`kube_schema`, see `kubeschemas`): one
+`_kube(...)` line each. Those k3c stores but nothing here acts on (no scheduler, no controllers, no
+kube-proxy) are `stored_only`: every write of one answers with a `Warning` saying so, and discovery
+lists them in the category `stored-only` (`kubectl get stored-only -A`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,20 @@ class PrinterColumn:
     description: str = ""
     priority: int = 0
     format: str = ""
+
+
+STORED_ONLY_CATEGORY = "stored-only"
+
+
+@dataclass(frozen=True)
+class StoredOnly:
+    """A built-in kind k3c stores and serves while no component here acts on it.
+
+    `nothing` says what does not happen to it here ("runs it", "routes to it"), `hint` what to use instead.
+    """
+
+    nothing: str = "runs it"
+    hint: str = "use a LocalContainer to run a container"
 
 
 @dataclass
@@ -58,6 +77,9 @@ class ResourceType:
     # Merge keys of lists for strategic merge patch, by dotted path of the list (e.g. "metadata.ownerReferences").
     merge_keys: dict[str, str] = field(default_factory=dict)
     verbs: list[str] = field(default_factory=lambda: list(ALL_VERBS))
+    # Served from Kubernetes' own definitions (`kubeschemas`): OpenAPI, unknown-field pruning, merge keys.
+    kube_schema: bool = False
+    stored_only: StoredOnly | None = None
 
     def __post_init__(self) -> None:
         if not self.singular:
@@ -79,6 +101,27 @@ class ResourceType:
     def qualified(self) -> str:
         """`plural.group` as kube-apiserver names a resource in error messages."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def status_subresource(self) -> bool:
+        """Whether status is written only through `/status` (custom resources and kube-schema built-ins)."""
+        return self.has_status and (bool(self.group) or self.kube_schema)
+
+    def strategic_merge_keys(self) -> dict[str, str]:
+        """The list rules of strategic merge patch: declared, or read from Kubernetes' schema."""
+        if self.kube_schema:
+            from k3c.apiserver import kubeschemas, openapi
+
+            return kubeschemas.merge_keys(openapi.model_name(self.group, self.version, self.kind))
+        return self.merge_keys
+
+    def stored_only_warning(self) -> str | None:
+        """The `Warning` every write of a stored-only kind answers with, as kubectl prints it."""
+        if self.stored_only is None:
+            return None
+        words = f"{self.group_version} {self.kind} is stored only: nothing {self.stored_only.nothing} on k3c's " \
+                "embedded API server"
+        return f"{words}; {self.stored_only.hint}" if self.stored_only.hint else words
 
     def key(self, namespace: str | None, name: str) -> str:
         """Storage key; namespaced resources sort by namespace first so a namespace lists by prefix."""
@@ -138,6 +181,65 @@ BUILTINS: list[ResourceType] = [
                                        "object was created.")],
     ),
 ]
+
+
+def _kube(
+    group: str, plural: str, kind: str, *, namespaced: bool = True, short: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (), status: bool = False, generation: bool = False,
+    stored_only: StoredOnly | None = None, version: str = "v1",
+) -> ResourceType:
+    """A built-in served from Kubernetes' own schema, with kube-apiserver's names, scope and categories."""
+    cats = list(categories) + ([STORED_ONLY_CATEGORY] if stored_only else [])
+    return ResourceType(
+        group=group, version=version, plural=plural, kind=kind, namespaced=namespaced, short_names=list(short),
+        categories=cats, has_status=status, tracks_generation=generation, strategic_merge=True,
+        kube_schema=True, stored_only=stored_only,
+    )
+
+
+_RUNS = StoredOnly()
+_ROUTES = StoredOnly("routes to it", "publish a LocalContainer's ports (`k3c run -p`) to reach a container")
+_PROVISIONS = StoredOnly("provisions or binds it", "use a k3c Volume to keep a container's data")
+_ENFORCES = StoredOnly("enforces it", "")
+_ISSUES = StoredOnly("issues tokens for it", "")
+_PROXIES = StoredOnly("proxies to it", "")
+_ALL = ("all",)  # kube-apiserver's category of the workload kinds: `kubectl get all`
+
+# Every kind of kubectl's default prune allowlist (kubectl 1.27-1.33: staging/src/k8s.io/kubectl/pkg/util/
+# prune) that k3c does not serve above, plus what manifests for a cluster install use. All stored only.
+STORED_ONLY: list[ResourceType] = [
+    _kube("", "pods", "Pod", short=("po",), categories=_ALL, status=True, stored_only=_RUNS),
+    _kube("", "replicationcontrollers", "ReplicationController", short=("rc",), categories=_ALL, status=True,
+          generation=True, stored_only=_RUNS),
+    _kube("", "services", "Service", short=("svc",), categories=_ALL, status=True, stored_only=_ROUTES),
+    _kube("", "endpoints", "Endpoints", short=("ep",), stored_only=_ROUTES),
+    _kube("", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), status=True,
+          stored_only=_PROVISIONS),
+    _kube("", "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), status=True,
+          stored_only=_PROVISIONS),
+    _kube("", "serviceaccounts", "ServiceAccount", short=("sa",), stored_only=_ISSUES),
+    _kube("apps", "deployments", "Deployment", short=("deploy",), categories=_ALL, status=True, generation=True,
+          stored_only=_RUNS),
+    _kube("apps", "replicasets", "ReplicaSet", short=("rs",), categories=_ALL, status=True, generation=True,
+          stored_only=_RUNS),
+    _kube("apps", "statefulsets", "StatefulSet", short=("sts",), categories=_ALL, status=True, generation=True,
+          stored_only=_RUNS),
+    _kube("apps", "daemonsets", "DaemonSet", short=("ds",), categories=_ALL, status=True, generation=True,
+          stored_only=_RUNS),
+    _kube("batch", "jobs", "Job", categories=_ALL, status=True, generation=True, stored_only=_RUNS),
+    _kube("batch", "cronjobs", "CronJob", short=("cj",), categories=_ALL, status=True, generation=True,
+          stored_only=_RUNS),
+    _kube("networking.k8s.io", "ingresses", "Ingress", short=("ing",), status=True, generation=True,
+          stored_only=_ROUTES),
+    _kube("rbac.authorization.k8s.io", "roles", "Role", stored_only=_ENFORCES),
+    _kube("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", stored_only=_ENFORCES),
+    _kube("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False, stored_only=_ENFORCES),
+    _kube("rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False,
+          stored_only=_ENFORCES),
+    _kube("apiregistration.k8s.io", "apiservices", "APIService", namespaced=False, categories=("api-extensions",),
+          status=True, stored_only=_PROXIES),
+]
+BUILTINS += STORED_ONLY
 
 
 def from_crd(crd: dict[str, Any]) -> list[ResourceType]:

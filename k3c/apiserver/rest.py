@@ -2,7 +2,8 @@
 
 This is where the semantics of kube-apiserver live: resourceVersion preconditions, no-op writes, the
 status subresource, finalizers and graceful deletion, dry runs, schema pruning/defaulting/validation for
-custom resources, and the side effects of CRDs (new types) and namespaces (cascading deletion).
+custom resources, field ownership of server-side apply (`fieldmanager`), Service addresses (`serviceips`),
+and the side effects of CRDs (new types) and namespaces (cascading deletion).
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from typing import Any
 import jsonpatch
 import orjson
 
-from k3c.apiserver import crds, errors, lifecycle, schema, strategic
+from k3c.apiserver import (
+    crds,
+    errors,
+    fieldmanager,
+    kubeschemas,
+    lifecycle,
+    openapi,
+    schema,
+    serviceips,
+    strategic,
+)
 from k3c.apiserver.admission import Admission, Attributes, Refused
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
@@ -41,6 +52,10 @@ class WriteOptions:
     field_manager: str = ""
     force: bool = False
     user: User = ADMIN  # who asks (what admission webhooks are told)
+    agent: str = ""  # the manager of an Update that names none: the User-Agent's product, as kube derives it
+
+    def manager(self) -> str:
+        return self.field_manager or self.agent or "unknown"
 
 
 @dataclass
@@ -161,8 +176,10 @@ class ResourceAPI:
 
     # ---- create ---------------------------------------------------------------------------------
     async def create(
-        self, rtype: ResourceType, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
+        self, rtype: ResourceType, namespace: str | None, obj: dict[str, Any], opts: WriteOptions,
+        managed: list[dict[str, Any]] | None = None,
     ) -> Result:
+        """Create an object; `managed` are its managedFields when an apply creates it."""
         self._check_type(rtype, obj)
         meta = obj.get("metadata")
         if meta is None:
@@ -192,6 +209,9 @@ class ResourceAPI:
         key = rtype.key(namespace, name)
         if self.store.get(key) is not None:
             raise errors.already_exists(rtype.plural, rtype.group, name)
+        self._allocate(rtype, key, obj, None)  # no await from here to the write: no one takes the same
+        _set_managed(obj, managed if managed is not None else
+                     fieldmanager.track(rtype, None, obj, opts.manager(), subresource="", now=now_rfc3339()))
         if opts.dry_run:
             return Result(obj, warnings)
         if rtype.kind == "CustomResourceDefinition":
@@ -226,17 +246,15 @@ class ResourceAPI:
 
     def _admit(self, rtype: ResourceType, obj: dict[str, Any], opts: WriteOptions, name: str) -> list[str]:
         """Prune, default and validate against the schema (custom resources) or the built-in rules."""
-        warnings: list[str] = []
+        warnings = [w for w in (rtype.stored_only_warning(),) if w]
         causes = lifecycle.validate_builtin(rtype, obj)
         if rtype.schema is not None:
-            unknown = schema.prune(obj, rtype.schema)
-            if unknown and opts.field_validation == "Strict":
-                msgs = ", ".join(f'unknown field "{u}"' for u in unknown)
-                raise errors.bad_request(f"strict decoding error: {msgs}")
-            if unknown and opts.field_validation == "Warn":
-                warnings += [f'unknown field "{u}"' for u in unknown]
+            warnings += _unknown_fields(schema.prune(obj, rtype.schema), opts)
             schema.apply_defaults(obj, rtype.schema)
             causes += schema.validate(obj, rtype.schema)
+        elif rtype.kube_schema:  # kube's decoder drops what its Go types do not know
+            model = openapi.model_name(rtype.group, rtype.version, rtype.kind)
+            warnings += _unknown_fields(schema.prune(obj, kubeschemas.structural(model)), opts)
         if rtype.kind == "CustomResourceDefinition":
             causes += schema.validate_crd(obj)
         if causes:
@@ -261,6 +279,14 @@ class ResourceAPI:
         ns = name if rtype.kind == "Namespace" and not rtype.group else (namespace or "") if rtype.namespaced else ""
         return await self.admission.validate(Attributes(operation, rtype, subresource, ns, name, obj, old,
                                                         opts.dry_run, options, opts.user))
+    def _allocate(self, rtype: ResourceType, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """A Service's clusterIP and node ports, free among the stored Services (see `serviceips`)."""
+        if rtype.kind != "Service" or rtype.group:
+            return
+        others = (e.obj for k, e in self.store.list_current(rtype.prefix()) if k != key)
+        causes = serviceips.allocate(obj, old, others)
+        if causes:
+            raise errors.invalid(rtype.kind, rtype.group, obj["metadata"].get("name", ""), causes)
 
     # ---- update ---------------------------------------------------------------------------------
     async def update(
@@ -299,7 +325,7 @@ class ResourceAPI:
 
     async def _store_update(
         self, rtype: ResourceType, key: str, cur: Entry, obj: dict[str, Any], opts: WriteOptions,
-        subresource: str, name: str,
+        subresource: str, name: str, managed: list[dict[str, Any]] | None = None,
     ) -> Result:
         old = cur.obj
         obj.setdefault("metadata", {})["name"] = name
@@ -309,6 +335,9 @@ class ResourceAPI:
         warnings = self._admit(rtype, obj, opts, name)
         if rtype.kind == "CustomResourceDefinition":
             crds.prepare(obj, self.registry)
+        self._allocate(rtype, key, obj, old)
+        _set_managed(obj, managed if managed is not None else
+                     fieldmanager.track(rtype, old, obj, opts.manager(), subresource=subresource, now=now_rfc3339()))
         obj["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         warnings += await self._validating_admission("UPDATE", rtype, subresource, old["metadata"].get("namespace"),
                                                      name, obj, old, opts)
@@ -340,15 +369,27 @@ class ResourceAPI:
             if patch_type == "apply":
                 if not opts.field_manager:
                     raise errors.bad_request("PATCH, fieldManager: Required value: is required for apply patch")
+                if not isinstance(patch, dict):
+                    raise errors.bad_request("the patch must be a JSON object")
                 obj = copy.deepcopy(patch)
                 obj.setdefault("metadata", {})["name"] = name
-                return await self.create(rtype, namespace, obj, opts)
+                _, managers = fieldmanager.apply(rtype, {}, patch, opts.field_manager, force=opts.force,
+                                                 subresource=subresource, now=now_rfc3339())
+                return await self.create(rtype, namespace, obj, opts, fieldmanager.encode(managers))
             raise errors.not_found(rtype.plural, rtype.group, name)
         if patch_type == "strategic" and not rtype.strategic_merge:
             raise errors.unsupported_media_type("application/strategic-merge-patch+json")
         if patch_type == "apply" and not opts.field_manager:
             raise errors.bad_request("PATCH, fieldManager: Required value: is required for apply patch")
-        patched = self._apply_patch(rtype, cur.obj, patch_type, patch, name)
+        managed = None
+        if patch_type == "apply":
+            if not isinstance(patch, dict):
+                raise errors.bad_request("the patch must be a JSON object")
+            patched, managers = fieldmanager.apply(rtype, cur.obj, patch, opts.field_manager, force=opts.force,
+                                                   subresource=subresource, now=now_rfc3339())
+            managed = fieldmanager.encode(managers)
+        else:
+            patched = self._apply_patch(rtype, cur.obj, patch_type, patch, name)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch did not result in an object")
         meta = patched.get("metadata")
@@ -366,7 +407,7 @@ class ResourceAPI:
         causes = lifecycle.validate_metadata(rtype, meta)
         if causes:
             raise errors.invalid(rtype.kind, rtype.group, name, causes)
-        return await self._store_update(rtype, key, cur, patched, opts, subresource, name)
+        return await self._store_update(rtype, key, cur, patched, opts, subresource, name, managed)
 
     def _apply_patch(self, rtype: ResourceType, obj: dict[str, Any], patch_type: str, patch: Any, name: str) -> Any:
         original = copy.deepcopy(obj)
@@ -380,9 +421,7 @@ class ResourceAPI:
             if patch_type == "merge":
                 return strategic.merge_patch(original, patch)
             if patch_type == "strategic":
-                return strategic.strategic_merge(original, patch, rtype.merge_keys)
-            if patch_type == "apply":
-                return _apply_config(original, patch)
+                return strategic.strategic_merge(original, patch, rtype.strategic_merge_keys())
         except jsonpatch.JsonPatchTestFailed as err:
             cause = errors.Cause("", "FieldValueInvalid", str(err))
             raise errors.invalid(rtype.kind, rtype.group, name, [cause]) from None
@@ -523,10 +562,17 @@ class ResourceAPI:
         return list(seen.values())
 
 
-def _apply_config(live: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply as an upsert: the applied configuration is merged over the live object.
+def _unknown_fields(unknown: list[str], opts: WriteOptions) -> list[str]:
+    """Pruned fields as `fieldValidation` wants them: a 400 (Strict), warnings (Warn) or nothing (Ignore)."""
+    if unknown and opts.field_validation == "Strict":
+        msgs = ", ".join(f'unknown field "{u}"' for u in unknown)
+        raise errors.bad_request(f"strict decoding error: {msgs}")
+    return [f'unknown field "{u}"' for u in unknown] if opts.field_validation == "Warn" else []
 
-    Maps merge recursively, lists and scalars are replaced, explicit nulls remove a field. Field ownership
-    and conflict detection of full server-side apply are not modelled.
-    """
-    return strategic.merge_patch(live, applied)
+
+def _set_managed(obj: dict[str, Any], managed: list[dict[str, Any]]) -> None:
+    """Store managedFields; none at all is no key (so a write that changes nothing stays a no-op)."""
+    if managed:
+        obj["metadata"]["managedFields"] = managed
+    else:
+        obj["metadata"].pop("managedFields", None)

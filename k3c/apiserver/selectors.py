@@ -545,17 +545,21 @@ _EVENT = (
     "source",
     "type",
 )
+_POD = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+        "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")
 _CORE_FIELDS: dict[str, frozenset[str]] = {
     "Namespace": frozenset({"metadata.name", "status.phase"}),
     "Secret": frozenset({*_META, "type"}),
     "Event": frozenset({*_META, *_EVENT}),
+    "Pod": frozenset({*_META, *_POD}),
+    "Service": frozenset({*_META, "spec.clusterIP", "spec.type"}),
 }
 
 
 def supported_field_labels(kind: str, api_version: str = "v1") -> frozenset[str]:
     """Field labels kube-apiserver accepts in a field selector for this kind (anything else is a 400).
 
-    Core (`v1`) Namespace, Secret and Event have extra fields; every other kind, custom resources
+    Core (`v1`) Namespace, Secret, Event, Pod and Service have extra fields; every other kind, custom resources
     included, supports metadata.name and metadata.namespace. Note Namespace does not accept
     metadata.namespace.
     """
@@ -603,6 +607,11 @@ def object_fields(obj: Mapping[str, Any], kind: str) -> dict[str, str]:
         fields["type"] = _get(obj, "type")
     elif api_version == "v1" and kind == "Event":
         fields.update(_event_fields(obj))
+    elif api_version == "v1" and kind in ("Pod", "Service"):
+        for label in labels - set(_META):
+            fields[label] = _get(obj, *label.split("."))
+        if kind == "Pod":
+            fields["spec.hostNetwork"] = "true" if (obj.get("spec") or {}).get("hostNetwork") is True else "false"
     return {k: v for k, v in fields.items() if k in labels}
 
 
