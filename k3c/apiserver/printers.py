@@ -440,6 +440,8 @@ PRINTERS: dict[tuple[str, str], list[Column]] = {
     ("", "Secret"): [NAME, Column("Type", "string", "The type of the secret", lambda o: o.get("type")),
                      Column("Data", "integer", "Number of keys", _data_count), AGE],
     ("", "Event"): _EVENT,
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): [
+        NAME, Column("Webhooks", "integer", "Number of webhooks", lambda o: len(_maps(o.get("webhooks")))), AGE],
     ("apiextensions.k8s.io", "CustomResourceDefinition"): [
         NAME, Column("Created At", "date", "When the CRD was created", lambda o: _get(o, "metadata", "creationTimestamp"))],
     ("", "Pod"): _POD,

@@ -175,10 +175,6 @@ BUILTINS: list[ResourceType] = [
         kind="ValidatingWebhookConfiguration", namespaced=False, categories=["api-extensions"],
         strategic_merge=True, merge_keys={**_META_MERGE_KEYS, "webhooks": "name"},
         schema=builtin_schema("validatingwebhookconfiguration"),
-        printer_columns=[PrinterColumn("Webhooks", "integer", "", "Number of webhooks"),
-                         PrinterColumn("Age", "date", ".metadata.creationTimestamp",
-                                       "CreationTimestamp is a timestamp representing the server time when this "
-                                       "object was created.")],
     ),
 ]
 
