@@ -7,14 +7,20 @@ out as JSON, YAML, or a server-side-printed Table when the client asks for one (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import yaml
 
 from k3c.apiserver import errors
 
+T = TypeVar("T")
+
 MAX_BODY = 3 * 1024 * 1024
+#: How deeply a body may nest objects and arrays. kube-apiserver's Go decoder allows 10,000 levels; k3c's
+#: limit is what its own code can carry: orjson encodes at most 254 levels, Python recurses (deepcopy,
+#: patches, schemas) a few frames per level. Real objects nest a dozen levels or so.
+MAX_DEPTH = 100
 JSON = "application/json"
 YAML = "application/yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -43,20 +49,32 @@ def decode_object(body: bytes, content_type: str | None) -> dict[str, Any]:
         from k3c.apiserver import protobuf  # only kubectl's built-in creates need it
 
         try:
-            return protobuf.decode(body)
+            return check_depth(protobuf.decode(body))
         except ValueError as err:
             raise errors.bad_request(f"unable to decode protobuf body: {err}") from None
     if mt in (JSON, "*/*"):
-        return _expect_object(_load_json(body))
+        return check_depth(_expect_object(_load_json(body)))
     if mt in (YAML, "application/x-yaml", "text/yaml"):
-        return _expect_object(_load_yaml(body))
+        return check_depth(_expect_object(_load_yaml(body)))
     raise errors.unsupported_media_type(mt)
 
 
 def decode_patch(body: bytes, mt: str) -> Any:
     if mt == "application/apply-patch+yaml":
-        return _expect_object(_load_yaml(body))
-    return _load_json(body)
+        return check_depth(_expect_object(_load_yaml(body)))
+    return check_depth(_load_json(body))
+
+
+def check_depth(value: T) -> T:
+    """``value`` itself, if it nests at most :data:`MAX_DEPTH` levels; a 400 otherwise (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and depth > MAX_DEPTH:
+            raise errors.bad_request(f"the object is nested too deeply: exceeded max depth of {MAX_DEPTH}")
+        stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 def _load_json(body: bytes) -> Any:

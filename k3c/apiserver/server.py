@@ -120,7 +120,7 @@ class APIServer:
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
-        app.router.add_route("*", "/{tail:.*}", self.handler)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handler)  # any path, newlines included
         return app
 
     async def start(self) -> None:
