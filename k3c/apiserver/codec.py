@@ -90,10 +90,36 @@ def _load_yaml(body: bytes) -> Any:
     if not body.strip():
         raise errors.bad_request("the request body is empty")
     try:
-        return yaml.load(body, Loader=_YamlLoader)  # noqa: S506 - a safe loader
+        value = yaml.load(body, Loader=_YamlLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else "invalid YAML"
         raise errors.bad_request(f"couldn't decode request body as YAML: {first}") from None
+    except RecursionError:
+        raise errors.bad_request(f"the object is nested too deeply: exceeded max depth of {MAX_DEPTH}") from None
+    return _refuse_aliases(value)
+
+
+def _refuse_aliases(value: T) -> T:
+    """``value`` if it is a tree; a 400 if an alias repeats a mapping or sequence (or nests one in itself).
+
+    The YAML loader makes every alias the very object its anchor names, so a few hundred bytes can stand
+    for millions of nodes ("billion laughs") that only blow up once the object is encoded or stored.
+    kube-apiserver's YAML decoder refuses "excessive aliasing"; k3c refuses every alias that repeats a
+    collection (directly or through a merge key), which no Kubernetes client sends: bodies are trees, as
+    in JSON. An alias of a scalar copies nothing and stays allowed.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, (dict, list)):
+            continue
+        if id(item) in seen:
+            raise errors.bad_request("couldn't decode request body as YAML: aliases that repeat a mapping or "
+                                     "sequence are not supported")
+        seen.add(id(item))
+        stack.extend(item.values() if isinstance(item, dict) else item)
+    return value
 
 
 def _expect_object(value: Any) -> dict[str, Any]:

@@ -239,7 +239,7 @@ def test_yaml_aliases_are_refused(api):
     cms = "/api/v1/namespaces/default/configmaps"
     assert len(ALIAS_BOMB) < 500
     for body in (ALIAS_BOMB, b"metadata: {name: loop}\nspec: &a [*a]\n",
-                 b"metadata: {name: merged}\nx: &a {k: v}\ny: {<<: *a}\n"):
+                 b"metadata: {name: merged}\nx: &a {k: [v]}\ny: {<<: *a}\n"):
         r = api.request("POST", cms, data=body, headers={"Content-Type": "application/yaml"})
         assert r.status_code == 400, r.text[:300]
         assert r.json()["reason"] == "BadRequest" and "alias" in r.json()["message"]
