@@ -112,10 +112,19 @@ class APIServer:
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is not None and sock.family == socket.AF_UNIX:  # connecting took the socket file's permission
             return await handler(request)
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self.material.token.encode()):
+        if self._bearer_matches(request.headers.get("Authorization", "")):
             return await handler(request)
         return status_response(errors.unauthorized())
+
+    def _bearer_matches(self, header: str) -> bool:
+        """Whether the header presents the admin token: never an empty one, whatever the token file holds."""
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip(" \t")  # (HTTP's own whitespace; anything else is part of the token)
+        token = self.material.token
+        if scheme != "Bearer" or not presented or len(token) < certs.TOKEN_BYTES:
+            return False
+        # (the header arrives as text: bytes that are not UTF-8 are surrogates, which never match a token)
+        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), token.encode())
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024,

@@ -49,7 +49,7 @@ def test_an_empty_or_short_token_never_authenticates(tmp_path, stored):
     try:
         ca = str(srv.data_dir / "tls" / "ca.crt")
         # (aiohttp strips spaces and tabs around a value; str.strip also strips U+3000, sent here as UTF-8)
-        for header in (b"Bearer ", "Bearer \u3000".encode(), b"Bearer \xa0", f"Bearer {stored}".encode()):
+        for header in (b"Bearer ", "Bearer \u3000".encode(), b"Bearer \xa0", f"Bearer {stored.strip()}".encode()):
             r = requests.get(srv.url + "/api/v1/namespaces", headers={"Authorization": header}, verify=ca, timeout=10)
             assert r.status_code == 401, f"{header!r} authenticated"
         token = token_file.read_text()
