@@ -332,6 +332,20 @@ def test_logs_keep_stdout_and_stderr_apart(env: Env) -> None:
     assert _http_get(env, env.path(name, "log") + "?limitBytes=3&stream=Stdout")[2] == b"out"
 
 
+def test_logs_never_read_a_path_a_client_wrote(env: Env) -> None:
+    """status.logPath is writable by whoever may write the object: the log is found from the runtime's
+    own record (and, in the daemon, from the node's log dir and the object's uid), never from there."""
+    planted = env.base / "planted.log"
+    planted.write_text(f"{format_rfc3339_ns(time.time_ns())} stdout F TOPSECRET\n")
+    name, cid = env.container(["sh", "-c", "echo mine"])
+    assert env.wait_exited(cid) == 0
+    for path in (str(planted), "/etc/shadow"):
+        env.set_status(name, {"logPath": path})
+        assert _logs(env.client, name) == (b"mine\n", b""), path
+        status, _, body = _http_get(env, env.path(name, "log"))
+        assert (status, body) == (200, b"mine\n"), path
+
+
 def test_logs_tail_since_timestamps(env: Env) -> None:
     name, cid = env.container(["sh", "-c", "echo one; echo two; sleep 1.2; echo three; echo four"])
     env.wait_exited(cid)
@@ -729,6 +743,10 @@ def test_through_the_daemon(daemon: Any, capfd: pytest.CaptureFixture[str]) -> N
     wait_until(lambda: (api.get(f"{path}/ran").get("status") or {}).get("phase") == "Exited", what="exit")
     out, err = _logs(api, "ran")  # the operator removed the runtime container: its log file remains
     assert (out, err) == (b"one\n", b"two\n")
+    planted = daemon.state_dir / "planted.log"
+    planted.write_text(f"{format_rfc3339_ns(time.time_ns())} stdout F TOPSECRET\n")
+    api.merge_patch(f"{path}/ran/status", {"status": {"logPath": str(planted)}})
+    assert _logs(api, "ran") == (b"one\n", b"two\n"), "the log comes from the node's log dir, not status"
 
     api.create(path, lc_object("svc", command=["sleep", "300"]))
     wait_until(lambda: (api.get(f"{path}/svc").get("status") or {}).get("phase") == "Running", what="start")
