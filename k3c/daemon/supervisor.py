@@ -242,7 +242,7 @@ class Daemon:
             os.chmod(d, 0o750 if cfg.group is not None else 0o700)
             if cfg.group is not None:
                 os.chown(d, -1, cfg.group)
-        for sub in ("logs", "volumes", "cache"):
+        for sub in (api.CONTAINER_LOGS_DIR, "volumes", "cache"):
             (cfg.root_dir / sub).mkdir(exist_ok=True)
 
     async def _start_containerd(self) -> None:
@@ -318,7 +318,7 @@ class Daemon:
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
-        server.handler.mount(StreamService(sock, sock))
+        server.handler.mount(StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR))
         server.handler.mount(ArchiveEndpoints(sock))
         server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
 
