@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from k3c import api
-from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
+from k3c.apiserver import certs, crds, encryption, errors, kubeconfig, lifecycle
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
 from k3c.apiserver.resourcetypes import ResourceTypes
@@ -64,7 +64,8 @@ class APIServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions)
+        self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions,
+                           transformer=encryption.load_or_create(config.data_dir))
         self.registry = ResourceTypes()
         self.api = ResourceAPI(self.store, self.registry)
         self.hub = WatchHub(self.store)

@@ -295,11 +295,15 @@ class Daemon:
             raise DaemonError(f"cannot prepare the pause image: {str(err).splitlines()[0]}") from None
 
     async def _start_apiserver(self) -> None:
+        from k3c.apiserver.encryption import EncryptionConfigError
         from k3c.apiserver.server import APIServer, ServerConfig
 
         cfg = self.config
-        server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
-                                        kubeconfig_gid=cfg.group, event_ttl=cfg.event_ttl))
+        try:
+            server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
+                                            kubeconfig_gid=cfg.group, event_ttl=cfg.event_ttl))
+        except EncryptionConfigError as err:
+            raise DaemonError(str(err)) from None
         self._mount_subresources(server)
         try:
             await server.start()
