@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -320,7 +321,8 @@ class Request:
 
 
 def _quote(name: str) -> str:
-    return name if "%" in name else urllib.parse.quote(name, safe="")
+    """A path segment: percent-encoded, unless it already is (``%2E%2E`` stays, to reach the server so)."""
+    return name if re.fullmatch(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9._~-])+", name) else urllib.parse.quote(name, safe="")
 
 
 @st.composite
