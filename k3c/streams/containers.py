@@ -63,13 +63,14 @@ def container_id_of(obj: dict[str, Any]) -> str:
 
 
 def log_path_of(obj: dict[str, Any], rc: RuntimeContainer | None, log_dir: Path | None) -> str:
-    """Where the container's output is, derived on the server: with the node's log dir, the object's own
-    file there (one per object, kept across restarts and after the runtime container is removed; see
-    :func:`k3c.api.container_log_file`), else the path CRI recorded ('' if none).
+    """Where the container's output is, derived on the server: with the node's log dir, once the object
+    has had a container, its own file there (one per object, kept across restarts and after the runtime
+    container is removed; see :func:`k3c.api.container_log_file`), else the path CRI recorded ('' if none:
+    a follower then waits for the container).
 
     Never ``status.logPath``: whoever may write the object may write that, and it would be opened as root.
     """
-    if log_dir is None:
+    if log_dir is None or (rc is None and not container_id_of(obj)):
         return rc.log_path if rc else ""
     meta = obj["metadata"]
     parts = (str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("uid") or ""))
