@@ -57,5 +57,11 @@ def run(args: argparse.Namespace) -> int:
         compact_interval=args.compact_interval, bookmark_interval=args.bookmark_interval,
         event_ttl=args.event_ttl,
     )
-    asyncio.run(serve_forever(config))
+    from k3c.apiserver.encryption import EncryptionConfigError
+    from k3c.cli.errors import CLIError
+
+    try:
+        asyncio.run(serve_forever(config))
+    except EncryptionConfigError as err:
+        raise CLIError(f"Error: {err}", 1) from None
     return 0

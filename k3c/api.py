@@ -108,3 +108,14 @@ KUBECONFIG_FILE: Final = "kubeconfig.yaml"
 DEFAULT_KUBECONFIG: Final = f"{DEFAULT_ROOT_DIR}/{KUBECONFIG_FILE}"
 #: The API server's unix socket beside that kubeconfig (plain HTTP; its file mode is its access control).
 SOCKET_FILE: Final = "k3c.sock"
+
+# ---- where a node keeps the output of its containers ------------------------------------------------
+#: Under the node's root dir. The operator has CRI write each LocalContainer's output there and the
+#: streams server reads it from there: both derive the file from the object (status.logPath only reports
+#: it; whoever may write the object may write that field too).
+CONTAINER_LOGS_DIR: Final = "logs"
+
+
+def container_log_file(namespace: str, name: str, uid: str) -> str:
+    """One log file per object in :data:`CONTAINER_LOGS_DIR`, appended to across restarts (like docker's)."""
+    return f"{namespace}_{name}_{uid}.log"

@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=3650)
+#: The admin token's random bytes; a stored token shorter than this (a crash while writing it, a full disk)
+#: is replaced at start.
+TOKEN_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,39 @@ def ensure(data_dir: Path, hosts: list[str]) -> Material:
         _generate(m, hosts)
     elif not _covers(m.server_cert, hosts):
         _regenerate_server(m, hosts)
-    if not token_file.exists():
-        _write_private(token_file, secrets.token_hex(32).encode())
-    return Material(**{**m.__dict__, "token": token_file.read_text().strip()})
+    return Material(**{**m.__dict__, "token": _ensure_token(token_file)})
+
+
+def _ensure_token(path: Path) -> str:
+    """The stored admin token, or a new one if there is none or it is too short to be one of ours."""
+    try:
+        token = path.read_text().strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        token = ""
+    if len(token.encode()) >= TOKEN_BYTES:
+        return token
+    token = secrets.token_hex(TOKEN_BYTES)
+    _replace_private(path, token.encode())
+    return token
+
+
+def _replace_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (0600) so that a crash leaves the old file or the whole new one: a temporary
+    file beside it, synced, then renamed over it, and the directory synced."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _generate(m: Material, hosts: list[str]) -> None:

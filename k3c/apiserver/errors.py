@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from k3c.apiserver.goformat import escape_unprintable
+
 
 @dataclass(frozen=True)
 class Cause:
@@ -26,6 +28,7 @@ class APIError(Exception):
     """An error answer: HTTP code, Status reason, message and optional details."""
 
     def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+        message = escape_unprintable(message)  # one line of valid UTF-8, whatever a request put in it
         super().__init__(message)
         self.code = code
         self.reason = reason

@@ -13,7 +13,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["quote", "format_number", "marshal_json"]
+__all__ = ["escape_unprintable", "quote", "format_number", "marshal_json"]
 
 _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
             '"': '\\"', "\\": "\\\\"}
@@ -22,6 +22,13 @@ _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t
 def quote(s: str) -> str:
     """strconv.Quote (fmt's `%q`): printable characters kept, the rest escaped as Go escapes them."""
     return '"' + "".join(_quote_char(ch) for ch in s) + '"'
+
+
+def escape_unprintable(s: str) -> str:
+    """``s`` with what `%q` would escape escaped, except quotes and backslashes (for whole messages)."""
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else _quote_char(ch) for ch in s)
 
 
 def _quote_char(ch: str) -> str:

@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from k3c.apiserver import codec, discovery, errors, openapi, openapi_v2, tables
+from k3c.apiserver import codec, discovery, errors, goformat, gotypes, openapi, openapi_v2, tables
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
-from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions
+from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions, parse_resource_version
 from k3c.apiserver.storage import Compacted
 from k3c.apiserver.storereader import StoreReader
 from k3c.apiserver.subresources import ADMIN, Provider, Route, SubresourceHandler, SubresourceRequest
@@ -236,12 +236,10 @@ class APIHandler:
         q = request.query
         rv = q.get("resourceVersion", "")
         initial = _flag(q.get("sendInitialEvents"))
-        if rv and not rv.isdigit():
-            raise errors.bad_request(f'invalid resource version "{rv}"')
-        start = int(rv) if rv and rv != "0" else None
+        start = parse_resource_version(rv) if rv and rv != "0" else None
         if start is not None and not initial and start < self.api.store.compact_revision:
             raise errors.expired(f"too old resource version: {start} ({self.api.store.compact_revision})")
-        timeout = _float(q.get("timeoutSeconds"), "timeoutSeconds")
+        timeout = _timeout_seconds(q.get("timeoutSeconds"))
         bookmarks = _flag(q.get("allowWatchBookmarks"))
         resp = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
@@ -281,7 +279,7 @@ class APIHandler:
 
     def _answer(self, request: web.Request, t: Target, res: Result, status: int = 200) -> web.Response:
         accept = codec.negotiate(request.headers.get("Accept"))
-        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in res.warnings)} if res.warnings else None
+        headers = {"Warning": ", ".join(_warning(w) for w in res.warnings)} if res.warnings else None
         if accept.table:
             return self._json(tables.table(t.rtype, [res.obj]), status, headers)
         if res.entry is not None and not accept.yaml and res.entry.obj is res.obj:
@@ -328,7 +326,7 @@ class APIHandler:
         opts = _write_options(request)
         preconditions: dict[str, Any] = {}
         if body.strip():
-            doc = codec.decode_object(body, request.headers.get("Content-Type"))
+            doc = _delete_options(body, request.headers.get("Content-Type"))
             preconditions = doc.get("preconditions") or {}
             if "All" in (doc.get("dryRun") or []):
                 opts.dry_run = True
@@ -374,23 +372,47 @@ class _WatchStream:
         await self.resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
 
 
+def _warning(text: str) -> str:
+    """One ``Warning`` header value as kube-apiserver writes it: a quoted string, in which characters a header
+    cannot carry (the field names of a hostile body may hold newlines) become spaces, as Go's net/http does."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _delete_options(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A DELETE's body, a DeleteOptions: 400 for fields of the wrong type or a dry run other than All."""
+    doc = codec.decode_object(body, content_type)
+    problem = gotypes.unmarshal_error(gotypes.DELETE_OPTIONS, doc)
+    if problem:
+        raise errors.bad_request(f'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: {problem}')
+    for value in doc.get("dryRun") or []:
+        if value != "All":
+            raise errors.bad_request(f'Invalid dry run value: {_quoted(value)}: supported values: "All"')
+    return doc
+
+
+def _quoted(value: Any) -> str:
+    return goformat.quote(value) if isinstance(value, str) else goformat.marshal_json(value)
+
+
 def _flag(v: str | None) -> bool:
     return (v or "").lower() in ("true", "1")
 
 
-def _float(v: str | None, name: str) -> float | None:
+def _timeout_seconds(v: str | None) -> float | None:
+    """A watch's ``timeoutSeconds``: an int64 as kube decodes it, 0 (or none) for no limit of the client's."""
     if not v:
         return None
-    try:
-        return float(v)
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {v!r}") from None
+    if not v.isascii() or not v.isdigit() or int(v) >= 2**63:
+        raise errors.bad_request(f"invalid value for timeoutSeconds: {goformat.quote(v)}: must be a non-negative "
+                                 "integer")
+    return int(v) or None
 
 
 def _list_options(request: web.Request) -> ListOptions:
     q = request.query
     limit = q.get("limit", "0") or "0"
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()):
         raise errors.bad_request(f"invalid limit: {limit!r}")
     return ListOptions(q.get("labelSelector", ""), q.get("fieldSelector", ""), int(limit), q.get("continue", ""),
                        q.get("resourceVersion", ""), q.get("resourceVersionMatch", ""))
@@ -400,11 +422,13 @@ def _write_options(request: web.Request) -> WriteOptions:
     q = request.query
     dry = q.getall("dryRun", [])
     if any(d != "All" for d in dry):
-        raise errors.bad_request(f'Invalid dry run value: "{dry[0]}": supported values: "All"')
+        bad = next(d for d in dry if d != "All")
+        raise errors.bad_request(f'Invalid dry run value: {goformat.quote(bad)}: supported values: "All"')
     validation = q.get("fieldValidation", "Warn") or "Warn"
     if validation not in ("Strict", "Warn", "Ignore"):
         raise errors.bad_request(
-            f"fieldValidation: Unsupported value: \"{validation}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+            f"fieldValidation: Unsupported value: {goformat.quote(validation)}: supported values: \"Ignore\", "
+            "\"Strict\", \"Warn\""
         )
     manager = q.get("fieldManager", "")
     if len(manager) > 128:

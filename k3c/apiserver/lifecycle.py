@@ -205,7 +205,7 @@ def _kind_defaults(rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any]
         status = obj.setdefault("status", {})
         if old is None or not status.get("phase"):
             status["phase"] = (old or {}).get("status", {}).get("phase", "Active")
-        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
 
 
 def validate_builtin(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:

@@ -19,9 +19,12 @@ import jsonpatch
 import orjson
 
 from k3c.apiserver import (
+    codec,
     crds,
     errors,
     fieldmanager,
+    goformat,
+    gotypes,
     kubeschemas,
     lifecycle,
     openapi,
@@ -43,6 +46,8 @@ from k3c.apiserver.subresources import ADMIN, User
 from k3c.timefmt import now_rfc3339
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+#: SQLite's INTEGER (the revision column) is an int64.
+MAX_REVISION = 2**63 - 1
 
 
 @dataclass
@@ -107,6 +112,15 @@ def _match_fn(rtype: ResourceType, opts: ListOptions) -> Callable[[dict[str, Any
     return match
 
 
+def _check_decodable(rtype: ResourceType, obj: dict[str, Any]) -> None:
+    """A 400, as kube-apiserver's decoding answers it, for a field of a type its Go struct cannot hold."""
+    problem = gotypes.unmarshal_error(gotypes.kind_struct(rtype.kind, builtin=not rtype.group), obj)
+    if problem:
+        raise errors.bad_request(
+            f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: {problem}'
+        )
+
+
 def _encode_continue(revision: int, last_key: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"rv": revision, "start": last_key})).decode()
 
@@ -114,9 +128,19 @@ def _encode_continue(revision: int, last_key: str) -> str:
 def _decode_continue(token: str) -> tuple[int, str]:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["rv"]), str(data["start"])
+        revision, start = data["rv"], data["start"]
+        if type(revision) is not int or not 0 < revision <= MAX_REVISION or not isinstance(start, str):
+            raise ValueError(token)
     except Exception:
         raise errors.bad_request("continue key is not valid: invalid continue token") from None
+    return revision, start
+
+
+def parse_resource_version(value: str) -> int:
+    """A resourceVersion from a request: a revision that storage can hold (an int64), else a 400."""
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_REVISION:
+        raise errors.bad_request(f"invalid resource version {goformat.quote(value)}")
+    return int(value)
 
 
 class ResourceAPI:
@@ -143,9 +167,7 @@ class ResourceAPI:
         if opts.continue_token:
             revision, start = _decode_continue(opts.continue_token)
         elif exact:
-            if not opts.resource_version.isdigit():
-                raise errors.bad_request(f'invalid resource version "{opts.resource_version}"')
-            revision = int(opts.resource_version)
+            revision = parse_resource_version(opts.resource_version)
             if revision > self.store.revision:
                 raise errors.APIError(504, "Timeout", f"Too large resource version: {revision}, "
                                       f"current: {self.store.revision}")
@@ -184,6 +206,7 @@ class ResourceAPI:
         meta = obj.get("metadata")
         if meta is None:
             obj["metadata"] = meta = {}
+        assert isinstance(meta, dict)  # (_check_type: its Go type)
         causes = lifecycle.validate_metadata(rtype, meta)
         if causes:
             raise errors.invalid(rtype.kind, rtype.group, str(meta.get("name", "")), causes)
@@ -223,6 +246,8 @@ class ResourceAPI:
         return Result(entry.obj, warnings, entry)
 
     def _check_type(self, rtype: ResourceType, obj: dict[str, Any]) -> None:
+        """The body's fields have the types kube would decode, and its kind and apiVersion are the URL's."""
+        _check_decodable(rtype, obj)
         av, kind = obj.get("apiVersion"), obj.get("kind")
         if kind and kind != rtype.kind:
             raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})")
@@ -294,9 +319,9 @@ class ResourceAPI:
         opts: WriteOptions, subresource: str = "",
     ) -> Result:
         self._check_type(rtype, obj)
-        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else None
+        meta = obj.get("metadata")
         if meta is None:
-            raise errors.bad_request("metadata must be an object")
+            obj["metadata"] = meta = {}
         if meta.get("name") and meta["name"] != name:
             raise errors.bad_request(
                 f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
@@ -311,9 +336,7 @@ class ResourceAPI:
             raise errors.not_found(rtype.plural, rtype.group, name)
         rv = meta.get("resourceVersion")
         if rv:
-            if not str(rv).isdigit():
-                raise errors.bad_request(f'invalid resource version "{rv}"')
-            if int(rv) != cur.revision:
+            if parse_resource_version(str(rv)) != cur.revision:
                 raise errors.conflict(
                     rtype.plural, rtype.group, name,
                     "the object has been modified; please apply your changes to the latest version and try again",
@@ -372,7 +395,10 @@ class ResourceAPI:
                 if not isinstance(patch, dict):
                     raise errors.bad_request("the patch must be a JSON object")
                 obj = copy.deepcopy(patch)
-                obj.setdefault("metadata", {})["name"] = name
+                self._check_type(rtype, obj)
+                if obj.get("metadata") is None:
+                    obj["metadata"] = {}
+                obj["metadata"]["name"] = name
                 _, managers = fieldmanager.apply(rtype, {}, patch, opts.field_manager, force=opts.force,
                                                  subresource=subresource, now=now_rfc3339())
                 return await self.create(rtype, namespace, obj, opts, fieldmanager.encode(managers))
@@ -392,6 +418,8 @@ class ResourceAPI:
             patched = self._apply_patch(rtype, cur.obj, patch_type, patch, name)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch did not result in an object")
+        codec.check_depth(patched)
+        _check_decodable(rtype, patched)
         meta = patched.get("metadata")
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")

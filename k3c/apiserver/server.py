@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from k3c import api
-from k3c.apiserver import certs, crds, errors, kubeconfig, lifecycle
+from k3c.apiserver import certs, crds, encryption, errors, kubeconfig, lifecycle
 from k3c.apiserver.admission import Admission
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.handlers import APIHandler, Settings, status_response
@@ -67,7 +67,8 @@ class APIServer:
         """``services``: how webhooks configured by Service are reached (none, in embedded mode)."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions)
+        self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions,
+                           transformer=encryption.load_or_create(config.data_dir))
         self.registry = ResourceTypes()
         self.admission = Admission(self.store, self.registry, services)
         self.api = ResourceAPI(self.store, self.registry, self.admission)
@@ -116,15 +117,24 @@ class APIServer:
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is not None and sock.family == socket.AF_UNIX:  # connecting took the socket file's permission
             return await handler(request)
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self.material.token.encode()):
+        if self._bearer_matches(request.headers.get("Authorization", "")):
             return await handler(request)
         return status_response(errors.unauthorized())
+
+    def _bearer_matches(self, header: str) -> bool:
+        """Whether the header presents the admin token: never an empty one, whatever the token file holds."""
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip(" \t")  # (HTTP's own whitespace; anything else is part of the token)
+        token = self.material.token
+        if scheme != "Bearer" or not presented or len(token) < certs.TOKEN_BYTES:
+            return False
+        # (the header arrives as text: bytes that are not UTF-8 are surrogates, which never match a token)
+        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), token.encode())
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
-        app.router.add_route("*", "/{tail:.*}", self.handler)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handler)  # any path, newlines included
         return app
 
     async def start(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -39,6 +39,23 @@ CREATE TABLE IF NOT EXISTS kine (
 CREATE INDEX IF NOT EXISTS kine_name_id ON kine (name, id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
+
+
+class RowTransformer(Protocol):
+    """How a row's value is kept on disk (Secrets encrypted: :mod:`k3c.apiserver.encryption`); memory, watches
+    and every caller see the JSON."""
+
+    def to_storage(self, key: str, raw: bytes) -> bytes: ...
+
+    def from_storage(self, key: str, stored: bytes) -> bytes: ...
+
+
+class _Plain:
+    def to_storage(self, key: str, raw: bytes) -> bytes:
+        return raw
+
+    def from_storage(self, key: str, stored: bytes) -> bytes:
+        return stored
 
 
 class KeyExists(Exception):
@@ -98,15 +115,18 @@ def _set_rv(obj: dict[str, Any], rev: int) -> bytes:
 class Store:
     """The key/value log. All methods run on the event loop; only commits go to a worker thread."""
 
-    def __init__(self, path: Path, retain: int = 20000):
+    def __init__(self, path: Path, retain: int = 20000, transformer: RowTransformer | None = None):
         self.path = path
         self.retain = retain  # how many revisions of history compaction keeps
+        self.transformer: RowTransformer = transformer or _Plain()
         # Secrets live here: the file (and SQLite's -wal/-shm, which copy its mode) is for root alone.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        # Rows compaction deletes are overwritten, not left in free pages (older plaintext Secrets among them).
+        self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(SCHEMA)
         # Replays read through their own connection so they never see a half-written batch.
         self.reader = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -130,12 +150,16 @@ class Store:
         )
         for name, rev, value, deleted in rows:
             if not deleted:
-                self.objects[name] = Entry(rev, bytes(value), orjson.loads(value))
+                raw = self._read(name, value)
+                self.objects[name] = Entry(rev, raw, orjson.loads(raw))
         top = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM kine").fetchone()[0]
         seq = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='kine'").fetchone()
         self.revision = self.committed = max(top, seq[0] if seq else 0)
         row = self.db.execute("SELECT v FROM meta WHERE k='compact_revision'").fetchone()
         self.compact_revision = row[0] if row else 0
+
+    def _read(self, key: str, value: bytes) -> bytes:
+        return self.transformer.from_storage(key, bytes(value))
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -201,7 +225,7 @@ class Store:
             self.objects[key] = entry
         etype = "DELETED" if deleted else ("ADDED" if created else "MODIFIED")
         event = Event(etype, key, rev, raw, obj, prev.obj if prev else None)
-        row = (rev, key, int(created), int(deleted), prev.revision if prev else 0, raw)
+        row = (rev, key, int(created), int(deleted), prev.revision if prev else 0, self.transformer.to_storage(key, raw))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(row, event, done))
         if self._flusher is None or self._flusher.done():
@@ -261,7 +285,8 @@ class Store:
             (revision, start_after, prefix, end),
         ).fetchall()
         for name, rev, value in rows:
-            yield name, Entry(rev, bytes(value), orjson.loads(value))
+            raw = self._read(name, value)
+            yield name, Entry(rev, raw, orjson.loads(raw))
 
     def history(self, prefix: str, after: int, upto: int) -> Iterator[Event]:
         """Committed events under prefix with after < revision <= upto, oldest first (watch replay)."""
@@ -277,9 +302,10 @@ class Store:
             prev = None
             if prev_rev:
                 prow = self.reader.execute("SELECT value FROM kine WHERE id = ?", (prev_rev,)).fetchone()
-                prev = orjson.loads(prow[0]) if prow else None
+                prev = orjson.loads(self._read(name, prow[0])) if prow else None
             etype = "DELETED" if deleted else ("ADDED" if created else "MODIFIED")
-            yield Event(etype, name, rev, bytes(value), orjson.loads(value), prev)
+            raw = self._read(name, value)
+            yield Event(etype, name, rev, raw, orjson.loads(raw), prev)
 
     async def compact(self) -> int:
         """Drop history older than `retain` revisions, keeping every key's current row. Returns rows removed."""

@@ -34,6 +34,13 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from k3c.apiserver import errors
+from k3c.apiserver.goformat import quote
+from k3c.apiserver.schema.names import dns1123_label_errors, dns1123_subdomain_errors
+
+#: The name of a collection-level subresource URL (``images/-/load``), which names no object.
+COLLECTION = "-"
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -89,7 +96,12 @@ class ParentReader(ABC):
 
 @dataclass(frozen=True)
 class SubresourceRequest:
-    """One request for a subresource, as the host hands it to the provider."""
+    """One request for a subresource, as the host hands it to the provider.
+
+    Its namespace is a DNS-1123 label and its name a DNS-1123 subdomain (or :data:`COLLECTION`), as
+    kube-apiserver requires of the objects' names: one cannot be made otherwise (a 400 Status), so a
+    provider may use them in paths on the node without ``..`` or ``/`` ever reaching the filesystem.
+    """
 
     route: Route
     namespace: str | None  # None for a cluster-scoped resource
@@ -98,9 +110,20 @@ class SubresourceRequest:
     user: User
     parents: ParentReader
 
+    def __post_init__(self) -> None:
+        check_names(self.namespace, self.name)
+
     async def parent(self) -> dict[str, Any]:
         """The object the subresource belongs to; an ``errors.APIError`` 404 if there is none."""
         return await self.parents.get(self.namespace, self.name or "")
+
+
+def check_names(namespace: str | None, name: str | None) -> None:
+    """A 400 Status unless ``namespace`` and ``name`` could name an object (see :class:`SubresourceRequest`)."""
+    if namespace is not None and (problems := dns1123_label_errors(namespace)):
+        raise errors.bad_request(f"Namespace parameter invalid: {quote(namespace)}: {'; '.join(problems)}")
+    if name is not None and name != COLLECTION and (problems := dns1123_subdomain_errors(name)):
+        raise errors.bad_request(f"Name parameter invalid: {quote(name)}: {'; '.join(problems)}")
 
 
 SubresourceHandler = Callable[[SubresourceRequest], Awaitable[web.StreamResponse]]

@@ -33,4 +33,8 @@ class BuildPaths:
         return self.logs / f"{uid}.log"
 
     def upload_dir(self, namespace: str, name: str) -> Path:
+        """``uploads/<namespace>/<name>``: both are object names (checked by the API server), never a path."""
+        for part in (namespace, name):
+            if not part or part in (".", "..") or "/" in part or "\0" in part:
+                raise ValueError(f"not an object's namespace or name: {part!r}")
         return self.uploads / namespace / name

@@ -247,7 +247,7 @@ class Daemon:
             os.chmod(d, 0o750 if cfg.group is not None else 0o700)
             if cfg.group is not None:
                 os.chown(d, -1, cfg.group)
-        for sub in ("logs", "volumes", "cache"):
+        for sub in (api.CONTAINER_LOGS_DIR, "volumes", "cache"):
             (cfg.root_dir / sub).mkdir(exist_ok=True)
 
     async def _start_containerd(self) -> None:
@@ -300,11 +300,15 @@ class Daemon:
             raise DaemonError(f"cannot prepare the pause image: {str(err).splitlines()[0]}") from None
 
     async def _start_apiserver(self) -> None:
+        from k3c.apiserver.encryption import EncryptionConfigError
         from k3c.apiserver.server import APIServer, ServerConfig
 
         cfg = self.config
-        server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
-                                        kubeconfig_gid=cfg.group, event_ttl=cfg.event_ttl))
+        try:
+            server = APIServer(ServerConfig(data_dir=cfg.root_dir, host=cfg.listen_host, port=cfg.listen_port,
+                                            kubeconfig_gid=cfg.group, event_ttl=cfg.event_ttl))
+        except EncryptionConfigError as err:
+            raise DaemonError(str(err)) from None
         self._mount_subresources(server)
         try:
             await server.start()
@@ -323,7 +327,7 @@ class Daemon:
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
-        server.handler.mount(StreamService(sock, sock))
+        server.handler.mount(StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR))
         server.handler.mount(ArchiveEndpoints(sock))
         server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
 

@@ -25,11 +25,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import logging
 import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from k3c.oci.reference import is_registry_host
 
 __all__ = [
     "CONFIGMAP_KEY",
@@ -45,6 +48,8 @@ __all__ = [
 CONFIGMAP_NAMESPACE = "kube-system"
 CONFIGMAP_NAME = "k3c-registries"
 CONFIGMAP_KEY = "registries.yaml"
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -139,7 +144,8 @@ class RegistriesConfig:
         configs = doc.get("configs") or {}
         if not isinstance(insecure, list) or not isinstance(configs, dict):
             raise ValueError("registries.yaml: `insecure` must be a list and `configs` a mapping")
-        return cls({str(h) for h in insecure}, {str(k): dict(v or {}) for k, v in configs.items()})
+        return cls({str(h) for h in insecure if _host_or_warn(h)},
+                   {str(k): dict(v or {}) for k, v in configs.items() if _host_or_warn(k)})
 
     @classmethod
     def from_configmap(cls, cm: dict[str, Any] | None) -> RegistriesConfig:
@@ -155,6 +161,15 @@ class RegistriesConfig:
 
     def hosts(self) -> set[str]:
         return set(self.insecure) | set(self.configs)
+
+
+def _host_or_warn(host: Any) -> bool:
+    """Whether a host named in registries.yaml is a ``host[:port]``; anything else (``../../etc``, a path,
+    text that would break hosts.toml) is ignored with a warning, never turned into a directory name."""
+    if isinstance(host, str) and is_registry_host(host):
+        return True
+    log.warning("registries.yaml: ignoring %r: not a registry host[:port]", host)
+    return False
 
 
 def hosts_toml(settings: HostSettings, ca_path: str | None) -> str:

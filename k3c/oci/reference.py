@@ -22,6 +22,7 @@ __all__ = [
     "InvalidReference",
     "Reference",
     "is_image_id",
+    "is_registry_host",
     "normalize",
     "object_name",
     "parse",
@@ -98,6 +99,12 @@ class Reference:
     def registry_host(self) -> str:
         """The host serving the distribution API (docker.io's is registry-1.docker.io)."""
         return "registry-1.docker.io" if self.domain == DEFAULT_DOMAIN else self.domain
+
+
+def is_registry_host(text: str) -> bool:
+    """Whether ``text`` is a registry host as a reference names it: ``host[:port]`` or ``[ipv6][:port]``
+    (distribution's domain rule: so never a path, ``..``, spaces or quotes)."""
+    return _DOMAIN_RE.fullmatch(text) is not None
 
 
 def _split_domain(name: str) -> tuple[str, str]:

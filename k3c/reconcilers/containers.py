@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.api import CONTAINER_FINALIZER, CRI_SPEC_HASH_ANNOTATION, LOCAL_CONTAINERS, START_REQUEST_ANNOTATION
+from k3c.api import (
+    CONTAINER_FINALIZER,
+    CONTAINER_LOGS_DIR,
+    CRI_SPEC_HASH_ANNOTATION,
+    LOCAL_CONTAINERS,
+    START_REQUEST_ANNOTATION,
+)
 from k3c.apierrors import Conflict, NotFound
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
@@ -431,7 +437,7 @@ class ContainerReconciler:
             "imageID": inst.image_id, "ip": sandbox.ip if sandbox else "", "ports": inst.ports,
             "portSummary": criconfig.port_summary(inst.ports), "command": inst.command,
             "startedAt": inst.started_at, "restartCount": inst.restart_count, "node": self.env.node,
-            "logPath": str(self.env.root_dir / "logs" / criconfig.log_file_name(
+            "logPath": str(self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(
                 {"metadata": {"namespace": inst.namespace, "name": inst.name, "uid": inst.uid}})),
         }
 
@@ -470,7 +476,7 @@ class ContainerReconciler:
         if inst is not None:
             await self._teardown(inst, grace=int(obj.get("spec", {}).get("stopTimeout", 10)), obj=obj)
         with contextlib.suppress(OSError):
-            (self.env.root_dir / "logs" / criconfig.log_file_name(obj)).unlink(missing_ok=True)
+            (self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)).unlink(missing_ok=True)
         self.env.record_event(obj, "Removed", "Removed container", False)
         meta = obj["metadata"]
         fins = [f for f in meta.get("finalizers") or [] if f != CONTAINER_FINALIZER]

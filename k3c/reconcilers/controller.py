@@ -57,7 +57,7 @@ class Controller:
     async def start(self) -> None:
         """Adopt what exists; call it once the event subscription is live, before events are delivered."""
         cfg = self.config
-        self.log_dir = cfg.root_dir / "logs"
+        self.log_dir = cfg.root_dir / api.CONTAINER_LOGS_DIR
         self.log_dir.mkdir(parents=True, exist_ok=True)
         scrubber = (Scrubber(cfg.containerd_root, cfg.containerd_state)
                     if cfg.containerd_root and cfg.containerd_state else None)

@@ -24,6 +24,7 @@ from k3c.api import (
     CRI_SANDBOX_SPEC_ANNOTATION,
     CRI_SPEC_HASH_ANNOTATION,
     CRI_UID_LABEL,
+    container_log_file,
 )
 from k3c.cri.runtime import pb
 from k3c.reconcilers.statuses import PortStatus
@@ -225,9 +226,9 @@ def split_user(value: str) -> tuple[str, str]:
 
 
 def log_file_name(obj: dict[str, Any]) -> str:
-    """One log file per object under the node's log dir, appended to across restarts (like docker's)."""
+    """The object's log file in the node's log dir (:func:`k3c.api.container_log_file`)."""
     meta = obj["metadata"]
-    return f"{meta.get('namespace', 'default')}_{meta['name']}_{meta['uid']}.log"
+    return container_log_file(meta.get("namespace", "default"), meta["name"], meta["uid"])
 
 
 def spec_hash(spec: dict[str, Any]) -> str:

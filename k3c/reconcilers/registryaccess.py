@@ -20,6 +20,7 @@ from k3c.apierrors import Forbidden
 from k3c.cri.runtime import pb
 from k3c.distribution import auth, hosts
 from k3c.distribution.client import RegistryClient
+from k3c.oci.reference import is_registry_host
 from k3c.reconcilers.kube import Kube, Ref
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,15 @@ class RegistryAccess:
             return
         cfg = await self.config()
         for host in sorted(cfg.hosts()):
+            directory = self.certs_dir / host
+            if not is_registry_host(host) or directory.parent != self.certs_dir:  # (from_text dropped them)
+                continue
             try:
                 settings = cfg.for_host(host)
             except OSError as err:
                 log.warning("registry %s: cannot read its CA: %s", host, err)
                 continue
-            _write_host(self.certs_dir / host, settings)
+            _write_host(directory, settings)
 
 
 def _write_host(directory: Path, settings: hosts.HostSettings) -> None:

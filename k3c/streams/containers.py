@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from k3c.api import container_log_file
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import SubresourceRequest
 from k3c.cri.errors import NotFoundError
@@ -60,10 +62,21 @@ def container_id_of(obj: dict[str, Any]) -> str:
     return cid.split("://", 1)[1] if "://" in cid else cid
 
 
-def log_path_of(obj: dict[str, Any], rc: RuntimeContainer | None) -> str:
-    """Where the container's output is: the operator's ``status.logPath`` (one file per object, kept
-    across restarts and after the runtime container is removed), else CRI's path ('' if none)."""
-    return str((obj.get("status") or {}).get("logPath") or "") or (rc.log_path if rc else "")
+def log_path_of(obj: dict[str, Any], rc: RuntimeContainer | None, log_dir: Path | None) -> str:
+    """Where the container's output is, derived on the server: with the node's log dir, once the object
+    has had a container, its own file there (one per object, kept across restarts and after the runtime
+    container is removed; see :func:`k3c.api.container_log_file`), else the path CRI recorded ('' if none:
+    a follower then waits for the container).
+
+    Never ``status.logPath``: whoever may write the object may write that, and it would be opened as root.
+    """
+    if log_dir is None or (rc is None and not container_id_of(obj)):
+        return rc.log_path if rc else ""
+    meta = obj["metadata"]
+    parts = (str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("uid") or ""))
+    if not all(parts) or any("/" in p or p in (".", "..") for p in parts):  # (the API server checked them)
+        return ""
+    return str(log_dir / container_log_file(*parts))
 
 
 def recorded_exit(obj: dict[str, Any], container_id: str) -> int | None:

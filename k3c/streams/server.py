@@ -24,6 +24,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -82,10 +83,13 @@ class StreamService:
     :meth:`close` stops detached execs' reapers and the gRPC channels.
     """
 
-    def __init__(self, cri_address: str, containerd_address: str, fifo_dir: str | None = None) -> None:
+    def __init__(self, cri_address: str, containerd_address: str, fifo_dir: str | None = None,
+                 log_dir: Path | None = None) -> None:
         self.cri_address = cri_address
         self.containerd_address = containerd_address
         self.fifo_dir = fifo_dir
+        #: The node's container log dir (the daemon's); without it, logs are where CRI says.
+        self.log_dir = log_dir
         self._cri: CRIClient | None = None
         self._tasks: TasksClient | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -128,7 +132,7 @@ class StreamService:
         options = parse_log_options(request.query)
         obj = await req.parent()
         rc = await _runtime_call(runtime_container(self.cri, obj))
-        source = _LogSource(log_path_of(obj, rc), container_id_of(obj))
+        source = _LogSource(log_path_of(obj, rc, self.log_dir), container_id_of(obj))
         if not source.path and source.container_id:
             raise errors.bad_request(f'container "{req.name}" has no logs: its runtime container is gone')
         if wants_websocket(request):
@@ -187,7 +191,7 @@ class StreamService:
                 return None
             rc = await runtime_container(self.cri, obj)
             if rc is not None:
-                return _LogSource(log_path_of(obj, rc), rc.id)
+                return _LogSource(log_path_of(obj, rc, self.log_dir), rc.id)
         return None
 
     # ---- exec ----
@@ -274,7 +278,7 @@ class StreamService:
             if found is None:
                 return
         rc, obj = found
-        session = AttachSession(self.cri, self.tasks, rc, sock, log_path=log_path_of(obj, rc),
+        session = AttachSession(self.cri, self.tasks, rc, sock, log_path=log_path_of(obj, rc, self.log_dir),
                                 exit_code=self._exit_code(req, rc.id, since), replay=replay, **streams)
         await session.run()
 

@@ -218,6 +218,57 @@ def test_watch_synthetic_added_bookmarks_and_timeout(api):
     assert [e["type"] for e in plain] == ["ADDED"]  # no bookmarks unless asked for
 
 
+#: 335 bytes of YAML whose aliases expand to 9**7 strings, 39 MB as JSON (a "billion laughs").
+ALIAS_BOMB = b"""apiVersion: v1
+kind: ConfigMap
+metadata: {name: bomb}
+data: {}
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+"""
+
+
+def test_yaml_aliases_are_refused(api):
+    """A YAML body may not repeat an object or array through an alias (nor nest one in itself): bodies are
+    trees, as in JSON, so a few hundred bytes cannot expand to gigabytes on their way to storage."""
+    cms = "/api/v1/namespaces/default/configmaps"
+    assert len(ALIAS_BOMB) < 500
+    for body in (ALIAS_BOMB, b"metadata: {name: loop}\nspec: &a [*a]\n",
+                 b"metadata: {name: merged}\nx: &a {k: [v]}\ny: {<<: *a}\n"):
+        r = api.request("POST", cms, data=body, headers={"Content-Type": "application/yaml"})
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["reason"] == "BadRequest" and "alias" in r.json()["message"]
+    r = api.request("PATCH", f"{cms}/bomb", data=ALIAS_BOMB, params={"fieldManager": "t"},
+                    headers={"Content-Type": "application/apply-patch+yaml"})
+    assert r.status_code == 400, r.text[:300]
+    assert api.get(f"{cms}/bomb").status_code == 404
+    plain = b"metadata: {name: anchored}\ndata: {a: &v shared, b: *v}\n"  # an alias of a string copies nothing
+    r = api.request("POST", cms, data=plain, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 201 and r.json()["data"] == {"a": "shared", "b": "shared"}, r.text
+
+
+def test_bodies_over_3_mib_are_a_413_also_when_chunked(api):
+    """kube-apiserver's limit for request bodies (MaxRequestBodyBytes, 3 MiB), whether or not the client
+    announces the length."""
+    def chunks():
+        yield b'{"metadata": {"name": "chunked"}, "data": {"x": "'
+        for _ in range(4):
+            yield b"y" * (1024 * 1024)
+        yield b'"}}'
+
+    r = api.request("POST", "/api/v1/namespaces/default/configmaps", data=chunks(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text[:300]
+    status = r.json()
+    assert status["reason"] == "RequestEntityTooLarge" and status["message"] == \
+        "Request entity too large: limit is 3145728"
+
+
 def test_error_statuses_for_bad_input(api):
     r = api.request("POST", W, data=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["reason"] == "BadRequest"

@@ -214,6 +214,34 @@ def _build_tagged(stack: BuildStack, tag: str) -> dict[str, Any] | None:
     finally:
         api.close()
     return next((o for o in items if tag in [normalize(t) for t in (o.get("spec") or {}).get("tags") or []]), None)
+def _files_near_uploads(root: Path) -> set[Path]:
+    """Files in the directories a context upload could reach with ``..`` for a namespace and a name."""
+    dirs = (root, root / "builds", root / "builds" / "uploads")
+    return {p for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file()}
+
+
+def test_context_upload_names_must_be_dns_names(stack: BuildStack, tmp_path: Path) -> None:
+    """A namespace that is no DNS label or a name that is no DNS subdomain (``..``, ``.``, upper case) is
+    refused before the upload touches the disk: nothing lands outside ``builds/uploads/<ns>/<name>``."""
+    import requests
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        data = b"FROM busybox\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    token = (stack.root / "tls" / "admin.token").read_text().strip()
+    before = _files_near_uploads(stack.root)
+    for ns, name in (("default", "%2E%2E"), ("%2E%2E", "%2E%2E"), ("%2E%2E", "x"), ("%2E", "x"),
+                     ("default", "Bad_Name"), ("default", "%2E")):
+        r = requests.post(f"https://127.0.0.1:{stack.port}/apis/k3c.io/v1alpha1/namespaces/{ns}/imagebuilds/{name}/"
+                          "context", data=tar.getvalue(), timeout=30, verify=str(stack.root / "tls" / "ca.crt"),
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-tar"})
+        assert r.status_code in (400, 404), (ns, name, r.status_code, r.text)
+        assert r.json()["kind"] == "Status"
+    assert _files_near_uploads(stack.root) == before
+    assert sorted(p.name for p in (stack.root / "builds" / "uploads").iterdir()) in ([], ["default"])
 
 
 def test_cached_rebuild_reuses_every_layer(stack: BuildStack, tmp_path: Path) -> None:

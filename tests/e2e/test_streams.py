@@ -31,6 +31,7 @@ import tempfile
 import termios
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -324,6 +325,20 @@ def test_logs_keep_stdout_and_stderr_apart(env: Env) -> None:
     assert sorted(_lines(body)) == ["err1", "err2", "out1", "out2"]
     assert _http_get(env, env.path(name, "log") + "?stream=Stderr")[2] == b"err1\nerr2\n"
     assert _http_get(env, env.path(name, "log") + "?limitBytes=3&stream=Stdout")[2] == b"out"
+
+
+def test_logs_never_read_a_path_a_client_wrote(env: Env) -> None:
+    """status.logPath is writable by whoever may write the object: the log is found from the runtime's
+    own record (and, in the daemon, from the node's log dir and the object's uid), never from there."""
+    planted = env.base / "planted.log"
+    planted.write_text(f"{format_rfc3339_ns(time.time_ns())} stdout F TOPSECRET\n")
+    name, cid = env.container(["sh", "-c", "echo mine"])
+    assert env.wait_exited(cid) == 0
+    for path in (str(planted), "/etc/shadow"):
+        env.set_status(name, {"logPath": path})
+        assert _logs(env.client, name) == (b"mine\n", b""), path
+        status, _, body = _http_get(env, env.path(name, "log"))
+        assert (status, body) == (200, b"mine\n"), path
 
 
 def test_logs_tail_since_timestamps(env: Env) -> None:
@@ -687,6 +702,58 @@ def _children(pids: set[int]) -> set[int]:
     return found
 
 
+def test_hostile_stream_requests_never_get_a_5xx(env: Env) -> None:
+    """The fuzz run of tests/e2e/test_api_fuzz.py, on the stream subresources: bad names, methods and query
+    values for log, exec and attach of an exited, a running and a missing container (seeded, time-bounded:
+    K3C_FUZZ_SEED, K3C_FUZZ_EXAMPLES / 5, K3C_FUZZ_SECONDS / 3)."""
+    from hypothesis import HealthCheck, given, seed, settings
+    from hypothesis import strategies as st
+
+    from tests.e2e.test_api_fuzz import BUDGET, EXAMPLES, NAMES, SEED, WORDS, Findings, Request, _quote
+
+    exited, cid = env.container(["sh", "-c", "echo done"])
+    env.wait_exited(cid)
+    running, _ = env.container(["sleep", "300"])
+    keys = ["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "limitBytes", "stream", "command",
+            "stdin", "stdout", "stderr", "tty", "env", "workingDir", "user", "detach", "logs", "container"]
+    requests_ = st.builds(
+        lambda method, name, sub, query: Request(method, env.path(None) + f"/{_quote(name)}/{sub}", query, {}, b""),
+        st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "DELETE"]),
+        st.one_of(st.sampled_from([exited, exited, running, "nosuch"]), NAMES),
+        st.sampled_from(["log", "exec", "attach"]), st.lists(st.tuples(st.sampled_from(keys), WORDS), max_size=4))
+    findings = Findings()
+    conn = env.client.conn
+    headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+
+    @seed(SEED)
+    @settings(max_examples=max(EXAMPLES // 5, 50), deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(requests_)
+    def run(req: Request) -> None:
+        if time.monotonic() - findings.started > BUDGET / 3:
+            return
+        findings.requests += 1
+        h = http.client.HTTPSConnection(conn.host, conn.port, context=conn.ssl_context, timeout=30)
+        try:
+            query = urllib.parse.urlencode(req.query)
+            h.request(req.method, req.path + (f"?{query}" if query else ""), headers=headers)
+            resp = h.getresponse()
+            body = resp.read() if resp.status >= 400 else b""  # (a follower streams on: not read)
+        finally:
+            h.close()
+        if resp.status >= 500:
+            findings.add(f"{resp.status} {body[:100]!r}", f"{resp.status} {body[:300]!r}\n    {req.replay()}")
+        elif resp.status >= 400:
+            doc = json.loads(body)
+            if doc.get("kind") != "Status" or doc.get("code") != resp.status or "\n" in doc.get("message", "\n"):
+                findings.add(f"malformed {body[:60]!r}", f"{resp.status} {body[:300]!r}\n    {req.replay()}")
+
+    run()
+    report = "\n".join(f"- {d}" for d in findings.failures.values())
+    assert not findings.failures, f"in {findings.requests} requests (seed {SEED}):\n{report}"
+    assert "Traceback" not in env.launcher.log_tail()
+
+
 def test_nothing_left_behind(env: Env) -> None:
     """No FIFO directory, and no process under our shims but the containers' own (no exec left running)."""
     assert env.fifo_leftovers() == []
@@ -723,6 +790,10 @@ def test_through_the_daemon(daemon: Any, capfd: pytest.CaptureFixture[str]) -> N
     wait_until(lambda: (api.get(f"{path}/ran").get("status") or {}).get("phase") == "Exited", what="exit")
     out, err = _logs(api, "ran")  # the operator removed the runtime container: its log file remains
     assert (out, err) == (b"one\n", b"two\n")
+    planted = daemon.state_dir / "planted.log"
+    planted.write_text(f"{format_rfc3339_ns(time.time_ns())} stdout F TOPSECRET\n")
+    api.merge_patch(f"{path}/ran/status", {"status": {"logPath": str(planted)}})
+    assert _logs(api, "ran") == (b"one\n", b"two\n"), "the log comes from the node's log dir, not status"
 
     api.create(path, lc_object("svc", command=["sleep", "300"]))
     wait_until(lambda: (api.get(f"{path}/svc").get("status") or {}).get("phase") == "Running", what="start")

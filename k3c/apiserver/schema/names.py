@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["dns1035_label_errors", "dns1123_subdomain_errors"]
+__all__ = ["dns1035_label_errors", "dns1123_label_errors", "dns1123_subdomain_errors"]
 
 _DNS1035_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
 _DNS1123_SUBDOMAIN_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _DNS1035_RE = re.compile(_DNS1035_FMT)
 _DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
@@ -22,6 +24,13 @@ def dns1035_label_errors(value: str) -> list[str]:
                           "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "
                           "with an alphabetic character, and end with an alphanumeric character",
                           "my-name", "abc-123")
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    """validation.IsDNS1123Label (a namespace's name): empty when `value` is one."""
+    return _format_errors(value, 63, _DNS1123_LABEL_RE, _DNS1123_LABEL_FMT,
+                          "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                          "and must start and end with an alphanumeric character", "my-name", "123-abc")
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
