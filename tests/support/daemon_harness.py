@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from k3c import kubeclient
 from k3c.api import (
     CONTAINER_FINALIZER,
@@ -410,7 +412,7 @@ class DaemonProcess:
         uids = {o["metadata"]["uid"] for o in self.api.get(LOCAL_CONTAINERS.path()).get("items", [])}
         return leftovers.leftovers(self.node, leftovers.live_state(self.node, uids, self.pool_size))
 
-    def wait_no_leftovers(self, timeout: float = 30.0) -> None:
+    def wait_no_leftovers(self, timeout: float = 45.0) -> None:
         """Wait until :meth:`running_leftovers` is empty (removals in flight finish); fail naming them."""
         last: list[str] = []
 
@@ -438,10 +440,19 @@ class DaemonProcess:
         return problems
 
     def clean(self) -> None:
-        """Remove everything this daemon may have left, identified by its socket, paths, bridge and subnet."""
-        for pid in self.shims():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """Remove everything this daemon may have left, identified by its socket, paths, bridge and subnet.
+
+        Containers go through runc (their processes and cgroups), then the shims with whatever still runs
+        under them: a shim killed alone leaves its children running under init.
+        """
+        runc_root = self.containerd_config.runc_root
+        for ns in runc_root.iterdir() if runc_root.is_dir() else []:
+            for state in ns.iterdir():
+                subprocess.run(["runc", "--root", str(ns), "delete", "--force", state.name], capture_output=True)
+        for shim in leftovers.shims(self.node):
+            with contextlib.suppress(psutil.Error):
+                for proc in [*shim.children(recursive=True), shim]:
+                    proc.kill()
         for pid in self.started_pids:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):
