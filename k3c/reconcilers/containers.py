@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.api import CONTAINER_FINALIZER, CRI_SPEC_HASH_ANNOTATION, LOCAL_CONTAINERS, START_REQUEST_ANNOTATION
+from k3c.api import (
+    ATTACHED_RUN_ANNOTATION,
+    CONTAINER_FINALIZER,
+    CRI_SPEC_HASH_ANNOTATION,
+    LOCAL_CONTAINERS,
+    START_REQUEST_ANNOTATION,
+)
 from k3c.apierrors import Conflict, NotFound
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
@@ -43,7 +49,7 @@ from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
 from k3c.reconcilers.statuses import Condition, ConditionStatus, LocalContainerStatus, PortStatus
-from k3c.timefmt import format_micro_ns, now_micro, now_rfc3339
+from k3c.timefmt import NS, format_micro_ns, now_micro, now_rfc3339, parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,9 @@ log = logging.getLogger(__name__)
 _NET_CAPS = {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "ALL"}
 #: A container that ran this long resets docker's restart back-off.
 BACKOFF_RESET_SECONDS = 10.0
+#: How long after its exit ``autoRemove`` waits for the CLI of a foreground `run --rm` to show the output and
+#: remove the object itself (:data:`ATTACHED_RUN_ANNOTATION`); only a CLI that died takes that long.
+ATTACHED_RUN_GRACE = 60.0
 
 
 class StartError(Exception):
@@ -214,6 +223,9 @@ class ContainerReconciler:
         if inst is not None and (inst.container_id or inst.sandbox):
             await self._release(inst, wait=False)
         if spec.get("autoRemove") and status.get("phase") in ("Exited", "Failed"):
+            held = _held_for_its_cli(obj)
+            if held > 0:
+                return held
             await self.env.kube.delete(_ref(obj), meta["uid"])
         return None
 
@@ -571,6 +583,22 @@ class ContainerReconciler:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+
+def _held_for_its_cli(obj: dict[str, Any]) -> float:
+    """Seconds ``autoRemove`` still waits for the CLI of a foreground `run --rm` (0: remove now).
+
+    That CLI attaches right after creating the object, but under load the container may be over first;
+    removing the object would delete the log the attach replays, and the CLI would show nothing.
+    """
+    if (obj["metadata"].get("annotations") or {}).get(ATTACHED_RUN_ANNOTATION) != "true":
+        return 0.0
+    try:
+        finished = parse_rfc3339_ns(str((obj.get("status") or {}).get("finishedAt") or "")) / NS
+    except ValueError:
+        return 0.0
+    return max(0.0, finished + ATTACHED_RUN_GRACE - time.time())
 
 
 def _ref(obj: dict[str, Any]) -> Ref:
