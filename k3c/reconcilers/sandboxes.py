@@ -169,7 +169,20 @@ class SandboxPool:
             sandbox.tainted = True
 
     async def remove(self, sandbox_id: str) -> None:
-        """Stop and remove a sandbox (its containers, netns, IP lease, port rules); gone already is fine."""
+        """Stop and remove a sandbox (its containers, netns, IP lease, port rules); gone already is fine.
+
+        Never cut short, like RunPodSandbox: CRI runs CNI DEL under the call's context, so a cancelled
+        StopPodSandbox kills the plugin and leaks the netns and the IP lease. If our caller is cancelled,
+        the removal goes on in the background (and :meth:`close` waits for it).
+        """
+        removal = self._spawn(self._stop_and_remove(sandbox_id))
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            removal.add_done_callback(_log_failed_removal)
+            raise
+
+    async def _stop_and_remove(self, sandbox_id: str) -> None:
         with contextlib.suppress(NotFoundError):
             await self.cri.stop_pod_sandbox(sandbox_id)
         with contextlib.suppress(NotFoundError):
@@ -287,10 +300,11 @@ class SandboxPool:
             log.debug("spare sandbox %s ready", sandbox.id[:12])
             self.spares.append(sandbox)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def close(self, remove_spares: bool = True) -> None:
         """Stop refilling; remove the spares (a clean stop leaves only user containers behind)."""
@@ -312,6 +326,12 @@ class SandboxPool:
         log.info("closing the sandbox pool: %d spare(s) to remove", len(spares) if remove_spares else 0)
         if remove_spares:
             await asyncio.gather(*(self._remove_quietly(s.id) for s in spares))
+
+
+def _log_failed_removal(task: asyncio.Task[None]) -> None:
+    """A removal whose caller was cancelled: nobody else hears of its failure."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("removing a sandbox failed: %s", task.exception())
 
 
 def sandbox_from_status(resp: pb.PodSandboxStatusResponse, node: str, log_dir: Path) -> Sandbox | None:
