@@ -71,7 +71,8 @@ class Command:
 def base() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="k3cx-", dir="/tmp"))  # short: containerd's socket path limit
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("K3C_CHAOS_KEEP"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_chaos_kill9_daemon_and_containerd(base: Path) -> None:
@@ -137,9 +138,10 @@ def _settle(cmd: Command, ledger: Ledger) -> None:
         code = cmd.proc.wait(120)
     except subprocess.TimeoutExpired:
         cmd.proc.kill()
-        cmd.proc.wait()
-        return
+        code = cmd.proc.wait()
     if code != 0:
+        if cmd.kind == "rm":  # it may have gone through before the kill: those may be gone or running
+            ledger.running.difference_update(cmd.subject.split())
         return
     if cmd.kind == "run":
         ledger.running.add(cmd.subject)

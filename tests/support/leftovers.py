@@ -212,17 +212,18 @@ def host_leftovers(node: Node, live: Live | None) -> list[str]:
 def runtime_leftovers(live: Live) -> list[str]:
     """Sandboxes, containers, containerd leases and active snapshots no object owns and k3c does not keep."""
     found: list[str] = []
-    spares = 0
+    spares: list[str] = []
     used = set(live.container_sandbox.values())
     for sid, labels in sorted(live.sandboxes.items()):
         if labels.get(CRI_POOL_LABEL) == "true" and CRI_UID_LABEL not in labels:
-            spares += sid not in used  # a pooled sandbox serving a container: judged by that container
+            if sid not in used:  # a pooled sandbox serving a container: judged by that container
+                spares.append(sid[:12])
         elif BUILDER_NETWORK_LABEL in labels:
             continue
         elif labels.get(CRI_UID_LABEL) not in live.object_uids:
             found.append(f"sandbox {sid[:12]} (labels {labels})")
-    if spares > live.pool_size:
-        found.append(f"{spares} spare sandboxes for a pool of {live.pool_size}")
+    if len(spares) > live.pool_size:
+        found.append(f"{len(spares)} spare sandboxes for a pool of {live.pool_size}: {spares}")
     for cid, labels in sorted(live.containers.items()):
         if labels.get(CRI_MANAGED_LABEL) != "true" or labels.get(CRI_UID_LABEL) not in live.object_uids:
             found.append(f"container {cid[:12]} (labels {labels})")
