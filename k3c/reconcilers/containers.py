@@ -34,7 +34,9 @@ from typing import Any
 from k3c.api import (
     ATTACHED_RUN_ANNOTATION,
     CONTAINER_FINALIZER,
+    CRI_NODE_LABEL,
     CRI_SPEC_HASH_ANNOTATION,
+    CRI_UID_LABEL,
     LOCAL_CONTAINERS,
     START_REQUEST_ANNOTATION,
 )
@@ -96,6 +98,8 @@ class Instance:
     restart_at: float | None = None  # loop time of a pending policy restart
     spec_hash: str = ""
     sandbox_key: str = ""
+    #: a CreateContainer went unanswered (containerd died): it may have made a container we never heard of
+    unsure: bool = False
     # observedGeneration/startRequest it was started for
     origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
@@ -264,6 +268,7 @@ class ContainerReconciler:
                             restart_count=int((obj.get("status") or {}).get("restartCount") or 0))
             self.instances[inst.uid] = inst
         await self._remove_container(inst)
+        await self._remove_unheard_of(inst)
         if inst.sandbox is not None and (not restart or inst.sandbox_key != _sandbox_key(spec)):
             await self._release(inst, wait=True)
         if restart:
@@ -304,6 +309,7 @@ class ContainerReconciler:
         except RuntimeCallError as err:
             if _permanent(err):
                 raise _start_error(err) from None
+            inst.unsure = True  # (its name stays reserved until that container goes)
             raise
         self._record_start(obj, inst, cid, image)
         try:
@@ -506,8 +512,24 @@ class ContainerReconciler:
                 with contextlib.suppress(NotFoundError):
                     await self.env.cri.stop_container(inst.container_id, grace)
                 inst.running = False
+        await self._remove_unheard_of(inst)
         await self._release(inst, wait=True)
         self.instances.pop(inst.uid, None)
+
+    async def _remove_unheard_of(self, inst: Instance) -> None:
+        """After an unanswered CreateContainer: remove the object's containers we do not track (the one
+        containerd made before it died would hold the container's name and outlive the object)."""
+        if not inst.unsure:
+            return
+        mine = pb.ContainerFilter(label_selector={CRI_UID_LABEL: inst.uid, CRI_NODE_LABEL: self.env.node})
+        for c in await self.env.cri.list_containers(mine):
+            if c.id != inst.container_id:
+                log.info("removing container %s of %s/%s: made by a call containerd's death cut short",
+                         c.id[:12], inst.namespace, inst.name)
+                with contextlib.suppress(NotFoundError):
+                    await self.env.cri.stop_container(c.id, 0)
+                    await self.env.cri.remove_container(c.id)
+        inst.unsure = False
 
     async def _remove_container(self, inst: Instance) -> None:
         """RemoveContainer, patient with CRI: the exit event reaches us before CRI's own state says exited."""
