@@ -127,7 +127,7 @@ def _round(d: DaemonProcess, rnd: random.Random, r: int, kind: str, refs: list[s
     print(f"{where}: acknowledged {acked}", flush=True)  # shown with a failure
     _converged(d, ledger, where)
     try:
-        d.wait_no_leftovers(timeout=60)
+        d.wait_no_leftovers(timeout=90)  # network state is swept once 30 s old, at two sweeps 10 s apart
     except AssertionError as err:
         raise AssertionError(f"{where}: {err}") from None
 

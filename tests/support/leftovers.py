@@ -65,6 +65,7 @@ class Live:
 
     sandboxes: dict[str, dict[str, str]] = field(default_factory=dict)  #: id → labels
     sandbox_netns: set[str] = field(default_factory=set)  #: netns paths of READY sandboxes
+    not_ready: set[str] = field(default_factory=set)  #: sandboxes whose pause process is gone
     containers: dict[str, dict[str, str]] = field(default_factory=dict)  #: id → labels
     container_sandbox: dict[str, str] = field(default_factory=dict)  #: container id → its sandbox's
     leases: set[str] = field(default_factory=set)
@@ -91,7 +92,9 @@ def live_state(node: Node, object_uids: set[str], pool_size: int = 1) -> Live:
         async with CRIClient(node.address) as cri:
             for sb in await cri.list_pod_sandbox():
                 live.sandboxes[sb.id] = dict(sb.labels)
-                if sb.state == pb.SANDBOX_READY:
+                if sb.state != pb.SANDBOX_READY:
+                    live.not_ready.add(sb.id)
+                else:
                     info = (await cri.pod_sandbox_status(sb.id, verbose=True)).info.get("info", "{}")
                     for ns in json.loads(info).get("runtimeSpec", {}).get("linux", {}).get("namespaces", []):
                         if ns.get("type") == "network" and ns.get("path"):
@@ -215,7 +218,9 @@ def runtime_leftovers(live: Live) -> list[str]:
     spares: list[str] = []
     used = set(live.container_sandbox.values())
     for sid, labels in sorted(live.sandboxes.items()):
-        if labels.get(CRI_POOL_LABEL) == "true" and CRI_UID_LABEL not in labels:
+        if sid in live.not_ready:  # k3c removes broken sandboxes; one that stays is a leak
+            found.append(f"sandbox {sid[:12]} NOTREADY (labels {labels})")
+        elif labels.get(CRI_POOL_LABEL) == "true" and CRI_UID_LABEL not in labels:
             if sid not in used:  # a pooled sandbox serving a container: judged by that container
                 spares.append(sid[:12])
         elif BUILDER_NETWORK_LABEL in labels:
