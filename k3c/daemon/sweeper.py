@@ -11,10 +11,10 @@ sandboxes (with their network namespaces) and containers.
   it and is not live goes. When the whole daemon starts (``fresh``) nothing of k3c runs yet, so every
   expiring lease from before is stale; when containerd alone was restarted, the operator and the API
   server live on and may still hold their own (``k3c-…``) leases: only containerd's own go.
-- :meth:`Sweeper.periodic`, every :data:`SWEEP_INTERVAL` seconds: runtime leftovers only, those unknown
-  at two sweeps in a row (a sandbox CRI recovered NOTREADY leaves its shim behind only when the operator
-  removes it, after the start). Network state is not swept then: a sandbox being created holds its IP
-  before CRI lists it, for as long as CNI takes.
+- :meth:`Sweeper.periodic`, every :data:`SWEEP_INTERVAL` seconds: what is unknown at two sweeps in a row
+  (a sandbox CRI recovered NOTREADY after the crash leaves its shim, and at times its mounted netns,
+  behind only when the operator removes it, after the start); network state only once older than
+  :data:`NETWORK_GRACE`, since a sandbox being created holds its netns and IP before CRI lists it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from k3c.cri.errors import RuntimeCallError
@@ -30,12 +31,15 @@ from k3c.cri.imagestore import LEASE_EXPIRE_LABEL, TEMPORARY_LEASE_PREFIX, Conta
 from k3c.cri.runtime import CRIClient
 from k3c.daemon import netgc
 from k3c.daemon.containerd import ContainerdConfig
-from k3c.daemon.runtimegc import RuntimeSweeper
+from k3c.daemon.runtimegc import RuntimeSweeper, Suspects
 
 log = logging.getLogger(__name__)
 
 #: Seconds between periodic sweeps; an orphan found in one is ended in the next.
 SWEEP_INTERVAL = 10.0
+#: Network state younger than this is never swept periodically: a RunPodSandbox holds its netns and IP
+#: before CRI lists the sandbox, for as long as CNI takes.
+NETWORK_GRACE = 30.0
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Sweeper:
     def __init__(self, cfg: ContainerdConfig) -> None:
         self.cfg = cfg
         self.runtime = RuntimeSweeper(cfg)
+        self.network_suspects = Suspects()
 
     @property
     def address(self) -> str:
@@ -92,15 +97,23 @@ class Sweeper:
         await self._drop_stale_leases(older_than, fresh)
 
     async def periodic(self) -> None:
-        """End runtime leftovers unknown at this sweep and the previous one (a failure is only logged:
-        the next sweep tries again, and nothing here may stop the daemon)."""
+        """End runtime leftovers unknown at this sweep and the previous one, and release network state
+        older than :data:`NETWORK_GRACE` unknown at both (a failure is only logged: the next sweep tries
+        again, and nothing here may stop the daemon)."""
         try:
             live = await known(self.address)
             await asyncio.to_thread(self.runtime.sweep, live.ids)
+            await asyncio.to_thread(self._sweep_network, live)
         except RuntimeCallError as err:
             log.debug("periodic sweep skipped: %s", err)
         except Exception:
             log.exception("periodic sweep failed")
+
+    def _sweep_network(self, live: Known) -> None:
+        found = netgc.find(self.cfg, live.sandboxes, live.netns, time.time() - NETWORK_GRACE)
+        orphans = self.network_suspects.confirm(dict.fromkeys(found.keys(), 0.0), None)
+        if orphans:
+            netgc.release(self.cfg, found.only(orphans))
 
     async def _drop_stale_leases(self, older_than: float, fresh: bool) -> None:
         """Expiring leases from before ``older_than`` whose holder died (see the module docstring)."""
