@@ -56,6 +56,10 @@ class Shim:
     started: float  #: epoch seconds
     bundle: str  #: its working directory
 
+    @property
+    def key(self) -> str:
+        return f"shim {self.pid} {self.started}"  # (a PID alone may be reused between two sweeps)
+
 
 @dataclass(frozen=True)
 class Leftover:
@@ -143,7 +147,7 @@ class RuntimeSweeper:
         """
         shims = find_shims(self.cfg)
         found = self.leftovers()
-        unknown = {f"shim {s.pid}": s.started for s in shims if s.id not in known}
+        unknown = {s.key: s.started for s in shims if s.id not in known}
         unknown |= {e.key: e.created for e in found if e.id not in known}
         orphans = self.suspects.confirm(unknown, older_than)
         done: list[str] = []
@@ -152,7 +156,7 @@ class RuntimeSweeper:
                 self._delete_runc(e)
                 done.append(f"deleted runc container {e.id[:12]} of a vanished sandbox")
         for s in shims:
-            if f"shim {s.pid}" in orphans:
+            if s.key in orphans:
                 end_shim(s.pid)
                 done.append(f"ended shim {s.pid} of vanished sandbox {s.id[:12]}")
         for e in found:

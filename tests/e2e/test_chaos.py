@@ -13,8 +13,10 @@ After every round, whatever was acknowledged must have converged and nothing may
   sandbox, container, containerd lease or active snapshot beyond what k3c keeps on purpose (its ``KEPT``).
 
 Seeded and time-bounded: ``K3C_CHAOS_SEED`` (default 1015) picks the kill points and kinds,
-``K3C_CHAOS_SECONDS`` (default 45) how long new rounds are started (at least three rounds; a round takes
-10-20 s here). A failure names the seed and the round.
+``K3C_CHAOS_SECONDS`` (default 45; more for a longer run) how long new rounds are started (at least three
+rounds; a round takes 10-20 s here, the test about a minute in all). A failure names the seed and the
+round; ``K3C_CHAOS_KEEP=1`` keeps the temporary directory with the daemon's, operator's and containerd's
+logs (``node-logs/``).
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ from k3c.oci.reference import normalize
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 from tests.support.images_harness import RegistryProcess
 
-pytestmark = [pytest.mark.containerd,
-              pytest.mark.skipif(not shutil.which("docker-registry"), reason="needs docker-registry")]
-
 SEED = int(os.environ.get("K3C_CHAOS_SEED", "1015"))
 BUDGET = float(os.environ.get("K3C_CHAOS_SECONDS", "45"))
+
+pytestmark = [pytest.mark.containerd,
+              pytest.mark.skipif(not shutil.which("docker-registry"), reason="needs docker-registry"),
+              pytest.mark.timeout(BUDGET + 600)]  # the last round may start just before the budget ends
 MIN_ROUNDS = 3
 CONVERGE = 90.0  #: seconds a round's objects get to settle after the kill
 PULL_IMAGES = 6  #: distinct images in the registry, pulled two a round
