@@ -78,6 +78,9 @@ START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
 ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
 #: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.
 ORIGIN_ANNOTATION: Final = "k3c.io/origin"
+#: "true" on a LocalContainer a foreground `k3c run --rm` made: that CLI shows the output and removes the
+#: object itself, so ``autoRemove`` waits a while after the exit (the CLI may attach only after it).
+ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 
 # ---- labels on k3c's and built-in objects -----------------------------------------------------------
 #: On the Secret carrying a build's ``--secret`` values: the ImageBuild it belongs to.
