@@ -18,12 +18,13 @@ import orjson
 from aiohttp import web
 
 from k3c.apiserver import codec, discovery, errors, goformat, gotypes, openapi, openapi_v2, tables
+from k3c.apiserver.authn import user_of
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions, parse_resource_version
 from k3c.apiserver.storage import Compacted
 from k3c.apiserver.storereader import StoreReader
-from k3c.apiserver.subresources import ADMIN, Provider, Route, SubresourceHandler, SubresourceRequest
+from k3c.apiserver.subresources import Provider, Route, SubresourceHandler, SubresourceRequest
 from k3c.apiserver.watch import Overflow, WatchHub
 
 log = logging.getLogger(__name__)
@@ -137,13 +138,15 @@ class APIHandler:
         if not rest:
             return self._json_or_404(discovery.resource_list(self.registry, group, version))
         target = self._resolve(group, version, rest)
-        if target.subresource:
+        # a provider's subresource, or a collection it answers whole (the reviews: created, never stored)
+        if target.subresource or target.name is None:
             route = Route(target.rtype.group, target.rtype.plural, target.subresource)
             custom = self.subresources.get(route)
             if custom is not None:
                 parents = StoreReader(self.api, self.hub, target.rtype)
-                sub = SubresourceRequest(route, target.namespace, target.name, request, ADMIN, parents)
+                sub = SubresourceRequest(route, target.namespace, target.name, request, user_of(request), parents)
                 return await custom(sub)
+        if target.subresource:
             if target.subresource != "status" or not target.rtype.has_status:
                 raise errors.gone_resource("the server could not find the requested resource")
         method = request.method
@@ -434,4 +437,4 @@ def _write_options(request: web.Request) -> WriteOptions:
     if len(manager) > 128:
         raise errors.bad_request("fieldManager: Too long: may not be longer than 128")
     agent = request.headers.get("User-Agent", "").split("/", 1)[0][:128]  # kube's default field manager
-    return WriteOptions(bool(dry), validation, manager, _flag(q.get("force")), agent=agent)
+    return WriteOptions(bool(dry), validation, manager, _flag(q.get("force")), user=user_of(request), agent=agent)
