@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,8 @@ class APIHandler:
         self.registry = registry
         self.settings = settings
         self.subresources: dict[Route, SubresourceHandler] = {}
+        #: the aggregated groups' versions (APIServices), listed in discovery beside the served ones
+        self.aggregated_groups: Callable[[], Mapping[str, list[str]]] = dict
 
     def mount(self, provider: Provider) -> None:
         """Serve the provider's subresources (a later provider of the same route replaces the earlier)."""
@@ -104,9 +107,9 @@ class APIHandler:
             return await self._group_version(request, "", parts[1], parts[2:])
         if head == "apis":
             if len(parts) == 1:
-                return self._json(discovery.api_group_list(self.registry))
+                return self._json(discovery.api_group_list(self.registry, self.aggregated_groups()))
             if len(parts) == 2:
-                return self._json_or_404(discovery.api_group(self.registry, parts[1]))
+                return self._json_or_404(discovery.api_group(self.registry, parts[1], self.aggregated_groups()))
             return await self._group_version(request, parts[1], parts[2], parts[3:])
         raise errors.gone_resource("the server could not find the requested resource")
 

@@ -19,9 +19,10 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -37,7 +38,9 @@ from k3c.apiserver import (
     rbacbootstrap,
 )
 from k3c.apiserver.admission import Admission
+from k3c.apiserver.aggregator import Aggregator
 from k3c.apiserver.authn import Authenticator
+from k3c.apiserver.backends import Backends
 from k3c.apiserver.clusterroleaggregation import ClusterRoleAggregation
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
 from k3c.apiserver.filters import AccessFilter
@@ -48,7 +51,7 @@ from k3c.apiserver.rest import ResourceAPI
 from k3c.apiserver.reviews import Reviews
 from k3c.apiserver.satokens import Signer
 from k3c.apiserver.serviceaccounts import TokenAuthenticator, TokenRequests, TokenSecrets
-from k3c.apiserver.services import ServiceResolver
+from k3c.apiserver.services import EndpointsServices, ServiceResolver
 from k3c.apiserver.storage import Store
 from k3c.apiserver.watch import WatchHub
 
@@ -78,12 +81,14 @@ class ServerConfig:
 
 class APIServer:
     def __init__(self, config: ServerConfig, services: ServiceResolver | None = None):
-        """``services``: how webhooks configured by Service are reached (none, in embedded mode)."""
+        """``services``: how a Service named by a webhook or an APIService is reached (by default through its
+        Endpoints in this server's storage; tests map Services to local addresses)."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions,
                            transformer=encryption.load_or_create(config.data_dir))
         self.registry = ResourceTypes()
+        services = services or EndpointsServices(self._read_core)
         self.admission = Admission(self.store, self.registry, services)
         self.api = ResourceAPI(self.store, self.registry, self.admission)
         self.hub = WatchHub(self.store)
@@ -97,9 +102,13 @@ class APIServer:
         self.authorizer = RBACAuthorizer(self.store)
         self.handler.mount(TokenRequests(self.api, signer))
         self.handler.mount(Reviews(self.authorizer, self.authenticator.authenticate_token))
-        self._controllers: list[tuple[str, controlloop.Controller]] = [
-            ("clusterrole-aggregation", ClusterRoleAggregation(self.api)),
-            ("serviceaccount-token", TokenSecrets(self.api, signer, self.material.ca_cert.read_bytes())),
+        self.aggregator = Aggregator(self.api, Backends(services, self.front_proxy))
+        self.handler.aggregated_groups = self.aggregator.groups
+        #: (name, controller, period in seconds)
+        self._controllers: list[tuple[str, controlloop.Controller, float]] = [
+            ("clusterrole-aggregation", ClusterRoleAggregation(self.api), 60.0),
+            ("serviceaccount-token", TokenSecrets(self.api, signer, self.material.ca_cert.read_bytes()), 60.0),
+            ("apiservice-availability", self.aggregator, 10.0),
         ]
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -107,6 +116,12 @@ class APIServer:
     @property
     def kubeconfig_path(self) -> Path:
         return self.config.data_dir / api.KUBECONFIG_FILE
+
+    def _read_core(self, plural: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """One stored object of the core group (a Service, its Endpoints), for the Service resolver."""
+        rtype = self.registry.lookup("", "v1", plural)
+        entry = self.store.get(rtype.key(namespace, name)) if rtype is not None else None
+        return entry.obj if entry is not None else None
 
     def _load_crds(self) -> None:
         crd_type = self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -138,7 +153,7 @@ class APIServer:
 
     def make_app(self) -> web.Application:
         access = AccessFilter(self.authenticator, self.authorizer)
-        app = web.Application(middlewares=[access.middleware], client_max_size=4 * 1024 * 1024,
+        app = web.Application(middlewares=[access.middleware, self.aggregator.middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handler)  # any path, newlines included
         return app
@@ -162,9 +177,9 @@ class APIServer:
         # Events past the TTL go, swept at a tenth of it (at most a minute apart)
         sweep = max(0.5, min(60.0, self.config.event_ttl / 10))
         self._tasks.append(asyncio.create_task(self._every(sweep, self._expire, "event expiry")))
-        for name, controller in self._controllers:
+        for name, controller, period in self._controllers:
             trigger = controlloop.Trigger(self.store, controller.prefixes)
-            self._tasks.append(asyncio.create_task(controlloop.run(name, trigger, controller.sync, 60.0)))
+            self._tasks.append(asyncio.create_task(controlloop.run(name, trigger, controller.sync, period)))
         log.info("API server listening on %s", self.config.url)
 
     @property
@@ -216,6 +231,7 @@ class APIServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.admission.close()
+        await self.aggregator.backends.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.store.close()
