@@ -73,6 +73,9 @@ class Backend:
                     await ws.send_bytes(b"echo:" + msg.data)
                     await ws.close(code=1000)
             return ws
+        if request.path == f"{ROOT}/images/busybox/load":  # an upload: the body streams through
+            body = await request.read()
+            return web.json_response({"received": len(body), "head": body[:4].decode()}, status=201)
         if request.path == LOG:
             resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
             await resp.prepare(request)
@@ -89,7 +92,7 @@ class Backend:
 
         def run() -> None:
             self.loop = asyncio.new_event_loop()
-            app = web.Application()
+            app = web.Application(client_max_size=16 * 1024 * 1024)
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self.runner = web.AppRunner(app)
             self.loop.run_until_complete(self.runner.setup())
@@ -192,6 +195,19 @@ def test_service_account_is_authorized_here_and_named_there(aggregated, kubectl,
     jti = _headers(seen, "X-Remote-Extra-Authentication.kubernetes.io%2Fcredential-id")
     assert len(jti) == 1 and jti[0].startswith("JTI=")
     assert _headers(seen, "X-Remote-Uid") and not _headers(seen, "Authorization")
+
+
+def test_an_upload_streams_through(aggregated):
+    server, _backend = aggregated
+    body = b"tar!" + bytes(3 * 1024 * 1024)  # bigger than any one read
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    r = RawClient(server).post(f"{ROOT}/images/busybox/load", data=chunks(),
+                               headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 201 and r.json() == {"received": len(body), "head": "tar!"}
 
 
 def test_discovery_lists_the_aggregated_group(aggregated, kubectl):
