@@ -78,6 +78,9 @@ START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
 ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
 #: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.
 ORIGIN_ANNOTATION: Final = "k3c.io/origin"
+#: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
+#: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
+NAME_ANNOTATION: Final = "k3c.io/name"
 
 # ---- labels on k3c's and built-in objects -----------------------------------------------------------
 #: On the Secret carrying a build's ``--secret`` values: the ImageBuild it belongs to.

@@ -1,0 +1,103 @@
+"""Docker identity of k3c's objects: a container's ID, and docker names mapped onto object names.
+
+Why one module: docker users address containers by an ID that never changes and by names such as
+``proj_web_1`` that Kubernetes cannot use as object names; the CLI, the events stream and the Docker API
+must all derive the one from the other the same way, or a container shows two IDs or two names.
+
+- A LocalContainer's ID is ``sha256(metadata.uid)``: known from the create response on, the same across
+  restarts and recreations of its CRI container (the CRI container ID is internal and never shown).
+- A docker name is kept in the annotation :data:`NAME_ANNOTATION` (absent: the docker name is the object
+  name, as for objects written with kubectl); the object's name is :func:`object_name` of it. The same
+  rule names Volumes.
+
+A leaf, standard library only (``hashlib``, ``re``), so the CLI may import it at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+#: The docker name of a container or volume, when it is not the object's name itself. Also in k3c.api.
+NAME_ANNOTATION: Final = "k3c.io/name"
+
+#: What docker accepts as a container or volume name (its RestrictedNameChars, one character allowed).
+_DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+#: A DNS-1123 subdomain: what Kubernetes accepts as the name of k3c's objects.
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_HEX = re.compile(r"[0-9a-f]+")
+MAX_OBJECT_NAME: Final = 253
+_SUFFIX_HEX: Final = 6
+ID_LENGTH: Final = 64
+
+
+def container_id(uid: str) -> str:
+    """The docker ID of the object with this ``metadata.uid``: 64 lowercase hex, the same for its lifetime."""
+    return hashlib.sha256(uid.encode()).hexdigest()
+
+
+def object_id(obj: Mapping[str, Any]) -> str:
+    """:func:`container_id` of an object (a LocalContainer as the API returns it)."""
+    return container_id(str((obj.get("metadata") or {}).get("uid") or ""))
+
+
+def valid_docker_name(name: str) -> bool:
+    """Whether docker accepts ``name`` for a container or volume (``proj_web_1``, ``Web.1``)."""
+    return bool(_DOCKER_NAME.fullmatch(name))
+
+
+def valid_object_name(name: str) -> bool:
+    """Whether Kubernetes accepts ``name`` for an object of k3c's kinds (a DNS-1123 subdomain)."""
+    return len(name) <= MAX_OBJECT_NAME and bool(_OBJECT_NAME.fullmatch(name))
+
+
+def object_name(docker_name: str) -> str:
+    """The object name a docker name maps to; a valid object name maps to itself (``web`` → ``web``).
+
+    Anything else is lowercased, each character outside ``[a-z0-9.-]`` becomes ``-``, each dot-separated
+    part loses the non-alphanumerics at its ends (empty parts go), and the first six hex digits of the
+    docker name's sha256 are appended, so two docker names never share an object name (``Web`` and ``web``
+    differ, as ``a_b`` and ``a-b`` do). Truncated to 253 characters, keeping that suffix.
+    """
+    if valid_object_name(docker_name):
+        return docker_name
+    body = re.sub(r"[^a-z0-9.-]", "-", docker_name.lower())
+    body = _tidy(body)
+    suffix = hashlib.sha256(docker_name.encode()).hexdigest()[:_SUFFIX_HEX]
+    body = _tidy(body[:MAX_OBJECT_NAME - len(suffix) - 1])
+    return f"{body}-{suffix}" if body else suffix
+
+
+def _tidy(text: str) -> str:
+    """Every dot-separated part trimmed to start and end alphanumeric; empty parts dropped."""
+    parts = (part.strip("-") for part in text.split("."))
+    return ".".join(part for part in parts if part)
+
+
+def docker_name(obj: Mapping[str, Any]) -> str:
+    """The name docker users see and type: the annotation, else the object's own name."""
+    meta = obj.get("metadata") or {}
+    return str((meta.get("annotations") or {}).get(NAME_ANNOTATION) or meta.get("name") or "")
+
+
+def lookup(objects: Iterable[Mapping[str, Any]], ref: str) -> list[Mapping[str, Any]]:
+    """The objects ``ref`` designates, in docker's order of resolution (first kind that matches wins):
+    the full ID, the docker name, the object name, then every object whose ID starts with ``ref``.
+
+    More than one result means an ambiguous ID prefix (docker's "multiple IDs found with provided prefix");
+    none, no such object.
+    """
+    objs = list(objects)
+    for key in (object_id, docker_name, _meta_name):
+        found = [o for o in objs if key(o) == ref]
+        if found:
+            return found[:1]
+    if not _HEX.fullmatch(ref):
+        return []
+    return [o for o in objs if object_id(o).startswith(ref)]
+
+
+def _meta_name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
