@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.api import ANONYMOUS_VOLUMES_ANNOTATION, CONTAINER_FINALIZER, LOCAL_CONTAINERS
+from k3c.api import (
+    ANONYMOUS_VOLUMES_ANNOTATION,
+    ATTACHED_RUN_ANNOTATION,
+    CONTAINER_FINALIZER,
+    LOCAL_CONTAINERS,
+)
 from k3c.cli.common import valid_name
 from k3c.cli.errors import daemon_error
 
@@ -316,9 +321,15 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
     k8s_labels = {k: v for k, v in spec.get("labels", {}).items() if k8s_label_ok(k, v)}
     if k8s_labels:
         meta["labels"] = k8s_labels
+    annotations: dict[str, str] = {}
     anon = [m.spec["volume"] for m in mounts if m.anonymous]
     if anon:
-        meta["annotations"] = {ANONYMOUS_VOLUMES_ANNOTATION: ",".join(anon)}
+        annotations[ANONYMOUS_VOLUMES_ANNOTATION] = ",".join(anon)
+    if args.rm and start and not getattr(args, "detach", False):
+        # We show the output and remove the object ourselves: the operator's removal must not beat our attach.
+        annotations[ATTACHED_RUN_ANNOTATION] = "true"
+    if annotations:
+        meta["annotations"] = annotations
     obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
            "spec": spec}
     return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon)

@@ -78,6 +78,9 @@ START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
 ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
 #: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.
 ORIGIN_ANNOTATION: Final = "k3c.io/origin"
+#: "true" on a LocalContainer a foreground `k3c run --rm` made: that CLI shows the output and removes the
+#: object itself, so ``autoRemove`` waits a while after the exit (the CLI may attach only after it).
+ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from k3c.builder.engine import finish_anyway
-from k3c.cri.errors import NotFoundError, RuntimeCallError
+from k3c.cri.errors import NotFoundError, RuntimeCallError, RuntimeUnavailableError
 from k3c.cri.runtime import CRIClient, pb
 
 __all__ = ["BuildNetwork", "NetworkUnavailable", "SandboxInfo"]
@@ -60,6 +60,7 @@ class BuildNetwork:
         self._sandbox: str | None = None
         self._info: SandboxInfo | None = None
         self._lock = asyncio.Lock()
+        self._strays: asyncio.Task[None] | None = None
 
     def _client(self) -> CRIClient:
         if self._cri is None:
@@ -88,6 +89,10 @@ class BuildNetwork:
         self._sandbox, self._info = await self._create()
 
     async def close(self) -> None:
+        if self._strays is not None:
+            self._strays.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._strays
         async with self._lock:
             if self._sandbox is not None:
                 try:
@@ -116,17 +121,45 @@ class BuildNetwork:
         try:
             sid = await self._client().run_pod_sandbox(config)
         except RuntimeCallError as err:
+            if isinstance(err, RuntimeUnavailableError):  # containerd died: it may have made it all the same
+                self._remove_strays_later()
             raise NetworkUnavailable(str(err)) from None
         try:
             status = await self._client().pod_sandbox_status(sid, verbose=True)
             spec = _runtime_spec(status.info.get("info", "{}"))
             info = SandboxInfo(_netns_path(spec), spec)
         except (RuntimeCallError, ValueError) as err:
-            with contextlib.suppress(RuntimeCallError):  # (a leftover is found by its label next time)
+            try:
                 await self._remove(sid)
+            except RuntimeCallError:
+                self._remove_strays_later()
             raise NetworkUnavailable(f"cannot read the sandbox's network namespace: {err}") from None
         log.info("build network: sandbox %s, network namespace %s", sid[:12], info.netns)
         return sid, info
+
+    def _remove_strays_later(self) -> None:
+        """A sandbox of ours containerd's death left unrecorded would hold a netns and an IP until the
+        engine's next start: remove every sandbox of ours but the current one once containerd answers."""
+        if self._strays is None or self._strays.done():
+            self._strays = asyncio.get_running_loop().create_task(self._remove_strays())
+
+    async def _remove_strays(self, patience: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            try:
+                async with self._lock:  # (not one being made right now: that is made under the lock)
+                    for sid in await self._mine():
+                        if sid != self._sandbox:
+                            await self._remove(sid)
+                return
+            except RuntimeUnavailableError:
+                if loop.time() > deadline:
+                    return
+                await asyncio.sleep(0.5)
+            except RuntimeCallError as err:
+                log.warning("cannot remove an earlier build network: %s", err)
+                return
 
     async def _remove(self, sid: str) -> None:
         try:

@@ -33,10 +33,15 @@ from .proto import containerd_leases_pb2 as leases_pb
 from .proto import containerd_leases_pb2_grpc as leases_grpc
 from .proto import containerd_types_pb2 as types_pb
 
-__all__ = ["ContainerdImages", "gc_labels"]
+__all__ = ["LEASE_EXPIRE_LABEL", "TEMPORARY_LEASE_PREFIX", "ContainerdImages", "gc_labels"]
 
 #: Bytes per Write/Read message; well below containerd's 16 MiB message limit.
 CHUNK_SIZE = 1 << 20
+
+#: containerd's garbage collector drops a lease carrying this label once the time it holds has passed.
+LEASE_EXPIRE_LABEL = "containerd.io/gc.expire"
+#: The ids of the expiring leases k3c takes for one pull, load, import or transfer.
+TEMPORARY_LEASE_PREFIX = "k3c-"
 
 
 def gc_labels(media_type: str, data: bytes) -> dict[str, str]:
@@ -269,11 +274,11 @@ class ContainerdImages:
 
     async def create_lease(self, expire_seconds: int = 3600) -> str:
         """A lease that protects content written with it from GC; it expires by itself after a while."""
-        lid = "k3c-" + uuid.uuid4().hex
+        lid = TEMPORARY_LEASE_PREFIX + uuid.uuid4().hex
         try:
             await self.leases.Create(
                 leases_pb.CreateRequest(
-                    id=lid, labels={"containerd.io/gc.expire": format_rfc3339(time.time() + expire_seconds)}
+                    id=lid, labels={LEASE_EXPIRE_LABEL: format_rfc3339(time.time() + expire_seconds)}
                 ),
                 timeout=self.timeout,
                 metadata=self._md(),
@@ -281,6 +286,14 @@ class ContainerdImages:
         except grpc.aio.AioRpcError as err:
             raise translate("Leases.Create", err) from err
         return lid
+
+    async def list_leases(self) -> list[leases_pb.Lease]:
+        """Every lease of the namespace (id, creation time, labels: an expiring one has ``gc.expire``)."""
+        try:
+            resp = await self.leases.List(leases_pb.ListRequest(), timeout=self.timeout, metadata=self._md())
+        except grpc.aio.AioRpcError as err:
+            raise translate("Leases.List", err) from err
+        return list(resp.leases)
 
     async def ensure_lease(self, lease: str) -> str:
         """A lease with a fixed id and no expiry (e.g. the build cache's), created unless it exists."""

@@ -8,7 +8,9 @@ config and cached result libcni would use) for every container id that holds net
 sandbox containerd knows, then drops leftover lease files and unmounts orphaned network namespaces.
 
 Only state older than ``older_than`` (the moment containerd came up) is touched, so a sandbox being
-created right now is never mistaken for a leftover.
+created right now is never mistaken for a leftover. The daemon's periodic sweep (:mod:`k3c.daemon.sweeper`)
+uses :func:`find` and :func:`release` with a grace period instead, for state that became an orphan after
+containerd's start.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,27 +60,57 @@ def _cached_ids(cfg: ContainerdConfig, older_than: float) -> dict[str, Path]:
     return found
 
 
-def sweep(cfg: ContainerdConfig, live_sandboxes: set[str], live_netns: set[str], older_than: float) -> list[str]:
-    """Release the network state of every non-live sandbox; returns what was done (for the log)."""
-    done: list[str] = []
+@dataclass
+class Orphans:
+    """Network state no live sandbox accounts for: per vanished sandbox id its lease files and libcni's
+    cached result, and network namespaces no sandbox uses."""
+
+    leases: dict[str, list[Path]] = field(default_factory=dict)
+    cached: dict[str, Path] = field(default_factory=dict)
+    netns: list[Path] = field(default_factory=list)
+
+    def keys(self) -> set[str]:
+        return {f"sandbox {sid}" for sid in set(self.leases) | set(self.cached)} | {f"netns {p}" for p in self.netns}
+
+    def only(self, keys: set[str]) -> Orphans:
+        """The part of these named by ``keys`` (see :meth:`keys`)."""
+        return Orphans({s: f for s, f in self.leases.items() if f"sandbox {s}" in keys},
+                       {s: f for s, f in self.cached.items() if f"sandbox {s}" in keys},
+                       [p for p in self.netns if f"netns {p}" in keys])
+
+
+def find(cfg: ContainerdConfig, live_sandboxes: set[str], live_netns: set[str], older_than: float) -> Orphans:
+    """What of the network state older than ``older_than`` no live sandbox (or its netns) accounts for."""
     leases = _lease_owners(cfg, older_than)
     cached = _cached_ids(cfg, older_than)
-    for sid in (set(leases) | set(cached)) - live_sandboxes:
-        cni_del(cfg, sid, cached.get(sid))
-        for f in leases.get(sid, []):
+    netns = [ns for ns in (cfg.netns_dir.iterdir() if cfg.netns_dir.is_dir() else [])
+             if str(ns) not in live_netns and _older(ns, older_than)]
+    return Orphans({s: f for s, f in leases.items() if s not in live_sandboxes},
+                   {s: f for s, f in cached.items() if s not in live_sandboxes}, netns)
+
+
+def release(cfg: ContainerdConfig, orphans: Orphans) -> list[str]:
+    """CNI DEL and lease files of each vanished sandbox, unmount and remove each netns; returns what was done."""
+    done: list[str] = []
+    for sid in set(orphans.leases) | set(orphans.cached):
+        cni_del(cfg, sid, orphans.cached.get(sid))
+        for f in orphans.leases.get(sid, []):
             with contextlib.suppress(OSError):
                 f.unlink()
         done.append(f"released network of vanished sandbox {sid[:12]}")
-    if cfg.netns_dir.is_dir():
-        for ns in cfg.netns_dir.iterdir():
-            if str(ns) not in live_netns and _older(ns, older_than):
-                subprocess.run(["umount", str(ns)], capture_output=True)
-                with contextlib.suppress(OSError):
-                    ns.unlink()
-                done.append(f"removed orphaned netns {ns.name}")
+    for ns in orphans.netns:
+        subprocess.run(["umount", str(ns)], capture_output=True)
+        with contextlib.suppress(OSError):
+            ns.unlink()
+        done.append(f"removed orphaned netns {ns.name}")
     for line in done:
         log.info("%s", line)
     return done
+
+
+def sweep(cfg: ContainerdConfig, live_sandboxes: set[str], live_netns: set[str], older_than: float) -> list[str]:
+    """Release the network state of every non-live sandbox; returns what was done (for the log)."""
+    return release(cfg, find(cfg, live_sandboxes, live_netns, older_than))
 
 
 def cni_del(cfg: ContainerdConfig, sandbox_id: str, cache_file: Path | None) -> None:

@@ -39,6 +39,7 @@ from k3c.apierrors import APIError, NotFound
 from k3c.apiserver.eventttl import DEFAULT_TTL
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
 from k3c.daemon.process import terminate
+from k3c.daemon.sweeper import SWEEP_INTERVAL, Sweeper
 
 log = logging.getLogger("k3c.daemon")
 
@@ -206,6 +207,7 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.containerd: ContainerdProcess | None = None
+        self.sweeper: Sweeper | None = None  #: what crashes left, for our own containerd only
         self.apiserver: Any = None
         self.operator: Child | None = None
         self._stop = asyncio.Event()
@@ -254,6 +256,7 @@ class Daemon:
         from k3c.daemon.containerd import ContainerdStartError
 
         self.containerd = ContainerdProcess(self.config.containerd, die_with_parent=True)
+        self.sweeper = Sweeper(self.config.containerd)
         since = time.time()
         try:
             await self.containerd.start()
@@ -262,34 +265,13 @@ class Daemon:
             log.error("containerd log tail:\n%s", tail)
             raise DaemonError(first) from None
         log.info("containerd running (pid %s) on %s", self.containerd.pid, self.config.containerd_socket)
-        await self._sweep_network(since)
+        await self.sweeper.after_start(since, fresh=True)
 
     async def _restart_containerd(self) -> None:
-        assert self.containerd is not None
+        assert self.containerd is not None and self.sweeper is not None
         since = time.time()
         await self.containerd.start()
-        await self._sweep_network(since)
-
-    async def _sweep_network(self, older_than: float) -> None:
-        """Release CNI state of sandboxes cut short by a crash (see :mod:`k3c.daemon.netgc`)."""
-        from k3c.cri.errors import RuntimeCallError
-        from k3c.cri.runtime import CRIClient
-        from k3c.daemon import netgc
-
-        try:
-            async with CRIClient(self.config.containerd_socket) as cri:
-                sandboxes = await cri.list_pod_sandbox()
-                netns: set[str] = set()
-                for sb in sandboxes:
-                    with contextlib.suppress(RuntimeCallError, ValueError, KeyError):
-                        info = json.loads((await cri.pod_sandbox_status(sb.id, verbose=True)).info["info"])
-                        for ns in info["runtimeSpec"]["linux"]["namespaces"]:
-                            if ns.get("type") == "network" and ns.get("path"):
-                                netns.add(ns["path"])
-        except RuntimeCallError as err:
-            log.warning("cannot check for leftover sandbox networks: %s", err)
-            return
-        await asyncio.to_thread(netgc.sweep, self.config.containerd, {sb.id for sb in sandboxes}, netns, older_than)
+        await self.sweeper.after_start(since, fresh=False)
 
     async def _ensure_pause(self) -> None:
         from k3c.daemon.pause import ensure_pause_image
@@ -399,7 +381,9 @@ class Daemon:
         os.replace(tmp, cfg.status_path)
 
     async def _supervise(self) -> None:
-        """Restart containerd or the operator if either dies, until a stop signal arrives."""
+        """Restart containerd or the operator if either dies, and sweep what crashes left, until a stop
+        signal arrives."""
+        next_sweep = time.monotonic() + SWEEP_INTERVAL
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.5)
@@ -419,6 +403,9 @@ class Daemon:
                 changed |= self.operator.pid != before
             if changed:
                 self._write_status(ready=True)
+            if self.sweeper is not None and time.monotonic() >= next_sweep:
+                await self.sweeper.periodic()
+                next_sweep = time.monotonic() + SWEEP_INTERVAL
 
     async def stop(self) -> None:
         """Operator first (it still needs the API and containerd to wind down), then API server, containerd."""

@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from k3c.api import (
+    ATTACHED_RUN_ANNOTATION,
     CONTAINER_FINALIZER,
     CONTAINER_LOGS_DIR,
+    CRI_NODE_LABEL,
     CRI_SPEC_HASH_ANNOTATION,
+    CRI_UID_LABEL,
     LOCAL_CONTAINERS,
     START_REQUEST_ANNOTATION,
 )
@@ -49,7 +52,7 @@ from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
 from k3c.reconcilers.statuses import Condition, ConditionStatus, LocalContainerStatus, PortStatus
-from k3c.timefmt import format_micro_ns, now_micro, now_rfc3339
+from k3c.timefmt import NS, format_micro_ns, now_micro, now_rfc3339, parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,9 @@ log = logging.getLogger(__name__)
 _NET_CAPS = {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "ALL"}
 #: A container that ran this long resets docker's restart back-off.
 BACKOFF_RESET_SECONDS = 10.0
+#: How long after its exit ``autoRemove`` waits for the CLI of a foreground `run --rm` to show the output and
+#: remove the object itself (:data:`ATTACHED_RUN_ANNOTATION`); only a CLI that died takes that long.
+ATTACHED_RUN_GRACE = 60.0
 
 
 class StartError(Exception):
@@ -93,6 +99,8 @@ class Instance:
     restart_at: float | None = None  # loop time of a pending policy restart
     spec_hash: str = ""
     sandbox_key: str = ""
+    #: a CreateContainer went unanswered (containerd died): it may have made a container we never heard of
+    unsure: bool = False
     # observedGeneration/startRequest it was started for
     origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
@@ -220,6 +228,9 @@ class ContainerReconciler:
         if inst is not None and (inst.container_id or inst.sandbox):
             await self._release(inst, wait=False)
         if spec.get("autoRemove") and status.get("phase") in ("Exited", "Failed"):
+            held = _held_for_its_cli(obj)
+            if held > 0:
+                return held
             await self.env.kube.delete(_ref(obj), meta["uid"])
         return None
 
@@ -258,6 +269,7 @@ class ContainerReconciler:
                             restart_count=int((obj.get("status") or {}).get("restartCount") or 0))
             self.instances[inst.uid] = inst
         await self._remove_container(inst)
+        await self._remove_unheard_of(inst)
         if inst.sandbox is not None and (not restart or inst.sandbox_key != _sandbox_key(spec)):
             await self._release(inst, wait=True)
         if restart:
@@ -298,6 +310,7 @@ class ContainerReconciler:
         except RuntimeCallError as err:
             if _permanent(err):
                 raise _start_error(err) from None
+            inst.unsure = True  # (its name stays reserved until that container goes)
             raise
         self._record_start(obj, inst, cid, image)
         try:
@@ -500,8 +513,24 @@ class ContainerReconciler:
                 with contextlib.suppress(NotFoundError):
                     await self.env.cri.stop_container(inst.container_id, grace)
                 inst.running = False
+        await self._remove_unheard_of(inst)
         await self._release(inst, wait=True)
         self.instances.pop(inst.uid, None)
+
+    async def _remove_unheard_of(self, inst: Instance) -> None:
+        """After an unanswered CreateContainer: remove the object's containers we do not track (the one
+        containerd made before it died would hold the container's name and outlive the object)."""
+        if not inst.unsure:
+            return
+        mine = pb.ContainerFilter(label_selector={CRI_UID_LABEL: inst.uid, CRI_NODE_LABEL: self.env.node})
+        for c in await self.env.cri.list_containers(mine):
+            if c.id != inst.container_id:
+                log.info("removing container %s of %s/%s: made by a call containerd's death cut short",
+                         c.id[:12], inst.namespace, inst.name)
+                with contextlib.suppress(NotFoundError):
+                    await self.env.cri.stop_container(c.id, 0)
+                    await self.env.cri.remove_container(c.id)
+        inst.unsure = False
 
     async def _remove_container(self, inst: Instance) -> None:
         """RemoveContainer, patient with CRI: the exit event reaches us before CRI's own state says exited."""
@@ -577,6 +606,22 @@ class ContainerReconciler:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+
+def _held_for_its_cli(obj: dict[str, Any]) -> float:
+    """Seconds ``autoRemove`` still waits for the CLI of a foreground `run --rm` (0: remove now).
+
+    That CLI attaches right after creating the object, but under load the container may be over first;
+    removing the object would delete the log the attach replays, and the CLI would show nothing.
+    """
+    if (obj["metadata"].get("annotations") or {}).get(ATTACHED_RUN_ANNOTATION) != "true":
+        return 0.0
+    try:
+        finished = parse_rfc3339_ns(str((obj.get("status") or {}).get("finishedAt") or "")) / NS
+    except ValueError:
+        return 0.0
+    return max(0.0, finished + ATTACHED_RUN_GRACE - time.time())
 
 
 def _ref(obj: dict[str, Any]) -> Ref:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
-from k3c.cri.errors import NotFoundError, RuntimeCallError
+from k3c.cri.errors import NotFoundError, RuntimeCallError, RuntimeUnavailableError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.reconcilers.criconfig import SandboxSpec, generic_sandbox_spec, sandbox_config
 
@@ -124,6 +124,7 @@ class SandboxPool:
         self._refill: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Future[str]] = set()  # RunPodSandbox calls in flight
+        self._removals: dict[str, asyncio.Task[None]] = {}  # sandbox id → its removal in flight
         self._closed = False
         self._making = False
         self._returning = 0  # generic sandboxes on their way back (see returning())
@@ -144,6 +145,11 @@ class SandboxPool:
             sid = await asyncio.shield(call)
         except asyncio.CancelledError:
             call.add_done_callback(self._remove_orphan)
+            raise
+        except RuntimeUnavailableError:
+            # containerd died during the call: it may have made the sandbox all the same (CRI recovers it
+            # READY). Nobody would ever use or remove it; find it by its unique metadata once back.
+            self._spawn(self._remove_unanswered(config.metadata.uid))
             raise
         sandbox = Sandbox(sid, spec, config)
         try:
@@ -169,15 +175,61 @@ class SandboxPool:
             sandbox.tainted = True
 
     async def remove(self, sandbox_id: str) -> None:
-        """Stop and remove a sandbox (its containers, netns, IP lease, port rules); gone already is fine."""
-        with contextlib.suppress(NotFoundError):
-            await self.cri.stop_pod_sandbox(sandbox_id)
-        with contextlib.suppress(NotFoundError):
-            await self.cri.remove_pod_sandbox(sandbox_id)
+        """Stop and remove a sandbox (its containers, netns, IP lease, port rules); gone already is fine.
+
+        Never cut short, like RunPodSandbox: CRI runs CNI DEL under the call's context, so a cancelled
+        StopPodSandbox kills the plugin and leaks the netns and the IP lease. If our caller is cancelled,
+        the removal goes on in the background (and :meth:`close` waits for it).
+        """
+        removal = self._removals.get(sandbox_id)
+        if removal is None:  # one at a time: concurrent ones of one sandbox only fail each other (CNI DEL twice)
+            removal = self._removals[sandbox_id] = self._spawn(self._stop_and_remove(sandbox_id))
+            removal.add_done_callback(lambda _: self._removals.pop(sandbox_id, None))
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            removal.add_done_callback(_log_failed_removal)
+            raise
+
+    async def _stop_and_remove(self, sandbox_id: str, patience: float = 60.0) -> None:
+        """StopPodSandbox + RemovePodSandbox, waiting out a containerd being restarted (the daemon brings
+        a dead one back within a second or two): a removal given up would leave a sandbox nobody knows."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            try:
+                with contextlib.suppress(NotFoundError):
+                    await self.cri.stop_pod_sandbox(sandbox_id)
+                with contextlib.suppress(NotFoundError):
+                    await self.cri.remove_pod_sandbox(sandbox_id)
+                return
+            except RuntimeUnavailableError:
+                if self._closed or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     def remove_later(self, sandbox_id: str) -> None:
         """Tear down in the background: ~400 ms nobody needs to wait for."""
         self._spawn(self._remove_quietly(sandbox_id))
+
+    async def _remove_unanswered(self, metadata_uid: str, patience: float = 60.0) -> None:
+        """Remove the sandbox an unanswered RunPodSandbox of ``metadata_uid`` made, if it made one, as
+        soon as containerd answers again (for ``patience`` s at most; a later start's adoption removes
+        unused sandboxes anyway)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            try:
+                made = [sb.id for sb in await self.cri.list_pod_sandbox() if sb.metadata.uid == metadata_uid]
+            except RuntimeUnavailableError:
+                if self._closed or loop.time() > deadline:
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            for sid in made:
+                log.info("removing sandbox %s: made by a call containerd's death cut short", sid[:12])
+                await self._remove_quietly(sid)
+            return
 
     async def _remove_quietly(self, sandbox_id: str) -> None:
         try:
@@ -287,10 +339,11 @@ class SandboxPool:
             log.debug("spare sandbox %s ready", sandbox.id[:12])
             self.spares.append(sandbox)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def close(self, remove_spares: bool = True) -> None:
         """Stop refilling; remove the spares (a clean stop leaves only user containers behind)."""
@@ -312,6 +365,12 @@ class SandboxPool:
         log.info("closing the sandbox pool: %d spare(s) to remove", len(spares) if remove_spares else 0)
         if remove_spares:
             await asyncio.gather(*(self._remove_quietly(s.id) for s in spares))
+
+
+def _log_failed_removal(task: asyncio.Task[None]) -> None:
+    """A removal whose caller was cancelled: nobody else hears of its failure."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("removing a sandbox failed: %s", task.exception())
 
 
 def sandbox_from_status(resp: pb.PodSandboxStatusResponse, node: str, log_dir: Path) -> Sandbox | None:

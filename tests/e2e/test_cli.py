@@ -678,6 +678,24 @@ def test_e2e_run_in_the_foreground_exits_with_the_containers_code(daemon):
     assert dk3c(daemon, "rm", "e2e-env").returncode == 0
 
 
+def test_e2e_foreground_rm_runs_under_load_print_their_output(daemon):
+    """Issue 10 (a race seen under load): `run --rm` of a quick command, twelve at once. The CLI attaches
+    after the POST; a container that is over by then must still show its output and exit code, not an
+    empty 0 (its object and log removed already) nor a 404."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.daemon_harness import TEST_IMAGE
+
+    def run(i: int) -> tuple[int, str, str]:
+        cp = dk3c(daemon, "run", "--rm", TEST_IMAGE, "sh", "-c", f"echo out{i}; exit {i % 4}", timeout=120)
+        return cp.returncode, cp.stdout, cp.stderr
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(run, range(48)))
+    wrong = [(i, r) for i, r in enumerate(results) if r != (i % 4, f"out{i}\n", "")]
+    assert not wrong, wrong
+
+
 def test_e2e_run_detached_ps_stop_start_rm(daemon):
     from tests.support.daemon_harness import TEST_IMAGE
 

@@ -6,6 +6,7 @@ stopped by PID.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import stat
@@ -125,6 +126,55 @@ def test_kill9_then_restart_readopts_and_leaks_nothing(daemon: DaemonProcess) ->
     assert len(daemon.runtime_containers()) == 1
     daemon.delete_container("crashproof")
     _wait_for_rest(daemon)
+
+
+def _k3c(d: DaemonProcess, *args: str) -> subprocess.Popen[bytes]:
+    """The k3c CLI against ``d``, in the background."""
+    env = {**os.environ, "K3C_KUBECONFIG": str(d.kubeconfig)}
+    return subprocess.Popen([sys.executable, "-m", "k3c.cli.main", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _converged(d: DaemonProcess, timeout: float = 60.0) -> None:
+    """Every LocalContainer Running (they all sleep) and none left half-deleted."""
+    def done() -> bool:
+        items = d.api.get(LOCAL_CONTAINERS.path()).get("items", [])
+        return all(phase(o) == "Running" and not o["metadata"].get("deletionTimestamp") for o in items)
+
+    wait_until(done, timeout, "every LocalContainer to be Running or gone")
+
+
+@pytest.mark.containerd
+def test_kill9_during_runs_and_removals_leaves_no_orphans(short_tmp: Path) -> None:
+    """Issue 10 item 13: kill -9 of the daemon while 10 `run -d` and an `rm -f` are under way, three rounds;
+    after each restart nothing may be left that containerd does not know: no shim, netns, IP lease,
+    mount, runc container or task bundle (tests/support/leftovers.py)."""
+    from k3c.oci.layout import busybox_image
+
+    rnd = random.Random(1013)
+    d = DaemonProcess(short_tmp / "k9")
+    try:
+        d.start()
+        d.import_image(TEST_IMAGE, busybox_image())
+        for r in range(3):
+            names = [f"r{r}-{i}" for i in range(10)]
+            clis = [_k3c(d, "run", "-d", "--name", n, TEST_IMAGE, "sleep", "300") for n in names]
+            time.sleep(rnd.uniform(0.5, 3.0))
+            clis.append(_k3c(d, "rm", "-f", *names[::2]))
+            time.sleep(rnd.uniform(0.0, 1.0))
+            d.kill9()
+            for cli in clis:
+                try:
+                    cli.wait(20)
+                except subprocess.TimeoutExpired:
+                    cli.kill()
+                    cli.wait()
+            d.start()
+            _converged(d)
+            d.wait_no_leftovers()
+    finally:
+        problems = d.close()
+    assert not problems, f"after the last round's clean stop: {problems}"
 
 
 def test_exit_while_down_is_reported_at_start(daemon: DaemonProcess) -> None:

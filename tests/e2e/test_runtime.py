@@ -390,6 +390,37 @@ def test_teardown_leaves_no_netns_or_lease(rt: Runtime, images: dict[str, str]) 
     assert rt.run(rt.cri.list_pod_sandbox(pb.PodSandboxFilter(id=sid))) == []
 
 
+def test_pool_removal_cancelled_midway_still_releases_the_network(rt: Runtime, images: dict[str, str]) -> None:
+    """Issue 10 (a race seen under load): the operator stopping cancels its pool's refill while it removes
+    the sandbox it just made. CRI runs CNI DEL under the call's context, so a StopPodSandbox cut short
+    kills the plugin and leaks the netns and the IP lease, as RunPodSandbox would. A removal, once begun,
+    finishes even if its caller is cancelled, and the pool's close waits for it."""
+    from k3c.reconcilers.criconfig import generic_sandbox_spec
+    from k3c.reconcilers.sandboxes import SandboxPool
+
+    def netns() -> list[str]:
+        return sorted(p.name for p in rt.cfg.netns_dir.iterdir()) if rt.cfg.netns_dir.is_dir() else []
+
+    before = netns(), [f.name for f in leased_ips(rt.cfg)]
+
+    async def cancel_a_removal() -> str:
+        pool = SandboxPool(rt.cri, "test-node", rt.base / "logs", size=0)
+        sandbox = await pool.run(generic_sandbox_spec())
+        removal = asyncio.ensure_future(pool.remove(sandbox.id))
+        # The pause process goes first; CRI tears the network down right after: cancel then.
+        while (await rt.cri.pod_sandbox_status(sandbox.id)).status.state == pb.SANDBOX_READY:
+            await asyncio.sleep(0.002)
+        removal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await removal
+        await pool.close()
+        return sandbox.id
+
+    sid = rt.run(cancel_a_removal())
+    assert (netns(), [f.name for f in leased_ips(rt.cfg)]) == before
+    assert rt.run(rt.cri.list_pod_sandbox(pb.PodSandboxFilter(id=sid))) == []
+
+
 def test_containers_survive_containerd_restart(rt: Runtime, images: dict[str, str]) -> None:
     sc = sandbox_config(rt, "survivor")
 

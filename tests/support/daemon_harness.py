@@ -10,9 +10,11 @@ Usage::
     leftovers = d.close()                  # delete every object, stop, check and clean the host
 
 :meth:`DaemonProcess.close` deletes all LocalContainers and Volumes through the API, stops the daemon,
-then reports what was left (runc shims of this daemon's containerd, network namespaces, IP leases) and
-removes it anyway — by PID and by this daemon's own paths/bridge/subnet only — so a failing test never
-poisons the next one. The module-scoped ``daemon`` fixture in conftest.py asserts that list is empty.
+then reports what was left (the checks of :mod:`tests.support.leftovers`: shims of this daemon's
+containerd, network namespaces, IP leases, mounts, runc containers; plus processes it started) and removes
+it anyway — by PID and by this daemon's own paths/bridge/subnet only — so a failing test never poisons the
+next one. The module-scoped ``daemon`` fixture in conftest.py asserts that list is empty.
+:meth:`DaemonProcess.running_leftovers` makes the same checks on a running daemon whose objects converged.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from k3c import kubeclient
 from k3c.api import (
     CONTAINER_FINALIZER,
@@ -46,6 +50,7 @@ from k3c.api import (
 from k3c.apierrors import APIError, NotFound
 from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_pids, leased_ips
 from k3c.oci.layout import OCIImage
+from tests.support import leftovers
 from tests.support.harness import REPO, free_port, wait_until
 
 #: The name tests run the locally built busybox image under (no registry involved).
@@ -156,6 +161,16 @@ class DaemonProcess:
     @property
     def containerd_address(self) -> str:
         return self._flag("--containerd-address") or str(self.containerd_config.socket_path)
+
+    @property
+    def node(self) -> leftovers.Node:
+        """Where this daemon keeps its runtime state, for :mod:`tests.support.leftovers`."""
+        return leftovers.Node(base=self.base, root_dir=self.root_dir, containerd=self.containerd_config,
+                              address=self.containerd_address)
+
+    @property
+    def pool_size(self) -> int:
+        return int(self._flag("--pool-size") or 1)
 
     @property
     def pid(self) -> int | None:
@@ -372,18 +387,37 @@ class DaemonProcess:
         wait_until(lambda: not api.get(VOLUMES.path()).get("items"), timeout, "all Volumes to be deleted")
 
     def leftovers(self, grace: float = 5.0) -> list[str]:
-        """What a stopped daemon with no objects should not have left: shims, netns, IP leases, processes.
+        """What a stopped daemon with no objects should not have left (:func:`leftovers.host_leftovers`
+        with nothing live), and processes it started that still run.
 
         A shim exits on its own a moment after its sandbox was removed: ``grace`` seconds are allowed.
         """
         deadline = time.monotonic() + grace
         while self.shims() and time.monotonic() < deadline:
             time.sleep(0.05)
-        found = [f"shim pid {p} ({_shim_detail(p)})" for p in self.shims()]
-        found += [f"netns {n}" for n in self.netns()]
-        found += [f"IP lease {ip}" for ip in self.leases()]
+        found = leftovers.host_leftovers(self.node, None)
         found += [f"process {p} still running" for p in sorted(self.started_pids) if _alive(p)]
         return found
+
+    def running_leftovers(self) -> list[str]:
+        """What the running daemon holds that neither containerd's live state nor an existing object
+        accounts for, and k3c does not keep on purpose (:data:`leftovers.KEPT`)."""
+        uids = {o["metadata"]["uid"] for o in self.api.get(LOCAL_CONTAINERS.path()).get("items", [])}
+        return leftovers.leftovers(self.node, leftovers.live_state(self.node, uids, self.pool_size))
+
+    def wait_no_leftovers(self, timeout: float = 45.0) -> None:
+        """Wait until :meth:`running_leftovers` is empty (removals in flight finish); fail naming them."""
+        last: list[str] = []
+
+        def clean() -> bool:
+            nonlocal last
+            last = self.running_leftovers()
+            return not last
+
+        try:
+            wait_until(clean, timeout, "no leftovers", interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"k3c daemon left behind: {leftovers.summary(last)}") from None
 
     def close(self) -> list[str]:
         """Delete all objects, stop, report leftovers, then remove them and every trace of this daemon."""
@@ -399,10 +433,19 @@ class DaemonProcess:
         return problems
 
     def clean(self) -> None:
-        """Remove everything this daemon may have left, identified by its socket, paths, bridge and subnet."""
-        for pid in self.shims():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """Remove everything this daemon may have left, identified by its socket, paths, bridge and subnet.
+
+        Containers go through runc (their processes and cgroups), then the shims with whatever still runs
+        under them: a shim killed alone leaves its children running under init.
+        """
+        runc_root = self.containerd_config.runc_root
+        for ns in runc_root.iterdir() if runc_root.is_dir() else []:
+            for state in ns.iterdir():
+                subprocess.run(["runc", "--root", str(ns), "delete", "--force", state.name], capture_output=True)
+        for shim in leftovers.shims(self.node):
+            with contextlib.suppress(psutil.Error):
+                for proc in [*shim.children(recursive=True), shim]:
+                    proc.kill()
         for pid in self.started_pids:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):
@@ -436,15 +479,3 @@ def _unmount_under(base: Path) -> None:
         mounts = [line.split()[4] for line in f]
     for m in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
-
-
-def _shim_detail(pid: int) -> str:
-    """Which sandbox a leftover shim serves and what still runs under it (to tell why it stayed)."""
-    try:
-        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        sid = argv[argv.index(b"-id") + 1].decode()[:12] if b"-id" in argv else "?"
-        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
-        names = [open(f"/proc/{k}/comm").read().strip() for k in kids]
-    except (OSError, ValueError, IndexError):
-        return "gone"
-    return f"id {sid}, children {names}"
