@@ -20,6 +20,7 @@ from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
+    RESTART_TOKEN_PREFIX,
     START_REQUEST_ANNOTATION,
     VOLUMES,
 )
@@ -447,10 +448,11 @@ def _patch(s: Session, obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, A
     return s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {"spec": spec})
 
 
-def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None,
+def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None, restart: bool = False,
                  ) -> tuple[str, str | None, dict[str, Any]]:
-    """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes."""
-    token = f"{time.time_ns():x}"
+    """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes (a
+    restart's says so, for docker's ``restart`` event: k3c.cli.dockerevents)."""
+    token = f"{RESTART_TOKEN_PREFIX if restart else ''}{time.time_ns():x}"
     previous = runtime_id(obj) or None
     patched = s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {
         "metadata": {"annotations": {START_REQUEST_ANNOTATION: token}},
@@ -459,9 +461,10 @@ def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = 
     return token, previous, patched
 
 
-def request_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def request_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None,
+                  restart: bool = False) -> dict[str, Any]:
     """start/restart: patch, then follow status until the fresh container runs."""
-    token, previous, patched = _patch_start(s, obj, spec)
+    token, previous, patched = _patch_start(s, obj, spec, restart)
     return wait_started(s, patched, patched["spec"]["image"], previous, token)
 
 
@@ -531,7 +534,8 @@ def restart_cmd(args: argparse.Namespace) -> int:
     cs = Containers(s)
 
     def one(ref: str) -> None:
-        request_start(s, cs.get(ref), {"stopTimeout": max(0, args.time)} if args.time is not None else None)
+        request_start(s, cs.get(ref), {"stopTimeout": max(0, args.time)} if args.time is not None else None,
+                      restart=True)
         print(ref, flush=True)
 
     return for_each(args.containers, one)

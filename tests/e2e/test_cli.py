@@ -635,44 +635,133 @@ def test_volume_force_delete_sets_the_annotation_the_operator_honours(apiserver,
 
 
 # ---- events -----------------------------------------------------------------------------------------
-def test_events_stream_docker_lines_until(apiserver, api, operator):
-    until = time.time() + 4
-    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-n", OP_NS, "--until", f"{until:.3f}",
-                             "-f", "container=evt", "-f", "type=container"],
-                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+class EventsReader:
+    """`k3c events ARGS` in the background, its lines collected as they come; stopped with Ctrl-C."""
+
+    def __init__(self, kubeconfig: Path | str, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", *args],
+                                     env=dict(os.environ, K3C_KUBECONFIG=str(kubeconfig)),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        time.sleep(1.5)  # its watches are open by then
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 20) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "\n".join(self.lines)
+            time.sleep(0.05)
+        return list(self.lines)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=10)
+        self.thread.join(5)
+        assert self.proc.returncode == 0 and err == "", err
+        return "\n".join(self.lines)
+
+
+LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(?:Z|[+-]\d\d:\d\d)) (\w+) (.+?) (\S+)(?: \((.*)\))?$")
+
+
+def parse_lines(lines: list[str]) -> list[tuple[str, str, str, str, str]]:
+    """(time, type, action, actor ID, attributes) of docker's lines; each line must have docker's shape."""
+    out = []
+    for line in lines:
+        m = LINE.fullmatch(line)
+        assert m, f"not docker's line shape: {line!r}"
+        out.append((m[1], m[2], m[3], m[4], m[5] or ""))
+    return out
+
+
+def test_events_one_line_per_action_in_order_with_the_containers_id(apiserver, api, operator):
+    reader = EventsReader(apiserver.kubeconfig, "-n", OP_NS, "-f", "container=evt")
     cid = ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "evt", "-l", "app=demo", "busybox").strip()
+    ok(apiserver, "restart", "-n", OP_NS, "evt")
     ok(apiserver, "stop", "-n", OP_NS, "evt")
-    ok(apiserver, "rm", "-n", OP_NS, "evt")
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
-    actions = [line.split()[2] for line in lines]
-    assert actions == ["create", "start", "die", "stop", "destroy"], out
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) container create [0-9a-f]{64} "
-                        r"\(app=demo, image=busybox, name=evt\)", lines[0])
-    assert f"container start {cid} (app=demo, image=busybox, name=evt)" in lines[1]
-    assert "(app=demo, exitCode=0, image=busybox, name=evt)" in lines[2]
+    ok(apiserver, "start", "-n", OP_NS, "evt")
+    ok(apiserver, "kill", "-n", OP_NS, "evt")
+    r = api.patch(f"{G}/namespaces/{OP_NS}/localcontainers/evt", {"metadata": {"annotations": {"k3c.io/name": "evt2"}}},
+                  "application/merge-patch+json")  # what `k3c rename` does
+    assert r.status_code == 200
+    ok(apiserver, "rm", "-n", OP_NS, "evt2")
+    reader.wait_for(" container destroy ")
+    events = parse_lines(reader.stop().splitlines())
+    assert [(kind, action) for _, kind, action, _, _ in events] == [("container", a) for a in (
+        "create", "start", "kill", "die", "stop", "start", "restart", "kill", "die", "stop", "start", "kill", "die",
+        "rename", "destroy")]
+    assert {actor for _, _, _, actor, _ in events} == {cid}  # one ID for all of it: run -d's
+    times = [t for t, *_ in events]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    attrs = [a for *_, a in events]
+    assert attrs[0] == "app=demo, image=busybox, name=evt"
+    assert attrs[2] == "app=demo, image=busybox, name=evt, signal=15"
+    assert attrs[3] == "app=demo, exitCode=0, image=busybox, name=evt"
+    assert attrs[11] == "app=demo, image=busybox, name=evt, signal=9"  # kill: SIGKILL, no stop after it
+    assert attrs[12] == "app=demo, exitCode=137, image=busybox, name=evt"
+    assert attrs[13:] == ["app=demo, image=busybox, name=evt2, oldName=/evt", "app=demo, image=busybox, name=evt2"]
 
 
-def test_events_since_replays_and_json_and_ctrl_c(apiserver, api, ns):
-    lc(api, ns, "old", labels={"k": "v"})
-    set_status(api, ns, "old", {"phase": "Exited", "containerID": "d" * 64, "startedAt": rfc3339(),
-                                "finishedAt": rfc3339(), "exitCode": 1})
-    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", f"{time.time() + 1:.3f}", "--format", "json")
-    evs = [json.loads(line) for line in out.splitlines()]
-    assert [e["Action"] for e in evs] == ["create", "start", "die"]
-    assert evs[2]["Actor"] == {"ID": docker_id(get_lc(api, ns, "old")), "Attributes": {"k": "v", "exitCode": "1", "image": "busybox",
-                                                              "name": "old"}}
-    assert evs[2]["Type"] == "container" and evs[2]["status"] == "die"
-    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-n", ns],
-                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0 and err == ""
+def test_events_filters_since_until_and_formats(apiserver, api, ns):
+    web = lc(api, ns, "web", "nginx:1.25", labels={"tier": "front"})
+    set_status(api, ns, "web", {"phase": "Running", "containerID": "a" * 64, "startedAt": rfc3339(-20)})
+    job = lc(api, ns, "job", "busybox", labels={"tier": "batch"}, state="Stopped", stopTimeout=5)
+    set_status(api, ns, "job", {"phase": "Exited", "containerID": "b" * 64, "startedAt": rfc3339(-10),
+                                "finishedAt": rfc3339(-5), "exitCode": 1})
+    api.post(f"{G}/namespaces/{ns}/volumes", {"apiVersion": "k3c.io/v1alpha1", "kind": "Volume",
+                                              "metadata": {"name": "data"}})
+    until = f"{time.time() + 1:.3f}"
+
+    names = {docker_id(web): "web", docker_id(job): "job"}
+
+    def shown(*args: str) -> list[str]:
+        out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, *args,
+                 "--format", "{{.Type}} {{.Action}} {{.Actor.ID}}")
+        return [" ".join(w if i < 2 else names.get(w, w) for i, w in enumerate(line.split()))
+                for line in out.splitlines()]
+
+    everything = shown()  # in time order: the starts and the exit were written back-dated
+    assert everything[:4] == ["container start web", "container start job", "container die job",
+                              "container stop job"]
+    assert sorted(everything[4:]) == ["container create job", "container create web", "volume create data"]
+    assert shown("-f", "container=we") == ["container start web", "container create web"]
+    assert shown("-f", f"container={docker_id(job)[:6]}", "-f", "event=create") == ["container create job"]
+    assert shown("-f", "event=die", "-f", "event=stop") == ["container die job", "container stop job"]
+    assert shown("-f", "type=volume") == ["volume create data"]
+    assert shown("-f", "volume=da") == ["volume create data"]
+    assert shown("-f", "image=nginx", "-f", "event=start") == ["container start web"]
+    assert shown("-f", "image=nginx:1.25", "-f", "event=start") == ["container start web"]
+    assert shown("-f", "image=busybox:latest") == [], "docker matches the reference as the container names it"
+    assert shown("-f", "label=tier=batch", "-f", "event=create") == ["container create job"]
+    assert shown("-f", "label=tier", "-f", "label=nope") == [], "docker AND-s label filters"
+    assert sorted(shown("-f", "type=container", "-f", "bogus=1", "-f", "event=create")) == [
+        "container create job", "container create web"], "docker ignores keys it does not know"
+    assert ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", "30m") == ""  # a past window, then exit
+    cp = k3c(apiserver, "events", "-n", ns, "--since", "1s", "--until", "10m")
+    assert cp.returncode == 1 and cp.stderr.startswith("Error response from daemon: `since` time (")
+    cp = k3c(apiserver, "events", "-n", ns, "-f", "container")
+    assert cp.returncode == 125 and "bad format of filter (expected name=value)" in cp.stderr
+    cp = k3c(apiserver, "events", "-n", ns, "--since", "yesterday")
+    assert cp.returncode == 125 and cp.stderr.count("\n") == 1
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, "-f", "event=die", "--format", "{{json .}}")
+    (doc,) = [json.loads(line) for line in out.splitlines()]
+    assert list(doc) == ["status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano"]
+    assert doc["id"] == docker_id(job) and doc["from"] == "busybox" and doc["Actor"] == {
+        "ID": docker_id(job), "Attributes": {"exitCode": "1", "image": "busybox", "name": "job", "tier": "batch"}}
+    assert doc["time"] == doc["timeNano"] // 10**9
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, "-f", "type=volume", "--format", "json")
+    assert list(json.loads(out)) == ["Type", "Action", "Actor", "scope", "time", "timeNano"]  # no legacy fields
+    fields = "{{.ID}}|{{.Status}}|{{.From}}|{{.Scope}}|{{.Time}}"
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, "-f", "event=die", "--format", fields)
+    assert re.fullmatch(rf"{docker_id(job)}\|die\|busybox\|local\|\d{{10}}\n", out)
+    reader = EventsReader(apiserver.kubeconfig, "-n", ns)
+    assert reader.stop() == ""  # Ctrl-C ends it quietly
 
 
 # ---- completion -------------------------------------------------------------------------------------
@@ -808,6 +897,38 @@ def test_e2e_compose_style_names(daemon, kubectl):
 
 def _hash6(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def test_e2e_events_follow_a_real_container_as_docker_does(daemon):
+    """docker 20.10's sequence for the same commands (network events aside: k3c has no network objects)."""
+    from tests.support.daemon_harness import TEST_IMAGE
+
+    reader = EventsReader(daemon.kubeconfig, "-f", "type=container", "-f", "type=volume")
+    assert dk3c(daemon, "volume", "create", "e2e-evvol").returncode == 0
+    cid = dk3c(daemon, "run", "-d", "--name", "e2e-ev", "-v", "e2e-evvol:/data", TEST_IMAGE, "sleep", "1000").stdout.strip()
+    assert HEX64.match(cid)
+    assert dk3c(daemon, "stop", "-t", "1", "e2e-ev").returncode == 0  # sleep ignores SIGTERM: killed after 1 s
+    assert dk3c(daemon, "restart", "-t", "1", "e2e-ev").returncode == 0  # not running: a start, then "restart"
+    assert dk3c(daemon, "kill", "e2e-ev").returncode == 0
+    assert dk3c(daemon, "rm", "e2e-ev").returncode == 0
+    assert dk3c(daemon, "volume", "rm", "e2e-evvol").returncode == 0
+    reader.wait_for(" volume destroy e2e-evvol")
+    events = [(kind, action, actor, attrs) for _, kind, action, actor, attrs in parse_lines(reader.stop().splitlines())
+              if actor in (cid, "e2e-evvol")]
+    c = "image=k3c.test/busybox:1, name=e2e-ev".replace("k3c.test/busybox:1", TEST_IMAGE)
+    mount = ("volume", "mount", "e2e-evvol", f"container={cid}, destination=/data, driver=local, propagation=, "
+                                             "read/write=true")
+    unmount = ("volume", "unmount", "e2e-evvol", f"container={cid}, driver=local")
+    assert events == [
+        ("volume", "create", "e2e-evvol", "driver=local"),
+        ("container", "create", cid, c), mount, ("container", "start", cid, c),
+        ("container", "kill", cid, f"{c}, signal=15"), ("container", "kill", cid, f"{c}, signal=9"),
+        ("container", "die", cid, f"exitCode=137, {c}"), unmount, ("container", "stop", cid, c),
+        mount, ("container", "start", cid, c), ("container", "restart", cid, c),
+        ("container", "kill", cid, f"{c}, signal=9"), ("container", "die", cid, f"exitCode=137, {c}"), unmount,
+        ("container", "destroy", cid, c),
+        ("volume", "destroy", "e2e-evvol", "driver=local"),
+    ], "\n".join(map(str, events))
 
 
 def test_e2e_failures_are_one_line_with_dockers_codes_and_leave_nothing(daemon):
