@@ -146,6 +146,7 @@ class Tracker:
     tags: dict[str, Obj] = field(default_factory=dict)
     pushes: dict[str, Obj] = field(default_factory=dict)
     recorded: dict[str, int] = field(default_factory=dict)  # core Event uid → count already shown
+    announced: set[str] = field(default_factory=set)  # volumes a container's create told of before they exist
 
     def seed(self, resource: Resource, obj: Obj) -> None:
         """An object as it was when the stream began: the base its later changes are compared with."""
@@ -181,7 +182,7 @@ class Tracker:
         seen = self.containers.get(uid)
         if seen is None:
             seen = self.containers[uid] = _Container({})
-            out = [self._ev(obj, "create", ns)]
+            out = self._volume_creates(obj, ns) + [self._ev(obj, "create", ns)]
         else:
             out = self._renamed(seen.obj, obj, ns)
         out += self._requests(seen, obj, ns) + self._transitions(seen, obj, ns)
@@ -265,6 +266,19 @@ class Tracker:
             seen.pending, seen.signal = "", ""
         return out
 
+    def _volume_creates(self, obj: Obj, ns: int) -> list[Message]:
+        """docker says ``volume create`` for each volume of a container it creates, existing or not (the
+        Volume object made for it later is then not told again)."""
+        out = []
+        for m in _spec(obj).get("volumes") or []:
+            if m.get("volume"):
+                vol = self.volumes.get(m["volume"])
+                if vol is None:
+                    self.announced.add(m["volume"])
+                actor = dockerid.docker_name(vol) if vol else m["volume"]
+                out.append(message("volume", "create", actor, {"driver": "local"}, ns))
+        return out
+
     def _mounts(self, obj: Obj, ns: int, unmount: bool = False) -> list[Message]:
         """docker's ``volume mount`` before a start and ``volume unmount`` after an exit, per named volume."""
         out = []
@@ -287,7 +301,8 @@ class Tracker:
         if kind == "DELETED":
             self.volumes.pop(name, None)
             return [message("volume", "destroy", dockerid.docker_name(obj), attrs, ns)]
-        known = name in self.volumes
+        known = name in self.volumes or name in self.announced
+        self.announced.discard(name)
         self.volumes[name] = obj
         return [] if known else [message("volume", "create", dockerid.docker_name(obj), attrs, ns)]
 

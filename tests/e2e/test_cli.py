@@ -9,6 +9,7 @@ the daemon and are covered by the end-to-end suite. The pure parsing is tested i
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import pytest
 import yaml
 
 from k3c import crds
+from tests.support.daemon_harness import TEST_IMAGE
 from tests.support.harness import RawClient
 
 G = "/apis/k3c.io/v1alpha1"
@@ -636,16 +639,25 @@ def test_volume_force_delete_sets_the_annotation_the_operator_honours(apiserver,
 
 # ---- events -----------------------------------------------------------------------------------------
 class EventsReader:
-    """`k3c events ARGS` in the background, its lines collected as they come; stopped with Ctrl-C."""
+    """`k3c events ARGS` (or docker's) in the background, its lines collected as they come; stopped with
+    Ctrl-C."""
 
-    def __init__(self, kubeconfig: Path | str, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", *args],
-                                     env=dict(os.environ, K3C_KUBECONFIG=str(kubeconfig)),
+    def __init__(self, kubeconfig: Path | str | None, *args: str, argv: list[str] | None = None,
+                 env: dict | None = None):
+        self.proc = subprocess.Popen(argv or [sys.executable, "-m", "k3c.cli.main", "events", *args],
+                                     env=env or dict(os.environ, K3C_KUBECONFIG=str(kubeconfig)),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
+        self.ends: tuple[int, ...] = (0,)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
         time.sleep(1.5)  # its watches are open by then
+
+    @classmethod
+    def command(cls, argv: list[str], env: dict | None) -> EventsReader:
+        reader = cls(None, argv=argv, env=env)
+        reader.ends = (0, -signal.SIGINT)  # docker's CLI dies of the Ctrl-C
+        return reader
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -663,7 +675,7 @@ class EventsReader:
         self.proc.send_signal(signal.SIGINT)
         _, err = self.proc.communicate(timeout=10)
         self.thread.join(5)
-        assert self.proc.returncode == 0 and err == "", err
+        assert self.proc.returncode in self.ends and err == "", (self.proc.returncode, err)
         return "\n".join(self.lines)
 
 
@@ -915,12 +927,13 @@ def test_e2e_events_follow_a_real_container_as_docker_does(daemon):
     reader.wait_for(" volume destroy e2e-evvol")
     events = [(kind, action, actor, attrs) for _, kind, action, actor, attrs in parse_lines(reader.stop().splitlines())
               if actor in (cid, "e2e-evvol")]
-    c = "image=k3c.test/busybox:1, name=e2e-ev".replace("k3c.test/busybox:1", TEST_IMAGE)
+    c = f"image={TEST_IMAGE}, name=e2e-ev"
     mount = ("volume", "mount", "e2e-evvol", f"container={cid}, destination=/data, driver=local, propagation=, "
                                              "read/write=true")
     unmount = ("volume", "unmount", "e2e-evvol", f"container={cid}, driver=local")
     assert events == [
         ("volume", "create", "e2e-evvol", "driver=local"),
+        ("volume", "create", "e2e-evvol", "driver=local"),  # docker tells it again for the container
         ("container", "create", cid, c), mount, ("container", "start", cid, c),
         ("container", "kill", cid, f"{c}, signal=15"), ("container", "kill", cid, f"{c}, signal=9"),
         ("container", "die", cid, f"exitCode=137, {c}"), unmount, ("container", "stop", cid, c),
@@ -929,6 +942,63 @@ def test_e2e_events_follow_a_real_container_as_docker_does(daemon):
         ("container", "destroy", cid, c),
         ("volume", "destroy", "e2e-evvol", "driver=local"),
     ], "\n".join(map(str, events))
+
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory, daemon):
+    """Debian's dockerd 20.10 as a private peer (bench/peers.py: own data root, socket, bridge and subnet, no
+    iptables rules) with the daemon's busybox test image loaded under the same name."""
+    from bench.peers import DOCKER, DOCKERD, DockerPeer
+    from k3c.oci.layout import busybox_image, write_oci_archive
+    from tests.support.daemon_harness import pick_subnet
+
+    missing = [p for p in (DOCKER, DOCKERD, shutil.which("skopeo")) if not p or not Path(p).exists()]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"docker 20.10 comparison needs root, dockerd, docker and skopeo (missing: {missing})")
+    base = tmp_path_factory.mktemp("dockerd")
+    oci, archive = base / "busybox.oci.tar", base / "busybox.docker.tar"
+    write_oci_archive(oci, {TEST_IMAGE: busybox_image()})
+    subprocess.run(["skopeo", "copy", "--insecure-policy", f"oci-archive:{oci}",
+                    f"docker-archive:{archive}:{TEST_IMAGE}"], check=True, capture_output=True)
+    subnet = pick_subnet()
+    while subnet == daemon.subnet:
+        subnet = pick_subnet()
+    peer = DockerPeer(base / "peer", subnet)
+    try:
+        peer.start()
+        peer.load(archive)
+        yield peer
+    finally:
+        leftovers = peer.stop()
+        assert all(x.startswith("deleted bridge") for x in leftovers), leftovers
+
+
+def _events_of(argv: list[str], env: dict | None, run: Callable[..., subprocess.CompletedProcess]) -> list[str]:
+    """The events one tool prints while the same commands run: volume, container lifecycle, rename."""
+    reader = EventsReader.command(argv, env)
+    assert run("volume", "create", "evvol").returncode == 0
+    cp = run("run", "-d", "--name", "ev", "-l", "app=demo", "-v", "evvol:/data", TEST_IMAGE, "sleep", "1000")
+    assert cp.returncode == 0, cp.stderr
+    for args in (("stop", "-t", "1", "ev"), ("start", "ev"), ("restart", "-t", "1", "ev"), ("kill", "ev"),
+                 ("rm", "ev"), ("volume", "rm", "evvol")):
+        assert run(*args).returncode == 0, args
+    reader.wait_for(" volume destroy evvol")
+    return [_normalized(line, cp.stdout.strip()) for line in reader.stop().splitlines()
+            if " network " not in line and " image " not in line]
+
+
+def _normalized(line: str, cid: str) -> str:
+    (t, kind, action, actor, attrs), = parse_lines([line])
+    return f"{kind} {action} {actor} ({attrs})".replace(cid, "<ID>")
+
+
+def test_e2e_events_match_docker_20_10(daemon, dockerd):
+    """The same commands against dockerd and k3c: the same lines (times and IDs aside; k3c has no networks)."""
+    expected = _events_of(dockerd.cli("events"), None,
+                          lambda *a: subprocess.run(dockerd.cli(*a), capture_output=True, text=True, timeout=60))
+    ours = _events_of([sys.executable, "-m", "k3c.cli.main", "events"],
+                      {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}, lambda *a: dk3c(daemon, *a))
+    assert ours == expected, "\n".join(difflib.unified_diff(expected, ours, "docker", "k3c", lineterm=""))
 
 
 def test_e2e_failures_are_one_line_with_dockers_codes_and_leave_nothing(daemon):
