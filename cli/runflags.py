@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c import dockerid
 from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     ATTACHED_RUN_ANNOTATION,
@@ -97,6 +98,7 @@ def parse_publish(value: str) -> list[dict[str, Any]]:
 class Mount:
     spec: dict[str, Any]
     anonymous: bool = False
+    docker_name: str = ""  # a named volume's name as given (spec.volume is the object name it maps to)
 
 
 def parse_volume(value: str) -> Mount:
@@ -116,14 +118,15 @@ def parse_volume(value: str) -> Mount:
     spec: dict[str, Any] = {"mountPath": dst}
     if src.startswith(("/", ".", "~")):
         spec["hostPath"] = os.path.abspath(os.path.expanduser(src))
-    elif valid_name(src):
-        spec["volume"] = src
+    elif dockerid.valid_docker_name(src):
+        spec["volume"] = dockerid.object_name(src)
     else:
-        raise _bad(f'invalid volume name "{src}": a lowercase RFC 1123 name ([a-z0-9][a-z0-9.-]) is required '
-                   "(or an absolute host path for a bind mount)")
+        raise _bad(f'create {src}: "{src}" includes invalid characters for a local volume name, only '
+                   '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use '
+                   "absolute path")
     if "ro" in modes:
         spec["readOnly"] = True
-    return Mount(spec)
+    return Mount(spec, docker_name=src if "volume" in spec else "")
 
 
 def _anonymous(path: str) -> Mount:

@@ -9,6 +9,7 @@ import re
 import pytest
 import yaml
 
+from k3c import dockerid
 from k3c.cli import runflags
 from k3c.cli.common import human_duration
 from k3c.cli.ps import format_ports, normalize_image
@@ -48,7 +49,10 @@ def test_volume_forms(tmp_path, monkeypatch):
     assert runflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
     anon = runflags.parse_volume("/cache")
     assert anon.anonymous and HEX64.match(anon.spec["volume"]) and anon.spec["mountPath"] == "/cache"
-    for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "My_Vol:/d", "rel"):
+    named = runflags.parse_volume("My_Vol:/d")  # docker's names: the object name is mapped from it
+    assert named.docker_name == "My_Vol" and named.spec["volume"] == dockerid.object_name("My_Vol") != "My_Vol"
+    assert runflags.parse_volume("data:/data").docker_name == "data" and not anon.docker_name
+    for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "my vol:/d", "_v:/d", "rel"):
         with pytest.raises(Exception, match="invalid"):
             runflags.parse_volume(bad)
 
