@@ -90,6 +90,8 @@ NAME_ANNOTATION: Final = "k3c.io/name"
 BUILD_SECRET_LABEL: Final = "k3c.io/build-secret-for"
 #: On an ImagePush an ImageTag created: the ImageTag's name.
 IMAGE_TAG_OWNER_LABEL: Final = "k3c.io/imagetag"
+#: On an Image of one node's store, in cluster mode (``kubectl get images -l k3c.io/node=N``): the node.
+NODE_LABEL: Final = "k3c.io/node"
 
 # ---- labels and annotations on containerd's objects (CRI sandboxes, containers, images) ---------------
 #: On every sandbox and container k3c creates: how the operator finds its own at start-up.
