@@ -199,6 +199,7 @@ _PROVISIONS = StoredOnly("provisions or binds it", "use a k3c Volume to keep a c
 _ENFORCES = StoredOnly("enforces it", "")
 _ISSUES = StoredOnly("issues tokens for it", "")
 _PROXIES = StoredOnly("proxies to it", "")
+_REGISTERS = StoredOnly("registers or runs it", "k3c's node is the machine `k3c daemon` runs on")
 _ALL = ("all",)  # kube-apiserver's category of the workload kinds: `kubectl get all`
 
 # Every kind of kubectl's default prune allowlist (kubectl 1.27-1.33: staging/src/k8s.io/kubectl/pkg/util/
@@ -214,6 +215,8 @@ STORED_ONLY: list[ResourceType] = [
     _kube("", "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), status=True,
           stored_only=_PROVISIONS),
     _kube("", "serviceaccounts", "ServiceAccount", short=("sa",), stored_only=_ISSUES),
+    # `k3c install --runtime auto` reads a cluster's Nodes (status.nodeInfo.containerRuntimeVersion)
+    _kube("", "nodes", "Node", namespaced=False, short=("no",), status=True, stored_only=_REGISTERS),
     _kube("apps", "deployments", "Deployment", short=("deploy",), categories=_ALL, status=True, generation=True,
           stored_only=_RUNS),
     _kube("apps", "replicasets", "ReplicaSet", short=("rs",), categories=_ALL, status=True, generation=True,
