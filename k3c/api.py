@@ -62,6 +62,21 @@ EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
 VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
                                                     "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
+NODES: Final = Resource("", "v1", "nodes", "Node")
+PODS: Final = Resource("", "v1", "pods", "Pod")
+DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
+
+# ---- cluster mode: what manifests/ installs (`k3c install`) -----------------------------------------
+#: The namespace of the node agents, and the name of their DaemonSet, Service and ServiceAccount.
+AGENT_NAMESPACE: Final = "k3c-system"
+AGENT_NAME: Final = "k3c-agent"
+#: The agents' pods, as a label selector (the DaemonSet's selector and the Service's).
+AGENT_SELECTOR: Final = f"app.kubernetes.io/name={AGENT_NAME}"
+#: The Secret with the streams' serving certificate (tls.crt, tls.key, ca.crt) that `k3c install` makes.
+AGENT_TLS_SECRET: Final = "k3c-agent-tls"
+#: The aggregated group of the streams (logs, exec, attach, save/load, build logs) and its APIService.
+STREAMS_GROUP: Final = "streams.k3c.io"
+STREAMS_API_SERVICE: Final = f"{VERSION}.{STREAMS_GROUP}"
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"

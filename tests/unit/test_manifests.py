@@ -94,3 +94,12 @@ def test_roles_bind_the_agent_and_aggregate_for_users() -> None:
         assert not {"localcontainers/exec", "localcontainers/attach"} & set(rule["resources"]), rule
     agent = _one("ClusterRole", "k3c-agent")
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in agent["rules"])
+
+
+def test_the_agents_image_is_this_versions() -> None:
+    """The DaemonSet runs the image scripts/build-agent-image tags and `k3c install` sets by default."""
+    from k3c import __version__
+
+    agent = _one("DaemonSet", "k3c-agent")["spec"]["template"]["spec"]["containers"][0]
+    assert agent["image"] == f"k3c.local/k3c-agent:{__version__}"
+    assert agent["imagePullPolicy"] == "IfNotPresent"  # imported into the node runtime, never pulled
