@@ -259,7 +259,7 @@ def follow(client: Client, resource: Resource, obj: dict[str, Any], done: Any, t
             on_update(current)
         if done(current):
             return current
-    raise CLIError(f"k3c: timed out waiting for {resource.plural[:-1]} {name}", 1)
+    raise CLIError(f"k3c: timed out waiting for {resource.kind.lower()} {name}", 1)
 
 
 def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
