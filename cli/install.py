@@ -58,8 +58,9 @@ DEFAULT_IMAGE = f"k3c.local/k3c-agent:{__version__}"
 #: The names the API server's proxy reaches the streams by (the Service's DNS names).
 SERVICE_HOSTS = (f"{AGENT_NAME}.{AGENT_NAMESPACE}.svc", f"{AGENT_NAME}.{AGENT_NAMESPACE}.svc.cluster.local")
 #: k3c's kinds in the order uninstall removes them: users before what they use (containers before their
-#: volumes, builds before their caches). Images come after the agents (see the module's docstring).
-OBJECT_ORDER = (LOCAL_CONTAINERS, IMAGE_BUILDS, IMAGE_PUSHES, IMAGE_TAGS, VOLUMES, BUILD_CACHES, NODE_POLICIES)
+#: volumes, builds before their caches, an ImageTag before the ImagePushes it makes). Images come after the
+#: agents (see the module's docstring).
+OBJECT_ORDER = (LOCAL_CONTAINERS, IMAGE_BUILDS, IMAGE_TAGS, IMAGE_PUSHES, VOLUMES, BUILD_CACHES, NODE_POLICIES)
 
 
 def register(sub: Subcommands) -> None:
