@@ -62,6 +62,21 @@ EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
 VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
                                                     "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
+NODES: Final = Resource("", "v1", "nodes", "Node")
+PODS: Final = Resource("", "v1", "pods", "Pod")
+DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
+
+# ---- cluster mode: what manifests/ installs (`k3c install`) -----------------------------------------
+#: The namespace of the node agents, and the name of their DaemonSet, Service and ServiceAccount.
+AGENT_NAMESPACE: Final = "k3c-system"
+AGENT_NAME: Final = "k3c-agent"
+#: The agents' pods, as a label selector (the DaemonSet's selector and the Service's).
+AGENT_SELECTOR: Final = f"app.kubernetes.io/name={AGENT_NAME}"
+#: The Secret with the streams' serving certificate (tls.crt, tls.key, ca.crt) that `k3c install` makes.
+AGENT_TLS_SECRET: Final = "k3c-agent-tls"
+#: The aggregated group of the streams (logs, exec, attach, save/load, build logs) and its APIService.
+STREAMS_GROUP: Final = "streams.k3c.io"
+STREAMS_API_SERVICE: Final = f"{VERSION}.{STREAMS_GROUP}"
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"
@@ -93,6 +108,8 @@ NAME_ANNOTATION: Final = "k3c.io/name"
 BUILD_SECRET_LABEL: Final = "k3c.io/build-secret-for"
 #: On an ImagePush an ImageTag created: the ImageTag's name.
 IMAGE_TAG_OWNER_LABEL: Final = "k3c.io/imagetag"
+#: On an Image of one node's store, in cluster mode (``kubectl get images -l k3c.io/node=N``): the node.
+NODE_LABEL: Final = "k3c.io/node"
 
 # ---- labels and annotations on containerd's objects (CRI sandboxes, containers, images) ---------------
 #: On every sandbox and container k3c creates: how the operator finds its own at start-up.

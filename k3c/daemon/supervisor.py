@@ -327,8 +327,9 @@ class Daemon:
             *self._containerd_dirs(),
             # embedded mode: whoever reaches the API is trusted as with docker.sock (context.dir too)
             *(["--allow-local-git-contexts"] if cfg.kubeconfig is None else []),
-            # joining another API server, shared with other nodes: each registers its own admission webhooks
-            *(["--webhooks-per-node"] if cfg.kubeconfig is not None else []),
+            # joining another API server, shared with other nodes: each registers its own admission webhooks,
+            # and this node's images are objects of its own (other nodes may hold the same references)
+            *(["--webhooks-per-node", "--images-per-node"] if cfg.kubeconfig is not None else []),
             *self._node_policy_args(),
             *cfg.operator_args,
         ]

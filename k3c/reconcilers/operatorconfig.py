@@ -54,6 +54,10 @@ class OperatorConfig:
     node_policy_allow: tuple[str, ...] = ()
     node_policy_host_paths: tuple[str, ...] = ()
     credentials_namespace: str = "kube-system"
+    #: cluster mode's Image objects: one per (node, image), named and labelled with the node, so that nodes
+    #: holding the same image never share an object (k3c.reconcilers.imageobjects); embedded mode names
+    #: them by reference alone
+    images_per_node: bool = False
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers
