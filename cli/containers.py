@@ -97,17 +97,32 @@ def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[st
 
     if args.name:
         check_name(args.name)
+    if args.cidfile and os.path.exists(args.cidfile):
+        raise CLIError(f"k3c: Container ID file found, make sure the other container isn't running or delete "
+                       f"{args.cidfile}", 125)
     for attempt in range(10):
         name = args.name or generate_name(attempt)
         req = runflags.build_container(args, name, s.namespace, start)
         try:
-            return s.client.create(s.path(), req.obj)
+            created = s.client.create(s.path(), req.obj)
+            if args.cidfile:
+                _write_cidfile(args.cidfile, uid_id(created))
+            return created
         except AlreadyExists:
             if args.name:
                 raise _name_conflict(s, name) from None
         except APIError as err:
             raise CLIError(api_error_message(err), 125) from None
     raise CLIError("k3c: could not find a free generated name; use --name", 125)
+
+
+def _write_cidfile(path: str, cid: str) -> None:
+    """docker's --cidfile: the new container's ID, written once it exists (never over an existing file)."""
+    try:
+        with open(path, "x", encoding="ascii") as f:
+            f.write(cid)
+    except OSError as err:
+        raise CLIError(f"k3c: failed to create the container ID file: {err.strerror or err}", 125) from None
 
 
 def _name_conflict(s: Session, name: str) -> CLIError:
@@ -136,7 +151,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         preload_streams()
     obj = _create_object(s, args, start=True)
     if not args.detach:
-        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty)
+        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty, sig_proxy=args.sig_proxy)
         if args.rm and code is not None:
             remove_quietly(s, obj)
         return code or 0
@@ -306,7 +321,7 @@ def _describe(err: Exception) -> str:
 
 
 def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token: str | None = None,
-                 previous: str | None = None) -> int | None:
+                 previous: str | None = None, sig_proxy: bool = True) -> int | None:
     """Attach at once (the server waits for the start and replays early output), watch status beside it.
 
     The exit code comes from status, as docker's CLI takes it from the wait API rather than the stream.
@@ -322,7 +337,7 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
     # container that exits before the attach arrives shows everything. `start -a` (a token) attaches live.
     attach_fn = attach_from_start if token is None else attach
     try:
-        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
+        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty, sig_proxy=sig_proxy)
     except APIError as err:
         watch.join()
         if watch.failure:

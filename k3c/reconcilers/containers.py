@@ -42,9 +42,11 @@ from k3c.api import (
     START_REQUEST_ANNOTATION,
 )
 from k3c.apierrors import Conflict, NotFound
+from k3c.cri.containerspecs import SpecClient
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
-from k3c.reconcilers import criconfig
+from k3c.cri.tasks import TasksClient
+from k3c.reconcilers import criconfig, ociamend
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
@@ -52,6 +54,7 @@ from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
 from k3c.reconcilers.statuses import Condition, ConditionStatus, LocalContainerStatus, PortStatus
+from k3c.signals import signal_number
 from k3c.timefmt import NS, format_micro_ns, now_micro, now_rfc3339, parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,8 @@ class Env:
 
     kube: Kube
     cri: CRIClient
+    specs: SpecClient
+    tasks: TasksClient
     images: ImageResolver
     pool: SandboxPool
     ports: PortReservations
@@ -278,7 +283,7 @@ class ContainerReconciler:
         inst.stop_reason, inst.vanished, inst.oom = "", False, False
         try:
             await self._create_and_start(obj, inst)
-        except (StartError, ImageError, PortInUseError, SpecError) as err:
+        except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError) as err:
             await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))
             return None
         except RuntimeCallError as err:
@@ -297,11 +302,15 @@ class ContainerReconciler:
 
     async def _create_and_start(self, obj: dict[str, Any], inst: Instance) -> None:
         spec = obj.get("spec", {})
-        image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj))
+        criconfig.check_platform(spec)
+        policy = str(spec.get("pullPolicy") or "missing")
+        if policy == "always" and inst.restart_count > 0:
+            policy = "missing"  # docker pulls before the first start only
+        image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj), policy)
         user = await self.env.images.resolve_user(image, spec.get("user") or "")
         mounts = await self._mounts(obj)
         if inst.sandbox is None:
-            inst.sandbox = await self._sandbox_for(obj)
+            inst.sandbox = await self._sandbox_for(obj, image)
             inst.sandbox_key = _sandbox_key(spec)
         config = criconfig.container_config(obj, image=image.id, node=self.env.node,
                                             attempt=inst.restart_count, mounts=mounts, user=user)
@@ -314,6 +323,8 @@ class ContainerReconciler:
             raise
         self._record_start(obj, inst, cid, image)
         try:
+            if ociamend.needs_amendment(spec):
+                await self.env.specs.amend(cid, lambda oci: ociamend.amend(oci, spec))
             await self.env.cri.start_container(cid)
         except RuntimeCallError as err:
             inst.running = False
@@ -345,12 +356,13 @@ class ContainerReconciler:
         self.env.record_event(obj, "Pulling", f"Pulling image {image}", False)
         await self._write_status(obj, {"phase": "Pulling", "summary": "Pulling", "message": f"pulling {image}"})
 
-    async def _sandbox_for(self, obj: dict[str, Any]) -> Sandbox:
+    async def _sandbox_for(self, obj: dict[str, Any], image: ImageInfo) -> Sandbox:
         spec = obj.get("spec", {})
         if not criconfig.needs_own_sandbox(spec):
             return await self.env.pool.take()
         owner = f"obj:{obj['metadata']['uid']}"
-        ports = [] if spec.get("hostNetwork") else self.env.ports.reserve(owner, spec.get("ports") or [])
+        published = criconfig.published_ports(spec, image.config)
+        ports = [] if spec.get("hostNetwork") else self.env.ports.reserve(owner, published)
         try:
             sandbox = await self.env.pool.run(criconfig.own_sandbox_spec(obj, ports))
         except BaseException:
@@ -375,7 +387,8 @@ class ContainerReconciler:
                 raise SpecError(f"volume for {v['mountPath']}: give a volume name or a hostPath")
             if not str(v["mountPath"]).startswith("/"):
                 raise SpecError(f"mountPath {v['mountPath']!r} must be an absolute path")
-            mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly"))))
+            mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly")),
+                                   propagation=criconfig.PROPAGATIONS[v.get("propagation") or "rprivate"]))
         return mounts
 
     async def _fail(self, obj: dict[str, Any], inst: Instance, message: str, exit_code: int | None) -> None:
@@ -398,7 +411,7 @@ class ContainerReconciler:
             grace = int(obj.get("spec", {}).get("stopTimeout", 10))
         inst.stop_reason = reason
         try:
-            await self.env.cri.stop_container(inst.container_id, grace)
+            await self._stop_container(obj, inst.container_id, grace)
             st = (await self.env.cri.container_status(inst.container_id)).status
             code, finished = st.exit_code, format_micro_ns(st.finished_at)
         except NotFoundError:
@@ -406,6 +419,26 @@ class ContainerReconciler:
         if inst.running:
             self._mark_exited(inst, code, finished)
         self.env.record_event(obj, "Killed", f"Stopped container {inst.container_id[:12]}", False)
+
+    async def _stop_container(self, obj: dict[str, Any], cid: str, grace: int) -> None:
+        """CRI's StopContainer sends the image's STOPSIGNAL (else SIGTERM); a ``stopSignal`` of the spec, which
+        CRI cannot carry, is sent through containerd's Tasks service, and StopContainer kills what is left
+        once the grace period is over."""
+        stop_signal = str(obj.get("spec", {}).get("stopSignal") or "")
+        if stop_signal and grace > 0:
+            try:
+                await self.env.tasks.kill(cid, signal_number(stop_signal))
+            except NotFoundError:
+                return
+            except RuntimeCallError as err:  # not running (any more): StopContainer below settles it
+                log.debug("stop signal to %s not sent: %s", cid[:12], err)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if (await self.env.cri.container_status(cid)).status.state == pb.CONTAINER_EXITED:
+                    break
+                await asyncio.sleep(0.1)
+            grace = 0
+        await self.env.cri.stop_container(cid, grace)
 
     def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
         inst.running, inst.exit_code, inst.finished_at, inst.exit_reported = False, exit_code, finished_at, False
@@ -630,8 +663,7 @@ def _ref(obj: dict[str, Any]) -> Ref:
 
 
 def _sandbox_key(spec: dict[str, Any]) -> str:
-    keys = ("ports", "hostname", "dns", "hostNetwork", "privileged")
-    return repr([spec.get(k) for k in keys])
+    return repr([spec.get(k) for k in criconfig.SANDBOX_FIELDS])
 
 
 def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ class Controller:
     def __init__(self, config: OperatorConfig, conns: Connections) -> None:
         self.config = config
         self.kube = conns.kube
+        self.conns = conns
         self.cri = conns.cri
         self.store = conns.images
         self.containers_cache = ObjectCache()
@@ -68,7 +69,7 @@ class Controller:
         self.volumes = VolumeReconciler(self.kube, cfg.node_name, cfg.root_dir, self.volumes_cache,
                                         self.containers_cache, self.volume_queue.schedule)
         self.containers = ContainerReconciler(Env(
-            kube=self.kube, cri=self.cri, images=ImageResolver(self.cri, self.store), pool=self.pool,
+            kube=self.kube, cri=self.cri, specs=self.conns.specs, tasks=self.conns.tasks, images=ImageResolver(self.cri, self.store), pool=self.pool,
             ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, cache=self.containers_cache,
             schedule=self.container_queue.schedule, record_event=self.record_event,
             ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,

@@ -46,9 +46,12 @@ class ImageResolver:
         self._configs: dict[str, dict[str, Any]] = {}
         self._files: dict[tuple[str, str], str | None] = {}
 
-    async def ensure(self, ref: str, on_pull: Callable[[], Awaitable[None]]) -> ImageInfo:
-        """The local image for ``ref``, pulled first if missing (``on_pull`` runs before pulling)."""
-        image = await self.cri.image_status(ref)
+    async def ensure(self, ref: str, on_pull: Callable[[], Awaitable[None]], policy: str = "missing") -> ImageInfo:
+        """The local image for ``ref``, pulled first if missing (``on_pull`` runs before pulling); ``policy``
+        is docker's ``--pull``: ``always`` pulls even a local image, ``never`` refuses a missing one."""
+        image = None if policy == "always" else await self.cri.image_status(ref)
+        if image is None and policy == "never":
+            raise ImageError(f"No such image: {ref} (pull policy never)")
         if image is None:
             await on_pull()
             try:

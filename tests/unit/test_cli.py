@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from k3c.cli import runflags
+from k3c.cli import mountflags, networkflags, runflags
 from k3c.cli.common import human_duration
 from k3c.cli.ps import format_ports, normalize_image
 from k3c.cli.template import Format, Template, TemplateError
@@ -28,7 +28,7 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
                          {"containerPort": 81, "hostPort": 8001, "protocol": "TCP"}]),
 ])
 def test_publish_forms(value, expected):
-    assert runflags.parse_publish(value) == expected
+    assert networkflags.parse_publish(value) == expected
 
 
 @pytest.mark.parametrize("value,message", [
@@ -37,20 +37,20 @@ def test_publish_forms(value, expected):
 ])
 def test_publish_errors(value, message):
     with pytest.raises(Exception, match=re.escape(message)):
-        runflags.parse_publish(value)
+        networkflags.parse_publish(value)
 
 
 def test_volume_forms(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runflags.parse_volume("data:/data").spec == {"volume": "data", "mountPath": "/data"}
-    assert runflags.parse_volume("data:/data:ro").spec == {"volume": "data", "mountPath": "/data", "readOnly": True}
-    assert runflags.parse_volume("/srv:/srv:rw").spec == {"hostPath": "/srv", "mountPath": "/srv"}
-    assert runflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
-    anon = runflags.parse_volume("/cache")
+    assert mountflags.parse_volume("data:/data").spec == {"volume": "data", "mountPath": "/data"}
+    assert mountflags.parse_volume("data:/data:ro").spec == {"volume": "data", "mountPath": "/data", "readOnly": True}
+    assert mountflags.parse_volume("/srv:/srv:rw").spec == {"hostPath": "/srv", "mountPath": "/srv"}
+    assert mountflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
+    anon = mountflags.parse_volume("/cache")
     assert anon.anonymous and HEX64.match(anon.spec["volume"]) and anon.spec["mountPath"] == "/cache"
     for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "My_Vol:/d", "rel"):
         with pytest.raises(Exception, match="invalid"):
-            runflags.parse_volume(bad)
+            mountflags.parse_volume(bad)
 
 
 def test_env_file_and_env_merge(tmp_path):

@@ -1,0 +1,226 @@
+"""`k3c run` flags through a real `k3c daemon`: each flag's effect seen from inside or outside the container.
+
+Many flags share one container (the suite stays fast); each assertion names the flag it is about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.daemon_harness import TEST_IMAGE, wait_until
+
+
+def k3c(daemon: Any, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
+    cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], env=env, capture_output=True, text=True,
+                        timeout=timeout)
+    assert "Traceback" not in cp.stderr, cp.stderr
+    return cp
+
+
+def ok(daemon: Any, *args: str) -> str:
+    cp = k3c(daemon, *args)
+    assert cp.returncode == 0, f"k3c {' '.join(args)}: {cp.returncode} {cp.stderr}"
+    return cp.stdout
+
+
+def sh(daemon: Any, name: str, script: str) -> str:
+    return ok(daemon, "exec", name, "sh", "-c", script)
+
+
+def mounts(daemon: Any, name: str) -> dict[str, tuple[str, str]]:
+    """Mount point → (fs type, options) as /proc/mounts lists them in the container."""
+    out = {}
+    for line in sh(daemon, name, "cat /proc/mounts").splitlines():
+        _src, target, fstype, options = line.split()[:4]
+        out[target] = (fstype, options)
+    return out
+
+
+@pytest.fixture(scope="module")
+def limited(daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One container with most of the flags."""
+    d = tmp_path_factory.mktemp("runflags")
+    labels = d / "labels"
+    labels.write_text("# team labels\nteam=k3c\n\nempty\n")
+    cidfile = d / "cid"
+    ok(daemon, "run", "-d", "--name", "limited",
+       "--ulimit", "nofile=100:200",
+       "--tmpfs", "/scratch:size=1m", "--mount", "type=tmpfs,target=/t2,tmpfs-size=2097152",
+       "--shm-size", "8m", "--device", "/dev/zero:/dev/myzero:r",
+       "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway",
+       "--dns-search", "example.org", "--dns-option", "ndots:3",
+       "-c", "512", "--cpuset-cpus", "0", "-m", "64m", "--memory-swap", "128m",
+       "--security-opt", "no-new-privileges", "--group-add", "1234",
+       "--label-file", str(labels), "--cidfile", str(cidfile), "--platform", "linux",
+       TEST_IMAGE, "sleep", "300")
+    return {"cidfile": cidfile}
+
+
+def test_ulimit_sets_soft_and_hard_limits(daemon: Any, limited: dict[str, Any]) -> None:
+    assert sh(daemon, "limited", "ulimit -n; ulimit -Hn").split() == ["100", "200"]
+
+
+def test_pids_limit_is_hit(daemon: Any) -> None:
+    # a container of its own: the shell that hits the limit dies, its orphans stay zombies of `sleep`
+    ok(daemon, "run", "-d", "--name", "pids", "--pids-limit", "10", TEST_IMAGE, "sleep", "300")
+    out = k3c(daemon, "exec", "pids", "sh", "-c", "for i in $(seq 20); do sleep 1 & done 2>&1; wait").stdout
+    assert re.search(r"can't fork|Resource temporarily unavailable", out), out
+    ok(daemon, "rm", "-f", "pids")
+
+
+def test_tmpfs_and_shm_size_are_mounted(daemon: Any, limited: dict[str, Any]) -> None:
+    m = mounts(daemon, "limited")
+    assert m["/scratch"][0] == "tmpfs" and "size=1024k" in m["/scratch"][1] and "noexec" in m["/scratch"][1]
+    assert m["/t2"][0] == "tmpfs" and "size=2048k" in m["/t2"][1]
+    assert m["/dev/shm"][0] == "tmpfs" and "size=8192k" in m["/dev/shm"][1]
+    assert sh(daemon, "limited", "echo hi > /scratch/f && cat /scratch/f").strip() == "hi"
+
+
+def test_device_is_there(daemon: Any, limited: dict[str, Any]) -> None:
+    assert sh(daemon, "limited", "head -c 3 /dev/myzero | od -An -tx1").split() == ["00", "00", "00"]
+
+
+def test_add_host_and_dns_options(daemon: Any, limited: dict[str, Any]) -> None:
+    hosts = sh(daemon, "limited", "cat /etc/hosts")
+    assert re.search(r"^10\.1\.2\.3\s+db$", hosts, re.M), hosts
+    gateway = sh(daemon, "limited", "ip route | awk '/^default/ {print $3}'").strip()
+    assert re.search(rf"^{re.escape(gateway)}\s+gw$", hosts, re.M), (gateway, hosts)
+    resolv = sh(daemon, "limited", "cat /etc/resolv.conf")
+    assert re.search(r"^search example\.org$", resolv, re.M), resolv
+    assert re.search(r"^options ndots:3$", resolv, re.M), resolv
+
+
+def test_cpu_and_memory_limits_in_the_cgroup(daemon: Any, limited: dict[str, Any]) -> None:
+    out = sh(daemon, "limited", "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus "
+                                "/sys/fs/cgroup/memory/memory.limit_in_bytes "
+                                "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+    assert out.split() == ["512", "0", str(64 * 2 ** 20), str(128 * 2 ** 20)]
+
+
+def test_no_new_privileges_and_group_add(daemon: Any, limited: dict[str, Any]) -> None:
+    status = sh(daemon, "limited", "cat /proc/self/status")
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+    assert "1234" in re.search(r"^Groups:(.*)$", status, re.M).group(1).split()  # type: ignore[union-attr]
+
+
+def test_label_file_and_cidfile(daemon: Any, limited: dict[str, Any]) -> None:
+    labels = ok(daemon, "inspect", "-f", "{{json .Config.Labels}}", "limited")
+    assert '"team":"k3c"' in labels and '"empty":""' in labels, labels
+    obj = daemon.container("limited")
+    assert Path(limited["cidfile"]).read_text() == hashlib.sha256(obj["metadata"]["uid"].encode()).hexdigest()
+    again = k3c(daemon, "create", "--cidfile", str(limited["cidfile"]), TEST_IMAGE)
+    assert again.returncode == 125 and "Container ID file found" in again.stderr
+
+
+def test_host_namespaces_and_unconfined_seccomp(daemon: Any) -> None:
+    ok(daemon, "run", "-d", "--name", "hostns", "--pid", "host", "--ipc", "host",
+       "--security-opt", "seccomp=unconfined", TEST_IMAGE, "sleep", "300")
+    inside = sh(daemon, "hostns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc").split()
+    assert inside == [os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/ipc")]
+    assert re.search(r"^Seccomp:\s+0$", sh(daemon, "hostns", "cat /proc/self/status"), re.M)
+    ok(daemon, "run", "-d", "--name", "ownns", "--ipc", "private", TEST_IMAGE, "sleep", "300")
+    own = sh(daemon, "ownns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc").split()
+    assert own[0] != inside[0] and own[1] != inside[1]
+    assert re.search(r"^Seccomp:\s+2$", sh(daemon, "ownns", "cat /proc/self/status"), re.M)
+    ok(daemon, "rm", "-f", "hostns", "ownns")
+
+
+def test_stop_signal_is_the_one_sent(daemon: Any) -> None:
+    ok(daemon, "run", "-d", "--name", "stopsig", "--stop-signal", "SIGUSR1", TEST_IMAGE, "sh", "-c",
+       "trap 'echo got-usr1; exit 3' USR1; trap 'echo got-term; exit 4' TERM; "
+       "echo ready; while true; do sleep 0.1; done")
+    wait_until(lambda: "ready" in ok(daemon, "logs", "stopsig"), 20, "the trap to be set")
+    t0 = time.monotonic()
+    ok(daemon, "stop", "stopsig")
+    assert time.monotonic() - t0 < 8
+    assert ok(daemon, "inspect", "-f", "{{.State.ExitCode}}", "stopsig").strip() == "3"
+    assert "got-usr1" in ok(daemon, "logs", "stopsig")
+    ok(daemon, "rm", "stopsig")
+
+
+def test_pull_policies(daemon: Any) -> None:
+    never = k3c(daemon, "run", "--pull", "never", "k3c.test/not-here:1", "true")
+    assert never.returncode == 125 and "No such image: k3c.test/not-here:1" in never.stderr, never.stderr
+    # a local image whose registry is unreachable: "missing" runs it, "always" must ask the registry and fails
+    assert ok(daemon, "run", "--rm", "--pull", "missing", TEST_IMAGE, "echo", "local").strip() == "local"
+    always = k3c(daemon, "run", "--rm", "--pull", "always", TEST_IMAGE, "echo", "local")
+    assert always.returncode == 125 and "pulling it failed" in always.stderr, always.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--platform", "linux/s390x"], "--platform linux/s390x: k3c runs images of this node's platform only"),
+    (["--security-opt", "seccomp=/tmp/profile.json"], "k3c supports only seccomp=unconfined"),
+    (["--ipc", "container:other"], "--ipc container:other: not supported by k3c"),
+    (["--pid", "container:other"], "--pid container:other: not supported by k3c"),
+    (["--pull", "sometimes"], "invalid pull option: 'sometimes'"),
+    (["--ulimit", "nofile=20:10"], "ulimit soft limit must be less than or equal to hard limit"),
+    (["--group-add", "staff"], "--group-add staff: k3c supports numeric group IDs only"),
+    (["--stop-signal", "SIGNOPE"], "Invalid signal: SIGNOPE"),
+    (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap limit"),
+])
+def test_unsupported_values_are_refused_in_one_line(daemon: Any, args: list[str], message: str) -> None:
+    cp = k3c(daemon, "run", "--rm", *args, TEST_IMAGE, "true")
+    assert cp.returncode == 125, cp.stderr
+    assert len(cp.stderr.strip().splitlines()) == 1 and message in cp.stderr, cp.stderr
+
+
+def _attached_run(daemon: Any, name: str, *flags: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "k3c.cli.main", "run", "--name", name, *flags, TEST_IMAGE, "sh", "-c",
+         "trap 'echo got-term; exit 5' TERM; echo ready; while true; do sleep 0.1; done"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_sig_proxy(daemon: Any) -> None:
+    proxied = _attached_run(daemon, "proxied")
+    proxied.send_signal(signal.SIGTERM)
+    out, _ = proxied.communicate(timeout=30)
+    assert proxied.returncode == 5 and "got-term" in out
+    alone = _attached_run(daemon, "alone", "--sig-proxy=false")
+    alone.send_signal(signal.SIGTERM)
+    alone.wait(timeout=30)
+    time.sleep(1)
+    assert ok(daemon, "inspect", "-f", "{{.State.Status}}", "alone").strip() == "running"
+    assert "got-term" not in ok(daemon, "logs", "alone")
+    ok(daemon, "rm", "-f", "proxied", "alone")
+
+
+def test_publish_all_and_port(daemon: Any) -> None:
+    from k3c.oci.layout import ImageConfig, busybox_image
+
+    daemon.import_image("k3c.test/exposer:1", busybox_image(config=ImageConfig(exposed_ports=["8080/tcp"])))
+    ok(daemon, "run", "-d", "--name", "exposer", "-P", "--expose", "9090", "k3c.test/exposer:1",
+       "httpd", "-f", "-p", "8080", "-h", "/var/www")
+    lines = ok(daemon, "port", "exposer").splitlines()
+    assert [re.sub(r":\d+$", ":N", line) for line in lines] == ["8080/tcp -> 0.0.0.0:N", "9090/tcp -> 0.0.0.0:N"]
+    host_port = int(lines[0].rsplit(":", 1)[1])
+    assert host_port > 0 and ok(daemon, "port", "exposer", "8080/tcp").strip() == f"0.0.0.0:{host_port}"
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", host_port), timeout=2) as c:
+            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return c.recv(16).startswith(b"HTTP/1.")
+        return False
+
+    wait_until(answers, 20, "the published port to reach httpd")
+    missing = k3c(daemon, "port", "exposer", "8081")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "Error: No public port '8081/tcp' published for exposer"
+    ok(daemon, "rm", "-f", "exposer")

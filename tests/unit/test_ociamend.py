@@ -1,0 +1,60 @@
+"""The OCI spec edits for what CRI cannot say (k3c/reconcilers/ociamend.py) and signal names (k3c/signals.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from k3c.reconcilers import ociamend
+from k3c.signals import signal_number
+
+
+def base() -> dict:
+    return {"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]},
+            "mounts": [{"destination": "/dev/shm", "type": "bind", "source": "/sandbox/shm"},
+                       {"destination": "/etc/hosts", "type": "bind", "source": "/sandbox/hosts"}]}
+
+
+def test_ulimits_replace_the_runtime_default_of_their_type() -> None:
+    oci = base()
+    ociamend.amend(oci, {"ulimits": [{"name": "nofile", "soft": 10, "hard": -1},
+                                     {"name": "core", "soft": 0, "hard": 0}]})
+    assert oci["process"]["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "soft": 10, "hard": ociamend.RLIM_INFINITY},
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
+
+
+def test_pids_limit_tmpfs_and_shm() -> None:
+    oci = base()
+    spec = {"pidsLimit": 5, "shmSize": "8m", "tmpfs": [{"mountPath": "/run", "options": "size=1m,exec"}]}
+    assert ociamend.needs_amendment(spec) and not ociamend.needs_amendment({"pidsLimit": -1})
+    ociamend.amend(oci, spec)
+    assert oci["linux"]["resources"]["pids"] == {"limit": 5}
+    by_dest = {m["destination"]: m for m in oci["mounts"]}
+    assert by_dest["/dev/shm"]["type"] == "tmpfs" and "size=8388608" in by_dest["/dev/shm"]["options"]
+    assert by_dest["/run"]["options"] == ["noexec", "nosuid", "nodev", "size=1048576", "exec"]
+    assert by_dest["/etc/hosts"]["type"] == "bind"
+
+
+def test_shm_size_is_not_applied_with_the_nodes_ipc() -> None:
+    oci = base()
+    ociamend.amend(oci, {"shmSize": "8m", "ipcMode": "host"})
+    assert oci["mounts"] == base()["mounts"]
+
+
+@pytest.mark.parametrize("spec", [{"shmSize": "lots"}, {"tmpfs": [{"mountPath": "/x", "options": "size=big"}]},
+                                  {"ulimits": [{"name": "nofile", "soft": 20, "hard": 10}]}])
+def test_bad_values_are_refused(spec: dict) -> None:
+    with pytest.raises(ociamend.AmendError):
+        ociamend.amend(base(), spec)
+
+
+@pytest.mark.parametrize(("text", "number"), [("SIGINT", 2), ("int", 2), ("15", 15), ("SIGRTMIN+3", 37),
+                                              ("RTMAX-1", 63), ("USR1", 10)])
+def test_signal_names(text: str, number: int) -> None:
+    assert signal_number(text) == number
+
+
+@pytest.mark.parametrize("text", ["NOPE", "0", "65", "RTMIN+40", ""])
+def test_bad_signal_names(text: str) -> None:
+    with pytest.raises(ValueError, match="Invalid signal"):
+        signal_number(text)
