@@ -8,6 +8,7 @@ flag parser prints it, exit 125), a value k3c cannot honour a CLIError naming it
 from __future__ import annotations
 
 import argparse
+import json
 import platform as host_platform
 import re
 from typing import Any
@@ -138,3 +139,32 @@ def read_label_file(path: str) -> list[tuple[str, str]]:
             key, _, val = line.partition("=")
             out.append((key, val))
     return out
+
+
+def parse_duration(value: str) -> str:
+    """A Go duration as docker's --health-* flags take it (kept as typed; ValueError worded as Go's)."""
+    from k3c.timefmt import parse_duration_ns
+
+    try:
+        parse_duration_ns(value)
+    except ValueError:
+        raise ValueError(f"time: invalid duration {json.dumps(value)}") from None
+    return value
+
+
+def healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
+    """spec.healthcheck from --health-* and --no-healthcheck (None: the image's check, if any)."""
+    given = {"interval": args.health_interval, "timeout": args.health_timeout,
+             "startPeriod": args.health_start_period}
+    if args.no_healthcheck:
+        if args.health_cmd or any(given.values()) or args.health_retries:
+            raise daemon_error("--no-healthcheck conflicts with --health-* options", 125)
+        return {"test": ["NONE"]}
+    if args.health_retries is not None and args.health_retries < 0:
+        raise daemon_error("--health-retries cannot be negative", 125)
+    check: dict[str, Any] = {k: v for k, v in given.items() if v}
+    if args.health_cmd:
+        check["test"] = ["CMD-SHELL", args.health_cmd]
+    if args.health_retries:
+        check["retries"] = args.health_retries
+    return check or None

@@ -84,7 +84,9 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
     if obj["metadata"].get("deletionTimestamp"):
         return "removing", "Removal In Progress"
     if ph == "Running":
-        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+        health = (st.get("health") or {}).get("status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0) + suffix.get(health or "", "")
     if ph == "Exited":
         ago = since(st.get("finishedAt"), now)
         code = st.get("exitCode", 0)
@@ -367,6 +369,7 @@ def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
             "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
             "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
+            **_health(st),
         },
         "Image": st.get("imageID", ""), "Name": "/" + meta["name"], "RestartCount": st.get("restartCount", 0),
         "Driver": "overlayfs", "Platform": "linux",
@@ -383,6 +386,16 @@ def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
             "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
         },
     }
+
+
+def _health(status: dict[str, Any]) -> dict[str, Any]:
+    """State.Health, when the container has a health check."""
+    health = status.get("health")
+    if not health:
+        return {}
+    return {"Health": {"Status": health.get("status", "starting"), "FailingStreak": health.get("failingStreak", 0),
+                       "Log": [{"Start": r.get("start"), "End": r.get("end"), "ExitCode": r.get("exitCode"),
+                                "Output": r.get("output", "")} for r in health.get("log") or []]}}
 
 
 def _find_object(s: Session, cs: Containers, ref: str, kind: str | None) -> dict[str, Any] | None:

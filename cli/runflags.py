@@ -176,6 +176,19 @@ def _add_more_flags(p: argparse.ArgumentParser, run: bool) -> None:
     from k3c.units import ram_in_bytes
 
     a = p.add_argument
+    a("--init", action="store_true",
+      help="Run an init inside the container that forwards signals and reaps processes")
+    duration = flag_value("duration", lim.parse_duration)
+    a("--health-cmd", metavar="string", help="Command to run to check health")
+    a("--health-interval", type=duration, metavar="duration", help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-timeout", type=duration, metavar="duration",
+      help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    a("--health-start-period", type=duration, metavar="duration",
+      help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) "
+           "(default 0s)")
+    a("--health-retries", type=int_flag("--health-retries"), metavar="int",
+      help="Consecutive failures needed to report unhealthy")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
     a("--expose", action="append", default=[], metavar="list", help="Expose a port or a range of ports")
     a("--mount", action="append", type=parse_mount, default=[], metavar="mount",
@@ -262,7 +275,7 @@ def _more_fields(args: argparse.Namespace, tmpfs: list[dict[str, Any]]) -> dict[
         raise daemon_error(f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"',
                            125)
     return {
-        "publishAll": args.publish_all or None, "expose": parse_expose(args.expose) or None,
+        "healthcheck": lim.healthcheck(args), "init": args.init or None, "publishAll": args.publish_all or None, "expose": parse_expose(args.expose) or None,
         "tmpfs": tmpfs or None, "devices": list(args.device) or None, "shmSize": args.shm_size,
         "extraHosts": list(args.add_host) or None, "dnsSearch": list(args.dns_search) or None,
         "dnsOptions": list(args.dns_option) or None,

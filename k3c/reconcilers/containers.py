@@ -46,14 +46,20 @@ from k3c.cri.containerspecs import SpecClient
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.cri.tasks import TasksClient
-from k3c.reconcilers import criconfig, ociamend
+from k3c.reconcilers import criconfig, healthchecks, ociamend
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
-from k3c.reconcilers.statuses import Condition, ConditionStatus, LocalContainerStatus, PortStatus
+from k3c.reconcilers.statuses import (
+    Condition,
+    ConditionStatus,
+    HealthStatus,
+    LocalContainerStatus,
+    PortStatus,
+)
 from k3c.signals import signal_number
 from k3c.timefmt import NS, format_micro_ns, now_micro, now_rfc3339, parse_rfc3339_ns
 
@@ -121,6 +127,7 @@ class Env:
     ports: PortReservations
     node: str
     root_dir: Path
+    init_binary: Path | None
     cache: ObjectCache
     schedule: Callable[[str, float], None]
     record_event: Callable[[dict[str, Any], str, str, bool], None]
@@ -133,6 +140,7 @@ class ContainerReconciler:
         self.env = env
         self.instances: dict[str, Instance] = {}
         self.by_container: dict[str, str] = {}
+        self.health = healthchecks.HealthProbes(env.cri, self._write_health, env.record_event)
 
     # ------------------------------------------------------------------ entry points
 
@@ -283,7 +291,8 @@ class ContainerReconciler:
         inst.stop_reason, inst.vanished, inst.oom = "", False, False
         try:
             await self._create_and_start(obj, inst)
-        except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError) as err:
+        except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError,
+                healthchecks.HealthCheckError) as err:
             await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))
             return None
         except RuntimeCallError as err:
@@ -308,12 +317,16 @@ class ContainerReconciler:
             policy = "missing"  # docker pulls before the first start only
         image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj), policy)
         user = await self.env.images.resolve_user(image, spec.get("user") or "")
+        check = healthchecks.resolve(spec, image.config)
         mounts = await self._mounts(obj)
         if inst.sandbox is None:
             inst.sandbox = await self._sandbox_for(obj, image)
             inst.sandbox_key = _sandbox_key(spec)
+        if spec.get("init"):
+            mounts.append(self._init_mount())
         config = criconfig.container_config(obj, image=image.id, node=self.env.node,
-                                            attempt=inst.restart_count, mounts=mounts, user=user)
+                                            attempt=inst.restart_count, mounts=mounts, user=user,
+                                            image_config=image.config)
         try:
             cid = await self.env.cri.create_container(inst.sandbox.id, config, inst.sandbox.config)
         except RuntimeCallError as err:
@@ -334,6 +347,10 @@ class ContainerReconciler:
             raise
         inst.started_at, inst.started_mono = now_micro(), time.monotonic()
         self.env.record_event(obj, "Started", f"Started container {cid[:12]}", False)
+        if check is not None:
+            self.health.start(obj, cid, check)
+        elif (obj.get("status") or {}).get("health"):
+            await self._write_health(obj, None)
 
     def _record_start(self, obj: dict[str, Any], inst: Instance, cid: str, image: ImageInfo) -> None:
         """Map the new container before it starts, so even an instant exit event finds its object."""
@@ -391,6 +408,12 @@ class ContainerReconciler:
                                    propagation=criconfig.PROPAGATIONS[v.get("propagation") or "rprivate"]))
         return mounts
 
+    def _init_mount(self) -> pb.Mount:
+        """``spec.init``: the node's static init, read-only at :data:`criconfig.INIT_PATH`."""
+        if self.env.init_binary is None or not self.env.init_binary.is_file():
+            raise SpecError("init: this node has no init binary (the operator was started without --init-binary)")
+        return pb.Mount(container_path=criconfig.INIT_PATH, host_path=str(self.env.init_binary), readonly=True)
+
     async def _fail(self, obj: dict[str, Any], inst: Instance, message: str, exit_code: int | None) -> None:
         """A start that cannot work: clean up everything it made, say why, and stay Failed."""
         await self._release(inst, wait=True)
@@ -441,6 +464,7 @@ class ContainerReconciler:
         await self.env.cri.stop_container(cid, grace)
 
     def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
+        self.health.stop(inst.uid)
         inst.running, inst.exit_code, inst.finished_at, inst.exit_reported = False, exit_code, finished_at, False
 
     async def _report_exit(self, obj: dict[str, Any], inst: Instance) -> dict[str, Any]:
@@ -501,6 +525,10 @@ class ContainerReconciler:
             "conditions": _ready_condition(obj, True, "Started", "")}
         await self._write_status(obj, status)
 
+    async def _write_health(self, obj: dict[str, Any], health: HealthStatus | None) -> bool:
+        """``status.health`` (from the probe loop); False once the object is gone."""
+        return await self.env.kube.patch_status_if_present(_ref(obj), {"health": health}) is not None
+
     async def _write_status(self, obj: dict[str, Any], status: LocalContainerStatus) -> dict[str, Any]:
         """Merge-patch only the fields that differ; the answer becomes the cached object."""
         current = obj.get("status") or {}
@@ -548,6 +576,7 @@ class ContainerReconciler:
                 inst.running = False
         await self._remove_unheard_of(inst)
         await self._release(inst, wait=True)
+        self.health.stop(inst.uid)
         self.instances.pop(inst.uid, None)
 
     async def _remove_unheard_of(self, inst: Instance) -> None:

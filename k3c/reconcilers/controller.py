@@ -70,7 +70,7 @@ class Controller:
                                         self.containers_cache, self.volume_queue.schedule)
         self.containers = ContainerReconciler(Env(
             kube=self.kube, cri=self.cri, specs=self.conns.specs, tasks=self.conns.tasks, images=ImageResolver(self.cri, self.store), pool=self.pool,
-            ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, cache=self.containers_cache,
+            ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, init_binary=cfg.init_binary, cache=self.containers_cache,
             schedule=self.container_queue.schedule, record_event=self.record_event,
             ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,
         ))
@@ -88,6 +88,7 @@ class Controller:
             return
         await self.container_queue.drain(timeout=15.0)
         await self.volume_queue.drain(timeout=5.0)
+        await self.containers.health.close()
         await self.pool.close(remove_spares=True)
         if self._events:
             await asyncio.wait(self._events, timeout=5)

@@ -278,11 +278,27 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Where ``spec.init``'s init is mounted (docker's path for it).
+INIT_PATH = "/sbin/docker-init"
+
+
+def argv(spec: dict[str, Any], image_config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """CRI's command and args: the spec's overrides, or with ``init`` the whole command line after the init
+    (entrypoint and cmd resolved against the image as docker does, see :func:`command_line`)."""
+    if not spec.get("init"):
+        return list(spec.get("command") or []), list(spec.get("args") or [])
+    entrypoint = spec.get("command") or image_config.get("Entrypoint") or []
+    args = spec.get("args") or ([] if spec.get("command") else image_config.get("Cmd") or [])
+    return [INIT_PATH, "--", *entrypoint, *args], []
+
+
 def container_config(
     obj: dict[str, Any], *, image: str, node: str, attempt: int, mounts: list[pb.Mount], user: UserSpec,
+    image_config: dict[str, Any] | None = None,
 ) -> pb.ContainerConfig:
     """The CRI ContainerConfig for ``obj`` (``image`` is the resolved image id, ``mounts`` resolved)."""
     meta, spec = obj["metadata"], obj.get("spec", {})
+    command, args = argv(spec, image_config or {})
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
     labels.update({
         CRI_MANAGED_LABEL: "true", CRI_NODE_LABEL: node, CRI_UID_LABEL: meta["uid"],
@@ -316,8 +332,8 @@ def container_config(
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name=meta["name"], attempt=attempt),
         image=pb.ImageSpec(image=image),
-        command=list(spec.get("command") or []),
-        args=list(spec.get("args") or []),
+        command=command,
+        args=args,
         working_dir=spec.get("workingDir") or "",
         envs=[pb.KeyValue(key=e["name"], value=e.get("value") or "") for e in spec.get("env") or []],
         mounts=mounts,

@@ -63,6 +63,8 @@ FIELDS: dict[str, dict[str, Field]] = {
         "spec.nodeName": S,
         "spec.volumes[].propagation": S,  # only a host path's mounts can reach the node, and those are governed
         "spec.publishAll": S, "spec.expose": S,  # host ports, as spec.ports
+        "spec.init": S,  # k3c's own init binary, read-only
+        "spec.healthcheck": S,  # runs in the container, as exec does
         "spec.tmpfs": S,  # memory of the container's own cgroup
         "spec.devices": G,  # the node's devices
         "spec.shmSize": S, "spec.extraHosts": S, "spec.dnsSearch": S, "spec.dnsOptions": S,

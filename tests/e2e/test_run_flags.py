@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
@@ -224,3 +225,62 @@ def test_publish_all_and_port(daemon: Any) -> None:
     assert missing.returncode == 1
     assert missing.stderr.strip() == "Error: No public port '8081/tcp' published for exposer"
     ok(daemon, "rm", "-f", "exposer")
+
+
+def test_init_forwards_signals_and_reaps(daemon: Any) -> None:
+    ok(daemon, "run", "-d", "--name", "withinit", "--init", TEST_IMAGE, "sleep", "300")
+    assert sh(daemon, "withinit", "cat /proc/1/cmdline | tr '\\0' ' '").split() == [
+        "/sbin/docker-init", "--", "sleep", "300"]
+    assert sh(daemon, "withinit", "echo x > /sbin/docker-init 2>&1 || echo refused").strip().endswith("refused")
+    k3c(daemon, "exec", "withinit", "sh", "-c", "sleep 0.2 & exit 0")  # its sleep is orphaned to PID 1
+    time.sleep(1)
+    states = sh(daemon, "withinit", "ps -o stat,args").splitlines()[1:]
+    assert not [s for s in states if s.startswith("Z")], states
+    t0 = time.monotonic()
+    ok(daemon, "stop", "withinit")  # SIGTERM reaches sleep through the init (sleep as PID 1 ignores it)
+    assert time.monotonic() - t0 < 5
+    assert ok(daemon, "inspect", "-f", "{{.State.ExitCode}}", "withinit").strip() == "143"
+    ok(daemon, "rm", "withinit")
+
+
+def _health(daemon: Any, name: str) -> str:
+    return ok(daemon, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", name).strip()
+
+
+def _events(daemon: Any, name: str) -> list[str]:
+    uid = daemon.container(name)["metadata"]["uid"]
+    items = daemon.api.get("/api/v1/namespaces/default/events").get("items", [])
+    return [e["reason"] for e in items if e["involvedObject"].get("uid") == uid]
+
+
+def test_health_check_from_flags(daemon: Any) -> None:
+    ok(daemon, "run", "-d", "--name", "checked", "--health-cmd", "test -f /tmp/ok", "--health-interval", "500ms",
+       "--health-retries", "2", TEST_IMAGE, "sh", "-c", "touch /tmp/ok; exec sleep 300")
+    wait_until(lambda: _health(daemon, "checked") == "healthy", 20, "healthy")
+    assert "(healthy)" in ok(daemon, "ps", "--filter", "name=checked", "--format", "{{.Status}}")
+    wait_until(lambda: "HealthStatusHealthy" in _events(daemon, "checked"), 10, "the healthy event")
+    sh(daemon, "checked", "rm /tmp/ok")
+    wait_until(lambda: _health(daemon, "checked") == "unhealthy", 20, "unhealthy")
+    assert "(unhealthy)" in ok(daemon, "ps", "--filter", "name=checked", "--format", "{{.Status}}")
+    wait_until(lambda: "HealthStatusUnhealthy" in _events(daemon, "checked"), 10, "the unhealthy event")
+    health = json.loads(ok(daemon, "inspect", "-f", "{{json .State.Health}}", "checked"))
+    assert health["FailingStreak"] >= 2 and health["Log"][-1]["ExitCode"] == 1 and len(health["Log"]) <= 5
+    ok(daemon, "rm", "-f", "checked")
+
+
+def test_image_healthcheck_and_no_healthcheck(daemon: Any) -> None:
+    from k3c.oci.layout import ImageConfig, busybox_image
+
+    check = {"Test": ["CMD-SHELL", "exit 1"], "Interval": 300_000_000, "Retries": 1}
+    daemon.import_image("k3c.test/checked:1", busybox_image(config=ImageConfig(healthcheck=check)))
+    ok(daemon, "run", "-d", "--name", "imgcheck", "k3c.test/checked:1", "sleep", "300")
+    ok(daemon, "run", "-d", "--name", "overridden", "--health-cmd", "true", "k3c.test/checked:1", "sleep", "300")
+    ok(daemon, "run", "-d", "--name", "nocheck", "--no-healthcheck", "k3c.test/checked:1", "sleep", "300")
+    wait_until(lambda: _health(daemon, "imgcheck") == "unhealthy", 20, "the image's check to fail")
+    wait_until(lambda: _health(daemon, "overridden") == "healthy", 20, "the flag's check over the image's")
+    time.sleep(1)
+    assert _health(daemon, "nocheck") == ""
+    assert "(" not in ok(daemon, "ps", "--filter", "name=nocheck", "--format", "{{.Status}}")
+    conflict = k3c(daemon, "run", "--no-healthcheck", "--health-cmd", "true", TEST_IMAGE, "true")
+    assert conflict.returncode == 125 and "--no-healthcheck conflicts with --health-* options" in conflict.stderr
+    ok(daemon, "rm", "-f", "imgcheck", "overridden", "nocheck")
