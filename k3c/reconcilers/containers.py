@@ -110,6 +110,8 @@ class Instance:
     sandbox_key: str = ""
     #: a CreateContainer went unanswered (containerd died): it may have made a container we never heard of
     unsure: bool = False
+    #: its health check (if any) runs: started with it, or resumed after an adoption
+    health_known: bool = False
     # observedGeneration/startRequest it was started for
     origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
@@ -229,6 +231,7 @@ class ContainerReconciler:
             else:  # the running container satisfies this spec (what changed, if anything, does not shape it)
                 inst.origin = self._origin_fields(obj)
                 await self._write_running(obj, inst)
+                await self._resume_health(obj, inst)
                 return None
         if inst is not None and not inst.exit_reported:
             obj = await self._report_exit(obj, inst)
@@ -347,6 +350,7 @@ class ContainerReconciler:
             raise
         inst.started_at, inst.started_mono = now_micro(), time.monotonic()
         self.env.record_event(obj, "Started", f"Started container {cid[:12]}", False)
+        inst.health_known = True
         if check is not None:
             self.health.start(obj, cid, check)
         elif (obj.get("status") or {}).get("health"):
@@ -407,6 +411,20 @@ class ContainerReconciler:
             mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly")),
                                    propagation=criconfig.PROPAGATIONS[v.get("propagation") or "rprivate"]))
         return mounts
+
+    async def _resume_health(self, obj: dict[str, Any], inst: Instance) -> None:
+        """An adopted running container (the operator restarted): its health check loop starts again."""
+        if inst.health_known or not inst.container_id:
+            return
+        inst.health_known = True
+        try:
+            image = await self.env.images.ensure(obj["spec"]["image"], lambda: self._pulling(obj), "never")
+            check = healthchecks.resolve(obj.get("spec", {}), image.config)
+        except (ImageError, healthchecks.HealthCheckError, RuntimeCallError) as err:
+            log.debug("no health check for %s/%s: %s", inst.namespace, inst.name, err)
+            return
+        if check is not None:
+            self.health.start(obj, inst.container_id, check)
 
     def _init_mount(self) -> pb.Mount:
         """``spec.init``: the node's static init, read-only at :data:`criconfig.INIT_PATH`."""

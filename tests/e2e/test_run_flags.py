@@ -284,3 +284,16 @@ def test_image_healthcheck_and_no_healthcheck(daemon: Any) -> None:
     conflict = k3c(daemon, "run", "--no-healthcheck", "--health-cmd", "true", TEST_IMAGE, "true")
     assert conflict.returncode == 125 and "--no-healthcheck conflicts with --health-* options" in conflict.stderr
     ok(daemon, "rm", "-f", "imgcheck", "overridden", "nocheck")
+
+
+def test_health_check_resumes_after_an_operator_restart(daemon: Any) -> None:
+    ok(daemon, "run", "-d", "--name", "resumed", "--health-cmd", "test -f /tmp/ok", "--health-interval", "300ms",
+       "--health-retries", "1", TEST_IMAGE, "sh", "-c", "touch /tmp/ok; exec sleep 300")
+    wait_until(lambda: _health(daemon, "resumed") == "healthy", 20, "healthy")
+    old = daemon.status()["operatorPid"]
+    os.kill(old, signal.SIGKILL)  # the operator the daemon started for this module
+    new = wait_until(lambda: (p := daemon.status().get("operatorPid")) != old and p, 20, "a new operator")
+    daemon.started_pids.add(new)
+    sh(daemon, "resumed", "rm /tmp/ok")
+    wait_until(lambda: _health(daemon, "resumed") == "unhealthy", 30, "the adopted container's check to run")
+    ok(daemon, "rm", "-f", "resumed")
