@@ -168,3 +168,31 @@ def healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.health_retries:
         check["retries"] = args.health_retries
     return check or None
+
+
+def log_options(values: list[str]) -> dict[str, Any] | None:
+    """--log-opt max-size=10m --log-opt max-file=3 (json-file's rotation options; others refused)."""
+    from k3c.units import ram_in_bytes
+
+    out: dict[str, Any] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise daemon_error(f"invalid key value pair format in logging opts: {value}", 125)
+        if key == "max-size":
+            try:
+                if ram_in_bytes(val) <= 0:
+                    raise ValueError(val)
+            except ValueError:
+                raise daemon_error(f"invalid size: '{val}'", 125) from None
+            out["maxSize"] = val
+        elif key == "max-file":
+            if not val.isdigit() or int(val) < 1:
+                raise daemon_error("max-file cannot be less than 1", 125)
+            out["maxFile"] = int(val)
+        else:
+            raise daemon_error(f"unknown log opt '{key}' for json-file log driver (k3c supports max-size and "
+                               "max-file)", 125)
+    if "maxFile" in out and "maxSize" not in out:
+        raise daemon_error("max-file needs max-size (k3c rotates by size)", 125)
+    return out or None

@@ -189,6 +189,7 @@ def _add_more_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--health-retries", type=int_flag("--health-retries"), metavar="int",
       help="Consecutive failures needed to report unhealthy")
     a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--log-opt", action="append", default=[], metavar="list", help="Log driver options")
     a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
     a("--expose", action="append", default=[], metavar="list", help="Expose a port or a range of ports")
     a("--mount", action="append", type=parse_mount, default=[], metavar="mount",
@@ -275,7 +276,7 @@ def _more_fields(args: argparse.Namespace, tmpfs: list[dict[str, Any]]) -> dict[
         raise daemon_error(f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"',
                            125)
     return {
-        "healthcheck": lim.healthcheck(args), "init": args.init or None, "publishAll": args.publish_all or None, "expose": parse_expose(args.expose) or None,
+        "healthcheck": lim.healthcheck(args), "logOptions": lim.log_options(args.log_opt), "init": args.init or None, "publishAll": args.publish_all or None, "expose": parse_expose(args.expose) or None,
         "tmpfs": tmpfs or None, "devices": list(args.device) or None, "shmSize": args.shm_size,
         "extraHosts": list(args.add_host) or None, "dnsSearch": list(args.dns_search) or None,
         "dnsOptions": list(args.dns_option) or None,

@@ -46,7 +46,7 @@ from k3c.cri.containerspecs import SpecClient
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.cri.tasks import TasksClient
-from k3c.reconcilers import criconfig, healthchecks, ociamend
+from k3c.reconcilers import criconfig, healthchecks, logrotation, ociamend
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
@@ -295,7 +295,7 @@ class ContainerReconciler:
         try:
             await self._create_and_start(obj, inst)
         except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError,
-                healthchecks.HealthCheckError) as err:
+                healthchecks.HealthCheckError, logrotation.LogOptionsError) as err:
             await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))
             return None
         except RuntimeCallError as err:
@@ -321,6 +321,7 @@ class ContainerReconciler:
         image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj), policy)
         user = await self.env.images.resolve_user(image, spec.get("user") or "")
         check = healthchecks.resolve(spec, image.config)
+        logrotation.rotation(spec)  # refused before the start, not at the first rotation
         mounts = await self._mounts(obj)
         if inst.sandbox is None:
             inst.sandbox = await self._sandbox_for(obj, image)
@@ -411,6 +412,20 @@ class ContainerReconciler:
             mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly")),
                                    propagation=criconfig.PROPAGATIONS[v.get("propagation") or "rprivate"]))
         return mounts
+
+    async def rotate_logs(self) -> None:
+        """Rotate the full log files of running containers with ``logOptions`` (:mod:`logrotation`)."""
+        for uid, inst in list(self.instances.items()):
+            obj = self.env.cache.get(uid)
+            if obj is None or not (inst.running and inst.container_id):
+                continue
+            try:
+                rule = logrotation.rotation(obj.get("spec", {}))
+            except logrotation.LogOptionsError:
+                continue
+            if rule is not None:
+                path = self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)
+                await logrotation.rotate_if_full(self.env.cri, path, inst.container_id, rule)
 
     async def _resume_health(self, obj: dict[str, Any], inst: Instance) -> None:
         """An adopted running container (the operator restarted): its health check loop starts again."""
@@ -568,7 +583,9 @@ class ContainerReconciler:
         if inst is not None:
             await self._teardown(inst, grace=int(obj.get("spec", {}).get("stopTimeout", 10)), obj=obj)
         with contextlib.suppress(OSError):
-            (self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)).unlink(missing_ok=True)
+            log_file = self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)
+            log_file.unlink(missing_ok=True)
+            logrotation.remove_rotated(log_file)
         self.env.record_event(obj, "Removed", "Removed container", False)
         meta = obj["metadata"]
         fins = [f for f in meta.get("finalizers") or [] if f != CONTAINER_FINALIZER]

@@ -24,6 +24,7 @@ from k3c import api
 from k3c.cri.errors import NotFoundError
 from k3c.cri.events import ContainerdEvent
 from k3c.cri.runtime import pb
+from k3c.reconcilers import logrotation
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.containers import ContainerReconciler, Env
@@ -77,6 +78,7 @@ class Controller:
         await self._adopt()
         self._spawn(self._catch_up_later(1.0))  # containerd may still be digesting exits of its downtime
         self.pool.schedule_refill()
+        self._rotation = asyncio.get_running_loop().create_task(self._rotate_logs_forever())
         self.started.set()
 
     async def stop(self) -> None:
@@ -88,6 +90,9 @@ class Controller:
             return
         await self.container_queue.drain(timeout=15.0)
         await self.volume_queue.drain(timeout=5.0)
+        self._rotation.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._rotation
         await self.containers.health.close()
         await self.pool.close(remove_spares=True)
         if self._events:
@@ -132,6 +137,14 @@ class Controller:
         # An exit published just before the subscription went live reaches CRI's own state a moment
         # later than our first look: look once more when it has surely settled.
         self._spawn(self._catch_up_later(1.0))
+
+    async def _rotate_logs_forever(self) -> None:
+        while True:
+            await asyncio.sleep(logrotation.CHECK_INTERVAL)
+            try:
+                await self.containers.rotate_logs()
+            except Exception as err:  # a failed look is retried at the next tick
+                log.warning("log rotation failed: %s", err)
 
     async def _catch_up_later(self, delay: float) -> None:
         await asyncio.sleep(delay)

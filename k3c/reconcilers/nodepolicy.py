@@ -65,6 +65,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "spec.publishAll": S, "spec.expose": S,  # host ports, as spec.ports
         "spec.init": S,  # k3c's own init binary, read-only
         "spec.healthcheck": S,  # runs in the container, as exec does
+        "spec.logOptions": S,  # the container's own log files
         "spec.tmpfs": S,  # memory of the container's own cgroup
         "spec.devices": G,  # the node's devices
         "spec.shmSize": S, "spec.extraHosts": S, "spec.dnsSearch": S, "spec.dnsOptions": S,

@@ -297,3 +297,36 @@ def test_health_check_resumes_after_an_operator_restart(daemon: Any) -> None:
     sh(daemon, "resumed", "rm /tmp/ok")
     wait_until(lambda: _health(daemon, "resumed") == "unhealthy", 30, "the adopted container's check to run")
     ok(daemon, "rm", "-f", "resumed")
+
+
+def test_log_rotation_and_reading_across_files(daemon: Any) -> None:
+    from k3c.api import CONTAINER_LOGS_DIR, container_log_file
+
+    ok(daemon, "run", "-d", "--name", "chatty", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", TEST_IMAGE,
+       "sh", "-c", "i=0; while [ $i -lt 150 ]; do echo line-$i; i=$((i+1)); sleep 0.03; done; echo done; "
+       "exec sleep 300")
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
+    follower = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "logs", "-f", "chatty"], env=env,
+                                stdout=subprocess.PIPE, text=True)
+    obj = daemon.container("chatty")
+    path = daemon.root_dir / CONTAINER_LOGS_DIR / container_log_file("default", "chatty", obj["metadata"]["uid"])
+    seen: set[str] = set()
+
+    def finished() -> bool:
+        seen.update(p.name for p in path.parent.glob(path.name + ".*"))
+        return "done" in ok(daemon, "logs", "--tail", "1", "chatty")
+
+    wait_until(finished, 30, "the output to end")
+    assert {path.name + ".1", path.name + ".2"} <= seen, seen  # it was rotated
+    assert not path.with_name(path.name + ".3").exists()  # max-file=3: the file and two rotated ones
+    lines = ok(daemon, "logs", "chatty").split()
+    assert lines[-1] == "done" and lines[-2] == "line-149"
+    numbers = [int(x.split("-")[1]) for x in lines[:-1]]
+    assert numbers == list(range(numbers[0], 150)) and numbers[0] > 0  # in order, the oldest dropped
+    assert ok(daemon, "logs", "--tail", "3", "chatty").split() == ["line-148", "line-149", "done"]
+    ok(daemon, "rm", "-f", "chatty")
+    out, _ = follower.communicate(timeout=30)
+    followed = out.split()
+    assert followed[:3] == ["line-0", "line-1", "line-2"] and followed[-1] == "done"
+    assert [int(x.split("-")[1]) for x in followed[:-1]] == list(range(150))  # across every rotation
+    assert not list(path.parent.glob(path.name + "*"))  # removed with the container
