@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -330,3 +331,45 @@ def test_log_rotation_and_reading_across_files(daemon: Any) -> None:
     assert followed[:3] == ["line-0", "line-1", "line-2"] and followed[-1] == "done"
     assert [int(x.split("-")[1]) for x in followed[:-1]] == list(range(150))  # across every rotation
     assert not list(path.parent.glob(path.name + "*"))  # removed with the container
+
+
+COMPOSE_STYLE = """
+apiVersion: k3c.io/v1alpha1
+kind: LocalContainer
+metadata: {name: composed}
+spec:
+  image: %s
+  command: [sh, -c]
+  args: ["i=0; while [ $i -lt 60 ]; do echo log-line-$i; i=$((i+1)); done; touch /run/app/ready; exec sleep 300"]
+  init: true
+  healthcheck: {test: [CMD-SHELL, "test -f /run/app/ready"], interval: 300ms, retries: 1}
+  tmpfs: [{mountPath: /run/app, options: "size=1m"}]
+  ulimits: [{name: nofile, soft: 64, hard: 64}]
+  extraHosts: [{name: db.internal, ip: 10.9.8.7}]
+  logOptions: {maxSize: 1k, maxFile: 2}
+"""
+
+
+def test_compose_style_spec_through_kubectl(daemon: Any) -> None:
+    """What compose turns a service into, written as YAML by kubectl: every field has its effect."""
+    from tests.support.harness import run_kubectl
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is needed here (it is on the machine image)")
+    run_kubectl(kubectl, daemon.kubeconfig, "apply", "-f", "-", input=COMPOSE_STYLE % TEST_IMAGE)
+    explained = run_kubectl(kubectl, daemon.kubeconfig, "explain", "localcontainers.spec.healthcheck").stdout
+    assert "merged field by field over the image's HEALTHCHECK" in " ".join(explained.split())
+    wait_until(lambda: _health(daemon, "composed") == "healthy", 30, "healthy")
+    assert sh(daemon, "composed", "cat /proc/1/cmdline | tr '\\0' ' '").split()[0] == "/sbin/docker-init"
+    assert sh(daemon, "composed", "ulimit -n").strip() == "64"
+    assert mounts(daemon, "composed")["/run/app"][0] == "tmpfs"
+    assert re.search(r"^10\.9\.8\.7\s+db\.internal$", sh(daemon, "composed", "cat /etc/hosts"), re.M)
+    obj = daemon.container("composed")
+    from k3c.api import CONTAINER_LOGS_DIR, container_log_file
+
+    path = daemon.root_dir / CONTAINER_LOGS_DIR / container_log_file("default", "composed", obj["metadata"]["uid"])
+    wait_until(lambda: path.with_name(path.name + ".1").exists(), 15, "a rotation")
+    lines = ok(daemon, "logs", "composed").split()
+    assert lines == [f"log-line-{i}" for i in range(60)]  # all of it was rotated to FILE.1, and is read there
+    run_kubectl(kubectl, daemon.kubeconfig, "delete", "localcontainer", "composed", "--wait", timeout=60)
