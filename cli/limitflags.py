@@ -85,10 +85,7 @@ def security_options(values: list[str]) -> dict[str, Any]:
                 raise daemon_error(f"invalid --security-opt 2: {value!r}", 125)
             out["noNewPrivileges"] = val != "false"
         elif key == "seccomp" and val:
-            if val != "unconfined":
-                raise daemon_error(f"--security-opt seccomp={val}: k3c supports only seccomp=unconfined (a profile "
-                                   "file is not supported)", 125)
-            out["seccompProfile"] = val
+            out["seccompProfile"] = val if val == "unconfined" else _seccomp_file(val)
         elif key == "apparmor" and val:
             out["apparmorProfile"] = val
         elif key in ("label", "systempaths", "seccomp", "apparmor") or not sep:
@@ -196,3 +193,17 @@ def log_options(values: list[str]) -> dict[str, Any] | None:
     if "maxFile" in out and "maxSize" not in out:
         raise daemon_error("max-file needs max-size (k3c rotates by size)", 125)
     return out or None
+
+
+def _seccomp_file(path: str) -> str:
+    """--security-opt seccomp=FILE: the profile's content, as docker's CLI sends it (checked to be JSON)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = f.read()
+        json.loads(content)
+    except OSError as err:
+        raise daemon_error(f"opening seccomp profile ({path}) failed: open {path}: "
+                           f"{(err.strerror or str(err)).lower()}", 125) from None
+    except ValueError as err:
+        raise daemon_error(f"decoding seccomp profile failed: {err}", 125) from None
+    return content

@@ -370,12 +370,13 @@ def check_platform(spec: dict[str, Any]) -> None:
 
 
 def seccomp_profile(spec: dict[str, Any]) -> pb.SecurityProfile:
-    """RuntimeDefault, or Unconfined when privileged or asked (a profile file is refused by the CLI)."""
+    """RuntimeDefault, or Unconfined when privileged or asked. A profile document (docker's JSON) starts
+    from RuntimeDefault here and replaces it in the OCI spec (:mod:`k3c.reconcilers.ociamend`)."""
     value = str(spec.get("seccompProfile") or "")
     if spec.get("privileged") or value == "unconfined":
         return pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
-    if value:
-        raise SpecError("seccompProfile: only unconfined is supported (or none for the runtime's default)")
+    if value and not value.lstrip().startswith("{"):
+        raise SpecError(f"seccompProfile {value!r}: give unconfined or a profile (docker's JSON format)")
     return pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
 
 

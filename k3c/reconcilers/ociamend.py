@@ -1,7 +1,9 @@
-"""What CRI cannot say, as edits of the OCI spec containerd generated: rlimits, pids limit, tmpfs, /dev/shm.
+"""What CRI cannot say, as edits of the OCI spec containerd generated: rlimits, pids limit, tmpfs, /dev/shm,
+a seccomp profile given inline.
 
 CRI's ContainerConfig has no field for these (docker's ``--ulimit``, ``--pids-limit``, ``--tmpfs`` and
-``--mount type=tmpfs``, ``--shm-size``). containerd builds the OCI spec at CreateContainer and reads it back
+``--mount type=tmpfs``, ``--shm-size``; its seccomp profile can only name a file on the node, while docker's
+``--security-opt seccomp=FILE`` sends the file's content). containerd builds the OCI spec at CreateContainer and reads it back
 from the container's record at StartContainer; the reconciler edits that record in between
 (:class:`k3c.cri.containerspecs.SpecClient`), with :func:`amend` below. Pure functions: the same spec in
 gives the same spec out, so every edit is tested without a runtime.
@@ -27,7 +29,7 @@ class AmendError(ValueError):
 def needs_amendment(spec: dict[str, Any]) -> bool:
     """Whether the LocalContainer asks for anything CRI could not pass on."""
     return bool(spec.get("ulimits") or (spec.get("pidsLimit") or 0) > 0 or spec.get("tmpfs")
-                or spec.get("shmSize"))
+                or spec.get("shmSize") or is_seccomp_document(str(spec.get("seccompProfile") or "")))
 
 
 def amend(oci: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -39,6 +41,9 @@ def amend(oci: dict[str, Any], spec: dict[str, Any]) -> None:
         _shm(oci, _size(str(spec["shmSize"]), "shmSize"))
     for entry in spec.get("tmpfs") or []:
         _tmpfs(oci, entry)
+    profile = str(spec.get("seccompProfile") or "")
+    if is_seccomp_document(profile) and not spec.get("privileged"):
+        oci.setdefault("linux", {})["seccomp"] = seccomp_from_docker(profile, oci)
 
 
 def _rlimit_value(value: int) -> int:
@@ -90,3 +95,77 @@ def _tmpfs(oci: dict[str, Any], entry: dict[str, Any]) -> None:
     mounts = _without_mount(oci, path)
     mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": [*TMPFS_DEFAULTS, *options]})
     oci["mounts"] = mounts
+
+
+# ---- seccomp profiles in docker's format ---------------------------------------------------------------
+#: ``uname -m`` → libseccomp's name of the native architecture.
+_SECCOMP_ARCHES = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "armv7l": "SCMP_ARCH_ARM",
+                   "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64"}
+
+
+def is_seccomp_document(value: str) -> bool:
+    """Whether ``seccompProfile`` holds a profile (docker's JSON) rather than a name (unconfined)."""
+    return value.lstrip().startswith("{")
+
+
+def _kernel_at_least(minimum: str) -> bool:
+    import os
+
+    def numbers(text: str) -> list[int]:
+        return [int(p) for p in text.split("-")[0].split(".")[:2] if p.isdigit()]
+
+    return not minimum or numbers(os.uname().release) >= numbers(minimum)
+
+
+def _applies(rule: dict[str, Any], caps: set[str], arch: str) -> bool:
+    """docker's includes/excludes of one syscall rule: capabilities, architectures, minimum kernel."""
+    inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+    if inc.get("caps") and not set(inc["caps"]) <= caps:
+        return False
+    if inc.get("arches") and arch not in inc["arches"]:
+        return False
+    if not _kernel_at_least(str(inc.get("minKernel") or "")):
+        return False
+    if exc.get("caps") and set(exc["caps"]) & caps:
+        return False
+    return not (exc.get("arches") and arch in exc["arches"])
+
+
+def seccomp_from_docker(document: str, oci: dict[str, Any]) -> dict[str, Any]:
+    """docker's seccomp profile (``--security-opt seccomp=FILE``) → the OCI spec's ``linux.seccomp``, for the
+    process's capabilities and this machine's architecture (as docker's daemon converts it)."""
+    import json
+    import platform
+
+    try:
+        profile = json.loads(document)
+    except ValueError as err:
+        raise AmendError(f"seccompProfile: not a JSON profile: {err}") from None
+    if not isinstance(profile, dict) or not profile.get("defaultAction"):
+        raise AmendError("seccompProfile: a profile needs a defaultAction")
+    machine = platform.machine()
+    arch = _SECCOMP_ARCHES.get(machine, machine)
+    caps = {f"CAP_{c.removeprefix('CAP_')}" for c in (oci.get("process") or {}).get("capabilities", {})
+            .get("bounding") or []}
+    out: dict[str, Any] = {"defaultAction": profile["defaultAction"]}
+    for key in ("defaultErrnoRet", "flags", "listenerPath", "listenerMetadata"):
+        if profile.get(key) is not None:
+            out[key] = profile[key]
+    arches = list(profile.get("architectures") or [])
+    for entry in profile.get("archMap") or []:
+        if entry.get("architecture") == arch:
+            arches += [entry["architecture"], *(entry.get("subArchitectures") or [])]
+    if arches:
+        out["architectures"] = arches
+    rules = []
+    for rule in profile.get("syscalls") or []:
+        if not _applies(rule, caps, arch):
+            continue
+        names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
+        converted = {"names": names, "action": rule.get("action", "")}
+        for key in ("errnoRet", "args"):
+            if rule.get(key) is not None:
+                converted[key] = rule[key]
+        rules.append(converted)
+    out["syscalls"] = rules
+    return out

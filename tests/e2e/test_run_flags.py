@@ -164,7 +164,8 @@ def test_pull_policies(daemon: Any) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--platform", "linux/s390x"], "--platform linux/s390x: k3c runs images of this node's platform only"),
-    (["--security-opt", "seccomp=/tmp/profile.json"], "k3c supports only seccomp=unconfined"),
+    (["--security-opt", "seccomp=/nonexistent/profile.json"], "opening seccomp profile (/nonexistent/profile.json)"),
+    (["--security-opt", "label=disable"], "--security-opt label=disable: not supported by k3c"),
     (["--ipc", "container:other"], "--ipc container:other: not supported by k3c"),
     (["--pid", "container:other"], "--pid container:other: not supported by k3c"),
     (["--pull", "sometimes"], "invalid pull option: 'sometimes'"),
@@ -373,3 +374,15 @@ def test_compose_style_spec_through_kubectl(daemon: Any) -> None:
     lines = ok(daemon, "logs", "composed").split()
     assert lines == [f"log-line-{i}" for i in range(60)]  # all of it was rotated to FILE.1, and is read there
     run_kubectl(kubectl, daemon.kubeconfig, "delete", "localcontainer", "composed", "--wait", timeout=60)
+
+
+def test_seccomp_profile_file(daemon: Any, tmp_path: Path) -> None:
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                     {"names": ["reboot"], "action": "SCMP_ACT_ERRNO", "includes": {"caps": ["CAP_SYS_ADMIN"]}}]}))
+    out = ok(daemon, "run", "--rm", "--security-opt", f"seccomp={profile}", TEST_IMAGE, "sh", "-c",
+             "mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/y && echo touched")
+    assert "Operation not permitted" in out and "rc=1" in out and "touched" in out, out
+    assert ok(daemon, "run", "--rm", TEST_IMAGE, "sh", "-c", "mkdir /tmp/x && echo made").strip() == "made"

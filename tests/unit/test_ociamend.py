@@ -58,3 +58,29 @@ def test_signal_names(text: str, number: int) -> None:
 def test_bad_signal_names(text: str) -> None:
     with pytest.raises(ValueError, match="Invalid signal"):
         signal_number(text)
+
+
+def test_docker_seccomp_profile_becomes_the_oci_one() -> None:
+    import json
+    import platform
+
+    arch = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}.get(platform.machine(), "SCMP_ARCH_X")
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+        "archMap": [{"architecture": arch, "subArchitectures": ["SCMP_ARCH_X86"]},
+                    {"architecture": "SCMP_ARCH_NOPE", "subArchitectures": []}],
+        "syscalls": [
+            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"names": ["chown"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"name": "personality", "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+        ]}
+    oci = {"process": {"capabilities": {"bounding": ["CAP_CHOWN"]}}}
+    ociamend.amend(oci, {"seccompProfile": json.dumps(profile)})
+    seccomp = oci["linux"]["seccomp"]
+    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO" and seccomp["defaultErrnoRet"] == 1
+    assert seccomp["architectures"] == [arch, "SCMP_ARCH_X86"]
+    assert [r["names"] for r in seccomp["syscalls"]] == [["read", "write"], ["chown"], ["personality"]]
+    assert seccomp["syscalls"][2]["args"] == [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]
+    with pytest.raises(ociamend.AmendError):
+        ociamend.amend({}, {"seccompProfile": "{not json"})
