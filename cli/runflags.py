@@ -22,7 +22,7 @@ from k3c.api import (
 )
 from k3c.cli import limitflags as lim
 from k3c.cli.common import valid_name
-from k3c.cli.errors import CLIError, daemon_error
+from k3c.cli.errors import daemon_error
 from k3c.cli.goflags import add_bool_flag, flag_value, int_flag
 from k3c.cli.mountflags import (
     Mount,
@@ -305,9 +305,6 @@ def _check_conflicts(args: argparse.Namespace) -> None:
         raise daemon_error("You should always set the Memory limit when using Memoryswap limit, see usage.", 125)
     if args.memory_swap not in (None, "-1") and int(args.memory_swap) < int(args.memory):
         raise daemon_error("Minimum memoryswap limit should be larger than memory limit, see usage.", 125)
-    if args.group_add and any(not str(g).isdigit() for g in args.group_add):
-        bad = next(g for g in args.group_add if not str(g).isdigit())
-        raise CLIError(f"k3c: --group-add {bad}: k3c supports numeric group IDs only", 125)
 
 
 def build_container(args: argparse.Namespace, name: str, namespace: str, start: bool,

@@ -320,6 +320,7 @@ class ContainerReconciler:
             policy = "missing"  # docker pulls before the first start only
         image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj), policy)
         user = await self.env.images.resolve_user(image, spec.get("user") or "")
+        groups = await self.env.images.resolve_groups(image, spec.get("groupAdd") or [])
         check = healthchecks.resolve(spec, image.config)
         logrotation.rotation(spec)  # refused before the start, not at the first rotation
         mounts = await self._mounts(obj)
@@ -330,7 +331,7 @@ class ContainerReconciler:
             mounts.append(self._init_mount())
         config = criconfig.container_config(obj, image=image.id, node=self.env.node,
                                             attempt=inst.restart_count, mounts=mounts, user=user,
-                                            image_config=image.config)
+                                            image_config=image.config, groups=groups)
         try:
             cid = await self.env.cri.create_container(inst.sandbox.id, config, inst.sandbox.config)
         except RuntimeCallError as err:

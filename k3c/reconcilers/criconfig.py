@@ -294,9 +294,10 @@ def argv(spec: dict[str, Any], image_config: dict[str, Any]) -> tuple[list[str],
 
 def container_config(
     obj: dict[str, Any], *, image: str, node: str, attempt: int, mounts: list[pb.Mount], user: UserSpec,
-    image_config: dict[str, Any] | None = None,
+    image_config: dict[str, Any] | None = None, groups: list[int] | None = None,
 ) -> pb.ContainerConfig:
-    """The CRI ContainerConfig for ``obj`` (``image`` is the resolved image id, ``mounts`` resolved)."""
+    """The CRI ContainerConfig for ``obj`` (``image`` is the resolved image id, ``mounts`` and ``groups``, the
+    ``groupAdd`` IDs, resolved)."""
     meta, spec = obj["metadata"], obj.get("spec", {})
     command, args = argv(spec, image_config or {})
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
@@ -322,7 +323,7 @@ def container_config(
         readonly_paths=[] if privileged else READONLY_PATHS,
         seccomp=seccomp_profile(spec),
         apparmor=apparmor_profile(spec),
-        supplemental_groups=supplemental_groups(spec),
+        supplemental_groups=groups or [],
         no_new_privs=bool(spec.get("noNewPrivileges")),
     )
     if user.uid is not None:
@@ -388,16 +389,6 @@ def apparmor_profile(spec: dict[str, Any]) -> pb.SecurityProfile | None:
     if value:
         raise SpecError(f"apparmorProfile {value}: AppArmor is not enabled on this node")
     return None
-
-
-def supplemental_groups(spec: dict[str, Any]) -> list[int]:
-    """``groupAdd`` as numbers (CRI takes only numbers; a group name is refused)."""
-    groups = []
-    for g in spec.get("groupAdd") or []:
-        if not str(g).isdigit():
-            raise SpecError(f"groupAdd {g}: only numeric group IDs are supported")
-        groups.append(int(g))
-    return groups
 
 
 def devices(spec: dict[str, Any]) -> list[pb.Device]:

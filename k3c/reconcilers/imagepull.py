@@ -105,6 +105,19 @@ class ImageResolver:
                 spec.gid = int(entry[2])
         return spec
 
+    async def resolve_groups(self, image: ImageInfo, groups: list[str]) -> list[int]:
+        """``groupAdd`` → group IDs: numbers as they are, names from the image's /etc/group (docker --group-add)."""
+        out = []
+        for group in groups:
+            if str(group).isdigit():
+                out.append(int(group))
+                continue
+            entry = await self._lookup(image, "etc/group", str(group))
+            if entry is None:
+                raise ImageError(f"Unable to find group {group}: no matching entries in group file")
+            out.append(int(entry[2]))
+        return out
+
     async def _lookup(self, image: ImageInfo, path: str, name: str) -> list[str] | None:
         key = (image.id, path)
         if key not in self._files:

@@ -65,7 +65,7 @@ def limited(daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
        "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway",
        "--dns-search", "example.org", "--dns-option", "ndots:3",
        "-c", "512", "--cpuset-cpus", "0", "-m", "64m", "--memory-swap", "128m",
-       "--security-opt", "no-new-privileges", "--group-add", "1234",
+       "--security-opt", "no-new-privileges", "--group-add", "1234", "--group-add", "nogroup",
        "--label-file", str(labels), "--cidfile", str(cidfile), "--platform", "linux",
        TEST_IMAGE, "sleep", "300")
     return {"cidfile": cidfile}
@@ -115,7 +115,10 @@ def test_cpu_and_memory_limits_in_the_cgroup(daemon: Any, limited: dict[str, Any
 def test_no_new_privileges_and_group_add(daemon: Any, limited: dict[str, Any]) -> None:
     status = sh(daemon, "limited", "cat /proc/self/status")
     assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
-    assert "1234" in re.search(r"^Groups:(.*)$", status, re.M).group(1).split()  # type: ignore[union-attr]
+    groups = re.search(r"^Groups:(.*)$", status, re.M).group(1).split()  # type: ignore[union-attr]
+    assert "1234" in groups and "65534" in groups  # nogroup: by name, from the image's /etc/group
+    missing = k3c(daemon, "run", "--rm", "--group-add", "nosuchgroup", TEST_IMAGE, "true")
+    assert missing.returncode == 125 and "Unable to find group nosuchgroup" in missing.stderr, missing.stderr
 
 
 def test_label_file_and_cidfile(daemon: Any, limited: dict[str, Any]) -> None:
@@ -170,7 +173,6 @@ def test_pull_policies(daemon: Any) -> None:
     (["--pid", "container:other"], "--pid container:other: not supported by k3c"),
     (["--pull", "sometimes"], "invalid pull option: 'sometimes'"),
     (["--ulimit", "nofile=20:10"], "ulimit soft limit must be less than or equal to hard limit"),
-    (["--group-add", "staff"], "--group-add staff: k3c supports numeric group IDs only"),
     (["--stop-signal", "SIGNOPE"], "Invalid signal: SIGNOPE"),
     (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap limit"),
 ])
