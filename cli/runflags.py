@@ -301,6 +301,8 @@ def _check_conflicts(args: argparse.Namespace) -> None:
         raise daemon_error("Minimum memory limit allowed is 6MB", 125)
     if args.stop_timeout is not None and args.stop_timeout < 0:
         raise daemon_error("invalid stop timeout: must not be negative", 125)
+    if args.shm_size and args.ipc == "host":
+        raise daemon_error("--shm-size cannot be used with --ipc host (the node's /dev/shm is used)", 125)
     if args.memory_swap not in (None, "-1") and args.memory is None:
         raise daemon_error("You should always set the Memory limit when using Memoryswap limit, see usage.", 125)
     if args.memory_swap not in (None, "-1") and int(args.memory_swap) < int(args.memory):

@@ -315,6 +315,8 @@ class ContainerReconciler:
     async def _create_and_start(self, obj: dict[str, Any], inst: Instance) -> None:
         spec = obj.get("spec", {})
         criconfig.check_platform(spec)
+        if spec.get("apparmorProfile") not in (None, "", "unconfined") and not _apparmor_enabled():
+            raise SpecError(f"apparmorProfile {spec['apparmorProfile']}: AppArmor is not enabled on this node")
         policy = str(spec.get("pullPolicy") or "missing")
         if policy == "always" and inst.restart_count > 0:
             policy = "missing"  # docker pulls before the first start only
@@ -705,6 +707,14 @@ class ContainerReconciler:
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+
+
+def _apparmor_enabled() -> bool:
+    """Whether the node's kernel runs AppArmor (a named profile can only be loaded then)."""
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
 
 
 def _held_for_its_cli(obj: dict[str, Any]) -> float:

@@ -382,12 +382,12 @@ def seccomp_profile(spec: dict[str, Any]) -> pb.SecurityProfile:
 
 
 def apparmor_profile(spec: dict[str, Any]) -> pb.SecurityProfile | None:
-    """Unconfined when asked; a named profile needs AppArmor, which this node's kernel does not run."""
+    """Unconfined when asked, or a profile loaded on the node (the reconciler checks AppArmor runs)."""
     value = str(spec.get("apparmorProfile") or "")
     if value == "unconfined":
         return pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
     if value:
-        raise SpecError(f"apparmorProfile {value}: AppArmor is not enabled on this node")
+        return pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref=value)
     return None
 
 

@@ -37,7 +37,9 @@ def amend(oci: dict[str, Any], spec: dict[str, Any]) -> None:
     _rlimits(oci, spec.get("ulimits") or [])
     if (spec.get("pidsLimit") or 0) > 0:
         oci.setdefault("linux", {}).setdefault("resources", {})["pids"] = {"limit": int(spec["pidsLimit"])}
-    if spec.get("shmSize") and spec.get("ipcMode") != "host":
+    if spec.get("shmSize"):
+        if spec.get("ipcMode") == "host":
+            raise AmendError("shmSize: with ipcMode host the container uses the node's /dev/shm")
         _shm(oci, _size(str(spec["shmSize"]), "shmSize"))
     for entry in spec.get("tmpfs") or []:
         _tmpfs(oci, entry)

@@ -35,10 +35,9 @@ def test_pids_limit_tmpfs_and_shm() -> None:
     assert by_dest["/etc/hosts"]["type"] == "bind"
 
 
-def test_shm_size_is_not_applied_with_the_nodes_ipc() -> None:
-    oci = base()
-    ociamend.amend(oci, {"shmSize": "8m", "ipcMode": "host"})
-    assert oci["mounts"] == base()["mounts"]
+def test_shm_size_is_refused_with_the_nodes_ipc() -> None:
+    with pytest.raises(ociamend.AmendError, match="ipcMode host"):
+        ociamend.amend(base(), {"shmSize": "8m", "ipcMode": "host"})
 
 
 @pytest.mark.parametrize("spec", [{"shmSize": "lots"}, {"tmpfs": [{"mountPath": "/x", "options": "size=big"}]},
@@ -84,3 +83,16 @@ def test_docker_seccomp_profile_becomes_the_oci_one() -> None:
     assert seccomp["syscalls"][2]["args"] == [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]
     with pytest.raises(ociamend.AmendError):
         ociamend.amend({}, {"seccompProfile": "{not json"})
+
+
+def test_platform_must_be_the_nodes() -> None:
+    import platform
+
+    from k3c.reconcilers import criconfig
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    for ok in ("", "linux", f"linux/{arch}", f"LINUX/{arch}/v8"):
+        criconfig.check_platform({"platform": ok})
+    for bad in ("windows", "linux/s390x" if arch != "s390x" else "linux/amd64", "linux/a/b/c"):
+        with pytest.raises(criconfig.SpecError):
+            criconfig.check_platform({"platform": bad})
