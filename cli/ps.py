@@ -495,8 +495,7 @@ def port_lines(ports: list[dict[str, Any]], wanted: str | None, container: str) 
     number, _, proto = wanted.partition("/")
     proto = (proto or "tcp").lower()
     if not number.isdigit():
-        raise CLIError(f"Error: invalid port ({number}): strconv.ParseUint: parsing {json.dumps(number)}: "
-                       "invalid syntax", 1)
+        raise CLIError(f"strconv.ParseUint: parsing {json.dumps(number)}: invalid syntax", 1)
     found = [host for port, p, host in rows if port == int(number) and p == proto]
     if not found:
         raise CLIError(f"Error: No public port '{number}/{proto}' published for {container}", 1)

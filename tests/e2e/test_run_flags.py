@@ -400,3 +400,36 @@ def test_seccomp_profile_file(daemon: Any, tmp_path: Path) -> None:
              "mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/y && echo touched")
     assert "Operation not permitted" in out and "rc=1" in out and "touched" in out, out
     assert ok(daemon, "run", "--rm", TEST_IMAGE, "sh", "-c", "mkdir /tmp/x && echo made").strip() == "made"
+
+
+def test_port_output_matches_dockers(daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same `run -P --expose -p` on docker 20.10 and k3c: `port` prints the same lines (host ports
+    normalised; docker also lists each binding for IPv6, which k3c does not publish)."""
+    from k3c.oci.layout import ImageConfig, busybox_image
+    from tests.support import dockerd
+
+    if not dockerd.available():
+        pytest.fail("dockerd 20.10 (docker.io) is needed for the comparison")
+    docker = dockerd.Dockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        docker.start()
+        docker.import_busybox("k3c.test/ported:1", "EXPOSE 8080/tcp")
+        daemon.import_image("k3c.test/ported:1", busybox_image(config=ImageConfig(exposed_ports=["8080/tcp"])))
+        flags = ["-d", "--name", "ported", "-P", "--expose", "9090"]
+        cmd = ["k3c.test/ported:1", "sleep", "300"]
+        docker.docker("run", *flags, "-p", "127.0.0.1:7070:7070/udp", *cmd)
+        ok(daemon, "run", *flags, "-p", "127.0.0.1:7071:7070/udp", *cmd)  # (docker holds 7070)
+
+        def both(*args: str) -> tuple[tuple[int, list[str], str], tuple[int, list[str], str]]:
+            d, k = docker.docker("port", *args, check=False), k3c(daemon, "port", *args)
+            norm = [re.sub(r":\d+$", ":N", line) for line in d.stdout.splitlines() if "::" not in line]
+            mine = [re.sub(r":\d+$", ":N", line) for line in k.stdout.splitlines()]
+            return (d.returncode, sorted(norm), d.stderr), (k.returncode, sorted(mine), k.stderr)
+
+        for args in (["ported"], ["ported", "8080"], ["ported", "7070/udp"], ["ported", "8081"],
+                     ["ported", "abc"]):
+            theirs, mine = both(*args)
+            assert mine == theirs, (args, theirs, mine)
+    finally:
+        docker.close()
+        k3c(daemon, "rm", "-f", "ported")
