@@ -39,6 +39,7 @@ from k3c.cli.common import (
     Subcommands,
     add_command,
     command,
+    container_id,
     human_duration,
     print_inspected,
     session,
@@ -230,7 +231,7 @@ def follow(client: Client, resource: Resource, obj: dict[str, Any], done: Any, t
             on_update(current)
         if done(current):
             return current
-    raise CLIError(f"k3c: timed out waiting for {resource.plural[:-1]} {name}", 1)
+    raise CLIError(f"k3c: timed out waiting for {resource.kind.lower()} {name}", 1)
 
 
 def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
@@ -508,8 +509,7 @@ def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: b
             named = False
         runs = last and bool(image_id) and (st.get("imageID") or "").endswith(image_id.removeprefix("sha256:"))
         if named or runs:
-            cid = (st.get("containerID") or "").rpartition("://")[2] or c["metadata"]["name"]
-            return cid[:12]
+            return container_id(c)[:12]
     return ""
 
 

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from k3c.cli.common import valid_name
+from k3c import dockerid
 from k3c.cli.errors import CLIError, daemon_error
 from k3c.cli.goflags import parse_bool
 
@@ -40,6 +40,7 @@ class Mount:
 
     spec: dict[str, Any]
     anonymous: bool = False
+    docker_name: str = ""  # a named volume's name as given (spec.volume is the object name it maps to)
 
 
 @dataclass
@@ -67,11 +68,10 @@ def parse_volume(value: str) -> Mount:
     spec: dict[str, Any] = {"mountPath": dst}
     if src.startswith(("/", ".", "~")):
         spec["hostPath"] = os.path.abspath(os.path.expanduser(src))
-    elif valid_name(src):
-        spec["volume"] = src
+    elif dockerid.valid_docker_name(src):
+        spec["volume"] = dockerid.object_name(src)
     else:
-        raise _bad(f'invalid volume name "{src}": a lowercase RFC 1123 name ([a-z0-9][a-z0-9.-]) is required '
-                   "(or an absolute host path for a bind mount)")
+        raise _bad(_volume_name_error(src))
     if "ro" in modes:
         spec["readOnly"] = True
     propagation = [m for m in modes if m in _ALL_PROPAGATIONS]
@@ -79,7 +79,13 @@ def parse_volume(value: str) -> Mount:
         if "hostPath" not in spec:
             raise _bad(f"invalid mode: {mode}: propagation applies to bind mounts only")
         spec["propagation"] = _propagation(propagation[-1], f"invalid mode: {mode}")
-    return Mount(spec)
+    return Mount(spec, docker_name=src if "volume" in spec else "")
+
+
+def _volume_name_error(name: str) -> str:
+    """docker's words for a volume name it cannot create (its local driver's check)."""
+    return (f'create {name}: "{name}" includes invalid characters for a local volume name, only '
+            '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path')
 
 
 def _propagation(mode: str, context: str) -> str:
@@ -235,11 +241,10 @@ def _volume_mount(m: MountFields) -> Mount:
                                "directories on the node)")
     if not m.source:
         mount = _anonymous(m.target)
-    elif valid_name(m.source):
-        mount = Mount({"volume": m.source, "mountPath": m.target})
+    elif dockerid.valid_docker_name(m.source):
+        mount = Mount({"volume": dockerid.object_name(m.source), "mountPath": m.target}, docker_name=m.source)
     else:
-        raise _config_error(m, f'invalid volume name "{m.source}": a lowercase RFC 1123 name '
-                               "([a-z0-9][a-z0-9.-]) is required")
+        raise daemon_error(_volume_name_error(m.source), 125)  # docker's daemon: its volume create fails
     if m.readonly:
         mount.spec["readOnly"] = True
     return mount

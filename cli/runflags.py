@@ -233,6 +233,7 @@ class ContainerRequest:
     obj: dict[str, Any]
     name_given: bool
     anonymous_volumes: list[str] = field(default_factory=list)
+    named_volumes: list[Mount] = field(default_factory=list)  # docker-named ones (`-v NAME:…`, `--mount`)
 
 
 def _network(value: str | None) -> bool:
@@ -341,4 +342,5 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
         meta["annotations"] = annotations
     obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
            "spec": spec}
-    return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon)
+    return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon,
+                            named_volumes=[m for m in mounts if m.docker_name])

@@ -74,6 +74,9 @@ IMAGE_BUILD_FINALIZER: Final = "k3c.io/imagebuild"
 FORCE_DELETE_ANNOTATION: Final = "k3c.io/force-delete"
 #: A new value asks the operator for a fresh start of a LocalContainer now (`k3c start`, `k3c restart`).
 START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
+#: How a `k3c restart`'s start-request value begins (the operator only compares values; docker's event
+#: stream tells a restart from a start).
+RESTART_TOKEN_PREFIX: Final = "restart-"
 #: The anonymous Volumes `k3c run` created for a container (comma-separated), removed by `k3c rm -v`.
 ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
 #: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.

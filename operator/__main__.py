@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-webhook-registration", dest="register_webhooks", action="store_false",
                    help="serve the admission webhooks but leave the ValidatingWebhookConfiguration k3c.io alone "
                         "(another process registers it)")
+    p.add_argument("--webhooks-per-node", action="store_true",
+                   help="register the webhooks as k3c.io.<node-name>, for this node's objects only, and remove "
+                        "them at stop (a node sharing its API server with others)")
     p.add_argument("--node-policy", choices=("permissive", "restricted"), default="permissive",
                    help="this node's own policy (k3c.reconcilers.nodepolicy; default %(default)s)")
     p.add_argument("--node-policy-allow", action="append", default=[], metavar="KIND.FIELD",
@@ -88,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         init_binary=args.init_binary, build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
         local_git_contexts=args.allow_local_git_contexts,
         webhook_host=args.webhook_listen[0], webhook_port=args.webhook_listen[1],
-        register_webhooks=args.register_webhooks, node_policy=args.node_policy,
+        register_webhooks=args.register_webhooks, webhooks_per_node=args.webhooks_per_node,
+        node_policy=args.node_policy,
         node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
         node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
     )

@@ -329,8 +329,8 @@ class Daemon:
             *self._containerd_dirs(),
             # embedded mode: whoever reaches the API is trusted as with docker.sock (context.dir too)
             *(["--allow-local-git-contexts"] if cfg.kubeconfig is None else []),
-            # joining another API server: the node that serves it registers the admission webhooks
-            *(["--no-webhook-registration"] if cfg.kubeconfig is not None else []),
+            # joining another API server, shared with other nodes: each registers its own admission webhooks
+            *(["--webhooks-per-node"] if cfg.kubeconfig is not None else []),
             *self._node_policy_args(),
             *(["--init-binary", str(self.init_binary)] if self.init_binary else []),
             *cfg.operator_args,

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c import dockerid
 from k3c.api import FORCE_DELETE_ANNOTATION, IMAGE_FINALIZER, IMAGES, LOCAL_CONTAINERS, ORIGIN_ANNOTATION
 from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.cri.content import Ingest, abort_ingest, list_statuses
@@ -454,9 +455,7 @@ class ImageObjects:
             named = _parse(spec.get("image", ""))
             runs = bool(image_id) and last and st.get("imageID", "").endswith(image_id.removeprefix("sha256:"))
             if (named is not None and str(named) == str(ref)) or runs:
-                m = c["metadata"]
-                cid = (st.get("containerID") or "").rpartition("://")[2][:12] or f"{m.get('namespace')}/{m['name']}"
-                return f"container {cid} is using its referenced image {image_id[7:19]}"
+                return f"container {dockerid.object_id(c)[:12]} is using its referenced image {image_id[7:19]}"
         return ""
 
     async def _remove_reference(self, ref: Reference, image_id: str) -> None:

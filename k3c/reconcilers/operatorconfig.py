@@ -47,6 +47,9 @@ class OperatorConfig:
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 0
     register_webhooks: bool = True
+    #: a node joining a shared API server registers its own configuration, ``k3c.io.<node>``, judges only
+    #: objects placed on it (or not placed yet), and removes the configuration when it stops
+    webhooks_per_node: bool = False
     #: this node's own policy (k3c.reconcilers.nodepolicy): permissive or restricted, the governed fields it
     #: allows (KIND.FIELD), the node directories host paths may name, the namespace of registry credentials
     node_policy: str = "permissive"

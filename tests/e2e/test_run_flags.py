@@ -61,7 +61,7 @@ def limited(daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     shared = d / "shared"
     shared.mkdir()
     (shared / "hello").write_text("from the node\n")
-    ok(daemon, "run", "-d", "--name", "limited",
+    printed = ok(daemon, "run", "-d", "--name", "limited",
        "--ulimit", "nofile=100:200",
        "--tmpfs", "/scratch:size=1m", "--mount", "type=tmpfs,target=/t2,tmpfs-size=2097152",
        "--shm-size", "8m", "--device", "/dev/zero:/dev/myzero:r",
@@ -71,7 +71,7 @@ def limited(daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
        "--security-opt", "no-new-privileges", "--group-add", "1234", "--group-add", "nogroup",
        "--mount", f"type=bind,source={shared},target=/bound,readonly", "--label-file", str(labels), "--cidfile", str(cidfile), "--platform", "linux",
        TEST_IMAGE, "sleep", "300")
-    return {"cidfile": cidfile}
+    return {"cidfile": cidfile, "id": printed.strip()}
 
 
 def test_ulimit_sets_soft_and_hard_limits(daemon: Any, limited: dict[str, Any]) -> None:
@@ -98,6 +98,22 @@ def test_mount_bind_readonly(daemon: Any, limited: dict[str, Any]) -> None:
     assert sh(daemon, "limited", "cat /bound/hello").strip() == "from the node"
     out = k3c(daemon, "exec", "limited", "sh", "-c", "echo x > /bound/new")
     assert out.returncode != 0 and "Read-only file system" in out.stderr, out.stderr
+
+
+def test_volumes_by_docker_name(daemon: Any) -> None:
+    """`-v NAME:` and `--mount type=volume,source=NAME` take docker's volume names (k3c.dockerid)."""
+    ok(daemon, "run", "-d", "--name", "Vol_User", "--mount", "type=volume,source=Proj_data,target=/data",
+       "-v", "Other_vol:/other:ro", TEST_IMAGE, "sleep", "300")
+    assert sh(daemon, "Vol_User", "echo hi > /data/f && cat /data/f").strip() == "hi"
+    names = ok(daemon, "volume", "ls", "--format", "{{.Name}}").split()
+    assert "Proj_data" in names and "Other_vol" in names, names
+    shown = json.loads(ok(daemon, "inspect", "-f", "{{json .Mounts}}", "Vol_User"))
+    assert sorted((m["Name"], m["Destination"], m["RW"]) for m in shown) == [
+        ("Other_vol", "/other", False), ("Proj_data", "/data", True)]
+    ok(daemon, "rm", "-f", "Vol_User")
+    ok(daemon, "volume", "rm", "Proj_data", "Other_vol")
+    bad = k3c(daemon, "run", "--rm", "--mount", "type=volume,source=bad name,target=/d", TEST_IMAGE, "true")
+    assert bad.returncode == 125 and 'create bad name: "bad name" includes invalid characters' in bad.stderr
 
 
 def test_device_is_there(daemon: Any, limited: dict[str, Any]) -> None:
@@ -134,7 +150,8 @@ def test_label_file_and_cidfile(daemon: Any, limited: dict[str, Any]) -> None:
     labels = ok(daemon, "inspect", "-f", "{{json .Config.Labels}}", "limited")
     assert '"team":"k3c"' in labels and '"empty":""' in labels, labels
     obj = daemon.container("limited")
-    assert Path(limited["cidfile"]).read_text() == hashlib.sha256(obj["metadata"]["uid"].encode()).hexdigest()
+    docker_id = hashlib.sha256(obj["metadata"]["uid"].encode()).hexdigest()
+    assert Path(limited["cidfile"]).read_text() == docker_id == limited["id"]  # what `run -d` printed
     again = k3c(daemon, "create", "--cidfile", str(limited["cidfile"]), TEST_IMAGE)
     assert again.returncode == 125 and "Container ID file found" in again.stderr
 
@@ -270,18 +287,28 @@ def _events(daemon: Any, name: str) -> list[str]:
 
 
 def test_health_check_from_flags(daemon: Any) -> None:
-    ok(daemon, "run", "-d", "--name", "checked", "--health-cmd", "test -f /tmp/ok", "--health-interval", "500ms",
-       "--health-retries", "2", TEST_IMAGE, "sh", "-c", "touch /tmp/ok; exec sleep 300")
-    wait_until(lambda: _health(daemon, "checked") == "healthy", 20, "healthy")
-    assert "(healthy)" in ok(daemon, "ps", "--filter", "name=checked", "--format", "{{.Status}}")
-    wait_until(lambda: "HealthStatusHealthy" in _events(daemon, "checked"), 10, "the healthy event")
-    sh(daemon, "checked", "rm /tmp/ok")
-    wait_until(lambda: _health(daemon, "checked") == "unhealthy", 20, "unhealthy")
-    assert "(unhealthy)" in ok(daemon, "ps", "--filter", "name=checked", "--format", "{{.Status}}")
-    wait_until(lambda: "HealthStatusUnhealthy" in _events(daemon, "checked"), 10, "the unhealthy event")
-    health = json.loads(ok(daemon, "inspect", "-f", "{{json .State.Health}}", "checked"))
+    # a docker name that is no object name (k3c.dockerid): ps, inspect and events all go by it
+    name = "proj_checked_1"
+    cid = ok(daemon, "run", "-d", "--name", name, "--health-cmd", "test -f /tmp/ok", "--health-interval", "500ms",
+             "--health-retries", "2", TEST_IMAGE, "sh", "-c", "touch /tmp/ok; exec sleep 300").strip()
+    obj_name = ok(daemon, "inspect", "-f", "{{.K3c.Object}}", name).strip()
+    assert obj_name != name
+    wait_until(lambda: _health(daemon, name) == "healthy", 20, "healthy")
+    assert "(healthy)" in ok(daemon, "ps", "--filter", f"name={name}", "--format", "{{.Status}}")
+    wait_until(lambda: "HealthStatusHealthy" in _events(daemon, obj_name), 10, "the healthy event")
+    sh(daemon, name, "rm /tmp/ok")
+    wait_until(lambda: _health(daemon, name) == "unhealthy", 20, "unhealthy")
+    assert ok(daemon, "ps", "--filter", f"name={name}", "--format", "{{.Names}} {{.Status}}").endswith(
+        " (unhealthy)\n")
+    wait_until(lambda: "HealthStatusUnhealthy" in _events(daemon, obj_name), 10, "the unhealthy event")
+    health = json.loads(ok(daemon, "inspect", "-f", "{{json .State.Health}}", name))
     assert health["FailingStreak"] >= 2 and health["Log"][-1]["ExitCode"] == 1 and len(health["Log"]) <= 5
-    ok(daemon, "rm", "-f", "checked")
+    # `k3c events` tells docker's health_status actions of the container, by its docker ID and name
+    until = f"{time.time() + 1:.3f}"
+    out = ok(daemon, "events", "--since", "1h", "--until", until, "-f", f"container={name}",
+             "-f", "event=health_status", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}")
+    assert out.splitlines() == [f"health_status: healthy {cid} {name}", f"health_status: unhealthy {cid} {name}"]
+    ok(daemon, "rm", "-f", name)
 
 
 def test_image_healthcheck_and_no_healthcheck(daemon: Any) -> None:
