@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k3c.api import HEALTH_EVENT_REASONS
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient
 from k3c.reconcilers.statuses import HealthCheckResult, HealthStatus
@@ -33,7 +34,6 @@ DEFAULT_RETRIES = 3
 #: docker keeps the last five results, each output cut at 4 KiB.
 KEPT_RESULTS = 5
 MAX_OUTPUT = 4096
-REASONS = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}
 
 
 class HealthCheckError(ValueError):
@@ -143,8 +143,8 @@ class HealthProbes:
             state = next_state(state, result, time.monotonic() - started < check.start_period, check.retries)
             if not await self.write(obj, state):
                 return
-            if state["status"] != previous and state["status"] in REASONS:
-                self.record_event(obj, REASONS[state["status"]], f"health_status: {state['status']}",
+            if state["status"] != previous and state["status"] in HEALTH_EVENT_REASONS:
+                self.record_event(obj, HEALTH_EVENT_REASONS[state["status"]], f"health_status: {state['status']}",
                                   state["status"] == "unhealthy")
 
     async def _probe(self, container_id: str, check: HealthCheck) -> HealthCheckResult:
