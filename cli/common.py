@@ -142,7 +142,12 @@ class DockerArgumentParser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Any = None, namespace: Any = None,
     ) -> tuple[argparse.Namespace, list[str]]:
-        """Extras are errors here, in this command's words (argparse would report them for `k3c` itself)."""
+        """Extras are errors here, in this command's words (argparse would report them for `k3c` itself);
+        ``--flag=false`` of pflag-style booleans is read first (:mod:`k3c.cli.goflags`)."""
+        if args is not None:
+            from k3c.cli.goflags import expand_bool_flags
+
+            args = expand_bool_flags(self, list(args), self.error)
         ns, extras = super().parse_known_args(args, namespace)
         if extras:
             if extras[0].startswith("-") and extras[0] != "-":

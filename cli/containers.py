@@ -44,6 +44,7 @@ from k3c.cli.common import (
     wait_for,
 )
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.cli.mountflags import Mount
 
 PICKUP_TIMEOUT = float(os.environ.get("K3C_PICKUP_TIMEOUT", "30"))
 START_TIMEOUT = float(os.environ.get("K3C_START_TIMEOUT", "600"))
@@ -100,27 +101,52 @@ def _register_lifecycle(sub: Subcommands) -> None:
 
 # ---- create / run ------------------------------------------------------------------------------------
 def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[str, Any]:
-    """POST the object, named by k3c.dockerid's rule and carrying its docker name; a generated name that is
-    taken is drawn again, a given one held by another container is docker's Conflict."""
-    from k3c.apierrors import AlreadyExists, APIError
+    """POST the object (:func:`_post_container`), with docker's checks before it and `--cidfile` after it."""
+    from k3c.apierrors import APIError
 
     if args.name:
         check_name(args.name)
+    if args.cidfile and os.path.exists(args.cidfile):
+        raise CLIError(f"k3c: Container ID file found, make sure the other container isn't running or delete "
+                       f"{args.cidfile}", 125)
+    if args.name:
         _check_name_free(s, args.name)
     try:
-        _ensure_named_volumes(s, args.volume)
-        for attempt in range(10):
-            name = args.name or generate_name(attempt)
-            req = runflags.build_container(args, dockerid.object_name(name), s.namespace, start)
-            req.obj["metadata"].setdefault("annotations", {})[NAME_ANNOTATION] = name
-            try:
-                return s.client.create(s.path(), req.obj)
-            except AlreadyExists:
-                if args.name:
-                    return _create_generated(s, req.obj, args.name)
+        created = _post_container(s, args, start)
     except APIError as err:
         raise CLIError(api_error_message(err), 125) from None
+    if args.cidfile:
+        _write_cidfile(args.cidfile, container_id(created))
+    return created
+
+
+def _post_container(s: Session, args: argparse.Namespace, start: bool) -> dict[str, Any]:
+    """The object named by k3c.dockerid's rule and carrying its docker name; a generated name that is taken is
+    drawn again, a given one held by another container is docker's Conflict."""
+    from k3c.apierrors import AlreadyExists
+
+    for attempt in range(10):
+        name = args.name or generate_name(attempt)
+        req = runflags.build_container(args, dockerid.object_name(name), s.namespace, start)
+        req.obj["metadata"].setdefault("annotations", {})[NAME_ANNOTATION] = name
+        if attempt == 0:  # once the flags are known good
+            _ensure_named_volumes(s, req.named_volumes)
+        try:
+            return s.client.create(s.path(), req.obj)
+        except AlreadyExists:
+            if args.name:
+                return _create_generated(s, req.obj, args.name)
     raise CLIError("k3c: could not find a free generated name; use --name", 125)
+
+
+def _write_cidfile(path: str, cid: str) -> None:
+    """docker's --cidfile: the new container's docker ID (the one `run -d` prints), written once it exists
+    (never over an existing file)."""
+    try:
+        with open(path, "x", encoding="ascii") as f:
+            f.write(cid)
+    except OSError as err:
+        raise CLIError(f"k3c: failed to create the container ID file: {err.strerror or err}", 125) from None
 
 
 def _create_generated(s: Session, obj: dict[str, Any], name: str) -> dict[str, Any]:
@@ -148,9 +174,10 @@ def _name_conflict(name: str, other: dict[str, Any]) -> CLIError:
                         "reuse that name.", 125)
 
 
-def _ensure_named_volumes(s: Session, mounts: list[runflags.Mount]) -> None:
-    """A named volume whose docker name is not its object name is created here, carrying that docker name
-    (the operator creates missing volumes too, but only knows the object name)."""
+def _ensure_named_volumes(s: Session, mounts: list[Mount]) -> None:
+    """A named volume whose docker name is not its object name (`-v` or `--mount type=volume`) is created
+    here, carrying that docker name (the operator creates missing volumes too, but only knows the object
+    name)."""
     from k3c.apierrors import AlreadyExists
 
     for m in mounts:
@@ -181,7 +208,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         preload_streams()
     obj = _create_object(s, args, start=True)
     if not args.detach:
-        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty)
+        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty, sig_proxy=args.sig_proxy)
         if args.rm and code is not None:
             remove_quietly(s, obj)
         return code or 0
@@ -351,7 +378,7 @@ def _describe(err: Exception) -> str:
 
 
 def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token: str | None = None,
-                 previous: str | None = None) -> int | None:
+                 previous: str | None = None, sig_proxy: bool = True) -> int | None:
     """Attach at once (the server waits for the start and replays early output), watch status beside it.
 
     The exit code comes from status, as docker's CLI takes it from the wait API rather than the stream.
@@ -367,7 +394,7 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
     # container that exits before the attach arrives shows everything. `start -a` (a token) attaches live.
     attach_fn = attach_from_start if token is None else attach
     try:
-        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
+        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty, sig_proxy=sig_proxy)
     except APIError as err:
         watch.join()
         if watch.failure:

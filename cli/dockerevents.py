@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 from k3c import dockerid
 from k3c.api import (
     EVENTS,
+    HEALTH_EVENT_REASONS,
     IMAGE_PUSHES,
     IMAGE_TAGS,
     IMAGES,
@@ -33,7 +34,7 @@ from k3c.cli.common import parse_time
 
 Obj = dict[str, Any]
 #: A core/v1 Event reason → docker's action (the health checks another part of k3c runs).
-HEALTH_REASONS = {"HealthStatusHealthy": "health_status: healthy", "HealthStatusUnhealthy": "health_status: unhealthy"}
+HEALTH_REASONS = {reason: f"health_status: {status}" for status, reason in HEALTH_EVENT_REASONS.items()}
 #: Exit code of a process SIGKILL ended: after a stop's SIGTERM it means docker's second kill (signal 9).
 _KILLED = 137
 #: Exit code of a process SIGTERM ended (told when the operator removed a container without saying).

@@ -24,7 +24,7 @@ COMMAND_MODULES = ("apiserver", "daemon", "install", "info", "containers", "ps",
 COMMANDS = {
     "apiserver": "apiserver", "daemon": "daemon", "install": "install", "uninstall": "install", "kubeconfig": "info", "version": "info",
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),
-    **dict.fromkeys(("info", "inspect", "ps"), "ps"), "volume": "volumes", "events": "events",
+    **dict.fromkeys(("info", "inspect", "port", "ps"), "ps"), "volume": "volumes", "events": "events",
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
     "builder": "build",
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),

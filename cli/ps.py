@@ -70,6 +70,11 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.set_defaults(func=inspect_cmd)
+    p = add_command(sub, "port", "List port mappings or a specific mapping for the container",
+                    usage="k3c port CONTAINER [PRIVATE_PORT[/PROTO]]")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
+    p.set_defaults(func=port_cmd)
     p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
     p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
     p.set_defaults(func=info_cmd)
@@ -83,7 +88,9 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
     if obj["metadata"].get("deletionTimestamp"):
         return "removing", "Removal In Progress"
     if ph == "Running":
-        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+        health = (st.get("health") or {}).get("status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0) + suffix.get(health or "", "")
     if ph == "Exited":
         ago = since(st.get("finishedAt"), now)
         code = st.get("exitCode", 0)
@@ -369,6 +376,7 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
             "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
             "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
+            **_health(st),
         },
         "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
         "RestartCount": st.get("restartCount", 0),
@@ -387,6 +395,16 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
             "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
         },
     }
+
+
+def _health(status: dict[str, Any]) -> dict[str, Any]:
+    """State.Health, when the container has a health check."""
+    health = status.get("health")
+    if not health:
+        return {}
+    return {"Health": {"Status": health.get("status", "starting"), "FailingStreak": health.get("failingStreak", 0),
+                       "Log": [{"Start": r.get("start"), "End": r.get("end"), "ExitCode": r.get("exitCode"),
+                                "Output": r.get("output", "")} for r in health.get("log") or []]}}
 
 
 def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dict[str, Any] | None:
@@ -477,3 +495,31 @@ Server:
  K3c Root Dir: {data['RootDir']}""")
     return 0
 
+
+
+# ---- port --------------------------------------------------------------------------------------------
+def port_lines(ports: list[dict[str, Any]], wanted: str | None, container: str) -> list[str]:
+    """docker port's lines: ``80/tcp -> 0.0.0.0:8080`` for all, ``0.0.0.0:8080`` for one PORT[/PROTO]."""
+    rows = sorted((int(p["containerPort"]), str(p.get("protocol") or "TCP").lower(),
+                    f"{p.get('hostIP') or '0.0.0.0'}:{p['hostPort']}") for p in ports)
+    if wanted is None:
+        return [f"{port}/{proto} -> {host}" for port, proto, host in rows]
+    number, _, proto = wanted.partition("/")
+    proto = (proto or "tcp").lower()
+    if not number.isdigit():
+        raise CLIError(f"strconv.ParseUint: parsing {json.dumps(number)}: invalid syntax", 1)
+    found = [host for port, p, host in rows if port == int(number) and p == proto]
+    if not found:
+        raise CLIError(f"Error: No public port '{number}/{proto}' published for {container}", 1)
+    return found
+
+
+@command()
+def port_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    obj = Containers(s).get(args.container)
+    status = obj.get("status") or {}
+    ports = list(status.get("ports") or []) if status.get("phase") == "Running" else []
+    for line in port_lines(ports, args.port, args.container):
+        print(line)
+    return 0

@@ -102,6 +102,9 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"
+#: Reasons of the core/v1 Events the operator records when a container's health check changes its status
+#: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
+HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}
 
 # ---- labels on k3c's and built-in objects -----------------------------------------------------------
 #: On the Secret carrying a build's ``--secret`` values: the ImageBuild it belongs to.

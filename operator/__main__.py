@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--containerd-root", type=Path,
                    help="root dir of k3c's own containerd (enables sandbox reuse; its certs.d gets hosts.toml)")
     p.add_argument("--containerd-state", type=Path, help="state dir of k3c's own containerd")
+    p.add_argument("--init-binary", type=Path,
+                   help="static init mounted at /sbin/docker-init for containers with spec.init (docker --init)")
     p.add_argument("--build-engine", choices=BUILD_ENGINES, default=os.environ.get("K3C_BUILD_ENGINE", "native"),
                    help="native (buildah as its fallback) or buildah for every build (default $K3C_BUILD_ENGINE, "
                         "else native)")
@@ -89,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         kubeconfig=args.kubeconfig, containerd_address=args.containerd_address, node_name=args.node_name,
         root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
-        build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
+        init_binary=args.init_binary, build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
         local_git_contexts=args.allow_local_git_contexts,
         webhook_host=args.webhook_listen[0], webhook_port=args.webhook_listen[1],
         register_webhooks=args.register_webhooks, webhooks_per_node=args.webhooks_per_node,

@@ -32,6 +32,8 @@ class OperatorConfig:
     #: and the root holds containerd's registry config_path.
     containerd_root: Path | None = None
     containerd_state: Path | None = None
+    #: the static init of ``spec.init`` (docker --init) on this node; None: such containers fail to start
+    init_binary: Path | None = None
     #: one of :data:`BUILD_ENGINES`
     build_engine: str = "native"
     #: RUN steps' pids limit in the native engine (0: none)
