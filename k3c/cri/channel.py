@@ -8,6 +8,7 @@ it imports through the containerd API are then the very images CRI runs.
 from __future__ import annotations
 
 import os
+from typing import Self
 
 import grpc
 
@@ -57,3 +58,24 @@ def namespace_metadata(
     if lease:
         md += ((LEASE_HEADER, lease),)
     return md
+
+
+class ServiceClient:
+    """What every client of one containerd socket has: its address, and a channel it dials itself or is
+    given. A given channel is shared (one per socket, see :func:`dial`), so only a dialled one is closed."""
+
+    def __init__(self, address: str | os.PathLike[str], *, channel: grpc.aio.Channel | None = None) -> None:
+        self.address = os.fspath(address)
+        self._own_channel = channel is None
+        self.channel = channel if channel is not None else dial(self.address)
+
+    async def close(self) -> None:
+        """Close the channel if this client opened it (that ends its open streams too)."""
+        if self._own_channel:
+            await self.channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf import field_mask_pb2
 
-from .channel import CRI_NAMESPACE, dial, namespace_metadata
+from .channel import CRI_NAMESPACE, ServiceClient, namespace_metadata
 from .errors import translate
 from .proto import containerd_containers_pb2 as containers_pb
 from .proto import containerd_containers_pb2_grpc as containers_grpc
@@ -29,24 +29,17 @@ __all__ = ["SpecClient"]
 OCISpec = dict[str, Any]
 
 
-class SpecClient:
+class SpecClient(ServiceClient):
     """Containers service of one containerd socket, in one containerd namespace (create it in its loop)."""
 
     def __init__(
         self, address: str | os.PathLike[str], *, namespace: str = CRI_NAMESPACE, timeout: float = 10.0,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.address = os.fspath(address)
+        super().__init__(address, channel=channel)
         self.timeout = timeout
-        self._own_channel = channel is None
-        self.channel = channel if channel is not None else dial(self.address)
         self.stub = containers_grpc.ContainersStub(self.channel)
         self._metadata = namespace_metadata(namespace)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._own_channel:
-            await self.channel.close()
 
     async def spec(self, container_id: str) -> OCISpec:
         """The container's OCI spec as containerd holds it."""

@@ -26,7 +26,7 @@ import grpc
 from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.message import DecodeError, Message
 
-from .channel import CRI_NAMESPACE, dial, namespace_metadata
+from .channel import CRI_NAMESPACE, ServiceClient, namespace_metadata
 from .errors import translate
 from .proto import containerd_events_pb2 as events_pb
 from .proto import containerd_events_pb2_grpc as events_grpc
@@ -90,7 +90,7 @@ def decode_envelope(envelope: events_pb.Envelope) -> ContainerdEvent:
     )
 
 
-class EventSubscriber:
+class EventSubscriber(ServiceClient):
     """Subscribes to containerd's Events service on one socket, for one containerd namespace."""
 
     def __init__(
@@ -100,16 +100,9 @@ class EventSubscriber:
         *,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.address = os.fspath(address)
+        super().__init__(address, channel=channel)
         self.namespace = namespace
-        self._own_channel = channel is None
-        self.channel = channel if channel is not None else dial(self.address)
         self.stub = events_grpc.EventsStub(self.channel)
-
-    async def close(self) -> None:
-        """Close the channel if this subscriber opened it (ends open streams)."""
-        if self._own_channel:
-            await self.channel.close()
 
     def subscribe(self, topics: Iterable[str] = ()) -> EventStream:
         """A stream of this namespace's events; ``topics`` are containerd filter terms OR-ed together,

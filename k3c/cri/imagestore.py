@@ -23,7 +23,7 @@ from google.protobuf import field_mask_pb2
 from k3c.oci.layout import MEDIA_INDEX, Descriptor, OCIImage, children
 from k3c.timefmt import format_rfc3339
 
-from .channel import CRI_NAMESPACE, dial, namespace_metadata
+from .channel import CRI_NAMESPACE, ServiceClient, namespace_metadata
 from .errors import NotFoundError, translate
 from .proto import containerd_content_pb2 as content_pb
 from .proto import containerd_content_pb2_grpc as content_grpc
@@ -63,7 +63,7 @@ def gc_labels(media_type: str, data: bytes) -> dict[str, str]:
     return labels
 
 
-class ContainerdImages:
+class ContainerdImages(ServiceClient):
     """Content + Images + Leases services of one containerd socket, in one containerd namespace.
 
     Create it inside the event loop that will use it; ``timeout`` is the deadline of each unary call
@@ -78,25 +78,12 @@ class ContainerdImages:
         timeout: float = 30.0,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.address = os.fspath(address)
+        super().__init__(address, channel=channel)
         self.namespace = namespace
         self.timeout = timeout
-        self._own_channel = channel is None
-        self.channel = channel if channel is not None else dial(self.address)
         self.content = content_grpc.ContentStub(self.channel)
         self.images = images_grpc.ImagesStub(self.channel)
         self.leases = leases_grpc.LeasesStub(self.channel)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._own_channel:
-            await self.channel.close()
-
-    async def __aenter__(self) -> ContainerdImages:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _md(self, lease: str | None = None) -> tuple[tuple[str, str], ...]:
         return namespace_metadata(self.namespace, lease)

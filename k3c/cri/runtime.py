@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from .channel import dial
+from .channel import ServiceClient
 from .errors import NotFoundError, RuntimeCallError, translate
 from .proto import cri_api_pb2 as pb
 from .proto import cri_api_pb2_grpc as pb_grpc
@@ -38,7 +38,7 @@ PULL_TIMEOUT = 600.0
 _Resp = TypeVar("_Resp")
 
 
-class CRIClient:
+class CRIClient(ServiceClient):
     """RuntimeService + ImageService of one containerd socket.
 
     Create it inside the event loop that will use it (``grpc.aio`` binds channels to a loop), and close it
@@ -53,23 +53,10 @@ class CRIClient:
         timeout: float = 10.0,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.address = os.fspath(address)
+        super().__init__(address, channel=channel)
         self.timeout = timeout
-        self._own_channel = channel is None
-        self.channel = channel if channel is not None else dial(self.address)
         self.runtime = pb_grpc.RuntimeServiceStub(self.channel)
         self.images = pb_grpc.ImageServiceStub(self.channel)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._own_channel:
-            await self.channel.close()
-
-    async def __aenter__(self) -> CRIClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _call(
         self,

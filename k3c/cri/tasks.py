@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import any_pb2
 
-from .channel import CRI_NAMESPACE, dial, namespace_metadata
+from .channel import CRI_NAMESPACE, ServiceClient, namespace_metadata
 from .errors import translate
 from .proto import containerd_tasks_pb2 as tasks_pb
 from .proto import containerd_tasks_pb2_grpc as tasks_grpc
@@ -31,7 +31,7 @@ PROCESS_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Proce
 _Resp = TypeVar("_Resp")
 
 
-class TasksClient:
+class TasksClient(ServiceClient):
     """Tasks service of one containerd socket, in one containerd namespace.
 
     Create it inside the event loop that uses it (``grpc.aio`` binds channels to a loop); close with
@@ -42,17 +42,10 @@ class TasksClient:
         self, address: str | os.PathLike[str], *, namespace: str = CRI_NAMESPACE, timeout: float = 10.0,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.address = os.fspath(address)
+        super().__init__(address, channel=channel)
         self.timeout = timeout
-        self._own_channel = channel is None
-        self.channel = channel if channel is not None else dial(self.address)
         self.stub = tasks_grpc.TasksStub(self.channel)
         self._metadata = namespace_metadata(namespace)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._own_channel:
-            await self.channel.close()
 
     async def _call(
         self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout: float | None = -1.0
