@@ -36,14 +36,16 @@ class ServingMaterial:
         return self.ca_cert.read_bytes()
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (a key, a token): created 0600, so it is never readable by others, not even briefly."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o600)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM (its file is 0600: see :func:`write_private`)."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -89,7 +91,7 @@ def ensure(directory: Path, hosts: list[str], name: str) -> ServingMaterial:
               .add_extension(_usage(ca=True), critical=True)
               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
               .sign(ca_key, hashes.SHA256()))
-        _write_private(ca_key_path, _key_pem(ca_key))
+        write_private(ca_key_path, key_pem(ca_key))
         m.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         m.cert.unlink(missing_ok=True)
     if not _current(m, hosts):
@@ -127,5 +129,5 @@ def _issue(m: ServingMaterial, ca_key_path: Path, hosts: list[str], name: str) -
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .add_extension(_san(sorted(set(hosts))), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    _write_private(m.key, _key_pem(key))
+    write_private(m.key, key_pem(key))
     m.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

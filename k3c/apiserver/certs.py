@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from k3c.servingcerts import key_pem, write_private
+
 VALIDITY = dt.timedelta(days=3650)
 #: The admin token's random bytes; a stored token shorter than this (a crash while writing it, a full disk)
 #: is replaced at start.
@@ -41,19 +43,6 @@ class Material:
     client_cert: Path
     client_key: Path
     token: str
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _name(cn: str, org: str | None = None) -> x509.Name:
@@ -143,9 +132,9 @@ def ensure_front_proxy(data_dir: Path) -> FrontProxy:
     fp = FrontProxy(pki / "front-proxy-ca.crt", pki / "front-proxy-client.crt", pki / "front-proxy-client.key")
     if not (fp.ca_cert.exists() and fp.client_cert.exists() and fp.client_key.exists()):
         ca, ca_key = _new_ca("k3c-front-proxy-ca")
-        _write_private(fp.ca_cert.with_suffix(".key"), _key_pem(ca_key))
+        write_private(fp.ca_cert.with_suffix(".key"), key_pem(ca_key))
         cert, key = _leaf(ca, ca_key, _name(FRONT_PROXY_CLIENT), ExtendedKeyUsageOID.CLIENT_AUTH)
-        _write_private(fp.client_key, _key_pem(key))
+        write_private(fp.client_key, key_pem(key))
         fp.client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         fp.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))  # last: it marks the set complete
     return fp
@@ -160,7 +149,7 @@ def issue_client(m: Material, user: str, groups: tuple[str, ...] = ()) -> tuple[
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
     subject = x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, user)])
     cert, key = _leaf(ca, ca_key, subject, ExtendedKeyUsageOID.CLIENT_AUTH)
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
 
 def _ensure_token(path: Path) -> str:
@@ -217,12 +206,12 @@ def _new_ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
 
 def _generate(m: Material, hosts: list[str]) -> None:
     ca, ca_key = _new_ca("k3c-ca")
-    _write_private(m.ca_cert.with_suffix(".key"), _key_pem(ca_key))
+    write_private(m.ca_cert.with_suffix(".key"), key_pem(ca_key))
     m.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     _regenerate_server(m, hosts)
     cert, key = _leaf(ca, ca_key, _name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
     m.client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(m.client_key, _key_pem(key))
+    write_private(m.client_key, key_pem(key))
 
 
 def _regenerate_server(m: Material, hosts: list[str]) -> None:
@@ -232,7 +221,7 @@ def _regenerate_server(m: Material, hosts: list[str]) -> None:
     all_hosts = sorted(set(hosts) | {"127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default"})
     cert, key = _leaf(ca, ca_key, _name("k3c-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, all_hosts)
     m.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(m.server_key, _key_pem(key))
+    write_private(m.server_key, key_pem(key))
 
 
 def _covers(cert_path: Path, hosts: list[str]) -> bool:
