@@ -327,12 +327,13 @@ def check_tags(tags: list[str]) -> None:
 
 def upload_context(s: Session, name: str, tar: Path) -> str:
     """Stream the tar to the ``context`` subresource; returns the digest the server computed."""
+    path = s.client.stream_path(IMAGE_BUILDS, s.namespace, name, "context")
     http_conn = s.client.connection(timeout=300)
     try:
         with open(tar, "rb") as body:
             headers = {**s.client.headers("application/x-tar", accept="application/json, */*"),
                        "Content-Length": str(tar.stat().st_size)}
-            http_conn.request("POST", s.path(IMAGE_BUILDS, name, "context"), body=body, headers=headers)
+            http_conn.request("POST", path, body=body, headers=headers)
             resp = http_conn.getresponse()
             raw = resp.read()
     finally:
@@ -351,7 +352,7 @@ def follow_log(s: Session, name: str) -> Iterator[str]:
     from k3c.apierrors import APIError
 
     try:
-        yield from s.client.lines(s.path(IMAGE_BUILDS, name, "log"), follow="true")
+        yield from s.client.lines(s.client.stream_path(IMAGE_BUILDS, s.namespace, name, "log"), follow="true")
     except APIError as err:
         raise CLIError(f"Error response from daemon: {err.message}", 1) from None
 

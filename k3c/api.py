@@ -62,6 +62,8 @@ EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
 VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
                                                     "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
+ENDPOINTS: Final = Resource("", "v1", "endpoints", "Endpoints")
+SUBJECT_ACCESS_REVIEWS: Final = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview")
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"
@@ -125,3 +127,25 @@ CONTAINER_LOGS_DIR: Final = "logs"
 def container_log_file(namespace: str, name: str, uid: str) -> str:
     """One log file per object in :data:`CONTAINER_LOGS_DIR`, appended to across restarts (like docker's)."""
     return f"{namespace}_{name}_{uid}.log"
+
+
+# ---- cluster mode: the node agents and their aggregated stream API ----------------------------------
+#: A CRD cannot carry custom subresources, so on a cluster the streams (log, exec, attach, save, load,
+#: build logs and contexts) are served by the node agents as this aggregated group/version. Its paths
+#: mirror the parents' (``/apis/streams.k3c.io/v1alpha1/namespaces/NS/localcontainers/NAME/exec``); the
+#: CLI uses it when discovery lists it.
+STREAMS_GROUP: Final = "streams.k3c.io"
+STREAMS_VERSION: Final = "v1alpha1"
+STREAMS_GROUP_VERSION: Final = f"{STREAMS_GROUP}/{STREAMS_VERSION}"
+#: The APIService registering the streams, as ``k3c install`` names it.
+STREAMS_API_SERVICE: Final = f"{STREAMS_VERSION}.{STREAMS_GROUP}"
+#: Where the agents run, and the Service (and its Endpoints) in front of their stream servers.
+AGENT_NAMESPACE: Final = "k3c-system"
+AGENT_SERVICE: Final = "k3c-agent"
+#: The agents' HTTPS stream port (the Service's targetPort).
+STREAMS_PORT: Final = 6444
+
+
+def streams_path(parent: Resource, namespace: str | None, name: str, sub: str) -> str:
+    """The aggregated path of a k3c object's subresource: ``parent``'s own path with the streams' group."""
+    return Resource(STREAMS_GROUP, STREAMS_VERSION, parent.plural, parent.kind).path(namespace, name, sub)

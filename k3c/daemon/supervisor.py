@@ -38,6 +38,7 @@ from k3c import api
 from k3c.apierrors import APIError, NotFound
 from k3c.apiserver.eventttl import DEFAULT_TTL
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
+from k3c.daemon.hostcontainerd import HostContainerd
 from k3c.daemon.process import terminate
 from k3c.daemon.sweeper import SWEEP_INTERVAL, Sweeper
 
@@ -206,7 +207,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.containerd: ContainerdProcess | None = None
+        self.containerd: ContainerdProcess | HostContainerd | None = None
         self.sweeper: Sweeper | None = None  #: what crashes left, for our own containerd only
         self.apiserver: Any = None
         self.operator: Child | None = None
@@ -235,12 +236,16 @@ class Daemon:
         elif not cfg.kubeconfig.exists():
             raise DaemonError(f"kubeconfig {cfg.kubeconfig} not found")
         await asyncio.to_thread(install_crds, cfg.kubeconfig_path)
+        await self._start_operator()
+        self._write_status(ready=True)
+
+    async def _start_operator(self) -> None:
+        cfg = self.config
         self.operator = Child("operator", self._operator_argv(), cfg.state_dir / "operator.log")
         ready = cfg.state_dir / "operator.ready"
         ready.unlink(missing_ok=True)
         self.operator.start()
         await self._wait_operator_ready(ready)
-        self._write_status(ready=True)
 
     def _prepare_dirs(self) -> None:
         cfg = self.config
@@ -255,17 +260,21 @@ class Daemon:
     async def _start_containerd(self) -> None:
         from k3c.daemon.containerd import ContainerdStartError
 
-        self.containerd = ContainerdProcess(self.config.containerd, die_with_parent=True)
+        self.containerd = self._new_containerd()
         self.sweeper = Sweeper(self.config.containerd)
         since = time.time()
         try:
-            await self.containerd.start()
+            adopted = await self.containerd.start() is True
         except ContainerdStartError as err:
             first, _, tail = str(err).partition("\n")
             log.error("containerd log tail:\n%s", tail)
             raise DaemonError(first) from None
         log.info("containerd running (pid %s) on %s", self.containerd.pid, self.config.containerd_socket)
-        await self.sweeper.after_start(since, fresh=True)
+        await self.sweeper.after_start(since, fresh=not adopted)
+
+    def _new_containerd(self) -> ContainerdProcess | HostContainerd:
+        """Our containerd: a child that dies with the daemon (the agent's outlives it)."""
+        return ContainerdProcess(self.config.containerd, die_with_parent=True)
 
     async def _restart_containerd(self) -> None:
         assert self.containerd is not None and self.sweeper is not None
@@ -303,15 +312,19 @@ class Daemon:
         """The streaming subresources the embedded server adds to plain Kubernetes: container
         logs/exec/attach, image save/load, build logs and context uploads (each service a provider of
         :mod:`k3c.apiserver.subresources`)."""
+        for provider in self._providers():
+            server.handler.mount(provider)
+
+    def _providers(self) -> list[Any]:
+        """The streaming services of this node, each a subresource provider (the agent serves them too)."""
         from k3c.archives.subresource import ArchiveEndpoints
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
-        server.handler.mount(StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR))
-        server.handler.mount(ArchiveEndpoints(sock))
-        server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
+        return [StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR),
+                ArchiveEndpoints(sock), BuildSubresources(BuildPaths(self.config.root_dir))]
 
     def _operator_argv(self) -> list[str]:
         cfg = self.config
