@@ -102,6 +102,8 @@ class Agent(Daemon):
             raise DaemonError(f"kubeconfig {cfg.kubeconfig} not found")
         if cfg.containerd_address is None:
             await self._start_containerd()
+        else:
+            await self._check_containerd_address()
         await self._ensure_pause()
         await self._start_streams()
         await self._start_operator()

@@ -76,6 +76,8 @@ class DaemonConfig:
     node_policy_allow: list[str] = field(default_factory=list)
     node_policy_host_paths: list[str] = field(default_factory=list)
     credentials_namespace: str = "kube-system"
+    #: use ``containerd_address`` even when a kubelet uses that containerd (see k3c.daemon.noderuntime)
+    force_containerd_address: bool = False
     operator_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -230,6 +232,8 @@ class Daemon:
         self._prepare_dirs()
         if cfg.containerd_address is None:
             await self._start_containerd()
+        else:
+            await self._check_containerd_address()
         await self._ensure_pause()
         if cfg.kubeconfig is None:
             await self._start_apiserver()
@@ -275,6 +279,17 @@ class Daemon:
     def _new_containerd(self) -> ContainerdProcess | HostContainerd:
         """Our containerd: a child that dies with the daemon (the agent's outlives it)."""
         return ContainerdProcess(self.config.containerd, die_with_parent=True)
+
+    async def _check_containerd_address(self) -> None:
+        """Refuse a kubelet's containerd unless forced: the kubelet would remove k3c's sandboxes."""
+        from k3c.daemon.noderuntime import kubelet_use
+
+        address = self.config.containerd_address
+        if address is None or self.config.force_containerd_address:
+            return
+        if why := await kubelet_use(address):
+            raise DaemonError(f"refusing --containerd-address {address}: {why}, and a kubelet removes the Pod "
+                              "sandboxes it does not know (--force-containerd-address to use it anyway)")
 
     async def _restart_containerd(self) -> None:
         assert self.containerd is not None and self.sweeper is not None

@@ -134,3 +134,19 @@ def test_a_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("second\n")
     os.utime(tmp_path / "token", (1, 1))  # a different mtime, as the kubelet's atomic swap gives
     assert conn.bearer() == "second"
+
+
+def test_the_kubelets_runtime_is_read_from_their_command_lines(tmp_path: Path) -> None:
+    from k3c.daemon.noderuntime import CONTAINERD_SOCKET, K3S_SOCKET, kubelet_endpoints
+
+    def process(pid: int, *argv: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    process(1, "/sbin/init")
+    process(10, "/usr/bin/kubelet", "--container-runtime-endpoint", "unix:///run/a/containerd.sock")
+    assert kubelet_endpoints(tmp_path) == {"/run/a/containerd.sock"}
+    process(11, "kubelet", "--v=2")  # the kubelet's default endpoint
+    process(12, "/usr/local/bin/k3s", "agent", "--server", "https://x:6443")  # k3s's in-process kubelet
+    process(13, "/usr/local/bin/k3s", "kubectl", "get", "pods")  # not a node
+    assert kubelet_endpoints(tmp_path) == {"/run/a/containerd.sock", CONTAINERD_SOCKET, K3S_SOCKET}
