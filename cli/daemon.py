@@ -58,6 +58,9 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
                    help="Persistent state: API data, images, volumes, logs (default %(default)s)")
     p.add_argument("--state-dir", default="/run/k3c", help="Runtime state: sockets, pids (default %(default)s)")
     p.add_argument("--containerd-address", metavar="SOCK", help="Use this containerd instead of starting one")
+    p.add_argument("--node-runtime", default="auto", metavar="SOCK|auto|none",
+                   help="The node's Kubernetes runtime (a kubelet's containerd) to share every image into, at once: "
+                        "its socket, auto (the one a kubelet on this host uses, e.g. k3s's) or none (default auto)")
     p.add_argument("--force-containerd-address", action="store_true",
                    help="Use --containerd-address even when a kubelet uses that containerd (its Pod cleanup removes "
                         "sandboxes it does not know: k3c's containers would be stopped)")
@@ -89,7 +92,7 @@ def _node_config(args: argparse.Namespace) -> dict[str, Any]:
         subnet=args.subnet, network_name=args.network_name, pool_size=args.pool_size, log_level=args.log_level,
         node_policy=args.node_policy, node_policy_allow=list(args.node_policy_allow),
         node_policy_host_paths=list(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
-        force_containerd_address=args.force_containerd_address,
+        force_containerd_address=args.force_containerd_address, node_runtime=args.node_runtime,
     )
 
 

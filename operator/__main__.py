@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a node directory host paths and build contexts may name (repeatable)")
     p.add_argument("--credentials-namespace", default="kube-system",
                    help="where the registry credentials cluster-scoped objects may name live (default %(default)s)")
+    p.add_argument("--node-runtime-address", metavar="SOCK",
+                   help="the node runtime's containerd (a kubelet's): images named here are shared into it at once")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -93,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         node_policy=args.node_policy,
         node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
         node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
+        runtime_address=args.node_runtime_address,
     )
 
 

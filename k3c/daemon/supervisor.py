@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import json
 import logging
@@ -78,6 +79,9 @@ class DaemonConfig:
     credentials_namespace: str = "kube-system"
     #: use ``containerd_address`` even when a kubelet uses that containerd (see k3c.daemon.noderuntime)
     force_containerd_address: bool = False
+    #: the node's Kubernetes runtime to share images into: a containerd socket, "auto" (the one a kubelet on
+    #: this host uses, if any: k3c.daemon.noderuntime) or "none"
+    node_runtime: str = "auto"
     operator_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -339,7 +343,19 @@ class Daemon:
 
         sock = self.config.containerd_socket
         return [StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR),
-                ArchiveEndpoints(sock), BuildSubresources(BuildPaths(self.config.root_dir))]
+                ArchiveEndpoints(sock, self.runtime_address), BuildSubresources(BuildPaths(self.config.root_dir))]
+
+    @functools.cached_property
+    def runtime_address(self) -> str | None:
+        """The node runtime's containerd socket, which images are shared into; None for none (or ourselves)."""
+        from k3c.daemon.noderuntime import node_runtime, socket_path
+
+        wanted = self.config.node_runtime
+        found = None if wanted == "none" else node_runtime() if wanted == "auto" else socket_path(wanted)
+        if found is None or found == socket_path(self.config.containerd_socket):
+            return None
+        log.info("images are shared with the node runtime's containerd at %s", found)
+        return found
 
     def _operator_argv(self) -> list[str]:
         cfg = self.config
@@ -358,6 +374,7 @@ class Daemon:
             # joining another API server, shared with other nodes: each registers its own admission webhooks
             *(["--webhooks-per-node"] if cfg.kubeconfig is not None else []),
             *self._node_policy_args(),
+            *(["--node-runtime-address", self.runtime_address] if self.runtime_address else []),
             *cfg.operator_args,
         ]
 

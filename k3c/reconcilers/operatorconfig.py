@@ -54,6 +54,9 @@ class OperatorConfig:
     node_policy_allow: tuple[str, ...] = ()
     node_policy_host_paths: tuple[str, ...] = ()
     credentials_namespace: str = "kube-system"
+    #: the node's Kubernetes runtime (a kubelet's containerd), which every image k3c names here is copied
+    #: into at once, and removed from with it (k3c.cri.imageshare); None: no such runtime
+    runtime_address: str | None = None
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers
