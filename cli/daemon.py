@@ -47,7 +47,7 @@ def register(sub: Subcommands) -> None:
                    help="Its key (default %(default)s)")
     a.add_argument("--tls-ca-file", default="/etc/k3c/tls/ca.crt", metavar="FILE",
                    help="The CA that signed it, the APIService's caBundle (default %(default)s)")
-    a.add_argument("--containerd-cgroup", default="k3c", metavar="NAME",
+    a.add_argument("--containerd-cgroup", default="k3c-containerd", metavar="NAME",
                    help="The cgroup containerd runs in, under the host init's (default %(default)s)")
     a.set_defaults(func=run_agent)
 

@@ -308,7 +308,13 @@ class Client:
     def stream_path(self, parent: api.Resource, namespace: str | None, name: str, sub: str) -> str:
         """Where a stream of a k3c object is served: the aggregated ``streams.k3c.io`` when discovery lists it
         (a cluster's node agents serve them: a CRD has no custom subresources), else the object's own
-        subresource (k3c's embedded API server). Asked once per client."""
+        subresource (k3c's embedded API server)."""
+        if self.streams_aggregated():
+            return api.streams_path(parent, namespace, name, sub)
+        return parent.path(namespace, name, sub)
+
+    def streams_aggregated(self) -> bool:
+        """Whether the streams are the node agents' (a cluster), as discovery says; asked once per client."""
         if self._streams_served is None:
             try:
                 self.get(f"/apis/{api.STREAMS_GROUP_VERSION}")
@@ -317,9 +323,7 @@ class Client:
                 self._streams_served = False
             except APIError:  # registered but failing (503 while the agents are down): say so from there
                 self._streams_served = True
-        if self._streams_served:
-            return api.streams_path(parent, namespace, name, sub)
-        return parent.path(namespace, name, sub)
+        return self._streams_served
 
     def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, obj)

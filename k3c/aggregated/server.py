@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: How often the front proxy's configuration is read again.
 REFRESH_SECONDS = 60.0
 _PROBES = ("healthz", "livez", "readyz")
+#: How long a stream of a container no node has claimed yet waits for one to.
+CLAIM_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,21 @@ class StreamServer:
         return await handler(sub)
 
     async def _node_of(self, reader: KubeReader, target: routes.Target) -> str:
-        """The node of the object the URL names ("" for none: the provider answers, here)."""
+        """The node of the object the URL names ("" for none: the provider answers, here).
+
+        A container not placed yet (``k3c run`` attaches right after creating it) is waited for a moment,
+        until an agent claims it: the stream must go where it will run.
+        """
         if not routes.names_an_object(target):
             return ""
-        try:
-            return routes.node_of(await reader.get(target.namespace, target.name))
-        except errors.APIError as err:
-            if err.code == 404:
-                return ""
-            raise
+        deadline = asyncio.get_running_loop().time() + CLAIM_WAIT
+        while True:
+            try:
+                node = routes.node_of(await reader.get(target.namespace, target.name))
+            except errors.APIError as err:
+                if err.code == 404:
+                    return ""
+                raise
+            if node or target.resource != api.LOCAL_CONTAINERS or asyncio.get_running_loop().time() > deadline:
+                return node
+            await asyncio.sleep(0.1)

@@ -55,7 +55,7 @@ class AgentConfig(DaemonConfig):
     tls_key: Path = Path("/etc/k3c/tls/tls.key")
     tls_ca: Path = Path("/etc/k3c/tls/ca.crt")
     #: the cgroup containerd gets under the host init's ("" leaves it in the agent's)
-    containerd_cgroup: str = "k3c"
+    containerd_cgroup: str = "k3c-containerd"
 
 
 def in_cluster_kubeconfig(sa_dir: Path, environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, object]:
@@ -130,7 +130,7 @@ class Agent(Daemon):
         self._kube = kube
         server = StreamServer(kube, StreamServerConfig(cfg.node_name, cfg.streams_host, cfg.streams_port,
                                                        AgentIdentity(cfg.tls_cert, cfg.tls_key, cfg.tls_ca)),
-                              self._providers())
+                              self._providers(cfg.node_name))
         try:
             await server.start()
         except APIError as err:

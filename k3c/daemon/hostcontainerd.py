@@ -8,9 +8,10 @@ starts containerd (same generated config as ``k3c daemon``'s, :mod:`k3c.daemon.c
   hostPID) that differ from the agent's own. Run on the host itself (by hand, or by the tests) there is
   nothing to enter, and the same code starts it directly. A process that may not inspect PID 1's
   namespaces (these test machines: PID 1 holds capabilities the session lacks) is taken to be on the host;
-- in a cgroup of its own, ``<cgroup>`` (``k3c``) under the host init's cgroup in every hierarchy (under the
-  root when that is PID 1), written by a small ``sh`` program running in the host's mount namespace,
-  where the host's cgroup file systems are; shims, and so containers' keepers, inherit it;
+- in a cgroup of its own, ``<cgroup>`` (``k3c-containerd``; not ``k3c``, the containers' parent) under the
+  host init's cgroup in every hierarchy (under the root when that is PID 1), written by a small ``sh``
+  program running in the host's mount namespace, where the host's cgroup file systems are; shims, and so
+  containers' keepers, inherit it;
 - in a session of its own and orphaned at once (that program starts it in the background and exits), so
   neither a parent-death signal nor a kill of the agent's process group reaches it;
 - with its PID in ``<state>/containerd/containerd.pid``.
@@ -112,7 +113,7 @@ class HostContainerd:
 
     config: ContainerdConfig
     #: the cgroup it gets, under the host init's cgroup ("" leaves it in the agent's)
-    cgroup: str = "k3c"
+    cgroup: str = "k3c-containerd"
     #: the host's init, whose namespaces and cgroups are the host's (a test names another process)
     init_pid: int = 1
 

@@ -334,8 +334,9 @@ class Daemon:
         for provider in self._providers():
             server.handler.mount(provider)
 
-    def _providers(self) -> list[Any]:
-        """The streaming services of this node, each a subresource provider (the agent serves them too)."""
+    def _providers(self, node: str = "") -> list[Any]:
+        """The streaming services of this node, each a subresource provider (the agent serves them too;
+        ``node``: this node's name, for answers that must say where they were served)."""
         from k3c.archives.subresource import ArchiveEndpoints
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
@@ -343,7 +344,7 @@ class Daemon:
 
         sock = self.config.containerd_socket
         return [StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR),
-                ArchiveEndpoints(sock, self.runtime_address), BuildSubresources(BuildPaths(self.config.root_dir))]
+                ArchiveEndpoints(sock, self.runtime_address), BuildSubresources(BuildPaths(self.config.root_dir), node)]
 
     @functools.cached_property
     def runtime_address(self) -> str | None:

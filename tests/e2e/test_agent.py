@@ -118,6 +118,53 @@ def test_a_stream_for_another_nodes_container_is_passed_on(cluster: Cluster) -> 
     assert cp.returncode == 0, cp.stderr
 
 
+def test_run_attaches_wherever_the_container_lands(cluster: Cluster) -> None:
+    """`k3c run --rm` of an unplaced container: the attach waits until an agent claims it and goes there;
+    the exit code comes back through the aggregator."""
+    for i in range(3):
+        cp = cluster.k3c("run", "--rm", TEST_IMAGE, "sh", "-c", f"echo run-{i}; exit {i}")
+        assert (cp.returncode, cp.stdout) == (i, f"run-{i}\n"), cp.stderr
+
+
+def test_a_build_runs_on_the_node_that_took_its_context(cluster: Cluster, tmp_path: Path) -> None:
+    """The upload lands on the agent the API server called (node-a): the build is placed there, and its log
+    streams back through the aggregator."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nRUN echo built-on-the-cluster > /msg\n")
+    cp = cluster.k3c("build", "-t", "k3c.test/cluster-built:1", str(ctx), timeout=180)
+    assert cp.returncode == 0, cp.stderr
+    assert "Successfully tagged k3c.test/cluster-built:1" in cp.stderr  # the log, followed through the streams
+    c = admin(cluster.server)
+    try:
+        builds = [b for b in c.get(api.IMAGE_BUILDS.path("default"))["items"]
+                  if "k3c.test/cluster-built:1" in (b["spec"].get("tags") or [])]
+    finally:
+        c.close()
+    assert [(b["spec"].get("nodeName"), b["status"]["node"], b["status"]["phase"]) for b in builds] == \
+        [("node-a", "node-a", "Succeeded")]
+
+
+def test_an_agent_missing_a_permission_says_which(cluster: Cluster) -> None:
+    """Without the rule to read its peers' Endpoints, node-a cannot pass node-b's stream on, and says why."""
+    from tests.support.agent_harness import AGENT_RULES, CLUSTER_ROLES, apply
+
+    c = admin(cluster.server)
+    try:
+        apply(c, CLUSTER_ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                 "metadata": {"name": "k3c-agent"},
+                                 "rules": [r for r in AGENT_RULES if r["resources"] != ["endpoints"]]})
+        _run(cluster, "c4", "node-b", "echo from-b; sleep 300")
+        r = RawClient(cluster.server).get(f"{STREAMS}/namespaces/default/localcontainers/c4/log")
+        assert r.status_code == 403, r.text
+        assert 'User "system:serviceaccount:k3c-system:k3c-agent" cannot get resource "endpoints"' in \
+            r.json()["message"]
+    finally:
+        apply(c, CLUSTER_ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                 "metadata": {"name": "k3c-agent"}, "rules": AGENT_RULES})
+        c.close()
+
+
 def _direct(cluster: Cluster, cert: tuple[Path, Path] | None) -> tuple[int, str]:
     ctx = ssl.create_default_context(cafile=str(cluster.tls.ca_cert))
     ctx.check_hostname = False
