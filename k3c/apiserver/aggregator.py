@@ -4,7 +4,8 @@ An APIService ``VERSION.GROUP`` with a ``spec.service`` hands every request unde
 that Service's server (:mod:`k3c.apiserver.backends`): after this server's own authentication and
 authorization, with the front proxy certificate and the user in ``X-Remote-*`` headers. Bodies and
 responses stream both ways (a watch, a log follow), and a websocket upgrade (``exec``, ``attach``) is
-joined message by message. ``/apis`` lists the aggregated groups, ``/apis/GROUP`` answers for them here.
+joined message by message. ``/apis`` lists the aggregated groups, ``/apis/GROUP`` answers for them here;
+``/openapi/v3`` lists them too, and their documents (``/openapi/v3/apis/GROUP/VERSION``) come from their servers.
 
 The availability controller (:meth:`Aggregator.sync`) checks each one, as kube's does, by asking its
 server for ``/apis/GROUP/VERSION`` and writes the ``Available`` condition; while it is ``False`` requests get
@@ -100,6 +101,8 @@ class Aggregator:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
+        if parts[:2] == ["openapi", "v3"] and len(parts) == 5:  # an aggregated group's OpenAPI is its server's
+            parts = parts[2:]
         route = self.routes().get((parts[1], parts[2])) if len(parts) >= 3 and parts[0] == "apis" else None
         if route is None:
             return await handler(request)

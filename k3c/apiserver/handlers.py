@@ -126,7 +126,12 @@ class APIHandler:
             body, ctype = openapi_v2.negotiate(request.headers.get("Accept", ""), self.registry.all())
             return web.Response(body=body, headers={"Content-Type": ctype})
         if rest == ["v3"]:
-            return self._json(openapi.index(self.registry.all()))
+            index = openapi.index(self.registry.all())
+            for group, versions in self.aggregated_groups().items():  # (their documents are their servers')
+                for version in versions:
+                    path = openapi.gv_path(group, version)
+                    index["paths"].setdefault(path, {"serverRelativeURL": f"/openapi/v3/{path}"})
+            return self._json(index)
         if rest and rest[0] == "v3" and len(rest) > 1:
             gv_path = "/".join(rest[1:])
             types = self.registry.all()

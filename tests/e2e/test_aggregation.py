@@ -73,6 +73,8 @@ class Backend:
                     await ws.send_bytes(b"echo:" + msg.data)
                     await ws.close(code=1000)
             return ws
+        if request.path == f"/openapi/v3{ROOT}":
+            return web.json_response({"openapi": "3.0.0", "info": {"title": "backend", "version": "v"}, "paths": {}})
         if request.path == f"{ROOT}/images/busybox/load":  # an upload: the body streams through
             body = await request.read()
             return web.json_response({"received": len(body), "head": body[:4].decode()}, status=201)
@@ -217,6 +219,9 @@ def test_discovery_lists_the_aggregated_group(aggregated, kubectl):
     assert groups[GROUP]["preferredVersion"] == {"groupVersion": f"{GROUP}/{VERSION}", "version": VERSION}
     assert api.get(f"/apis/{GROUP}").json()["versions"] == [{"groupVersion": f"{GROUP}/{VERSION}", "version": VERSION}]
     assert api.get(ROOT).json()["resources"][0]["name"] == "localcontainers/log"  # the backend's own answer
+    assert api.get("/openapi/v3").json()["paths"][f"apis/{GROUP}/{VERSION}"] == {
+        "serverRelativeURL": f"/openapi/v3/apis/{GROUP}/{VERSION}"}
+    assert api.get(f"/openapi/v3/apis/{GROUP}/{VERSION}").json()["info"]["title"] == "backend"
     listed = run_kubectl(kubectl, server.kubeconfig, "api-versions").stdout.split()
     assert f"{GROUP}/{VERSION}" in listed
 
