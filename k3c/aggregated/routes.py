@@ -115,3 +115,32 @@ def resource_list(routes: Iterable[Route]) -> dict[str, Any]:
                           "namespaced": namespaced, "kind": resource.kind, "verbs": [verb]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": STREAMS_GROUP_VERSION,
             "resources": resources}
+
+
+def openapi_path() -> str:
+    """This group/version's OpenAPI v3 document, relative to the server."""
+    return f"/openapi/v3/apis/{STREAMS_GROUP_VERSION}"
+
+
+def openapi_index() -> dict[str, Any]:
+    """``/openapi/v3``: the one group/version served here."""
+    return {"paths": {f"apis/{STREAMS_GROUP_VERSION}": {"serverRelativeURL": openapi_path()}}}
+
+
+def openapi_document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The OpenAPI v3 document of the streams: one path per subresource, with no schema (a stream's body is
+    bytes or a websocket, as pods/exec's is in kube's document)."""
+    paths: dict[str, Any] = {}
+    for route in sorted(routes, key=lambda r: (r.resource, r.subresource)):
+        parent = PARENTS.get(route.resource)
+        if parent is None:
+            continue
+        resource, namespaced = parent
+        prefix = "/namespaces/{namespace}" if namespaced else ""
+        path = f"/apis/{STREAMS_GROUP_VERSION}{prefix}/{route.resource}/{{name}}/{route.subresource}"
+        method = "post" if VERBS.get(route.subresource) == "create" else "get"
+        paths[path] = {method: {"description": f"{route.subresource} of a {resource.kind}",
+                                "operationId": f"{method}{resource.kind}{route.subresource.capitalize()}",
+                                "responses": {"200": {"description": "OK"}}}}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": STREAMS_VERSION}, "paths": paths,
+            "components": {"schemas": {}}}

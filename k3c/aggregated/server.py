@@ -4,7 +4,8 @@ Every request passes, in order:
 
 1. authentication (:mod:`k3c.aggregated.authn`): the front proxy's client certificate, or a peer agent's;
    anything else is refused with 401 (the probes' ``/healthz``, ``/livez`` and ``/readyz`` excepted);
-2. discovery (``/apis``, ``/apis/streams.k3c.io``, ``/apis/streams.k3c.io/v1alpha1``) is answered here;
+2. discovery (``/apis``, ``/apis/streams.k3c.io``, ``/apis/streams.k3c.io/v1alpha1``) and the OpenAPI v3
+   document are answered here;
 3. authorization (:mod:`k3c.aggregated.authz`): a SubjectAccessReview of the parent's subresource;
 4. placement: an object on another node goes to that node's agent (:mod:`k3c.aggregated.peers`);
 5. the provider of the route, the same one the embedded server mounts, with a
@@ -139,6 +140,10 @@ class StreamServer:
         caller = self.authn.authenticate(request)
         if parts == ["apis"]:
             return _json(routes.api_group_list())
+        if parts == ["openapi", "v3"]:
+            return _json(routes.openapi_index())
+        if "/" + "/".join(parts) == routes.openapi_path():
+            return _json(routes.openapi_document(self.handlers))
         if parts == ["apis", api.STREAMS_GROUP]:
             return _json(routes.api_group())
         if parts[:3] != ["apis", api.STREAMS_GROUP, api.STREAMS_VERSION]:

@@ -267,3 +267,25 @@ def test_containers_outlive_the_agent_and_are_readopted(cluster: Cluster) -> Non
         assert now["status"]["containerID"] == cid and _running_in_containerd(a, uid)
         wait_until(lambda: cluster.k3c("exec", "survivor", "echo", "after").stdout == "after\n", 30,
                    "exec through the restarted agent")
+
+
+def test_the_streams_openapi_comes_from_the_agents(cluster: Cluster) -> None:
+    c = admin(cluster.server)
+    try:
+        index = c.get("/openapi/v3")["paths"]
+        doc = c.get(f"/openapi/v3/apis/{api.STREAMS_GROUP_VERSION}")
+    finally:
+        c.close()
+    assert f"apis/{api.STREAMS_GROUP_VERSION}" in index
+    assert f"{STREAMS}/namespaces/{{namespace}}/localcontainers/{{name}}/exec" in doc["paths"]
+
+
+def test_kubectl_reads_a_log_through_the_aggregation_path(cluster: Cluster) -> None:
+    from tests.support.harness import run_kubectl
+
+    if not shutil.which("kubectl"):
+        pytest.skip("no kubectl on this machine")
+    _run(cluster, "c5", "node-b", "echo via-kubectl; sleep 300")
+    path = f"{STREAMS}/namespaces/default/localcontainers/c5/log"
+    wait_until(lambda: "via-kubectl" in run_kubectl("kubectl", cluster.server.kubeconfig, "get", "--raw", path,
+                                                    check=False).stdout, 20, "kubectl get --raw of the log")
