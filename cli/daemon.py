@@ -41,12 +41,13 @@ def register(sub: Subcommands) -> None:
     a.add_argument("--kubeconfig", metavar="FILE", help="The cluster to join (default: the in-cluster config)")
     a.add_argument("--streams-listen", default=f"0.0.0.0:{STREAMS_PORT}", type=parse_listen, metavar="HOST:PORT",
                    help="Address of the node's HTTPS stream server (default %(default)s)")
-    a.add_argument("--tls-cert-file", default="/etc/k3c/tls/tls.crt", metavar="FILE",
-                   help="The streams' serving certificate, shared by the agents (default %(default)s)")
-    a.add_argument("--tls-private-key-file", default="/etc/k3c/tls/tls.key", metavar="FILE",
+    a.add_argument("--stream-tls-cert", default="/etc/k3c/streams/tls.crt", metavar="FILE",
+                   help="The streams' serving certificate, shared by the agents, made by k3c install; the streams "
+                        "start once it exists (default %(default)s)")
+    a.add_argument("--stream-tls-key", default="/etc/k3c/streams/tls.key", metavar="FILE",
                    help="Its key (default %(default)s)")
-    a.add_argument("--tls-ca-file", default="/etc/k3c/tls/ca.crt", metavar="FILE",
-                   help="The CA that signed it, the APIService's caBundle (default %(default)s)")
+    a.add_argument("--stream-tls-ca", metavar="FILE",
+                   help="The CA that signed it, the APIService's caBundle (default: ca.crt beside the certificate)")
     a.add_argument("--containerd-cgroup", default="k3c-containerd", metavar="NAME",
                    help="The cgroup containerd runs in, under the host init's (default %(default)s)")
     a.set_defaults(func=run_agent)
@@ -58,7 +59,7 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
                    help="Persistent state: API data, images, volumes, logs (default %(default)s)")
     p.add_argument("--state-dir", default="/run/k3c", help="Runtime state: sockets, pids (default %(default)s)")
     p.add_argument("--containerd-address", metavar="SOCK", help="Use this containerd instead of starting one")
-    p.add_argument("--node-runtime", default="auto", metavar="SOCK|auto|none",
+    p.add_argument("--node-runtime-address", default="auto", metavar="SOCK|auto|none",
                    help="The node's Kubernetes runtime (a kubelet's containerd) to share every image into, at once: "
                         "its socket, auto (the one a kubelet on this host uses, e.g. k3s's) or none (default auto)")
     p.add_argument("--force-containerd-address", action="store_true",
@@ -92,7 +93,7 @@ def _node_config(args: argparse.Namespace) -> dict[str, Any]:
         subnet=args.subnet, network_name=args.network_name, pool_size=args.pool_size, log_level=args.log_level,
         node_policy=args.node_policy, node_policy_allow=list(args.node_policy_allow),
         node_policy_host_paths=list(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
-        force_containerd_address=args.force_containerd_address, node_runtime=args.node_runtime,
+        force_containerd_address=args.force_containerd_address, node_runtime=args.node_runtime_address,
     )
 
 
@@ -137,8 +138,9 @@ def run_agent(args: argparse.Namespace) -> int:
     host, port = args.streams_listen
     try:
         config = AgentConfig(**_node_config(args), streams_host=host, streams_port=port,
-                             tls_cert=Path(args.tls_cert_file), tls_key=Path(args.tls_private_key_file),
-                             tls_ca=Path(args.tls_ca_file), containerd_cgroup=args.containerd_cgroup)
+                             tls_cert=Path(args.stream_tls_cert), tls_key=Path(args.stream_tls_key),
+                             tls_ca=Path(args.stream_tls_ca or Path(args.stream_tls_cert).parent / "ca.crt"),
+                             containerd_cgroup=args.containerd_cgroup)
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
         asyncio.run(Agent(config).run())
     except (DaemonError, ValueError) as err:

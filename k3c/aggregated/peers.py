@@ -29,7 +29,7 @@ from k3c.apiserver.subresources import User
 from k3c.kubeasync import AsyncKube
 
 #: The name an agent's serving certificate is checked for, whichever address it was reached at.
-SERVER_NAME = f"{api.AGENT_SERVICE}.{api.AGENT_NAMESPACE}.svc"
+SERVER_NAME = f"{api.AGENT_NAME}.{api.AGENT_NAMESPACE}.svc"
 
 
 def unavailable(message: str) -> errors.APIError:
@@ -85,13 +85,13 @@ class Peers:
     async def url(self, node: str, request: web.Request) -> str:
         """The URL of ``request`` on ``node``'s agent; a 503 Status when that node has none."""
         try:
-            endpoints = await self.kube.get_object(api.ENDPOINTS.path(api.AGENT_NAMESPACE, api.AGENT_SERVICE))
+            endpoints = await self.kube.get_object(api.ENDPOINTS.path(api.AGENT_NAMESPACE, api.AGENT_NAME))
         except apierrors.APIError as err:
             raise status_error(err) from None
         found = address_of(endpoints or {}, node)
         if found is None:
             raise unavailable(f'no k3c agent serves node "{node}" (no address with that nodeName in the endpoints '
-                              f'of {api.AGENT_NAMESPACE}/{api.AGENT_SERVICE})')
+                              f'of {api.AGENT_NAMESPACE}/{api.AGENT_NAME})')
         host, port = found
         host = f"[{host}]" if ":" in host else host
         return f"https://{host}:{port}{request.path_qs}"

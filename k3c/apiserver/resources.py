@@ -197,6 +197,7 @@ def _kube(
 _RUNS = StoredOnly()
 _ROUTES = StoredOnly("routes to it", "publish a LocalContainer's ports (`k3c run -p`) to reach a container")
 _PROVISIONS = StoredOnly("provisions or binds it", "use a k3c Volume to keep a container's data")
+_REGISTERS = StoredOnly("registers or runs it", "k3c's node is the machine `k3c daemon` runs on")
 _ALL = ("all",)  # kube-apiserver's category of the workload kinds: `kubectl get all`
 
 # Every kind of kubectl's default prune allowlist (kubectl 1.27-1.33: staging/src/k8s.io/kubectl/pkg/util/
@@ -211,6 +212,8 @@ STORED_ONLY: list[ResourceType] = [
           stored_only=_PROVISIONS),
     _kube("", "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), status=True,
           stored_only=_PROVISIONS),
+    # `k3c install --runtime auto` reads a cluster's Nodes (status.nodeInfo.containerRuntimeVersion)
+    _kube("", "nodes", "Node", namespaced=False, short=("no",), status=True, stored_only=_REGISTERS),
     _kube("apps", "deployments", "Deployment", short=("deploy",), categories=_ALL, status=True, generation=True,
           stored_only=_RUNS),
     _kube("apps", "replicasets", "ReplicaSet", short=("rs",), categories=_ALL, status=True, generation=True,

@@ -11,14 +11,16 @@ The same supervisor as :class:`~k3c.daemon.supervisor.Daemon`, for a node of a c
 - the CRDs are not installed: the manifests bring them, and the agent's ServiceAccount may not write them;
 - the operator runs for this node (``--node-name``; its admission webhooks registered per node);
 - this node's stream server (:mod:`k3c.aggregated.server`) listens on ``--streams-listen`` with the serving
-  certificate ``k3c install`` made (``--tls-cert-file``, ``--tls-private-key-file``, and its CA
-  ``--tls-ca-file``, which the APIService's caBundle holds too).
+  certificate ``k3c install`` made (``--stream-tls-cert``, ``--stream-tls-key``, and its CA, which the
+  APIService's caBundle holds too: ``ca.crt`` beside them); until those exist (a bare ``kubectl apply -k``)
+  the node runs containers and its streams start as soon as they appear.
 
 A clean stop stops the operator and the stream server, and leaves containerd and its containers running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ log = logging.getLogger("k3c.agent")
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: The environment variable that moves it (tests), same code path otherwise.
 SERVICEACCOUNT_DIR_ENV = "K3C_SERVICEACCOUNT_DIR"
+#: How often a node without the streams' TLS files looks for them.
+TLS_POLL = 5.0
 
 
 @dataclass
@@ -51,9 +55,9 @@ class AgentConfig(DaemonConfig):
         default_factory=lambda: Path(os.environ.get(SERVICEACCOUNT_DIR_ENV) or SERVICEACCOUNT_DIR))
     streams_host: str = "0.0.0.0"
     streams_port: int = api.STREAMS_PORT
-    tls_cert: Path = Path("/etc/k3c/tls/tls.crt")
-    tls_key: Path = Path("/etc/k3c/tls/tls.key")
-    tls_ca: Path = Path("/etc/k3c/tls/ca.crt")
+    tls_cert: Path = Path("/etc/k3c/streams/tls.crt")
+    tls_key: Path = Path("/etc/k3c/streams/tls.key")
+    tls_ca: Path = Path("/etc/k3c/streams/ca.crt")
     #: the cgroup containerd gets under the host init's ("" leaves it in the agent's)
     containerd_cgroup: str = "k3c-containerd"
 
@@ -92,6 +96,7 @@ class Agent(Daemon):
         super().__init__(config)
         self.streams: StreamServer | None = None
         self._kube: AsyncKube | None = None
+        self._waiting: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -123,9 +128,12 @@ class Agent(Daemon):
 
     async def _start_streams(self) -> None:
         cfg = self.config
-        for path in (cfg.tls_cert, cfg.tls_key, cfg.tls_ca):
-            if not path.is_file():
-                raise DaemonError(f"the streams' TLS file {path} is missing")
+        missing = [p for p in (cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if not p.is_file()]
+        if missing:
+            log.warning("no streams until %s exist%s (made by k3c install)", ", ".join(map(str, missing)),
+                        "s" if len(missing) == 1 else "")
+            self._waiting = asyncio.ensure_future(self._streams_when_ready())
+            return
         kube = AsyncKube(str(cfg.kubeconfig_path), user_agent="k3c-agent")
         self._kube = kube
         server = StreamServer(kube, StreamServerConfig(cfg.node_name, cfg.streams_host, cfg.streams_port,
@@ -139,8 +147,21 @@ class Agent(Daemon):
             raise DaemonError(f"cannot serve the streams on {cfg.streams_host}:{cfg.streams_port}: {err}") from None
         self.streams = server
 
+    async def _streams_when_ready(self) -> None:
+        """Start the streams once their TLS files exist (a failure to is logged and tried again)."""
+        cfg = self.config
+        while self.streams is None:
+            await asyncio.sleep(TLS_POLL)
+            if all(p.is_file() for p in (cfg.tls_cert, cfg.tls_key, cfg.tls_ca)):
+                try:
+                    await self._start_streams()
+                except DaemonError as err:
+                    log.error("%s", err)
+
     async def stop(self) -> None:
         """The operator, then the stream server; containerd and the containers keep running."""
+        if self._waiting is not None:
+            self._waiting.cancel()
         self.config.status_path.unlink(missing_ok=True)
         if self.operator is not None:
             await self.operator.stop()

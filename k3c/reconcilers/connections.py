@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import grpc
 
 from k3c.cri.channel import dial
+from k3c.cri.containerspecs import SpecClient
 from k3c.cri.events import EventSubscriber
 from k3c.cri.imageshare import SharedImages
 from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
+from k3c.cri.tasks import TasksClient
 from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import OperatorConfig
 
@@ -35,6 +37,8 @@ class Connections:
     cri: CRIClient
     images: ContainerdImages
     events: EventSubscriber
+    specs: SpecClient  #: containers' OCI specs (what CRI cannot set)
+    tasks: TasksClient  #: signals CRI cannot send (a container's stop signal)
     #: whether :meth:`close` closes ``kube`` (not when the process made it for its webhooks too)
     owns_kube: bool = True
 
@@ -47,7 +51,8 @@ class Connections:
         conns = cls(kube=kube or Kube(config.kubeconfig), owns_kube=kube is None, channel=channel,
                     cri=CRIClient(address, timeout=CRI_TIMEOUT, channel=channel),
                     images=_image_store(address, channel, config.runtime_address),
-                    events=EventSubscriber(address, channel=channel))
+                    events=EventSubscriber(address, channel=channel),
+                    specs=SpecClient(address, channel=channel), tasks=TasksClient(address, channel=channel))
         try:
             await conns.wait_ready()
         except BaseException:

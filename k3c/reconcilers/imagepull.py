@@ -48,9 +48,12 @@ class ImageResolver:
         self._configs: dict[str, dict[str, Any]] = {}
         self._files: dict[tuple[str, str], str | None] = {}
 
-    async def ensure(self, ref: str, on_pull: Callable[[], Awaitable[None]]) -> ImageInfo:
-        """The local image for ``ref``, pulled first if missing (``on_pull`` runs before pulling)."""
-        image = await self.cri.image_status(ref)
+    async def ensure(self, ref: str, on_pull: Callable[[], Awaitable[None]], policy: str = "missing") -> ImageInfo:
+        """The local image for ``ref``, pulled first if missing (``on_pull`` runs before pulling); ``policy``
+        is docker's ``--pull``: ``always`` pulls even a local image, ``never`` refuses a missing one."""
+        image = None if policy == "always" else await self.cri.image_status(ref)
+        if image is None and policy == "never":
+            raise ImageError(f"No such image: {ref} (pull policy never)")
         if image is None:
             await on_pull()
             try:
@@ -103,6 +106,19 @@ class ImageResolver:
                     raise ImageError(f"group {group!r} not found in the image's /etc/group")
                 spec.gid = int(entry[2])
         return spec
+
+    async def resolve_groups(self, image: ImageInfo, groups: list[str]) -> list[int]:
+        """``groupAdd`` → group IDs: numbers as they are, names from the image's /etc/group (docker --group-add)."""
+        out = []
+        for group in groups:
+            if str(group).isdigit():
+                out.append(int(group))
+                continue
+            entry = await self._lookup(image, "etc/group", str(group))
+            if entry is None:
+                raise ImageError(f"Unable to find group {group}: no matching entries in group file")
+            out.append(int(entry[2]))
+        return out
 
     async def _lookup(self, image: ImageInfo, path: str, name: str) -> list[str] | None:
         key = (image.id, path)

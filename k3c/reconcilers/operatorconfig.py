@@ -32,6 +32,8 @@ class OperatorConfig:
     #: and the root holds containerd's registry config_path.
     containerd_root: Path | None = None
     containerd_state: Path | None = None
+    #: the static init of ``spec.init`` (docker --init) on this node; None: such containers fail to start
+    init_binary: Path | None = None
     #: one of :data:`BUILD_ENGINES`
     build_engine: str = "native"
     #: RUN steps' pids limit in the native engine (0: none)
@@ -54,6 +56,10 @@ class OperatorConfig:
     node_policy_allow: tuple[str, ...] = ()
     node_policy_host_paths: tuple[str, ...] = ()
     credentials_namespace: str = "kube-system"
+    #: cluster mode's Image objects: one per (node, image), named and labelled with the node, so that nodes
+    #: holding the same image never share an object (k3c.reconcilers.imageobjects); embedded mode names
+    #: them by reference alone
+    images_per_node: bool = False
     #: the node's Kubernetes runtime (a kubelet's containerd), which every image k3c names here is copied
     #: into at once, and removed from with it (k3c.cri.imageshare); None: no such runtime
     runtime_address: str | None = None

@@ -11,14 +11,15 @@
 
 Registration writes the ValidatingWebhookConfiguration ``k3c.io`` (idempotently, before kopf starts and so
 before any controller writes) with this process's URL and CA. A node that joins an API server shared with
-other nodes (``--webhooks-per-node``) registers ``k3c.io.<node>`` instead, so that the nodes' registrations
-do not overwrite one another: each node refuses deleting an image *its* containers use, and judges the node
-policy only for objects placed on it or not placed yet (one a restricted node could claim). It removes its
-configuration when it stops; one left by a node that died fails its requests, as any webhook that is down. Its rules name k3c.io resources only, with
-``failurePolicy: Fail``: while the operator is down those requests fail, and nothing else does. Start
-order is API server → operator (webhook server up, then registration) → kopf and the controllers, so no
-request waits on a webhook that cannot answer yet; one that comes before the image controller has listed
-containerd waits for it (briefly), then is refused as unavailable.
+other nodes (``--webhooks-per-node``) registers ``k3c.io.<node>`` instead, so that the nodes' registrations do
+not overwrite one another: each node refuses deleting its own Image objects (``objectSelector`` on the
+``k3c.io/node`` label) while its containers use them, and judges the node policy only for objects placed on it
+or not placed yet (one a restricted node could claim). It removes its configuration when it stops; one left by
+a node that died fails its requests, as any webhook that is down. Its rules name k3c.io resources only, with
+``failurePolicy: Fail``: while the operator is down those requests fail, and nothing else does. Start order is
+API server → operator (webhook server up, then registration) → kopf and the controllers, so no request waits
+on a webhook that cannot answer yet; one that comes before the image controller has listed containerd waits
+for it (briefly), then is refused as unavailable.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from k3c import admissionreview as ar
 from k3c import api
-from k3c.api import GROUP, IMAGES, NODE_POLICIES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
+from k3c.api import GROUP, IMAGES, NODE_LABEL, NODE_POLICIES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
 from k3c.apierrors import NotFound
 from k3c.reconcilers import nodepolicy
 from k3c.reconcilers.assembly import Assembly
@@ -100,11 +101,12 @@ def _rule(operations: list[str], resources: list[str]) -> dict[str, Any]:
             "scope": "*"}
 
 
-def _webhook(server: WebhookServer, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _webhook(server: WebhookServer, name: str, rules: list[dict[str, Any]],
+             objects: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "clientConfig": {"url": server.url(name), "caBundle": server.ca_bundle},
             "rules": rules, "failurePolicy": "Fail", "matchPolicy": "Equivalent", "sideEffects": "None",
             "timeoutSeconds": 10, "admissionReviewVersions": [ar.REVIEW_VERSION],
-            "namespaceSelector": {}, "objectSelector": {}}
+            "namespaceSelector": {}, "objectSelector": objects or {}}
 
 
 class Webhooks:
@@ -160,6 +162,12 @@ class Webhooks:
                 log.warning("cannot remove the admission webhooks %s: %s", self.configuration, err)
         await self.server.stop()
 
+    def _objects(self, webhook: str) -> dict[str, Any] | None:
+        """A node's image webhook sees only its own Image objects (one per node and image, labelled)."""
+        if webhook == IMAGES_WEBHOOK and self.node is not None:
+            return {"matchLabels": {NODE_LABEL: self.node}}
+        return None
+
     async def register(self) -> None:
         """Write ``k3c.io`` (or this node's) with the webhooks served now (a process serving none leaves it alone)."""
         if not self.register_configuration:
@@ -167,7 +175,7 @@ class Webhooks:
         served = self._served()
         if not served:
             return
-        webhooks = [_webhook(self.server, name, rules) for name, (_handler, rules) in served.items()]
+        webhooks = [_webhook(self.server, name, rules, self._objects(name)) for name, (_handler, rules) in served.items()]
         async with self._lock:
             await _upsert(self.kube, {"apiVersion": VALIDATING_WEBHOOK_CONFIGURATIONS.api_version,
                                       "kind": VALIDATING_WEBHOOK_CONFIGURATIONS.kind,

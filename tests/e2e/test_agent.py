@@ -289,3 +289,33 @@ def test_kubectl_reads_a_log_through_the_aggregation_path(cluster: Cluster) -> N
     path = f"{STREAMS}/namespaces/default/localcontainers/c5/log"
     wait_until(lambda: "via-kubectl" in run_kubectl("kubectl", cluster.server.kubeconfig, "get", "--raw", path,
                                                     check=False).stdout, 20, "kubectl get --raw of the log")
+
+
+def test_an_agent_without_the_streams_certificate_runs_containers_and_serves_once_it_comes(cluster: Cluster) -> None:
+    """A bare `kubectl apply -k` has no TLS Secret yet: the node works, and its streams start when it appears."""
+    later = cluster.base / "tls-later"
+    material = servingcerts.ServingMaterial(later / "ca.crt", later / "tls.crt", later / "tls.key")
+    agent = AgentProcess(cluster.base / "node-c", cluster.server, material, "node-c")
+    try:
+        agent.start()
+        agent.import_image(TEST_IMAGE, busybox_image())
+        assert agent.create_container("c6", command=["sleep", "300"], nodeName="node-c", stopTimeout=0)
+        agent.wait_phase("c6", "Running")
+        url = f"https://127.0.0.1:{agent.streams_port}/healthz"
+        ctx = ssl.create_default_context(cafile=str(cluster.tls.ca_cert))
+        ctx.check_hostname = False
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(url, context=ctx, timeout=5)
+        shutil.copytree(cluster.base / "tls", later)
+        wait_until(lambda: _healthy(url, ctx), 30, "the streams once the certificate exists")
+    finally:
+        problems = agent.close()
+    assert not problems, problems
+
+
+def _healthy(url: str, ctx: ssl.SSLContext) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -1,7 +1,7 @@
 """Images shared with the node's Kubernetes runtime: in its containerd's ``k8s.io`` when the k3c command returns.
 
 A second containerd plays the node runtime (k3s's, whose kubelet would run Pods from it); `k3c daemon
---node-runtime SOCK` shares into it. Each check asks that containerd itself, as `ctr -n k8s.io images ls` and
+--node-runtime-address SOCK` shares into it. Each check asks that containerd itself, as `ctr -n k8s.io images ls` and
 a kubelet's ImageStatus would, right after the k3c command returned: no waiting.
 """
 
@@ -65,7 +65,7 @@ def node() -> Iterator[Node]:
                                network_name=bridge, subnet=pick_subnet())
     ctd = ContainerdProcess(runtime)
     asyncio.run(ctd.start())
-    daemon = DaemonProcess(base / "d", ["--node-runtime", str(runtime.socket_path)])
+    daemon = DaemonProcess(base / "d", ["--node-runtime-address", str(runtime.socket_path)])
     try:
         daemon.start()
         daemon.import_image(TEST_IMAGE, busybox_image())

@@ -31,7 +31,7 @@ from k3c.daemon.supervisor import install_crds
 from tests.support.daemon_harness import DaemonProcess
 from tests.support.harness import REPO, APIServerProcess, free_port
 
-NS, SA = api.AGENT_NAMESPACE, api.AGENT_SERVICE
+NS, SA = api.AGENT_NAMESPACE, api.AGENT_NAME
 RBAC = "rbac.authorization.k8s.io/v1"
 
 #: What an agent needs: its operator's reads and writes of k3c's objects, Events, registry credentials,
@@ -169,8 +169,8 @@ class AgentProcess(DaemonProcess):
         (self.state_dir / "daemon.json").unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "k3c.cli.main", "agent", "--root-dir", str(self.root_dir),
                "--state-dir", str(self.state_dir), "--streams-listen", f"127.0.0.1:{self.streams_port}",
-               "--tls-cert-file", str(self.tls.cert), "--tls-private-key-file", str(self.tls.key),
-               "--tls-ca-file", str(self.tls.ca_cert), "--containerd-cgroup", self.cgroup,
+               "--stream-tls-cert", str(self.tls.cert), "--stream-tls-key", str(self.tls.key),
+               "--stream-tls-ca", str(self.tls.ca_cert), "--containerd-cgroup", self.cgroup,
                "--bridge", self.bridge, "--subnet", self.subnet, "--network-name", self.network_name,
                "--log-level", os.environ.get("K3C_TEST_LOG_LEVEL", "info"), *self.extra_args]
         env = {**os.environ, "K3C_SERVICEACCOUNT_DIR": str(self.sa_dir), "KUBERNETES_SERVICE_HOST": "127.0.0.1",

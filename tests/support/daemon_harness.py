@@ -258,6 +258,9 @@ class DaemonProcess:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                kill_deadline = time.monotonic() + 10  # (a SIGKILLed process still takes a moment to go)
+                while _alive(pid) and time.monotonic() < kill_deadline:
+                    time.sleep(0.02)
 
     def log_tail(self, n: int = 4000) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -390,10 +393,11 @@ class DaemonProcess:
         """What a stopped daemon with no objects should not have left (:func:`leftovers.host_leftovers`
         with nothing live), and processes it started that still run.
 
-        A shim exits on its own a moment after its sandbox was removed: ``grace`` seconds are allowed.
+        A shim exits on its own a moment after its sandbox was removed, and a process the daemon was
+        stopping a moment after it: ``grace`` seconds are allowed.
         """
         deadline = time.monotonic() + grace
-        while self.shims() and time.monotonic() < deadline:
+        while (self.shims() or any(_alive(p) for p in self.started_pids)) and time.monotonic() < deadline:
             time.sleep(0.05)
         found = leftovers.host_leftovers(self.node, None)
         found += [f"process {p} still running" for p in sorted(self.started_pids) if _alive(p)]
