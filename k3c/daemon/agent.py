@@ -60,6 +60,9 @@ class AgentConfig(DaemonConfig):
     tls_ca: Path = Path("/etc/k3c/streams/ca.crt")
     #: the cgroup containerd gets under the host init's ("" leaves it in the agent's)
     containerd_cgroup: str = "k3c-containerd"
+    #: whether the operator registers its admission webhooks: they listen on this host's loopback, which a
+    #: cluster's API server reaches only when it runs on the same host (the tests' embedded one)
+    register_webhooks: bool = False
 
 
 def in_cluster_kubeconfig(sa_dir: Path, environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, object]:
@@ -122,6 +125,10 @@ class Agent(Daemon):
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
         return path
+
+    def _operator_argv(self) -> list[str]:
+        argv = super()._operator_argv()
+        return argv if self.config.register_webhooks else [*argv, "--no-webhook-registration"]
 
     def _new_containerd(self) -> ContainerdProcess | HostContainerd:
         return HostContainerd(self.config.containerd, cgroup=self.config.containerd_cgroup)

@@ -146,22 +146,23 @@ def test_a_build_runs_on_the_node_that_took_its_context(cluster: Cluster, tmp_pa
 
 
 def test_an_agent_missing_a_permission_says_which(cluster: Cluster) -> None:
-    """Without the rule to read its peers' Endpoints, node-a cannot pass node-b's stream on, and says why."""
-    from tests.support.agent_harness import AGENT_RULES, CLUSTER_ROLES, apply
+    """Without the manifests' rule to read its peers' Endpoints, node-a cannot pass node-b's stream on, and
+    says why (the agents run with exactly the manifests' RBAC)."""
+    from tests.support.agent_harness import apply_rbac, rbac_objects
 
+    (endpoints_role,) = [o for o in rbac_objects() if o["kind"] == "Role"
+                         and o["metadata"].get("namespace") == api.AGENT_NAMESPACE]
+    assert {r["resources"][0] for r in endpoints_role["rules"]} == {"endpoints"}
     c = admin(cluster.server)
     try:
-        apply(c, CLUSTER_ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                                 "metadata": {"name": "k3c-agent"},
-                                 "rules": [r for r in AGENT_RULES if r["resources"] != ["endpoints"]]})
+        apply_rbac(c, {**endpoints_role, "rules": []})
         _run(cluster, "c4", "node-b", "echo from-b; sleep 300")
         r = RawClient(cluster.server).get(f"{STREAMS}/namespaces/default/localcontainers/c4/log")
         assert r.status_code == 403, r.text
         assert 'User "system:serviceaccount:k3c-system:k3c-agent" cannot get resource "endpoints"' in \
             r.json()["message"]
     finally:
-        apply(c, CLUSTER_ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                                 "metadata": {"name": "k3c-agent"}, "rules": AGENT_RULES})
+        apply_rbac(c, endpoints_role)
         c.close()
 
 

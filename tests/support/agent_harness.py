@@ -1,8 +1,8 @@
 """`k3c agent`s on one machine, with a `k3c apiserver` playing the cluster, as the manifests would set it up.
 
 :func:`prepare_cluster` writes what an install leaves on a cluster: the namespace ``k3c-system``, the agents'
-ServiceAccount with a least-privilege ClusterRole (:data:`AGENT_RULES`) and the two bindings an aggregated
-API server needs, the CRDs, the Service and the APIService ``v1alpha1.streams.k3c.io`` whose caBundle is the
+ServiceAccount with the Roles and bindings of manifests/base (its least-privilege role and the two bindings
+an aggregated API server needs), the CRDs, the Service and the APIService ``v1alpha1.streams.k3c.io`` whose caBundle is the
 agents' CA. :func:`write_endpoints` writes the Service's Endpoints as the endpoints controller would (this
 cluster has no Pods): one subset per agent, so the first agent listed is the one the API server calls.
 
@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from k3c import api, kubeclient, servingcerts
 from k3c.apierrors import NotFound
 from k3c.daemon.containerd import ContainerdConfig
@@ -32,21 +34,9 @@ from tests.support.daemon_harness import DaemonProcess
 from tests.support.harness import REPO, APIServerProcess, free_port
 
 NS, SA = api.AGENT_NAMESPACE, api.AGENT_NAME
-RBAC = "rbac.authorization.k8s.io/v1"
 
-#: What an agent needs: its operator's reads and writes of k3c's objects, Events, registry credentials,
-#: its per-node admission webhooks, and for the streams the Endpoints of its peers (the two bindings below
-#: give it SubjectAccessReviews and the authentication ConfigMap).
-AGENT_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [api.GROUP], "resources": ["*"], "verbs": ["*"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update", "get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
-     "verbs": ["*"]},
-]
+#: The agents' RBAC as manifests/ installs it (least privilege: the tests exercise exactly those rules).
+RBAC_MANIFESTS = ("rbac-agent.yaml", "rbac-aggregation.yaml")
 
 
 def admin(server: APIServerProcess) -> kubeclient.Client:
@@ -74,15 +64,20 @@ ROLE_BINDINGS = api.Resource("rbac.authorization.k8s.io", "v1", "rolebindings", 
 API_SERVICES = api.Resource("apiregistration.k8s.io", "v1", "apiservices", "APIService")
 
 
-def _binding(kind: str, name: str, role_kind: str, role: str, namespace: str | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
-    return {"apiVersion": RBAC, "kind": kind, "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]}
+def rbac_objects() -> list[dict[str, Any]]:
+    """The Roles, ClusterRoles and their bindings of manifests/base that concern the agents."""
+    from k3c.manifests import DIR
+
+    return [d for name in RBAC_MANIFESTS for d in yaml.safe_load_all((DIR / "base" / name).read_text()) if d]
 
 
-def prepare_cluster(server: APIServerProcess, tls_dir: Path,
-                    rules: list[dict[str, Any]] | None = None) -> servingcerts.ServingMaterial:
+def apply_rbac(client: kubeclient.Client, obj: dict[str, Any]) -> dict[str, Any]:
+    plural = {"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
+              "ClusterRoleBinding": "clusterrolebindings"}[obj["kind"]]
+    return apply(client, api.Resource("rbac.authorization.k8s.io", "v1", plural, obj["kind"]), obj)
+
+
+def prepare_cluster(server: APIServerProcess, tls_dir: Path) -> servingcerts.ServingMaterial:
     """What an install leaves on the cluster (see the module docstring); returns the agents' TLS material."""
     material = servingcerts.ensure(tls_dir, [f"{SA}.{NS}.svc"], "k3c-agent", client_auth=True)
     install_crds(server.kubeconfig)
@@ -90,13 +85,8 @@ def prepare_cluster(server: APIServerProcess, tls_dir: Path,
     try:
         apply(c, NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         apply(c, SERVICE_ACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}})
-        apply(c, CLUSTER_ROLES, {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": SA},
-                                 "rules": AGENT_RULES if rules is None else rules})
-        apply(c, CLUSTER_ROLE_BINDINGS, _binding("ClusterRoleBinding", SA, "ClusterRole", SA))
-        apply(c, CLUSTER_ROLE_BINDINGS, _binding("ClusterRoleBinding", f"{SA}:auth-delegator", "ClusterRole",
-                                                 "system:auth-delegator"))
-        apply(c, ROLE_BINDINGS, _binding("RoleBinding", f"{SA}:auth-reader", "Role",
-                                         "extension-apiserver-authentication-reader", "kube-system"))
+        for obj in rbac_objects():
+            apply_rbac(c, obj)
         apply(c, SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": SA, "namespace": NS},
                             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": api.STREAMS_PORT}]}})
         apply(c, API_SERVICES, {
