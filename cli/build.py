@@ -181,7 +181,9 @@ def _dir_plan(args: argparse.Namespace, s: Session) -> Plan:
     if not context.is_dir():
         raise CLIError(f"k3c: unable to prepare context: path {args.build_context!r} not found", 1)
     rel, inline = _dockerfile_from(args, context)
-    if is_loopback_server(s.server) and not args.upload and not os.environ.get("K3C_BUILD_UPLOAD"):
+    # a path is sent only to a local k3c daemon; a cluster's nodes (its agents serve the streams) cannot see it
+    if is_loopback_server(s.server) and not args.upload and not os.environ.get("K3C_BUILD_UPLOAD") \
+            and not s.client.streams_aggregated():
         return Plan({"dir": str(context)}, dockerfile=rel, dockerfile_inline=inline)
     tar = make_context_tar(context, rel or "Dockerfile", gzip=not is_loopback_server(s.server))
     return Plan({"upload": {}}, dockerfile=rel, dockerfile_inline=inline, upload=tar, temp=[tar])
@@ -325,14 +327,16 @@ def check_tags(tags: list[str]) -> None:
 # ------------------------------------------------------------------------------------------ HTTP streams
 
 
-def upload_context(s: Session, name: str, tar: Path) -> str:
-    """Stream the tar to the ``context`` subresource; returns the digest the server computed."""
+def upload_context(s: Session, name: str, tar: Path) -> tuple[str, str]:
+    """Stream the tar to the ``context`` subresource; returns the digest the server computed, and the node
+    that keeps it when it says one (a cluster's node agent: the build must run there)."""
+    path = s.client.stream_path(IMAGE_BUILDS, s.namespace, name, "context")
     http_conn = s.client.connection(timeout=300)
     try:
         with open(tar, "rb") as body:
             headers = {**s.client.headers("application/x-tar", accept="application/json, */*"),
                        "Content-Length": str(tar.stat().st_size)}
-            http_conn.request("POST", s.path(IMAGE_BUILDS, name, "context"), body=body, headers=headers)
+            http_conn.request("POST", path, body=body, headers=headers)
             resp = http_conn.getresponse()
             raw = resp.read()
     finally:
@@ -343,7 +347,7 @@ def upload_context(s: Session, name: str, tar: Path) -> str:
             raise CLIError("Error response from daemon: this API server cannot take build context uploads "
                            "(not a k3c daemon?): build from a git URL instead", 1)
         raise CLIError(f"Error response from daemon: {doc.get('message') or raw.decode(errors='replace')}", 1)
-    return str(doc["digest"])
+    return str(doc["digest"]), str(doc.get("node") or "")
 
 
 def follow_log(s: Session, name: str) -> Iterator[str]:
@@ -351,7 +355,7 @@ def follow_log(s: Session, name: str) -> Iterator[str]:
     from k3c.apierrors import APIError
 
     try:
-        yield from s.client.lines(s.path(IMAGE_BUILDS, name, "log"), follow="true")
+        yield from s.client.lines(s.client.stream_path(IMAGE_BUILDS, s.namespace, name, "log"), follow="true")
     except APIError as err:
         raise CLIError(f"Error response from daemon: {err.message}", 1) from None
 
@@ -432,11 +436,16 @@ def build_cmd(args: argparse.Namespace) -> int:
     display = Display(args.progress, args.quiet)
     created = False
     try:
+        node = ""
         if plan.upload is not None:
-            plan.context = {"upload": {"digest": upload_context(s, name, plan.upload)}}
+            digest, node = upload_context(s, name, plan.upload)
+            plan.context = {"upload": {"digest": digest}}
         if secret_values:
             _create_secret(s, name, secret_values)
-        s.client.create(s.path(IMAGE_BUILDS), build_object(name, args, plan, sorted(secret_values)))
+        obj = build_object(name, args, plan, sorted(secret_values))
+        if node:  # the context is on that node's disk
+            obj["spec"]["nodeName"] = node
+        s.client.create(s.path(IMAGE_BUILDS), obj)
         created = True
         for text in follow_log(s, name):
             display.line(text)

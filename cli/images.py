@@ -777,9 +777,10 @@ def download_archive(client: Client, refs: list[str], fmt: str, output: str | No
     import urllib.parse
 
     query = urllib.parse.urlencode([("format", fmt)] + [("image", r) for r in refs])
+    path = client.stream_path(IMAGES, None, "-", "save")
     conn = client.connection(blocksize=1 << 20, unbounded=True)
     try:
-        conn.request("GET", IMAGES.path(name="-", sub="save") + "?" + query,
+        conn.request("GET", path + "?" + query,
                      headers=client.headers(accept="*/*"))
         resp = conn.getresponse()
         if resp.status != 200:
@@ -837,15 +838,16 @@ def load_cmd(args: argparse.Namespace) -> int:
 
 
 def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
+    path = client.stream_path(IMAGES, None, "-", "load")
     conn = client.connection(blocksize=1 << 20, unbounded=True)
     headers = client.headers("application/x-tar", accept="*/*")
     try:
         if size is not None:
             headers["Content-Length"] = str(size)
-            conn.request("POST", IMAGES.path(name="-", sub="load"), body=source, headers=headers)
+            conn.request("POST", path, body=source, headers=headers)
         else:
             chunks = iter(lambda: source.read(1 << 20), b"")
-            conn.request("POST", IMAGES.path(name="-", sub="load"), body=chunks, headers=headers,
+            conn.request("POST", path, body=chunks, headers=headers,
                          encode_chunked=True)
         resp = conn.getresponse()
         raw = resp.read()

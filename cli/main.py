@@ -22,7 +22,8 @@ COMMAND_MODULES = ("apiserver", "daemon", "install", "info", "containers", "ps",
                    "streams", "build", "images")
 #: Which module registers each top-level command (tests/unit/test_cli.py checks it against the modules).
 COMMANDS = {
-    "apiserver": "apiserver", "daemon": "daemon", "install": "install", "uninstall": "install", "kubeconfig": "info", "version": "info",
+    "apiserver": "apiserver", "daemon": "daemon", "agent": "daemon", "install": "install", "uninstall": "install",
+    "kubeconfig": "info", "version": "info",
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),
     **dict.fromkeys(("info", "inspect", "port", "ps"), "ps"), "volume": "volumes", "events": "events",
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
@@ -94,7 +95,7 @@ def entry() -> None:
     long-running ``daemon`` and ``apiserver`` exit normally.
     """
     code = main()
-    if command_module(sys.argv[1:]) in ("daemon", "apiserver"):
+    if command_module(sys.argv[1:]) in ("daemon", "apiserver"):  # (the agent's module is the daemon's)
         sys.exit(code)
     import os
 

@@ -62,6 +62,8 @@ EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
 VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
                                                     "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
+ENDPOINTS: Final = Resource("", "v1", "endpoints", "Endpoints")
+SUBJECT_ACCESS_REVIEWS: Final = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview")
 NODES: Final = Resource("", "v1", "nodes", "Node")
 PODS: Final = Resource("", "v1", "pods", "Pod")
 DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
@@ -75,8 +77,15 @@ AGENT_SELECTOR: Final = f"app.kubernetes.io/name={AGENT_NAME}"
 #: The Secret with the streams' serving certificate (tls.crt, tls.key, ca.crt) that `k3c install` makes.
 AGENT_TLS_SECRET: Final = "k3c-agent-tls"
 #: The aggregated group of the streams (logs, exec, attach, save/load, build logs) and its APIService.
+#: A CRD cannot carry custom subresources, so on a cluster the node agents serve the streams as this
+#: group/version; its paths mirror the parents' (``/apis/streams.k3c.io/v1alpha1/namespaces/NS/
+#: localcontainers/NAME/exec``), and the CLI uses it when discovery lists it.
 STREAMS_GROUP: Final = "streams.k3c.io"
-STREAMS_API_SERVICE: Final = f"{VERSION}.{STREAMS_GROUP}"
+STREAMS_VERSION: Final = "v1alpha1"
+STREAMS_GROUP_VERSION: Final = f"{STREAMS_GROUP}/{STREAMS_VERSION}"
+STREAMS_API_SERVICE: Final = f"{STREAMS_VERSION}.{STREAMS_GROUP}"
+#: The agents' HTTPS stream port (the Service's targetPort).
+STREAMS_PORT: Final = 6444
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"
@@ -148,3 +157,8 @@ CONTAINER_LOGS_DIR: Final = "logs"
 def container_log_file(namespace: str, name: str, uid: str) -> str:
     """One log file per object in :data:`CONTAINER_LOGS_DIR`, appended to across restarts (like docker's)."""
     return f"{namespace}_{name}_{uid}.log"
+
+
+def streams_path(parent: Resource, namespace: str | None, name: str, sub: str) -> str:
+    """The aggregated path of a k3c object's subresource: ``parent``'s own path with the streams' group."""
+    return Resource(STREAMS_GROUP, STREAMS_VERSION, parent.plural, parent.kind).path(namespace, name, sub)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from k3c import api
-from k3c.apierrors import from_status
+from k3c.apierrors import APIError, NotFound, from_status
 
 
 class ConfigError(Exception):
@@ -47,6 +47,15 @@ class Connection:
     namespace: str
     tls: Callable[[], ssl.SSLContext]
     socket_path: str | None = None
+    #: a kubeconfig user's ``tokenFile`` (a ServiceAccount's projected token, which the kubelet rotates):
+    #: read again whenever it changes, and preferred to ``token``
+    token_file: str | None = None
+
+    def bearer(self) -> str | None:
+        """The bearer token to send now: the token file's current content, else the kubeconfig's token."""
+        if self.token_file:
+            return _read_token(self.token_file)
+        return self.token
 
     @functools.cached_property
     def ssl_context(self) -> ssl.SSLContext:
@@ -116,10 +125,31 @@ def load(path: str | None = None, context: str | None = None, namespace: str | N
     user = _named(doc.get("users", []), ctx.get("user", ""), "user")
     base = cfg_path.parent
     server = cluster.get("server", "").rstrip("/")
+    token_file = user.get("tokenFile")
     return Connection(
         server=server, token=user.get("token"), namespace=namespace or ctx.get("namespace") or "default",
         tls=functools.partial(_tls_context, cluster, user, base), socket_path=_local_socket(base, server),
+        token_file=str(base / token_file) if token_file else None,
     )
+
+
+_tokens: dict[str, tuple[float, str]] = {}
+
+
+def _read_token(path: str) -> str | None:
+    """A token file's content, cached until the file changes (the kubelet replaces it as it rotates)."""
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    cached = _tokens.get(path)
+    if cached is None or cached[0] != mtime:
+        try:
+            cached = (mtime, Path(path).read_text().strip())
+        except OSError:
+            return None
+        _tokens[path] = cached
+    return cached[1] or None
 
 
 def _tls_context(cluster: dict[str, Any], user: dict[str, Any], base: Path) -> ssl.SSLContext:
@@ -189,6 +219,7 @@ class Client:
         self.conn = conn
         self.timeout = timeout
         self._http: http.client.HTTPConnection | None = None
+        self._streams_served: bool | None = None
 
     def connection(self, timeout: float | None = None, blocksize: int = 8192, *,
                    unbounded: bool = False) -> http.client.HTTPConnection:
@@ -205,8 +236,8 @@ class Client:
     def headers(self, content_type: str | None = None, accept: str = "application/json") -> dict[str, str]:
         """Request headers: credentials (when the kubeconfig has a token), what is sent and accepted."""
         h = {"Accept": accept, "User-Agent": "k3c"}
-        if self.conn.token:
-            h["Authorization"] = f"Bearer {self.conn.token}"
+        if token := self.conn.bearer():
+            h["Authorization"] = f"Bearer {token}"
         if content_type:
             h["Content-Type"] = content_type
         return h
@@ -273,6 +304,26 @@ class Client:
     # ---- convenience ------------------------------------------------------------------------------
     def get(self, path: str, **query: Any) -> dict[str, Any]:
         return self.request("GET", path, query=query or None)
+
+    def stream_path(self, parent: api.Resource, namespace: str | None, name: str, sub: str) -> str:
+        """Where a stream of a k3c object is served: the aggregated ``streams.k3c.io`` when discovery lists it
+        (a cluster's node agents serve them: a CRD has no custom subresources), else the object's own
+        subresource (k3c's embedded API server)."""
+        if self.streams_aggregated():
+            return api.streams_path(parent, namespace, name, sub)
+        return parent.path(namespace, name, sub)
+
+    def streams_aggregated(self) -> bool:
+        """Whether the streams are the node agents' (a cluster), as discovery says; asked once per client."""
+        if self._streams_served is None:
+            try:
+                self.get(f"/apis/{api.STREAMS_GROUP_VERSION}")
+                self._streams_served = True
+            except NotFound:
+                self._streams_served = False
+            except APIError:  # registered but failing (503 while the agents are down): say so from there
+                self._streams_served = True
+        return self._streams_served
 
     def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, obj)

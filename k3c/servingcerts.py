@@ -77,9 +77,10 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def ensure(directory: Path, hosts: list[str], name: str) -> ServingMaterial:
+def ensure(directory: Path, hosts: list[str], name: str, client_auth: bool = False) -> ServingMaterial:
     """The CA (``ca.crt``/``ca.key``) and serving pair (``tls.crt``/``tls.key``) in ``directory`` for
-    ``hosts``; ``name`` goes into their common names."""
+    ``hosts``; ``name`` goes into their common names. ``client_auth``: the pair may also authenticate its
+    holder as a TLS client (the node agents' one certificate, which they serve with and call each other with)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     m = ServingMaterial(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
@@ -94,13 +95,14 @@ def ensure(directory: Path, hosts: list[str], name: str) -> ServingMaterial:
         write_private(ca_key_path, key_pem(ca_key))
         m.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         m.cert.unlink(missing_ok=True)
-    if not _current(m, hosts):
-        _issue(m, ca_key_path, hosts, name)
+    if not _current(m, hosts, client_auth):
+        _issue(m, ca_key_path, hosts, name, client_auth)
     return m
 
 
-def _current(m: ServingMaterial, hosts: list[str]) -> bool:
-    """Whether the serving pair exists, is signed by this CA, names every host and is not near its end."""
+def _current(m: ServingMaterial, hosts: list[str], client_auth: bool) -> bool:
+    """Whether the serving pair exists, is signed by this CA, names every host, has the usages asked for and
+    is not near its end."""
     if not m.cert.exists() or not m.key.exists():
         return False
     cert = x509.load_pem_x509_certificate(m.cert.read_bytes())
@@ -111,12 +113,15 @@ def _current(m: ServingMaterial, hosts: list[str]) -> bool:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, Exception):
         return False
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    if client_auth and ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        return False
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     present = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
     return all(h in present for h in hosts)
 
 
-def _issue(m: ServingMaterial, ca_key_path: Path, hosts: list[str], name: str) -> None:
+def _issue(m: ServingMaterial, ca_key_path: Path, hosts: list[str], name: str, client_auth: bool) -> None:
     ca = x509.load_pem_x509_certificate(m.ca_cert.read_bytes())
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -124,7 +129,9 @@ def _issue(m: ServingMaterial, ca_key_path: Path, hosts: list[str], name: str) -
     cert = (_builder(_name(name), ca.subject, key)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]
+                                                 + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])),
+                           critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .add_extension(_san(sorted(set(hosts))), critical=False)

@@ -67,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images-per-node", action="store_true",
                    help="one Image object per (node, image), named and labelled with this node (cluster mode: "
                         "nodes holding the same image never share an object)")
+    p.add_argument("--node-runtime-address", metavar="SOCK",
+                   help="the node runtime's containerd (a kubelet's): images named here are shared into it at once")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -99,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
         node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
         images_per_node=args.images_per_node,
+        runtime_address=args.node_runtime_address,
     )
 
 

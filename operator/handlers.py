@@ -10,11 +10,14 @@ The handlers are ``async`` so kopf calls them in the event loop (sync ones would
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from k3c import kubeclient
 from k3c.api import GROUP, LOCAL_CONTAINERS, VERSION, VOLUMES
 from k3c.operator import imagebuilds, images, nodepolicies
 from k3c.reconcilers.assembly import Assembly
@@ -42,7 +45,7 @@ def _life_cycle(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_kubeconfig(**kwargs)
+        return with_token_file(kopf.login_with_kubeconfig(**kwargs))
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
@@ -51,6 +54,15 @@ def _life_cycle(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await assembly.stop()
+
+
+def with_token_file(info: kopf.ConnectionInfo | None) -> kopf.ConnectionInfo | None:
+    """kopf's kubeconfig login reads ``token`` only; a ServiceAccount kubeconfig (``k3c agent`` in a Pod)
+    names a ``tokenFile`` the kubelet rotates: its current content is the token (kopf logs in again on a 401)."""
+    if info is None:
+        return None
+    token = kubeclient.load(os.environ.get("KUBECONFIG")).bearer()
+    return dataclasses.replace(info, token=token) if token and token != info.token else info
 
 
 def _containers_and_volumes(registry: kopf.OperatorRegistry, assembly: Assembly) -> None:

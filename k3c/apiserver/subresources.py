@@ -15,8 +15,8 @@ One interface, two hosts:
 - today the embedded API server hosts the providers in-process: ``APIHandler.mount`` routes
   ``/apis/G/V/[namespaces/NS/]RESOURCE/NAME/SUBRESOURCE`` to them, with a reader on its own storage
   (:mod:`k3c.apiserver.storereader`);
-- in cluster mode a standalone aggregated API server (a group such as ``streams.k3c.io``, registered
-  with an APIService) is to host the very same providers. Its reader reads the parent objects through a
+- in cluster mode each node agent's aggregated API server (``streams.k3c.io``, registered with an
+  APIService; :mod:`k3c.aggregated.server`) hosts the very same providers. Its reader reads the parent objects through a
   Kubernetes client: ``get`` is a GET, ``revision`` a LIST's resourceVersion, ``last_state`` and ``changes``
   a watch from a resourceVersion; the user is the one the front proxy vouches for.
 

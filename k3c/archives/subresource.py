@@ -42,8 +42,10 @@ ANY = "-"
 class ArchiveEndpoints:
     """The two subresource handlers, sharing one containerd client made in the server's event loop."""
 
-    def __init__(self, containerd_address: str) -> None:
+    def __init__(self, containerd_address: str, runtime_address: str | None = None) -> None:
         self.address = containerd_address
+        #: the node runtime's containerd, which loaded images are shared into (k3c.cri.imageshare)
+        self.runtime_address = runtime_address
         self._store: ContainerdImages | None = None
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
@@ -53,9 +55,11 @@ class ArchiveEndpoints:
 
     def store(self) -> ContainerdImages:
         if self._store is None:
+            from k3c.cri.imageshare import SharedImages
             from k3c.cri.imagestore import ContainerdImages
 
-            self._store = ContainerdImages(self.address)
+            self._store = SharedImages(self.address, ContainerdImages(self.runtime_address)) \
+                if self.runtime_address else ContainerdImages(self.address)
         return self._store
 
     @staticmethod

@@ -9,7 +9,8 @@ k3c's root dir. The operator (another process on the same node) and the API serv
   its current generation (the operator writes the last line before the status), or when the object is
   deleted. A build restarted for a new generation truncates the file; a follower then starts over.
 - ``POST .../imagebuilds/NAME/context`` with a tar (optionally gzip) body stores it as
-  ``<root>/builds/uploads/<ns>/NAME/<sha256>.tar`` and answers ``{"digest": "sha256:…", "size": N}``.
+  ``<root>/builds/uploads/<ns>/NAME/<sha256>.tar`` and answers ``{"digest": "sha256:…", "size": N}``, plus
+  ``"node"`` on a cluster (a node agent's stream server took it: the build must run on that node).
   The client uploads *before* it creates the ImageBuild (whose ``spec.context.upload.digest`` names the
   upload), so the build never waits for bytes. The body is streamed to disk, never held in memory, so
   large contexts are fine (the API's JSON size limit does not apply). Uploads nobody built from are
@@ -82,8 +83,10 @@ def build_finished(obj: dict[str, Any]) -> bool:
 class BuildSubresources:
     """The aiohttp side of the two subresources (see the module docstring); a subresource provider."""
 
-    def __init__(self, paths: BuildPaths) -> None:
+    def __init__(self, paths: BuildPaths, node: str = "") -> None:
         self.paths = paths
+        #: the node the uploads are on, said in the answer when the node is one of a cluster's
+        self.node = node
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         """ImageBuild's ``log`` and ``context``."""
@@ -177,7 +180,7 @@ class BuildSubresources:
         finally:
             tmp.unlink(missing_ok=True)
         body = {"kind": "ContextUpload", "apiVersion": IMAGE_BUILDS.api_version, "digest": digest,
-                "size": size}
+                "size": size, **({"node": self.node} if self.node else {})}
         return web.json_response(body, status=201)
 
     async def _receive(self, request: web.Request, tmp: Path) -> tuple[str, int]:

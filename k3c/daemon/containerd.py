@@ -36,7 +36,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,12 +340,10 @@ class ContainerdProcess:
         if self.pid is not None:
             raise ContainerdStartError(f"containerd already running as pid {self.pid}")
         cfg = self.config
-        if _socket_answers(cfg.socket_path):
+        if socket_answers(cfg.socket_path):
             raise ContainerdStartError(f"{cfg.socket_path} is served by another process; refusing to start")
         write_containerd_config(cfg)
-        env = dict(os.environ)
-        env["PATH"] = _with_system_path(env.get("PATH", ""))
-        env.update(cfg.extra_env)
+        env = containerd_env(cfg)
         with open(cfg.log_path, "ab") as log:
             log.write(f"--- k3c: starting containerd at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
             log.flush()
@@ -360,26 +358,19 @@ class ContainerdProcess:
                 start_new_session=True,
                 close_fds=True,
             )
-        deadline = time.monotonic() + timeout
-        async with CRIClient(cfg.socket_path, timeout=1.0) as cri:
-            while True:
-                if self._proc.poll() is not None:
-                    code = self._proc.returncode
-                    self._proc = None
-                    raise ContainerdStartError(
-                        f"containerd exited with {code} during start-up\n{self.log_tail()}"
-                    )
-                if cfg.socket_path.exists():
-                    try:
-                        return await cri.version()
-                    except RuntimeCallError:
-                        pass
-                if time.monotonic() > deadline:
-                    await self.stop()
-                    raise ContainerdStartError(
-                        f"containerd did not answer within {timeout} s\n{self.log_tail()}"
-                    )
-                await asyncio.sleep(0.02)
+
+        def exited() -> int | None:
+            return self._proc.poll() if self._proc is not None else -1
+
+        try:
+            version = await wait_serving(cfg.socket_path, exited, timeout)
+        except ContainerdStartError as err:
+            self._proc = None
+            raise ContainerdStartError(f"{err}\n{self.log_tail()}") from None
+        if version is None:
+            await self.stop()
+            raise ContainerdStartError(f"containerd did not answer within {timeout} s\n{self.log_tail()}")
+        return version
 
     async def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM our containerd, SIGKILL it after ``timeout`` s; returns its exit status (None if not running).
@@ -398,13 +389,39 @@ class ContainerdProcess:
 
     def log_tail(self, max_bytes: int = 4000) -> str:
         """The end of containerd's log file (for error messages)."""
-        try:
-            with open(self.config.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - max_bytes))
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return log_tail(self.config, max_bytes)
+
+
+def log_tail(cfg: ContainerdConfig, max_bytes: int = 4000) -> str:
+    """The end of containerd's log file (for error messages)."""
+    try:
+        with open(cfg.log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+async def wait_serving(socket_path: Path, exited: Callable[[], int | None],
+                       timeout: float) -> pb.VersionResponse | None:
+    """Wait until the containerd on ``socket_path`` answers CRI's Version; None if it did not within
+    ``timeout`` s. ``exited`` says whether the process ended meanwhile (its exit status, else None):
+    then :class:`ContainerdStartError` is raised at once."""
+    deadline = time.monotonic() + timeout
+    async with CRIClient(socket_path, timeout=1.0) as cri:
+        while True:
+            code = exited()
+            if code is not None:
+                raise ContainerdStartError(f"containerd exited with {code} during start-up")
+            if socket_path.exists():
+                try:
+                    return await cri.version()
+                except RuntimeCallError:
+                    pass
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.02)
 
 
 def with_parent_death_signal(argv: list[str]) -> list[str]:
@@ -438,7 +455,8 @@ def find_shim_pids(socket_path: Path) -> list[int]:
     return sorted(pids)
 
 
-def _socket_answers(path: Path) -> bool:
+def socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket ``path`` (a containerd, presumably)."""
     if not path.exists():
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -448,6 +466,14 @@ def _socket_answers(path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+def containerd_env(cfg: ContainerdConfig) -> dict[str, str]:
+    """containerd's environment: ours, with the system's binary dirs on PATH (runc, CNI's iptables)."""
+    env = dict(os.environ)
+    env["PATH"] = _with_system_path(env.get("PATH", ""))
+    env.update(cfg.extra_env)
+    return env
 
 
 def _with_system_path(path: str) -> str:

@@ -1,9 +1,15 @@
-"""Stopping a child process we started: SIGTERM, a grace period, then SIGKILL — by its own PID only."""
+"""Stopping a process we started: SIGTERM, a grace period, then SIGKILL — by its own PID only.
+
+Either a child (a ``Popen``), or a process started detached whose PID we recorded (``k3c agent``'s
+containerd, which is no child of ours on purpose).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -24,3 +30,27 @@ async def terminate(proc: subprocess.Popen[Any], timeout: float, name: str = "")
             proc.kill()
             await asyncio.to_thread(proc.wait)
     return proc.returncode
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+async def terminate_pid(pid: int, timeout: float, name: str = "") -> None:
+    """Stop the process ``pid`` (not a child of ours) without blocking the event loop."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    if alive(pid):
+        log.warning("%s did not stop within %.0f s; killing it", name or f"pid {pid}", timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while alive(pid):
+            await asyncio.sleep(0.02)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import json
 import logging
@@ -38,6 +39,7 @@ from k3c import api
 from k3c.apierrors import APIError, NotFound
 from k3c.apiserver.eventttl import DEFAULT_TTL
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
+from k3c.daemon.hostcontainerd import HostContainerd
 from k3c.daemon.process import terminate
 from k3c.daemon.sweeper import SWEEP_INTERVAL, Sweeper
 
@@ -75,6 +77,11 @@ class DaemonConfig:
     node_policy_allow: list[str] = field(default_factory=list)
     node_policy_host_paths: list[str] = field(default_factory=list)
     credentials_namespace: str = "kube-system"
+    #: use ``containerd_address`` even when a kubelet uses that containerd (see k3c.daemon.noderuntime)
+    force_containerd_address: bool = False
+    #: the node's Kubernetes runtime to share images into: a containerd socket, "auto" (the one a kubelet on
+    #: this host uses, if any: k3c.daemon.noderuntime) or "none"
+    node_runtime: str = "auto"
     operator_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -206,7 +213,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.containerd: ContainerdProcess | None = None
+        self.containerd: ContainerdProcess | HostContainerd | None = None
         self.sweeper: Sweeper | None = None  #: what crashes left, for our own containerd only
         self.apiserver: Any = None
         self.operator: Child | None = None
@@ -230,18 +237,24 @@ class Daemon:
         self._prepare_dirs()
         if cfg.containerd_address is None:
             await self._start_containerd()
+        else:
+            await self._check_containerd_address()
         await self._ensure_pause()
         if cfg.kubeconfig is None:
             await self._start_apiserver()
         elif not cfg.kubeconfig.exists():
             raise DaemonError(f"kubeconfig {cfg.kubeconfig} not found")
         await asyncio.to_thread(install_crds, cfg.kubeconfig_path)
+        await self._start_operator()
+        self._write_status(ready=True)
+
+    async def _start_operator(self) -> None:
+        cfg = self.config
         self.operator = Child("operator", self._operator_argv(), cfg.state_dir / "operator.log")
         ready = cfg.state_dir / "operator.ready"
         ready.unlink(missing_ok=True)
         self.operator.start()
         await self._wait_operator_ready(ready)
-        self._write_status(ready=True)
 
     def _prepare_dirs(self) -> None:
         cfg = self.config
@@ -256,17 +269,32 @@ class Daemon:
     async def _start_containerd(self) -> None:
         from k3c.daemon.containerd import ContainerdStartError
 
-        self.containerd = ContainerdProcess(self.config.containerd, die_with_parent=True)
+        self.containerd = self._new_containerd()
         self.sweeper = Sweeper(self.config.containerd)
         since = time.time()
         try:
-            await self.containerd.start()
+            adopted = await self.containerd.start() is True
         except ContainerdStartError as err:
             first, _, tail = str(err).partition("\n")
             log.error("containerd log tail:\n%s", tail)
             raise DaemonError(first) from None
         log.info("containerd running (pid %s) on %s", self.containerd.pid, self.config.containerd_socket)
-        await self.sweeper.after_start(since, fresh=True)
+        await self.sweeper.after_start(since, fresh=not adopted)
+
+    def _new_containerd(self) -> ContainerdProcess | HostContainerd:
+        """Our containerd: a child that dies with the daemon (the agent's outlives it)."""
+        return ContainerdProcess(self.config.containerd, die_with_parent=True)
+
+    async def _check_containerd_address(self) -> None:
+        """Refuse a kubelet's containerd unless forced: the kubelet would remove k3c's sandboxes."""
+        from k3c.daemon.noderuntime import kubelet_use
+
+        address = self.config.containerd_address
+        if address is None or self.config.force_containerd_address:
+            return
+        if why := await kubelet_use(address):
+            raise DaemonError(f"refusing --containerd-address {address}: {why}, and a kubelet removes the Pod "
+                              "sandboxes it does not know (--force-containerd-address to use it anyway)")
 
     async def _restart_containerd(self) -> None:
         assert self.containerd is not None and self.sweeper is not None
@@ -305,15 +333,32 @@ class Daemon:
         """The streaming subresources the embedded server adds to plain Kubernetes: container
         logs/exec/attach, image save/load, build logs and context uploads (each service a provider of
         :mod:`k3c.apiserver.subresources`)."""
+        for provider in self._providers():
+            server.handler.mount(provider)
+
+    def _providers(self, node: str = "") -> list[Any]:
+        """The streaming services of this node, each a subresource provider (the agent serves them too;
+        ``node``: this node's name, for answers that must say where they were served)."""
         from k3c.archives.subresource import ArchiveEndpoints
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
-        server.handler.mount(StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR))
-        server.handler.mount(ArchiveEndpoints(sock))
-        server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
+        return [StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR),
+                ArchiveEndpoints(sock, self.runtime_address), BuildSubresources(BuildPaths(self.config.root_dir), node)]
+
+    @functools.cached_property
+    def runtime_address(self) -> str | None:
+        """The node runtime's containerd socket, which images are shared into; None for none (or ourselves)."""
+        from k3c.daemon.noderuntime import node_runtime, socket_path
+
+        wanted = self.config.node_runtime
+        found = None if wanted == "none" else node_runtime() if wanted == "auto" else socket_path(wanted)
+        if found is None or found == socket_path(self.config.containerd_socket):
+            return None
+        log.info("images are shared with the node runtime's containerd at %s", found)
+        return found
 
     def _operator_argv(self) -> list[str]:
         cfg = self.config
@@ -334,6 +379,7 @@ class Daemon:
             *(["--webhooks-per-node", "--images-per-node"] if cfg.kubeconfig is not None else []),
             *self._node_policy_args(),
             *(["--init-binary", str(self.init_binary)] if self.init_binary else []),
+            *(["--node-runtime-address", self.runtime_address] if self.runtime_address else []),
             *cfg.operator_args,
         ]
 

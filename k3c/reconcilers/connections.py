@@ -17,6 +17,7 @@ import grpc
 from k3c.cri.channel import dial
 from k3c.cri.containerspecs import SpecClient
 from k3c.cri.events import EventSubscriber
+from k3c.cri.imageshare import SharedImages
 from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
 from k3c.cri.tasks import TasksClient
@@ -49,7 +50,7 @@ class Connections:
         channel = dial(address)
         conns = cls(kube=kube or Kube(config.kubeconfig), owns_kube=kube is None, channel=channel,
                     cri=CRIClient(address, timeout=CRI_TIMEOUT, channel=channel),
-                    images=ContainerdImages(address, channel=channel),
+                    images=_image_store(address, channel, config.runtime_address),
                     events=EventSubscriber(address, channel=channel),
                     specs=SpecClient(address, channel=channel), tasks=TasksClient(address, channel=channel))
         try:
@@ -67,3 +68,10 @@ class Connections:
         await self.channel.close()
         if self.owns_kube:
             await self.kube.close()
+
+
+def _image_store(address: str, channel: grpc.aio.Channel, runtime: str | None) -> ContainerdImages:
+    """containerd's images, shared with the node runtime's when there is one."""
+    if runtime:
+        return SharedImages(address, ContainerdImages(runtime), channel=channel)
+    return ContainerdImages(address, channel=channel)

@@ -47,6 +47,7 @@ from k3c.builder.engine import BuildFailed, BuildRequest, BuildResult, Engine, f
 from k3c.builder.gitcontext import redact
 from k3c.builder.instructions import check_platform
 from k3c.builder.paths import BuildPaths
+from k3c.cri.imageshare import share
 from k3c.cri.imagestore import ContainerdImages
 from k3c.oci.reference import InvalidReference, normalize
 from k3c.reconcilers.cache import ObjectCache
@@ -142,7 +143,7 @@ class ImageBuildReconciler:
         self.config = config
         self.engine = engine
         self.kube = kube
-        self.store = store  #: containerd's images, for pushes
+        self.store = store  #: containerd's images, for pushes and sharing with the node runtime
         self.paths = BuildPaths(config.root_dir)
         self.cache = ObjectCache()
         self.queue = WorkQueue(self.reconcile, "imagebuild")
@@ -462,6 +463,7 @@ class ImageBuildReconciler:
                 image_labels={IMAGE_BUILD_LABEL: f"{ns}/{name}"},
             )
             result = await self.engine.build(request, progress)
+            await share(self.store, result.tags)  # a Pod of this node may use it when the build returns
         finally:
             ctx.cleanup()
             shutil.rmtree(secrets_dir, ignore_errors=True)

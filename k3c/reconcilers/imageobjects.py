@@ -56,6 +56,7 @@ from k3c.api import (
 from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.cri.content import Ingest, abort_ingest, list_statuses
 from k3c.cri.errors import RuntimeCallError
+from k3c.cri.imageshare import share
 from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient, pb
 from k3c.distribution.errors import RegistryError
@@ -366,6 +367,7 @@ class ImageObjects:
 
     async def _write_present(self, obj: dict[str, Any], ref: Reference, target: Any,
                              extra: ImageStatus | None = None) -> None:
+        await share(self.env.store, [str(ref)])  # usable by the node's Pods before it is said to be here
         desc = Descriptor(target.media_type, target.digest, target.size)
         d = self._described.get(desc.digest)
         if d is None:

@@ -2,8 +2,8 @@
 
 kopf delivers the watch events, but the reconcilers write on their own schedule (e.g. the moment containerd
 reports an exit), so they need a client of their own. One kept-alive aiohttp session, JSON only, and just
-the verbs the reconcilers use; kubeconfig parsing is :func:`k3c.kubeclient.load`'s (same rules as the CLI),
-and a failure Status is raised as its :mod:`k3c.apierrors` class, as the CLI's client raises it.
+the verbs the reconcilers use, on :class:`k3c.kubeasync.AsyncKube` (kubeconfig rules as the CLI's, a failure
+Status raised as its :mod:`k3c.apierrors` class).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
-
-from k3c import api, kubeclient
-from k3c.apierrors import Conflict, NotFound, from_status
+from k3c import api
+from k3c.apierrors import Conflict, NotFound
+from k3c.kubeasync import AsyncKube
 from k3c.timefmt import now_micro, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -42,41 +40,14 @@ def ref_of(resource: api.Resource, obj: dict[str, Any]) -> Ref:
     return Ref(resource, meta.get("namespace", ""), meta["name"])
 
 
-class Kube:
-    """Async JSON client bound to one kubeconfig. Create inside the event loop that uses it."""
+class Kube(AsyncKube):
+    """The reconcilers' verbs on one kubeconfig's API session. Create inside the event loop that uses it."""
 
     def __init__(self, kubeconfig: str, timeout: float = 30.0) -> None:
-        self.conn = kubeclient.load(kubeconfig)
-        headers = {"Accept": "application/json", "User-Agent": "k3c-operator"}
-        if self.conn.token:
-            headers["Authorization"] = f"Bearer {self.conn.token}"
-        self.session = aiohttp.ClientSession(
-            base_url=self.conn.server,
-            headers=headers,
-            connector=aiohttp.TCPConnector(ssl=self.conn.ssl_context, limit=32),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            json_serialize=lambda o: orjson.dumps(o).decode(),
-        )
-
-    async def close(self) -> None:
-        await self.session.close()
-
-    async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                      params: dict[str, str] | None = None) -> dict[str, Any]:
-        data = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else None
-        async with self.session.request(method, path, data=data, headers=headers, params=params) as resp:
-            raw = await resp.read()
-        doc = orjson.loads(raw) if raw else {}
-        if resp.status >= 400:
-            raise from_status(resp.status, doc, raw.decode(errors="replace"))
-        return doc
+        super().__init__(kubeconfig, timeout, user_agent="k3c-operator")
 
     async def get(self, ref: Ref) -> dict[str, Any] | None:
-        try:
-            return await self.request("GET", ref.path())
-        except NotFound:
-            return None
+        return await self.get_object(ref.path())
 
     async def list_objects(self, resource: api.Resource, namespace: str | None = None) -> list[dict[str, Any]]:
         doc = await self.request("GET", resource.path(namespace))

@@ -60,6 +60,9 @@ class OperatorConfig:
     #: holding the same image never share an object (k3c.reconcilers.imageobjects); embedded mode names
     #: them by reference alone
     images_per_node: bool = False
+    #: the node's Kubernetes runtime (a kubelet's containerd), which every image k3c names here is copied
+    #: into at once, and removed from with it (k3c.cri.imageshare); None: no such runtime
+    runtime_address: str | None = None
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers

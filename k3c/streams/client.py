@@ -61,10 +61,10 @@ def _connect(
     """Open the subresource's websocket; a refused upgrade raises the server's Status as its APIError."""
     from .wsclient import ChannelConnection, HandshakeRefused
 
-    url = client.websocket_url(LOCAL_CONTAINERS.path(namespace, name, sub), query)
+    url = client.websocket_url(client.stream_path(LOCAL_CONTAINERS, namespace, name, sub), query)
     headers = {"User-Agent": "k3c"}
-    if client.conn.token:
-        headers["Authorization"] = f"Bearer {client.conn.token}"
+    if token := client.conn.bearer():
+        headers["Authorization"] = f"Bearer {token}"
     try:
         return ChannelConnection.open(url, ssl_context=client.conn.ssl_context, headers=headers,
                                       subprotocols=list(protocol.PROTOCOLS), timeout=client.timeout)

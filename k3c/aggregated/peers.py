@@ -1,0 +1,162 @@
+"""Another node's stream: where that node's agent is, and the request passed on to it.
+
+The API server sends a stream request to any agent behind the Service; a container lives on one node only
+(``status.node``), so an agent that gets a request for another node's object passes it on, as KubeVirt's
+virt-api passes a console to the virt-handler of the VM's node. The agents are the endpoints of
+``k3c-system/k3c-agent``, each address with its ``nodeName`` (the endpoints controller writes them; a test
+without Pods writes them itself). The hop is authenticated both ways by the agents' shared serving
+certificate (see :mod:`k3c.aggregated.authn`) and names the user in ``X-Remote-*`` headers; the peer
+does not authorize again (this agent did) and never passes a request on once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from k3c import api, apierrors
+from k3c.aggregated.reader import status_error
+from k3c.apiserver import errors
+from k3c.apiserver.backends import forwarded, remote_headers
+from k3c.apiserver.subresources import User
+from k3c.kubeasync import AsyncKube
+
+#: The name an agent's serving certificate is checked for, whichever address it was reached at.
+SERVER_NAME = f"{api.AGENT_NAME}.{api.AGENT_NAMESPACE}.svc"
+
+
+def unavailable(message: str) -> errors.APIError:
+    return errors.APIError(503, "ServiceUnavailable", message)
+
+
+def address_of(endpoints: dict[str, Any], node: str) -> tuple[str, int] | None:
+    """(ip, port) of the agent on ``node`` in the Service's Endpoints, or None."""
+    for subset in endpoints.get("subsets") or []:
+        ports = subset.get("ports") or []
+        port = next((p for p in ports if p.get("name") == "https"), ports[0] if ports else None)
+        if port is None:
+            continue
+        for address in subset.get("addresses") or []:
+            if address.get("nodeName") == node and address.get("ip"):
+                return str(address["ip"]), int(port.get("port") or api.STREAMS_PORT)
+    return None
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """The certificate an agent serves with and presents to its peers, and the CA that signs them all."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def client_tls(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+class Peers:
+    """Passes requests on to the agents of other nodes."""
+
+    def __init__(self, kube: AsyncKube, identity: AgentIdentity) -> None:
+        self.kube = kube
+        self.tls = identity.client_tls()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # no total timeout: a log follow lasts; bytes pass as they came
+            self._session = aiohttp.ClientSession(auto_decompress=False,
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def url(self, node: str, request: web.Request) -> str:
+        """The URL of ``request`` on ``node``'s agent; a 503 Status when that node has none."""
+        try:
+            endpoints = await self.kube.get_object(api.ENDPOINTS.path(api.AGENT_NAMESPACE, api.AGENT_NAME))
+        except apierrors.APIError as err:
+            raise status_error(err) from None
+        found = address_of(endpoints or {}, node)
+        if found is None:
+            raise unavailable(f'no k3c agent serves node "{node}" (no address with that nodeName in the endpoints '
+                              f'of {api.AGENT_NAMESPACE}/{api.AGENT_NAME})')
+        host, port = found
+        host = f"[{host}]" if ":" in host else host
+        return f"https://{host}:{port}{request.path_qs}"
+
+    async def forward(self, node: str, request: web.Request, user: User) -> web.StreamResponse:
+        """``request`` answered by ``node``'s agent, streamed back (a websocket joined message by message)."""
+        url = await self.url(node, request)
+        headers = forwarded(request.headers.items()) + remote_headers(user)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(url, request, headers)
+        body = request.content if request.body_exists else None
+        try:
+            upstream = await self.session.request(request.method, url, headers=headers, data=body, ssl=self.tls,
+                                                  server_hostname=SERVER_NAME, allow_redirects=False)
+        except (aiohttp.ClientError, OSError) as err:
+            raise unavailable(f'cannot reach the k3c agent of node "{node}": {err}') from None
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for key, value in upstream.headers.items():
+                if key.lower() not in ("transfer-encoding", "connection", "keep-alive", "content-length"):
+                    response.headers.add(key, value)
+            await response.prepare(request)
+            with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    async def _websocket(self, url: str, request: web.Request, headers: list[tuple[str, str]]) -> web.StreamResponse:
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        headers = [(k, v) for k, v in headers if not k.lower().startswith("sec-websocket-")]
+        try:
+            upstream = await self.session.ws_connect(url, protocols=offered, headers=headers, ssl=self.tls,
+                                                     server_hostname=SERVER_NAME, max_msg_size=0)
+        except aiohttp.WSServerHandshakeError as err:
+            raise errors.APIError(err.status, "InternalError" if err.status >= 500 else "BadRequest",
+                                  f"the peer agent refused the upgrade: {err.message}") from None
+        except (aiohttp.ClientError, OSError) as err:
+            raise unavailable(f"cannot reach the peer agent: {err}") from None
+        async with upstream:
+            client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
+            await client.prepare(request)
+            await _join(client, upstream)
+            return client
+
+
+async def _join(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Pass messages both ways until either side closes, then close the other with its code."""
+
+    async def pump(source: Any, sink: Any) -> None:
+        async for msg in source:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            else:
+                break
+        await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
+
+    tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
