@@ -11,7 +11,6 @@ does not authorize again (this agent did) and never passes a request on once mor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from k3c.aggregated.reader import status_error
 from k3c.apiserver import errors
 from k3c.apiserver.backends import forwarded, remote_headers
 from k3c.apiserver.subresources import User
+from k3c.apiserver.wsrelay import join_websockets
 from k3c.kubeasync import AsyncKube
 
 #: The name an agent's serving certificate is checked for, whichever address it was reached at.
@@ -134,29 +134,5 @@ class Peers:
         async with upstream:
             client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
             await client.prepare(request)
-            await _join(client, upstream)
+            await join_websockets(client, upstream)
             return client
-
-
-async def _join(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    """Pass messages both ways until either side closes, then close the other with its code."""
-
-    async def pump(source: Any, sink: Any) -> None:
-        async for msg in source:
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
-            elif msg.type == aiohttp.WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            else:
-                break
-        await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
-
-    tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task

@@ -35,6 +35,7 @@ from k3c.apiserver.handlers import status_response
 from k3c.apiserver.rest import ResourceAPI, WriteOptions
 from k3c.apiserver.services import ServiceUnavailable
 from k3c.apiserver.storage import Event
+from k3c.apiserver.wsrelay import join_websockets
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class Aggregator:
             client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
                                            max_msg_size=0)
             await client.prepare(request)
-            await _join(client, upstream)
+            await join_websockets(client, upstream)
             return client
 
     # ---- availability -----------------------------------------------------------------------------
@@ -232,27 +233,3 @@ def _condition(obj: Mapping[str, Any]) -> str:
         if isinstance(c, dict) and c.get("type") == "Available":
             return str(c.get("status"))
     return "Unknown"
-
-
-async def _join(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    """Pass messages both ways until either side closes, then close the other with its code."""
-
-    async def pump(source: Any, sink: Any) -> None:
-        async for msg in source:
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
-            elif msg.type == aiohttp.WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            else:
-                break
-        await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
-
-    tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
