@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
+from k3c import dockerid
 from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
 from k3c.cli.errors import CLIError, daemon_error, no_such_container
 
@@ -272,7 +273,8 @@ def check_name(name: str, what: str = "container") -> None:
 
 
 class Containers:
-    """Resolves docker-style references (exact name, else unique ID prefix) with at most one list call."""
+    """Resolves docker-style references in docker's order (k3c.dockerid.lookup: full ID, docker name, object
+    name, unique ID prefix; containerd's ID prefix too, which `ps` shows) with at most one list call."""
 
     def __init__(self, s: Session) -> None:
         self.s = s
@@ -286,16 +288,20 @@ class Containers:
     def get(self, ref: str) -> dict[str, Any]:
         from k3c.apierrors import NotFound
 
-        if valid_name(ref):
+        if dockerid.valid_docker_name(ref):  # the usual case, one GET: the object its docker name maps to
             try:
-                return self.s.client.get(self.s.path(LOCAL_CONTAINERS, ref))
+                obj = self.s.client.get(self.s.path(LOCAL_CONTAINERS, dockerid.object_name(ref)))
+                if dockerid.docker_name(obj) == ref:
+                    return obj
             except NotFound as err:
                 if not err.details.get("name"):
                     raise
-        if not ref or not _HEX_RE.match(ref):
+        if not ref:
             raise no_such_container(ref)
-        found = {o["metadata"]["uid"]: o for o in self.all()
-                 if container_id(o).startswith(ref) or uid_id(o).startswith(ref)}
+        matched = dockerid.lookup(self.all(), ref)
+        if not matched and _HEX_RE.match(ref):
+            matched = [o for o in self.all() if container_id(o).startswith(ref)]
+        found = {o["metadata"]["uid"]: dict(o) for o in matched}
         if len(found) > 1:
             raise daemon_error(f"multiple IDs found with provided prefix: {ref}")
         if not found:

@@ -35,6 +35,7 @@ from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.dockerid import docker_name
 
 PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -47,7 +48,17 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def register(sub: Subcommands) -> None:
-    p = add_command(sub, "ps", "List containers", usage="k3c ps [OPTIONS]")
+    add_ps_command(sub)
+    add_inspect_command(sub)
+    p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
+    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
+    p.set_defaults(func=info_cmd)
+
+
+def add_ps_command(sub: Subcommands, name: str = "ps", aliases: tuple[str, ...] = ()) -> None:
+    """`k3c ps`, also `k3c container ls` (aliases `ps`, `list`) as docker has it."""
+    prog = "k3c container" if aliases else "k3c"
+    p = add_command(sub, name, "List containers", usage=f"{prog} {name} [OPTIONS]", aliases=list(aliases))
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
                    help="Filter output based on conditions provided")
@@ -60,15 +71,21 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
     p.set_defaults(func=ps_cmd)
-    p = add_command(sub, "inspect", "Return low-level information on k3c objects",
-                    usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
+
+
+def add_inspect_command(sub: Subcommands, containers_only: bool = False) -> None:
+    """`k3c inspect`, and `k3c container inspect` (containers only)."""
+    if containers_only:
+        p = add_command(sub, "inspect", "Display detailed information on one or more containers",
+                        usage="k3c container inspect [OPTIONS] CONTAINER [CONTAINER...]")
+        p.set_defaults(type="container")
+    else:
+        p = add_command(sub, "inspect", "Return low-level information on k3c objects",
+                        usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
+        p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
     p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
-    p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.set_defaults(func=inspect_cmd)
-    p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
-    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
-    p.set_defaults(func=info_cmd)
 
 
 # ---- docker's view of a LocalContainer --------------------------------------------------------------
@@ -79,7 +96,8 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
     if obj["metadata"].get("deletionTimestamp"):
         return "removing", "Removal In Progress"
     if ph == "Running":
-        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+        up = "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+        return ("paused", up + " (Paused)") if st.get("paused") else ("running", up)
     if ph == "Exited":
         ago = since(st.get("finishedAt"), now)
         code = st.get("exitCode", 0)
@@ -188,7 +206,7 @@ def container_row(obj: dict[str, Any], trunc: bool, now: float) -> ContainerRow:
         Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         LocalVolumes=str(sum(1 for m in spec.get("volumes") or [] if m.get("volume"))),
         Mounts=",".join(ellipsis(m, 15) if trunc else m for m in mounts),
-        Names=obj["metadata"]["name"], Networks="host" if spec.get("hostNetwork") else "bridge",
+        Names=docker_name(obj), Networks="host" if spec.get("hostNetwork") else "bridge",
         Ports=format_ports(live_ports(obj)), RunningFor=human_duration(since(created, now) or 0) + " ago",
         Size="0B", State=state, Status=status, _labels=labels,
     )
@@ -238,7 +256,7 @@ def matches(obj: dict[str, Any], row: ContainerRow, filters: dict[str, list[str]
     spec = obj.get("spec") or {}
     checks: dict[str, Callable[[str], bool]] = {
         "id": lambda v: container_id(obj).startswith(v) or uid_id(obj).startswith(v),
-        "name": lambda v: _name_match(obj["metadata"]["name"], v),
+        "name": lambda v: _name_match(docker_name(obj), v),
         "label": lambda v: _label_match(row._labels, v),
         "status": lambda v: row.State == v,
         "ancestor": lambda v: _ancestor(spec.get("image", ""), v),
@@ -270,7 +288,7 @@ def ps_cmd(args: argparse.Namespace) -> int:
     rows = []
     for obj in items[:last] if last > 0 else items:
         row = container_row(obj, not args.no_trunc, now)
-        if (show_all or row.State in ("running", "restarting", "removing")) and matches(obj, row, filters):
+        if (show_all or row.State in ("running", "paused", "restarting", "removing")) and matches(obj, row, filters):
             rows.append(row)
     out = fmt.render(rows, PS_HEADERS)
     if args.quiet:
@@ -358,12 +376,13 @@ def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
         "Id": container_id(obj), "Created": meta.get("creationTimestamp"),
         "Path": argv[0] if argv else "", "Args": argv[1:],
         "State": {
-            "Status": state, "Running": state == "running", "Paused": False, "Restarting": state == "restarting",
+            "Status": state, "Running": state in ("running", "paused"), "Paused": state == "paused",
+            "Restarting": state == "restarting",
             "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
             "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
         },
-        "Image": st.get("imageID", ""), "Name": "/" + meta["name"], "RestartCount": st.get("restartCount", 0),
+        "Image": st.get("imageID", ""), "Name": "/" + docker_name(obj), "RestartCount": st.get("restartCount", 0),
         "Driver": "overlayfs", "Platform": "linux",
         "HostConfig": _host_config(spec), "Mounts": _mounts(spec, st), "Config": _config(obj),
         "NetworkSettings": {
@@ -430,8 +449,8 @@ def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "ClientVersion": __version__, "Kubeconfig": kubeconfig, "Context": args.context or "(current)",
-        "Containers": len(items), "ContainersRunning": states.count("running"), "ContainersPaused": 0,
-        "ContainersStopped": len(items) - states.count("running"), "Volumes": len(volumes),
+        "Containers": len(items), "ContainersRunning": states.count("running"), "ContainersPaused": states.count("paused"),
+        "ContainersStopped": len(items) - states.count("running") - states.count("paused"), "Volumes": len(volumes),
         "ServerVersion": version.get("gitVersion", ""), "Server": s.server, "Namespace": s.namespace,
         "Nodes": nodes, "RootDir": _root_dir(kubeconfig), "Runtime": "containerd (CRI)",
     }

@@ -301,15 +301,17 @@ class Daemon:
 
     def _mount_subresources(self, server: Any) -> None:
         """The streaming subresources the embedded server adds to plain Kubernetes: container
-        logs/exec/attach, image save/load, build logs and context uploads (each service a provider of
+        logs/exec/attach, pause/unpause/top/stats, image save/load, build logs and context uploads (each a provider of
         :mod:`k3c.apiserver.subresources`)."""
         from k3c.archives.subresource import ArchiveEndpoints
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
+        from k3c.streams.nodeops import ContainerOperations
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
         server.handler.mount(StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR))
+        server.handler.mount(ContainerOperations(sock, sock))
         server.handler.mount(ArchiveEndpoints(sock))
         server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
 

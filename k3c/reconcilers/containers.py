@@ -93,6 +93,8 @@ class Instance:
     exit_code: int | None = None
     exit_reported: bool = True
     oom: bool = False
+    #: frozen by `k3c pause` (containerd's /tasks/paused), until /tasks/resumed or the container's end
+    paused: bool = False
     vanished: bool = False
     stop_reason: str = ""  # "", "stop" (desired Stopped), "replace" (restart/spec change), "remove"
     restart_count: int = 0
@@ -155,6 +157,15 @@ class ContainerReconciler:
         if inst is None or inst.container_id != container_id or not inst.running:
             return None
         self._mark_exited(inst, exit_code, exited_at)
+        return uid
+
+    def task_paused(self, container_id: str, paused: bool) -> str | None:
+        """containerd froze (or thawed) the container's processes; returns the uid whose status says so."""
+        uid = self.by_container.get(container_id)
+        inst = self.instances.get(uid) if uid else None
+        if inst is None or inst.container_id != container_id or not inst.running:
+            return None
+        inst.paused = paused
         return uid
 
     def task_oom(self, container_id: str) -> None:
@@ -275,7 +286,7 @@ class ContainerReconciler:
         if restart:
             inst.restart_count += 1
         inst.restart_at = None
-        inst.stop_reason, inst.vanished, inst.oom = "", False, False
+        inst.stop_reason, inst.vanished, inst.oom, inst.paused = "", False, False, False
         try:
             await self._create_and_start(obj, inst)
         except (StartError, ImageError, PortInUseError, SpecError) as err:
@@ -409,6 +420,7 @@ class ContainerReconciler:
 
     def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
         inst.running, inst.exit_code, inst.finished_at, inst.exit_reported = False, exit_code, finished_at, False
+        inst.paused = False
 
     async def _report_exit(self, obj: dict[str, Any], inst: Instance) -> dict[str, Any]:
         """Write the exit to status right away; decide here whether the restart policy starts it again."""
@@ -423,7 +435,7 @@ class ContainerReconciler:
             message = "the container disappeared while k3c was down"
         status: LocalContainerStatus = {
             "phase": "Exited", "summary": f"Restarting ({code})" if restart else f"Exited ({code})",
-            "exitCode": code, "finishedAt": inst.finished_at or now_micro(), "message": message,
+            "exitCode": code, "finishedAt": inst.finished_at or now_micro(), "message": message, "paused": False,
             "conditions": _ready_condition(obj, False, "Exited", f"exited with code {code}"),
         }
         if inst.container_id:
@@ -463,7 +475,8 @@ class ContainerReconciler:
 
     async def _write_running(self, obj: dict[str, Any], inst: Instance) -> None:
         status: LocalContainerStatus = {
-            "phase": "Running", "summary": "Up", "message": "", "exitCode": None, "finishedAt": None,
+            "phase": "Running", "summary": "Up (Paused)" if inst.paused else "Up", "message": "", "exitCode": None,
+            "finishedAt": None, "paused": inst.paused,
             **self._running_fields(inst), **(inst.origin or self._origin_fields(obj)),
             "conditions": _ready_condition(obj, True, "Started", "")}
         await self._write_status(obj, status)
@@ -640,6 +653,7 @@ def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:
     inst.ports = list(status.get("ports") or [])
     inst.started_at = status.get("startedAt", "")
     inst.restart_count = int(status.get("restartCount") or 0)
+    inst.paused = bool(status.get("paused"))
 
 
 def _ready_condition(obj: dict[str, Any], ready: bool, reason: str, message: str) -> list[Condition]:

@@ -41,7 +41,8 @@ class PortStatus(TypedDict):
 
 class LocalContainerStatus(TypedDict, total=False):
     phase: ContainerPhase
-    summary: str  # docker ps' STATUS column: "Up", "Exited (0)", "Restarting (1)", …
+    summary: str  # docker ps' STATUS column: "Up", "Up (Paused)", "Exited (0)", "Restarting (1)", …
+    paused: bool  # frozen by `k3c pause` (the cgroup freezer); still Running
     message: str
     node: str
     containerID: str

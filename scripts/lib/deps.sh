@@ -6,6 +6,7 @@ APT_PACKAGES=(
   containerd runc containernetworking-plugins iptables iproute2
   buildah skopeo busybox-static gcc libc6-dev
   docker-registry apache2-utils
+  docker.io
 )
 
 install_apt_packages() {
@@ -22,6 +23,10 @@ install_apt_packages() {
   # The registry package starts a system-wide registry on :5000; k3c's tests run their own.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+  # docker.io is a peer the tests compare output with (a private dockerd each); the system's own stays off.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+    systemctl disable --now docker docker.socket >/dev/null 2>&1 || true
   fi
 }
 

@@ -1,0 +1,105 @@
+"""`k3c rename`, `k3c pause` and `k3c unpause`: a container changed in place, keeping its object and its ID.
+
+`rename` changes the docker name, which is the annotation `k3c.io/name` (k3c.dockerid): the object's
+name cannot change in Kubernetes, and the container's ID comes from its uid, so both stay. `pause` and
+`unpause` freeze and thaw the processes through the node's `pause`/`unpause` subresources (containerd's
+cgroup freezer); the command returns once the operator's status says so, so a `k3c ps` right after shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from k3c import dockerid
+from k3c.api import LOCAL_CONTAINERS
+from k3c.cli.common import (
+    Containers,
+    Session,
+    Subcommands,
+    WaitTimeout,
+    add_command,
+    command,
+    for_each,
+    session,
+    wait_for,
+)
+from k3c.cli.errors import CLIError, daemon_error
+
+#: How long pause/unpause wait for the status to follow (containerd's event to the operator's write).
+STATUS_WAIT = 10.0
+
+
+def register(sub: Subcommands) -> None:
+    p = add_command(sub, "rename", "Rename a container", usage="k3c rename CONTAINER NEW_NAME")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p.set_defaults(func=rename_cmd)
+    for name, helptext, func in (("pause", "Pause all processes within one or more containers", pause_cmd),
+                                 ("unpause", "Unpause all processes within one or more containers", unpause_cmd)):
+        p = add_command(sub, name, helptext, usage=f"k3c {name} CONTAINER [CONTAINER...]")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(func=func)
+
+
+# ---- rename -----------------------------------------------------------------------------------------
+@command()
+def rename_cmd(args: argparse.Namespace) -> int:
+    old, new = args.container.strip(), args.new_name.strip()
+    if not old or not new:
+        raise CLIError("Error: Neither old nor new names may be empty", 1)
+    s = session(args)
+    cs = Containers(s)
+    obj = cs.get(old)
+    if not dockerid.valid_docker_name(new):
+        raise daemon_error(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if dockerid.docker_name(obj) == new:
+        raise daemon_error("Renaming a container with the same name as its current name")
+    taken = [o for o in cs.all() if dockerid.docker_name(o) == new and o["metadata"]["uid"] != obj["metadata"]["uid"]]
+    if taken:
+        raise daemon_error(f'Conflict. The container name "/{new}" is already in use by container '
+                           f'"{dockerid.object_id(taken[0])}". You have to remove (or rename) that container to be able '
+                           "to reuse that name.")
+    meta = obj["metadata"]
+    # the object's own name needs no annotation: absent means the docker name is metadata.name
+    value = None if new == meta["name"] else new
+    s.client.merge_patch(s.path(LOCAL_CONTAINERS, meta["name"]), {"metadata": {
+        "annotations": {dockerid.NAME_ANNOTATION: value}, "resourceVersion": meta["resourceVersion"]}})
+    return 0
+
+
+# ---- pause / unpause --------------------------------------------------------------------------------
+@command()
+def pause_cmd(args: argparse.Namespace) -> int:
+    return _freeze(args, "pause", paused=True)
+
+
+@command()
+def unpause_cmd(args: argparse.Namespace) -> int:
+    return _freeze(args, "unpause", paused=False)
+
+
+def _freeze(args: argparse.Namespace, sub: str, paused: bool) -> int:
+    """docker's habit: each container's name on success, each failure on its own line, exit 1 if any."""
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        obj = cs.get(ref)
+        s.client.request("POST", s.path(LOCAL_CONTAINERS, obj["metadata"]["name"], sub))
+        _await_status(s, obj, paused)
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+def _await_status(s: Session, obj: dict[str, Any], paused: bool) -> None:
+    """Until the operator has written the new state (or the container is gone, or it takes too long)."""
+    def done(current: dict[str, Any] | None) -> bool:
+        st = (current or {}).get("status") or {}
+        return current is None or bool(st.get("paused")) == paused or st.get("phase") != "Running"
+
+    try:
+        wait_for(s, obj, done, STATUS_WAIT)
+    except WaitTimeout:
+        pass  # containerd did it; the status follows when the operator gets to it
