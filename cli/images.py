@@ -622,9 +622,6 @@ def images_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def prune_cmd(args: argparse.Namespace) -> int:
-    from k3c.oci.reference import normalize
-    from k3c.pauseimage import PAUSE_IMAGE
-
     client = session(args).client
     if not args.force:
         what = "all images without at least one container associated to them" if args.all else "all dangling images"
@@ -632,9 +629,24 @@ def prune_cmd(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
+    reclaimed, output = prune_images(client, args.all)
+    from k3c.units import human_size
+
+    if output:
+        print(output)
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0
+
+
+def prune_images(client: Client, everything: bool) -> tuple[int, str]:
+    """Remove dangling images (``everything``: every image no container uses); (space reclaimed, docker's
+    "Deleted Images:" section, '' if none went). `k3c system prune` uses it too."""
+    from k3c.oci.reference import normalize
+    from k3c.pauseimage import PAUSE_IMAGE
+
     pause = normalize(PAUSE_IMAGE)
     images = [o for o in _list_images(client) if _tag_of(o) != pause]
-    doomed = [o for o in images if args.all or (o.get("status") or {}).get("tag") == "<none>"]
+    doomed = [o for o in images if everything or (o.get("status") or {}).get("tag") == "<none>"]
     deleted, reclaimed = [], 0
     for o in doomed:
         image_id = _image_id(o)
@@ -647,12 +659,7 @@ def prune_cmd(args: argparse.Namespace) -> int:
         if last and image_id:
             deleted.append(f"deleted: {image_id}")
             reclaimed += int((o.get("status") or {}).get("size") or 0)
-    from k3c.units import human_size
-
-    if deleted:
-        print("Deleted Images:\n" + "\n".join(deleted) + "\n")
-    print(f"Total reclaimed space: {human_size(reclaimed)}")
-    return 0
+    return reclaimed, ("Deleted Images:\n" + "\n".join(deleted) + "\n") if deleted else ""
 
 
 # ============================================================================================ inspect

@@ -11,7 +11,7 @@ from k3c.cli.common import Subcommands, add_command
 
 
 def register(sub: Subcommands) -> None:
-    from k3c.cli import containers, control, ps, stats, streams
+    from k3c.cli import containers, control, prune, ps, stats, streams
 
     group = add_command(sub, "container", "Manage containers", usage="k3c container COMMAND", global_flags=False)
     group.set_defaults(func=lambda _args: group.print_help())
@@ -21,3 +21,4 @@ def register(sub: Subcommands) -> None:
         module.register(csub)
     ps.add_ps_command(csub, "ls", ("ps", "list"))
     ps.add_inspect_command(csub, containers_only=True)
+    prune.add_container_prune(csub)

@@ -1,8 +1,8 @@
 """docker's everyday container commands through a real `k3c daemon`: the `container` management command,
-`rename`, `pause`/`unpause`, `top` and `stats`, each observed on real containers (frozen output, the host's
-processes, cgroup numbers), with docker's wording and exit codes.
+`rename`, `pause`/`unpause`, `top`, `stats`, the prunes and `system df`, each observed on real containers
+(frozen output, the host's processes, cgroup numbers, objects gone), with docker's wording and exit codes.
 
-Where the issue asks for it (`stats --no-stream --format`, and `top`), the output is compared with a
+Where the issue asks for it (`stats --no-stream --format`, `system df`; also `top`, the prune prompts), the output is compared with a
 private dockerd 20.10 (bench/peers.py's DockerPeer: its own data root, socket and bridge, no iptables
 rules) running the same container from the same busybox image; IDs, times and sizes are masked.
 """
@@ -27,10 +27,11 @@ from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, pick_subnet,
 LOOP = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
 
 
-def k3c(daemon: DaemonProcess, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+def k3c(daemon: DaemonProcess, *args: str, check: bool = True, timeout: float = 60,
+        input: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
     cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], env=env, capture_output=True, text=True,
-                        timeout=timeout)
+                        timeout=timeout, input=input)
     if check and cp.returncode != 0:
         raise AssertionError(f"k3c {' '.join(args)}: {cp.returncode} {cp.stderr}")
     return cp
@@ -297,3 +298,90 @@ def test_top_and_stats_match_docker(daemon: DaemonProcess, docker_peer: Any) -> 
     finally:
         k3c(daemon, "rm", "-f", "sidebyside", check=False)
         docker_peer.run("rm", "-f", "sidebyside")
+
+
+def test_system_df_and_prune_prompts_match_docker(daemon: DaemonProcess, docker_peer: Any) -> None:
+    args = ("run", "-d", "--name", "dfbox", TEST_IMAGE, "sleep", "300")
+    docker_peer.run(*args)
+    k3c(daemon, *args)
+    daemon.wait_phase("dfbox", "Running")
+    try:
+        mine, theirs = k3c(daemon, "system", "df").stdout, docker_peer.run("system", "df")
+
+        def cells(table: str) -> list[list[str]]:
+            return [re.split(r"\s{2,}", _masked(line)) for line in table.splitlines()]
+
+        assert cells(mine) == cells(theirs), (mine, theirs)
+        assert mine.splitlines()[0] == theirs.splitlines()[0]  # "Local Volumes" sets the first column's width
+        fmt = "{{.Type}}|{{.TotalCount}}|{{.Active}}|{{.Size}}|{{.Reclaimable}}"
+        mine, theirs = k3c(daemon, "system", "df", "--format", fmt).stdout, docker_peer.run("system", "df", "--format", fmt)
+        assert _masked(mine) == _masked(theirs), (mine, theirs)
+        for cmd in (["container", "prune"], ["volume", "prune"], ["system", "prune"], ["system", "prune", "-a", "--volumes"]):
+            mine_cp = k3c(daemon, *cmd, input="n\n")
+            docker_cp = subprocess.run(docker_peer.cli(*cmd), input="n\n", capture_output=True, text=True, timeout=60)
+            assert (mine_cp.stdout, mine_cp.returncode) == (docker_cp.stdout, docker_cp.returncode), cmd
+        assert daemon.container("dfbox") is not None
+    finally:
+        k3c(daemon, "rm", "-f", "dfbox", check=False)
+        docker_peer.run("rm", "-f", "dfbox")
+
+
+# ---- prune ----------------------------------------------------------------------------------------------
+def test_container_prune_removes_stopped_containers_the_filters_allow(daemon: DaemonProcess) -> None:
+    k3c(daemon, "run", "-d", "--name", "pr-running", "-l", "prune=me", TEST_IMAGE, "sleep", "300")
+    k3c(daemon, "run", "--name", "pr-exited", "-l", "prune=me", TEST_IMAGE, "true")
+    k3c(daemon, "run", "--name", "pr-kept", "-l", "prune=me", "-l", "keep=yes", TEST_IMAGE, "true")
+    k3c(daemon, "create", "--name", "pr-created", "-l", "prune=me", TEST_IMAGE, "true")
+    daemon.wait_phase("pr-running", "Running")
+    exited = daemon.wait_phase("pr-exited", "Exited")
+    created = daemon.container("pr-created") or {}
+    try:
+        young = k3c(daemon, "container", "prune", "-f", "--filter", "until=1h", "--filter", "label=prune=me")
+        assert young.stdout == "Total reclaimed space: 0B\n"
+        bad = k3c(daemon, "container", "prune", "-f", "--filter", "until=soon", check=False)
+        assert (bad.returncode, bad.stderr) == (
+            1, 'Error response from daemon: failed to parse value as time or duration: "soon"\n')
+        cp = k3c(daemon, "container", "prune", "-f", "--filter", "label=prune=me", "--filter", "label!=keep=yes")
+        lines = cp.stdout.splitlines()
+        assert lines[0] == "Deleted Containers:" and lines[-2:] == ["", "Total reclaimed space: 0B"]
+        assert sorted(lines[1:-2]) == sorted([dockerid.object_id(exited), dockerid.object_id(created)])
+        assert daemon.container("pr-exited") is None and daemon.container("pr-created") is None
+        assert daemon.container("pr-running") is not None and daemon.container("pr-kept") is not None
+    finally:
+        k3c(daemon, "rm", "-f", "pr-running", "pr-exited", "pr-kept", "pr-created", check=False)
+
+
+def test_volume_prune_removes_volumes_no_container_uses(daemon: DaemonProcess) -> None:
+    k3c(daemon, "volume", "create", "-l", "prune=me", "vp-unused")
+    k3c(daemon, "volume", "create", "-l", "prune=me", "vp-used")
+    k3c(daemon, "volume", "create", "vp-other")
+    k3c(daemon, "run", "-d", "--name", "vp-user", "-v", "vp-used:/data", TEST_IMAGE, "sleep", "300")
+    daemon.wait_phase("vp-user", "Running")
+    try:
+        declined = k3c(daemon, "volume", "prune", input="n\n")
+        assert declined.stdout == ("WARNING! This will remove all local volumes not used by at least one container.\n"
+                                   "Are you sure you want to continue? [y/N] Total reclaimed space: 0B\n")
+        cp = k3c(daemon, "volume", "prune", "--filter", "label=prune=me", input="y\n")
+        assert cp.stdout.endswith("[y/N] Deleted Volumes:\nvp-unused\n\nTotal reclaimed space: 0B\n"), cp.stdout
+        names = k3c(daemon, "volume", "ls", "-q").stdout.split()
+        assert "vp-unused" not in names and {"vp-used", "vp-other"} <= set(names)
+    finally:
+        k3c(daemon, "rm", "-f", "vp-user", check=False)
+        k3c(daemon, "volume", "rm", "-f", "vp-unused", "vp-used", "vp-other", check=False)
+
+
+def test_system_prune_removes_stopped_containers_and_with_volumes_unused_volumes(daemon: DaemonProcess) -> None:
+    k3c(daemon, "run", "--name", "sp-exited", TEST_IMAGE, "true")
+    exited = daemon.wait_phase("sp-exited", "Exited")
+    k3c(daemon, "volume", "create", "sp-unused")
+    try:
+        cp = k3c(daemon, "system", "prune", "-f", "--volumes", timeout=120)
+        out = cp.stdout
+        assert f"Deleted Containers:\n{dockerid.object_id(exited)}\n" in out
+        assert "Deleted Volumes:\n" in out and "sp-unused\n" in out.split("Deleted Volumes:\n", 1)[1]
+        assert re.search(r"\nTotal reclaimed space: \S+B\n$", out), out
+        assert daemon.container("sp-exited") is None
+        assert "sp-unused" not in k3c(daemon, "volume", "ls", "-q").stdout.split()
+    finally:
+        k3c(daemon, "rm", "-f", "sp-exited", check=False)
+        k3c(daemon, "volume", "rm", "-f", "sp-unused", check=False)
