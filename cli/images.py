@@ -70,6 +70,9 @@ def register(sub: Subcommands) -> None:
     p.add_argument("-f", "--format", help="Format output using a Go template")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=inspect_cmd)
+    from k3c.cli.history import add_history
+
+    add_history(isub, "k3c image")
     group.set_defaults(func=lambda _a: group.print_help())
 
 

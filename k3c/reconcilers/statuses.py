@@ -126,8 +126,19 @@ class ImageStatus(TypedDict, total=False):
     config: dict[str, Any]  # the image config's ``config`` (Entrypoint, Cmd, Env, …) as the image has it
     layers: list[Layer]
     diffIDs: list[str]
+    history: list[HistoryEntry]
     pull: ImagePull
     conditions: list[Condition]
+
+
+class HistoryEntry(TypedDict, total=False):
+    """One step of an image config's ``history``, as the config spells it (`k3c history` shows them)."""
+
+    created: str
+    created_by: str
+    author: str
+    comment: str
+    empty_layer: bool
 
 
 TagPhase = Literal["Pending", "Tagged", "Pushing", "Ready", "Failed"]

@@ -385,3 +385,44 @@ def test_system_prune_removes_stopped_containers_and_with_volumes_unused_volumes
     finally:
         k3c(daemon, "rm", "-f", "sp-exited", check=False)
         k3c(daemon, "volume", "rm", "-f", "sp-unused", check=False)
+
+
+# ---- history ------------------------------------------------------------------------------------------
+HISTORY_IMAGE = "k3c.test/history:1"
+
+
+def _history_image() -> Any:
+    from k3c.oci.layout import HostFile, ImageConfig, Symlink, build_image, build_layer
+
+    base = build_layer({"bin/busybox": HostFile("/bin/busybox", 0o755), "bin/sh": Symlink("/bin/busybox")})
+    extra = build_layer({"bin/sleep": Symlink("/bin/busybox"), "etc/motd": b"hello\n" * 100})
+    return build_image([base, extra], ImageConfig(cmd=["sh"], created="2024-01-02T03:04:05Z"))
+
+
+def test_history_matches_docker(daemon: DaemonProcess, docker_peer: Any, tmp_path: Path) -> None:
+    from bench.peers import docker_archive
+    from k3c.oci.layout import write_oci_archive
+
+    image = _history_image()
+    daemon.import_image(HISTORY_IMAGE, image)
+    write_oci_archive(tmp_path / "h.oci.tar", {HISTORY_IMAGE: image})
+    docker_peer.load(docker_archive(tmp_path / "h.oci.tar", tmp_path / "h.docker.tar", HISTORY_IMAGE))
+
+    def has_history() -> bool:
+        items = daemon.api.get("/apis/k3c.io/v1alpha1/images").get("items", [])
+        return any(o["spec"].get("reference", "").endswith(HISTORY_IMAGE) and (o.get("status") or {}).get("history")
+                   for o in items)
+
+    wait_until(has_history, 20, "the operator to record the image's history")
+    for args in ([], ["--no-trunc"], ["-q"], ["--format", "{{.ID}}|{{.CreatedBy}}|{{.Comment}}"], ["-H=false"]):
+        mine = k3c(daemon, "history", *args, HISTORY_IMAGE).stdout
+        theirs = docker_peer.run("history", *args, HISTORY_IMAGE)
+        if args == ["-H=false"]:  # times in the local zone, sizes in bytes: the sizes are docker's own count
+            mine, theirs = re.sub(r"\s\d+\s", " SIZE ", mine), re.sub(r"\s\d+\s", " SIZE ", theirs)
+        else:
+            mine, theirs = re.sub(r"\d+(\.\d+)?[kMG]?B", "SIZE", mine), re.sub(r"\d+(\.\d+)?[kMG]?B", "SIZE", theirs)
+        assert [re.split(r"\s{2,}", line) for line in mine.splitlines()] == \
+            [re.split(r"\s{2,}", line) for line in theirs.splitlines()], (args, mine, theirs)
+    assert k3c(daemon, "image", "history", "-q", HISTORY_IMAGE).stdout == k3c(daemon, "history", "-q", HISTORY_IMAGE).stdout
+    missing = k3c(daemon, "history", "nothing-here:1", check=False)
+    assert (missing.returncode, missing.stderr) == (1, "Error response from daemon: No such image: nothing-here:1\n")
