@@ -1,9 +1,12 @@
-"""`k3c rename`, `k3c pause` and `k3c unpause`: a container changed in place, keeping its object and its ID.
+"""`k3c rename`, `pause`, `unpause` and `update`: a container changed in place, keeping its object and its ID.
 
 `rename` changes the docker name, which is the annotation `k3c.io/name` (k3c.dockerid): the object's
 name cannot change in Kubernetes, and the container's ID comes from its uid, so both stay. `pause` and
 `unpause` freeze and thaw the processes through the node's `pause`/`unpause` subresources (containerd's
 cgroup freezer); the command returns once the operator's status says so, so a `k3c ps` right after shows it.
+`update` writes the spec's resource fields and restart policy; the operator applies resources to the
+running container in place (CRI UpdateContainerResources) and the command waits until it has. Flags for
+limits the LocalContainer spec has no field for are refused, each with one line naming it (exit 125).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from k3c.cli.common import (
     add_command,
     command,
     for_each,
+    is_running,
     session,
     wait_for,
 )
@@ -28,6 +32,8 @@ from k3c.cli.errors import CLIError, daemon_error
 
 #: How long pause/unpause wait for the status to follow (containerd's event to the operator's write).
 STATUS_WAIT = 10.0
+#: How long update waits for the operator to apply new resources.
+UPDATE_WAIT = 30.0
 
 
 def register(sub: Subcommands) -> None:
@@ -40,6 +46,31 @@ def register(sub: Subcommands) -> None:
         p = add_command(sub, name, helptext, usage=f"k3c {name} CONTAINER [CONTAINER...]")
         p.add_argument("containers", nargs="+", metavar="CONTAINER")
         p.set_defaults(func=func)
+    _register_update(sub)
+
+
+#: docker update's flags k3c cannot honour yet: the LocalContainer spec has no field for them.
+UNSUPPORTED_UPDATE_FLAGS = ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-rt-period", "--cpu-rt-runtime",
+                            "--cpu-shares", "--cpuset-cpus", "--cpuset-mems", "--kernel-memory",
+                            "--memory-reservation", "--memory-swap", "--pids-limit")
+#: docker's smallest memory limit
+MIN_MEMORY = 6 * 1024 * 1024
+
+
+def _register_update(sub: Subcommands) -> None:
+    from k3c.cli.runflags import parse_cpus, parse_memory, parse_restart
+
+    p = add_command(sub, "update", "Update configuration of one or more containers",
+                    usage="k3c update [OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("--cpus", type=parse_cpus, metavar="decimal", help="Number of CPUs")
+    p.add_argument("-m", "--memory", type=parse_memory, metavar="bytes", help="Memory limit")
+    p.add_argument("--restart", type=parse_restart, metavar="string",
+                   help="Restart policy to apply when a container exits")
+    for flag in UNSUPPORTED_UPDATE_FLAGS:
+        p.add_argument(flag, dest="unsupported_" + flag[2:].replace("-", "_"), metavar="value",
+                       help="(not supported by k3c: refused)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=update_cmd)
 
 
 # ---- rename -----------------------------------------------------------------------------------------
@@ -103,3 +134,52 @@ def _await_status(s: Session, obj: dict[str, Any], paused: bool) -> None:
         wait_for(s, obj, done, STATUS_WAIT)
     except WaitTimeout:
         pass  # containerd did it; the status follows when the operator gets to it
+
+
+# ---- update -----------------------------------------------------------------------------------------
+@command()
+def update_cmd(args: argparse.Namespace) -> int:
+    for flag in UNSUPPORTED_UPDATE_FLAGS:
+        if getattr(args, "unsupported_" + flag[2:].replace("-", "_")) is not None:
+            raise CLIError(f"k3c: update {flag} is not supported: the LocalContainer spec has no field for it", 125)
+    change = {k: v for k, v in (("cpus", args.cpus), ("memory", args.memory), ("restartPolicy", args.restart))
+              if v is not None}
+    if not change:
+        raise CLIError("you must provide one or more flags when using this command", 1)
+    if args.memory is not None and int(args.memory) < MIN_MEMORY:
+        raise daemon_error("Minimum memory limit allowed is 6MB")
+    s = session(args)
+    cs = Containers(s)
+
+    def one(ref: str) -> None:
+        obj = cs.get(ref)
+        cid = dockerid.object_id(obj)
+        if "restartPolicy" in change and (obj.get("spec") or {}).get("autoRemove") and change["restartPolicy"] != "no":
+            raise daemon_error(f"Cannot update container {cid}: Restart policy cannot be updated because AutoRemove "
+                               "is enabled for the container")
+        meta = obj["metadata"]
+        updated = s.client.merge_patch(s.path(LOCAL_CONTAINERS, meta["name"]), {
+            "spec": change, "metadata": {"resourceVersion": meta["resourceVersion"]}})
+        if is_running(updated):
+            message = _await_update(s, updated)
+            if message:
+                raise daemon_error(f"Cannot update container {cid}: {message}")
+        print(ref, flush=True)
+
+    return for_each(args.containers, one)
+
+
+def _await_update(s: Session, obj: dict[str, Any]) -> str:
+    """Until the operator has acted on this generation of a running container; its complaint, if any."""
+    generation = obj["metadata"].get("generation") or 0
+
+    def done(current: dict[str, Any] | None) -> bool:
+        st = (current or {}).get("status") or {}
+        return current is None or (st.get("observedGeneration") or 0) >= generation or not is_running(current)
+
+    try:
+        last = wait_for(s, obj, done, UPDATE_WAIT)
+    except WaitTimeout:
+        return "the operator did not apply it in time (is the k3c daemon running?)"
+    message = str(((last or {}).get("status") or {}).get("message") or "")
+    return message.removeprefix("cannot update the container's resources: ") if message.startswith("cannot update") else ""

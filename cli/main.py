@@ -27,7 +27,7 @@ COMMANDS = {
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),
     **dict.fromkeys(("info", "inspect", "ps"), "ps"), "volume": "volumes", "events": "events",
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
-    "builder": "build", **dict.fromkeys(("pause", "rename", "unpause"), "control"),
+    "builder": "build", **dict.fromkeys(("pause", "rename", "unpause", "update"), "control"),
     **dict.fromkeys(("stats", "top"), "stats"), "container": "management", "system": "prune",
     "history": "history",
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),

@@ -100,6 +100,8 @@ class Instance:
     restart_count: int = 0
     restart_at: float | None = None  # loop time of a pending policy restart
     spec_hash: str = ""
+    #: criconfig.frame_hash of the spec it runs ('' unknown: a resource change then replaces it)
+    frame_hash: str = ""
     sandbox_key: str = ""
     #: a CreateContainer went unanswered (containerd died): it may have made a container we never heard of
     unsure: bool = False
@@ -222,6 +224,11 @@ class ContainerReconciler:
         if inst is not None and inst.running:
             if not want_run:
                 await self._stop(obj, inst, "stop")
+            elif not restart_requested and inst.spec_hash != shape and \
+                    (failure := await self._resize(obj, inst, shape)) is not None:
+                inst.origin = {**self._origin_fields(obj), "specHash": inst.spec_hash}
+                await self._write_running(obj, inst, failure)
+                return None
             elif restart_requested or inst.spec_hash != shape:
                 await self._stop(obj, inst, "replace")
             else:  # the running container satisfies this spec (what changed, if anything, does not shape it)
@@ -244,6 +251,28 @@ class ContainerReconciler:
                 return held
             await self.env.kube.delete(_ref(obj), meta["uid"])
         return None
+
+    async def _resize(self, obj: dict[str, Any], inst: Instance, shape: str) -> str | None:
+        """`docker update`: when only resource fields changed, apply them to the running container.
+
+        None if that cannot be done in place (the caller replaces the container); '' once applied; else
+        why the runtime refused (the container keeps its limits, the status says why, a later reconcile
+        tries again).
+        """
+        spec = obj.get("spec", {})
+        if not inst.frame_hash or criconfig.frame_hash(spec) != inst.frame_hash:
+            return None
+        try:
+            await self.env.cri.update_container_resources(inst.container_id, criconfig.resources(spec))
+        except SpecError:
+            return None  # the replacement reports it
+        except RuntimeCallError as err:
+            message = f"cannot update the container's resources: {err.details or err}"
+            self.env.record_event(obj, "UpdateFailed", message, True)
+            return message
+        inst.spec_hash = shape
+        self.env.record_event(obj, "Updated", f"Updated the resources of container {inst.container_id[:12]}", False)
+        return ""
 
     @staticmethod
     def _start_wanted(status: dict[str, Any], shape: str, restart_requested: bool) -> bool:
@@ -344,7 +373,7 @@ class ContainerReconciler:
         inst.image, inst.image_id = spec["image"], image.id
         inst.command = criconfig.command_line(spec, image.config)
         inst.ports = [p.to_status() for p in inst.sandbox.spec.ports]
-        inst.spec_hash = spec_hash(spec)
+        inst.spec_hash, inst.frame_hash = spec_hash(spec), criconfig.frame_hash(spec)
         inst.origin = self._origin_fields(obj)
         if {criconfig.normalize_capability(c) for c in spec.get("capAdd") or []} & _NET_CAPS:
             inst.sandbox.tainted = True
@@ -473,9 +502,10 @@ class ContainerReconciler:
                 "specHash": spec_hash(obj.get("spec", {})),
                 "startRequest": (meta.get("annotations") or {}).get(START_REQUEST_ANNOTATION, "")}
 
-    async def _write_running(self, obj: dict[str, Any], inst: Instance) -> None:
+    async def _write_running(self, obj: dict[str, Any], inst: Instance, message: str = "") -> None:
         status: LocalContainerStatus = {
-            "phase": "Running", "summary": "Up (Paused)" if inst.paused else "Up", "message": "", "exitCode": None,
+            "phase": "Running", "summary": "Up (Paused)" if inst.paused else "Up", "message": message,
+            "exitCode": None,
             "finishedAt": None, "paused": inst.paused,
             **self._running_fields(inst), **(inst.origin or self._origin_fields(obj)),
             "conditions": _ready_condition(obj, True, "Started", "")}
@@ -604,6 +634,10 @@ class ContainerReconciler:
                         sandbox_key=_sandbox_key(obj.get("spec", {})))
         current = obj.get("status") or {}
         _copy_status_details(inst, current)
+        if current.get("containerID") == container.id and current.get("specHash"):
+            inst.spec_hash = current["specHash"]  # what it runs after an in-place update (see _resize)
+        spec = obj.get("spec", {})
+        inst.frame_hash = criconfig.frame_hash(spec) if inst.spec_hash == spec_hash(spec) else ""
         if current.get("containerID") != container.id:  # started, but the status was never written
             inst.started_at = format_micro_ns(status.started_at) or inst.started_at
         inst.started_mono = time.monotonic() - max(0.0, time.time() - status.started_at / 1e9)

@@ -426,3 +426,47 @@ def test_history_matches_docker(daemon: DaemonProcess, docker_peer: Any, tmp_pat
     assert k3c(daemon, "image", "history", "-q", HISTORY_IMAGE).stdout == k3c(daemon, "history", "-q", HISTORY_IMAGE).stdout
     missing = k3c(daemon, "history", "nothing-here:1", check=False)
     assert (missing.returncode, missing.stderr) == (1, "Error response from daemon: No such image: nothing-here:1\n")
+
+
+# ---- update -------------------------------------------------------------------------------------------
+def test_update_changes_limits_of_the_running_container_in_place(daemon: DaemonProcess) -> None:
+    from k3c.streams.stats import cgroups_of
+
+    k3c(daemon, "run", "-d", "--name", "upd", "-m", "64m", TEST_IMAGE, "sleep", "300")
+    before = daemon.wait_phase("upd", "Running")
+    try:
+        assert k3c(daemon, "update", "-m", "32m", "--cpus", "0.5", "upd").stdout == "upd\n"
+        after = daemon.container("upd") or {}
+        st0, st1 = before["status"], after["status"]
+        assert (st1["containerID"], st1["startedAt"], st1.get("restartCount", 0)) == (
+            st0["containerID"], st0["startedAt"], st0.get("restartCount", 0)), "updated in place, not replaced"
+        groups = cgroups_of(_host_pid(daemon, after))
+        assert int((groups["memory"] / "memory.limit_in_bytes").read_text()) == 32 * 1024 * 1024
+        assert int((groups["cpu"] / "cpu.cfs_quota_us").read_text()) == 50_000
+        usage = k3c(daemon, "stats", "--no-stream", "--format", "{{.MemUsage}}", "upd").stdout
+        assert usage.strip().endswith("/ 32MiB")
+        # refusals: one line each, docker's codes
+        unsupported = k3c(daemon, "update", "--pids-limit", "10", "upd", check=False)
+        assert (unsupported.returncode, unsupported.stderr) == (
+            125, "k3c: update --pids-limit is not supported: the LocalContainer spec has no field for it\n")
+        none = k3c(daemon, "update", "upd", check=False)
+        assert (none.returncode, none.stderr) == (1, "you must provide one or more flags when using this command\n")
+        small = k3c(daemon, "update", "-m", "1m", "upd", check=False)
+        assert (small.returncode, small.stderr) == (1, "Error response from daemon: Minimum memory limit allowed is 6MB\n")
+        missing = k3c(daemon, "update", "--cpus", "1", "upd", "nothing-here", check=False)
+        assert missing.returncode == 1 and missing.stdout == "upd\n"
+        assert missing.stderr == "Error response from daemon: No such container: nothing-here\n"
+    finally:
+        k3c(daemon, "rm", "-f", "upd", check=False)
+
+
+def test_update_restart_policy_takes_effect_at_the_next_exit(daemon: DaemonProcess) -> None:
+    k3c(daemon, "run", "-d", "--name", "upd-restart", TEST_IMAGE, "sh", "-c", "sleep 3; exit 3")
+    daemon.wait_phase("upd-restart", "Running")
+    try:
+        assert k3c(daemon, "container", "update", "--restart", "on-failure:1", "upd-restart").stdout == "upd-restart\n"
+        restarted = daemon.wait_container("upd-restart", lambda o: (o.get("status") or {}).get("restartCount") == 1,
+                                          timeout=30, what="the updated policy to restart it once")
+        assert restarted["spec"]["restartPolicy"] == "on-failure:1"
+    finally:
+        k3c(daemon, "rm", "-f", "upd-restart", check=False)
