@@ -1,4 +1,5 @@
-"""The node-side operations of LocalContainer beyond its streams: ``pause``, ``unpause``, ``top``, ``stats``.
+"""The node-side operations of LocalContainer beyond its streams: ``pause``, ``unpause``, ``top``, ``stats``,
+``archive``.
 
 Each needs the node the container runs on (containerd's Tasks service, the host's ``ps``, the container's
 cgroups), so each is a subresource, served by the same provider seam as ``log``/``exec``/``attach``
@@ -12,6 +13,9 @@ cluster mode the stream server hosting the providers routes them like the stream
   host and filtered to the container's pids (:mod:`k3c.streams.top`), as dockerd does.
 - ``GET .../stats?stream=true|false&one-shot=``: docker's stats document (:mod:`k3c.streams.stats`), one
   per second as JSON lines while streaming.
+- ``.../archive?path=`` (`cp`, :mod:`k3c.streams.archive`): ``HEAD`` answers docker's path stat in the
+  ``X-Docker-Container-Path-Stat`` header (base64 JSON), ``GET`` adds a tar of the path, ``PUT`` extracts
+  the tar it is sent into the directory ``path`` (``copyUIDGID=true`` keeps the owners), as docker's API.
 
 Refusals are docker's words in a 409 Status (``Container <ID> is not running``), one line.
 """
@@ -19,13 +23,18 @@ Refusals are docker's words in a 409 Status (``Container <ID> is not running``),
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
+import os
+import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any, cast
 
 from aiohttp import web
 
+from k3c import dockerid
 from k3c.api import LOCAL_CONTAINERS
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
@@ -34,12 +43,16 @@ from k3c.cri.runtime import CRIClient
 from k3c.cri.tasks import TasksClient
 from k3c.dockerid import object_id
 
-from . import stats, top
+from . import archive, stats, top
 from .containers import RuntimeContainer, runtime_container
 from .queries import flag
 
 #: The subresources :class:`ContainerOperations` serves, for discovery.
-SUBRESOURCES = ("pause", "unpause", "top", "stats")
+SUBRESOURCES = ("pause", "unpause", "top", "stats", "archive")
+#: The header docker's archive endpoints describe the path in.
+PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
+#: Bytes per chunk of an archive streamed out.
+CHUNK = 1 << 16
 #: Seconds between two documents of a stats stream (docker's collector interval).
 STATS_INTERVAL = 1.0
 
@@ -56,7 +69,8 @@ class ContainerOperations:
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         group, plural = LOCAL_CONTAINERS.group, LOCAL_CONTAINERS.plural
         return {Route(group, plural, "pause"): self.pause, Route(group, plural, "unpause"): self.unpause,
-                Route(group, plural, "top"): self.top, Route(group, plural, "stats"): self.stats}
+                Route(group, plural, "top"): self.top, Route(group, plural, "stats"): self.stats,
+                Route(group, plural, "archive"): self.archive}
 
     @property
     def cri(self) -> CRIClient:
@@ -155,6 +169,105 @@ class ContainerOperations:
                 await asyncio.sleep(STATS_INTERVAL)
             await resp.write_eof()
         return resp
+
+    # ---- archive ----
+
+    async def archive(self, req: SubresourceRequest) -> web.StreamResponse:
+        """docker's /containers/ID/archive: HEAD (stat), GET (stat and tar), PUT (extract)."""
+        request = req.http
+        path = request.query.get("path", "")
+        if not path:
+            raise errors.bad_request("path is required")
+        if request.method not in ("GET", "HEAD", "PUT"):
+            raise errors.method_not_allowed()
+        obj, rc = await self._running(req)
+        try:
+            root = archive.container_root(rc.pid)
+        except OSError as err:
+            raise errors.internal(f"cannot reach the container's filesystem: {err.strerror}") from None
+        try:
+            if request.method == "PUT":
+                await self._extract(req, rc.pid, root, path)
+                return _success()
+            stat_doc = await asyncio.to_thread(_stat, root, path, obj)
+            header = {PATH_STAT_HEADER: base64.b64encode(json.dumps(stat_doc).encode()).decode()}
+            if request.method == "HEAD":
+                return web.Response(headers=header)
+            return await self._send_tar(request, root, path, header)
+        finally:
+            os.close(root)
+
+    async def _extract(self, req: SubresourceRequest, pid: int, root: int, path: str) -> None:
+        """The request's tar, spooled to a temporary file first (tarfile reads blocking), then extracted."""
+        keep = flag(req.http.query, "copyUIDGID")
+        with tempfile.TemporaryFile() as spool:
+            async for chunk in req.http.content.iter_chunked(CHUNK):
+                await asyncio.to_thread(spool.write, chunk)
+            spool.seek(0)
+            try:
+                await asyncio.to_thread(archive.extract_tar, pid, root, path, spool, keep)
+            except archive.PathError as err:
+                raise _path_error(err, path, req.name or "") from None
+
+    async def _send_tar(self, request: web.Request, root: int, path: str, header: dict[str, str]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**header, "Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+        pipe = _QueueWriter(loop, chunks)
+
+        def produce() -> None:
+            try:
+                archive.write_tar(root, path, cast(IO[bytes], pipe))
+            finally:
+                pipe.close_queue()
+
+        producer = loop.run_in_executor(None, produce)
+        try:
+            while (chunk := await chunks.get()) is not None:
+                await resp.write(chunk)
+            await producer
+            await resp.write_eof()
+        except ConnectionError:
+            pipe.cancelled = True
+            while not producer.done():  # let the thread finish on a full queue
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    chunks.get_nowait()
+                await asyncio.sleep(0.01)
+        return resp
+
+
+class _QueueWriter(io.RawIOBase):
+    """A file for the tar writer's thread whose bytes go to the event loop's queue, a chunk at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
+        self.loop, self.queue, self.cancelled = loop, queue, False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.cancelled:
+            raise BrokenPipeError("the client went away")
+        asyncio.run_coroutine_threadsafe(self.queue.put(bytes(data)), self.loop).result()
+        return len(data)
+
+    def close_queue(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.queue.put(None), self.loop).result()
+
+
+def _stat(root: int, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return archive.path_stat(root, path)
+    except archive.PathError as err:
+        raise _path_error(err, path, dockerid.docker_name(obj)) from None
+
+
+def _path_error(err: archive.PathError, path: str, name: str) -> errors.APIError:
+    """docker's words: 404 ``Could not find the file PATH in container NAME``, else 400."""
+    if err.missing:
+        return errors.APIError(404, "NotFound", f"Could not find the file {path} in container {name}")
+    return errors.bad_request(str(err))
 
 
 def _post_only(req: SubresourceRequest) -> None:

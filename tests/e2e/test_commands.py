@@ -470,3 +470,120 @@ def test_update_restart_policy_takes_effect_at_the_next_exit(daemon: DaemonProce
         assert restarted["spec"]["restartPolicy"] == "on-failure:1"
     finally:
         k3c(daemon, "rm", "-f", "upd-restart", check=False)
+
+
+# ---- cp -----------------------------------------------------------------------------------------------
+SETUP = ("mkdir -p /srv/site/sub && echo index > /srv/site/index.html && echo deep > /srv/site/sub/deep.txt"
+         " && echo hi > /etc/greeting && ln -s /srv/site /srv/link && ln -s / /up && ln -s ../../../../.. /climb")
+
+
+def _tar_bytes(members: list[tuple[str, bytes | None, str]]) -> bytes:
+    """A tar of (name, content or None for a symlink, link target)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data, target in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def k3c_bytes(daemon: DaemonProcess, *args: str, input: bytes = b"") -> subprocess.CompletedProcess:
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
+    return subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], env=env, capture_output=True,
+                          input=input, timeout=60)
+
+
+def test_cp_both_directions_with_dockers_rules(daemon: DaemonProcess, tmp_path: Path) -> None:
+    import io
+    import tarfile
+    import uuid
+
+    k3c(daemon, "run", "-d", "--name", "cpbox", "-v", "cpvol:/data", TEST_IMAGE, "sleep", "300")
+    daemon.wait_phase("cpbox", "Running")
+    k3c(daemon, "exec", "cpbox", "sh", "-c", SETUP)
+
+    def inside(cmd: str) -> str:
+        return k3c(daemon, "exec", "cpbox", "sh", "-c", cmd).stdout
+
+    try:
+        # out of the container
+        k3c(daemon, "cp", "cpbox:/srv/site", str(tmp_path / "new"))
+        assert (tmp_path / "new/index.html").read_text() == "index\n"
+        assert (tmp_path / "new/sub/deep.txt").read_text() == "deep\n"
+        (tmp_path / "into").mkdir()
+        k3c(daemon, "container", "cp", "cpbox:/srv/site", str(tmp_path / "into"))
+        assert (tmp_path / "into/site/sub/deep.txt").read_text() == "deep\n"
+        (tmp_path / "contents").mkdir()
+        k3c(daemon, "cp", "cpbox:/srv/site/.", str(tmp_path / "contents"))
+        assert sorted(os.listdir(tmp_path / "contents")) == ["index.html", "sub"]
+        k3c(daemon, "cp", "cpbox:/etc/greeting", str(tmp_path / "greeting.txt"))
+        assert (tmp_path / "greeting.txt").read_text() == "hi\n"
+        k3c(daemon, "cp", "cpbox:/srv/link", str(tmp_path / "asis"))
+        assert os.readlink(tmp_path / "asis") == "/srv/site"  # the link itself, without -L
+        k3c(daemon, "cp", "-L", "cpbox:/srv/link", str(tmp_path / "followed"))
+        assert (tmp_path / "followed/index.html").read_text() == "index\n"
+        streamed = k3c_bytes(daemon, "cp", "cpbox:/srv/site", "-")
+        with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
+            assert {"site", "site/index.html", "site/sub", "site/sub/deep.txt"} <= set(tar.getnames())
+        # a symlink in the container resolves in the container, never on the host
+        hostname = inside("cat /etc/hostname")
+        up = k3c_bytes(daemon, "cp", "cpbox:/up/etc/hostname", "-")
+        with tarfile.open(fileobj=io.BytesIO(up.stdout)) as tar:
+            member = tar.extractfile("hostname")
+            assert member is not None and member.read().decode() == hostname
+        climbed = k3c_bytes(daemon, "cp", "cpbox:/climb/etc/greeting", "-")
+        with tarfile.open(fileobj=io.BytesIO(climbed.stdout)) as tar:
+            member = tar.extractfile("greeting")
+            assert member is not None and member.read() == b"hi\n"
+        missing = k3c(daemon, "cp", "cpbox:/nope", str(tmp_path), check=False)
+        assert (missing.returncode, missing.stderr) == (1, "Error: No such container:path: cpbox:/nope\n")
+        (tmp_path / "afile").write_text("x")
+        onto_file = k3c(daemon, "cp", "cpbox:/srv/site", str(tmp_path / "afile"), check=False)
+        assert (onto_file.returncode, onto_file.stderr) == (1, "cannot copy directory\n")
+
+        # into the container
+        local = tmp_path / "payload"
+        (local / "nested").mkdir(parents=True)
+        (local / "nested/file.txt").write_text("payload\n")
+        os.chown(local / "nested/file.txt", 1234, 2345)
+        k3c(daemon, "cp", str(local), "cpbox:/data")
+        assert inside("cat /data/payload/nested/file.txt") == "payload\n"
+        assert inside("stat -c %u:%g /data/payload/nested/file.txt") == "0:0\n"
+        volume = daemon.api.get("/apis/k3c.io/v1alpha1/namespaces/default/volumes/cpvol")
+        assert (Path(volume["status"]["mountpoint"]) / "payload/nested/file.txt").read_text() == "payload\n"
+        k3c(daemon, "cp", "-a", str(local / "nested/file.txt"), "cpbox:/tmp/kept.txt")
+        assert inside("stat -c %u:%g /tmp/kept.txt; cat /tmp/kept.txt") == "1234:2345\npayload\n"
+        k3c(daemon, "cp", str(local) + "/.", "cpbox:/srv/site")
+        assert inside("cat /srv/site/nested/file.txt") == "payload\n"
+        tar = _tar_bytes([("from-stdin.txt", b"stdin\n", "")])
+        assert k3c_bytes(daemon, "cp", "-", "cpbox:/tmp", input=tar).returncode == 0
+        assert inside("cat /tmp/from-stdin.txt") == "stdin\n"
+        not_dir = k3c_bytes(daemon, "cp", "-", "cpbox:/etc/greeting", input=tar)
+        assert (not_dir.returncode, not_dir.stderr) == (1, b'destination "cpbox:/etc/greeting" must be a directory\n')
+
+        # nothing leaves the container: links in it, or names and links in the tar
+        marker = f"k3c-cp-escape-{uuid.uuid4().hex[:8]}"
+        (tmp_path / marker).write_text("escape?\n")
+        k3c(daemon, "cp", str(tmp_path / marker), "cpbox:/up/tmp/")
+        k3c(daemon, "cp", str(tmp_path / marker), "cpbox:/climb/srv/")
+        assert inside(f"cat /tmp/{marker} /srv/{marker}") == "escape?\nescape?\n"
+        assert not Path("/tmp", marker).exists() and not Path("/srv", marker).exists()
+        sneaky = _tar_bytes([("../../../../tmp/" + marker + "-dots", b"x", "")])
+        refused = k3c_bytes(daemon, "cp", "-", "cpbox:/tmp", input=sneaky)
+        assert refused.returncode == 1 and b"invalid" in refused.stderr
+        assert not Path("/tmp", marker + "-dots").exists()
+        via_link = _tar_bytes([("root", None, "/"), ("root/tmp/" + marker + "-link", b"x", "")])
+        assert k3c_bytes(daemon, "cp", "-", "cpbox:/srv", input=via_link).returncode == 0
+        assert inside(f"cat /tmp/{marker}-link") == "x"
+        assert not Path("/tmp", marker + "-link").exists()
+    finally:
+        k3c(daemon, "rm", "-f", "cpbox", check=False)
+        k3c(daemon, "volume", "rm", "-f", "cpvol", check=False)
