@@ -129,17 +129,17 @@ def _archive_path(s: Session, container: str, path: str) -> tuple[str, str]:
 
 def _stat(s: Session, url: str, container: str, path: str) -> dict[str, Any] | None:
     """The container path's stat, or None if it does not exist."""
-    status, headers, body = _request(s, "HEAD", url)
+    status, headers, body = raw_request(s, "HEAD", url)
     if status == 404:
         return None
     if status >= 400:
-        raise CLIError(f"Error response from daemon: {_message(body)}", 1)
+        raise CLIError(f"Error response from daemon: {error_message(body)}", 1)
     value = headers.get(PATH_STAT_HEADER, "")
     doc: dict[str, Any] = json.loads(base64.b64decode(value)) if value else {}
     return doc
 
 
-def _request(s: Session, method: str, url: str, body: IO[bytes] | None = None,
+def raw_request(s: Session, method: str, url: str, body: IO[bytes] | None = None,
              out: IO[bytes] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One raw request on a connection of its own (a tar streams through, never held whole)."""
     conn = s.client.connection(unbounded=True)
@@ -158,7 +158,7 @@ def _request(s: Session, method: str, url: str, body: IO[bytes] | None = None,
         conn.close()
 
 
-def _message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
     try:
         return str(json.loads(body).get("message") or body.decode(errors="replace"))
     except ValueError:
@@ -178,11 +178,11 @@ def _from_container(s: Session, container: str, src: str, dst: str, follow: bool
             src = target
             url = base_url + "?" + urllib.parse.urlencode({"path": src})
     with tempfile.TemporaryFile() as spool:
-        status, headers, body = _request(s, "GET", url, out=spool)
+        status, headers, body = raw_request(s, "GET", url, out=spool)
         if status == 404:
             raise CLIError(f"Error: No such container:path: {container}:{src}", 1)
         if status >= 400:
-            raise CLIError(f"Error response from daemon: {_message(body)}", 1)
+            raise CLIError(f"Error response from daemon: {error_message(body)}", 1)
         spool.seek(0)
         if dst == "-":
             while chunk := spool.read(1 << 16):
@@ -262,11 +262,11 @@ def _to_container(s: Session, container: str, dst: str, src: str, follow: bool, 
             spool.seek(0)
             source = spool
         put = base_url + "?" + urllib.parse.urlencode({"path": into, "copyUIDGID": "true" if keep_owners else "false"})
-        status, _, body = _request(s, "PUT", put, body=source)
+        status, _, body = raw_request(s, "PUT", put, body=source)
     if status == 404:
         raise CLIError(f"Error: No such container:path: {container}:{dst}", 1)
     if status >= 400:
-        raise CLIError(f"Error response from daemon: {_message(body)}", 1)
+        raise CLIError(f"Error response from daemon: {error_message(body)}", 1)
     return 0
 
 

@@ -20,7 +20,7 @@ from k3c.cli.errors import CLIError
 #: The command modules under k3c.cli, in the order `k3c --help` lists their commands.
 COMMAND_MODULES = ("apiserver", "daemon", "info", "containers", "control", "ps", "stats", "volumes", "events",
                    "completion", "streams", "build", "images", "management", "prune",
-                   "history", "cp")
+                   "history", "cp", "filesystems")
 #: Which module registers each top-level command (tests/unit/test_cli.py checks it against the modules).
 COMMANDS = {
     "apiserver": "apiserver", "daemon": "daemon", "kubeconfig": "info", "version": "info",
@@ -29,7 +29,7 @@ COMMANDS = {
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
     "builder": "build", **dict.fromkeys(("pause", "rename", "unpause", "update"), "control"),
     **dict.fromkeys(("stats", "top"), "stats"), "container": "management", "system": "prune",
-    "history": "history", "cp": "cp",
+    "history": "history", "cp": "cp", **dict.fromkeys(("diff", "export"), "filesystems"),
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),
 }
 _VALUE_FLAGS = ("--kubeconfig", "--context", "-n", "--namespace")

@@ -11,13 +11,13 @@ from k3c.cli.common import Subcommands, add_command
 
 
 def register(sub: Subcommands) -> None:
-    from k3c.cli import containers, control, cp, prune, ps, stats, streams
+    from k3c.cli import containers, control, cp, filesystems, prune, ps, stats, streams
 
     group = add_command(sub, "container", "Manage containers", usage="k3c container COMMAND", global_flags=False)
     group.set_defaults(func=lambda _args: group.print_help())
     csub = group.add_subparsers(dest="container_command", metavar="COMMAND", prog="k3c container",
                                 title="commands")
-    for module in (containers, streams, control, stats, cp):
+    for module in (containers, streams, control, stats, cp, filesystems):
         module.register(csub)
     ps.add_ps_command(csub, "ls", ("ps", "list"))
     ps.add_inspect_command(csub, containers_only=True)

@@ -175,19 +175,34 @@ def write_tar(root: int, path: str, out: IO[bytes]) -> None:
         where.close()
 
 
-def _add(tar: tarfile.TarFile, parent: int, name: str, arcname: str) -> None:
+def write_root_tar(root: int, out: IO[bytes]) -> None:
+    """`docker export`: the container's own filesystem, names relative to its root; what is mounted on it
+    (/proc, /sys, volumes, the runtime's /etc/hosts …) is there as an empty directory or file only."""
+    device = os.fstat(root).st_dev
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for child in sorted(os.listdir(root)):
+            _add(tar, root, child, child, device)
+
+
+def _add(tar: tarfile.TarFile, parent: int, name: str, arcname: str, device: int | None = None) -> None:
+    """``name`` (and below it) into ``tar``; with ``device``, other filesystems stay empty."""
     st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     info = tarfile.TarInfo(arcname)
     info.mode, info.uid, info.gid, info.mtime = st.st_mode & 0o7777, st.st_uid, st.st_gid, int(st.st_mtime)
+    foreign = device is not None and st.st_dev != device
     if stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE
         tar.addfile(info)
+        if foreign:
+            return
         fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent)
         try:
             for child in sorted(os.listdir(fd)):
-                _add(tar, fd, child, f"{arcname}/{child}")
+                _add(tar, fd, child, f"{arcname}/{child}", device)
         finally:
             os.close(fd)
+    elif stat.S_ISREG(st.st_mode) and foreign:
+        tar.addfile(info)  # a file the runtime mounted there: its place, not its content
     elif stat.S_ISREG(st.st_mode):
         info.size = st.st_size
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)

@@ -1,5 +1,5 @@
 """The node-side operations of LocalContainer beyond its streams: ``pause``, ``unpause``, ``top``, ``stats``,
-``archive``.
+``archive``, ``changes``, ``export``.
 
 Each needs the node the container runs on (containerd's Tasks service, the host's ``ps``, the container's
 cgroups), so each is a subresource, served by the same provider seam as ``log``/``exec``/``attach``
@@ -16,6 +16,8 @@ cluster mode the stream server hosting the providers routes them like the stream
 - ``.../archive?path=`` (`cp`, :mod:`k3c.streams.archive`): ``HEAD`` answers docker's path stat in the
   ``X-Docker-Container-Path-Stat`` header (base64 JSON), ``GET`` adds a tar of the path, ``PUT`` extracts
   the tar it is sent into the directory ``path`` (``copyUIDGID=true`` keeps the owners), as docker's API.
+- ``GET .../changes`` (`diff`, :mod:`k3c.streams.changes`): docker's ``[{"Path": …, "Kind": 0|1|2}]``.
+- ``GET .../export``: the container's own filesystem as a tar (:func:`k3c.streams.archive.write_root_tar`).
 
 Refusals are docker's words in a 409 Status (``Container <ID> is not running``), one line.
 """
@@ -29,7 +31,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, cast
 
 from aiohttp import web
@@ -44,11 +46,12 @@ from k3c.cri.tasks import TasksClient
 from k3c.dockerid import object_id
 
 from . import archive, stats, top
+from . import changes as diffs
 from .containers import RuntimeContainer, runtime_container
 from .queries import flag
 
 #: The subresources :class:`ContainerOperations` serves, for discovery.
-SUBRESOURCES = ("pause", "unpause", "top", "stats", "archive")
+SUBRESOURCES = ("pause", "unpause", "top", "stats", "archive", "changes", "export")
 #: The header docker's archive endpoints describe the path in.
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 #: Bytes per chunk of an archive streamed out.
@@ -70,7 +73,8 @@ class ContainerOperations:
         group, plural = LOCAL_CONTAINERS.group, LOCAL_CONTAINERS.plural
         return {Route(group, plural, "pause"): self.pause, Route(group, plural, "unpause"): self.unpause,
                 Route(group, plural, "top"): self.top, Route(group, plural, "stats"): self.stats,
-                Route(group, plural, "archive"): self.archive}
+                Route(group, plural, "archive"): self.archive, Route(group, plural, "changes"): self.changes,
+                Route(group, plural, "export"): self.export}
 
     @property
     def cri(self) -> CRIClient:
@@ -193,7 +197,35 @@ class ContainerOperations:
             header = {PATH_STAT_HEADER: base64.b64encode(json.dumps(stat_doc).encode()).decode()}
             if request.method == "HEAD":
                 return web.Response(headers=header)
-            return await self._send_tar(request, root, path, header)
+            return await self._send_tar(request, lambda out: archive.write_tar(root, path, out), header)
+        finally:
+            os.close(root)
+
+    # ---- changes / export ----
+
+    async def changes(self, req: SubresourceRequest) -> web.StreamResponse:
+        """docker diff: the container's changes to its image's filesystem."""
+        if req.http.method != "GET":
+            raise errors.method_not_allowed()
+        _, rc = await self._running(req)
+        try:
+            layers = await asyncio.to_thread(diffs.root_layers, rc.pid)
+            found = await asyncio.to_thread(diffs.changes, layers)
+        except (diffs.NoOverlay, OSError) as err:
+            raise errors.internal(str(err)) from None
+        return web.json_response([{"Path": path, "Kind": diffs.KIND_NUMBER[kind]} for kind, path in found])
+
+    async def export(self, req: SubresourceRequest) -> web.StreamResponse:
+        """docker export: the container's filesystem, without what is mounted on it."""
+        if req.http.method != "GET":
+            raise errors.method_not_allowed()
+        _, rc = await self._running(req)
+        try:
+            root = archive.container_root(rc.pid)
+        except OSError as err:
+            raise errors.internal(f"cannot reach the container's filesystem: {err.strerror}") from None
+        try:
+            return await self._send_tar(req.http, lambda out: archive.write_root_tar(root, out), {})
         finally:
             os.close(root)
 
@@ -209,7 +241,8 @@ class ContainerOperations:
             except archive.PathError as err:
                 raise _path_error(err, path, req.name or "") from None
 
-    async def _send_tar(self, request: web.Request, root: int, path: str, header: dict[str, str]) -> web.StreamResponse:
+    async def _send_tar(self, request: web.Request, write: Callable[[IO[bytes]], None],
+                        header: dict[str, str]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={**header, "Content-Type": "application/x-tar"})
         await resp.prepare(request)
         loop = asyncio.get_running_loop()
@@ -218,7 +251,7 @@ class ContainerOperations:
 
         def produce() -> None:
             try:
-                archive.write_tar(root, path, cast(IO[bytes], pipe))
+                write(cast(IO[bytes], pipe))
             finally:
                 pipe.close_queue()
 

@@ -587,3 +587,41 @@ def test_cp_both_directions_with_dockers_rules(daemon: DaemonProcess, tmp_path: 
     finally:
         k3c(daemon, "rm", "-f", "cpbox", check=False)
         k3c(daemon, "volume", "rm", "-f", "cpvol", check=False)
+
+
+# ---- diff / export ------------------------------------------------------------------------------------
+CHANGES = ("echo x > /tmp/new; rm /etc/group; echo y >> /etc/passwd; mkdir -p /newdir/sub; touch /newdir/sub/f;"
+           " echo ready; sleep 300")
+
+
+def test_diff_matches_docker_and_export_has_the_changes(daemon: DaemonProcess, docker_peer: Any,
+                                                         tmp_path: Path) -> None:
+    import tarfile
+
+    args = ("run", "-d", "--name", "changed", TEST_IMAGE, "sh", "-c", CHANGES)
+    docker_peer.run(*args)
+    k3c(daemon, *args)
+    daemon.wait_phase("changed", "Running")
+    try:
+        wait_until(lambda: "ready" in k3c(daemon, "logs", "changed").stdout, 10, "the changes to be made")
+        wait_until(lambda: "ready" in docker_peer.run("logs", "changed"), 10, "docker's container to be ready")
+        mine = k3c(daemon, "diff", "changed").stdout
+        # (docker walks a Go map: its order varies between runs, its lines do not)
+        assert sorted(mine.splitlines()) == sorted(docker_peer.run("diff", "changed").splitlines()), mine
+        assert mine.splitlines() == ["C /etc", "C /etc/passwd", "D /etc/group", "A /newdir", "A /newdir/sub",
+                                     "A /newdir/sub/f", "C /tmp", "A /tmp/new"]
+        assert k3c(daemon, "container", "diff", "changed").stdout == mine
+        out = tmp_path / "changed.tar"
+        k3c(daemon, "export", "-o", str(out), "changed")
+        with tarfile.open(out) as tar:
+            names = set(tar.getnames())
+            assert {"bin/busybox", "tmp/new", "newdir/sub/f", "etc/passwd", "proc"} <= names
+            assert "etc/group" not in names and not any(n.startswith("proc/") for n in names)
+            passwd = tar.extractfile("etc/passwd")
+            assert passwd is not None and passwd.read().endswith(b"y\n")
+        streamed = subprocess.run([sys.executable, "-m", "k3c.cli.main", "export", "changed"], capture_output=True,
+                                  env={**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}, timeout=60)
+        assert streamed.returncode == 0 and streamed.stdout == out.read_bytes()
+    finally:
+        k3c(daemon, "rm", "-f", "changed", check=False)
+        docker_peer.run("rm", "-f", "changed")

@@ -56,3 +56,11 @@ def test_memory_without_inactive_cache_and_units() -> None:
     assert memory_used({"usage": 100, "stats": {"total_inactive_file": 400}}) == 100
     assert bytes_size(1536) == "1.5KiB" and bytes_size(7.7 * 1024 ** 3) == "7.7GiB" and bytes_size(0) == "0B"
     assert human_size(1234, 3) == "1.23kB" and human_size(1234) == "1.234kB"
+
+
+def test_changes_in_dockers_order() -> None:
+    from k3c.streams.changes import in_docker_order
+
+    found = {"/tmp": "C", "/tmp/new": "A", "/etc": "C", "/etc/group": "D", "/etc/passwd": "C", "/a": "A"}
+    assert in_docker_order(found) == [("A", "/a"), ("C", "/etc"), ("C", "/etc/passwd"), ("D", "/etc/group"),
+                                      ("C", "/tmp"), ("A", "/tmp/new")]
