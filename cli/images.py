@@ -73,6 +73,9 @@ def register(sub: Subcommands) -> None:
     from k3c.cli.history import add_history
 
     add_history(isub, "k3c image")
+    from k3c.cli.filesystems import add_import
+
+    add_import(isub, "k3c image")
     group.set_defaults(func=lambda _a: group.print_help())
 
 
@@ -236,7 +239,7 @@ def follow(client: Client, resource: Resource, obj: dict[str, Any], done: Any, t
     raise CLIError(f"k3c: timed out waiting for {resource.plural[:-1]} {name}", 1)
 
 
-def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
+def wait_image_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
     """Until each reference's Image object is Ready. The operator makes the object from containerd's event
     and writes its status (ID, size) just after, and a `k3c images` right after `load` or `tag` must show
     the image whole, as docker's would."""
@@ -420,7 +423,7 @@ def tag_cmd(args: argparse.Namespace) -> int:
     st = (final or {}).get("status") or {}
     if st.get("phase") == "Failed":
         raise daemon_error(st.get("message") or "tag failed")
-    _wait_objects(client, targets)
+    wait_image_objects(client, targets)
     return 0
 
 
@@ -783,13 +786,13 @@ def load_cmd(args: argparse.Namespace) -> int:
         raise CLIError("requested load from stdin, but stdin is empty", 1)
     source = open(args.input, "rb") if args.input else sys.stdin.buffer  # closed below
     try:
-        doc = _upload(client, source, os.fstat(source.fileno()).st_size if args.input else None)
+        doc = upload_archive(client, source, os.fstat(source.fileno()).st_size if args.input else None)
     finally:
         if args.input:
             source.close()
     loaded = doc.get("images") or []
     names = [i["name"] for i in loaded if not i["name"].startswith("sha256:")]
-    _wait_objects(client, names)
+    wait_image_objects(client, names)
     if not args.quiet:
         for i in loaded:
             if i["name"].startswith("sha256:"):
@@ -799,7 +802,7 @@ def load_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
+def upload_archive(client: Client, source: Any, size: int | None) -> dict[str, Any]:
     conn = client.connection(blocksize=1 << 20, unbounded=True)
     headers = client.headers("application/x-tar", accept="*/*")
     try:

@@ -625,3 +625,45 @@ def test_diff_matches_docker_and_export_has_the_changes(daemon: DaemonProcess, d
     finally:
         k3c(daemon, "rm", "-f", "changed", check=False)
         docker_peer.run("rm", "-f", "changed")
+
+
+# ---- import -------------------------------------------------------------------------------------------
+def _rootfs_tar(path: Path, compress: bool = False) -> Path:
+    import tarfile
+
+    (path.parent / "hello.txt").write_text("imported\n")
+    with tarfile.open(path, "w:gz" if compress else "w") as tar:
+        tar.add("/bin/busybox", "bin/busybox")
+        for applet in ("sh", "cat"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        tar.add(path.parent / "hello.txt", "hello.txt")
+    return path
+
+
+def test_import_makes_a_runnable_image_with_changes(daemon: DaemonProcess, docker_peer: Any, tmp_path: Path) -> None:
+    plain = _rootfs_tar(tmp_path / "rootfs.tar")
+    changes = ["-c", 'CMD ["cat", "/hello.txt"]', "-c", "ENV GREETING=hi", "-c", "WORKDIR /srv"]
+    out = k3c(daemon, "import", *changes, "-m", "my import", str(plain), "k3c.test/imported:1").stdout
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", out), out
+    assert k3c(daemon, "run", "--rm", "k3c.test/imported:1").stdout == "imported\n"
+    assert k3c(daemon, "run", "--rm", "k3c.test/imported:1", "sh", "-c", 'echo $GREETING $PWD').stdout == "hi /srv\n"
+    history = k3c(daemon, "history", "--format", "{{.Comment}}", "k3c.test/imported:1").stdout
+    assert history == "my import\n"
+    mine = json.loads(k3c(daemon, "image", "inspect", "k3c.test/imported:1").stdout)[0]["Config"]
+    docker_peer.run("import", *changes, str(plain), "k3c.test/imported:1")
+    theirs = json.loads(docker_peer.run("image", "inspect", "k3c.test/imported:1"))[0]["Config"]
+    for key in ("Cmd", "Env", "WorkingDir"):
+        assert mine.get(key) == theirs.get(key), (key, mine, theirs)
+    # a compressed tar on stdin, no name: known by its ID
+    (tmp_path / "z").mkdir()
+    zipped = _rootfs_tar(tmp_path / "z/rootfs.tgz", compress=True)
+    cp = k3c_bytes(daemon, "image", "import", "-", input=zipped.read_bytes())
+    image_id = cp.stdout.decode().strip()
+    assert cp.returncode == 0 and image_id.startswith("sha256:"), cp.stderr
+    assert k3c(daemon, "run", "--rm", image_id[7:19], "cat", "/hello.txt").stdout == "imported\n"
+    bad = k3c(daemon, "import", "-c", "RUN echo", str(plain), check=False)
+    assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: run is not a valid change command\n")
+    url = k3c(daemon, "import", "http://example.com/x.tar", check=False)
+    assert url.returncode == 125 and url.stderr.count("\n") == 1
