@@ -1,10 +1,11 @@
-"""`k3c diff`, `export` and `import`: a container's filesystem as docker's changes, as a tar, and a tar as
-an image.
+"""`k3c diff`, `export`, `import` and `commit`: a container's filesystem as docker's changes, as a tar, or
+as an image, and a tar as an image.
 
 `diff` and `export` read the node through the LocalContainer's `changes` and `export` subresources
 (k3c.streams.nodeops). `import` makes a one-layer image here, from a tar and docker's `--change`
 instructions (applied by the Dockerfile engine's own code, k3c.builder.imageconfig), and loads it
-through the images' `load` subresource as `k3c load` does.
+through the images' `load` subresource as `k3c load` does. `commit` asks the node (the LocalContainer's
+`commit` subresource, k3c.builder.commit) to make the image from the container's snapshot.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from typing import Any
 from k3c.api import LOCAL_CONTAINERS
 from k3c.cli.common import Containers, Subcommands, add_command, command, session
 from k3c.cli.errors import CLIError
-
-#: The instructions docker's --change accepts (its validCommitCommands).
-CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL",
-                       "USER", "VOLUME", "WORKDIR")
+from k3c.cli.history import parse_bool
 
 
 def register(sub: Subcommands) -> None:
@@ -33,6 +31,18 @@ def register(sub: Subcommands) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.set_defaults(func=export_cmd)
     add_import(sub)
+    p = add_command(sub, "commit", "Create a new image from a container's changes",
+                    usage="k3c commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]")
+    p.add_argument("-a", "--author", default="", metavar="string",
+                   help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+    p.add_argument("-c", "--change", action="append", default=[], metavar="list",
+                   help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-m", "--message", default="", metavar="string", help="Commit message")
+    p.add_argument("-p", "--pause", type=parse_bool, nargs="?", const=True, default=True, metavar="bool",
+                   help="Pause container during commit (default true)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.set_defaults(func=commit_cmd)
 
 
 def add_import(sub: Subcommands, prog: str = "k3c") -> None:
@@ -85,7 +95,7 @@ def export_cmd(args: argparse.Namespace) -> int:
 def image_config(changes: list[str]) -> dict[str, Any]:
     """The runnable config docker's --change instructions make (on an empty one); 125-free wording of
     docker's refusal for anything else."""
-    from k3c.builder.imageconfig import ImageState, apply_metadata
+    from k3c.builder.imageconfig import CHANGE_INSTRUCTIONS, ImageState, apply_metadata
     from k3c.builder.instructions import parse
 
     state = ImageState()
@@ -207,4 +217,21 @@ def import_cmd(args: argparse.Namespace) -> int:
     if name is not None:
         wait_image_objects(client, [name])
     print(image.id)
+    return 0
+
+
+# ---- commit -----------------------------------------------------------------------------------------
+@command()
+def commit_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.images import parse_ref, wait_image_objects
+
+    name = str(parse_ref(args.reference)) if args.reference else ""
+    s = session(args)
+    obj = Containers(s).get(args.container)
+    body = {"reference": name, "changes": args.change, "comment": args.message, "author": args.author,
+            "pause": args.pause}
+    done = s.client.request("POST", s.path(LOCAL_CONTAINERS, obj["metadata"]["name"], "commit"), body)
+    if name:
+        wait_image_objects(s.client, [name])
+    print(done.get("Id", ""))
     return 0

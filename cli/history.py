@@ -28,7 +28,7 @@ def add_history(sub: Subcommands, prog: str = "k3c") -> None:
     """`k3c history`, and `k3c image history`."""
     p = add_command(sub, "history", "Show the history of an image", usage=f"{prog} history [OPTIONS] IMAGE")
     p.add_argument("--format", metavar="string", help="Pretty-print images using a Go template")
-    p.add_argument("-H", "--human", type=_bool, nargs="?", const=True, default=True, metavar="bool",
+    p.add_argument("-H", "--human", type=parse_bool, nargs="?", const=True, default=True, metavar="bool",
                    help="Print sizes and dates in human readable format (default true)")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
@@ -40,14 +40,13 @@ def register(sub: Subcommands) -> None:
     add_history(sub)
 
 
-def _bool(value: str) -> bool:
+def parse_bool(value: str) -> bool:
     lowered = value.lower()
     if lowered in ("true", "1", "t"):
         return True
     if lowered in ("false", "0", "f"):
         return False
-    raise argparse.ArgumentTypeError(f'invalid argument "{value}" for "-H, --human" flag: '
-                                     f'strconv.ParseBool: parsing "{value}": invalid syntax')
+    raise argparse.ArgumentTypeError(f'invalid argument "{value}": strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
 @dataclass

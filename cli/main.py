@@ -29,7 +29,7 @@ COMMANDS = {
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
     "builder": "build", **dict.fromkeys(("pause", "rename", "unpause", "update"), "control"),
     **dict.fromkeys(("stats", "top"), "stats"), "container": "management", "system": "prune",
-    "history": "history", "cp": "cp", **dict.fromkeys(("diff", "export", "import"), "filesystems"),
+    "history": "history", "cp": "cp", **dict.fromkeys(("commit", "diff", "export", "import"), "filesystems"),
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),
 }
 _VALUE_FLAGS = ("--kubeconfig", "--context", "-n", "--namespace")

@@ -300,10 +300,11 @@ class Daemon:
         self.apiserver = server
 
     def _mount_subresources(self, server: Any) -> None:
-        """The streaming subresources the embedded server adds to plain Kubernetes: container
-        logs/exec/attach, pause/unpause/top/stats, image save/load, build logs and context uploads (each a provider of
-        :mod:`k3c.apiserver.subresources`)."""
+        """The subresources the embedded server adds to plain Kubernetes: container logs/exec/attach,
+        pause/unpause/top/stats/archive/changes/export and commit, image save/load, build logs and context
+        uploads (each service a provider of :mod:`k3c.apiserver.subresources`)."""
         from k3c.archives.subresource import ArchiveEndpoints
+        from k3c.builder.commit import ContainerCommits
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
         from k3c.streams.nodeops import ContainerOperations
@@ -314,6 +315,7 @@ class Daemon:
         server.handler.mount(ContainerOperations(sock, sock))
         server.handler.mount(ArchiveEndpoints(sock))
         server.handler.mount(BuildSubresources(BuildPaths(self.config.root_dir)))
+        server.handler.mount(ContainerCommits(sock))
 
     def _operator_argv(self) -> list[str]:
         cfg = self.config

@@ -667,3 +667,28 @@ def test_import_makes_a_runnable_image_with_changes(daemon: DaemonProcess, docke
     assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: run is not a valid change command\n")
     url = k3c(daemon, "import", "http://example.com/x.tar", check=False)
     assert url.returncode == 125 and url.stderr.count("\n") == 1
+
+
+# ---- commit -------------------------------------------------------------------------------------------
+def test_commit_makes_an_image_of_the_containers_changes(daemon: DaemonProcess) -> None:
+    k3c(daemon, "run", "-d", "--name", "tocommit", TEST_IMAGE, "sh", "-c",
+        "echo committed > /data.txt; rm /etc/group; echo ready; sleep 300")
+    daemon.wait_phase("tocommit", "Running")
+    try:
+        wait_until(lambda: "ready" in k3c(daemon, "logs", "tocommit").stdout, 10, "the changes to be made")
+        out = k3c(daemon, "commit", "-c", 'CMD ["cat", "/data.txt"]', "-c", "ENV STAGE=committed", "-m", "snap",
+                  "-a", "Me <me@example.com>", "tocommit", "k3c.test/committed:1", timeout=120).stdout
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", out), out
+        after = daemon.container("tocommit") or {}
+        assert after["status"]["phase"] == "Running" and not after["status"].get("paused")  # paused, then resumed
+        assert k3c(daemon, "run", "--rm", "k3c.test/committed:1").stdout == "committed\n"
+        listing = k3c(daemon, "run", "--rm", "k3c.test/committed:1", "sh", "-c", "echo $STAGE; ls /etc").stdout
+        assert listing.startswith("committed\n") and "group" not in listing.split() and "passwd" in listing.split()
+        history = k3c(daemon, "history", "--format", "{{.Comment}}|{{.CreatedBy}}", "k3c.test/committed:1").stdout
+        assert history.splitlines()[0].startswith("snap|sh -c echo committed")
+        untagged = k3c(daemon, "container", "commit", "--pause=false", "tocommit", timeout=120).stdout.strip()
+        assert k3c(daemon, "run", "--rm", untagged[7:19], "cat", "/data.txt").stdout == "committed\n"
+        bad = k3c(daemon, "commit", "-c", "RUN true", "tocommit", check=False)
+        assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: run is not a valid change command\n")
+    finally:
+        k3c(daemon, "rm", "-f", "tocommit", check=False)
