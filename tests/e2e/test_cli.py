@@ -624,7 +624,7 @@ def test_completion_scripts(apiserver, tmp_path):
              "COMP_WORDS=(k3c run --restart ''); COMP_CWORD=3; _k3c; echo \"[${COMPREPLY[@]}]\"")
     cp = subprocess.run(["bash", "-c", probe], capture_output=True, text=True,
                         env=dict(os.environ, PATH=f"{stub}:{os.environ['PATH']}"))
-    assert cp.stdout.splitlines() == ["alpha", "create ls rm inspect", "[]"], cp.stderr
+    assert cp.stdout.splitlines() == ["alpha", "create ls rm inspect prune", "[]"], cp.stderr
     if shutil.which("zsh"):
         zfile = tmp_path / "_k3c"
         zfile.write_text(zsh)
