@@ -3,8 +3,8 @@ container addressing (name or ID prefix), generated names and waiting on an obje
 
 Why one module: each command is a few lines of intent on top of these; keeping them here keeps the
 docker habits (wording, exit codes, resolution order) identical across commands. Only the standard
-library and two leaves of k3c (the API vocabulary, the CLI's error type) are imported at module level so
-`k3c ps` stays instant.
+library and leaves of k3c (the API vocabulary, docker identity, the CLI's error type) are imported at
+module level so `k3c ps` stays instant.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 ACTIVE_PHASES = ("Pending", "Pulling", "Creating", "Running")
 
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 
 # ---- errors -----------------------------------------------------------------------------------------
@@ -144,7 +142,12 @@ class DockerArgumentParser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Any = None, namespace: Any = None,
     ) -> tuple[argparse.Namespace, list[str]]:
-        """Extras are errors here, in this command's words (argparse would report them for `k3c` itself)."""
+        """Extras are errors here, in this command's words (argparse would report them for `k3c` itself);
+        ``--flag=false`` of pflag-style booleans is read first (:mod:`k3c.cli.goflags`)."""
+        if args is not None:
+            from k3c.cli.goflags import expand_bool_flags
+
+            args = expand_bool_flags(self, list(args), self.error)
         ns, extras = super().parse_known_args(args, namespace)
         if extras:
             if extras[0].startswith("-") and extras[0] != "-":
@@ -243,18 +246,16 @@ def session(args: argparse.Namespace) -> Session:
 
 
 # ---- ids and names ----------------------------------------------------------------------------------
-def uid_id(obj: dict[str, Any]) -> str:
-    """A docker-shaped 64-hex ID that exists from creation on (before containerd made a container)."""
-    import hashlib
-
-    uid = obj.get("metadata", {}).get("uid", "")
-    return hashlib.sha256(uid.encode()).hexdigest()
-
-
 def container_id(obj: dict[str, Any]) -> str:
-    """containerd's ID once known (docker shows the runtime's ID), else the uid-derived one."""
-    cid = (obj.get("status") or {}).get("containerID") or ""
-    return cid.rpartition("://")[2] or uid_id(obj)
+    """The container's docker ID (k3c.dockerid): derived from the object's uid, so it exists from the create
+    response on and stays the same across restarts (the CRI container ID, :func:`runtime_id`, does not)."""
+    return dockerid.object_id(obj)
+
+
+def runtime_id(obj: dict[str, Any]) -> str:
+    """The CRI container of the object's current start ('' before the first): never shown as an ID, only
+    used to tell one start from the next."""
+    return str((obj.get("status") or {}).get("containerID") or "")
 
 
 def short_id(cid: str) -> str:
@@ -262,19 +263,20 @@ def short_id(cid: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return len(name) <= 253 and bool(_NAME_RE.match(name))
+    """A Kubernetes object name (DNS-1123 subdomain)."""
+    return dockerid.valid_object_name(name)
 
 
 def check_name(name: str, what: str = "container") -> None:
-    """Objects are named by Kubernetes rules, so docker's `_` and capitals cannot be accepted."""
-    if not valid_name(name):
-        raise daemon_error(f"Invalid {what} name ({name}), only [a-z0-9][a-z0-9.-] are allowed "
-                           "(a lowercase RFC 1123 name, as Kubernetes requires)", 125)
+    """docker's rule for names (``proj_web_1`` is fine): the object's name is mapped from it."""
+    if not dockerid.valid_docker_name(name):
+        raise daemon_error(f"Invalid {what} name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
 
 
 class Containers:
-    """Resolves docker-style references in docker's order (k3c.dockerid.lookup: full ID, docker name, object
-    name, unique ID prefix; containerd's ID prefix too, which `ps` shows) with at most one list call."""
+    """Resolves docker-style references with docker's order: full ID, docker name, object name, unique ID
+    prefix (k3c.dockerid.lookup). A name that maps to an object with that docker name costs one GET;
+    anything else one list call, made once per command."""
 
     def __init__(self, s: Session) -> None:
         self.s = s
@@ -286,27 +288,29 @@ class Containers:
         return self._all
 
     def get(self, ref: str) -> dict[str, Any]:
-        from k3c.apierrors import NotFound
-
-        if dockerid.valid_docker_name(ref):  # the usual case, one GET: the object its docker name maps to
-            try:
-                obj = self.s.client.get(self.s.path(LOCAL_CONTAINERS, dockerid.object_name(ref)))
-                if dockerid.docker_name(obj) == ref:
-                    return obj
-            except NotFound as err:
-                if not err.details.get("name"):
-                    raise
-        if not ref:
-            raise no_such_container(ref)
-        matched = dockerid.lookup(self.all(), ref)
-        if not matched and _HEX_RE.match(ref):
-            matched = [o for o in self.all() if container_id(o).startswith(ref)]
-        found = {o["metadata"]["uid"]: dict(o) for o in matched}
+        direct = self._by_docker_name(ref)
+        if direct is not None:
+            return direct
+        found = dockerid.lookup(self.all(), ref)
         if len(found) > 1:
             raise daemon_error(f"multiple IDs found with provided prefix: {ref}")
         if not found:
             raise no_such_container(ref)
-        return next(iter(found.values()))
+        return dict(found[0])
+
+    def _by_docker_name(self, ref: str) -> dict[str, Any] | None:
+        """The common case without a list: the object ``ref`` maps to, if its docker name is ``ref``."""
+        from k3c.apierrors import NotFound
+
+        if not dockerid.valid_docker_name(ref) or len(ref) == dockerid.ID_LENGTH:
+            return None
+        try:
+            obj = self.s.client.get(self.s.path(LOCAL_CONTAINERS, dockerid.object_name(ref)))
+        except NotFound as err:
+            if not err.details.get("name"):
+                raise
+            return None
+        return obj if dockerid.docker_name(obj) == ref else None
 
 
 def for_each(refs: list[str], action: Callable[[str], None]) -> int:
@@ -354,7 +358,8 @@ SURNAMES = (
 
 
 def generate_name(retry: int = 0) -> str:
-    """adjective-surname like docker's namesgenerator, with '-' because object names cannot hold '_'."""
+    """adjective-surname like docker's namesgenerator, with '-' (not docker's '_') so the object name is the
+    docker name itself (k3c.dockerid maps a name with '_' to one with a hash suffix)."""
     import random
 
     name = f"{random.choice(ADJECTIVES)}-{random.choice(SURNAMES)}"

@@ -15,7 +15,15 @@ import threading
 import time
 from typing import Any
 
-from k3c.api import ANONYMOUS_VOLUMES_ANNOTATION, LOCAL_CONTAINERS, START_REQUEST_ANNOTATION, VOLUMES
+from k3c import dockerid
+from k3c.api import (
+    ANONYMOUS_VOLUMES_ANNOTATION,
+    LOCAL_CONTAINERS,
+    NAME_ANNOTATION,
+    RESTART_TOKEN_PREFIX,
+    START_REQUEST_ANNOTATION,
+    VOLUMES,
+)
 from k3c.cli import runflags
 from k3c.cli.common import (
     Containers,
@@ -31,11 +39,12 @@ from k3c.cli.common import (
     generate_name,
     is_running,
     phase,
+    runtime_id,
     session,
-    uid_id,
     wait_for,
 )
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.cli.mountflags import Mount
 
 PICKUP_TIMEOUT = float(os.environ.get("K3C_PICKUP_TIMEOUT", "30"))
 START_TIMEOUT = float(os.environ.get("K3C_START_TIMEOUT", "600"))
@@ -92,38 +101,101 @@ def _register_lifecycle(sub: Subcommands) -> None:
 
 # ---- create / run ------------------------------------------------------------------------------------
 def _create_object(s: Session, args: argparse.Namespace, start: bool) -> dict[str, Any]:
-    """POST the object; a generated name that is taken is drawn again, a given one is docker's Conflict."""
-    from k3c.apierrors import AlreadyExists, APIError
+    """POST the object (:func:`_post_container`), with docker's checks before it and `--cidfile` after it."""
+    from k3c.apierrors import APIError
 
     if args.name:
         check_name(args.name)
+    if args.cidfile and os.path.exists(args.cidfile):
+        raise CLIError(f"k3c: Container ID file found, make sure the other container isn't running or delete "
+                       f"{args.cidfile}", 125)
+    if args.name:
+        _check_name_free(s, args.name)
+    try:
+        created = _post_container(s, args, start)
+    except APIError as err:
+        raise CLIError(api_error_message(err), 125) from None
+    if args.cidfile:
+        _write_cidfile(args.cidfile, container_id(created))
+    return created
+
+
+def _post_container(s: Session, args: argparse.Namespace, start: bool) -> dict[str, Any]:
+    """The object named by k3c.dockerid's rule and carrying its docker name; a generated name that is taken is
+    drawn again, a given one held by another container is docker's Conflict."""
+    from k3c.apierrors import AlreadyExists
+
     for attempt in range(10):
         name = args.name or generate_name(attempt)
-        req = runflags.build_container(args, name, s.namespace, start)
+        req = runflags.build_container(args, dockerid.object_name(name), s.namespace, start)
+        req.obj["metadata"].setdefault("annotations", {})[NAME_ANNOTATION] = name
+        if attempt == 0:  # once the flags are known good
+            _ensure_named_volumes(s, req.named_volumes)
         try:
             return s.client.create(s.path(), req.obj)
         except AlreadyExists:
             if args.name:
-                raise _name_conflict(s, name) from None
-        except APIError as err:
-            raise CLIError(api_error_message(err), 125) from None
+                return _create_generated(s, req.obj, args.name)
     raise CLIError("k3c: could not find a free generated name; use --name", 125)
 
 
-def _name_conflict(s: Session, name: str) -> CLIError:
+def _write_cidfile(path: str, cid: str) -> None:
+    """docker's --cidfile: the new container's docker ID (the one `run -d` prints), written once it exists
+    (never over an existing file)."""
     try:
-        other = container_id(s.client.get(s.path(LOCAL_CONTAINERS, name)))
-    except Exception:  # only for the message
-        other = "?"
-    return daemon_error(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
-                        "You have to remove (or rename) that container to be able to reuse that name.", 125)
+        with open(path, "x", encoding="ascii") as f:
+            f.write(cid)
+    except OSError as err:
+        raise CLIError(f"k3c: failed to create the container ID file: {err.strerror or err}", 125) from None
+
+
+def _create_generated(s: Session, obj: dict[str, Any], name: str) -> dict[str, Any]:
+    """The object name ``name`` maps to is taken: by a container of that docker name (docker's Conflict), or
+    by one renamed away from it, and then the server picks a unique object name."""
+    meta = obj["metadata"]
+    taken = s.client.get(s.path(LOCAL_CONTAINERS, meta["name"]))
+    if dockerid.docker_name(taken) == name:
+        raise _name_conflict(name, taken)
+    base = meta.pop("name")[:dockerid.MAX_OBJECT_NAME - 6].rstrip("-.")
+    meta["generateName"] = f"{base}-"
+    return s.client.create(s.path(), obj)
+
+
+def _check_name_free(s: Session, name: str) -> None:
+    """docker names are unique in the namespace; the object names they map to need not tell (rename)."""
+    for other in s.client.get(s.path()).get("items", []):
+        if dockerid.docker_name(other) == name:
+            raise _name_conflict(name, other)
+
+
+def _name_conflict(name: str, other: dict[str, Any]) -> CLIError:
+    return daemon_error(f'Conflict. The container name "/{name}" is already in use by container '
+                        f'"{container_id(other)}". You have to remove (or rename) that container to be able to '
+                        "reuse that name.", 125)
+
+
+def _ensure_named_volumes(s: Session, mounts: list[Mount]) -> None:
+    """A named volume whose docker name is not its object name (`-v` or `--mount type=volume`) is created
+    here, carrying that docker name (the operator creates missing volumes too, but only knows the object
+    name)."""
+    from k3c.apierrors import AlreadyExists
+
+    for m in mounts:
+        if m.docker_name and m.docker_name != m.spec.get("volume"):
+            meta = {"name": m.spec["volume"], "namespace": s.namespace,
+                    "annotations": {NAME_ANNOTATION: m.docker_name}}
+            try:
+                s.client.create(s.path(VOLUMES), {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind,
+                                                  "metadata": meta, "spec": {"driver": "local"}})
+            except AlreadyExists:
+                pass
 
 
 @command(code=125, prefix="k3c: ")
 def create_cmd(args: argparse.Namespace) -> int:
     s = session(args)
     obj = _create_object(s, args, start=False)
-    print(uid_id(obj))
+    print(container_id(obj))
     return 0
 
 
@@ -136,7 +208,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         preload_streams()
     obj = _create_object(s, args, start=True)
     if not args.detach:
-        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty)
+        code = run_attached(s, obj, stdin=args.interactive, tty=args.tty, sig_proxy=args.sig_proxy)
         if args.rm and code is not None:
             remove_quietly(s, obj)
         return code or 0
@@ -192,7 +264,7 @@ def wait_started(s: Session, obj: dict[str, Any], image: str, previous_cid: str 
         ours = token is None or st.get("startRequest") == token
         if st.get("phase") == "Failed" and ours:
             raise daemon_error(st.get("message") or "container failed to start", _exit_code_for(st))
-        cid = container_id(o) if st.get("containerID") else None
+        cid = runtime_id(o) or None
         fresh = cid is not None and (cid != previous_cid or (token is not None and ours))
         return st.get("phase") in ("Running", "Exited") and fresh
 
@@ -306,7 +378,7 @@ def _describe(err: Exception) -> str:
 
 
 def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token: str | None = None,
-                 previous: str | None = None) -> int | None:
+                 previous: str | None = None, sig_proxy: bool = True) -> int | None:
     """Attach at once (the server waits for the start and replays early output), watch status beside it.
 
     The exit code comes from status, as docker's CLI takes it from the wait API rather than the stream.
@@ -322,7 +394,7 @@ def run_attached(s: Session, obj: dict[str, Any], stdin: bool, tty: bool, token:
     # container that exits before the attach arrives shows everything. `start -a` (a token) attaches live.
     attach_fn = attach_from_start if token is None else attach
     try:
-        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty)
+        code = attach_fn(s.client, s.namespace, obj["metadata"]["name"], stdin=stdin, tty=tty, sig_proxy=sig_proxy)
     except APIError as err:
         watch.join()
         if watch.failure:
@@ -380,7 +452,7 @@ def wait_exited(s: Session, obj: dict[str, Any], previous: str | None = None, to
             return True
         last["obj"] = o
         st = o.get("status") or {}
-        fresh_cid = bool(st.get("containerID")) and container_id(o) != previous
+        fresh_cid = bool(runtime_id(o)) and runtime_id(o) != previous
         if token is not None and st.get("startRequest") != token and not fresh_cid:
             return False  # still the state of the previous start
         if st.get("phase") in ("Exited", "Failed"):
@@ -403,11 +475,12 @@ def _patch(s: Session, obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, A
     return s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {"spec": spec})
 
 
-def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None,
+def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None, restart: bool = False,
                  ) -> tuple[str, str | None, dict[str, Any]]:
-    """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes."""
-    token = f"{time.time_ns():x}"
-    previous = container_id(obj) if (obj.get("status") or {}).get("containerID") else None
+    """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes (a
+    restart's says so, for docker's ``restart`` event: k3c.cli.dockerevents)."""
+    token = f"{RESTART_TOKEN_PREFIX if restart else ''}{time.time_ns():x}"
+    previous = runtime_id(obj) or None
     patched = s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {
         "metadata": {"annotations": {START_REQUEST_ANNOTATION: token}},
         "spec": {"state": "Running", **(spec or {})},
@@ -415,9 +488,10 @@ def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = 
     return token, previous, patched
 
 
-def request_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def request_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None,
+                  restart: bool = False) -> dict[str, Any]:
     """start/restart: patch, then follow status until the fresh container runs."""
-    token, previous, patched = _patch_start(s, obj, spec)
+    token, previous, patched = _patch_start(s, obj, spec, restart)
     return wait_started(s, patched, patched["spec"]["image"], previous, token)
 
 
@@ -487,7 +561,8 @@ def restart_cmd(args: argparse.Namespace) -> int:
     cs = Containers(s)
 
     def one(ref: str) -> None:
-        request_start(s, cs.get(ref), {"stopTimeout": max(0, args.time)} if args.time is not None else None)
+        request_start(s, cs.get(ref), {"stopTimeout": max(0, args.time)} if args.time is not None else None,
+                      restart=True)
         print(ref, flush=True)
 
     return for_each(args.containers, one)
@@ -536,7 +611,7 @@ def begin_remove(s: Session, obj: dict[str, Any], force: bool) -> dict[str, Any]
 
 def finish_remove(s: Session, obj: dict[str, Any], current: dict[str, Any] | None, volumes: bool) -> None:
     """Wait until a removal asked for by :func:`begin_remove` is done, then drop anonymous volumes."""
-    name = obj["metadata"]["name"]
+    name = dockerid.docker_name(obj)
     if current is not None:  # still finalizing: docker's rm returns once it is gone
         try:
             wait_for(s, current, lambda o: o is None, REMOVE_TIMEOUT)

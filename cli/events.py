@@ -1,14 +1,16 @@
-"""`k3c events`: docker's event stream, derived from watches.
+"""`k3c events`: docker's event stream, one line per action in order, derived from watches of k3c's objects.
 
-Why derived: there is no event log to read; the objects are the truth. Watching LocalContainers and
-Volumes and comparing each new status with the last one gives docker's create/start/die/stop/destroy (and
-image pull) with docker's attributes, and the core/v1 Events the operator records are shown beside them.
-`--since` replays what the objects and recorded Events still tell (creation, start and exit times).
+Why here: the derivation itself (which change of which object is which docker action) lives in
+k3c.cli.dockerevents; this module is the command around it — docker's flags (``--filter`` with docker's
+matching rules, ``--since``/``--until`` in docker's time forms, ``--format``), the replay for ``--since``,
+and the stream: one watch per resource, each change turned into docker's events once, stamped in the order
+they are handled.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import queue
 import re
@@ -19,26 +21,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from k3c.api import EVENTS, LOCAL_CONTAINERS, VOLUMES, Resource
-from k3c.cli.common import (
-    Session,
-    Subcommands,
-    add_command,
-    command,
-    container_id,
-    parse_time,
-    session,
-)
-from k3c.cli.common import (
-    parse_filters as common_parse_filters,
-)
-from k3c.cli.errors import CLIError
+from k3c.api import EVENTS, IMAGE_PUSHES, IMAGE_TAGS, IMAGES, LOCAL_CONTAINERS, VOLUMES, Resource
+from k3c.cli.common import Session, Subcommands, add_command, command, parse_time, session
+from k3c.cli.dockerevents import Message, Tracker, history
+from k3c.cli.errors import CLIError, daemon_error
 
-EVENT_FILTERS = ("container", "event", "type", "image", "label", "volume")
+#: The filter keys docker's daemon knows for events; it ignores any other key, and so does k3c.
+EVENT_FILTERS = ("config", "container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope",
+                 "secret", "service", "type", "volume")
+#: Keys docker matches by prefix of the actor's ID or name (``container=we`` matches ``web``).
+_NAME_FILTERS = ("config", "container", "daemon", "network", "node", "plugin", "secret", "service", "volume")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-Event = dict[str, Any]
 
 
 def register(sub: Subcommands) -> None:
@@ -75,152 +69,103 @@ def format_time_nano(ns: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns % 1_000_000_000:09d}" + zone
 
 
-def _stamp_ns(value: str | None, fallback_ns: int) -> int:
-    t = parse_time(value)
-    return int(t.timestamp() * 1e9) if t else fallback_ns
-
-
-# ---- events -----------------------------------------------------------------------------------------
-def make_event(kind: str, action: str, actor_id: str, attrs: dict[str, str], ns: int,
-               image: str | None = None) -> Event:
-    ev: Event = {"Type": kind, "Action": action, "Actor": {"ID": actor_id, "Attributes": attrs},
-                 "scope": "local", "time": ns // 1_000_000_000, "timeNano": ns}
-    if kind == "container":  # docker's legacy fields, still in its JSON
-        ev = {"status": action, "id": actor_id, "from": image or "", **ev}
-    return ev
-
-
-def format_line(ev: Event) -> str:
-    attrs = ev["Actor"]["Attributes"]
-    text = f"{format_time_nano(ev['timeNano'])} {ev['Type']} {ev['Action']} {ev['Actor']['ID']}"
+# ---- lines -----------------------------------------------------------------------------------------
+def format_line(ev: Message) -> str:
+    """docker's line: time, type, action, actor ID, then the attributes sorted by key."""
+    attrs = ev.Actor["Attributes"]
+    text = f"{format_time_nano(ev.TimeNano)} {ev.Type} {ev.Action} {ev.Actor['ID']}"
     if attrs:
         text += " (" + ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + ")"
     return text
 
 
-def _container_attrs(obj: dict[str, Any]) -> dict[str, str]:
-    spec = obj.get("spec") or {}
-    attrs = dict(spec.get("labels") or {})
-    attrs.update(image=spec.get("image", ""), name=obj["metadata"]["name"])
-    return attrs
-
-
-class Tracker:
-    """Remembers each object's last state and turns changes into docker's events."""
-
-    def __init__(self) -> None:
-        self.containers: dict[str, dict[str, Any]] = {}
-        self.volumes: dict[str, dict[str, Any]] = {}
-
-    def seed(self, resource: Resource, obj: dict[str, Any]) -> None:
-        (self.containers if resource == LOCAL_CONTAINERS else self.volumes)[obj["metadata"]["uid"]] = obj
-
-    def container(self, kind: str, obj: dict[str, Any], ns: int) -> list[Event]:
-        uid = obj["metadata"]["uid"]
-        prev = self.containers.get(uid)
-        if kind == "DELETED":
-            self.containers.pop(uid, None)
-            return self._transitions(prev or obj, obj, ns) + [self._ev(obj, "destroy", ns)]
-        self.containers[uid] = obj
-        out = [] if prev else [self._ev(obj, "create", ns)]
-        return out + self._transitions(prev, obj, ns)
-
-    def _transitions(self, prev: dict[str, Any] | None, obj: dict[str, Any], ns: int) -> list[Event]:
-        old = ((prev or {}).get("status") or {})
-        new = obj.get("status") or {}
-        was, now = old.get("phase"), new.get("phase")
-        out: list[Event] = []
-        if was == "Pulling" and now != "Pulling" and now != "Failed":
-            image = obj["spec"].get("image", "")
-            out.append(make_event("image", "pull", image, {"name": image}, ns))
-        # each start is a fresh container: a new ID means a start, even one that exited before it showed Running
-        new_cid = bool(new.get("containerID")) and new.get("containerID") != old.get("containerID")
-        if was == "Running" and (now in ("Exited", "Failed") or new_cid):
-            code = new.get("exitCode", 0) if now in ("Exited", "Failed") else old.get("exitCode", 0)
-            out.append(self._ev(prev or obj, "die", ns, exitCode=str(code)))
-            if obj["spec"].get("state") == "Stopped":
-                out.append(self._ev(obj, "stop", ns))
-        if now in ("Running", "Exited") and (new_cid or (now == "Running" and was != "Running")):
-            out.append(self._ev(obj, "start", ns))
-        if now in ("Exited", "Failed") and was != "Running" and new_cid:
-            out.append(self._ev(obj, "die", ns, exitCode=str(new.get("exitCode", 0))))
-        return out
-
-    def _ev(self, obj: dict[str, Any], action: str, ns: int, **extra: str) -> Event:
-        attrs = {**_container_attrs(obj), **extra}
-        return make_event("container", action, container_id(obj), attrs, ns, obj["spec"].get("image"))
-
-    def volume(self, kind: str, obj: dict[str, Any], ns: int) -> list[Event]:
-        uid = obj["metadata"]["uid"]
-        name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            self.volumes.pop(uid, None)
-            return [make_event("volume", "destroy", name, {"driver": "local"}, ns)]
-        known = uid in self.volumes
-        self.volumes[uid] = obj
-        return [] if known else [make_event("volume", "create", name, {"driver": "local"}, ns)]
-
-    def recorded(self, ev: dict[str, Any]) -> Event:
-        """A core/v1 Event the operator (or anyone) recorded, in docker's line shape."""
-        inv = ev.get("involvedObject") or {}
-        involved = inv.get("kind", "")
-        kind = {LOCAL_CONTAINERS.kind: "container", VOLUMES.kind: "volume"}.get(involved, involved.lower())
-        known = self.containers.get(inv.get("uid", ""))
-        actor = container_id(known) if known else inv.get("name", "")
-        attrs = {"name": inv.get("name", ""), "type": ev.get("type", "Normal"), "message": ev.get("message", "")}
-        if known:
-            attrs["image"] = known["spec"].get("image", "")
-        ns = _stamp_ns(ev.get("eventTime") or ev.get("lastTimestamp") or ev.get("firstTimestamp"), time.time_ns())
-        return make_event(kind or "event", ev.get("reason", ""), actor, attrs, ns)
-
-
-def history(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], recorded: list[dict[str, Any]],
-            tracker: Tracker) -> list[Event]:
-    """What the current objects still tell about the past, for --since."""
-    out: list[Event] = []
-    for obj in containers:
-        st = obj.get("status") or {}
-        out.append(tracker._ev(obj, "create", _stamp_ns(obj["metadata"].get("creationTimestamp"), 0)))
-        if st.get("startedAt"):
-            out.append(tracker._ev(obj, "start", _stamp_ns(st["startedAt"], 0)))
-        if st.get("phase") in ("Exited", "Failed") and st.get("finishedAt"):
-            out.append(tracker._ev(obj, "die", _stamp_ns(st["finishedAt"], 0), exitCode=str(st.get("exitCode", 0))))
-    for obj in volumes:
-        ns = _stamp_ns(obj["metadata"].get("creationTimestamp"), 0)
-        out.append(make_event("volume", "create", obj["metadata"]["name"], {"driver": "local"}, ns))
-    out += [tracker.recorded(ev) for ev in recorded]
-    return sorted(out, key=lambda e: e["timeNano"])
-
-
 # ---- filters ----------------------------------------------------------------------------------------
 def parse_filters(values: list[str]) -> dict[str, list[str]]:
-    return common_parse_filters(values, EVENT_FILTERS)
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise CLIError(f'k3c: invalid argument "{value}" for "-f, --filter" flag: bad format of filter '
+                           "(expected name=value)", 125)
+        if key in EVENT_FILTERS:
+            out.setdefault(key, []).append(val)
+    return out
 
 
-def event_matches(ev: Event, filters: dict[str, list[str]]) -> bool:
-    attrs = ev["Actor"]["Attributes"]
+def _strip_tag(image: str) -> str:
+    """docker's stripTag: the familiar repository of a reference (``busybox`` for ``busybox:1``)."""
+    from k3c.oci.reference import InvalidReference, parse
 
-    def label(v: str) -> bool:
-        k, sep, val = v.partition("=")
-        return k in attrs and (not sep or attrs[k] == val)
+    try:
+        return parse(image).familiar_repository
+    except InvalidReference:
+        return image
 
-    checks: dict[str, Callable[[str], bool]] = {
-        "type": lambda v: ev["Type"] == v,
-        "event": lambda v: ev["Action"] == v,
-        "container": lambda v: ev["Type"] == "container" and (attrs.get("name") == v or ev["Actor"]["ID"].startswith(v)),
-        "image": lambda v: attrs.get("image") == v or (ev["Type"] == "image" and ev["Actor"]["ID"] == v),
-        "label": label,
-        "volume": lambda v: ev["Type"] == "volume" and ev["Actor"]["ID"] == v,
-    }
-    return all(any(checks[k](v) for v in vals) for k, vals in filters.items())
+
+def event_matches(ev: Message, filters: dict[str, list[str]]) -> bool:
+    """docker's rules: values of one key are OR-ed, keys AND-ed; names and IDs match by prefix; every
+    ``label`` filter must hold (docker AND-s labels); ``image`` matches the reference with or without tag."""
+    attrs = ev.Actor["Attributes"]
+
+    def exact(key: str, *sources: str) -> bool:
+        return key not in filters or any(v in sources for v in filters[key])
+
+    def prefix(key: str, *sources: str) -> bool:
+        return key not in filters or any(s.startswith(v) for v in filters[key] for s in sources if s)
+
+    def labels() -> bool:
+        for v in filters.get("label", []):
+            k, sep, val = v.partition("=")
+            if k not in attrs or (sep and attrs[k] != val):
+                return False
+        return True
+
+    def image() -> bool:
+        name = attrs.get("name" if ev.Type == "image" else "image", "")
+        return exact("image", ev.Actor["ID"], name, _strip_tag(ev.Actor["ID"]), _strip_tag(name))
+
+    fuzzy_event = any(v in ("health_status", "exec_create", "exec_start") for v in filters.get("event", []))
+    return ((prefix if fuzzy_event else exact)("event", ev.Action) and exact("type", ev.Type)
+            and exact("scope", ev.Scope) and image() and labels()
+            and all(prefix(key, ev.Actor["ID"], attrs.get("name", "")) for key in _NAME_FILTERS))
 
 
 # ---- the stream -------------------------------------------------------------------------------------
-#: What the stream follows: containers and volumes for docker's own events, core Events for the operator's.
-WATCHED = (LOCAL_CONTAINERS, VOLUMES, EVENTS)
-#: What a watch thread hands the main thread: (resource, event type, object, time in ns), or
-#: ("error", "", the exception, 0) when its watch failed.
-_Queued = tuple[Resource | str, str, Any, int]
+#: Namespaced resources are followed in the session's namespace; the image kinds are cluster-scoped.
+_NAMESPACED = (LOCAL_CONTAINERS, VOLUMES, EVENTS)
+#: What a watch thread hands the main thread: (resource, watch event type, object), or ("error", "", the
+#: exception) when its watch failed.
+_Queued = tuple[Resource | str, str, Any]
+
+
+def watched(filters: dict[str, list[str]]) -> tuple[Resource, ...]:
+    """The resources whose changes can give an event the ``type`` filter lets through (all without one):
+    containers (their pulls are image events, their mounts volume events), volumes (the names mounts show),
+    core Events (health), and the image kinds (pull, tag, untag, delete, push)."""
+    types = set(filters.get("type") or ("container", "image", "volume"))
+    out = [LOCAL_CONTAINERS] if types & {"container", "image", "volume"} else []
+    out += [VOLUMES] if "volume" in types else []
+    out += [EVENTS] if "container" in types else []
+    out += [IMAGES, IMAGE_TAGS, IMAGE_PUSHES] if "image" in types else []
+    return tuple(out)
+
+
+def _path(s: Session, resource: Resource) -> str:
+    return resource.path(s.namespace if resource in _NAMESPACED else None)
+
+
+def _list(s: Session, resources: tuple[Resource, ...]) -> dict[Resource, dict[str, Any]]:
+    """One list per resource: the base the stream compares with, and the replay's material. A kind the
+    server does not serve (its CRD not installed) is left out."""
+    from k3c.apierrors import NotFound
+
+    lists = {}
+    for resource in resources:
+        try:
+            lists[resource] = s.client.get(_path(s, resource))
+        except NotFound:
+            continue
+    return lists
 
 
 def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue[_Queued]) -> None:
@@ -232,38 +177,38 @@ def _watch(s: Session, resource: Resource, rv: str, out: queue.Queue[_Queued]) -
             except TimeoutError:
                 continue
     except BaseException as err:  # handed to the main thread, which reports it
-        out.put(("error", "", err, 0))
+        out.put(("error", "", err))
 
 
 def _watch_once(s: Session, resource: Resource, rv: str, out: queue.Queue[_Queued]) -> str:
     """Queue events until the server ends the watch; a 410 (history compacted) relists. Returns the last rv."""
-    for ev in s.client.watch(resource.path(s.namespace), timeout=90, resourceVersion=rv,
+    for ev in s.client.watch(_path(s, resource), timeout=90, resourceVersion=rv,
                              allowWatchBookmarks="true", timeoutSeconds=60):
         obj = ev.get("object") or {}
         if ev.get("type") == "ERROR":
             if obj.get("code") != 410:
                 raise CLIError(f"Error response from daemon: {obj.get('message', 'watch failed')}", 1)
-            relisted: str = s.client.get(resource.path(s.namespace))["metadata"]["resourceVersion"]
+            relisted: str = s.client.get(_path(s, resource))["metadata"]["resourceVersion"]
             return relisted
         rv = obj.get("metadata", {}).get("resourceVersion", rv)
         if ev.get("type") != "BOOKMARK":
-            out.put((resource, ev["type"], obj, time.time_ns()))
+            out.put((resource, ev["type"], obj))
     return rv
 
 
-def _emit(ev: Event, filters: dict[str, list[str]], render: Callable[[Event], str]) -> None:
+def _emit(ev: Message, filters: dict[str, list[str]], render: Callable[[Message], str]) -> None:
     if event_matches(ev, filters):
         sys.stdout.write(render(ev) + "\n")
         sys.stdout.flush()
 
 
-def _renderer(fmt: str | None) -> Callable[[Event], str]:
+def _renderer(fmt: str | None) -> Callable[[Message], str]:
     from k3c.cli.template import Template, unescape
 
     if not fmt:
         return format_line
-    if fmt == "json":
-        return lambda ev: json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+    if fmt == "json":  # docker 23's form; 20.10 prints the word
+        return lambda ev: json.dumps(ev.to_json(), ensure_ascii=False, separators=(",", ":"))
     tmpl = Template(unescape(fmt))
     return tmpl.render
 
@@ -273,18 +218,20 @@ def events_cmd(args: argparse.Namespace) -> int:
     now = time.time()
     since_t = parse_when(args.since, now) if args.since else None
     until_t = parse_when(args.until, now) if args.until else None
+    if since_t is not None and until_t is not None and since_t > until_t:
+        raise daemon_error(f"`since` time ({int(since_t)}) cannot be after `until` time ({int(until_t)})")
     filters = parse_filters(args.filter)
     render = _renderer(args.format)
     s = session(args)
     tracker = Tracker()
-    lists = {resource: s.client.get(resource.path(s.namespace)) for resource in WATCHED}
-    for resource in (LOCAL_CONTAINERS, VOLUMES):
-        for obj in lists[resource].get("items", []):
+    lists = _list(s, watched(filters))
+    for resource, doc in lists.items():
+        for obj in doc.get("items", []):
             tracker.seed(resource, obj)
     if since_t is not None:
-        for ev in history(lists[LOCAL_CONTAINERS].get("items", []), lists[VOLUMES].get("items", []),
-                          lists[EVENTS].get("items", []), tracker):
-            if ev["timeNano"] >= since_t * 1e9 and (until_t is None or ev["timeNano"] <= until_t * 1e9):
+        recorded = lists.get(EVENTS, {}).get("items", [])
+        for ev in history(tracker, recorded):
+            if ev.TimeNano >= since_t * 1e9 and (until_t is None or ev.TimeNano <= until_t * 1e9):
                 _emit(ev, filters, render)
     if until_t is not None and until_t <= time.time():
         return 0
@@ -295,26 +242,23 @@ def events_cmd(args: argparse.Namespace) -> int:
 
 
 def _stream(s: Session, lists: dict[Resource, dict[str, Any]], tracker: Tracker,
-            filters: dict[str, list[str]], render: Callable[[Event], str], until_t: float | None) -> int:
+            filters: dict[str, list[str]], render: Callable[[Message], str], until_t: float | None) -> int:
+    """Follow every listed resource from its list's version; each change is stamped when handled, so the
+    lines are in the order the changes happened per object and in time order overall."""
     q: queue.Queue[_Queued] = queue.Queue()
     for resource, doc in lists.items():
         rv = doc.get("metadata", {}).get("resourceVersion", "")
         threading.Thread(target=_watch, args=(s, resource, rv, q), daemon=True,
                          name=f"watch-{resource.plural}").start()
+    last = 0
     while until_t is None or time.time() < until_t:
         try:
-            source, kind, obj, ns = q.get(timeout=0.25)
+            source, kind, obj = q.get(timeout=0.25)
         except queue.Empty:
             continue
-        if source == "error":
+        if not isinstance(source, Resource):
             raise obj
-        if source == LOCAL_CONTAINERS:
-            evs = tracker.container(kind, obj, ns)
-        elif source == VOLUMES:
-            evs = tracker.volume(kind, obj, ns)
-        else:
-            evs = [tracker.recorded(obj)] if kind == "ADDED" else []
-        for ev in evs:
-            _emit(ev, filters, render)
+        for ev in tracker.change(source, kind, obj, time.time_ns()):
+            last = max(ev.TimeNano, last + 1)  # docker's times are distinct and increasing
+            _emit(dataclasses.replace(ev, TimeNano=last), filters, render)
     return 0
-

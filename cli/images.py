@@ -8,6 +8,11 @@ archive through the API server's ``save``/``load`` subresources of Image objects
 ``login`` checks the credentials against the registry itself (as podman does) and keeps them in the
 ``kube-system/k3c-registry-auth`` dockerconfigjson Secret the operator reads.
 
+In cluster mode every node's store has Image objects of its own (one per node and image, see
+k3c.reconcilers.imageobjects): ``images`` then shows a NODE column, and ``--node`` (default ``$K3C_NODE``)
+narrows ``images``, ``rmi`` and ``pull`` to one node; ``rmi`` without it removes the reference from every
+node that holds it.
+
 ``inspect_image(client, ref)`` is the image half of ``k3c inspect`` (cli/ps.py owns that command).
 Only the standard library is imported at module level.
 """
@@ -18,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -32,6 +38,7 @@ from k3c.api import (
     IMAGE_TAGS,
     IMAGES,
     LOCAL_CONTAINERS,
+    NODE_LABEL,
     SECRETS,
     Resource,
 )
@@ -39,6 +46,7 @@ from k3c.cli.common import (
     Subcommands,
     add_command,
     command,
+    container_id,
     human_duration,
     print_inspected,
     session,
@@ -83,6 +91,7 @@ def _register_top(sub: Subcommands, prefix: str = "") -> None:
     names = {"images": "ls" if prefix else "images", "rmi": "rm" if prefix else "rmi"}
     p = add_command(sub, "pull", "Download an image from a registry")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    _node_flag(p, "Pull onto this node (cluster mode; default $K3C_NODE, else where it is, else any node)")
     p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     p.set_defaults(func=pull_cmd)
     p = add_command(sub, "push", "Upload an image to a registry")
@@ -95,6 +104,7 @@ def _register_top(sub: Subcommands, prefix: str = "") -> None:
     p.set_defaults(func=tag_cmd)
     p = add_command(sub, names["rmi"], "Remove one or more images")
     p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
+    _node_flag(p, "Remove it from this node only (cluster mode; default $K3C_NODE, else from every node)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=rmi_cmd)
     p = add_command(sub, names["images"], "List images")
@@ -103,6 +113,7 @@ def _register_top(sub: Subcommands, prefix: str = "") -> None:
     p.add_argument("--digests", action="store_true", help="Show digests")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("--format", help="Format output using a Go template (or table, json)")
+    _node_flag(p, "Only this node's images (cluster mode; default $K3C_NODE, else every node's)")
     p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
     p.set_defaults(func=images_cmd)
     p = add_command(sub, "save", "Save one or more images to a tar archive (streamed to STDOUT by default)")
@@ -125,6 +136,10 @@ def _register_top(sub: Subcommands, prefix: str = "") -> None:
         p = add_command(sub, "logout", "Log out from a registry")
         p.add_argument("server", metavar="SERVER")
         p.set_defaults(func=logout_cmd)
+
+
+def _node_flag(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--node", default=os.environ.get("K3C_NODE", ""), metavar="NODE", help=text)
 
 
 # ============================================================================================ helpers
@@ -151,9 +166,23 @@ def _get(client: Client, path: str) -> dict[str, Any] | None:
         raise
 
 
-def _list_images(client: Client) -> list[dict[str, Any]]:
+def _list_images(client: Client, node: str = "") -> list[dict[str, Any]]:
+    """Every Image object, or one node's (its store's, in cluster mode)."""
     items: list[dict[str, Any]] = client.get(IMAGES.path()).get("items", [])
-    return items
+    return [o for o in items if node_of(o) == node] if node else items
+
+
+def node_of(obj: dict[str, Any]) -> str:
+    """The node whose store an Image object shows ("" while no node has claimed it)."""
+    node: str = (obj.get("spec") or {}).get("nodeName") or (obj.get("status") or {}).get("node") or ""
+    return node
+
+
+def _per_node(images: list[dict[str, Any]]) -> bool:
+    """Whether the objects are cluster mode's, one per node and image: labelled with their node, or of
+    several nodes (embedded mode's all belong to its one node)."""
+    return any(NODE_LABEL in (o["metadata"].get("labels") or {}) for o in images) \
+        or len({node_of(o) for o in images} - {""}) > 1
 
 
 def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -170,6 +199,7 @@ def find_image(client: Client, text: str, images: list[dict[str, Any]] | None = 
         if obj is not None and _same_ref(obj, ref):
             return obj
         images = images if images is not None else _list_images(client)
+        images = sorted(images, key=lambda o: node_of(o) != socket.gethostname())  # this host's node first
         for o in images:
             if _same_ref(o, ref):
                 return o
@@ -236,7 +266,7 @@ def follow(client: Client, resource: Resource, obj: dict[str, Any], done: Any, t
             on_update(current)
         if done(current):
             return current
-    raise CLIError(f"k3c: timed out waiting for {resource.plural[:-1]} {name}", 1)
+    raise CLIError(f"k3c: timed out waiting for {resource.kind.lower()} {name}", 1)
 
 
 def wait_image_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
@@ -283,12 +313,16 @@ def pull_cmd(args: argparse.Namespace) -> int:
     if ":" not in args.image.rsplit("/", 1)[-1] and "@" not in args.image and not args.quiet:
         print("Using default tag: latest")
     request = uuid.uuid4().hex
-    existing = find_image(client, str(ref))
+    existing = find_image(client, str(ref), _list_images(client, args.node) if args.node else None)
     created = existing is None
     before = ((existing or {}).get("status") or {}).get("digest", "")
     if existing is None:
-        body = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind, "metadata": {"name": object_name(ref)},
-                "spec": {"reference": str(ref), "pullRequest": request}}
+        body: dict[str, Any] = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind,
+                                "metadata": {"name": object_name(ref, args.node)},
+                                "spec": {"reference": str(ref), "pullRequest": request}}
+        if args.node:  # that node's object, as its agent would name it
+            body["spec"]["nodeName"] = args.node
+            body["metadata"]["labels"] = {NODE_LABEL: args.node} if len(args.node) <= 63 else {}
         obj = _create_or_request(client, body, request)
     else:
         obj = client.merge_patch(IMAGES.path(name=existing["metadata"]["name"]),
@@ -441,22 +475,23 @@ def rmi_cmd(args: argparse.Namespace) -> int:
     status = 0
     for text in args.images:
         try:
-            _remove_image(client, text, args.force)
+            _remove_image(client, text, args.force, args.node)
         except CLIError as err:
             print(err.message, file=sys.stderr)
             status = 1
     return status
 
 
-def _remove_image(client: Client, text: str, force: bool) -> None:
-    images = _list_images(client)
+def _remove_image(client: Client, text: str, force: bool, node: str = "") -> None:
+    images = _list_images(client, node)
     obj = find_image(client, text, images)
     if obj is None:
         raise CLIError(f"Error: No such image: {text}", 1)
     image_id = _image_id(obj)
     by_id = _looks_like_id(text) and not _same_ref_text(obj, text)
     siblings = [o for o in images if image_id and _image_id(o) == image_id]
-    doomed = siblings if by_id else [obj]
+    # the reference on every node that holds it (cluster mode; embedded mode has one object per reference)
+    doomed = siblings if by_id else [o for o in images if _tag_of(o) == _tag_of(obj)]
     if by_id and len({_tag_of(o) for o in siblings}) > 1 and not force:
         raise daemon_error(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is referenced "
                            "in multiple repositories")
@@ -468,7 +503,8 @@ def _remove_image(client: Client, text: str, force: bool) -> None:
                                f"(must force) - container {user} is using its referenced image {image_id[7:19]}")
     for o in doomed:
         _delete_image_object(client, o, force)
-        print(f"Untagged: {_familiar(o)}")
+    for name in dict.fromkeys(_familiar(o) for o in doomed):
+        print(f"Untagged: {name}")
     if last and image_id:
         print(f"Deleted: {image_id}")
 
@@ -514,8 +550,7 @@ def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: b
             named = False
         runs = last and bool(image_id) and (st.get("imageID") or "").endswith(image_id.removeprefix("sha256:"))
         if named or runs:
-            cid = (st.get("containerID") or "").rpartition("://")[2] or c["metadata"]["name"]
-            return cid[:12]
+            return container_id(c)[:12]
     return ""
 
 
@@ -564,7 +599,14 @@ class ImageRow:
     UniqueSize: str = "N/A"
 
 
-def _rows(images: list[dict[str, Any]], args: argparse.Namespace) -> list[ImageRow]:
+@dataclass
+class NodeImageRow(ImageRow):
+    """A row of cluster mode's `k3c images`: the node whose store holds the image, too (`{{.Node}}`)."""
+
+    Node: str = ""
+
+
+def _rows(images: list[dict[str, Any]], args: argparse.Namespace, per_node: bool = False) -> list[ImageRow]:
     from k3c.cli.common import go_time
     from k3c.oci.reference import normalize
     from k3c.pauseimage import PAUSE_IMAGE
@@ -581,14 +623,15 @@ def _rows(images: list[dict[str, Any]], args: argparse.Namespace) -> list[ImageR
             continue
         image_id = st.get("id", "")
         age = since(st.get("created"))
-        rows.append(ImageRow(
+        row = ImageRow(
             Repository=st.get("repository") or "<none>", Tag=st.get("tag") or "<none>",
             Digest=st.get("digest") or "<none>",
             ID=image_id if args.no_trunc else image_id.removeprefix("sha256:")[:12],
             CreatedSince=f"{human_duration(age)} ago" if age is not None else "N/A",
             CreatedAt=go_time(st.get("created")) if st.get("created") else "N/A",
             Size=st.get("sizeText", ""), VirtualSize=st.get("sizeText", ""),
-        ))
+        )
+        rows.append(NodeImageRow(**vars(row), Node=node_of(o)) if per_node else row)
     return rows
 
 
@@ -605,7 +648,9 @@ def _matches(obj: dict[str, Any], pattern: str) -> bool:
 def images_cmd(args: argparse.Namespace) -> int:
     from k3c.cli.template import Format
 
-    rows = _rows(_list_images(session(args).client), args)
+    images = _list_images(session(args).client, args.node)
+    per_node = _per_node(images)
+    rows = _rows(images, args, per_node)
     if args.quiet:
         seen: list[str] = []
         for r in rows:
@@ -614,10 +659,12 @@ def images_cmd(args: argparse.Namespace) -> int:
         print("".join(i + "\n" for i in seen), end="")
         return 0
     digest = "{{.Digest}}\t" if args.digests else ""
-    default = "table {{.Repository}}\t{{.Tag}}\t" + digest + "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    node = "\t{{.Node}}" if per_node else ""  # cluster mode: which node's store
+    default = "table {{.Repository}}\t{{.Tag}}\t" + digest + "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}" + node
     headers = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
                "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "SIZE",
-               "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+               "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+               "Node": "NODE"}
     fmt = Format.parse(args.format or default, default)
     sys.stdout.write(fmt.render(rows, headers))
     return 0

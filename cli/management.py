@@ -21,4 +21,5 @@ def register(sub: Subcommands) -> None:
         module.register(csub)
     ps.add_ps_command(csub, "ls", ("ps", "list"))
     ps.add_inspect_command(csub, containers_only=True)
+    ps.add_port_command(csub, "k3c container")
     prune.add_container_prune(csub)

@@ -21,6 +21,7 @@ from k3c.cli.common import (
     Subcommands,
     add_command,
     command,
+    container_id,
     is_running,
     parse_filters,
     session,
@@ -140,7 +141,7 @@ def prune_containers(s: Session, filters: Filters) -> tuple[int, str]:
         finish_remove(s, obj, current, False)
     if not doomed:
         return 0, ""
-    return 0, "Deleted Containers:\n" + "".join(dockerid.object_id(o) + "\n" for o in doomed)
+    return 0, "Deleted Containers:\n" + "".join(container_id(o) + "\n" for o in doomed)
 
 
 @command()
@@ -162,15 +163,16 @@ def _report(output: str, reclaimed: int) -> None:
 # ---- volume prune -----------------------------------------------------------------------------------
 def prune_volumes(s: Session, filters: Filters) -> tuple[int, str]:
     """Remove every volume no container uses (docker 20.10: named ones too); (space, output section)."""
-    from k3c.cli.volumes import remove_volume, users_of
+    from k3c.cli.volumes import Volumes, remove_volume, users_of
 
     containers = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", [])
-    volumes = s.client.get(s.path(VOLUMES)).get("items", [])
+    vs = Volumes(s)
+    volumes = vs.all()
     doomed = [v for v in volumes if not users_of(v["metadata"]["name"], containers)
               and not v["metadata"].get("deletionTimestamp")
               and not filters.keep("", v["metadata"].get("labels") or {})]
     for v in doomed:
-        remove_volume(s, v["metadata"]["name"], False, containers)
+        remove_volume(vs, dockerid.docker_name(v), False, containers)
     if not doomed:
         return 0, ""
     return 0, "Deleted Volumes:\n" + "".join(dockerid.docker_name(v) + "\n" for v in doomed)

@@ -11,10 +11,11 @@ import argparse
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from k3c import dockerid
 from k3c.api import KUBECONFIG_FILE, VOLUMES
 from k3c.cli.common import (
     Containers,
@@ -26,16 +27,18 @@ from k3c.cli.common import (
     go_time,
     human_duration,
     print_inspected,
+    runtime_id,
     session,
     short_id,
     since,
-    uid_id,
 )
 from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
 from k3c.cli.errors import CLIError, daemon_error
-from k3c.dockerid import docker_name
+
+if TYPE_CHECKING:
+    from k3c.cli.volumes import Volumes
 
 PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -50,6 +53,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 def register(sub: Subcommands) -> None:
     add_ps_command(sub)
     add_inspect_command(sub)
+    add_port_command(sub)
     p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
     p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
     p.set_defaults(func=info_cmd)
@@ -88,6 +92,15 @@ def add_inspect_command(sub: Subcommands, containers_only: bool = False) -> None
     p.set_defaults(func=inspect_cmd)
 
 
+def add_port_command(sub: Subcommands, prog: str = "k3c") -> None:
+    """`k3c port`, and `k3c container port`."""
+    p = add_command(sub, "port", "List port mappings or a specific mapping for the container",
+                    usage=f"{prog} port CONTAINER [PRIVATE_PORT[/PROTO]]")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
+    p.set_defaults(func=port_cmd)
+
+
 # ---- docker's view of a LocalContainer --------------------------------------------------------------
 def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, str]:
     """(State, Status) as docker prints them: ("running", "Up 5 minutes"), ("exited", "Exited (0) 3 seconds ago")."""
@@ -96,8 +109,12 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
     if obj["metadata"].get("deletionTimestamp"):
         return "removing", "Removal In Progress"
     if ph == "Running":
+        health = (st.get("health") or {}).get("status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
         up = "Up " + human_duration(since(st.get("startedAt"), now) or 0)
-        return ("paused", up + " (Paused)") if st.get("paused") else ("running", up)
+        if st.get("paused"):
+            return "paused", up + " (Paused)"
+        return "running", up + suffix.get(health or "", "")
     if ph == "Exited":
         ago = since(st.get("finishedAt"), now)
         code = st.get("exitCode", 0)
@@ -206,7 +223,7 @@ def container_row(obj: dict[str, Any], trunc: bool, now: float) -> ContainerRow:
         Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         LocalVolumes=str(sum(1 for m in spec.get("volumes") or [] if m.get("volume"))),
         Mounts=",".join(ellipsis(m, 15) if trunc else m for m in mounts),
-        Names=docker_name(obj), Networks="host" if spec.get("hostNetwork") else "bridge",
+        Names=dockerid.docker_name(obj), Networks="host" if spec.get("hostNetwork") else "bridge",
         Ports=format_ports(live_ports(obj)), RunningFor=human_duration(since(created, now) or 0) + " ago",
         Size="0B", State=state, Status=status, _labels=labels,
     )
@@ -255,14 +272,14 @@ def matches(obj: dict[str, Any], row: ContainerRow, filters: dict[str, list[str]
     """docker's rule: values of one key are OR-ed, different keys AND-ed."""
     spec = obj.get("spec") or {}
     checks: dict[str, Callable[[str], bool]] = {
-        "id": lambda v: container_id(obj).startswith(v) or uid_id(obj).startswith(v),
-        "name": lambda v: _name_match(docker_name(obj), v),
+        "id": lambda v: container_id(obj).startswith(v),
+        "name": lambda v: _name_match(dockerid.docker_name(obj), v),
         "label": lambda v: _label_match(row._labels, v),
         "status": lambda v: row.State == v,
         "ancestor": lambda v: _ancestor(spec.get("image", ""), v),
         "exited": lambda v: row.State == "exited" and str((obj.get("status") or {}).get("exitCode", 0)) == v,
-        "volume": lambda v: any(v in (m.get("volume"), m.get("hostPath"), m.get("mountPath"))
-                                for m in spec.get("volumes") or []),
+        "volume": lambda v: any(m.get("volume") == dockerid.object_name(v)
+                                or v in (m.get("hostPath"), m.get("mountPath")) for m in spec.get("volumes") or []),
         "network": lambda v: row.Networks == v,
     }
     return all(any(checks[key](v) for v in values) for key, values in filters.items())
@@ -327,12 +344,13 @@ def _restart_policy(value: str) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
-def _mounts(spec: dict[str, Any], st: dict[str, Any]) -> list[dict[str, Any]]:
+def _mounts(spec: dict[str, Any], volumes: Mapping[str, str]) -> list[dict[str, Any]]:
     out = []
     for m in spec.get("volumes") or []:
         if m.get("volume"):
-            out.append({"Type": "volume", "Name": m["volume"], "Source": "", "Destination": m.get("mountPath"),
-                        "Driver": "local", "Mode": "z", "RW": not m.get("readOnly"), "Propagation": ""})
+            out.append({"Type": "volume", "Name": volumes.get(m["volume"], m["volume"]), "Source": "",
+                        "Destination": m.get("mountPath"), "Driver": "local", "Mode": "z",
+                        "RW": not m.get("readOnly"), "Propagation": ""})
         else:
             out.append({"Type": "bind", "Source": m.get("hostPath"), "Destination": m.get("mountPath"),
                         "Mode": "", "RW": not m.get("readOnly"), "Propagation": "rprivate"})
@@ -352,9 +370,9 @@ def _config(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _host_config(spec: dict[str, Any]) -> dict[str, Any]:
-    binds = [f"{m.get('volume') or m.get('hostPath')}:{m.get('mountPath')}" + (":ro" if m.get("readOnly") else "")
-             for m in spec.get("volumes") or []]
+def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, Any]:
+    binds = [f"{volumes.get(m['volume'], m['volume']) if m.get('volume') else m.get('hostPath')}:{m.get('mountPath')}"
+             + (":ro" if m.get("readOnly") else "") for m in spec.get("volumes") or []]
     return {
         "Binds": binds or None, "NetworkMode": "host" if spec.get("hostNetwork") else "bridge",
         "PortBindings": _port_map(spec.get("ports") or [], ""),
@@ -366,8 +384,10 @@ def _host_config(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
-    """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c."""
+def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c;
+    ``volumes`` maps Volume object names to their docker names."""
+    volumes = volumes or {}
     spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
     argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
     state, _ = docker_state(obj)
@@ -381,17 +401,20 @@ def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
             "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
             "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
+            **_health(st),
         },
-        "Image": st.get("imageID", ""), "Name": "/" + docker_name(obj), "RestartCount": st.get("restartCount", 0),
+        "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
+        "RestartCount": st.get("restartCount", 0),
         "Driver": "overlayfs", "Platform": "linux",
-        "HostConfig": _host_config(spec), "Mounts": _mounts(spec, st), "Config": _config(obj),
+        "HostConfig": _host_config(spec, volumes), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
         "NetworkSettings": {
             "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
             "SandboxID": st.get("sandboxID", ""),
             "Networks": {network: {"IPAddress": st.get("ip", "")}},
         },
         "K3c": {
-            "Namespace": meta.get("namespace"), "UID": meta.get("uid"), "ObjectID": uid_id(obj),
+            "Namespace": meta.get("namespace"), "Object": meta["name"], "UID": meta.get("uid"),
+            "RuntimeID": runtime_id(obj),
             "Node": st.get("node") or spec.get("nodeName") or "", "Phase": st.get("phase", "Pending"),
             "DesiredState": spec.get("state", "Running"), "Message": st.get("message", ""),
             "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
@@ -399,30 +422,43 @@ def docker_inspect(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _find_object(s: Session, cs: Containers, ref: str, kind: str | None) -> dict[str, Any] | None:
-    from k3c.apierrors import NotFound
+def _health(status: dict[str, Any]) -> dict[str, Any]:
+    """State.Health, when the container has a health check."""
+    health = status.get("health")
+    if not health:
+        return {}
+    return {"Health": {"Status": health.get("status", "starting"), "FailingStreak": health.get("failingStreak", 0),
+                       "Log": [{"Start": r.get("start"), "End": r.get("end"), "ExitCode": r.get("exitCode"),
+                                "Output": r.get("output", "")} for r in health.get("log") or []]}}
+
+
+def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dict[str, Any] | None:
     from k3c.cli.volumes import docker_volume
 
     if kind in (None, "container"):
         try:
-            return docker_inspect(cs.get(ref))
+            obj = cs.get(ref)
         except CLIError:
             pass
+        else:
+            named = any(m.get("volume") for m in (obj.get("spec") or {}).get("volumes") or [])
+            return docker_inspect(obj, vs.names() if named else None)
     if kind in (None, "volume"):
-        try:
-            return docker_volume(s.client.get(s.path(VOLUMES, ref)))
-        except NotFound:
-            pass
+        vol = vs.find(ref)
+        if vol is not None:
+            return docker_volume(vol)
     return None
 
 
 @command()
 def inspect_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.volumes import Volumes
+
     s = session(args)
-    cs = Containers(s)
+    cs, vs = Containers(s), Volumes(s)
     found, missing = [], []
     for ref in args.names:
-        obj = _find_object(s, cs, ref, args.type)
+        obj = _find_object(cs, vs, ref, args.type)
         (found.append(obj) if obj is not None else missing.append(ref))
     return print_inspected(found, missing, args.format, args.type or "object")
 
@@ -484,3 +520,31 @@ Server:
  K3c Root Dir: {data['RootDir']}""")
     return 0
 
+
+
+# ---- port --------------------------------------------------------------------------------------------
+def port_lines(ports: list[dict[str, Any]], wanted: str | None, container: str) -> list[str]:
+    """docker port's lines: ``80/tcp -> 0.0.0.0:8080`` for all, ``0.0.0.0:8080`` for one PORT[/PROTO]."""
+    rows = sorted((int(p["containerPort"]), str(p.get("protocol") or "TCP").lower(),
+                    f"{p.get('hostIP') or '0.0.0.0'}:{p['hostPort']}") for p in ports)
+    if wanted is None:
+        return [f"{port}/{proto} -> {host}" for port, proto, host in rows]
+    number, _, proto = wanted.partition("/")
+    proto = (proto or "tcp").lower()
+    if not number.isdigit():
+        raise CLIError(f"strconv.ParseUint: parsing {json.dumps(number)}: invalid syntax", 1)
+    found = [host for port, p, host in rows if port == int(number) and p == proto]
+    if not found:
+        raise CLIError(f"Error: No public port '{number}/{proto}' published for {container}", 1)
+    return found
+
+
+@command()
+def port_cmd(args: argparse.Namespace) -> int:
+    s = session(args)
+    obj = Containers(s).get(args.container)
+    status = obj.get("status") or {}
+    ports = list(status.get("ports") or []) if status.get("phase") == "Running" else []
+    for line in port_lines(ports, args.port, args.container):
+        print(line)
+    return 0

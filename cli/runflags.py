@@ -8,10 +8,8 @@ argparse.ArgumentTypeError with docker's wording, which the parser turns into on
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +20,22 @@ from k3c.api import (
     CONTAINER_FINALIZER,
     LOCAL_CONTAINERS,
 )
+from k3c.cli import limitflags as lim
 from k3c.cli.common import valid_name
 from k3c.cli.errors import daemon_error
+from k3c.cli.goflags import add_bool_flag, flag_value, int_flag
+from k3c.cli.mountflags import (
+    Mount,
+    Tmpfs,
+    check_mount_points,
+    mount_entry,
+    parse_device,
+    parse_mount,
+    parse_tmpfs,
+    parse_volume,
+)
+from k3c.cli.networkflags import parse_add_host, parse_dns_search, parse_expose, parse_publish
 
-PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}
-MOUNT_MODES = {"ro", "rw", "z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate", "nocopy",
-               "consistent", "cached", "delegated"}
 _RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
 _CPUS_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -36,101 +44,6 @@ MIN_MEMORY = 6 * 1024 * 1024
 
 def _bad(message: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(message)
-
-
-# ---- -p/--publish ------------------------------------------------------------------------------------
-def _port_range(text: str, what: str, allow_empty: bool = False) -> list[int]:
-    if text == "" and allow_empty:
-        return []
-    lo, sep, hi = text.partition("-")
-    try:
-        first, last = int(lo), int(hi) if sep else int(lo)
-    except ValueError:
-        raise _bad(f"invalid {what}: {text}") from None
-    if not (0 < first <= last <= 65535):
-        raise _bad(f"invalid {what}: {text}")
-    return list(range(first, last + 1))
-
-
-def _split_publish(raw: str) -> tuple[str, str, str]:
-    """docker's nat.splitParts: [ip:][hostPort:]containerPort, the IP possibly IPv6 in brackets."""
-    parts = raw.split(":")
-    if len(parts) == 1:
-        return "", "", parts[0]
-    if len(parts) == 2:
-        return "", parts[0], parts[1]
-    return ":".join(parts[:-2]), parts[-2], parts[-1]
-
-
-def parse_publish(value: str) -> list[dict[str, Any]]:
-    """-p forms: 80, 8080:80, 127.0.0.1:8080:80, 127.0.0.1::80, 8080:80/udp, [::1]:8080:80, 8000-8001:80-81."""
-    raw, _, proto = value.partition("/")
-    proto = proto or "tcp"
-    if proto.lower() not in PROTOCOLS:
-        raise _bad(f"invalid proto: {proto}")
-    ip, host, container = _split_publish(raw)
-    ip = ip.strip("[]")
-    if ip:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise _bad(f"invalid IP address: {ip}") from None
-    if not container:
-        raise _bad(f"no port specified: {value}<empty>")
-    cports = _port_range(container, "containerPort")
-    hports = _port_range(host, "hostPort", allow_empty=True)
-    if hports and len(hports) != len(cports):
-        raise _bad(f"invalid ranges specified for container and host Ports: {container} and {host}")
-    out = []
-    for i, cport in enumerate(cports):
-        entry: dict[str, Any] = {"containerPort": cport, "protocol": PROTOCOLS[proto.lower()]}
-        if hports:
-            entry["hostPort"] = hports[i]
-        if ip:
-            entry["hostIP"] = ip
-        out.append(entry)
-    return out
-
-
-# ---- -v/--volume -------------------------------------------------------------------------------------
-@dataclass
-class Mount:
-    spec: dict[str, Any]
-    anonymous: bool = False
-
-
-def parse_volume(value: str) -> Mount:
-    """-v NAME:/path[:ro], /host:/path[:ro|rw], ./rel:/path, or /path alone (an anonymous volume)."""
-    parts = value.split(":")
-    if len(parts) > 3 or not all(parts[:2]):
-        raise _bad(f"invalid volume specification: '{value}'")
-    if len(parts) == 1:
-        return _anonymous(value)
-    src, dst, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
-    if not dst.startswith("/"):
-        raise _bad(f"invalid volume specification: '{value}': invalid mount path: '{dst}' mount path must be "
-                   "absolute")
-    modes = [m for m in mode.split(",") if m]
-    if any(m not in MOUNT_MODES for m in modes) or ("ro" in modes and "rw" in modes):
-        raise _bad(f"invalid mode: {mode}")
-    spec: dict[str, Any] = {"mountPath": dst}
-    if src.startswith(("/", ".", "~")):
-        spec["hostPath"] = os.path.abspath(os.path.expanduser(src))
-    elif valid_name(src):
-        spec["volume"] = src
-    else:
-        raise _bad(f'invalid volume name "{src}": a lowercase RFC 1123 name ([a-z0-9][a-z0-9.-]) is required '
-                   "(or an absolute host path for a bind mount)")
-    if "ro" in modes:
-        spec["readOnly"] = True
-    return Mount(spec)
-
-
-def _anonymous(path: str) -> Mount:
-    if not path.startswith("/"):
-        raise _bad(f"invalid volume specification: '{path}': invalid mount path: '{path}' mount path must be "
-                   "absolute")
-    return Mount({"volume": secrets.token_hex(32), "mountPath": path}, anonymous=True)
 
 
 # ---- -e/--env, --env-file ----------------------------------------------------------------------------
@@ -252,9 +165,64 @@ def add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--cap-drop", action="append", default=[], metavar="list", help="Drop Linux capabilities")
     a("--dns", action="append", default=[], metavar="list", help="Set custom DNS servers")
     a("--stop-timeout", type=int, metavar="int", help="Timeout (in seconds) to stop a container")
+    _add_more_flags(p, run)
     a("image", metavar="IMAGE", help="Image to run")
     a("command", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]",
       help="Command and arguments (override the image's CMD)")
+
+
+def _add_more_flags(p: argparse.ArgumentParser, run: bool) -> None:
+    """Mounts, names, limits, security, image and process control (docker's help texts)."""
+    from k3c.units import ram_in_bytes
+
+    a = p.add_argument
+    a("--init", action="store_true",
+      help="Run an init inside the container that forwards signals and reaps processes")
+    duration = flag_value("duration", lim.parse_duration)
+    a("--health-cmd", metavar="string", help="Command to run to check health")
+    a("--health-interval", type=duration, metavar="duration", help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-timeout", type=duration, metavar="duration",
+      help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    a("--health-start-period", type=duration, metavar="duration",
+      help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) "
+           "(default 0s)")
+    a("--health-retries", type=int_flag("--health-retries"), metavar="int",
+      help="Consecutive failures needed to report unhealthy")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--log-opt", action="append", default=[], metavar="list", help="Log driver options")
+    a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    a("--expose", action="append", default=[], metavar="list", help="Expose a port or a range of ports")
+    a("--mount", action="append", type=parse_mount, default=[], metavar="mount",
+      help="Attach a filesystem mount to the container")
+    a("--tmpfs", action="append", type=parse_tmpfs, default=[], metavar="list", help="Mount a tmpfs directory")
+    a("--device", action="append", type=parse_device, default=[], metavar="list",
+      help="Add a host device to the container")
+    a("--shm-size", type=flag_value("--shm-size", lambda v: str(ram_in_bytes(v))), metavar="bytes",
+      help="Size of /dev/shm")
+    a("--add-host", action="append", type=parse_add_host, default=[], metavar="list",
+      help="Add a custom host-to-IP mapping (host:ip)")
+    a("--dns-search", action="append", type=parse_dns_search, default=[], metavar="list",
+      help="Set custom DNS search domains")
+    a("--dns-option", action="append", default=[], metavar="list", help="Set DNS options")
+    a("--ulimit", action="append", type=lim.parse_ulimit, default=[], metavar="ulimit", help="Ulimit options")
+    a("--pids-limit", type=int_flag("--pids-limit"), metavar="int",
+      help="Tune container pids limit (set -1 for unlimited)")
+    a("--memory-swap", type=flag_value("--memory-swap", lim.parse_memory_swap), metavar="bytes",
+      help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    a("-c", "--cpu-shares", type=int_flag("-c, --cpu-shares"), metavar="int", help="CPU shares (relative weight)")
+    a("--cpuset-cpus", metavar="string", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("--security-opt", action="append", default=[], metavar="list", help="Security Options")
+    a("--pid", metavar="string", help="PID namespace to use")
+    a("--ipc", metavar="string", help="IPC mode to use")
+    a("--group-add", action="append", default=[], metavar="list", help="Add additional groups to join")
+    a("--stop-signal", metavar="string", help='Signal to stop a container (default "SIGTERM")')
+    a("--cidfile", metavar="string", help="Write the container ID to the file")
+    a("--label-file", action="append", default=[], metavar="list", help="Read in a line delimited file of labels")
+    a("--pull", default="missing", metavar="string",
+      help='Pull image before running ("always"|"missing"|"never") (default "missing")')
+    a("--platform", metavar="string", help="Set platform if server is multi-platform capable")
+    if run:
+        add_bool_flag(p, "--sig-proxy", default=True, help="Proxy received signals to the process (default true)")
 
 
 # ---- the object --------------------------------------------------------------------------------------
@@ -265,6 +233,7 @@ class ContainerRequest:
     obj: dict[str, Any]
     name_given: bool
     anonymous_volumes: list[str] = field(default_factory=list)
+    named_volumes: list[Mount] = field(default_factory=list)  # docker-named ones (`-v NAME:…`, `--mount`)
 
 
 def _network(value: str | None) -> bool:
@@ -275,8 +244,10 @@ def _network(value: str | None) -> bool:
     raise daemon_error(f"network {value} not found (k3c offers bridge, the default, and host)", 125)
 
 
-def _spec(args: argparse.Namespace, environ: Mapping[str, str], mounts: list[Mount]) -> dict[str, Any]:
-    labels = dict(args.label)
+def _spec(args: argparse.Namespace, environ: Mapping[str, str], mounts: list[Mount],
+          tmpfs: list[dict[str, Any]]) -> dict[str, Any]:
+    labels = {k: v for path in args.label_file for k, v in lim.read_label_file(path)}
+    labels.update(dict(args.label))
     spec: dict[str, Any] = {"image": args.image}
     optional = {
         "command": [args.entrypoint] if args.entrypoint else None,
@@ -294,9 +265,34 @@ def _spec(args: argparse.Namespace, environ: Mapping[str, str], mounts: list[Mou
         "capDrop": [normalize_cap(c) for c in args.cap_drop] or None,
         "hostNetwork": _network(args.network) or None, "hostname": args.hostname,
         "dns": list(args.dns) or None, "autoRemove": args.rm or None, "stopTimeout": args.stop_timeout,
+        **_more_fields(args, tmpfs),
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     return spec
+
+
+def _more_fields(args: argparse.Namespace, tmpfs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fields of :func:`_add_more_flags`' flags (None: not given)."""
+    if args.pull not in ("always", "missing", "never"):
+        raise daemon_error(f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"',
+                           125)
+    return {
+        "healthcheck": lim.healthcheck(args), "logOptions": lim.log_options(args.log_opt), "init": args.init or None, "publishAll": args.publish_all or None, "expose": parse_expose(args.expose) or None,
+        "tmpfs": tmpfs or None, "devices": list(args.device) or None, "shmSize": args.shm_size,
+        "extraHosts": list(args.add_host) or None, "dnsSearch": list(args.dns_search) or None,
+        "dnsOptions": list(args.dns_option) or None,
+        "ulimits": list({u["name"]: u for u in args.ulimit}.values()) or None,
+        "pidsLimit": args.pids_limit if args.pids_limit and args.pids_limit > 0 else None,
+        "memorySwap": args.memory_swap, "cpuShares": args.cpu_shares or None,
+        "cpusetCpus": lim.parse_cpuset(args.cpuset_cpus) if args.cpuset_cpus else None,
+        **lim.security_options(args.security_opt),
+        "pidMode": lim.parse_pid_mode(args.pid) or None if args.pid is not None else None,
+        "ipcMode": lim.parse_ipc_mode(args.ipc) if args.ipc else None,
+        "groupAdd": list(args.group_add) or None,
+        "stopSignal": lim.parse_stop_signal(args.stop_signal) if args.stop_signal else None,
+        "pullPolicy": None if args.pull == "missing" else args.pull,
+        "platform": lim.check_platform(args.platform) if args.platform else None,
+    }
 
 
 def _check_conflicts(args: argparse.Namespace) -> None:
@@ -306,6 +302,12 @@ def _check_conflicts(args: argparse.Namespace) -> None:
         raise daemon_error("Minimum memory limit allowed is 6MB", 125)
     if args.stop_timeout is not None and args.stop_timeout < 0:
         raise daemon_error("invalid stop timeout: must not be negative", 125)
+    if args.shm_size and args.ipc == "host":
+        raise daemon_error("--shm-size cannot be used with --ipc host (the node's /dev/shm is used)", 125)
+    if args.memory_swap not in (None, "-1") and args.memory is None:
+        raise daemon_error("You should always set the Memory limit when using Memoryswap limit, see usage.", 125)
+    if args.memory_swap not in (None, "-1") and int(args.memory_swap) < int(args.memory):
+        raise daemon_error("Minimum memoryswap limit should be larger than memory limit, see usage.", 125)
 
 
 def build_container(args: argparse.Namespace, name: str, namespace: str, start: bool,
@@ -314,7 +316,15 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
     _check_conflicts(args)
     environ = os.environ if environ is None else environ
     mounts: list[Mount] = list(args.volume)
-    spec = _spec(args, environ, mounts)
+    tmpfs = list(args.tmpfs)
+    for m in args.mount:
+        entry = mount_entry(m)
+        if isinstance(entry, Tmpfs):
+            tmpfs.append(entry.spec)
+        else:
+            mounts.append(entry)
+    check_mount_points([m.spec for m in mounts], tmpfs)
+    spec = _spec(args, environ, mounts, tmpfs)
     spec["state"] = "Running" if start else "Stopped"
     spec["nodeName"] = ""
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "finalizers": [CONTAINER_FINALIZER]}
@@ -332,4 +342,5 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
         meta["annotations"] = annotations
     obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
            "spec": spec}
-    return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon)
+    return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon,
+                            named_volumes=[m for m in mounts if m.docker_name])

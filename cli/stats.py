@@ -17,9 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from k3c import dockerid
 from k3c.api import LOCAL_CONTAINERS
-from k3c.cli.common import Containers, Session, Subcommands, add_command, command, is_running, session
+from k3c.cli.common import (
+    Containers,
+    Session,
+    Subcommands,
+    add_command,
+    command,
+    container_id,
+    is_running,
+    session,
+    short_id,
+)
 from k3c.units import bytes_size, human_size
 
 STATS_TABLE = "{{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
@@ -134,7 +143,7 @@ def _targets(s: Session, args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.containers:
         return [(ref, cs.get(ref)["metadata"]["name"]) for ref in args.containers]
     items = sorted(cs.all(), key=lambda o: o["metadata"].get("creationTimestamp", ""), reverse=True)
-    return [(dockerid.object_id(o)[:12], o["metadata"]["name"]) for o in items if args.all or is_running(o)]
+    return [(short_id(container_id(o)), o["metadata"]["name"]) for o in items if args.all or is_running(o)]
 
 
 def _client(s: Session) -> Any:

@@ -29,6 +29,10 @@ class TemplateError(CLIError):
 
 # ---- values ----------------------------------------------------------------------------------------
 def to_jsonable(value: Any) -> Any:
+    """A value as JSON shows it: a ``to_json()`` method wins (docker's JSON tags are not always its Go
+    field names, which templates use: events), then dataclass fields, dicts and lists."""
+    if callable(getattr(value, "to_json", None)):
+        return to_jsonable(value.to_json())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if not f.name.startswith("_")}

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUMES
+from k3c import dockerid
+from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, NAME_ANNOTATION, VOLUMES
 from k3c.cli.common import (
     Session,
     Subcommands,
@@ -25,7 +26,6 @@ from k3c.cli.common import (
     parse_filters,
     print_inspected,
     session,
-    valid_name,
     wait_for,
 )
 from k3c.cli.errors import CLIError, daemon_error
@@ -66,6 +66,40 @@ def register(sub: Subcommands) -> None:
     add_volume_prune(vsub)
 
 
+# ---- addressing -------------------------------------------------------------------------------------
+class Volumes:
+    """Volumes by docker name (k3c.dockerid), else by object name: one GET in the common case, else one list."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self._all: list[dict[str, Any]] | None = None
+
+    def all(self) -> list[dict[str, Any]]:
+        if self._all is None:
+            self._all = self.s.client.get(self.s.path(VOLUMES)).get("items", [])
+        return self._all
+
+    def find(self, ref: str) -> dict[str, Any] | None:
+        from k3c.apierrors import NotFound
+
+        if dockerid.valid_docker_name(ref):
+            try:
+                obj = self.s.client.get(self.s.path(VOLUMES, dockerid.object_name(ref)))
+            except NotFound as err:
+                if not err.details.get("name"):
+                    raise
+            else:
+                if dockerid.docker_name(obj) == ref:
+                    return obj
+        by_docker = [o for o in self.all() if dockerid.docker_name(o) == ref]
+        by_object = [o for o in self.all() if o["metadata"]["name"] == ref]
+        return next(iter(by_docker or by_object), None)
+
+    def names(self) -> dict[str, str]:
+        """object name → docker name of every volume."""
+        return {o["metadata"]["name"]: dockerid.docker_name(o) for o in self.all()}
+
+
 # ---- shapes -----------------------------------------------------------------------------------------
 def users_of(name: str, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in containers if any(m.get("volume") == name for m in (c.get("spec") or {}).get("volumes") or [])]
@@ -76,7 +110,8 @@ def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
     meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     return {
         "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
-        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""), "Name": meta["name"],
+        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""),
+        "Name": dockerid.docker_name(obj),
         "Options": None, "Scope": "local",
         "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",
                 "Phase": st.get("phase", "Pending"), "UsedBy": st.get("usedBy") or [], "Message": st.get("message", "")},
@@ -103,7 +138,7 @@ def volume_row(obj: dict[str, Any], links: int | None) -> VolumeRow:
     return VolumeRow(Driver=(obj.get("spec") or {}).get("driver", "local"),
                      Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
                      Links="N/A" if links is None else str(links),
-                     Mountpoint=(obj.get("status") or {}).get("mountpoint", ""), Name=obj["metadata"]["name"],
+                     Mountpoint=(obj.get("status") or {}).get("mountpoint", ""), Name=dockerid.docker_name(obj),
                      Scope="local", Size="N/A", _labels=labels)
 
 
@@ -125,15 +160,16 @@ def create_cmd(args: argparse.Namespace) -> int:
     from k3c.apierrors import AlreadyExists
 
     name = args.name or secrets.token_hex(32)
-    if not valid_name(name):
+    if not dockerid.valid_docker_name(name):
         raise daemon_error(f'create {name}: "{name}" includes invalid characters for a local volume name, only '
-                           '"[a-z0-9][a-z0-9.-]" are allowed (a Kubernetes object name). If you intended to pass '
-                           "a host directory, use absolute path")
+                           '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, '
+                           "use absolute path")
     if args.driver != "local":
         raise daemon_error(f'create {name}: error looking up volume plugin {args.driver}: plugin "{args.driver}" '
                            "not found")
     s = session(args)
-    meta: dict[str, Any] = {"name": name, "namespace": s.namespace}
+    meta: dict[str, Any] = {"name": dockerid.object_name(name), "namespace": s.namespace,
+                            "annotations": {NAME_ANNOTATION: name}}
     if args.label:
         meta["labels"] = _labels(args.label)
     obj = {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind, "metadata": meta,
@@ -169,7 +205,7 @@ def ls_cmd(args: argparse.Namespace) -> int:
     filters = _volume_filters(args.filter)
     fmt = Format.parse("{{.Name}}" if args.quiet else args.format, VOLUME_TABLE)
     s = session(args)
-    volumes = sorted(s.client.get(s.path(VOLUMES)).get("items", []), key=lambda o: o["metadata"]["name"])
+    volumes = sorted(s.client.get(s.path(VOLUMES)).get("items", []), key=dockerid.docker_name)
     need_users = "dangling" in filters or "Links" in (args.format or "")
     containers = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", []) if need_users else []
     rows = []
@@ -183,21 +219,19 @@ def ls_cmd(args: argparse.Namespace) -> int:
 
 
 # ---- rm ---------------------------------------------------------------------------------------------
-def remove_volume(s: Session, name: str, force: bool, containers: list[dict[str, Any]]) -> None:
+def remove_volume(vs: Volumes, ref: str, force: bool, containers: list[dict[str, Any]]) -> None:
     from k3c.apierrors import NotFound
 
-    path = s.path(VOLUMES, name)
-    try:
-        obj = s.client.get(path)
-    except NotFound as err:
-        if not err.details.get("name"):
-            raise
+    s, obj = vs.s, vs.find(ref)
+    if obj is None:
         if force:
             return
-        raise daemon_error(f"get {name}: no such volume") from None
+        raise daemon_error(f"get {ref}: no such volume")
+    name = obj["metadata"]["name"]
+    path = s.path(VOLUMES, name)
     users = [c for c in users_of(name, containers) if not c["metadata"].get("deletionTimestamp")]
     if users and not force:
-        raise daemon_error(f"remove {name}: volume is in use - [{', '.join(container_id(c) for c in users)}]")
+        raise daemon_error(f"remove {ref}: volume is in use - [{', '.join(container_id(c) for c in users)}]")
     if force:
         obj = s.client.merge_patch(path, {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
     try:
@@ -209,17 +243,18 @@ def remove_volume(s: Session, name: str, force: bool, containers: list[dict[str,
         try:
             wait_for(s, obj, lambda o: o is None, REMOVE_TIMEOUT, resource=VOLUMES)
         except WaitTimeout:
-            raise daemon_error(f"remove {name}: still being removed after {REMOVE_TIMEOUT:g}s "
+            raise daemon_error(f"remove {ref}: still being removed after {REMOVE_TIMEOUT:g}s "
                                "(is the k3c daemon running?)") from None
 
 
 @command()
 def rm_cmd(args: argparse.Namespace) -> int:
     s = session(args)
+    vs = Volumes(s)
     containers = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", [])
 
     def one(name: str) -> None:
-        remove_volume(s, name, args.force, containers)
+        remove_volume(vs, name, args.force, containers)
         print(name, flush=True)
 
     return for_each(args.names, one)
@@ -228,15 +263,9 @@ def rm_cmd(args: argparse.Namespace) -> int:
 # ---- inspect ----------------------------------------------------------------------------------------
 @command()
 def inspect_cmd(args: argparse.Namespace) -> int:
-    from k3c.apierrors import NotFound
-
-    s = session(args)
+    vs = Volumes(session(args))
     found, missing = [], []
     for name in args.names:
-        try:
-            found.append(docker_volume(s.client.get(s.path(VOLUMES, name))))
-        except NotFound as err:
-            if not err.details.get("name"):
-                raise
-            missing.append(name)
+        obj = vs.find(name)
+        (found.append(docker_volume(obj)) if obj is not None else missing.append(name))
     return print_inspected(found, missing, args.format, "volume")

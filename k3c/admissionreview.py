@@ -37,6 +37,8 @@ class GroupVersionResource(TypedDict):
 class UserInfo(TypedDict):
     username: str
     groups: list[str]
+    uid: NotRequired[str]
+    extra: NotRequired[dict[str, list[str]]]
 
 
 class Request(TypedDict):

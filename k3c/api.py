@@ -62,6 +62,21 @@ EVENTS: Final = Resource("", "v1", "events", "Event")
 CUSTOM_RESOURCE_DEFINITIONS: Final = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
 VALIDATING_WEBHOOK_CONFIGURATIONS: Final = Resource("admissionregistration.k8s.io", "v1",
                                                     "validatingwebhookconfigurations", "ValidatingWebhookConfiguration")
+NODES: Final = Resource("", "v1", "nodes", "Node")
+PODS: Final = Resource("", "v1", "pods", "Pod")
+DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
+
+# ---- cluster mode: what manifests/ installs (`k3c install`) -----------------------------------------
+#: The namespace of the node agents, and the name of their DaemonSet, Service and ServiceAccount.
+AGENT_NAMESPACE: Final = "k3c-system"
+AGENT_NAME: Final = "k3c-agent"
+#: The agents' pods, as a label selector (the DaemonSet's selector and the Service's).
+AGENT_SELECTOR: Final = f"app.kubernetes.io/name={AGENT_NAME}"
+#: The Secret with the streams' serving certificate (tls.crt, tls.key, ca.crt) that `k3c install` makes.
+AGENT_TLS_SECRET: Final = "k3c-agent-tls"
+#: The aggregated group of the streams (logs, exec, attach, save/load, build logs) and its APIService.
+STREAMS_GROUP: Final = "streams.k3c.io"
+STREAMS_API_SERVICE: Final = f"{VERSION}.{STREAMS_GROUP}"
 
 # ---- finalizers: the operator's cleanup before an object may go -------------------------------------
 CONTAINER_FINALIZER: Final = "k3c.io/container"
@@ -74,6 +89,9 @@ IMAGE_BUILD_FINALIZER: Final = "k3c.io/imagebuild"
 FORCE_DELETE_ANNOTATION: Final = "k3c.io/force-delete"
 #: A new value asks the operator for a fresh start of a LocalContainer now (`k3c start`, `k3c restart`).
 START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
+#: How a `k3c restart`'s start-request value begins (the operator only compares values; docker's event
+#: stream tells a restart from a start).
+RESTART_TOKEN_PREFIX: Final = "restart-"
 #: The anonymous Volumes `k3c run` created for a container (comma-separated), removed by `k3c rm -v`.
 ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
 #: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.
@@ -84,12 +102,17 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"
+#: Reasons of the core/v1 Events the operator records when a container's health check changes its status
+#: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
+HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}
 
 # ---- labels on k3c's and built-in objects -----------------------------------------------------------
 #: On the Secret carrying a build's ``--secret`` values: the ImageBuild it belongs to.
 BUILD_SECRET_LABEL: Final = "k3c.io/build-secret-for"
 #: On an ImagePush an ImageTag created: the ImageTag's name.
 IMAGE_TAG_OWNER_LABEL: Final = "k3c.io/imagetag"
+#: On an Image of one node's store, in cluster mode (``kubectl get images -l k3c.io/node=N``): the node.
+NODE_LABEL: Final = "k3c.io/node"
 
 # ---- labels and annotations on containerd's objects (CRI sandboxes, containers, images) ---------------
 #: On every sandbox and container k3c creates: how the operator finds its own at start-up.

@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--containerd-root", type=Path,
                    help="root dir of k3c's own containerd (enables sandbox reuse; its certs.d gets hosts.toml)")
     p.add_argument("--containerd-state", type=Path, help="state dir of k3c's own containerd")
+    p.add_argument("--init-binary", type=Path,
+                   help="static init mounted at /sbin/docker-init for containers with spec.init (docker --init)")
     p.add_argument("--build-engine", choices=BUILD_ENGINES, default=os.environ.get("K3C_BUILD_ENGINE", "native"),
                    help="native (buildah as its fallback) or buildah for every build (default $K3C_BUILD_ENGINE, "
                         "else native)")
@@ -51,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-webhook-registration", dest="register_webhooks", action="store_false",
                    help="serve the admission webhooks but leave the ValidatingWebhookConfiguration k3c.io alone "
                         "(another process registers it)")
+    p.add_argument("--webhooks-per-node", action="store_true",
+                   help="register the webhooks as k3c.io.<node-name>, for this node's objects only, and remove "
+                        "them at stop (a node sharing its API server with others)")
     p.add_argument("--node-policy", choices=("permissive", "restricted"), default="permissive",
                    help="this node's own policy (k3c.reconcilers.nodepolicy; default %(default)s)")
     p.add_argument("--node-policy-allow", action="append", default=[], metavar="KIND.FIELD",
@@ -59,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a node directory host paths and build contexts may name (repeatable)")
     p.add_argument("--credentials-namespace", default="kube-system",
                    help="where the registry credentials cluster-scoped objects may name live (default %(default)s)")
+    p.add_argument("--images-per-node", action="store_true",
+                   help="one Image object per (node, image), named and labelled with this node (cluster mode: "
+                        "nodes holding the same image never share an object)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -83,12 +91,14 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         kubeconfig=args.kubeconfig, containerd_address=args.containerd_address, node_name=args.node_name,
         root_dir=args.root_dir.absolute(), controllers=args.controllers, pool_size=args.pool_size,
         containerd_root=args.containerd_root, containerd_state=args.containerd_state,
-        build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
+        init_binary=args.init_binary, build_engine=args.build_engine, build_pids_limit=args.build_pids_limit,
         local_git_contexts=args.allow_local_git_contexts,
         webhook_host=args.webhook_listen[0], webhook_port=args.webhook_listen[1],
-        register_webhooks=args.register_webhooks, node_policy=args.node_policy,
+        register_webhooks=args.register_webhooks, webhooks_per_node=args.webhooks_per_node,
+        node_policy=args.node_policy,
         node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
         node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
+        images_per_node=args.images_per_node,
     )
 
 

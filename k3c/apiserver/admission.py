@@ -25,6 +25,7 @@ from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.services import NoServices, ServiceResolver
 from k3c.apiserver.storage import Event, Store
+from k3c.apiserver.subresources import User
 from k3c.apiserver.webhookcall import CallError, WebhookClients
 from k3c.apiserver.webhookconfig import GROUP, Webhook, webhooks_of
 from k3c.apiserver.webhookmatch import Attributes, matched_version, selectors_match
@@ -118,7 +119,7 @@ def _request(target: ResourceType, a: Attributes) -> ar.Request:
     request: ar.Request = {
         "uid": str(uuid.uuid4()), "kind": _gvk(target), "resource": _gvr(target),
         "requestKind": _gvk(a.rtype), "requestResource": _gvr(a.rtype), "name": a.name,
-        "operation": a.operation, "userInfo": {"username": a.user.name, "groups": list(a.user.groups)},
+        "operation": a.operation, "userInfo": _user_info(a.user),
         "object": _as_target(a.obj, target), "oldObject": _as_target(a.old, target), "dryRun": a.dry_run,
         "options": a.options,
     }
@@ -146,3 +147,13 @@ def _denial(name: str, status: ar.Status) -> Refused:
     details = status.get("details")
     return Refused(code, reason, f"{denied}: {message}" if message else f"{denied} without explanation",
                    details if isinstance(details, dict) else None)
+
+
+def _user_info(user: User) -> ar.UserInfo:
+    """The requester as an AdmissionReview names it (uid and extra only when the user has them)."""
+    info: ar.UserInfo = {"username": user.name, "groups": list(user.groups)}
+    if user.uid:
+        info["uid"] = user.uid
+    if user.extra:
+        info["extra"] = {key: list(values) for key, values in user.extra}
+    return info

@@ -2,7 +2,13 @@
 
 Generated once, on first start, into the data directory (keys 0600) and reused afterwards, so a kubeconfig
 handed out earlier keeps working across restarts. The admin client certificate carries the
-`system:masters` organisation, as a kubeadm/k3s admin kubeconfig does.
+`system:masters` organisation, as a kubeadm/k3s admin kubeconfig does. The CA is also the client CA: any
+certificate it signed for client use authenticates as its CN, in the groups of its Os (kube's x509
+authenticator).
+
+A second, separate CA is the front proxy's (kube-apiserver's ``--requestheader-client-ca-file``): its one
+client certificate, CN ``front-proxy-client``, is what the aggregator presents to aggregated API servers
+(``--proxy-client-cert-file``). It is never trusted for the API server's own clients.
 """
 
 from __future__ import annotations
@@ -101,6 +107,19 @@ def _leaf(
     return b.sign(ca_key, hashes.SHA256()), key
 
 
+@dataclass(frozen=True)
+class FrontProxy:
+    """The front proxy's CA and the client certificate the aggregator presents with it."""
+
+    ca_cert: Path
+    client_cert: Path
+    client_key: Path
+
+
+#: The front proxy client certificate's CN: what ``requestheader-allowed-names`` lists.
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
 def ensure(data_dir: Path, hosts: list[str]) -> Material:
     """Create the CA, server and client material if absent; return where it is."""
     pki = data_dir / "tls"
@@ -115,6 +134,33 @@ def ensure(data_dir: Path, hosts: list[str]) -> Material:
     elif not _covers(m.server_cert, hosts):
         _regenerate_server(m, hosts)
     return Material(**{**m.__dict__, "token": _ensure_token(token_file)})
+
+
+def ensure_front_proxy(data_dir: Path) -> FrontProxy:
+    """The front proxy's CA and client certificate, made once beside the server's own (keys 0600)."""
+    pki = data_dir / "tls"
+    pki.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fp = FrontProxy(pki / "front-proxy-ca.crt", pki / "front-proxy-client.crt", pki / "front-proxy-client.key")
+    if not (fp.ca_cert.exists() and fp.client_cert.exists() and fp.client_key.exists()):
+        ca, ca_key = _new_ca("k3c-front-proxy-ca")
+        _write_private(fp.ca_cert.with_suffix(".key"), _key_pem(ca_key))
+        cert, key = _leaf(ca, ca_key, _name(FRONT_PROXY_CLIENT), ExtendedKeyUsageOID.CLIENT_AUTH)
+        _write_private(fp.client_key, _key_pem(key))
+        fp.client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        fp.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))  # last: it marks the set complete
+    return fp
+
+
+def issue_client(m: Material, user: str, groups: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+    """A client certificate (PEM) and its key (PEM) signed by the client CA: it authenticates as ``user``
+    in ``groups`` (CN and Os), as a kubeadm ``kubeconfig user`` certificate does."""
+    ca = x509.load_pem_x509_certificate(m.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(m.ca_cert.with_suffix(".key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+    subject = x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    cert, key = _leaf(ca, ca_key, subject, ExtendedKeyUsageOID.CLIENT_AUTH)
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
 def _ensure_token(path: Path) -> str:
@@ -149,9 +195,9 @@ def _replace_private(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _generate(m: Material, hosts: list[str]) -> None:
+def _new_ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("k3c-ca")
+    ca_name = _name(cn)
     ca = (
         _builder(ca_name, ca_name, ca_key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -166,6 +212,11 @@ def _generate(m: Material, hosts: list[str]) -> None:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca, ca_key
+
+
+def _generate(m: Material, hosts: list[str]) -> None:
+    ca, ca_key = _new_ca("k3c-ca")
     _write_private(m.ca_cert.with_suffix(".key"), _key_pem(ca_key))
     m.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     _regenerate_server(m, hosts)

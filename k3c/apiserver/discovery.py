@@ -7,6 +7,7 @@ plain `application/json` makes them fall back to it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from k3c import __version__
@@ -37,13 +38,22 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
     return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def api_group_list(registry: ResourceTypes) -> dict[str, Any]:
-    groups = [_group(g, vs) for g, vs in sorted(registry.groups().items())]
+def _all_groups(registry: ResourceTypes, aggregated: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The served groups' versions, with those of the aggregated group/versions (APIServices) added."""
+    groups = {g: list(vs) for g, vs in registry.groups().items()}
+    for group, versions in aggregated.items():
+        groups.setdefault(group, []).extend(v for v in versions if v not in groups[group])
+    return groups
+
+
+def api_group_list(registry: ResourceTypes, aggregated: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    groups = [_group(g, vs) for g, vs in sorted(_all_groups(registry, aggregated or {}).items())]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def api_group(registry: ResourceTypes, group: str) -> dict[str, Any] | None:
-    versions = registry.groups().get(group)
+def api_group(registry: ResourceTypes, group: str,
+              aggregated: Mapping[str, list[str]] | None = None) -> dict[str, Any] | None:
+    versions = _all_groups(registry, aggregated or {}).get(group)
     if not versions:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,13 @@ import orjson
 from aiohttp import web
 
 from k3c.apiserver import codec, discovery, errors, goformat, gotypes, openapi, openapi_v2, tables
+from k3c.apiserver.authn import user_of
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions, parse_resource_version
 from k3c.apiserver.storage import Compacted
 from k3c.apiserver.storereader import StoreReader
-from k3c.apiserver.subresources import ADMIN, Provider, Route, SubresourceHandler, SubresourceRequest
+from k3c.apiserver.subresources import Provider, Route, SubresourceHandler, SubresourceRequest
 from k3c.apiserver.watch import Overflow, WatchHub
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class APIHandler:
         self.registry = registry
         self.settings = settings
         self.subresources: dict[Route, SubresourceHandler] = {}
+        #: the aggregated groups' versions (APIServices), listed in discovery beside the served ones
+        self.aggregated_groups: Callable[[], Mapping[str, list[str]]] = dict
 
     def mount(self, provider: Provider) -> None:
         """Serve the provider's subresources (a later provider of the same route replaces the earlier)."""
@@ -103,9 +107,9 @@ class APIHandler:
             return await self._group_version(request, "", parts[1], parts[2:])
         if head == "apis":
             if len(parts) == 1:
-                return self._json(discovery.api_group_list(self.registry))
+                return self._json(discovery.api_group_list(self.registry, self.aggregated_groups()))
             if len(parts) == 2:
-                return self._json_or_404(discovery.api_group(self.registry, parts[1]))
+                return self._json_or_404(discovery.api_group(self.registry, parts[1], self.aggregated_groups()))
             return await self._group_version(request, parts[1], parts[2], parts[3:])
         raise errors.gone_resource("the server could not find the requested resource")
 
@@ -122,7 +126,12 @@ class APIHandler:
             body, ctype = openapi_v2.negotiate(request.headers.get("Accept", ""), self.registry.all())
             return web.Response(body=body, headers={"Content-Type": ctype})
         if rest == ["v3"]:
-            return self._json(openapi.index(self.registry.all()))
+            index = openapi.index(self.registry.all())
+            for group, versions in self.aggregated_groups().items():  # (their documents are their servers')
+                for version in versions:
+                    path = openapi.gv_path(group, version)
+                    index["paths"].setdefault(path, {"serverRelativeURL": f"/openapi/v3/{path}"})
+            return self._json(index)
         if rest and rest[0] == "v3" and len(rest) > 1:
             gv_path = "/".join(rest[1:])
             types = self.registry.all()
@@ -137,13 +146,15 @@ class APIHandler:
         if not rest:
             return self._json_or_404(discovery.resource_list(self.registry, group, version))
         target = self._resolve(group, version, rest)
-        if target.subresource:
+        # a provider's subresource, or a collection it answers whole (the reviews: created, never stored)
+        if target.subresource or target.name is None:
             route = Route(target.rtype.group, target.rtype.plural, target.subresource)
             custom = self.subresources.get(route)
             if custom is not None:
                 parents = StoreReader(self.api, self.hub, target.rtype)
-                sub = SubresourceRequest(route, target.namespace, target.name, request, ADMIN, parents)
+                sub = SubresourceRequest(route, target.namespace, target.name, request, user_of(request), parents)
                 return await custom(sub)
+        if target.subresource:
             if target.subresource != "status" or not target.rtype.has_status:
                 raise errors.gone_resource("the server could not find the requested resource")
         method = request.method
@@ -434,4 +445,4 @@ def _write_options(request: web.Request) -> WriteOptions:
     if len(manager) > 128:
         raise errors.bad_request("fieldManager: Too long: may not be longer than 128")
     agent = request.headers.get("User-Agent", "").split("/", 1)[0][:128]  # kube's default field manager
-    return WriteOptions(bool(dry), validation, manager, _flag(q.get("force")), agent=agent)
+    return WriteOptions(bool(dry), validation, manager, _flag(q.get("force")), user=user_of(request), agent=agent)

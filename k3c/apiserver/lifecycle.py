@@ -173,9 +173,11 @@ def prepare_update(rtype: ResourceType, new: dict[str, Any], old: dict[str, Any]
         new["status"] = copy.deepcopy(old["status"])
     elif rtype.status_subresource:
         new.pop("status", None)
+    _kind_defaults(rtype, new, old)
+    # after the defaults, as kube-apiserver compares: a server-side apply re-sending a list item whole
+    # (a container) drops the defaults inside it, which is no change of the spec
     if rtype.tracks_generation and _spec_changed(new, old):
         meta["generation"] = int(old_meta.get("generation", 1)) + 1
-    _kind_defaults(rtype, new, old)
 
 
 def _spec_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:

@@ -388,6 +388,8 @@ _BUILTIN_GROUP_PREFIX = {
     "batch": "io.k8s.api.batch",
     "networking.k8s.io": "io.k8s.api.networking",
     "rbac.authorization.k8s.io": "io.k8s.api.rbac",
+    "authentication.k8s.io": "io.k8s.api.authentication",
+    "authorization.k8s.io": "io.k8s.api.authorization",
     "admissionregistration.k8s.io": "io.k8s.api.admissionregistration",
     "apiregistration.k8s.io": "io.k8s.kube-aggregator.pkg.apis.apiregistration",
     "events.k8s.io": "io.k8s.api.events",
@@ -721,7 +723,8 @@ def document(group_version_path: str, types: list[ResourceType]) -> dict[str, An
     for rt in served:
         paths.update(_paths_for(rt))
         schemas[model_name(rt.group, rt.version, rt.kind)] = _kind_schema(rt)
-        schemas[model_name(rt.group, rt.version, rt.list_kind)] = _list_schema(rt)
+        if "list" in rt.verbs:  # (the reviews are created only: kube has no list kind of them)
+            schemas[model_name(rt.group, rt.version, rt.list_kind)] = _list_schema(rt)
 
     # Add the referenced library schemas (meta/v1, core/v1 helpers), transitively.
     needed: set[str] = set()

@@ -21,8 +21,11 @@ from typing import Any, TypeVar
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, EncodeError, Message
 
+from .proto import k8s_authn_v1_pb2 as authn
+from .proto import k8s_authz_v1_pb2 as authz
 from .proto import k8s_core_v1_pb2 as core
 from .proto import k8s_meta_v1_pb2 as meta
+from .proto import k8s_rbac_v1_pb2 as rbac
 from .proto import k8s_runtime_pb2 as runtime
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -33,6 +36,25 @@ _CORE_V1_KINDS: dict[str, type[Message]] = {
     "ConfigMap": core.ConfigMap,
     "Secret": core.Secret,
     "Event": core.Event,
+    "ServiceAccount": core.ServiceAccount,
+}
+#: the other kinds kubectl sends as protobuf, by apiVersion: RBAC's, the reviews and TokenRequest
+_GROUP_KINDS: dict[str, dict[str, type[Message]]] = {
+    "rbac.authorization.k8s.io/v1": {
+        "Role": rbac.Role, "ClusterRole": rbac.ClusterRole, "RoleBinding": rbac.RoleBinding,
+        "ClusterRoleBinding": rbac.ClusterRoleBinding,
+    },
+    "authorization.k8s.io/v1": {
+        "SubjectAccessReview": authz.SubjectAccessReview,
+        "LocalSubjectAccessReview": authz.LocalSubjectAccessReview,
+        "SelfSubjectAccessReview": authz.SelfSubjectAccessReview,
+        "SelfSubjectRulesReview": authz.SelfSubjectRulesReview,
+    },
+    "authentication.k8s.io/v1": {
+        "TokenRequest": authn.TokenRequest,
+        "TokenReview": authn.TokenReview,
+        "SelfSubjectReview": authn.SelfSubjectReview,
+    },
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -87,6 +109,8 @@ def _message_class(api_version: str, kind: str) -> type[Message]:
         return meta.DeleteOptions
     if api_version == "v1" and kind in _CORE_V1_KINDS:
         return _CORE_V1_KINDS[kind]
+    if kind in _GROUP_KINDS.get(api_version, {}):
+        return _GROUP_KINDS[api_version][kind]
     raise ValueError(f"protobuf body of unsupported kind {kind!r} (apiVersion {api_version!r})")
 
 

@@ -182,23 +182,22 @@ BUILTINS: list[ResourceType] = [
 def _kube(
     group: str, plural: str, kind: str, *, namespaced: bool = True, short: tuple[str, ...] = (),
     categories: tuple[str, ...] = (), status: bool = False, generation: bool = False,
-    stored_only: StoredOnly | None = None, version: str = "v1",
+    stored_only: StoredOnly | None = None, version: str = "v1", verbs: tuple[str, ...] = tuple(ALL_VERBS),
+    subresources: tuple[str, ...] = (),
 ) -> ResourceType:
     """A built-in served from Kubernetes' own schema, with kube-apiserver's names, scope and categories."""
     cats = list(categories) + ([STORED_ONLY_CATEGORY] if stored_only else [])
     return ResourceType(
         group=group, version=version, plural=plural, kind=kind, namespaced=namespaced, short_names=list(short),
         categories=cats, has_status=status, tracks_generation=generation, strategic_merge=True,
-        kube_schema=True, stored_only=stored_only,
+        kube_schema=True, stored_only=stored_only, verbs=list(verbs), extra_subresources=list(subresources),
     )
 
 
 _RUNS = StoredOnly()
 _ROUTES = StoredOnly("routes to it", "publish a LocalContainer's ports (`k3c run -p`) to reach a container")
 _PROVISIONS = StoredOnly("provisions or binds it", "use a k3c Volume to keep a container's data")
-_ENFORCES = StoredOnly("enforces it", "")
-_ISSUES = StoredOnly("issues tokens for it", "")
-_PROXIES = StoredOnly("proxies to it", "")
+_REGISTERS = StoredOnly("registers or runs it", "k3c's node is the machine `k3c daemon` runs on")
 _ALL = ("all",)  # kube-apiserver's category of the workload kinds: `kubectl get all`
 
 # Every kind of kubectl's default prune allowlist (kubectl 1.27-1.33: staging/src/k8s.io/kubectl/pkg/util/
@@ -213,7 +212,8 @@ STORED_ONLY: list[ResourceType] = [
           stored_only=_PROVISIONS),
     _kube("", "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), status=True,
           stored_only=_PROVISIONS),
-    _kube("", "serviceaccounts", "ServiceAccount", short=("sa",), stored_only=_ISSUES),
+    # `k3c install --runtime auto` reads a cluster's Nodes (status.nodeInfo.containerRuntimeVersion)
+    _kube("", "nodes", "Node", namespaced=False, short=("no",), status=True, stored_only=_REGISTERS),
     _kube("apps", "deployments", "Deployment", short=("deploy",), categories=_ALL, status=True, generation=True,
           stored_only=_RUNS),
     _kube("apps", "replicasets", "ReplicaSet", short=("rs",), categories=_ALL, status=True, generation=True,
@@ -227,15 +227,29 @@ STORED_ONLY: list[ResourceType] = [
           stored_only=_RUNS),
     _kube("networking.k8s.io", "ingresses", "Ingress", short=("ing",), status=True, generation=True,
           stored_only=_ROUTES),
-    _kube("rbac.authorization.k8s.io", "roles", "Role", stored_only=_ENFORCES),
-    _kube("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", stored_only=_ENFORCES),
-    _kube("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False, stored_only=_ENFORCES),
-    _kube("rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False,
-          stored_only=_ENFORCES),
-    _kube("apiregistration.k8s.io", "apiservices", "APIService", namespaced=False, categories=("api-extensions",),
-          status=True, stored_only=_PROXIES),
 ]
 BUILTINS += STORED_ONLY
+
+_CREATE = ("create",)
+# Served and acted on: ServiceAccount tokens (serviceaccounts.py), RBAC (rbac.py), aggregation (aggregator.py),
+# the reviews (reviews.py).
+BUILTINS += [
+    _kube("", "serviceaccounts", "ServiceAccount", short=("sa",), subresources=("token",)),
+    _kube("rbac.authorization.k8s.io", "roles", "Role"),
+    _kube("rbac.authorization.k8s.io", "rolebindings", "RoleBinding"),
+    _kube("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
+    _kube("rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    _kube("apiregistration.k8s.io", "apiservices", "APIService", namespaced=False, categories=("api-extensions",),
+          status=True),
+    _kube("authentication.k8s.io", "tokenreviews", "TokenReview", namespaced=False, verbs=_CREATE),
+    _kube("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", namespaced=False, verbs=_CREATE),
+    _kube("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", namespaced=False, verbs=_CREATE),
+    _kube("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False,
+          verbs=_CREATE),
+    _kube("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview", verbs=_CREATE),
+    _kube("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", namespaced=False,
+          verbs=_CREATE),
+]
 
 
 def from_crd(crd: dict[str, Any]) -> list[ResourceType]:

@@ -1,8 +1,9 @@
 """Assembling and running the API server: storage, registry, handlers, TLS and authentication.
 
 `APIServer` is what `k3c apiserver` runs in the foreground and what `k3c daemon` embeds in its own event
-loop. Every request over TCP must authenticate with the admin client certificate (verified against k3c's
-CA during the TLS handshake) or the admin bearer token; anything else gets a 401 Status.
+loop. Every request over TCP must authenticate (:mod:`k3c.apiserver.filters`): with a client certificate
+k3c's CA signed (the admin's, or a user's), the admin bearer token or a ServiceAccount token; anything else
+gets a 401 Status. The admin (``system:masters``) may do anything; everyone else what RBAC grants.
 
 The same API is also served as plain HTTP on a unix socket in the data directory (``k3c.sock``, beside the
 kubeconfig), for the local k3c CLI: like docker.sock, its file mode is its access control (0600, or 0660
@@ -14,27 +15,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from k3c import api
-from k3c.apiserver import certs, crds, encryption, errors, kubeconfig, lifecycle
+from k3c.apiserver import (
+    authconfigmap,
+    certs,
+    controlloop,
+    crds,
+    encryption,
+    kubeconfig,
+    lifecycle,
+    rbacbootstrap,
+)
 from k3c.apiserver.admission import Admission
+from k3c.apiserver.aggregator import Aggregator
+from k3c.apiserver.authn import Authenticator
+from k3c.apiserver.backends import Backends
+from k3c.apiserver.clusterroleaggregation import ClusterRoleAggregation
 from k3c.apiserver.eventttl import DEFAULT_TTL, expire_events
-from k3c.apiserver.handlers import APIHandler, Settings, status_response
+from k3c.apiserver.filters import AccessFilter
+from k3c.apiserver.handlers import APIHandler, Settings
+from k3c.apiserver.rbac import RBACAuthorizer
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.rest import ResourceAPI
-from k3c.apiserver.services import ServiceResolver
+from k3c.apiserver.reviews import Reviews
+from k3c.apiserver.satokens import Signer
+from k3c.apiserver.serviceaccounts import TokenAuthenticator, TokenRequests, TokenSecrets
+from k3c.apiserver.services import EndpointsServices, ServiceResolver
 from k3c.apiserver.storage import Store
 from k3c.apiserver.watch import WatchHub
 
@@ -64,25 +81,47 @@ class ServerConfig:
 
 class APIServer:
     def __init__(self, config: ServerConfig, services: ServiceResolver | None = None):
-        """``services``: how webhooks configured by Service are reached (none, in embedded mode)."""
+        """``services``: how a Service named by a webhook or an APIService is reached (by default through its
+        Endpoints in this server's storage; tests map Services to local addresses)."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(config.data_dir / "state.db", retain=config.retain_revisions,
                            transformer=encryption.load_or_create(config.data_dir))
         self.registry = ResourceTypes()
+        services = services or EndpointsServices(self._read_core)
         self.admission = Admission(self.store, self.registry, services)
         self.api = ResourceAPI(self.store, self.registry, self.admission)
         self.hub = WatchHub(self.store)
         settings = Settings(server_address=f"{config.host}:{config.port}", bookmark_interval=config.bookmark_interval)
         self.handler = APIHandler(self.api, self.hub, self.registry, settings)
         self.material = certs.ensure(config.data_dir, [config.host])
+        self.front_proxy = certs.ensure_front_proxy(config.data_dir)
+        signer = Signer.load_or_create(config.data_dir)
+        tokens = TokenAuthenticator(self.api, signer)
+        self.authenticator = Authenticator(self.material.token, tokens)
+        self.authorizer = RBACAuthorizer(self.store)
+        self.handler.mount(TokenRequests(self.api, signer))
+        self.handler.mount(Reviews(self.authorizer, self.authenticator.authenticate_token))
+        self.aggregator = Aggregator(self.api, Backends(services, self.front_proxy))
+        self.handler.aggregated_groups = self.aggregator.groups
+        #: (name, controller, period in seconds)
+        self._controllers: list[tuple[str, controlloop.Controller, float]] = [
+            ("clusterrole-aggregation", ClusterRoleAggregation(self.api), 60.0),
+            ("serviceaccount-token", TokenSecrets(self.api, signer, self.material.ca_cert.read_bytes()), 60.0),
+            ("apiservice-availability", self.aggregator, 10.0),
+        ]
         self._runner: web.AppRunner | None = None
-        self._compactor: asyncio.Task[None] | None = None
-        self._expirer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def kubeconfig_path(self) -> Path:
         return self.config.data_dir / api.KUBECONFIG_FILE
+
+    def _read_core(self, plural: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """One stored object of the core group (a Service, its Endpoints), for the Service resolver."""
+        rtype = self.registry.lookup("", "v1", plural)
+        entry = self.store.get(rtype.key(namespace, name)) if rtype is not None else None
+        return entry.obj if entry is not None else None
 
     def _load_crds(self) -> None:
         crd_type = self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -91,7 +130,8 @@ class APIServer:
             crds.register(entry.obj, self.registry)
 
     async def _bootstrap(self) -> None:
-        """Namespaces every cluster has from its first start."""
+        """Namespaces every cluster has from its first start, kube's RBAC defaults, and the
+        extension-apiserver-authentication ConfigMap."""
         ns_type = self.registry.lookup("", "v1", "namespaces")
         assert ns_type is not None
         for name in INITIAL_NAMESPACES:
@@ -99,6 +139,9 @@ class APIServer:
                 obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
                 lifecycle.prepare_create(ns_type, obj, None)
                 await self.store.create(ns_type.key(None, name), obj)
+        await rbacbootstrap.ensure(self.store, self.registry)
+        content = authconfigmap.data(self.material.ca_cert.read_bytes(), self.front_proxy)
+        await authconfigmap.publish(self.store, self.registry, content)
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -108,31 +151,9 @@ class APIServer:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
-    @web.middleware
-    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        transport = request.transport
-        peer = transport.get_extra_info("peercert") if transport is not None else None
-        if peer:
-            return await handler(request)
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None and sock.family == socket.AF_UNIX:  # connecting took the socket file's permission
-            return await handler(request)
-        if self._bearer_matches(request.headers.get("Authorization", "")):
-            return await handler(request)
-        return status_response(errors.unauthorized())
-
-    def _bearer_matches(self, header: str) -> bool:
-        """Whether the header presents the admin token: never an empty one, whatever the token file holds."""
-        scheme, _, presented = header.partition(" ")
-        presented = presented.strip(" \t")  # (HTTP's own whitespace; anything else is part of the token)
-        token = self.material.token
-        if scheme != "Bearer" or not presented or len(token) < certs.TOKEN_BYTES:
-            return False
-        # (the header arrives as text: bytes that are not UTF-8 are surrogates, which never match a token)
-        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), token.encode())
-
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024,
+        access = AccessFilter(self.authenticator, self.authorizer)
+        app = web.Application(middlewares=[access.middleware, self.aggregator.middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handler)  # any path, newlines included
         return app
@@ -152,10 +173,13 @@ class APIServer:
         await self._start_socket()
         kubeconfig.write(self.kubeconfig_path, kubeconfig.render(self.config.url, self.material),
                          self.config.kubeconfig_gid)
-        self._compactor = asyncio.create_task(self._every(self.config.compact_interval, self._compact, "compaction"))
+        self._tasks.append(asyncio.create_task(self._every(self.config.compact_interval, self._compact, "compaction")))
         # Events past the TTL go, swept at a tenth of it (at most a minute apart)
         sweep = max(0.5, min(60.0, self.config.event_ttl / 10))
-        self._expirer = asyncio.create_task(self._every(sweep, self._expire, "event expiry"))
+        self._tasks.append(asyncio.create_task(self._every(sweep, self._expire, "event expiry")))
+        for name, controller, period in self._controllers:
+            trigger = controlloop.Trigger(self.store, controller.prefixes)
+            self._tasks.append(asyncio.create_task(controlloop.run(name, trigger, controller.sync, period)))
         log.info("API server listening on %s", self.config.url)
 
     @property
@@ -197,17 +221,17 @@ class APIServer:
                 log.error("%s failed: %s", what, err)
 
     async def stop(self) -> None:
-        for task in (self._compactor, self._expirer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.hub.close_all()
         for task in list(self.api.background):
             task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.admission.close()
+        await self.aggregator.backends.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.store.close()

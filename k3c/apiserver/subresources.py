@@ -53,14 +53,22 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """Who the host authenticated (its groups as Kubernetes knows them)."""
+    """Who the host authenticated: kube's user.Info (name, uid, groups, extra), as the authorizer, a
+    SubjectAccessReview and the front proxy's ``X-Remote-*`` headers carry it."""
 
     name: str
     groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (key, values) pairs: kept hashable
+
+    @property
+    def privileged(self) -> bool:
+        """Whether the user is in ``system:masters``, which kube-apiserver allows everything unasked."""
+        return "system:masters" in self.groups
 
 
-#: Whoever passes the embedded server's authentication is its admin: the client certificate it issued
-#: (O=system:masters), its bearer token, or a process allowed to open the 0600/0660 unix socket.
+#: The embedded server's admin: the client certificate it issued (CN=admin, O=system:masters), its admin
+#: bearer token, or a process allowed to open the 0600/0660 unix socket.
 ADMIN = User("admin", ("system:masters", "system:authenticated"))
 
 

@@ -50,6 +50,10 @@ def compile_path(path: str) -> Callable[[Any], list[Any]]:
             return [cur]
 
         return simple
+    if "=~" in path:
+        # jsonpath-ng would run the CRD author's regex with Python's backtracking `re`, on every row of
+        # every table; Kubernetes' JSONPath has no regex filter at all, so neither has this
+        return lambda obj: []
     from jsonpath_ng.ext.parser import parse
 
     expr = parse("$" + path)

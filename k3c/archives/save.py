@@ -49,13 +49,14 @@ async def _resolve(store: ContainerdImages, name: str) -> _SaveImage:
     data = await store.read(root.digest)
     manifest_desc = root
     if root.media_type in (MEDIA_INDEX, DOCKER_MANIFEST_LIST):
-        present = [d for d in children(root.media_type, data) if await store.info(d.digest) is not None]
+        platforms = children(root.media_type, data)
+        present = [d for d in platforms if await store.info(d.digest) is not None]
         if not present:
             raise ArchiveError(f"{name}: no platform manifest of the index is in the local store")
         arch = host_architecture()
         manifest_desc = next((d for d in present if (d.platform or {}).get("architecture") == arch), present[0])
         data = await store.read(manifest_desc.digest)
-        if len(present) < len(children(root.media_type, data)):
+        if len(present) < len(platforms):  # a partial index: save the one platform whose blobs are here
             root = manifest_desc
     manifest = json.loads(data)
     config = await store.read(manifest["config"]["digest"])

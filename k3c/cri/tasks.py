@@ -41,16 +41,20 @@ class TasksClient:
     """
 
     def __init__(
-        self, address: str | os.PathLike[str], *, namespace: str = CRI_NAMESPACE, timeout: float = 10.0
+        self, address: str | os.PathLike[str], *, namespace: str = CRI_NAMESPACE, timeout: float = 10.0,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         self.address = os.fspath(address)
         self.timeout = timeout
-        self.channel = dial(self.address)
+        self._own_channel = channel is None
+        self.channel = channel if channel is not None else dial(self.address)
         self.stub = tasks_grpc.TasksStub(self.channel)
         self._metadata = namespace_metadata(namespace)
 
     async def close(self) -> None:
-        await self.channel.close()
+        """Close the channel if this client opened it."""
+        if self._own_channel:
+            await self.channel.close()
 
     async def _call(
         self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout: float | None = -1.0

@@ -7,7 +7,8 @@ image (:mod:`k3c.oci.layout`, deterministic) and imports it into containerd's ``
 through the Content/Images API (:mod:`k3c.cri.imagestore`), then waits until CRI reports it.
 
 The compiled binary is cached under ``work_dir`` by a hash of the source and the compiler, so a restart
-reuses it and re-importing an unchanged image is a no-op (same digests).
+reuses it and re-importing an unchanged image is a no-op (same digests). ``init.c``, the init of
+``k3c run --init``, is compiled the same way (:func:`compile_init`); the operator mounts that binary.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ from pathlib import Path
 from k3c.oci.layout import HostFile, ImageConfig, OCIImage, build_image, build_layer
 from k3c.pauseimage import PAUSE_IMAGE
 
-__all__ = ["PAUSE_SOURCE", "build_pause_image", "compile_pause", "ensure_pause_image"]
+__all__ = ["INIT_SOURCE", "PAUSE_SOURCE", "build_pause_image", "compile_init", "compile_pause", "ensure_pause_image"]
 
-#: The C source, shipped as package data.
+#: The C sources, shipped as package data.
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
+INIT_SOURCE = Path(__file__).with_name("init.c")
 
 
-def compile_pause(work_dir: str | os.PathLike[str], *, cc: str = "gcc", source: Path = PAUSE_SOURCE) -> Path:
+def compile_init(work_dir: str | os.PathLike[str], *, cc: str = "gcc") -> Path:
+    """Compile ``init.c`` (``k3c run --init``) statically into ``work_dir``, cached as the pause binary is."""
+    return compile_pause(work_dir, cc=cc, source=INIT_SOURCE, name="init")
+
+
+def compile_pause(work_dir: str | os.PathLike[str], *, cc: str = "gcc", source: Path = PAUSE_SOURCE,
+                  name: str = "pause") -> Path:
     """Compile ``pause.c`` statically into ``work_dir`` (cached by source+compiler hash); returns the binary."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -41,7 +49,7 @@ def compile_pause(work_dir: str | os.PathLike[str], *, cc: str = "gcc", source: 
     key = hashlib.sha256(source.read_bytes() + b"\0" + os.fsencode(os.path.realpath(cc_path))).hexdigest()[
         :16
     ]
-    out = work / f"pause-{key}"
+    out = work / f"{name}-{key}"
     if out.exists():
         return out
     with tempfile.TemporaryDirectory(dir=work) as tmp:

@@ -210,6 +210,7 @@ class Daemon:
         self.sweeper: Sweeper | None = None  #: what crashes left, for our own containerd only
         self.apiserver: Any = None
         self.operator: Child | None = None
+        self.init_binary: Path | None = None  #: `k3c run --init`'s init, compiled at start
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -274,10 +275,11 @@ class Daemon:
         await self.sweeper.after_start(since, fresh=False)
 
     async def _ensure_pause(self) -> None:
-        from k3c.daemon.pause import ensure_pause_image
+        from k3c.daemon.pause import compile_init, ensure_pause_image
 
         try:
             await ensure_pause_image(self.config.containerd_socket, self.config.root_dir / "cache")
+            self.init_binary = await asyncio.to_thread(compile_init, self.config.root_dir / "cache")
         except (OSError, RuntimeError) as err:
             raise DaemonError(f"cannot prepare the pause image: {str(err).splitlines()[0]}") from None
 
@@ -331,9 +333,11 @@ class Daemon:
             *self._containerd_dirs(),
             # embedded mode: whoever reaches the API is trusted as with docker.sock (context.dir too)
             *(["--allow-local-git-contexts"] if cfg.kubeconfig is None else []),
-            # joining another API server: the node that serves it registers the admission webhooks
-            *(["--no-webhook-registration"] if cfg.kubeconfig is not None else []),
+            # joining another API server, shared with other nodes: each registers its own admission webhooks,
+            # and this node's images are objects of its own (other nodes may hold the same references)
+            *(["--webhooks-per-node", "--images-per-node"] if cfg.kubeconfig is not None else []),
             *self._node_policy_args(),
+            *(["--init-binary", str(self.init_binary)] if self.init_binary else []),
             *cfg.operator_args,
         ]
 

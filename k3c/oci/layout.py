@@ -241,6 +241,7 @@ class ImageConfig:
     labels: dict[str, str] = field(default_factory=dict)
     exposed_ports: list[str] = field(default_factory=list)  # e.g. ["80/tcp"]
     stop_signal: str = ""
+    healthcheck: dict[str, Any] | None = None  # as docker writes HEALTHCHECK: Test, Interval (ns), Retries...
     architecture: str = field(default_factory=host_architecture)
     os: str = "linux"
     created: str | None = None  # RFC 3339; None leaves it out (keeps digests time-independent)
@@ -263,6 +264,8 @@ class ImageConfig:
             cfg["ExposedPorts"] = {p: {} for p in self.exposed_ports}
         if self.stop_signal:
             cfg["StopSignal"] = self.stop_signal
+        if self.healthcheck:
+            cfg["Healthcheck"] = dict(self.healthcheck)
         doc: dict[str, Any] = {
             "architecture": self.architecture,
             "os": self.os,

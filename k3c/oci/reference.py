@@ -170,17 +170,35 @@ def is_image_id(text: str) -> bool:
 _SLUG_BAD = re.compile(r"[^a-z0-9.-]+")
 
 
-def object_name(ref: Reference | str) -> str:
+def object_name(ref: Reference | str, node: str = "") -> str:
     """The Image object name for a reference: readable, a valid DNS subdomain, one per reference.
 
     ``docker.io/library/busybox:latest`` → ``busybox.latest-<10 hex>``: the familiar name with ``/``, ``:``
     and ``@`` turned into dots, then a hash of the full normalized reference, which keeps two references
     that read alike (``a/b:c`` and ``a.b:c``) apart. Digests contribute their first 12 hex digits.
+
+    With ``node``, the name of that node's object for the reference (cluster mode, where every node's
+    store is shown apart): ``<node>.busybox.latest-<10 hex>``, the node first so that a node's images sort
+    together, and the hash taken over the node too.
     """
     r = ref if isinstance(ref, Reference) else parse(ref)
     canonical = str(r)
     readable = r.familiar_repository.replace("/", ".")
     readable += "." + (r.digest.replace(":", ".")[:19] if r.digest else r.tag)
-    labels = [_SLUG_BAD.sub("-", part.lower()).strip("-") for part in readable.split(".")]
-    slug = ".".join(part for part in labels if part)[:200].rstrip(".-")
-    return f"{slug}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
+    slug = _slug(readable, 200)
+    if not node:
+        return f"{slug}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
+    prefix = _slug(node, 63)
+    digest = hashlib.sha256(f"{node}\n{canonical}".encode()).hexdigest()[:10]
+    room = NAME_OBJECT_MAX - len(prefix) - 12  # the dot after the node, the dash and the hash
+    return f"{prefix}.{slug[:room].rstrip('.-')}-{digest}"
+
+
+#: The longest object name (a DNS subdomain).
+NAME_OBJECT_MAX = 253
+
+
+def _slug(text: str, limit: int) -> str:
+    """``text`` as dot-separated DNS labels of ``[a-z0-9-]``, at most ``limit`` characters."""
+    labels = [_SLUG_BAD.sub("-", part.lower()).strip("-") for part in text.split(".")]
+    return ".".join(part for part in labels if part)[:limit].rstrip(".-")

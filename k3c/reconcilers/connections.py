@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import grpc
 
 from k3c.cri.channel import dial
+from k3c.cri.containerspecs import SpecClient
 from k3c.cri.events import EventSubscriber
 from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
+from k3c.cri.tasks import TasksClient
 from k3c.reconcilers.kube import Kube
 from k3c.reconcilers.operatorconfig import OperatorConfig
 
@@ -34,6 +36,8 @@ class Connections:
     cri: CRIClient
     images: ContainerdImages
     events: EventSubscriber
+    specs: SpecClient  #: containers' OCI specs (what CRI cannot set)
+    tasks: TasksClient  #: signals CRI cannot send (a container's stop signal)
     #: whether :meth:`close` closes ``kube`` (not when the process made it for its webhooks too)
     owns_kube: bool = True
 
@@ -46,7 +50,8 @@ class Connections:
         conns = cls(kube=kube or Kube(config.kubeconfig), owns_kube=kube is None, channel=channel,
                     cri=CRIClient(address, timeout=CRI_TIMEOUT, channel=channel),
                     images=ContainerdImages(address, channel=channel),
-                    events=EventSubscriber(address, channel=channel))
+                    events=EventSubscriber(address, channel=channel),
+                    specs=SpecClient(address, channel=channel), tasks=TasksClient(address, channel=channel))
         try:
             await conns.wait_ready()
         except BaseException:

@@ -42,16 +42,25 @@ from k3c.api import (
     START_REQUEST_ANNOTATION,
 )
 from k3c.apierrors import Conflict, NotFound
+from k3c.cri.containerspecs import SpecClient
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
-from k3c.reconcilers import criconfig
+from k3c.cri.tasks import TasksClient
+from k3c.reconcilers import criconfig, healthchecks, logrotation, ociamend
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
-from k3c.reconcilers.statuses import Condition, ConditionStatus, LocalContainerStatus, PortStatus
+from k3c.reconcilers.statuses import (
+    Condition,
+    ConditionStatus,
+    HealthStatus,
+    LocalContainerStatus,
+    PortStatus,
+)
+from k3c.signals import signal_number
 from k3c.timefmt import NS, format_micro_ns, now_micro, now_rfc3339, parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
@@ -105,6 +114,8 @@ class Instance:
     sandbox_key: str = ""
     #: a CreateContainer went unanswered (containerd died): it may have made a container we never heard of
     unsure: bool = False
+    #: its health check (if any) runs: started with it, or resumed after an adoption
+    health_known: bool = False
     # observedGeneration/startRequest it was started for
     origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
@@ -115,11 +126,14 @@ class Env:
 
     kube: Kube
     cri: CRIClient
+    specs: SpecClient
+    tasks: TasksClient
     images: ImageResolver
     pool: SandboxPool
     ports: PortReservations
     node: str
     root_dir: Path
+    init_binary: Path | None
     cache: ObjectCache
     schedule: Callable[[str, float], None]
     record_event: Callable[[dict[str, Any], str, str, bool], None]
@@ -132,6 +146,7 @@ class ContainerReconciler:
         self.env = env
         self.instances: dict[str, Instance] = {}
         self.by_container: dict[str, str] = {}
+        self.health = healthchecks.HealthProbes(env.cri, self._write_health, env.record_event)
 
     # ------------------------------------------------------------------ entry points
 
@@ -234,6 +249,7 @@ class ContainerReconciler:
             else:  # the running container satisfies this spec (what changed, if anything, does not shape it)
                 inst.origin = self._origin_fields(obj)
                 await self._write_running(obj, inst)
+                await self._resume_health(obj, inst)
                 return None
         if inst is not None and not inst.exit_reported:
             obj = await self._report_exit(obj, inst)
@@ -318,7 +334,8 @@ class ContainerReconciler:
         inst.stop_reason, inst.vanished, inst.oom, inst.paused = "", False, False, False
         try:
             await self._create_and_start(obj, inst)
-        except (StartError, ImageError, PortInUseError, SpecError) as err:
+        except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError,
+                healthchecks.HealthCheckError, logrotation.LogOptionsError) as err:
             await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))
             return None
         except RuntimeCallError as err:
@@ -337,14 +354,26 @@ class ContainerReconciler:
 
     async def _create_and_start(self, obj: dict[str, Any], inst: Instance) -> None:
         spec = obj.get("spec", {})
-        image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj))
+        criconfig.check_platform(spec)
+        if spec.get("apparmorProfile") not in (None, "", "unconfined") and not _apparmor_enabled():
+            raise SpecError(f"apparmorProfile {spec['apparmorProfile']}: AppArmor is not enabled on this node")
+        policy = str(spec.get("pullPolicy") or "missing")
+        if policy == "always" and inst.restart_count > 0:
+            policy = "missing"  # docker pulls before the first start only
+        image = await self.env.images.ensure(spec["image"], lambda: self._pulling(obj), policy)
         user = await self.env.images.resolve_user(image, spec.get("user") or "")
+        groups = await self.env.images.resolve_groups(image, spec.get("groupAdd") or [])
+        check = healthchecks.resolve(spec, image.config)
+        logrotation.rotation(spec)  # refused before the start, not at the first rotation
         mounts = await self._mounts(obj)
         if inst.sandbox is None:
-            inst.sandbox = await self._sandbox_for(obj)
+            inst.sandbox = await self._sandbox_for(obj, image)
             inst.sandbox_key = _sandbox_key(spec)
+        if spec.get("init"):
+            mounts.append(self._init_mount())
         config = criconfig.container_config(obj, image=image.id, node=self.env.node,
-                                            attempt=inst.restart_count, mounts=mounts, user=user)
+                                            attempt=inst.restart_count, mounts=mounts, user=user,
+                                            image_config=image.config, groups=groups)
         try:
             cid = await self.env.cri.create_container(inst.sandbox.id, config, inst.sandbox.config)
         except RuntimeCallError as err:
@@ -354,6 +383,8 @@ class ContainerReconciler:
             raise
         self._record_start(obj, inst, cid, image)
         try:
+            if ociamend.needs_amendment(spec):
+                await self.env.specs.amend(cid, lambda oci: ociamend.amend(oci, spec))
             await self.env.cri.start_container(cid)
         except RuntimeCallError as err:
             inst.running = False
@@ -363,6 +394,11 @@ class ContainerReconciler:
             raise
         inst.started_at, inst.started_mono = now_micro(), time.monotonic()
         self.env.record_event(obj, "Started", f"Started container {cid[:12]}", False)
+        inst.health_known = True
+        if check is not None:
+            self.health.start(obj, cid, check)
+        elif (obj.get("status") or {}).get("health"):
+            await self._write_health(obj, None)
 
     def _record_start(self, obj: dict[str, Any], inst: Instance, cid: str, image: ImageInfo) -> None:
         """Map the new container before it starts, so even an instant exit event finds its object."""
@@ -385,12 +421,13 @@ class ContainerReconciler:
         self.env.record_event(obj, "Pulling", f"Pulling image {image}", False)
         await self._write_status(obj, {"phase": "Pulling", "summary": "Pulling", "message": f"pulling {image}"})
 
-    async def _sandbox_for(self, obj: dict[str, Any]) -> Sandbox:
+    async def _sandbox_for(self, obj: dict[str, Any], image: ImageInfo) -> Sandbox:
         spec = obj.get("spec", {})
         if not criconfig.needs_own_sandbox(spec):
             return await self.env.pool.take()
         owner = f"obj:{obj['metadata']['uid']}"
-        ports = [] if spec.get("hostNetwork") else self.env.ports.reserve(owner, spec.get("ports") or [])
+        published = criconfig.published_ports(spec, image.config)
+        ports = [] if spec.get("hostNetwork") else self.env.ports.reserve(owner, published)
         try:
             sandbox = await self.env.pool.run(criconfig.own_sandbox_spec(obj, ports))
         except BaseException:
@@ -415,8 +452,43 @@ class ContainerReconciler:
                 raise SpecError(f"volume for {v['mountPath']}: give a volume name or a hostPath")
             if not str(v["mountPath"]).startswith("/"):
                 raise SpecError(f"mountPath {v['mountPath']!r} must be an absolute path")
-            mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly"))))
+            mounts.append(pb.Mount(container_path=v["mountPath"], host_path=host, readonly=bool(v.get("readOnly")),
+                                   propagation=criconfig.PROPAGATIONS[v.get("propagation") or "rprivate"]))
         return mounts
+
+    async def rotate_logs(self) -> None:
+        """Rotate the full log files of running containers with ``logOptions`` (:mod:`logrotation`)."""
+        for uid, inst in list(self.instances.items()):
+            obj = self.env.cache.get(uid)
+            if obj is None or not (inst.running and inst.container_id):
+                continue
+            try:
+                rule = logrotation.rotation(obj.get("spec", {}))
+            except logrotation.LogOptionsError:
+                continue
+            if rule is not None:
+                path = self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)
+                await logrotation.rotate_if_full(self.env.cri, path, inst.container_id, rule)
+
+    async def _resume_health(self, obj: dict[str, Any], inst: Instance) -> None:
+        """An adopted running container (the operator restarted): its health check loop starts again."""
+        if inst.health_known or not inst.container_id:
+            return
+        inst.health_known = True
+        try:
+            image = await self.env.images.ensure(obj["spec"]["image"], lambda: self._pulling(obj), "never")
+            check = healthchecks.resolve(obj.get("spec", {}), image.config)
+        except (ImageError, healthchecks.HealthCheckError, RuntimeCallError) as err:
+            log.debug("no health check for %s/%s: %s", inst.namespace, inst.name, err)
+            return
+        if check is not None:
+            self.health.start(obj, inst.container_id, check)
+
+    def _init_mount(self) -> pb.Mount:
+        """``spec.init``: the node's static init, read-only at :data:`criconfig.INIT_PATH`."""
+        if self.env.init_binary is None or not self.env.init_binary.is_file():
+            raise SpecError("init: this node has no init binary (the operator was started without --init-binary)")
+        return pb.Mount(container_path=criconfig.INIT_PATH, host_path=str(self.env.init_binary), readonly=True)
 
     async def _fail(self, obj: dict[str, Any], inst: Instance, message: str, exit_code: int | None) -> None:
         """A start that cannot work: clean up everything it made, say why, and stay Failed."""
@@ -438,7 +510,7 @@ class ContainerReconciler:
             grace = int(obj.get("spec", {}).get("stopTimeout", 10))
         inst.stop_reason = reason
         try:
-            await self.env.cri.stop_container(inst.container_id, grace)
+            await self._stop_container(obj, inst.container_id, grace)
             st = (await self.env.cri.container_status(inst.container_id)).status
             code, finished = st.exit_code, format_micro_ns(st.finished_at)
         except NotFoundError:
@@ -447,7 +519,28 @@ class ContainerReconciler:
             self._mark_exited(inst, code, finished)
         self.env.record_event(obj, "Killed", f"Stopped container {inst.container_id[:12]}", False)
 
+    async def _stop_container(self, obj: dict[str, Any], cid: str, grace: int) -> None:
+        """CRI's StopContainer sends the image's STOPSIGNAL (else SIGTERM); a ``stopSignal`` of the spec, which
+        CRI cannot carry, is sent through containerd's Tasks service, and StopContainer kills what is left
+        once the grace period is over."""
+        stop_signal = str(obj.get("spec", {}).get("stopSignal") or "")
+        if stop_signal and grace > 0:
+            try:
+                await self.env.tasks.kill(cid, signal_number(stop_signal))
+            except NotFoundError:
+                return
+            except RuntimeCallError as err:  # not running (any more): StopContainer below settles it
+                log.debug("stop signal to %s not sent: %s", cid[:12], err)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if (await self.env.cri.container_status(cid)).status.state == pb.CONTAINER_EXITED:
+                    break
+                await asyncio.sleep(0.1)
+            grace = 0
+        await self.env.cri.stop_container(cid, grace)
+
     def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
+        self.health.stop(inst.uid)
         inst.running, inst.exit_code, inst.finished_at, inst.exit_reported = False, exit_code, finished_at, False
         inst.paused = False
 
@@ -511,6 +604,10 @@ class ContainerReconciler:
             "conditions": _ready_condition(obj, True, "Started", "")}
         await self._write_status(obj, status)
 
+    async def _write_health(self, obj: dict[str, Any], health: HealthStatus | None) -> bool:
+        """``status.health`` (from the probe loop); False once the object is gone."""
+        return await self.env.kube.patch_status_if_present(_ref(obj), {"health": health}) is not None
+
     async def _write_status(self, obj: dict[str, Any], status: LocalContainerStatus) -> dict[str, Any]:
         """Merge-patch only the fields that differ; the answer becomes the cached object."""
         current = obj.get("status") or {}
@@ -532,7 +629,9 @@ class ContainerReconciler:
         if inst is not None:
             await self._teardown(inst, grace=int(obj.get("spec", {}).get("stopTimeout", 10)), obj=obj)
         with contextlib.suppress(OSError):
-            (self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)).unlink(missing_ok=True)
+            log_file = self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)
+            log_file.unlink(missing_ok=True)
+            logrotation.remove_rotated(log_file)
         self.env.record_event(obj, "Removed", "Removed container", False)
         meta = obj["metadata"]
         fins = [f for f in meta.get("finalizers") or [] if f != CONTAINER_FINALIZER]
@@ -558,6 +657,7 @@ class ContainerReconciler:
                 inst.running = False
         await self._remove_unheard_of(inst)
         await self._release(inst, wait=True)
+        self.health.stop(inst.uid)
         self.instances.pop(inst.uid, None)
 
     async def _remove_unheard_of(self, inst: Instance) -> None:
@@ -656,6 +756,14 @@ class ContainerReconciler:
 
 
 
+def _apparmor_enabled() -> bool:
+    """Whether the node's kernel runs AppArmor (a named profile can only be loaded then)."""
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
 def _held_for_its_cli(obj: dict[str, Any]) -> float:
     """Seconds ``autoRemove`` still waits for the CLI of a foreground `run --rm` (0: remove now).
 
@@ -677,8 +785,7 @@ def _ref(obj: dict[str, Any]) -> Ref:
 
 
 def _sandbox_key(spec: dict[str, Any]) -> str:
-    keys = ("ports", "hostname", "dns", "hostNetwork", "privileged")
-    return repr([spec.get(k) for k in keys])
+    return repr([spec.get(k) for k in criconfig.SANDBOX_FIELDS])
 
 
 def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from k3c import api
 from k3c.cri.errors import NotFoundError
 from k3c.cri.events import ContainerdEvent
 from k3c.cri.runtime import pb
+from k3c.reconcilers import logrotation
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.containers import ContainerReconciler, Env
@@ -45,6 +46,7 @@ class Controller:
     def __init__(self, config: OperatorConfig, conns: Connections) -> None:
         self.config = config
         self.kube = conns.kube
+        self.conns = conns
         self.cri = conns.cri
         self.store = conns.images
         self.containers_cache = ObjectCache()
@@ -68,14 +70,15 @@ class Controller:
         self.volumes = VolumeReconciler(self.kube, cfg.node_name, cfg.root_dir, self.volumes_cache,
                                         self.containers_cache, self.volume_queue.schedule)
         self.containers = ContainerReconciler(Env(
-            kube=self.kube, cri=self.cri, images=ImageResolver(self.cri, self.store), pool=self.pool,
-            ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, cache=self.containers_cache,
+            kube=self.kube, cri=self.cri, specs=self.conns.specs, tasks=self.conns.tasks, images=ImageResolver(self.cri, self.store), pool=self.pool,
+            ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, init_binary=cfg.init_binary, cache=self.containers_cache,
             schedule=self.container_queue.schedule, record_event=self.record_event,
             ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,
         ))
         await self._adopt()
         self._spawn(self._catch_up_later(1.0))  # containerd may still be digesting exits of its downtime
         self.pool.schedule_refill()
+        self._rotation = asyncio.get_running_loop().create_task(self._rotate_logs_forever())
         self.started.set()
 
     async def stop(self) -> None:
@@ -87,6 +90,10 @@ class Controller:
             return
         await self.container_queue.drain(timeout=15.0)
         await self.volume_queue.drain(timeout=5.0)
+        self._rotation.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._rotation
+        await self.containers.health.close()
         await self.pool.close(remove_spares=True)
         if self._events:
             await asyncio.wait(self._events, timeout=5)
@@ -130,6 +137,14 @@ class Controller:
         # An exit published just before the subscription went live reaches CRI's own state a moment
         # later than our first look: look once more when it has surely settled.
         self._spawn(self._catch_up_later(1.0))
+
+    async def _rotate_logs_forever(self) -> None:
+        while True:
+            await asyncio.sleep(logrotation.CHECK_INTERVAL)
+            try:
+                await self.containers.rotate_logs()
+            except Exception as err:  # a failed look is retried at the next tick
+                log.warning("log rotation failed: %s", err)
 
     async def _catch_up_later(self, delay: float) -> None:
         await asyncio.sleep(delay)

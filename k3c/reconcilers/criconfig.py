@@ -124,7 +124,13 @@ class SandboxSpec:
     pooled: bool = False
     ports: list[PortSpec] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    #: ``[name, ip]`` lines for its /etc/hosts (ip may be :data:`HOST_GATEWAY`)
+    extra_hosts: list[list[str]] = field(default_factory=list)
     host_network: bool = False
+    host_ipc: bool = False
+    host_pid: bool = False  # a container can join the node's PID namespace only through its sandbox
     privileged: bool = False
     owner_uid: str = ""
     owner_namespace: str = ""
@@ -134,6 +140,8 @@ class SandboxSpec:
         doc = {
             "name": self.name, "uid": self.uid, "hostname": self.hostname, "pooled": self.pooled,
             "ports": [vars_of(p) for p in self.ports], "dns": self.dns, "hostNetwork": self.host_network,
+            "dnsSearch": self.dns_search, "dnsOptions": self.dns_options, "extraHosts": self.extra_hosts,
+            "hostIPC": self.host_ipc, "hostPID": self.host_pid,
             "privileged": self.privileged, "owner": [self.owner_uid, self.owner_namespace, self.owner_name],
         }
         return json.dumps(doc, separators=(",", ":"))
@@ -146,6 +154,9 @@ class SandboxSpec:
             name=doc["name"], uid=doc["uid"], hostname=doc.get("hostname", ""), pooled=bool(doc.get("pooled")),
             ports=[PortSpec(**p) for p in doc.get("ports", [])], dns=list(doc.get("dns", [])),
             host_network=bool(doc.get("hostNetwork")), privileged=bool(doc.get("privileged")),
+            dns_search=list(doc.get("dnsSearch", [])), dns_options=list(doc.get("dnsOptions", [])),
+            extra_hosts=[list(h) for h in doc.get("extraHosts", [])], host_ipc=bool(doc.get("hostIPC")),
+            host_pid=bool(doc.get("hostPID")),
             owner_uid=owner[0], owner_namespace=owner[1], owner_name=owner[2],
         )
 
@@ -155,10 +166,34 @@ def vars_of(p: PortSpec) -> dict[str, Any]:
             "host_ip": p.host_ip}
 
 
+#: Spec fields that shape the sandbox: a container with any of them set gets a sandbox of its own.
+SANDBOX_FIELDS = ("ports", "hostname", "dns", "hostNetwork", "privileged", "dnsSearch", "dnsOptions",
+                  "extraHosts", "ipcMode", "pidMode", "publishAll")
+#: ``--add-host NAME:host-gateway``: the node's address as the container reaches it.
+HOST_GATEWAY = "host-gateway"
+
+
 def needs_own_sandbox(spec: dict[str, Any]) -> bool:
     """Whether the container needs a sandbox made for it (else a warm generic one from the pool will do)."""
-    return bool(spec.get("ports") or spec.get("hostname") or spec.get("dns") or spec.get("hostNetwork")
-                or spec.get("privileged"))
+    return (any(spec.get(k) for k in SANDBOX_FIELDS if k not in ("ipcMode", "pidMode"))
+            or spec.get("ipcMode") == "host" or spec.get("pidMode") == "host")
+
+
+def published_ports(spec: dict[str, Any], image_config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``ports``, plus with ``publishAll`` every exposed port (``expose``, the image's EXPOSE) not published
+    yet, on a free host port (docker -P)."""
+    ports = list(spec.get("ports") or [])
+    if not spec.get("publishAll"):
+        return ports
+    taken = {(int(p["containerPort"]), str(p.get("protocol") or "TCP")) for p in ports}
+    exposed = [(int(e["containerPort"]), str(e.get("protocol") or "TCP")) for e in spec.get("expose") or []]
+    for key in image_config.get("ExposedPorts") or {}:
+        number, _, proto = str(key).partition("/")
+        if number.isdigit():
+            exposed.append((int(number), (proto or "tcp").upper()))
+    for port, proto in sorted(set(exposed) - taken):
+        ports.append({"containerPort": port, "protocol": proto})
+    return ports
 
 
 def short_id() -> str:
@@ -175,7 +210,11 @@ def own_sandbox_spec(obj: dict[str, Any], ports: list[PortSpec]) -> SandboxSpec:
     return SandboxSpec(
         name=f"{meta['name']}-{short_id()[:6]}", uid=uuid.uuid4().hex,
         hostname=spec.get("hostname") or short_id(), ports=ports, dns=list(spec.get("dns") or []),
-        host_network=bool(spec.get("hostNetwork")), privileged=bool(spec.get("privileged")),
+        dns_search=list(spec.get("dnsSearch") or []), dns_options=list(spec.get("dnsOptions") or []),
+        extra_hosts=[[h["name"], h["ip"]] for h in spec.get("extraHosts") or []],
+        host_network=bool(spec.get("hostNetwork")), host_ipc=spec.get("ipcMode") == "host",
+        host_pid=spec.get("pidMode") == "host",
+        privileged=bool(spec.get("privileged")),
         owner_uid=meta["uid"], owner_namespace=meta.get("namespace", ""), owner_name=meta["name"],
     )
 
@@ -193,7 +232,8 @@ def sandbox_config(sb: SandboxSpec, node: str, log_dir: Path) -> pb.PodSandboxCo
         metadata=pb.PodSandboxMetadata(name=sb.name, uid=sb.uid, namespace=SANDBOX_NAMESPACE),
         hostname="" if sb.host_network else sb.hostname,
         log_directory=str(log_dir),
-        dns_config=pb.DNSConfig(servers=sb.dns) if sb.dns else None,
+        dns_config=(pb.DNSConfig(servers=sb.dns, searches=sb.dns_search, options=sb.dns_options)
+                    if sb.dns or sb.dns_search or sb.dns_options else None),
         port_mappings=[
             pb.PortMapping(protocol=_PROTOCOLS[p.protocol], container_port=p.container_port,
                            host_port=p.host_port, host_ip=p.host_ip)
@@ -204,7 +244,8 @@ def sandbox_config(sb: SandboxSpec, node: str, log_dir: Path) -> pb.PodSandboxCo
         linux=pb.LinuxPodSandboxConfig(
             cgroup_parent=CGROUP_PARENT,
             security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(network=network, pid=pb.CONTAINER, ipc=pb.POD),
+                namespace_options=pb.NamespaceOption(network=network, pid=pb.NODE if sb.host_pid else pb.CONTAINER,
+                                                     ipc=pb.NODE if sb.host_ipc else pb.POD),
                 privileged=sb.privileged,
             ),
         ),
@@ -245,11 +286,28 @@ def frame_hash(spec: dict[str, Any]) -> str:
     return spec_hash({k: v for k, v in spec.items() if k not in RESOURCE_FIELDS})
 
 
+#: Where ``spec.init``'s init is mounted (docker's path for it).
+INIT_PATH = "/sbin/docker-init"
+
+
+def argv(spec: dict[str, Any], image_config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """CRI's command and args: the spec's overrides, or with ``init`` the whole command line after the init
+    (entrypoint and cmd resolved against the image as docker does, see :func:`command_line`)."""
+    if not spec.get("init"):
+        return list(spec.get("command") or []), list(spec.get("args") or [])
+    entrypoint = spec.get("command") or image_config.get("Entrypoint") or []
+    args = spec.get("args") or ([] if spec.get("command") else image_config.get("Cmd") or [])
+    return [INIT_PATH, "--", *entrypoint, *args], []
+
+
 def container_config(
     obj: dict[str, Any], *, image: str, node: str, attempt: int, mounts: list[pb.Mount], user: UserSpec,
+    image_config: dict[str, Any] | None = None, groups: list[int] | None = None,
 ) -> pb.ContainerConfig:
-    """The CRI ContainerConfig for ``obj`` (``image`` is the resolved image id, ``mounts`` resolved)."""
+    """The CRI ContainerConfig for ``obj`` (``image`` is the resolved image id, ``mounts`` and ``groups``, the
+    ``groupAdd`` IDs, resolved)."""
     meta, spec = obj["metadata"], obj.get("spec", {})
+    command, args = argv(spec, image_config or {})
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
     labels.update({
         CRI_MANAGED_LABEL: "true", CRI_NODE_LABEL: node, CRI_UID_LABEL: meta["uid"],
@@ -264,14 +322,17 @@ def container_config(
             drop_capabilities=[normalize_capability(c) for c in spec.get("capDrop") or []],
         ),
         namespace_options=pb.NamespaceOption(
-            network=pb.NODE if spec.get("hostNetwork") else pb.POD, pid=pb.CONTAINER, ipc=pb.POD,
+            network=pb.NODE if spec.get("hostNetwork") else pb.POD,
+            pid=pb.NODE if spec.get("pidMode") == "host" else pb.CONTAINER,
+            ipc=pb.NODE if spec.get("ipcMode") == "host" else pb.POD,
         ),
         run_as_username=user.username,
         masked_paths=[] if privileged else MASKED_PATHS,
         readonly_paths=[] if privileged else READONLY_PATHS,
-        seccomp=pb.SecurityProfile(
-            profile_type=pb.SecurityProfile.Unconfined if privileged else pb.SecurityProfile.RuntimeDefault
-        ),
+        seccomp=seccomp_profile(spec),
+        apparmor=apparmor_profile(spec),
+        supplemental_groups=groups or [],
+        no_new_privs=bool(spec.get("noNewPrivileges")),
     )
     if user.uid is not None:
         security.run_as_user.value = user.uid
@@ -280,8 +341,8 @@ def container_config(
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name=meta["name"], attempt=attempt),
         image=pb.ImageSpec(image=image),
-        command=list(spec.get("command") or []),
-        args=list(spec.get("args") or []),
+        command=command,
+        args=args,
         working_dir=spec.get("workingDir") or "",
         envs=[pb.KeyValue(key=e["name"], value=e.get("value") or "") for e in spec.get("env") or []],
         mounts=mounts,
@@ -291,8 +352,56 @@ def container_config(
         stdin=bool(spec.get("stdin")),
         stdin_once=bool(spec.get("stdinOnce")),
         tty=bool(spec.get("tty")),
+        devices=devices(spec),
         linux=pb.LinuxContainerConfig(resources=resources(spec), security_context=security),
     )
+
+
+#: docker's bind propagation → CRI's (rprivate is CRI's default).
+PROPAGATIONS = {"rprivate": pb.PROPAGATION_PRIVATE, "rslave": pb.PROPAGATION_HOST_TO_CONTAINER,
+                "rshared": pb.PROPAGATION_BIDIRECTIONAL}
+#: ``uname -m`` → the architecture's name in image platforms.
+_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+
+
+def check_platform(spec: dict[str, Any]) -> None:
+    """``platform`` must be the node's own (os[/arch[/variant]]): k3c runs no emulation."""
+    import platform
+
+    value = str(spec.get("platform") or "")
+    if not value:
+        return
+    machine = platform.machine()
+    own = ["linux", _ARCHES.get(machine, machine)]
+    parts = value.lower().split("/")
+    if len(parts) > 3 or parts[:2] != own[:len(parts[:2])]:
+        raise SpecError(f"platform {value}: this node runs images of {'/'.join(own)} only")
+
+
+def seccomp_profile(spec: dict[str, Any]) -> pb.SecurityProfile:
+    """RuntimeDefault, or Unconfined when privileged or asked. A profile document (docker's JSON) starts
+    from RuntimeDefault here and replaces it in the OCI spec (:mod:`k3c.reconcilers.ociamend`)."""
+    value = str(spec.get("seccompProfile") or "")
+    if spec.get("privileged") or value == "unconfined":
+        return pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+    if value and not value.lstrip().startswith("{"):
+        raise SpecError(f"seccompProfile {value!r}: give unconfined or a profile (docker's JSON format)")
+    return pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+
+
+def apparmor_profile(spec: dict[str, Any]) -> pb.SecurityProfile | None:
+    """Unconfined when asked, or a profile loaded on the node (the reconciler checks AppArmor runs)."""
+    value = str(spec.get("apparmorProfile") or "")
+    if value == "unconfined":
+        return pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+    if value:
+        return pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref=value)
+    return None
+
+
+def devices(spec: dict[str, Any]) -> list[pb.Device]:
+    return [pb.Device(host_path=d["hostPath"], container_path=d.get("containerPath") or d["hostPath"],
+                      permissions=d.get("permissions") or "rwm") for d in spec.get("devices") or []]
 
 
 def resources(spec: dict[str, Any]) -> pb.LinuxContainerResources:
@@ -305,7 +414,29 @@ def resources(spec: dict[str, Any]) -> pb.LinuxContainerResources:
             raise SpecError(f"invalid cpus {spec['cpus']!r}: must be more than 0")
         res.cpu_period = 100_000
         res.cpu_quota = int(cpus * 100_000)
+    if spec.get("cpuShares"):
+        res.cpu_shares = int(spec["cpuShares"])
+    if spec.get("cpusetCpus"):
+        res.cpuset_cpus = str(spec["cpusetCpus"])
+    if spec.get("memorySwap"):
+        res.memory_swap_limit_in_bytes = memory_swap(spec, res.memory_limit_in_bytes)
     return res
+
+
+def memory_swap(spec: dict[str, Any], memory: int) -> int:
+    """docker's --memory-swap: memory plus swap, at least the memory limit; -1 for unlimited swap."""
+    value = str(spec["memorySwap"])
+    if value == "-1":
+        return -1
+    if not memory:
+        raise SpecError("memorySwap needs memory (docker: set --memory with --memory-swap)")
+    try:
+        swap = ram_in_bytes(value)
+    except ValueError:
+        raise SpecError(f"invalid memorySwap {value!r}") from None
+    if swap < memory:
+        raise SpecError("memorySwap must be at least memory (the limit of memory and swap together)")
+    return swap
 
 
 def normalize_capability(name: str) -> str:

@@ -50,7 +50,7 @@ class ImageController:
         self.push_queue = WorkQueue(self._reconcile_push, "imagepush")
         self.images = ImageObjects(ImageEnv(
             kube=self.kube, cri=self.cri, store=self.store, access=access, node=cfg.node_name,
-            schedule=self.image_queue.schedule, protected=_protected()))
+            schedule=self.image_queue.schedule, protected=_protected(), per_node=cfg.images_per_node))
         self.pushes = ImagePushes(PushEnv(kube=self.kube, store=self.store, access=access, node=cfg.node_name,
                                           on_finished=self._push_finished))
         self.tags = ImageTags(TagEnv(kube=self.kube, store=self.store, node=cfg.node_name),

@@ -21,6 +21,16 @@ import`` — or vanishing). Each reconcile compares the two sides and acts:
 
 A pull runs as a task of its own so deleting the object can cancel it: cancelling the CRI call makes
 containerd abandon the pull before it names anything, and the pull's ingests are aborted too.
+
+Nodes. An object belongs to the node its ``spec.nodeName`` or ``status.node`` names; one naming neither is
+claimed by the first operator whose status write (with its resourceVersion) wins, as LocalContainers are,
+and the others leave it alone — deletion included. Embedded mode has one node and names objects by
+reference alone. In cluster mode (``per_node``) every node's store is shown apart: one object per (node,
+image), named :func:`~k3c.oci.reference.object_name` ``(ref, node)``, with ``spec.nodeName`` and the
+:data:`~k3c.api.NODE_LABEL` label, rather than one object with a status per node. So each object has
+exactly one writer (no status fights, no resourceVersion conflicts between agents), its finalizer is
+that node's alone (``k3c rmi`` removes the reference from each node that holds it, each agent its own), and
+``kubectl get images -l k3c.io/node=N`` is one node's ``docker images``.
 """
 
 from __future__ import annotations
@@ -34,7 +44,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from k3c.api import FORCE_DELETE_ANNOTATION, IMAGE_FINALIZER, IMAGES, LOCAL_CONTAINERS, ORIGIN_ANNOTATION
+from k3c import dockerid
+from k3c.api import (
+    FORCE_DELETE_ANNOTATION,
+    IMAGE_FINALIZER,
+    IMAGES,
+    LOCAL_CONTAINERS,
+    NODE_LABEL,
+    ORIGIN_ANNOTATION,
+)
 from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.cri.content import Ingest, abort_ingest, list_statuses
 from k3c.cri.errors import RuntimeCallError
@@ -216,6 +234,7 @@ class ImageEnv:
     node: str
     schedule: Callable[[str, float], None]
     protected: frozenset[str] = frozenset()  # references never removed unless forced (the sandbox image)
+    per_node: bool = False  # cluster mode: one object per (node, image), see the module's docstring
 
 
 class ImageObjects:
@@ -248,8 +267,16 @@ class ImageObjects:
             return None
         self.objects[name] = obj
         if ref is not None:
-            self._by_ref.setdefault(str(ref), name)
+            if self._owner(obj) in ("", self.env.node):
+                self._by_ref.setdefault(str(ref), name)
+            elif self._by_ref.get(str(ref)) == name:  # claimed by another node meanwhile
+                del self._by_ref[str(ref)]
         return name
+
+    @staticmethod
+    def _owner(obj: dict[str, Any]) -> str:
+        """The node whose store the object shows ("" while no node has claimed it)."""
+        return (obj.get("spec") or {}).get("nodeName") or (obj.get("status") or {}).get("node") or ""
 
     async def record_changed(self, cname: str) -> list[str]:
         """containerd created, updated or deleted image ``cname``: refresh it; returns names to reconcile.
@@ -287,7 +314,7 @@ class ImageObjects:
         ref = _parse(cname)
         if ref is None:
             return ""
-        return self._by_ref.get(str(ref)) or object_name(ref)
+        return self._by_ref.get(str(ref)) or object_name(ref, self.env.node if self.env.per_node else "")
 
     # ---- reconcile ---------------------------------------------------------------------------
 
@@ -296,12 +323,17 @@ class ImageObjects:
         if obj is None:
             cname = self._names.get(name)
             return await self._create_object(name, cname) if cname else None
-        if obj["metadata"].get("deletionTimestamp"):
-            return await self._finalize(obj)
         st, spec = obj.get("status") or {}, obj.get("spec") or {}
         node = self.env.node
         if (st.get("node") or node) != node or (spec.get("nodeName") or node) != node:
             return None  # another node's store (an empty spec.nodeName means "whoever sees it first")
+        if obj["metadata"].get("deletionTimestamp"):
+            return await self._finalize(obj)
+        if not st.get("node") and spec.get("nodeName") != node:
+            claimed = await self._claim(obj)
+            if claimed is None:
+                return None  # another node won: its write comes back as a watch event
+            obj = claimed
         ref = _parse(spec.get("reference", ""))
         if ref is None:
             await self._fail(obj, "invalid reference format")
@@ -362,6 +394,18 @@ class ImageObjects:
         if new is not None:
             self.observe("MODIFIED", new)
 
+    async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Make an object no node has acted on this node's (status.node), by a write only one operator can
+        win; None if another node was first."""
+        meta = obj["metadata"]
+        try:
+            new = await self.env.kube.patch_status(Ref(IMAGES, "", meta["name"]), {"node": self.env.node},
+                                                   resource_version=meta["resourceVersion"])
+        except (Conflict, NotFound):
+            return None
+        self.observe("MODIFIED", new)
+        return new
+
     async def _fail(self, obj: dict[str, Any], message: str) -> None:
         await self._patch_status(obj, {"phase": "Failed", "message": message,
                                        "conditions": _condition(False, "Failed", message)})
@@ -380,10 +424,13 @@ class ImageObjects:
         ref = parse(cname)
         if await self.env.store.get(cname) is None:
             return None  # gone again already (removed while its create event was on its way)
-        body = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind,
-                "metadata": {"name": name, "finalizers": [IMAGE_FINALIZER],
-                             "annotations": {ORIGIN_ANNOTATION: ORIGIN_CONTAINERD}},
-                "spec": {"reference": str(ref)}}
+        body: dict[str, Any] = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind,
+                                "metadata": {"name": name, "finalizers": [IMAGE_FINALIZER],
+                                             "annotations": {ORIGIN_ANNOTATION: ORIGIN_CONTAINERD}},
+                                "spec": {"reference": str(ref)}}
+        if self.env.per_node:
+            body["spec"]["nodeName"] = self.env.node
+            body["metadata"]["labels"] = node_labels(self.env.node)
         try:
             obj = await self.env.kube.create(IMAGES, "", body)
         except AlreadyExists:
@@ -428,8 +475,11 @@ class ImageObjects:
                        for n, t in self.records.items())
 
     def _held_here(self, ref: Reference, obj: dict[str, Any]) -> bool:
-        """Whether this node's containerd holds the object's image (only then is there anything to remove)."""
-        return str(ref) in self.records and (obj.get("status") or {}).get("node") in (None, "", self.env.node)
+        """Whether this node's containerd holds the object's image (only then is there anything to remove).
+
+        In cluster mode only an object this node has claimed: one no node acted on is nobody's image."""
+        owners = (self.env.node,) if self.env.per_node else (None, "", self.env.node)
+        return str(ref) in self.records and self._owner(obj) in owners
 
     async def deletion_conflict(self, obj: dict[str, Any]) -> str:
         """Why the Image object may not be deleted now, in docker's words (``docker rmi`` of a reference a
@@ -462,9 +512,7 @@ class ImageObjects:
             named = _parse(spec.get("image", ""))
             runs = bool(image_id) and last and st.get("imageID", "").endswith(image_id.removeprefix("sha256:"))
             if (named is not None and str(named) == str(ref)) or runs:
-                m = c["metadata"]
-                cid = (st.get("containerID") or "").rpartition("://")[2][:12] or f"{m.get('namespace')}/{m['name']}"
-                return f"container {cid} is using its referenced image {image_id[7:19]}"
+                return f"container {dockerid.object_id(c)[:12]} is using its referenced image {image_id[7:19]}"
         return ""
 
     async def _remove_reference(self, ref: Reference, image_id: str) -> None:
@@ -622,6 +670,12 @@ class ImageObjects:
         log.warning("pull of %s failed: %s", ref, message)
         if not permanent and not present:
             self.env.schedule(name, delay)
+
+
+def node_labels(node: str) -> dict[str, str]:
+    """The :data:`~k3c.api.NODE_LABEL` of a node's objects, when the node name can be a label value (at most
+    63 characters: most are; spec.nodeName names the node in any case)."""
+    return {NODE_LABEL: node} if len(node) <= 63 else {}
 
 
 def _pull_message(ref: Reference, err: BaseException) -> str:

@@ -10,14 +10,13 @@ runtime error from deep inside containerd, and group names work (CRI has no fiel
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
 import json
 import logging
 import tarfile
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.imagestore import ContainerdImages
@@ -26,6 +25,9 @@ from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, host_architecture
 from k3c.reconcilers.criconfig import UserSpec, split_user
 
 log = logging.getLogger(__name__)
+
+#: The most an image's /etc/passwd or /etc/group may hold (docker's own lookups read far less).
+MAX_ACCOUNT_FILE = 1 << 20
 
 
 class ImageError(Exception):
@@ -46,9 +48,12 @@ class ImageResolver:
         self._configs: dict[str, dict[str, Any]] = {}
         self._files: dict[tuple[str, str], str | None] = {}
 
-    async def ensure(self, ref: str, on_pull: Callable[[], Awaitable[None]]) -> ImageInfo:
-        """The local image for ``ref``, pulled first if missing (``on_pull`` runs before pulling)."""
-        image = await self.cri.image_status(ref)
+    async def ensure(self, ref: str, on_pull: Callable[[], Awaitable[None]], policy: str = "missing") -> ImageInfo:
+        """The local image for ``ref``, pulled first if missing (``on_pull`` runs before pulling); ``policy``
+        is docker's ``--pull``: ``always`` pulls even a local image, ``never`` refuses a missing one."""
+        image = None if policy == "always" else await self.cri.image_status(ref)
+        if image is None and policy == "never":
+            raise ImageError(f"No such image: {ref} (pull policy never)")
         if image is None:
             await on_pull()
             try:
@@ -102,6 +107,19 @@ class ImageResolver:
                 spec.gid = int(entry[2])
         return spec
 
+    async def resolve_groups(self, image: ImageInfo, groups: list[str]) -> list[int]:
+        """``groupAdd`` → group IDs: numbers as they are, names from the image's /etc/group (docker --group-add)."""
+        out = []
+        for group in groups:
+            if str(group).isdigit():
+                out.append(int(group))
+                continue
+            entry = await self._lookup(image, "etc/group", str(group))
+            if entry is None:
+                raise ImageError(f"Unable to find group {group}: no matching entries in group file")
+            out.append(int(entry[2]))
+        return out
+
     async def _lookup(self, image: ImageInfo, path: str, name: str) -> list[str] | None:
         key = (image.id, path)
         if key not in self._files:
@@ -120,8 +138,11 @@ class ImageResolver:
             return None
         manifest = await self._manifest(record.target.digest, record.target.media_type)
         for layer in reversed(manifest.get("layers", [])):
-            data = await self.store.read(layer["digest"])
-            found = await asyncio.to_thread(_file_in_layer, data, path)
+            with tempfile.TemporaryFile() as spool:  # a layer can be large: on disk, never in memory
+                async for chunk in self.store.read_chunks(layer["digest"]):
+                    await asyncio.to_thread(spool.write, chunk)
+                spool.seek(0)
+                found = await asyncio.to_thread(_file_in_layer, spool, path)
             if found is not None:
                 return found or None
         return None
@@ -137,18 +158,24 @@ class ImageResolver:
         return doc
 
 
-def _file_in_layer(data: bytes, path: str) -> str | None:
-    """Content of ``path`` in a (possibly gzipped) layer tar; '' if whited out; None if not in it."""
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+def _file_in_layer(layer: BinaryIO, path: str) -> str | None:
+    """Content of ``path`` in a (possibly gzipped) layer tar; '' if whited out; None if not in it.
+
+    The layer is untrusted: it is read as a stream (decompressed as it goes, so a gzip bomb costs time, not
+    memory), and the file only if it is a regular file of at most :data:`MAX_ACCOUNT_FILE` bytes.
+    """
     parent, _, base = path.rpartition("/")
     whiteout = f"{parent}/.wh.{base}" if parent else f".wh.{base}"
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=layer, mode="r|*") as tar:
         for member in tar:
             name = member.name.lstrip("./")
             if name == whiteout:
                 return ""
-            if name == path and member.isfile():
+            if name == path:
+                if not member.isfile():
+                    return None if member.issym() or member.islnk() else ""
+                if member.size > MAX_ACCOUNT_FILE:
+                    raise ImageError(f"the image's /{path} is larger than {MAX_ACCOUNT_FILE} bytes")
                 f = tar.extractfile(member)
                 return f.read().decode(errors="replace") if f else ""
     return None

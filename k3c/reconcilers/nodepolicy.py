@@ -61,6 +61,22 @@ FIELDS: dict[str, dict[str, Field]] = {
         "spec.hostNetwork": G,
         "spec.hostname": S, "spec.dns": S, "spec.autoRemove": S, "spec.stopTimeout": S, "spec.state": S,
         "spec.nodeName": S,
+        "spec.volumes[].propagation": S,  # only a host path's mounts can reach the node, and those are governed
+        "spec.publishAll": S, "spec.expose": S,  # host ports, as spec.ports
+        "spec.init": S,  # k3c's own init binary, read-only
+        "spec.healthcheck": S,  # runs in the container, as exec does
+        "spec.logOptions": S,  # the container's own log files
+        "spec.tmpfs": S,  # memory of the container's own cgroup
+        "spec.devices": G,  # the node's devices
+        "spec.shmSize": S, "spec.extraHosts": S, "spec.dnsSearch": S, "spec.dnsOptions": S,
+        "spec.ulimits": S,  # set by the runtime, which cannot raise a hard limit beyond its own
+        "spec.pidsLimit": S, "spec.memorySwap": S, "spec.cpuShares": S, "spec.cpusetCpus": S,
+        "spec.noNewPrivileges": S,  # only ever takes privileges away
+        "spec.seccompProfile": G,  # unconfined, or a profile that may allow any system call
+        "spec.apparmorProfile": G,  # unconfined, or a profile of the node's choosing
+        "spec.pidMode": Field(GOVERNED, lambda v: v == "host"),  # sees and signals the node's processes
+        "spec.ipcMode": Field(GOVERNED, lambda v: v == "host"),  # the node's shared memory and semaphores
+        "spec.groupAdd": S, "spec.pullPolicy": S, "spec.platform": S, "spec.stopSignal": S,
     },
     "ImageBuild": {
         "spec.context.dir": Field(NODE_PATH),

@@ -32,6 +32,8 @@ class OperatorConfig:
     #: and the root holds containerd's registry config_path.
     containerd_root: Path | None = None
     containerd_state: Path | None = None
+    #: the static init of ``spec.init`` (docker --init) on this node; None: such containers fail to start
+    init_binary: Path | None = None
     #: one of :data:`BUILD_ENGINES`
     build_engine: str = "native"
     #: RUN steps' pids limit in the native engine (0: none)
@@ -45,12 +47,19 @@ class OperatorConfig:
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 0
     register_webhooks: bool = True
+    #: a node joining a shared API server registers its own configuration, ``k3c.io.<node>``, judges only
+    #: objects placed on it (or not placed yet), and removes the configuration when it stops
+    webhooks_per_node: bool = False
     #: this node's own policy (k3c.reconcilers.nodepolicy): permissive or restricted, the governed fields it
     #: allows (KIND.FIELD), the node directories host paths may name, the namespace of registry credentials
     node_policy: str = "permissive"
     node_policy_allow: tuple[str, ...] = ()
     node_policy_host_paths: tuple[str, ...] = ()
     credentials_namespace: str = "kube-system"
+    #: cluster mode's Image objects: one per (node, image), named and labelled with the node, so that nodes
+    #: holding the same image never share an object (k3c.reconcilers.imageobjects); embedded mode names
+    #: them by reference alone
+    images_per_node: bool = False
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers

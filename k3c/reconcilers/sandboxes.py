@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import shutil
@@ -31,7 +32,13 @@ from typing import Any
 from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
 from k3c.cri.errors import NotFoundError, RuntimeCallError, RuntimeUnavailableError
 from k3c.cri.runtime import CRIClient, pb
-from k3c.reconcilers.criconfig import SandboxSpec, generic_sandbox_spec, sandbox_config
+from k3c.reconcilers.criconfig import (
+    HOST_GATEWAY,
+    SandboxSpec,
+    SpecError,
+    generic_sandbox_spec,
+    sandbox_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +160,30 @@ class SandboxPool:
             raise
         sandbox = Sandbox(sid, spec, config)
         try:
-            resp = await self.cri.pod_sandbox_status(sid, verbose=spec.pooled)
-        except RuntimeCallError:
+            resp = await self.cri.pod_sandbox_status(sid, verbose=spec.pooled or bool(spec.extra_hosts))
+            sandbox.ip = "" if spec.host_network else resp.status.network.ip
+            if spec.extra_hosts:
+                await asyncio.to_thread(self._add_hosts, sandbox, resp.info.get("info", ""))
+        except (RuntimeCallError, SpecError):
             await self.remove(sid)
             raise
-        sandbox.ip = "" if spec.host_network else resp.status.network.ip
         if spec.pooled:
             self._prepare_recycling(sandbox, resp.info.get("info", ""))
         return sandbox
+
+    def _add_hosts(self, sandbox: Sandbox, info: str) -> None:
+        """docker's ``--add-host``: lines appended to the /etc/hosts containerd keeps in the sandbox's own
+        directory (CRI has no field for them; the file goes with the sandbox)."""
+        if self.scrubber is None:
+            raise SpecError("extraHosts: needs k3c's own containerd (its sandbox directories)")
+        pid = 0
+        with contextlib.suppress(ValueError, TypeError):
+            pid = int(json.loads(info).get("pid") or 0)
+        gateway = "127.0.0.1" if sandbox.spec.host_network else default_gateway(pid)
+        lines = "".join(f"{gateway if ip == HOST_GATEWAY else ip}\t{name}\n" for name, ip in sandbox.spec.extra_hosts)
+        hosts = self.scrubber.sandbox_dir(sandbox.id) / "hosts"
+        old = hosts.read_text() if hosts.exists() else ""
+        hosts.write_text(old + ("" if not old or old.endswith("\n") else "\n") + lines)
 
     def _remove_orphan(self, call: asyncio.Future[str]) -> None:
         """A sandbox finished for a caller that was cancelled: nobody will use it."""
@@ -371,6 +394,19 @@ def _log_failed_removal(task: asyncio.Task[None]) -> None:
     """A removal whose caller was cancelled: nobody else hears of its failure."""
     if not task.cancelled() and task.exception() is not None:
         log.warning("removing a sandbox failed: %s", task.exception())
+
+
+def default_gateway(pid: int) -> str:
+    """The gateway of the default route in process ``pid``'s network namespace (the node, on k3c's bridge)."""
+    try:
+        rows = Path(f"/proc/{pid}/net/route").read_text().splitlines()[1:] if pid else []
+    except OSError:
+        rows = []
+    for row in rows:
+        fields = row.split()
+        if len(fields) > 2 and fields[1] == "00000000":
+            return str(ipaddress.IPv4Address(int(fields[2], 16).to_bytes(4, "little")))
+    raise SpecError("extraHosts: host-gateway: the sandbox has no default route")
 
 
 def sandbox_from_status(resp: pb.PodSandboxStatusResponse, node: str, log_dir: Path) -> Sandbox | None:

@@ -39,6 +39,26 @@ class PortStatus(TypedDict):
     protocol: str
 
 
+HealthState = Literal["starting", "healthy", "unhealthy"]
+
+
+class HealthCheckResult(TypedDict):
+    """One run of a container's health check (docker's ``State.Health.Log`` entry)."""
+
+    start: str
+    end: str
+    exitCode: int
+    output: str
+
+
+class HealthStatus(TypedDict):
+    """``status.health``: what docker inspect shows as ``State.Health``."""
+
+    status: HealthState
+    failingStreak: int
+    log: list[HealthCheckResult]
+
+
 class LocalContainerStatus(TypedDict, total=False):
     phase: ContainerPhase
     summary: str  # docker ps' STATUS column: "Up", "Up (Paused)", "Exited (0)", "Restarting (1)", …
@@ -62,6 +82,7 @@ class LocalContainerStatus(TypedDict, total=False):
     specHash: str
     observedState: Literal["Running", "Stopped"]
     observedGeneration: int | None
+    health: HealthStatus | None
     conditions: list[Condition]
 
 

@@ -10,11 +10,16 @@
   to refuse and spends no round trip on it.
 
 Registration writes the ValidatingWebhookConfiguration ``k3c.io`` (idempotently, before kopf starts and so
-before any controller writes) with this process's URL and CA. Its rules name k3c.io resources only, with
-``failurePolicy: Fail``: while the operator is down those requests fail, and nothing else does. Start
-order is API server → operator (webhook server up, then registration) → kopf and the controllers, so no
-request waits on a webhook that cannot answer yet; one that comes before the image controller has listed
-containerd waits for it (briefly), then is refused as unavailable.
+before any controller writes) with this process's URL and CA. A node that joins an API server shared with
+other nodes (``--webhooks-per-node``) registers ``k3c.io.<node>`` instead, so that the nodes' registrations do
+not overwrite one another: each node refuses deleting its own Image objects (``objectSelector`` on the
+``k3c.io/node`` label) while its containers use them, and judges the node policy only for objects placed on it
+or not placed yet (one a restricted node could claim). It removes its configuration when it stops; one left by
+a node that died fails its requests, as any webhook that is down. Its rules name k3c.io resources only, with
+``failurePolicy: Fail``: while the operator is down those requests fail, and nothing else does. Start order is
+API server → operator (webhook server up, then registration) → kopf and the controllers, so no request waits
+on a webhook that cannot answer yet; one that comes before the image controller has listed containerd waits
+for it (briefly), then is refused as unavailable.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 from k3c import admissionreview as ar
 from k3c import api
-from k3c.api import GROUP, IMAGES, NODE_POLICIES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
+from k3c.api import GROUP, IMAGES, NODE_LABEL, NODE_POLICIES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
 from k3c.apierrors import NotFound
 from k3c.reconcilers import nodepolicy
 from k3c.reconcilers.assembly import Assembly
@@ -43,6 +48,8 @@ IMAGES_WEBHOOK = "images.k3c.io"
 NODE_POLICY_WEBHOOK = "nodepolicy.k3c.io"
 #: How long a review waits for the image controller to finish starting (under the 10 s call timeout).
 CONTROLLER_WAIT = 5.0
+#: How long a stopping node waits to remove its configuration.
+STOP_PATIENCE = 5.0
 
 ImagesSource = Callable[[float], Awaitable[ImageController | None]]
 
@@ -66,15 +73,20 @@ class ImageDeletions:
 
 
 class NodePolicyCheck:
-    """``nodepolicy.k3c.io``: refuse creates and updates the policies in force refuse."""
+    """``nodepolicy.k3c.io``: refuse creates and updates the policies in force refuse (``node``: only of
+    objects placed on that node or not placed yet)."""
 
-    def __init__(self, policies: nodepolicy.Policies) -> None:
+    def __init__(self, policies: nodepolicy.Policies, node: str | None = None) -> None:
         self.policies = policies
+        self.node = node
 
     async def __call__(self, request: ar.Request) -> ar.Response:
         obj = request.get("object")
         if request["operation"] not in (ar.CREATE, ar.UPDATE) or obj is None:
             return ar.allow(request["uid"])
+        placed = (obj.get("spec") or {}).get("nodeName")
+        if self.node is not None and placed and placed != self.node:
+            return ar.allow(request["uid"])  # another node's to judge
         why = nodepolicy.refusal(request["kind"]["kind"], obj, request.get("oldObject"), self.policies.in_force())
         return ar.deny(request["uid"], 403, "Forbidden", why) if why else ar.allow(request["uid"])
 
@@ -89,23 +101,26 @@ def _rule(operations: list[str], resources: list[str]) -> dict[str, Any]:
             "scope": "*"}
 
 
-def _webhook(server: WebhookServer, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _webhook(server: WebhookServer, name: str, rules: list[dict[str, Any]],
+             objects: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "clientConfig": {"url": server.url(name), "caBundle": server.ca_bundle},
             "rules": rules, "failurePolicy": "Fail", "matchPolicy": "Equivalent", "sideEffects": "None",
             "timeoutSeconds": 10, "admissionReviewVersions": [ar.REVIEW_VERSION],
-            "namespaceSelector": {}, "objectSelector": {}}
+            "namespaceSelector": {}, "objectSelector": objects or {}}
 
 
 class Webhooks:
     """The webhook server of one operator process, the handlers it serves, and their registration."""
 
     def __init__(self, server: WebhookServer, kube: Kube, images: ImagesSource | None,
-                 policies: nodepolicy.Policies, register: bool) -> None:
+                 policies: nodepolicy.Policies, register: bool, node: str | None = None) -> None:
         self.server = server
         self.kube = kube
         self.images = images
         self.policies = policies
         self.register_configuration = register
+        self.node = node
+        self.configuration = CONFIGURATION if node is None else f"{CONFIGURATION}.{node}"
         self._lock = asyncio.Lock()
 
     def _served(self, all_of_them: bool = False) -> dict[str, tuple[Handler, list[dict[str, Any]]]]:
@@ -114,7 +129,7 @@ class Webhooks:
         if self.images is not None:
             served[IMAGES_WEBHOOK] = (ImageDeletions(self.images), [_rule([ar.DELETE], [IMAGES.plural])])
         if self.policies.restricted or all_of_them:
-            served[NODE_POLICY_WEBHOOK] = (NodePolicyCheck(self.policies),
+            served[NODE_POLICY_WEBHOOK] = (NodePolicyCheck(self.policies, self.node),
                                            [_rule([ar.CREATE, ar.UPDATE], _governed_plurals())])
         return served
 
@@ -138,20 +153,33 @@ class Webhooks:
             await self.register()
 
     async def stop(self) -> None:
+        """Stop answering; a node's own configuration goes first, so that nothing calls it in vain."""
+        if self.node is not None and self.register_configuration:
+            ref = Ref(VALIDATING_WEBHOOK_CONFIGURATIONS, "", self.configuration)
+            try:
+                await asyncio.wait_for(self.kube.delete(ref), STOP_PATIENCE)  # (gone already is fine)
+            except Exception as err:  # (the API server may be gone first: nothing to tell it then)
+                log.warning("cannot remove the admission webhooks %s: %s", self.configuration, err)
         await self.server.stop()
 
+    def _objects(self, webhook: str) -> dict[str, Any] | None:
+        """A node's image webhook sees only its own Image objects (one per node and image, labelled)."""
+        if webhook == IMAGES_WEBHOOK and self.node is not None:
+            return {"matchLabels": {NODE_LABEL: self.node}}
+        return None
+
     async def register(self) -> None:
-        """Write ``k3c.io`` with the webhooks served now (a process serving none leaves it alone)."""
+        """Write ``k3c.io`` (or this node's) with the webhooks served now (a process serving none leaves it alone)."""
         if not self.register_configuration:
             return
         served = self._served()
         if not served:
             return
-        webhooks = [_webhook(self.server, name, rules) for name, (_handler, rules) in served.items()]
+        webhooks = [_webhook(self.server, name, rules, self._objects(name)) for name, (_handler, rules) in served.items()]
         async with self._lock:
             await _upsert(self.kube, {"apiVersion": VALIDATING_WEBHOOK_CONFIGURATIONS.api_version,
                                       "kind": VALIDATING_WEBHOOK_CONFIGURATIONS.kind,
-                                      "metadata": {"name": CONFIGURATION}, "webhooks": webhooks})
+                                      "metadata": {"name": self.configuration}, "webhooks": webhooks})
         log.info("registered admission webhooks %s at %s", ", ".join(served), self.server.url("…"))
 
 
@@ -161,7 +189,8 @@ def for_process(config: OperatorConfig, assembly: Assembly, kube: Kube) -> Webho
     images = assembly.image_controller if config.runs("images") else None
     node = nodepolicy.Policy.from_flags(config.node_policy, config.node_policy_allow, config.node_policy_host_paths,
                                         config.credentials_namespace)
-    return Webhooks(server, kube, images, nodepolicy.Policies(node), config.register_webhooks)
+    return Webhooks(server, kube, images, nodepolicy.Policies(node), config.register_webhooks,
+                    config.node_name if config.webhooks_per_node else None)
 
 
 async def _upsert(kube: Kube, body: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.api import container_log_file
+from k3c.api import CRI_UID_LABEL, container_log_file
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import SubresourceRequest
 from k3c.cri.errors import NotFoundError
@@ -118,6 +118,8 @@ async def runtime_container(
     except NotFoundError:
         return None
     st = resp.status
+    if st.labels.get(CRI_UID_LABEL) != obj["metadata"].get("uid"):
+        return None  # not this object's: status.containerID is the client's to write, the label is k3c's
     rc = RuntimeContainer(obj["metadata"]["name"], cid, st.state, st.exit_code, st.log_path, st.created_at)
     if verbose and "info" in resp.info:
         info = json.loads(resp.info["info"])

@@ -6,14 +6,19 @@ such a file into output chunks tagged with their stream, applying the pods/log o
 timestamps, limitBytes, follow). Each stream's lines are reassembled separately, so interleaved partial
 lines of stdout and stderr never mix, and ``-t`` timestamps go only at the start of a real line.
 
-Following polls the file for growth (containerd appends, never rotates) and asks the caller whether the
-container still runs; once it has stopped and the file has stopped growing, the stream ends.
+Following polls the file for growth and asks the caller whether the container still runs; once it has
+stopped and the file has stopped growing, the stream ends. containerd never rotates, but the operator does
+when ``logOptions`` ask (``FILE`` renamed to ``FILE.1``, then a fresh ``FILE``): a read takes the rotated
+files first (``FILE.N``…``FILE.1``, :func:`log_files`), and a follower that finds ``FILE`` replaced
+finishes the old file and goes on with the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -114,6 +119,58 @@ def tail_offset(f: BinaryIO, lines: int) -> int:
     return 0
 
 
+def rotated_files(path: str) -> list[str]:
+    """``FILE.N``…``FILE.1`` (oldest first) beside ``path``: the parts the operator rotated away."""
+    directory, name = os.path.split(path)
+    pattern = re.compile(re.escape(name) + r"\.([0-9]+)")
+    try:
+        found = [(int(m.group(1)), e) for e in os.listdir(directory or ".") if (m := pattern.fullmatch(e))]
+    except OSError:
+        return []
+    return [os.path.join(directory, e) for _, e in sorted(found, reverse=True)]
+
+
+def _output_lines(lines: list[bytes]) -> int:
+    return sum(1 for line in lines if (e := parse_line(line)) is not None and not e.partial)
+
+
+def _last_lines(lines: list[bytes], count: int) -> list[bytes]:
+    """The entries of the last ``count`` lines of output among ``lines``."""
+    if count <= 0:
+        return []
+    seen = 0
+    for i in range(len(lines) - 1, -1, -1):
+        entry = parse_line(lines[i])
+        if entry is not None and not entry.partial:
+            seen += 1
+            if seen > count:
+                return lines[i + 1:]
+    return lines
+
+
+def _older_lines(older: list[str], wanted: int | None, current: BinaryIO, offset: int) -> list[bytes]:
+    """The rotated files' lines a read shows: all, or with a tail what the current file lacks of it."""
+    lines: list[bytes] = []
+    for name in older:
+        with contextlib.suppress(OSError), open(name, "rb") as f:
+            lines.extend(f.read().split(b"\n")[:-1])
+    if wanted is None:
+        return lines
+    here = current.tell()
+    current.seek(offset)
+    have = _output_lines(current.read().split(b"\n")[:-1])
+    current.seek(here)
+    return _last_lines(lines, wanted - have)
+
+
+def _replaced(path: str, f: BinaryIO) -> bool:
+    """Whether ``path`` is now another file than the open ``f`` (the operator rotated it)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except OSError:
+        return False
+
+
 @dataclass
 class LogFormatter:
     """Turns entries into output chunks per the options; keeps per-stream line state between calls."""
@@ -204,13 +261,19 @@ async def read_log(
     """
     fmt = LogFormatter(options)
     follow = _Follow(running, alive)
+    older = rotated_files(path)
     try:
         f = open(path, "rb")
     except FileNotFoundError:
-        return
-    with f:
+        if not older:
+            return
+        f = open(os.devnull, "rb")
+    try:
         if options.tail is not None:
             f.seek(tail_offset(f, options.tail))
+        if older:
+            for item in fmt.feed(_older_lines(older, options.tail, f, f.tell())):
+                yield item
         pending = b""
         while not fmt.exhausted:
             chunk = f.read(CHUNK)
@@ -220,7 +283,12 @@ async def read_log(
                 pending = lines.pop()
                 for item in fmt.feed(lines):
                     yield item
+            elif options.follow and _replaced(path, f):
+                f.close()
+                f = open(path, "rb")
             elif not options.follow or await follow.done():
                 return
             else:
                 await asyncio.sleep(follow.interval())
+    finally:
+        f.close()

@@ -5,13 +5,18 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip ca-certificates git
   containerd runc containernetworking-plugins iptables iproute2
   buildah skopeo busybox-static gcc libc6-dev
+)
+# Only the tests need these: a registry, htpasswd for its auth, and docker 20.10 to compare output with.
+TEST_APT_PACKAGES=(
   docker-registry apache2-utils
   docker.io
 )
 
+# install_apt_packages [--test]: k3c's packages (and, with --test, the tests' too).
 install_apt_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  local wanted=("${APT_PACKAGES[@]}") missing=()
+  [ "${1:-}" != --test ] || wanted+=("${TEST_APT_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -20,13 +25,15 @@ install_apt_packages() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  [ "${1:-}" = --test ] || return 0
   # The registry package starts a system-wide registry on :5000; k3c's tests run their own.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
-  # docker.io is a peer the tests compare output with (a private dockerd each); the system's own stays off.
+  # docker.io is for the tests comparing k3c's output with docker 20.10's: they start a private dockerd
+  # (bench/peers.py); the package's system-wide one would add its own bridge and iptables rules.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
-    systemctl disable --now docker docker.socket >/dev/null 2>&1 || true
+    systemctl disable --now docker.socket docker >/dev/null 2>&1 || true
   fi
 }
 

@@ -142,7 +142,7 @@ def _discover(api: RawClient, schemas: dict[str, dict[str, Any]]) -> list[Kind]:
     for gv in versions:
         root = "/api/v1" if gv == "v1" else f"/apis/{gv}"
         for res in api.get(root).json()["resources"]:
-            if "/" in res["name"]:
+            if "/" in res["name"] or "get" not in res["verbs"]:  # (the reviews are answered, never stored)
                 continue
             schema = schemas.get(res["name"]) if gv != "v1" else None
             paths = list(_schema_paths(schema)) if schema else BUILTIN_PATHS.get(res["name"], [("spec",)])

@@ -9,6 +9,8 @@ the daemon and are covered by the end-to-end suite. The pure parsing is tested i
 from __future__ import annotations
 
 import contextlib
+import difflib
+import hashlib
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import pytest
 import yaml
 
 from k3c import crds
+from tests.support.daemon_harness import TEST_IMAGE
 from tests.support.harness import RawClient
 
 G = "/apis/k3c.io/v1alpha1"
@@ -90,6 +94,11 @@ def get_lc(api, ns: str, name: str) -> dict:
     r = api.get(f"{G}/namespaces/{ns}/localcontainers/{name}")
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def docker_id(obj: dict) -> str:
+    """A container's docker ID: sha256 of its uid (docker-identity), never the CRI container's ID."""
+    return hashlib.sha256(obj["metadata"]["uid"].encode()).hexdigest()
 
 
 def rfc3339(delta: float = 0.0) -> str:
@@ -248,7 +257,8 @@ def test_run_detached_prints_the_container_id_and_generates_a_name(apiserver, ap
     cid = out.strip()
     assert HEX64.match(cid)
     items = api.get(f"{G}/namespaces/{OP_NS}/localcontainers").json()["items"]
-    obj = next(o for o in items if o["status"].get("containerID") == cid)
+    obj = next(o for o in items if docker_id(o) == cid)
+    assert obj["status"]["containerID"] != cid  # the CRI container's ID stays internal
     assert re.fullmatch(r"[a-z]+-[a-z]+[0-9]?", obj["metadata"]["name"])
     assert obj["spec"]["autoRemove"] is True and obj["spec"]["args"] == ["sleep", "100"]
     assert obj["spec"]["state"] == "Running" and obj["spec"]["nodeName"] == ""
@@ -266,7 +276,7 @@ def test_run_with_a_taken_name_is_dockers_conflict(apiserver, api, ns):
 
 
 def test_invalid_names_and_flag_combinations_exit_125(apiserver, ns):
-    for args, text in ((["--name", "My_App"], "Invalid container name (My_App)"),
+    for args, text in ((["--name", "_app"], "Invalid container name (_app), only [a-zA-Z0-9][a-zA-Z0-9_.-] are"),
                        (["--rm", "--restart", "always"], "cannot specify both --restart and --rm"),
                        (["-m", "1k"], "Minimum memory limit allowed is 6MB"),
                        (["--net", "none"], "network none not found")):
@@ -314,8 +324,9 @@ def test_run_in_the_foreground_exits_with_the_containers_code_and_rm_removes_it(
 
 # ---- lifecycle against the fake operator ------------------------------------------------------------
 def test_stop_start_restart_kill_wait_rm(apiserver, api, operator):
-    ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "life", "busybox", "sleep", "1000")
+    cid = ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "life", "busybox", "sleep", "1000").strip()
     first = get_lc(api, OP_NS, "life")["status"]["containerID"]
+    assert cid == docker_id(get_lc(api, OP_NS, "life"))
     assert ok(apiserver, "stop", "-n", OP_NS, "-t", "2", "life") == "life\n"
     obj = get_lc(api, OP_NS, "life")
     assert obj["spec"]["state"] == "Stopped" and obj["spec"]["stopTimeout"] == 2
@@ -324,12 +335,16 @@ def test_stop_start_restart_kill_wait_rm(apiserver, api, operator):
     assert ok(apiserver, "start", "-n", OP_NS, "life") == "life\n"
     second = get_lc(api, OP_NS, "life")["status"]["containerID"]
     assert second != first and get_lc(api, OP_NS, "life")["status"]["phase"] == "Running"
-    assert ok(apiserver, "restart", "-n", OP_NS, second[:12]) == f"{second[:12]}\n"
+    assert ok(apiserver, "inspect", "-n", OP_NS, "-f", "{{.Id}}", "life") == f"{cid}\n"  # a new start, one ID
+    assert ok(apiserver, "restart", "-n", OP_NS, cid[:12]) == f"{cid[:12]}\n"
     third = get_lc(api, OP_NS, "life")["status"]["containerID"]
     assert third not in (first, second)
+    assert ok(apiserver, "ps", "-n", OP_NS, "-q", "--no-trunc", "-f", "name=life") == f"{cid}\n"
+    cp = k3c(apiserver, "inspect", "-n", OP_NS, third[:12])  # the CRI container's ID is no docker ID
+    assert cp.returncode == 1 and cp.stderr == f"Error: No such object: {third[:12]}\n"
     cp = k3c(apiserver, "rm", "-n", OP_NS, "life")
     assert cp.returncode == 1
-    assert cp.stderr == (f"Error response from daemon: You cannot remove a running container {third}. Stop the "
+    assert cp.stderr == (f"Error response from daemon: You cannot remove a running container {cid}. Stop the "
                          "container before attempting removal or force remove\n")
     assert ok(apiserver, "kill", "-n", OP_NS, "life") == "life\n"
     obj = get_lc(api, OP_NS, "life")
@@ -369,22 +384,59 @@ def test_rm_of_a_never_claimed_object_needs_no_operator(apiserver, api, ns):
 
 # ---- addressing and errors --------------------------------------------------------------------------
 def test_name_and_id_prefix_resolution(apiserver, api, ns):
-    lc(api, ns, "alpha")
-    lc(api, ns, "beta")
-    set_status(api, ns, "alpha", {"phase": "Exited", "containerID": "abc123" + "0" * 58, "exitCode": 0})
-    set_status(api, ns, "beta", {"phase": "Exited", "containerID": "abd456" + "0" * 58, "exitCode": 0})
+    """docker's order: full ID, docker name, object name, then a unique prefix of the (uid-derived) ID."""
+    ids: dict[str, str] = {}
+    while len({i[0] for i in ids.values()}) == len(ids):  # until two IDs share a first digit (17 at most)
+        ids[f"c{len(ids)}"] = docker_id(lc(api, ns, f"c{len(ids)}"))
+    first = next(i[0] for i in ids.values() if sum(j[0] == i[0] for j in ids.values()) > 1)
+    alpha, beta = [n for n, i in ids.items() if i[0] == first][:2]
+    set_status(api, ns, alpha, {"phase": "Exited", "containerID": "abc123" + "0" * 58, "exitCode": 0})
+
+    def unique_prefix(name: str) -> str:
+        return next(ids[name][:n] for n in range(1, 65)
+                    if not any(i.startswith(ids[name][:n]) for o, i in ids.items() if o != name))
+
     fmt = ["inspect", "-n", ns, "--format", "{{.Name}}"]
-    assert ok(apiserver, *fmt, "alpha") == "/alpha\n"
-    assert ok(apiserver, *fmt, "abc") == "/alpha\n"
-    assert ok(apiserver, *fmt, "abd4") == "/beta\n"
-    cp = k3c(apiserver, "rm", "-n", ns, "ab")
-    assert cp.returncode == 1 and cp.stderr == "Error response from daemon: multiple IDs found with provided prefix: ab\n"
+    assert ok(apiserver, *fmt, alpha) == f"/{alpha}\n"
+    assert ok(apiserver, *fmt, unique_prefix(alpha)) == f"/{alpha}\n"
+    assert ok(apiserver, *fmt, unique_prefix(beta), ids[beta]) == f"/{beta}\n/{beta}\n"
+    cp = k3c(apiserver, "inspect", "-n", ns, "abc123")  # the CRI container's ID is not an address
+    assert cp.returncode == 1 and cp.stderr == "Error: No such object: abc123\n"
+    cp = k3c(apiserver, "rm", "-n", ns, first)
+    assert cp.returncode == 1
+    assert cp.stderr == f"Error response from daemon: multiple IDs found with provided prefix: {first}\n"
     cp = k3c(apiserver, "stop", "-n", ns, "nosuch")
     assert cp.returncode == 1 and cp.stderr == "Error response from daemon: No such container: nosuch\n"
-    cp = k3c(apiserver, "rm", "-n", ns, "nosuch", "alpha")
-    assert cp.returncode == 1 and cp.stdout == "alpha\n" and "No such container: nosuch" in cp.stderr
+    cp = k3c(apiserver, "rm", "-n", ns, "nosuch", alpha)
+    assert cp.returncode == 1 and cp.stdout == f"{alpha}\n" and "No such container: nosuch" in cp.stderr
     cp = k3c(apiserver, "inspect", "-n", ns, "nosuch")
     assert cp.returncode == 1 and cp.stdout == "[]\n" and cp.stderr == "Error: No such object: nosuch\n"
+
+
+def test_docker_names_map_onto_object_names(apiserver, api, ns):
+    """compose's names (`proj_web_1`) are kept as given; the object gets the mapped name (docker-identity)."""
+    cid = ok(apiserver, "create", "-n", ns, "--name", "Proj_web_1", "busybox").strip()
+    (obj,) = api.get(f"{G}/namespaces/{ns}/localcontainers").json()["items"]
+    assert docker_id(obj) == cid and obj["metadata"]["annotations"]["k3c.io/name"] == "Proj_web_1"
+    assert re.fullmatch(r"proj-web-1-[0-9a-f]{6}", obj["metadata"]["name"])
+    fmt = ["inspect", "-n", ns, "--format", "{{.Name}} {{.Id}}"]
+    assert ok(apiserver, *fmt, "Proj_web_1") == ok(apiserver, *fmt, obj["metadata"]["name"]) == f"/Proj_web_1 {cid}\n"
+    assert ok(apiserver, "ps", "-a", "-n", ns, "--format", "{{.Names}}", "-f", "name=web_1") == "Proj_web_1\n"
+    cp = k3c(apiserver, "inspect", "-n", ns, "proj_web_1")  # names are case-sensitive, as in docker
+    assert cp.returncode == 1
+    cp = k3c(apiserver, "create", "-n", ns, "--name", "Proj_web_1", "busybox")
+    assert cp.returncode == 125 and f'The container name "/Proj_web_1" is already in use by container "{cid}"' \
+        in cp.stderr
+    # an object renamed away from its name: the name is free for docker, the docker name wins over it
+    lc(api, ns, "front", image="nginx")
+    api.patch(f"{G}/namespaces/{ns}/localcontainers/front", {"metadata": {"annotations": {"k3c.io/name": "old"}}},
+              "application/merge-patch+json")
+    new = ok(apiserver, "create", "-n", ns, "--name", "front", "busybox").strip()
+    assert ok(apiserver, "inspect", "-n", ns, "-f", "{{.Id}} {{.Config.Image}}", "front") == f"{new} busybox\n"
+    assert ok(apiserver, "inspect", "-n", ns, "-f", "{{.Name}} {{.Config.Image}}", "old") == "/old nginx\n"
+    assert ok(apiserver, "rm", "-n", ns, "Proj_web_1", "front") == "Proj_web_1\nfront\n"
+    left = [o["metadata"]["name"] for o in api.get(f"{G}/namespaces/{ns}/localcontainers").json()["items"]]
+    assert left == ["front"]
 
 
 def test_usage_errors_are_one_line_with_dockers_exit_codes(apiserver):
@@ -430,25 +482,26 @@ def listing(api, ns):
     return ns
 
 
-def test_ps_table_like_docker(apiserver, listing):
+def test_ps_table_like_docker(apiserver, api, listing):
     out = ok(apiserver, "ps", "-n", listing)
     lines = out.splitlines()
     assert re.match(r"CONTAINER ID\s{3}IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$", lines[0])
     assert len(lines) == 2
     row = re.split(r"\s{3,}", lines[1])
     assert re.fullmatch(r"(Less than a second|\d+ seconds?) ago", row.pop(3))
-    assert row == ["aaaaaaaaaaaa", "nginx:1.25", '"/docker-entrypoint.…"', "Up 5 minutes", "0.0.0.0:8080->80/tcp",
+    assert row == [docker_id(get_lc(api, listing, "web"))[:12], "nginx:1.25", '"/docker-entrypoint.…"', "Up 5 minutes", "0.0.0.0:8080->80/tcp",
                    "web"]
     everything = ok(apiserver, "ps", "-a", "-n", listing)
     assert re.search(r"Exited \(3\) \d+ seconds ago", everything) and "Created" in everything
     assert len(everything.splitlines()) == 4
 
 
-def test_ps_quiet_no_trunc_json_and_templates(apiserver, listing):
-    assert ok(apiserver, "ps", "-q", "-n", listing) == "aaaaaaaaaaaa\n"
+def test_ps_quiet_no_trunc_json_and_templates(apiserver, api, listing):
+    web_id = docker_id(get_lc(api, listing, "web"))
+    assert ok(apiserver, "ps", "-q", "-n", listing) == f"{web_id[:12]}\n"
     assert ok(apiserver, "ps", "-aq", "--no-trunc", "-n", listing).splitlines()[:2] != []
     full = ok(apiserver, "ps", "--no-trunc", "-n", listing, "--format", "{{.ID}} {{.Command}}")
-    assert full == f"{'a' * 64} \"/docker-entrypoint.sh nginx -g 'daemon off;'\"\n"
+    assert full == f"{web_id} \"/docker-entrypoint.sh nginx -g 'daemon off;'\"\n"
     rows = [json.loads(line) for line in ok(apiserver, "ps", "-a", "-n", listing, "--format", "json").splitlines()]
     assert {r["Names"] for r in rows} == {"web", "job", "fresh"}
     web = next(r for r in rows if r["Names"] == "web")
@@ -459,7 +512,7 @@ def test_ps_quiet_no_trunc_json_and_templates(apiserver, listing):
     assert table.splitlines() == ["NAMES     IMAGE        LABEL", "web       nginx:1.25   front"]
 
 
-def test_ps_filters(apiserver, listing):
+def test_ps_filters(apiserver, api, listing):
     def names(*filters: str) -> list[str]:
         args = [a for f in filters for a in ("-f", f)]
         return sorted(ok(apiserver, "ps", "-a", "-n", listing, *args, "--format", "{{.Names}}").split())
@@ -469,7 +522,8 @@ def test_ps_filters(apiserver, listing):
     assert names("label=tier=batch") == ["job"]
     assert names("status=exited") == ["job"] and names("status=created") == ["fresh"]
     assert names("status=running", "status=exited") == ["job", "web"]
-    assert names("id=bbb") == ["job"]
+    assert names(f"id={docker_id(get_lc(api, listing, 'job'))[:10]}") == ["job"]
+    assert names("id=bbb") == []  # the CRI container's ID is not the docker ID
     assert names("ancestor=busybox") == ["fresh", "job"] and names("ancestor=nginx:1.25") == ["web"]
     assert names("exited=3") == ["job"]
     assert names("label=tier", "name=job") == ["job"]
@@ -478,11 +532,11 @@ def test_ps_filters(apiserver, listing):
     assert cp.returncode == 1 and cp.stderr == "Error response from daemon: invalid filter 'bogus'\n"
 
 
-def test_inspect_is_docker_shaped(apiserver, listing):
+def test_inspect_is_docker_shaped(apiserver, api, listing):
     doc = json.loads(ok(apiserver, "inspect", "-n", listing, "web"))
     assert isinstance(doc, list) and len(doc) == 1
     web = doc[0]
-    assert web["Id"] == "a" * 64 and web["Name"] == "/web" and web["State"]["Status"] == "running"
+    assert web["Id"] == docker_id(get_lc(api, listing, "web")) and web["Name"] == "/web" and web["State"]["Status"] == "running"
     assert web["Config"]["Image"] == "nginx:1.25" and web["Config"]["Cmd"] == ["nginx", "-g", "daemon off;"]
     assert web["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
     assert web["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
@@ -533,15 +587,35 @@ def test_volume_commands(apiserver, api, ns):
     assert ok(apiserver, "volume", "ls", "-q", "-n", ns, "-f", "dangling=true") == f"{anon}\n"
     cp = k3c(apiserver, "volume", "rm", "-n", ns, "data")
     assert cp.returncode == 1
-    assert cp.stderr == f"Error response from daemon: remove data: volume is in use - [{'c' * 64}]\n"
+    assert cp.stderr == f"Error response from daemon: remove data: volume is in use - [{docker_id(user)}]\n"
     assert ok(apiserver, "volume", "rm", "-n", ns, "-f", "data", anon) == f"data\n{anon}\n"
     assert api.get(f"{G}/namespaces/{ns}/volumes/data").status_code == 404
     cp = k3c(apiserver, "volume", "rm", "-n", ns, "data")
     assert cp.returncode == 1 and cp.stderr == "Error response from daemon: get data: no such volume\n"
     assert ok(apiserver, "volume", "rm", "-n", ns, "-f", "data") == "data\n"
-    cp = k3c(apiserver, "volume", "create", "-n", ns, "Bad_Name")
+    cp = k3c(apiserver, "volume", "create", "-n", ns, "_bad")
     assert cp.returncode == 1 and "includes invalid characters" in cp.stderr
-    assert user  # used above
+
+
+def test_volumes_keep_docker_names(apiserver, api, ns):
+    """docker's volume names (`proj_data`) are kept as given, the object name mapped (docker-identity)."""
+    assert ok(apiserver, "volume", "create", "-n", ns, "Proj_data") == "Proj_data\n"
+    (vol,) = api.get(f"{G}/namespaces/{ns}/volumes").json()["items"]
+    assert re.fullmatch(r"proj-data-[0-9a-f]{6}", vol["metadata"]["name"])
+    assert ok(apiserver, "volume", "ls", "-q", "-n", ns) == "Proj_data\n"
+    assert ok(apiserver, "volume", "inspect", "-n", ns, "-f", "{{.Name}}", "Proj_data") == "Proj_data\n"
+    ok(apiserver, "create", "-n", ns, "--name", "user", "-v", "Proj_data:/d", "-v", "Other_data:/o", "busybox")
+    spec = get_lc(api, ns, "user")["spec"]
+    assert spec["volumes"][0]["volume"] == vol["metadata"]["name"]
+    other = api.get(f"{G}/namespaces/{ns}/volumes/{spec['volumes'][1]['volume']}").json()
+    assert other["metadata"]["annotations"]["k3c.io/name"] == "Other_data"  # made by the CLI, named as given
+    mounts = ok(apiserver, "inspect", "-n", ns, "-f", "{{range .Mounts}}{{.Name}} {{end}}{{.HostConfig.Binds}}",
+                "user")
+    assert mounts == "Proj_data Other_data [Proj_data:/d Other_data:/o]\n"
+    assert ok(apiserver, "ps", "-a", "-q", "-n", ns, "-f", "volume=Proj_data") != ""
+    ok(apiserver, "rm", "-n", ns, "user")
+    assert ok(apiserver, "volume", "rm", "-n", ns, "Proj_data", "Other_data") == "Proj_data\nOther_data\n"
+    assert api.get(f"{G}/namespaces/{ns}/volumes").json()["items"] == []
 
 
 def test_volume_force_delete_sets_the_annotation_the_operator_honours(apiserver, api, ns):
@@ -564,44 +638,142 @@ def test_volume_force_delete_sets_the_annotation_the_operator_honours(apiserver,
 
 
 # ---- events -----------------------------------------------------------------------------------------
-def test_events_stream_docker_lines_until(apiserver, api, operator):
-    until = time.time() + 4
-    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-n", OP_NS, "--until", f"{until:.3f}",
-                             "-f", "container=evt", "-f", "type=container"],
-                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+class EventsReader:
+    """`k3c events ARGS` (or docker's) in the background, its lines collected as they come; stopped with
+    Ctrl-C."""
+
+    def __init__(self, kubeconfig: Path | str | None, *args: str, argv: list[str] | None = None,
+                 env: dict | None = None):
+        self.proc = subprocess.Popen(argv or [sys.executable, "-m", "k3c.cli.main", "events", *args],
+                                     env=env or dict(os.environ, K3C_KUBECONFIG=str(kubeconfig)),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.ends: tuple[int, ...] = (0,)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        time.sleep(1.5)  # its watches are open by then
+
+    @classmethod
+    def command(cls, argv: list[str], env: dict | None) -> EventsReader:
+        reader = cls(None, argv=argv, env=env)
+        reader.ends = (0, -signal.SIGINT)  # docker's CLI dies of the Ctrl-C
+        return reader
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 20) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "\n".join(self.lines)
+            time.sleep(0.05)
+        return list(self.lines)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=10)
+        self.thread.join(5)
+        assert self.proc.returncode in self.ends and err == "", (self.proc.returncode, err)
+        return "\n".join(self.lines)
+
+
+LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(?:Z|[+-]\d\d:\d\d)) (\w+) (.+?) (\S+)(?: \((.*)\))?$")
+
+
+def parse_lines(lines: list[str]) -> list[tuple[str, str, str, str, str]]:
+    """(time, type, action, actor ID, attributes) of docker's lines; each line must have docker's shape."""
+    out = []
+    for line in lines:
+        m = LINE.fullmatch(line)
+        assert m, f"not docker's line shape: {line!r}"
+        out.append((m[1], m[2], m[3], m[4], m[5] or ""))
+    return out
+
+
+def test_events_one_line_per_action_in_order_with_the_containers_id(apiserver, api, operator):
+    reader = EventsReader(apiserver.kubeconfig, "-n", OP_NS, "-f", "container=evt")
     cid = ok(apiserver, "run", "-n", OP_NS, "-d", "--name", "evt", "-l", "app=demo", "busybox").strip()
+    ok(apiserver, "restart", "-n", OP_NS, "evt")
     ok(apiserver, "stop", "-n", OP_NS, "evt")
-    ok(apiserver, "rm", "-n", OP_NS, "evt")
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
-    actions = [line.split()[2] for line in lines]
-    assert actions == ["create", "start", "die", "stop", "destroy"], out
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) container create [0-9a-f]{64} "
-                        r"\(app=demo, image=busybox, name=evt\)", lines[0])
-    assert f"container start {cid} (app=demo, image=busybox, name=evt)" in lines[1]
-    assert "(app=demo, exitCode=0, image=busybox, name=evt)" in lines[2]
+    ok(apiserver, "start", "-n", OP_NS, "evt")
+    ok(apiserver, "kill", "-n", OP_NS, "evt")
+    r = api.patch(f"{G}/namespaces/{OP_NS}/localcontainers/evt", {"metadata": {"annotations": {"k3c.io/name": "evt2"}}},
+                  "application/merge-patch+json")  # what `k3c rename` does
+    assert r.status_code == 200
+    ok(apiserver, "rm", "-n", OP_NS, "evt2")
+    reader.wait_for(" container destroy ")
+    events = parse_lines(reader.stop().splitlines())
+    assert [(kind, action) for _, kind, action, _, _ in events] == [("container", a) for a in (
+        "create", "start", "kill", "die", "stop", "start", "restart", "kill", "die", "stop", "start", "kill", "die",
+        "rename", "destroy")]
+    assert {actor for _, _, _, actor, _ in events} == {cid}  # one ID for all of it: run -d's
+    times = [t for t, *_ in events]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    attrs = [a for *_, a in events]
+    assert attrs[0] == "app=demo, image=busybox, name=evt"
+    assert attrs[2] == "app=demo, image=busybox, name=evt, signal=15"
+    assert attrs[3] == "app=demo, exitCode=0, image=busybox, name=evt"
+    assert attrs[11] == "app=demo, image=busybox, name=evt, signal=9"  # kill: SIGKILL, no stop after it
+    assert attrs[12] == "app=demo, exitCode=137, image=busybox, name=evt"
+    assert attrs[13:] == ["app=demo, image=busybox, name=evt2, oldName=/evt", "app=demo, image=busybox, name=evt2"]
 
 
-def test_events_since_replays_and_json_and_ctrl_c(apiserver, api, ns):
-    lc(api, ns, "old", labels={"k": "v"})
-    set_status(api, ns, "old", {"phase": "Exited", "containerID": "d" * 64, "startedAt": rfc3339(),
-                                "finishedAt": rfc3339(), "exitCode": 1})
-    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", f"{time.time() + 1:.3f}", "--format", "json")
-    evs = [json.loads(line) for line in out.splitlines()]
-    assert [e["Action"] for e in evs] == ["create", "start", "die"]
-    assert evs[2]["Actor"] == {"ID": "d" * 64, "Attributes": {"k": "v", "exitCode": "1", "image": "busybox",
-                                                              "name": "old"}}
-    assert evs[2]["Type"] == "container" and evs[2]["status"] == "die"
-    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-n", ns],
-                            env=dict(os.environ, K3C_KUBECONFIG=str(apiserver.kubeconfig)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0 and err == ""
+def test_events_filters_since_until_and_formats(apiserver, api, ns):
+    web = lc(api, ns, "web", "nginx:1.25", labels={"tier": "front"})
+    set_status(api, ns, "web", {"phase": "Running", "containerID": "a" * 64, "startedAt": rfc3339(-20)})
+    job = lc(api, ns, "job", "busybox", labels={"tier": "batch"}, state="Stopped", stopTimeout=5)
+    set_status(api, ns, "job", {"phase": "Exited", "containerID": "b" * 64, "startedAt": rfc3339(-10),
+                                "finishedAt": rfc3339(-5), "exitCode": 1})
+    api.post(f"{G}/namespaces/{ns}/volumes", {"apiVersion": "k3c.io/v1alpha1", "kind": "Volume",
+                                              "metadata": {"name": "data"}})
+    until = f"{time.time() + 1:.3f}"
+
+    names = {docker_id(web): "web", docker_id(job): "job"}
+
+    def shown(*args: str) -> list[str]:
+        out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, *args,
+                 "--format", "{{.Type}} {{.Action}} {{.Actor.ID}}")
+        return [" ".join(w if i < 2 else names.get(w, w) for i, w in enumerate(line.split()))
+                for line in out.splitlines()]
+
+    everything = shown()  # in time order: the starts and the exit were written back-dated
+    assert everything[:4] == ["container start web", "container start job", "container die job",
+                              "container stop job"]
+    assert sorted(everything[4:]) == ["container create job", "container create web", "volume create data"]
+    assert shown("-f", "container=we") == ["container start web", "container create web"]
+    assert shown("-f", f"container={docker_id(job)[:6]}", "-f", "event=create") == ["container create job"]
+    assert shown("-f", "event=die", "-f", "event=stop") == ["container die job", "container stop job"]
+    assert shown("-f", "type=volume") == ["volume create data"]
+    assert shown("-f", "volume=da") == ["volume create data"]
+    assert shown("-f", "image=nginx", "-f", "event=start") == ["container start web"]
+    assert shown("-f", "image=nginx:1.25", "-f", "event=start") == ["container start web"]
+    assert shown("-f", "image=busybox:latest") == [], "docker matches the reference as the container names it"
+    assert shown("-f", "label=tier=batch", "-f", "event=create") == ["container create job"]
+    assert shown("-f", "label=tier", "-f", "label=nope") == [], "docker AND-s label filters"
+    assert sorted(shown("-f", "type=container", "-f", "bogus=1", "-f", "event=create")) == [
+        "container create job", "container create web"], "docker ignores keys it does not know"
+    assert ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", "30m") == ""  # a past window, then exit
+    cp = k3c(apiserver, "events", "-n", ns, "--since", "1s", "--until", "10m")
+    assert cp.returncode == 1 and cp.stderr.startswith("Error response from daemon: `since` time (")
+    cp = k3c(apiserver, "events", "-n", ns, "-f", "container")
+    assert cp.returncode == 125 and "bad format of filter (expected name=value)" in cp.stderr
+    cp = k3c(apiserver, "events", "-n", ns, "--since", "yesterday")
+    assert cp.returncode == 125 and cp.stderr.count("\n") == 1
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, "-f", "event=die", "--format", "{{json .}}")
+    (doc,) = [json.loads(line) for line in out.splitlines()]
+    assert list(doc) == ["status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano"]
+    assert doc["id"] == docker_id(job) and doc["from"] == "busybox" and doc["Actor"] == {
+        "ID": docker_id(job), "Attributes": {"exitCode": "1", "image": "busybox", "name": "job", "tier": "batch"}}
+    assert doc["time"] == doc["timeNano"] // 10**9
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, "-f", "type=volume", "--format", "json")
+    assert list(json.loads(out)) == ["Type", "Action", "Actor", "scope", "time", "timeNano"]  # no legacy fields
+    fields = "{{.ID}}|{{.Status}}|{{.From}}|{{.Scope}}|{{.Time}}"
+    out = ok(apiserver, "events", "-n", ns, "--since", "1h", "--until", until, "-f", "event=die", "--format", fields)
+    assert re.fullmatch(rf"{docker_id(job)}\|die\|busybox\|local\|\d{{10}}\n", out)
+    reader = EventsReader(apiserver.kubeconfig, "-n", ns)
+    assert reader.stop() == ""  # Ctrl-C ends it quietly
 
 
 # ---- completion -------------------------------------------------------------------------------------
@@ -709,12 +881,124 @@ def test_e2e_run_detached_ps_stop_start_rm(daemon):
     assert dk3c(daemon, "ps", "-q", "-f", "name=e2e-bg").stdout == ""
     assert dk3c(daemon, "start", "e2e-bg").stdout == "e2e-bg\n"
     new = dk3c(daemon, "inspect", "-f", "{{.Id}} {{.State.Status}}", "e2e-bg").stdout.split()
-    assert new[0] != cid and new[1] == "running"
+    assert new == [cid, "running"]  # the same container: its ID stays
+    assert dk3c(daemon, "restart", "-t", "0", cid[:12]).stdout == f"{cid[:12]}\n"
+    assert dk3c(daemon, "ps", "-q", "--no-trunc", "-f", "name=e2e-bg").stdout == f"{cid}\n"
     cp = dk3c(daemon, "rm", "e2e-bg")
     assert cp.returncode == 1 and "You cannot remove a running container" in cp.stderr
     assert dk3c(daemon, "rm", "-f", "e2e-bg").stdout == "e2e-bg\n"
     assert _gone(daemon, "e2e-bg")
     assert "e2e-bg" not in dk3c(daemon, "ps", "-a").stdout
+
+
+def test_e2e_compose_style_names(daemon, kubectl):
+    """`run --name proj_web_1` (compose's names): docker's surfaces use it, kubectl shows the mapped object."""
+    from tests.support.daemon_harness import TEST_IMAGE, wait_until
+    from tests.support.harness import run_kubectl
+
+    cp = dk3c(daemon, "run", "-d", "--name", "proj_web_1", TEST_IMAGE, "sh", "-c", "echo hello; sleep 1000")
+    cid = cp.stdout.strip()
+    assert cp.returncode == 0 and HEX64.match(cid), cp.stderr
+    assert f"{cid[:12]} proj_web_1" in dk3c(daemon, "ps", "--format", "{{.ID}} {{.Names}}").stdout.splitlines()
+    assert dk3c(daemon, "inspect", "-f", "{{.Name}} {{.Id}}", "proj_web_1").stdout == f"/proj_web_1 {cid}\n"
+    wait_until(lambda: dk3c(daemon, "logs", "proj_web_1").stdout == "hello\n", 10, "the container's output")
+    names = run_kubectl(kubectl, daemon.kubeconfig, "get", "lc", "-o", "name").stdout.split()
+    assert [n for n in names if "proj" in n] == [f"localcontainer.k3c.io/proj-web-1-{_hash6('proj_web_1')}"]
+    assert dk3c(daemon, "rm", "-f", "proj_web_1").stdout == "proj_web_1\n"
+
+
+def _hash6(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def test_e2e_events_follow_a_real_container_as_docker_does(daemon):
+    """docker 20.10's sequence for the same commands (network events aside: k3c has no network objects)."""
+    from tests.support.daemon_harness import TEST_IMAGE
+
+    reader = EventsReader(daemon.kubeconfig, "-f", "type=container", "-f", "type=volume")
+    assert dk3c(daemon, "volume", "create", "e2e-evvol").returncode == 0
+    cid = dk3c(daemon, "run", "-d", "--name", "e2e-ev", "-v", "e2e-evvol:/data", TEST_IMAGE, "sleep", "1000").stdout.strip()
+    assert HEX64.match(cid)
+    assert dk3c(daemon, "stop", "-t", "1", "e2e-ev").returncode == 0  # sleep ignores SIGTERM: killed after 1 s
+    assert dk3c(daemon, "restart", "-t", "1", "e2e-ev").returncode == 0  # not running: a start, then "restart"
+    assert dk3c(daemon, "kill", "e2e-ev").returncode == 0
+    assert dk3c(daemon, "rm", "e2e-ev").returncode == 0
+    assert dk3c(daemon, "volume", "rm", "e2e-evvol").returncode == 0
+    reader.wait_for(" volume destroy e2e-evvol")
+    events = [(kind, action, actor, attrs) for _, kind, action, actor, attrs in parse_lines(reader.stop().splitlines())
+              if actor in (cid, "e2e-evvol")]
+    c = f"image={TEST_IMAGE}, name=e2e-ev"
+    mount = ("volume", "mount", "e2e-evvol", f"container={cid}, destination=/data, driver=local, propagation=, "
+                                             "read/write=true")
+    unmount = ("volume", "unmount", "e2e-evvol", f"container={cid}, driver=local")
+    assert events == [
+        ("volume", "create", "e2e-evvol", "driver=local"),
+        ("volume", "create", "e2e-evvol", "driver=local"),  # docker tells it again for the container
+        ("container", "create", cid, c), mount, ("container", "start", cid, c),
+        ("container", "kill", cid, f"{c}, signal=15"), ("container", "kill", cid, f"{c}, signal=9"),
+        ("container", "die", cid, f"exitCode=137, {c}"), unmount, ("container", "stop", cid, c),
+        mount, ("container", "start", cid, c), ("container", "restart", cid, c),
+        ("container", "kill", cid, f"{c}, signal=9"), ("container", "die", cid, f"exitCode=137, {c}"), unmount,
+        ("container", "destroy", cid, c),
+        ("volume", "destroy", "e2e-evvol", "driver=local"),
+    ], "\n".join(map(str, events))
+
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory, daemon):
+    """Debian's dockerd 20.10 as a private peer (bench/peers.py: own data root, socket, bridge and subnet, no
+    iptables rules) with the daemon's busybox test image loaded under the same name."""
+    from bench.peers import DOCKER, DOCKERD, DockerPeer
+    from k3c.oci.layout import busybox_image, write_oci_archive
+    from tests.support.daemon_harness import pick_subnet
+
+    missing = [p for p in (DOCKER, DOCKERD, shutil.which("skopeo")) if not p or not Path(p).exists()]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"docker 20.10 comparison needs root, dockerd, docker and skopeo (missing: {missing})")
+    base = tmp_path_factory.mktemp("dockerd")
+    oci, archive = base / "busybox.oci.tar", base / "busybox.docker.tar"
+    write_oci_archive(oci, {TEST_IMAGE: busybox_image()})
+    subprocess.run(["skopeo", "copy", "--insecure-policy", f"oci-archive:{oci}",
+                    f"docker-archive:{archive}:{TEST_IMAGE}"], check=True, capture_output=True)
+    subnet = pick_subnet()
+    while subnet == daemon.subnet:
+        subnet = pick_subnet()
+    peer = DockerPeer(base / "peer", subnet)
+    try:
+        peer.start()
+        peer.load(archive)
+        yield peer
+    finally:
+        leftovers = peer.stop()
+        assert all(x.startswith("deleted bridge") for x in leftovers), leftovers
+
+
+def _events_of(argv: list[str], env: dict | None, run: Callable[..., subprocess.CompletedProcess]) -> list[str]:
+    """The events one tool prints while the same commands run: volume, container lifecycle, rename."""
+    reader = EventsReader.command(argv, env)
+    assert run("volume", "create", "evvol").returncode == 0
+    cp = run("run", "-d", "--name", "ev", "-l", "app=demo", "-v", "evvol:/data", TEST_IMAGE, "sleep", "1000")
+    assert cp.returncode == 0, cp.stderr
+    for args in (("stop", "-t", "1", "ev"), ("start", "ev"), ("restart", "-t", "1", "ev"), ("kill", "ev"),
+                 ("rm", "ev"), ("volume", "rm", "evvol")):
+        assert run(*args).returncode == 0, args
+    reader.wait_for(" volume destroy evvol")
+    return [_normalized(line, cp.stdout.strip()) for line in reader.stop().splitlines()
+            if " network " not in line and " image " not in line]
+
+
+def _normalized(line: str, cid: str) -> str:
+    (t, kind, action, actor, attrs), = parse_lines([line])
+    return f"{kind} {action} {actor} ({attrs})".replace(cid, "<ID>")
+
+
+def test_e2e_events_match_docker_20_10(daemon, dockerd):
+    """The same commands against dockerd and k3c: the same lines (times and IDs aside; k3c has no networks)."""
+    expected = _events_of(dockerd.cli("events"), None,
+                          lambda *a: subprocess.run(dockerd.cli(*a), capture_output=True, text=True, timeout=60))
+    ours = _events_of([sys.executable, "-m", "k3c.cli.main", "events"],
+                      {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}, lambda *a: dk3c(daemon, *a))
+    assert ours == expected, "\n".join(difflib.unified_diff(expected, ours, "docker", "k3c", lineterm=""))
 
 
 def test_e2e_failures_are_one_line_with_dockers_codes_and_leave_nothing(daemon):

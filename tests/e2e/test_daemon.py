@@ -336,6 +336,52 @@ def test_two_nodes_share_one_cluster(short_tmp: Path) -> None:
 
 
 @pytest.mark.containerd
+def test_admission_on_an_external_api_server(short_tmp: Path) -> None:
+    """The one admission path in cluster mode: a node's operator registers its webhooks on the API server it
+    was given, which calls them as it does in embedded mode (node policy 403, image in use 409)."""
+    from k3c.apierrors import Conflict, Forbidden
+    from k3c.oci.layout import busybox_image
+    from k3c.oci.reference import normalize
+
+    cluster = APIServerProcess(short_tmp / "cluster")
+    cluster.start()
+    node = DaemonProcess(short_tmp / "node", ["--kubeconfig", str(cluster.kubeconfig), "--node-name", "node-a",
+                                              "--node-policy", "restricted"])
+    try:
+        node.start()
+        node.import_image(TEST_IMAGE, busybox_image())
+        api = kubeclient.Client(kubeclient.load(str(cluster.kubeconfig)))  # the cluster's, not the node's
+        with pytest.raises(Forbidden) as refused:
+            api.create(LOCAL_CONTAINERS.path("default"), {
+                "apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer", "metadata": {"name": "priv"},
+                "spec": {"image": TEST_IMAGE, "privileged": True}})
+        assert 'admission webhook "nodepolicy.k3c.io" denied the request' in refused.value.message
+        assert "spec.privileged" in refused.value.message
+        elsewhere = api.request("POST", LOCAL_CONTAINERS.path("default") + "?dryRun=All", {  # another node's call
+            "apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer", "metadata": {"name": "priv"},
+            "spec": {"image": TEST_IMAGE, "privileged": True, "nodeName": "node-b"}})
+        assert elsewhere["spec"]["privileged"] is True
+        node.create_container("inuse", command=["sleep", "300"], stopTimeout=0)
+        node.wait_phase("inuse", "Running")
+        images = wait_until(lambda: {o["spec"]["reference"]: o for o in
+                                     api.get("/apis/k3c.io/v1alpha1/images")["items"]}.get(normalize(TEST_IMAGE)),
+                            20, "the test image's Image object")
+        with pytest.raises(Conflict) as conflict:
+            api.delete(f"/apis/k3c.io/v1alpha1/images/{images['metadata']['name']}")
+        assert 'admission webhook "images.k3c.io" denied the request: conflict: unable to remove' in \
+            conflict.value.message
+        node.delete_container("inuse")
+        assert api.get("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/k3c.io.node-a")
+        node.stop()
+        configurations = api.get("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations")
+        assert [c["metadata"]["name"] for c in configurations["items"]] == []  # removed by the node at stop
+    finally:
+        problems = node.close()
+        cluster.stop()
+    assert not problems, problems
+
+
+@pytest.mark.containerd
 def test_existing_containerd(short_tmp: Path) -> None:
     """--containerd-address: the daemon uses a containerd it did not start, and leaves it running."""
     import asyncio

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import io
 import json
 import shutil
@@ -215,8 +216,9 @@ def test_rmi_refused_while_a_container_uses_the_image(stack: ImagesStack) -> Non
     _local(stack, ref, sized_image(0.1, layers=1, seed="inuse"))
     client = stack.client()
     path = "/apis/k3c.io/v1alpha1/namespaces/default/localcontainers"
-    client.create(path, {"apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer", "metadata": {"name": "user"},
-                         "spec": {"image": "k3c.local/inuse:v1"}})
+    user = client.create(path, {"apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer", "metadata": {"name": "user"},
+                                "spec": {"image": "k3c.local/inuse:v1"}})
+    docker_id = hashlib.sha256(user["metadata"]["uid"].encode()).hexdigest()[:12]  # docker's ID, even unstarted
     try:
         refused = stack.k3c("rmi", ref, check=False)
         assert refused.returncode == 1 and "conflict: unable to remove repository reference" in refused.stderr
@@ -224,7 +226,7 @@ def test_rmi_refused_while_a_container_uses_the_image(stack: ImagesStack) -> Non
         # the DELETE itself is refused (409, through the operator's admission webhook): nothing is left Terminating
         cp = stack.kubectl(kubectl, "delete", "image", object_name(ref), "--wait=false", check=False)
         assert cp.returncode == 1 and "Error from server (Conflict)" in cp.stderr, cp.stderr
-        assert (f'conflict: unable to remove repository reference "{ref}" (must force) - container default/user '
+        assert (f'conflict: unable to remove repository reference "{ref}" (must force) - container {docker_id} '
                 "is using its referenced image") in cp.stderr
         obj = _obj(stack, ref)
         assert obj is not None and not obj["metadata"].get("deletionTimestamp")

@@ -8,6 +8,7 @@ tests/e2e/test_images_cli.py covers the same ground on a stack of its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -89,7 +90,8 @@ def _image_name(daemon: Any, ref: str) -> str:
 
 
 def _short_cid(obj: dict[str, Any]) -> str:
-    return str(obj["status"]["containerID"]).rpartition("://")[2][:12]
+    """The container's docker ID (sha256 of its uid), as docker's messages show it."""
+    return hashlib.sha256(obj["metadata"]["uid"].encode()).hexdigest()[:12]
 
 
 def test_delete_of_an_image_in_use_is_refused_409_up_front(images_daemon: Any, kubectl: str) -> None:

@@ -60,6 +60,11 @@ def _refusal(d: DaemonProcess, path: str, body: dict[str, Any]) -> str:
     ({"volumes": [{"hostPath": "/etc", "mountPath": "/host-etc"}]}, "spec.volumes[0].hostPath"),
     ({"hostNetwork": True}, "spec.hostNetwork"),
     ({"capAdd": ["SYS_ADMIN"]}, "spec.capAdd"),
+    ({"devices": [{"hostPath": "/dev/sda"}]}, "spec.devices"),
+    ({"pidMode": "host"}, "spec.pidMode"),
+    ({"ipcMode": "host"}, "spec.ipcMode"),
+    ({"seccompProfile": "unconfined"}, "spec.seccompProfile"),
+    ({"apparmorProfile": "unconfined"}, "spec.apparmorProfile"),
 ])
 def test_restricted_node_refuses_governed_container_fields(restricted: DaemonProcess, spec: dict[str, Any],
                                                            rule: str) -> None:
@@ -70,7 +75,9 @@ def test_restricted_node_refuses_governed_container_fields(restricted: DaemonPro
 
 
 def test_restricted_node_allows_the_rest(restricted: DaemonProcess) -> None:
-    ok = lc_object("plain", command=["true"], volumes=[{"hostPath": f"{ALLOWED}/data", "mountPath": "/d"}])
+    ok = lc_object("plain", command=["true"], volumes=[{"hostPath": f"{ALLOWED}/data", "mountPath": "/d"}],
+                   ipcMode="private", noNewPrivileges=True, ulimits=[{"name": "nofile", "soft": 64, "hard": 64}],
+                   tmpfs=[{"mountPath": "/run"}], extraHosts=[{"name": "db", "ip": "host-gateway"}])
     _dry_create(restricted, LOCAL_CONTAINERS.path("default"), ok)
     restricted.create_container("plain-run", command=["true"])
     assert restricted.wait_phase("plain-run", "Exited")["status"]["exitCode"] == 0

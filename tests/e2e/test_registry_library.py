@@ -487,6 +487,29 @@ def test_save_load_round_trip(env: Env, fmt: str) -> None:
     assert env.run(list_statuses(env.store)) == []
 
 
+def test_save_of_a_partial_index_is_the_local_platform(env: Env) -> None:
+    """An index of which only one platform is local (as after a CRI pull) saves as that platform's image:
+    an archive naming blobs it lacks would be unreadable."""
+    amd = _platform_image("amd64")
+    partial = _index([amd, _platform_image("s390x")])
+    name = "docker.io/library/partial-save:v1"
+    _import(env, "k3c.test/partial-save:amd", amd)
+    data = partial.blobs[partial.target.digest]
+
+    async def name_partial() -> None:
+        lease = await env.store.create_lease()
+        await env.store.write(partial.target.digest, data, gc_labels(MEDIA_INDEX, data), lease=lease)
+        await env.store.put(name, partial.target, lease=lease)
+        await env.store.delete_lease(lease)
+
+    env.run(name_partial())
+    out = env.base / "partial.tar"
+    _save(env, [name], "oci-archive", out)
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"], capture_output=True, text=True)
+    assert raw.returncode == 0, raw.stderr
+    assert sha256_digest(raw.stdout.encode()) == amd.target.digest
+
+
 def test_load_what_skopeo_and_docker_write(env: Env) -> None:
     image = sized_image(1.2, layers=2, seed="skopeo")
     oci = env.base / "skopeo-src.tar"

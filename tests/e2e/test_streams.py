@@ -42,7 +42,7 @@ import pytest
 import yaml
 
 from k3c import kubeclient
-from k3c.api import CUSTOM_RESOURCE_DEFINITIONS, LOCAL_CONTAINERS
+from k3c.api import CRI_UID_LABEL, CUSTOM_RESOURCE_DEFINITIONS, LOCAL_CONTAINERS
 from k3c.apierrors import APIError, Conflict
 from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient, pb
@@ -130,9 +130,11 @@ class Env:
 
     def cri_container(self, name: str, command: list[str], *, tty: bool = False, stdin: bool = False,
                       start: bool = True) -> str:
+        """The CRI container of the object ``name`` (labelled with its uid, as the operator labels it)."""
+        uid = self.client.get(self.path(name))["metadata"]["uid"]
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE), command=command,
-            log_path=f"{name}.log", tty=tty, stdin=stdin, stdin_once=stdin,
+            log_path=f"{name}.log", tty=tty, stdin=stdin, stdin_once=stdin, labels={CRI_UID_LABEL: uid},
         )
 
         async def create() -> str:
@@ -143,13 +145,15 @@ class Env:
 
         return self.run(create())
 
-    def lc_object(self, name: str, *, tty: bool = False, stdin: bool = False, status: dict[str, Any]) -> None:
+    def lc_object(self, name: str, *, tty: bool = False, stdin: bool = False,
+                  status: dict[str, Any] | None = None) -> None:
         """The LocalContainer an operator would have written."""
         self.client.create(self.path(), {
             "apiVersion": "k3c.io/v1alpha1", "kind": "LocalContainer", "metadata": {"name": name},
             "spec": {"image": IMAGE, "tty": tty, "stdin": stdin},
         })
-        self.set_status(name, status)
+        if status:
+            self.set_status(name, status)
 
     def set_status(self, name: str, status: dict[str, Any]) -> None:
         self.client.merge_patch(self.path(name, "status"), {"status": status})
@@ -157,9 +161,9 @@ class Env:
     def container(self, command: list[str], *, tty: bool = False, stdin: bool = False) -> tuple[str, str]:
         """A running container and its LocalContainer; returns (object name, container id)."""
         name = f"c{uuid.uuid4().hex[:8]}"
+        self.lc_object(name, tty=tty, stdin=stdin)
         cid = self.cri_container(name, command, tty=tty, stdin=stdin)
-        self.lc_object(name, tty=tty, stdin=stdin,
-                       status={"phase": "Running", "containerID": f"containerd://{cid}", "sandboxID": self.sandbox_id})
+        self.set_status(name, {"phase": "Running", "containerID": f"containerd://{cid}", "sandboxID": self.sandbox_id})
         return name, cid
 
     def state(self, cid: str) -> pb.ContainerStatus:
@@ -339,6 +343,19 @@ def test_logs_never_read_a_path_a_client_wrote(env: Env) -> None:
         assert _logs(env.client, name) == (b"mine\n", b""), path
         status, _, body = _http_get(env, env.path(name, "log"))
         assert (status, body) == (200, b"mine\n"), path
+
+
+def test_streams_never_reach_another_objects_container(env: Env) -> None:
+    """status.containerID is writable by whoever may write the object's status: pointed at another
+    object's container, no stream reaches it (the container must carry the object's uid)."""
+    victim, victim_cid = env.container(["sh", "-c", "echo victim-secret; sleep 300"])
+    thief, _ = env.container(["sh", "-c", "echo mine; sleep 300"])
+    env.set_status(thief, {"containerID": f"containerd://{victim_cid}"})
+    with pytest.raises(Conflict):
+        streams.exec_(env.client, NS, thief, ["cat", "/proc/1/cmdline"], stdin=False, tty=False)
+    status, _, body = _http_get(env, env.path(thief, "log"))
+    assert b"victim-secret" not in body, (status, body)
+    assert b"victim-secret" in _http_get(env, env.path(victim, "log"))[2]  # (so the check above can fail)
 
 
 def test_logs_tail_since_timestamps(env: Env) -> None:

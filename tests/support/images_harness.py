@@ -5,7 +5,8 @@
 - :class:`ImagesStack`: containerd in temp dirs (its own CNI names, nothing shared with a running k3c),
   the embedded API server with the image archive subresources (tests/support/images_apiserver.py), the CRDs, and
   the operator with only its image controller (``python -m k3c.operator --controllers images``, unless
-  ``controllers`` says otherwise).
+  ``controllers`` says otherwise). With ``cluster``, another node of that stack's API server: its own
+  containerd and operator, no API server of its own.
   Every process is started here and stopped by its own PID; the temp dirs go at the end.
 """
 
@@ -175,10 +176,11 @@ class ImagesStack:
     apiserver: subprocess.Popen | None = None
     operator: subprocess.Popen | None = None
     port: int = field(default_factory=free_port)
+    cluster: ImagesStack | None = None  #: join this stack's API server as another node
 
     @property
     def data_dir(self) -> Path:
-        return self.base / "api"
+        return self.cluster.data_dir if self.cluster is not None else self.base / "api"
 
     @property
     def kubeconfig(self) -> Path:
@@ -194,8 +196,9 @@ class ImagesStack:
 
     def start(self) -> ImagesStack:
         self._start_containerd()
-        self._start_apiserver()
-        self.install_crds()
+        if self.cluster is None:
+            self._start_apiserver()
+            self.install_crds()
         self._start_operator()
         return self
 

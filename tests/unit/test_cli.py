@@ -9,7 +9,8 @@ import re
 import pytest
 import yaml
 
-from k3c.cli import runflags
+from k3c import dockerid
+from k3c.cli import mountflags, networkflags, runflags
 from k3c.cli.common import human_duration
 from k3c.cli.ps import format_ports, normalize_image
 from k3c.cli.template import Format, Template, TemplateError
@@ -28,7 +29,7 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
                          {"containerPort": 81, "hostPort": 8001, "protocol": "TCP"}]),
 ])
 def test_publish_forms(value, expected):
-    assert runflags.parse_publish(value) == expected
+    assert networkflags.parse_publish(value) == expected
 
 
 @pytest.mark.parametrize("value,message", [
@@ -37,20 +38,36 @@ def test_publish_forms(value, expected):
 ])
 def test_publish_errors(value, message):
     with pytest.raises(Exception, match=re.escape(message)):
-        runflags.parse_publish(value)
+        networkflags.parse_publish(value)
 
 
 def test_volume_forms(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runflags.parse_volume("data:/data").spec == {"volume": "data", "mountPath": "/data"}
-    assert runflags.parse_volume("data:/data:ro").spec == {"volume": "data", "mountPath": "/data", "readOnly": True}
-    assert runflags.parse_volume("/srv:/srv:rw").spec == {"hostPath": "/srv", "mountPath": "/srv"}
-    assert runflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
-    anon = runflags.parse_volume("/cache")
+    assert mountflags.parse_volume("data:/data").spec == {"volume": "data", "mountPath": "/data"}
+    assert mountflags.parse_volume("data:/data:ro").spec == {"volume": "data", "mountPath": "/data", "readOnly": True}
+    assert mountflags.parse_volume("/srv:/srv:rw").spec == {"hostPath": "/srv", "mountPath": "/srv"}
+    assert mountflags.parse_volume("./x:/x").spec == {"hostPath": str(tmp_path / "x"), "mountPath": "/x"}
+    anon = mountflags.parse_volume("/cache")
     assert anon.anonymous and HEX64.match(anon.spec["volume"]) and anon.spec["mountPath"] == "/cache"
-    for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "My_Vol:/d", "rel"):
+    named = mountflags.parse_volume("My_Vol:/d")  # docker's names: the object name is mapped from it
+    assert named.docker_name == "My_Vol" and named.spec["volume"] == dockerid.object_name("My_Vol") != "My_Vol"
+    assert mountflags.parse_volume("data:/data").docker_name == "data" and not anon.docker_name
+    for bad in ("data:rel", "a:b:c:d", "data:/d:xx", "my vol:/d", "_v:/d", "rel"):
         with pytest.raises(Exception, match="invalid"):
-            runflags.parse_volume(bad)
+            mountflags.parse_volume(bad)
+
+
+def test_mount_volume_takes_docker_names():
+    """`--mount type=volume,source=NAME` maps NAME as `-v NAME:` does; a name docker refuses, docker's words."""
+    from k3c.cli.errors import CLIError
+
+    named = mountflags.mount_entry(mountflags.parse_mount("type=volume,source=Proj_data,target=/d,readonly"))
+    assert isinstance(named, mountflags.Mount) and named.docker_name == "Proj_data"
+    assert named.spec == {"volume": dockerid.object_name("Proj_data"), "mountPath": "/d", "readOnly": True}
+    plain = mountflags.mount_entry(mountflags.parse_mount("type=volume,src=data,dst=/d"))
+    assert isinstance(plain, mountflags.Mount) and plain.spec["volume"] == plain.docker_name == "data"
+    with pytest.raises(CLIError, match=re.escape('create bad name: "bad name" includes invalid characters')):
+        mountflags.mount_entry(mountflags.parse_mount("type=volume,source=bad name,target=/d"))
 
 
 def test_env_file_and_env_merge(tmp_path):

@@ -29,7 +29,8 @@ def test_every_kube_schema_kind_has_its_definition_and_gvk():
         d = kubeschemas.definition(name)
         assert d is not None, name
         assert {"group": t.group, "kind": t.kind, "version": t.version} in d["x-kubernetes-group-version-kind"]
-        assert kubeschemas.definition(openapi.model_name(t.group, t.version, t.list_kind)) is not None
+        if "list" in t.verbs:  # (the reviews are created only, and kube has no list kind of them)
+            assert kubeschemas.definition(openapi.model_name(t.group, t.version, t.list_kind)) is not None
 
 
 def test_schemas_are_in_kube_apiservers_v3_form():

@@ -67,7 +67,12 @@ def lc(**spec: Any) -> dict[str, Any]:
     ({"volumes": [{"volume": "data", "mountPath": "/d"}, {"hostPath": "/etc", "mountPath": "/e"}]},
      "spec.volumes[1].hostPath"),
     ({"volumes": [{"hostPath": "/srv/shared/../../etc", "mountPath": "/e"}]}, "spec.volumes[0].hostPath"),
-    ({"devices": ["/dev/sda"]}, "spec.devices"),  # not classified (yet): governed by default
+    ({"devices": [{"hostPath": "/dev/sda"}]}, "spec.devices"),
+    ({"seccompProfile": "unconfined"}, "spec.seccompProfile"),
+    ({"apparmorProfile": "unconfined"}, "spec.apparmorProfile"),
+    ({"pidMode": "host"}, "spec.pidMode"),
+    ({"ipcMode": "host"}, "spec.ipcMode"),
+    ({"hostPID": True}, "spec.hostPID"),  # not classified (no such field): governed by default
 ])
 def test_restricted_refuses_governed_fields_naming_the_rule(spec: dict[str, Any], rule: str) -> None:
     refusal = nodepolicy.refusal("LocalContainer", lc(**spec), None, [PERMISSIVE, RESTRICTED])
@@ -79,6 +84,9 @@ def test_restricted_refuses_governed_fields_naming_the_rule(spec: dict[str, Any]
     {}, {"privileged": False, "capAdd": [], "hostNetwork": False, "capDrop": ["ALL"]},
     {"volumes": [{"hostPath": "/srv/shared/data", "mountPath": "/d", "readOnly": True}]},
     {"env": [{"name": "A", "value": "b"}], "ports": [{"containerPort": 80, "hostPort": 8080}], "user": "0"},
+    {"pidMode": "", "ipcMode": "private", "seccompProfile": "", "noNewPrivileges": True,
+     "tmpfs": [{"mountPath": "/run", "options": "size=1m"}], "ulimits": [{"name": "nofile", "soft": 10, "hard": 10}],
+     "extraHosts": [{"name": "db", "ip": "host-gateway"}]},
 ])
 def test_restricted_allows_safe_fields_and_allowed_paths(spec: dict[str, Any]) -> None:
     assert nodepolicy.refusal("LocalContainer", lc(**spec), None, [RESTRICTED]) is None

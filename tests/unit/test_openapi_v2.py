@@ -40,7 +40,7 @@ def test_document_parses_and_field_validation_is_found():
     types = _types()
     doc = _parse(types)
     assert doc.swagger == "2.0"
-    for rt in types:
+    for rt in (t for t in types if "patch" in t.verbs):  # (the reviews are created only)
         assert supports_query_param(doc, rt.group, rt.version, rt.kind, "fieldValidation"), rt.kind
     with pytest.raises(LookupError):
         supports_query_param(doc, "test.k3c.io", "v1", "Gadget", "fieldValidation")

@@ -301,3 +301,27 @@ BAD_OBJECTS: dict[str, Any] = {
 def test_encode_rejects_bad_objects(obj: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         encode(obj)
+
+
+@pytest.mark.parametrize("obj", [
+    {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+     "spec": {"resourceAttributes": {"namespace": "ns", "verb": "list", "resource": "configmaps"}}},
+    {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+     "spec": {"user": "bob", "groups": ["a", "b"], "nonResourceAttributes": {"path": "/api", "verb": "get"}}},
+    {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "ns"}},
+    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+     "spec": {"audiences": ["x"], "expirationSeconds": 3600,
+              "boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "s", "uid": "u"}}},
+    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "t", "audiences": ["a"]}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"},
+     "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["p"]}],
+     "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}, "matchExpressions": [
+         {"key": "k", "operator": "In", "values": ["v"]}]}]}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "n"},
+     "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "n"}],
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}},
+    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}, "automountServiceAccountToken": False},
+])
+def test_review_kinds_round_trip(obj: dict[str, Any]) -> None:
+    """kubectl sends the reviews (``auth can-i``), TokenRequests, RBAC objects and ServiceAccounts as protobuf."""
+    assert decode(encode(obj)) == obj

@@ -230,3 +230,16 @@ def test_credentials_travel_in_the_clear_only_to_loopback_or_insecure_hosts(
 
     settings = HostSettings("10.0.0.5:5000", insecure=registry_insecure, insecure_hosts=frozenset(insecure))
     assert settings.may_send_credentials(realm) is allowed
+
+
+def test_per_node_object_names_start_with_the_node_and_keep_nodes_apart() -> None:
+    """Cluster mode: one Image object per (node, reference), the node first so a node's images sort together."""
+    dns = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    assert object_name("busybox", "node-a").startswith("node-a.busybox.latest-")
+    assert object_name("busybox", "node-a") != object_name("busybox", "node-b") != object_name("busybox")
+    assert object_name("busybox", "n.example") != object_name("example.busybox", "n"), "hash covers the node"
+    for node in ("n1", "worker-" + "x" * 240, "a.b.c"):
+        for ref in ("busybox", "x/" + "a" * 240 + ":T_a.g-", "127.0.0.1:5000/x@" + DIGEST):
+            name = object_name(ref, node)
+            assert dns.match(name) and len(name) <= 253, name
+            assert name == object_name(normalize(ref), node)

@@ -420,3 +420,53 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class LocalObjectReference(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalObjectReference: _TypeAlias = LocalObjectReference  # noqa: Y015
+
+@_typing.final
+class ServiceAccount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    IMAGEPULLSECRETS_FIELD_NUMBER: _builtins.int
+    AUTOMOUNTSERVICEACCOUNTTOKEN_FIELD_NUMBER: _builtins.int
+    automountServiceAccountToken: _builtins.bool
+    @_builtins.property
+    def metadata(self) -> _k8s_meta_v1_pb2.ObjectMeta: ...
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ObjectReference]: ...
+    @_builtins.property
+    def imagePullSecrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocalObjectReference]: ...
+    def __init__(
+        self,
+        *,
+        metadata: _k8s_meta_v1_pb2.ObjectMeta | None = ...,
+        secrets: _abc.Iterable[Global___ObjectReference] | None = ...,
+        imagePullSecrets: _abc.Iterable[Global___LocalObjectReference] | None = ...,
+        automountServiceAccountToken: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["automountServiceAccountToken", b"automountServiceAccountToken", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["automountServiceAccountToken", b"automountServiceAccountToken", "imagePullSecrets", b"imagePullSecrets", "metadata", b"metadata", "secrets", b"secrets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceAccount: _TypeAlias = ServiceAccount  # noqa: Y015
