@@ -25,6 +25,8 @@ from k3c.cli.common import (
     command,
     for_each,
     is_running,
+    name_conflict,
+    name_holder,
     session,
     wait_for,
 )
@@ -86,11 +88,9 @@ def rename_cmd(args: argparse.Namespace) -> int:
         raise daemon_error(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     if dockerid.docker_name(obj) == new:
         raise daemon_error("Renaming a container with the same name as its current name")
-    taken = [o for o in cs.all() if dockerid.docker_name(o) == new and o["metadata"]["uid"] != obj["metadata"]["uid"]]
-    if taken:
-        raise daemon_error(f'Conflict. The container name "/{new}" is already in use by container '
-                           f'"{dockerid.object_id(taken[0])}". You have to remove (or rename) that container to be able '
-                           "to reuse that name.")
+    holder = name_holder(new, cs.all())
+    if holder is not None:
+        raise name_conflict(new, holder, 1)
     meta = obj["metadata"]
     # the object's own name needs no annotation: absent means the docker name is metadata.name
     value = None if new == meta["name"] else new

@@ -699,9 +699,7 @@ def test_events_one_line_per_action_in_order_with_the_containers_id(apiserver, a
     ok(apiserver, "stop", "-n", OP_NS, "evt")
     ok(apiserver, "start", "-n", OP_NS, "evt")
     ok(apiserver, "kill", "-n", OP_NS, "evt")
-    r = api.patch(f"{G}/namespaces/{OP_NS}/localcontainers/evt", {"metadata": {"annotations": {"k3c.io/name": "evt2"}}},
-                  "application/merge-patch+json")  # what `k3c rename` does
-    assert r.status_code == 200
+    ok(apiserver, "rename", "-n", OP_NS, "evt", "evt2")
     ok(apiserver, "rm", "-n", OP_NS, "evt2")
     reader.wait_for(" container destroy ")
     events = parse_lines(reader.stop().splitlines())
