@@ -42,6 +42,25 @@ def run_loop(daemon: DaemonProcess, name: str, *extra: str) -> dict[str, Any]:
     return daemon.wait_phase(name, "Running")
 
 
+@contextlib.contextmanager
+def events_of(daemon: DaemonProcess, ref: str, lines: list[str],
+              fmt: str = "{{.Action}} {{.Actor.Attributes.name}}") -> Any:
+    """`k3c events` for one container (name or ID) in the background while the block runs: its lines, once it
+    ends, in ``lines``."""
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "events", "-f", f"container={ref}", "--format", fmt],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # its watches are open by then
+    try:
+        yield
+        time.sleep(1.0)  # the last changes reach the stream
+    finally:
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=10)
+        lines.extend(line.strip() for line in out.splitlines())
+    assert err == "", err
+
+
 def log_size(obj: dict[str, Any]) -> int:
     return Path(obj["status"]["logPath"]).stat().st_size
 
@@ -70,7 +89,11 @@ def test_rename_changes_the_docker_name_not_the_object(daemon: DaemonProcess) ->
     obj = daemon.wait_phase("before", "Running")
     k3c(daemon, "run", "-d", "--name", "other", TEST_IMAGE, "sleep", "300")
     try:
-        assert k3c(daemon, "rename", "before", "After_1").stdout == ""
+        seen: list[str] = []
+        with events_of(daemon, dockerid.object_id(obj), seen,
+                       "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.oldName}}"):
+            assert k3c(daemon, "rename", "before", "After_1").stdout == ""
+        assert seen == ["rename After_1 /before"]  # docker's event, as `k3c events` prints it
         renamed = daemon.container("before")
         assert renamed is not None and renamed["metadata"]["uid"] == obj["metadata"]["uid"]
         assert renamed["metadata"]["annotations"][dockerid.NAME_ANNOTATION] == "After_1"
@@ -106,7 +129,10 @@ def test_rename_changes_the_docker_name_not_the_object(daemon: DaemonProcess) ->
 def test_pause_freezes_the_processes_and_unpause_thaws_them(daemon: DaemonProcess) -> None:
     obj = run_loop(daemon, "frozen")
     try:
-        assert k3c(daemon, "pause", "frozen").stdout == "frozen\n"
+        seen: list[str] = []
+        with events_of(daemon, "frozen", seen):
+            assert k3c(daemon, "pause", "frozen").stdout == "frozen\n"
+        assert seen == ["pause frozen"]  # from the status the operator writes
         paused = daemon.container("frozen") or {}
         assert paused["status"]["phase"] == "Running" and paused["status"]["paused"] is True
         row = k3c(daemon, "ps", "--format", "{{.Status}}|{{.State}}", "-f", "name=frozen").stdout.strip()
@@ -119,7 +145,9 @@ def test_pause_freezes_the_processes_and_unpause_thaws_them(daemon: DaemonProces
         again = k3c(daemon, "pause", "frozen", check=False)
         cid = dockerid.object_id(obj)
         assert (again.returncode, again.stderr) == (1, f"Error response from daemon: Container {cid} is already paused\n")
-        assert k3c(daemon, "unpause", "frozen").stdout == "frozen\n"
+        with events_of(daemon, "frozen", seen):
+            assert k3c(daemon, "unpause", "frozen").stdout == "frozen\n"
+        assert seen == ["pause frozen", "unpause frozen"]
         wait_until(lambda: log_size(obj) > size, 5, "the unpaused container to write again")
         thawed = daemon.container("frozen") or {}
         assert thawed["status"]["paused"] is False and thawed["status"]["phase"] == "Running"
