@@ -4,8 +4,9 @@
 name cannot change in Kubernetes, and the container's ID comes from its uid, so both stay. `pause` and
 `unpause` freeze and thaw the processes through the node's `pause`/`unpause` subresources (containerd's
 cgroup freezer); the command returns once the operator's status says so, so a `k3c ps` right after shows it.
-`update` writes the spec's resource fields and restart policy; the operator applies resources to the
-running container in place (CRI UpdateContainerResources) and the command waits until it has. Flags for
+`update` writes the spec's resource fields (cpus, CPU weight and set, memory and swap, pids limit) and restart
+policy; the operator applies resources to the running container in place (CRI UpdateContainerResources; the
+pids limit, which CRI lacks, through containerd's record of the container) and the command waits until it has. Flags for
 limits the LocalContainer spec has no field for are refused, each with one line naming it (exit 125).
 """
 
@@ -23,6 +24,7 @@ from k3c.cli.common import (
     WaitTimeout,
     add_command,
     command,
+    container_id,
     for_each,
     is_running,
     name_conflict,
@@ -53,19 +55,28 @@ def register(sub: Subcommands) -> None:
 
 #: docker update's flags k3c cannot honour yet: the LocalContainer spec has no field for them.
 UNSUPPORTED_UPDATE_FLAGS = ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-rt-period", "--cpu-rt-runtime",
-                            "--cpu-shares", "--cpuset-cpus", "--cpuset-mems", "--kernel-memory",
-                            "--memory-reservation", "--memory-swap", "--pids-limit")
+                            "--cpuset-mems", "--kernel-memory", "--memory-reservation")
 #: docker's smallest memory limit
 MIN_MEMORY = 6 * 1024 * 1024
 
 
 def _register_update(sub: Subcommands) -> None:
+    from k3c.cli import limitflags as lim
+    from k3c.cli.goflags import flag_value, int_flag
     from k3c.cli.runflags import parse_cpus, parse_memory, parse_restart
 
     p = add_command(sub, "update", "Update configuration of one or more containers",
                     usage="k3c update [OPTIONS] CONTAINER [CONTAINER...]")
     p.add_argument("--cpus", type=parse_cpus, metavar="decimal", help="Number of CPUs")
+    p.add_argument("-c", "--cpu-shares", type=int_flag("-c, --cpu-shares"), metavar="int",
+                   help="CPU shares (relative weight)")
+    p.add_argument("--cpuset-cpus", type=lim.parse_cpuset, metavar="string",
+                   help="CPUs in which to allow execution (0-3, 0,1)")
     p.add_argument("-m", "--memory", type=parse_memory, metavar="bytes", help="Memory limit")
+    p.add_argument("--memory-swap", type=flag_value("--memory-swap", lim.parse_memory_swap), metavar="bytes",
+                   help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    p.add_argument("--pids-limit", type=int_flag("--pids-limit"), metavar="int",
+                   help="Tune container pids limit (set -1 for unlimited)")
     p.add_argument("--restart", type=parse_restart, metavar="string",
                    help="Restart policy to apply when a container exits")
     for flag in UNSUPPORTED_UPDATE_FLAGS:
@@ -142,8 +153,7 @@ def update_cmd(args: argparse.Namespace) -> int:
     for flag in UNSUPPORTED_UPDATE_FLAGS:
         if getattr(args, "unsupported_" + flag[2:].replace("-", "_")) is not None:
             raise CLIError(f"k3c: update {flag} is not supported: the LocalContainer spec has no field for it", 125)
-    change = {k: v for k, v in (("cpus", args.cpus), ("memory", args.memory), ("restartPolicy", args.restart))
-              if v is not None}
+    change = _update_change(args)
     if not change:
         raise CLIError("you must provide one or more flags when using this command", 1)
     if args.memory is not None and int(args.memory) < MIN_MEMORY:
@@ -153,10 +163,11 @@ def update_cmd(args: argparse.Namespace) -> int:
 
     def one(ref: str) -> None:
         obj = cs.get(ref)
-        cid = dockerid.object_id(obj)
+        cid = container_id(obj)
         if "restartPolicy" in change and (obj.get("spec") or {}).get("autoRemove") and change["restartPolicy"] != "no":
             raise daemon_error(f"Cannot update container {cid}: Restart policy cannot be updated because AutoRemove "
                                "is enabled for the container")
+        _check_swap(cid, {**(obj.get("spec") or {}), **change})
         meta = obj["metadata"]
         updated = s.client.merge_patch(s.path(LOCAL_CONTAINERS, meta["name"]), {
             "spec": change, "metadata": {"resourceVersion": meta["resourceVersion"]}})
@@ -167,6 +178,33 @@ def update_cmd(args: argparse.Namespace) -> int:
         print(ref, flush=True)
 
     return for_each(args.containers, one)
+
+
+def _update_change(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields the flags set (a merge patch: None removes one). docker's 0 and -1 pids limits, and
+    a 0 CPU weight, mean none."""
+    change: dict[str, Any] = {k: v for k, v in (
+        ("cpus", args.cpus), ("memory", args.memory), ("restartPolicy", args.restart),
+        ("cpusetCpus", args.cpuset_cpus), ("memorySwap", args.memory_swap)) if v is not None}
+    if args.cpu_shares is not None:
+        change["cpuShares"] = args.cpu_shares or None
+    if args.pids_limit is not None:
+        change["pidsLimit"] = args.pids_limit if args.pids_limit > 0 else None
+    return change
+
+
+def _check_swap(cid: str, spec: dict[str, Any]) -> None:
+    """docker's rule, checked before the write: a swap limit needs a memory limit at most as large."""
+    swap, memory = spec.get("memorySwap"), spec.get("memory")
+    if swap in (None, "-1"):
+        return
+    if not memory:
+        raise daemon_error(f"Cannot update container {cid}: Memory limit should be set for memoryswap limit")
+    from k3c.units import ram_in_bytes
+
+    if ram_in_bytes(str(swap)) < ram_in_bytes(str(memory)):
+        raise daemon_error(f"Cannot update container {cid}: Minimum memoryswap limit should be larger than memory "
+                           "limit, see usage")
 
 
 def _await_update(s: Session, obj: dict[str, Any]) -> str:

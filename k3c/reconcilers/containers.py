@@ -279,7 +279,10 @@ class ContainerReconciler:
         if not inst.frame_hash or criconfig.frame_hash(spec) != inst.frame_hash:
             return None
         try:
-            await self.env.cri.update_container_resources(inst.container_id, criconfig.resources(spec))
+            resources = criconfig.resources(spec)
+            # first into containerd's record: CRI's update gives the task the record's resources, pids too
+            await self.env.specs.amend(inst.container_id, lambda oci: ociamend.set_pids_limit(oci, spec.get("pidsLimit")))
+            await self.env.cri.update_container_resources(inst.container_id, resources)
         except SpecError:
             return None  # the replacement reports it
         except RuntimeCallError as err:

@@ -45,7 +45,9 @@ _PROTOCOLS = {"TCP": pb.TCP, "UDP": pb.UDP, "SCTP": pb.SCTP}
 _NON_RUNTIME_FIELDS = {"state", "restartPolicy", "autoRemove", "stopTimeout", "nodeName"}
 #: Spec fields that only set the running container's resources: a change is applied to it in place
 #: (CRI UpdateContainerResources, `docker update`) instead of replacing it.
-RESOURCE_FIELDS = frozenset({"memory", "cpus"})
+#: ``pidsLimit`` is not CRI's: the operator writes it into containerd's record of the container first
+#: (k3c.reconcilers.ociamend.set_pids_limit), and CRI's update hands the record's resources to the task.
+RESOURCE_FIELDS = frozenset({"memory", "cpus", "cpuShares", "cpusetCpus", "memorySwap", "pidsLimit"})
 
 
 class SpecError(ValueError):

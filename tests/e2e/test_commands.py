@@ -473,10 +473,29 @@ def test_update_changes_limits_of_the_running_container_in_place(daemon: DaemonP
         assert int((groups["cpu"] / "cpu.cfs_quota_us").read_text()) == 50_000
         usage = k3c(daemon, "stats", "--no-stream", "--format", "{{.MemUsage}}", "upd").stdout
         assert usage.strip().endswith("/ 32MiB")
+        # the spec's other limits, the pids limit too (not CRI's: through containerd's record), still in place
+        assert k3c(daemon, "update", "-c", "512", "--cpuset-cpus", "0", "--memory-swap", "96m",
+                   "--pids-limit", "20", "upd").stdout == "upd\n"
+        more = daemon.container("upd") or {}
+        assert more["status"]["containerID"] == st0["containerID"], "updated in place, not replaced"
+        assert {k: more["spec"].get(k) for k in ("cpuShares", "cpusetCpus", "memorySwap", "pidsLimit")} == {
+            "cpuShares": 512, "cpusetCpus": "0", "memorySwap": str(96 * 2 ** 20), "pidsLimit": 20}
+        groups = cgroups_of(_host_pid(daemon, more))
+        assert (groups["cpu"] / "cpu.shares").read_text().strip() == "512"
+        assert (groups["cpuset"] / "cpuset.cpus").read_text().strip() == "0"
+        assert int((groups["memory"] / "memory.memsw.limit_in_bytes").read_text()) == 96 * 2 ** 20
+        assert (groups["pids"] / "pids.max").read_text().strip() == "20"
+        k3c(daemon, "update", "--pids-limit", "-1", "upd")
+        assert "pidsLimit" not in (daemon.container("upd") or {})["spec"]
+        assert (groups["pids"] / "pids.max").read_text().strip() == "max"
         # refusals: one line each, docker's codes
-        unsupported = k3c(daemon, "update", "--pids-limit", "10", "upd", check=False)
+        unsupported = k3c(daemon, "update", "--cpu-quota", "1000", "upd", check=False)
         assert (unsupported.returncode, unsupported.stderr) == (
-            125, "k3c: update --pids-limit is not supported: the LocalContainer spec has no field for it\n")
+            125, "k3c: update --cpu-quota is not supported: the LocalContainer spec has no field for it\n")
+        swap = k3c(daemon, "update", "--memory-swap", "16m", "upd", check=False)
+        assert (swap.returncode, swap.stderr) == (1, f"Error response from daemon: Cannot update container "
+                                                     f"{dockerid.object_id(more)}: Minimum memoryswap limit should be "
+                                                     "larger than memory limit, see usage\n")
         none = k3c(daemon, "update", "upd", check=False)
         assert (none.returncode, none.stderr) == (1, "you must provide one or more flags when using this command\n")
         small = k3c(daemon, "update", "-m", "1m", "upd", check=False)
