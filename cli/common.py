@@ -273,6 +273,19 @@ def check_name(name: str, what: str = "container") -> None:
         raise daemon_error(f"Invalid {what} name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
 
 
+def name_holder(name: str, containers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The container whose docker name is ``name``: docker names are unique in a namespace, the object names
+    they map to cannot tell (a renamed container keeps its object name)."""
+    return next((o for o in containers if dockerid.docker_name(o) == name), None)
+
+
+def name_conflict(name: str, other: dict[str, Any], status: int = 125) -> CLIError:
+    """docker's Conflict for a name in use (exit 125 for create and run, 1 for rename)."""
+    return daemon_error(f'Conflict. The container name "/{name}" is already in use by container '
+                        f'"{container_id(other)}". You have to remove (or rename) that container to be able to '
+                        "reuse that name.", status)
+
+
 class Containers:
     """Resolves docker-style references with docker's order: full ID, docker name, object name, unique ID
     prefix (k3c.dockerid.lookup). A name that maps to an object with that docker name costs one GET;

@@ -38,6 +38,8 @@ from k3c.cli.common import (
     for_each,
     generate_name,
     is_running,
+    name_conflict,
+    name_holder,
     phase,
     runtime_id,
     session,
@@ -155,7 +157,7 @@ def _create_generated(s: Session, obj: dict[str, Any], name: str) -> dict[str, A
     meta = obj["metadata"]
     taken = s.client.get(s.path(LOCAL_CONTAINERS, meta["name"]))
     if dockerid.docker_name(taken) == name:
-        raise _name_conflict(name, taken)
+        raise name_conflict(name, taken)
     base = meta.pop("name")[:dockerid.MAX_OBJECT_NAME - 6].rstrip("-.")
     meta["generateName"] = f"{base}-"
     return s.client.create(s.path(), obj)
@@ -163,15 +165,9 @@ def _create_generated(s: Session, obj: dict[str, Any], name: str) -> dict[str, A
 
 def _check_name_free(s: Session, name: str) -> None:
     """docker names are unique in the namespace; the object names they map to need not tell (rename)."""
-    for other in s.client.get(s.path()).get("items", []):
-        if dockerid.docker_name(other) == name:
-            raise _name_conflict(name, other)
-
-
-def _name_conflict(name: str, other: dict[str, Any]) -> CLIError:
-    return daemon_error(f'Conflict. The container name "/{name}" is already in use by container '
-                        f'"{container_id(other)}". You have to remove (or rename) that container to be able to '
-                        "reuse that name.", 125)
+    other = name_holder(name, s.client.get(s.path()).get("items", []))
+    if other is not None:
+        raise name_conflict(name, other)
 
 
 def _ensure_named_volumes(s: Session, mounts: list[Mount]) -> None:

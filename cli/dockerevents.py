@@ -98,6 +98,14 @@ def _meta(obj: Obj | None) -> Obj:
     return (obj or {}).get("metadata") or {}
 
 
+def _phase(obj: Obj) -> str:
+    """The status phase, with a frozen container told apart: the operator keeps a paused one ``Running`` and
+    sets ``status.paused`` (k3c.reconcilers.statuses), which is what pause and unpause are derived from."""
+    st = _status(obj)
+    phase = str(st.get("phase") or "")
+    return "Paused" if phase == "Running" and st.get("paused") else phase
+
+
 def _start_request(obj: Obj) -> str:
     return str((_meta(obj).get("annotations") or {}).get(START_REQUEST_ANNOTATION) or "")
 
@@ -189,7 +197,7 @@ class Tracker:
         out += self._requests(seen, obj, ns) + self._transitions(seen, obj, ns)
         seen.obj = obj
         if kind == "DELETED":
-            if _status(obj).get("phase") in ("Running", "Paused"):  # the finalizer stopped it, status untold
+            if _phase(obj) in ("Running", "Paused"):  # the finalizer stopped it, status untold
                 out += self._died(seen, obj, _KILLED if seen.signal == "9" else _TERMINATED, ns)
             self.containers.pop(uid, None)
             out.append(self._ev(obj, "destroy", ns))
@@ -230,7 +238,7 @@ class Tracker:
         """Status changes: pull, start (each start is a fresh CRI container, so a new runtime ID is a start
         even when it exited before a watch showed it running), die, stop, restart, pause, unpause."""
         old, new = _status(seen.obj), _status(obj)
-        was, now = old.get("phase"), new.get("phase")
+        was, now = _phase(seen.obj), _phase(obj)
         out: list[Message] = []
         if was == "Pulling" and now not in ("Pulling", "Failed"):
             actor, name = _familiar(str(_spec(obj).get("image", "")))

@@ -78,6 +78,12 @@ def register(sub: Subcommands) -> None:
     p.add_argument("-f", "--format", help="Format output using a Go template")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=inspect_cmd)
+    from k3c.cli.history import add_history
+
+    add_history(isub, "k3c image")
+    from k3c.cli.filesystems import add_import
+
+    add_import(isub, "k3c image")
     group.set_defaults(func=lambda _a: group.print_help())
 
 
@@ -263,7 +269,7 @@ def follow(client: Client, resource: Resource, obj: dict[str, Any], done: Any, t
     raise CLIError(f"k3c: timed out waiting for {resource.kind.lower()} {name}", 1)
 
 
-def _wait_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
+def wait_image_objects(client: Client, refs: list[str], timeout: float = 10.0) -> None:
     """Until each reference's Image object is Ready. The operator makes the object from containerd's event
     and writes its status (ID, size) just after, and a `k3c images` right after `load` or `tag` must show
     the image whole, as docker's would."""
@@ -451,7 +457,7 @@ def tag_cmd(args: argparse.Namespace) -> int:
     st = (final or {}).get("status") or {}
     if st.get("phase") == "Failed":
         raise daemon_error(st.get("message") or "tag failed")
-    _wait_objects(client, targets)
+    wait_image_objects(client, targets)
     return 0
 
 
@@ -669,9 +675,6 @@ def images_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def prune_cmd(args: argparse.Namespace) -> int:
-    from k3c.oci.reference import normalize
-    from k3c.pauseimage import PAUSE_IMAGE
-
     client = session(args).client
     if not args.force:
         what = "all images without at least one container associated to them" if args.all else "all dangling images"
@@ -679,9 +682,24 @@ def prune_cmd(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
+    reclaimed, output = prune_images(client, args.all)
+    from k3c.units import human_size
+
+    if output:
+        print(output)
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0
+
+
+def prune_images(client: Client, everything: bool) -> tuple[int, str]:
+    """Remove dangling images (``everything``: every image no container uses); (space reclaimed, docker's
+    "Deleted Images:" section, '' if none went). `k3c system prune` uses it too."""
+    from k3c.oci.reference import normalize
+    from k3c.pauseimage import PAUSE_IMAGE
+
     pause = normalize(PAUSE_IMAGE)
     images = [o for o in _list_images(client) if _tag_of(o) != pause]
-    doomed = [o for o in images if args.all or (o.get("status") or {}).get("tag") == "<none>"]
+    doomed = [o for o in images if everything or (o.get("status") or {}).get("tag") == "<none>"]
     deleted, reclaimed = [], 0
     for o in doomed:
         image_id = _image_id(o)
@@ -694,12 +712,7 @@ def prune_cmd(args: argparse.Namespace) -> int:
         if last and image_id:
             deleted.append(f"deleted: {image_id}")
             reclaimed += int((o.get("status") or {}).get("size") or 0)
-    from k3c.units import human_size
-
-    if deleted:
-        print("Deleted Images:\n" + "\n".join(deleted) + "\n")
-    print(f"Total reclaimed space: {human_size(reclaimed)}")
-    return 0
+    return reclaimed, ("Deleted Images:\n" + "\n".join(deleted) + "\n") if deleted else ""
 
 
 # ============================================================================================ inspect
@@ -821,13 +834,13 @@ def load_cmd(args: argparse.Namespace) -> int:
         raise CLIError("requested load from stdin, but stdin is empty", 1)
     source = open(args.input, "rb") if args.input else sys.stdin.buffer  # closed below
     try:
-        doc = _upload(client, source, os.fstat(source.fileno()).st_size if args.input else None)
+        doc = upload_archive(client, source, os.fstat(source.fileno()).st_size if args.input else None)
     finally:
         if args.input:
             source.close()
     loaded = doc.get("images") or []
     names = [i["name"] for i in loaded if not i["name"].startswith("sha256:")]
-    _wait_objects(client, names)
+    wait_image_objects(client, names)
     if not args.quiet:
         for i in loaded:
             if i["name"].startswith("sha256:"):
@@ -837,7 +850,7 @@ def load_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _upload(client: Client, source: Any, size: int | None) -> dict[str, Any]:
+def upload_archive(client: Client, source: Any, size: int | None) -> dict[str, Any]:
     path = client.stream_path(IMAGES, None, "-", "load")
     conn = client.connection(blocksize=1 << 20, unbounded=True)
     headers = client.headers("application/x-tar", accept="*/*")

@@ -18,8 +18,9 @@ from k3c.cli.common import DockerArgumentParser
 from k3c.cli.errors import CLIError
 
 #: The command modules under k3c.cli, in the order `k3c --help` lists their commands.
-COMMAND_MODULES = ("apiserver", "daemon", "install", "info", "containers", "ps", "volumes", "events", "completion",
-                   "streams", "build", "images")
+COMMAND_MODULES = ("apiserver", "daemon", "install", "info", "containers", "control", "ps", "stats", "volumes",
+                   "events", "completion", "streams", "build", "images", "management", "prune",
+                   "history", "cp", "filesystems")
 #: Which module registers each top-level command (tests/unit/test_cli.py checks it against the modules).
 COMMANDS = {
     "apiserver": "apiserver", "daemon": "daemon", "agent": "daemon", "install": "install", "uninstall": "install",
@@ -27,7 +28,9 @@ COMMANDS = {
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),
     **dict.fromkeys(("info", "inspect", "port", "ps"), "ps"), "volume": "volumes", "events": "events",
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
-    "builder": "build",
+    "builder": "build", **dict.fromkeys(("pause", "rename", "unpause", "update"), "control"),
+    **dict.fromkeys(("stats", "top"), "stats"), "container": "management", "system": "prune",
+    "history": "history", "cp": "cp", **dict.fromkeys(("commit", "diff", "export", "import"), "filesystems"),
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),
 }
 _VALUE_FLAGS = ("--kubeconfig", "--context", "-n", "--namespace")

@@ -51,7 +51,18 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def register(sub: Subcommands) -> None:
-    p = add_command(sub, "ps", "List containers", usage="k3c ps [OPTIONS]")
+    add_ps_command(sub)
+    add_inspect_command(sub)
+    add_port_command(sub)
+    p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
+    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
+    p.set_defaults(func=info_cmd)
+
+
+def add_ps_command(sub: Subcommands, name: str = "ps", aliases: tuple[str, ...] = ()) -> None:
+    """`k3c ps`, also `k3c container ls` (aliases `ps`, `list`) as docker has it."""
+    prog = "k3c container" if aliases else "k3c"
+    p = add_command(sub, name, "List containers", usage=f"{prog} {name} [OPTIONS]", aliases=list(aliases))
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
                    help="Filter output based on conditions provided")
@@ -64,20 +75,30 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
     p.set_defaults(func=ps_cmd)
-    p = add_command(sub, "inspect", "Return low-level information on k3c objects",
-                    usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
+
+
+def add_inspect_command(sub: Subcommands, containers_only: bool = False) -> None:
+    """`k3c inspect`, and `k3c container inspect` (containers only)."""
+    if containers_only:
+        p = add_command(sub, "inspect", "Display detailed information on one or more containers",
+                        usage="k3c container inspect [OPTIONS] CONTAINER [CONTAINER...]")
+        p.set_defaults(type="container")
+    else:
+        p = add_command(sub, "inspect", "Return low-level information on k3c objects",
+                        usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
+        p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
     p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
-    p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.set_defaults(func=inspect_cmd)
+
+
+def add_port_command(sub: Subcommands, prog: str = "k3c") -> None:
+    """`k3c port`, and `k3c container port`."""
     p = add_command(sub, "port", "List port mappings or a specific mapping for the container",
-                    usage="k3c port CONTAINER [PRIVATE_PORT[/PROTO]]")
+                    usage=f"{prog} port CONTAINER [PRIVATE_PORT[/PROTO]]")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
     p.set_defaults(func=port_cmd)
-    p = add_command(sub, "info", "Display system-wide information", usage="k3c info [OPTIONS]")
-    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
-    p.set_defaults(func=info_cmd)
 
 
 # ---- docker's view of a LocalContainer --------------------------------------------------------------
@@ -90,7 +111,10 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
     if ph == "Running":
         health = (st.get("health") or {}).get("status")
         suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
-        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0) + suffix.get(health or "", "")
+        up = "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+        if st.get("paused"):
+            return "paused", up + " (Paused)"
+        return "running", up + suffix.get(health or "", "")
     if ph == "Exited":
         ago = since(st.get("finishedAt"), now)
         code = st.get("exitCode", 0)
@@ -281,7 +305,7 @@ def ps_cmd(args: argparse.Namespace) -> int:
     rows = []
     for obj in items[:last] if last > 0 else items:
         row = container_row(obj, not args.no_trunc, now)
-        if (show_all or row.State in ("running", "restarting", "removing")) and matches(obj, row, filters):
+        if (show_all or row.State in ("running", "paused", "restarting", "removing")) and matches(obj, row, filters):
             rows.append(row)
     out = fmt.render(rows, PS_HEADERS)
     if args.quiet:
@@ -372,7 +396,8 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
         "Id": container_id(obj), "Created": meta.get("creationTimestamp"),
         "Path": argv[0] if argv else "", "Args": argv[1:],
         "State": {
-            "Status": state, "Running": state == "running", "Paused": False, "Restarting": state == "restarting",
+            "Status": state, "Running": state in ("running", "paused"), "Paused": state == "paused",
+            "Restarting": state == "restarting",
             "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
             "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
@@ -460,8 +485,8 @@ def info_data(s: Session, args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "ClientVersion": __version__, "Kubeconfig": kubeconfig, "Context": args.context or "(current)",
-        "Containers": len(items), "ContainersRunning": states.count("running"), "ContainersPaused": 0,
-        "ContainersStopped": len(items) - states.count("running"), "Volumes": len(volumes),
+        "Containers": len(items), "ContainersRunning": states.count("running"), "ContainersPaused": states.count("paused"),
+        "ContainersStopped": len(items) - states.count("running") - states.count("paused"), "Volumes": len(volumes),
         "ServerVersion": version.get("gitVersion", ""), "Server": s.server, "Namespace": s.namespace,
         "Nodes": nodes, "RootDir": _root_dir(kubeconfig), "Runtime": "containerd (CRI)",
     }

@@ -61,6 +61,9 @@ def register(sub: Subcommands) -> None:
     ins.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
     ins.add_argument("names", nargs="+", metavar="VOLUME")
     ins.set_defaults(func=inspect_cmd)
+    from k3c.cli.prune import add_volume_prune
+
+    add_volume_prune(vsub)
 
 
 # ---- addressing -------------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ __all__ = ["DEFAULT_PATH", "ImageState", "apply_metadata"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+#: The instructions docker's ``--change`` accepts on ``commit`` and ``import`` (its validCommitCommands).
+CHANGE_INSTRUCTIONS = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD",
+                                 "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"})
+
+
 @dataclass
 class ImageState:
     """A stage's image so far: config, layers (bottom first), history, and the cache key chain."""

@@ -43,6 +43,8 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
         task_events_pb.TaskExit,
         task_events_pb.TaskDelete,
         task_events_pb.TaskOOM,
+        task_events_pb.TaskPaused,
+        task_events_pb.TaskResumed,
         task_events_pb.ContainerCreate,
         task_events_pb.ContainerDelete,
         image_events_pb.ImageCreate,

@@ -113,6 +113,15 @@ class Snapshots:
             raise translate("Snapshots.View", err) from err
         return _mounts(resp.mounts)
 
+    async def mounts(self, key: str) -> list[Mount]:
+        """How the snapshot ``key`` (a container's, say) is mounted."""
+        try:
+            resp = await self.snapshots.Mounts(snap_pb.MountsRequest(snapshotter=self.snapshotter, key=key),
+                                               **self._call_args(None))
+        except grpc.aio.AioRpcError as err:
+            raise translate("Snapshots.Mounts", err) from err
+        return _mounts(resp.mounts)
+
     async def commit(self, name: str, key: str, lease: str | None = None) -> bool:
         """Commit the active ``key`` as ``name``; False (and ``key`` removed) when ``name`` already exists."""
         try:

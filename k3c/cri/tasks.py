@@ -3,7 +3,9 @@
 CRI's Exec runs a command with the container's own environment, working directory and user, and nothing
 else: ``docker exec -e/-w/-u`` cannot be expressed through it. containerd's Tasks service can: its ``Exec``
 takes a whole OCI process spec plus the paths of FIFOs the shim opens for the process's stdio. k3c uses it
-for exec, and ``Kill`` to forward signals to an attached container (``docker attach --sig-proxy``).
+for exec, ``Kill`` to forward signals to an attached container (``docker attach --sig-proxy``), ``Pause`` and
+``Resume`` for ``docker pause``/``unpause`` (the cgroup freezer: CRI has no pause) and ``ListPids`` for
+``docker top``.
 
 Every call runs in containerd's ``k8s.io`` namespace, where the CRI plugin keeps its containers.
 """
@@ -116,3 +118,21 @@ class TasksClient(ServiceClient):
             self.stub.DeleteProcess,
             tasks_pb.DeleteProcessRequest(container_id=container_id, exec_id=exec_id),
         )
+
+    async def pause(self, container_id: str) -> None:
+        """Freeze every process of the container (its cgroup freezer); containerd publishes /tasks/paused."""
+        await self._call(self.stub.Pause, tasks_pb.PauseTaskRequest(container_id=container_id))
+
+    async def resume(self, container_id: str) -> None:
+        """Thaw a paused container; containerd publishes /tasks/resumed."""
+        await self._call(self.stub.Resume, tasks_pb.ResumeTaskRequest(container_id=container_id))
+
+    async def paused(self, container_id: str) -> bool:
+        """Whether the container's task is paused (or being paused)."""
+        resp = await self._call(self.stub.Get, tasks_pb.GetRequest(container_id=container_id))
+        return resp.process.status in (tasks_pb.PAUSED, tasks_pb.PAUSING)
+
+    async def list_pids(self, container_id: str) -> list[int]:
+        """The host pids of every process of the container (its init and what it or exec started)."""
+        resp = await self._call(self.stub.ListPids, tasks_pb.ListPidsRequest(container_id=container_id))
+        return [p.pid for p in resp.processes]

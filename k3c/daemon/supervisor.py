@@ -330,9 +330,9 @@ class Daemon:
         self.apiserver = server
 
     def _mount_subresources(self, server: Any) -> None:
-        """The streaming subresources the embedded server adds to plain Kubernetes: container
-        logs/exec/attach, image save/load, build logs and context uploads (each service a provider of
-        :mod:`k3c.apiserver.subresources`)."""
+        """The subresources the embedded server adds to plain Kubernetes: container logs/exec/attach,
+        pause/unpause/top/stats/archive/changes/export and commit, image save/load, build logs and context
+        uploads (each service a provider of :mod:`k3c.apiserver.subresources`)."""
         for provider in self._providers():
             server.handler.mount(provider)
 
@@ -340,12 +340,15 @@ class Daemon:
         """The streaming services of this node, each a subresource provider (the agent serves them too;
         ``node``: this node's name, for answers that must say where they were served)."""
         from k3c.archives.subresource import ArchiveEndpoints
+        from k3c.builder.commit import ContainerCommits
         from k3c.builder.logs import BuildSubresources
         from k3c.builder.paths import BuildPaths
+        from k3c.streams.nodeops import ContainerOperations
         from k3c.streams.server import StreamService
 
         sock = self.config.containerd_socket
         return [StreamService(sock, sock, log_dir=self.config.root_dir / api.CONTAINER_LOGS_DIR),
+                ContainerOperations(sock, sock), ContainerCommits(sock),
                 ArchiveEndpoints(sock, self.runtime_address), BuildSubresources(BuildPaths(self.config.root_dir), node)]
 
     @functools.cached_property

@@ -102,11 +102,15 @@ class Instance:
     exit_code: int | None = None
     exit_reported: bool = True
     oom: bool = False
+    #: frozen by `k3c pause` (containerd's /tasks/paused), until /tasks/resumed or the container's end
+    paused: bool = False
     vanished: bool = False
     stop_reason: str = ""  # "", "stop" (desired Stopped), "replace" (restart/spec change), "remove"
     restart_count: int = 0
     restart_at: float | None = None  # loop time of a pending policy restart
     spec_hash: str = ""
+    #: criconfig.frame_hash of the spec it runs ('' unknown: a resource change then replaces it)
+    frame_hash: str = ""
     sandbox_key: str = ""
     #: a CreateContainer went unanswered (containerd died): it may have made a container we never heard of
     unsure: bool = False
@@ -172,6 +176,15 @@ class ContainerReconciler:
         self._mark_exited(inst, exit_code, exited_at)
         return uid
 
+    def task_paused(self, container_id: str, paused: bool) -> str | None:
+        """containerd froze (or thawed) the container's processes; returns the uid whose status says so."""
+        uid = self.by_container.get(container_id)
+        inst = self.instances.get(uid) if uid else None
+        if inst is None or inst.container_id != container_id or not inst.running:
+            return None
+        inst.paused = paused
+        return uid
+
     def task_oom(self, container_id: str) -> None:
         uid = self.by_container.get(container_id)
         if uid and uid in self.instances:
@@ -226,6 +239,11 @@ class ContainerReconciler:
         if inst is not None and inst.running:
             if not want_run:
                 await self._stop(obj, inst, "stop")
+            elif not restart_requested and inst.spec_hash != shape and \
+                    (failure := await self._resize(obj, inst, shape)) is not None:
+                inst.origin = {**self._origin_fields(obj), "specHash": inst.spec_hash}
+                await self._write_running(obj, inst, failure)
+                return None
             elif restart_requested or inst.spec_hash != shape:
                 await self._stop(obj, inst, "replace")
             else:  # the running container satisfies this spec (what changed, if anything, does not shape it)
@@ -249,6 +267,31 @@ class ContainerReconciler:
                 return held
             await self.env.kube.delete(_ref(obj), meta["uid"])
         return None
+
+    async def _resize(self, obj: dict[str, Any], inst: Instance, shape: str) -> str | None:
+        """`docker update`: when only resource fields changed, apply them to the running container.
+
+        None if that cannot be done in place (the caller replaces the container); '' once applied; else
+        why the runtime refused (the container keeps its limits, the status says why, a later reconcile
+        tries again).
+        """
+        spec = obj.get("spec", {})
+        if not inst.frame_hash or criconfig.frame_hash(spec) != inst.frame_hash:
+            return None
+        try:
+            resources = criconfig.resources(spec)
+            # first into containerd's record: CRI's update gives the task the record's resources, pids too
+            await self.env.specs.amend(inst.container_id, lambda oci: ociamend.set_pids_limit(oci, spec.get("pidsLimit")))
+            await self.env.cri.update_container_resources(inst.container_id, resources)
+        except SpecError:
+            return None  # the replacement reports it
+        except RuntimeCallError as err:
+            message = f"cannot update the container's resources: {err.details or err}"
+            self.env.record_event(obj, "UpdateFailed", message, True)
+            return message
+        inst.spec_hash = shape
+        self.env.record_event(obj, "Updated", f"Updated the resources of container {inst.container_id[:12]}", False)
+        return ""
 
     @staticmethod
     def _start_wanted(status: dict[str, Any], shape: str, restart_requested: bool) -> bool:
@@ -291,7 +334,7 @@ class ContainerReconciler:
         if restart:
             inst.restart_count += 1
         inst.restart_at = None
-        inst.stop_reason, inst.vanished, inst.oom = "", False, False
+        inst.stop_reason, inst.vanished, inst.oom, inst.paused = "", False, False, False
         try:
             await self._create_and_start(obj, inst)
         except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError,
@@ -369,7 +412,7 @@ class ContainerReconciler:
         inst.image, inst.image_id = spec["image"], image.id
         inst.command = criconfig.command_line(spec, image.config)
         inst.ports = [p.to_status() for p in inst.sandbox.spec.ports]
-        inst.spec_hash = spec_hash(spec)
+        inst.spec_hash, inst.frame_hash = spec_hash(spec), criconfig.frame_hash(spec)
         inst.origin = self._origin_fields(obj)
         if {criconfig.normalize_capability(c) for c in spec.get("capAdd") or []} & _NET_CAPS:
             inst.sandbox.tainted = True
@@ -502,6 +545,7 @@ class ContainerReconciler:
     def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
         self.health.stop(inst.uid)
         inst.running, inst.exit_code, inst.finished_at, inst.exit_reported = False, exit_code, finished_at, False
+        inst.paused = False
 
     async def _report_exit(self, obj: dict[str, Any], inst: Instance) -> dict[str, Any]:
         """Write the exit to status right away; decide here whether the restart policy starts it again."""
@@ -516,7 +560,7 @@ class ContainerReconciler:
             message = "the container disappeared while k3c was down"
         status: LocalContainerStatus = {
             "phase": "Exited", "summary": f"Restarting ({code})" if restart else f"Exited ({code})",
-            "exitCode": code, "finishedAt": inst.finished_at or now_micro(), "message": message,
+            "exitCode": code, "finishedAt": inst.finished_at or now_micro(), "message": message, "paused": False,
             "conditions": _ready_condition(obj, False, "Exited", f"exited with code {code}"),
         }
         if inst.container_id:
@@ -554,9 +598,11 @@ class ContainerReconciler:
                 "specHash": spec_hash(obj.get("spec", {})),
                 "startRequest": (meta.get("annotations") or {}).get(START_REQUEST_ANNOTATION, "")}
 
-    async def _write_running(self, obj: dict[str, Any], inst: Instance) -> None:
+    async def _write_running(self, obj: dict[str, Any], inst: Instance, message: str = "") -> None:
         status: LocalContainerStatus = {
-            "phase": "Running", "summary": "Up", "message": "", "exitCode": None, "finishedAt": None,
+            "phase": "Running", "summary": "Up (Paused)" if inst.paused else "Up", "message": message,
+            "exitCode": None,
+            "finishedAt": None, "paused": inst.paused,
             **self._running_fields(inst), **(inst.origin or self._origin_fields(obj)),
             "conditions": _ready_condition(obj, True, "Started", "")}
         await self._write_status(obj, status)
@@ -691,6 +737,10 @@ class ContainerReconciler:
                         sandbox_key=_sandbox_key(obj.get("spec", {})))
         current = obj.get("status") or {}
         _copy_status_details(inst, current)
+        if current.get("containerID") == container.id and current.get("specHash"):
+            inst.spec_hash = current["specHash"]  # what it runs after an in-place update (see _resize)
+        spec = obj.get("spec", {})
+        inst.frame_hash = criconfig.frame_hash(spec) if inst.spec_hash == spec_hash(spec) else ""
         if current.get("containerID") != container.id:  # started, but the status was never written
             inst.started_at = format_micro_ns(status.started_at) or inst.started_at
         inst.started_mono = time.monotonic() - max(0.0, time.time() - status.started_at / 1e9)
@@ -747,6 +797,7 @@ def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:
     inst.ports = list(status.get("ports") or [])
     inst.started_at = status.get("startedAt", "")
     inst.restart_count = int(status.get("restartCount") or 0)
+    inst.paused = bool(status.get("paused"))
 
 
 def _ready_condition(obj: dict[str, Any], ready: bool, reason: str, message: str) -> list[Condition]:

@@ -2,9 +2,9 @@
 
 kopf (operator/handlers.py) hands every LocalContainer and Volume watch event to :meth:`Controller.observe`;
 the process's one containerd event subscription (:mod:`k3c.reconcilers.eventfeed`) hands it every task
-exit and OOM (:meth:`Controller.handle_event`). Both only *schedule* a reconcile of the object concerned,
-so the per-object work queue keeps reconciles of one object strictly sequential while different objects
-proceed in parallel.
+exit, OOM, pause and resume (:meth:`Controller.handle_event`). Both only *schedule* a reconcile of the
+object concerned, so the per-object work queue keeps reconciles of one object strictly sequential while
+different objects proceed in parallel.
 
 At start the event subscription is already live (so no exit can slip between listing and watching):
 :meth:`Controller.start` lists the sandboxes and containers this node's k3c made, and matches them by the
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 class Controller:
     #: containerd topics this controller consumes (see EventFeed)
-    event_topics: tuple[str, ...] = ("/tasks/exit", "/tasks/oom")
+    event_topics: tuple[str, ...] = ("/tasks/exit", "/tasks/oom", "/tasks/paused", "/tasks/resumed")
 
     def __init__(self, config: OperatorConfig, conns: Connections) -> None:
         self.config = config
@@ -189,6 +189,11 @@ class Controller:
         payload: Any = event.payload
         if event.topic == "/tasks/oom":
             self.containers.task_oom(payload.container_id)
+            return
+        if event.topic in ("/tasks/paused", "/tasks/resumed"):  # still running: status says Paused
+            paused_uid = self.containers.task_paused(payload.container_id, event.topic == "/tasks/paused")
+            if paused_uid is not None:
+                self.container_queue.schedule(paused_uid)
             return
         if event.topic != "/tasks/exit" or payload.id != payload.container_id:
             return  # an exec'd process ended, not the container's main process

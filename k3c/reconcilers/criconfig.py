@@ -43,6 +43,11 @@ READONLY_PATHS = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/s
 _PROTOCOLS = {"TCP": pb.TCP, "UDP": pb.UDP, "SCTP": pb.SCTP}
 #: Spec fields that do not shape the container: changing them never recreates it.
 _NON_RUNTIME_FIELDS = {"state", "restartPolicy", "autoRemove", "stopTimeout", "nodeName"}
+#: Spec fields that only set the running container's resources: a change is applied to it in place
+#: (CRI UpdateContainerResources, `docker update`) instead of replacing it.
+#: ``pidsLimit`` is not CRI's: the operator writes it into containerd's record of the container first
+#: (k3c.reconcilers.ociamend.set_pids_limit), and CRI's update hands the record's resources to the task.
+RESOURCE_FIELDS = frozenset({"memory", "cpus", "cpuShares", "cpusetCpus", "memorySwap", "pidsLimit"})
 
 
 class SpecError(ValueError):
@@ -276,6 +281,11 @@ def spec_hash(spec: dict[str, Any]) -> str:
     """Hash of the fields that shape the container; state/restart policy etc. do not count."""
     shaped = {k: v for k, v in spec.items() if k not in _NON_RUNTIME_FIELDS}
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def frame_hash(spec: dict[str, Any]) -> str:
+    """:func:`spec_hash` without the resource fields: equal frames mean a change can be applied in place."""
+    return spec_hash({k: v for k, v in spec.items() if k not in RESOURCE_FIELDS})
 
 
 #: Where ``spec.init``'s init is mounted (docker's path for it).

@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from k3c import dockerid
 from k3c.api import (
@@ -64,7 +64,7 @@ from k3c.oci.layout import DOCKER_MANIFEST_LIST, MEDIA_INDEX, Descriptor, host_a
 from k3c.oci.reference import InvalidReference, Reference, object_name, parse
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.registryaccess import RegistryAccess, SecretRef
-from k3c.reconcilers.statuses import Condition, ImagePull, ImageStatus, Layer, LayerProgress
+from k3c.reconcilers.statuses import Condition, HistoryEntry, ImagePull, ImageStatus, Layer, LayerProgress
 from k3c.timefmt import now_rfc3339
 from k3c.units import human_size
 
@@ -116,6 +116,7 @@ class _Described:
     config: dict[str, Any]
     layers: list[Layer]
     diff_ids: list[str]
+    history: list[HistoryEntry]
 
 
 async def _describe_target(store: ContainerdImages, target: Descriptor) -> _Described:
@@ -137,7 +138,14 @@ async def _describe_target(store: ContainerdImages, target: Descriptor) -> _Desc
     size += int(config_desc["size"]) + sum(layer["size"] for layer in layers)
     return _Described(manifest_desc.digest, config_desc["digest"], size, config.get("created", ""),
                       f"{config.get('os', '')}/{config.get('architecture', '')}", config.get("config") or {}, layers,
-                      list((config.get("rootfs") or {}).get("diff_ids") or []))
+                      list((config.get("rootfs") or {}).get("diff_ids") or []), _history(config))
+
+
+def _history(config: dict[str, Any]) -> list[HistoryEntry]:
+    """The config's history (oldest first), for `k3c history`; keys as the image config spells them."""
+    keys = ("created", "created_by", "author", "comment", "empty_layer")
+    return [cast(HistoryEntry, {k: h[k] for k in keys if k in h}) for h in config.get("history") or []
+            if isinstance(h, dict)]
 
 
 def _status_of(ref: Reference, target: Descriptor, d: _Described, node: str, repo_digests: list[str]) -> ImageStatus:
@@ -147,7 +155,7 @@ def _status_of(ref: Reference, target: Descriptor, d: _Described, node: str, rep
         "id": d.config_digest, "shortID": d.config_digest.removeprefix("sha256:")[:12],
         "digest": target.digest, "repoDigests": repo_digests, "mediaType": target.media_type,
         "size": d.size, "sizeText": human_size(d.size), "created": d.created, "platform": d.platform,
-        "config": d.config, "layers": d.layers, "diffIDs": d.diff_ids,
+        "config": d.config, "layers": d.layers, "diffIDs": d.diff_ids, "history": d.history,
     }
 
 

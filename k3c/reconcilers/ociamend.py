@@ -32,6 +32,16 @@ def needs_amendment(spec: dict[str, Any]) -> bool:
                 or spec.get("shmSize") or is_seccomp_document(str(spec.get("seccompProfile") or "")))
 
 
+def set_pids_limit(oci: dict[str, Any], limit: int | None) -> None:
+    """`docker update --pids-limit` on a created container's OCI spec: the new limit, or none (``-1``, runc's
+    "max") when the spec has none (0, -1 or absent) but the container was created with one."""
+    resources = oci.setdefault("linux", {}).setdefault("resources", {})
+    if (limit or 0) > 0:
+        resources["pids"] = {"limit": int(limit or 0)}
+    elif resources.get("pids"):
+        resources["pids"] = {"limit": -1}
+
+
 def amend(oci: dict[str, Any], spec: dict[str, Any]) -> None:
     """Edit the OCI spec ``oci`` (in place) to carry the LocalContainer ``spec``'s CRI-less fields."""
     _rlimits(oci, spec.get("ulimits") or [])

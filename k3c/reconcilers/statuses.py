@@ -61,7 +61,8 @@ class HealthStatus(TypedDict):
 
 class LocalContainerStatus(TypedDict, total=False):
     phase: ContainerPhase
-    summary: str  # docker ps' STATUS column: "Up", "Exited (0)", "Restarting (1)", …
+    summary: str  # docker ps' STATUS column: "Up", "Up (Paused)", "Exited (0)", "Restarting (1)", …
+    paused: bool  # frozen by `k3c pause` (the cgroup freezer); still Running
     message: str
     node: str
     containerID: str
@@ -146,8 +147,19 @@ class ImageStatus(TypedDict, total=False):
     config: dict[str, Any]  # the image config's ``config`` (Entrypoint, Cmd, Env, …) as the image has it
     layers: list[Layer]
     diffIDs: list[str]
+    history: list[HistoryEntry]
     pull: ImagePull
     conditions: list[Condition]
+
+
+class HistoryEntry(TypedDict, total=False):
+    """One step of an image config's ``history``, as the config spells it (`k3c history` shows them)."""
+
+    created: str
+    created_by: str
+    author: str
+    comment: str
+    empty_layer: bool
 
 
 TagPhase = Literal["Pending", "Tagged", "Pushing", "Ready", "Failed"]

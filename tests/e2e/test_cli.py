@@ -699,9 +699,7 @@ def test_events_one_line_per_action_in_order_with_the_containers_id(apiserver, a
     ok(apiserver, "stop", "-n", OP_NS, "evt")
     ok(apiserver, "start", "-n", OP_NS, "evt")
     ok(apiserver, "kill", "-n", OP_NS, "evt")
-    r = api.patch(f"{G}/namespaces/{OP_NS}/localcontainers/evt", {"metadata": {"annotations": {"k3c.io/name": "evt2"}}},
-                  "application/merge-patch+json")  # what `k3c rename` does
-    assert r.status_code == 200
+    ok(apiserver, "rename", "-n", OP_NS, "evt", "evt2")
     ok(apiserver, "rm", "-n", OP_NS, "evt2")
     reader.wait_for(" container destroy ")
     events = parse_lines(reader.stop().splitlines())
@@ -796,7 +794,7 @@ def test_completion_scripts(apiserver, tmp_path):
              "COMP_WORDS=(k3c run --restart ''); COMP_CWORD=3; _k3c; echo \"[${COMPREPLY[@]}]\"")
     cp = subprocess.run(["bash", "-c", probe], capture_output=True, text=True,
                         env=dict(os.environ, PATH=f"{stub}:{os.environ['PATH']}"))
-    assert cp.stdout.splitlines() == ["alpha", "create ls rm inspect", "[]"], cp.stderr
+    assert cp.stdout.splitlines() == ["alpha", "create ls rm inspect prune", "[]"], cp.stderr
     if shutil.which("zsh"):
         zfile = tmp_path / "_k3c"
         zfile.write_text(zsh)

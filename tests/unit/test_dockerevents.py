@@ -16,10 +16,10 @@ UID = "0f4c6d4e-7d5b-4c8e-9a51-3a2b1c0d9e8f"
 CID = hashlib.sha256(UID.encode()).hexdigest()
 
 
-def container(phase: str = "Running", cid: str = "c1", **spec: Any) -> dict[str, Any]:
+def container(phase: str = "Running", cid: str = "c1", paused: bool = False, **spec: Any) -> dict[str, Any]:
     return {"metadata": {"name": "web", "uid": UID, "annotations": {"k3c.io/name": "Web_1"}},
             "spec": {"image": "busybox", "state": "Running", **spec},
-            "status": {"phase": phase, "containerID": cid}}
+            "status": {"phase": phase, "containerID": cid, "paused": paused}}
 
 
 def actions(msgs: list[Message]) -> list[str]:
@@ -41,12 +41,14 @@ def test_a_forced_removal_the_finalizer_did_says_kill_die_destroy() -> None:
 def test_pause_unpause_and_a_policy_restart() -> None:
     t = Tracker()
     t.seed(LOCAL_CONTAINERS, container())
-    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container("Paused"), 1)) == ["container pause"]
-    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container("Running"), 2)) == ["container unpause"]
+    # what the operator writes for a frozen container: still Running, status.paused (no "Paused" phase)
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container(paused=True), 1)) == ["container pause"]
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container(paused=True), 2)) == []
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container(), 3)) == ["container unpause"]
     exited = container("Exited")
     exited["status"]["exitCode"] = 3
-    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", exited, 3)) == ["container die"]
-    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container("Running", "c2"), 4)) == ["container start"]
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", exited, 4)) == ["container die"]
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container("Running", "c2"), 5)) == ["container start"]
 
 
 def test_image_untag_then_delete_with_its_last_reference() -> None:

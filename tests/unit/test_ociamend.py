@@ -35,6 +35,17 @@ def test_pids_limit_tmpfs_and_shm() -> None:
     assert by_dest["/etc/hosts"]["type"] == "bind"
 
 
+def test_an_updated_pids_limit_is_set_or_lifted() -> None:
+    oci: dict = {"linux": {"resources": {"pids": {"limit": 10}, "memory": {"limit": 1}}}}
+    ociamend.set_pids_limit(oci, 20)
+    assert oci["linux"]["resources"] == {"pids": {"limit": 20}, "memory": {"limit": 1}}
+    ociamend.set_pids_limit(oci, None)
+    assert oci["linux"]["resources"]["pids"] == {"limit": -1}  # runc's "max"
+    plain: dict = {"linux": {"resources": {}}}
+    ociamend.set_pids_limit(plain, 0)
+    assert plain == {"linux": {"resources": {}}}  # never had one: nothing to lift
+
+
 def test_shm_size_is_refused_with_the_nodes_ipc() -> None:
     with pytest.raises(ociamend.AmendError, match="ipcMode host"):
         ociamend.amend(base(), {"shmSize": "8m", "ipcMode": "host"})

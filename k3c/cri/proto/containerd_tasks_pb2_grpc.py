@@ -70,6 +70,26 @@ class TasksStub:
                 request_serializer=containerd__tasks__pb2.WaitRequest.SerializeToString,
                 response_deserializer=containerd__tasks__pb2.WaitResponse.FromString,
                 _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Pause',
+                request_serializer=containerd__tasks__pb2.PauseTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Resume',
+                request_serializer=containerd__tasks__pb2.ResumeTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Get',
+                request_serializer=containerd__tasks__pb2.GetRequest.SerializeToString,
+                response_deserializer=containerd__tasks__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.ListPids = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/ListPids',
+                request_serializer=containerd__tasks__pb2.ListPidsRequest.SerializeToString,
+                response_deserializer=containerd__tasks__pb2.ListPidsResponse.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
@@ -123,6 +143,33 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pause(self, request, context):
+        """Freeze / thaw every process of the task (the cgroup freezer): docker pause / unpause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Get(self, request, context):
+        """The state of the task (exec_id empty) or of one exec process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPids(self, request, context):
+        """The host pids of the task's processes (docker top).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +207,26 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.Wait,
                     request_deserializer=containerd__tasks__pb2.WaitRequest.FromString,
                     response_serializer=containerd__tasks__pb2.WaitResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=containerd__tasks__pb2.PauseTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=containerd__tasks__pb2.ResumeTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=containerd__tasks__pb2.GetRequest.FromString,
+                    response_serializer=containerd__tasks__pb2.GetResponse.SerializeToString,
+            ),
+            'ListPids': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPids,
+                    request_deserializer=containerd__tasks__pb2.ListPidsRequest.FromString,
+                    response_serializer=containerd__tasks__pb2.ListPidsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +418,114 @@ class Tasks:
             '/containerd.services.tasks.v1.Tasks/Wait',
             containerd__tasks__pb2.WaitRequest.SerializeToString,
             containerd__tasks__pb2.WaitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Pause',
+            containerd__tasks__pb2.PauseTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Resume',
+            containerd__tasks__pb2.ResumeTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Get',
+            containerd__tasks__pb2.GetRequest.SerializeToString,
+            containerd__tasks__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPids(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/ListPids',
+            containerd__tasks__pb2.ListPidsRequest.SerializeToString,
+            containerd__tasks__pb2.ListPidsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,13 @@ class TasksStub:
     """Close the process's stdin (its reader sees EOF)."""
     Wait: _grpc.UnaryUnaryMultiCallable[_containerd_tasks_pb2.WaitRequest, _containerd_tasks_pb2.WaitResponse]
     """Block until the process exits."""
+    Pause: _grpc.UnaryUnaryMultiCallable[_containerd_tasks_pb2.PauseTaskRequest, _empty_pb2.Empty]
+    """Freeze / thaw every process of the task (the cgroup freezer): docker pause / unpause."""
+    Resume: _grpc.UnaryUnaryMultiCallable[_containerd_tasks_pb2.ResumeTaskRequest, _empty_pb2.Empty]
+    Get: _grpc.UnaryUnaryMultiCallable[_containerd_tasks_pb2.GetRequest, _containerd_tasks_pb2.GetResponse]
+    """The state of the task (exec_id empty) or of one exec process."""
+    ListPids: _grpc.UnaryUnaryMultiCallable[_containerd_tasks_pb2.ListPidsRequest, _containerd_tasks_pb2.ListPidsResponse]
+    """The host pids of the task's processes (docker top)."""
 
 @_typing.type_check_only
 class TasksAsyncStub(TasksStub):
@@ -65,6 +72,13 @@ class TasksAsyncStub(TasksStub):
     """Close the process's stdin (its reader sees EOF)."""
     Wait: _aio.UnaryUnaryMultiCallable[_containerd_tasks_pb2.WaitRequest, _containerd_tasks_pb2.WaitResponse]  # type: ignore[assignment]
     """Block until the process exits."""
+    Pause: _aio.UnaryUnaryMultiCallable[_containerd_tasks_pb2.PauseTaskRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Freeze / thaw every process of the task (the cgroup freezer): docker pause / unpause."""
+    Resume: _aio.UnaryUnaryMultiCallable[_containerd_tasks_pb2.ResumeTaskRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_containerd_tasks_pb2.GetRequest, _containerd_tasks_pb2.GetResponse]  # type: ignore[assignment]
+    """The state of the task (exec_id empty) or of one exec process."""
+    ListPids: _aio.UnaryUnaryMultiCallable[_containerd_tasks_pb2.ListPidsRequest, _containerd_tasks_pb2.ListPidsResponse]  # type: ignore[assignment]
+    """The host pids of the task's processes (docker top)."""
 
 class TasksServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -121,5 +135,36 @@ class TasksServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_containerd_tasks_pb2.WaitResponse, _abc.Awaitable[_containerd_tasks_pb2.WaitResponse]]:
         """Block until the process exits."""
+
+    @_abc_1.abstractmethod
+    def Pause(
+        self,
+        request: _containerd_tasks_pb2.PauseTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Freeze / thaw every process of the task (the cgroup freezer): docker pause / unpause."""
+
+    @_abc_1.abstractmethod
+    def Resume(
+        self,
+        request: _containerd_tasks_pb2.ResumeTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def Get(
+        self,
+        request: _containerd_tasks_pb2.GetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_containerd_tasks_pb2.GetResponse, _abc.Awaitable[_containerd_tasks_pb2.GetResponse]]:
+        """The state of the task (exec_id empty) or of one exec process."""
+
+    @_abc_1.abstractmethod
+    def ListPids(
+        self,
+        request: _containerd_tasks_pb2.ListPidsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_containerd_tasks_pb2.ListPidsResponse, _abc.Awaitable[_containerd_tasks_pb2.ListPidsResponse]]:
+        """The host pids of the task's processes (docker top)."""
 
 def add_TasksServicer_to_server(servicer: TasksServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
