@@ -226,6 +226,10 @@ class Session:
 
     def path(self, resource: Resource = LOCAL_CONTAINERS, name: str | None = None,
              sub: str | None = None) -> str:
+        """An object's URL; with ``sub``, one of its node-side subresources (top, stats, archive, pause, …),
+        which are the embedded server's own, or on a cluster the node agents' aggregated group."""
+        if sub is not None:
+            return self.client.stream_path(resource, self.namespace, name or "", sub)
         return resource.path(self.namespace, name, sub)
 
 

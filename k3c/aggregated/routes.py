@@ -36,7 +36,8 @@ PARENTS: dict[str, tuple[Resource, bool]] = {
 }
 
 #: The verbs discovery lists for a subresource (what its requests are authorized as).
-VERBS = {"exec": "create", "attach": "create", "context": "create", "load": "create"}
+VERBS = {"exec": "create", "attach": "create", "context": "create", "load": "create", "pause": "create",
+         "unpause": "create", "commit": "create"}
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,19 @@ def test_a_stream_for_another_nodes_container_is_passed_on(cluster: Cluster) -> 
     assert cp.returncode == 0, cp.stderr
 
 
+def test_node_side_commands_go_through_the_aggregator(cluster: Cluster) -> None:
+    """top, stats and pause are node-side subresources too: on a cluster the CLI finds them at the agents."""
+    _run(cluster, "ops", "node-b", "sleep 300")
+    top = cluster.k3c("top", "ops")
+    assert top.returncode == 0 and top.stdout.split()[:2] == ["UID", "PID"] and "sleep 300" in top.stdout, top
+    stats = cluster.k3c("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "ops")
+    assert (stats.returncode, stats.stdout) == (0, "ops 1\n"), stats
+    assert cluster.k3c("pause", "ops").returncode == 0
+    assert "(Paused)" in wait_until(lambda: (out := cluster.k3c("ps", "-f", "name=ops").stdout) and
+                                    "(Paused)" in out and out, 20, "ps to show the pause")
+    assert cluster.k3c("unpause", "ops").returncode == 0
+
+
 def test_run_attaches_wherever_the_container_lands(cluster: Cluster) -> None:
     """`k3c run --rm` of an unplaced container: the attach waits until an agent claims it and goes there;
     the exit code comes back through the aggregator."""
