@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -229,8 +230,12 @@ class Session:
         """An object's URL; with ``sub``, one of its node-side subresources (top, stats, archive, pause, …),
         which are the embedded server's own, or on a cluster the node agents' aggregated group."""
         if sub is not None:
-            return self.client.stream_path(resource, self.namespace, name or "", sub)
+            with _DISCOVERY:  # (asked once, on this session's one connection: threads may ask at once)
+                return self.client.stream_path(resource, self.namespace, name or "", sub)
         return resource.path(self.namespace, name, sub)
+
+
+_DISCOVERY = threading.Lock()
 
 
 @functools.cache
