@@ -97,6 +97,13 @@ def _available(server: APIServerProcess) -> bool:
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
+def _loopback_address() -> str:
+    """A pod IP of its own for an agent (hostNetwork on one host: the DaemonSet's ports would clash)."""
+    import random
+
+    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+
+
 def _stand_in_runtime(base: Path) -> ContainerdConfig:
     bridge = f"k3cr{uuid.uuid4().hex[:6]}"
     cfg = ContainerdConfig(root_dir=base / "rt-root", state_dir=base / "rt", bridge=bridge, network_name=bridge,
@@ -127,7 +134,7 @@ def cluster() -> Iterator[Cluster]:
             runtime = _stand_in_runtime(base / name)
             runtimes.append(runtime)
             agent = DaemonSetAgent(base / name / "agent", server, name, daemonset,
-                                   {"/run/containerd": runtime.socket_path.parent})
+                                   {"/run/containerd": runtime.socket_path.parent}, _loopback_address())
             nodes[name] = Node(agent, runtime)
             agent.start()
             agent.import_image(TEST_IMAGE, busybox_image())  # both nodes load the same image
@@ -153,13 +160,13 @@ def test_the_agents_run_what_was_installed(cluster: Cluster) -> None:
         cluster.daemonset["spec"]["template"]["spec"]["containers"]
     assert (live_c["command"], live_c["args"]) == (rendered_c["command"], rendered_c["args"])
     assert [(e["name"], e["valueFrom"]["fieldRef"]["fieldPath"]) for e in live_c["env"]] == \
-        [(e["name"], e["valueFrom"]["fieldRef"]["fieldPath"]) for e in rendered_c["env"]] == [("NODE_NAME", "spec.nodeName")]
+        [(e["name"], e["valueFrom"]["fieldRef"]["fieldPath"]) for e in rendered_c["env"]] == [("NODE_NAME", "spec.nodeName"), ("POD_IP", "status.podIP")]
     a = cluster.nodes["node-a"]
     argv = a.agent.argv()
     assert argv[1:len(rendered_c["args"]) + 2] == [
         "agent", "--node-name=node-a", f"--root-dir={a.agent.root_dir}", f"--state-dir={a.agent.state_dir}",
         f"--node-runtime-address={a.runtime.socket_path}", f"--stream-tls-cert={a.agent.tls.cert}",
-        f"--stream-tls-key={a.agent.tls.key}"]
+        f"--stream-tls-key={a.agent.tls.key}", f"--webhook-listen={a.agent.pod_ip}:6445"]
 
 
 def test_run_on_a_node_then_logs_and_exec_from_the_cli_and_kubectl(cluster: Cluster) -> None:
@@ -227,6 +234,25 @@ def test_both_nodes_hold_one_image_and_each_shows_its_own(cluster: Cluster) -> N
     assert cp.returncode == 0, cp.stderr
     assert {f"{TEST_IMAGE} {n}" for n in NODES} <= set(cp.stdout.splitlines()), cp.stdout
     assert all(TEST_IMAGE in n.runtime_images() for n in cluster.nodes.values())
+
+
+def test_each_nodes_admission_webhooks_are_reached_at_its_pod_ip(cluster: Cluster) -> None:
+    """Each agent registers ``k3c.io.<node>`` at its pod's address, which the API server calls: deleting
+    node-b's Image object of the image its container ``web`` runs is refused by node-b's webhook."""
+    for name, node in cluster.nodes.items():
+        config = yaml.safe_load(cluster.kubectl("get", "validatingwebhookconfiguration", f"k3c.io.{name}",
+                                                "-o", "yaml").stdout)
+        assert {w["clientConfig"]["url"].split("/")[2] for w in config["webhooks"]} == {f"{node.agent.pod_ip}:6445"}
+    b = cluster.nodes["node-b"].agent
+    b.wait_phase("web", "Running")
+    c = admin(cluster.server)
+    try:
+        (obj,) = [o for o in c.get(api.IMAGES.path())["items"]
+                  if o["spec"]["reference"] == TEST_IMAGE and o["status"].get("node") == "node-b"]
+    finally:
+        c.close()
+    cp = cluster.kubectl("delete", "images.k3c.io", obj["metadata"]["name"], "--wait=false", check=False)
+    assert cp.returncode != 0 and "images.k3c.io" in cp.stderr and "is using" in cp.stderr, cp.stderr
 
 
 def test_kill9_of_an_agent_then_restart_readopts_its_containers(cluster: Cluster) -> None:

@@ -227,13 +227,15 @@ class DaemonSetAgent(AgentProcess):
     two agents on one host cannot share is added (:meth:`AgentProcess.one_host_args`)."""
 
     def __init__(self, root: Path, server: APIServerProcess, node_name: str, daemonset: dict[str, Any],
-                 host_paths: dict[str, Path]) -> None:
+                 host_paths: dict[str, Path], pod_ip: str = "127.0.0.1") -> None:
         secrets = Path(root).absolute() / "secrets"
         tls = servingcerts.ServingMaterial(secrets / "ca.crt", secrets / "tls.crt", secrets / "tls.key")
         super().__init__(root, server, tls, node_name)
         self.pod: dict[str, Any] = daemonset["spec"]["template"]["spec"]
         (self.spec_container,) = self.pod["containers"]
         self.host_paths = {"/var/lib/k3c": self.root_dir, "/run/k3c": self.state_dir, **host_paths}
+        #: the pod's IP (hostNetwork: the node's), a loopback address of its own when agents share a host
+        self.pod_ip = pod_ip
 
     def mounts(self) -> dict[str, Path]:
         """Each volumeMount's path in the container → where it is on this host."""
@@ -255,10 +257,10 @@ class DaemonSetAgent(AgentProcess):
             field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
             if field is None:
                 env[e["name"]] = _expand(e.get("value", ""), env)
-            elif field == "spec.nodeName":
-                env[e["name"]] = self.node_name
+            elif field in ("spec.nodeName", "status.podIP"):
+                env[e["name"]] = self.node_name if field == "spec.nodeName" else self.pod_ip
             else:
-                raise AssertionError(f"env {e['name']}: the harness knows the downward API's spec.nodeName only")
+                raise AssertionError(f"env {e['name']}: the harness knows spec.nodeName and status.podIP only")
         return env
 
     def _host_path(self, value: str) -> str:
