@@ -48,9 +48,12 @@ def register(sub: Subcommands) -> None:
                    help="Its key (default %(default)s)")
     a.add_argument("--stream-tls-ca", metavar="FILE",
                    help="The CA that signed it, the APIService's caBundle (default: ca.crt beside the certificate)")
+    a.add_argument("--webhook-listen", type=parse_listen, metavar="HOST:PORT",
+                   help="Where the operator's admission webhooks (node policy, images in use) listen: an address "
+                        "the cluster's API server reaches, the pod's IP in the DaemonSet; they are then registered "
+                        "for this node (k3c.io.<node>). Default: loopback, unregistered")
     a.add_argument("--register-webhooks", action="store_true",
-                   help="Register the operator's admission webhooks (node policy, images in use) for this node: "
-                        "they listen on loopback, so only where the API server runs on this host")
+                   help="Register the webhooks even on loopback (only where the API server runs on this host)")
     a.add_argument("--containerd-cgroup", default="k3c-containerd", metavar="NAME",
                    help="The cgroup containerd runs in, under the host init's (default %(default)s)")
     a.set_defaults(func=run_agent)
@@ -143,7 +146,8 @@ def run_agent(args: argparse.Namespace) -> int:
         config = AgentConfig(**_node_config(args), streams_host=host, streams_port=port,
                              tls_cert=Path(args.stream_tls_cert), tls_key=Path(args.stream_tls_key),
                              tls_ca=Path(args.stream_tls_ca or Path(args.stream_tls_cert).parent / "ca.crt"),
-                             containerd_cgroup=args.containerd_cgroup, register_webhooks=args.register_webhooks)
+                             containerd_cgroup=args.containerd_cgroup, webhook_listen=args.webhook_listen,
+                             register_webhooks=args.register_webhooks or args.webhook_listen is not None)
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
         asyncio.run(Agent(config).run())
     except (DaemonError, ValueError) as err:

@@ -160,7 +160,8 @@ class StreamsTLS:
 
 
 def streams_tls(client: Client) -> StreamsTLS:
-    """The Secret's material when it is complete (the API server already trusts its CA), else new."""
+    """The Secret's material when it is complete (the API server already trusts its CA), else new: a
+    certificate for serving the streams and for calling the other agents (client auth)."""
     import tempfile
     from pathlib import Path
 
@@ -171,11 +172,25 @@ def streams_tls(client: Client) -> StreamsTLS:
         data = client.get(SECRETS.path(AGENT_NAMESPACE, AGENT_TLS_SECRET)).get("data") or {}
     except NotFound:
         data = {}
-    if all(data.get(k) for k in ("ca.crt", "tls.crt", "tls.key")):
+    if all(data.get(k) for k in ("ca.crt", "tls.crt", "tls.key")) and _authenticates_peers(data["tls.crt"]):
         return StreamsTLS(*(base64.b64decode(data[k]) for k in ("ca.crt", "tls.crt", "tls.key")))
     with tempfile.TemporaryDirectory(prefix="k3c-install-") as d:
-        m = servingcerts.ensure(Path(d), list(SERVICE_HOSTS), AGENT_NAME)
+        m = servingcerts.ensure(Path(d), list(SERVICE_HOSTS), AGENT_NAME, client_auth=True)
         return StreamsTLS(m.ca_pem, m.cert.read_bytes(), m.key.read_bytes())
+
+
+def _authenticates_peers(cert_b64: str) -> bool:
+    """Whether the certificate may also be a client's: an agent presents it to the agent of another node
+    (k3c.aggregated.peers). Earlier installs made serving-only ones, replaced with a new CA."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert = x509.load_pem_x509_certificate(base64.b64decode(cert_b64))
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usages
 
 
 def customize(docs: list[dict[str, Any]], image: str, selector: dict[str, str],

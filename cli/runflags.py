@@ -165,6 +165,8 @@ def add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--cap-drop", action="append", default=[], metavar="list", help="Drop Linux capabilities")
     a("--dns", action="append", default=[], metavar="list", help="Set custom DNS servers")
     a("--stop-timeout", type=int, metavar="int", help="Timeout (in seconds) to stop a container")
+    a("--node", default="", metavar="NODE",
+      help="Run on this node of the cluster (k3c; default: the first node's operator to claim it)")
     _add_more_flags(p, run)
     a("image", metavar="IMAGE", help="Image to run")
     a("command", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]",
@@ -312,7 +314,8 @@ def _check_conflicts(args: argparse.Namespace) -> None:
 
 def build_container(args: argparse.Namespace, name: str, namespace: str, start: bool,
                     environ: Mapping[str, str] | None = None) -> ContainerRequest:
-    """The LocalContainer for `k3c run`/`k3c create`: finalizer set, node left for an operator to claim."""
+    """The LocalContainer for `k3c run`/`k3c create`: finalizer set, node the one ``--node`` names, else left
+    for an operator to claim."""
     _check_conflicts(args)
     environ = os.environ if environ is None else environ
     mounts: list[Mount] = list(args.volume)
@@ -326,7 +329,7 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
     check_mount_points([m.spec for m in mounts], tmpfs)
     spec = _spec(args, environ, mounts, tmpfs)
     spec["state"] = "Running" if start else "Stopped"
-    spec["nodeName"] = ""
+    spec["nodeName"] = args.node or ""
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "finalizers": [CONTAINER_FINALIZER]}
     k8s_labels = {k: v for k, v in spec.get("labels", {}).items() if k8s_label_ok(k, v)}
     if k8s_labels:

@@ -9,7 +9,8 @@ The same supervisor as :class:`~k3c.daemon.supervisor.Daemon`, for a node of a c
 - containerd is started detached in the host's namespaces (:mod:`k3c.daemon.hostcontainerd`), so it and
   every container outlive the agent; a new agent adopts it, and its operator the running containers;
 - the CRDs are not installed: the manifests bring them, and the agent's ServiceAccount may not write them;
-- the operator runs for this node (``--node-name``; its admission webhooks registered per node);
+- the operator runs for this node (``--node-name``); its admission webhooks listen on ``--webhook-listen``
+  (the pod's IP, which the cluster's API server reaches) and are registered as ``k3c.io.<node>``;
 - this node's stream server (:mod:`k3c.aggregated.server`) listens on ``--streams-listen`` with the serving
   certificate ``k3c install`` made (``--stream-tls-cert``, ``--stream-tls-key``, and its CA, which the
   APIService's caBundle holds too: ``ca.crt`` beside them); until those exist (a bare ``kubectl apply -k``)
@@ -60,8 +61,11 @@ class AgentConfig(DaemonConfig):
     tls_ca: Path = Path("/etc/k3c/streams/ca.crt")
     #: the cgroup containerd gets under the host init's ("" leaves it in the agent's)
     containerd_cgroup: str = "k3c-containerd"
-    #: whether the operator registers its admission webhooks: they listen on this host's loopback, which a
-    #: cluster's API server reaches only when it runs on the same host (the tests' embedded one)
+    #: where the operator's admission webhooks listen (None: a free loopback port), an address the cluster's
+    #: API server reaches: the DaemonSet gives the pod's IP
+    webhook_listen: tuple[str, int] | None = None
+    #: whether the operator registers its admission webhooks (for this node): on loopback only where the
+    #: cluster's API server runs on the same host (the tests' embedded one)
     register_webhooks: bool = False
 
 
@@ -128,6 +132,10 @@ class Agent(Daemon):
 
     def _operator_argv(self) -> list[str]:
         argv = super()._operator_argv()
+        listen = self.config.webhook_listen
+        if listen is not None:
+            host = f"[{listen[0]}]" if ":" in listen[0] else listen[0]
+            argv += ["--webhook-listen", f"{host}:{listen[1]}"]
         return argv if self.config.register_webhooks else [*argv, "--no-webhook-registration"]
 
     def _new_containerd(self) -> ContainerdProcess | HostContainerd:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.support.harness import APIServerProcess, run_kubectl
 
@@ -115,11 +116,33 @@ def test_install_auto_k3s_waits_until_the_agents_are_ready(cluster: APIServerPro
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName)
     assert "k3c-agent.k3c-system.svc" in names
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usages  # an agent presents it to the agent of another node
 
     again = k3c(cluster, "install", "--timeout", "5")  # agents still ready: returns at once, same CA
     assert again.returncode == 0, again.stderr
     api = get(cluster, "apiservice", "v1alpha1.streams.k3c.io")
     assert api is not None and base64.b64decode(api["spec"]["caBundle"]) == ca_pem
+
+
+def test_install_replaces_a_serving_only_certificate(cluster: APIServerProcess, tmp_path: Path) -> None:
+    """An earlier install's certificate could not authenticate an agent to its peers: a new one, new CA."""
+    from k3c import servingcerts
+
+    add_node(cluster, "n1", K3S)
+    old = servingcerts.ensure(tmp_path, ["k3c-agent.k3c-system.svc"], "k3c-agent")
+    kubectl(cluster, "create", "namespace", "k3c-system")
+    kubectl(cluster, "create", "secret", "generic", "k3c-agent-tls", "-n", "k3c-system",
+            f"--from-file=ca.crt={old.ca_cert}", f"--from-file=tls.crt={old.cert}", f"--from-file=tls.key={old.key}")
+    cp = k3c(cluster, "install", "--timeout", "0")
+    assert cp.returncode == 0, cp.stderr
+    secret, api = get(cluster, "secret", "k3c-agent-tls", "-n", "k3c-system"), get(cluster, "apiservice",
+                                                                                   "v1alpha1.streams.k3c.io")
+    assert secret is not None and api is not None
+    ca_pem = base64.b64decode(secret["data"]["ca.crt"])
+    assert ca_pem != old.ca_pem and base64.b64decode(api["spec"]["caBundle"]) == ca_pem
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
 
 
 def test_install_chooses_a_runtime_per_kind_of_node(cluster: APIServerProcess) -> None:

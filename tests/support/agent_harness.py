@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import sys
 import time
 import uuid
@@ -148,6 +149,24 @@ class AgentProcess(DaemonProcess):
         (self.sa_dir / "ca.crt").write_bytes((self.server.data_dir / "tls" / "ca.crt").read_bytes())
         (self.sa_dir / "namespace").write_text(NS)
 
+    def one_host_args(self) -> list[str]:
+        """What two agents on one host must not share: the stream port, containerd's cgroup, the bridge."""
+        return ["--streams-listen", f"127.0.0.1:{self.streams_port}", "--containerd-cgroup", self.cgroup,
+                "--bridge", self.bridge, "--subnet", self.subnet, "--network-name", self.network_name,
+                "--log-level", os.environ.get("K3C_TEST_LOG_LEVEL", "info")]
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "k3c.cli.main", "agent", "--root-dir", str(self.root_dir),
+                "--state-dir", str(self.state_dir), "--stream-tls-cert", str(self.tls.cert),
+                "--stream-tls-key", str(self.tls.key), "--stream-tls-ca", str(self.tls.ca_cert),
+                *self.one_host_args(), *self.extra_args]
+
+    def environ(self) -> dict[str, str]:
+        """The environment a kubelet gives the agent's container: the API server's address, the node name;
+        the ServiceAccount's directory moved to this agent's own."""
+        return {**os.environ, "K3C_SERVICEACCOUNT_DIR": str(self.sa_dir), "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": str(self.server.port), "NODE_NAME": self.node_name}
+
     def start(self, timeout: float = 60.0) -> None:
         """Spawn the agent as the DaemonSet's container runs it and wait for its ``daemon.json`` to say ready."""
         import subprocess
@@ -157,16 +176,9 @@ class AgentProcess(DaemonProcess):
         if not (self.sa_dir / "token").exists():
             self.write_service_account()
         (self.state_dir / "daemon.json").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "k3c.cli.main", "agent", "--root-dir", str(self.root_dir),
-               "--state-dir", str(self.state_dir), "--streams-listen", f"127.0.0.1:{self.streams_port}",
-               "--stream-tls-cert", str(self.tls.cert), "--stream-tls-key", str(self.tls.key),
-               "--stream-tls-ca", str(self.tls.ca_cert), "--containerd-cgroup", self.cgroup,
-               "--bridge", self.bridge, "--subnet", self.subnet, "--network-name", self.network_name,
-               "--log-level", os.environ.get("K3C_TEST_LOG_LEVEL", "info"), *self.extra_args]
-        env = {**os.environ, "K3C_SERVICEACCOUNT_DIR": str(self.sa_dir), "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-               "KUBERNETES_SERVICE_PORT": str(self.server.port), "NODE_NAME": self.node_name}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                         env=self.environ())
         self.started_pids.add(self.proc.pid)
         deadline = time.monotonic() + timeout
         while not self.status().get("ready"):
@@ -201,3 +213,104 @@ class AgentProcess(DaemonProcess):
         problems += self.leftovers()
         self.clean()
         return problems
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """``$(VAR)`` of a container's args, as the kubelet expands them (unknown names stay as written)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), text)
+
+
+class DaemonSetAgent(AgentProcess):
+    """An agent started exactly as a DaemonSet's container says: its command, args and env, with each
+    hostPath mapped (``/var/lib/k3c`` and ``/run/k3c`` to this agent's directories, others as ``host_paths``
+    says, the rest are this host's own) and each Secret volume written as the kubelet writes it. Only what
+    two agents on one host cannot share is added (:meth:`AgentProcess.one_host_args`)."""
+
+    def __init__(self, root: Path, server: APIServerProcess, node_name: str, daemonset: dict[str, Any],
+                 host_paths: dict[str, Path], pod_ip: str = "127.0.0.1") -> None:
+        secrets = Path(root).absolute() / "secrets"
+        tls = servingcerts.ServingMaterial(secrets / "ca.crt", secrets / "tls.crt", secrets / "tls.key")
+        super().__init__(root, server, tls, node_name)
+        self.pod: dict[str, Any] = daemonset["spec"]["template"]["spec"]
+        (self.spec_container,) = self.pod["containers"]
+        self.host_paths = {"/var/lib/k3c": self.root_dir, "/run/k3c": self.state_dir, **host_paths}
+        #: the pod's IP (hostNetwork: the node's), a loopback address of its own when agents share a host
+        self.pod_ip = pod_ip
+
+    def mounts(self) -> dict[str, Path]:
+        """Each volumeMount's path in the container → where it is on this host."""
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        out: dict[str, Path] = {}
+        for m in self.spec_container["volumeMounts"]:
+            v = volumes[m["name"]]
+            if "hostPath" in v:
+                out[m["mountPath"]] = Path(self.host_paths.get(v["hostPath"]["path"], v["hostPath"]["path"]))
+            elif "secret" in v:
+                out[m["mountPath"]] = self.tls.cert.parent
+            else:
+                raise AssertionError(f"volume {m['name']}: the harness maps hostPath and secret volumes only")
+        return out
+
+    def container_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for e in self.spec_container.get("env") or []:
+            field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            if field is None:
+                env[e["name"]] = _expand(e.get("value", ""), env)
+            elif field in ("spec.nodeName", "status.podIP"):
+                env[e["name"]] = self.node_name if field == "spec.nodeName" else self.pod_ip
+            else:
+                raise AssertionError(f"env {e['name']}: the harness knows spec.nodeName and status.podIP only")
+        return env
+
+    def _host_path(self, value: str) -> str:
+        for path, host in sorted(self.mounts().items(), key=lambda kv: -len(kv[0])):
+            if value == path or value.startswith(path + "/"):
+                return str(host) + value[len(path):]
+        return value
+
+    def rendered_argv(self) -> list[str]:
+        """The container's command and args with ``$(VAR)`` expanded and paths in the container mapped."""
+        env = self.container_env()
+        out = []
+        for arg in [*self.spec_container["command"], *self.spec_container.get("args", [])]:
+            arg = _expand(arg, env)
+            flag, eq, value = arg.partition("=")
+            out.append(f"{flag}={self._host_path(value)}" if eq and flag.startswith("--") else self._host_path(arg))
+        return out
+
+    def argv(self) -> list[str]:
+        command, *args = self.rendered_argv()
+        exe = Path(sys.executable).parent / command  # the image puts the installed console script on PATH
+        assert exe.is_file(), f"no {command} beside {sys.executable}"
+        return [str(exe), *args, *self.one_host_args()]
+
+    def environ(self) -> dict[str, str]:
+        env = super().environ()
+        del env["NODE_NAME"]  # the container's own env must say it
+        return {**env, **self.container_env()}
+
+    def write_secret_volumes(self) -> None:
+        """Each Secret volume's keys as files, as the kubelet writes them (a missing optional Secret: none)."""
+        c = admin(self.server)
+        try:
+            for v in self.pod["volumes"]:
+                if "secret" not in v:
+                    continue
+                try:
+                    data = c.get(api.SECRETS.path(NS, v["secret"]["secretName"])).get("data") or {}
+                except NotFound:
+                    assert v["secret"].get("optional"), f"Secret {v['secret']['secretName']} is missing"
+                    continue
+                self.tls.cert.parent.mkdir(parents=True, exist_ok=True)
+                for key, b64 in data.items():
+                    path = self.tls.cert.parent / key
+                    path.write_bytes(base64.b64decode(b64))
+                    path.chmod(v["secret"].get("defaultMode", 0o644))
+        finally:
+            c.close()
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.write_secret_volumes()
+        super().start(timeout)

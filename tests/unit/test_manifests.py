@@ -51,7 +51,7 @@ def test_stream_contract() -> None:
     pod = _one("DaemonSet", "k3c-agent")["spec"]["template"]
     assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     agent = pod["spec"]["containers"][0]
-    assert [p["containerPort"] for p in agent["ports"]] == [6444]
+    assert [p["containerPort"] for p in agent["ports"]] == [6444, 6445]  # the streams, the webhooks
     assert agent["readinessProbe"]["httpGet"]["port"] == 6444 and agent["livenessProbe"]["httpGet"]["port"] == 6444
 
 
@@ -65,6 +65,9 @@ def test_agent_pod_runs_as_a_node_agent() -> None:
     env = {e["name"]: e for e in agent["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert "--node-name=$(NODE_NAME)" in agent["args"]
+    # the webhooks on the pod's IP, which the API server reaches (registered per node with that address)
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert "--webhook-listen=$(POD_IP):6445" in agent["args"]
     mounts = {m["name"]: m for m in agent["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert set(mounts) == set(volumes)
