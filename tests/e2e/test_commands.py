@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from k3c import dockerid
-from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, pick_subnet, wait_until
+from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 
 LOOP = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
 
@@ -253,31 +251,6 @@ def test_stats_reads_the_containers_cgroups(daemon: DaemonProcess) -> None:
 
 
 # ---- side by side with docker 20.10 -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def docker_peer(daemon: DaemonProcess, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A private dockerd with the test image loaded (skopeo: oci-archive → docker-archive)."""
-    from bench.peers import DOCKER, DOCKERD, DockerPeer, docker_archive
-    from k3c.oci.layout import busybox_image, write_oci_archive
-
-    if not (Path(DOCKERD).exists() and Path(DOCKER).exists()):
-        pytest.skip(f"docker 20.10 is not installed ({DOCKERD}, {DOCKER}: Debian's docker.io)")
-    base = tmp_path_factory.mktemp("docker")
-    archive = base / "busybox.oci.tar"
-    write_oci_archive(archive, {TEST_IMAGE: busybox_image()})
-    peer = DockerPeer(base / "peer", pick_subnet())
-    try:
-        peer.start()
-        peer.load(docker_archive(archive, base / "busybox.docker.tar", TEST_IMAGE))
-    except BaseException:
-        peer.stop()
-        raise
-    yield peer
-    with contextlib.suppress(Exception):
-        peer.remove_all()
-    forced = peer.stop()
-    assert not [f for f in forced if "process" in f], f"dockerd left behind: {forced}"
-
-
 def _masked(text: str) -> str:
     """Sizes, percentages and counts masked: the shapes and words must match, not the numbers."""
     text = re.sub(r"\d+(\.\d+)?(B|[kKMGT]i?B)\b", "SIZE", text)
@@ -428,13 +401,11 @@ def _history_image() -> Any:
 
 
 def test_history_matches_docker(daemon: DaemonProcess, docker_peer: Any, tmp_path: Path) -> None:
-    from bench.peers import docker_archive
-    from k3c.oci.layout import write_oci_archive
+    from tests.support.docker_peer import load_image
 
     image = _history_image()
     daemon.import_image(HISTORY_IMAGE, image)
-    write_oci_archive(tmp_path / "h.oci.tar", {HISTORY_IMAGE: image})
-    docker_peer.load(docker_archive(tmp_path / "h.oci.tar", tmp_path / "h.docker.tar", HISTORY_IMAGE))
+    load_image(docker_peer, tmp_path, HISTORY_IMAGE, image)
 
     def has_history() -> bool:
         items = daemon.api.get("/apis/k3c.io/v1alpha1/images").get("items", [])
