@@ -2,9 +2,10 @@
 `rename`, `pause`/`unpause`, `top`, `stats`, the prunes and `system df`, each observed on real containers
 (frozen output, the host's processes, cgroup numbers, objects gone), with docker's wording and exit codes.
 
-Where the issue asks for it (`stats --no-stream --format`, `system df`; also `top`, the prune prompts), the output is compared with a
-private dockerd 20.10 (bench/peers.py's DockerPeer: its own data root, socket and bridge, no iptables
-rules) running the same container from the same busybox image; IDs, times and sizes are masked.
+Where the issue asks for it (`ps`, `inspect`, `stats --no-stream --format`, `system df`; also `top`,
+`history`, `diff`, the prune prompts), the output is compared with a private dockerd 20.10 (the
+``docker_peer`` fixture, tests/e2e/conftest.py) running the same container from the same busybox image;
+IDs, times and sizes are masked.
 """
 
 from __future__ import annotations
@@ -325,6 +326,69 @@ def test_system_df_and_prune_prompts_match_docker(daemon: DaemonProcess, docker_
     finally:
         k3c(daemon, "rm", "-f", "dfbox", check=False)
         docker_peer.run("rm", "-f", "dfbox")
+
+
+PS_FORMAT = "{{.ID}}|{{.Image}}|{{.Command}}|{{.Status}}|{{.Ports}}|{{.Names}}|{{.Labels}}"
+
+
+def _ps_masked(text: str) -> list[list[str]]:
+    """`ps` lines as cells, IDs, times and host ports masked (each side publishes its own host port)."""
+    text = re.sub(r"\b([0-9a-f]{64}|[0-9a-f]{12})\b", "ID", text)
+    text = re.sub(r"(Less than a second|(About )?(an?|\d+) (second|minute|hour)s?) ago", "AGO", text)
+    text = re.sub(r"Up (Less than a second|About a minute|\d+ (second|minute|hour)s?)", "Up T", text)
+    text = re.sub(r":\d+->", ":N->", text)
+    return [re.split(r"\s{2,}|\|", line) for line in text.splitlines()]
+
+
+def _labels_sorted(rows: list[list[str]]) -> list[list[str]]:
+    """The Labels cell (last) in key order: docker walks a Go map (any order each time), k3c sorts."""
+    return [[*row[:-1], ",".join(sorted(row[-1].split(",")))] for row in rows]
+
+
+def _types_differ(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Keys both fill (null on either side aside) whose JSON types differ."""
+    return {k: (type(mine[k]).__name__, type(v).__name__) for k, v in theirs.items()
+            if v is not None and mine.get(k) is not None and type(mine[k]) is not type(v)}
+
+
+def test_ps_and_inspect_match_docker(daemon: DaemonProcess, docker_peer: Any) -> None:
+    """The same running and exited containers in both: the same `ps` table, fields, `-a` and `-q`, and an
+    `inspect` document with docker's keys and value types."""
+    try:
+        args = ("run", "-d", "--name", "psup", "-l", "cmp=ps", "-l", "tier=web", "-p", "127.0.0.1:{}:80", TEST_IMAGE,
+                "sleep", "300")
+        docker_peer.run(*(a.format(18080) for a in args))
+        k3c(daemon, *(a.format(18081) for a in args))  # (docker holds 18080)
+        # creationTimestamp has whole seconds, so k3c orders containers created in the same second by name;
+        # docker by its nanoseconds. The second container is created in a later second on both sides.
+        time.sleep(1.1)
+        docker_peer.run("run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
+        k3c(daemon, "run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
+        daemon.wait_phase("psup", "Running")
+        daemon.wait_phase("psexit", "Exited")
+        wait_until(lambda: "Exited" in docker_peer.run("ps", "-a", "-f", "name=psexit"), 20, "docker's exit")
+        for args in ([], ["-a"], ["-a", "--format", PS_FORMAT], ["--no-trunc", "--format", PS_FORMAT]):
+            mine = k3c(daemon, "ps", "-f", "label=cmp=ps", *args).stdout
+            theirs = docker_peer.run("ps", "-f", "label=cmp=ps", *args)
+            assert _labels_sorted(_ps_masked(mine)) == _labels_sorted(_ps_masked(theirs)), (args, mine, theirs)
+        assert re.search(r"Exited \(3\) (\d+ seconds?|Less than a second) ago", k3c(daemon, "ps", "-a", "-f", "name=psexit").stdout)
+        for quiet, listed, count in (["-q"], [], 1), (["-aq"], ["-a"], 2):
+            mine = k3c(daemon, "ps", "-f", "label=cmp=ps", *quiet).stdout
+            theirs = docker_peer.run("ps", "-f", "label=cmp=ps", *quiet)
+            assert _ps_masked(mine) == _ps_masked(theirs) == [["ID"]] * count, (quiet, mine, theirs)
+            ids = k3c(daemon, "ps", "-f", "label=cmp=ps", *listed, "--format", "{{.ID}}").stdout
+            assert mine == ids, (mine, ids)
+        for name in ("psup", "psexit"):
+            mine, theirs = (json.loads(k3c(daemon, "inspect", name).stdout)[0],
+                            json.loads(docker_peer.run("inspect", name))[0])
+            assert set(theirs) <= set(mine), (name, set(theirs) - set(mine))
+            for key in ("State", "Config", "HostConfig", "NetworkSettings"):
+                assert set(theirs[key]) <= set(mine[key]), (name, key, set(theirs[key]) - set(mine[key]))
+                assert not _types_differ(mine[key], theirs[key]), (name, key, _types_differ(mine[key], theirs[key]))
+            assert not _types_differ(mine, theirs), (name, _types_differ(mine, theirs))
+    finally:
+        k3c(daemon, "rm", "-f", "psup", "psexit", check=False)
+        subprocess.run(docker_peer.cli("rm", "-f", "psup", "psexit"), capture_output=True, timeout=60)
 
 
 # ---- prune ----------------------------------------------------------------------------------------------
