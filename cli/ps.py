@@ -48,6 +48,27 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
 DOCKER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 FILTER_KEYS = ("id", "name", "label", "status", "ancestor", "exited", "volume", "network")
 ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_SHM_BYTES = 64 * 1024 * 1024  # containerd's /dev/shm for a sandbox, as docker's default
+# `inspect` keys for what a k3c container has no counterpart of (files a dockerd keeps per container, a graph
+# driver, links and volumes-from, blkio, realtime and Windows limits, a MAC or endpoint of docker's own
+# network): docker's zero values, so templates and clients that read docker's keys find them, with its types.
+UNSET_TOP = {"ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "MountLabel": "", "ProcessLabel": "",
+             "ExecIDs": None}
+UNSET_CONFIG = {"Domainname": "", "AttachStdout": False, "AttachStderr": False, "Volumes": None, "OnBuild": None}
+UNSET_HOST_CONFIG = {
+    "ContainerIDFile": "", "VolumeDriver": "", "VolumesFrom": None, "CgroupnsMode": "", "Cgroup": "",
+    "Links": None, "OomScoreAdj": 0, "UTSMode": "", "UsernsMode": "", "Runtime": "runc", "ConsoleSize": [0, 0],
+    "Isolation": "", "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": None,
+    "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "CpuPeriod": 0,
+    "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetMems": "", "DeviceCgroupRules": None,
+    "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0,
+    "MemorySwappiness": None, "OomKillDisable": False, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+    "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+UNSET_NETWORK = {"Bridge": "", "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                 "SandboxKey": "", "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+                 "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPPrefixLen": 0,
+                 "IPv6Gateway": "", "MacAddress": ""}
 
 
 def register(sub: Subcommands) -> None:
@@ -359,9 +380,12 @@ def _mounts(spec: dict[str, Any], volumes: Mapping[str, str]) -> list[dict[str, 
 
 def _config(obj: dict[str, Any]) -> dict[str, Any]:
     spec = obj.get("spec") or {}
+    optional = {"StopSignal": spec.get("stopSignal")}
     return {
+        **UNSET_CONFIG, **{k: v for k, v in optional.items() if v},
         "Hostname": spec.get("hostname") or obj["metadata"]["name"], "User": spec.get("user", ""),
         "AttachStdin": False, "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("stdin")),
+        "StdinOnce": bool(spec.get("stdinOnce")),
         "Env": [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or []],
         "Cmd": spec.get("args"), "Image": spec.get("image", ""), "WorkingDir": spec.get("workingDir", ""),
         "Entrypoint": spec.get("command"), "Labels": spec.get("labels") or {},
@@ -374,6 +398,7 @@ def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, 
     binds = [f"{volumes.get(m['volume'], m['volume']) if m.get('volume') else m.get('hostPath')}:{m.get('mountPath')}"
              + (":ro" if m.get("readOnly") else "") for m in spec.get("volumes") or []]
     return {
+        **UNSET_HOST_CONFIG, **_optional_host_config(spec), **_limits(spec), **_namespaces(spec),
         "Binds": binds or None, "NetworkMode": "host" if spec.get("hostNetwork") else "bridge",
         "PortBindings": _port_map(spec.get("ports") or [], ""),
         "RestartPolicy": _restart_policy(spec.get("restartPolicy") or "no"), "AutoRemove": bool(spec.get("autoRemove")),
@@ -382,6 +407,49 @@ def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, 
         "Memory": parse_bytes(spec.get("memory")),
         "NanoCpus": int(float(spec["cpus"]) * 1e9) if spec.get("cpus") else 0,
     }
+
+
+def _limits(spec: dict[str, Any]) -> dict[str, Any]:
+    swap = spec.get("memorySwap")
+    return {
+        "CpuShares": spec.get("cpuShares", 0), "CpusetCpus": spec.get("cpusetCpus", ""),
+        "MemorySwap": -1 if swap == "-1" else parse_bytes(swap), "PidsLimit": spec.get("pidsLimit"),
+        "ShmSize": parse_bytes(spec.get("shmSize")) or DEFAULT_SHM_BYTES,
+        "Ulimits": [{"Name": u["name"], "Soft": u["soft"], "Hard": u["hard"]} for u in spec.get("ulimits") or []]
+        or None,
+        "Devices": [{"PathOnHost": d["hostPath"], "PathInContainer": d.get("containerPath") or d["hostPath"],
+                     "CgroupPermissions": d.get("permissions") or "rwm"} for d in spec.get("devices") or []],
+    }
+
+
+def _namespaces(spec: dict[str, Any]) -> dict[str, Any]:
+    """Namespaces, names and security: the `run` flags' HostConfig fields."""
+    security = [*(["no-new-privileges"] if spec.get("noNewPrivileges") else []),
+                *([f"seccomp={spec['seccompProfile']}"] if spec.get("seccompProfile") else []),
+                *([f"apparmor={spec['apparmorProfile']}"] if spec.get("apparmorProfile") else [])]
+    return {
+        "IpcMode": spec.get("ipcMode") or "private", "PidMode": spec.get("pidMode") or "",
+        "GroupAdd": spec.get("groupAdd") or None, "SecurityOpt": security or None,
+        "DnsOptions": spec.get("dnsOptions") or [], "DnsSearch": spec.get("dnsSearch") or [],
+        "ExtraHosts": [f"{h['name']}:{h['ip']}" for h in spec.get("extraHosts") or []] or None,
+        "PublishAllPorts": bool(spec.get("publishAll")),
+    }
+
+
+def _optional_host_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """What docker shows only when set (Init, Tmpfs), and the log configuration.
+
+    The log driver is named "k8s-file", podman's name for the kubelet's CRI log format that k3c writes
+    (docker's "json-file" would promise a format the files are not in).
+    """
+    opts = spec.get("logOptions") or {}
+    log = {k: str(opts[o]) for k, o in (("max-size", "maxSize"), ("max-file", "maxFile")) if opts.get(o)}
+    out: dict[str, Any] = {"LogConfig": {"Type": "k8s-file", "Config": log}}
+    if spec.get("init"):
+        out["Init"] = True
+    if spec.get("tmpfs"):
+        out["Tmpfs"] = {t["mountPath"]: t.get("options", "") for t in spec["tmpfs"]}
+    return out
 
 
 def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -393,6 +461,8 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
     state, _ = docker_state(obj)
     network = "host" if spec.get("hostNetwork") else "bridge"
     return {
+        **UNSET_TOP, "LogPath": st.get("logPath", ""), "AppArmorProfile": spec.get("apparmorProfile", ""),
+        "GraphDriver": {"Data": None, "Name": "overlayfs"},
         "Id": container_id(obj), "Created": meta.get("creationTimestamp"),
         "Path": argv[0] if argv else "", "Args": argv[1:],
         "State": {
@@ -408,7 +478,7 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
         "Driver": "overlayfs", "Platform": "linux",
         "HostConfig": _host_config(spec, volumes), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
         "NetworkSettings": {
-            "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
+            **UNSET_NETWORK, "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
             "SandboxID": st.get("sandboxID", ""),
             "Networks": {network: {"IPAddress": st.get("ip", "")}},
         },

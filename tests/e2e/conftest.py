@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, skip_reason
+from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, pick_subnet, skip_reason
 from tests.support.harness import APIServerProcess, oldest_and_newest_kubectl
 
 KUBECTLS = oldest_and_newest_kubectl()
@@ -53,3 +55,35 @@ def daemon(tmp_path_factory):
     yield d
     leftovers = d.close()
     assert not leftovers, f"k3c daemon left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def docker_peer(daemon, tmp_path_factory):
+    """Debian's dockerd 20.10 beside the module's daemon, for the output comparisons issue 13 asks for:
+    bench/peers.py's DockerPeer (its own data root, socket, bridge and subnet, no iptables rules) with the
+    busybox test image loaded under the same name. Missing docker fails rather than skips: without it the
+    comparisons would silently not run. Teardown fails the module if anything but its bridge had to be
+    removed by force (it is removed regardless)."""
+    from bench.peers import DOCKER, DOCKERD, DockerPeer
+    from k3c.oci.layout import busybox_image
+    from tests.support.docker_peer import load_image
+
+    missing = [p for p in (DOCKER, DOCKERD, "/usr/bin/skopeo") if not Path(p).exists()]
+    if missing or os.geteuid() != 0:
+        pytest.fail(f"the docker 20.10 comparison needs root, Debian's docker.io and skopeo (missing: {missing})")
+    base = tmp_path_factory.mktemp("docker")
+    subnet = pick_subnet()
+    while subnet == daemon.subnet:  # (the daemon's bridge may have no address yet)
+        subnet = pick_subnet()
+    peer = DockerPeer(base / "peer", subnet)
+    try:
+        peer.start()
+        load_image(peer, base, TEST_IMAGE, busybox_image())
+    except BaseException:
+        peer.stop()
+        raise
+    yield peer
+    with contextlib.suppress(Exception):
+        peer.remove_all()
+    forced = peer.stop()
+    assert all(f.startswith("deleted bridge") for f in forced), f"dockerd left behind: {forced}"

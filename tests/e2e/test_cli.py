@@ -942,35 +942,6 @@ def test_e2e_events_follow_a_real_container_as_docker_does(daemon):
     ], "\n".join(map(str, events))
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory, daemon):
-    """Debian's dockerd 20.10 as a private peer (bench/peers.py: own data root, socket, bridge and subnet, no
-    iptables rules) with the daemon's busybox test image loaded under the same name."""
-    from bench.peers import DOCKER, DOCKERD, DockerPeer
-    from k3c.oci.layout import busybox_image, write_oci_archive
-    from tests.support.daemon_harness import pick_subnet
-
-    missing = [p for p in (DOCKER, DOCKERD, shutil.which("skopeo")) if not p or not Path(p).exists()]
-    if missing or os.geteuid() != 0:
-        pytest.skip(f"docker 20.10 comparison needs root, dockerd, docker and skopeo (missing: {missing})")
-    base = tmp_path_factory.mktemp("dockerd")
-    oci, archive = base / "busybox.oci.tar", base / "busybox.docker.tar"
-    write_oci_archive(oci, {TEST_IMAGE: busybox_image()})
-    subprocess.run(["skopeo", "copy", "--insecure-policy", f"oci-archive:{oci}",
-                    f"docker-archive:{archive}:{TEST_IMAGE}"], check=True, capture_output=True)
-    subnet = pick_subnet()
-    while subnet == daemon.subnet:
-        subnet = pick_subnet()
-    peer = DockerPeer(base / "peer", subnet)
-    try:
-        peer.start()
-        peer.load(archive)
-        yield peer
-    finally:
-        leftovers = peer.stop()
-        assert all(x.startswith("deleted bridge") for x in leftovers), leftovers
-
-
 def _events_of(argv: list[str], env: dict | None, run: Callable[..., subprocess.CompletedProcess]) -> list[str]:
     """The events one tool prints while the same commands run: volume, container lifecycle, rename."""
     reader = EventsReader.command(argv, env)
@@ -990,10 +961,10 @@ def _normalized(line: str, cid: str) -> str:
     return f"{kind} {action} {actor} ({attrs})".replace(cid, "<ID>")
 
 
-def test_e2e_events_match_docker_20_10(daemon, dockerd):
+def test_e2e_events_match_docker_20_10(daemon, docker_peer):
     """The same commands against dockerd and k3c: the same lines (times and IDs aside; k3c has no networks)."""
-    expected = _events_of(dockerd.cli("events"), None,
-                          lambda *a: subprocess.run(dockerd.cli(*a), capture_output=True, text=True, timeout=60))
+    expected = _events_of(docker_peer.cli("events"), None,
+                          lambda *a: subprocess.run(docker_peer.cli(*a), capture_output=True, text=True, timeout=60))
     ours = _events_of([sys.executable, "-m", "k3c.cli.main", "events"],
                       {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}, lambda *a: dk3c(daemon, *a))
     assert ours == expected, "\n".join(difflib.unified_diff(expected, ours, "docker", "k3c", lineterm=""))

@@ -2,9 +2,10 @@
 `rename`, `pause`/`unpause`, `top`, `stats`, the prunes and `system df`, each observed on real containers
 (frozen output, the host's processes, cgroup numbers, objects gone), with docker's wording and exit codes.
 
-Where the issue asks for it (`stats --no-stream --format`, `system df`; also `top`, the prune prompts), the output is compared with a
-private dockerd 20.10 (bench/peers.py's DockerPeer: its own data root, socket and bridge, no iptables
-rules) running the same container from the same busybox image; IDs, times and sizes are masked.
+Where the issue asks for it (`ps`, `inspect`, `stats --no-stream --format`, `system df`; also `top`,
+`history`, `diff`, the prune prompts), the output is compared with a private dockerd 20.10 (the
+``docker_peer`` fixture, tests/e2e/conftest.py) running the same container from the same busybox image;
+IDs, times and sizes are masked.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from k3c import dockerid
-from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, pick_subnet, wait_until
+from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 
 LOOP = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
 
@@ -253,31 +252,6 @@ def test_stats_reads_the_containers_cgroups(daemon: DaemonProcess) -> None:
 
 
 # ---- side by side with docker 20.10 -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def docker_peer(daemon: DaemonProcess, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A private dockerd with the test image loaded (skopeo: oci-archive → docker-archive)."""
-    from bench.peers import DOCKER, DOCKERD, DockerPeer, docker_archive
-    from k3c.oci.layout import busybox_image, write_oci_archive
-
-    if not (Path(DOCKERD).exists() and Path(DOCKER).exists()):
-        pytest.skip(f"docker 20.10 is not installed ({DOCKERD}, {DOCKER}: Debian's docker.io)")
-    base = tmp_path_factory.mktemp("docker")
-    archive = base / "busybox.oci.tar"
-    write_oci_archive(archive, {TEST_IMAGE: busybox_image()})
-    peer = DockerPeer(base / "peer", pick_subnet())
-    try:
-        peer.start()
-        peer.load(docker_archive(archive, base / "busybox.docker.tar", TEST_IMAGE))
-    except BaseException:
-        peer.stop()
-        raise
-    yield peer
-    with contextlib.suppress(Exception):
-        peer.remove_all()
-    forced = peer.stop()
-    assert not [f for f in forced if "process" in f], f"dockerd left behind: {forced}"
-
-
 def _masked(text: str) -> str:
     """Sizes, percentages and counts masked: the shapes and words must match, not the numbers."""
     text = re.sub(r"\d+(\.\d+)?(B|[kKMGT]i?B)\b", "SIZE", text)
@@ -354,6 +328,69 @@ def test_system_df_and_prune_prompts_match_docker(daemon: DaemonProcess, docker_
         docker_peer.run("rm", "-f", "dfbox")
 
 
+PS_FORMAT = "{{.ID}}|{{.Image}}|{{.Command}}|{{.Status}}|{{.Ports}}|{{.Names}}|{{.Labels}}"
+
+
+def _ps_masked(text: str) -> list[list[str]]:
+    """`ps` lines as cells, IDs, times and host ports masked (each side publishes its own host port)."""
+    text = re.sub(r"\b([0-9a-f]{64}|[0-9a-f]{12})\b", "ID", text)
+    text = re.sub(r"(Less than a second|(About )?(an?|\d+) (second|minute|hour)s?) ago", "AGO", text)
+    text = re.sub(r"Up (Less than a second|About a minute|\d+ (second|minute|hour)s?)", "Up T", text)
+    text = re.sub(r":\d+->", ":N->", text)
+    return [re.split(r"\s{2,}|\|", line) for line in text.splitlines()]
+
+
+def _labels_sorted(rows: list[list[str]]) -> list[list[str]]:
+    """The Labels cell (last) in key order: docker walks a Go map (any order each time), k3c sorts."""
+    return [[*row[:-1], ",".join(sorted(row[-1].split(",")))] for row in rows]
+
+
+def _types_differ(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Keys both fill (null on either side aside) whose JSON types differ."""
+    return {k: (type(mine[k]).__name__, type(v).__name__) for k, v in theirs.items()
+            if v is not None and mine.get(k) is not None and type(mine[k]) is not type(v)}
+
+
+def test_ps_and_inspect_match_docker(daemon: DaemonProcess, docker_peer: Any) -> None:
+    """The same running and exited containers in both: the same `ps` table, fields, `-a` and `-q`, and an
+    `inspect` document with docker's keys and value types."""
+    try:
+        args = ("run", "-d", "--name", "psup", "-l", "cmp=ps", "-l", "tier=web", "-p", "127.0.0.1:{}:80", TEST_IMAGE,
+                "sleep", "300")
+        docker_peer.run(*(a.format(18080) for a in args))
+        k3c(daemon, *(a.format(18081) for a in args))  # (docker holds 18080)
+        # creationTimestamp has whole seconds, so k3c orders containers created in the same second by name;
+        # docker by its nanoseconds. The second container is created in a later second on both sides.
+        time.sleep(1.1)
+        docker_peer.run("run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
+        k3c(daemon, "run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
+        daemon.wait_phase("psup", "Running")
+        daemon.wait_phase("psexit", "Exited")
+        wait_until(lambda: "Exited" in docker_peer.run("ps", "-a", "-f", "name=psexit"), 20, "docker's exit")
+        for args in ([], ["-a"], ["-a", "--format", PS_FORMAT], ["--no-trunc", "--format", PS_FORMAT]):
+            mine = k3c(daemon, "ps", "-f", "label=cmp=ps", *args).stdout
+            theirs = docker_peer.run("ps", "-f", "label=cmp=ps", *args)
+            assert _labels_sorted(_ps_masked(mine)) == _labels_sorted(_ps_masked(theirs)), (args, mine, theirs)
+        assert re.search(r"Exited \(3\) (\d+ seconds?|Less than a second) ago", k3c(daemon, "ps", "-a", "-f", "name=psexit").stdout)
+        for quiet, listed, count in (["-q"], [], 1), (["-aq"], ["-a"], 2):
+            mine = k3c(daemon, "ps", "-f", "label=cmp=ps", *quiet).stdout
+            theirs = docker_peer.run("ps", "-f", "label=cmp=ps", *quiet)
+            assert _ps_masked(mine) == _ps_masked(theirs) == [["ID"]] * count, (quiet, mine, theirs)
+            ids = k3c(daemon, "ps", "-f", "label=cmp=ps", *listed, "--format", "{{.ID}}").stdout
+            assert mine == ids, (mine, ids)
+        for name in ("psup", "psexit"):
+            mine, theirs = (json.loads(k3c(daemon, "inspect", name).stdout)[0],
+                            json.loads(docker_peer.run("inspect", name))[0])
+            assert set(theirs) <= set(mine), (name, set(theirs) - set(mine))
+            for key in ("State", "Config", "HostConfig", "NetworkSettings"):
+                assert set(theirs[key]) <= set(mine[key]), (name, key, set(theirs[key]) - set(mine[key]))
+                assert not _types_differ(mine[key], theirs[key]), (name, key, _types_differ(mine[key], theirs[key]))
+            assert not _types_differ(mine, theirs), (name, _types_differ(mine, theirs))
+    finally:
+        k3c(daemon, "rm", "-f", "psup", "psexit", check=False)
+        subprocess.run(docker_peer.cli("rm", "-f", "psup", "psexit"), capture_output=True, timeout=60)
+
+
 # ---- prune ----------------------------------------------------------------------------------------------
 def test_container_prune_removes_stopped_containers_the_filters_allow(daemon: DaemonProcess) -> None:
     k3c(daemon, "run", "-d", "--name", "pr-running", "-l", "prune=me", TEST_IMAGE, "sleep", "300")
@@ -428,13 +465,11 @@ def _history_image() -> Any:
 
 
 def test_history_matches_docker(daemon: DaemonProcess, docker_peer: Any, tmp_path: Path) -> None:
-    from bench.peers import docker_archive
-    from k3c.oci.layout import write_oci_archive
+    from tests.support.docker_peer import load_image
 
     image = _history_image()
     daemon.import_image(HISTORY_IMAGE, image)
-    write_oci_archive(tmp_path / "h.oci.tar", {HISTORY_IMAGE: image})
-    docker_peer.load(docker_archive(tmp_path / "h.oci.tar", tmp_path / "h.docker.tar", HISTORY_IMAGE))
+    load_image(docker_peer, tmp_path, HISTORY_IMAGE, image)
 
     def has_history() -> bool:
         items = daemon.api.get("/apis/k3c.io/v1alpha1/images").get("items", [])

@@ -429,26 +429,24 @@ def test_seccomp_profile_file(daemon: Any, tmp_path: Path) -> None:
     assert ok(daemon, "run", "--rm", TEST_IMAGE, "sh", "-c", "mkdir /tmp/x && echo made").strip() == "made"
 
 
-def test_port_output_matches_dockers(daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_port_output_matches_dockers(daemon: Any, docker_peer: Any, tmp_path: Path) -> None:
     """The same `run -P --expose -p` on docker 20.10 and k3c: `port` prints the same lines (host ports
     normalised; docker also lists each binding for IPv6, which k3c does not publish)."""
     from k3c.oci.layout import ImageConfig, busybox_image
-    from tests.support import dockerd
+    from tests.support.docker_peer import load_image
 
-    if not dockerd.available():
-        pytest.fail("dockerd 20.10 (docker.io) is needed for the comparison")
-    docker = dockerd.Dockerd(tmp_path_factory.mktemp("dockerd"))
+    image = busybox_image(config=ImageConfig(exposed_ports=["8080/tcp"]))
+    load_image(docker_peer, tmp_path, "k3c.test/ported:1", image)
+    daemon.import_image("k3c.test/ported:1", image)
     try:
-        docker.start()
-        docker.import_busybox("k3c.test/ported:1", "EXPOSE 8080/tcp")
-        daemon.import_image("k3c.test/ported:1", busybox_image(config=ImageConfig(exposed_ports=["8080/tcp"])))
         flags = ["-d", "--name", "ported", "-P", "--expose", "9090"]
         cmd = ["k3c.test/ported:1", "sleep", "300"]
-        docker.docker("run", *flags, "-p", "127.0.0.1:7070:7070/udp", *cmd)
+        docker_peer.run("run", *flags, "-p", "127.0.0.1:7070:7070/udp", *cmd)
         ok(daemon, "run", *flags, "-p", "127.0.0.1:7071:7070/udp", *cmd)  # (docker holds 7070)
 
         def both(*args: str) -> tuple[tuple[int, list[str], str], tuple[int, list[str], str]]:
-            d, k = docker.docker("port", *args, check=False), k3c(daemon, "port", *args)
+            d = subprocess.run(docker_peer.cli("port", *args), capture_output=True, text=True, timeout=60)
+            k = k3c(daemon, "port", *args)
             norm = [re.sub(r":\d+$", ":N", line) for line in d.stdout.splitlines() if "::" not in line]
             mine = [re.sub(r":\d+$", ":N", line) for line in k.stdout.splitlines()]
             return (d.returncode, sorted(norm), d.stderr), (k.returncode, sorted(mine), k.stderr)
@@ -458,5 +456,5 @@ def test_port_output_matches_dockers(daemon: Any, tmp_path_factory: pytest.TempP
             theirs, mine = both(*args)
             assert mine == theirs, (args, theirs, mine)
     finally:
-        docker.close()
+        subprocess.run(docker_peer.cli("rm", "-f", "ported"), capture_output=True, timeout=60)
         k3c(daemon, "rm", "-f", "ported")

@@ -12,7 +12,7 @@ import yaml
 from k3c import dockerid
 from k3c.cli import mountflags, networkflags, runflags
 from k3c.cli.common import human_duration
-from k3c.cli.ps import format_ports, normalize_image
+from k3c.cli.ps import docker_inspect, format_ports, normalize_image
 from k3c.cli.template import Format, Template, TemplateError
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -170,3 +170,26 @@ def test_kubeconfig_json_fast_path_and_yaml(tmp_path):
     (tmp_path / "bad").write_text("clusters: [unclosed")
     with pytest.raises(kubeclient.ConfigError, match="invalid kubeconfig"):
         kubeclient.load(str(tmp_path / "bad"))
+
+
+def test_inspect_shows_the_run_flags_in_dockers_hostconfig_fields() -> None:
+    obj = {"metadata": {"name": "web", "namespace": "default", "uid": "u1"}, "spec": {
+        "image": "busybox", "memorySwap": "-1", "shmSize": "128m", "pidsLimit": 50, "cpuShares": 512,
+        "ulimits": [{"name": "nofile", "soft": 100, "hard": 200}], "noNewPrivileges": True,
+        "seccompProfile": "unconfined", "extraHosts": [{"name": "db", "ip": "10.0.0.5"}], "ipcMode": "host",
+        "init": True, "tmpfs": [{"mountPath": "/run", "options": "size=1m"}], "stopSignal": "SIGUSR1",
+        "logOptions": {"maxSize": "1m", "maxFile": 3}, "devices": [{"hostPath": "/dev/null"}]}}
+    doc = docker_inspect(obj)
+    hc = doc["HostConfig"]
+    assert (hc["MemorySwap"], hc["ShmSize"], hc["PidsLimit"], hc["CpuShares"]) == (-1, 128 << 20, 50, 512)
+    assert hc["Ulimits"] == [{"Name": "nofile", "Soft": 100, "Hard": 200}]
+    assert hc["SecurityOpt"] == ["no-new-privileges", "seccomp=unconfined"]
+    assert (hc["ExtraHosts"], hc["IpcMode"], hc["Init"], hc["Tmpfs"]) == (["db:10.0.0.5"], "host", True,
+                                                                          {"/run": "size=1m"})
+    assert hc["LogConfig"] == {"Type": "k8s-file", "Config": {"max-size": "1m", "max-file": "3"}}
+    assert hc["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/null", "CgroupPermissions": "rwm"}]
+    assert doc["Config"]["StopSignal"] == "SIGUSR1"
+    plain = docker_inspect({"metadata": {"name": "p"}, "spec": {"image": "busybox"}})
+    assert "Init" not in plain["HostConfig"] and "Tmpfs" not in plain["HostConfig"]
+    assert (plain["HostConfig"]["ShmSize"], plain["HostConfig"]["Ulimits"], plain["HostConfig"]["MemorySwap"]) == \
+        (64 << 20, None, 0)
