@@ -22,6 +22,7 @@ from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_n
 from k3c.daemon.noderuntime import kubelet_endpoints, kubelet_use
 from k3c.daemon.pause import ensure_pause_image
 from tests.support.daemon_harness import DaemonProcess, pick_subnet
+from tests.support.harness import wait_until
 
 pytestmark = pytest.mark.containerd
 
@@ -91,7 +92,8 @@ def test_a_containerd_a_running_kubelet_names_is_refused(runtime: ContainerdConf
     kubelet = subprocess.Popen(["kubelet", "-c", "import time; time.sleep(120)",
                                 f"--container-runtime-endpoint={endpoint}"], executable=sys.executable)
     try:
-        assert str(runtime.socket_path) in kubelet_endpoints()
+        # (exec returns to the parent before the kernel sets the new argv up: /proc may show none for a moment)
+        wait_until(lambda: str(runtime.socket_path) in kubelet_endpoints(), 5, "the kubelet in /proc")
         cp = _daemon(tmp_path, runtime)
         assert cp.returncode == 125
         assert "refusing --containerd-address" in cp.stderr and "a kubelet on this host uses it" in cp.stderr
