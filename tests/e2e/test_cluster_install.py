@@ -104,12 +104,15 @@ def _loopback_address() -> str:
     return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
 
 
-def _stand_in_runtime(base: Path) -> ContainerdConfig:
+def _stand_in_runtime(base: Path) -> ContainerdProcess:
+    """The node's runtime as k3s runs it: a containerd of its own, kept as the process object that started it
+    (only that object may stop it: it stops the PID it started)."""
     bridge = f"k3cr{uuid.uuid4().hex[:6]}"
     cfg = ContainerdConfig(root_dir=base / "rt-root", state_dir=base / "rt", bridge=bridge, network_name=bridge,
                            subnet=pick_subnet())
-    asyncio.run(ContainerdProcess(cfg).start())
-    return cfg
+    process = ContainerdProcess(cfg)
+    asyncio.run(process.start())
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def cluster() -> Iterator[Cluster]:
     base = Path(tempfile.mkdtemp(prefix="k3ci-", dir="/tmp"))  # short: containerd's socket paths
     server = APIServerProcess(base / "cluster")
     server.start()
-    runtimes: list[ContainerdConfig] = []
+    runtimes: list[ContainerdProcess] = []
     nodes: dict[str, Node] = {}
     problems: list[str] = []
     try:
@@ -131,8 +134,9 @@ def cluster() -> Iterator[Cluster]:
         assert install.returncode == 0, install.stderr
         daemonset = _rendered_daemonset()
         for name in NODES:
-            runtime = _stand_in_runtime(base / name)
-            runtimes.append(runtime)
+            process = _stand_in_runtime(base / name)
+            runtimes.append(process)
+            runtime = process.config
             agent = DaemonSetAgent(base / name / "agent", server, name, daemonset,
                                    {"/run/containerd": runtime.socket_path.parent}, _loopback_address())
             nodes[name] = Node(agent, runtime)
@@ -143,9 +147,12 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(server, nodes, daemonset, install.stdout)
     finally:
         problems = [f"{name}: {p}" for name, n in nodes.items() for p in n.agent.close()]
-        for runtime in runtimes:
-            asyncio.run(ContainerdProcess(runtime).stop())
-            cleanup_network(runtime)
+        for process in runtimes:
+            pid = process.pid
+            asyncio.run(process.stop())
+            cleanup_network(process.config)
+            if pid is not None and Path(f"/proc/{pid}").exists():
+                problems.append(f"the stand-in runtime's containerd {pid} is still running")
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
     assert not problems, problems
