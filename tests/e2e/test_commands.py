@@ -201,6 +201,17 @@ def test_top_lists_the_containers_processes_with_ps_columns(daemon: DaemonProces
         custom = k3c(daemon, "container", "top", "topped", "-o", "pid,comm").stdout.splitlines()
         assert custom[0].split() == ["PID", "COMMAND"] and sorted(c.split()[1] for c in custom[1:]) == [
             "sh", "sleep", "sleep"]
+        from k3c.api import LOCAL_CONTAINERS
+        from k3c.apierrors import BadRequest
+
+        bogus = k3c(daemon, "top", "topped", "--no-such-ps-option", check=False)
+        assert bogus.returncode == 1 and bogus.stderr.startswith("Error response from daemon: ps: ") and \
+            bogus.stderr.count("\n") == 1, bogus.stderr
+        try:  # the caller's bad ps options are a 400, never a 500
+            daemon.api.get(LOCAL_CONTAINERS.path("default", "topped", "top"), ps_args="--no-such-ps-option")
+            raise AssertionError("ps refused nothing")
+        except BadRequest as err:
+            assert err.code == 400
         nopid = k3c(daemon, "top", "topped", "-o", "comm", check=False)
         assert (nopid.returncode, nopid.stderr) == (
             1, "Error response from daemon: Couldn't find PID field in ps output\n")
