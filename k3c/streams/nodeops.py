@@ -138,8 +138,8 @@ class ContainerOperations:
         pids = await _call(self.tasks.list_pids(rc.id))
         try:
             listing = await top.run_ps(args, pids)
-        except top.TopError as err:  # docker's words alone, as dockerd answers them
-            raise errors.APIError(500, "InternalError", str(err)) from None
+        except top.TopError as err:  # docker's words alone; ps refusing the caller's options is their bad input
+            raise errors.bad_request(str(err)) from None
         return web.json_response(listing)
 
     # ---- stats ----
