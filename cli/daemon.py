@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+from pathlib import Path
 
 from k3c.api import DEFAULT_ROOT_DIR
 from k3c.cli.apiserver import parse_listen, parse_ttl
@@ -22,6 +23,10 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--state-dir", default="/run/k3c", help="Runtime state: sockets, pids (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", type=parse_listen, metavar="HOST:PORT",
                    help="Address of the embedded API server (default %(default)s)")
+    p.add_argument("--docker-socket", metavar="PATH",
+                   help="Serve the Docker Engine API on this unix socket (default <state-dir>/docker.sock)")
+    p.add_argument("--docker-namespace", metavar="NAME",
+                   help="Namespace the Docker API works in (default: the kubeconfig context's, else default)")
     p.add_argument("--kubeconfig", metavar="FILE", help="Use this cluster instead of the embedded API server")
     p.add_argument("--containerd-address", metavar="SOCK", help="Use this containerd instead of starting one")
     p.add_argument("--group", metavar="NAME|GID",
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     from k3c.cli.errors import CLIError
     from k3c.daemon.supervisor import Daemon, DaemonConfig, DaemonError, resolve_group
+    from k3c.dockerapi.server import DockerAPIServer, DockerSocketConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("grpc", "asyncio", "aiohttp"):
@@ -73,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
             credentials_namespace=args.credentials_namespace,
         )
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
-        asyncio.run(Daemon(config).run())
+        docker = DockerAPIServer(DockerSocketConfig(
+            socket_path=Path(args.docker_socket or Path(config.state_dir) / "docker.sock").absolute(),
+            kubeconfig=config.kubeconfig_path, node_name=config.node_name, root_dir=config.root_dir,
+            group=config.group, namespace=args.docker_namespace, explicit=args.docker_socket is not None,
+        ))
+        asyncio.run(Daemon(config, frontends=[docker]).run())
     except (DaemonError, ValueError) as err:
         raise CLIError(f"k3c: {err}") from None
     return 0
