@@ -17,12 +17,15 @@ import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from k3c import dockerid
 from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
 from k3c.cli.errors import CLIError, daemon_error, no_such_container
+from k3c.dockerview import runtime_id as runtime_id
+from k3c.timefmt import parse_time as parse_time
+from k3c.timefmt import since as since
+from k3c.units import human_duration as human_duration
 
 if TYPE_CHECKING:
     from k3c.apierrors import APIError
@@ -252,12 +255,6 @@ def container_id(obj: dict[str, Any]) -> str:
     return dockerid.object_id(obj)
 
 
-def runtime_id(obj: dict[str, Any]) -> str:
-    """The CRI container of the object's current start ('' before the first): never shown as an ID, only
-    used to tell one start from the next."""
-    return str((obj.get("status") or {}).get("containerID") or "")
-
-
 def short_id(cid: str) -> str:
     return cid[:12]
 
@@ -369,51 +366,6 @@ def generate_name(retry: int = 0) -> str:
 
 
 # ---- time -------------------------------------------------------------------------------------------
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def since(value: str | None, now: float | None = None) -> float | None:
-    """Seconds elapsed since an RFC 3339 timestamp."""
-    t = parse_time(value)
-    if t is None:
-        return None
-    return max(0.0, (now if now is not None else time.time()) - t.timestamp())
-
-
-def human_duration(seconds: float) -> str:
-    """docker's units.HumanDuration, so ages read exactly as in `docker ps`."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
-
 def go_time(value: str | None) -> str:
     """A timestamp as Go's time.Time.String() prints it in local time (docker's CreatedAt)."""
     t = parse_time(value)

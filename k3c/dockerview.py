@@ -1,0 +1,164 @@
+"""Docker's view of a LocalContainer: its state as `docker ps` words it and the document `docker inspect` prints.
+
+Shared by the two front doors that show containers the docker way, the CLI (`k3c ps`, `k3c inspect`) and
+the Docker Engine API (:mod:`k3c.dockerapi`), so both show the same fields with the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from k3c import dockerid
+from k3c.timefmt import since
+from k3c.units import human_duration
+
+DOCKER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def runtime_id(obj: dict[str, Any]) -> str:
+    """The CRI container of the object's current start ('' before the first): never shown as an ID, only
+    used to tell one start from the next."""
+    return str((obj.get("status") or {}).get("containerID") or "")
+
+
+def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, str]:
+    """(State, Status) as docker prints them: ("running", "Up 5 minutes"), ("exited", "Exited (0) 3 seconds ago")."""
+    st = obj.get("status") or {}
+    ph = st.get("phase") or "Pending"
+    if obj["metadata"].get("deletionTimestamp"):
+        return "removing", "Removal In Progress"
+    if ph == "Running":
+        health = (st.get("health") or {}).get("status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return "running", "Up " + human_duration(since(st.get("startedAt"), now) or 0) + suffix.get(health or "", "")
+    if ph == "Exited":
+        ago = since(st.get("finishedAt"), now)
+        code = st.get("exitCode", 0)
+        if (st.get("summary") or "").startswith("Restarting"):  # the restart policy will start it again
+            return "restarting", f"Restarting ({code}) {human_duration(ago or 0)} ago"
+        return "exited", f"Exited ({code}) {human_duration(ago)} ago" if ago is not None else f"Exited ({code})"
+    if ph == "Failed":
+        return "dead", "Failed"
+    if st.get("restartCount") and st.get("finishedAt"):
+        restarted = human_duration(since(st.get("finishedAt"), now) or 0)
+        return "restarting", f"Restarting ({st.get('exitCode', 0)}) {restarted} ago"
+    return "created", "Created"
+
+
+def parse_bytes(value: str | None) -> int:
+    """spec.memory (bytes, docker suffixes or Ki/Mi/Gi/Ti) as bytes."""
+    if not value:
+        return 0
+    m = re.match(r"^([0-9.]+)\s*([a-zA-Z]*)$", str(value))
+    if not m:
+        return 0
+    unit = m.group(2).lower().rstrip("b").rstrip("i")
+    power = " kmgtp".index(unit) if unit and unit in "kmgtp" else 0
+    return int(float(m.group(1)) * 1024 ** power)
+
+
+def _port_key(p: dict[str, Any]) -> str:
+    return f"{p.get('containerPort')}/{(p.get('protocol') or 'TCP').lower()}"
+
+
+def _port_map(ports: list[dict[str, Any]], default_ip: str) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(_port_key(p), []).append({"HostIp": p.get("hostIP") or default_ip,
+                                                 "HostPort": str(p.get("hostPort") or "")})
+    return out
+
+
+def _restart_policy(value: str) -> dict[str, Any]:
+    name, _, count = value.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+def _mounts(spec: dict[str, Any], volumes: Mapping[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for m in spec.get("volumes") or []:
+        if m.get("volume"):
+            out.append({"Type": "volume", "Name": volumes.get(m["volume"], m["volume"]), "Source": "",
+                        "Destination": m.get("mountPath"), "Driver": "local", "Mode": "z",
+                        "RW": not m.get("readOnly"), "Propagation": ""})
+        else:
+            out.append({"Type": "bind", "Source": m.get("hostPath"), "Destination": m.get("mountPath"),
+                        "Mode": "", "RW": not m.get("readOnly"), "Propagation": "rprivate"})
+    return out
+
+
+def _config(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    return {
+        "Hostname": spec.get("hostname") or obj["metadata"]["name"], "User": spec.get("user", ""),
+        "AttachStdin": False, "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("stdin")),
+        "Env": [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or []],
+        "Cmd": spec.get("args"), "Image": spec.get("image", ""), "WorkingDir": spec.get("workingDir", ""),
+        "Entrypoint": spec.get("command"), "Labels": spec.get("labels") or {},
+        "StopTimeout": spec.get("stopTimeout", 10),
+        "ExposedPorts": {_port_key(p): {} for p in spec.get("ports") or []} or None,
+    }
+
+
+def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, Any]:
+    binds = [f"{volumes.get(m['volume'], m['volume']) if m.get('volume') else m.get('hostPath')}:{m.get('mountPath')}"
+             + (":ro" if m.get("readOnly") else "") for m in spec.get("volumes") or []]
+    return {
+        "Binds": binds or None, "NetworkMode": "host" if spec.get("hostNetwork") else "bridge",
+        "PortBindings": _port_map(spec.get("ports") or [], ""),
+        "RestartPolicy": _restart_policy(spec.get("restartPolicy") or "no"), "AutoRemove": bool(spec.get("autoRemove")),
+        "CapAdd": spec.get("capAdd"), "CapDrop": spec.get("capDrop"), "Dns": spec.get("dns") or [],
+        "Privileged": bool(spec.get("privileged")), "ReadonlyRootfs": bool(spec.get("readOnlyRootFilesystem")),
+        "Memory": parse_bytes(spec.get("memory")),
+        "NanoCpus": int(float(spec["cpus"]) * 1e9) if spec.get("cpus") else 0,
+    }
+
+
+def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c;
+    ``volumes`` maps Volume object names to their docker names."""
+    volumes = volumes or {}
+    spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
+    argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
+    state, _ = docker_state(obj)
+    network = "host" if spec.get("hostNetwork") else "bridge"
+    return {
+        "Id": dockerid.object_id(obj), "Created": meta.get("creationTimestamp"),
+        "Path": argv[0] if argv else "", "Args": argv[1:],
+        "State": {
+            "Status": state, "Running": state == "running", "Paused": False, "Restarting": state == "restarting",
+            "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
+            "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
+            "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
+            **_health(st),
+        },
+        "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
+        "RestartCount": st.get("restartCount", 0),
+        "Driver": "overlayfs", "Platform": "linux",
+        "HostConfig": _host_config(spec, volumes), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
+        "NetworkSettings": {
+            "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
+            "SandboxID": st.get("sandboxID", ""),
+            "Networks": {network: {"IPAddress": st.get("ip", "")}},
+        },
+        "K3c": {
+            "Namespace": meta.get("namespace"), "Object": meta["name"], "UID": meta.get("uid"),
+            "RuntimeID": runtime_id(obj),
+            "Node": st.get("node") or spec.get("nodeName") or "", "Phase": st.get("phase", "Pending"),
+            "DesiredState": spec.get("state", "Running"), "Message": st.get("message", ""),
+            "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
+        },
+    }
+
+
+def _health(status: dict[str, Any]) -> dict[str, Any]:
+    """State.Health, when the container has a health check."""
+    health = status.get("health")
+    if not health:
+        return {}
+    return {"Health": {"Status": health.get("status", "starting"), "FailingStreak": health.get("failingStreak", 0),
+                       "Log": [{"Start": r.get("start"), "End": r.get("end"), "ExitCode": r.get("exitCode"),
+                                "Output": r.get("output", "")} for r in health.get("log") or []]}}
