@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 from k3c import dockerid
 from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
 from k3c.cli.errors import CLIError, daemon_error, no_such_container
+from k3c.containerlife import ACTIVE_PHASES as ACTIVE_PHASES
+from k3c.containerlife import is_running as is_running
+from k3c.dockerid import generate_name as generate_name
 from k3c.dockerview import runtime_id as runtime_id
 from k3c.timefmt import parse_time as parse_time
 from k3c.timefmt import since as since
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
     from k3c.apierrors import APIError
     from k3c.kubeclient import Client
 
-ACTIVE_PHASES = ("Pending", "Pulling", "Creating", "Running")
 
 
 
@@ -327,44 +329,6 @@ def for_each(refs: list[str], action: Callable[[str], None]) -> int:
     return status
 
 
-ADJECTIVES = (
-    "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming clever cool "
-    "compassionate competent confident crazy dazzling determined dreamy eager ecstatic elastic elated elegant "
-    "epic fervent festive flamboyant focused friendly frosty funny gallant gifted goofy gracious happy hardcore "
-    "heuristic hopeful hungry infallible inspiring intelligent jolly jovial keen kind laughing loving lucid "
-    "magical modest musing mystifying naughty nervous nice nifty nostalgic objective optimistic peaceful "
-    "pensive practical priceless quirky quizzical relaxed reverent romantic sad serene sharp silly sleepy "
-    "stoic strange stupefied suspicious sweet tender thirsty trusting unruffled upbeat vibrant vigilant "
-    "vigorous wizardly wonderful xenodochial youthful zealous zen"
-).split()
-
-SURNAMES = (
-    "agnesi albattani allen archimedes ardinghelli aryabhata babbage banach bardeen bartik bell benz bhabha "
-    "blackwell bohr booth borg bose brahmagupta brattain brown cannon carson cerf chandrasekhar clarke "
-    "cohen curie darwin davinci dijkstra driscoll dubinsky easley edison einstein elgamal elion engelbart "
-    "euclid euler faraday fermat fermi feynman franklin galileo gauss goldberg goldstine goodall hamilton "
-    "hawking heisenberg hermann hodgkin hofstadter hopper hypatia jackson jang jennings johnson joliot kalam "
-    "kapitsa keller kepler khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt "
-    "lovelace lumiere mahavira margulis matsumoto maxwell mayer mccarthy mcclintock meitner mendel "
-    "merkle minsky mirzakhani montalcini morse murdock napier nash neumann newton nightingale nobel noether "
-    "northcutt noyce pascal pasteur payne perlman pike poincare ptolemy raman ramanujan ride ritchie "
-    "roentgen rosalind saha sammet shamir shannon shaw shirley shockley sinoussi snyder spence stonebraker "
-    "sutherland swanson tesla thompson torvalds turing varahamihira villani volhard wescoff wiles williams "
-    "wilson wing wozniak wright wu yalow yonath zhukovsky"
-).split()
-
-
-def generate_name(retry: int = 0) -> str:
-    """adjective-surname like docker's namesgenerator, with '-' (not docker's '_') so the object name is the
-    docker name itself (k3c.dockerid maps a name with '_' to one with a hash suffix)."""
-    import random
-
-    name = f"{random.choice(ADJECTIVES)}-{random.choice(SURNAMES)}"
-    if name == "boring-wozniak":  # Steve Wozniak is not boring (docker's own rule)
-        return generate_name(retry)
-    return f"{name}{random.randint(0, 9)}" if retry else name
-
-
 # ---- time -------------------------------------------------------------------------------------------
 def go_time(value: str | None) -> str:
     """A timestamp as Go's time.Time.String() prints it in local time (docker's CreatedAt)."""
@@ -445,14 +409,6 @@ def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | N
 
 def phase(obj: dict[str, Any] | None) -> str:
     return ((obj or {}).get("status") or {}).get("phase") or "Pending"
-
-
-def is_running(obj: dict[str, Any]) -> bool:
-    """Running as docker means it (rm refuses without -f): the process is up or about to be."""
-    st = obj.get("status") or {}
-    if st.get("phase") == "Running":
-        return True
-    return (obj.get("spec") or {}).get("state", "Running") == "Running" and st.get("phase") in ACTIVE_PHASES[1:]
 
 
 def parse_filters(values: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:

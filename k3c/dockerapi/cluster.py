@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from k3c import kubeclient
 from k3c.api import Resource
+from k3c.apierrors import NotFound
 
 T = TypeVar("T")
 
@@ -54,3 +56,41 @@ class Cluster:
     async def raw(self, path: str) -> dict[str, Any]:
         """A GET of a path that is not a namespaced resource (``/version``)."""
         return await self.call(lambda c: c.get(path))
+
+    async def get(self, resource: Resource, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        def run(c: kubeclient.Client) -> dict[str, Any] | None:
+            try:
+                return c.get(resource.path(c.conn.namespace, name))
+            except NotFound as err:
+                if err.details.get("name"):
+                    return None
+                raise
+
+        return await self.call(run)
+
+    async def create(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(lambda c: c.create(resource.path(c.conn.namespace), obj))
+
+    async def merge_patch(self, resource: Resource, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(lambda c: c.merge_patch(resource.path(c.conn.namespace, name), patch))
+
+    async def delete(self, resource: Resource, name: str) -> dict[str, Any]:
+        """The API's answer to the DELETE: the object while finalizers hold it, else a Status."""
+        return await self.call(lambda c: c.delete(resource.path(c.conn.namespace, name)))
+
+    async def wait_for(self, resource: Resource, name: str, done: Callable[[dict[str, Any] | None], bool],
+                       timeout: float) -> dict[str, Any] | None:
+        """Poll the object (None once gone) until ``done`` says so; TimeoutError after ``timeout`` s.
+
+        Polling rather than a watch keeps no worker thread blocked while a client waits."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            obj = await self.get(resource, name)
+            if done(obj):
+                return obj
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            await asyncio.sleep(delay)
+            delay = min(0.2, delay * 1.5)

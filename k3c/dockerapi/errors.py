@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from k3c.dockerapi.replies import reply
+
 
 class DockerError(Exception):
     """A failure the client caused or must hear about; ``status`` is the HTTP status docker uses for it."""
@@ -39,4 +41,4 @@ class Conflict(DockerError):
 
 def error_response(status: int, message: str) -> web.Response:
     """docker's error body: a JSON object with one ``message`` field."""
-    return web.json_response({"message": message}, status=status)
+    return reply({"message": message}, status=status)

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import system, versions
+from k3c.dockerapi import containers, system, versions
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -35,6 +35,14 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/_ping", system.ping),
     ("GET", "/version", system.version),
     ("GET", "/info", system.info),
+    ("POST", "/containers/create", containers.create),
+    ("GET", "/containers/json", containers.list_containers),
+    ("GET", "/containers/{id}/json", containers.inspect),
+    ("POST", "/containers/{id}/start", containers.start),
+    ("POST", "/containers/{id}/stop", containers.stop),
+    ("POST", "/containers/{id}/kill", containers.kill),
+    ("POST", "/containers/{id}/restart", containers.restart),
+    ("DELETE", "/containers/{id}", containers.remove),
 ]
 
 _API_STATUS = {apierrors.NotFound: 404, apierrors.Conflict: 409, apierrors.BadRequest: 400,

@@ -19,7 +19,9 @@ from aiohttp import web
 from k3c import __version__
 from k3c.api import IMAGES, LOCAL_CONTAINERS, VOLUMES
 from k3c.dockerapi.cluster import Cluster
+from k3c.dockerapi.replies import reply
 from k3c.dockerapi.versions import API_VERSION, MIN_API_VERSION
+from k3c.dockerview import docker_state
 
 #: on every ``/_ping`` answer, as dockerd sends them (clients read the version and builder from these)
 PING_HEADERS = {"API-Version": API_VERSION, "OSType": "linux", "Builder-Version": "1",
@@ -55,7 +57,7 @@ async def version(request: web.Request) -> web.Response:
     details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": _arch(),
                "KernelVersion": platform.release(), "GitCommit": "", "GoVersion": "", "BuildTime": "",
                "Experimental": False}
-    return web.json_response({
+    return reply({
         "Platform": {"Name": f"k3c {__version__}"},
         "Components": [{"Name": "Engine", "Version": __version__, "Details": {
             k: str(v).lower() if isinstance(v, bool) else v for k, v in details.items()}}],
@@ -67,11 +69,10 @@ async def info(request: web.Request) -> web.Response:
     cluster: Cluster = request.app["cluster"]
     host: Host = request.app["host"]
     containers = await cluster.list(LOCAL_CONTAINERS)
-    running = sum(1 for o in containers if (o.get("status") or {}).get("phase") == "Running"
-                  and not o["metadata"].get("deletionTimestamp"))
+    running = sum(1 for o in containers if docker_state(o)[0] == "running")
     images = await cluster.list(IMAGES, namespaced=False)
     await cluster.list(VOLUMES)  # the API server answers, so the socket is worth using
-    return web.json_response(_info_doc(host, len(containers), running, len(images)))
+    return reply(_info_doc(host, len(containers), running, len(images)))
 
 
 def _info_doc(host: Host, containers: int, running: int, images: int) -> dict[str, Any]:

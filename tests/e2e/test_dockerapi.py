@@ -17,6 +17,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from k3c import dockerid
+from tests.support.daemon_harness import TEST_IMAGE
+
 DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io client (the one the issue names)
 
 
@@ -158,3 +161,114 @@ def test_docker_socket_flag_puts_it_elsewhere_and_stop_removes_it(tmp_path):
     finally:
         leftovers = d.close()
     assert not leftovers, leftovers
+
+
+# ---- containers -------------------------------------------------------------------------------------
+def _ps(sock: str, *args: str) -> list[str]:
+    return ok(sock, "ps", "--format", "{{.Names}}", *args).split()
+
+
+def test_docker_cli_container_lifecycle(daemon, sock):
+    """run -d, ps with filters, inspect, stop, start, restart, kill, rm -f: the objects k3c writes, one ID."""
+    cid = ok(sock, "run", "-d", "--name", "proj_web_1", "-l", "app=web", "-p", "18080:80",
+             TEST_IMAGE, "sleep", "300").strip()
+    assert len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
+    obj = daemon.container(dockerid.object_name("proj_web_1"))
+    assert obj is not None and dockerid.object_id(obj) == cid  # kubectl sees what docker made, same ID
+    assert obj["metadata"]["annotations"]["k3c.io/name"] == "proj_web_1"
+    assert obj["spec"]["labels"] == {"app": "web"}
+    assert obj["spec"]["ports"] == [{"containerPort": 80, "hostPort": 18080, "protocol": "TCP"}]
+    assert "proj_web_1" in _ps(sock)
+    assert _ps(sock, "--filter", "label=app=web") == ["proj_web_1"]
+    assert _ps(sock, "--filter", "label=app=other") == []
+    assert _ps(sock, "--filter", "name=web_1", "--filter", "status=running") == ["proj_web_1"]
+    assert _ps(sock, "--filter", f"id={cid[:10]}") == ["proj_web_1"]
+    assert _ps(sock, "--filter", f"ancestor={TEST_IMAGE}") == ["proj_web_1"]
+    doc = json.loads(ok(sock, "inspect", "proj_web_1"))[0]
+    assert doc["Id"] == cid and doc["Name"] == "/proj_web_1" and doc["State"]["Running"] is True
+    assert doc["Config"]["Tty"] is False and doc["Config"]["Labels"] == {"app": "web"}
+    assert doc["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == "18080"
+    assert ok(sock, "stop", "-t", "1", "proj_web_1").strip() == "proj_web_1"
+    assert _ps(sock, "-a", "--filter", "status=exited") == ["proj_web_1"]
+    assert _ps(sock) == []
+    ok(sock, "start", "proj_web_1")
+    assert json.loads(ok(sock, "inspect", "-f", "{{json .State.Running}}", cid[:12])) is True
+    ok(sock, "restart", "-t", "1", "proj_web_1")
+    assert json.loads(ok(sock, "inspect", "-f", "{{json .RestartCount}}", "proj_web_1")) >= 0
+    assert json.loads(ok(sock, "inspect", "-f", "{{json .Id}}", "proj_web_1")) == cid  # restart keeps the ID
+    ok(sock, "kill", "proj_web_1")
+    assert json.loads(ok(sock, "inspect", "-f", "{{json .State.Running}}", "proj_web_1")) is False
+    ok(sock, "start", "proj_web_1")
+    cp = cli(sock, "rm", "proj_web_1")
+    assert cp.returncode != 0 and "cannot remove a running container" in cp.stderr
+    ok(sock, "rm", "-f", "proj_web_1")
+    assert daemon.container(dockerid.object_name("proj_web_1")) is None
+    cp = cli(sock, "inspect", "proj_web_1")
+    assert cp.returncode != 0 and "No such object: proj_web_1" in cp.stderr
+
+
+def test_docker_cli_name_conflict_and_created_state(sock):
+    ok(sock, "create", "--name", "twice", TEST_IMAGE, "true")
+    assert _ps(sock, "-a", "--filter", "status=created") == ["twice"]
+    cp = cli(sock, "create", "--name", "twice", TEST_IMAGE, "true")
+    assert cp.returncode != 0 and 'The container name "/twice" is already in use' in cp.stderr
+    ok(sock, "rm", "twice")
+    assert _ps(sock, "-a", "--filter", "name=twice") == []
+
+
+def test_docker_py_containers(daemon, dockerpy):
+    c = dockerpy.containers.run(TEST_IMAGE, ["sleep", "300"], detach=True, name="pyctr", labels={"via": "py"})
+    assert len(c.id) == 64 and c.name == "pyctr"
+    c.reload()
+    assert c.status == "running"
+    assert [x.name for x in dockerpy.containers.list(filters={"label": "via=py"})] == ["pyctr"]
+    c.stop(timeout=1)
+    c.reload()
+    assert c.status == "exited"
+    c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        dockerpy.containers.get("pyctr")
+    unnamed = dockerpy.containers.create(TEST_IMAGE, "true")
+    assert dockerid.valid_object_name(unnamed.name)  # a generated docker name, adjective-surname
+    unnamed.remove()
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    (b'{"Image": "k3c.test/absent:1"}', 404, "No such image: k3c.test/absent:1"),
+    (b'{"Image": "IMG", "HostConfig": {"Runtime": "kata"}}', 400, "HostConfig.Runtime"),
+    (b'{"Image": "IMG", "HostConfig": {"CpusetMems": "0", "Runtime": "runc"}}', 400, "HostConfig.CpusetMems"),
+    (b'{"Image": "IMG", "MacAddress": "02:42:ac:11:00:02"}', 400, "Config.MacAddress"),
+    (b'{"Image": 5}', 400, "cannot unmarshal"),
+    (b'{"Image": "IMG", "Cmd": "echo"}', 400, "Config.Cmd"),
+    (b'{"Image": "IMG"', 400, "invalid JSON"),
+    (b'["Image"]', 400, "invalid JSON"),
+    (b'{"Image": "IMG", "HostConfig": {"NetworkMode": "nowhere"}}', 400, "network nowhere not found"),
+])
+def test_create_refuses_what_k3c_does_not_honour(daemon, sock, body, status, words):
+    body = body.replace(b"IMG", TEST_IMAGE.encode())
+    code, _, answer = raw(sock, "POST", "/v1.41/containers/create?name=refused", body=body,
+                          headers={"Content-Type": "application/json"})
+    assert code == status, answer
+    assert words in json.loads(answer)["message"]
+    assert daemon.container("refused") is None
+
+
+def test_create_accepts_a_full_zero_host_config(sock, daemon):
+    """What clients send when nothing was asked: every field present, all zero (plus runc, private cgroupns)."""
+    host = {"Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": "default",
+            "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": False,
+            "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None, "CgroupnsMode": "private",
+            "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "",
+            "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+            "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
+            "ShmSize": 0, "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0,
+            "BlkioWeight": 0, "Devices": [], "Ulimits": None, "MaskedPaths": None, "ReadonlyPaths": None,
+            "Runtime": "runc"}
+    body = json.dumps({"Image": TEST_IMAGE, "Cmd": ["true"], "HostConfig": host}).encode()
+    code, _, answer = raw(sock, "POST", "/containers/create?name=zeroes", body=body,
+                          headers={"Content-Type": "application/json"})
+    assert code == 201, answer
+    assert json.loads(answer)["Warnings"] == []
+    code, _, _ = raw(sock, "DELETE", "/containers/zeroes")
+    assert code == 204
+    assert daemon.container("zeroes") is None
