@@ -1,4 +1,4 @@
-"""The container endpoints: create, start, stop, kill, restart, remove, list and inspect, as LocalContainer writes.
+"""The container endpoints: create, start, stop, kill, restart, remove, wait, list and inspect, as object writes.
 
 Each call is the object protocol the CLI speaks (:mod:`k3c.containerlife`): create the object Stopped, ask
 for a start with a start-request token, patch the desired state, DELETE and let the operator's finalizer
@@ -8,6 +8,8 @@ container runs, a stop or remove once it is down or gone. IDs and names are k3c.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -329,3 +331,67 @@ async def inspect(request: web.Request) -> web.Response:
     named = [m["volume"] for m in obj["spec"].get("volumes") or [] if m.get("volume")]
     names = {v["metadata"]["name"]: dockerid.docker_name(v) for v in await cluster.list(VOLUMES)} if named else {}
     return reply(docker_inspect(obj, names))
+
+
+# ---- wait ---------------------------------------------------------------------------------------------
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def _exited(o: dict[str, Any]) -> bool:
+    st = o.get("status") or {}
+    if st.get("phase") in ("Exited", "Failed"):
+        return True
+    return bool(st.get("phase", "Pending") == "Pending" and o["spec"].get("state") == "Stopped" and st)
+
+
+def _exit_mark(o: dict[str, Any]) -> tuple[str, str]:
+    """What tells one exit from the next: the CRI container and when it finished."""
+    st = o.get("status") or {}
+    return str(st.get("containerID") or ""), str(st.get("finishedAt") or "")
+
+
+def _wait_done(condition: str, first: dict[str, Any], last: dict[str, dict[str, Any]],
+               ) -> Callable[[dict[str, Any] | None], bool]:
+    before = _exit_mark(first) if _exited(first) else None
+
+    def done(o: dict[str, Any] | None) -> bool:
+        if o is None:
+            return True
+        last["obj"] = o
+        if condition == "removed":
+            return False
+        if condition == "not-running":
+            return not containerlife.is_running(o)
+        return _exited(o) and _exit_mark(o) != before and not containerlife.is_running(o)
+    return done
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """The headers at once (clients wait on the body), the exit code once the condition is met."""
+    cluster = _cluster(request)
+    condition = request.query.get("condition") or "not-running"
+    if condition not in WAIT_CONDITIONS:
+        raise BadParameter(f"invalid condition: {condition!r}")
+    obj = await find(cluster, request.match_info["id"])
+    last = {"obj": obj}
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    done = _wait_done(condition, obj, last)
+
+    def done_or_gone(o: dict[str, Any] | None) -> bool:
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client went away")  # nobody is waiting any more: stop polling
+        return done(o)
+
+    error = None
+    try:
+        await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), done_or_gone, float("inf"))
+    except ConnectionResetError:
+        return response
+    except Exception as err:  # the headers are out: the failure goes in the body, as dockerd does
+        error = {"Message": str(err) or type(err).__name__}
+    with contextlib.suppress(ConnectionError):
+        await response.write(json.dumps({"StatusCode": containerlife.exit_code(last["obj"]),
+                                         "Error": error}).encode())
+        await response.write_eof()
+    return response

@@ -43,6 +43,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/{id}/kill", containers.kill),
     ("POST", "/containers/{id}/restart", containers.restart),
     ("DELETE", "/containers/{id}", containers.remove),
+    ("POST", "/containers/{id}/wait", containers.wait),
 ]
 
 _API_STATUS = {apierrors.NotFound: 404, apierrors.Conflict: 409, apierrors.BadRequest: 400,

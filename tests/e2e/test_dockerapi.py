@@ -272,3 +272,25 @@ def test_create_accepts_a_full_zero_host_config(sock, daemon):
     code, _, _ = raw(sock, "DELETE", "/containers/zeroes")
     assert code == 204
     assert daemon.container("zeroes") is None
+
+
+def test_wait_answers_headers_at_once_and_the_exit_code_at_the_exit(daemon, sock, dockerpy):
+    ok(sock, "run", "-d", "--name", "waiter", TEST_IMAGE, "sh", "-c", "sleep 1; exit 3")
+    assert ok(sock, "wait", "waiter").strip() == "3"  # not-running, the docker CLI's condition
+    conn = UnixHTTP(sock)
+    try:
+        conn.request("POST", "/v1.41/containers/waiter/wait?condition=next-exit")
+        r = conn.getresponse()  # the headers, while the container is still down
+        assert r.status == 200 and r.getheader("Content-Type") == "application/json"
+        ok(sock, "start", "waiter")
+        assert json.loads(r.read()) == {"StatusCode": 3, "Error": None}
+    finally:
+        conn.close()
+    ok(sock, "rm", "waiter")
+    c = dockerpy.containers.run(TEST_IMAGE, ["sh", "-c", "exit 5"], detach=True, name="pywaiter")
+    assert c.wait(timeout=30) == {"StatusCode": 5, "Error": None}
+    c.remove()
+    status, _, body = raw(sock, "POST", "/containers/pywaiter/wait")
+    assert status == 404 and json.loads(body)["message"] == "No such container: pywaiter"
+    status, _, body = raw(sock, "POST", "/containers/x/wait?condition=sometime")
+    assert status == 400
