@@ -36,6 +36,10 @@ class Cluster:
             self._local.client = client
         return client
 
+    def connection(self) -> kubeclient.Connection:
+        """Where the API server is, for the stream subresources (:mod:`k3c.dockerapi.streams`)."""
+        return kubeclient.load(str(self.kubeconfig), namespace=self._namespace)
+
     @property
     def namespace(self) -> str:
         return self._namespace or kubeclient.load(str(self.kubeconfig)).namespace

@@ -1,4 +1,4 @@
-"""The container endpoints: create, start, stop, kill, restart, remove, wait, list and inspect, as object writes.
+"""The container endpoints: create, start, stop, kill, restart, remove, wait, logs, list and inspect.
 
 Each call is the object protocol the CLI speaks (:mod:`k3c.containerlife`): create the object Stopped, ask
 for a start with a start-request token, patch the desired state, DELETE and let the operator's finalizer
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from k3c import containerlife, dockerid
+from k3c import apierrors, containerlife, dockerid
 from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     CONTAINER_FINALIZER,
@@ -26,7 +26,7 @@ from k3c.api import (
     VOLUMES,
 )
 from k3c.apierrors import AlreadyExists, NotFound
-from k3c.dockerapi import bodies
+from k3c.dockerapi import bodies, streams
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.createbody import container_spec
 from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
@@ -34,7 +34,8 @@ from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.replies import reply
 from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state
 from k3c.oci.reference import InvalidReference, parse
-from k3c.timefmt import parse_time
+from k3c.streams.protocol import STDERR, STDOUT
+from k3c.timefmt import format_rfc3339_ns, parse_time
 
 #: how long a start, stop or remove waits for the operator before answering 500 with the reason
 OPERATOR_TIMEOUT = 60.0
@@ -393,5 +394,66 @@ async def wait(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionError):
         await response.write(json.dumps({"StatusCode": containerlife.exit_code(last["obj"]),
                                          "Error": error}).encode())
+        await response.write_eof()
+    return response
+
+
+# ---- logs ---------------------------------------------------------------------------------------------
+def _log_query(request: web.Request) -> list[tuple[str, str]]:
+    """docker's logs parameters as pods/log's: follow, tailLines, sinceTime, timestamps."""
+    query: list[tuple[str, str]] = []
+    if bodies.flag(request, "follow"):
+        query.append(("follow", "true"))
+    tail = request.query.get("tail", "all")
+    if tail not in ("", "all"):
+        if not tail.isdigit():
+            raise BadParameter(f"invalid value for tail: {tail!r}")
+        query.append(("tailLines", tail))
+    since = request.query.get("since", "")
+    if since not in ("", "0"):
+        try:
+            query.append(("sinceTime", format_rfc3339_ns(int(float(since) * 1e9))))
+        except ValueError:
+            raise BadParameter(f"invalid value for since: {since!r}") from None
+    if request.query.get("until", "0") not in ("", "0"):
+        raise BadParameter("until is not supported by k3c")
+    if bodies.flag(request, "timestamps"):
+        query.append(("timestamps", "true"))
+    return query
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    """docker's multiplexed framing: stream byte, three zero bytes, big-endian length, payload."""
+    return bytes((stream, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """The log as docker streams it: raw for a Tty container, else 8-byte framed per stream."""
+    cluster = _cluster(request)
+    want = {STDOUT: bodies.flag(request, "stdout"), STDERR: bodies.flag(request, "stderr")}
+    if not any(want.values()):
+        raise BadParameter("Bad parameters: you must choose at least one stream")
+    query = _log_query(request)
+    obj = await find(cluster, request.match_info["id"])
+    tty = bool(obj["spec"].get("tty"))
+    chunks = streams.frames(cluster.connection(), _name(obj), "log", query)
+    first = await anext(chunks, None)  # a refusal (e.g. no log yet) is still an error answer, not a body
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/vnd.docker.raw-stream"})
+    await response.prepare(request)
+    try:
+        pending = [first] if first is not None else []
+        while True:
+            for channel, payload in pending:
+                if want.get(channel):
+                    await response.write(payload if tty else frame(channel, payload))
+            nxt = await anext(chunks, None)
+            if nxt is None:
+                break
+            pending = [nxt]
+    except (ConnectionError, apierrors.APIError):
+        pass  # the client left, or the stream failed after the headers: the body just ends
+    finally:
+        await chunks.aclose()
+    with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response

@@ -44,6 +44,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/{id}/restart", containers.restart),
     ("DELETE", "/containers/{id}", containers.remove),
     ("POST", "/containers/{id}/wait", containers.wait),
+    ("GET", "/containers/{id}/logs", containers.logs),
 ]
 
 _API_STATUS = {apierrors.NotFound: 404, apierrors.Conflict: 409, apierrors.BadRequest: 400,

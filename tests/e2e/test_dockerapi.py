@@ -294,3 +294,31 @@ def test_wait_answers_headers_at_once_and_the_exit_code_at_the_exit(daemon, sock
     assert status == 404 and json.loads(body)["message"] == "No such container: pywaiter"
     status, _, body = raw(sock, "POST", "/containers/x/wait?condition=sometime")
     assert status == 400
+
+
+def test_logs_framed_followed_tailed_and_raw_for_a_tty(daemon, sock, dockerpy):
+    ok(sock, "run", "-d", "--name", "talker", TEST_IMAGE, "sh", "-c", "echo out1; echo err1 >&2; echo out2")
+    ok(sock, "wait", "talker")
+    cp = cli(sock, "logs", "talker")
+    assert cp.returncode == 0 and cp.stdout == "out1\nout2\n" and cp.stderr == "err1\n"  # demuxed by the CLI
+    assert ok(sock, "logs", "--tail", "1", "talker") == "out2\n"
+    stamped = ok(sock, "logs", "-t", "talker").splitlines()
+    assert len(stamped) == 2 and stamped[0].endswith(" out1") and stamped[0][:4].isdigit()
+    status, headers, body = raw(sock, "GET", "/v1.41/containers/talker/logs?stderr=1")
+    assert status == 200 and body == bytes((2, 0, 0, 0, 0, 0, 0, 5)) + b"err1\n"  # 8-byte framing
+    c = dockerpy.containers.get("talker")
+    assert c.logs(stdout=True, stderr=False) == b"out1\nout2\n"
+    ok(sock, "rm", "talker")
+    # follow: lines as they come, the stream ends when the container does
+    ok(sock, "run", "-d", "--name", "ticker", TEST_IMAGE, "sh", "-c", "for i in 1 2 3; do echo tick$i; sleep 0.3; done")
+    assert ok(sock, "logs", "-f", "ticker", timeout=30) == "tick1\ntick2\ntick3\n"
+    ok(sock, "rm", "ticker")
+    ok(sock, "run", "-d", "-t", "--name", "ttyout", TEST_IMAGE, "sh", "-c", "echo on-a-tty")
+    ok(sock, "wait", "ttyout")
+    status, _, body = raw(sock, "GET", "/containers/ttyout/logs?stdout=1&stderr=1")
+    assert status == 200 and body.rstrip(b"\r\n") == b"on-a-tty"  # raw: no framing with a Tty
+    ok(sock, "rm", "ttyout")
+    status, _, body = raw(sock, "GET", "/containers/ttyout/logs?stdout=1")
+    assert status == 404
+    status, _, body = raw(sock, "GET", "/containers/x/logs")
+    assert status == 400 and "choose at least one stream" in json.loads(body)["message"]
