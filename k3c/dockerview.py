@@ -114,7 +114,18 @@ def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, 
         "Privileged": bool(spec.get("privileged")), "ReadonlyRootfs": bool(spec.get("readOnlyRootFilesystem")),
         "Memory": parse_bytes(spec.get("memory")),
         "NanoCpus": int(float(spec["cpus"]) * 1e9) if spec.get("cpus") else 0,
+        "LogConfig": _log_config(spec.get("logOptions") or {}),
     }
+
+
+def _log_config(options: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig.LogConfig: the CRI log file is docker's json-file in effect, rotated by ``logOptions``."""
+    config = {}
+    if options.get("maxSize"):
+        config["max-size"] = str(options["maxSize"])
+    if options.get("maxFile"):
+        config["max-file"] = str(options["maxFile"])
+    return {"Type": "json-file", "Config": config}
 
 
 def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None) -> dict[str, Any]:

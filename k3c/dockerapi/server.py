@@ -45,6 +45,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/containers/{id}", containers.remove),
     ("POST", "/containers/{id}/wait", containers.wait),
     ("GET", "/containers/{id}/logs", containers.logs),
+    ("POST", "/containers/{id}/attach", containers.attach),
 ]
 
 _API_STATUS = {apierrors.NotFound: 404, apierrors.Conflict: 409, apierrors.BadRequest: 400,

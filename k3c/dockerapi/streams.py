@@ -1,4 +1,4 @@
-"""The API server's stream subresources (logs now; attach and exec to come) reached from the event loop.
+"""The API server's stream subresources (logs, attach; exec to come) reached from the event loop.
 
 The same channel websocket the CLI speaks (:mod:`k3c.streams.protocol`), opened with aiohttp: over the local
 k3c's unix socket when the kubeconfig is its own, else over HTTPS with the kubeconfig's credentials.
@@ -6,7 +6,6 @@ k3c's unix socket when the kubeconfig is its own, else over HTTPS with the kubec
 
 from __future__ import annotations
 
-import json
 import ssl as ssl_module
 from collections.abc import AsyncGenerator
 
@@ -19,8 +18,8 @@ from k3c.streams.protocol import ERROR, PROTOCOLS
 
 async def frames(conn: kubeclient.Connection, name: str, sub: str,
                  query: list[tuple[str, str]]) -> AsyncGenerator[tuple[int, bytes], None]:
-    """(channel, payload) of each frame the subresource sends until it closes; a refused upgrade raises the
-    server's Status as its :mod:`k3c.apierrors` class, a failure Status on the error channel likewise."""
+    """(channel, payload) of each frame the subresource sends until it closes, the error channel's Status
+    last; a refused upgrade raises the server's Status as its :mod:`k3c.apierrors` class."""
     path = LOCAL_CONTAINERS.path(conn.namespace, name, sub)
     headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
     ssl: ssl_module.SSLContext | bool
@@ -40,16 +39,7 @@ async def frames(conn: kubeclient.Connection, name: str, sub: str,
                 if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
                     continue
                 channel, payload = msg.data[0], bytes(msg.data[1:])
-                if channel == ERROR:
-                    _raise_failure(payload)
-                    return
                 yield channel, payload
+                if channel == ERROR:
+                    return
 
-
-def _raise_failure(payload: bytes) -> None:
-    try:
-        status = json.loads(payload or b"{}")
-    except ValueError:
-        status = {"status": "Failure", "message": payload.decode(errors="replace")}
-    if isinstance(status, dict) and status.get("status") == "Failure":
-        raise apierrors.from_status(int(status.get("code") or 500), status, str(status.get("message") or ""))

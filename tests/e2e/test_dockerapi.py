@@ -188,6 +188,7 @@ def test_docker_cli_container_lifecycle(daemon, sock):
     assert doc["Id"] == cid and doc["Name"] == "/proj_web_1" and doc["State"]["Running"] is True
     assert doc["Config"]["Tty"] is False and doc["Config"]["Labels"] == {"app": "web"}
     assert doc["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == "18080"
+    assert doc["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {}}
     assert ok(sock, "stop", "-t", "1", "proj_web_1").strip() == "proj_web_1"
     assert _ps(sock, "-a", "--filter", "status=exited") == ["proj_web_1"]
     assert _ps(sock) == []
@@ -322,3 +323,16 @@ def test_logs_framed_followed_tailed_and_raw_for_a_tty(daemon, sock, dockerpy):
     assert status == 404
     status, _, body = raw(sock, "GET", "/containers/x/logs")
     assert status == 400 and "choose at least one stream" in json.loads(body)["message"]
+
+
+def test_docker_run_in_the_foreground_attaches_and_removes(daemon, sock, dockerpy):
+    cp = cli(sock, "run", "--rm", "--name", "hello", TEST_IMAGE, "echo", "hi")
+    assert (cp.returncode, cp.stdout) == (0, "hi\n"), cp.stderr
+    cp = cli(sock, "run", "--name", "failing", TEST_IMAGE, "sh", "-c", "echo oops >&2; exit 3")
+    assert (cp.returncode, cp.stderr) == (3, "oops\n")
+    ok(sock, "rm", "failing")
+    assert daemon.container("hello") is None  # the CLI waited for condition=removed
+    out = dockerpy.containers.run(TEST_IMAGE, ["echo", "from-py"], remove=True, name="pyfg")
+    assert out == b"from-py\n"
+    status, _, _ = raw(sock, "POST", "/containers/x/attach?stream=1&stdout=1")
+    assert status == 404
