@@ -35,7 +35,7 @@ from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
 from k3c.cli.errors import CLIError, daemon_error
-from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state
+from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, docker_volume
 
 if TYPE_CHECKING:
     from k3c.cli.volumes import Volumes
@@ -266,7 +266,6 @@ def ps_cmd(args: argparse.Namespace) -> int:
 
 # ---- inspect ----------------------------------------------------------------------------------------
 def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dict[str, Any] | None:
-    from k3c.cli.volumes import docker_volume
 
     if kind in (None, "container"):
         try:

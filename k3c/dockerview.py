@@ -1,6 +1,6 @@
-"""Docker's view of a LocalContainer: its state as `docker ps` words it and the document `docker inspect` prints.
+"""Docker's view of k3c's objects: a container's state as `docker ps` words it, and what `docker inspect` prints.
 
-Shared by the two front doors that show containers the docker way, the CLI (`k3c ps`, `k3c inspect`) and
+Shared by the two front doors that show objects the docker way, the CLI (`k3c ps`, `k3c inspect`) and
 the Docker Engine API (:mod:`k3c.dockerapi`), so both show the same fields with the same values.
 """
 
@@ -173,3 +173,20 @@ def _health(status: dict[str, Any]) -> dict[str, Any]:
     return {"Health": {"Status": health.get("status", "starting"), "FailingStreak": health.get("failingStreak", 0),
                        "Log": [{"Start": r.get("start"), "End": r.get("end"), "ExitCode": r.get("exitCode"),
                                 "Output": r.get("output", "")} for r in health.get("log") or []]}}
+
+
+def users_of(name: str, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for c in containers if any(m.get("volume") == name for m in (c.get("spec") or {}).get("volumes") or [])]
+
+
+def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Volume as `docker volume inspect` shows one; k3c's own facts under K3c."""
+    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
+        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""),
+        "Name": dockerid.docker_name(obj),
+        "Options": None, "Scope": "local",
+        "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",
+                "Phase": st.get("phase", "Pending"), "UsedBy": st.get("usedBy") or [], "Message": st.get("message", "")},
+    }

@@ -298,7 +298,7 @@ def test_wait_answers_headers_at_once_and_the_exit_code_at_the_exit(daemon, sock
 
 
 def test_logs_framed_followed_tailed_and_raw_for_a_tty(daemon, sock, dockerpy):
-    ok(sock, "run", "-d", "--name", "talker", TEST_IMAGE, "sh", "-c", "echo out1; echo err1 >&2; echo out2")
+    ok(sock, "run", "-d", "--name", "talker", TEST_IMAGE, "sh", "-c", "echo out1; echo err1 >&2; sleep 0.3; echo out2")
     ok(sock, "wait", "talker")
     cp = cli(sock, "logs", "talker")
     assert cp.returncode == 0 and cp.stdout == "out1\nout2\n" and cp.stderr == "err1\n"  # demuxed by the CLI
@@ -336,3 +336,27 @@ def test_docker_run_in_the_foreground_attaches_and_removes(daemon, sock, dockerp
     assert out == b"from-py\n"
     status, _, _ = raw(sock, "POST", "/containers/x/attach?stream=1&stdout=1")
     assert status == 404
+
+
+# ---- volumes and docker inspect's fallbacks --------------------------------------------------------------
+def test_volumes_create_ls_inspect_rm(daemon, sock, dockerpy):
+    assert ok(sock, "volume", "create", "--label", "team=a", "proj_data").strip() == "proj_data"
+    assert "proj_data" in ok(sock, "volume", "ls", "--format", "{{.Name}}").split()
+    assert ok(sock, "volume", "ls", "-q", "--filter", "label=team=a").split() == ["proj_data"]
+    doc = json.loads(ok(sock, "volume", "inspect", "proj_data"))[0]
+    assert (doc["Name"], doc["Driver"], doc["Scope"], doc["Labels"]) == ("proj_data", "local", "local", {"team": "a"})
+    assert json.loads(ok(sock, "inspect", "--format", "{{json .Name}}", "proj_data")) == "proj_data"  # fallback
+    ok(sock, "run", "-d", "--name", "user", "-v", "proj_data:/data", TEST_IMAGE, "sleep", "300")
+    cp = cli(sock, "volume", "rm", "proj_data")
+    assert cp.returncode != 0 and "volume is in use" in cp.stderr
+    ok(sock, "rm", "-f", "user")
+    assert ok(sock, "volume", "rm", "proj_data").strip() == "proj_data"
+    cp = cli(sock, "volume", "inspect", "proj_data")
+    assert cp.returncode != 0 and "no such volume" in cp.stderr.lower()
+    v = dockerpy.volumes.create("pyvol", labels={"via": "py"})
+    assert v.name == "pyvol" and [x.name for x in dockerpy.volumes.list(filters={"label": "via=py"})] == ["pyvol"]
+    v.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dockerpy.volumes.get("pyvol")
+    cp = cli(sock, "inspect", "nothing-by-that-name")
+    assert cp.returncode != 0 and "No such object: nothing-by-that-name" in cp.stderr
