@@ -190,3 +190,46 @@ def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
         "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",
                 "Phase": st.get("phase", "Pending"), "UsedBy": st.get("usedBy") or [], "Message": st.get("message", "")},
     }
+
+
+def image_reference(obj: dict[str, Any]) -> str:
+    """The reference an Image object stands for (``docker.io/library/busybox:latest``)."""
+    reference: str = (obj.get("spec") or {}).get("reference", "")
+    return reference
+
+
+def image_id(obj: dict[str, Any]) -> str:
+    """An Image object's docker image ID (``sha256:`` + the config digest), '' before containerd has it."""
+    return str((obj.get("status") or {}).get("id") or "")
+
+
+def _familiar(obj: dict[str, Any]) -> str:
+    from k3c.oci.reference import InvalidReference, parse  # only here: every CLI command imports this module
+
+    try:
+        return parse(image_reference(obj)).familiar()
+    except InvalidReference:
+        return image_reference(obj)
+
+
+def docker_image(obj: dict[str, Any], images: list[dict[str, Any]]) -> dict[str, Any]:
+    """An Image object as `docker image inspect` shows it; ``images`` are all Image objects, whose other
+    references to the same image ID become its RepoTags. k3c's own facts under K3c."""
+    st, meta = obj.get("status") or {}, obj["metadata"]
+    iid = image_id(obj)
+    same = [o for o in images if iid and image_id(o) == iid] or [obj]
+    tags = sorted(_familiar(o) for o in same if (o.get("status") or {}).get("tag", "<none>") != "<none>")
+    digests = sorted({d for o in same for d in (o.get("status") or {}).get("repoDigests") or []})
+    os_name, _, arch = (st.get("platform") or "/").partition("/")
+    return {
+        "Id": iid, "RepoTags": tags, "RepoDigests": digests, "Parent": "", "Comment": "",
+        "Created": st.get("created", ""), "Container": "", "ContainerConfig": {},
+        "DockerVersion": "", "Author": "", "Config": st.get("config") or {},
+        "Architecture": arch, "Os": os_name, "Size": st.get("size", 0), "VirtualSize": st.get("size", 0),
+        "GraphDriver": {"Name": "overlayfs", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": st.get("diffIDs") or []},
+        "Metadata": {"LastTagTime": meta.get("creationTimestamp", "")},
+        "K3c": {"Object": meta["name"], "Reference": image_reference(obj), "Digest": st.get("digest", ""),
+                "MediaType": st.get("mediaType", ""), "Phase": st.get("phase", ""), "Node": st.get("node", ""),
+                "Layers": st.get("layers") or []},
+    }

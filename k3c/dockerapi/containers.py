@@ -24,13 +24,12 @@ from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     ATTACHED_RUN_ANNOTATION,
     CONTAINER_FINALIZER,
-    IMAGES,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
     VOLUMES,
 )
 from k3c.apierrors import AlreadyExists, NotFound
-from k3c.dockerapi import bodies, streams
+from k3c.dockerapi import bodies, images, streams
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.createbody import container_spec
 from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
@@ -89,14 +88,7 @@ def _same_image(a: str, b: str) -> bool:
 async def _check_image(cluster: Cluster, image: str) -> None:
     """404 "No such image" unless an Image object says containerd has it (the operator keeps one per image
     from containerd's own events, so an image loaded or built a moment ago is there)."""
-    for obj in await cluster.list(IMAGES, namespaced=False):
-        if (obj.get("status") or {}).get("phase") != "Ready":
-            continue
-        st = obj.get("status") or {}
-        if _same_image((obj.get("spec") or {}).get("reference", ""), image) or \
-                image.removeprefix("sha256:") in (st.get("id", "").removeprefix("sha256:"), st.get("shortID")):
-            return
-    raise NoSuch(f"No such image: {image}")
+    images.find(await images.ready_images(cluster), image)
 
 
 def _conflict(name: str, other: dict[str, Any]) -> Conflict:

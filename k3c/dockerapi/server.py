@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import containers, system, versions, volumes
+from k3c.dockerapi import containers, images, system, versions, volumes
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -46,6 +46,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/{id}/wait", containers.wait),
     ("GET", "/containers/{id}/logs", containers.logs),
     ("POST", "/containers/{id}/attach", containers.attach),
+    ("GET", "/images/json", images.list_images),
+    ("GET", "/images/{name:.+}/json", images.inspect),
     ("POST", "/volumes/create", volumes.create),
     ("GET", "/volumes", volumes.list_volumes),
     ("GET", "/volumes/{name}", volumes.inspect),

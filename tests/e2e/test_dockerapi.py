@@ -360,3 +360,18 @@ def test_volumes_create_ls_inspect_rm(daemon, sock, dockerpy):
         dockerpy.volumes.get("pyvol")
     cp = cli(sock, "inspect", "nothing-by-that-name")
     assert cp.returncode != 0 and "No such object: nothing-by-that-name" in cp.stderr
+
+
+def test_images_list_and_inspect(daemon, sock, dockerpy):
+    rows = ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").splitlines()
+    assert [r.split()[0] for r in rows] == [TEST_IMAGE]  # k3c's pause image is not docker's to show
+    short = rows[0].split()[1]
+    doc = json.loads(ok(sock, "image", "inspect", TEST_IMAGE))[0]
+    assert doc["Id"].startswith("sha256:" + short) and doc["RepoTags"] == [TEST_IMAGE]
+    assert doc["Os"] == "linux" and doc["RootFS"]["Type"] == "layers"
+    assert json.loads(ok(sock, "inspect", "--format", "{{json .Id}}", short)) == doc["Id"]  # by ID prefix
+    assert ok(sock, "images", "-q", "--filter", "reference=k3c.test/*").split() == [short]
+    assert dockerpy.images.get(TEST_IMAGE).id == doc["Id"]
+    assert [i.id for i in dockerpy.images.list()] == [doc["Id"]]
+    status, _, body = raw(sock, "GET", "/v1.41/images/k3c.test/absent:1/json")
+    assert status == 404 and json.loads(body)["message"] == "No such image: k3c.test/absent:1"
