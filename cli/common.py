@@ -18,18 +18,23 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from k3c import dockerid
 from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
 from k3c.cli.errors import CLIError, daemon_error, no_such_container
+from k3c.containerlife import ACTIVE_PHASES as ACTIVE_PHASES
+from k3c.containerlife import is_running as is_running
+from k3c.dockerid import generate_name as generate_name
+from k3c.dockerview import runtime_id as runtime_id
+from k3c.timefmt import parse_time as parse_time
+from k3c.timefmt import since as since
+from k3c.units import human_duration as human_duration
 
 if TYPE_CHECKING:
     from k3c.apierrors import APIError
     from k3c.kubeclient import Client
 
-ACTIVE_PHASES = ("Pending", "Pulling", "Creating", "Running")
 
 
 
@@ -261,12 +266,6 @@ def container_id(obj: dict[str, Any]) -> str:
     return dockerid.object_id(obj)
 
 
-def runtime_id(obj: dict[str, Any]) -> str:
-    """The CRI container of the object's current start ('' before the first): never shown as an ID, only
-    used to tell one start from the next."""
-    return str((obj.get("status") or {}).get("containerID") or "")
-
-
 def short_id(cid: str) -> str:
     return cid[:12]
 
@@ -352,90 +351,7 @@ def for_each(refs: list[str], action: Callable[[str], None]) -> int:
     return status
 
 
-ADJECTIVES = (
-    "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming clever cool "
-    "compassionate competent confident crazy dazzling determined dreamy eager ecstatic elastic elated elegant "
-    "epic fervent festive flamboyant focused friendly frosty funny gallant gifted goofy gracious happy hardcore "
-    "heuristic hopeful hungry infallible inspiring intelligent jolly jovial keen kind laughing loving lucid "
-    "magical modest musing mystifying naughty nervous nice nifty nostalgic objective optimistic peaceful "
-    "pensive practical priceless quirky quizzical relaxed reverent romantic sad serene sharp silly sleepy "
-    "stoic strange stupefied suspicious sweet tender thirsty trusting unruffled upbeat vibrant vigilant "
-    "vigorous wizardly wonderful xenodochial youthful zealous zen"
-).split()
-
-SURNAMES = (
-    "agnesi albattani allen archimedes ardinghelli aryabhata babbage banach bardeen bartik bell benz bhabha "
-    "blackwell bohr booth borg bose brahmagupta brattain brown cannon carson cerf chandrasekhar clarke "
-    "cohen curie darwin davinci dijkstra driscoll dubinsky easley edison einstein elgamal elion engelbart "
-    "euclid euler faraday fermat fermi feynman franklin galileo gauss goldberg goldstine goodall hamilton "
-    "hawking heisenberg hermann hodgkin hofstadter hopper hypatia jackson jang jennings johnson joliot kalam "
-    "kapitsa keller kepler khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt "
-    "lovelace lumiere mahavira margulis matsumoto maxwell mayer mccarthy mcclintock meitner mendel "
-    "merkle minsky mirzakhani montalcini morse murdock napier nash neumann newton nightingale nobel noether "
-    "northcutt noyce pascal pasteur payne perlman pike poincare ptolemy raman ramanujan ride ritchie "
-    "roentgen rosalind saha sammet shamir shannon shaw shirley shockley sinoussi snyder spence stonebraker "
-    "sutherland swanson tesla thompson torvalds turing varahamihira villani volhard wescoff wiles williams "
-    "wilson wing wozniak wright wu yalow yonath zhukovsky"
-).split()
-
-
-def generate_name(retry: int = 0) -> str:
-    """adjective-surname like docker's namesgenerator, with '-' (not docker's '_') so the object name is the
-    docker name itself (k3c.dockerid maps a name with '_' to one with a hash suffix)."""
-    import random
-
-    name = f"{random.choice(ADJECTIVES)}-{random.choice(SURNAMES)}"
-    if name == "boring-wozniak":  # Steve Wozniak is not boring (docker's own rule)
-        return generate_name(retry)
-    return f"{name}{random.randint(0, 9)}" if retry else name
-
-
 # ---- time -------------------------------------------------------------------------------------------
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def since(value: str | None, now: float | None = None) -> float | None:
-    """Seconds elapsed since an RFC 3339 timestamp."""
-    t = parse_time(value)
-    if t is None:
-        return None
-    return max(0.0, (now if now is not None else time.time()) - t.timestamp())
-
-
-def human_duration(seconds: float) -> str:
-    """docker's units.HumanDuration, so ages read exactly as in `docker ps`."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
-
 def go_time(value: str | None) -> str:
     """A timestamp as Go's time.Time.String() prints it in local time (docker's CreatedAt)."""
     t = parse_time(value)
@@ -515,14 +431,6 @@ def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | N
 
 def phase(obj: dict[str, Any] | None) -> str:
     return ((obj or {}).get("status") or {}).get("phase") or "Pending"
-
-
-def is_running(obj: dict[str, Any]) -> bool:
-    """Running as docker means it (rm refuses without -f): the process is up or about to be."""
-    st = obj.get("status") or {}
-    if st.get("phase") == "Running":
-        return True
-    return (obj.get("spec") or {}).get("state", "Running") == "Running" and st.get("phase") in ACTIVE_PHASES[1:]
 
 
 def parse_filters(values: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:

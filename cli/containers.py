@@ -12,16 +12,13 @@ import argparse
 import os
 import sys
 import threading
-import time
 from typing import Any
 
-from k3c import dockerid
+from k3c import containerlife, dockerid
 from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
-    RESTART_TOKEN_PREFIX,
-    START_REQUEST_ANNOTATION,
     VOLUMES,
 )
 from k3c.cli import runflags
@@ -47,6 +44,7 @@ from k3c.cli.common import (
 )
 from k3c.cli.errors import CLIError, daemon_error
 from k3c.cli.mountflags import Mount
+from k3c.containerlife import exit_code, unclaimed
 
 PICKUP_TIMEOUT = float(os.environ.get("K3C_PICKUP_TIMEOUT", "30"))
 START_TIMEOUT = float(os.environ.get("K3C_START_TIMEOUT", "600"))
@@ -294,11 +292,6 @@ def _discard(s: Session, obj: dict[str, Any]) -> None:
         pass
 
 
-def unclaimed(obj: dict[str, Any]) -> bool:
-    """No operator ever touched it (no node claimed it, no status): nothing exists outside the API."""
-    return not obj.get("status") and not (obj.get("spec") or {}).get("nodeName")
-
-
 def delete_container(s: Session, obj: dict[str, Any]) -> dict[str, Any] | None:
     """DELETE; returns the object if it is still finalizing, None once gone.
 
@@ -459,13 +452,6 @@ def wait_exited(s: Session, obj: dict[str, Any], previous: str | None = None, to
     return last["obj"]
 
 
-def exit_code(obj: dict[str, Any]) -> int:
-    st = obj.get("status") or {}
-    if st.get("exitCode") is not None:
-        return int(st["exitCode"])
-    return 128 if st.get("phase") == "Failed" else 0
-
-
 # ---- start / stop / restart / kill -------------------------------------------------------------------
 def _patch(s: Session, obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     return s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {"spec": spec})
@@ -473,14 +459,10 @@ def _patch(s: Session, obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, A
 
 def _patch_start(s: Session, obj: dict[str, Any], spec: dict[str, Any] | None = None, restart: bool = False,
                  ) -> tuple[str, str | None, dict[str, Any]]:
-    """Ask for a fresh start now: desired Running plus a new start-request token the operator echoes (a
-    restart's says so, for docker's ``restart`` event: k3c.cli.dockerevents)."""
-    token = f"{RESTART_TOKEN_PREFIX if restart else ''}{time.time_ns():x}"
+    """Ask for a fresh start now (:func:`k3c.containerlife.start_patch`)."""
+    token, patch = containerlife.start_patch(spec, restart)
     previous = runtime_id(obj) or None
-    patched = s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), {
-        "metadata": {"annotations": {START_REQUEST_ANNOTATION: token}},
-        "spec": {"state": "Running", **(spec or {})},
-    })
+    patched = s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), patch)
     return token, previous, patched
 
 

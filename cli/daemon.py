@@ -23,6 +23,10 @@ def register(sub: Subcommands) -> None:
     _node_flags(p)
     p.add_argument("--listen", default="127.0.0.1:6443", type=parse_listen, metavar="HOST:PORT",
                    help="Address of the embedded API server (default %(default)s)")
+    p.add_argument("--docker-socket", metavar="PATH",
+                   help="Serve the Docker Engine API on this unix socket (default <state-dir>/docker.sock)")
+    p.add_argument("--docker-namespace", metavar="NAME",
+                   help="Namespace the Docker API works in (default: the kubeconfig context's, else default)")
     p.add_argument("--kubeconfig", metavar="FILE", help="Use this cluster instead of the embedded API server")
     p.add_argument("--group", metavar="NAME|GID",
                    help="Group allowed to use k3c: socket 0660 and kubeconfig 0640 owned by it")
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     from k3c.cli.errors import CLIError
     from k3c.daemon.supervisor import Daemon, DaemonConfig, DaemonError, resolve_group
+    from k3c.dockerapi.server import DockerAPIServer, DockerSocketConfig
 
     _start_logging(args, "daemon")
     host, port = args.listen
@@ -127,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
         config = DaemonConfig(**_node_config(args), listen_host=host, listen_port=port,
                               group=resolve_group(args.group) if args.group else None, event_ttl=args.event_ttl)
         config.containerd  # noqa: B018 - validates bridge/subnet/socket path before anything starts
-        asyncio.run(Daemon(config).run())
+        docker = DockerAPIServer(DockerSocketConfig(
+            socket_path=Path(args.docker_socket or Path(config.state_dir) / "docker.sock").absolute(),
+            kubeconfig=config.kubeconfig_path, node_name=config.node_name, root_dir=config.root_dir,
+            group=config.group, namespace=args.docker_namespace, explicit=args.docker_socket is not None,
+        ))
+        asyncio.run(Daemon(config, frontends=[docker]).run())
     except (DaemonError, ValueError) as err:
         raise CLIError(f"k3c: {err}") from None
     return 0

@@ -53,6 +53,7 @@ from k3c.cli.common import (
     since,
 )
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.dockerview import docker_image
 
 if TYPE_CHECKING:
     from k3c.kubeclient import Client
@@ -727,24 +728,7 @@ def inspect_image(client: Client, ref: str) -> dict[str, Any] | None:
     obj = find_image(client, ref, images)
     if obj is None:
         return None
-    st, meta = obj.get("status") or {}, obj["metadata"]
-    image_id = _image_id(obj)
-    same = [o for o in images if image_id and _image_id(o) == image_id] or [obj]
-    tags = sorted(_familiar(o) for o in same if (o.get("status") or {}).get("tag", "<none>") != "<none>")
-    digests = sorted({d for o in same for d in (o.get("status") or {}).get("repoDigests") or []})
-    os_name, _, arch = (st.get("platform") or "/").partition("/")
-    return {
-        "Id": image_id, "RepoTags": tags, "RepoDigests": digests, "Parent": "", "Comment": "",
-        "Created": st.get("created", ""), "Container": "", "ContainerConfig": {},
-        "DockerVersion": "", "Author": "", "Config": st.get("config") or {},
-        "Architecture": arch, "Os": os_name, "Size": st.get("size", 0), "VirtualSize": st.get("size", 0),
-        "GraphDriver": {"Name": "overlayfs", "Data": None},
-        "RootFS": {"Type": "layers", "Layers": st.get("diffIDs") or []},
-        "Metadata": {"LastTagTime": meta.get("creationTimestamp", "")},
-        "K3c": {"Object": meta["name"], "Reference": _tag_of(obj), "Digest": st.get("digest", ""),
-                "MediaType": st.get("mediaType", ""), "Phase": st.get("phase", ""), "Node": st.get("node", ""),
-                "Layers": st.get("layers") or []},
-    }
+    return docker_image(obj, images)
 
 
 @command()

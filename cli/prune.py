@@ -123,7 +123,7 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
 def _active(obj: dict[str, Any]) -> bool:
     """Running, paused or restarting (or on its way up), as docker counts an active container: prune spares it,
     a created one goes."""
-    from k3c.cli.ps import docker_state
+    from k3c.dockerview import docker_state
 
     return is_running(obj) or docker_state(obj)[0] in ("running", "paused", "restarting")
 
@@ -163,7 +163,8 @@ def _report(output: str, reclaimed: int) -> None:
 # ---- volume prune -----------------------------------------------------------------------------------
 def prune_volumes(s: Session, filters: Filters) -> tuple[int, str]:
     """Remove every volume no container uses (docker 20.10: named ones too); (space, output section)."""
-    from k3c.cli.volumes import Volumes, remove_volume, users_of
+    from k3c.cli.volumes import Volumes, remove_volume
+    from k3c.dockerview import users_of
 
     containers = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", [])
     vs = Volumes(s)
@@ -257,7 +258,7 @@ def usage_rows(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], 
     active_images = [i for i in by_id if i in used_ids]
     image_used = sum(by_id[i] for i in active_images)
     active_containers = sum(1 for c in containers if _active(c))
-    from k3c.cli.volumes import users_of
+    from k3c.dockerview import users_of
 
     active_volumes = sum(1 for v in volumes if users_of(v["metadata"]["name"], containers))
     cache_size = sum(int((c.get("status") or {}).get("size") or 0) for c in caches)

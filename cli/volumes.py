@@ -29,6 +29,7 @@ from k3c.cli.common import (
     wait_for,
 )
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.dockerview import docker_volume, users_of
 
 VOLUME_TABLE = "{{.Driver}}\t{{.Name}}"
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
@@ -101,23 +102,6 @@ class Volumes:
 
 
 # ---- shapes -----------------------------------------------------------------------------------------
-def users_of(name: str, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c for c in containers if any(m.get("volume") == name for m in (c.get("spec") or {}).get("volumes") or [])]
-
-
-def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Volume as `docker volume inspect` shows one; k3c's own facts under K3c."""
-    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    return {
-        "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
-        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""),
-        "Name": dockerid.docker_name(obj),
-        "Options": None, "Scope": "local",
-        "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",
-                "Phase": st.get("phase", "Pending"), "UsedBy": st.get("usedBy") or [], "Message": st.get("message", "")},
-    }
-
-
 @dataclass
 class VolumeRow:
     Driver: str

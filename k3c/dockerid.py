@@ -10,7 +10,7 @@ must all derive the one from the other the same way, or a container shows two ID
   name, as for objects written with kubectl); the object's name is :func:`object_name` of it. The same
   rule names Volumes.
 
-A leaf, standard library only (``hashlib``, ``re``), so the CLI may import it at start-up.
+A leaf, standard library only (``hashlib``, ``re``, ``random``), so the CLI may import it at start-up.
 """
 
 from __future__ import annotations
@@ -101,3 +101,41 @@ def lookup(objects: Iterable[Mapping[str, Any]], ref: str) -> list[Mapping[str, 
 
 def _meta_name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
+
+
+ADJECTIVES = (
+    "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming clever cool "
+    "compassionate competent confident crazy dazzling determined dreamy eager ecstatic elastic elated elegant "
+    "epic fervent festive flamboyant focused friendly frosty funny gallant gifted goofy gracious happy hardcore "
+    "heuristic hopeful hungry infallible inspiring intelligent jolly jovial keen kind laughing loving lucid "
+    "magical modest musing mystifying naughty nervous nice nifty nostalgic objective optimistic peaceful "
+    "pensive practical priceless quirky quizzical relaxed reverent romantic sad serene sharp silly sleepy "
+    "stoic strange stupefied suspicious sweet tender thirsty trusting unruffled upbeat vibrant vigilant "
+    "vigorous wizardly wonderful xenodochial youthful zealous zen"
+).split()
+
+SURNAMES = (
+    "agnesi albattani allen archimedes ardinghelli aryabhata babbage banach bardeen bartik bell benz bhabha "
+    "blackwell bohr booth borg bose brahmagupta brattain brown cannon carson cerf chandrasekhar clarke "
+    "cohen curie darwin davinci dijkstra driscoll dubinsky easley edison einstein elgamal elion engelbart "
+    "euclid euler faraday fermat fermi feynman franklin galileo gauss goldberg goldstine goodall hamilton "
+    "hawking heisenberg hermann hodgkin hofstadter hopper hypatia jackson jang jennings johnson joliot kalam "
+    "kapitsa keller kepler khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt "
+    "lovelace lumiere mahavira margulis matsumoto maxwell mayer mccarthy mcclintock meitner mendel "
+    "merkle minsky mirzakhani montalcini morse murdock napier nash neumann newton nightingale nobel noether "
+    "northcutt noyce pascal pasteur payne perlman pike poincare ptolemy raman ramanujan ride ritchie "
+    "roentgen rosalind saha sammet shamir shannon shaw shirley shockley sinoussi snyder spence stonebraker "
+    "sutherland swanson tesla thompson torvalds turing varahamihira villani volhard wescoff wiles williams "
+    "wilson wing wozniak wright wu yalow yonath zhukovsky"
+).split()
+
+
+def generate_name(retry: int = 0) -> str:
+    """adjective-surname like docker's namesgenerator, with '-' (not docker's '_') so the object name is the
+    docker name itself (k3c.dockerid maps a name with '_' to one with a hash suffix)."""
+    import random
+
+    name = f"{random.choice(ADJECTIVES)}-{random.choice(SURNAMES)}"
+    if name == "boring-wozniak":  # Steve Wozniak is not boring (docker's own rule)
+        return generate_name(retry)
+    return f"{name}{random.randint(0, 9)}" if retry else name

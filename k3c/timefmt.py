@@ -106,3 +106,20 @@ def parse_since(text: str, now_ns: int | None = None) -> int:
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         return parse_rfc3339_ns(value + "T00:00:00")
     raise ValueError(f'invalid value for "since": failed to parse value as time or duration: "{text}"')
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def since(value: str | None, now: float | None = None) -> float | None:
+    """Seconds elapsed since an RFC 3339 timestamp."""
+    t = parse_time(value)
+    if t is None:
+        return None
+    return max(0.0, (now if now is not None else time.time()) - t.timestamp())

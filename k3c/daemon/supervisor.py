@@ -9,7 +9,8 @@ In start-up order:
    its admin kubeconfig at ``<root-dir>/kubeconfig.yaml``, plus the streaming subresources
    (container logs/exec/attach, image save/load, build logs/context);
 4. the CRDs from :mod:`k3c.crds`, created or replaced;
-5. the operator (``python -m k3c.operator``, kopf) as a supervised child, restarted with back-off.
+5. the operator (``python -m k3c.operator``, kopf) as a supervised child, restarted with back-off;
+6. the front ends the caller plugs in (:class:`Frontend`: the Docker API socket), once all of the above is up.
 
 Then it writes ``<state-dir>/daemon.json`` (pids, addresses, ``ready``) for tools and tests. On SIGTERM or
 SIGINT it stops the operator, the API server and containerd in that order; running containers keep running
@@ -33,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from k3c import api
 from k3c.apierrors import APIError, NotFound
@@ -48,6 +49,24 @@ log = logging.getLogger("k3c.daemon")
 DEFAULT_ROOT_DIR = Path(api.DEFAULT_ROOT_DIR)
 DEFAULT_STATE_DIR = Path("/run/k3c")
 STATUS_FILE = "daemon.json"
+
+
+class Frontend(Protocol):
+    """Something more the daemon serves once the API server and operator are up (the Docker API socket).
+
+    The daemon only starts and stops it: what it serves sits in a layer above and talks to the API server,
+    so `k3c daemon` (the CLI) builds it and hands it in."""
+
+    name: str  #: its key in daemon.json's ``frontends``
+
+    @property
+    def address(self) -> str:
+        """Where clients reach it, e.g. ``unix:///run/k3c/docker.sock``."""
+
+    async def start(self) -> bool:
+        """Start serving; False when it chose not to (it is then neither announced nor stopped)."""
+
+    async def stop(self) -> None: ...
 
 
 class DaemonError(RuntimeError):
@@ -211,8 +230,10 @@ class Child:
 class Daemon:
     """The running daemon: start everything, supervise, stop everything (see the module docstring)."""
 
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, frontends: list[Frontend] | None = None) -> None:
         self.config = config
+        self.frontends = list(frontends or [])
+        self._started: list[Frontend] = []
         self.containerd: ContainerdProcess | HostContainerd | None = None
         self.sweeper: Sweeper | None = None  #: what crashes left, for our own containerd only
         self.apiserver: Any = None
@@ -246,6 +267,7 @@ class Daemon:
             raise DaemonError(f"kubeconfig {cfg.kubeconfig} not found")
         await asyncio.to_thread(install_crds, cfg.kubeconfig_path)
         await self._start_operator()
+        await self._start_frontends()
         self._write_status(ready=True)
 
     async def _start_operator(self) -> None:
@@ -255,6 +277,17 @@ class Daemon:
         ready.unlink(missing_ok=True)
         self.operator.start()
         await self._wait_operator_ready(ready)
+
+    async def _start_frontends(self) -> None:
+        """The extra front doors (the Docker API socket), once the operator can act on what they write."""
+        for frontend in self.frontends:
+            try:
+                if await frontend.start():
+                    self._started.append(frontend)
+            except OSError as err:
+                await frontend.stop()
+                raise DaemonError(f"cannot serve the {frontend.name} front end on {frontend.address}: "
+                                  f"{err.strerror or err}") from None
 
     def _prepare_dirs(self) -> None:
         cfg = self.config
@@ -428,6 +461,7 @@ class Daemon:
             "containerdPid": self.containerd.pid if self.containerd else None,
             "operatorPid": self.operator.pid if self.operator else None,
             "apiServer": self.apiserver.config.url if self.apiserver else None,
+            "frontends": {f.name: f.address for f in self._started},
         }
         tmp = cfg.status_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -461,8 +495,11 @@ class Daemon:
                 next_sweep = time.monotonic() + SWEEP_INTERVAL
 
     async def stop(self) -> None:
-        """Operator first (it still needs the API and containerd to wind down), then API server, containerd."""
+        """Front ends first (they need the API server), then the operator (it still needs the API and
+        containerd to wind down), then API server, containerd."""
         self.config.status_path.unlink(missing_ok=True)
+        while self._started:
+            await self._started.pop().stop()
         if self.operator is not None:
             await self.operator.stop()
             self.operator = None

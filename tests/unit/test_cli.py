@@ -12,8 +12,9 @@ import yaml
 from k3c import dockerid
 from k3c.cli import mountflags, networkflags, runflags
 from k3c.cli.common import human_duration
-from k3c.cli.ps import docker_inspect, format_ports, normalize_image
+from k3c.cli.ps import format_ports, normalize_image
 from k3c.cli.template import Format, Template, TemplateError
+from k3c.dockerview import docker_inspect
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -113,4 +113,4 @@ def test_the_module_is_a_leaf() -> None:
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "hashlib", "re", "collections", "typing"}, imported
+    assert imported <= {"__future__", "hashlib", "random", "re", "collections", "typing"}, imported

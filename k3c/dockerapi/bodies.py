@@ -1,0 +1,64 @@
+"""Request bodies and query parameters read as dockerd reads them: JSON objects, docker's booleans and filters.
+
+A malformed body or parameter is the client's mistake: 400 with what was wrong, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from k3c.dockerapi.errors import BadParameter
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}``."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:
+        raise BadParameter(f"invalid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise BadParameter(f"invalid JSON: want an object, got {type(doc).__name__}")
+    return doc
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """docker's boolean query parameters: absent, ``0``, ``false`` or ``no`` are false."""
+    return request.query.get(name, "").lower() not in ("", "0", "false", "no")
+
+
+def integer(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadParameter(f"invalid value for {name}: {value!r}") from None
+
+
+def filters(request: web.Request) -> dict[str, list[str]]:
+    """``filters={"label": ["a=b"]}``, or the older ``{"label": {"a=b": true}}``, as key → values."""
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:
+        raise BadParameter(f"invalid filter: {err}") from None
+    if not isinstance(doc, dict):
+        raise BadParameter("invalid filter: want an object")
+    out: dict[str, list[str]] = {}
+    for key, values in doc.items():
+        if isinstance(values, dict):
+            out[key] = [str(v) for v, on in values.items() if on]
+        elif isinstance(values, list):
+            out[key] = [str(v) for v in values]
+        else:
+            raise BadParameter(f"invalid filter {key!r}")
+    return out

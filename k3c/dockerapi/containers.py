@@ -1,0 +1,586 @@
+"""The container endpoints: create, start, stop, kill, restart, remove, wait, logs, attach, list, inspect.
+
+Each call is the object protocol the CLI speaks (:mod:`k3c.containerlife`): create the object Stopped, ask
+for a start with a start-request token, patch the desired state, DELETE and let the operator's finalizer
+tear down. Answers wait for the operator as dockerd's wait for the runtime: a start returns once the
+container runs, a stop or remove once it is down or gone. IDs and names are k3c.dockerid's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+
+from k3c import apierrors, containerlife, dockerid
+from k3c.api import (
+    ANONYMOUS_VOLUMES_ANNOTATION,
+    ATTACHED_RUN_ANNOTATION,
+    CONTAINER_FINALIZER,
+    LOCAL_CONTAINERS,
+    NAME_ANNOTATION,
+    VOLUMES,
+)
+from k3c.apierrors import AlreadyExists, NotFound
+from k3c.dockerapi import bodies, images, streams
+from k3c.dockerapi.cluster import Cluster
+from k3c.dockerapi.createbody import container_spec
+from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
+from k3c.dockerapi.errors import NotFound as NoSuch
+from k3c.dockerapi.replies import reply
+from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state
+from k3c.oci.reference import InvalidReference, parse
+from k3c.streams.protocol import STDERR, STDOUT
+from k3c.timefmt import format_rfc3339_ns, parse_time
+
+log = logging.getLogger(__name__)
+
+#: how long a start, stop or remove waits for the operator before answering 500 with the reason
+OPERATOR_TIMEOUT = 60.0
+FILTERS = ("id", "name", "label", "status", "ancestor")
+
+
+def _cluster(request: web.Request) -> Cluster:
+    cluster: Cluster = request.app["cluster"]
+    return cluster
+
+
+class OperatorTimeout(DockerError):
+    """The operator did not act in time: the container is in whatever state it reached (500)."""
+
+    status = 500
+
+
+# ---- finding containers -------------------------------------------------------------------------------
+async def find(cluster: Cluster, ref: str) -> dict[str, Any]:
+    """A container by full ID, docker name, object name or unique ID prefix (k3c.dockerid.lookup)."""
+    if dockerid.valid_docker_name(ref) and len(ref) != dockerid.ID_LENGTH:
+        obj = await cluster.get(LOCAL_CONTAINERS, dockerid.object_name(ref))
+        if obj is not None and dockerid.docker_name(obj) == ref:
+            return obj
+    found = dockerid.lookup(await cluster.list(LOCAL_CONTAINERS), ref)
+    if len(found) > 1:
+        raise BadParameter(f"multiple IDs found with provided prefix: {ref}")
+    if not found:
+        raise NoSuch(f"No such container: {ref}")
+    return dict(found[0])
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+# ---- create -------------------------------------------------------------------------------------------
+def _same_image(a: str, b: str) -> bool:
+    try:
+        return str(parse(a)) == str(parse(b))
+    except InvalidReference:
+        return a == b
+
+
+async def _check_image(cluster: Cluster, image: str) -> None:
+    """404 "No such image" unless an Image object says containerd has it (the operator keeps one per image
+    from containerd's own events, so an image loaded or built a moment ago is there)."""
+    images.find(await images.ready_images(cluster), image)
+
+
+def _conflict(name: str, other: dict[str, Any]) -> Conflict:
+    return Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{dockerid.object_id(other)}". You have to remove (or rename) that container to be able '
+                    "to reuse that name.")
+
+
+async def _ensure_volumes(cluster: Cluster, volumes: dict[str, str]) -> None:
+    """Named volumes whose docker name is not their object name are created carrying it, as the CLI does."""
+    for obj_name, docker_name in volumes.items():
+        if obj_name == docker_name:
+            continue
+        try:
+            await cluster.create(VOLUMES, {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind,
+                                           "metadata": {"name": obj_name,
+                                                        "annotations": {NAME_ANNOTATION: docker_name}},
+                                           "spec": {"driver": "local"}})
+        except AlreadyExists:
+            pass
+
+
+async def create(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    body = await bodies.json_object(request)
+    req = container_spec(body)
+    name = request.query.get("name", "").removeprefix("/")
+    if name and not dockerid.valid_docker_name(name):
+        raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    await _check_image(cluster, req.spec["image"])
+    if name:
+        for other in await cluster.list(LOCAL_CONTAINERS):
+            if dockerid.docker_name(other) == name:
+                raise _conflict(name, other)
+    await _ensure_volumes(cluster, req.volumes)
+    for attempt in range(10):
+        docker_name = name or dockerid.generate_name(attempt)
+        meta: dict[str, Any] = {"name": dockerid.object_name(docker_name), "finalizers": [CONTAINER_FINALIZER],
+                                "annotations": {NAME_ANNOTATION: docker_name}}
+        obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
+               "spec": {**req.spec, "state": "Stopped", "nodeName": ""}}
+        try:
+            created = await cluster.create(LOCAL_CONTAINERS, obj)
+        except AlreadyExists:
+            if not name:
+                continue
+            taken = await cluster.get(LOCAL_CONTAINERS, meta["name"])
+            if taken is not None and dockerid.docker_name(taken) == name:
+                raise _conflict(name, taken) from None
+            meta["generateName"] = meta.pop("name")[:dockerid.MAX_OBJECT_NAME - 6].rstrip("-.") + "-"
+            created = await cluster.create(LOCAL_CONTAINERS, obj)
+        return reply({"Id": dockerid.object_id(created), "Warnings": []}, status=201)
+    raise Conflict("could not find a free generated name; give one")
+
+
+# ---- start / stop / kill / restart --------------------------------------------------------------------
+def _started(token: str, previous: str) -> Callable[[dict[str, Any] | None], bool]:
+    def done(o: dict[str, Any] | None) -> bool:
+        if o is None:
+            return True
+        st = o.get("status") or {}
+        fresh = bool(st.get("containerID")) and st.get("containerID") != previous
+        if st.get("startRequest") != token and not fresh:
+            return False
+        return st.get("phase") in ("Running", "Exited", "Failed")
+    return done
+
+
+async def _start(cluster: Cluster, obj: dict[str, Any], spec: dict[str, Any] | None = None,
+                 restart: bool = False) -> None:
+    token, patch = containerlife.start_patch(spec, restart)
+    previous = (obj.get("status") or {}).get("containerID") or ""
+    await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), patch)
+    try:
+        now = await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), _started(token, previous), OPERATOR_TIMEOUT)
+    except TimeoutError:
+        raise OperatorTimeout(f"container {dockerid.docker_name(obj)} did not start within "
+                              f"{OPERATOR_TIMEOUT:g}s (is the k3c operator running?)") from None
+    if now is None:
+        if obj["spec"].get("autoRemove"):
+            return  # it ran and is gone already (--rm)
+        raise NoSuch(f"No such container: {dockerid.docker_name(obj)}")
+    st = now.get("status") or {}
+    if st.get("phase") == "Failed":
+        raise BadParameter(st.get("message") or "the container failed to start")
+
+
+async def start(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    if (obj.get("status") or {}).get("phase") == "Running" and obj["spec"].get("state") == "Running":
+        return web.Response(status=304)
+    await _start(cluster, obj)
+    return web.Response(status=204)
+
+
+async def _stop(cluster: Cluster, obj: dict[str, Any], timeout: int | None) -> None:
+    spec: dict[str, Any] = {"state": "Stopped"}
+    if timeout is not None:
+        spec["stopTimeout"] = max(0, timeout)
+    grace = timeout if timeout is not None else int(obj["spec"].get("stopTimeout", 10))
+    await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), {"spec": spec})
+    try:
+        await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), lambda o: o is None or not containerlife.is_running(o),
+                               grace + OPERATOR_TIMEOUT)
+    except TimeoutError:
+        raise OperatorTimeout(f"cannot stop container: {dockerid.docker_name(obj)}: timed out waiting for the "
+                              "k3c operator") from None
+
+
+async def stop(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    if not containerlife.is_running(obj):
+        return web.Response(status=304)
+    await _stop(cluster, obj, bodies.integer(request, "t"))
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    """Only SIGKILL can be expressed in the object (a stop with no grace); the old timeout is put back."""
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    sig = request.query.get("signal", "KILL").upper().removeprefix("SIG")
+    if sig not in ("KILL", "9"):
+        raise BadParameter(f"k3c can send only SIGKILL to a container (asked for {sig}); stop sends SIGTERM")
+    if not containerlife.is_running(obj):
+        raise Conflict(f"Container {dockerid.object_id(obj)} is not running")
+    old = obj["spec"].get("stopTimeout", 10)
+    await _stop(cluster, obj, 0)
+    try:
+        await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), {"spec": {"stopTimeout": old}})
+    except NotFound:
+        pass
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    t = bodies.integer(request, "t")
+    await _start(cluster, obj, {"stopTimeout": max(0, t)} if t is not None else None, restart=True)
+    return web.Response(status=204)
+
+
+# ---- remove -------------------------------------------------------------------------------------------
+async def remove(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    if containerlife.is_running(obj):
+        if not bodies.flag(request, "force"):
+            raise Conflict(f"You cannot remove a running container {dockerid.object_id(obj)}. Stop the "
+                           "container before attempting removal or force remove")
+        obj = await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), {"spec": {"stopTimeout": 0}})
+    try:
+        current = await cluster.delete(LOCAL_CONTAINERS, _name(obj))
+    except NotFound:
+        current = {}
+    if current.get("kind") == LOCAL_CONTAINERS.kind and current["metadata"].get("finalizers"):
+        if containerlife.unclaimed(current):
+            try:  # nothing outside the API to clean up: drop the finalizer, unless an operator claimed it now
+                await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), {"metadata": {
+                    "resourceVersion": current["metadata"]["resourceVersion"], "finalizers": None}})
+            except (NotFound, Conflict):
+                pass
+        try:
+            await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), lambda o: o is None, OPERATOR_TIMEOUT)
+        except TimeoutError:
+            raise OperatorTimeout(f"could not remove container {dockerid.docker_name(obj)}: still being removed "
+                                  f"after {OPERATOR_TIMEOUT:g}s") from None
+    if bodies.flag(request, "v"):
+        anonymous = (obj["metadata"].get("annotations") or {}).get(ANONYMOUS_VOLUMES_ANNOTATION) or ""
+        for volume in filter(None, anonymous.split(",")):
+            try:
+                await cluster.delete(VOLUMES, volume)
+            except NotFound:
+                pass
+    return web.Response(status=204)
+
+
+# ---- list / inspect -----------------------------------------------------------------------------------
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    key, eq, value = want.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+def _matches(obj: dict[str, Any], state: str, filters: dict[str, list[str]]) -> bool:
+    labels = (obj.get("spec") or {}).get("labels") or {}
+    image = (obj.get("spec") or {}).get("image", "")
+    checks: dict[str, Callable[[str], bool]] = {
+        "id": lambda v: dockerid.object_id(obj).startswith(v),
+        "name": lambda v: re.search(v, dockerid.docker_name(obj)) is not None,
+        "label": lambda v: _label_match(labels, v),
+        "status": lambda v: state == v,
+        "ancestor": lambda v: _same_image(image, v),
+    }
+    return all(any(checks[key](v) for v in values) for key, values in filters.items() if values)
+
+
+def _summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``GET /containers/json``, built from the same document inspect shows."""
+    doc = docker_inspect(obj)
+    state, status = docker_state(obj)
+    spec = obj.get("spec") or {}
+    created = parse_time(obj["metadata"].get("creationTimestamp"))
+    ports = [{"IP": p.get("hostIP") or "0.0.0.0", "PrivatePort": p.get("containerPort"),
+              "PublicPort": p.get("hostPort"), "Type": (p.get("protocol") or "TCP").lower()}
+             for p in (obj.get("status") or {}).get("ports") or []]
+    return {
+        "Id": doc["Id"], "Names": [doc["Name"]], "Image": spec.get("image", ""), "ImageID": doc["Image"],
+        "Command": " ".join([*(spec.get("command") or []), *(spec.get("args") or [])]),
+        "Created": int(created.timestamp()) if created else 0, "Ports": ports, "Labels": spec.get("labels") or {},
+        "State": state, "Status": status, "HostConfig": {"NetworkMode": doc["HostConfig"]["NetworkMode"]},
+        "NetworkSettings": {"Networks": doc["NetworkSettings"]["Networks"]}, "Mounts": doc["Mounts"],
+    }
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    filters = bodies.filters(request)
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise BadParameter(f"invalid filter '{unknown[0]}'")
+    for value in filters.get("status", []):
+        if value not in DOCKER_STATES:
+            raise BadParameter(f"invalid filter 'status={value}'")
+    show_all = bodies.flag(request, "all") or bool(filters.get("status"))
+    items = sorted(await _cluster(request).list(LOCAL_CONTAINERS),
+                   key=lambda o: o["metadata"].get("creationTimestamp") or "", reverse=True)
+    out = []
+    for obj in items:
+        state = docker_state(obj)[0]
+        if (show_all or state == "running") and _matches(obj, state, filters):
+            out.append(_summary(obj))
+    limit = bodies.integer(request, "limit")
+    return reply(out[:limit] if limit and limit > 0 else out)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    named = [m["volume"] for m in obj["spec"].get("volumes") or [] if m.get("volume")]
+    names = {v["metadata"]["name"]: dockerid.docker_name(v) for v in await cluster.list(VOLUMES)} if named else {}
+    return reply(docker_inspect(obj, names))
+
+
+async def _send_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Prepare and put the status line and headers on the wire now: clients act on them (a hijacked attach,
+    a wait) before any body comes, while aiohttp would hold them back for the first body bytes."""
+    await response.prepare(request)
+    writer = request.writer
+    if isinstance(writer, StreamWriter):
+        writer.send_headers()
+
+
+# ---- wait ---------------------------------------------------------------------------------------------
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def _exited(o: dict[str, Any]) -> bool:
+    st = o.get("status") or {}
+    if st.get("phase") in ("Exited", "Failed"):
+        return True
+    return bool(st.get("phase", "Pending") == "Pending" and o["spec"].get("state") == "Stopped" and st)
+
+
+def _exit_mark(o: dict[str, Any]) -> tuple[str, str]:
+    """What tells one exit from the next: the CRI container and when it finished."""
+    st = o.get("status") or {}
+    return str(st.get("containerID") or ""), str(st.get("finishedAt") or "")
+
+
+def _wait_done(condition: str, first: dict[str, Any], last: dict[str, dict[str, Any]],
+               ) -> Callable[[dict[str, Any] | None], bool]:
+    before = _exit_mark(first) if _exited(first) else None
+
+    def done(o: dict[str, Any] | None) -> bool:
+        if o is None:
+            return True
+        last["obj"] = o
+        if condition == "removed":
+            return False
+        if condition == "not-running":
+            return not containerlife.is_running(o)
+        return _exited(o) and _exit_mark(o) != before and not containerlife.is_running(o)
+    return done
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """The headers at once (clients wait on the body), the exit code once the condition is met."""
+    cluster = _cluster(request)
+    condition = request.query.get("condition") or "not-running"
+    if condition not in WAIT_CONDITIONS:
+        raise BadParameter(f"invalid condition: {condition!r}")
+    obj = await find(cluster, request.match_info["id"])
+    last = {"obj": obj}
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await _send_headers(request, response)
+    done = _wait_done(condition, obj, last)
+
+    def done_or_gone(o: dict[str, Any] | None) -> bool:
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client went away")  # nobody is waiting any more: stop polling
+        return done(o)
+
+    error = None
+    try:
+        await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), done_or_gone, float("inf"))
+    except ConnectionResetError:
+        return response
+    except Exception as err:  # the headers are out: the failure goes in the body, as dockerd does
+        error = {"Message": str(err) or type(err).__name__}
+    with contextlib.suppress(ConnectionError):
+        await response.write(json.dumps({"StatusCode": containerlife.exit_code(last["obj"]),
+                                         "Error": error}).encode())
+        await response.write_eof()
+    return response
+
+
+# ---- logs ---------------------------------------------------------------------------------------------
+def _log_query(request: web.Request) -> list[tuple[str, str]]:
+    """docker's logs parameters as pods/log's: follow, tailLines, sinceTime, timestamps."""
+    query: list[tuple[str, str]] = []
+    if bodies.flag(request, "follow"):
+        query.append(("follow", "true"))
+    tail = request.query.get("tail", "all")
+    if tail not in ("", "all"):
+        if not tail.isdigit():
+            raise BadParameter(f"invalid value for tail: {tail!r}")
+        query.append(("tailLines", tail))
+    since = request.query.get("since", "")
+    if since not in ("", "0"):
+        try:
+            query.append(("sinceTime", format_rfc3339_ns(int(float(since) * 1e9))))
+        except ValueError:
+            raise BadParameter(f"invalid value for since: {since!r}") from None
+    if request.query.get("until", "0") not in ("", "0"):
+        raise BadParameter("until is not supported by k3c")
+    if bodies.flag(request, "timestamps"):
+        query.append(("timestamps", "true"))
+    return query
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    """docker's multiplexed framing: stream byte, three zero bytes, big-endian length, payload."""
+    return bytes((stream, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """The log as docker streams it: raw for a Tty container, else 8-byte framed per stream."""
+    cluster = _cluster(request)
+    want = {STDOUT: bodies.flag(request, "stdout"), STDERR: bodies.flag(request, "stderr")}
+    if not any(want.values()):
+        raise BadParameter("Bad parameters: you must choose at least one stream")
+    query = _log_query(request)
+    obj = await find(cluster, request.match_info["id"])
+    tty = bool(obj["spec"].get("tty"))
+    chunks = streams.frames(cluster.connection(), _name(obj), "log", query)
+    first = await anext(chunks, None)  # a refusal (e.g. no log yet) is still an error answer, not a body
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/vnd.docker.raw-stream"})
+    await response.prepare(request)
+    try:
+        pending = [first] if first is not None else []
+        while True:
+            for channel, payload in pending:
+                if want.get(channel):
+                    await response.write(payload if tty else frame(channel, payload))
+            nxt = await anext(chunks, None)
+            if nxt is None:
+                break
+            pending = [nxt]
+    except (ConnectionError, apierrors.APIError):
+        pass  # the client left, or the stream failed after the headers: the body just ends
+    finally:
+        await chunks.aclose()
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response
+
+
+# ---- attach -------------------------------------------------------------------------------------------
+async def _started_since(cluster: Cluster, obj: dict[str, Any]) -> bool:
+    """Wait until the container runs or ran since ``obj`` (docker attaches before the start; CRI cannot):
+    True once it has, False if it is gone. (A client that attached without stdin has half-closed its side
+    of the connection, so its leaving cannot be seen before a write fails.)"""
+    if containerlife.is_running(obj) and (obj.get("status") or {}).get("phase") == "Running":
+        return True
+    before = _exit_mark(obj)
+
+    def started(o: dict[str, Any] | None) -> bool:
+        if o is None:
+            return True
+        st = o.get("status") or {}
+        return st.get("phase") == "Running" or (_exited(o) and _exit_mark(o) != before)
+
+    now = await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), started, float("inf"))
+    return now is not None
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    """The container's output on the hijacked connection (``101 UPGRADED``, ``Upgrade: tcp``), framed unless
+    Tty; made before the start, it waits for it and shows the output from the first line on."""
+    cluster = _cluster(request)
+    obj = await find(cluster, request.match_info["id"])
+    if bodies.flag(request, "stdin"):
+        raise BadParameter("k3c's Docker API cannot attach stdin yet: use `k3c run -i` or `k3c attach`")
+    tty = bool(obj["spec"].get("tty"))
+    want = {STDOUT: bodies.flag(request, "stdout"), STDERR: bodies.flag(request, "stderr") and not tty}
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    headers = {"Content-Type": "application/vnd.docker.raw-stream"}
+    if upgrade:
+        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
+    response = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else None,
+                                  headers=headers)
+    response.force_close()
+    held = await _hold_for_attach(cluster, obj)
+    _keep_open_after_client_eof(request)
+    await _send_headers(request, response)
+    if not any(want.values()) or not await _started_since(cluster, obj):
+        log.info("attach to %s: nothing to relay (streams %s)", _name(obj), want)
+        return await _hang_up(request, response)
+    from_start = not containerlife.is_running(obj) or bodies.flag(request, "logs")
+    query = [("stdout", "true"), ("stderr", "false" if tty else "true"), ("stdin", "false")]
+    if from_start:
+        query.append(("logs", "true"))
+    chunks = streams.frames(cluster.connection(), _name(obj), "attach", query)
+    try:
+        async for channel, payload in chunks:
+            if want.get(channel):
+                data = payload if tty else frame(channel, payload)
+                await response.write(data)
+    except (ConnectionError, apierrors.APIError) as err:  # the client left, or the container went away
+        log.info("attach to %s ended: %s", _name(obj), err)
+    finally:
+        await chunks.aclose()
+    if held:
+        await _remove_quietly(cluster, obj)
+    return await _hang_up(request, response)
+
+
+async def _hold_for_attach(cluster: Cluster, obj: dict[str, Any]) -> bool:
+    """A `run --rm` attached before its start: the operator's autoRemove waits for this attach (as for the
+    CLI's foreground run), which removes the object itself once the output is out. True if so held."""
+    if not obj["spec"].get("autoRemove") or containerlife.is_running(obj):
+        return False
+    await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj),
+                              {"metadata": {"annotations": {ATTACHED_RUN_ANNOTATION: "true"}}})
+    return True
+
+
+async def _remove_quietly(cluster: Cluster, obj: dict[str, Any]) -> None:
+    """The held `--rm` container, removed once its attach is over (the operator's finalizer tears down)."""
+    try:
+        await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), lambda o: o is None or not containerlife.is_running(o),
+                               OPERATOR_TIMEOUT)
+        await cluster.delete(LOCAL_CONTAINERS, _name(obj))
+    except (NotFound, TimeoutError):
+        pass
+
+
+def _keep_open_after_client_eof(request: web.Request) -> None:
+    """A hijacked attach without stdin: the client half-closes its side (as with dockerd) and still reads.
+    asyncio closes a transport whose protocol's ``eof_received`` answers false, and aiohttp's does, so the
+    connection's protocol is wrapped in one that answers true: the output keeps flowing until we hang up."""
+    transport, protocol = request.transport, request.protocol
+    if transport is not None and protocol is not None:
+        transport.set_protocol(_HalfOpen(protocol))
+
+
+class _HalfOpen(asyncio.Protocol):
+    """aiohttp's protocol for one connection, except that the peer's EOF leaves the connection open."""
+
+    def __init__(self, inner: asyncio.Protocol) -> None:
+        self.inner = inner
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool:
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+async def _hang_up(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """End a hijacked stream the way dockerd does: close the connection."""
+    if request.transport is not None:
+        request.transport.close()
+    return response

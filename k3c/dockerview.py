@@ -1,0 +1,298 @@
+"""Docker's view of k3c's objects: a container's state as `docker ps` words it, and what `docker inspect` prints.
+
+Shared by the two front doors that show objects the docker way, the CLI (`k3c ps`, `k3c inspect`) and
+the Docker Engine API (:mod:`k3c.dockerapi`), so both show the same fields with the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from k3c import dockerid
+from k3c.timefmt import since
+from k3c.units import human_duration
+
+DOCKER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_SHM_BYTES = 64 * 1024 * 1024  # containerd's /dev/shm for a sandbox, as docker's default
+# `inspect` keys for what a k3c container has no counterpart of (files a dockerd keeps per container, a graph
+# driver, links and volumes-from, blkio, realtime and Windows limits, a MAC or endpoint of docker's own
+# network): docker's zero values, so templates and clients that read docker's keys find them, with its types.
+UNSET_TOP = {"ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "MountLabel": "", "ProcessLabel": "",
+             "ExecIDs": None}
+UNSET_CONFIG = {"Domainname": "", "AttachStdout": False, "AttachStderr": False, "Volumes": None, "OnBuild": None}
+UNSET_HOST_CONFIG = {
+    "ContainerIDFile": "", "VolumeDriver": "", "VolumesFrom": None, "CgroupnsMode": "", "Cgroup": "",
+    "Links": None, "OomScoreAdj": 0, "UTSMode": "", "UsernsMode": "", "Runtime": "runc", "ConsoleSize": [0, 0],
+    "Isolation": "", "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": None,
+    "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "CpuPeriod": 0,
+    "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetMems": "", "DeviceCgroupRules": None,
+    "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0,
+    "MemorySwappiness": None, "OomKillDisable": False, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+    "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+UNSET_NETWORK = {"Bridge": "", "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                 "SandboxKey": "", "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+                 "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPPrefixLen": 0,
+                 "IPv6Gateway": "", "MacAddress": ""}
+
+
+def runtime_id(obj: dict[str, Any]) -> str:
+    """The CRI container of the object's current start ('' before the first): never shown as an ID, only
+    used to tell one start from the next."""
+    return str((obj.get("status") or {}).get("containerID") or "")
+
+
+def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, str]:
+    """(State, Status) as docker prints them: ("running", "Up 5 minutes"), ("exited", "Exited (0) 3 seconds ago")."""
+    st = obj.get("status") or {}
+    ph = st.get("phase") or "Pending"
+    if obj["metadata"].get("deletionTimestamp"):
+        return "removing", "Removal In Progress"
+    if ph == "Running":
+        health = (st.get("health") or {}).get("status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        up = "Up " + human_duration(since(st.get("startedAt"), now) or 0)
+        if st.get("paused"):
+            return "paused", up + " (Paused)"
+        return "running", up + suffix.get(health or "", "")
+    if ph == "Exited":
+        ago = since(st.get("finishedAt"), now)
+        code = st.get("exitCode", 0)
+        if (st.get("summary") or "").startswith("Restarting"):  # the restart policy will start it again
+            return "restarting", f"Restarting ({code}) {human_duration(ago or 0)} ago"
+        return "exited", f"Exited ({code}) {human_duration(ago)} ago" if ago is not None else f"Exited ({code})"
+    if ph == "Failed":
+        return "dead", "Failed"
+    if st.get("restartCount") and st.get("finishedAt"):
+        restarted = human_duration(since(st.get("finishedAt"), now) or 0)
+        return "restarting", f"Restarting ({st.get('exitCode', 0)}) {restarted} ago"
+    return "created", "Created"
+
+
+def parse_bytes(value: str | None) -> int:
+    """spec.memory (bytes, docker suffixes or Ki/Mi/Gi/Ti) as bytes."""
+    if not value:
+        return 0
+    m = re.match(r"^([0-9.]+)\s*([a-zA-Z]*)$", str(value))
+    if not m:
+        return 0
+    unit = m.group(2).lower().rstrip("b").rstrip("i")
+    power = " kmgtp".index(unit) if unit and unit in "kmgtp" else 0
+    return int(float(m.group(1)) * 1024 ** power)
+
+
+def _port_key(p: dict[str, Any]) -> str:
+    return f"{p.get('containerPort')}/{(p.get('protocol') or 'TCP').lower()}"
+
+
+def _port_map(ports: list[dict[str, Any]], default_ip: str) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(_port_key(p), []).append({"HostIp": p.get("hostIP") or default_ip,
+                                                 "HostPort": str(p.get("hostPort") or "")})
+    return out
+
+
+def _restart_policy(value: str) -> dict[str, Any]:
+    name, _, count = value.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+def _mounts(spec: dict[str, Any], volumes: Mapping[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for m in spec.get("volumes") or []:
+        if m.get("volume"):
+            out.append({"Type": "volume", "Name": volumes.get(m["volume"], m["volume"]), "Source": "",
+                        "Destination": m.get("mountPath"), "Driver": "local", "Mode": "z",
+                        "RW": not m.get("readOnly"), "Propagation": ""})
+        else:
+            out.append({"Type": "bind", "Source": m.get("hostPath"), "Destination": m.get("mountPath"),
+                        "Mode": "", "RW": not m.get("readOnly"), "Propagation": "rprivate"})
+    return out
+
+
+def _config(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    optional = {"StopSignal": spec.get("stopSignal")}
+    return {
+        **UNSET_CONFIG, **{k: v for k, v in optional.items() if v},
+        "Hostname": spec.get("hostname") or obj["metadata"]["name"], "User": spec.get("user", ""),
+        "AttachStdin": False, "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("stdin")),
+        "StdinOnce": bool(spec.get("stdinOnce")),
+        "Env": [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or []],
+        "Cmd": spec.get("args"), "Image": spec.get("image", ""), "WorkingDir": spec.get("workingDir", ""),
+        "Entrypoint": spec.get("command"), "Labels": spec.get("labels") or {},
+        "StopTimeout": spec.get("stopTimeout", 10),
+        "ExposedPorts": {_port_key(p): {} for p in spec.get("ports") or []} or None,
+    }
+
+
+def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, Any]:
+    binds = [f"{volumes.get(m['volume'], m['volume']) if m.get('volume') else m.get('hostPath')}:{m.get('mountPath')}"
+             + (":ro" if m.get("readOnly") else "") for m in spec.get("volumes") or []]
+    return {
+        **UNSET_HOST_CONFIG, **_optional_host_config(spec), **_limits(spec), **_namespaces(spec),
+        "Binds": binds or None, "NetworkMode": "host" if spec.get("hostNetwork") else "bridge",
+        "PortBindings": _port_map(spec.get("ports") or [], ""),
+        "RestartPolicy": _restart_policy(spec.get("restartPolicy") or "no"), "AutoRemove": bool(spec.get("autoRemove")),
+        "CapAdd": spec.get("capAdd"), "CapDrop": spec.get("capDrop"), "Dns": spec.get("dns") or [],
+        "Privileged": bool(spec.get("privileged")), "ReadonlyRootfs": bool(spec.get("readOnlyRootFilesystem")),
+        "Memory": parse_bytes(spec.get("memory")),
+        "NanoCpus": int(float(spec["cpus"]) * 1e9) if spec.get("cpus") else 0,
+    }
+
+
+def _limits(spec: dict[str, Any]) -> dict[str, Any]:
+    swap = spec.get("memorySwap")
+    return {
+        "CpuShares": spec.get("cpuShares", 0), "CpusetCpus": spec.get("cpusetCpus", ""),
+        "MemorySwap": -1 if swap == "-1" else parse_bytes(swap), "PidsLimit": spec.get("pidsLimit"),
+        "ShmSize": parse_bytes(spec.get("shmSize")) or DEFAULT_SHM_BYTES,
+        "Ulimits": [{"Name": u["name"], "Soft": u["soft"], "Hard": u["hard"]} for u in spec.get("ulimits") or []]
+        or None,
+        "Devices": [{"PathOnHost": d["hostPath"], "PathInContainer": d.get("containerPath") or d["hostPath"],
+                     "CgroupPermissions": d.get("permissions") or "rwm"} for d in spec.get("devices") or []],
+    }
+
+
+def _namespaces(spec: dict[str, Any]) -> dict[str, Any]:
+    """Namespaces, names and security: the `run` flags' HostConfig fields."""
+    security = [*(["no-new-privileges"] if spec.get("noNewPrivileges") else []),
+                *([f"seccomp={spec['seccompProfile']}"] if spec.get("seccompProfile") else []),
+                *([f"apparmor={spec['apparmorProfile']}"] if spec.get("apparmorProfile") else [])]
+    return {
+        "IpcMode": spec.get("ipcMode") or "private", "PidMode": spec.get("pidMode") or "",
+        "GroupAdd": spec.get("groupAdd") or None, "SecurityOpt": security or None,
+        "DnsOptions": spec.get("dnsOptions") or [], "DnsSearch": spec.get("dnsSearch") or [],
+        "ExtraHosts": [f"{h['name']}:{h['ip']}" for h in spec.get("extraHosts") or []] or None,
+        "PublishAllPorts": bool(spec.get("publishAll")),
+    }
+
+
+def _optional_host_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """What docker shows only when set (Init, Tmpfs), and the log configuration.
+
+    The log driver is named "k8s-file", podman's name for the kubelet's CRI log format that k3c writes
+    (docker's "json-file" would promise a format the files are not in).
+    """
+    opts = spec.get("logOptions") or {}
+    log = {k: str(opts[o]) for k, o in (("max-size", "maxSize"), ("max-file", "maxFile")) if opts.get(o)}
+    out: dict[str, Any] = {"LogConfig": {"Type": "k8s-file", "Config": log}}
+    if spec.get("init"):
+        out["Init"] = True
+    if spec.get("tmpfs"):
+        out["Tmpfs"] = {t["mountPath"]: t.get("options", "") for t in spec["tmpfs"]}
+    return out
+
+
+def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c;
+    ``volumes`` maps Volume object names to their docker names."""
+    volumes = volumes or {}
+    spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
+    argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
+    state, _ = docker_state(obj)
+    network = "host" if spec.get("hostNetwork") else "bridge"
+    return {
+        **UNSET_TOP, "LogPath": st.get("logPath", ""), "AppArmorProfile": spec.get("apparmorProfile", ""),
+        "GraphDriver": {"Data": None, "Name": "overlayfs"},
+        "Id": dockerid.object_id(obj), "Created": meta.get("creationTimestamp"),
+        "Path": argv[0] if argv else "", "Args": argv[1:],
+        "State": {
+            "Status": state, "Running": state in ("running", "paused"), "Paused": state == "paused",
+            "Restarting": state == "restarting",
+            "OOMKilled": st.get("reason") == "OOMKilled", "Dead": state == "dead", "Pid": 0,
+            "ExitCode": st.get("exitCode", 0), "Error": st.get("message", "") if state == "dead" else "",
+            "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
+            **_health(st),
+        },
+        "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
+        "RestartCount": st.get("restartCount", 0),
+        "Driver": "overlayfs", "Platform": "linux",
+        "HostConfig": _host_config(spec, volumes), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
+        "NetworkSettings": {
+            **UNSET_NETWORK, "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
+            "SandboxID": st.get("sandboxID", ""),
+            "Networks": {network: {"IPAddress": st.get("ip", "")}},
+        },
+        "K3c": {
+            "Namespace": meta.get("namespace"), "Object": meta["name"], "UID": meta.get("uid"),
+            "RuntimeID": runtime_id(obj),
+            "Node": st.get("node") or spec.get("nodeName") or "", "Phase": st.get("phase", "Pending"),
+            "DesiredState": spec.get("state", "Running"), "Message": st.get("message", ""),
+            "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
+        },
+    }
+
+
+def _health(status: dict[str, Any]) -> dict[str, Any]:
+    """State.Health, when the container has a health check."""
+    health = status.get("health")
+    if not health:
+        return {}
+    return {"Health": {"Status": health.get("status", "starting"), "FailingStreak": health.get("failingStreak", 0),
+                       "Log": [{"Start": r.get("start"), "End": r.get("end"), "ExitCode": r.get("exitCode"),
+                                "Output": r.get("output", "")} for r in health.get("log") or []]}}
+
+
+def users_of(name: str, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for c in containers if any(m.get("volume") == name for m in (c.get("spec") or {}).get("volumes") or [])]
+
+
+def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Volume as `docker volume inspect` shows one; k3c's own facts under K3c."""
+    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
+        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""),
+        "Name": dockerid.docker_name(obj),
+        "Options": None, "Scope": "local",
+        "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",
+                "Phase": st.get("phase", "Pending"), "UsedBy": st.get("usedBy") or [], "Message": st.get("message", "")},
+    }
+
+
+def image_reference(obj: dict[str, Any]) -> str:
+    """The reference an Image object stands for (``docker.io/library/busybox:latest``)."""
+    reference: str = (obj.get("spec") or {}).get("reference", "")
+    return reference
+
+
+def image_id(obj: dict[str, Any]) -> str:
+    """An Image object's docker image ID (``sha256:`` + the config digest), '' before containerd has it."""
+    return str((obj.get("status") or {}).get("id") or "")
+
+
+def _familiar(obj: dict[str, Any]) -> str:
+    from k3c.oci.reference import InvalidReference, parse  # only here: every CLI command imports this module
+
+    try:
+        return parse(image_reference(obj)).familiar()
+    except InvalidReference:
+        return image_reference(obj)
+
+
+def docker_image(obj: dict[str, Any], images: list[dict[str, Any]]) -> dict[str, Any]:
+    """An Image object as `docker image inspect` shows it; ``images`` are all Image objects, whose other
+    references to the same image ID become its RepoTags. k3c's own facts under K3c."""
+    st, meta = obj.get("status") or {}, obj["metadata"]
+    iid = image_id(obj)
+    same = [o for o in images if iid and image_id(o) == iid] or [obj]
+    tags = sorted(_familiar(o) for o in same if (o.get("status") or {}).get("tag", "<none>") != "<none>")
+    digests = sorted({d for o in same for d in (o.get("status") or {}).get("repoDigests") or []})
+    os_name, _, arch = (st.get("platform") or "/").partition("/")
+    return {
+        "Id": iid, "RepoTags": tags, "RepoDigests": digests, "Parent": "", "Comment": "",
+        "Created": st.get("created", ""), "Container": "", "ContainerConfig": {},
+        "DockerVersion": "", "Author": "", "Config": st.get("config") or {},
+        "Architecture": arch, "Os": os_name, "Size": st.get("size", 0), "VirtualSize": st.get("size", 0),
+        "GraphDriver": {"Name": "overlayfs", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": st.get("diffIDs") or []},
+        "Metadata": {"LastTagTime": meta.get("creationTimestamp", "")},
+        "K3c": {"Object": meta["name"], "Reference": image_reference(obj), "Digest": st.get("digest", ""),
+                "MediaType": st.get("mediaType", ""), "Phase": st.get("phase", ""), "Node": st.get("node", ""),
+                "Layers": st.get("layers") or []},
+    }
