@@ -175,12 +175,14 @@ def _namespaces(spec: dict[str, Any]) -> dict[str, Any]:
 def _optional_host_config(spec: dict[str, Any]) -> dict[str, Any]:
     """What docker shows only when set (Init, Tmpfs), and the log configuration.
 
-    The log driver is named "k8s-file", podman's name for the kubelet's CRI log format that k3c writes
-    (docker's "json-file" would promise a format the files are not in).
+    The log driver is named "json-file": docker's clients decide from this name whether logs can be read
+    back through the API (docker-compose shows no logs for any other driver but journald), and k3c's logs
+    do behave as json-file's: readable with follow/tail/since, rotated by max-size and max-file. The file on
+    disk is in the CRI's format, which no docker client reads directly (LogPath shows where it is).
     """
     opts = spec.get("logOptions") or {}
     log = {k: str(opts[o]) for k, o in (("max-size", "maxSize"), ("max-file", "maxFile")) if opts.get(o)}
-    out: dict[str, Any] = {"LogConfig": {"Type": "k8s-file", "Config": log}}
+    out: dict[str, Any] = {"LogConfig": {"Type": "json-file", "Config": log}}
     if spec.get("init"):
         out["Init"] = True
     if spec.get("tmpfs"):

@@ -187,7 +187,7 @@ def test_inspect_shows_the_run_flags_in_dockers_hostconfig_fields() -> None:
     assert hc["SecurityOpt"] == ["no-new-privileges", "seccomp=unconfined"]
     assert (hc["ExtraHosts"], hc["IpcMode"], hc["Init"], hc["Tmpfs"]) == (["db:10.0.0.5"], "host", True,
                                                                           {"/run": "size=1m"})
-    assert hc["LogConfig"] == {"Type": "k8s-file", "Config": {"max-size": "1m", "max-file": "3"}}
+    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}}
     assert hc["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/null", "CgroupPermissions": "rwm"}]
     assert doc["Config"]["StopSignal"] == "SIGUSR1"
     plain = docker_inspect({"metadata": {"name": "p"}, "spec": {"image": "busybox"}})

@@ -23,3 +23,10 @@ def test_older_than_the_current_containerd_is_an_orphan_at_once() -> None:
     s = Suspects()
     assert s.confirm({"shim 10": 100.0, "shim 11": 300.0}, older_than=200.0) == {"shim 10"}
     assert s.keys == {"shim 11"}
+
+
+def test_an_unknown_entry_still_in_the_making_is_kept_until_it_is_old_enough() -> None:
+    s = Suspects()
+    assert s.confirm({"CRI directory c1": 1000.0}, None, settled_before=900.0) == set()
+    assert s.confirm({"CRI directory c1": 1000.0}, None, settled_before=950.0) == set()  # a slow create
+    assert s.confirm({"CRI directory c1": 1000.0}, None, settled_before=1100.0) == {"CRI directory c1"}
