@@ -8,7 +8,9 @@ One run, one locally made busybox image (``busybox_image()``, no registry), four
   command); everything from the CLI process's start to its exit is counted;
 - docker: Debian's dockerd 20.10 with a private data root, exec root, socket and bridge (bench/peers.py);
 - podman: podman 4.3 with private storage and configs, its default CNI bridge network (bench/peers.py);
-- ctr: ``ctr run --rm`` against the k3c daemon's own containerd (namespace ``bench``, no CNI networking).
+- ctr: ``ctr run --rm`` against the k3c daemon's own containerd (namespace ``bench``, no CNI networking);
+- k3c-socket: the same docker CLI against the k3c daemon's Docker API socket (``<state-dir>/docker.sock``):
+  the issue-14 comparison, docker's own client on k3c against the same client on dockerd.
 
 It measures:
 
@@ -19,8 +21,8 @@ It measures:
 3. with ``--breakdown``: where k3c's ``run --rm`` spends its time, from the API watch and containerd's event
    stream (median ms after the CLI started), plus the CLI's interpreter start and imports.
 
-Prints a markdown table with the k3c/docker ratio of medians and the issue's aims (``run --rm`` no slower
-than docker, ``ps`` under 0.25 s); ``--json FILE`` writes every sample. Missing docker.io/podman packages
+Prints a markdown table with the k3c/docker ratio of medians (and k3c-socket/docker when that ran) and the
+aims (``run --rm`` no slower than docker, ``ps`` under 0.25 s, the socket ≤ 1.0× dockerd); ``--json FILE`` writes every sample. Missing docker.io/podman packages
 are installed with apt-get; a peer that cannot run is left out with a note. Everything it started is
 stopped by PID, and its temp dirs, bridges and iptables rules are removed; what had to be forced is
 printed as leftovers.
@@ -70,6 +72,7 @@ from tests.support.daemon_harness import DaemonProcess, pick_subnet, skip_reason
 IMAGE = "bench.local/busybox:latest"
 CTR_NAMESPACE = "bench"
 AIM_PS = 0.25
+SOCKET_TOOL = "k3c-socket"
 
 
 class CommandFailed(RuntimeError):
@@ -121,6 +124,12 @@ def k3c_tool(daemon: DaemonProcess, cli: Path) -> Tool:
     return Tool("k3c", [str(cli.parent / "python"), str(cli)], ["--kubeconfig", str(daemon.kubeconfig)])
 
 
+def socket_tool(daemon: DaemonProcess) -> Tool:
+    """Debian's docker CLI on the k3c daemon's Docker API socket (the address its daemon.json announces)."""
+    address = daemon.status()["frontends"]["docker"]
+    return Tool(SOCKET_TOOL, [DOCKER, "-H", address])
+
+
 def ctr_tool(socket: str) -> Tool:
     return Tool("ctr", ["ctr", "-a", socket, "-n", CTR_NAMESPACE])
 
@@ -154,7 +163,7 @@ def bench_run_rm(tools: Sequence[Tool], runs: int, warmups: int,
     failures: dict[str, list[str]] = {t.name: [] for t in tools}
     for i in range(warmups + runs):
         for tool in rotated(tools, i):
-            name = f"bench-rm-{i}"
+            name = f"bench-rm-{tool.name}-{i}"
             try:
                 wall, took = tool.timed(tool.run_rm(name))
             except (CommandFailed, subprocess.TimeoutExpired) as err:
@@ -402,8 +411,8 @@ def fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f} s"
 
 
-def ratio(values: dict[str, float | None]) -> str:
-    k3c, docker = values.get("k3c"), values.get("docker")
+def ratio(values: dict[str, float | None], tool: str = "k3c") -> str:
+    k3c, docker = values.get(tool), values.get("docker")
     return "—" if not k3c or not docker else f"{k3c / docker:.2f}×"
 
 
@@ -429,9 +438,12 @@ def table_rows(results: dict[str, Any], names: list[str]) -> list[tuple[str, dic
 
 def markdown(results: dict[str, Any]) -> str:
     names = list(results["run_rm"])
-    lines = [f"| measure | {' | '.join(names)} | k3c/docker |", "|---" + "|---:" * (len(names) + 1) + "|"]
+    ratios = ["k3c", *([SOCKET_TOOL] if SOCKET_TOOL in names else [])]
+    lines = [f"| measure | {' | '.join(names)} | {' | '.join(f'{r}/docker' for r in ratios)} |",
+             "|---" + "|---:" * (len(names) + len(ratios)) + "|"]
     for label, values in table_rows(results, names):
-        lines.append(f"| {label} | {' | '.join(fmt(values[n]) for n in names)} | {ratio(values)} |")
+        lines.append(f"| {label} | {' | '.join(fmt(values[n]) for n in names)} | "
+                     f"{' | '.join(ratio(values, r) for r in ratios)} |")
     return "\n".join(lines)
 
 
@@ -446,6 +458,12 @@ def aims(results: dict[str, Any]) -> list[str]:
     if ps is not None:
         out.append(f"aim `k3c ps` < {AIM_PS} s with {results['settings']['containers']} running: {ps:.3f} s "
                    f"→ {'met' if ps < AIM_PS else 'missed'}")
+    if SOCKET_TOOL in results["run_rm"]:
+        for label, values in table_rows(results, [SOCKET_TOOL, "docker"]):
+            if "p90" not in label and values[SOCKET_TOOL] and values["docker"]:
+                ok = values[SOCKET_TOOL] <= values["docker"]
+                out.append(f"aim docker CLI on k3c's socket ≤ 1.0× dockerd, {label}: {ratio(values, SOCKET_TOOL)} "
+                           f"→ {'met' if ok else 'missed'}")
     return out
 
 
@@ -518,7 +536,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmups", type=int, default=2, help="unmeasured rounds first (default 2)")
     p.add_argument("--containers", type=int, default=50, help="containers for run -d/ps/rm -f (default 50)")
     p.add_argument("--ps-runs", type=int, default=10, help="`ps` runs with all containers up (default 10)")
-    p.add_argument("--skip", default="", help="comma-separated tools to leave out (docker,podman,ctr)")
+    p.add_argument("--skip", default="", help="comma-separated tools to leave out (docker,podman,ctr,k3c-socket)")
     p.add_argument("--breakdown", action="store_true", help="also time the steps of k3c's run --rm")
     p.add_argument("--json", type=Path, help="write all results and samples here")
     p.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the k3c daemon's logs here at the end")
@@ -543,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         start_peers(setup, docker_archive(archive, base / "busybox-docker.tar", IMAGE), skip)
         if "ctr" not in skip:
             setup.tools.append(ctr_tool(setup.daemon.containerd_address))
+        if SOCKET_TOOL not in skip and shutil.which(DOCKER):
+            setup.tools.append(socket_tool(setup.daemon))
         results = measure(setup, args)
     finally:
         tear_down(setup, args.keep_logs)
