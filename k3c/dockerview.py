@@ -6,6 +6,7 @@ the Docker Engine API (:mod:`k3c.dockerapi`), so both show the same fields with 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -190,9 +191,10 @@ def _optional_host_config(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None) -> dict[str, Any]:
+def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None, subnet: str = "") -> dict[str, Any]:
     """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c;
-    ``volumes`` maps Volume object names to their docker names."""
+    ``volumes`` maps Volume object names to their docker names; ``subnet``, k3c's bridge network where the
+    caller knows it (the Docker API does), gives the endpoint's gateway and prefix length."""
     volumes = volumes or {}
     spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
     argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
@@ -218,7 +220,8 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
         "NetworkSettings": {
             **UNSET_NETWORK, "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
             "SandboxID": st.get("sandboxID", ""),
-            "Networks": {network: {"IPAddress": st.get("ip", "")}},
+            **_gateway(st.get("ip", ""), subnet),
+            "Networks": {network: _endpoint(st.get("ip", ""), subnet)},
         },
         "K3c": {
             "Namespace": meta.get("namespace"), "Object": meta["name"], "UID": meta.get("uid"),
@@ -228,6 +231,23 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
             "ResourceVersion": meta.get("resourceVersion"), "Conditions": st.get("conditions") or [],
         },
     }
+
+
+def _gateway(ip: str, subnet: str) -> dict[str, Any]:
+    """Gateway and IPPrefixLen of an address on k3c's bridge: the subnet's first host is the bridge's own
+    address, as host-local hands them out ({} when either is unknown, leaving docker's zero values)."""
+    if not ip or not subnet:
+        return {}
+    net = ipaddress.ip_network(subnet, strict=False)
+    return {"Gateway": str(net.network_address + 1), "IPPrefixLen": net.prefixlen}
+
+
+def _endpoint(ip: str, subnet: str) -> dict[str, Any]:
+    """One ``NetworkSettings.Networks`` entry with all of docker's EndpointSettings keys (testcontainers,
+    for one, reads ``Gateway`` there to reach published ports from inside a container)."""
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": ip, "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None, **_gateway(ip, subnet)}
 
 
 def _health(status: dict[str, Any]) -> dict[str, Any]:

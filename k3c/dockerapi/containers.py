@@ -288,9 +288,9 @@ def _matches(obj: dict[str, Any], state: str, filters: dict[str, list[str]]) -> 
     return all(any(checks[key](v) for v in values) for key, values in filters.items() if values)
 
 
-def _summary(obj: dict[str, Any]) -> dict[str, Any]:
+def _summary(obj: dict[str, Any], subnet: str = "") -> dict[str, Any]:
     """One entry of ``GET /containers/json``, built from the same document inspect shows."""
-    doc = docker_inspect(obj)
+    doc = docker_inspect(obj, subnet=subnet)
     state, status = docker_state(obj)
     spec = obj.get("spec") or {}
     created = parse_time(obj["metadata"].get("creationTimestamp"))
@@ -321,7 +321,7 @@ async def list_containers(request: web.Request) -> web.Response:
     for obj in items:
         state = docker_state(obj)[0]
         if (show_all or state == "running") and _matches(obj, state, filters):
-            out.append(_summary(obj))
+            out.append(_summary(obj, request.app["host"].subnet))
     limit = bodies.integer(request, "limit")
     return reply(out[:limit] if limit and limit > 0 else out)
 
@@ -331,7 +331,7 @@ async def inspect(request: web.Request) -> web.Response:
     obj = await find(cluster, request.match_info["id"])
     named = [m["volume"] for m in obj["spec"].get("volumes") or [] if m.get("volume")]
     names = {v["metadata"]["name"]: dockerid.docker_name(v) for v in await cluster.list(VOLUMES)} if named else {}
-    return reply(docker_inspect(obj, names))
+    return reply(docker_inspect(obj, names, request.app["host"].subnet))
 
 
 async def _send_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -113,6 +113,7 @@ class DockerSocketConfig:
     node_name: str
     root_dir: Path
     group: int | None = None
+    subnet: str = ""  #: k3c's bridge network, for the containers' gateway
     namespace: str | None = None
     #: asked for by name (``--docker-socket``): a path a unix socket cannot have fails the start; the default
     #: one is skipped with a warning instead, as the API server's own socket is
@@ -146,7 +147,7 @@ class DockerAPIServer:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of an earlier run
-        app = make_app(Cluster(cfg.kubeconfig, cfg.namespace), system.Host(cfg.node_name, cfg.root_dir))
+        app = make_app(Cluster(cfg.kubeconfig, cfg.namespace), system.Host(cfg.node_name, cfg.root_dir, cfg.subnet))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         # Bound in a private directory, given its mode there, then renamed into place: nobody can connect
