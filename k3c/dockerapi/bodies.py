@@ -62,3 +62,22 @@ def filters(request: web.Request) -> dict[str, list[str]]:
         else:
             raise BadParameter(f"invalid filter {key!r}")
     return out
+
+
+def typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``doc[key]`` if it is of ``kind`` (None if absent or null); else 400 in Go's words, as dockerd's decoder."""
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is int)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise BadParameter(f"json: cannot unmarshal {type(value).__name__} into {where}.{key} of type {names}")
+    return value
+
+
+def strings(doc: dict[str, Any], key: str, where: str) -> list[str] | None:
+    """``doc[key]`` as a list of strings (None if absent or null); else 400."""
+    value = typed(doc, key, list, where)
+    if value is None:
+        return None
+    if not all(isinstance(v, str) for v in value):
+        raise BadParameter(f"json: cannot unmarshal {where}.{key}: want a list of strings")
+    return [str(v) for v in value]

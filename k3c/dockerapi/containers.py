@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_writer import StreamWriter
 
 from k3c import apierrors, containerlife, dockerid
 from k3c.api import (
@@ -34,6 +33,7 @@ from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.createbody import container_spec
 from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
 from k3c.dockerapi.errors import NotFound as NoSuch
+from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
 from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state
 from k3c.oci.reference import InvalidReference, parse
@@ -334,15 +334,6 @@ async def inspect(request: web.Request) -> web.Response:
     return reply(docker_inspect(obj, names))
 
 
-async def _send_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Prepare and put the status line and headers on the wire now: clients act on them (a hijacked attach,
-    a wait) before any body comes, while aiohttp would hold them back for the first body bytes."""
-    await response.prepare(request)
-    writer = request.writer
-    if isinstance(writer, StreamWriter):
-        writer.send_headers()
-
-
 # ---- wait ---------------------------------------------------------------------------------------------
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -385,7 +376,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     obj = await find(cluster, request.match_info["id"])
     last = {"obj": obj}
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    await _send_headers(request, response)
+    await send_head(request, response)
     done = _wait_done(condition, obj, last)
 
     def done_or_gone(o: dict[str, Any] | None) -> bool:
@@ -505,7 +496,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     response.force_close()
     held = await _hold_for_attach(cluster, obj)
     _keep_open_after_client_eof(request)
-    await _send_headers(request, response)
+    await send_head(request, response)
     if not any(want.values()) or not await _started_since(cluster, obj):
         log.info("attach to %s: nothing to relay (streams %s)", _name(obj), want)
         return await _hang_up(request, response)
