@@ -42,6 +42,14 @@ def integer(request: web.Request, name: str) -> int | None:
         raise BadParameter(f"invalid value for {name}: {value!r}") from None
 
 
+def terminal_size(request: web.Request) -> tuple[int, int]:
+    """(width, height) from ``?h=&w=``, as docker's resize endpoints take it."""
+    height, width = integer(request, "h"), integer(request, "w")
+    if height is None or width is None or height < 0 or width < 0:
+        raise BadParameter("resize needs h and w, both non-negative integers")
+    return width, height
+
+
 def filters(request: web.Request) -> dict[str, list[str]]:
     """``filters={"label": ["a=b"]}``, or the older ``{"label": {"a=b": true}}``, as key → values."""
     raw = request.query.get("filters")

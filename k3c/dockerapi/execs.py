@@ -184,8 +184,11 @@ async def start(request: web.Request) -> web.StreamResponse:
         await asyncio.shield(opened)
         return web.Response(status=200)
     conn = await hijack(request)
-    await _run(cluster, inst, conn, None)
-    return conn.close()
+    try:
+        await _run(cluster, inst, conn, None)
+    finally:  # (a failure after the head cannot be an HTTP answer any more: the client sees the hang-up)
+        conn.close()
+    return conn.response
 
 
 async def _run(cluster: Cluster, inst: ExecInstance, conn: Hijacked | None,
@@ -219,20 +222,14 @@ async def _out(conn: Hijacked, inst: ExecInstance, channel: int, data: bytes) ->
 
 async def _relay(inst: ExecInstance, stream: streams.Stream, conn: Hijacked | None) -> int | None:
     """Output to the client, the client's input to stdin; the exit code from the final Status."""
-    feeder = asyncio.create_task(_feed(conn, stream)) if conn is not None and inst.stdin else None
     status: dict[str, Any] | None = None
-    try:
+    async with stream.feeding(conn.read if conn is not None and inst.stdin else None):
         async for channel, payload in stream.frames():
             if channel == ERROR:
                 status = protocol.decode_status(payload, stream.ws.protocol)
             elif conn is not None and channel in (STDOUT, STDERR):
                 with contextlib.suppress(ConnectionError):
                     await _out(conn, inst, channel, payload)
-    finally:
-        if feeder is not None:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feeder
     if status is None:
         return None
     code = protocol.exit_code_of(status)
@@ -245,24 +242,9 @@ async def _relay(inst: ExecInstance, stream: streams.Stream, conn: Hijacked | No
     return code
 
 
-async def _feed(conn: Hijacked, stream: streams.Stream) -> None:
-    """The client's bytes to the process's stdin; its half-close ends the input."""
-    while data := await conn.read():
-        await stream.stdin(data)
-    await stream.close_stdin()
-
-
 # ---- resize / inspect ---------------------------------------------------------------------------------
-def terminal_size(request: web.Request) -> tuple[int, int]:
-    """(width, height) from ``?h=&w=``, as docker's resize endpoints take it."""
-    height, width = bodies.integer(request, "h"), bodies.integer(request, "w")
-    if height is None or width is None or height < 0 or width < 0:
-        raise BadParameter("resize needs h and w, both non-negative integers")
-    return width, height
-
-
 async def resize(request: web.Request) -> web.Response:
-    size = terminal_size(request)
+    size = bodies.terminal_size(request)
     inst = _store(request).get(request.match_info["id"])
     if inst.stream is not None:
         await inst.stream.resize(*size)

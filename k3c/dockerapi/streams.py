@@ -8,9 +8,10 @@ end-of-stdin and terminal sizes (exec, an attach with stdin).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl as ssl_module
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
@@ -50,6 +51,25 @@ class Stream:
 
     async def resize(self, width: int, height: int) -> None:
         await self._send(RESIZE, resize_payload(width, height))
+
+    @contextlib.asynccontextmanager
+    async def feeding(self, read: Callable[[], Awaitable[bytes]] | None) -> AsyncIterator[None]:
+        """While the block runs, what ``read`` returns goes to stdin, and its ``b""`` (the client's
+        end of input) closes stdin; None feeds nothing."""
+
+        async def feed(read: Callable[[], Awaitable[bytes]]) -> None:
+            while data := await read():
+                await self.stdin(data)
+            await self.close_stdin()
+
+        task = asyncio.create_task(feed(read)) if read is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 @contextlib.asynccontextmanager
