@@ -32,6 +32,18 @@ def sock(daemon) -> str:
     return str(daemon.state_dir / "docker.sock")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def image_known(sock):
+    """The test image as the API sees it: the operator's Image object can come a moment after the import."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, _, body = raw(sock, "GET", "/v1.41/images/json")
+        if status == 200 and any(TEST_IMAGE in (i.get("RepoTags") or []) for i in json.loads(body)):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{TEST_IMAGE} never showed in /images/json")
+
+
 @pytest.fixture(scope="module")
 def dockerpy(sock):
     client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
@@ -48,9 +60,9 @@ def _env(sock: str) -> dict[str, str]:
 ROWS, COLS = 41, 123  # the pty's size, which the CLI passes on with resize calls
 
 
-def on_pty(sock: str, *args: str, typed: bytes = b"", timeout: float = 60) -> tuple[int, bytes]:
-    """Run the docker CLI with a pty as its stdin, stdout and stderr; ``typed`` is written once it shows
-    output or after a moment. Returns (exit code, everything it showed)."""
+def on_pty(sock: str, *args: str, typed: bytes | list[bytes] = b"", timeout: float = 60) -> tuple[int, bytes]:
+    """Run the docker CLI with a pty as its stdin, stdout and stderr; what is ``typed`` is written after
+    1.5 s (a list: one item a second). Returns (exit code, everything it showed)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
     proc = subprocess.Popen([DOCKER_CLI, *args], stdin=slave, stdout=slave, stderr=slave, env=_env(sock),
@@ -59,11 +71,12 @@ def on_pty(sock: str, *args: str, typed: bytes = b"", timeout: float = 60) -> tu
     out = b""
     deadline = time.monotonic() + timeout
     typed_at = time.monotonic() + 1.5
+    keys = [typed] if isinstance(typed, bytes) else list(typed)
     try:
         while time.monotonic() < deadline:
-            if typed and time.monotonic() > typed_at:
-                os.write(master, typed)
-                typed = b""
+            if keys and time.monotonic() > typed_at:
+                os.write(master, keys.pop(0))
+                typed_at += 1.0
             ready, _, _ = select.select([master], [], [], 0.1)
             if ready:
                 try:
@@ -235,3 +248,44 @@ def test_container_resize_answers(sock, box):
     assert status == 400
     status, _, body = raw(sock, "POST", "/v1.41/containers/nosuch/resize?h=10&w=20")
     assert status == 404
+
+
+def test_docker_attach_to_a_running_tty_container_and_detach(sock):
+    ok(sock, "run", "-d", "-i", "-t", "--name", "shell", TEST_IMAGE, "sh")
+    try:
+        code, out = on_pty(sock, "attach", "shell", typed=[b"echo attached-$((1+2))\r", b"\x10\x11"], timeout=30)
+        text = out.decode(errors="replace")
+        assert "attached-3" in text, text
+        assert code != -9, text  # ctrl-p ctrl-q ended the CLI (docker says "read escape sequence")
+        assert json.loads(ok(sock, "inspect", "-f", "{{json .State.Running}}", "shell")) is True  # runs on
+        code, out = on_pty(sock, "attach", "shell", typed=b"exit 9\r", timeout=30)
+        assert code == 9, out.decode(errors="replace")
+        assert json.loads(ok(sock, "inspect", "-f", "{{json .State.Running}}", "shell")) is False
+    finally:
+        ok(sock, "rm", "-f", "shell")
+
+
+def test_the_server_spots_detach_keys_for_any_client(sock, dockerpy):
+    """docker-py has no detach keys of its own: the server ends the attach on them, the container runs on."""
+    api = dockerpy.api
+    c = api.create_container(TEST_IMAGE, "sh", stdin_open=True, tty=True, name="detachable")
+    try:
+        api.start(c["Id"])
+        for keys, typed in ((None, b"\x10\x11"), ("ctrl-x,y", b"\x18y")):
+            params = {"stdin": 1, "stdout": 1, "stream": 1, **({"detachKeys": keys} if keys else {})}
+            s = api.attach_socket(c["Id"], params=params)
+            raw_sock = getattr(s, "_sock", s)
+            raw_sock.settimeout(20)
+            raw_sock.sendall(b"echo before-$((40+2))\r")
+            out = b""
+            while b"before-42" not in out:
+                out += raw_sock.recv(4096)
+            raw_sock.sendall(typed)
+            while chunk := raw_sock.recv(4096):  # the server hangs up
+                out += chunk
+            raw_sock.close()
+            assert api.inspect_container(c["Id"])["State"]["Running"] is True
+        status, _, body = raw(sock, "POST", "/v1.41/containers/detachable/attach?stream=1&stdin=1&detachKeys=ctrl-7")
+        assert status == 400 and "Invalid detach keys" in json.loads(body)["message"]
+    finally:
+        api.remove_container(c["Id"], force=True)
