@@ -42,6 +42,14 @@ def integer(request: web.Request, name: str) -> int | None:
         raise BadParameter(f"invalid value for {name}: {value!r}") from None
 
 
+def terminal_size(request: web.Request) -> tuple[int, int]:
+    """(width, height) from ``?h=&w=``, as docker's resize endpoints take it."""
+    height, width = integer(request, "h"), integer(request, "w")
+    if height is None or width is None or height < 0 or width < 0:
+        raise BadParameter("resize needs h and w, both non-negative integers")
+    return width, height
+
+
 def filters(request: web.Request) -> dict[str, list[str]]:
     """``filters={"label": ["a=b"]}``, or the older ``{"label": {"a=b": true}}``, as key → values."""
     raw = request.query.get("filters")
@@ -62,3 +70,22 @@ def filters(request: web.Request) -> dict[str, list[str]]:
         else:
             raise BadParameter(f"invalid filter {key!r}")
     return out
+
+
+def typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``doc[key]`` if it is of ``kind`` (None if absent or null); else 400 in Go's words, as dockerd's decoder."""
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is int)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise BadParameter(f"json: cannot unmarshal {type(value).__name__} into {where}.{key} of type {names}")
+    return value
+
+
+def strings(doc: dict[str, Any], key: str, where: str) -> list[str] | None:
+    """``doc[key]`` as a list of strings (None if absent or null); else 400."""
+    value = typed(doc, key, list, where)
+    if value is None:
+        return None
+    if not all(isinstance(v, str) for v in value):
+        raise BadParameter(f"json: cannot unmarshal {where}.{key}: want a list of strings")
+    return [str(v) for v in value]

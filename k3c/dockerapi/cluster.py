@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from k3c import kubeclient
 from k3c.api import Resource
-from k3c.apierrors import NotFound
+from k3c.apierrors import APIError, NotFound
 
 T = TypeVar("T")
 
@@ -82,6 +82,24 @@ class Cluster:
     async def delete(self, resource: Resource, name: str) -> dict[str, Any]:
         """The API's answer to the DELETE: the object while finalizers hold it, else a Status."""
         return await self.call(lambda c: c.delete(resource.path(c.conn.namespace, name)))
+
+    async def deleted_state(self, resource: Resource, name: str, since: str, timeout: int = 2) -> dict[str, Any] | None:
+        """The object as it was when deleted: the DELETED event of a watch from resourceVersion ``since``.
+
+        A poll can miss the last states of an object removed quickly (a `run --rm` container's exit code);
+        the watch replays them. None if the watch cannot tell within ``timeout`` seconds."""
+        def run(c: kubeclient.Client) -> dict[str, Any] | None:
+            try:
+                for event in c.watch(resource.path(c.conn.namespace), timeout=timeout + 5, resourceVersion=since,
+                                     fieldSelector=f"metadata.name={name}", timeoutSeconds=timeout):
+                    if event.get("type") == "DELETED":
+                        obj: dict[str, Any] | None = event.get("object")
+                        return obj
+            except (APIError, OSError, ValueError):
+                return None
+            return None
+
+        return await self.call(run)
 
     async def wait_for(self, resource: Resource, name: str, done: Callable[[dict[str, Any] | None], bool],
                        timeout: float) -> dict[str, Any] | None:

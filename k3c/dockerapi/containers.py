@@ -1,4 +1,4 @@
-"""The container endpoints: create, start, stop, kill, restart, remove, wait, logs, attach, list, inspect.
+"""The container endpoints: create, start, stop, kill, restart, remove, wait, logs, list, inspect.
 
 Each call is the object protocol the CLI speaks (:mod:`k3c.containerlife`): create the object Stopped, ask
 for a start with a start-request token, patch the desired state, DELETE and let the operator's finalizer
@@ -8,7 +8,6 @@ container runs, a stop or remove once it is down or gone. IDs and names are k3c.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -17,12 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_writer import StreamWriter
 
 from k3c import apierrors, containerlife, dockerid
 from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
-    ATTACHED_RUN_ANNOTATION,
     CONTAINER_FINALIZER,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
@@ -34,6 +31,7 @@ from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.createbody import container_spec
 from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
 from k3c.dockerapi.errors import NotFound as NoSuch
+from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
 from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state
 from k3c.oci.reference import InvalidReference, parse
@@ -334,27 +332,19 @@ async def inspect(request: web.Request) -> web.Response:
     return reply(docker_inspect(obj, names, request.app["host"].subnet))
 
 
-async def _send_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Prepare and put the status line and headers on the wire now: clients act on them (a hijacked attach,
-    a wait) before any body comes, while aiohttp would hold them back for the first body bytes."""
-    await response.prepare(request)
-    writer = request.writer
-    if isinstance(writer, StreamWriter):
-        writer.send_headers()
-
-
 # ---- wait ---------------------------------------------------------------------------------------------
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
-def _exited(o: dict[str, Any]) -> bool:
+def exited(o: dict[str, Any]) -> bool:
+    """The container's last run is over (or it was stopped before it ran)."""
     st = o.get("status") or {}
     if st.get("phase") in ("Exited", "Failed"):
         return True
     return bool(st.get("phase", "Pending") == "Pending" and o["spec"].get("state") == "Stopped" and st)
 
 
-def _exit_mark(o: dict[str, Any]) -> tuple[str, str]:
+def exit_mark(o: dict[str, Any]) -> tuple[str, str]:
     """What tells one exit from the next: the CRI container and when it finished."""
     st = o.get("status") or {}
     return str(st.get("containerID") or ""), str(st.get("finishedAt") or "")
@@ -362,7 +352,7 @@ def _exit_mark(o: dict[str, Any]) -> tuple[str, str]:
 
 def _wait_done(condition: str, first: dict[str, Any], last: dict[str, dict[str, Any]],
                ) -> Callable[[dict[str, Any] | None], bool]:
-    before = _exit_mark(first) if _exited(first) else None
+    before = exit_mark(first) if exited(first) else None
 
     def done(o: dict[str, Any] | None) -> bool:
         if o is None:
@@ -372,7 +362,7 @@ def _wait_done(condition: str, first: dict[str, Any], last: dict[str, dict[str, 
             return False
         if condition == "not-running":
             return not containerlife.is_running(o)
-        return _exited(o) and _exit_mark(o) != before and not containerlife.is_running(o)
+        return exited(o) and exit_mark(o) != before and not containerlife.is_running(o)
     return done
 
 
@@ -385,7 +375,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     obj = await find(cluster, request.match_info["id"])
     last = {"obj": obj}
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    await _send_headers(request, response)
+    await send_head(request, response)
     done = _wait_done(condition, obj, last)
 
     def done_or_gone(o: dict[str, Any] | None) -> bool:
@@ -395,7 +385,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
     error = None
     try:
-        await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), done_or_gone, float("inf"))
+        if await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), done_or_gone, float("inf")) is None:
+            since = last["obj"]["metadata"].get("resourceVersion") or ""
+            last["obj"] = await cluster.deleted_state(LOCAL_CONTAINERS, _name(obj), since) or last["obj"]
     except ConnectionResetError:
         return response
     except Exception as err:  # the headers are out: the failure goes in the body, as dockerd does
@@ -465,122 +457,4 @@ async def logs(request: web.Request) -> web.StreamResponse:
         await chunks.aclose()
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
-    return response
-
-
-# ---- attach -------------------------------------------------------------------------------------------
-async def _started_since(cluster: Cluster, obj: dict[str, Any]) -> bool:
-    """Wait until the container runs or ran since ``obj`` (docker attaches before the start; CRI cannot):
-    True once it has, False if it is gone. (A client that attached without stdin has half-closed its side
-    of the connection, so its leaving cannot be seen before a write fails.)"""
-    if containerlife.is_running(obj) and (obj.get("status") or {}).get("phase") == "Running":
-        return True
-    before = _exit_mark(obj)
-
-    def started(o: dict[str, Any] | None) -> bool:
-        if o is None:
-            return True
-        st = o.get("status") or {}
-        return st.get("phase") == "Running" or (_exited(o) and _exit_mark(o) != before)
-
-    now = await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), started, float("inf"))
-    return now is not None
-
-
-async def attach(request: web.Request) -> web.StreamResponse:
-    """The container's output on the hijacked connection (``101 UPGRADED``, ``Upgrade: tcp``), framed unless
-    Tty; made before the start, it waits for it and shows the output from the first line on."""
-    cluster = _cluster(request)
-    obj = await find(cluster, request.match_info["id"])
-    if bodies.flag(request, "stdin"):
-        raise BadParameter("k3c's Docker API cannot attach stdin yet: use `k3c run -i` or `k3c attach`")
-    tty = bool(obj["spec"].get("tty"))
-    want = {STDOUT: bodies.flag(request, "stdout"), STDERR: bodies.flag(request, "stderr") and not tty}
-    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
-    headers = {"Content-Type": "application/vnd.docker.raw-stream"}
-    if upgrade:
-        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
-    response = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else None,
-                                  headers=headers)
-    response.force_close()
-    held = await _hold_for_attach(cluster, obj)
-    _keep_open_after_client_eof(request)
-    await _send_headers(request, response)
-    if not any(want.values()) or not await _started_since(cluster, obj):
-        log.info("attach to %s: nothing to relay (streams %s)", _name(obj), want)
-        return await _hang_up(request, response)
-    from_start = not containerlife.is_running(obj) or bodies.flag(request, "logs")
-    query = [("stdout", "true"), ("stderr", "false" if tty else "true"), ("stdin", "false")]
-    if from_start:
-        query.append(("logs", "true"))
-    chunks = streams.frames(cluster.connection(), _name(obj), "attach", query)
-    try:
-        async for channel, payload in chunks:
-            if want.get(channel):
-                data = payload if tty else frame(channel, payload)
-                await response.write(data)
-    except (ConnectionError, apierrors.APIError) as err:  # the client left, or the container went away
-        log.info("attach to %s ended: %s", _name(obj), err)
-    finally:
-        await chunks.aclose()
-    if held:
-        await _remove_quietly(cluster, obj)
-    return await _hang_up(request, response)
-
-
-async def _hold_for_attach(cluster: Cluster, obj: dict[str, Any]) -> bool:
-    """A `run --rm` attached before its start: the operator's autoRemove waits for this attach (as for the
-    CLI's foreground run), which removes the object itself once the output is out. True if so held."""
-    if not obj["spec"].get("autoRemove") or containerlife.is_running(obj):
-        return False
-    await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj),
-                              {"metadata": {"annotations": {ATTACHED_RUN_ANNOTATION: "true"}}})
-    return True
-
-
-async def _remove_quietly(cluster: Cluster, obj: dict[str, Any]) -> None:
-    """The held `--rm` container, removed once its attach is over (the operator's finalizer tears down)."""
-    try:
-        await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), lambda o: o is None or not containerlife.is_running(o),
-                               OPERATOR_TIMEOUT)
-        await cluster.delete(LOCAL_CONTAINERS, _name(obj))
-    except (NotFound, TimeoutError):
-        pass
-
-
-def _keep_open_after_client_eof(request: web.Request) -> None:
-    """A hijacked attach without stdin: the client half-closes its side (as with dockerd) and still reads.
-    asyncio closes a transport whose protocol's ``eof_received`` answers false, and aiohttp's does, so the
-    connection's protocol is wrapped in one that answers true: the output keeps flowing until we hang up."""
-    transport, protocol = request.transport, request.protocol
-    if transport is not None and protocol is not None:
-        transport.set_protocol(_HalfOpen(protocol))
-
-
-class _HalfOpen(asyncio.Protocol):
-    """aiohttp's protocol for one connection, except that the peer's EOF leaves the connection open."""
-
-    def __init__(self, inner: asyncio.Protocol) -> None:
-        self.inner = inner
-
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
-
-    def eof_received(self) -> bool:
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-
-async def _hang_up(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """End a hijacked stream the way dockerd does: close the connection."""
-    if request.transport is not None:
-        request.transport.close()
     return response

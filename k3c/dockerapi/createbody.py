@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k3c import dockerid
+from k3c.dockerapi.bodies import strings as _strings
+from k3c.dockerapi.bodies import typed as _typed
 from k3c.dockerapi.errors import BadParameter
 
 #: Config fields that are read (the others must be zero); Attach* and ArgsEscaped carry no container state
@@ -57,23 +59,6 @@ def _check_allowed(doc: dict[str, Any], allowed: frozenset[str], where: str) -> 
         if key == "LogConfig" and isinstance(value, dict) and value.get("Type") in ("", "json-file") and not value.get("Config"):
             continue
         raise BadParameter(f"{where}.{key} is not supported by k3c (got {value!r})")
-
-
-def _typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = doc.get(key)
-    if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is int)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise BadParameter(f"json: cannot unmarshal {type(value).__name__} into {where}.{key} of type {names}")
-    return value
-
-
-def _strings(doc: dict[str, Any], key: str, where: str) -> list[str] | None:
-    value = _typed(doc, key, list, where)
-    if value is None:
-        return None
-    if not all(isinstance(v, str) for v in value):
-        raise BadParameter(f"json: cannot unmarshal {where}.{key}: want a list of strings")
-    return [str(v) for v in value]
 
 
 def _ports(bindings: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import containers, images, system, versions, volumes
+from k3c.dockerapi import attach, containers, execs, images, system, versions, volumes
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -45,7 +45,13 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/containers/{id}", containers.remove),
     ("POST", "/containers/{id}/wait", containers.wait),
     ("GET", "/containers/{id}/logs", containers.logs),
-    ("POST", "/containers/{id}/attach", containers.attach),
+    # attach, exec and container resize (14-exec)
+    ("POST", "/containers/{id}/attach", attach.attach),
+    ("POST", "/containers/{id}/resize", attach.resize),
+    ("POST", "/containers/{id}/exec", execs.create),
+    ("POST", "/exec/{id}/start", execs.start),
+    ("POST", "/exec/{id}/resize", execs.resize),
+    ("GET", "/exec/{id}/json", execs.inspect),
     ("GET", "/images/json", images.list_images),
     ("GET", "/images/{name:.+}/json", images.inspect),
     ("POST", "/volumes/create", volumes.create),
@@ -95,6 +101,8 @@ def make_app(cluster: Cluster, host: system.Host) -> web.Application:
     app = web.Application(middlewares=[docker_errors], client_max_size=0)
     app["cluster"] = cluster
     app["host"] = host
+    attach.setup(app)
+    execs.setup(app)
     for method, path, handler in ROUTES:
         for prefix in ("", versions.VERSION_PREFIX):
             app.router.add_route(method, prefix + path, handler)

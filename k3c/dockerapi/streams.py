@@ -1,25 +1,82 @@
-"""The API server's stream subresources (logs, attach; exec to come) reached from the event loop.
+"""The API server's stream subresources (logs, attach, exec) reached from the event loop.
 
 The same channel websocket the CLI speaks (:mod:`k3c.streams.protocol`), opened with aiohttp: over the local
 k3c's unix socket when the kubeconfig is its own, else over HTTPS with the kubeconfig's credentials.
+:func:`frames` only reads (logs, an attach without stdin); :func:`open_stream` also writes: stdin, v5's
+end-of-stdin and terminal sizes (exec, an attach with stdin).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl as ssl_module
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
 from k3c import apierrors, kubeclient
 from k3c.api import LOCAL_CONTAINERS
-from k3c.streams.protocol import ERROR, PROTOCOLS
+from k3c.streams.protocol import CLOSE, ERROR, PROTOCOLS, RESIZE, STDIN, V5, resize_payload
 
 
-async def frames(conn: kubeclient.Connection, name: str, sub: str,
-                 query: list[tuple[str, str]]) -> AsyncGenerator[tuple[int, bytes], None]:
-    """(channel, payload) of each frame the subresource sends until it closes, the error channel's Status
-    last; a refused upgrade raises the server's Status as its :mod:`k3c.apierrors` class."""
+class Stream:
+    """One open subresource stream: frames to read, stdin and sizes to send."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def frames(self) -> AsyncGenerator[tuple[int, bytes], None]:
+        """(channel, payload) of each frame until the server closes, the error channel's Status last."""
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                continue
+            channel, payload = msg.data[0], bytes(msg.data[1:])
+            yield channel, payload
+            if channel == ERROR:
+                return
+
+    async def _send(self, channel: int, payload: bytes) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError):
+                await self.ws.send_bytes(bytes((channel,)) + payload)
+
+    async def stdin(self, data: bytes) -> None:
+        await self._send(STDIN, data)
+
+    async def close_stdin(self) -> None:
+        """End of input (v5's close frame); an older server can only learn it from the stream's end."""
+        if self.ws.protocol == V5:
+            await self._send(CLOSE, bytes((STDIN,)))
+
+    async def resize(self, width: int, height: int) -> None:
+        await self._send(RESIZE, resize_payload(width, height))
+
+    @contextlib.asynccontextmanager
+    async def feeding(self, read: Callable[[], Awaitable[bytes]] | None) -> AsyncIterator[None]:
+        """While the block runs, what ``read`` returns goes to stdin, and its ``b""`` (the client's
+        end of input) closes stdin; None feeds nothing."""
+
+        async def feed(read: Callable[[], Awaitable[bytes]]) -> None:
+            while data := await read():
+                await self.stdin(data)
+            await self.close_stdin()
+
+        task = asyncio.create_task(feed(read)) if read is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+@contextlib.asynccontextmanager
+async def open_stream(conn: kubeclient.Connection, name: str, sub: str,
+                      query: list[tuple[str, str]]) -> AsyncIterator[Stream]:
+    """The container's ``sub`` stream, open for the ``with`` block; a refused upgrade raises the server's
+    Status as its :mod:`k3c.apierrors` class."""
     path = LOCAL_CONTAINERS.path(conn.namespace, name, sub)
     headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
     ssl: ssl_module.SSLContext | bool
@@ -35,11 +92,13 @@ async def frames(conn: kubeclient.Connection, name: str, sub: str,
         except aiohttp.WSServerHandshakeError as err:
             raise apierrors.from_status(err.status, None, err.message) from None
         async with ws:
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
-                    continue
-                channel, payload = msg.data[0], bytes(msg.data[1:])
-                yield channel, payload
-                if channel == ERROR:
-                    return
+            yield Stream(ws)
 
+
+async def frames(conn: kubeclient.Connection, name: str, sub: str,
+                 query: list[tuple[str, str]]) -> AsyncGenerator[tuple[int, bytes], None]:
+    """(channel, payload) of each frame the subresource sends until it closes, the error channel's Status
+    last; a refused upgrade raises the server's Status as its :mod:`k3c.apierrors` class."""
+    async with open_stream(conn, name, sub, query) as stream:
+        async for item in stream.frames():
+            yield item

@@ -29,14 +29,13 @@ from k3c.kubeclient import Client
 from k3c.timefmt import format_rfc3339_ns, parse_since
 
 from . import protocol, terminal
+from .detachkeys import DetachKeys
 
 if TYPE_CHECKING:
     from .wsclient import ChannelConnection
 
 __all__ = ["StreamError", "attach", "attach_from_start", "exec_", "exec_detached", "logs"]
 
-#: docker's default detach keys: Ctrl-P Ctrl-Q.
-DETACH_KEYS = b"\x10\x11"
 #: Signals ``attach --sig-proxy`` forwards to the container (docker forwards all it can catch).
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 #: The server pings every 30 s; this long without a byte from it means the connection is dead.
@@ -85,29 +84,6 @@ def _status_error(code: int, body: bytes | bytearray | None) -> APIError:
 # ---- the session loop ---------------------------------------------------------------------------
 
 
-class _DetachKeys:
-    """Spots the detach sequence in typed input, holding back a prefix until it is decided."""
-
-    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
-        self.keys = keys
-        self.matched = 0
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(bytes to send, whether the sequence completed)."""
-        out = bytearray()
-        for byte in data:
-            if byte == self.keys[self.matched]:
-                self.matched += 1
-                if self.matched == len(self.keys):
-                    return bytes(out), True
-                continue
-            out += self.keys[: self.matched]
-            self.matched = 1 if byte == self.keys[0] else 0
-            if not self.matched:
-                out.append(byte)
-        return bytes(out), False
-
-
 class _Session:
     """Relays one stream until the server ends it (or the user detaches)."""
 
@@ -118,7 +94,7 @@ class _Session:
         self.conn = conn
         self.stdout, self.stderr = stdout, stderr
         self.stdin_fd = stdin_fd
-        self.detach_keys = _DetachKeys() if detach else None
+        self.detach_keys = DetachKeys() if detach else None
         self.detached = False
         self.status: dict[str, Any] | None = None
         self._signals: deque[int] = deque()
