@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import containers, images, system, versions, volumes
+from k3c.dockerapi import containers, images, pulls, system, versions, volumes
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -48,6 +48,13 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/{id}/attach", containers.attach),
     ("GET", "/images/json", images.list_images),
     ("GET", "/images/{name:.+}/json", images.inspect),
+    # images: pull, push, tag, remove, history, prune (and build, save, load below)
+    ("POST", "/images/create", pulls.create),
+    ("POST", "/images/prune", images.prune),
+    ("POST", "/images/{name:.+}/push", pulls.push),
+    ("POST", "/images/{name:.+}/tag", images.tag),
+    ("GET", "/images/{name:.+}/history", images.history),
+    ("DELETE", "/images/{name:.+}", images.remove),
     ("POST", "/volumes/create", volumes.create),
     ("GET", "/volumes", volumes.list_volumes),
     ("GET", "/volumes/{name}", volumes.inspect),

@@ -1,0 +1,186 @@
+"""The Docker API's image endpoints on `k3c daemon`'s socket, driven by real clients: Debian's docker CLI with
+DOCKER_HOST and docker-py, against real docker-registry processes (one open, one with htpasswd auth).
+
+One daemon for the module (the ``daemon`` fixture); the socket, CLI and docker-py helpers are
+tests/e2e/test_dockerapi.py's.
+"""
+# ruff: noqa: F811  (the fixtures imported from test_dockerapi are named again as test parameters)
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from k3c.api import IMAGES, SECRETS
+from tests.e2e.test_dockerapi import cli, dockerpy, ok, raw, sock  # noqa: F401 (fixtures)
+from tests.support.daemon_harness import TEST_IMAGE
+from tests.support.images_harness import RegistryProcess, sized_image
+
+
+@pytest.fixture(scope="module")
+def open_registry(tmp_path_factory: Any) -> Any:
+    reg = RegistryProcess(tmp_path_factory.mktemp("open-registry"), users=None).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: Any) -> Any:
+    reg = RegistryProcess(tmp_path_factory.mktemp("auth-registry")).start()  # user k3c, password s3cret
+    yield reg
+    reg.stop()
+
+
+def _references(daemon: Any) -> set[str]:
+    return {o["spec"]["reference"] for o in daemon.api.get(IMAGES.path()).get("items", [])}
+
+
+def _call_secrets(daemon: Any) -> list[str]:
+    items = daemon.api.get(SECRETS.path("kube-system")).get("items", [])
+    return [s["metadata"]["name"] for s in items if s["metadata"]["name"].startswith("k3c-docker-call-")
+            or s["metadata"]["name"] == "k3c-registry-auth"]
+
+
+def _stream(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def test_docker_cli_tag_push_rmi_pull_images(daemon, sock, open_registry):
+    ref = f"{open_registry.host}/k3c/dockerapi-busybox:v1"
+    ok(sock, "tag", TEST_IMAGE, ref)
+    shown = ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert ref in shown and TEST_IMAGE in shown
+    out = ok(sock, "push", ref)
+    assert f"The push refers to repository [{ref.rsplit(':', 1)[0]}]" in out
+    assert "v1: digest: sha256:" in out
+    assert not [o for o in daemon.api.get("/apis/k3c.io/v1alpha1/imagepushes").get("items", [])]
+    out = ok(sock, "rmi", ref)
+    assert f"Untagged: {ref}" in out and "Deleted:" not in out  # TEST_IMAGE still names the image
+    assert ref not in ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert f"docker.io/{ref}" not in _references(daemon) and ref not in _references(daemon)
+    out = ok(sock, "pull", ref, timeout=120)
+    assert "v1: Pulling from k3c/dockerapi-busybox" in out
+    assert f"Status: Downloaded newer image for {ref}" in out
+    assert ref in ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    out = ok(sock, "pull", ref, timeout=120)
+    assert f"Status: Image is up to date for {ref}" in out
+    assert ok(sock, "run", "--rm", ref, "echo", "pulled through the docker API").strip() == \
+        "pulled through the docker API"
+    ok(sock, "rmi", ref)
+
+
+def test_pull_failure_is_an_error_line_in_a_200_stream(daemon, sock, open_registry):
+    ref = f"{open_registry.host}/k3c/no-such-image"
+    before = _references(daemon)
+    cp = cli(sock, "pull", f"{ref}:v9", timeout=120)
+    assert cp.returncode == 1, cp
+    assert "not found" in cp.stderr.lower() or "unknown" in cp.stderr.lower(), cp.stderr
+    status, headers, body = raw(sock, "POST", f"/v1.41/images/create?fromImage={ref}&tag=v9")
+    assert status == 200 and headers["content-type"] == "application/json"
+    lines = _stream(body)
+    assert lines[0] == {"status": "Pulling from k3c/no-such-image", "id": "v9"}
+    assert set(lines[-1]) == {"errorDetail", "error"} and lines[-1]["errorDetail"]["message"] == lines[-1]["error"]
+    assert _references(daemon) == before  # the failed pull's object is gone again
+    status, _, body = raw(sock, "POST", "/v1.41/images/create?fromImage=NOT%20A%20REF")
+    assert status == 400 and json.loads(body)["message"]
+
+
+def test_x_registry_auth_is_used_for_that_call_only(daemon, dockerpy, auth_registry):
+    repo = f"{auth_registry.host}/k3c/private"
+    creds = {"username": "k3c", "password": "s3cret"}
+    dockerpy.images.get(TEST_IMAGE).tag(repo, "v1")
+    with pytest.raises(docker.errors.APIError):  # no credentials: the registry refuses the push
+        for line in dockerpy.api.push(repo, "v1", stream=True, decode=True):
+            if "error" in line:
+                raise docker.errors.APIError(line["error"])
+    pushed = [line for line in dockerpy.api.push(repo, "v1", stream=True, decode=True, auth_config=creds)]
+    assert not [line for line in pushed if "error" in line], pushed
+    assert pushed[-1]["aux"]["Tag"] == "v1" and pushed[-1]["aux"]["Digest"].startswith("sha256:")
+    dockerpy.images.remove(f"{repo}:v1")
+    with pytest.raises(docker.errors.APIError):
+        dockerpy.images.pull(repo, "v1")
+    image = dockerpy.images.pull(repo, "v1", auth_config=creds)
+    assert f"{repo}:v1" in image.tags
+    assert _call_secrets(daemon) == []  # used for the call, never stored
+    obj = next(o for o in daemon.api.get(IMAGES.path()).get("items", []) if o["spec"]["reference"] == f"{repo}:v1")
+    assert "authSecret" not in obj["spec"]
+    dockerpy.images.remove(f"{repo}:v1")
+
+
+def test_a_bad_x_registry_auth_header_is_a_400(sock, open_registry):
+    status, _, body = raw(sock, "POST", f"/images/create?fromImage={open_registry.host}/x&tag=1",
+                          headers={"X-Registry-Auth": "%%%not-base64"})
+    assert status == 400 and "X-Registry-Auth" in json.loads(body)["message"]
+    header = base64.urlsafe_b64encode(b"{}").decode()  # what clients send without credentials: no Secret
+    status, _, _ = raw(sock, "POST", f"/images/create?fromImage={open_registry.host}/x&tag=1",
+                       headers={"X-Registry-Auth": header})
+    assert status == 200
+
+
+def test_rmi_of_an_image_a_container_uses_is_409_and_force_removes_the_tag(daemon, sock):
+    ok(sock, "tag", TEST_IMAGE, "k3c.test/in-use:1")
+    cid = ok(sock, "run", "-d", "k3c.test/in-use:1", "sleep", "300").strip()
+    try:
+        cp = cli(sock, "rmi", "k3c.test/in-use:1")
+        assert cp.returncode == 1
+        assert 'conflict: unable to remove repository reference "k3c.test/in-use:1" (must force)' in cp.stderr
+        assert f"container {cid[:12]} is using its referenced image" in cp.stderr
+        status, _, body = raw(sock, "DELETE", "/v1.41/images/k3c.test/in-use:1")
+        assert status == 409 and "must force" in json.loads(body)["message"]
+        status, _, body = raw(sock, "DELETE", "/v1.41/images/k3c.test/in-use:1?force=1&noprune=1")
+        assert status == 200, body
+        assert json.loads(body) == [{"Untagged": "k3c.test/in-use:1"}]
+    finally:
+        ok(sock, "rm", "-f", cid)
+    status, _, body = raw(sock, "DELETE", "/v1.41/images/k3c.test/in-use:1")
+    assert status == 404 and json.loads(body)["message"] == "No such image: k3c.test/in-use:1"
+
+
+def test_history_and_docker_py_tag_remove(daemon, sock, dockerpy):
+    out = ok(sock, "history", "--no-trunc", "--format", "{{.ID}} {{.CreatedBy}}", TEST_IMAGE).splitlines()
+    image_id = json.loads(ok(sock, "image", "inspect", "-f", "{{json .Id}}", TEST_IMAGE))
+    assert out and out[0].startswith(image_id)
+    history = dockerpy.images.get(TEST_IMAGE).history()
+    assert history[0]["Id"] == image_id and TEST_IMAGE in history[0]["Tags"]
+    assert all(isinstance(h["Created"], int) and isinstance(h["Size"], int) for h in history)
+    status, _, body = raw(sock, "GET", "/v1.41/images/k3c.test/nope:1/history")
+    assert status == 404
+    image = dockerpy.images.get(TEST_IMAGE)
+    assert image.tag("k3c.test/dockerpy-tag", "2") is True
+    assert "k3c.test/dockerpy-tag:2" in dockerpy.images.get(TEST_IMAGE).tags
+    status, _, body = raw(sock, "POST", "/v1.41/images/k3c.test/nope:1/tag?repo=k3c.test/x&tag=1")
+    assert status == 404
+    status, _, body = raw(sock, "POST", f"/v1.41/images/{TEST_IMAGE}/tag?repo=BAD%20REPO")
+    assert status == 400
+    dockerpy.images.remove("k3c.test/dockerpy-tag:2")
+    with pytest.raises(docker.errors.ImageNotFound):
+        dockerpy.images.get("k3c.test/dockerpy-tag:2")
+
+
+def test_image_prune_all_removes_only_unused_images(daemon, sock):
+    daemon.import_image("k3c.test/prune-me:1", sized_image(0.05, layers=1, seed="prune-me"))
+    deadline = time.monotonic() + 10
+    while "k3c.test/prune-me:1" not in ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split():
+        assert time.monotonic() < deadline, "the imported image never showed"
+        time.sleep(0.1)
+    cid = ok(sock, "run", "-d", TEST_IMAGE, "sleep", "300").strip()
+    try:
+        status, _, body = raw(sock, "POST", '/v1.41/images/prune?filters={"dangling":["false"]}')
+        assert status == 200, body
+        doc = json.loads(body)
+        assert {"Untagged": "k3c.test/prune-me:1"} in doc["ImagesDeleted"]
+        assert any("Deleted" in d for d in doc["ImagesDeleted"]) and doc["SpaceReclaimed"] > 0
+        shown = ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+        assert "k3c.test/prune-me:1" not in shown and TEST_IMAGE in shown
+        out = ok(sock, "image", "prune", "-f")  # nothing dangling
+        assert "Total reclaimed space: 0B" in out
+        status, _, body = raw(sock, "POST", '/v1.41/images/prune?filters={"until":["1h"]}')
+        assert status == 400
+    finally:
+        ok(sock, "rm", "-f", cid)
