@@ -195,14 +195,14 @@ async def remove(request: web.Request) -> web.Response:
     except imagelife.ImageConflict as err:
         raise Conflict(err.message) from None
     for doomed in plan.doomed:
-        await _delete(cluster, doomed, force)
+        await delete_image(cluster, doomed, force)
     out: list[dict[str, str]] = [{"Untagged": name} for name in plan.untagged]
     if plan.last and plan.image_id:
         out.append({"Deleted": plan.image_id})
     return reply(out)
 
 
-async def _delete(cluster: Cluster, obj: dict[str, Any], force: bool) -> None:
+async def delete_image(cluster: Cluster, obj: dict[str, Any], force: bool) -> None:
     """Delete one Image object and wait until it is gone (the operator has removed the reference)."""
     name = obj["metadata"]["name"]
     if force:
@@ -236,7 +236,7 @@ async def prune(request: web.Request) -> web.Response:
         last = sum(1 for o in images if imagelife.image_id_of(o) == iid) <= 1
         if imagelife.container_using(containers, obj, iid, True):
             continue
-        await _delete(cluster, obj, False)
+        await delete_image(cluster, obj, False)
         images = [o for o in images if o is not obj]
         deleted.append({"Untagged": imagelife.familiar(obj)})
         if last and iid:

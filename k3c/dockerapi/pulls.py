@@ -25,7 +25,7 @@ from k3c.dockerapi import registryauth
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import BadParameter, DockerError
 from k3c.dockerapi.errors import NotFound as NoSuch
-from k3c.dockerapi.images import canonical, find, image_object, ready_images
+from k3c.dockerapi.images import canonical, delete_image, find, image_object, ready_images
 from k3c.dockerapi.jsonstream import JSONStream, LayerChanges
 from k3c.oci.reference import InvalidReference, Reference, parse
 
@@ -103,8 +103,8 @@ async def _pull(cluster: Cluster, ref: Reference, auth: dict[str, str] | None, s
         else imagelife.pull_failure(final, request)
     if failure:
         if existing is None and imagelife.phase(final) != "Ready":  # never remove a present image
-            with contextlib.suppress(apierrors.APIError, OSError):
-                await cluster.call(lambda c: c.delete(IMAGES.path(name=name)))
+            with contextlib.suppress(apierrors.APIError, OSError, DockerError):
+                await delete_image(cluster, final or obj, False)
         await stream.error(failure)
         return
     digest = ((final or {}).get("status") or {}).get("digest", "")

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import containers, images, pulls, system, versions, volumes
+from k3c.dockerapi import build, containers, images, pulls, system, versions, volumes
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -55,6 +55,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/images/{name:.+}/tag", images.tag),
     ("GET", "/images/{name:.+}/history", images.history),
     ("DELETE", "/images/{name:.+}", images.remove),
+    ("POST", "/build", build.build),
+    ("POST", "/session", build.buildkit_session),
+    ("POST", "/grpc", build.buildkit_session),
     ("POST", "/volumes/create", volumes.create),
     ("GET", "/volumes", volumes.list_volumes),
     ("GET", "/volumes/{name}", volumes.inspect),

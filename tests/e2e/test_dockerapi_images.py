@@ -9,8 +9,13 @@ tests/e2e/test_dockerapi.py's.
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
+import subprocess
+import tarfile
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -18,7 +23,7 @@ import docker.errors
 import pytest
 
 from k3c.api import IMAGES, SECRETS
-from tests.e2e.test_dockerapi import cli, dockerpy, ok, raw, sock  # noqa: F401 (fixtures)
+from tests.e2e.test_dockerapi import DOCKER_CLI, cli, dockerpy, ok, raw, sock  # noqa: F401 (fixtures)
 from tests.support.daemon_harness import TEST_IMAGE
 from tests.support.images_harness import RegistryProcess, sized_image
 
@@ -184,3 +189,100 @@ def test_image_prune_all_removes_only_unused_images(daemon, sock):
         assert status == 400
     finally:
         ok(sock, "rm", "-f", cid)
+
+
+# ---- build ------------------------------------------------------------------------------------------------
+def _context(tmp_path: Path, dockerfile: str, **files: str) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for name, text in files.items():
+        (ctx / name).write_text(text)
+    return ctx
+
+
+def _build_cli(sock: str, *args: str, buildkit: str = "0") -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+           "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(Path(sock).parent / "docker-config"),
+           "DOCKER_BUILDKIT": buildkit}
+    return subprocess.run([DOCKER_CLI, "build", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_docker_cli_classic_build_with_build_arg_and_target(daemon, sock, tmp_path):
+    ctx = _context(tmp_path, f"FROM {TEST_IMAGE} AS t\nARG X=0\nCOPY msg /msg\nRUN echo \"X is $X\" >> /msg\n"
+                             'CMD ["cat", "/msg"]\n'
+                             f"FROM {TEST_IMAGE}\nRUN false\n", msg="from the context\n")
+    cp = _build_cli(sock, "--build-arg", "X=1", "--target", "t", "-t", "k3c.test/dockerapi-built", str(ctx))
+    assert cp.returncode == 0, cp.stderr + cp.stdout
+    assert "Step 1/5 : FROM" in cp.stdout or "Step 1/" in cp.stdout, cp.stdout
+    assert "Successfully built " in cp.stdout
+    assert "Successfully tagged k3c.test/dockerapi-built:latest" in cp.stdout
+    built = cp.stdout.split("Successfully built ")[1].split()[0]
+    assert ok(sock, "run", "--rm", "k3c.test/dockerapi-built") == "from the context\nX is 1\n"
+    assert json.loads(ok(sock, "image", "inspect", "-f", "{{json .Id}}", "k3c.test/dockerapi-built")) \
+        .removeprefix("sha256:").startswith(built)
+    assert "k3c.test/dockerapi-built:latest" in ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    builds = daemon.api.get("/apis/k3c.io/v1alpha1/namespaces/default/imagebuilds").get("items", [])
+    assert any(b["spec"].get("buildArgs") == {"X": "1"} and b["spec"].get("target") == "t" for b in builds)
+    ok(sock, "rmi", "k3c.test/dockerapi-built")
+
+
+def test_a_failing_run_exits_non_zero_with_its_message(sock, tmp_path):
+    ctx = _context(tmp_path, f"FROM {TEST_IMAGE}\nRUN echo going to fail; exit 3\n")
+    cp = _build_cli(sock, "-t", "k3c.test/dockerapi-fails", str(ctx))
+    assert cp.returncode == 1, cp
+    assert "going to fail" in cp.stdout
+    assert "The command '/bin/sh -c echo going to fail; exit 3' returned a non-zero code: 3" in cp.stderr, cp.stderr
+    assert cli(sock, "image", "inspect", "k3c.test/dockerapi-fails").returncode == 1
+
+
+def test_buildkit_is_refused_naming_the_classic_path(sock, tmp_path):
+    ctx = _context(tmp_path, f"FROM {TEST_IMAGE}\n")
+    cp = _build_cli(sock, "-t", "k3c.test/bk", str(ctx), buildkit="1")
+    assert cp.returncode == 1
+    assert "Error response from daemon: BuildKit is not supported" in cp.stderr, cp.stderr
+    assert "DOCKER_BUILDKIT=0" in cp.stderr
+    for path in ("/session", "/v1.41/session", "/grpc"):
+        status, _, body = raw(sock, "POST", path)
+        assert status == 400 and "DOCKER_BUILDKIT=0" in json.loads(body)["message"]
+
+
+def test_build_refuses_bad_input_with_400(sock):
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        data = f"FROM {TEST_IMAGE}\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    for query, words in (("t=NOT%20A%20TAG", "invalid reference format"), ("buildargs=%5B1%5D", "buildargs"),
+                         ("memory=1000000", "memory"), ("networkmode=bridge2", "network mode"),
+                         ("remote=https://example.com/x.tar", "remote")):
+        status, headers, body = raw(sock, "POST", f"/v1.41/build?{query}", body=tar.getvalue(),
+                                    headers={"Content-Type": "application/x-tar"})
+        assert status == 400, (query, body)
+        assert words in json.loads(body)["message"], (query, body)
+    status, _, body = raw(sock, "POST", "/v1.41/build?t=k3c.test/not-a-tar", body=b"this is not a tar" * 64,
+                          headers={"Content-Type": "application/x-tar"})
+    assert status == 400 and "tar" in json.loads(body)["message"]
+    status, _, _ = raw(sock, "GET", "/_ping")
+    assert status == 200
+
+
+def test_docker_py_builds_from_a_path_and_a_fileobj(dockerpy, tmp_path):
+    ctx = _context(tmp_path, f"FROM {TEST_IMAGE}\nARG GREETING\nRUN echo \"$GREETING\" > /greeting\n")
+    image, logs = dockerpy.images.build(path=str(ctx), tag="k3c.test/dockerpy-built:1",
+                                        buildargs={"GREETING": "hello docker-py"}, rm=True)
+    assert "k3c.test/dockerpy-built:1" in image.tags
+    assert any("Successfully built" in line.get("stream", "") for line in logs)
+    container = dockerpy.containers.run("k3c.test/dockerpy-built:1", ["cat", "/greeting"], detach=True)
+    assert container.wait(timeout=30)["StatusCode"] == 0
+    assert container.logs() == b"hello docker-py\n"
+    container.remove()
+    image, _ = dockerpy.images.build(fileobj=io.BytesIO(f"FROM {TEST_IMAGE}\nLABEL made=fileobj\n".encode()),
+                                     tag="k3c.test/dockerpy-fileobj:1")
+    assert image.labels.get("made") == "fileobj"
+    with pytest.raises(docker.errors.BuildError) as err:
+        dockerpy.images.build(fileobj=io.BytesIO(f"FROM {TEST_IMAGE}\nRUN exit 7\n".encode()))
+    assert "returned a non-zero code: 7" in str(err.value)
+    dockerpy.images.remove("k3c.test/dockerpy-built:1")
+    dockerpy.images.remove("k3c.test/dockerpy-fileobj:1")
