@@ -41,10 +41,9 @@ from k3c.buildlife import (
 from k3c.dockerapi import bodies
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import BadParameter, DockerError
-from k3c.dockerapi.images import canonical, ready_images
+from k3c.dockerapi.images import wait_shown
 from k3c.dockerapi.jsonstream import JSONStream
 from k3c.dockerapi.streams import APISession, api_session
-from k3c.dockerview import image_reference
 from k3c.oci.reference import InvalidReference, parse
 
 BUILDKIT_REFUSED = ("BuildKit is not supported by k3c's Docker API: build with the classic builder "
@@ -222,7 +221,7 @@ async def _report(cluster: Cluster, obj: dict[str, Any], req: BuildRequest, quie
         await stream.error(message)
         return
     image_id = str(status.get("imageID") or "")
-    await _tags_shown(cluster, req.tags)
+    await wait_shown(cluster, req.tags)
     await stream.send({"aux": {"ID": image_id}})
     if quiet:
         await stream.send({"stream": image_id + "\n"})
@@ -231,12 +230,3 @@ async def _report(cluster: Cluster, obj: dict[str, Any], req: BuildRequest, quie
     for tag in req.tags:
         await stream.send({"stream": f"Successfully tagged {parse(tag).familiar()}\n"})
 
-
-async def _tags_shown(cluster: Cluster, tags: list[str], timeout: float = 10.0) -> None:
-    """Until each tag is an image `docker images` shows (its Image object Ready), as after docker's build."""
-    want = {str(parse(t)) for t in tags}
-    deadline = time.monotonic() + timeout
-    while want and time.monotonic() < deadline:
-        want -= {canonical(image_reference(o)) for o in await ready_images(cluster)}
-        if want:
-            await asyncio.sleep(0.05)

@@ -169,12 +169,22 @@ async def tag(request: web.Request) -> web.Response:
             await cluster.call(lambda c: c.delete(IMAGE_TAGS.path(name=name)))
     if final is None or imagelife.phase(final) == "Failed":
         raise DockerError(((final or {}).get("status") or {}).get("message") or "tag failed")
-    deadline = time.monotonic() + OPERATOR_TIMEOUT  # until `docker images` shows it, as docker's tag returns
-    while not any(canonical(image_reference(o)) == target for o in await ready_images(cluster)):
-        if time.monotonic() > deadline:
-            raise DockerError(f"timed out waiting for the image {text} to appear")
-        await asyncio.sleep(0.05)
+    if await wait_shown(cluster, [target], OPERATOR_TIMEOUT):  # as docker's tag returns: `docker images` shows it
+        raise DockerError(f"timed out waiting for the image {text} to appear")
     return web.Response(status=201)
+
+
+async def wait_shown(cluster: Cluster, refs: list[str], timeout: float = 10.0) -> set[str]:
+    """Until each reference is an image `docker images` shows (its Image object Ready): the operator makes
+    the object from containerd's event just after a tag, build or load. The references still missing."""
+    want = {canonical(r) for r in refs}
+    deadline = time.monotonic() + timeout
+    while want:
+        want -= {canonical(image_reference(o)) for o in await ready_images(cluster)}
+        if not want or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    return want
 
 
 # ---- remove -------------------------------------------------------------------------------------------

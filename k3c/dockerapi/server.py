@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import build, containers, images, pulls, system, versions, volumes
+from k3c.dockerapi import archives, build, containers, images, pulls, system, versions, volumes
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -48,13 +48,16 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/{id}/attach", containers.attach),
     ("GET", "/images/json", images.list_images),
     ("GET", "/images/{name:.+}/json", images.inspect),
-    # images: pull, push, tag, remove, history, prune (and build, save, load below)
+    # images: pull, push, tag, remove, history, prune, save, load; build (BuildKit's session refused)
     ("POST", "/images/create", pulls.create),
     ("POST", "/images/prune", images.prune),
     ("POST", "/images/{name:.+}/push", pulls.push),
     ("POST", "/images/{name:.+}/tag", images.tag),
     ("GET", "/images/{name:.+}/history", images.history),
     ("DELETE", "/images/{name:.+}", images.remove),
+    ("GET", "/images/get", archives.save_many),
+    ("GET", "/images/{name:.+}/get", archives.save_one),
+    ("POST", "/images/load", archives.load),
     ("POST", "/build", build.build),
     ("POST", "/session", build.buildkit_session),
     ("POST", "/grpc", build.buildkit_session),

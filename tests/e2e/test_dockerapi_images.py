@@ -78,6 +78,10 @@ def test_docker_cli_tag_push_rmi_pull_images(daemon, sock, open_registry):
     assert ok(sock, "run", "--rm", ref, "echo", "pulled through the docker API").strip() == \
         "pulled through the docker API"
     ok(sock, "rmi", ref)
+    cp = cli(sock, "run", "--rm", ref, "echo", "pulled by run", timeout=120)  # create's 404 makes the CLI pull
+    assert cp.returncode == 0, cp.stderr
+    assert f"Unable to find image '{ref}' locally" in cp.stderr and cp.stdout == "pulled by run\n"
+    ok(sock, "rmi", ref)
 
 
 def test_pull_failure_is_an_error_line_in_a_200_stream(daemon, sock, open_registry):
@@ -286,3 +290,42 @@ def test_docker_py_builds_from_a_path_and_a_fileobj(dockerpy, tmp_path):
     assert "returned a non-zero code: 7" in str(err.value)
     dockerpy.images.remove("k3c.test/dockerpy-built:1")
     dockerpy.images.remove("k3c.test/dockerpy-fileobj:1")
+
+
+# ---- save / load ------------------------------------------------------------------------------------------
+def test_docker_cli_save_rmi_load(sock, tmp_path):
+    ok(sock, "tag", TEST_IMAGE, "k3c.test/saved-by-cli:1")
+    archive = tmp_path / "saved.tar"
+    ok(sock, "save", "-o", str(archive), "k3c.test/saved-by-cli:1")
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == ["k3c.test/saved-by-cli:1"]
+    ok(sock, "rmi", "k3c.test/saved-by-cli:1")
+    assert cli(sock, "image", "inspect", "k3c.test/saved-by-cli:1").returncode == 1
+    out = ok(sock, "load", "-i", str(archive))
+    assert "Loaded image: k3c.test/saved-by-cli:1" in out
+    assert "k3c.test/saved-by-cli:1" in ok(sock, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    cp = cli(sock, "save", "-o", str(tmp_path / "none.tar"), "k3c.test/never-there:1")
+    assert cp.returncode == 1 and "No such image: k3c.test/never-there:1" in cp.stderr
+    ok(sock, "rmi", "k3c.test/saved-by-cli:1")
+
+
+def test_docker_py_save_load_round_trip(sock, dockerpy):
+    dockerpy.images.get(TEST_IMAGE).tag("k3c.test/saved-by-py", "1")
+    data = b"".join(dockerpy.images.get("k3c.test/saved-by-py:1").save(named="k3c.test/saved-by-py:1"))
+    assert data[257:262] == b"ustar"
+    dockerpy.images.remove("k3c.test/saved-by-py:1")
+    loaded = dockerpy.images.load(data)
+    assert len(loaded) == 1 and "k3c.test/saved-by-py:1" in loaded[0].tags
+    status, _, body = raw(sock, "GET", "/v1.41/images/get?names=k3c.test/saved-by-py:1&names=" + TEST_IMAGE)
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tags = sorted(t for m in json.load(tar.extractfile("manifest.json")) for t in m["RepoTags"] or [])
+    assert tags == sorted(["k3c.test/saved-by-py:1", TEST_IMAGE])
+    status, _, body = raw(sock, "POST", "/v1.41/images/load", body=b"not an archive" * 100,
+                          headers={"Content-Type": "application/x-tar"})
+    assert status == 400, body
+    assert json.loads(body)["message"]
+    status, _, _ = raw(sock, "GET", "/v1.41/images/get")
+    assert status == 400
+    dockerpy.images.remove("k3c.test/saved-by-py:1")
