@@ -98,6 +98,9 @@ def test_pull_failure_is_an_error_line_in_a_200_stream(daemon, sock, open_regist
     assert _references(daemon) == before  # the failed pull's object is gone again
     status, _, body = raw(sock, "POST", "/v1.41/images/create?fromImage=NOT%20A%20REF")
     assert status == 400 and json.loads(body)["message"]
+    status, _, body = raw(sock, "POST", f"/v1.41/images/{ref}/push?tag=v9")
+    assert status == 404
+    assert json.loads(body)["message"] == f"An image does not exist locally with the tag: {ref}"
 
 
 def test_x_registry_auth_is_used_for_that_call_only(daemon, dockerpy, auth_registry):
