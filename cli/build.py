@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 import urllib.parse
@@ -42,18 +41,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from k3c.api import BUILD_CACHES, BUILD_SECRET_LABEL, IMAGE_BUILDS, SECRETS
+from k3c.buildlife import FAILED_LINE, NETWORKS, STEP_RE, BuildRequest, failure, finished, imagebuild_object
 from k3c.cli.common import Session, Subcommands, add_command, command, session
 from k3c.cli.errors import CLIError
 
 if TYPE_CHECKING:
     from k3c.kubeclient import Client
 
-#: how long a finished build's object and log stay for `kubectl get/describe` and `k3c build` logs
-KEEP_FINISHED = 3600
-NETWORKS = ("default", "host", "none")  #: docker build --network values BuildKit takes
 _GIT_PREFIXES = ("git://", "git@", "github.com/")
-_STEP_RE = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ")
-_FAILED_LINE = "build failed: "  #: how the operator's log of a failed build ends (reconcilers.imagebuilds)
 _BOLD, _DIM, _RED, _RESET = "\033[1m", "\033[2m", "\033[31m", "\033[0m"
 
 
@@ -280,24 +275,15 @@ def parse_secrets(items: list[str]) -> dict[str, bytes]:
     return out
 
 
-def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: list[str]) -> dict[str, Any]:
-    spec: dict[str, Any] = {"context": plan.context}
-    if plan.dockerfile_inline:
-        spec["dockerfileInline"] = plan.dockerfile_inline
-    elif plan.dockerfile:
-        spec["dockerfile"] = plan.dockerfile
-    for key, value in (("buildArgs", parse_kv(args.build_arg, "build-arg", from_env=True)),
-                       ("labels", parse_kv(args.label, "label")), ("tags", list(args.tag)),
-                       ("target", args.target), ("noCache", args.no_cache), ("pull", args.pull),
-                       ("push", args.push), ("platform", args.platform), ("network", "" if args.network == "default" else args.network),
-                       ("allow", entitlements(args.allow, args.network))):
-        if value:
-            spec[key] = value
-    spec["ttlSecondsAfterFinished"] = KEEP_FINISHED
-    if secret_ids:
-        spec["secrets"] = [{"id": sid, "secretName": f"{name}-secrets", "key": sid} for sid in secret_ids]
-    return {"apiVersion": IMAGE_BUILDS.api_version, "kind": IMAGE_BUILDS.kind,
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "k3c-build"}}, "spec": spec}
+def build_object(name: str, args: argparse.Namespace, plan: Plan, secret_ids: list[str],
+                 node: str = "") -> dict[str, Any]:
+    req = BuildRequest(plan.context, plan.dockerfile, plan.dockerfile_inline,
+                       build_args=parse_kv(args.build_arg, "build-arg", from_env=True),
+                       labels=parse_kv(args.label, "label"), tags=list(args.tag), target=args.target or "",
+                       no_cache=args.no_cache, pull=args.pull, push=args.push, platform=args.platform or "",
+                       network=args.network, allow=entitlements(args.allow, args.network), secret_ids=secret_ids,
+                       node=node)
+    return imagebuild_object(name, req, "k3c-build")
 
 
 def entitlements(allow: list[str], network: str) -> list[str]:
@@ -380,9 +366,9 @@ class Display:
         self._started = time.monotonic()
 
     def line(self, text: str) -> None:
-        if text.startswith(_FAILED_LINE):
+        if text.startswith(FAILED_LINE):
             return  # the log's closing line; the command's own error line says the same last
-        if _STEP_RE.match(text):
+        if STEP_RE.match(text):
             self.recent = []
             self._step(text)
             return
@@ -445,9 +431,7 @@ def build_cmd(args: argparse.Namespace) -> int:
             plan.context = {"upload": {"digest": digest}}
         if secret_values:
             _create_secret(s, name, secret_values)
-        obj = build_object(name, args, plan, sorted(secret_values))
-        if node:  # the context is on that node's disk
-            obj["spec"]["nodeName"] = node
+        obj = build_object(name, args, plan, sorted(secret_values), node)  # (node: where the context is)
         s.client.create(s.path(IMAGE_BUILDS), obj)
         created = True
         for text in follow_log(s, name):
@@ -584,7 +568,7 @@ def _wait_finished(s: Session, name: str, timeout: float = 30.0) -> dict[str, An
     deadline = time.monotonic() + timeout
     while True:
         obj = s.client.get(s.path(IMAGE_BUILDS, name))
-        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Canceled"):
+        if finished(obj):
             return obj
         if time.monotonic() > deadline:
             raise CLIError(f"k3c: build {name} did not finish: {(obj.get('status') or {}).get('message', '')}", 1)
@@ -605,10 +589,10 @@ def _report(obj: dict[str, Any], display: Display, quiet: bool, print_id: bool =
         return 0
     if quiet and display.recent:
         sys.stderr.write("\n".join(display.recent[-20:]) + "\n")
-    step, code = status.get("failedStep"), status.get("exitCode")
+    step, code, message = failure(status)
     if step and code is not None:
         raise CLIError(f'k3c: build failed at step "{step}": exit code {code}', 1)
-    raise CLIError(f"k3c: {status.get('message') or 'build ' + str(phase).lower()}", 1)
+    raise CLIError(f"k3c: {message}", 1)
 
 
 # ------------------------------------------------------------------------------------------ builder prune

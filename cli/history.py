@@ -65,18 +65,11 @@ def history_rows(status: dict[str, Any], human: bool, trunc: bool, now: float | 
     """docker's rows for an Image's status: newest step first, layer sizes matched to the steps that made them."""
     from k3c.cli.common import parse_time
     from k3c.cli.ps import ellipsis
+    from k3c.dockerview import history_steps
     from k3c.units import human_size
 
     now = time.time() if now is None else now
-    sizes = [int(layer.get("size") or 0) for layer in status.get("layers") or []]
-    steps: list[tuple[dict[str, Any], int]] = []
-    layer = 0
-    for step in status.get("history") or []:
-        size = 0
-        if not step.get("empty_layer"):
-            size = sizes[layer] if layer < len(sizes) else 0
-            layer += 1
-        steps.append((step, size))
+    steps = history_steps(status)
     image_id = str(status.get("id") or "")
     rows = []
     for i, (step, size) in enumerate(reversed(steps)):

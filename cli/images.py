@@ -46,7 +46,6 @@ from k3c.cli.common import (
     Subcommands,
     add_command,
     command,
-    container_id,
     human_duration,
     print_inspected,
     session,
@@ -307,7 +306,7 @@ def _delete_quietly(client: Client, resource: Resource, name: str, wait: float =
 
 @command()
 def pull_cmd(args: argparse.Namespace) -> int:
-    from k3c.oci.reference import object_name
+    from k3c import imagelife
 
     ref = parse_ref(args.image)
     client = session(args).client
@@ -318,16 +317,9 @@ def pull_cmd(args: argparse.Namespace) -> int:
     created = existing is None
     before = ((existing or {}).get("status") or {}).get("digest", "")
     if existing is None:
-        body: dict[str, Any] = {"apiVersion": IMAGES.api_version, "kind": IMAGES.kind,
-                                "metadata": {"name": object_name(ref, args.node)},
-                                "spec": {"reference": str(ref), "pullRequest": request}}
-        if args.node:  # that node's object, as its agent would name it
-            body["spec"]["nodeName"] = args.node
-            body["metadata"]["labels"] = {NODE_LABEL: args.node} if len(args.node) <= 63 else {}
-        obj = _create_or_request(client, body, request)
+        obj = _create_or_request(client, imagelife.pull_object(ref, request, args.node), request)
     else:
-        obj = client.merge_patch(IMAGES.path(name=existing["metadata"]["name"]),
-                                 {"spec": {"pullRequest": request}})
+        obj = client.merge_patch(IMAGES.path(name=existing["metadata"]["name"]), imagelife.pull_patch(request))
     if not args.quiet:
         print(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
     try:
@@ -336,11 +328,11 @@ def pull_cmd(args: argparse.Namespace) -> int:
         if created:
             _delete_quietly(client, IMAGES, obj["metadata"]["name"], wait=10)
         raise
-    pull = (final.get("status") or {}).get("pull") or {}
-    if pull.get("state") != "Succeeded":
-        if created and (final.get("status") or {}).get("phase") != "Ready":  # never remove a present image
+    failure = imagelife.pull_failure(final, request)
+    if failure:
+        if created and imagelife.phase(final) != "Ready":  # never remove a present image
             _delete_quietly(client, IMAGES, obj["metadata"]["name"], wait=10)
-        raise daemon_error(pull.get("message") or (final.get("status") or {}).get("message") or "pull failed")
+        raise daemon_error(failure)
     st = final.get("status") or {}
     if not args.quiet:
         print(f"Digest: {st.get('digest', '')}")
@@ -351,28 +343,29 @@ def pull_cmd(args: argparse.Namespace) -> int:
 
 
 def _create_or_request(client: Client, body: dict[str, Any], request: str) -> dict[str, Any]:
+    from k3c import imagelife
     from k3c.apierrors import AlreadyExists
 
     try:
         return client.create(IMAGES.path(), body)
     except AlreadyExists:
         pass
-    return client.merge_patch(IMAGES.path(name=body["metadata"]["name"]), {"spec": {"pullRequest": request}})
+    return client.merge_patch(IMAGES.path(name=body["metadata"]["name"]), imagelife.pull_patch(request))
 
 
 def _follow_pull(client: Client, obj: dict[str, Any], request: str, quiet: bool) -> dict[str, Any]:
+    from k3c import imagelife
     from k3c.cli.layerprogress import LayerProgress
 
     progress = LayerProgress(stream=sys.stdout, quiet=quiet)
 
     def done(o: dict[str, Any]) -> bool:
-        pull = (o.get("status") or {}).get("pull") or {}
-        return pull.get("request", "") == request and pull.get("state") in ("Succeeded", "Failed")
+        return imagelife.pull_finished(o, request)
 
     def update(o: dict[str, Any]) -> None:
-        pull = (o.get("status") or {}).get("pull") or {}
-        if pull.get("request", "") == request and pull.get("layers"):
-            progress.update([_pull_layer(layer, pull.get("state", "")) for layer in pull["layers"]])
+        layers = imagelife.pull_layers(o, request)
+        if layers:
+            progress.update(layers)
 
     final = follow(client, IMAGES, obj, done, PULL_TIMEOUT, update)
     if final is None:
@@ -381,18 +374,12 @@ def _follow_pull(client: Client, obj: dict[str, Any], request: str, quiet: bool)
     return final
 
 
-def _pull_layer(layer: dict[str, Any], state: str) -> dict[str, Any]:
-    out = dict(layer)
-    if state == "Succeeded" and layer.get("state") == "Download complete":
-        out["state"] = "Pull complete"
-    return out
-
-
 # ============================================================================================ push
 
 
 @command()
 def push_cmd(args: argparse.Namespace) -> int:
+    from k3c import imagelife
     from k3c.cli.layerprogress import LayerProgress
 
     ref = parse_ref(args.image)
@@ -402,14 +389,11 @@ def push_cmd(args: argparse.Namespace) -> int:
         raise CLIError(f"An image does not exist locally with the tag: {ref.familiar_repository}", 1)
     if not args.quiet:
         print(f"The push refers to repository [{ref.repository if ref.domain != 'docker.io' else 'docker.io/' + ref.path}]")
-    body = {"apiVersion": IMAGE_PUSHES.api_version, "kind": IMAGE_PUSHES.kind,
-            "metadata": {"generateName": "push-"},
-            "spec": {"image": str(ref)}}
-    obj = client.create(IMAGE_PUSHES.path(), body)
+    obj = client.create(IMAGE_PUSHES.path(), imagelife.push_object(ref))
     progress = LayerProgress(stream=sys.stdout, quiet=args.quiet)
 
     def done(o: dict[str, Any]) -> bool:
-        return (o.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        return imagelife.phase(o) in imagelife.PUSH_DONE
 
     def update(o: dict[str, Any]) -> None:
         layers = (o.get("status") or {}).get("layers") or []
@@ -436,6 +420,8 @@ def push_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def tag_cmd(args: argparse.Namespace) -> int:
+    from k3c import imagelife
+
     client = session(args).client
     targets = [str(parse_ref(t)) for t in args.targets]
     source = find_image(client, args.source)
@@ -443,13 +429,10 @@ def tag_cmd(args: argparse.Namespace) -> int:
         if not _looks_like_id(args.source):
             parse_ref(args.source)
         raise daemon_error(f"No such image: {args.source}")
-    body = {"apiVersion": IMAGE_TAGS.api_version, "kind": IMAGE_TAGS.kind,
-            "metadata": {"generateName": "tag-"},
-            "spec": {"source": source["spec"]["reference"], "targets": targets}}
-    obj = client.create(IMAGE_TAGS.path(), body)
+    obj = client.create(IMAGE_TAGS.path(), imagelife.tag_object(source, targets))
 
     def done(o: dict[str, Any]) -> bool:
-        return (o.get("status") or {}).get("phase") in ("Tagged", "Ready", "Failed")
+        return imagelife.phase(o) in imagelife.TAG_DONE
 
     try:
         final = follow(client, IMAGE_TAGS, obj, done, QUICK_TIMEOUT)
@@ -463,8 +446,9 @@ def tag_cmd(args: argparse.Namespace) -> int:
 
 
 def _looks_like_id(text: str) -> bool:
-    raw = text.removeprefix("sha256:")
-    return len(raw) >= 4 and all(c in "0123456789abcdef" for c in raw)
+    from k3c.imagelife import looks_like_id
+
+    return looks_like_id(text)
 
 
 # ============================================================================================ rmi
@@ -484,75 +468,51 @@ def rmi_cmd(args: argparse.Namespace) -> int:
 
 
 def _remove_image(client: Client, text: str, force: bool, node: str = "") -> None:
+    from k3c import imagelife
+
     images = _list_images(client, node)
     obj = find_image(client, text, images)
     if obj is None:
         raise CLIError(f"Error: No such image: {text}", 1)
-    image_id = _image_id(obj)
-    by_id = _looks_like_id(text) and not _same_ref_text(obj, text)
-    siblings = [o for o in images if image_id and _image_id(o) == image_id]
-    # the reference on every node that holds it (cluster mode; embedded mode has one object per reference)
-    doomed = siblings if by_id else [o for o in images if _tag_of(o) == _tag_of(obj)]
-    if by_id and len({_tag_of(o) for o in siblings}) > 1 and not force:
-        raise daemon_error(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is referenced "
-                           "in multiple repositories")
-    last = len(siblings) <= len(doomed)
-    if not force:
-        user = _container_using(client, obj, image_id, last)
-        if user:
-            raise daemon_error(f'conflict: unable to remove repository reference "{_familiar(obj)}" '
-                               f"(must force) - container {user} is using its referenced image {image_id[7:19]}")
-    for o in doomed:
-        _delete_image_object(client, o, force)
-    for name in dict.fromkeys(_familiar(o) for o in doomed):
-        print(f"Untagged: {name}")
-    if last and image_id:
-        print(f"Deleted: {image_id}")
-
-
-def _same_ref_text(obj: dict[str, Any], text: str) -> bool:
-    from k3c.oci.reference import InvalidReference, parse
-
     try:
-        return _same_ref(obj, parse(text))
-    except InvalidReference:
-        return False
+        # the reference on every node that holds it (cluster mode; embedded mode has one object per reference)
+        plan = imagelife.plan_removal(images, obj, text, force)
+        if not force:
+            user = _container_using(client, obj, plan.image_id, plan.last)
+            if user:
+                raise imagelife.in_use_conflict(obj, user)
+    except imagelife.ImageConflict as err:
+        raise daemon_error(err.message) from None
+    for o in plan.doomed:
+        _delete_image_object(client, o, force)
+    for name in plan.untagged:
+        print(f"Untagged: {name}")
+    if plan.last and plan.image_id:
+        print(f"Deleted: {plan.image_id}")
 
 
 def _tag_of(obj: dict[str, Any]) -> str:
-    reference: str = (obj.get("spec") or {}).get("reference", "")
-    return reference
+    from k3c.imagelife import reference_of
+
+    return reference_of(obj)
 
 
 def _familiar(obj: dict[str, Any]) -> str:
-    from k3c.oci.reference import InvalidReference, parse
+    from k3c.imagelife import familiar
 
-    try:
-        return parse(_tag_of(obj)).familiar()
-    except InvalidReference:
-        return _tag_of(obj)
+    return familiar(obj)
 
 
 def _container_using(client: Client, obj: dict[str, Any], image_id: str, last: bool) -> str:
     """A LocalContainer that names this reference, or runs this image when its last name goes."""
     from k3c.apierrors import APIError
-    from k3c.oci.reference import InvalidReference, parse
+    from k3c.imagelife import container_using
 
     try:
         containers = client.get(LOCAL_CONTAINERS.path()).get("items", [])
     except APIError:
         return ""
-    ref = _tag_of(obj)
-    for c in containers:
-        spec, st = c.get("spec") or {}, c.get("status") or {}
-        try:
-            named = str(parse(spec.get("image", ""))) == ref
-        except InvalidReference:
-            named = False
-        runs = last and bool(image_id) and (st.get("imageID") or "").endswith(image_id.removeprefix("sha256:"))
-        if named or runs:
-            return container_id(c)[:12]
-    return ""
+    return container_using(containers, obj, image_id, last)
 
 
 def _delete_image_object(client: Client, obj: dict[str, Any], force: bool) -> None:
@@ -695,12 +655,13 @@ def prune_cmd(args: argparse.Namespace) -> int:
 def prune_images(client: Client, everything: bool) -> tuple[int, str]:
     """Remove dangling images (``everything``: every image no container uses); (space reclaimed, docker's
     "Deleted Images:" section, '' if none went). `k3c system prune` uses it too."""
+    from k3c.imagelife import prunable
     from k3c.oci.reference import normalize
     from k3c.pauseimage import PAUSE_IMAGE
 
     pause = normalize(PAUSE_IMAGE)
     images = [o for o in _list_images(client) if _tag_of(o) != pause]
-    doomed = [o for o in images if everything or (o.get("status") or {}).get("tag") == "<none>"]
+    doomed = prunable(images, everything)
     deleted, reclaimed = [], 0
     for o in doomed:
         image_id = _image_id(o)

@@ -12,20 +12,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from k3c.units import human_size
+from k3c.units import progress_bar
 
-BAR_WIDTH = 50
-
-
-
-
-def bar(current: int, total: int) -> str:
-    """``[=====>      ]  1.2MB/3.4MB`` like docker's progress bars."""
-    if total <= 0:
-        return ""
-    filled = min(BAR_WIDTH, int(BAR_WIDTH * current / total))
-    arrow = "=" * max(0, filled - 1) + (">" if filled < BAR_WIDTH else "=")
-    return f"[{arrow.ljust(BAR_WIDTH)}]  {human_size(current)}/{human_size(total)}"
+#: docker's bar (shared with the Docker API's progress messages)
+bar = progress_bar
 
 
 @dataclass

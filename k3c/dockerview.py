@@ -318,3 +318,18 @@ def docker_image(obj: dict[str, Any], images: list[dict[str, Any]]) -> dict[str,
                 "MediaType": st.get("mediaType", ""), "Phase": st.get("phase", ""), "Node": st.get("node", ""),
                 "Layers": st.get("layers") or []},
     }
+
+
+def history_steps(status: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    """An Image's config history (its status), oldest first, each step with the size of the layer it made
+    (0 for an ``empty_layer`` step): layers are matched to the steps that made them, in order."""
+    sizes = [int(layer.get("size") or 0) for layer in status.get("layers") or []]
+    steps: list[tuple[dict[str, Any], int]] = []
+    layer = 0
+    for step in status.get("history") or []:
+        size = 0
+        if not step.get("empty_layer"):
+            size = sizes[layer] if layer < len(sizes) else 0
+            layer += 1
+        steps.append((step, size))
+    return steps

@@ -13,6 +13,19 @@ def human_size(n: float, precision: int = 4) -> str:
     return f"{n:.{precision}g}TB"
 
 
+#: the width of docker's progress bars, between the brackets
+BAR_WIDTH = 50
+
+
+def progress_bar(current: int, total: int) -> str:
+    """``[=====>      ]  1.2MB/3.4MB`` like docker's progress bars ('' without a total)."""
+    if total <= 0:
+        return ""
+    filled = min(BAR_WIDTH, int(BAR_WIDTH * current / total))
+    arrow = "=" * max(0, filled - 1) + (">" if filled < BAR_WIDTH else "=")
+    return f"[{arrow.ljust(BAR_WIDTH)}]  {human_size(current)}/{human_size(total)}"
+
+
 def bytes_size(n: float) -> str:
     """docker's units.BytesSize (binary units, 4 significant digits), as `docker stats` prints memory."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import attach, containers, execs, images, system, versions, volumes
+from k3c.dockerapi import archives, attach, build, containers, execs, images, pulls, system, versions, volumes
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -54,6 +54,19 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/exec/{id}/json", execs.inspect),
     ("GET", "/images/json", images.list_images),
     ("GET", "/images/{name:.+}/json", images.inspect),
+    # images: pull, push, tag, remove, history, prune, save, load; build (BuildKit's session refused)
+    ("POST", "/images/create", pulls.create),
+    ("POST", "/images/prune", images.prune),
+    ("POST", "/images/{name:.+}/push", pulls.push),
+    ("POST", "/images/{name:.+}/tag", images.tag),
+    ("GET", "/images/{name:.+}/history", images.history),
+    ("DELETE", "/images/{name:.+}", images.remove),
+    ("GET", "/images/get", archives.save_many),
+    ("GET", "/images/{name:.+}/get", archives.save_one),
+    ("POST", "/images/load", archives.load),
+    ("POST", "/build", build.build),
+    ("POST", "/session", build.buildkit_session),
+    ("POST", "/grpc", build.buildkit_session),
     ("POST", "/volumes/create", volumes.create),
     ("GET", "/volumes", volumes.list_volumes),
     ("GET", "/volumes/{name}", volumes.inspect),

@@ -1,4 +1,4 @@
-"""The API server's stream subresources (logs, attach, exec) reached from the event loop.
+"""The API server's stream subresources (logs, attach, exec, a build's context and log) reached from the event loop.
 
 The same channel websocket the CLI speaks (:mod:`k3c.streams.protocol`), opened with aiohttp: over the local
 k3c's unix socket when the kubeconfig is its own, else over HTTPS with the kubeconfig's credentials.
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ssl as ssl_module
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -78,17 +79,10 @@ async def open_stream(conn: kubeclient.Connection, name: str, sub: str,
     """The container's ``sub`` stream, open for the ``with`` block; a refused upgrade raises the server's
     Status as its :mod:`k3c.apierrors` class."""
     path = LOCAL_CONTAINERS.path(conn.namespace, name, sub)
-    headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
-    ssl: ssl_module.SSLContext | bool
-    if conn.socket_path:
-        connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=conn.socket_path)
-        url, ssl = "http://localhost" + path, False
-    else:
-        connector, url, ssl = aiohttp.TCPConnector(), conn.server + path, conn.ssl_context
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with api_session(conn) as api:
         try:
-            ws = await session.ws_connect(url, params=query, headers=headers, protocols=PROTOCOLS, ssl=ssl,
-                                          autoping=True, max_msg_size=0)
+            ws = await api.session.ws_connect(api.base + path, params=query, headers=api.headers,
+                                              protocols=PROTOCOLS, ssl=api.ssl, autoping=True, max_msg_size=0)
         except aiohttp.WSServerHandshakeError as err:
             raise apierrors.from_status(err.status, None, err.message) from None
         async with ws:
@@ -102,3 +96,26 @@ async def frames(conn: kubeclient.Connection, name: str, sub: str,
     async with open_stream(conn, name, sub, query) as stream:
         async for item in stream.frames():
             yield item
+
+@dataclass
+class APISession:
+    """An aiohttp session to the API server: where paths go (``base``), with which TLS and credentials."""
+
+    session: aiohttp.ClientSession
+    base: str
+    ssl: ssl_module.SSLContext | bool
+    headers: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def api_session(conn: kubeclient.Connection) -> AsyncIterator[APISession]:
+    """A session over the local k3c's unix socket when the kubeconfig is its own, else HTTPS."""
+    headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+    ssl: ssl_module.SSLContext | bool
+    if conn.socket_path:
+        connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=conn.socket_path)
+        base, ssl = "http://localhost", False
+    else:
+        connector, base, ssl = aiohttp.TCPConnector(), conn.server, conn.ssl_context
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
+        yield APISession(session, base, ssl, headers)

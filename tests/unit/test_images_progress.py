@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from k3c.cli.layerprogress import LayerProgress, bar, human_size
+from k3c.cli.layerprogress import LayerProgress, bar
+from k3c.units import human_size
 
 
 class Terminal(io.StringIO):
