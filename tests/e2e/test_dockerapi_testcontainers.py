@@ -50,11 +50,11 @@ SERVE = "mkdir -p /www && echo hello-from-k3c > /www/index.html && echo server r
 
 def test_generic_container_with_log_wait_and_published_port(daemon, testcontainers_env) -> None:
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    container = DockerContainer(TEST_IMAGE).with_command(["sh", "-c", SERVE]).with_exposed_ports(80)
-    with container:
-        wait_for_logs(container, "server ready", timeout=60)
+    container = (DockerContainer(TEST_IMAGE).with_command(["sh", "-c", SERVE]).with_exposed_ports(80)
+                 .waiting_for(LogMessageWaitStrategy("server ready").with_startup_timeout(60)))
+    with container:  # started once the log line is there
         host, port = container.get_container_host_ip(), int(container.get_exposed_port(80))
         assert port > 0
         body = _fetch(f"http://{host}:{port}/index.html")
