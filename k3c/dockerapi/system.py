@@ -31,10 +31,13 @@ PING_HEADERS = {"API-Version": API_VERSION, "OSType": "linux", "Builder-Version"
 
 @dataclass(frozen=True)
 class Host:
-    """The node the socket serves: its name and k3c's root dir (``DockerRootDir`` in `docker info`)."""
+    """The node the socket serves: its name and k3c's root dir (``DockerRootDir`` in `docker info`), and its
+    container network's subnet and bridge (the ``bridge`` network)."""
 
     node_name: str
     root_dir: Path
+    subnet: str = ""
+    bridge: str = ""
 
 
 def _arch() -> str:
