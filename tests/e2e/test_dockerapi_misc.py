@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import select
 import subprocess
+import sys
 import tarfile
 import time
 from urllib.parse import quote
@@ -293,3 +295,44 @@ def test_docker_inspect_without_a_type_tries_each_kind(sock, running):
         ok(sock, "volume", "rm", "kind_vol")
     missing = cli(sock, "inspect", "no_such_thing")
     assert missing.returncode == 1 and missing.stderr.strip() == "Error: No such object: no_such_thing"
+
+
+# ---- k3c docker-env and k3c context install ---------------------------------------------------------------
+def _k3c(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_k3c_docker_env_prints_the_daemons_socket(daemon, sock, tmp_path):
+    cp = _k3c("docker-env", "--state-dir", str(daemon.state_dir))
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.splitlines()[0] == f"export DOCKER_HOST=unix://{sock}"
+    shell = subprocess.run(["sh", "-c", f'eval "$({sys.executable} -m k3c.cli.main docker-env --state-dir '
+                            f'{daemon.state_dir})" && {DOCKER_CLI} version --format "{{{{.Server.APIVersion}}}}"'],
+                           capture_output=True, text=True, timeout=60,
+                           env={"PATH": os.environ["PATH"], "DOCKER_CONFIG": str(tmp_path / "cfg")})
+    assert (shell.returncode, shell.stdout.strip()) == (0, "1.41"), shell.stderr
+    none = _k3c("docker-env", "--state-dir", str(tmp_path / "nothing"))
+    assert none.returncode == 1 and "no k3c daemon is running" in none.stderr and none.stdout == ""
+
+
+def test_k3c_context_install_creates_the_k3c_context_idempotently(daemon, sock, tmp_path):
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    for _ in range(2):  # installing again is harmless
+        cp = _k3c("context", "install", "--state-dir", str(daemon.state_dir), env=env)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout.splitlines()[0] == "k3c"
+    docker_env = {"PATH": os.environ["PATH"], **env}
+
+    def docker(*args: str) -> str:
+        run = subprocess.run([DOCKER_CLI, *args], capture_output=True, text=True, timeout=60, env=docker_env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    names = docker("context", "ls", "--format", "{{.Name}}").split()
+    assert names.count("k3c") == 1
+    inspected = json.loads(docker("context", "inspect", "k3c"))[0]
+    assert inspected["Endpoints"]["docker"]["Host"] == f"unix://{sock}"
+    assert docker("--context", "k3c", "version", "--format", "{{.Server.APIVersion}}").strip() == "1.41"
+    docker("context", "use", "k3c")
+    assert docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip() == "inactive"
