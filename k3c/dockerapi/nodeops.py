@@ -107,10 +107,9 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
 
 
 async def put_archive(request: web.Request) -> web.Response:
-    """A tar extracted into the directory ``path``; ``copyUIDGID`` keeps the owners. (``noOverwriteDirNonDir``,
-    which docker's clients always send, is what the extractor does anyway: it never replaces a directory by
-    a file or a file by a directory.)"""
-    query = _archive_query(request, "copyUIDGID")
+    """A tar extracted into the directory ``path``; ``copyUIDGID`` keeps the owners, ``noOverwriteDirNonDir``
+    (which `docker cp` always sends) refuses to replace a directory by a file or the reverse."""
+    query = _archive_query(request, "copyUIDGID", "noOverwriteDirNonDir")
     body = request.content.iter_chunked(CHUNK)
     async with _forward(request, "archive", "PUT", query, data=body, content_type="application/x-tar"):
         return web.Response(status=200)

@@ -111,6 +111,30 @@ def test_docker_py_put_and_get_archive(dockerpy, running):
         box.put_archive("/no/such/dir", data.getvalue())
 
 
+def test_put_archive_with_no_overwrite_dir_non_dir_keeps_a_directory(sock, running):
+    """docker cp always sends noOverwriteDirNonDir=true: a file member cannot replace a directory."""
+    cid = running("keep_box", "sh", "-c", "mkdir -p /tmp/d/x && echo kept > /tmp/d/x/f && sleep 300")
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("x")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"file"))
+    deadline = time.monotonic() + 20
+    while raw(sock, "HEAD", f"/containers/{cid}/archive?path=/tmp/d/x/f")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    status, _, body = raw(sock, "PUT", f"/containers/{cid}/archive?path=/tmp/d&noOverwriteDirNonDir=true",
+                          body=data.getvalue(), headers={"Content-Type": "application/x-tar"})
+    assert status == 400 and 'cannot overwrite directory "tmp/d/x" with non-directory' in json.loads(body)["message"]
+    status, _, _ = raw(sock, "HEAD", f"/containers/{cid}/archive?path=/tmp/d/x/f")
+    assert status == 200  # still there
+    status, _, body = raw(sock, "PUT", f"/containers/{cid}/archive?path=/tmp/d", body=data.getvalue(),
+                          headers={"Content-Type": "application/x-tar"})
+    assert status == 200, body  # without the flag the member replaces what is there, as docker's does
+    status, headers, _ = raw(sock, "HEAD", f"/containers/{cid}/archive?path=/tmp/d/x")
+    assert json.loads(base64.b64decode(headers["x-docker-container-path-stat"]))["size"] == 4
+
+
 # ---- top / stats / diff / export ----------------------------------------------------------------------
 def test_docker_top(sock, running):
     running("top_box", "sleep", "301")
