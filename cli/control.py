@@ -95,18 +95,13 @@ def rename_cmd(args: argparse.Namespace) -> int:
     s = session(args)
     cs = Containers(s)
     obj = cs.get(old)
-    if not dockerid.valid_docker_name(new):
-        raise daemon_error(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    if dockerid.docker_name(obj) == new:
-        raise daemon_error("Renaming a container with the same name as its current name")
+    refusal = dockerid.rename_refusal(obj, new)
+    if refusal:
+        raise daemon_error(refusal)
     holder = name_holder(new, cs.all())
     if holder is not None:
         raise name_conflict(new, holder, 1)
-    meta = obj["metadata"]
-    # the object's own name needs no annotation: absent means the docker name is metadata.name
-    value = None if new == meta["name"] else new
-    s.client.merge_patch(s.path(LOCAL_CONTAINERS, meta["name"]), {"metadata": {
-        "annotations": {dockerid.NAME_ANNOTATION: value}, "resourceVersion": meta["resourceVersion"]}})
+    s.client.merge_patch(s.path(LOCAL_CONTAINERS, obj["metadata"]["name"]), dockerid.rename_patch(obj, new))
     return 0
 
 
@@ -137,12 +132,10 @@ def _freeze(args: argparse.Namespace, sub: str, paused: bool) -> int:
 
 def _await_status(s: Session, obj: dict[str, Any], paused: bool) -> None:
     """Until the operator has written the new state (or the container is gone, or it takes too long)."""
-    def done(current: dict[str, Any] | None) -> bool:
-        st = (current or {}).get("status") or {}
-        return current is None or bool(st.get("paused")) == paused or st.get("phase") != "Running"
+    from k3c.containerlife import freeze_settled
 
     try:
-        wait_for(s, obj, done, STATUS_WAIT)
+        wait_for(s, obj, lambda current: freeze_settled(current, paused), STATUS_WAIT)
     except WaitTimeout:
         pass  # containerd did it; the status follows when the operator gets to it
 

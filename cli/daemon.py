@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         docker = DockerAPIServer(DockerSocketConfig(
             socket_path=Path(args.docker_socket or Path(config.state_dir) / "docker.sock").absolute(),
             kubeconfig=config.kubeconfig_path, node_name=config.node_name, root_dir=config.root_dir,
-            group=config.group, namespace=args.docker_namespace, subnet=config.subnet,
-            explicit=args.docker_socket is not None,
+            group=config.group, namespace=args.docker_namespace, explicit=args.docker_socket is not None,
+            subnet=config.containerd.subnet, bridge=config.containerd.bridge,
         ))
         asyncio.run(Daemon(config, frontends=[docker]).run())
     except (DaemonError, ValueError) as err:

@@ -1,8 +1,9 @@
 """`k3c events`: docker's event stream, one line per action in order, derived from watches of k3c's objects.
 
-Why here: the derivation itself (which change of which object is which docker action) lives in
-k3c.cli.dockerevents; this module is the command around it — docker's flags (``--filter`` with docker's
-matching rules, ``--since``/``--until`` in docker's time forms, ``--format``), the replay for ``--since``,
+Why here: the derivation itself (which change of which object is which docker action) and docker's filter
+matching live in k3c.dockerevents, shared with the Docker API's ``GET /events``; this module is the command
+around them — docker's flags (``--filter``, ``--since``/``--until`` in docker's time forms, ``--format``),
+the replay for ``--since``,
 and the stream: one watch per resource, each change turned into docker's events once, stamped in the order
 they are handled.
 """
@@ -10,7 +11,6 @@ they are handled.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import queue
 import re
@@ -21,16 +21,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from k3c.api import EVENTS, IMAGE_PUSHES, IMAGE_TAGS, IMAGES, LOCAL_CONTAINERS, VOLUMES, Resource
+from k3c.api import EVENTS, Resource
 from k3c.cli.common import Session, Subcommands, add_command, command, parse_time, session
-from k3c.cli.dockerevents import Message, Tracker, history
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.dockerevents import NAMESPACED, Message, Tracker, event_matches, history, known_filters, watched
 
-#: The filter keys docker's daemon knows for events; it ignores any other key, and so does k3c.
-EVENT_FILTERS = ("config", "container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope",
-                 "secret", "service", "type", "volume")
-#: Keys docker matches by prefix of the actor's ID or name (``container=we`` matches ``web``).
-_NAME_FILTERS = ("config", "container", "daemon", "network", "node", "plugin", "secret", "service", "volume")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -87,71 +82,18 @@ def parse_filters(values: list[str]) -> dict[str, list[str]]:
         if not sep:
             raise CLIError(f'k3c: invalid argument "{value}" for "-f, --filter" flag: bad format of filter '
                            "(expected name=value)", 125)
-        if key in EVENT_FILTERS:
-            out.setdefault(key, []).append(val)
-    return out
-
-
-def _strip_tag(image: str) -> str:
-    """docker's stripTag: the familiar repository of a reference (``busybox`` for ``busybox:1``)."""
-    from k3c.oci.reference import InvalidReference, parse
-
-    try:
-        return parse(image).familiar_repository
-    except InvalidReference:
-        return image
-
-
-def event_matches(ev: Message, filters: dict[str, list[str]]) -> bool:
-    """docker's rules: values of one key are OR-ed, keys AND-ed; names and IDs match by prefix; every
-    ``label`` filter must hold (docker AND-s labels); ``image`` matches the reference with or without tag."""
-    attrs = ev.Actor["Attributes"]
-
-    def exact(key: str, *sources: str) -> bool:
-        return key not in filters or any(v in sources for v in filters[key])
-
-    def prefix(key: str, *sources: str) -> bool:
-        return key not in filters or any(s.startswith(v) for v in filters[key] for s in sources if s)
-
-    def labels() -> bool:
-        for v in filters.get("label", []):
-            k, sep, val = v.partition("=")
-            if k not in attrs or (sep and attrs[k] != val):
-                return False
-        return True
-
-    def image() -> bool:
-        name = attrs.get("name" if ev.Type == "image" else "image", "")
-        return exact("image", ev.Actor["ID"], name, _strip_tag(ev.Actor["ID"]), _strip_tag(name))
-
-    fuzzy_event = any(v in ("health_status", "exec_create", "exec_start") for v in filters.get("event", []))
-    return ((prefix if fuzzy_event else exact)("event", ev.Action) and exact("type", ev.Type)
-            and exact("scope", ev.Scope) and image() and labels()
-            and all(prefix(key, ev.Actor["ID"], attrs.get("name", "")) for key in _NAME_FILTERS))
+        out.setdefault(key, []).append(val)
+    return known_filters(out)
 
 
 # ---- the stream -------------------------------------------------------------------------------------
-#: Namespaced resources are followed in the session's namespace; the image kinds are cluster-scoped.
-_NAMESPACED = (LOCAL_CONTAINERS, VOLUMES, EVENTS)
 #: What a watch thread hands the main thread: (resource, watch event type, object), or ("error", "", the
 #: exception) when its watch failed.
 _Queued = tuple[Resource | str, str, Any]
 
 
-def watched(filters: dict[str, list[str]]) -> tuple[Resource, ...]:
-    """The resources whose changes can give an event the ``type`` filter lets through (all without one):
-    containers (their pulls are image events, their mounts volume events), volumes (the names mounts show),
-    core Events (health), and the image kinds (pull, tag, untag, delete, push)."""
-    types = set(filters.get("type") or ("container", "image", "volume"))
-    out = [LOCAL_CONTAINERS] if types & {"container", "image", "volume"} else []
-    out += [VOLUMES] if "volume" in types else []
-    out += [EVENTS] if "container" in types else []
-    out += [IMAGES, IMAGE_TAGS, IMAGE_PUSHES] if "image" in types else []
-    return tuple(out)
-
-
 def _path(s: Session, resource: Resource) -> str:
-    return resource.path(s.namespace if resource in _NAMESPACED else None)
+    return resource.path(s.namespace if resource in NAMESPACED else None)
 
 
 def _list(s: Session, resources: tuple[Resource, ...]) -> dict[Resource, dict[str, Any]]:
@@ -250,7 +192,6 @@ def _stream(s: Session, lists: dict[Resource, dict[str, Any]], tracker: Tracker,
         rv = doc.get("metadata", {}).get("resourceVersion", "")
         threading.Thread(target=_watch, args=(s, resource, rv, q), daemon=True,
                          name=f"watch-{resource.plural}").start()
-    last = 0
     while until_t is None or time.time() < until_t:
         try:
             source, kind, obj = q.get(timeout=0.25)
@@ -258,7 +199,6 @@ def _stream(s: Session, lists: dict[Resource, dict[str, Any]], tracker: Tracker,
             continue
         if not isinstance(source, Resource):
             raise obj
-        for ev in tracker.change(source, kind, obj, time.time_ns()):
-            last = max(ev.TimeNano, last + 1)  # docker's times are distinct and increasing
-            _emit(dataclasses.replace(ev, TimeNano=last), filters, render)
+        for ev in tracker.stamped(source, kind, obj, time.time_ns()):
+            _emit(ev, filters, render)
     return 0

@@ -20,7 +20,7 @@ from k3c.cli.errors import CLIError
 #: The command modules under k3c.cli, in the order `k3c --help` lists their commands.
 COMMAND_MODULES = ("apiserver", "daemon", "install", "info", "containers", "control", "ps", "stats", "volumes",
                    "events", "completion", "streams", "build", "images", "management", "prune",
-                   "history", "cp", "filesystems")
+                   "history", "cp", "filesystems", "dockerenv")
 #: Which module registers each top-level command (tests/unit/test_cli.py checks it against the modules).
 COMMANDS = {
     "apiserver": "apiserver", "daemon": "daemon", "agent": "daemon", "install": "install", "uninstall": "install",
@@ -32,6 +32,7 @@ COMMANDS = {
     **dict.fromkeys(("stats", "top"), "stats"), "container": "management", "system": "prune",
     "history": "history", "cp": "cp", **dict.fromkeys(("commit", "diff", "export", "import"), "filesystems"),
     **dict.fromkeys(("image", "images", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"), "images"),
+    **dict.fromkeys(("docker-env", "context"), "dockerenv"),
 }
 _VALUE_FLAGS = ("--kubeconfig", "--context", "-n", "--namespace")
 __all__ = ["CLIError", "build_parser", "main"]

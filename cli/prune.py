@@ -22,11 +22,12 @@ from k3c.cli.common import (
     add_command,
     command,
     container_id,
-    is_running,
     parse_filters,
     session,
 )
 from k3c.cli.errors import CLIError
+from k3c.dockerview import active
+from k3c.prunefilters import PruneFilters, object_labels
 from k3c.units import human_size
 
 DF_TABLE = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
@@ -77,65 +78,24 @@ def confirmed(warning: str) -> bool:
     return sys.stdin.readline().strip() in ("y", "Y")
 
 
-@dataclass
-class Filters:
-    """docker's prune filters: `until` (a time or a duration before now), `label`, `label!`."""
+def parse_prune_filters(values: list[str], allowed: tuple[str, ...]) -> PruneFilters:
+    """`--filter` values as docker's prune reads them (k3c.prunefilters); a refusal is the daemon's error."""
+    from k3c.prunefilters import FilterError
 
-    until_ns: int | None
-    labels: list[str]
-    not_labels: list[str]
-
-    @classmethod
-    def parse(cls, values: list[str], allowed: tuple[str, ...]) -> Filters:
-        from k3c.timefmt import parse_since
-
-        # (`label!=k=v` is the key `label!` with the value `k=v`, as for docker's parser)
-        given = parse_filters(values, allowed)
-        until = None
-        for value in given.get("until", []):
-            try:
-                until = parse_since(value)
-            except ValueError:
-                raise CLIError(f'Error response from daemon: failed to parse value as time or duration: "{value}"',
-                               1) from None
-        return cls(until, given.get("label", []), given.get("label!", []))
-
-    def keep(self, created: str, labels: dict[str, str]) -> bool:
-        """Whether the filters spare an object created at ``created`` with ``labels``."""
-        from k3c.timefmt import parse_rfc3339_ns
-
-        if self.until_ns is not None and created and parse_rfc3339_ns(created) > self.until_ns:
-            return True
-        if self.labels and not all(_label_matches(labels, want) for want in self.labels):
-            return True
-        return any(_label_matches(labels, unwanted) for unwanted in self.not_labels)
-
-
-def _label_matches(labels: dict[str, str], want: str) -> bool:
-    key, sep, value = want.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
-def _labels(obj: dict[str, Any]) -> dict[str, str]:
-    return {**(obj["metadata"].get("labels") or {}), **((obj.get("spec") or {}).get("labels") or {})}
-
-
-def _active(obj: dict[str, Any]) -> bool:
-    """Running, paused or restarting (or on its way up), as docker counts an active container: prune spares it,
-    a created one goes."""
-    from k3c.dockerview import docker_state
-
-    return is_running(obj) or docker_state(obj)[0] in ("running", "paused", "restarting")
+    try:
+        return PruneFilters.parse(parse_filters(values, allowed), allowed)
+    except FilterError as err:
+        raise CLIError(f"Error response from daemon: {err}", 1) from None
 
 
 # ---- container prune --------------------------------------------------------------------------------
-def prune_containers(s: Session, filters: Filters) -> tuple[int, str]:
+def prune_containers(s: Session, filters: PruneFilters) -> tuple[int, str]:
     """Remove every stopped container the filters allow; (space reclaimed, docker's output section)."""
     from k3c.cli.containers import begin_remove, finish_remove
 
     items = s.client.get(s.path(LOCAL_CONTAINERS)).get("items", [])
-    doomed = [o for o in items if not _active(o) and not o["metadata"].get("deletionTimestamp")
-              and not filters.keep(o["metadata"].get("creationTimestamp", ""), _labels(o))]
+    doomed = [o for o in items if not active(o) and not o["metadata"].get("deletionTimestamp")
+              and not filters.keep(o["metadata"].get("creationTimestamp", ""), object_labels(o))]
     pending = [(o, begin_remove(s, o, False)) for o in doomed]
     for obj, current in pending:
         finish_remove(s, obj, current, False)
@@ -146,7 +106,7 @@ def prune_containers(s: Session, filters: Filters) -> tuple[int, str]:
 
 @command()
 def container_prune_cmd(args: argparse.Namespace) -> int:
-    filters = Filters.parse(args.filter, ("until", "label", "label!"))
+    filters = parse_prune_filters(args.filter, ("until", "label", "label!"))
     reclaimed, output = 0, ""
     if args.force or confirmed(CONTAINER_WARNING):
         reclaimed, output = prune_containers(session(args), filters)
@@ -161,7 +121,7 @@ def _report(output: str, reclaimed: int) -> None:
 
 
 # ---- volume prune -----------------------------------------------------------------------------------
-def prune_volumes(s: Session, filters: Filters) -> tuple[int, str]:
+def prune_volumes(s: Session, filters: PruneFilters) -> tuple[int, str]:
     """Remove every volume no container uses (docker 20.10: named ones too); (space, output section)."""
     from k3c.cli.volumes import Volumes, remove_volume
     from k3c.dockerview import users_of
@@ -181,7 +141,7 @@ def prune_volumes(s: Session, filters: Filters) -> tuple[int, str]:
 
 @command()
 def volume_prune_cmd(args: argparse.Namespace) -> int:
-    filters = Filters.parse(args.filter, ("label", "label!"))
+    filters = parse_prune_filters(args.filter, ("label", "label!"))
     reclaimed, output = 0, ""
     if args.force or confirmed(VOLUME_WARNING):
         reclaimed, output = prune_volumes(session(args), filters)
@@ -207,7 +167,7 @@ def system_prune_cmd(args: argparse.Namespace) -> int:
     from k3c.cli.build import prune_build_cache
     from k3c.cli.images import prune_images
 
-    filters = Filters.parse(args.filter, ("until", "label", "label!"))
+    filters = parse_prune_filters(args.filter, ("until", "label", "label!"))
     if not args.force and not confirmed(system_warning(args)):
         return 0
     s = session(args)
@@ -257,7 +217,7 @@ def usage_rows(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], 
     image_size = sum(by_id.values())
     active_images = [i for i in by_id if i in used_ids]
     image_used = sum(by_id[i] for i in active_images)
-    active_containers = sum(1 for c in containers if _active(c))
+    active_containers = sum(1 for c in containers if active(c))
     from k3c.dockerview import users_of
 
     active_volumes = sum(1 for v in volumes if users_of(v["metadata"]["name"], containers))

@@ -44,3 +44,10 @@ def exit_code(obj: dict[str, Any]) -> int:
     if st.get("exitCode") is not None:
         return int(st["exitCode"])
     return 128 if st.get("phase") == "Failed" else 0
+
+
+def freeze_settled(obj: dict[str, Any] | None, paused: bool) -> bool:
+    """Whether the status has followed a pause (``paused``) or an unpause: the operator wrote it, or the
+    container is gone or no longer running, so there is nothing more to wait for."""
+    st = (obj or {}).get("status") or {}
+    return obj is None or bool(st.get("paused")) == paused or st.get("phase") != "Running"

@@ -43,6 +43,12 @@ def object_id(obj: Mapping[str, Any]) -> str:
     return container_id(str((obj.get("metadata") or {}).get("uid") or ""))
 
 
+def network_id(name: str) -> str:
+    """A network's docker ID: k3c has one network per node and no object for it, so its ID is derived from
+    its docker name, the same on every call."""
+    return hashlib.sha256(f"k3c-network:{name}".encode()).hexdigest()
+
+
 def valid_docker_name(name: str) -> bool:
     """Whether docker accepts ``name`` for a container or volume (``proj_web_1``, ``Web.1``)."""
     return bool(_DOCKER_NAME.fullmatch(name))
@@ -80,6 +86,24 @@ def docker_name(obj: Mapping[str, Any]) -> str:
     """The name docker users see and type: the annotation, else the object's own name."""
     meta = obj.get("metadata") or {}
     return str((meta.get("annotations") or {}).get(NAME_ANNOTATION) or meta.get("name") or "")
+
+
+def rename_refusal(obj: Mapping[str, Any], new: str) -> str | None:
+    """docker's words for a rename it refuses (an invalid name, the current one), else None."""
+    if not valid_docker_name(new):
+        return f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+    if docker_name(obj) == new:
+        return "Renaming a container with the same name as its current name"
+    return None
+
+
+def rename_patch(obj: Mapping[str, Any], new: str) -> dict[str, Any]:
+    """The merge patch giving a container the docker name ``new``: only the annotation changes (an object's
+    name cannot), none when ``new`` is the object's own name; the resourceVersion makes a concurrent
+    rename fail instead of both winning."""
+    meta = obj.get("metadata") or {}
+    value = None if new == meta.get("name") else new
+    return {"metadata": {"annotations": {NAME_ANNOTATION: value}, "resourceVersion": meta.get("resourceVersion")}}
 
 
 def lookup(objects: Iterable[Mapping[str, Any]], ref: str) -> list[Mapping[str, Any]]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from k3c import dockerid
+from k3c.containerlife import is_running
 from k3c.timefmt import since
 from k3c.units import human_duration
 
@@ -71,6 +72,12 @@ def docker_state(obj: dict[str, Any], now: float | None = None) -> tuple[str, st
         restarted = human_duration(since(st.get("finishedAt"), now) or 0)
         return "restarting", f"Restarting ({st.get('exitCode', 0)}) {restarted} ago"
     return "created", "Created"
+
+
+def active(obj: dict[str, Any]) -> bool:
+    """Running, paused or restarting (or on its way up), as docker counts an active container: prune spares
+    it, a created or exited one goes."""
+    return is_running(obj) or docker_state(obj)[0] in ("running", "paused", "restarting")
 
 
 def parse_bytes(value: str | None) -> int:

@@ -15,7 +15,8 @@ came later. The rules are docker's (moby's ``pkg/archive``), checked here:
 - Paths are walked one component at a time from a descriptor of the destination, never by name: a
   symlink met on the way is followed as in a chroot at the destination (an absolute target starts at the
   destination, ``..`` stops there) and the last component is opened with ``O_NOFOLLOW``, never followed:
-  what is there is replaced, unless a directory meets a directory.
+  what is there is replaced, unless a directory meets a directory (``keep_dirs_and_files`` refuses a
+  directory met by a non-directory and the reverse instead).
 - Device nodes, FIFOs and unknown member types are skipped; owners are set only when asked, numerically.
 - PAX and GNU long-name headers are capped at 1 MiB (Go's ``archive/tar`` limit), so a header cannot
   make the reader hold gigabytes.
@@ -55,6 +56,9 @@ class Options:
     owners: bool = False
     #: bits of the members' modes kept; tarfile's ``tar`` filter keeps 0o755 (no setuid, no group/other write)
     mode_mask: int = 0o755
+    #: refuse (rather than replace) a directory met by a non-directory member or the reverse: docker's
+    #: ``noOverwriteDirNonDir``, which `docker cp` asks for
+    keep_dirs_and_files: bool = False
 
 
 class _CappedInfo(tarfile.TarInfo):
@@ -268,6 +272,10 @@ class Extractor:
         except FileNotFoundError:
             present = None
         if present is not None and not (member.isdir() and stat.S_ISDIR(present.st_mode)):
+            if self.options.keep_dirs_and_files and member.isdir() != stat.S_ISDIR(present.st_mode):
+                raise UntarError(f'cannot overwrite directory "{"/".join(parts)}" with non-directory'
+                                 if not member.isdir() else
+                                 f'cannot overwrite non-directory "{"/".join(parts)}" with directory')
             _remove_at(parent, base)  # what was there gives way, unless a directory meets one
         if member.isdir():
             if present is None or not stat.S_ISDIR(present.st_mode):

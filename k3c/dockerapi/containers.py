@@ -89,7 +89,7 @@ async def _check_image(cluster: Cluster, image: str) -> None:
     images.find(await images.ready_images(cluster), image)
 
 
-def _conflict(name: str, other: dict[str, Any]) -> Conflict:
+def conflict(name: str, other: dict[str, Any]) -> Conflict:
     return Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                     f'"{dockerid.object_id(other)}". You have to remove (or rename) that container to be able '
                     "to reuse that name.")
@@ -120,7 +120,7 @@ async def create(request: web.Request) -> web.Response:
     if name:
         for other in await cluster.list(LOCAL_CONTAINERS):
             if dockerid.docker_name(other) == name:
-                raise _conflict(name, other)
+                raise conflict(name, other)
     await _ensure_volumes(cluster, req.volumes)
     for attempt in range(10):
         docker_name = name or dockerid.generate_name(attempt)
@@ -135,7 +135,7 @@ async def create(request: web.Request) -> web.Response:
                 continue
             taken = await cluster.get(LOCAL_CONTAINERS, meta["name"])
             if taken is not None and dockerid.docker_name(taken) == name:
-                raise _conflict(name, taken) from None
+                raise conflict(name, taken) from None
             meta["generateName"] = meta.pop("name")[:dockerid.MAX_OBJECT_NAME - 6].rstrip("-.") + "-"
             created = await cluster.create(LOCAL_CONTAINERS, obj)
         return reply({"Id": dockerid.object_id(created), "Warnings": []}, status=201)
@@ -236,8 +236,15 @@ async def restart(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     cluster = _cluster(request)
     obj = await find(cluster, request.match_info["id"])
+    await remove_container(cluster, obj, bodies.flag(request, "force"), bodies.flag(request, "v"))
+    return web.Response(status=204)
+
+
+async def remove_container(cluster: Cluster, obj: dict[str, Any], force: bool, volumes: bool) -> None:
+    """DELETE the object and wait until the operator's finalizer is done; ``volumes`` removes its anonymous
+    volumes too (``rm -v``)."""
     if containerlife.is_running(obj):
-        if not bodies.flag(request, "force"):
+        if not force:
             raise Conflict(f"You cannot remove a running container {dockerid.object_id(obj)}. Stop the "
                            "container before attempting removal or force remove")
         obj = await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), {"spec": {"stopTimeout": 0}})
@@ -257,14 +264,13 @@ async def remove(request: web.Request) -> web.Response:
         except TimeoutError:
             raise OperatorTimeout(f"could not remove container {dockerid.docker_name(obj)}: still being removed "
                                   f"after {OPERATOR_TIMEOUT:g}s") from None
-    if bodies.flag(request, "v"):
+    if volumes:
         anonymous = (obj["metadata"].get("annotations") or {}).get(ANONYMOUS_VOLUMES_ANNOTATION) or ""
         for volume in filter(None, anonymous.split(",")):
             try:
                 await cluster.delete(VOLUMES, volume)
             except NotFound:
                 pass
-    return web.Response(status=204)
 
 
 # ---- list / inspect -----------------------------------------------------------------------------------

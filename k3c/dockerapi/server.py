@@ -20,7 +20,23 @@ from pathlib import Path
 from aiohttp import web
 
 from k3c import apierrors
-from k3c.dockerapi import archives, attach, build, containers, execs, images, pulls, system, versions, volumes
+from k3c.dockerapi import (
+    archives,
+    attach,
+    build,
+    containers,
+    events,
+    execs,
+    images,
+    networks,
+    nodeops,
+    prune,
+    pulls,
+    rename,
+    system,
+    versions,
+    volumes,
+)
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.errors import DockerError, error_response
 
@@ -52,6 +68,22 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/exec/{id}/start", execs.start),
     ("POST", "/exec/{id}/resize", execs.resize),
     ("GET", "/exec/{id}/json", execs.inspect),
+    # -- 14-misc: node operations, rename, prune
+    ("GET", "/containers/{id}/archive", nodeops.get_archive),
+    ("PUT", "/containers/{id}/archive", nodeops.put_archive),
+    ("GET", "/containers/{id}/top", nodeops.top),
+    ("GET", "/containers/{id}/stats", nodeops.stats),
+    ("GET", "/containers/{id}/changes", nodeops.changes),
+    ("GET", "/containers/{id}/export", nodeops.export),
+    ("POST", "/containers/{id}/pause", nodeops.pause),
+    ("POST", "/containers/{id}/unpause", nodeops.unpause),
+    ("POST", "/containers/{id}/rename", rename.rename),
+    ("POST", "/containers/prune", prune.prune_containers),
+    ("POST", "/volumes/prune", prune.prune_volumes),
+    ("GET", "/events", events.events),
+    ("GET", "/networks", networks.list_networks),
+    ("GET", "/networks/{id}", networks.inspect),
+    # -- end 14-misc
     ("GET", "/images/json", images.list_images),
     ("GET", "/images/{name:.+}/json", images.inspect),
     # images: pull, push, tag, remove, history, prune, save, load; build (BuildKit's session refused)
@@ -134,7 +166,9 @@ class DockerSocketConfig:
     node_name: str
     root_dir: Path
     group: int | None = None
-    subnet: str = ""  #: k3c's bridge network, for the containers' gateway
+    #: the container network (docker's ``bridge`` network): its subnet and bridge device
+    subnet: str = ""
+    bridge: str = ""
     namespace: str | None = None
     #: asked for by name (``--docker-socket``): a path a unix socket cannot have fails the start; the default
     #: one is skipped with a warning instead, as the API server's own socket is
@@ -168,7 +202,8 @@ class DockerAPIServer:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of an earlier run
-        app = make_app(Cluster(cfg.kubeconfig, cfg.namespace), system.Host(cfg.node_name, cfg.root_dir, cfg.subnet))
+        host = system.Host(cfg.node_name, cfg.root_dir, cfg.subnet, cfg.bridge)
+        app = make_app(Cluster(cfg.kubeconfig, cfg.namespace), host)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         # Bound in a private directory, given its mode there, then renamed into place: nobody can connect

@@ -110,7 +110,8 @@ class APISession:
 @contextlib.asynccontextmanager
 async def api_session(conn: kubeclient.Connection) -> AsyncIterator[APISession]:
     """A session over the local k3c's unix socket when the kubeconfig is its own, else HTTPS."""
-    headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+    token = conn.bearer()  # read now: a rotated token file is picked up
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     ssl: ssl_module.SSLContext | bool
     if conn.socket_path:
         connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=conn.socket_path)

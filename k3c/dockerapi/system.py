@@ -31,12 +31,13 @@ PING_HEADERS = {"API-Version": API_VERSION, "OSType": "linux", "Builder-Version"
 
 @dataclass(frozen=True)
 class Host:
-    """The node the socket serves: its name, k3c's root dir (``DockerRootDir`` in `docker info`) and the
-    subnet of its bridge (containers' gateway and prefix length in inspect)."""
+    """The node the socket serves: its name and k3c's root dir (``DockerRootDir`` in `docker info`), and its
+    container network's subnet and bridge (the ``bridge`` network; containers' gateway in inspect)."""
 
     node_name: str
     root_dir: Path
     subnet: str = ""
+    bridge: str = ""
 
 
 def _arch() -> str:

@@ -123,6 +123,13 @@ async def remove(request: web.Request) -> web.Response:
         if force:
             return web.Response(status=204)
         raise
+    await remove_volume(cluster, obj, ref, force)
+    return web.Response(status=204)
+
+
+async def remove_volume(cluster: Cluster, obj: dict[str, Any], ref: str, force: bool) -> None:
+    """DELETE the volume (409 while a container uses it, unless ``force``) and wait for the operator to
+    remove its directory."""
     name = obj["metadata"]["name"]
     users = [c for c in users_of(name, await cluster.list(LOCAL_CONTAINERS))
              if not c["metadata"].get("deletionTimestamp")]
@@ -133,10 +140,9 @@ async def remove(request: web.Request) -> web.Response:
             await cluster.merge_patch(VOLUMES, name, {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
         current = await cluster.delete(VOLUMES, name)
     except NotFound:
-        return web.Response(status=204)
+        return
     if current.get("kind") == VOLUMES.kind and current["metadata"].get("finalizers"):
         try:  # the operator removes its directory
             await cluster.wait_for(VOLUMES, name, lambda o: o is None, REMOVE_TIMEOUT)
         except TimeoutError:
             raise Conflict(f"remove {ref}: still being removed after {REMOVE_TIMEOUT:g}s") from None
-    return web.Response(status=204)

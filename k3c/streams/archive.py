@@ -222,10 +222,13 @@ def _add(tar: tarfile.TarFile, parent: int, name: str, arcname: str, device: int
 
 
 # ---- archive in -------------------------------------------------------------------------------------
-def extract_tar(pid: int, root: int, path: str, source: IO[bytes], keep_owners: bool) -> None:
+def extract_tar(pid: int, root: int, path: str, source: IO[bytes], keep_owners: bool,
+                keep_dirs_and_files: bool = False) -> None:
     """Extract the tar ``source`` into the directory ``path`` of the container (it must exist).
 
     ``keep_owners`` (`cp -a`) keeps the members' uid/gid; otherwise files belong to the container's root.
+    ``keep_dirs_and_files`` (docker's ``noOverwriteDirNonDir``) refuses to replace a directory by a file or
+    a file by a directory.
     """
     where = resolve(root, path, follow_last=True)
     try:
@@ -237,7 +240,8 @@ def extract_tar(pid: int, root: int, path: str, source: IO[bytes], keep_owners: 
     prefix = where.absolute.strip("/")
     try:
         with open_archive(fileobj=source) as tar, \
-                Extractor(Path(f"/proc/{pid}/root"), Options(owners=keep_owners, mode_mask=0o7777)) as out:
+                Extractor(Path(f"/proc/{pid}/root"), Options(owners=keep_owners, mode_mask=0o7777,
+                                                                keep_dirs_and_files=keep_dirs_and_files)) as out:
             for member in tar:
                 member.name = _under(prefix, member.name)
                 if member.islnk():

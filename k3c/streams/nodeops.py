@@ -15,7 +15,8 @@ cluster mode the stream server hosting the providers routes them like the stream
   per second as JSON lines while streaming.
 - ``.../archive?path=`` (`cp`, :mod:`k3c.streams.archive`): ``HEAD`` answers docker's path stat in the
   ``X-Docker-Container-Path-Stat`` header (base64 JSON), ``GET`` adds a tar of the path, ``PUT`` extracts
-  the tar it is sent into the directory ``path`` (``copyUIDGID=true`` keeps the owners), as docker's API.
+  the tar it is sent into the directory ``path`` (``copyUIDGID=true`` keeps the owners,
+  ``noOverwriteDirNonDir=true`` refuses to replace a directory by a file or the reverse), as docker's API.
 - ``GET .../changes`` (`diff`, :mod:`k3c.streams.changes`): docker's ``[{"Path": …, "Kind": 0|1|2}]``.
 - ``GET .../export``: the container's own filesystem as a tar (:func:`k3c.streams.archive.write_root_tar`).
 
@@ -232,12 +233,13 @@ class ContainerOperations:
     async def _extract(self, req: SubresourceRequest, pid: int, root: int, path: str) -> None:
         """The request's tar, spooled to a temporary file first (tarfile reads blocking), then extracted."""
         keep = flag(req.http.query, "copyUIDGID")
+        no_replace = flag(req.http.query, "noOverwriteDirNonDir")
         with tempfile.TemporaryFile() as spool:
             async for chunk in req.http.content.iter_chunked(CHUNK):
                 await asyncio.to_thread(spool.write, chunk)
             spool.seek(0)
             try:
-                await asyncio.to_thread(archive.extract_tar, pid, root, path, spool, keep)
+                await asyncio.to_thread(archive.extract_tar, pid, root, path, spool, keep, no_replace)
             except archive.PathError as err:
                 raise _path_error(err, path, req.name or "") from None
 

@@ -1,4 +1,4 @@
-"""docker's events derived from object versions (k3c.cli.dockerevents): the cases the e2e tests with the
+"""docker's events derived from object versions (k3c.dockerevents): the cases the e2e tests with the
 fake operator and the real daemon do not reach (a removal the finalizer did without a status, pause,
 images, health Events). The streams themselves are tested in tests/e2e/test_cli.py."""
 
@@ -9,8 +9,8 @@ import hashlib
 from typing import Any
 
 from k3c.api import EVENTS, IMAGE_TAGS, IMAGES, LOCAL_CONTAINERS
-from k3c.cli.dockerevents import Message, Tracker
-from k3c.cli.events import event_matches, format_line, parse_filters
+from k3c.cli.events import format_line, parse_filters
+from k3c.dockerevents import Message, Tracker, event_matches
 
 UID = "0f4c6d4e-7d5b-4c8e-9a51-3a2b1c0d9e8f"
 CID = hashlib.sha256(UID.encode()).hexdigest()

@@ -294,6 +294,32 @@ def test_a_member_replaces_what_is_there_without_writing_through_it(tmp_path: Pa
     assert (dest / "f").is_dir() and sorted(os.listdir(dest / "d")) == ["new", "old"]
 
 
+@pytest.mark.parametrize(("there", "member", "words"), [
+    ("dir", Entry("x", data=b"file"), 'cannot overwrite directory "x" with non-directory'),
+    ("file", Entry("x", tarfile.DIRTYPE), 'cannot overwrite non-directory "x" with directory'),
+])
+def test_keep_dirs_and_files_refuses_a_directory_for_a_file_and_the_reverse(tmp_path: Path, there: str,
+                                                                           member: Entry, words: str) -> None:
+    """docker's noOverwriteDirNonDir (`docker cp`): what is there stays, the extraction fails."""
+    from k3c.untar import Extractor, Options, UntarError, open_archive
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    if there == "dir":
+        (dest / "x").mkdir()
+        (dest / "x" / "kept").write_text("kept")
+    else:
+        (dest / "x").write_text("kept")
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(make_tar([member]))
+    with pytest.raises(UntarError, match=words), open_archive(archive) as tar, \
+            Extractor(dest, Options(keep_dirs_and_files=True)) as out:
+        for m in tar:
+            out.extract(tar, m)
+    kept = dest / "x" / "kept" if there == "dir" else dest / "x"
+    assert kept.read_text() == "kept"
+
+
 def test_symlink_loops_and_oversized_headers_are_refused(tmp_path: Path) -> None:
     from k3c.untar import MAX_HEADER, UntarError, extract_all
 

@@ -8,12 +8,15 @@ name annotation). The core/v1 Events the operator records stay for ``kubectl des
 for what no object field tells: health status changes (reasons ``HealthStatusHealthy``/``Unhealthy``).
 
 :class:`Tracker` remembers the last version of each object and turns a watch event into docker's
-:class:`Message` list; :func:`history` tells what the current objects still say about the past (``--since``).
+:class:`Message` list; :func:`history` tells what the current objects still say about the past (``--since``);
+:func:`watched` and :func:`event_matches` are docker's filters. `k3c events` and the Docker API's
+``GET /events`` both stream from here, so both say the same.
 Network and exec events are not derived: k3c has no network objects, and an exec leaves no trace in one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -30,7 +33,7 @@ from k3c.api import (
     VOLUMES,
     Resource,
 )
-from k3c.cli.common import parse_time
+from k3c.timefmt import parse_time
 
 Obj = dict[str, Any]
 #: A core/v1 Event reason → docker's action (the health checks another part of k3c runs).
@@ -156,6 +159,7 @@ class Tracker:
     pushes: dict[str, Obj] = field(default_factory=dict)
     recorded: dict[str, int] = field(default_factory=dict)  # core Event uid → count already shown
     announced: set[str] = field(default_factory=set)  # volumes a container's create told of before they exist
+    last_ns: int = 0  # the time of the last event :meth:`stamped` handed out
 
     def seed(self, resource: Resource, obj: Obj) -> None:
         """An object as it was when the stream began: the base its later changes are compared with."""
@@ -185,6 +189,14 @@ class Tracker:
         if resource == IMAGE_TAGS:
             return self.tag(kind, obj, ns)
         return self.push(kind, obj, ns)
+
+    def stamped(self, resource: Resource, kind: str, obj: Obj, ns: int) -> list[Message]:
+        """:meth:`change`, each event's time made distinct and increasing, as docker's are."""
+        out = []
+        for ev in self.change(resource, kind, obj, ns):
+            self.last_ns = max(ev.TimeNano, self.last_ns + 1)
+            out.append(dataclasses.replace(ev, TimeNano=self.last_ns))
+        return out
 
     def container(self, kind: str, obj: Obj, ns: int) -> list[Message]:
         uid = _meta(obj)["uid"]
@@ -405,3 +417,70 @@ def history(tracker: Tracker, recorded: list[Obj]) -> list[Message]:
         ns = _stamp_ns(ev.get("eventTime") or ev.get("lastTimestamp") or ev.get("firstTimestamp")) or 0
         out += tracker._health_event(ev, ns)
     return sorted(out, key=lambda m: m.TimeNano)
+
+
+# ---- docker's filters -----------------------------------------------------------------------------
+#: The filter keys docker's daemon knows for events; it ignores any other key, and so does k3c.
+EVENT_FILTERS = ("config", "container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope",
+                 "secret", "service", "type", "volume")
+#: Keys docker matches by prefix of the actor's ID or name (``container=we`` matches ``web``).
+_NAME_FILTERS = ("config", "container", "daemon", "network", "node", "plugin", "secret", "service", "volume")
+
+
+def known_filters(given: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The filters docker's daemon reads, the rest dropped (it ignores a key it does not know)."""
+    return {key: values for key, values in given.items() if key in EVENT_FILTERS}
+
+
+def _strip_tag(image: str) -> str:
+    """docker's stripTag: the familiar repository of a reference (``busybox`` for ``busybox:1``)."""
+    from k3c.oci.reference import InvalidReference, parse
+
+    try:
+        return parse(image).familiar_repository
+    except InvalidReference:
+        return image
+
+
+def event_matches(ev: Message, filters: dict[str, list[str]]) -> bool:
+    """docker's rules: values of one key are OR-ed, keys AND-ed; names and IDs match by prefix; every
+    ``label`` filter must hold (docker AND-s labels); ``image`` matches the reference with or without tag."""
+    attrs = ev.Actor["Attributes"]
+
+    def exact(key: str, *sources: str) -> bool:
+        return key not in filters or any(v in sources for v in filters[key])
+
+    def prefix(key: str, *sources: str) -> bool:
+        return key not in filters or any(s.startswith(v) for v in filters[key] for s in sources if s)
+
+    def labels() -> bool:
+        for v in filters.get("label", []):
+            k, sep, val = v.partition("=")
+            if k not in attrs or (sep and attrs[k] != val):
+                return False
+        return True
+
+    def image() -> bool:
+        name = attrs.get("name" if ev.Type == "image" else "image", "")
+        return exact("image", ev.Actor["ID"], name, _strip_tag(ev.Actor["ID"]), _strip_tag(name))
+
+    fuzzy_event = any(v in ("health_status", "exec_create", "exec_start") for v in filters.get("event", []))
+    return ((prefix if fuzzy_event else exact)("event", ev.Action) and exact("type", ev.Type)
+            and exact("scope", ev.Scope) and image() and labels()
+            and all(prefix(key, ev.Actor["ID"], attrs.get("name", "")) for key in _NAME_FILTERS))
+
+
+#: The watched resources that live in a namespace; the image kinds are cluster-scoped.
+NAMESPACED = (LOCAL_CONTAINERS, VOLUMES, EVENTS)
+
+
+def watched(filters: dict[str, list[str]]) -> tuple[Resource, ...]:
+    """The resources whose changes can give an event the ``type`` filter lets through (all without one):
+    containers (their pulls are image events, their mounts volume events), volumes (the names mounts show),
+    core Events (health), and the image kinds (pull, tag, untag, delete, push)."""
+    types = set(filters.get("type") or ("container", "image", "volume"))
+    out = [LOCAL_CONTAINERS] if types & {"container", "image", "volume"} else []
+    out += [VOLUMES] if "volume" in types else []
+    out += [EVENTS] if "container" in types else []
+    out += [IMAGES, IMAGE_TAGS, IMAGE_PUSHES] if "image" in types else []
+    return tuple(out)
