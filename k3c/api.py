@@ -111,6 +111,8 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"
+#: On a core Event about a container: its image, for docker's events of a container removed since
+EVENT_IMAGE_ANNOTATION: Final = "k3c.io/image"
 #: Reasons of the core/v1 Events the operator records when a container's health check changes its status
 #: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
 HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}

@@ -17,17 +17,20 @@ Network and exec events are not derived: k3c has no network objects, and an exec
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from k3c import dockerid
 from k3c.api import (
+    EVENT_IMAGE_ANNOTATION,
     EVENTS,
     HEALTH_EVENT_REASONS,
     IMAGE_PUSHES,
     IMAGE_TAGS,
     IMAGES,
     LOCAL_CONTAINERS,
+    NAME_ANNOTATION,
     RESTART_TOKEN_PREFIX,
     START_REQUEST_ANNOTATION,
     VOLUMES,
@@ -38,6 +41,9 @@ from k3c.timefmt import parse_time
 Obj = dict[str, Any]
 #: A core/v1 Event reason → docker's action (the health checks another part of k3c runs).
 HEALTH_REASONS = {reason: f"health_status: {status}" for status, reason in HEALTH_EVENT_REASONS.items()}
+#: The operator's Event reasons that tell a removed container's past (its object, the usual source, is gone)
+GONE_REASONS = {"Created": "create", "Started": "start", "Died": "die", "Killed": "stop", "Removed": "destroy"}
+_EXIT_CODE = re.compile(r"exited with code (\d+)")
 #: Exit code of a process SIGKILL ended: after a stop's SIGTERM it means docker's second kill (signal 9).
 _KILLED = 137
 #: Exit code of a process SIGTERM ended (told when the operator removed a container without saying).
@@ -415,8 +421,27 @@ def history(tracker: Tracker, recorded: list[Obj]) -> list[Message]:
             out.append(message("image", "pull", actor, {"name": name}, done))
     for ev in recorded:
         ns = _stamp_ns(ev.get("eventTime") or ev.get("lastTimestamp") or ev.get("firstTimestamp")) or 0
-        out += tracker._health_event(ev, ns)
+        out += tracker._health_event(ev, ns) + _gone_container_event(tracker, ev, ns)
     return sorted(out, key=lambda m: m.TimeNano)
+
+
+def _gone_container_event(tracker: Tracker, ev: Obj, ns: int) -> list[Message]:
+    """What an Event the operator recorded says about a container that has since been removed (docker
+    replays a ``run --rm``'s create, start, die and destroy for ``--since``; here only the Events, kept for
+    the API server's event TTL, still know them). Containers still there are told by their objects."""
+    inv = ev.get("involvedObject") or {}
+    action = GONE_REASONS.get(str(ev.get("reason", "")))
+    uid = str(inv.get("uid", ""))
+    if action is None or inv.get("kind") != LOCAL_CONTAINERS.kind or not uid or uid in tracker.containers:
+        return []
+    notes = _meta(ev).get("annotations") or {}
+    attrs = {"name": str(notes.get(NAME_ANNOTATION) or inv.get("name", ""))}
+    if notes.get(EVENT_IMAGE_ANNOTATION):
+        attrs["image"] = str(notes[EVENT_IMAGE_ANNOTATION])
+    if action == "die":
+        code = _EXIT_CODE.search(str(ev.get("message", "")))
+        attrs["exitCode"] = code.group(1) if code else "0"
+    return [message("container", action, dockerid.container_id(uid), attrs, ns)]
 
 
 # ---- docker's filters -----------------------------------------------------------------------------

@@ -90,7 +90,8 @@ class Kube(AsyncKube):
         event = {
             "apiVersion": api.EVENTS.api_version,
             "kind": api.EVENTS.kind,
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": ns,
+                         **_event_annotations(obj)},
             "involvedObject": {
                 "apiVersion": obj.get("apiVersion", api.GROUP_VERSION),
                 "kind": obj.get("kind", ""),
@@ -112,3 +113,12 @@ class Kube(AsyncKube):
             "count": 1,
         }
         await self.request("POST", api.EVENTS.path(ns), event)
+
+
+def _event_annotations(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object's docker name and image on its Event: what `docker events --since` shows of a container
+    whose object is gone by then (a `run --rm`), when only its Events are left."""
+    notes = {api.NAME_ANNOTATION: (obj["metadata"].get("annotations") or {}).get(api.NAME_ANNOTATION),
+             api.EVENT_IMAGE_ANNOTATION: (obj.get("spec") or {}).get("image")}
+    kept = {k: str(v) for k, v in notes.items() if v}
+    return {"annotations": kept} if kept else {}

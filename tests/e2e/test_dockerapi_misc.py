@@ -260,6 +260,20 @@ def test_docker_events_since_until_replays_what_happened(sock, running):
     assert status == 400 and "cannot be after" in json.loads(body)["message"]
 
 
+def test_docker_events_since_replays_a_removed_containers_life(sock):
+    """docker replays a `run --rm`'s create, start, die and destroy for --since after it is gone; k3c has
+    them from the operator's Events, its object being deleted."""
+    t0 = time.time() - 1
+    assert cli(sock, "run", "--rm", "--name", "ev_gone", TEST_IMAGE, "sh", "-c", "exit 3").returncode == 3
+    t1 = time.time() + 1
+    fmt = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"
+    actions = ok(sock, "events", "--since", f"{t0:.3f}", "--until", f"{t1:.3f}", "--filter",
+                 "container=ev_gone", "--format", fmt).splitlines()
+    assert [a.split()[0] for a in actions if a.split()[0] in ("start", "die", "destroy")] == \
+        ["start", "die", "destroy"], actions
+    assert "die ev_gone 3" in actions
+
+
 def test_docker_events_streams_a_start(sock, running):
     env = {"DOCKER_HOST": f"unix://{sock}", "PATH": "/usr/bin:/bin"}
     watcher = subprocess.Popen([DOCKER_CLI, "events", "--filter", "event=start", "--format", "{{json .}}"],
