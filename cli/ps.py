@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from k3c import dockerid
-from k3c.api import KUBECONFIG_FILE, VOLUMES
+from k3c.api import CREATED_ANNOTATION, KUBECONFIG_FILE, VOLUMES
 from k3c.cli.common import (
     Containers,
     Session,
@@ -36,6 +36,7 @@ from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
 from k3c.cli.errors import CLIError, daemon_error
+from k3c.timefmt import parse_rfc3339_ns
 
 if TYPE_CHECKING:
     from k3c.cli.volumes import Volumes
@@ -307,8 +308,19 @@ def matches(obj: dict[str, Any], row: ContainerRow, filters: dict[str, list[str]
 
 
 def sort_newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(items, key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]),
-                  reverse=True)
+    """docker's order: the newest first, by full-precision creation time. The server's creationTimestamp
+    (whole seconds) comes first; within one second the client's :data:`CREATED_ANNOTATION` (nanoseconds)
+    keeps the order they were made in; the name only orders objects made without it (`kubectl apply`)."""
+    return sorted(items, key=creation_order, reverse=True)
+
+
+def creation_order(obj: dict[str, Any]) -> tuple[str, int, str]:
+    meta = obj["metadata"]
+    try:
+        precise = parse_rfc3339_ns((meta.get("annotations") or {}).get(CREATED_ANNOTATION) or "")
+    except ValueError:
+        precise = 0
+    return str(meta.get("creationTimestamp") or ""), precise, str(meta["name"])
 
 
 # ---- ps ---------------------------------------------------------------------------------------------

@@ -111,6 +111,9 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"
+#: When the client created a LocalContainer, RFC 3339 with nanoseconds: ``metadata.creationTimestamp`` keeps
+#: whole seconds only, and docker lists containers made in the same second in the order they were made.
+CREATED_ANNOTATION: Final = "k3c.io/created"
 #: Reasons of the core/v1 Events the operator records when a container's health check changes its status
 #: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
 HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}
