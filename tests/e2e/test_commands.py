@@ -891,5 +891,15 @@ def test_commit_makes_an_image_of_the_containers_changes(daemon: DaemonProcess) 
         assert k3c(daemon, "run", "--rm", untagged[7:19], "cat", "/data.txt").stdout == "committed\n"
         bad = k3c(daemon, "commit", "-c", "RUN true", "tocommit", check=False)
         assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: run is not a valid change command\n")
+        # a stopped container (docker commits those too): from the layer kept for it, and one never started
+        k3c(daemon, "stop", "-t", "1", "tocommit")
+        daemon.wait_phase("tocommit", "Exited")
+        k3c(daemon, "commit", "tocommit", "k3c.test/committed:stopped", timeout=120)
+        assert k3c(daemon, "run", "--rm", "k3c.test/committed:stopped", "cat", "/data.txt").stdout == "committed\n"
+        k3c(daemon, "create", "--name", "tocommit-fresh", TEST_IMAGE, "true")
+        assert k3c_bytes(daemon, "cp", "-", "tocommit-fresh:/", input=_tar_bytes([("fresh.txt", b"fresh\n", "")])
+                         ).returncode == 0
+        k3c(daemon, "commit", "tocommit-fresh", "k3c.test/committed:fresh", timeout=120)
+        assert k3c(daemon, "run", "--rm", "k3c.test/committed:fresh", "cat", "/fresh.txt").stdout == "fresh\n"
     finally:
-        k3c(daemon, "rm", "-f", "tocommit", check=False)
+        k3c(daemon, "rm", "-f", "tocommit", "tocommit-fresh", check=False)
