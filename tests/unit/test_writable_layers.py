@@ -48,3 +48,10 @@ def test_entries_move_keeping_what_they_are_and_replacing_what_was_there(tmp_pat
     assert os.listdir(target / "dir") == ["sub"] and (target / "link").read_text() == "new"
     assert os.stat(target / "dir").st_mode & 0o777 == 0o710
     assert stat.S_ISFIFO(os.stat(target / "gone", follow_symlinks=False).st_mode)
+
+
+def test_a_kept_layer_is_a_leftover_only_once_its_object_is_gone():
+    from tests.support.leftovers import Live, runtime_leftovers
+
+    live = Live(active_snapshots={"k3c-rw-u1", "k3c-rw-gone", "stray"}, object_uids={"u1"})
+    assert runtime_leftovers(live) == ["active snapshot k3c-rw-gone", "active snapshot stray"]
