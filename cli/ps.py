@@ -35,7 +35,7 @@ from k3c.cli.common import (
     parse_filters as common_parse_filters,
 )
 from k3c.cli.errors import CLIError, daemon_error
-from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, docker_volume
+from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, docker_volume, sort_newest_first
 
 if TYPE_CHECKING:
     from k3c.cli.volumes import Volumes
@@ -254,11 +254,6 @@ def matches(obj: dict[str, Any], row: ContainerRow, filters: dict[str, list[str]
         "network": lambda v: row.Networks == v,
     }
     return all(any(checks[key](v) for v in values) for key, values in filters.items())
-
-
-def sort_newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(items, key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]),
-                  reverse=True)
 
 
 # ---- ps ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     ATTACHED_RUN_ANNOTATION,
     CONTAINER_FINALIZER,
+    CREATED_ANNOTATION,
     LOCAL_CONTAINERS,
 )
 from k3c.cli import limitflags as lim
@@ -35,6 +37,7 @@ from k3c.cli.mountflags import (
     parse_volume,
 )
 from k3c.cli.networkflags import parse_add_host, parse_dns_search, parse_expose, parse_publish
+from k3c.timefmt import format_rfc3339_ns
 
 _RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
 _CPUS_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -334,15 +337,14 @@ def build_container(args: argparse.Namespace, name: str, namespace: str, start: 
     k8s_labels = {k: v for k, v in spec.get("labels", {}).items() if k8s_label_ok(k, v)}
     if k8s_labels:
         meta["labels"] = k8s_labels
-    annotations: dict[str, str] = {}
+    annotations: dict[str, str] = {CREATED_ANNOTATION: format_rfc3339_ns(time.time_ns())}
     anon = [m.spec["volume"] for m in mounts if m.anonymous]
     if anon:
         annotations[ANONYMOUS_VOLUMES_ANNOTATION] = ",".join(anon)
     if args.rm and start and not getattr(args, "detach", False):
         # We show the output and remove the object ourselves: the operator's removal must not beat our attach.
         annotations[ATTACHED_RUN_ANNOTATION] = "true"
-    if annotations:
-        meta["annotations"] = annotations
+    meta["annotations"] = annotations
     obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
            "spec": spec}
     return ContainerRequest(obj, name_given=bool(args.name), anonymous_volumes=anon,

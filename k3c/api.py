@@ -113,6 +113,9 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 NAME_ANNOTATION: Final = "k3c.io/name"
 #: On a core Event about a container: its image, for docker's events of a container removed since
 EVENT_IMAGE_ANNOTATION: Final = "k3c.io/image"
+#: When the client created a LocalContainer, RFC 3339 with nanoseconds: ``metadata.creationTimestamp`` keeps
+#: whole seconds only, and docker lists containers made in the same second in the order they were made.
+CREATED_ANNOTATION: Final = "k3c.io/created"
 #: Reasons of the core/v1 Events the operator records when a container's health check changes its status
 #: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
 HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}

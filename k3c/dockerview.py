@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from k3c import dockerid
+from k3c.api import CREATED_ANNOTATION
 from k3c.containerlife import is_running
-from k3c.timefmt import since
+from k3c.timefmt import parse_rfc3339_ns, since
 from k3c.units import human_duration
 
 DOCKER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -340,3 +341,19 @@ def history_steps(status: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
             layer += 1
         steps.append((step, size))
     return steps
+
+
+def sort_newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """docker's order: the newest first, by full-precision creation time. The server's creationTimestamp
+    (whole seconds) comes first; within one second the client's :data:`CREATED_ANNOTATION` (nanoseconds)
+    keeps the order they were made in; the name only orders objects made without it (`kubectl apply`)."""
+    return sorted(items, key=creation_order, reverse=True)
+
+
+def creation_order(obj: dict[str, Any]) -> tuple[str, int, str]:
+    meta = obj["metadata"]
+    try:
+        precise = parse_rfc3339_ns((meta.get("annotations") or {}).get(CREATED_ANNOTATION) or "")
+    except ValueError:
+        precise = 0
+    return str(meta.get("creationTimestamp") or ""), precise, str(meta["name"])

@@ -1,6 +1,7 @@
 """`docker commit`: a new image from a container's changes, as the `commit` subresource of LocalContainer.
 
-The container's filesystem is a containerd snapshot on top of its image's layers: containerd's differ
+The container's filesystem is a containerd snapshot on top of its image's layers (its CRI container's, or
+for a stopped container the layer the operator keeps, :mod:`k3c.cri.writablelayers`): containerd's differ
 turns the difference into one more layer blob (the container paused meanwhile, as docker does by
 default), the image's config gets docker's `--change` instructions (applied by the Dockerfile engine's
 own code), the author and a history entry, and the image is written and named in containerd. The new
@@ -18,6 +19,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +31,12 @@ from k3c.builder import bases
 from k3c.builder.imageconfig import CHANGE_INSTRUCTIONS, ImageState, apply_metadata
 from k3c.builder.instructions import Unsupported, parse
 from k3c.builder.transfer import tag
-from k3c.cri.errors import RuntimeCallError
+from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.imagestore import ContainerdImages, gc_labels
 from k3c.cri.runtime import CRIClient
 from k3c.cri.snapshots import Snapshots, stack_chain_id
 from k3c.cri.tasks import TasksClient
+from k3c.cri.writablelayers import WritableLayers, key_of
 from k3c.dockerid import object_id
 from k3c.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
 from k3c.oci.reference import InvalidReference, normalize
@@ -94,33 +97,24 @@ class ContainerCommits:
 
     async def _commit(self, obj: dict[str, Any], reference: str, changes: list[str], comment: str,
                       author: str, pause: bool) -> str:
-        cri, tasks, store, snaps = self._connect()
-        cid = str((obj.get("status") or {}).get("containerID") or "").rpartition("://")[2]
-        if not cid:
-            raise errors.APIError(409, "Conflict", f"Container {object_id(obj)} has no filesystem yet")
-        resp = await cri.container_status(cid, verbose=True)
-        info = json.loads(resp.info.get("info") or "{}")
-        key = str(info.get("snapshotKey") or "")
-        if not key:
-            raise errors.internal(f"containerd does not say where container {object_id(obj)} keeps its files")
+        _, tasks, store, snaps = self._connect()
+        source = await self._source(obj)
         lease = await store.create_lease(LEASE_SECONDS)
         try:
-            base = await bases.load(store, snaps, await self._image_name(store, obj, resp.status.image_ref), lease)
+            base = await bases.load(store, snaps, await self._image_name(store, obj, source.image), lease)
             state = _state(base, changes)
-            running = resp.status.state == 1  # CONTAINER_RUNNING
-            frozen = pause and running and not await tasks.paused(cid)
+            cid = source.running
+            frozen = pause and bool(cid) and not await tasks.paused(cid)
             if frozen:
                 await tasks.pause(cid)
             try:
-                layer = await self._diff(snaps, key, base, lease)
+                layer = await self._diff(snaps, source.key, base, lease)
             finally:
                 if frozen:
                     with contextlib.suppress(RuntimeCallError):
                         await tasks.resume(cid)
             state.layers.append(layer)
-            cri_config = info.get("config") or {}
-            command = " ".join([*(cri_config.get("command") or []), *(cri_config.get("args") or [])])
-            entry: dict[str, Any] = {"created": now_micro(), "created_by": command, "comment": comment}
+            entry: dict[str, Any] = {"created": now_micro(), "created_by": source.command, "comment": comment}
             if author:
                 entry["author"] = author
             state.history.append(entry)
@@ -129,6 +123,34 @@ class ContainerCommits:
         finally:
             with contextlib.suppress(RuntimeCallError):
                 await store.delete_lease(lease)
+
+    async def _source(self, obj: dict[str, Any]) -> _Source:
+        """Where the container's files are: its CRI container's snapshot, or, once that is gone (a stopped
+        container), the layer the operator keeps for it (:mod:`k3c.cri.writablelayers`; prepared empty on
+        the image for one that never ran)."""
+        cri, _, _, snaps = self._connect()
+        status = obj.get("status") or {}
+        cid = str(status.get("containerID") or "").rpartition("://")[2]
+        resp = None
+        if cid:
+            with contextlib.suppress(NotFoundError):
+                resp = await cri.container_status(cid, verbose=True)
+        if resp is not None:
+            info = json.loads(resp.info.get("info") or "{}")
+            key = str(info.get("snapshotKey") or "")
+            if not key:
+                raise errors.internal(f"containerd does not say where container {object_id(obj)} keeps its files")
+            config = info.get("config") or {}
+            command = " ".join([*(config.get("command") or []), *(config.get("args") or [])])
+            return _Source(key, resp.status.image_ref, command, cid if resp.status.state == 1 else "")  # RUNNING
+        image = str(status.get("imageID") or (obj.get("spec") or {}).get("image") or "")
+        layers, uid = WritableLayers(snaps), obj["metadata"]["uid"]
+        if await layers.mounts(uid) is None:
+            chain = await cri.image_chain_id(image) if image else None
+            if not chain:
+                raise errors.APIError(409, "Conflict", f"Container {object_id(obj)} has no filesystem yet")
+            await layers.ensure(uid, chain)
+        return _Source(key_of(uid), image, str(status.get("command") or ""), "")
 
     async def _image_name(self, store: ContainerdImages, obj: dict[str, Any], image_id: str) -> str:
         """The containerd name of the container's image: its spec's reference while that still is the image
@@ -151,6 +173,16 @@ class ContainerCommits:
             return await snaps.diff(lower, await snaps.mounts(key), lease)
         finally:
             await snaps.remove(view)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A container's files for a commit: the snapshot, its image, its command line, its CRI ID if it runs."""
+
+    key: str
+    image: str
+    command: str
+    running: str
 
 
 def _state(base: bases.BaseImage, changes: list[str]) -> ImageState:

@@ -16,6 +16,7 @@ the only things it adds are
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -245,6 +246,19 @@ class CRIClient(ServiceClient):
             self.images.ImageStatus, pb.ImageStatusRequest(image=pb.ImageSpec(image=image), verbose=verbose)
         )
         return resp.image if resp.HasField("image") else None
+
+    async def image_chain_id(self, image: str) -> str | None:
+        """The chain ID of a local image's layers (its top snapshot's name), or None if it is not local."""
+        resp = await self._call(
+            self.images.ImageStatus, pb.ImageStatusRequest(image=pb.ImageSpec(image=image), verbose=True)
+        )
+        if not resp.HasField("image"):
+            return None
+        try:
+            info = json.loads(resp.info.get("info") or "{}")
+        except ValueError:
+            return None
+        return str(info.get("chainID") or "") or None
 
     async def pull_image(self, image: str, auth: pb.AuthConfig | None = None, *,
                          timeout: float | None = PULL_TIMEOUT) -> str:

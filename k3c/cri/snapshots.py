@@ -95,11 +95,13 @@ class Snapshots:
     def _call_args(self, lease: str | None) -> _CallArgs:
         return {"timeout": self.store.timeout, "metadata": self.store._md(lease)}
 
-    async def prepare(self, key: str, parent: str, lease: str | None = None) -> list[Mount]:
+    async def prepare(self, key: str, parent: str, lease: str | None = None,
+                      labels: dict[str, str] | None = None) -> list[Mount]:
         """A new writable snapshot ``key`` on top of the committed ``parent`` ("" for an empty one)."""
         try:
             resp = await self.snapshots.Prepare(snap_pb.PrepareSnapshotRequest(
-                snapshotter=self.snapshotter, key=key, parent=parent), **self._call_args(lease))
+                snapshotter=self.snapshotter, key=key, parent=parent, labels=labels or {}),
+                **self._call_args(lease))
         except grpc.aio.AioRpcError as err:
             raise translate("Snapshots.Prepare", err) from err
         return _mounts(resp.mounts)
@@ -156,6 +158,18 @@ class Snapshots:
                 return False
             raise exc from err
         return True
+
+    async def parent(self, key: str) -> str | None:
+        """The parent of the snapshot ``key`` ("" for none), or None if there is no such snapshot."""
+        try:
+            resp = await self.snapshots.Stat(snap_pb.StatSnapshotRequest(
+                snapshotter=self.snapshotter, key=key), **self._call_args(None))
+        except grpc.aio.AioRpcError as err:
+            exc = translate("Snapshots.Stat", err)
+            if isinstance(exc, NotFoundError):
+                return None
+            raise exc from err
+        return str(resp.info.parent)
 
     async def keys(self, prefix: str = "") -> list[str]:
         """Names of the snapshots (all kinds) starting with ``prefix``."""

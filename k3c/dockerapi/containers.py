@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from k3c import apierrors, containerlife, dockerid
 from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     CONTAINER_FINALIZER,
+    CREATED_ANNOTATION,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
     VOLUMES,
@@ -33,7 +35,7 @@ from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
 from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
-from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state
+from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, sort_newest_first
 from k3c.oci.reference import InvalidReference, parse
 from k3c.streams.protocol import STDERR, STDOUT
 from k3c.timefmt import format_rfc3339_ns, parse_time
@@ -125,7 +127,8 @@ async def create(request: web.Request) -> web.Response:
     for attempt in range(10):
         docker_name = name or dockerid.generate_name(attempt)
         meta: dict[str, Any] = {"name": dockerid.object_name(docker_name), "finalizers": [CONTAINER_FINALIZER],
-                                "annotations": {NAME_ANNOTATION: docker_name}}
+                                "annotations": {NAME_ANNOTATION: docker_name,
+                                                CREATED_ANNOTATION: format_rfc3339_ns(time.time_ns())}}
         obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
                "spec": {**req.spec, "state": "Stopped", "nodeName": ""}}
         try:
@@ -319,8 +322,7 @@ async def list_containers(request: web.Request) -> web.Response:
         if value not in DOCKER_STATES:
             raise BadParameter(f"invalid filter 'status={value}'")
     show_all = bodies.flag(request, "all") or bool(filters.get("status"))
-    items = sorted(await _cluster(request).list(LOCAL_CONTAINERS),
-                   key=lambda o: o["metadata"].get("creationTimestamp") or "", reverse=True)
+    items = sort_newest_first(await _cluster(request).list(LOCAL_CONTAINERS))
     out = []
     for obj in items:
         state = docker_state(obj)[0]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -46,6 +47,7 @@ from k3c.cri.containerspecs import SpecClient
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.cri.tasks import TasksClient
+from k3c.cri.writablelayers import WritableLayers
 from k3c.reconcilers import criconfig, healthchecks, logrotation, ociamend
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
@@ -116,6 +118,8 @@ class Instance:
     unsure: bool = False
     #: its health check (if any) runs: started with it, or resumed after an adoption
     health_known: bool = False
+    #: its writable layer is kept when its container goes (not for ``autoRemove``: the object goes too)
+    keeps_layer: bool = True
     # observedGeneration/startRequest it was started for
     origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
@@ -128,6 +132,7 @@ class Env:
     cri: CRIClient
     specs: SpecClient
     tasks: TasksClient
+    layers: WritableLayers  #: stopped containers' writable layers, kept between runs
     images: ImageResolver
     pool: SandboxPool
     ports: PortReservations
@@ -386,6 +391,7 @@ class ContainerReconciler:
             raise
         self._record_start(obj, inst, cid, image)
         try:
+            await self._restore_layer(inst, cid)
             if ociamend.needs_amendment(spec):
                 await self.env.specs.amend(cid, lambda oci: ociamend.amend(oci, spec))
             await self.env.cri.start_container(cid)
@@ -413,6 +419,7 @@ class ContainerReconciler:
         inst.command = criconfig.command_line(spec, image.config)
         inst.ports = [p.to_status() for p in inst.sandbox.spec.ports]
         inst.spec_hash, inst.frame_hash = spec_hash(spec), criconfig.frame_hash(spec)
+        inst.keeps_layer = not spec.get("autoRemove")
         inst.origin = self._origin_fields(obj)
         if {criconfig.normalize_capability(c) for c in spec.get("capAdd") or []} & _NET_CAPS:
             inst.sandbox.tainted = True
@@ -631,6 +638,7 @@ class ContainerReconciler:
             return None
         if inst is not None:
             await self._teardown(inst, grace=int(obj.get("spec", {}).get("stopTimeout", 10)), obj=obj)
+        await self._drop_layer(obj["metadata"]["uid"])
         with contextlib.suppress(OSError):
             log_file = self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(obj)
             log_file.unlink(missing_ok=True)
@@ -659,7 +667,8 @@ class ContainerReconciler:
                     await self.env.cri.stop_container(inst.container_id, grace)
                 inst.running = False
         await self._remove_unheard_of(inst)
-        await self._release(inst, wait=True)
+        await self._release(inst, wait=True, keep_layer=False)
+        await self._drop_layer(inst.uid)
         self.health.stop(inst.uid)
         self.instances.pop(inst.uid, None)
 
@@ -678,11 +687,16 @@ class ContainerReconciler:
                     await self.env.cri.remove_container(c.id)
         inst.unsure = False
 
-    async def _remove_container(self, inst: Instance) -> None:
-        """RemoveContainer, patient with CRI: the exit event reaches us before CRI's own state says exited."""
+    async def _remove_container(self, inst: Instance, keep_layer: bool = True) -> None:
+        """RemoveContainer, patient with CRI: the exit event reaches us before CRI's own state says exited.
+
+        Its writable layer is kept for the object's next run (docker's stopped container), unless the
+        object goes (``keep_layer`` False, or ``autoRemove``)."""
         if not inst.container_id:
             return
         cid = inst.container_id
+        if keep_layer and inst.keeps_layer:
+            await self._keep_layer(inst, cid)
         for attempt in range(50):
             try:
                 await self.env.cri.remove_container(cid)
@@ -700,13 +714,45 @@ class ContainerReconciler:
         self.by_container.pop(cid, None)
         inst.container_id = ""
 
-    async def _release(self, inst: Instance, wait: bool) -> None:
+    async def _keep_layer(self, inst: Instance, cid: str) -> None:
+        """The exited container's changes into the object's kept layer (:mod:`k3c.cri.writablelayers`); a
+        failure loses them, as before, and is logged: the container goes regardless."""
+        try:
+            for _ in range(50):  # CRI says exited (its root unmounted) a moment after containerd's exit event
+                resp = await self.env.cri.container_status(cid, verbose=True)
+                if resp.status.state != pb.CONTAINER_RUNNING:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                return  # it really runs (a forced removal): nothing is moved from under a live root
+            details = json.loads(resp.info.get("info") or "{}")
+            key = str(details.get("snapshotKey") or cid)
+            points = [str(m.get("destination") or "") for m in (details.get("runtimeSpec") or {}).get("mounts") or []]
+            await self.env.layers.keep(inst.uid, key, points)
+        except NotFoundError:
+            return
+        except (RuntimeCallError, OSError, ValueError) as err:
+            log.warning("the writable layer of %s/%s is lost: %s", inst.namespace, inst.name, err)
+
+    async def _restore_layer(self, inst: Instance, cid: str) -> None:
+        """A new run's container gets what the previous runs (and `cp`) left in the object's kept layer."""
+        try:
+            if await self.env.layers.restore(inst.uid, cid):
+                log.debug("%s/%s: the kept writable layer is back in %s", inst.namespace, inst.name, cid[:12])
+        except OSError as err:
+            log.warning("the kept writable layer of %s/%s could not be restored: %s", inst.namespace, inst.name, err)
+
+    async def _drop_layer(self, uid: str) -> None:
+        with contextlib.suppress(RuntimeCallError):
+            await self.env.layers.drop(uid)
+
+    async def _release(self, inst: Instance, wait: bool, keep_layer: bool = True) -> None:
         """Remove the container; recycle a generic sandbox or remove the container's own one."""
         pooled = inst.sandbox is not None and inst.sandbox.pooled
         if pooled:
             self.env.pool.returning()  # a start meanwhile waits for it rather than making a new one
         try:
-            await self._remove_container(inst)
+            await self._remove_container(inst, keep_layer)
         except BaseException:
             if pooled:
                 self.env.pool.lost()

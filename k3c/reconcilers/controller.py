@@ -23,7 +23,10 @@ from typing import Any
 from k3c import api
 from k3c.cri.errors import NotFoundError
 from k3c.cri.events import ContainerdEvent
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import pb
+from k3c.cri.snapshots import Snapshots
+from k3c.cri.writablelayers import WritableLayers
 from k3c.reconcilers import logrotation
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.connections import Connections
@@ -70,7 +73,8 @@ class Controller:
         self.volumes = VolumeReconciler(self.kube, cfg.node_name, cfg.root_dir, self.volumes_cache,
                                         self.containers_cache, self.volume_queue.schedule)
         self.containers = ContainerReconciler(Env(
-            kube=self.kube, cri=self.cri, specs=self.conns.specs, tasks=self.conns.tasks, images=ImageResolver(self.cri, self.store), pool=self.pool,
+            kube=self.kube, cri=self.cri, specs=self.conns.specs, tasks=self.conns.tasks, layers=self._layers(),
+            images=ImageResolver(self.cri, self.store), pool=self.pool,
             ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, init_binary=cfg.init_binary, cache=self.containers_cache,
             schedule=self.container_queue.schedule, record_event=self.record_event,
             ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,
@@ -214,6 +218,11 @@ class Controller:
         except Exception as err:  # an Event is a nicety; losing one must not disturb anything
             log.debug("posting event %s failed: %s", reason, err)
 
+    def _layers(self) -> WritableLayers:
+        """Kept writable layers live in this node's own containerd (where CRI runs the containers)."""
+        own = ContainerdImages(self.config.containerd_address, channel=self.conns.channel)
+        return WritableLayers(Snapshots(own))
+
     # ------------------------------------------------------------------ adoption at start-up
 
     async def _adopt(self) -> None:
@@ -224,6 +233,8 @@ class Controller:
         objects = {o["metadata"]["uid"]: o for o in await self.kube.list_objects(api.LOCAL_CONTAINERS)}
         for listed in objects.values():
             self.containers_cache.put(listed)
+        for uid in await self.containers.env.layers.sweep(set(objects)):
+            log.info("removed the kept writable layer of %s: its LocalContainer no longer exists", uid)
         by_sandbox: dict[str, Sandbox] = {}
         for sb in sandboxes:
             if sb.state == pb.SANDBOX_READY:

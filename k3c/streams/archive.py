@@ -51,9 +51,9 @@ class Resolved:
         os.close(self.parent)
 
 
-def container_root(pid: int) -> int:
-    """A descriptor of the container's root directory (through its init process)."""
-    return os.open(f"/proc/{pid}/root", _DIR)
+def open_root(base: Path) -> int:
+    """A descriptor of a container's root directory: ``/proc/PID/root``, or where a stopped one is mounted."""
+    return os.open(base, _DIR)
 
 
 def follows_last(path: str) -> bool:
@@ -222,7 +222,7 @@ def _add(tar: tarfile.TarFile, parent: int, name: str, arcname: str, device: int
 
 
 # ---- archive in -------------------------------------------------------------------------------------
-def extract_tar(pid: int, root: int, path: str, source: IO[bytes], keep_owners: bool,
+def extract_tar(base: Path, root: int, path: str, source: IO[bytes], keep_owners: bool,
                 keep_dirs_and_files: bool = False) -> None:
     """Extract the tar ``source`` into the directory ``path`` of the container (it must exist).
 
@@ -240,8 +240,8 @@ def extract_tar(pid: int, root: int, path: str, source: IO[bytes], keep_owners: 
     prefix = where.absolute.strip("/")
     try:
         with open_archive(fileobj=source) as tar, \
-                Extractor(Path(f"/proc/{pid}/root"), Options(owners=keep_owners, mode_mask=0o7777,
-                                                                keep_dirs_and_files=keep_dirs_and_files)) as out:
+                Extractor(base, Options(owners=keep_owners, mode_mask=0o7777,
+                                        keep_dirs_and_files=keep_dirs_and_files)) as out:
             for member in tar:
                 member.name = _under(prefix, member.name)
                 if member.islnk():

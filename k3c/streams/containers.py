@@ -45,6 +45,7 @@ class RuntimeContainer:
     pid: int = 0
     config: dict[str, Any] = field(default_factory=dict)  # the CRI ContainerConfig, JSON form
     spec: dict[str, Any] = field(default_factory=dict)  # the OCI runtime spec
+    snapshot_key: str = ""  # containerd's snapshot of its root filesystem
 
     @property
     def running(self) -> bool:
@@ -126,6 +127,7 @@ async def runtime_container(
         rc.pid = int(info.get("pid") or 0)
         rc.config = info.get("config") or {}
         rc.spec = info.get("runtimeSpec") or {}
+        rc.snapshot_key = str(info.get("snapshotKey") or "")
     return rc
 
 

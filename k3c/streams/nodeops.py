@@ -20,6 +20,9 @@ cluster mode the stream server hosting the providers routes them like the stream
 - ``GET .../changes`` (`diff`, :mod:`k3c.streams.changes`): docker's ``[{"Path": …, "Kind": 0|1|2}]``.
 - ``GET .../export``: the container's own filesystem as a tar (:func:`k3c.streams.archive.write_root_tar`).
 
+``archive``, ``changes`` and ``export`` work on a stopped container too, as docker's do: on the snapshot
+holding its writable layer (:mod:`k3c.streams.stoppedroots`), where what `cp` writes waits for its next start.
+
 Refusals are docker's words in a 409 Status (``Container <ID> is not running``), one line.
 """
 
@@ -33,6 +36,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, Any, cast
 
 from aiohttp import web
@@ -42,14 +46,18 @@ from k3c.api import LOCAL_CONTAINERS
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 from k3c.cri.errors import RuntimeCallError
+from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import CRIClient
+from k3c.cri.snapshots import Snapshots
 from k3c.cri.tasks import TasksClient
+from k3c.cri.writablelayers import WritableLayers, lower_dirs, upper_dir
 from k3c.dockerid import object_id
 
 from . import archive, stats, top
 from . import changes as diffs
 from .containers import RuntimeContainer, runtime_container
 from .queries import flag
+from .stoppedroots import StoppedRoots
 
 #: The subresources :class:`ContainerOperations` serves, for discovery.
 SUBRESOURCES = ("pause", "unpause", "top", "stats", "archive", "changes", "export")
@@ -69,6 +77,8 @@ class ContainerOperations:
         self.containerd_address = containerd_address
         self._cri: CRIClient | None = None
         self._tasks: TasksClient | None = None
+        self._store: ContainerdImages | None = None
+        self._stopped: StoppedRoots | None = None
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         group, plural = LOCAL_CONTAINERS.group, LOCAL_CONTAINERS.plural
@@ -89,11 +99,19 @@ class ContainerOperations:
             self._tasks = TasksClient(self.containerd_address)
         return self._tasks
 
+    @property
+    def stopped(self) -> StoppedRoots:
+        if self._stopped is None:
+            self._store = ContainerdImages(self.containerd_address)
+            self._stopped = StoppedRoots(self.cri, WritableLayers(Snapshots(self._store)))
+        return self._stopped
+
     async def close(self) -> None:
-        for client in (self._cri, self._tasks):
+        for client in (self._cri, self._tasks, self._store):
             if client is not None:
                 await client.close()
-        self._cri = self._tasks = None
+        self._cri = self._tasks = self._store = None
+        self._stopped = None
 
     async def _running(self, req: SubresourceRequest) -> tuple[dict[str, Any], RuntimeContainer]:
         """The object and its running container; docker's 409 otherwise."""
@@ -185,14 +203,24 @@ class ContainerOperations:
             raise errors.bad_request("path is required")
         if request.method not in ("GET", "HEAD", "PUT"):
             raise errors.method_not_allowed()
-        obj, rc = await self._running(req)
+        obj = await req.parent()
+        rc = await _call(runtime_container(self.cri, obj, verbose=True))
+        if rc is not None and rc.running:
+            return await self._archive_at(req, obj, Path(f"/proc/{rc.pid}/root"), path)
+        async with self.stopped.mounted(obj, rc, writable=request.method == "PUT") as where:
+            return await self._archive_at(req, obj, where, path)
+
+    async def _archive_at(self, req: SubresourceRequest, obj: dict[str, Any], base: Path,
+                          path: str) -> web.StreamResponse:
+        """The archive request on the container root ``base`` (its init's root, or a stopped one mounted)."""
+        request = req.http
         try:
-            root = archive.container_root(rc.pid)
+            root = archive.open_root(base)
         except OSError as err:
             raise errors.internal(f"cannot reach the container's filesystem: {err.strerror}") from None
         try:
             if request.method == "PUT":
-                await self._extract(req, rc.pid, root, path)
+                await self._extract(req, base, root, path)
                 return _success()
             stat_doc = await asyncio.to_thread(_stat, root, path, obj)
             header = {PATH_STAT_HEADER: base64.b64encode(json.dumps(stat_doc).encode()).decode()}
@@ -208,9 +236,14 @@ class ContainerOperations:
         """docker diff: the container's changes to its image's filesystem."""
         if req.http.method != "GET":
             raise errors.method_not_allowed()
-        _, rc = await self._running(req)
+        obj = await req.parent()
+        rc = await _call(runtime_container(self.cri, obj, verbose=True))
         try:
-            layers = await asyncio.to_thread(diffs.root_layers, rc.pid)
+            if rc is not None and rc.running:
+                layers = await asyncio.to_thread(diffs.root_layers, rc.pid)
+            else:
+                mounts = await _call(self.stopped.mounts(obj, rc))
+                layers = diffs.RootLayers(upper_dir(mounts), lower_dirs(mounts), self.stopped.mountpoints(rc))
             found = await asyncio.to_thread(diffs.changes, layers)
         except (diffs.NoOverlay, OSError) as err:
             raise errors.internal(str(err)) from None
@@ -220,9 +253,16 @@ class ContainerOperations:
         """docker export: the container's filesystem, without what is mounted on it."""
         if req.http.method != "GET":
             raise errors.method_not_allowed()
-        _, rc = await self._running(req)
+        obj = await req.parent()
+        rc = await _call(runtime_container(self.cri, obj, verbose=True))
+        if rc is not None and rc.running:
+            return await self._export_at(req, Path(f"/proc/{rc.pid}/root"))
+        async with self.stopped.mounted(obj, rc, writable=False) as where:
+            return await self._export_at(req, where)
+
+    async def _export_at(self, req: SubresourceRequest, base: Path) -> web.StreamResponse:
         try:
-            root = archive.container_root(rc.pid)
+            root = archive.open_root(base)
         except OSError as err:
             raise errors.internal(f"cannot reach the container's filesystem: {err.strerror}") from None
         try:
@@ -230,7 +270,7 @@ class ContainerOperations:
         finally:
             os.close(root)
 
-    async def _extract(self, req: SubresourceRequest, pid: int, root: int, path: str) -> None:
+    async def _extract(self, req: SubresourceRequest, base: Path, root: int, path: str) -> None:
         """The request's tar, spooled to a temporary file first (tarfile reads blocking), then extracted."""
         keep = flag(req.http.query, "copyUIDGID")
         no_replace = flag(req.http.query, "noOverwriteDirNonDir")
@@ -239,7 +279,7 @@ class ContainerOperations:
                 await asyncio.to_thread(spool.write, chunk)
             spool.seek(0)
             try:
-                await asyncio.to_thread(archive.extract_tar, pid, root, path, spool, keep, no_replace)
+                await asyncio.to_thread(archive.extract_tar, base, root, path, spool, keep, no_replace)
             except archive.PathError as err:
                 raise _path_error(err, path, req.name or "") from None
 

@@ -370,9 +370,6 @@ def test_ps_and_inspect_match_docker(daemon: DaemonProcess, docker_peer: Any) ->
                 "sleep", "300")
         docker_peer.run(*(a.format(18080) for a in args))
         k3c(daemon, *(a.format(18081) for a in args))  # (docker holds 18080)
-        # creationTimestamp has whole seconds, so k3c orders containers created in the same second by name;
-        # docker by its nanoseconds. The second container is created in a later second on both sides.
-        time.sleep(1.1)
         docker_peer.run("run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
         k3c(daemon, "run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
         daemon.wait_phase("psup", "Running")
@@ -400,6 +397,30 @@ def test_ps_and_inspect_match_docker(daemon: DaemonProcess, docker_peer: Any) ->
     finally:
         k3c(daemon, "rm", "-f", "psup", "psexit", check=False)
         subprocess.run(docker_peer.cli("rm", "-f", "psup", "psexit"), capture_output=True, timeout=60)
+
+
+def test_ps_lists_containers_made_in_one_second_newest_first_as_docker(daemon: DaemonProcess,
+                                                                        docker_peer: Any) -> None:
+    """Containers created in quick succession (several in one second: creationTimestamp cannot tell them
+    apart) are listed newest first, as docker lists them, whatever their names; `--last` and `-l` take the newest."""
+    names = ["order-z", "order-y", "order-x", "order-w", "order-v", "order-u"]  # made in this order
+    try:
+        for name in names:
+            docker_peer.run("create", "--name", name, "-l", "cmp=order", TEST_IMAGE, "true")
+            k3c(daemon, "create", "--name", name, "-l", "cmp=order", TEST_IMAGE, "true")
+        listed = ["ps", "-a", "-f", "label=cmp=order", "--format", "{{.Names}}"]
+        theirs = docker_peer.run(*listed).split()
+        assert theirs == names[::-1], theirs
+        assert k3c(daemon, *listed).stdout.split() == theirs
+        for last in (["--last", "3"], ["-l"]):
+            newest = ["ps", *last, "-f", "label=cmp=order", "--format", "{{.Names}}"]
+            assert k3c(daemon, *newest).stdout.split() == docker_peer.run(*newest).split(), last
+        stamps = [daemon.api.get(f"/apis/k3c.io/v1alpha1/namespaces/default/localcontainers/{dockerid.object_name(n)}")
+                  ["metadata"]["creationTimestamp"] for n in names]
+        print("creation seconds:", stamps)  # (shown on failure: ties are what the order must survive)
+    finally:
+        k3c(daemon, "rm", "-f", *names, check=False)
+        subprocess.run(docker_peer.cli("rm", "-f", *names), capture_output=True, timeout=60)
 
 
 # ---- prune ----------------------------------------------------------------------------------------------
@@ -720,6 +741,93 @@ def test_diff_matches_docker_and_export_has_the_changes(daemon: DaemonProcess, d
         docker_peer.run("rm", "-f", "changed")
 
 
+AGAIN = CHANGES.replace("echo ready; sleep 300", "cat /in.txt 2>/dev/null || echo no-in")
+
+
+def test_cp_diff_and_export_of_stopped_containers_as_docker(daemon: DaemonProcess, docker_peer: Any,
+                                                            tmp_path: Path) -> None:
+    """docker keeps a container's writable layer from create to rm: `diff`, `export` and `cp` (both ways) work
+    on an exited container and on one never started, and what `cp` put in (and what a run wrote) is there at
+    the next start. The same steps in docker 20.10 give the same output."""
+    import tarfile
+
+    both = (k3c_lines(daemon), docker_peer.run)
+
+    def side_by_side(*args: str) -> tuple[list[str], list[str]]:
+        mine, theirs = k3c(daemon, *args).stdout, docker_peer.run(*args)
+        return sorted(mine.splitlines()), sorted(theirs.splitlines())  # (docker's diff order varies)
+
+    (tmp_path / "in.txt").write_text("copied in\n")
+    try:
+        for run in both:
+            run("run", "-d", "--name", "exited", TEST_IMAGE, "sh", "-c", AGAIN)
+            run("create", "--name", "fresh", TEST_IMAGE, "cat", "/etc/fresh.txt")
+        daemon.wait_phase("exited", "Exited")
+        docker_peer.run("wait", "exited")
+        # an exited container: its changes
+        mine, theirs = side_by_side("diff", "exited")
+        assert mine == theirs == sorted(["C /etc", "C /etc/passwd", "D /etc/group", "A /newdir", "A /newdir/sub",
+                                         "A /newdir/sub/f", "C /tmp", "A /tmp/new"]), (mine, theirs)
+        uid = daemon.api.get(f"/apis/k3c.io/v1alpha1/namespaces/default/localcontainers/{dockerid.object_name('exited')}"
+                             )["metadata"]["uid"]
+        assert f"k3c-rw-{uid}" in snapshots_of(daemon)  # the CRI container is gone: its layer is kept
+        out = tmp_path / "exited.tar"
+        k3c(daemon, "export", "-o", str(out), "exited")
+        with tarfile.open(out) as tar:
+            names = set(tar.getnames())
+            assert {"bin/busybox", "tmp/new", "newdir/sub/f", "etc/passwd"} <= names and "etc/group" not in names
+            passwd = tar.extractfile("etc/passwd")
+            assert passwd is not None and passwd.read().endswith(b"y\n")
+        for name, run in (("mine", both[0]), ("theirs", both[1])):
+            run("cp", "exited:/tmp/new", str(tmp_path / f"new-{name}"))
+            run("cp", str(tmp_path / "in.txt"), "exited:/in.txt")
+        assert (tmp_path / "new-mine").read_text() == (tmp_path / "new-theirs").read_text() == "x\n"
+        mine, theirs = side_by_side("diff", "exited")
+        assert mine == theirs and "A /in.txt" in mine, (mine, theirs)
+        # its next start sees what the first run wrote and what cp put in
+        for run in both:
+            run("start", "exited")
+        wait_until(lambda: k3c(daemon, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "exited").stdout
+                   == "exited 0\n" and "copied in" in k3c(daemon, "logs", "exited").stdout, 20, "the second run")
+        docker_peer.run("wait", "exited")
+        assert k3c(daemon, "logs", "exited").stdout == docker_peer.run("logs", "exited") == "no-in\ncopied in\n"
+        mine, theirs = side_by_side("diff", "exited")
+        assert mine == theirs and "A /in.txt" in mine, (mine, theirs)
+
+        # a container never started: the image's files, and what cp puts in waits for its start
+        assert side_by_side("diff", "fresh") == ([], [])
+        for name, run in (("mine", both[0]), ("theirs", both[1])):
+            run("cp", "fresh:/etc/passwd", str(tmp_path / f"passwd-{name}"))
+            run("cp", str(tmp_path / "in.txt"), "fresh:/etc/fresh.txt")
+        assert (tmp_path / "passwd-mine").read_bytes() == (tmp_path / "passwd-theirs").read_bytes()
+        mine, theirs = side_by_side("diff", "fresh")
+        assert mine == theirs == ["A /etc/fresh.txt", "C /etc"], (mine, theirs)
+        k3c(daemon, "export", "-o", str(out), "fresh")
+        with tarfile.open(out) as tar:
+            fresh = tar.extractfile("etc/fresh.txt")
+            assert fresh is not None and fresh.read() == b"copied in\n" and "bin/busybox" in tar.getnames()
+        for run in both:
+            run("start", "fresh")
+        daemon.wait_phase("fresh", "Exited")
+        docker_peer.run("wait", "fresh")
+        assert k3c(daemon, "logs", "fresh").stdout == docker_peer.run("logs", "fresh") == "copied in\n"
+    finally:
+        k3c(daemon, "rm", "-f", "exited", "fresh", check=False)
+        subprocess.run(docker_peer.cli("rm", "-f", "exited", "fresh"), capture_output=True, timeout=60)
+    assert "k3c-rw-" not in snapshots_of(daemon)  # rm removes the kept layers
+
+
+def snapshots_of(daemon: DaemonProcess) -> str:
+    """`ctr snapshots ls` of the daemon's containerd (CRI's namespace)."""
+    return subprocess.run(["ctr", "-a", daemon.containerd_address, "-n", "k8s.io", "snapshots", "ls"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def k3c_lines(daemon: DaemonProcess) -> Any:
+    """`k3c ARGS` as a function of the arguments alone, like ``docker_peer.run``."""
+    return lambda *args: k3c(daemon, *args).stdout
+
+
 # ---- import -------------------------------------------------------------------------------------------
 def _rootfs_tar(path: Path, compress: bool = False) -> Path:
     import tarfile
@@ -783,5 +891,15 @@ def test_commit_makes_an_image_of_the_containers_changes(daemon: DaemonProcess) 
         assert k3c(daemon, "run", "--rm", untagged[7:19], "cat", "/data.txt").stdout == "committed\n"
         bad = k3c(daemon, "commit", "-c", "RUN true", "tocommit", check=False)
         assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: run is not a valid change command\n")
+        # a stopped container (docker commits those too): from the layer kept for it, and one never started
+        k3c(daemon, "stop", "-t", "1", "tocommit")
+        daemon.wait_phase("tocommit", "Exited")
+        k3c(daemon, "commit", "tocommit", "k3c.test/committed:stopped", timeout=120)
+        assert k3c(daemon, "run", "--rm", "k3c.test/committed:stopped", "cat", "/data.txt").stdout == "committed\n"
+        k3c(daemon, "create", "--name", "tocommit-fresh", TEST_IMAGE, "true")
+        assert k3c_bytes(daemon, "cp", "-", "tocommit-fresh:/", input=_tar_bytes([("fresh.txt", b"fresh\n", "")])
+                         ).returncode == 0
+        k3c(daemon, "commit", "tocommit-fresh", "k3c.test/committed:fresh", timeout=120)
+        assert k3c(daemon, "run", "--rm", "k3c.test/committed:fresh", "cat", "/fresh.txt").stdout == "fresh\n"
     finally:
-        k3c(daemon, "rm", "-f", "tocommit", check=False)
+        k3c(daemon, "rm", "-f", "tocommit", "tocommit-fresh", check=False)

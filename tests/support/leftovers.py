@@ -6,7 +6,8 @@ Two moments are checked:
   runtime may remain on the host: no shim, network namespace, IP lease, mount, runc container or bundle.
 - **running** (``live`` given, see :func:`live_state`): the daemon runs and its objects converged. Every
   shim, netns, IP lease, mount, runc container, bundle, sandbox, container, containerd lease and active
-  snapshot must belong to something containerd knows and an object owns, or be one of :data:`KEPT`.
+  snapshot must belong to something containerd knows and an object owns (a stopped container's kept
+  writable layer ``k3c-rw-<uid>`` belongs to its object), or be one of :data:`KEPT`.
 
 Everything here looks at the host itself (/proc, the daemon's directories, containerd's API), never at
 what k3c says about it, so a leak k3c does not know about is found. Later issues (networks, the cluster
@@ -23,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from k3c.api import CRI_MANAGED_LABEL, CRI_POOL_LABEL, CRI_UID_LABEL
+from k3c.cri.writablelayers import PREFIX as KEPT_LAYER_PREFIX
 from k3c.daemon.containerd import CRI_PLUGIN, ContainerdConfig, leased_ips
 
 #: containerd's namespace for everything CRI (and so k3c) makes.
@@ -233,8 +235,14 @@ def runtime_leftovers(live: Live) -> list[str]:
         if labels.get(CRI_MANAGED_LABEL) != "true" or labels.get(CRI_UID_LABEL) not in live.object_uids:
             found.append(f"container {cid[:12]} (labels {labels})")
     found += [f"containerd lease {lease}" for lease in sorted(live.leases - KEPT_LEASES)]
-    found += [f"active snapshot {key}" for key in sorted(live.active_snapshots - live.ids)]
+    found += [f"active snapshot {key}" for key in sorted(live.active_snapshots - live.ids)
+              if not _kept_layer_of(key, live.object_uids)]
     return found
+
+
+def _kept_layer_of(key: str, uids: set[str]) -> bool:
+    """A stopped container's kept writable layer (k3c.cri.writablelayers), owned by its existing object."""
+    return key.startswith(KEPT_LAYER_PREFIX) and key[len(KEPT_LAYER_PREFIX):] in uids
 
 
 def leftovers(node: Node, live: Live | None) -> list[str]:

@@ -14,7 +14,7 @@ from k3c.cli import mountflags, networkflags, runflags
 from k3c.cli.common import human_duration
 from k3c.cli.ps import format_ports, normalize_image
 from k3c.cli.template import Format, Template, TemplateError
-from k3c.dockerview import docker_inspect
+from k3c.dockerview import docker_inspect, sort_newest_first
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -194,3 +194,31 @@ def test_inspect_shows_the_run_flags_in_dockers_hostconfig_fields() -> None:
     assert "Init" not in plain["HostConfig"] and "Tmpfs" not in plain["HostConfig"]
     assert (plain["HostConfig"]["ShmSize"], plain["HostConfig"]["Ulimits"], plain["HostConfig"]["MemorySwap"]) == \
         (64 << 20, None, 0)
+
+
+def test_ps_orders_containers_of_one_second_by_their_precise_creation_time():
+    def obj(name, created, precise=None):
+        annotations = {"k3c.io/created": precise} if precise else {}
+        return {"metadata": {"name": name, "creationTimestamp": created, "annotations": annotations}}
+
+    items = [obj("zz", "2026-12-07T09:00:01Z", "2026-12-07T09:00:01.100000000Z"),
+             obj("aa", "2026-12-07T09:00:01Z", "2026-12-07T09:00:01.900000000Z"),
+             obj("mm", "2026-12-07T09:00:01Z", "2026-12-07T09:00:01.500000000Z"),
+             obj("old", "2026-12-07T09:00:00Z", "2026-12-07T09:00:00.999999999Z"),
+             obj("newer", "2026-12-07T09:00:02Z"),
+             obj("kubectl-b", "2026-12-07T08:59:59Z"), obj("kubectl-a", "2026-12-07T08:59:59Z")]
+    order = [o["metadata"]["name"] for o in sort_newest_first(items)]
+    assert order == ["newer", "aa", "mm", "zz", "old", "kubectl-b", "kubectl-a"]
+
+
+def test_created_containers_carry_their_precise_creation_time():
+    import time
+
+    from k3c.cli.main import build_parser
+    from k3c.timefmt import parse_rfc3339_ns
+
+    before = time.time_ns()
+    args = build_parser().parse_args(["create", "img"])
+    req = runflags.build_container(args, "c1", "default", False, environ={})
+    stamp = parse_rfc3339_ns(req.obj["metadata"]["annotations"]["k3c.io/created"])
+    assert before <= stamp <= time.time_ns()
