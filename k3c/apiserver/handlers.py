@@ -22,7 +22,14 @@ from k3c.apiserver import codec, discovery, errors, goformat, gotypes, openapi, 
 from k3c.apiserver.authn import user_of
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
-from k3c.apiserver.rest import ListOptions, ResourceAPI, Result, WriteOptions, parse_resource_version
+from k3c.apiserver.rest import (
+    ListOptions,
+    ResourceAPI,
+    Result,
+    WriteOptions,
+    parse_resource_version,
+    watched_key,
+)
 from k3c.apiserver.storage import Compacted
 from k3c.apiserver.storereader import StoreReader
 from k3c.apiserver.subresources import Provider, Route, SubresourceHandler, SubresourceRequest
@@ -257,7 +264,8 @@ class APIHandler:
         await resp.prepare(request)
         stream = _WatchStream(resp, t.rtype, accept.table, request.query.get("includeObject", "Metadata"))
         events = self.hub.watch(t.rtype.prefix(t.namespace), match, start, initial=initial,
-                                bookmark_every=self.settings.bookmark_interval if bookmarks else None)
+                                bookmark_every=self.settings.bookmark_interval if bookmarks else None,
+                                key=watched_key(t.rtype, t.namespace, opts))
         try:
             async with asyncio.timeout(timeout):
                 async for ev in events:

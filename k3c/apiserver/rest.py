@@ -36,6 +36,7 @@ from k3c.apiserver.admission import Admission, Attributes, Refused
 from k3c.apiserver.resources import ResourceType
 from k3c.apiserver.resourcetypes import ResourceTypes
 from k3c.apiserver.selectors import (
+    EQUALS,
     check_field_selector,
     object_fields,
     parse_field_selector,
@@ -110,6 +111,20 @@ def _match_fn(rtype: ResourceType, opts: ListOptions) -> Callable[[dict[str, Any
         return fields is None or fields.matches(object_fields(obj, kind))
 
     return match
+
+
+def watched_key(rtype: ResourceType, namespace: str | None, opts: ListOptions) -> str | None:
+    """The one storage key objects matching ``opts`` can have: the field selector pins ``metadata.name``
+    and the namespace is known (or the kind is cluster-scoped). None when several keys could match."""
+    if rtype.namespaced and not namespace:
+        return None
+    try:
+        fields = parse_field_selector(opts.field_selector) if opts.field_selector else None
+    except ValueError:
+        return None
+    names = [r.value for r in (fields.requirements if fields else ()) if r.field == "metadata.name"
+             and r.operator == EQUALS]
+    return rtype.key(namespace, names[0]) if names else None
 
 
 def _check_decodable(rtype: ResourceType, obj: dict[str, Any]) -> None:

@@ -298,6 +298,21 @@ class Store:
             "WHERE id > ? AND id <= ? AND name >= ? AND name < ? ORDER BY id",
             (after, upto, prefix, end),
         ).fetchall()
+        return self._events(rows)
+
+    def key_history(self, key: str, after: int, upto: int) -> Iterator[Event]:
+        """:meth:`history` of one key (a watch of one object): its own rows through the (name, id) index,
+        not every row under its prefix, so waiting on one of many busy objects stays cheap."""
+        if after < self.compact_revision:
+            raise Compacted(after, self.compact_revision)
+        rows = self.reader.execute(
+            "SELECT id, name, created, deleted, prev_revision, value FROM kine "
+            "WHERE name = ? AND id > ? AND id <= ? ORDER BY id",
+            (key, after, upto),
+        ).fetchall()
+        return self._events(rows)
+
+    def _events(self, rows: list[tuple[int, str, int, int, int, bytes]]) -> Iterator[Event]:
         for rev, name, created, deleted, prev_rev, value in rows:
             prev = None
             if prev_rev:

@@ -52,9 +52,8 @@ class StoreReader(ParentReader):
         key = self.rtype.key(namespace, name)
         last = None
         try:
-            for event in store.history(key, int(since), store.committed):
-                if event.key == key:
-                    last = event.obj
+            for event in store.key_history(key, int(since), store.committed):
+                last = event.obj
         except Compacted:
             return None
         return last

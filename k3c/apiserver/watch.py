@@ -9,11 +9,11 @@ matching arrives as DELETED, one that starts matching as ADDED.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c.apiserver.storage import Event, Store
+from k3c.apiserver.storage import Entry, Event, Store
 
 QUEUE_LIMIT = 10000  # a watcher this far behind is cut off; the client re-lists, as with kube-apiserver
 
@@ -71,25 +71,30 @@ class WatchHub:
 
     async def watch(
         self, prefix: str, match: Callable[[dict[str, Any]], bool], start: int | None,
-        initial: bool = False, bookmark_every: float | None = None,
+        initial: bool = False, bookmark_every: float | None = None, key: str | None = None,
     ) -> AsyncGenerator[WatchEvent, None]:
         """Yield events under prefix. `start=None` means "now, with every current object as ADDED".
 
         With `bookmark_every`, an idle watch yields a BOOKMARK carrying the latest committed revision.
+        `key`: the one key `match` can accept (a watch of one object by name); the replay then reads that
+        key's history alone, not every write under the prefix since `start` (many such watches at once,
+        as `k3c rm` of many containers makes, would each decode all the others' writes).
         """
-        sub = Subscription(prefix)
+        sub = Subscription(key or prefix)
         self.subs.add(sub)
         try:
             if start is None or initial:
                 floor = self.store.revision
-                for _key, entry in self.store.list_current(prefix):
+                for _key, entry in self._current(prefix, key):
                     if match(entry.obj):
                         yield WatchEvent("ADDED", entry.revision, entry.raw, entry.obj)
                 if initial:
                     yield WatchEvent("BOOKMARK", floor, initial_end=True)
             else:
                 floor = max(start, self.store.committed)
-                for past in self.store.history(prefix, start, self.store.committed):
+                replay = (self.store.key_history(key, start, self.store.committed) if key is not None
+                          else self.store.history(prefix, start, self.store.committed))
+                for past in replay:
                     out = translate(past, match)
                     if out is not None:
                         yield out
@@ -111,6 +116,12 @@ class WatchHub:
                     yield out
         finally:
             self.subs.discard(sub)
+
+    def _current(self, prefix: str, key: str | None) -> Iterator[tuple[str, Entry]]:
+        if key is None:
+            yield from self.store.list_current(prefix)
+        elif (entry := self.store.get(key)) is not None:
+            yield key, entry
 
 
 def translate(ev: Event, match: Callable[[dict[str, Any]], bool]) -> WatchEvent | None:
