@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,10 +84,11 @@ class Cluster:
     install: subprocess.CompletedProcess[str]
     agent_image_before_install: bool  # whether node-a's runtime had the agents' image then
 
-    def k3c(self, *args: str, kubeconfig: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    def k3c(self, *args: str, kubeconfig: Path | None = None, timeout: float = 90,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "K3C_KUBECONFIG": str(kubeconfig or self.server.kubeconfig)}
         cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], capture_output=True, text=True,
-                            timeout=timeout, env=env, cwd=REPO)
+                            timeout=timeout, env=env, cwd=REPO, input=input)
         assert "Traceback" not in cp.stderr, cp.stderr
         return cp
 
@@ -246,6 +249,39 @@ def test_run_on_a_node_then_logs_and_exec_from_the_cli_and_kubectl(cluster: Clus
     assert "hello from node-b" in cluster.kubectl("get", "--raw", path).stdout
 
 
+def test_attach_from_the_cli_to_a_container_on_another_node(cluster: Cluster) -> None:
+    """`k3c attach` to node-b's container, through node-a's agent (the API server calls node-a): its output
+    comes back live, the CLI's signal goes to it, and its exit code is the CLI's."""
+    cp = cluster.k3c("run", "-d", "--name", "ticker", "--node", "node-b", TEST_IMAGE,
+                     "sh", "-c", 'trap "echo got INT; exit 9" INT; while true; do echo tick; sleep 0.2; done')
+    assert cp.returncode == 0, cp.stderr
+    cluster.nodes["node-b"].agent.wait_phase("ticker", "Running")
+    env = {**os.environ, "K3C_KUBECONFIG": str(cluster.server.kubeconfig)}
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "attach", "ticker"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"tick\n"  # attached: the CLI relays output, its handlers are set
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 9, err
+    assert out.endswith(b"got INT\n"), out
+    assert cluster.k3c("rm", "ticker").returncode == 0
+
+
+def test_run_interactive_on_another_node_takes_the_input(cluster: Cluster) -> None:
+    """`k3c run -i` attaches to node-b's container from its start (through node-a): input in, output and
+    exit code out."""
+    cp = cluster.k3c("run", "--rm", "-i", "--node", "node-b", TEST_IMAGE, "sh", "-c",
+                     "read x; echo got $x; echo bye >&2; exit 5", input="hi\n")
+    assert (cp.returncode, cp.stdout, cp.stderr) == (5, "got hi\n", "bye\n")
+
+
 def test_a_build_on_node_a_is_in_its_runtime_when_the_command_returns(cluster: Cluster, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -323,7 +359,20 @@ def test_kill9_of_an_agent_then_restart_readopts_its_containers(cluster: Cluster
     b = cluster.nodes["node-b"].agent
     before = b.wait_phase("web", "Running")
     b.kill9()
-    b.start()
+    try:  # node-a cannot reach node-b's agent now: the client is told so in one line, node-a's log names the peer
+        for args in (("logs", "web"), ("exec", "web", "true")):
+            cp = cluster.k3c(*args)
+            lines = cp.stderr.splitlines()
+            assert cp.returncode != 0 and cp.stdout == "" and len(lines) == 1, cp
+            assert 'the k3c agent of node "node-b"' in lines[0], lines
+            assert "cannot be reached: Connection refused" in lines[0], lines
+        cp = cluster.kubectl("get", "--raw", f"{STREAMS}/namespaces/default/localcontainers/web/log", check=False)
+        assert cp.returncode != 0 and 'the k3c agent of node "node-b"' in cp.stderr, cp.stderr
+        log = cluster.nodes["node-a"].agent.log_path.read_text(errors="replace")
+        assert re.search(r"WARNING k3c\.aggregated\.peers: peer call to the k3c agent of node node-b at \S+ failed: "
+                         r"cannot be reached: Connection refused", log), log[-3000:]
+    finally:
+        b.start()
     after = b.wait_phase("web", "Running")
     assert after["status"]["containerID"] == before["status"]["containerID"]
     wait_until(lambda: cluster.k3c("exec", "web", "echo", "again").stdout == "again\n", 30,
