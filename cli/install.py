@@ -4,8 +4,9 @@
 ``kubectl apply -k`` runs, so what is applied is what tests/e2e/test_manifests.py validates), sets the agents'
 image and node selector, adds what is made per cluster (the streams' serving certificate, Secret
 ``k3c-system/k3c-agent-tls``, and its CA as the APIService's ``caBundle``; an existing Secret is kept, so a
-second install keeps the CA the API server trusts), applies every object by server-side apply (field manager
-``k3c-install``) and waits until every scheduled agent is ready. ``--runtime auto`` reads the chosen nodes'
+second install keeps the CA the API server trusts), imports the agents' image into the node runtime on this
+machine when it lacks it (:mod:`k3c.cli.agentimport`), applies every object by server-side apply (field
+manager ``k3c-install``) and waits until every scheduled agent is ready. ``--runtime auto`` reads the chosen nodes'
 ``status.nodeInfo.containerRuntimeVersion``, as kim did: ``containerd://…-k3s…`` is k3s, other
 ``containerd://`` stock containerd; a cluster with both kinds takes one install per kind, each with its
 ``--node-selector``.
@@ -49,11 +50,14 @@ from k3c.api import (
     VOLUMES,
     Resource,
 )
+from k3c.cli import agentimport
 from k3c.cli.common import Subcommands, add_command, session
 from k3c.cli.errors import CLIError
 from k3c.kubeclient import Client
 
 FIELD_MANAGER = "k3c-install"
+#: Kubernetes' label on a Node: its host's name (k3c.api holds k3c's own keys only).
+NODE_HOSTNAME_LABEL = "kubernetes.io/hostname"
 DEFAULT_IMAGE = f"k3c.local/k3c-agent:{__version__}"
 #: The names the API server's proxy reaches the streams by (the Service's DNS names).
 SERVICE_HOSTS = (f"{AGENT_NAME}.{AGENT_NAMESPACE}.svc", f"{AGENT_NAME}.{AGENT_NAMESPACE}.svc.cluster.local")
@@ -72,7 +76,12 @@ def register(sub: Subcommands) -> None:
                    help="The nodes' container runtime (default auto: read from the Nodes)")
     p.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE",
                    help="Run agents only on nodes with these labels (repeatable, or comma-separated)")
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="The agents' image (default %(default)s)")
+    p.add_argument("--image", default=DEFAULT_IMAGE,
+                   help="The agents' image (default %(default)s; a k3c.local/ one is imported into the node "
+                        "runtime on this machine when missing, others the nodes pull)")
+    p.add_argument("--node-runtime-address", metavar="SOCK",
+                   help="The node runtime's containerd socket on this machine, where the agents' image is "
+                        "imported (default: k3s's or stock containerd's, by the runtime)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                    help="How long to wait for the agents to be ready (default %(default)g; 0: do not wait)")
     p.set_defaults(func=install_cmd)
@@ -122,9 +131,14 @@ def node_runtime(version: str) -> str:
     return "k3s" if "-k3s" in version else "containerd"
 
 
+def chosen_nodes(nodes: list[dict[str, Any]], selector: dict[str, str]) -> list[dict[str, Any]]:
+    """The nodes whose labels ``selector`` matches (every node for an empty one)."""
+    return [n for n in nodes if selector.items() <= (n["metadata"].get("labels") or {}).items()]
+
+
 def runtime_of(nodes: list[dict[str, Any]], selector: dict[str, str]) -> str:
     """The one runtime of the nodes ``selector`` chooses; a clear error when there are none or several."""
-    chosen = [n for n in nodes if selector.items() <= (n["metadata"].get("labels") or {}).items()]
+    chosen = chosen_nodes(nodes, selector)
     if not chosen:
         raise CLIError("k3c: no node matches --node-selector" if selector else
                        "k3c: the cluster has no nodes: name the runtime with --runtime", 125)
@@ -277,9 +291,13 @@ def install_cmd(args: argparse.Namespace) -> int:
     client = session(args).client
     selector = parse_selector(args.node_selector)
     runtime = args.runtime
+    nodes = client.get(NODES.path()).get("items", []) if runtime == "auto" else _nodes(client)
     if runtime == "auto":
-        runtime = runtime_of(client.get(NODES.path()).get("items", []), selector)
+        runtime = runtime_of(nodes, selector)
     docs = customize(render(runtime), args.image, selector, streams_tls(client))
+    agentimport.ensure(args.image, runtime, args.node_runtime_address,
+                       {n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get(NODE_HOSTNAME_LABEL, "")
+                        for n in chosen_nodes(nodes, selector)})
     discovery = Discovery(client)
     for doc in docs:
         apply(client, discovery, doc)
@@ -318,6 +336,17 @@ def uninstall_cmd(args: argparse.Namespace) -> int:
             pass
     print("k3c uninstalled (the nodes' images are still there)")
     return 0
+
+
+def _nodes(client: Client) -> list[dict[str, Any]]:
+    """The cluster's Nodes, or none when this user may not list them (only the import's hint needs them)."""
+    from k3c.apierrors import Forbidden
+
+    try:
+        items: list[dict[str, Any]] = client.get(NODES.path()).get("items", [])
+    except Forbidden:
+        return []
+    return items
 
 
 def _items(client: Client, resource: Resource) -> list[dict[str, Any]]:

@@ -7,11 +7,16 @@ virt-api passes a console to the virt-handler of the VM's node. The agents are t
 without Pods writes them itself). The hop is authenticated both ways by the agents' shared serving
 certificate (see :mod:`k3c.aggregated.authn`) and names the user in ``X-Remote-*`` headers; the peer
 does not authorize again (this agent did) and never passes a request on once more.
+
+When the hop fails (no agent for the node, its agent down or refusing), the client gets one line naming the
+node and why, as a 503 (or the peer's own refusal), and this agent logs the same with the peer's address.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +30,10 @@ from k3c.aggregated.reader import status_error
 from k3c.apiserver import errors
 from k3c.apiserver.backends import forwarded, remote_headers
 from k3c.apiserver.subresources import User
-from k3c.apiserver.wsrelay import join_websockets
+from k3c.apiserver.wsrelay import UpgradeRefused, join_websockets, offered, open_upstream, refusal
 from k3c.kubeasync import AsyncKube
+
+log = logging.getLogger(__name__)
 
 #: The name an agent's serving certificate is checked for, whichever address it was reached at.
 SERVER_NAME = f"{api.AGENT_NAME}.{api.AGENT_NAMESPACE}.svc"
@@ -34,6 +41,22 @@ SERVER_NAME = f"{api.AGENT_NAME}.{api.AGENT_NAMESPACE}.svc"
 
 def unavailable(message: str) -> errors.APIError:
     return errors.APIError(503, "ServiceUnavailable", message)
+
+
+def reason(err: BaseException) -> str:
+    """Why a call failed, in one line: the OS's words for a connection that failed (not aiohttp's repr of
+    the TLS context), else the error's own text."""
+    if isinstance(err, aiohttp.ClientConnectorError) and not isinstance(err, aiohttp.ClientSSLError):
+        err = err.os_error
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno)
+    return " ".join((str(err) or type(err).__name__).split())
+
+
+def peer_failed(node: str, where: str, what: str) -> errors.APIError:
+    """The one-line 503 a client gets when node ``node``'s agent at ``where`` cannot be reached, logged too."""
+    log.warning("peer call to the k3c agent of node %s at %s failed: %s", node, where, what)
+    return unavailable(f'the k3c agent of node "{node}" ({where}) {what}')
 
 
 def address_of(endpoints: dict[str, Any], node: str) -> tuple[str, int] | None:
@@ -82,32 +105,34 @@ class Peers:
         if self._session is not None:
             await self._session.close()
 
-    async def url(self, node: str, request: web.Request) -> str:
-        """The URL of ``request`` on ``node``'s agent; a 503 Status when that node has none."""
+    async def address(self, node: str) -> tuple[str, int]:
+        """Where ``node``'s agent listens; a 503 Status when that node has none."""
         try:
             endpoints = await self.kube.get_object(api.ENDPOINTS.path(api.AGENT_NAMESPACE, api.AGENT_NAME))
         except apierrors.APIError as err:
             raise status_error(err) from None
         found = address_of(endpoints or {}, node)
         if found is None:
+            log.warning("peer call to node %s failed: no address with that nodeName in the endpoints of %s/%s",
+                        node, api.AGENT_NAMESPACE, api.AGENT_NAME)
             raise unavailable(f'no k3c agent serves node "{node}" (no address with that nodeName in the endpoints '
                               f'of {api.AGENT_NAMESPACE}/{api.AGENT_NAME})')
-        host, port = found
-        host = f"[{host}]" if ":" in host else host
-        return f"https://{host}:{port}{request.path_qs}"
+        return found
 
     async def forward(self, node: str, request: web.Request, user: User) -> web.StreamResponse:
         """``request`` answered by ``node``'s agent, streamed back (a websocket joined message by message)."""
-        url = await self.url(node, request)
+        host, port = await self.address(node)
         headers = forwarded(request.headers.items()) + remote_headers(user)
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._websocket(url, request, headers)
+            return await self._websocket(node, host, port, request, headers)
+        where = _where(host, port)
+        url = f"https://{where}{request.path_qs}"
         body = request.content if request.body_exists else None
         try:
             upstream = await self.session.request(request.method, url, headers=headers, data=body, ssl=self.tls,
                                                   server_hostname=SERVER_NAME, allow_redirects=False)
         except (aiohttp.ClientError, OSError) as err:
-            raise unavailable(f'cannot reach the k3c agent of node "{node}": {err}') from None
+            raise peer_failed(node, where, f"cannot be reached: {reason(err)}") from None
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for key, value in upstream.headers.items():
@@ -120,19 +145,26 @@ class Peers:
             await response.write_eof()
             return response
 
-    async def _websocket(self, url: str, request: web.Request, headers: list[tuple[str, str]]) -> web.StreamResponse:
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        headers = [(k, v) for k, v in headers if not k.lower().startswith("sec-websocket-")]
+    async def _websocket(self, node: str, host: str, port: int, request: web.Request,
+                         headers: list[tuple[str, str]]) -> web.StreamResponse:
+        """The upgrade passed on; the peer's own refusal (its Status) passed back as it answered."""
         try:
-            upstream = await self.session.ws_connect(url, protocols=offered, headers=headers, ssl=self.tls,
-                                                     server_hostname=SERVER_NAME, max_msg_size=0)
-        except aiohttp.WSServerHandshakeError as err:
-            raise errors.APIError(err.status, "InternalError" if err.status >= 500 else "BadRequest",
-                                  f"the peer agent refused the upgrade: {err.message}") from None
-        except (aiohttp.ClientError, OSError) as err:
-            raise unavailable(f"cannot reach the peer agent: {err}") from None
-        async with upstream:
-            client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
+            upstream = await open_upstream(host, port, SERVER_NAME, request.path_qs, tls=self.tls, headers=headers,
+                                           protocols=offered(request))
+        except UpgradeRefused as err:
+            return refusal(err)
+        except (OSError, TimeoutError) as err:
+            raise peer_failed(node, _where(host, port), f"cannot be reached: {reason(err)}") from None
+        client = web.WebSocketResponse(protocols=[upstream.subprotocol] if upstream.subprotocol else (),
+                                       max_msg_size=0)
+        try:
             await client.prepare(request)
-            await join_websockets(client, upstream)
-            return client
+        except BaseException:
+            await upstream.close()
+            raise
+        await join_websockets(client, upstream)
+        return client
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -35,7 +35,7 @@ from k3c.apiserver.handlers import status_response
 from k3c.apiserver.rest import ResourceAPI, WriteOptions
 from k3c.apiserver.services import ServiceUnavailable
 from k3c.apiserver.storage import Event
-from k3c.apiserver.wsrelay import join_websockets
+from k3c.apiserver.wsrelay import UpgradeRefused, join_websockets, offered, open_upstream, refusal
 
 log = logging.getLogger(__name__)
 
@@ -152,24 +152,28 @@ class Aggregator:
             return response
 
     async def _websocket(self, request: web.Request, backend: Backend) -> web.StreamResponse:
-        url, tls, headers = self._target(request, backend)
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        headers = [(k, v) for k, v in headers if not k.lower().startswith("sec-websocket-")]
+        """The upgrade passed on to the backend; its refusal passed back as it answered (see wsrelay)."""
+        _, tls, headers = self._target(request, backend)
         try:
-            upstream = await self.backends.session.ws_connect(
-                url, protocols=offered, headers=headers, ssl=tls, server_hostname=backend.server_name,
-                max_msg_size=0, autoping=True)
-        except aiohttp.WSServerHandshakeError as err:
-            raise errors.APIError(err.status, "InternalError" if err.status >= 500 else "BadRequest",
-                                  f"the aggregated server refused the upgrade: {err.message}") from None
-        except (aiohttp.ClientError, OSError) as err:
+            host, port = self.backends.endpoint(backend)
+        except ServiceUnavailable as err:
+            raise unavailable(str(err)) from None
+        try:
+            upstream = await open_upstream(host, port, backend.server_name, str(request.rel_url), tls=tls,
+                                           headers=headers, protocols=offered(request))
+        except UpgradeRefused as err:
+            return refusal(err)
+        except (OSError, TimeoutError) as err:
             raise unavailable(f"error trying to reach service: {err}") from None
-        async with upstream:
-            client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
-                                           max_msg_size=0)
+        client = web.WebSocketResponse(protocols=[upstream.subprotocol] if upstream.subprotocol else (),
+                                       max_msg_size=0)
+        try:
             await client.prepare(request)
-            await join_websockets(client, upstream)
-            return client
+        except BaseException:
+            await upstream.close()
+            raise
+        await join_websockets(client, upstream)
+        return client
 
     # ---- availability -----------------------------------------------------------------------------
     @property

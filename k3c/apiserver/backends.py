@@ -102,9 +102,14 @@ class Backends:
             self._contexts[key] = ctx
         return ctx
 
+    def endpoint(self, backend: Backend) -> tuple[str, int]:
+        """The host and port to connect to (ServiceUnavailable when the Service cannot be resolved)."""
+        host, port = self.services.resolve(backend.service.namespace, backend.service.name, backend.service.port)
+        return host, port
+
     def address(self, backend: Backend) -> str:
         """``host:port`` to connect to (ServiceUnavailable when the Service cannot be resolved)."""
-        host, port = self.services.resolve(backend.service.namespace, backend.service.name, backend.service.port)
+        host, port = self.endpoint(backend)
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property

@@ -10,4 +10,5 @@
   :mod:`.dockerfile` (instruction splitting, ARGs, the images a build starts from), :mod:`.cachekey` (the
   whole-build key), :mod:`.paths` (where logs and uploads live);
 - :mod:`.logs`: ImageBuild's ``log`` and ``context`` subresource provider (the API server mounts it).
+- :mod:`.agentimage`: the node agent's image, assembled from this host (no Dockerfile, no base image).
 """

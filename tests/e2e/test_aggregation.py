@@ -243,6 +243,25 @@ def test_websocket_upgrade_is_joined(aggregated):
     assert (protocol, data) == ("v5.channel.k8s.io", b"echo:\x00hi")
 
 
+def test_a_refused_upgrade_is_passed_back_as_the_backend_answered(aggregated):
+    """The backend's own Status reaches the client (kube-apiserver's upgrade-aware proxy copies a refusal),
+    not a proxy's guess: here the backend's 404 "not here" for an attach it does not serve."""
+    server, _backend = aggregated
+
+    async def upgrade() -> tuple[int, str, dict[str, Any]]:
+        ctx = ssl.create_default_context(cafile=str(server.data_dir / "tls" / "ca.crt"))
+        headers = {"Authorization": f"Bearer {server.token}", "Connection": "Upgrade", "Upgrade": "websocket",
+                   "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                   "Sec-WebSocket-Protocol": "v5.channel.k8s.io"}
+        async with aiohttp.ClientSession() as session, session.get(
+                server.url + f"{ROOT}/namespaces/default/localcontainers/c1/attach", headers=headers, ssl=ctx) as r:
+            return r.status, r.headers.get("Content-Type", ""), await r.json()
+
+    status, content_type, body = asyncio.run(upgrade())
+    assert (status, content_type.split(";")[0]) == (404, "application/json")
+    assert (body["reason"], body["message"]) == ("NotFound", "not here")
+
+
 def test_backend_down_is_a_503_and_unavailable(aggregated, tmp_path):
     server, backend = aggregated
     backend.stop()

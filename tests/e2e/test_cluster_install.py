@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,8 @@ import pytest
 import yaml
 
 from k3c import api
+from k3c.cli.install import DEFAULT_IMAGE as AGENT_IMAGE
+from k3c.cri.imagestore import ContainerdImages
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, cleanup_network
 from k3c.manifests import DIR as MANIFESTS
 from k3c.oci.layout import busybox_image
@@ -48,6 +52,11 @@ class Node:
     agent: DaemonSetAgent
     runtime: ContainerdConfig  # the stand-in node runtime (k3s's containerd)
 
+    def runtime_image(self, name: str) -> tuple[dict[str, Any], float] | None:
+        """The config of the node runtime's image ``name`` and when its record was last written; None if
+        it has no such image."""
+        return asyncio.run(_runtime_image(self.runtime.socket_path, name))
+
     def runtime_images(self) -> set[str]:
         """`ctr -n k8s.io images ls -q` on the node runtime."""
         out = subprocess.run(["ctr", "-a", str(self.runtime.socket_path), "-n", "k8s.io", "images", "ls", "-q"],
@@ -55,17 +64,31 @@ class Node:
         return set(out.split())
 
 
+async def _runtime_image(socket: Path, name: str) -> tuple[dict[str, Any], float] | None:
+    import json
+
+    async with ContainerdImages(socket) as store:
+        record = await store.get(name)
+        if record is None:
+            return None
+        manifest = json.loads(await store.read(record.target.digest))
+        config = json.loads(await store.read(manifest["config"]["digest"]))
+        return config, record.updated_at.ToNanoseconds() / 1e9
+
+
 @dataclass
 class Cluster:
     server: APIServerProcess
     nodes: dict[str, Node]
     daemonset: dict[str, Any]
-    install_output: str
+    install: subprocess.CompletedProcess[str]
+    agent_image_before_install: bool  # whether node-a's runtime had the agents' image then
 
-    def k3c(self, *args: str, kubeconfig: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    def k3c(self, *args: str, kubeconfig: Path | None = None, timeout: float = 90,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "K3C_KUBECONFIG": str(kubeconfig or self.server.kubeconfig)}
         cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", *args], capture_output=True, text=True,
-                            timeout=timeout, env=env, cwd=REPO)
+                            timeout=timeout, env=env, cwd=REPO, input=input)
         assert "Traceback" not in cp.stderr, cp.stderr
         return cp
 
@@ -115,6 +138,13 @@ def _stand_in_runtime(base: Path) -> ContainerdProcess:
     return process
 
 
+def _install(server: APIServerProcess, runtime: Path) -> subprocess.CompletedProcess[str]:
+    """`k3c install` run on node-a: its node runtime is the stand-in at ``runtime``."""
+    return subprocess.run([sys.executable, "-m", "k3c.cli.main", "--kubeconfig", str(server.kubeconfig), "install",
+                           "--timeout", "0", "--node-runtime-address", str(runtime)],
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     if not shutil.which("kubectl"):
@@ -129,13 +159,14 @@ def cluster() -> Iterator[Cluster]:
         for name in NODES:
             _register_node(server, name)
         run_kubectl("kubectl", server.kubeconfig, "apply", "-k", str(MANIFESTS))
-        install = subprocess.run([sys.executable, "-m", "k3c.cli.main", "--kubeconfig", str(server.kubeconfig),
-                                  "install", "--timeout", "0"], capture_output=True, text=True, timeout=120)
+        for name in NODES:
+            runtimes.append(_stand_in_runtime(base / name))
+        node_a_runtime = runtimes[0].config.socket_path  # the runtime of the node install runs on
+        before = asyncio.run(_runtime_image(node_a_runtime, AGENT_IMAGE)) is not None
+        install = _install(server, node_a_runtime)
         assert install.returncode == 0, install.stderr
         daemonset = _rendered_daemonset()
-        for name in NODES:
-            process = _stand_in_runtime(base / name)
-            runtimes.append(process)
+        for name, process in zip(NODES, runtimes, strict=True):
             runtime = process.config
             agent = DaemonSetAgent(base / name / "agent", server, name, daemonset,
                                    {"/run/containerd": runtime.socket_path.parent}, _loopback_address())
@@ -144,7 +175,7 @@ def cluster() -> Iterator[Cluster]:
             agent.import_image(TEST_IMAGE, busybox_image())  # both nodes load the same image
         write_endpoints(server, [n.agent for n in nodes.values()])  # node-a first: the API server calls it
         wait_until(lambda: _available(server), 30, "the streams' APIService to be Available")
-        yield Cluster(server, nodes, daemonset, install.stdout)
+        yield Cluster(server, nodes, daemonset, install, before)
     finally:
         problems = [f"{name}: {p}" for name, n in nodes.items() for p in n.agent.close()]
         for process in runtimes:
@@ -161,7 +192,7 @@ def cluster() -> Iterator[Cluster]:
 def test_the_agents_run_what_was_installed(cluster: Cluster) -> None:
     """The DaemonSet on the cluster is the rendered one (install sets only the image), and each agent runs
     its container's very args: with only the one-host flags added, paths mapped."""
-    assert "k3c installed for containerd nodes" in cluster.install_output, cluster.install_output
+    assert "k3c installed for containerd nodes" in cluster.install.stdout, cluster.install.stdout
     live = cluster.kubectl("get", "daemonset", api.AGENT_NAME, "-n", api.AGENT_NAMESPACE, "-o", "yaml").stdout
     (live_c,), (rendered_c,) = yaml.safe_load(live)["spec"]["template"]["spec"]["containers"], \
         cluster.daemonset["spec"]["template"]["spec"]["containers"]
@@ -176,6 +207,35 @@ def test_the_agents_run_what_was_installed(cluster: Cluster) -> None:
         f"--stream-tls-key={a.agent.tls.key}", f"--webhook-listen={a.agent.pod_ip}:6445"]
 
 
+def test_install_imports_the_agents_image_into_the_node_runtime_once(cluster: Cluster) -> None:
+    """node-a's runtime lacked the DaemonSet's image; install assembled and imported it (the agents' very
+    image: `k3c agent`), said that node-b's runtime is not this machine's, and a second install finds it
+    there and leaves it alone. A runtime not on this machine is said so, in one line, not failed."""
+    a, b = cluster.nodes["node-a"], cluster.nodes["node-b"]
+    assert not cluster.agent_image_before_install
+    assert f"agents' image {AGENT_IMAGE} imported into the node runtime at {a.runtime.socket_path}" in \
+        cluster.install.stdout, cluster.install.stdout
+    assert "is in this machine's runtime only: on each of the other 1 nodes" in cluster.install.stderr, \
+        cluster.install.stderr
+    imported = a.runtime_image(AGENT_IMAGE)
+    assert imported is not None
+    config, written = imported
+    assert config["config"]["Cmd"] == ["k3c", "agent"] and len(config["rootfs"]["diff_ids"]) == 3, config
+    assert b.runtime_image(AGENT_IMAGE) is None
+
+    again = _install(cluster.server, a.runtime.socket_path)
+    assert again.returncode == 0, again.stderr
+    assert f"agents' image {AGENT_IMAGE} already in the node runtime" in again.stdout, again.stdout
+    assert "imported" not in again.stdout, again.stdout
+    assert a.runtime_image(AGENT_IMAGE) == (config, written)  # the record was not written again
+
+    elsewhere = _install(cluster.server, cluster.server.data_dir / "no-runtime.sock")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    (line,) = [ln for ln in elsewhere.stderr.splitlines() if "no-runtime.sock" in ln]
+    assert f"no node runtime at {cluster.server.data_dir / 'no-runtime.sock'} on this machine" in line, line
+    assert "scripts/build-agent-image" in line, line
+
+
 def test_run_on_a_node_then_logs_and_exec_from_the_cli_and_kubectl(cluster: Cluster) -> None:
     cp = cluster.k3c("run", "-d", "--name", "web", "--node", "node-b", "--stop-timeout", "0", TEST_IMAGE,
                      "sh", "-c", "echo hello from node-b; sleep 300")
@@ -187,6 +247,39 @@ def test_run_on_a_node_then_logs_and_exec_from_the_cli_and_kubectl(cluster: Clus
     assert (cp.returncode, cp.stdout) == (0, "exec-ok\n"), cp.stderr
     path = f"{STREAMS}/namespaces/default/localcontainers/web/log"
     assert "hello from node-b" in cluster.kubectl("get", "--raw", path).stdout
+
+
+def test_attach_from_the_cli_to_a_container_on_another_node(cluster: Cluster) -> None:
+    """`k3c attach` to node-b's container, through node-a's agent (the API server calls node-a): its output
+    comes back live, the CLI's signal goes to it, and its exit code is the CLI's."""
+    cp = cluster.k3c("run", "-d", "--name", "ticker", "--node", "node-b", TEST_IMAGE,
+                     "sh", "-c", 'trap "echo got INT; exit 9" INT; while true; do echo tick; sleep 0.2; done')
+    assert cp.returncode == 0, cp.stderr
+    cluster.nodes["node-b"].agent.wait_phase("ticker", "Running")
+    env = {**os.environ, "K3C_KUBECONFIG": str(cluster.server.kubeconfig)}
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "attach", "ticker"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"tick\n"  # attached: the CLI relays output, its handlers are set
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 9, err
+    assert out.endswith(b"got INT\n"), out
+    assert cluster.k3c("rm", "ticker").returncode == 0
+
+
+def test_run_interactive_on_another_node_takes_the_input(cluster: Cluster) -> None:
+    """`k3c run -i` attaches to node-b's container from its start (through node-a): input in, output and
+    exit code out."""
+    cp = cluster.k3c("run", "--rm", "-i", "--node", "node-b", TEST_IMAGE, "sh", "-c",
+                     "read x; echo got $x; echo bye >&2; exit 5", input="hi\n")
+    assert (cp.returncode, cp.stdout, cp.stderr) == (5, "got hi\n", "bye\n")
 
 
 def test_a_build_on_node_a_is_in_its_runtime_when_the_command_returns(cluster: Cluster, tmp_path: Path) -> None:
@@ -266,7 +359,20 @@ def test_kill9_of_an_agent_then_restart_readopts_its_containers(cluster: Cluster
     b = cluster.nodes["node-b"].agent
     before = b.wait_phase("web", "Running")
     b.kill9()
-    b.start()
+    try:  # node-a cannot reach node-b's agent now: the client is told so in one line, node-a's log names the peer
+        for args in (("logs", "web"), ("exec", "web", "true")):
+            cp = cluster.k3c(*args)
+            lines = cp.stderr.splitlines()
+            assert cp.returncode != 0 and cp.stdout == "" and len(lines) == 1, cp
+            assert 'the k3c agent of node "node-b"' in lines[0], lines
+            assert "cannot be reached: Connection refused" in lines[0], lines
+        cp = cluster.kubectl("get", "--raw", f"{STREAMS}/namespaces/default/localcontainers/web/log", check=False)
+        assert cp.returncode != 0 and 'the k3c agent of node "node-b"' in cp.stderr, cp.stderr
+        log = cluster.nodes["node-a"].agent.log_path.read_text(errors="replace")
+        assert re.search(r"WARNING k3c\.aggregated\.peers: peer call to the k3c agent of node node-b at \S+ failed: "
+                         r"cannot be reached: Connection refused", log), log[-3000:]
+    finally:
+        b.start()
     after = b.wait_phase("web", "Running")
     assert after["status"]["containerID"] == before["status"]["containerID"]
     wait_until(lambda: cluster.k3c("exec", "web", "echo", "again").stdout == "again\n", 30,

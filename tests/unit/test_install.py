@@ -48,3 +48,31 @@ def test_agents_ready_follows_the_controllers_report() -> None:
     assert agents_ready(ds) == (False, "3/3 agents ready, 2 up to date")  # a rollout still going on
     ds["status"]["updatedNumberScheduled"] = 3
     assert agents_ready(ds)[0] is True
+
+
+def test_the_agents_image_is_imported_only_into_a_runtime_of_this_machine(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """What install does not import, and why, without touching a runtime: an image the nodes pull, a machine
+    that is none of the nodes (its default socket would be, say, docker's containerd), a socket not here."""
+    import socket
+
+    from k3c.cli import agentimport
+    from k3c.cli.install import DEFAULT_IMAGE
+
+    agentimport.ensure("registry.example/k3c-agent:1", "containerd", None, {"n1": "n1"})
+    assert capsys.readouterr() == ("", "")
+
+    agentimport.ensure(DEFAULT_IMAGE, "containerd", None, {"kind-control-plane": "kind-control-plane"})
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "is none of the nodes" in err and "build-agent-image" in err
+
+    host = socket.gethostname().lower()
+    missing = tmp_path / "none.sock"
+    for address, nodes in ((str(missing), {"kind-control-plane": ""}), (str(missing), {}),
+                           (str(missing), {"n1": host})):
+        agentimport.ensure(DEFAULT_IMAGE, "k3s", address, nodes)
+        out, err = capsys.readouterr()
+        assert out == "" and err == (f"k3c: no node runtime at {missing} on this machine, {DEFAULT_IMAGE} not "
+                                     f"imported: on every node, {agentimport.BY_HAND}\n")
+    assert agentimport.default_address("k3s") == "/run/k3s/containerd/containerd.sock"
+    assert agentimport.default_address("containerd") == "/run/containerd/containerd.sock"
