@@ -12,11 +12,10 @@ Which shims are this containerd's: those whose ``-address`` is its socket and wh
 (their bundle) lies under its state dir; no other shim is ever looked at. An orphan is one whose
 ``-namespace``/``-id`` names no sandbox or container CRI lists. CRI lists a sandbox only once
 RunPodSandbox returns, a moment after its shim started; so something found unknown is ended only if it
-predates the current containerd (``older_than``, at a (re)start) or, when sweeping periodically, was
-already unknown at the previous sweep and is older than :data:`IN_FLIGHT_GRACE` (:class:`Suspects`): a
-sandbox or container being created is never touched, however slow the call (CreateContainer makes its CRI
-directory first and is listed only when it returns; with a large image on a busy node that took 17 s,
-longer than two sweeps).
+predates the current containerd (``older_than``, at a (re)start) or was already unknown at the previous
+sweep (:class:`Suspects`, when sweeping periodically): a sandbox being created is never touched. A CRI
+container directory is given :data:`IN_FLIGHT_GRACE` besides: CreateContainer makes it first and lists the
+container only when it returns, which with a large image on a busy node took 17 s, longer than two sweeps.
 
 Ending an orphan: ``runc delete --force`` of its runc containers (kills ``runc init`` or the pause
 process, removes the cgroups), SIGKILL of anything else left under the shim, SIGTERM of the shim (it
@@ -47,8 +46,8 @@ SHIM_BINARY = "containerd-shim-runc-v2"
 #: dir is the same path under root); a bundle being deleted is renamed ``.<id>`` first.
 TASKS_PLUGIN = "io.containerd.runtime.v2.task"
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
-#: how long a CRI call may still be making what it has not yet listed (a create seen taking 17 s under load;
-#: leftovers of a crash are not delayed by it: they predate the restarted containerd and go at once)
+#: how long a CreateContainer may still be making a CRI directory it has not yet listed (seen taking 17 s
+#: under load); the runtime's other leftovers keep the two-sweep rule, which crash tests rely on
 IN_FLIGHT_GRACE = 60.0
 MNT_DETACH = 2
 
@@ -89,14 +88,13 @@ class Suspects:
     keys: set[str] = field(default_factory=set)
 
     def confirm(self, unknown: dict[str, float], older_than: float | None,
-                settled_before: float | None = None) -> set[str]:
+                in_the_making: frozenset[str] = frozenset()) -> set[str]:
         """Of ``unknown`` (key → when it appeared), the orphans; the rest are remembered for next time.
 
-        An orphan predates ``older_than``, or was unknown at the previous call too and, if
-        ``settled_before`` is given, appeared before it (something younger may still be in the making)."""
+        An orphan predates ``older_than``, or was unknown at the previous call too and is not one of
+        ``in_the_making`` (what a call may still be creating: kept, and asked about again next time)."""
         orphans = {k for k, at in unknown.items()
-                   if (k in self.keys and (settled_before is None or at < settled_before))
-                   or (older_than is not None and at < older_than)}
+                   if (k in self.keys and k not in in_the_making) or (older_than is not None and at < older_than)}
         self.keys = set(unknown) - orphans
         return orphans
 
@@ -161,8 +159,9 @@ class RuntimeSweeper:
         found = self.leftovers()
         unknown = {s.key: s.started for s in shims if s.id not in known}
         unknown |= {e.key: e.created for e in found if e.id not in known}
-        settled = None if older_than is not None else time.time() - IN_FLIGHT_GRACE
-        orphans = self.suspects.confirm(unknown, older_than, settled)
+        young = time.time() - IN_FLIGHT_GRACE
+        making = frozenset(e.key for e in found if e.kind == "CRI directory" and e.created > young)
+        orphans = self.suspects.confirm(unknown, older_than, making if older_than is None else frozenset())
         done: list[str] = []
         for e in found:  # runc containers first: their processes go before their shims
             if e.kind == "runc container" and e.key in orphans:

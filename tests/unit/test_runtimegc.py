@@ -25,8 +25,9 @@ def test_older_than_the_current_containerd_is_an_orphan_at_once() -> None:
     assert s.keys == {"shim 11"}
 
 
-def test_an_unknown_entry_still_in_the_making_is_kept_until_it_is_old_enough() -> None:
+def test_an_unknown_entry_still_in_the_making_is_kept_until_it_is_not() -> None:
     s = Suspects()
-    assert s.confirm({"CRI directory c1": 1000.0}, None, settled_before=900.0) == set()
-    assert s.confirm({"CRI directory c1": 1000.0}, None, settled_before=950.0) == set()  # a slow create
-    assert s.confirm({"CRI directory c1": 1000.0}, None, settled_before=1100.0) == {"CRI directory c1"}
+    making = frozenset({"CRI directory c1"})
+    assert s.confirm({"CRI directory c1": 1000.0, "shim 10": 1000.0}, None, making) == set()
+    assert s.confirm({"CRI directory c1": 1000.0, "shim 10": 1000.0}, None, making) == {"shim 10"}  # a slow create
+    assert s.confirm({"CRI directory c1": 1000.0}, None) == {"CRI directory c1"}
