@@ -22,6 +22,7 @@ from typing import Any
 
 from k3c import dockerid
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
+from tests.support.harness import free_port
 
 LOOP = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
 
@@ -368,8 +369,8 @@ def test_ps_and_inspect_match_docker(daemon: DaemonProcess, docker_peer: Any) ->
     try:
         args = ("run", "-d", "--name", "psup", "-l", "cmp=ps", "-l", "tier=web", "-p", "127.0.0.1:{}:80", TEST_IMAGE,
                 "sleep", "300")
-        docker_peer.run(*(a.format(18080) for a in args))
-        k3c(daemon, *(a.format(18081) for a in args))  # (docker holds 18080)
+        docker_peer.run(*(a.format(free_port()) for a in args))
+        k3c(daemon, *(a.format(free_port()) for a in args))
         docker_peer.run("run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
         k3c(daemon, "run", "-d", "--name", "psexit", "-l", "cmp=ps", TEST_IMAGE, "sh", "-c", "exit 3")
         daemon.wait_phase("psup", "Running")

@@ -275,14 +275,16 @@ def test_event_ttl_reaches_the_embedded_api_server(short_tmp: Path) -> None:
     assert not leftovers
 
 
-def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
+def test_bad_flags_are_one_line_errors(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.mktemp("flags")  # short: a state dir too long for containerd's socket fails first
     cp = subprocess.run(
-        [sys.executable, "-m", "k3c.cli.main", "daemon", "--root-dir", str(tmp_path / "r"),
-         "--state-dir", str(tmp_path / "s"), "--subnet", "not-a-subnet"],
+        [sys.executable, "-m", "k3c.cli.main", "daemon", "--root-dir", str(base / "r"),
+         "--state-dir", str(base / "s"), "--subnet", "not-a-subnet"],
         capture_output=True, text=True, timeout=60,
     )
     assert cp.returncode == 125
     assert len(cp.stderr.strip().splitlines()) == 1 and cp.stderr.startswith("k3c: "), cp.stderr
+    assert "not-a-subnet" in cp.stderr, cp.stderr
 
 
 # ------------------------------------------------------------------------------------------------ topologies

@@ -19,6 +19,7 @@ import pytest
 
 from k3c import dockerid
 from tests.support.daemon_harness import TEST_IMAGE
+from tests.support.harness import free_port
 
 DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io client (the one the issue names)
 
@@ -144,12 +145,13 @@ def test_bad_requests_answer_docker_errors(sock, method, path, want, words):
     assert status == 200
 
 
-def test_docker_socket_flag_puts_it_elsewhere_and_stop_removes_it(tmp_path):
+def test_docker_socket_flag_puts_it_elsewhere_and_stop_removes_it(tmp_path_factory):
     """`--docker-socket PATH` serves there (not in the state dir); stopping the daemon removes the socket."""
     from tests.support.daemon_harness import DaemonProcess
 
-    elsewhere = tmp_path / "run" / "docker.sock"
-    d = DaemonProcess(tmp_path / "d", extra_args=["--docker-socket", str(elsewhere)])
+    base = tmp_path_factory.mktemp("sockflag")  # short: containerd's socket path limit (tmp_path has the test's name)
+    elsewhere = base / "run" / "docker.sock"
+    d = DaemonProcess(base / "d", extra_args=["--docker-socket", str(elsewhere)])
     try:
         d.start()
         assert d.status()["frontends"] == {"docker": f"unix://{elsewhere}"}
@@ -170,14 +172,15 @@ def _ps(sock: str, *args: str) -> list[str]:
 
 def test_docker_cli_container_lifecycle(daemon, sock):
     """run -d, ps with filters, inspect, stop, start, restart, kill, rm -f: the objects k3c writes, one ID."""
-    cid = ok(sock, "run", "-d", "--name", "proj_web_1", "-l", "app=web", "-p", "18080:80",
+    port = free_port()
+    cid = ok(sock, "run", "-d", "--name", "proj_web_1", "-l", "app=web", "-p", f"{port}:80",
              TEST_IMAGE, "sleep", "300").strip()
     assert len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
     obj = daemon.container(dockerid.object_name("proj_web_1"))
     assert obj is not None and dockerid.object_id(obj) == cid  # kubectl sees what docker made, same ID
     assert obj["metadata"]["annotations"]["k3c.io/name"] == "proj_web_1"
     assert obj["spec"]["labels"] == {"app": "web"}
-    assert obj["spec"]["ports"] == [{"containerPort": 80, "hostPort": 18080, "protocol": "TCP"}]
+    assert obj["spec"]["ports"] == [{"containerPort": 80, "hostPort": port, "protocol": "TCP"}]
     assert "proj_web_1" in _ps(sock)
     assert _ps(sock, "--filter", "label=app=web") == ["proj_web_1"]
     assert _ps(sock, "--filter", "label=app=other") == []
@@ -187,7 +190,7 @@ def test_docker_cli_container_lifecycle(daemon, sock):
     doc = json.loads(ok(sock, "inspect", "proj_web_1"))[0]
     assert doc["Id"] == cid and doc["Name"] == "/proj_web_1" and doc["State"]["Running"] is True
     assert doc["Config"]["Tty"] is False and doc["Config"]["Labels"] == {"app": "web"}
-    assert doc["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == "18080"
+    assert doc["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == str(port)
     assert doc["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {}}
     assert ok(sock, "stop", "-t", "1", "proj_web_1").strip() == "proj_web_1"
     assert _ps(sock, "-a", "--filter", "status=exited") == ["proj_web_1"]

@@ -63,17 +63,18 @@ async def _remove_sandboxes(cfg: ContainerdConfig) -> None:
 
 
 def _daemon(base: Path, cfg: ContainerdConfig, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`k3c daemon` on ``cfg``'s containerd; ``base`` must be short (its own containerd's socket path limit,
+    checked before the refusal: a test's tmp_path, named by the test, may be too long)."""
     return subprocess.run(
         [sys.executable, "-m", "k3c.cli.main", "daemon", "--root-dir", str(base / "r"), "--state-dir", str(base / "s"),
          "--containerd-address", str(cfg.socket_path), *flags], capture_output=True, text=True, timeout=60)
 
 
-def test_a_containerd_holding_a_kubelets_sandboxes_is_refused_unless_forced(runtime: ContainerdConfig,
-                                                                            tmp_path: Path) -> None:
+def test_a_containerd_holding_a_kubelets_sandboxes_is_refused_unless_forced(runtime: ContainerdConfig) -> None:
     assert asyncio.run(kubelet_use(str(runtime.socket_path))) == ""
     asyncio.run(_kubelet_sandbox(runtime))
     assert asyncio.run(kubelet_use(str(runtime.socket_path))) == "it holds 1 Pod sandbox of a kubelet"
-    cp = _daemon(tmp_path, runtime)
+    cp = _daemon(runtime.root_dir.parent / "refused", runtime)
     assert cp.returncode == 125
     assert cp.stderr.splitlines()[-1:] == [  # (after the daemon's log)
         f"k3c: refusing --containerd-address {runtime.socket_path}: it holds 1 Pod sandbox of a kubelet, and a "
@@ -87,14 +88,14 @@ def test_a_containerd_holding_a_kubelets_sandboxes_is_refused_unless_forced(runt
         forced.close()
 
 
-def test_a_containerd_a_running_kubelet_names_is_refused(runtime: ContainerdConfig, tmp_path: Path) -> None:
+def test_a_containerd_a_running_kubelet_names_is_refused(runtime: ContainerdConfig) -> None:
     endpoint = f"unix://{runtime.socket_path}"
     kubelet = subprocess.Popen(["kubelet", "-c", "import time; time.sleep(120)",
                                 f"--container-runtime-endpoint={endpoint}"], executable=sys.executable)
     try:
         # (exec returns to the parent before the kernel sets the new argv up: /proc may show none for a moment)
         wait_until(lambda: str(runtime.socket_path) in kubelet_endpoints(), 5, "the kubelet in /proc")
-        cp = _daemon(tmp_path, runtime)
+        cp = _daemon(runtime.root_dir.parent / "refused", runtime)
         assert cp.returncode == 125
         assert "refusing --containerd-address" in cp.stderr and "a kubelet on this host uses it" in cp.stderr
     finally:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.daemon_harness import TEST_IMAGE, wait_until
+from tests.support.harness import free_port
 
 
 def k3c(daemon: Any, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -441,8 +442,8 @@ def test_port_output_matches_dockers(daemon: Any, docker_peer: Any, tmp_path: Pa
     try:
         flags = ["-d", "--name", "ported", "-P", "--expose", "9090"]
         cmd = ["k3c.test/ported:1", "sleep", "300"]
-        docker_peer.run("run", *flags, "-p", "127.0.0.1:7070:7070/udp", *cmd)
-        ok(daemon, "run", *flags, "-p", "127.0.0.1:7071:7070/udp", *cmd)  # (docker holds 7070)
+        docker_peer.run("run", *flags, "-p", f"127.0.0.1:{free_port()}:7070/udp", *cmd)
+        ok(daemon, "run", *flags, "-p", f"127.0.0.1:{free_port()}:7070/udp", *cmd)
 
         def both(*args: str) -> tuple[tuple[int, list[str], str], tuple[int, list[str], str]]:
             d = subprocess.run(docker_peer.cli("port", *args), capture_output=True, text=True, timeout=60)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from k3c.api import IMAGE_BUILDS, KUBECONFIG_FILE
 from k3c.apierrors import NotFound
 from k3c.daemon.supervisor import operator_command
+from tests.support.daemon_harness import pick_subnet
 from tests.support.harness import REPO, free_port, wait_until
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ class BuildStack:
         tag = uuid.uuid4().hex[:6]
         self.containerd_config = ContainerdConfig(
             root_dir=self.root / "containerd", state_dir=self.base / "state" / "containerd",
-            bridge=f"k3cb{tag}", network_name=f"k3cb{tag}", subnet="10.254.254.0/24")
+            bridge=f"k3cb{tag}", network_name=f"k3cb{tag}", subnet=pick_subnet())
         self.containerd = ContainerdProcess(self.containerd_config)
         self.port = free_port()
         self.apiserver: Child | None = None

@@ -52,6 +52,7 @@ from k3c.daemon.containerd import ContainerdConfig, cleanup_network, find_shim_p
 from k3c.oci.layout import OCIImage
 from tests.support import leftovers
 from tests.support.harness import REPO, free_port, wait_until
+from tests.support.reservations import SUBNETS
 
 #: The name tests run the locally built busybox image under (no registry involved).
 TEST_IMAGE = "k3c.test/busybox:latest"
@@ -86,11 +87,13 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
 
 
 def pick_subnet() -> str:
-    """A random 10.x.y.0/24 overlapping no address or route here, nor k3c's default 10.88.0.0/16."""
+    """A random 10.x.y.0/24 overlapping no address or route here, nor k3c's default 10.88.0.0/16, and
+    reserved for this process: no other test process on the host gets it (tests.support.reservations)."""
     used = [*_used_networks(), ipaddress.ip_network("10.88.0.0/16")]
     for _ in range(200):
-        net = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
+        x, y = random.randint(100, 250), random.randint(0, 255)
+        net = ipaddress.ip_network(f"10.{x}.{y}.0/24")
+        if not any(net.overlaps(u) for u in used) and SUBNETS.take(x * 256 + y):
             return str(net)
     raise RuntimeError("no free 10.x.y.0/24 subnet found")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from k3c.api import KUBECONFIG_FILE
+from tests.support.reservations import PORTS
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -36,9 +37,15 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "c
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now and reserved for this process: no other test process on the host gets
+    it while the child it is meant for starts (tests.support.reservations)."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if PORTS.take(port):
+            return port
+    raise RuntimeError("no free port found that no other test process holds")
 
 
 def http_get(port: int, path: str = "/", timeout: float = 10.0) -> bytes:
