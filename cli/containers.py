@@ -550,7 +550,8 @@ def restart_cmd(args: argparse.Namespace) -> int:
 @command()
 def kill_cmd(args: argparse.Namespace) -> int:
     """SIGKILL is the object's stop without grace (the operator records the stop; the old timeout is put
-    back); any other signal goes to the container's init through the node's ``kill`` subresource."""
+    back); any other signal is recorded on the object (containerlife.kill_patch), then sent to the
+    container's init through the node's ``kill`` subresource."""
     from k3c.signals import signal_number
 
     s = session(args)
@@ -568,9 +569,10 @@ def kill_cmd(args: argparse.Namespace) -> int:
             old = obj["spec"].get("stopTimeout", 10)
             stop_one(s, obj, 0)
             _restore_timeout(s, obj, old)
-        else:
-            s.client.request("POST", s.path(LOCAL_CONTAINERS, obj["metadata"]["name"], "kill"),
-                             query={"signal": str(number)})
+        else:  # recorded first: docker's kill event, and no restart of what it ends (containerlife)
+            name = obj["metadata"]["name"]
+            s.client.merge_patch(s.path(LOCAL_CONTAINERS, name), containerlife.kill_patch(obj, number))
+            s.client.request("POST", s.path(LOCAL_CONTAINERS, name, "kill"), query={"signal": str(number)})
         print(ref, flush=True)
 
     return for_each(args.containers, one)

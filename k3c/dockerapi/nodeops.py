@@ -180,7 +180,8 @@ async def kill(request: web.Request) -> web.Response:
         raise Conflict(f"Cannot kill container: {ref}: Container {dockerid.object_id(obj)} is not running")
     if number == signal.SIGKILL:
         await kill_by_stop(cluster, obj)
-    else:
+    else:  # recorded first: docker's kill event, and no restart of what it ends (containerlife)
+        await cluster.merge_patch(LOCAL_CONTAINERS, obj["metadata"]["name"], containerlife.kill_patch(obj, number))
         async with _forward(request, "kill", "POST", {"signal": str(number)}):
             pass
     return web.Response(status=204)

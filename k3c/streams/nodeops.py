@@ -11,8 +11,9 @@ cluster mode the stream server hosting the providers routes them like the stream
   from which the operator writes ``status.paused``; the answer is a Success Status.
 - ``POST .../kill?signal=HUP``: ``docker kill -s``, the signal delivered to the container's init through
   containerd's Tasks ``Kill``; docker's names and numbers (:mod:`k3c.signals`), 400 for another. What the
-  signal does is the process's business: an exit it causes is observed as any exit. (The CLI and the Docker
-  API send SIGKILL as the object's stop without grace instead, so that the operator records the stop.)
+  signal does is the process's business. The CLI and the Docker API record the request on the object first
+  (:func:`k3c.containerlife.kill_patch`: docker's ``kill`` event, and docker's rule that what it ends is not
+  restarted), and send SIGKILL as the object's stop without grace instead, so the operator records the stop.
 - ``GET .../top?ps_args=-ef``: docker's ``{"Titles": [...], "Processes": [[...]]}``, from ``ps`` run on the
   host and filtered to the container's pids (:mod:`k3c.streams.top`), as dockerd does.
 - ``GET .../stats?stream=true|false&one-shot=``: docker's stats document (:mod:`k3c.streams.stats`), one
