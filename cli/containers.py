@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -84,7 +85,7 @@ def _register_lifecycle(sub: Subcommands) -> None:
         p.set_defaults(func=func)
     p = add_command(sub, "kill", "Kill one or more running containers",
                     usage="k3c kill [OPTIONS] CONTAINER [CONTAINER...]")
-    p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container (only KILL)")
+    p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=kill_cmd)
     p = add_command(sub, "rm", "Remove one or more containers", usage="k3c rm [OPTIONS] CONTAINER [CONTAINER...]")
@@ -548,20 +549,30 @@ def restart_cmd(args: argparse.Namespace) -> int:
 
 @command()
 def kill_cmd(args: argparse.Namespace) -> int:
-    """Only SIGKILL can be expressed in the object (stop with a zero timeout); the old timeout is restored."""
-    sig = args.signal.upper().removeprefix("SIG")
-    if sig not in ("KILL", "9"):
-        raise CLIError(f"k3c: kill supports only SIGKILL (got {args.signal}); use `k3c stop` for SIGTERM", 1)
+    """SIGKILL is the object's stop without grace (the operator records the stop; the old timeout is put
+    back); any other signal is recorded on the object (containerlife.kill_patch), then sent to the
+    container's init through the node's ``kill`` subresource."""
+    from k3c.signals import signal_number
+
     s = session(args)
     cs = Containers(s)
 
     def one(ref: str) -> None:
+        try:
+            number = signal_number(args.signal)
+        except ValueError as err:  # docker's daemon refuses it for each container
+            raise daemon_error(str(err)) from None
         obj = cs.get(ref)
         if not is_running(obj):
             raise daemon_error(f"Cannot kill container: {ref}: Container {container_id(obj)} is not running")
-        old = obj["spec"].get("stopTimeout", 10)
-        stop_one(s, obj, 0)
-        _restore_timeout(s, obj, old)
+        if number == signal.SIGKILL:
+            old = obj["spec"].get("stopTimeout", 10)
+            stop_one(s, obj, 0)
+            _restore_timeout(s, obj, old)
+        else:  # recorded first: docker's kill event, and no restart of what it ends (containerlife)
+            name = obj["metadata"]["name"]
+            s.client.merge_patch(s.path(LOCAL_CONTAINERS, name), containerlife.kill_patch(obj, number))
+            s.client.request("POST", s.path(LOCAL_CONTAINERS, name, "kill"), query={"signal": str(number)})
         print(ref, flush=True)
 
     return for_each(args.containers, one)

@@ -101,6 +101,9 @@ START_REQUEST_ANNOTATION: Final = "k3c.io/start-request"
 #: How a `k3c restart`'s start-request value begins (the operator only compares values; docker's event
 #: stream tells a restart from a start).
 RESTART_TOKEN_PREFIX: Final = "restart-"
+#: ``SIGNAL/CONTAINER_ID/TOKEN``: a `k3c kill -s` of that CRI container, written just before the signal is
+#: sent (k3c.containerlife.kill_patch): docker's ``kill`` event, and no restart of what it ends.
+KILL_REQUEST_ANNOTATION: Final = "k3c.io/kill-request"
 #: The anonymous Volumes `k3c run` created for a container (comma-separated), removed by `k3c rm -v`.
 ANONYMOUS_VOLUMES_ANNOTATION: Final = "k3c.io/anonymous-volumes"
 #: ``containerd`` on Image objects made for an image found there: if the image goes, the object goes.

@@ -36,6 +36,7 @@ from k3c.api import (
     VOLUMES,
     Resource,
 )
+from k3c.containerlife import kill_request
 from k3c.timefmt import parse_time
 
 Obj = dict[str, Any]
@@ -212,7 +213,7 @@ class Tracker:
             out = self._volume_creates(obj, ns) + [self._ev(obj, "create", ns)]
         else:
             out = self._renamed(seen.obj, obj, ns)
-        out += self._requests(seen, obj, ns) + self._transitions(seen, obj, ns)
+        out += self._kill_asked(seen.obj, obj, ns) + self._requests(seen, obj, ns) + self._transitions(seen, obj, ns)
         seen.obj = obj
         if kind == "DELETED":
             if _phase(obj) in ("Running", "Paused"):  # the finalizer stopped it, status untold
@@ -227,6 +228,13 @@ class Tracker:
     def _renamed(self, old: Obj, new: Obj, ns: int) -> list[Message]:
         before, after = dockerid.docker_name(old), dockerid.docker_name(new)
         return [self._ev(new, "rename", ns, oldName=f"/{before}")] if before != after else []
+
+    def _kill_asked(self, old: Obj, new: Obj, ns: int) -> list[Message]:
+        """A `kill -s` of a running container (other than SIGKILL, which is a stop): docker's ``kill``."""
+        asked = kill_request(new)
+        if asked is None or asked == kill_request(old) or _phase(old) not in ("Running", "Paused"):
+            return []
+        return [self._ev(new, "kill", ns, signal=str(asked.signal))]
 
     def _requests(self, seen: _Container, new: Obj, ns: int) -> list[Message]:
         """A stop, kill, restart or removal asked of a running container: docker's ``kill`` (SIGTERM, or

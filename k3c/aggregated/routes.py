@@ -37,7 +37,7 @@ PARENTS: dict[str, tuple[Resource, bool]] = {
 
 #: The verbs discovery lists for a subresource (what its requests are authorized as).
 VERBS = {"exec": "create", "attach": "create", "context": "create", "load": "create", "pause": "create",
-         "unpause": "create", "commit": "create"}
+         "unpause": "create", "kill": "create", "commit": "create"}
 
 
 @dataclass(frozen=True)

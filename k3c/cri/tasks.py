@@ -3,9 +3,9 @@
 CRI's Exec runs a command with the container's own environment, working directory and user, and nothing
 else: ``docker exec -e/-w/-u`` cannot be expressed through it. containerd's Tasks service can: its ``Exec``
 takes a whole OCI process spec plus the paths of FIFOs the shim opens for the process's stdio. k3c uses it
-for exec, ``Kill`` to forward signals to an attached container (``docker attach --sig-proxy``), ``Pause`` and
-``Resume`` for ``docker pause``/``unpause`` (the cgroup freezer: CRI has no pause) and ``ListPids`` for
-``docker top``.
+for exec, ``Kill`` for ``docker kill -s`` and to forward signals to an attached container (``--sig-proxy``),
+``Pause`` and ``Resume`` for ``docker pause``/``unpause`` (the cgroup freezer: CRI has no pause) and
+``ListPids`` for ``docker top``.
 
 Every call runs in containerd's ``k8s.io`` namespace, where the CRI plugin keeps its containers.
 """

@@ -364,7 +364,7 @@ class Daemon:
 
     def _mount_subresources(self, server: Any) -> None:
         """The subresources the embedded server adds to plain Kubernetes: container logs/exec/attach,
-        pause/unpause/top/stats/archive/changes/export and commit, image save/load, build logs and context
+        pause/unpause/kill/top/stats/archive/changes/export and commit, image save/load, build logs and context
         uploads (each service a provider of :mod:`k3c.apiserver.subresources`)."""
         for provider in self._providers():
             server.handler.mount(provider)

@@ -1,4 +1,4 @@
-"""The container endpoints: create, start, stop, kill, restart, remove, wait, logs, list, inspect.
+"""The container endpoints: create, start, stop, kill (SIGKILL), restart, remove, wait, logs, list, inspect.
 
 Each call is the object protocol the CLI speaks (:mod:`k3c.containerlife`): create the object Stopped, ask
 for a start with a start-request token, patch the desired state, DELETE and let the operator's finalizer
@@ -209,22 +209,15 @@ async def stop(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def kill(request: web.Request) -> web.Response:
-    """Only SIGKILL can be expressed in the object (a stop with no grace); the old timeout is put back."""
-    cluster = _cluster(request)
-    obj = await find(cluster, request.match_info["id"])
-    sig = request.query.get("signal", "KILL").upper().removeprefix("SIG")
-    if sig not in ("KILL", "9"):
-        raise BadParameter(f"k3c can send only SIGKILL to a container (asked for {sig}); stop sends SIGTERM")
-    if not containerlife.is_running(obj):
-        raise Conflict(f"Container {dockerid.object_id(obj)} is not running")
+async def kill_by_stop(cluster: Cluster, obj: dict[str, Any]) -> None:
+    """docker kill's SIGKILL as the object's stop with no grace, so the operator records the stop (no
+    restart follows, as docker's); the old timeout is put back. Other signals: :func:`nodeops.kill`."""
     old = obj["spec"].get("stopTimeout", 10)
     await _stop(cluster, obj, 0)
     try:
         await cluster.merge_patch(LOCAL_CONTAINERS, _name(obj), {"spec": {"stopTimeout": old}})
     except NotFound:
         pass
-    return web.Response(status=204)
 
 
 async def restart(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
-"""Container endpoints a node answers (cp's archive, top, stats, diff, export, pause), forwarded to the CLI's subresources.
+"""Container endpoints a node answers (cp's archive, top, stats, diff, export, pause, kill), forwarded to the CLI's subresources.
 
 They are the LocalContainer subresources of :mod:`k3c.streams.nodeops`, which the CLI's `cp`, `top`, `stats`,
-`diff`, `export`, `pause` and `unpause` use.
+`diff`, `export`, `pause`, `unpause` and `kill -s` use.
 
 Why forwarded rather than done here: the subresources already speak docker's shapes (the path stat header,
 ``{"Titles", "Processes"}``, the stats document, ``[{"Path", "Kind"}]``) and reach the node wherever the
@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from k3c import apierrors, containerlife
+from k3c import apierrors, containerlife, dockerid, signals
 from k3c.api import LOCAL_CONTAINERS
 from k3c.dockerapi import bodies, streams
 from k3c.dockerapi.cluster import Cluster
-from k3c.dockerapi.containers import find
-from k3c.dockerapi.errors import BadParameter
+from k3c.dockerapi.containers import find, kill_by_stop
+from k3c.dockerapi.errors import BadParameter, Conflict
 from k3c.dockerapi.replies import reply
 
 #: Bytes per chunk relayed
@@ -162,3 +163,25 @@ async def pause(request: web.Request) -> web.Response:
 
 async def unpause(request: web.Request) -> web.Response:
     return await _freeze(request, "unpause", paused=False)
+
+
+# ---- kill ---------------------------------------------------------------------------------------------
+async def kill(request: web.Request) -> web.Response:
+    """docker kill: SIGKILL (the default) as the object's stop without grace, any other signal delivered by
+    the node's ``kill`` subresource; docker's 400 for a name that is no signal, 409 when not running."""
+    try:
+        number = signals.signal_number(request.query.get("signal") or "KILL")
+    except ValueError as err:
+        raise BadParameter(str(err)) from None
+    cluster = _cluster(request)
+    ref = request.match_info["id"]
+    obj = await find(cluster, ref)
+    if not containerlife.is_running(obj):
+        raise Conflict(f"Cannot kill container: {ref}: Container {dockerid.object_id(obj)} is not running")
+    if number == signal.SIGKILL:
+        await kill_by_stop(cluster, obj)
+    else:  # recorded first: docker's kill event, and no restart of what it ends (containerlife)
+        await cluster.merge_patch(LOCAL_CONTAINERS, obj["metadata"]["name"], containerlife.kill_patch(obj, number))
+        async with _forward(request, "kill", "POST", {"signal": str(number)}):
+            pass
+    return web.Response(status=204)

@@ -56,7 +56,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/containers/{id}/json", containers.inspect),
     ("POST", "/containers/{id}/start", containers.start),
     ("POST", "/containers/{id}/stop", containers.stop),
-    ("POST", "/containers/{id}/kill", containers.kill),
+    ("POST", "/containers/{id}/kill", nodeops.kill),
     ("POST", "/containers/{id}/restart", containers.restart),
     ("DELETE", "/containers/{id}", containers.remove),
     ("POST", "/containers/{id}/wait", containers.wait),

@@ -43,6 +43,7 @@ from k3c.api import (
     START_REQUEST_ANNOTATION,
 )
 from k3c.apierrors import Conflict, NotFound
+from k3c.containerlife import exits_for_good
 from k3c.cri.containerspecs import SpecClient
 from k3c.cri.errors import NotFoundError, RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
@@ -559,7 +560,7 @@ class ContainerReconciler:
         spec = obj.get("spec", {})
         code = inst.exit_code if inst.exit_code is not None else 255
         want_run = spec.get("state", "Running") != "Stopped"
-        restart = (want_run and not inst.stop_reason
+        restart = (want_run and not inst.stop_reason and not exits_for_good(obj, inst.container_id)
                    and RestartPolicy.parse(spec.get("restartPolicy")).should_restart(code, inst.restart_count))
         inst.exit_reported = True
         message = "out of memory (OOM killed)" if inst.oom else ""

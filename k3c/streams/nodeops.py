@@ -1,5 +1,5 @@
-"""The node-side operations of LocalContainer beyond its streams: ``pause``, ``unpause``, ``top``, ``stats``,
-``archive``, ``changes``, ``export``.
+"""The node-side operations of LocalContainer beyond its streams: ``pause``, ``unpause``, ``kill``, ``top``,
+``stats``, ``archive``, ``changes``, ``export``.
 
 Each needs the node the container runs on (containerd's Tasks service, the host's ``ps``, the container's
 cgroups), so each is a subresource, served by the same provider seam as ``log``/``exec``/``attach``
@@ -9,6 +9,11 @@ cluster mode the stream server hosting the providers routes them like the stream
 - ``POST .../localcontainers/NAME/pause`` and ``.../unpause``: the cgroup freezer through containerd's
   Tasks ``Pause``/``Resume`` (CRI has no pause). containerd publishes ``/tasks/paused``/``/tasks/resumed``,
   from which the operator writes ``status.paused``; the answer is a Success Status.
+- ``POST .../kill?signal=HUP``: ``docker kill -s``, the signal delivered to the container's init through
+  containerd's Tasks ``Kill``; docker's names and numbers (:mod:`k3c.signals`), 400 for another. What the
+  signal does is the process's business. The CLI and the Docker API record the request on the object first
+  (:func:`k3c.containerlife.kill_patch`: docker's ``kill`` event, and docker's rule that what it ends is not
+  restarted), and send SIGKILL as the object's stop without grace instead, so the operator records the stop.
 - ``GET .../top?ps_args=-ef``: docker's ``{"Titles": [...], "Processes": [[...]]}``, from ``ps`` run on the
   host and filtered to the container's pids (:mod:`k3c.streams.top`), as dockerd does.
 - ``GET .../stats?stream=true|false&one-shot=``: docker's stats document (:mod:`k3c.streams.stats`), one
@@ -41,7 +46,7 @@ from typing import IO, Any, cast
 
 from aiohttp import web
 
-from k3c import dockerid
+from k3c import dockerid, signals
 from k3c.api import LOCAL_CONTAINERS
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
@@ -60,7 +65,7 @@ from .queries import flag
 from .stoppedroots import StoppedRoots
 
 #: The subresources :class:`ContainerOperations` serves, for discovery.
-SUBRESOURCES = ("pause", "unpause", "top", "stats", "archive", "changes", "export")
+SUBRESOURCES = ("pause", "unpause", "kill", "top", "stats", "archive", "changes", "export")
 #: The header docker's archive endpoints describe the path in.
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 #: Bytes per chunk of an archive streamed out.
@@ -70,7 +75,7 @@ STATS_INTERVAL = 1.0
 
 
 class ContainerOperations:
-    """``pause``, ``unpause``, ``top`` and ``stats`` over one containerd; gRPC channels open on first use."""
+    """The node-side operations over one containerd; gRPC channels open on first use."""
 
     def __init__(self, cri_address: str, containerd_address: str) -> None:
         self.cri_address = cri_address
@@ -83,6 +88,7 @@ class ContainerOperations:
     def routes(self) -> Mapping[Route, SubresourceHandler]:
         group, plural = LOCAL_CONTAINERS.group, LOCAL_CONTAINERS.plural
         return {Route(group, plural, "pause"): self.pause, Route(group, plural, "unpause"): self.unpause,
+                Route(group, plural, "kill"): self.kill,
                 Route(group, plural, "top"): self.top, Route(group, plural, "stats"): self.stats,
                 Route(group, plural, "archive"): self.archive, Route(group, plural, "changes"): self.changes,
                 Route(group, plural, "export"): self.export}
@@ -140,6 +146,20 @@ class ContainerOperations:
         if rc is None or not rc.running or not await _call(self.tasks.paused(rc.id)):
             raise errors.APIError(409, "Conflict", f"Container {object_id(obj)} is not paused")
         await _call(self.tasks.resume(rc.id))
+        return _success()
+
+    # ---- kill ----
+
+    async def kill(self, req: SubresourceRequest) -> web.StreamResponse:
+        """docker kill -s: one signal to the container's init (docker's default, SIGKILL, when none is named)."""
+        _post_only(req)
+        text = req.http.query.get("signal", "") or "KILL"
+        try:
+            number = signals.signal_number(text)
+        except ValueError as err:
+            raise errors.bad_request(str(err)) from None
+        _, rc = await self._running(req)
+        await _call(self.tasks.kill(rc.id, number))
         return _success()
 
     # ---- top ----

@@ -119,7 +119,7 @@ def test_a_stream_for_another_nodes_container_is_passed_on(cluster: Cluster) -> 
 
 
 def test_node_side_commands_go_through_the_aggregator(cluster: Cluster) -> None:
-    """top, stats and pause are node-side subresources too: on a cluster the CLI finds them at the agents."""
+    """top, stats, pause and kill -s are node-side subresources too: on a cluster the CLI finds them at the agents."""
     _run(cluster, "ops", "node-b", "sleep 300")
     top = cluster.k3c("top", "ops")
     assert top.returncode == 0 and top.stdout.split()[:2] == ["UID", "PID"] and "sleep 300" in top.stdout, top
@@ -129,6 +129,10 @@ def test_node_side_commands_go_through_the_aggregator(cluster: Cluster) -> None:
     assert "(Paused)" in wait_until(lambda: (out := cluster.k3c("ps", "-f", "name=ops").stdout) and
                                     "(Paused)" in out and out, 20, "ps to show the pause")
     assert cluster.k3c("unpause", "ops").returncode == 0
+    _run(cluster, "hupper", "node-b", 'trap "echo got-hup" HUP; while true; do sleep 0.2; done')
+    killed = cluster.k3c("kill", "-s", "HUP", "hupper")
+    assert (killed.returncode, killed.stdout) == (0, "hupper\n"), killed.stderr
+    wait_until(lambda: "got-hup" in cluster.k3c("logs", "hupper").stdout, 20, "the trap to answer the HUP")
 
 
 def test_run_attaches_wherever_the_container_lands(cluster: Cluster) -> None:

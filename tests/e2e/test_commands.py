@@ -904,3 +904,76 @@ def test_commit_makes_an_image_of_the_containers_changes(daemon: DaemonProcess) 
         assert k3c(daemon, "run", "--rm", "k3c.test/committed:fresh", "cat", "/fresh.txt").stdout == "fresh\n"
     finally:
         k3c(daemon, "rm", "-f", "tocommit", "tocommit-fresh", check=False)
+
+
+# ---- kill -s ------------------------------------------------------------------------------------------
+#: A container that answers SIGHUP and goes on running.
+HUP_TRAP = 'trap "echo got-hup" HUP; while true; do sleep 0.2; done'
+
+
+def _kill_sequence(run: Any, logs: Any, state: Any, kill: Any) -> list[Any]:
+    """The same steps on k3c and on docker: what each answered (exit code, stdout, stderr with the ID
+    masked) and what the containers did."""
+    run("run", "-d", "--name", "hupper", TEST_IMAGE, "sh", "-c", HUP_TRAP)
+    run("run", "-d", "--init", "--name", "termed", TEST_IMAGE, "sleep", "300")
+    seen: list[Any] = [kill("-s", "HUP", "hupper")]
+    wait_until(lambda: "got-hup" in logs("hupper"), 10, "the trap to run")
+    seen += [state("hupper"), kill("-s", "SIGUSR1", "termed")]  # sleep dies of it: 128+10
+    wait_until(lambda: state("termed").startswith("exited"), 10, "the container to die of SIGUSR1")
+    seen += [state("termed"), kill("-s", "NOPE", "hupper"), kill("-s", "HUP", "termed")]
+    run("start", "termed")
+    seen.append(kill("-s", "15", "termed"))  # --init passes it on to sleep: 143
+    wait_until(lambda: state("termed").startswith("exited"), 10, "the container to die of SIGTERM")
+    seen += [state("termed"), state("hupper")]
+    # docker 20.10 marks a container it kills "exit on next" (no stop signal of its own): no restart
+    run("run", "-d", "--init", "--restart", "always", "--name", "policy", TEST_IMAGE, "sleep", "300")
+    seen.append(kill("-s", "TERM", "policy"))
+    wait_until(lambda: state("policy").startswith("exited"), 10, "the container to die of SIGTERM")
+    time.sleep(2)  # a restart would have come by now
+    return [*seen, state("policy"), run("inspect", "-f", "{{.RestartCount}}", "policy").strip()]
+
+
+def test_kill_sends_any_signal_as_docker(daemon: DaemonProcess, docker_peer: Any) -> None:
+    """`k3c kill -s` delivers the signal to the container's init (a trap runs, the container goes on; a
+    process it ends exits 128+N), refuses a name that is no signal and a container not running, each
+    with docker 20.10's words and exit code."""
+    def masked(cp: subprocess.CompletedProcess) -> tuple[int, str, str]:
+        return cp.returncode, cp.stdout, re.sub(r"[0-9a-f]{64}", "ID", cp.stderr)
+
+    def state_of(inspect: Any) -> Any:
+        return lambda name: inspect("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).strip()
+
+    def on_docker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(docker_peer.cli(*args), capture_output=True, text=True, timeout=60)
+
+    try:
+        mine = _kill_sequence(lambda *a: k3c(daemon, *a).stdout, lambda n: k3c(daemon, "logs", n).stdout,
+                              state_of(lambda *a: k3c(daemon, *a).stdout), lambda *a: masked(k3c(daemon, "kill", *a,
+                                                                                                  check=False)))
+        theirs = _kill_sequence(docker_peer.run, lambda n: docker_peer.run("logs", n),
+                                state_of(docker_peer.run), lambda *a: masked(on_docker("kill", *a)))
+    finally:
+        k3c(daemon, "rm", "-f", "hupper", "termed", "policy", check=False)
+        on_docker("rm", "-f", "hupper", "termed", "policy")
+    assert mine == [
+        (0, "hupper\n", ""), "running 0", (0, "termed\n", ""), "exited 138",
+        (1, "", "Error response from daemon: Invalid signal: NOPE\n"),
+        (1, "", "Error response from daemon: Cannot kill container: termed: Container ID is not running\n"),
+        (0, "termed\n", ""), "exited 143", "running 0", (0, "policy\n", ""), "exited 143", "0"]
+    assert mine == theirs
+
+
+def test_kill_with_a_signal_is_dockers_kill_event(daemon: DaemonProcess) -> None:
+    """Each `kill -s` is docker's ``kill`` event with the signal's number; what it ends dies, no ``stop``."""
+    k3c(daemon, "run", "-d", "--init", "--name", "evhup", TEST_IMAGE, "sh", "-c", HUP_TRAP)
+    daemon.wait_phase("evhup", "Running")
+    lines: list[str] = []
+    try:
+        with events_of(daemon, "evhup", lines, "{{.Action}} {{.Actor.Attributes.signal}}"):
+            k3c(daemon, "kill", "-s", "HUP", "evhup")
+            k3c(daemon, "kill", "-s", "USR2", "evhup")  # sh dies of it: 128+12, no stop after it
+            obj = daemon.wait_phase("evhup", "Exited")
+    finally:
+        k3c(daemon, "rm", "-f", "evhup", check=False)
+    assert lines == ["kill 1", "kill 12", "die <no value>"], lines
+    assert obj["status"]["exitCode"] == 128 + 12

@@ -195,6 +195,39 @@ def test_docker_pause_unpause(sock, running):
     assert not_paused.returncode == 1 and "is not paused" in not_paused.stderr
 
 
+def test_docker_kill_sends_any_signal(sock, running):
+    """`docker kill -s` through the socket: a trap answers SIGHUP and the container goes on, a SIGTERM trap
+    exits 143 (and, as docker's, is not restarted); a name that is no signal is docker's 400, a container
+    not running its 409."""
+    running("trapper", "sh", "-c", 'trap "echo got-hup" HUP; while true; do sleep 0.2; done')
+    assert ok(sock, "kill", "-s", "HUP", "trapper").strip() == "trapper"
+    deadline = time.monotonic() + 10
+    while "got-hup" not in ok(sock, "logs", "trapper"):
+        assert time.monotonic() < deadline, "the trap never ran"
+        time.sleep(0.2)
+    assert ok(sock, "inspect", "-f", "{{.State.Status}}", "trapper").strip() == "running"
+    status, _, body = raw(sock, "POST", "/containers/trapper/kill?signal=NOPE")
+    assert (status, json.loads(body)) == (400, {"message": "Invalid signal: NOPE"})
+    ok(sock, "run", "-d", "--restart", "always", "--name", "termed_box", TEST_IMAGE, "sh", "-c",
+       'trap "echo got-term; exit 143" TERM; while true; do sleep 0.2; done')
+    try:
+        assert raw(sock, "POST", "/containers/termed_box/kill?signal=SIGTERM")[0] == 204
+        deadline = time.monotonic() + 10
+        fmt = "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}"
+        while (state := ok(sock, "inspect", "-f", fmt, "termed_box").strip()) != "exited 143 0":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert "got-term" in ok(sock, "logs", "termed_box")
+        time.sleep(2)  # docker 20.10 does not restart what its kill ended, whatever the policy
+        assert ok(sock, "inspect", "-f", fmt, "termed_box").strip() == "exited 143 0"
+        again = cli(sock, "kill", "-s", "HUP", "termed_box")
+        assert again.returncode == 1 and again.stderr.startswith(
+            "Error response from daemon: Cannot kill container: termed_box: Container ") \
+            and again.stderr.endswith(" is not running\n"), again.stderr
+    finally:
+        cli(sock, "rm", "-f", "termed_box")
+
+
 def test_docker_rename(daemon, sock, running):
     cid = running("old_name")
     obj_name = dockerid.object_name("old_name")

@@ -51,6 +51,20 @@ def test_pause_unpause_and_a_policy_restart() -> None:
     assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", container("Running", "c2"), 5)) == ["container start"]
 
 
+def test_a_kill_with_a_signal_says_kill_with_its_number_once() -> None:
+    from k3c.containerlife import kill_patch
+
+    t = Tracker()
+    t.seed(LOCAL_CONTAINERS, container())
+    hup = copy.deepcopy(container())
+    hup["metadata"]["annotations"].update(kill_patch(hup, 1)["metadata"]["annotations"])
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", hup, 1)) == ["container kill 1"]
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", copy.deepcopy(hup), 2)) == []  # the same request
+    exited = copy.deepcopy(hup)
+    exited["status"].update(phase="Exited", exitCode=129)
+    assert actions(t.change(LOCAL_CONTAINERS, "MODIFIED", exited, 3)) == ["container die"]  # no "stop" after it
+
+
 def test_image_untag_then_delete_with_its_last_reference() -> None:
     t = Tracker()
     a = {"metadata": {"uid": "a"}, "spec": {"reference": "docker.io/library/busybox:latest"},
