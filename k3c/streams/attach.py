@@ -4,7 +4,10 @@ Only containerd's CRI plugin holds the container's stdio (it copies output to th
 attached client), so k3c asks CRI for attach URLs and relays frames (upstream: ``v4.channel.k8s.io``):
 
 - output: an upstream with stdout/stderr; with a tty it also carries stdin and resizes (CRI wants stdin
-  beside a tty);
+  beside a tty). If the container keeps stdin open (``docker run -d -i``), this upstream asks for stdin
+  too, even when nothing is written to it: containerd takes an attach without stdin as one whose stdin
+  ended at once, and for a container that is not ``stdin_once`` that ends the attach's output (measured:
+  no output at all). Held open and unwritten, that stdin ends only when the attach does;
 - input without a tty: a second upstream carrying only stdin. v4 cannot say "end of input" except by
   closing, so the client's EOF (v5's close frame) closes this upstream alone, and CRI then closes the
   container's stdin if it is ``stdin_once`` (``docker run -i``) while the output keeps flowing;
@@ -106,9 +109,8 @@ class AttachSession:
                         await up.close()
 
     async def _open_upstreams(self, http: aiohttp.ClientSession) -> None:
-        if self.live:  # (with a tty also its input: CRI wants stdin beside a tty)
-            tty_stdin = self.tty and bool(self.rc.config.get("stdin"))
-            self._output = await self._connect(http, tty_stdin, self.stdout, self.stderr)
+        if self.live:  # with stdin whenever the container has one open (see the module docstring)
+            self._output = await self._connect(http, bool(self.rc.config.get("stdin")), self.stdout, self.stderr)
         if self.stdin and not self.tty and self.rc.running:
             self._input = await self._connect(http, True, False, False)
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -977,3 +978,38 @@ def test_kill_with_a_signal_is_dockers_kill_event(daemon: DaemonProcess) -> None
         k3c(daemon, "rm", "-f", "evhup", check=False)
     assert lines == ["kill 1", "kill 12", "die <no value>"], lines
     assert obj["status"]["exitCode"] == 128 + 12
+
+
+def _attached_line(daemon: DaemonProcess, name: str, *flags: str, stdin: int = subprocess.PIPE,
+                   send: bytes = b"") -> bytes:
+    """The first line `k3c attach` shows (b"" if none within 15 s); ``send`` is written to its stdin."""
+    env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
+    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "attach", "--sig-proxy=false", *flags, name],
+                            env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        if send:
+            assert proc.stdin is not None
+            time.sleep(1.0)
+            proc.stdin.write(send)
+            proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        return proc.stdout.readline() if ready else b""
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_attach_to_a_detached_interactive_container(daemon: DaemonProcess) -> None:
+    """`run -d -i` keeps the container's stdin open (not StdinOnce): `attach` shows its live output with
+    stdin, with --no-stdin and after its own stdin ended, and what it is given reaches the container."""
+    run_loop(daemon, "ticking-i", "-i")
+    k3c(daemon, "run", "-d", "-i", "--name", "catting-i", TEST_IMAGE, "cat")
+    daemon.wait_phase("catting-i", "Running")
+    try:
+        assert _attached_line(daemon, "ticking-i", "--no-stdin").startswith(b"tick ")
+        assert _attached_line(daemon, "ticking-i").startswith(b"tick ")
+        assert _attached_line(daemon, "ticking-i", stdin=subprocess.DEVNULL).startswith(b"tick ")
+        assert _attached_line(daemon, "catting-i", send=b"echoed\n") == b"echoed\n"
+    finally:
+        k3c(daemon, "rm", "-f", "ticking-i", "catting-i")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import docker
@@ -51,12 +53,15 @@ def raw(sock: str, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-def cli(sock: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli_env(sock: str) -> dict[str, str]:
     if not os.access(DOCKER_CLI, os.X_OK):
         pytest.fail(f"{DOCKER_CLI} is missing: install Debian's docker.io (client only)")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-           "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(Path(sock).parent / "docker-config")}
-    return subprocess.run([DOCKER_CLI, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+            "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(Path(sock).parent / "docker-config")}
+
+
+def cli(sock: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOCKER_CLI, *args], capture_output=True, text=True, timeout=timeout, env=cli_env(sock))
 
 
 def ok(sock: str, *args: str, **kw) -> str:
@@ -339,6 +344,36 @@ def test_docker_run_in_the_foreground_attaches_and_removes(daemon, sock, dockerp
     assert out == b"from-py\n"
     status, _, _ = raw(sock, "POST", "/containers/x/attach?stream=1&stdout=1")
     assert status == 404
+
+
+def _attach_line(sock: str, name: str, *args: str, send: bytes = b"") -> bytes:
+    """The first line `docker attach` shows (b"" if none within 15 s); ``send`` is written to its stdin."""
+    proc = subprocess.Popen([DOCKER_CLI, "attach", "--sig-proxy=false", *args, name], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(sock))
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        if send:
+            time.sleep(1.0)
+            proc.stdin.write(send)
+            proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        return proc.stdout.readline() if ready else b""
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_docker_attach_to_a_detached_interactive_container(daemon, sock):
+    """`docker run -d -i` keeps stdin open: `docker attach` (with or without stdin) shows the live output
+    and passes its input on."""
+    ok(sock, "run", "-d", "-i", "--name", "ticking", TEST_IMAGE, "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    ok(sock, "run", "-d", "-i", "--name", "catting", TEST_IMAGE, "cat")
+    try:
+        assert _attach_line(sock, "ticking", "--no-stdin") == b"tick\n"
+        assert _attach_line(sock, "ticking") == b"tick\n"
+        assert _attach_line(sock, "catting", send=b"echoed\n") == b"echoed\n"
+    finally:
+        ok(sock, "rm", "-f", "ticking", "catting")
 
 
 # ---- volumes and docker inspect's fallbacks --------------------------------------------------------------

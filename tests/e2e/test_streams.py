@@ -129,12 +129,14 @@ class Env:
         return LOCAL_CONTAINERS.path(NS, name, sub)
 
     def cri_container(self, name: str, command: list[str], *, tty: bool = False, stdin: bool = False,
-                      start: bool = True) -> str:
-        """The CRI container of the object ``name`` (labelled with its uid, as the operator labels it)."""
+                      start: bool = True, stdin_once: bool | None = None) -> str:
+        """The CRI container of the object ``name`` (labelled with its uid, as the operator labels it);
+        ``stdin_once`` defaults to ``stdin`` (an attached ``run -i``; ``run -d -i`` keeps stdin open)."""
         uid = self.client.get(self.path(name))["metadata"]["uid"]
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE), command=command,
-            log_path=f"{name}.log", tty=tty, stdin=stdin, stdin_once=stdin, labels={CRI_UID_LABEL: uid},
+            log_path=f"{name}.log", tty=tty, stdin=stdin,
+            stdin_once=stdin if stdin_once is None else stdin_once, labels={CRI_UID_LABEL: uid},
         )
 
         async def create() -> str:
@@ -158,11 +160,12 @@ class Env:
     def set_status(self, name: str, status: dict[str, Any]) -> None:
         self.client.merge_patch(self.path(name, "status"), {"status": status})
 
-    def container(self, command: list[str], *, tty: bool = False, stdin: bool = False) -> tuple[str, str]:
+    def container(self, command: list[str], *, tty: bool = False, stdin: bool = False,
+                  stdin_once: bool | None = None) -> tuple[str, str]:
         """A running container and its LocalContainer; returns (object name, container id)."""
         name = f"c{uuid.uuid4().hex[:8]}"
         self.lc_object(name, tty=tty, stdin=stdin)
-        cid = self.cri_container(name, command, tty=tty, stdin=stdin)
+        cid = self.cri_container(name, command, tty=tty, stdin=stdin, stdin_once=stdin_once)
         self.set_status(name, {"phase": "Running", "containerID": f"containerd://{cid}", "sandboxID": self.sandbox_id})
         return name, cid
 
@@ -632,6 +635,45 @@ def test_attach_stdin(env: Env) -> None:
     name, _ = env.container(["sh", "-c", "cat; echo EOF-seen"], stdin=True)
     cp = env.k3c("attach", name, input=b"line1\nline2\n")
     assert (cp.returncode, cp.stdout) == (0, b"line1\nline2\nEOF-seen\n"), cp.stderr
+
+
+def _attach_proc(env: Env, *args: str, stdin: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "attach", "--sig-proxy=false", *args],
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env.cli_env(), cwd=REPO)
+
+
+def _first_line(proc: subprocess.Popen[bytes], timeout: float = 15) -> bytes:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no output through attach"
+    line = proc.stdout.readline()
+    assert line or proc.wait(5) is None, f"attach ended ({proc.returncode}): {proc.stderr.read()!r}"  # type: ignore[union-attr]
+    return line
+
+
+def test_attach_to_open_stdin_container(env: Env) -> None:
+    """`run -d -i` keeps the container's stdin open (no stdin_once): attach shows its live output with
+    stdin, without it and after the client's stdin ended, and what the attach writes reaches the container
+    (containerd ends an attach without stdin to such a container at once: no output was shown)."""
+    name, _ = env.container(["sh", "-c", "while true; do echo tick; sleep 0.2; done"], stdin=True, stdin_once=False)
+    for args, stdin in ((["--no-stdin"], subprocess.PIPE), ([], subprocess.PIPE), ([], subprocess.DEVNULL)):
+        proc = _attach_proc(env, *args, name, stdin=stdin)
+        try:
+            assert [_first_line(proc), _first_line(proc)] == [b"tick\n"] * 2, (args, stdin)
+        finally:
+            proc.kill()
+            proc.wait()
+    name, _ = env.container(["cat"], stdin=True, stdin_once=False)
+    proc = _attach_proc(env, name)
+    try:
+        assert proc.stdin is not None
+        time.sleep(1.0)
+        proc.stdin.write(b"echoed\n")
+        proc.stdin.flush()
+        assert _first_line(proc) == b"echoed\n"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _attach_in_thread(e: Env, name: str) -> tuple[threading.Thread, list[int | None]]:
