@@ -50,8 +50,18 @@ def terminal_size(request: web.Request) -> tuple[int, int]:
     return width, height
 
 
-def filters(request: web.Request) -> dict[str, list[str]]:
-    """``filters={"label": ["a=b"]}``, or the older ``{"label": {"a=b": true}}``, as key → values."""
+def filters(request: web.Request, known: tuple[str, ...] | None = None,
+            wording: str = "invalid filter") -> dict[str, list[str]]:
+    """``filters={"label": ["a=b"]}``, or the older ``{"label": {"a=b": true}}``, as key → values; a key
+    outside ``known`` is refused with dockerd's words for that endpoint (``wording 'key'``)."""
+    out = _filters(request)
+    unknown = sorted(set(out) - set(known)) if known is not None else []
+    if unknown:
+        raise BadParameter(f"{wording} '{unknown[0]}'")
+    return out
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
     raw = request.query.get("filters")
     if not raw:
         return {}

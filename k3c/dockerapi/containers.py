@@ -307,10 +307,7 @@ def _summary(obj: dict[str, Any], subnet: str = "") -> dict[str, Any]:
 
 
 async def list_containers(request: web.Request) -> web.Response:
-    filters = bodies.filters(request)
-    unknown = sorted(set(filters) - set(FILTERS))
-    if unknown:
-        raise BadParameter(f"invalid filter '{unknown[0]}'")
+    filters = bodies.filters(request, FILTERS)
     for value in filters.get("status", []):
         if value not in DOCKER_STATES:
             raise BadParameter(f"invalid filter 'status={value}'")

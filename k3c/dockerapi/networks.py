@@ -70,10 +70,7 @@ def _matches(filters: dict[str, list[str]]) -> bool:
 
 
 async def list_networks(request: web.Request) -> web.Response:
-    filters = bodies.filters(request)
-    unknown = sorted(set(filters) - set(FILTERS))
-    if unknown:
-        raise BadParameter(f"Invalid filter '{unknown[0]}'")
+    filters = bodies.filters(request, FILTERS, "Invalid filter")
     for value in filters.get("type", []):
         if value not in ("custom", "builtin"):
             raise BadParameter(f"invalid filter: 'type'='{value}'")

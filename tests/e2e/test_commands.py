@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from k3c import dockerid
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
-from tests.support.harness import free_port
+from tests.support.harness import first_line, free_port
 
 LOOP = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
 
@@ -984,20 +983,8 @@ def _attached_line(daemon: DaemonProcess, name: str, *flags: str, stdin: int = s
                    send: bytes = b"") -> bytes:
     """The first line `k3c attach` shows (b"" if none within 15 s); ``send`` is written to its stdin."""
     env = {**os.environ, "K3C_KUBECONFIG": str(daemon.kubeconfig)}
-    proc = subprocess.Popen([sys.executable, "-m", "k3c.cli.main", "attach", "--sig-proxy=false", *flags, name],
-                            env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        if send:
-            assert proc.stdin is not None
-            time.sleep(1.0)
-            proc.stdin.write(send)
-            proc.stdin.flush()
-        ready, _, _ = select.select([proc.stdout], [], [], 15)
-        return proc.stdout.readline() if ready else b""
-    finally:
-        proc.kill()
-        proc.wait()
+    return first_line([sys.executable, "-m", "k3c.cli.main", "attach", "--sig-proxy=false", *flags, name], env,
+                      stdin, send)
 
 
 def test_attach_to_a_detached_interactive_container(daemon: DaemonProcess) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import select
 import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import docker
@@ -21,7 +19,7 @@ import pytest
 
 from k3c import dockerid
 from tests.support.daemon_harness import TEST_IMAGE
-from tests.support.harness import free_port
+from tests.support.harness import first_line, free_port
 
 DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io client (the one the issue names)
 
@@ -348,19 +346,7 @@ def test_docker_run_in_the_foreground_attaches_and_removes(daemon, sock, dockerp
 
 def _attach_line(sock: str, name: str, *args: str, send: bytes = b"") -> bytes:
     """The first line `docker attach` shows (b"" if none within 15 s); ``send`` is written to its stdin."""
-    proc = subprocess.Popen([DOCKER_CLI, "attach", "--sig-proxy=false", *args, name], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(sock))
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        if send:
-            time.sleep(1.0)
-            proc.stdin.write(send)
-            proc.stdin.flush()
-        ready, _, _ = select.select([proc.stdout], [], [], 15)
-        return proc.stdout.readline() if ready else b""
-    finally:
-        proc.kill()
-        proc.wait()
+    return first_line([DOCKER_CLI, "attach", "--sig-proxy=false", *args, name], cli_env(sock), send=send)
 
 
 def test_docker_attach_to_a_detached_interactive_container(daemon, sock):

@@ -224,3 +224,24 @@ class RawClient:
 
     def delete(self, path: str, **kw):
         return self.request("DELETE", path, **kw)
+
+
+def first_line(argv: list[str], env: dict[str, str], stdin: int = subprocess.PIPE, send: bytes = b"",
+               timeout: float = 15.0) -> bytes:
+    """The first line a long-running command (an attach) prints, b"" if none within ``timeout``; ``send``
+    is written to its stdin a second after it starts. The command is killed (by its PID) either way."""
+    import select
+
+    proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        if send:
+            assert proc.stdin is not None
+            time.sleep(1.0)
+            proc.stdin.write(send)
+            proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        return proc.stdout.readline() if ready else b""
+    finally:
+        proc.kill()
+        proc.wait()
