@@ -119,7 +119,10 @@ def test_label_selected_prune_of_k3c_objects(daemon, kubectl, tmp_path):
 
 def test_applyset_prune_of_k3c_objects(daemon, kubectl, tmp_path):
     repo = tmp_path / "repo"
-    _write(repo, "volume", _volume("set-data"))
+    # kubectl applies a directory's files in name order: the Volume goes first, as in a repo that works on its
+    # first apply (a container applied first would have the operator make the Volume, and kubectl's create
+    # of it, after its GET found none, would then meet AlreadyExists until the next apply)
+    _write(repo, "0-volume", _volume("set-data"))
     _write(repo, "a", _container("set-a", "set-data"))
     _write(repo, "b", _container("set-b", "set-data"))
     env = {"KUBECTL_APPLYSET": "true"}
