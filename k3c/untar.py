@@ -91,6 +91,11 @@ def extract_all(archive: Path, dest: Path, options: Options = Options()) -> None
         raise UntarError(str(err)) from None
 
 
+def relative_parts(name: str) -> list[str]:
+    """A member name's components below the destination (``invalid path`` if its ``..`` leads out)."""
+    return _parts(name, "path")
+
+
 def _parts(name: str, what: str, original: str | None = None) -> list[str]:
     """``name``'s components relative to the destination; ``..`` may not lead out of it."""
     parts: list[str] = []

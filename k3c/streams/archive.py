@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from k3c.untar import MAX_LINKS, Extractor, Options, UntarError, open_archive
+from k3c.untar import MAX_LINKS, Extractor, Options, UntarError, open_archive, relative_parts
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 #: Go's os.FileMode bits for the file types, as docker's path stat reports them.
@@ -257,14 +257,5 @@ def extract_tar(base: Path, root: int, path: str, source: IO[bytes], keep_owners
 
 def _under(prefix: str, name: str) -> str:
     """``name`` below the destination; its own ``..`` cannot climb above it (the extractor's rule)."""
-    parts: list[str] = []
-    for p in name.split("/"):
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if not parts:
-                raise UntarError(f"invalid path {name!r}: outside the destination")
-            parts.pop()
-        else:
-            parts.append(p)
+    parts = relative_parts(name)
     return "/".join([prefix, *parts] if prefix else parts)
