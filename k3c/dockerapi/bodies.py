@@ -12,10 +12,18 @@ from aiohttp import web
 
 from k3c.dockerapi.errors import BadParameter
 
+#: The largest JSON body read whole (a create with every field is a few KB). The app takes bodies of any size,
+#: since build contexts, archives and image loads are streams read in chunks; JSON is read at once.
+MAX_JSON_BODY = 4 * 1024 * 1024
+
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; an empty body is ``{}``."""
-    raw = await request.read()
+    """The body as a JSON object; an empty body is ``{}``; one over :data:`MAX_JSON_BODY` is refused."""
+    raw = bytearray()
+    async for chunk in request.content.iter_any():
+        raw += chunk
+        if len(raw) > MAX_JSON_BODY:
+            raise BadParameter(f"request body larger than {MAX_JSON_BODY // (1024 * 1024)} MiB")
     if not raw.strip():
         return {}
     try:
