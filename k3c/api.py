@@ -52,8 +52,9 @@ IMAGE_PUSHES: Final = Resource(GROUP, VERSION, "imagepushes", "ImagePush")
 IMAGE_BUILDS: Final = Resource(GROUP, VERSION, "imagebuilds", "ImageBuild")
 BUILD_CACHES: Final = Resource(GROUP, VERSION, "buildcaches", "BuildCache")
 NODE_POLICIES: Final = Resource(GROUP, VERSION, "nodepolicies", "NodePolicy")
+NETWORKS: Final = Resource(GROUP, VERSION, "networks", "Network")
 RESOURCES: Final = (LOCAL_CONTAINERS, VOLUMES, IMAGES, IMAGE_TAGS, IMAGE_PUSHES, IMAGE_BUILDS, BUILD_CACHES,
-                    NODE_POLICIES)
+                    NODE_POLICIES, NETWORKS)
 
 # ---- built-in types k3c reads and writes ------------------------------------------------------------
 SECRETS: Final = Resource("", "v1", "secrets", "Secret")

@@ -59,6 +59,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "spec.privileged": G, "spec.readOnlyRootFilesystem": S,
         "spec.capAdd": G, "spec.capDrop": S,
         "spec.hostNetwork": G,
+        "spec.networks": S,  # k3c's own bridges; the network reconciler keeps them off the host's routes
         "spec.hostname": S, "spec.dns": S, "spec.autoRemove": S, "spec.stopTimeout": S, "spec.state": S,
         "spec.nodeName": S,
         "spec.volumes[].propagation": S,  # only a host path's mounts can reach the node, and those are governed
@@ -93,6 +94,9 @@ FIELDS: dict[str, dict[str, Field]] = {
         "spec.allow": G,
     },
     "Volume": {"spec.driver": S, "spec.nodeName": S},
+    # subnets that overlap the host's routes or another network are refused by the network reconciler
+    "Network": {"spec.driver": S, "spec.subnet": S, "spec.gateway": S, "spec.ipRange": S, "spec.internal": S,
+                "spec.enableDNS": S, "spec.options": S, "spec.nodeName": S},
     "Image": {"spec.reference": S, "spec.pullRequest": S, "spec.nodeName": S,
               "spec.authSecret": Field(CREDENTIALS)},
     "ImageTag": {"spec.source": S, "spec.targets": S, "spec.push": S, "spec.authSecret": Field(CREDENTIALS)},

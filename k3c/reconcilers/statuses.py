@@ -59,6 +59,18 @@ class HealthStatus(TypedDict):
     log: list[HealthCheckResult]
 
 
+class NetworkAttachment(TypedDict, total=False):
+    """One network a container is attached to (docker inspect's NetworkSettings.Networks entry)."""
+
+    name: str
+    ip: str
+    prefixLength: int
+    gateway: str
+    mac: str
+    interface: str
+    aliases: list[str]
+
+
 class LocalContainerStatus(TypedDict, total=False):
     phase: ContainerPhase
     summary: str  # docker ps' STATUS column: "Up", "Up (Paused)", "Exited (0)", "Restarting (1)", …
@@ -83,6 +95,7 @@ class LocalContainerStatus(TypedDict, total=False):
     observedState: Literal["Running", "Stopped"]
     observedGeneration: int | None
     health: HealthStatus | None
+    networks: list[NetworkAttachment]
     conditions: list[Condition]
 
 
@@ -95,6 +108,26 @@ class VolumeStatus(TypedDict, total=False):
     phase: Literal["Pending", "Ready", "InUse", "Failed"]
     usedBy: list[str]
     message: str
+
+
+# ------------------------------------------------------------------------------------------ Network
+
+
+class AttachedContainer(TypedDict, total=False):
+    name: str
+    ip: str
+    aliases: list[str]
+
+
+class NetworkStatus(TypedDict, total=False):
+    phase: Literal["Pending", "Ready", "Failed"]
+    bridge: str
+    subnet: str
+    gateway: str
+    node: str
+    message: str
+    containers: list[AttachedContainer]
+    conditions: list[Condition]
 
 
 # ------------------------------------------------------------------------------------------ images

@@ -16,6 +16,7 @@ from k3c.reconcilers import statuses
 STATUS_OF_KIND = {
     "LocalContainer": statuses.LocalContainerStatus,
     "Volume": statuses.VolumeStatus,
+    "Network": statuses.NetworkStatus,
     "Image": statuses.ImageStatus,
     "ImageTag": statuses.ImageTagStatus,
     "ImagePush": statuses.ImagePushStatus,
