@@ -118,9 +118,14 @@ def lookup(objects: Iterable[Mapping[str, Any]], ref: str) -> list[Mapping[str, 
         found = [o for o in objs if key(o) == ref]
         if found:
             return found[:1]
-    if not _HEX.fullmatch(ref):
+    if not is_hex(ref):
         return []
     return [o for o in objs if object_id(o).startswith(ref)]
+
+
+def is_hex(ref: str) -> bool:
+    """Whether ``ref`` could be an ID or an ID prefix (lowercase hex digits only)."""
+    return _HEX.fullmatch(ref) is not None
 
 
 def _meta_name(obj: Mapping[str, Any]) -> str:

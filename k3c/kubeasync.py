@@ -23,12 +23,23 @@ from k3c.apierrors import NotFound, from_status
 class AsyncKube:
     """Async JSON client bound to one kubeconfig. Create it inside the event loop that uses it."""
 
-    def __init__(self, kubeconfig: str, timeout: float = 30.0, user_agent: str = "k3c") -> None:
-        self.conn = kubeclient.load(kubeconfig)
+    def __init__(self, kubeconfig: str, timeout: float = 30.0, user_agent: str = "k3c", *,
+                 namespace: str | None = None, local_socket: bool = False) -> None:
+        """``local_socket``: reach a local k3c API server over its unix socket when the kubeconfig is its own,
+        as the CLI's client does (no TLS; the socket's mode is the access control). The Docker API, which
+        already acts as the socket's user, wants that; the operator keeps its own identity over HTTPS."""
+        self.conn = kubeclient.load(kubeconfig, namespace=namespace)
+        connector: aiohttp.BaseConnector
+        if local_socket and self.conn.socket_path:
+            base_url = "http://localhost"
+            connector = aiohttp.UnixConnector(self.conn.socket_path, limit=32)
+        else:
+            base_url = self.conn.server
+            connector = aiohttp.TCPConnector(ssl=self.conn.ssl_context, limit=32)
         self.session = aiohttp.ClientSession(
-            base_url=self.conn.server,
+            base_url=base_url,
             headers={"Accept": "application/json", "User-Agent": user_agent},
-            connector=aiohttp.TCPConnector(ssl=self.conn.ssl_context, limit=32),
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=timeout),
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )

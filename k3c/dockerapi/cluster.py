@@ -1,8 +1,10 @@
-"""The API server as the Docker API reaches it: one namespace, the CLI's REST client, calls off the event loop.
+"""The API server as the Docker API reaches it: one namespace, an asyncio client on the local socket.
 
-Why the CLI's blocking client in threads rather than an async one: it already speaks everything k3c's
-objects need (the local unix socket, kubeconfig rules, :mod:`k3c.apierrors`), and a docker request makes
-a handful of calls at most. Each worker thread keeps its own connection, as ``http.client`` wants.
+The verbs every docker request makes (get, list, create, patch, delete, waiting for the operator) go through
+:class:`k3c.kubeasync.AsyncKube` on the API server's unix socket, as the CLI's client goes: no thread per
+call, and waiting for the operator is a watch, so a reply leaves as soon as the object changes (a poll with
+backoff added up to 0.2 s to every `docker run`). The few rarer calls written against the CLI's blocking
+client (pull and push progress, image tags) still run it in a worker thread through :meth:`Cluster.call`.
 """
 
 from __future__ import annotations
@@ -10,15 +12,22 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from k3c import kubeclient
-from k3c.api import Resource
-from k3c.apierrors import APIError, NotFound
+import aiohttp
+
+from k3c import dockerid, kubeclient
+from k3c.api import LOCAL_CONTAINERS, Resource
+from k3c.apierrors import APIError, Gone, NotFound
+from k3c.kubeasync import AsyncKube
 
 T = TypeVar("T")
+
+MERGE_PATCH = "application/merge-patch+json"
+#: a wait longer than this re-reads the object and watches again
+WATCH_SECONDS = 300.0
 
 
 class Cluster:
@@ -28,6 +37,10 @@ class Cluster:
         self.kubeconfig = kubeconfig
         self._namespace = namespace
         self._local = threading.local()
+        self._async: AsyncKube | None = None
+        #: docker IDs of the containers seen in answers, to their object names: a lookup by ID (what the docker
+        #: CLI sends after `create`, or `ps -q` gives) is one GET instead of a list of every container
+        self.container_names: dict[str, str] = {}
 
     def _client(self) -> kubeclient.Client:
         client: kubeclient.Client | None = getattr(self._local, "client", None)
@@ -36,83 +49,118 @@ class Cluster:
             self._local.client = client
         return client
 
+    def _kube(self) -> AsyncKube:
+        """The asyncio client, made on first use inside the serving event loop (aiohttp wants that)."""
+        if self._async is None:
+            self._async = AsyncKube(str(self.kubeconfig), user_agent="k3c-docker-api", namespace=self._namespace,
+                                    local_socket=True)
+        return self._async
+
+    async def close(self) -> None:
+        kube, self._async = self._async, None
+        if kube is not None:
+            await kube.close()
+
     def connection(self) -> kubeclient.Connection:
         """Where the API server is, for the stream subresources (:mod:`k3c.dockerapi.streams`)."""
         return kubeclient.load(str(self.kubeconfig), namespace=self._namespace)
 
     @property
     def namespace(self) -> str:
-        return self._namespace or kubeclient.load(str(self.kubeconfig)).namespace
+        return self._namespace or self._kube().conn.namespace
+
+    def _path(self, resource: Resource, name: str | None = None, namespaced: bool = True) -> str:
+        return resource.path(self.namespace if namespaced else None, name)
 
     async def call(self, fn: Callable[[kubeclient.Client], T]) -> T:
-        """``fn(client)`` in a worker thread, with that thread's client."""
+        """``fn(client)`` in a worker thread, with that thread's blocking client."""
         return await asyncio.to_thread(lambda: fn(self._client()))
 
     async def list(self, resource: Resource, namespaced: bool = True, **query: Any) -> list[dict[str, Any]]:
         """The namespace's objects of ``resource``, or all of them for a cluster-scoped one (Images)."""
-        def run(c: kubeclient.Client) -> list[dict[str, Any]]:
-            path = resource.path(c.conn.namespace if namespaced else None)
-            items: list[dict[str, Any]] = c.get(path, **query).get("items", [])
-            return items
-
-        return await self.call(run)
+        params = {k: str(v) for k, v in query.items()}
+        doc = await self._kube().request("GET", self._path(resource, namespaced=namespaced), params=params or None)
+        items: list[dict[str, Any]] = doc.get("items", [])
+        if resource == LOCAL_CONTAINERS and not query:
+            self.container_names = {dockerid.object_id(o): o["metadata"]["name"] for o in items}
+        return items
 
     async def raw(self, path: str) -> dict[str, Any]:
         """A GET of a path that is not a namespaced resource (``/version``)."""
-        return await self.call(lambda c: c.get(path))
+        return await self._kube().request("GET", path)
 
     async def get(self, resource: Resource, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
-        def run(c: kubeclient.Client) -> dict[str, Any] | None:
-            try:
-                return c.get(resource.path(c.conn.namespace, name))
-            except NotFound as err:
-                if err.details.get("name"):
-                    return None
-                raise
-
-        return await self.call(run)
+        try:
+            return await self._kube().request("GET", self._path(resource, name))
+        except NotFound as err:
+            if err.details.get("name"):
+                return None
+            raise
 
     async def create(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        return await self.call(lambda c: c.create(resource.path(c.conn.namespace), obj))
+        created = await self._kube().request("POST", self._path(resource), obj)
+        if resource == LOCAL_CONTAINERS:
+            self.container_names[dockerid.object_id(created)] = created["metadata"]["name"]
+        return created
 
     async def merge_patch(self, resource: Resource, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self.call(lambda c: c.merge_patch(resource.path(c.conn.namespace, name), patch))
+        return await self._kube().request("PATCH", self._path(resource, name), patch, MERGE_PATCH)
 
     async def delete(self, resource: Resource, name: str) -> dict[str, Any]:
         """The API's answer to the DELETE: the object while finalizers hold it, else a Status."""
-        return await self.call(lambda c: c.delete(resource.path(c.conn.namespace, name)))
+        return await self._kube().request("DELETE", self._path(resource, name))
+
+    async def wait_for(self, resource: Resource, name: str, done: Callable[[dict[str, Any] | None], bool],
+                       timeout: float) -> dict[str, Any] | None:
+        """The object (None once gone) as soon as ``done`` says so; TimeoutError after ``timeout`` s.
+
+        A GET, then a watch of that one object from the GET's resourceVersion, so no change is missed and
+        none is waited for longer than the API server takes to send it."""
+        deadline = time.monotonic() + timeout
+        async with asyncio.timeout(None if timeout == float("inf") else timeout):
+            while True:
+                obj = await self.get(resource, name)
+                if done(obj):
+                    return obj
+                if obj is None:  # gone, and the caller waits for it to come back: look again shortly
+                    await asyncio.sleep(0.1)
+                    continue
+                async for now in self._changes(resource, obj, min(WATCH_SECONDS, deadline - time.monotonic())):
+                    if done(now):
+                        return now
+
+    async def _changes(self, resource: Resource, obj: dict[str, Any],
+                       seconds: float) -> AsyncIterator[dict[str, Any] | None]:
+        """The object's states after ``obj`` (None once deleted) for about ``seconds``; it ends early when
+        the watch expires or is refused, for the caller to read the object again."""
+        name = obj["metadata"]["name"]
+        params = {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(max(1, int(seconds) + 1)),
+                  "resourceVersion": obj["metadata"]["resourceVersion"]}
+        try:
+            async for event in self._kube().watch(self._path(resource), params):
+                kind, now = event.get("type"), event.get("object")
+                if kind == "DELETED":
+                    yield None
+                elif kind in ("ADDED", "MODIFIED") and isinstance(now, dict):
+                    yield now
+                elif kind == "ERROR":
+                    return
+        except Gone:
+            return
 
     async def deleted_state(self, resource: Resource, name: str, since: str, timeout: int = 2) -> dict[str, Any] | None:
         """The object as it was when deleted: the DELETED event of a watch from resourceVersion ``since``.
 
-        A poll can miss the last states of an object removed quickly (a `run --rm` container's exit code);
+        A GET can miss the last states of an object removed quickly (a `run --rm` container's exit code);
         the watch replays them. None if the watch cannot tell within ``timeout`` seconds."""
-        def run(c: kubeclient.Client) -> dict[str, Any] | None:
-            try:
-                for event in c.watch(resource.path(c.conn.namespace), timeout=timeout + 5, resourceVersion=since,
-                                     fieldSelector=f"metadata.name={name}", timeoutSeconds=timeout):
+        params = {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(timeout), "resourceVersion": since}
+        try:
+            async with asyncio.timeout(timeout + 5):
+                async for event in self._kube().watch(self._path(resource), params):
                     if event.get("type") == "DELETED":
                         obj: dict[str, Any] | None = event.get("object")
                         return obj
-            except (APIError, OSError, ValueError):
-                return None
+        except (APIError, OSError, ValueError, TimeoutError, aiohttp.ClientError):
             return None
-
-        return await self.call(run)
-
-    async def wait_for(self, resource: Resource, name: str, done: Callable[[dict[str, Any] | None], bool],
-                       timeout: float) -> dict[str, Any] | None:
-        """Poll the object (None once gone) until ``done`` says so; TimeoutError after ``timeout`` s.
-
-        Polling rather than a watch keeps no worker thread blocked while a client waits."""
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while True:
-            obj = await self.get(resource, name)
-            if done(obj):
-                return obj
-            if time.monotonic() > deadline:
-                raise TimeoutError
-            await asyncio.sleep(delay)
-            delay = min(0.2, delay * 1.5)
+        return None

@@ -58,6 +58,10 @@ class OperatorTimeout(DockerError):
     status = 500
 
 
+#: docker's short IDs: a prefix this long is taken to name one container
+SHORT_ID = 12
+
+
 # ---- finding containers -------------------------------------------------------------------------------
 async def find(cluster: Cluster, ref: str) -> dict[str, Any]:
     """A container by full ID, docker name, object name or unique ID prefix (k3c.dockerid.lookup)."""
@@ -65,12 +69,26 @@ async def find(cluster: Cluster, ref: str) -> dict[str, Any]:
         obj = await cluster.get(LOCAL_CONTAINERS, dockerid.object_name(ref))
         if obj is not None and dockerid.docker_name(obj) == ref:
             return obj
+    if (by_id := await _find_known(cluster, ref)) is not None:
+        return by_id
     found = dockerid.lookup(await cluster.list(LOCAL_CONTAINERS), ref)
     if len(found) > 1:
         raise BadParameter(f"multiple IDs found with provided prefix: {ref}")
     if not found:
         raise NoSuch(f"No such container: {ref}")
     return dict(found[0])
+
+
+async def _find_known(cluster: Cluster, ref: str) -> dict[str, Any] | None:
+    """The container whose ID starts with ``ref`` (12 hex digits or more, as docker prints them) among those
+    the cluster has seen, checked with a GET; None when unsure, for the caller to list them all."""
+    if len(ref) < SHORT_ID or not dockerid.is_hex(ref):
+        return None
+    names = {name for known, name in cluster.container_names.items() if known.startswith(ref)}
+    if len(names) != 1:
+        return None
+    obj = await cluster.get(LOCAL_CONTAINERS, names.pop())
+    return obj if obj is not None and dockerid.object_id(obj).startswith(ref) else None
 
 
 def _name(obj: dict[str, Any]) -> str:

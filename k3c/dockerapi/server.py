@@ -154,6 +154,7 @@ def make_app(cluster: Cluster, host: system.Host) -> web.Application:
             if method == "GET":
                 app.router.add_route("HEAD", prefix + path, handler)
     app.on_response_prepare.append(_server_header)
+    app.on_cleanup.append(lambda app: cluster.close())
     return app
 
 
