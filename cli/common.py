@@ -405,6 +405,46 @@ def _relist(s: Session, resource: Resource, name: str) -> Generator[tuple[str, d
     return rv
 
 
+def wait_all_gone(s: Session, objs: list[dict[str, Any]], deadline: float,
+                  resource: Resource = LOCAL_CONTAINERS) -> Iterator[str]:
+    """The names of ``objs`` (objects being finalized) as each is deleted, until all are or the deadline.
+
+    One watch of the collection from the oldest of their resourceVersions, rather than one per object:
+    ``rm -f`` of many then costs one request, whatever their number."""
+    from k3c.apierrors import from_status
+
+    waiting = {o["metadata"]["name"] for o in objs}
+    rv = min((o["metadata"]["resourceVersion"] for o in objs), key=int, default="")
+    while waiting and (remaining := deadline - time.monotonic()) > 0:
+        chunk = max(1, min(int(remaining) + 1, 50))
+        if not rv:  # compacted away (or nothing known): whatever is missing from a list is gone
+            listed = s.client.get(s.path(resource))
+            present = {o["metadata"]["name"] for o in listed.get("items", [])}
+            for name in sorted(waiting - present):
+                waiting.discard(name)
+                yield name
+            rv = listed["metadata"]["resourceVersion"]
+            continue
+        try:
+            for ev in s.client.watch(s.path(resource), timeout=chunk + 10, resourceVersion=rv,
+                                     timeoutSeconds=chunk, allowWatchBookmarks="true"):
+                obj = ev.get("object") or {}
+                if ev.get("type") == "ERROR":
+                    if obj.get("code") != 410:
+                        raise from_status(obj.get("code", 500), obj)
+                    rv = ""
+                    break
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                name = obj.get("metadata", {}).get("name")
+                if ev.get("type") == "DELETED" and name in waiting:
+                    waiting.discard(name)
+                    yield name
+                if not waiting or time.monotonic() >= deadline:
+                    return
+        except TimeoutError:
+            continue
+
+
 def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | None], bool], timeout: float,
              resource: Resource = LOCAL_CONTAINERS, on_update: Callable[[dict[str, Any]], None] | None = None,
              ) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from k3c import containerlife, dockerid
@@ -41,6 +42,7 @@ from k3c.cli.common import (
     phase,
     runtime_id,
     session,
+    wait_all_gone,
     wait_for,
 )
 from k3c.cli.errors import CLIError, daemon_error
@@ -621,15 +623,36 @@ def rm_cmd(args: argparse.Namespace) -> int:
         obj = cs.get(ref)
         asked[ref] = (obj, begin_remove(s, obj, args.force))
 
+    # Every removal is asked for first, so the operator tears the containers down side by side; then one
+    # watch follows them all, and each is reported, in the order given, once it is gone (as docker prints).
+    refs = list(dict.fromkeys(args.containers))  # a container named twice is removed once
+    failed = for_each(refs, ask)
+    order = [ref for ref in refs if ref in asked]
+    finalizing = {ref: current for ref, (_, current) in asked.items() if current is not None}
+    refs_of: dict[str, list[str]] = {}
+    for ref, current in finalizing.items():
+        refs_of.setdefault(current["metadata"]["name"], []).append(ref)
+    gone: set[str] = {ref for ref in order if ref not in finalizing}
+
     def finish(ref: str) -> None:
-        obj, current = asked.pop(ref)
-        finish_remove(s, obj, current, args.volumes)
+        obj, _ = asked.pop(ref)
+        if ref not in gone:
+            raise daemon_error(f"could not remove container {dockerid.docker_name(obj)}: still being removed "
+                               f"after {REMOVE_TIMEOUT:g}s (is the k3c daemon running?)")
+        finish_remove(s, obj, None, args.volumes)
         print(ref, flush=True)
 
-    # Every removal is asked for first, so the operator tears the containers down side by side; then each
-    # is reported, in the order given, once it is gone (as docker prints them).
-    failed = for_each(args.containers, ask)
-    return max(failed, for_each([ref for ref in args.containers if ref in asked], finish))
+    def report_ready() -> int:
+        status = 0
+        while order and order[0] in gone:
+            status = max(status, for_each([order.pop(0)], finish))
+        return status
+
+    status = report_ready()
+    for name in wait_all_gone(s, list(finalizing.values()), time.monotonic() + REMOVE_TIMEOUT):
+        gone.update(refs_of[name])
+        status = max(status, report_ready())
+    return max(failed, status, for_each(order, finish))
 
 
 @command()
