@@ -315,6 +315,11 @@ def test_a_k3c_view_user_lists_containers_but_may_not_exec(cluster: Cluster, tmp
     assert cp.returncode != 0 and "forbidden" in cp.stderr.lower(), cp.stderr
     r = RawClient(cluster.server, token=token).get(f"{STREAMS}/namespaces/default/localcontainers/web/exec?command=true")
     assert r.status_code == 403, r.text
+    cp = cluster.k3c("top", "web", kubeconfig=kc)
+    assert cp.returncode == 0 and "PID" in cp.stdout, f"a viewer sees a container's processes: {cp.stderr}"
+    for args in (("pause", "web"), ("kill", "-s", "USR1", "web")):
+        cp = cluster.k3c(*args, kubeconfig=kc)
+        assert cp.returncode != 0 and "forbidden" in cp.stderr.lower(), (args, cp.stderr)
 
 
 def test_both_nodes_hold_one_image_and_each_shows_its_own(cluster: Cluster) -> None:
