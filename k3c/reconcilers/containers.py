@@ -143,7 +143,7 @@ class Env:
     cache: ObjectCache
     schedule: Callable[[str, float], None]
     record_event: Callable[[dict[str, Any], str, str, bool], None]
-    ensure_volume: Callable[[str, str], Any]
+    ensure_volume: Callable[[str, str, str | None], Any]
     volume_users_changed: Callable[[dict[str, Any]], None]
 
 
@@ -454,7 +454,7 @@ class ContainerReconciler:
             if v.get("volume") and v.get("hostPath"):
                 raise SpecError(f"volume for {v['mountPath']}: give either volume or hostPath, not both")
             if v.get("volume"):
-                host = str(await self.env.ensure_volume(ns, v["volume"]))
+                host = str(await self.env.ensure_volume(ns, v["volume"], obj["metadata"].get("creationTimestamp")))
             elif v.get("hostPath"):
                 host = v["hostPath"]
                 if not host.startswith("/"):

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,12 @@ from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.statuses import VolumeStatus
+from k3c.timefmt import parse_time
 
 log = logging.getLogger(__name__)
+
+#: How long a new container waits for a Volume it mounts to be created by whoever applies it (seconds).
+APPLY_GRACE = 2.0
 
 
 def volume_dir(root_dir: Path, namespace: str, name: str) -> Path:
@@ -52,17 +57,36 @@ class VolumeReconciler:
         self.containers = containers
         self.schedule = schedule
 
-    async def ensure(self, namespace: str, name: str) -> Path:
-        """The directory of volume ``name``, creating the Volume object (ours) if there is none."""
+    async def ensure(self, namespace: str, name: str, user_created: str | None = None) -> Path:
+        """The directory of volume ``name``, creating the Volume object (ours) if there is none.
+
+        ``user_created``: the creationTimestamp of the container that mounts it. A container younger than
+        :data:`APPLY_GRACE` waits that long for its Volume to appear first: ``kubectl apply`` of a directory
+        creates the objects one by one, in name order, and a Volume made here meanwhile would make its own
+        create fail with AlreadyExists. (k3c's CLI and Docker API create the Volume before the container.)"""
         path = volume_dir(self.root_dir, namespace, name)
         path.mkdir(parents=True, exist_ok=True)
-        if not any(v["metadata"]["name"] == name and v["metadata"].get("namespace") == namespace for v in self.cache):
+        if not self._known(namespace, name) and not await self._appears(namespace, name, user_created):
             obj = {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind,
                    "metadata": {"name": name, "namespace": namespace, "finalizers": [VOLUME_FINALIZER]},
                    "spec": {"driver": "local", "nodeName": self.node}}
             with contextlib.suppress(AlreadyExists):
                 self.cache.put(await self.kube.create(VOLUMES, namespace, obj))
         return path
+
+    def _known(self, namespace: str, name: str) -> bool:
+        return any(v["metadata"]["name"] == name and v["metadata"].get("namespace") == namespace for v in self.cache)
+
+    async def _appears(self, namespace: str, name: str, user_created: str | None) -> bool:
+        """Whether the Volume exists, or is created before the young container's grace ends."""
+        born = parse_time(user_created)
+        deadline = (born.timestamp() if born else 0.0) + APPLY_GRACE
+        while True:
+            if self._known(namespace, name) or await self.kube.get(Ref(VOLUMES, namespace, name)) is not None:
+                return True
+            if time.time() >= deadline:
+                return False
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.time())))
 
     def users_changed(self, container: dict[str, Any]) -> None:
         """A container that mounts volumes changed or went: their in-use state may have changed."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -119,12 +120,12 @@ def test_label_selected_prune_of_k3c_objects(daemon, kubectl, tmp_path):
 
 def test_applyset_prune_of_k3c_objects(daemon, kubectl, tmp_path):
     repo = tmp_path / "repo"
-    # kubectl applies a directory's files in name order: the Volume goes first, as in a repo that works on its
-    # first apply (a container applied first would have the operator make the Volume, and kubectl's create
-    # of it, after its GET found none, would then meet AlreadyExists until the next apply)
-    _write(repo, "0-volume", _volume("set-data"))
+    # kubectl applies a directory's files in name order, so here the containers come before the Volume they
+    # mount: the operator must give the Volume's own create time to arrive rather than make it first (kubectl
+    # would then meet AlreadyExists on its create and fail the apply)
     _write(repo, "a", _container("set-a", "set-data"))
     _write(repo, "b", _container("set-b", "set-data"))
+    _write(repo, "z-volume", _volume("set-data"))
     env = {"KUBECTL_APPLYSET": "true"}
 
     first = _apply(kubectl, daemon, repo, "--applyset=gitops-set", env=env)
@@ -141,3 +142,32 @@ def test_applyset_prune_of_k3c_objects(daemon, kubectl, tmp_path):
     _removed(daemon, "set-b", b["metadata"]["uid"])
     assert daemon.container("set-a")["metadata"]["uid"] == a["metadata"]["uid"]
     daemon.delete_container("set-a")
+
+
+def test_a_volume_applied_just_after_its_container_is_created_by_its_own_apply(daemon, kubectl, tmp_path):
+    """The operator gives a new container's Volume time to arrive (kubectl applies a directory one object at a
+    time) and makes it itself only after that; so kubectl's own create of it, a moment later, succeeds."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write(first, "c", _container("late-user", "late-data"))
+    _write(second, "v", _volume("late-data"))
+    cp = run_kubectl(kubectl, daemon.kubeconfig, "create", "-n", "default", "-f", str(first))
+    assert cp.returncode == 0, cp.stderr
+    time.sleep(0.8)
+    cp = run_kubectl(kubectl, daemon.kubeconfig, "create", "-n", "default", "-f", str(second))
+    assert cp.returncode == 0 and "volume.k3c.io/late-data created" in cp.stdout, cp.stdout + cp.stderr
+    user = _running(daemon, "late-user")
+    daemon.delete_container("late-user")
+    _removed(daemon, "late-user", user["metadata"]["uid"])
+    run_kubectl(kubectl, daemon.kubeconfig, "delete", "-n", "default", "volume.k3c.io/late-data")
+
+
+def test_a_volume_nobody_applies_is_made_by_the_operator(daemon, kubectl, tmp_path):
+    repo = tmp_path / "only"
+    _write(repo, "c", _container("lone-user", "lone-data"))
+    cp = run_kubectl(kubectl, daemon.kubeconfig, "create", "-n", "default", "-f", str(repo))
+    assert cp.returncode == 0, cp.stderr
+    user = _running(daemon, "lone-user")
+    assert _get(kubectl, daemon, "volume.k3c.io/lone-data") is not None
+    daemon.delete_container("lone-user")
+    _removed(daemon, "lone-user", user["metadata"]["uid"])
+    run_kubectl(kubectl, daemon.kubeconfig, "delete", "-n", "default", "volume.k3c.io/lone-data")
