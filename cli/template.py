@@ -45,6 +45,8 @@ def to_jsonable(value: Any) -> Any:
 
 def go_str(value: Any) -> str:
     """Print a value as Go's fmt %v would (nil maps print as map[], missing keys as <no value>)."""
+    if type(value) is str:  # most cells are, once per row and column: the checks below are for the rest
+        return value
     if value is None:
         return NO_VALUE
     if isinstance(value, bool):
@@ -145,6 +147,12 @@ _TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<num>-?\d+(?
 class Tok:
     kind: str
     text: str
+    #: a field's path (``.A.B`` → ``["A", "B"]``), split once here rather than on every row rendered
+    names: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind == "field" and self.text != ".":
+            self.names = self.text[1:].split(".")
 
 
 def _lex(src: str) -> list[Tok]:
@@ -294,7 +302,7 @@ def _operand(tok: Any, dot: Any, scope: _Scope, args: list[Any] | None = None) -
     if tok.kind == "num":
         return float(tok.text) if "." in tok.text else int(tok.text)
     if tok.kind == "field":
-        return dot if tok.text == "." else _walk(dot, tok.text[1:].split("."), args)
+        return dot if tok.text == "." else _walk(dot, tok.names, args)
     if tok.kind == "var":
         name, *rest = tok.text.split(".")
         if name not in scope.vars:
@@ -316,6 +324,10 @@ def _operand(tok: Any, dot: Any, scope: _Scope, args: list[Any] | None = None) -
 
 
 def _eval(pipe: Pipeline, dot: Any, scope: _Scope) -> Any:
+    if len(pipe.commands) == 1 and len(pipe.commands[0]) == 1:  # `{{.Field}}`, the usual action: no arguments
+        head = pipe.commands[0][0]
+        if isinstance(head, Tok) and head.kind == "field":
+            return dot if head.text == "." else _walk(dot, head.names, [])
     value: Any = _MISSING
     for command in pipe.commands:
         head, *rest = command
