@@ -290,12 +290,22 @@ def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dic
             pass
         else:
             named = any(m.get("volume") for m in (obj.get("spec") or {}).get("volumes") or [])
-            return docker_inspect(obj, vs.names() if named else None)
+            return docker_inspect(obj, vs.names() if named else None, networks=_network_names(cs, obj))
     if kind in (None, "volume"):
         vol = vs.find(ref)
         if vol is not None:
             return docker_volume(vol)
     return None
+
+
+def _network_names(cs: Containers, obj: dict[str, Any]) -> dict[str, tuple[str, str]] | None:
+    """The docker names and IDs of the Networks, for a container on networks of its own."""
+    from k3c.api import NETWORKS
+    from k3c.dockernetwork import network_names
+
+    if not ((obj.get("spec") or {}).get("networks") or (obj.get("status") or {}).get("networks")):
+        return None
+    return network_names(cs.s.client.get(cs.s.path(NETWORKS)).get("items", []))
 
 
 @command()

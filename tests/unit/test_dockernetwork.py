@@ -167,3 +167,31 @@ def test_admission_refusals_read_as_dockers() -> None:
     said = 'admission webhook "networks.k3c.io" denied the request: network with name a already exists'
     assert dockernetwork.daemon_message(said) == "network with name a already exists"
     assert dockernetwork.daemon_message("other") == "other"
+
+
+def test_container_inspect_shows_status_networks_by_docker_name() -> None:
+    from k3c.dockerview import docker_inspect
+
+    names = dockernetwork.network_names([_net("Proj_default", uid="n-uid")])
+    obj_name = dockerid.object_name("Proj_default")
+    obj = {"metadata": {"name": "web", "uid": "c-uid"},
+           "spec": {"image": "busybox", "networks": [{"name": obj_name, "aliases": ["web"]}]},
+           "status": {"ip": "172.30.0.5", "networks": [
+               {"name": obj_name, "ip": "172.30.0.5", "prefixLength": 24, "gateway": "172.30.0.1",
+                "mac": "02:42:ac:1e:00:05", "interface": "eth0", "aliases": ["web", "w"]}]}}
+    doc = docker_inspect(obj, networks=names)
+    assert doc["HostConfig"]["NetworkMode"] == "Proj_default"
+    endpoint = doc["NetworkSettings"]["Networks"]["Proj_default"]
+    assert (endpoint["IPAddress"], endpoint["IPPrefixLen"], endpoint["Gateway"], endpoint["MacAddress"]) == (
+        "172.30.0.5", 24, "172.30.0.1", "02:42:ac:1e:00:05")
+    assert endpoint["NetworkID"] == dockerid.container_id("n-uid") and endpoint["Aliases"] == ["web", "w"]
+    created = docker_inspect({**obj, "status": {}}, networks=names)["NetworkSettings"]["Networks"]
+    assert created["Proj_default"]["IPAddress"] == "" and created["Proj_default"]["Aliases"] == ["web"]
+    plain = docker_inspect({"metadata": {"name": "p"}, "spec": {"image": "busybox"}, "status": {"ip": "10.88.0.3"}},
+                           subnet="10.88.0.0/16")
+    assert list(plain["NetworkSettings"]["Networks"]) == ["bridge"]
+    assert plain["NetworkSettings"]["Networks"]["bridge"]["IPPrefixLen"] == 16
+    assert plain["HostConfig"]["NetworkMode"] == "bridge"
+    none = docker_inspect({"metadata": {"name": "n"}, "spec": {"image": "b", "networks": [{"name": "none"}]}},
+                          networks=names)
+    assert none["HostConfig"]["NetworkMode"] == "none" and list(none["NetworkSettings"]["Networks"]) == ["none"]
