@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k3c import dockernetwork as dn
 from k3c.api import LOCAL_CONTAINERS, NETWORKS
@@ -30,6 +30,9 @@ from k3c.cli.common import (
     wait_for,
 )
 from k3c.cli.errors import CLIError, daemon_error
+
+if TYPE_CHECKING:
+    from k3c.prunefilters import PruneFilters
 
 NETWORK_TABLE = "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
@@ -250,19 +253,14 @@ def rm_cmd(args: argparse.Namespace) -> int:
     return for_each(args.names, one)
 
 
-@command()
-def prune_cmd(args: argparse.Namespace) -> int:
-    from k3c.cli.prune import confirmed, parse_prune_filters
-
-    filters = parse_prune_filters(args.filter, ("until", "label", "label!"))
-    if not args.force and not confirmed(PRUNE_WARNING):
-        return 0
-    s = session(args)
+def prune_networks(s: Session, filters: PruneFilters) -> tuple[int, str]:
+    """Remove every custom network no container names, unless the filters spare it; (0 bytes, docker's
+    output section), for `network prune` and `system prune`."""
     nets = Networks(s, with_containers=True)
     removed = []
     for obj in sorted(nets.objects, key=lambda o: dn.docker_network(o)["Name"]):
         doc = dn.docker_network(obj)
-        if (dn.is_builtin(doc) or dn.in_use(obj, nets.containers)
+        if (dn.is_builtin(doc) or dn.in_use(obj, nets.containers) or obj["metadata"].get("deletionTimestamp")
                 or filters.keep(obj["metadata"].get("creationTimestamp", ""), doc["Labels"])):
             continue
         try:
@@ -270,8 +268,19 @@ def prune_cmd(args: argparse.Namespace) -> int:
         except CLIError:
             continue  # taken into use meanwhile: docker's prune skips what it cannot remove
         removed.append(doc["Name"])
-    if removed:
-        print("Deleted Networks:\n" + "".join(f"{name}\n" for name in removed), end="")
+    return 0, "Deleted Networks:\n" + "".join(f"{name}\n" for name in removed) if removed else ""
+
+
+@command()
+def prune_cmd(args: argparse.Namespace) -> int:
+    from k3c.cli.prune import confirmed, parse_prune_filters
+
+    filters = parse_prune_filters(args.filter, ("until", "label", "label!"))
+    if not args.force and not confirmed(PRUNE_WARNING):
+        return 0
+    _reclaimed, output = prune_networks(session(args), filters)
+    if output:
+        print(output)  # (docker's blank line after the section)
     return 0
 
 

@@ -84,7 +84,8 @@ def add_inspect_command(sub: Subcommands, containers_only: bool = False) -> None
     else:
         p = add_command(sub, "inspect", "Return low-level information on k3c objects",
                         usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
-        p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
+        p.add_argument("--type", choices=("container", "volume", "network"),
+                       help="Only inspect objects of the given type")
     p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.set_defaults(func=inspect_cmd)
@@ -295,6 +296,13 @@ def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dic
         vol = vs.find(ref)
         if vol is not None:
             return docker_volume(vol)
+    if kind in (None, "network"):
+        from k3c.cli.networks import Networks
+
+        try:
+            return Networks(cs.s, with_containers=True).find(ref)[0]
+        except CLIError:
+            pass
     return None
 
 

@@ -80,6 +80,8 @@ def test_create_ls_inspect_rm_round_trip(daemon: DaemonProcess, cleanup) -> None
     fmt = k3c(d, "network", "inspect", "-f", "{{.Name}} {{.Driver}}", "Proj_net", "host", "nope", check=False)
     assert fmt.returncode == 1 and fmt.stdout == "Proj_net bridge\nhost host\n"
     assert fmt.stderr == "Error: No such network: nope\n"
+    assert k3c(d, "inspect", "-f", "{{.Name}} {{.Internal}}", "Proj_net").stdout == "Proj_net true\n"  # no --type
+    assert k3c(d, "inspect", "--type", "network", "-f", "{{.Driver}}", "none").stdout == "null\n"
 
     assert k3c(d, "network", "rm", "Proj_net").stdout == "Proj_net\n"
     assert "Proj_net" not in _networks(d)
@@ -199,12 +201,18 @@ def test_prune_removes_unused_custom_networks(daemon: DaemonProcess, cleanup) ->
     cleanup["containers"].append("keeper")
     _stopped(d, "keeper", [{"name": _networks(d)["keep_used"]["metadata"]["name"]}])
     out = k3c(d, "network", "prune", "-f", "--filter", "label=set=x").stdout
-    assert out == "Deleted Networks:\nold_a\n"
-    assert k3c(d, "network", "prune", "--force").stdout == "Deleted Networks:\nold_b\n"
+    assert out == "Deleted Networks:\nold_a\n\n"  # docker's blank line after the section
+    assert k3c(d, "network", "prune", "--force").stdout == "Deleted Networks:\nold_b\n\n"
     assert "keep_used" in _networks(d)
     assert k3c(d, "network", "prune", "-f").stdout == ""
     declined = k3c(d, "network", "prune", input="n\n")
     assert declined.stdout.startswith("WARNING! This will remove all custom networks not used by at least one")
+    cleanup["networks"].append("sys_unused")
+    k3c(d, "network", "create", "sys_unused")
+    out = k3c(d, "system", "prune", "-f", timeout=120).stdout
+    # containers go first (the stopped keeper too), so its network is unused by the time networks go
+    assert "Deleted Networks:\nkeep_used\nsys_unused\n\n" in out
+    assert {"keep_used", "sys_unused"}.isdisjoint(_networks(d))
 
 
 def test_the_default_network_object_cannot_be_removed(daemon: DaemonProcess) -> None:
