@@ -108,7 +108,7 @@ def create_problem(obj: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) 
     if any(dockerid.docker_name(o) == name for o in rest):
         return Refusal(409, "Conflict", f"network with name {name} already exists")
     mine = subnet_of(obj)
-    if mine is not None:
+    if mine is not None and name != DEFAULT_NETWORK:  # (the node's own is never refused: its node needs it)
         for other in rest:
             theirs = subnet_of(other)
             if theirs is not None and mine.overlaps(theirs):

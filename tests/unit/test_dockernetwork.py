@@ -149,6 +149,9 @@ def test_admission_rules_among_networks_and_containers() -> None:
                                "(172.31.4.0/24 overlaps 172.31.0.0/16 of network auto)")
     assert networkrules.create_problem(_net("b", "172.32.0.0/24"), [a, auto]) is None
     assert networkrules.create_problem(a, [a, auto]) is None  # itself is no other
+    node_bridge = {"metadata": {"name": "bridge", "namespace": "default"}, "spec": {"subnet": "172.31.0.0/16"}}
+    assert networkrules.create_problem(node_bridge, [a, auto]) is None  # the node's own always goes in
+    assert networkrules.create_problem(_net("c", "172.31.9.0/24"), [node_bridge]) is not None
     twin = _net("a", "172.33.0.0/24")
     twin["metadata"]["name"] = "other"
     dup = networkrules.create_problem(twin, [a])
