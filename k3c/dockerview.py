@@ -241,7 +241,7 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
             **UNSET_NETWORK, "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
             "SandboxID": st.get("sandboxID", ""),
             **_gateway(st.get("ip", ""), subnet),
-            "Networks": _networks(spec, st, subnet, networks) or {network: _endpoint(st.get("ip", ""), subnet)},
+            "Networks": _networks(meta, spec, st, subnet, networks) or {network: _endpoint(st.get("ip", ""), subnet)},
         },
         "K3c": {
             "Namespace": meta.get("namespace"), "Object": meta["name"], "UID": meta.get("uid"),
@@ -270,12 +270,13 @@ def _endpoint(ip: str, subnet: str) -> dict[str, Any]:
             "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None, **_gateway(ip, subnet)}
 
 
-def _networks(spec: dict[str, Any], st: dict[str, Any], subnet: str,
+def _networks(meta: dict[str, Any], spec: dict[str, Any], st: dict[str, Any], subnet: str,
               names: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     """``NetworkSettings.Networks`` of a container on networks of its own: where the node attached it
     (``status.networks``), else where it asked to be (no address yet); {} for the default network alone,
     which the caller shows as before."""
     out: dict[str, Any] = {}
+    short_id = dockerid.object_id({"metadata": meta})[:12]
     attached = {n.get("name"): n for n in st.get("networks") or []}
     for name in list(attached) or [n.get("name") for n in spec.get("networks") or []]:
         if not name:
@@ -288,8 +289,10 @@ def _networks(spec: dict[str, Any], st: dict[str, Any], subnet: str,
             entry["Gateway"] = at["gateway"]
         if at.get("prefixLength"):
             entry["IPPrefixLen"] = at["prefixLength"]
-        aliases = at.get("aliases") or wanted.get("aliases")
-        entry.update(NetworkID=net_id, MacAddress=at.get("mac", ""), Aliases=list(aliases) if aliases else None)
+        aliases = list(at.get("aliases") or wanted.get("aliases") or [])
+        if name not in ("bridge", "none") and short_id not in aliases:
+            aliases.append(short_id)  # docker's: a container answers to its short ID on user networks
+        entry.update(NetworkID=net_id, MacAddress=at.get("mac", ""), Aliases=aliases or None)
         if wanted.get("ipv4Address"):
             entry["IPAMConfig"] = {"IPv4Address": wanted["ipv4Address"]}
         out[docker_name] = entry

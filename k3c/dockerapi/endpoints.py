@@ -26,7 +26,8 @@ from k3c.networkrules import DEFAULT_NETWORK
 ENDPOINT_FIELDS = frozenset({"Aliases", "IPAMConfig"})
 
 
-def _entry(name: str, config: dict[str, Any]) -> dict[str, Any]:
+def entry(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """One ``spec.networks`` entry from docker's EndpointSettings (at create, and at connect)."""
     for key, value in config.items():
         if key not in ENDPOINT_FIELDS and not is_zero(value):
             raise BadParameter(f"EndpointSettings.{key} is not supported by k3c (got {value!r})")
@@ -71,5 +72,5 @@ async def spec_networks(cluster: Cluster, mode: str, endpoints: dict[str, Any]) 
         obj = by_id.get(doc["Id"])
         config = endpoints.get(ref) or endpoints.get(doc["Name"]) or {}
         if doc["Id"] not in out or config:
-            out[doc["Id"]] = _entry(obj["metadata"]["name"] if obj else doc["Name"], config)
+            out[doc["Id"]] = entry(obj["metadata"]["name"] if obj else doc["Name"], config)
     return list(out.values())

@@ -165,7 +165,7 @@ def test_networks_at_create_and_the_in_use_refusal(daemon, sock, dockerpy, made)
     assert doc["HostConfig"]["NetworkMode"] == "use_net"
     assert list(doc["NetworkSettings"]["Networks"]) == ["use_net"]
     endpoint = doc["NetworkSettings"]["Networks"]["use_net"]
-    assert endpoint["NetworkID"] == net_id and endpoint["Aliases"] == ["web", "www"]
+    assert endpoint["NetworkID"] == net_id and endpoint["Aliases"] == ["web", "www", doc["Id"][:12]]
     (summary,) = [c for c in dockerpy.api.containers(all=True) if c["Names"] == ["/user1"]]
     assert list(summary["NetworkSettings"]["Networks"]) == ["use_net"]
 
@@ -207,7 +207,10 @@ def test_connect_and_disconnect(daemon, sock, dockerpy, made):
     made["containers"].append("mover")
     ok(sock, "create", "--name", "mover", TEST_IMAGE, "sleep", "300")
     assert ok(sock, "network", "connect", "--alias", "api", "front", "mover") == ""
-    back.connect("mover", aliases=["db"])
+    back.connect("mover", aliases=["db"], links=[])
+    code, answer = _post(sock, "/networks/front/connect", {"Container": "mover",
+                                                           "EndpointConfig": {"Links": ["x:y"]}})
+    assert code == 400 and "EndpointSettings.Links is not supported" in answer["message"]
     assert daemon.container("mover")["spec"]["networks"] == [
         {"name": "bridge"}, {"name": front_obj, "aliases": ["api"]}, {"name": back_obj, "aliases": ["db"]}]
     again = cli(sock, "network", "connect", "front", "mover")

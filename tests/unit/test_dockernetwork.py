@@ -187,14 +187,16 @@ def test_container_inspect_shows_status_networks_by_docker_name() -> None:
     endpoint = doc["NetworkSettings"]["Networks"]["Proj_default"]
     assert (endpoint["IPAddress"], endpoint["IPPrefixLen"], endpoint["Gateway"], endpoint["MacAddress"]) == (
         "172.30.0.5", 24, "172.30.0.1", "02:42:ac:1e:00:05")
-    assert endpoint["NetworkID"] == dockerid.container_id("n-uid") and endpoint["Aliases"] == ["web", "w"]
+    short = dockerid.container_id("c-uid")[:12]  # docker's alias of every container on a user network
+    assert endpoint["NetworkID"] == dockerid.container_id("n-uid") and endpoint["Aliases"] == ["web", "w", short]
     created = docker_inspect({**obj, "status": {}}, networks=names)["NetworkSettings"]["Networks"]
-    assert created["Proj_default"]["IPAddress"] == "" and created["Proj_default"]["Aliases"] == ["web"]
+    assert created["Proj_default"]["IPAddress"] == "" and created["Proj_default"]["Aliases"] == ["web", short]
     plain = docker_inspect({"metadata": {"name": "p"}, "spec": {"image": "busybox"}, "status": {"ip": "10.88.0.3"}},
                            subnet="10.88.0.0/16")
     assert list(plain["NetworkSettings"]["Networks"]) == ["bridge"]
     assert plain["NetworkSettings"]["Networks"]["bridge"]["IPPrefixLen"] == 16
     assert plain["HostConfig"]["NetworkMode"] == "bridge"
+    assert plain["NetworkSettings"]["Networks"]["bridge"]["Aliases"] is None
     none = docker_inspect({"metadata": {"name": "n"}, "spec": {"image": "b", "networks": [{"name": "none"}]}},
                           networks=names)
     assert none["HostConfig"]["NetworkMode"] == "none" and list(none["NetworkSettings"]["Networks"]) == ["none"]
