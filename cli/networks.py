@@ -94,6 +94,7 @@ def _register_create(nsub: Subcommands) -> None:
                    help="IPv4 Gateway for the master subnet")
     c.add_argument("--ip-range", action="append", default=[], metavar="strings",
                    help="Allocate container ip from a sub-range")
+    c.add_argument("--attachable", action="store_true", help="Enable manual container attachment")
     c.add_argument("--internal", action="store_true", help="Restrict external access to the network")
     c.add_argument("--label", action="append", default=[], metavar="list", help="Set metadata on a network")
     c.add_argument("-o", "--opt", action="append", default=[], metavar="map", help="Set driver specific options")
@@ -146,7 +147,8 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 def create_cmd(args: argparse.Namespace) -> int:
     req = dn.NetworkRequest(args.name, args.driver, _single(args.subnet, "--subnet"),
                             _single(args.gateway, "--gateway"), _single(args.ip_range, "--ip-range"),
-                            args.internal, _pairs(args.label, "--label"), _pairs(args.opt, "-o, --opt"))
+                            args.internal, _pairs(args.label, "--label"), _pairs(args.opt, "-o, --opt"),
+                            args.attachable)
     problem = dn.request_problem(req)
     if problem:
         raise daemon_error(problem.message)

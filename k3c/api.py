@@ -118,6 +118,9 @@ NAME_ANNOTATION: Final = "k3c.io/name"
 #: A Network's docker labels as given, JSON (``docker network create --label``): Kubernetes labels cannot hold
 #: every docker label, so the valid ones are also the object's labels and this keeps all of them verbatim.
 LABELS_ANNOTATION: Final = "k3c.io/labels"
+#: "true" on a Network created attachable (docker's swarm flag, which compose sets): every container may join
+#: a k3c network anyway, so it is only kept to be shown back as given.
+ATTACHABLE_ANNOTATION: Final = "k3c.io/attachable"
 #: On a core Event about a container: its image, for docker's events of a container removed since
 EVENT_IMAGE_ANNOTATION: Final = "k3c.io/image"
 #: When the client created a LocalContainer, RFC 3339 with nanoseconds: ``metadata.creationTimestamp`` keeps

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k3c import dockerid
-from k3c.api import LABELS_ANNOTATION, NAME_ANNOTATION, NETWORKS
+from k3c.api import ATTACHABLE_ANNOTATION, LABELS_ANNOTATION, NAME_ANNOTATION, NETWORKS
 from k3c.networkrules import DEFAULT_NETWORK, PREDEFINED, PSEUDO_NETWORKS, WEBHOOK, users_of
 from k3c.prunefilters import label_matches
 
@@ -64,6 +64,8 @@ class NetworkRequest:
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    #: docker's swarm flag (compose sets it): no effect, as any container may join; shown back as given
+    attachable: bool = False
 
 
 def request_problem(req: NetworkRequest) -> NetworkError | None:
@@ -83,6 +85,8 @@ def request_problem(req: NetworkRequest) -> NetworkError | None:
 def network_object(req: NetworkRequest) -> dict[str, Any]:
     """The Network object of a create (its namespace is the writer's)."""
     meta: dict[str, Any] = {"name": dockerid.object_name(req.name), "annotations": {NAME_ANNOTATION: req.name}}
+    if req.attachable:
+        meta["annotations"][ATTACHABLE_ANNOTATION] = "true"
     if req.labels:
         meta["annotations"][LABELS_ANNOTATION] = json.dumps(req.labels, sort_keys=True)
         valid = {k: v for k, v in req.labels.items() if dockerid.kubernetes_label_ok(k, v)}
@@ -165,6 +169,7 @@ def docker_network(obj: Mapping[str, Any], containers: Iterable[Mapping[str, Any
     doc = _doc(dockerid.docker_name(obj), dockerid.object_id(obj), meta.get("creationTimestamp") or ZERO_TIME,
                spec.get("driver") or "bridge", {"Driver": "default", "Options": {}, "Config": config},
                bool(spec.get("internal")), dict(spec.get("options") or {}), labels_of(obj))
+    doc["Attachable"] = (meta.get("annotations") or {}).get(ATTACHABLE_ANNOTATION) == "true"
     if containers is not None:
         prefix = ipaddress.ip_network(subnet, strict=False).prefixlen if config else None
         doc["Containers"] = endpoints(str(meta.get("name") or ""), containers, prefix)
@@ -234,7 +239,8 @@ def _name_matches(pattern: str, name: str) -> bool:
 
 
 def matches(doc: Mapping[str, Any], filters: Mapping[str, list[str]], in_use: bool) -> bool:
-    """docker's network filters (values of one key OR-ed, keys AND-ed); ``in_use``: a container names it."""
+    """docker's network filters (values of one key OR-ed, labels AND-ed, keys AND-ed); ``in_use``: a
+    container names it."""
     def check(key: str, value: str) -> bool:
         if key == "dangling":
             return (value.lower() in ("1", "true")) == (not in_use and not is_builtin(doc))
@@ -244,7 +250,7 @@ def matches(doc: Mapping[str, Any], filters: Mapping[str, list[str]], in_use: bo
                 "label": lambda: label_matches(doc["Labels"], value), "name": lambda: _name_matches(value, doc["Name"]),
                 "scope": lambda: value == "local"}[key]()
 
-    return all(any(check(k, v) for v in values) for k, values in filters.items() if values)
+    return all((all if k == "label" else any)(check(k, v) for v in values) for k, values in filters.items() if values)
 
 
 def filter_problem(filters: Mapping[str, list[str]]) -> NetworkError | None:

@@ -291,7 +291,9 @@ def _matches(obj: dict[str, Any], state: str, filters: dict[str, list[str]]) -> 
         "status": lambda v: state == v,
         "ancestor": lambda v: _same_image(image, v),
     }
-    return all(any(checks[key](v) for v in values) for key, values in filters.items() if values)
+    # docker: the values of one key are alternatives, except labels, which must all match
+    return all((all if key == "label" else any)(checks[key](v) for v in values)
+               for key, values in filters.items() if values)
 
 
 def _summary(obj: dict[str, Any], subnet: str = "", networks: dict[str, tuple[str, str]] | None = None,

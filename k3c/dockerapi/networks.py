@@ -30,7 +30,8 @@ from k3c.dockerapi.system import Host
 from k3c.prunefilters import FilterError, PruneFilters
 
 #: create body fields that are read; any other must be zero (Go's zero, what clients send when unset)
-CREATE_FIELDS = frozenset({"Name", "CheckDuplicate", "Driver", "Internal", "IPAM", "Options", "Labels", "Scope"})
+CREATE_FIELDS = frozenset({"Name", "CheckDuplicate", "Driver", "Internal", "IPAM", "Options", "Labels", "Scope",
+                           "Attachable"})
 PRUNE_FILTERS = ("until", "label", "label!")
 REMOVE_TIMEOUT = 60.0
 _STATUS: dict[int, type[DockerError]] = {400: BadParameter, 403: Forbidden, 404: NoSuch, 409: Conflict}
@@ -133,7 +134,8 @@ def create_request(body: dict[str, Any]) -> dn.NetworkRequest:
     return dn.NetworkRequest(name, typed(body, "Driver", str, "NetworkCreateRequest") or "bridge", ipam["Subnet"],
                              ipam["Gateway"], ipam["IPRange"],
                              bool(typed(body, "Internal", bool, "NetworkCreateRequest")),
-                             _strings_map(body, "Labels"), _strings_map(body, "Options"))
+                             _strings_map(body, "Labels"), _strings_map(body, "Options"),
+                             bool(typed(body, "Attachable", bool, "NetworkCreateRequest")))
 
 
 async def create(request: web.Request) -> web.Response:

@@ -94,7 +94,7 @@ def test_docker_cli_create_ls_inspect_rm(daemon, sock, made):
     ({"Driver": "overlay"}, 404, 'plugin "overlay" not found'),
     ({"Name": ""}, 400, "network name cannot be empty"),
     ({"EnableIPv6": True}, 400, "NetworkCreateRequest.EnableIPv6 is not supported"),
-    ({"Attachable": True}, 400, "NetworkCreateRequest.Attachable is not supported"),
+    ({"Ingress": True}, 400, "NetworkCreateRequest.Ingress is not supported"),
     ({"Labels": {"a": 1}}, 400, "want an object of strings"),
 ])
 def test_create_refusals_have_dockers_status_and_create_nothing(daemon, sock, body, status, words):
@@ -135,11 +135,13 @@ def test_docker_py_round_trips_what_compose_compares(daemon, dockerpy, sock, mad
     options = {"com.docker.network.bridge.enable_icc": "true", "com.docker.network.driver.mtu": "1450"}
     made["networks"].append("proj_default")
     net = dockerpy.networks.create("proj_default", driver="bridge", labels=labels, options=options, internal=True,
-                                   check_duplicate=True, ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]))
+                                   check_duplicate=True, ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]),
+                                   attachable=True)
     got = dockerpy.networks.get(net.id).attrs
     assert (got["Driver"], got["Options"], got["Labels"], got["Internal"]) == ("bridge", options, labels, True)
     assert got["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": subnet.replace(".0/24", ".1")}]
     assert got["EnableIPv6"] is False and got["Scope"] == "local" and got["Name"] == "proj_default"
+    assert got["Attachable"] is True  # (compose sets it; shown back as given)
     obj = _objects(daemon)["proj_default"]
     assert obj["metadata"]["labels"] == {k: v for k, v in labels.items() if k != "free text"}
     assert [n.name for n in dockerpy.networks.list(names=["proj_default"])] == ["proj_default"]
@@ -167,6 +169,12 @@ def test_networks_at_create_and_the_in_use_refusal(daemon, sock, dockerpy, made)
     endpoint = doc["NetworkSettings"]["Networks"]["use_net"]
     assert endpoint["NetworkID"] == net_id and endpoint["Aliases"] == ["web", "www", doc["Id"][:12]]
     (summary,) = [c for c in dockerpy.api.containers(all=True) if c["Names"] == ["/user1"]]
+    # compose lists its containers with several labels, which docker ANDs
+    made["containers"].append("user2")
+    ok(sock, "create", "--name", "user2", "--label", "p=x", "--label", "s=2", TEST_IMAGE)
+    ok(sock, "create", "--name", "user1b", "--label", "p=x", "--label", "s=1", TEST_IMAGE)
+    made["containers"].append("user1b")
+    assert [c.name for c in dockerpy.containers.list(all=True, filters={"label": ["p=x", "s=2"]})] == ["user2"]
     assert list(summary["NetworkSettings"]["Networks"]) == ["use_net"]
 
     busy = cli(sock, "network", "rm", "use_net")

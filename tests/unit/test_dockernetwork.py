@@ -90,6 +90,7 @@ def test_filters() -> None:
     assert names({"type": ["custom"]}) == ["alpha", "beta"]
     assert names({"type": ["builtin"]}) == ["bridge", "host", "none"]
     assert names({"label": ["team=a"]}) == ["alpha"]
+    assert names({"label": ["team=a", "team=b"]}) == []  # labels must all match, as docker's
     assert names({"name": ["^b"]}) == ["bridge", "beta"]
     assert names({"driver": ["null", "host"]}) == ["host", "none"]
     assert names({"dangling": ["true"]}, ("alpha",)) == ["beta"]
