@@ -317,6 +317,44 @@ def networks_patch(container: Mapping[str, Any], networks: list[dict[str, Any]])
     return {"metadata": {"resourceVersion": rv}, "spec": {"networks": networks}}
 
 
+# ---- the networks a new container asks for ------------------------------------------------------------
+@dataclass
+class Wanted:
+    """One network a new container asks for (`run --network REF --network-alias A --ip IP`, a create body's
+    endpoint): ``ref`` is a docker name, ID or ID prefix."""
+
+    ref: str
+    aliases: list[str] = field(default_factory=list)
+    ipv4_address: str = ""
+
+
+def spec_networks(objects: Iterable[Mapping[str, Any]], wanted: list[Wanted]) -> list[dict[str, Any]] | None:
+    """``spec.networks`` for a container asking for ``wanted`` among the namespace's Networks ``objects``;
+    None for the default network alone (absent keeps its warm sandboxes). docker's refusals: an unknown
+    network (404 ``network X not found``), ``host`` among others, ``none`` not alone (400). A network named
+    twice (by name and by ID) is one entry, its aliases joined."""
+    objs = list(objects)
+    docs = all_networks(objs)
+    by_id = {docker_network(o)["Id"]: o for o in objs}
+    out: dict[str, dict[str, Any]] = {}
+    for want in wanted:
+        doc = find(docs, want.ref)
+        if doc["Name"] == "host":
+            raise NetworkError(400, "conflicting options: host type networking can't be used with other networks")
+        obj = by_id.get(doc["Id"])
+        entry = out.setdefault(doc["Id"], {"name": obj["metadata"]["name"] if obj else doc["Name"]})
+        aliases = list(dict.fromkeys([*entry.get("aliases", []), *want.aliases]))
+        if aliases:
+            entry["aliases"] = aliases
+        if want.ipv4_address:
+            entry["ipv4Address"] = want.ipv4_address
+    entries = list(out.values())
+    if any(e["name"] == "none" for e in entries) and len(entries) > 1:
+        raise NetworkError(400, "container cannot be connected to multiple networks with one of the networks in "
+                           "private (none) mode")
+    return None if entries in ([], [{"name": DEFAULT_NETWORK}]) else entries
+
+
 # ---- containers' view of their networks --------------------------------------------------------------
 def network_names(objects: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
     """Network object name → (docker name, docker ID), with the predefined ones that have no object."""

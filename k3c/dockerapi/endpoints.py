@@ -26,8 +26,8 @@ from k3c.networkrules import DEFAULT_NETWORK
 ENDPOINT_FIELDS = frozenset({"Aliases", "IPAMConfig"})
 
 
-def entry(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """One ``spec.networks`` entry from docker's EndpointSettings (at create, and at connect)."""
+def wanted(ref: str, config: dict[str, Any]) -> dn.Wanted:
+    """What docker's EndpointSettings for network ``ref`` ask for (at create, and at connect)."""
     for key, value in config.items():
         if key not in ENDPOINT_FIELDS and not is_zero(value):
             raise BadParameter(f"EndpointSettings.{key} is not supported by k3c (got {value!r})")
@@ -35,13 +35,7 @@ def entry(name: str, config: dict[str, Any]) -> dict[str, Any]:
     for key, value in ipam.items():
         if key != "IPv4Address" and not is_zero(value):
             raise BadParameter(f"EndpointIPAMConfig.{key} is not supported by k3c (got {value!r})")
-    entry: dict[str, Any] = {"name": name}
-    aliases = strings(config, "Aliases", "EndpointSettings")
-    if aliases:
-        entry["aliases"] = list(dict.fromkeys(aliases))
-    if ipam.get("IPv4Address"):
-        entry["ipv4Address"] = str(ipam["IPv4Address"])
-    return entry
+    return dn.Wanted(ref, strings(config, "Aliases", "EndpointSettings") or [], str(ipam.get("IPv4Address") or ""))
 
 
 async def spec_networks(cluster: Cluster, mode: str, endpoints: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -53,24 +47,10 @@ async def spec_networks(cluster: Cluster, mode: str, endpoints: dict[str, Any]) 
                                f"({', '.join(sorted(others))})")
         return None
     refs = (list(endpoints) or [DEFAULT_NETWORK]) if mode in ("", "default") else [mode, *endpoints]
-    if all(r == DEFAULT_NETWORK and is_zero(endpoints.get(r)) for r in refs):
-        return None
-    if "none" in refs and len(refs) > 1:
-        raise BadParameter("container cannot be connected to multiple networks with one of the networks in "
-                           "private (none) mode")
-    objects = await cluster.list(NETWORKS)
-    docs = dn.all_networks(objects)
-    by_id = {dn.docker_network(o)["Id"]: o for o in objects}
-    out: dict[str, dict[str, Any]] = {}
-    for ref in refs:
-        try:
-            doc = dn.find(docs, ref)
-        except dn.NetworkError as err:
-            raise NoSuch(err.message) from None
-        if doc["Name"] == "host":
-            raise BadParameter("conflicting options: host type networking can't be used with other networks")
-        obj = by_id.get(doc["Id"])
-        config = endpoints.get(ref) or endpoints.get(doc["Name"]) or {}
-        if doc["Id"] not in out or config:
-            out[doc["Id"]] = entry(obj["metadata"]["name"] if obj else doc["Name"], config)
-    return list(out.values())
+    asked = [wanted(ref, endpoints.get(ref) or {}) for ref in refs]
+    if all(w.ref == DEFAULT_NETWORK and not w.aliases and not w.ipv4_address for w in asked):
+        return None  # (no need to list the networks)
+    try:
+        return dn.spec_networks(await cluster.list(NETWORKS), asked)
+    except dn.NetworkError as err:
+        raise (NoSuch if err.status == 404 else BadParameter)(err.message) from None

@@ -22,7 +22,7 @@ from k3c.dockerapi.bodies import typed
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.containers import find as find_container
 from k3c.dockerapi.createbody import is_zero
-from k3c.dockerapi.endpoints import entry as endpoint_entry
+from k3c.dockerapi.endpoints import wanted as endpoint_wanted
 from k3c.dockerapi.errors import BadParameter, Conflict, DockerError, Forbidden
 from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.replies import reply
@@ -212,7 +212,7 @@ async def _patch(cluster: Cluster, container: dict[str, Any], networks: list[dic
 async def connect(request: web.Request) -> web.Response:
     body = await bodies.json_object(request)
     ref = typed(body, "Container", str, "NetworkConnectRequest") or ""
-    wanted = endpoint_entry("", typed(body, "EndpointConfig", dict, "NetworkConnectRequest") or {})
+    wanted = endpoint_wanted("", typed(body, "EndpointConfig", dict, "NetworkConnectRequest") or {})
     doc, obj = await find(request, request.match_info["id"])
     cluster = _cluster(request)
     container = await find_container(cluster, ref)
@@ -220,11 +220,11 @@ async def connect(request: web.Request) -> web.Response:
         raise Forbidden(f"container cannot be connected to the pre-defined network {doc['Name']} "
                         "(k3c attaches bridge, host and none at create only)")
     try:
-        networks = dn.connect_networks(container, obj, wanted.get("aliases") or [])
+        networks = dn.connect_networks(container, obj, wanted.aliases)
     except dn.NetworkError as err:
         raise _refused(err) from None
-    if wanted.get("ipv4Address"):
-        networks[-1]["ipv4Address"] = wanted["ipv4Address"]
+    if wanted.ipv4_address:
+        networks[-1]["ipv4Address"] = wanted.ipv4_address
     await _patch(cluster, container, networks)
     return web.Response(status=200)
 

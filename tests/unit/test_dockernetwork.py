@@ -201,3 +201,22 @@ def test_container_inspect_shows_status_networks_by_docker_name() -> None:
     none = docker_inspect({"metadata": {"name": "n"}, "spec": {"image": "b", "networks": [{"name": "none"}]}},
                           networks=names)
     assert none["HostConfig"]["NetworkMode"] == "none" and list(none["NetworkSettings"]["Networks"]) == ["none"]
+
+
+def test_the_networks_a_new_container_asks_for() -> None:
+    nets = [_net("Proj_default", uid="p-uid"), _net("back")]
+    proj = dockerid.object_name("Proj_default")
+    W = dockernetwork.Wanted
+    assert dockernetwork.spec_networks(nets, [W("bridge")]) is None
+    assert dockernetwork.spec_networks(nets, []) is None
+    assert dockernetwork.spec_networks(nets, [W("Proj_default", ["web"]), W(dockerid.container_id("p-uid")[:6], ["w"]),
+                                              W("back", ipv4_address="10.9.0.5")]) == [
+        {"name": proj, "aliases": ["web", "w"]}, {"name": "back", "ipv4Address": "10.9.0.5"}]
+    assert dockernetwork.spec_networks(nets, [W("none")]) == [{"name": "none"}]
+    assert dockernetwork.spec_networks(nets, [W("bridge", ["b"])]) == [{"name": "bridge", "aliases": ["b"]}]
+    for wanted, status, words in (([W("nosuch")], 404, "network nosuch not found"),
+                                  ([W("none"), W("back")], 400, "private (none) mode"),
+                                  ([W("back"), W("host")], 400, "host type networking")):
+        with pytest.raises(dockernetwork.NetworkError) as refused:
+            dockernetwork.spec_networks(nets, wanted)
+        assert refused.value.status == status and words in refused.value.message
