@@ -297,12 +297,16 @@ def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dic
         if vol is not None:
             return docker_volume(vol)
     if kind in (None, "network"):
+        from k3c.apierrors import NotFound
         from k3c.cli.networks import Networks
 
         try:
             return Networks(cs.s, with_containers=True).find(ref)[0]
         except CLIError:
             pass
+        except NotFound as err:
+            if err.details.get("name") or kind == "network":
+                raise  # (a server without the Network kind has no networks to look through)
     return None
 
 
