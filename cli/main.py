@@ -20,13 +20,13 @@ from k3c.cli.errors import CLIError
 #: The command modules under k3c.cli, in the order `k3c --help` lists their commands.
 COMMAND_MODULES = ("apiserver", "daemon", "install", "info", "containers", "control", "ps", "stats", "volumes",
                    "events", "completion", "streams", "build", "images", "management", "prune",
-                   "history", "cp", "filesystems", "dockerenv")
+                   "history", "cp", "filesystems", "dockerenv", "networks")
 #: Which module registers each top-level command (tests/unit/test_cli.py checks it against the modules).
 COMMANDS = {
     "apiserver": "apiserver", "daemon": "daemon", "agent": "daemon", "install": "install", "uninstall": "install",
     "kubeconfig": "info", "version": "info",
     **dict.fromkeys(("create", "kill", "restart", "rm", "run", "start", "stop", "wait"), "containers"),
-    **dict.fromkeys(("info", "inspect", "port", "ps"), "ps"), "volume": "volumes", "events": "events",
+    **dict.fromkeys(("info", "inspect", "port", "ps"), "ps"), "volume": "volumes", "network": "networks", "events": "events",
     "completion": "completion", **dict.fromkeys(("attach", "exec", "logs"), "streams"), "build": "build",
     "builder": "build", **dict.fromkeys(("pause", "rename", "unpause", "update"), "control"),
     **dict.fromkeys(("stats", "top"), "stats"), "container": "management", "system": "prune",

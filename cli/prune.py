@@ -166,13 +166,15 @@ def system_warning(args: argparse.Namespace) -> str:
 def system_prune_cmd(args: argparse.Namespace) -> int:
     from k3c.cli.build import prune_build_cache
     from k3c.cli.images import prune_images
+    from k3c.cli.networks import prune_networks
 
     filters = parse_prune_filters(args.filter, ("until", "label", "label!"))
     if not args.force and not confirmed(system_warning(args)):
         return 0
     s = session(args)
     total = 0
-    sections: list[Callable[[], tuple[int, str]]] = [lambda: prune_containers(s, filters)]
+    sections: list[Callable[[], tuple[int, str]]] = [lambda: prune_containers(s, filters),
+                                                     lambda: prune_networks(s, filters)]
     if args.volumes:
         sections.append(lambda: prune_volumes(s, filters))
     sections.append(lambda: prune_images(s.client, args.all))

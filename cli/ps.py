@@ -84,7 +84,8 @@ def add_inspect_command(sub: Subcommands, containers_only: bool = False) -> None
     else:
         p = add_command(sub, "inspect", "Return low-level information on k3c objects",
                         usage="k3c inspect [OPTIONS] NAME|ID [NAME|ID...]")
-        p.add_argument("--type", choices=("container", "volume"), help="Only inspect objects of the given type")
+        p.add_argument("--type", choices=("container", "volume", "network"),
+                       help="Only inspect objects of the given type")
     p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.set_defaults(func=inspect_cmd)
@@ -290,12 +291,33 @@ def _find_object(cs: Containers, vs: Volumes, ref: str, kind: str | None) -> dic
             pass
         else:
             named = any(m.get("volume") for m in (obj.get("spec") or {}).get("volumes") or [])
-            return docker_inspect(obj, vs.names() if named else None)
+            return docker_inspect(obj, vs.names() if named else None, networks=_network_names(cs, obj))
     if kind in (None, "volume"):
         vol = vs.find(ref)
         if vol is not None:
             return docker_volume(vol)
+    if kind in (None, "network"):
+        from k3c.apierrors import NotFound
+        from k3c.cli.networks import Networks
+
+        try:
+            return Networks(cs.s, with_containers=True).find(ref)[0]
+        except CLIError:
+            pass
+        except NotFound as err:
+            if err.details.get("name") or kind == "network":
+                raise  # (a server without the Network kind has no networks to look through)
     return None
+
+
+def _network_names(cs: Containers, obj: dict[str, Any]) -> dict[str, tuple[str, str]] | None:
+    """The docker names and IDs of the Networks, for a container on networks of its own."""
+    from k3c.api import NETWORKS
+    from k3c.dockernetwork import network_names
+
+    if not ((obj.get("spec") or {}).get("networks") or (obj.get("status") or {}).get("networks")):
+        return None
+    return network_names(cs.s.client.get(cs.s.path(NETWORKS)).get("items", []))
 
 
 @command()

@@ -23,7 +23,6 @@ from k3c.api import (
     LOCAL_CONTAINERS,
 )
 from k3c.cli import limitflags as lim
-from k3c.cli.common import valid_name
 from k3c.cli.errors import daemon_error
 from k3c.cli.goflags import add_bool_flag, flag_value, int_flag
 from k3c.cli.mountflags import (
@@ -37,11 +36,11 @@ from k3c.cli.mountflags import (
     parse_volume,
 )
 from k3c.cli.networkflags import parse_add_host, parse_dns_search, parse_expose, parse_publish
+from k3c.dockerid import kubernetes_label_ok as k8s_label_ok
 from k3c.timefmt import format_rfc3339_ns
 
 _RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
 _CPUS_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 MIN_MEMORY = 6 * 1024 * 1024
 
 
@@ -124,15 +123,6 @@ def parse_label(value: str) -> tuple[str, str]:
 def normalize_cap(cap: str) -> str:
     cap = cap.strip().upper()
     return cap if cap == "ALL" else cap.removeprefix("CAP_")
-
-
-def k8s_label_ok(key: str, value: str) -> bool:
-    """Whether a docker label can also be a Kubernetes label (then selectors and kubectl -l see it)."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and not valid_name(prefix):
-        return False
-    return (0 < len(name) <= 63 and bool(_LABEL_NAME_RE.match(name)) and len(value) <= 63
-            and bool(_LABEL_NAME_RE.match(value)))
 
 
 # ---- flag registration -------------------------------------------------------------------------------

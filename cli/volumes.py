@@ -128,7 +128,7 @@ def volume_row(obj: dict[str, Any], links: int | None) -> VolumeRow:
 
 # ---- create -----------------------------------------------------------------------------------------
 def _labels(values: list[str]) -> dict[str, str]:
-    from k3c.cli.runflags import k8s_label_ok
+    from k3c.dockerid import kubernetes_label_ok as k8s_label_ok
 
     out = {}
     for value in values:

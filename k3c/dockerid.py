@@ -28,6 +28,8 @@ _DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 #: A DNS-1123 subdomain: what Kubernetes accepts as the name of k3c's objects.
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _HEX = re.compile(r"[0-9a-f]+")
+#: The name part of a Kubernetes label key, and a label value (which may also be empty).
+_LABEL_PART = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 MAX_OBJECT_NAME: Final = 253
 _SUFFIX_HEX: Final = 6
 ID_LENGTH: Final = 64
@@ -57,6 +59,15 @@ def valid_docker_name(name: str) -> bool:
 def valid_object_name(name: str) -> bool:
     """Whether Kubernetes accepts ``name`` for an object of k3c's kinds (a DNS-1123 subdomain)."""
     return len(name) <= MAX_OBJECT_NAME and bool(_OBJECT_NAME.fullmatch(name))
+
+
+def kubernetes_label_ok(key: str, value: str) -> bool:
+    """Whether a docker label can also be a Kubernetes label (then selectors and kubectl -l see it)."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not valid_object_name(prefix):
+        return False
+    return (0 < len(name) <= 63 and bool(_LABEL_PART.fullmatch(name)) and len(value) <= 63
+            and bool(_LABEL_PART.fullmatch(value)))
 
 
 def object_name(docker_name: str) -> str:

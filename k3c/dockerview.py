@@ -139,12 +139,21 @@ def _config(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _host_config(spec: dict[str, Any], volumes: Mapping[str, str]) -> dict[str, Any]:
+def _network_mode(spec: dict[str, Any], networks: Mapping[str, tuple[str, str]]) -> str:
+    """docker's NetworkMode: ``host``, the first network a container was created on, else ``bridge``."""
+    if spec.get("hostNetwork"):
+        return "host"
+    first = (spec.get("networks") or [{}])[0].get("name")
+    return networks.get(first, (first, ""))[0] if first else "bridge"
+
+
+def _host_config(spec: dict[str, Any], volumes: Mapping[str, str],
+                 networks: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     binds = [f"{volumes.get(m['volume'], m['volume']) if m.get('volume') else m.get('hostPath')}:{m.get('mountPath')}"
              + (":ro" if m.get("readOnly") else "") for m in spec.get("volumes") or []]
     return {
         **UNSET_HOST_CONFIG, **_optional_host_config(spec), **_limits(spec), **_namespaces(spec),
-        "Binds": binds or None, "NetworkMode": "host" if spec.get("hostNetwork") else "bridge",
+        "Binds": binds or None, "NetworkMode": _network_mode(spec, networks),
         "PortBindings": _port_map(spec.get("ports") or [], ""),
         "RestartPolicy": _restart_policy(spec.get("restartPolicy") or "no"), "AutoRemove": bool(spec.get("autoRemove")),
         "CapAdd": spec.get("capAdd"), "CapDrop": spec.get("capDrop"), "Dns": spec.get("dns") or [],
@@ -199,11 +208,14 @@ def _optional_host_config(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None, subnet: str = "") -> dict[str, Any]:
+def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None, subnet: str = "",
+                   networks: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c;
     ``volumes`` maps Volume object names to their docker names; ``subnet``, k3c's bridge network where the
-    caller knows it (the Docker API does), gives the endpoint's gateway and prefix length."""
+    caller knows it (the Docker API does), gives the endpoint's gateway and prefix length; ``networks`` maps
+    Network object names to their docker names and IDs (k3c.dockernetwork.network_names)."""
     volumes = volumes or {}
+    networks = networks or {}
     spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
     argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
     state, _ = docker_state(obj)
@@ -224,12 +236,12 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
         "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
         "RestartCount": st.get("restartCount", 0),
         "Driver": "overlayfs", "Platform": "linux",
-        "HostConfig": _host_config(spec, volumes), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
+        "HostConfig": _host_config(spec, volumes, networks), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
         "NetworkSettings": {
             **UNSET_NETWORK, "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
             "SandboxID": st.get("sandboxID", ""),
             **_gateway(st.get("ip", ""), subnet),
-            "Networks": {network: _endpoint(st.get("ip", ""), subnet)},
+            "Networks": _networks(meta, spec, st, subnet, networks) or {network: _endpoint(st.get("ip", ""), subnet)},
         },
         "K3c": {
             "Namespace": meta.get("namespace"), "Object": meta["name"], "UID": meta.get("uid"),
@@ -256,6 +268,35 @@ def _endpoint(ip: str, subnet: str) -> dict[str, Any]:
     return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
             "Gateway": "", "IPAddress": ip, "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None, **_gateway(ip, subnet)}
+
+
+def _networks(meta: dict[str, Any], spec: dict[str, Any], st: dict[str, Any], subnet: str,
+              names: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    """``NetworkSettings.Networks`` of a container on networks of its own: where the node attached it
+    (``status.networks``), else where it asked to be (no address yet); {} for the default network alone,
+    which the caller shows as before."""
+    out: dict[str, Any] = {}
+    short_id = dockerid.object_id({"metadata": meta})[:12]
+    attached = {n.get("name"): n for n in st.get("networks") or []}
+    for name in list(attached) or [n.get("name") for n in spec.get("networks") or []]:
+        if not name:
+            continue
+        docker_name, net_id = names.get(name, (name, ""))
+        at = attached.get(name) or {}
+        wanted: dict[str, Any] = next((n for n in spec.get("networks") or [] if n.get("name") == name), {})
+        entry = _endpoint(at.get("ip", ""), subnet if name == "bridge" and not at.get("prefixLength") else "")
+        if at.get("gateway"):
+            entry["Gateway"] = at["gateway"]
+        if at.get("prefixLength"):
+            entry["IPPrefixLen"] = at["prefixLength"]
+        aliases = list(at.get("aliases") or wanted.get("aliases") or [])
+        if name not in ("bridge", "none") and short_id not in aliases:
+            aliases.append(short_id)  # docker's: a container answers to its short ID on user networks
+        entry.update(NetworkID=net_id, MacAddress=at.get("mac", ""), Aliases=aliases or None)
+        if wanted.get("ipv4Address"):
+            entry["IPAMConfig"] = {"IPv4Address": wanted["ipv4Address"]}
+        out[docker_name] = entry
+    return out
 
 
 def _health(status: dict[str, Any]) -> dict[str, Any]:

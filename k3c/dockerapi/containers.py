@@ -25,16 +25,19 @@ from k3c.api import (
     CREATED_ANNOTATION,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
+    NETWORKS,
     VOLUMES,
 )
 from k3c.apierrors import AlreadyExists, NotFound
 from k3c.dockerapi import bodies, images, streams
 from k3c.dockerapi.cluster import Cluster
 from k3c.dockerapi.createbody import container_spec
+from k3c.dockerapi.endpoints import spec_networks
 from k3c.dockerapi.errors import BadParameter, Conflict, DockerError
 from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
+from k3c.dockernetwork import network_names
 from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, sort_newest_first
 from k3c.oci.reference import InvalidReference, parse
 from k3c.streams.protocol import STDERR, STDOUT
@@ -141,6 +144,9 @@ async def create(request: web.Request) -> web.Response:
         for other in await cluster.list(LOCAL_CONTAINERS):
             if dockerid.docker_name(other) == name:
                 raise conflict(name, other)
+    networks = await spec_networks(cluster, req.network_mode, req.endpoints)
+    if networks is not None:
+        req.spec["networks"] = networks
     await _ensure_volumes(cluster, req.volumes)
     for attempt in range(10):
         docker_name = name or dockerid.generate_name(attempt)
@@ -303,12 +309,15 @@ def _matches(obj: dict[str, Any], state: str, filters: dict[str, list[str]]) -> 
         "status": lambda v: state == v,
         "ancestor": lambda v: _same_image(image, v),
     }
-    return all(any(checks[key](v) for v in values) for key, values in filters.items() if values)
+    # docker: the values of one key are alternatives, except labels, which must all match
+    return all((all if key == "label" else any)(checks[key](v) for v in values)
+               for key, values in filters.items() if values)
 
 
-def _summary(obj: dict[str, Any], subnet: str = "") -> dict[str, Any]:
+def _summary(obj: dict[str, Any], subnet: str = "", networks: dict[str, tuple[str, str]] | None = None,
+             ) -> dict[str, Any]:
     """One entry of ``GET /containers/json``, built from the same document inspect shows."""
-    doc = docker_inspect(obj, subnet=subnet)
+    doc = docker_inspect(obj, subnet=subnet, networks=networks)
     state, status = docker_state(obj)
     spec = obj.get("spec") or {}
     created = parse_time(obj["metadata"].get("creationTimestamp"))
@@ -331,11 +340,10 @@ async def list_containers(request: web.Request) -> web.Response:
             raise BadParameter(f"invalid filter 'status={value}'")
     show_all = bodies.flag(request, "all") or bool(filters.get("status"))
     items = sort_newest_first(await _cluster(request).list(LOCAL_CONTAINERS))
-    out = []
-    for obj in items:
-        state = docker_state(obj)[0]
-        if (show_all or state == "running") and _matches(obj, state, filters):
-            out.append(_summary(obj, request.app["host"].subnet))
+    shown = [o for o in items if (show_all or docker_state(o)[0] == "running")
+             and _matches(o, docker_state(o)[0], filters)]
+    networks = await _network_names(_cluster(request), shown)
+    out = [_summary(obj, request.app["host"].subnet, networks) for obj in shown]
     limit = bodies.integer(request, "limit")
     return reply(out[:limit] if limit and limit > 0 else out)
 
@@ -345,7 +353,15 @@ async def inspect(request: web.Request) -> web.Response:
     obj = await find(cluster, request.match_info["id"])
     named = [m["volume"] for m in obj["spec"].get("volumes") or [] if m.get("volume")]
     names = {v["metadata"]["name"]: dockerid.docker_name(v) for v in await cluster.list(VOLUMES)} if named else {}
-    return reply(docker_inspect(obj, names, request.app["host"].subnet))
+    networks = await _network_names(cluster, [obj])
+    return reply(docker_inspect(obj, names, request.app["host"].subnet, networks))
+
+
+async def _network_names(cluster: Cluster, containers: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Network object name → docker name and ID, listed only when a container is on networks of its own."""
+    if not any((c.get("spec") or {}).get("networks") or (c.get("status") or {}).get("networks") for c in containers):
+        return {}
+    return network_names(await cluster.list(NETWORKS))
 
 
 # ---- wait ---------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ class CreateRequest:
 
     spec: dict[str, Any]
     volumes: dict[str, str] = field(default_factory=dict)  #: Volume object name → docker name
+    #: HostConfig.NetworkMode and NetworkingConfig.EndpointsConfig: networks by docker name or ID, which
+    #: k3c.dockerapi.endpoints resolves into ``spec.networks`` (only the API server knows the names)
+    network_mode: str = ""
+    endpoints: dict[str, Any] = field(default_factory=dict)
 
 
 def is_zero(value: Any) -> bool:
@@ -118,11 +122,18 @@ def _binds(binds: list[str], volumes: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _network(mode: str | None) -> bool | None:
-    if mode in (None, "", "default", "bridge"):
-        return None
-    if mode == "host":
-        return True
-    raise BadParameter(f"network {mode} not found (k3c offers bridge, the default, and host)")
+    if mode and mode.startswith("container:"):
+        raise BadParameter(f"network mode {mode} is not supported by k3c (a container's own network only)")
+    return True if mode == "host" else None
+
+
+def _endpoints(body: dict[str, Any]) -> dict[str, Any]:
+    networking = _typed(body, "NetworkingConfig", dict, "Config") or {}
+    endpoints = _typed(networking, "EndpointsConfig", dict, "NetworkingConfig") or {}
+    for name, config in endpoints.items():
+        if config is not None and not isinstance(config, dict):
+            raise BadParameter(f"json: cannot unmarshal NetworkingConfig.EndpointsConfig[{name!r}]: want an object")
+    return {str(k): v or {} for k, v in endpoints.items()}
 
 
 def container_spec(body: dict[str, Any]) -> CreateRequest:
@@ -168,4 +179,4 @@ def container_spec(body: dict[str, Any]) -> CreateRequest:
         "publishAll": _typed(host, "PublishAllPorts", bool, "HostConfig") or None,
     }
     spec = {"image": image, **{k: v for k, v in optional.items() if v is not None}}
-    return CreateRequest(spec, volumes)
+    return CreateRequest(spec, volumes, _typed(host, "NetworkMode", str, "HostConfig") or "", _endpoints(body))

@@ -27,6 +27,12 @@ class BadParameter(DockerError):
     status = 400
 
 
+class Forbidden(DockerError):
+    """An operation docker never allows on that object: removing a predefined network (403)."""
+
+    status = 403
+
+
 class NotFound(DockerError):
     """No such container, image, volume or endpoint (404)."""
 

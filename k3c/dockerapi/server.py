@@ -81,9 +81,15 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/prune", prune.prune_containers),
     ("POST", "/volumes/prune", prune.prune_volumes),
     ("GET", "/events", events.events),
-    ("GET", "/networks", networks.list_networks),
-    ("GET", "/networks/{id}", networks.inspect),
     # -- end 14-misc
+    # networks (issue 15): Network objects
+    ("GET", "/networks", networks.list_networks),
+    ("POST", "/networks/create", networks.create),
+    ("POST", "/networks/prune", networks.prune),
+    ("GET", "/networks/{id}", networks.inspect),
+    ("DELETE", "/networks/{id}", networks.remove),
+    ("POST", "/networks/{id}/connect", networks.connect),
+    ("POST", "/networks/{id}/disconnect", networks.disconnect),
     ("GET", "/images/json", images.list_images),
     ("GET", "/images/{name:.+}/json", images.inspect),
     # images: pull, push, tag, remove, history, prune, save, load; build (BuildKit's session refused)

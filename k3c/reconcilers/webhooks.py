@@ -4,6 +4,13 @@
   uses, or the pause image, is refused with 409 and docker's conflict wording
   (:meth:`~k3c.reconcilers.imageobjects.ImageObjects.deletion_conflict`), unless forced with
   ``k3c.io/force-delete``: nothing is left Terminating.
+- ``networks.k3c.io`` (CREATE, UPDATE and DELETE of Networks, always): the rules of :mod:`k3c.networkrules`,
+  each refusal one line: a bad subnet, gateway or ip range, a subnet overlapping another Network's, a docker
+  name taken or predefined (400/403/409); deleting ``bridge`` (403) or a Network a LocalContainer's
+  ``spec.networks`` names (409, naming them). An update is judged only when it changes the spec or the
+  docker name, so finalizer and status writes always pass and nothing is left Terminating. A LocalContainer
+  naming a Network that does not exist is not refused here (that would put a webhook call on every
+  container write): the CLI and the Docker API refuse it before writing, with docker's words.
 - ``nodepolicy.k3c.io`` (CREATE and UPDATE of every kind :mod:`~k3c.reconcilers.nodepolicy` classifies):
   refused with 403 naming the field and the policy. Registered only while a policy in force is
   restricted (the node's flags, or a NodePolicy object, watched through kopf): a permissive node has nothing
@@ -30,8 +37,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from k3c import admissionreview as ar
-from k3c import api
-from k3c.api import GROUP, IMAGES, NODE_LABEL, NODE_POLICIES, VALIDATING_WEBHOOK_CONFIGURATIONS, VERSION
+from k3c import api, dockerid, networkrules
+from k3c.api import (
+    GROUP,
+    IMAGES,
+    LOCAL_CONTAINERS,
+    NETWORKS,
+    NODE_LABEL,
+    NODE_POLICIES,
+    VALIDATING_WEBHOOK_CONFIGURATIONS,
+    VERSION,
+)
 from k3c.apierrors import NotFound
 from k3c.reconcilers import nodepolicy
 from k3c.reconcilers.assembly import Assembly
@@ -46,6 +62,7 @@ log = logging.getLogger(__name__)
 CONFIGURATION = "k3c.io"
 IMAGES_WEBHOOK = "images.k3c.io"
 NODE_POLICY_WEBHOOK = "nodepolicy.k3c.io"
+NETWORKS_WEBHOOK = networkrules.WEBHOOK
 #: How long a review waits for the image controller to finish starting (under the 10 s call timeout).
 CONTROLLER_WAIT = 5.0
 #: How long a stopping node waits to remove its configuration.
@@ -70,6 +87,29 @@ class ImageDeletions:
                            "k3c's image controller is starting; try again")
         conflict = await controller.images.deletion_conflict(old)
         return ar.deny(request["uid"], 409, "Conflict", conflict) if conflict else ar.allow(request["uid"])
+
+
+class NetworkChecks:
+    """``networks.k3c.io``: refuse bad Networks, and removing one that is predefined or in use."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def __call__(self, request: ar.Request) -> ar.Response:
+        uid, op = request["uid"], request["operation"]
+        obj, old = request.get("object"), request.get("oldObject")
+        namespace = request.get("namespace")
+        refusal: networkrules.Refusal | None = None
+        if op == ar.DELETE and old is not None:
+            refusal = networkrules.delete_problem(old, await self.kube.list_objects(LOCAL_CONTAINERS, namespace))
+        elif op in (ar.CREATE, ar.UPDATE) and obj is not None and _judged(obj, old):
+            refusal = networkrules.create_problem(obj, await self.kube.list_objects(NETWORKS, namespace))
+        return ar.deny(uid, refusal.code, refusal.reason, refusal.message) if refusal else ar.allow(uid)
+
+
+def _judged(obj: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """A create, or an update of what the rules read (the spec, the docker name)."""
+    return old is None or obj.get("spec") != old.get("spec") or dockerid.docker_name(obj) != dockerid.docker_name(old)
 
 
 class NodePolicyCheck:
@@ -128,6 +168,8 @@ class Webhooks:
         served: dict[str, tuple[Handler, list[dict[str, Any]]]] = {}
         if self.images is not None:
             served[IMAGES_WEBHOOK] = (ImageDeletions(self.images), [_rule([ar.DELETE], [IMAGES.plural])])
+        served[NETWORKS_WEBHOOK] = (NetworkChecks(self.kube), [_rule([ar.CREATE, ar.UPDATE, ar.DELETE],
+                                                                     [NETWORKS.plural])])
         if self.policies.restricted or all_of_them:
             served[NODE_POLICY_WEBHOOK] = (NodePolicyCheck(self.policies, self.node),
                                            [_rule([ar.CREATE, ar.UPDATE], _governed_plurals())])

@@ -250,7 +250,7 @@ def test_docker_py_containers(daemon, dockerpy):
     (b'{"Image": "IMG"', 400, "invalid JSON"),
     (b'["Image"]', 400, "invalid JSON"),
     (b'{"Image": "HUGE"}', 400, "request body larger than 4 MiB"),  # HUGE: 5 MiB of x
-    (b'{"Image": "IMG", "HostConfig": {"NetworkMode": "nowhere"}}', 400, "network nowhere not found"),
+    (b'{"Image": "IMG", "HostConfig": {"NetworkMode": "nowhere"}}', 404, "network nowhere not found"),
 ])
 def test_create_refuses_what_k3c_does_not_honour(daemon, sock, body, status, words):
     body = body.replace(b"IMG", TEST_IMAGE.encode()).replace(b"HUGE", b"x" * (5 * 1024 * 1024))

@@ -332,7 +332,7 @@ def test_docker_events_streams_a_start(sock, running):
 def test_networks_list_and_inspect_the_default_bridge(daemon, sock, dockerpy, running):
     cid = running("net_box")
     rows = ok(sock, "network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").splitlines()
-    assert rows == ["bridge bridge local"]
+    assert rows == ["bridge bridge local", "host host local", "none null local"]  # docker's predefined three
     doc = json.loads(ok(sock, "network", "inspect", "bridge"))[0]
     assert doc["Name"] == "bridge" and doc["Driver"] == "bridge" and len(doc["Id"]) == 64
     assert doc["Options"]["com.docker.network.bridge.name"] == daemon.bridge
@@ -342,7 +342,7 @@ def test_networks_list_and_inspect_the_default_bridge(daemon, sock, dockerpy, ru
     assert doc["Containers"][cid]["Name"] == "net_box"
     assert doc["Containers"][cid]["IPv4Address"].split("/")[0] == ip
     assert json.loads(ok(sock, "network", "inspect", "-f", "{{json .Name}}", doc["Id"][:12])) == "bridge"
-    assert [n.name for n in dockerpy.networks.list()] == ["bridge"]
+    assert [n.name for n in dockerpy.networks.list()] == ["bridge", "host", "none"]
     assert dockerpy.networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"] == subnet
     assert ok(sock, "network", "ls", "-q", "--filter", "driver=overlay") == ""
     missing = cli(sock, "network", "inspect", "proj_default")
