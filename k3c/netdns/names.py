@@ -8,6 +8,9 @@ name), its short docker ID (as docker answers it), its ``--network-alias`` alias
 (``spec.networks[].aliases``, and any the status carries), and its hostname (``spec.hostname``) with the
 hostname's first label. Names compare case-insensitively (as :class:`dns.name.Name` compares them), and a
 name is answered only on the networks its container is attached to: two networks never see each other's.
+As docker's resolver does, a container asking sees the names of every network it is attached to (its
+nameserver is one network's gateway, a compose service on two networks must still find the other's
+services): the asking container is known by its source address on the network asked.
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ class NameTable:
         self._by_uid: dict[str, list[Attachment]] = {}
         #: network → name → uid → address (several containers may share an alias: all are answered)
         self._index: dict[NetKey, dict[dns.name.Name, dict[str, ipaddress.IPv4Address]]] = {}
+        #: network → address → uid: who asks
+        self._clients: dict[NetKey, dict[ipaddress.IPv4Address, str]] = {}
 
     def put(self, obj: Mapping[str, Any]) -> None:
         """The container as it is now (added, changed, stopped: a stopped one is known nowhere)."""
@@ -132,6 +137,7 @@ class NameTable:
             names = self._index.setdefault(att.network, {})
             for name in att.names:
                 names.setdefault(name, {})[uid] = att.ip
+            self._clients.setdefault(att.network, {})[att.ip] = uid
 
     def remove(self, uid: str) -> None:
         for att in self._by_uid.pop(uid, []):
@@ -143,15 +149,33 @@ class NameTable:
                     names.pop(name, None)
             if not names:
                 self._index.pop(att.network, None)
+            clients = self._clients.get(att.network, {})
+            if clients.get(att.ip) == uid:
+                del clients[att.ip]
+            if not clients:
+                self._clients.pop(att.network, None)
 
     def replace(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Everything anew, from a fresh list of every container."""
         self._by_uid.clear()
         self._index.clear()
+        self._clients.clear()
         for obj in objs:
             self.put(obj)
 
-    def lookup(self, network: NetKey, name: dns.name.Name) -> list[ipaddress.IPv4Address] | None:
-        """The addresses ``name`` has on ``network``, sorted; None if it is no container's name there."""
-        holders = self._index.get(network, {}).get(name)
-        return sorted(set(holders.values())) if holders else None
+    def lookup(self, network: NetKey, name: dns.name.Name,
+               client: ipaddress.IPv4Address | None = None) -> list[ipaddress.IPv4Address] | None:
+        """The addresses ``name`` has on ``network``, sorted; None if it is no container's name there.
+
+        With the ``client`` asking (its address on ``network``): if that is a container's, the names of its
+        other networks too, ``network``'s first, then the others' in the order of its status."""
+        for net in self._networks_of(network, client):
+            holders = self._index.get(net, {}).get(name)
+            if holders:
+                return sorted(set(holders.values()))
+        return None
+
+    def _networks_of(self, network: NetKey, client: ipaddress.IPv4Address | None) -> list[NetKey]:
+        uid = self._clients.get(network, {}).get(client) if client is not None else None
+        others = [att.network for att in self._by_uid.get(uid, [])] if uid else []
+        return [network, *(net for net in others if net != network)]

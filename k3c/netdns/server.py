@@ -5,8 +5,9 @@ sockets are bound with ``IP_FREEBIND``, so it may start before the bridge has th
 listening while the bridge is recreated), and with ``SO_REUSEADDR``, so a restarted operator binds again at
 once. :class:`Answerer` decides the reply: a name the table knows on this network gets its addresses
 (``A``; any other type of a known name an empty NOERROR, so a stub asking ``AAAA`` first is not sent to
-the host's resolvers for a name they cannot know); everything else (unknown names, ``PTR``, other
-networks' names) is forwarded (:mod:`k3c.netdns.upstream`), SERVFAIL if nothing answered. Table answers
+the host's resolvers for a name they cannot know), also the names of the asking container's other networks
+(:meth:`~k3c.netdns.names.NameTable.lookup`); everything else (unknown names, ``PTR``, other networks'
+names) is forwarded (:mod:`k3c.netdns.upstream`), SERVFAIL if nothing answered. Table answers
 are made in the datagram callback itself (no task, no await): that is the lookup path containers wait on.
 Anything that does not parse as a DNS query is dropped; no packet can end a listener.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from typing import Any
@@ -81,8 +83,9 @@ class Answerer:
         self.upstream = upstream
         self.ttl = ttl
 
-    def local(self, query: dns.message.Message) -> dns.message.Message | None:
-        """The reply made here (a table name, a malformed or unsupported query), or None: forward it."""
+    def local(self, query: dns.message.Message, client: str | None = None) -> dns.message.Message | None:
+        """The reply made here (a table name, a malformed or unsupported query), or None: forward it.
+        ``client``: the asker's address (a container asking sees the names of all its networks)."""
         if query.opcode() != dns.opcode.QUERY:
             return self._error(query, dns.rcode.NOTIMP)
         if len(query.question) != 1:
@@ -90,7 +93,7 @@ class Answerer:
         question = query.question[0]
         if question.rdclass != dns.rdataclass.IN:
             return None
-        addresses = self.table.lookup(self.network, question.name)
+        addresses = self.table.lookup(self.network, question.name, _ipv4(client))
         if addresses is None:
             return None
         reply = dns.message.make_response(query, recursion_available=True)
@@ -104,14 +107,21 @@ class Answerer:
         reply = await self.upstream.resolve(query)
         return reply if reply is not None else self._error(query, dns.rcode.SERVFAIL)
 
-    async def reply(self, query: dns.message.Message) -> dns.message.Message:
-        return self.local(query) or await self.forwarded(query)
+    async def reply(self, query: dns.message.Message, client: str | None = None) -> dns.message.Message:
+        return self.local(query, client) or await self.forwarded(query)
 
     @staticmethod
     def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:
         reply = dns.message.make_response(query, recursion_available=True)
         reply.set_rcode(rcode)
         return reply
+
+
+def _ipv4(address: str | None) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(address) if address else None
+    except ValueError:
+        return None
 
 
 def bound_socket(kind: socket.SocketKind, address: str, port: int) -> socket.socket:
@@ -181,7 +191,7 @@ class NetworkResolver:
         query = parse_query(data)
         if query is None or self._udp is None:
             return
-        reply = self.answerer.local(query)
+        reply = self.answerer.local(query, str(addr[0]))
         if reply is not None:
             self._udp.sendto(to_wire(reply, udp_limit(query)), addr)
         elif len(self._tasks) < MAX_FORWARDS:
@@ -199,13 +209,15 @@ class NetworkResolver:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Length-prefixed queries (RFC 1035 4.2.2) until the client closes, idles or sends garbage."""
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else None
         try:
             while True:
                 size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE), "big")
                 query = parse_query(await asyncio.wait_for(reader.readexactly(size), TCP_IDLE))
                 if query is None:
                     return
-                wire = (await self.answerer.reply(query)).to_wire(max_size=65535)
+                wire = (await self.answerer.reply(query, client)).to_wire(max_size=65535)
                 writer.write(len(wire).to_bytes(2, "big") + wire)
                 await writer.drain()
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, dns.exception.DNSException):

@@ -22,7 +22,7 @@ from k3c.netdns.names import NameTable
 from k3c.netdns.server import TTL, Answerer, NetworkResolver
 from k3c.netdns.upstream import Nameserver, Upstream
 from tests.support.harness import free_port
-from tests.support.netdns import FakeUpstream, LoopThread, address_and_port
+from tests.support.netdns import FakeUpstream, LoopThread, address_and_port, loopback_address
 from tests.unit.test_netdns_names import container
 
 NET = ("default", "front")
@@ -102,6 +102,18 @@ def test_unknown_names_ptr_and_other_networks_names_are_forwarded(env: Env) -> N
     assert env.ask("db").rcode() == dns.rcode.NXDOMAIN and "db." in env.fake.asked
     env.ask("2.0.30.10.in-addr.arpa", "PTR")
     assert "2.0.30.10.in-addr.arpa." in env.fake.asked
+
+
+def test_a_container_on_two_networks_resolves_the_names_of_both(env: Env) -> None:
+    """The asker is known by its source address: bound to the address of a container on front and back."""
+    both = loopback_address()
+    env.put(container("multi", "u-multi", attached=[{"name": "front", "ip": both}, {"name": "back", "ip": "10.31.0.9"}]))
+    query = dns.message.make_query("db", "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((both, 0))
+        s.setblocking(False)
+        assert a_records(dns.query.udp(query, env.where[0], 5, env.where[1], sock=s)) == ["10.31.0.2"]
+    assert env.ask("db").rcode() == dns.rcode.NXDOMAIN  # anyone else: db is not on front
 
 
 def test_servfail_when_the_upstream_does_not_answer(env: Env) -> None:

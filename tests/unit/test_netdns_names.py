@@ -79,6 +79,24 @@ def test_networks_are_separate_and_aliases_belong_to_their_network() -> None:
     assert table.lookup(("other-ns", "front"), n("a")) is None  # a network of the same name elsewhere
 
 
+def test_a_container_asking_sees_the_names_of_all_its_networks() -> None:
+    table = NameTable()
+    table.put(container("web", "uw", attached=[{"name": "front", "ip": "10.30.0.2"}, {"name": "back", "ip": "10.31.0.2"}]))
+    table.put(container("db", "ud", networks=[{"name": "back", "aliases": ["pg"]}],
+                        attached=[{"name": "back", "ip": "10.31.0.3"}]))
+    table.put(container("peer", "up", attached=[{"name": "front", "ip": "10.30.0.4"}]))
+    table.put(container("twin", "t1", attached=[{"name": "front", "ip": "10.30.0.5"}]))
+    table.put(container("twin", "t2", attached=[{"name": "back", "ip": "10.31.0.5"}]))
+    web_on_front = ipaddress.IPv4Address("10.30.0.2")
+    assert table.lookup(NET, n("pg"), web_on_front) == ips("10.31.0.3")  # web is on back too
+    assert table.lookup(NET, n("twin"), web_on_front) == ips("10.30.0.5")  # the network asked comes first
+    assert table.lookup(NET, n("pg")) is None
+    assert table.lookup(NET, n("pg"), ipaddress.IPv4Address("10.30.0.4")) is None  # peer is on front only
+    assert table.lookup(NET, n("pg"), ipaddress.IPv4Address("10.31.0.2")) is None  # not web's address on front
+    table.remove("uw")
+    assert table.lookup(NET, n("pg"), web_on_front) is None  # a gone container's address asks as nobody
+
+
 def test_aliases_carried_by_the_status_count_too() -> None:
     table = NameTable()
     table.put(container("a", "ua", attached=[{"name": "front", "ip": "10.30.0.2", "aliases": ["late"]}]))
