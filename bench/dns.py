@@ -8,9 +8,10 @@ p50 and p99 of 1000 lookups (``--count``), one after the other, each a fresh UDP
   NAME (default: the container's own docker name). The queries are sent with dnspython by this script
   re-run in the container's network namespace (``nsenter --net``), so the path is the container's own
   (its veth, the bridge, the resolver) but the stub is dnspython, not the image's libc (a busybox image has
-  no tool that could time 1000 lookups itself). Needs: root, ``nsenter``, a `k3c daemon` (``--kubeconfig``,
-  else the CLI's rules) and the container running on a DNS-enabled network, i.e. the network plumbing of
-  issue 15 (``k3c run --network NET``); on the default network ``bridge`` the nameserver is the host's.
+  no tool that could time 1000 lookups itself); ``--nameserver`` asks another address instead. Needs:
+  root, ``nsenter``, a `k3c daemon` (``--kubeconfig``, else the CLI's rules) and the container running on
+  a DNS-enabled network, i.e. the network plumbing of issue 15 (``k3c run --network NET``); on the default
+  network ``bridge`` the nameserver is the host's.
 - ``bench/dns.py --local``: no container: a resolver (k3c.netdns.server) on a loopback address in this
   process, its table holding one container, asked the same way; the resolver's own cost.
 
@@ -76,7 +77,8 @@ def container_pid(container_id: str) -> int:
     raise SystemExit(f"no process of container {container_id[:12]} found (is it running, on this host?)")
 
 
-def in_container(ref: str, name: str | None, count: int, kubeconfig: str | None) -> tuple[list[float], str]:
+def in_container(ref: str, name: str | None, count: int, kubeconfig: str | None,
+                 nameserver: str | None = None) -> tuple[list[float], str]:
     from k3c import api, dockerid, kubeclient
 
     try:
@@ -92,9 +94,11 @@ def in_container(ref: str, name: str | None, count: int, kubeconfig: str | None)
     if status.get("phase") != "Running" or not status.get("containerID"):
         raise SystemExit(f"container {ref} is not running")
     pid = container_pid(status["containerID"])
-    resolv = dns.resolver.Resolver(configure=False)
-    resolv.read_resolv_conf(f"/proc/{pid}/root/etc/resolv.conf")
-    server = str(resolv.nameservers[0])
+    if nameserver is None:
+        resolv = dns.resolver.Resolver(configure=False)
+        resolv.read_resolv_conf(f"/proc/{pid}/root/etc/resolv.conf")
+        nameserver = str(resolv.nameservers[0])
+    server = nameserver
     target = name or dockerid.docker_name(obj)
     nets = [n.get("name") for n in status.get("networks") or []]
     where = f"container {ref} (networks {', '.join(map(str, nets)) or 'unknown'}), nameserver {server}"
@@ -133,10 +137,11 @@ def main() -> None:
     p.add_argument("--lookup", help="the name to look up (default: the container's own docker name)")
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--kubeconfig", help="the k3c daemon's kubeconfig (default: the CLI's rules)")
+    p.add_argument("--nameserver", help="ask this address instead of the container's resolv.conf nameserver")
     p.add_argument("--local", action="store_true", help="an in-process resolver instead of a container")
     p.add_argument("--json", type=Path, help="also write every sample (seconds) here")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)  # (re-run in the netns)
-    p.add_argument("--server", help=argparse.SUPPRESS)
+    p.add_argument("--server", help=argparse.SUPPRESS)  # (the nameserver, in the netns)
     args = p.parse_args()
     if args.inside:
         print(json.dumps(lookups(args.server, 53, args.lookup, args.count)))
@@ -146,7 +151,7 @@ def main() -> None:
     if not args.local and os.geteuid() != 0:
         p.error("entering a container's network namespace needs root")
     samples, what = local(args.count) if args.local else in_container(args.container, args.lookup, args.count,
-                                                                        args.kubeconfig)
+                                                                        args.kubeconfig, args.nameserver)
     ordered = sorted(samples)
     p50, p99 = statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
     print(f"| lookups | what | p50 ms | p99 ms |\n|---|---|---|---|\n"
