@@ -115,8 +115,7 @@ def local(count: int) -> tuple[list[float], str]:
     from k3c.netdns.names import NameTable
     from k3c.netdns.server import Answerer, NetworkResolver
     from k3c.netdns.upstream import Upstream
-    from tests.support.netdns import LoopThread, address_and_port
-    from tests.unit.test_netdns_names import container
+    from tests.support.netdns import LoopThread, address_and_port, container
 
     loop = LoopThread()
     table = NameTable()

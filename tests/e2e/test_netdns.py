@@ -22,8 +22,7 @@ from k3c.netdns.names import NameTable
 from k3c.netdns.server import TTL, Answerer, NetworkResolver
 from k3c.netdns.upstream import Nameserver, Upstream
 from tests.support.harness import free_port
-from tests.support.netdns import FakeUpstream, LoopThread, address_and_port, loopback_address
-from tests.unit.test_netdns_names import container
+from tests.support.netdns import FakeUpstream, LoopThread, address_and_port, container, loopback_address
 
 NET = ("default", "front")
 

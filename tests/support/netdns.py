@@ -26,6 +26,19 @@ T = TypeVar("T")
 LOOPBACKS = Reservations("loopbacks")
 
 
+def container(name: str, uid: str, *, phase: str = "Running", namespace: str = "default",
+              networks: list[dict[str, Any]] | None = None, attached: list[dict[str, Any]] | None = None,
+              docker_name: str | None = None, hostname: str | None = None) -> dict[str, Any]:
+    """A LocalContainer as the operator leaves it: ``phase``, attached with ``status.networks`` entries."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
+    if docker_name:
+        meta["annotations"] = {"k3c.io/name": docker_name}
+    spec: dict[str, Any] = {"image": "busybox", "networks": networks or []}
+    if hostname:
+        spec["hostname"] = hostname
+    return {"metadata": meta, "spec": spec, "status": {"phase": phase, "networks": attached or []}}
+
+
 def loopback_address() -> str:
     """A 127.0.0.0/8 address reserved for this process (never 127.0.0.1, nor 127.0.0.53 and friends)."""
     for _ in range(1000):

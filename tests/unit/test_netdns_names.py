@@ -8,20 +8,9 @@ from typing import Any
 import dns.name
 
 from k3c.netdns.names import NameTable, dns_enabled, served_network
+from tests.support.netdns import container
 
 NODE = "node-a"
-
-
-def container(name: str, uid: str, *, phase: str = "Running", namespace: str = "default",
-              networks: list[dict[str, Any]] | None = None, attached: list[dict[str, Any]] | None = None,
-              docker_name: str | None = None, hostname: str | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
-    if docker_name:
-        meta["annotations"] = {"k3c.io/name": docker_name}
-    spec: dict[str, Any] = {"image": "busybox", "networks": networks or []}
-    if hostname:
-        spec["hostname"] = hostname
-    return {"metadata": meta, "spec": spec, "status": {"phase": phase, "networks": attached or []}}
 
 
 def network(name: str, *, gateway: str | None = "10.30.0.1", namespace: str = "default", dns: bool | None = None,
