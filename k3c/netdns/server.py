@@ -108,7 +108,8 @@ class Answerer:
         return reply if reply is not None else self._error(query, dns.rcode.SERVFAIL)
 
     async def reply(self, query: dns.message.Message, client: str | None = None) -> dns.message.Message:
-        return self.local(query, client) or await self.forwarded(query)
+        local = self.local(query, client)
+        return local if local is not None else await self.forwarded(query)
 
     @staticmethod
     def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:
