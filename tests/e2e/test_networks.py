@@ -276,3 +276,29 @@ def test_automatic_subnet_and_deletion_removes_everything(daemon: DaemonProcess)
     assert st["bridge"] not in mangle_rules(daemon), "its isolation rules are removed"
     assert not dirs.conflist(st["bridge"]).exists() and not (dirs.ipam / st["bridge"]).exists()
     assert st["subnet"] not in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+
+
+def test_kill9_and_restart_duplicate_nothing(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
+    """Containers on two user networks survive a kill -9 of the daemon with their addresses; the restart sets
+    the networks up again without a second bridge address, rule or jump, and nothing leaks."""
+    a = run(daemon, "k9a", [{"name": "front"}])
+    b = run(daemon, "k9b", [{"name": "back"}])
+    rules_before = sorted(isolation.listed(daemon.bridge))
+    front = nets["front"]["status"]["bridge"]
+    daemon.kill9()
+    daemon.start()
+    for before in (a, b):
+        after = daemon.wait_phase(before["metadata"]["name"], "Running")
+        assert after["status"]["containerID"] == before["status"]["containerID"]
+        assert after["status"]["networks"] == before["status"]["networks"]
+    time.sleep(1.0)  # the operator's first reconcile of every network
+    wait_network(daemon, "front", "Ready")
+    assert sorted(isolation.listed(daemon.bridge)) == rules_before
+    forward = subprocess.run(["iptables", "-t", "mangle", "-S", "FORWARD"], capture_output=True, text=True).stdout
+    assert forward.count(f"-j K3C-ISO-{daemon.bridge}") == 1, forward
+    addrs = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", front], capture_output=True, text=True).stdout
+    assert len(addrs.splitlines()) == 1, addrs
+    assert reaches(daemon, daemon.wait_phase("k9a", "Running"), nets["front"]["status"]["gateway"])
+    daemon.delete_container("k9a")
+    daemon.delete_container("k9b")
+    daemon.wait_no_leftovers()
