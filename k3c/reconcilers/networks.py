@@ -316,16 +316,20 @@ class NetworkReconciler:
         log.info("network %s removed from the node", key)
 
     async def collect_orphans(self) -> list[str]:
-        """Tear down user networks set up here whose object is gone and that nothing uses any more."""
+        """Tear down user networks set up here whose object is gone and that nothing uses any more.
+
+        Under the lock that set-ups take: a conflist on disk while the list is read belongs to an object the
+        list shows (the object exists before its conflist is written), so a network being made is never taken
+        for an orphan."""
         if self.dirs is None:
             return []
-        live = {user_key(o["metadata"]["uid"]) for o in await self.kube.list_objects(NETWORKS)}
         done: list[str] = []
-        for key in self.dirs.keys():
-            if key.startswith(USER_PREFIX) and key not in live and not self._leases(key):
-                async with self._lock:
+        async with self._lock:
+            live = {user_key(o["metadata"]["uid"]) for o in await self.kube.list_objects(NETWORKS)}
+            for key in self.dirs.keys():
+                if key.startswith(USER_PREFIX) and key not in live and not self._leases(key):
                     await asyncio.to_thread(self._tear_down, key)
-                done.append(key)
+                    done.append(key)
         return done
 
     async def _write_status(self, obj: dict[str, Any], status: NetworkStatus) -> None:

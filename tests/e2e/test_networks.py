@@ -302,3 +302,23 @@ def test_kill9_and_restart_duplicate_nothing(daemon: DaemonProcess, nets: dict[s
     daemon.delete_container("k9a")
     daemon.delete_container("k9b")
     daemon.wait_no_leftovers()
+
+
+def test_a_network_whose_object_went_meanwhile_is_collected(daemon: DaemonProcess) -> None:
+    """A daemon killed during a deletion leaves bridge, conflist and rules of an object that is gone: the
+    operator finds them after its start and removes them."""
+    from k3c.nodenet import bridges
+    from k3c.nodenet.conflists import BridgeNetwork, render_conflist, write_json
+
+    dirs = daemon.containerd_config.network_dirs
+    stray = BridgeNetwork(key="k3c-dead00beef", bridge="k3c-dead00beef", subnet=pick_subnet())
+    daemon.kill9()
+    try:
+        write_json(dirs.conflist(stray.key), render_conflist(stray, dirs.ipam))
+        (dirs.ipam / stray.key).mkdir(parents=True, exist_ok=True)
+        bridges.ensure(stray.bridge, stray.gateway_address, stray.prefix_length)
+    finally:
+        daemon.start()
+    wait_until(lambda: not dirs.conflist(stray.key).exists(), 30, "the stray network to be collected")
+    assert not Path(f"/sys/class/net/{stray.bridge}").exists() and not (dirs.ipam / stray.key).exists()
+    wait_until(lambda: stray.bridge not in mangle_rules(daemon), 5, "its isolation rules to go")
