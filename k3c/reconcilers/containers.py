@@ -56,7 +56,7 @@ from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
 from k3c.reconcilers.kube import Kube, Ref
-from k3c.reconcilers.networks import NetworkError, NetworkReconciler, network_names, pseudo
+from k3c.reconcilers.networks import NetworkError, NetworkNotReady, NetworkReconciler, network_names, pseudo
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
 from k3c.reconcilers.statuses import (
@@ -350,6 +350,10 @@ class ContainerReconciler:
         inst.stop_reason, inst.vanished, inst.oom, inst.paused = "", False, False, False
         try:
             await self._create_and_start(obj, inst)
+        except NetworkNotReady as err:
+            await self._release(inst, wait=True)
+            await self._write_status(obj, {"phase": "Pending", "summary": "Created", "message": str(err)})
+            return 0.2
         except (StartError, ImageError, PortInUseError, SpecError, NetworkError, ociamend.AmendError,
                 healthchecks.HealthCheckError, logrotation.LogOptionsError) as err:
             await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))

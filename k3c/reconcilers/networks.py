@@ -59,6 +59,11 @@ class NetworkError(ValueError):
     """A container names a network it cannot be attached to; the message says why, in one line."""
 
 
+class NetworkNotReady(NetworkError):
+    """The network exists but is not set up yet (just created): the container waits for it, as compose's
+    `network create` then `create` of a container expects."""
+
+
 @dataclass(frozen=True)
 class Attachable:
     """A network a container can join on this node."""
@@ -120,12 +125,12 @@ class NetworkReconciler:
         if obj is None:
             raise NetworkError(f"network {name} not found")
         status = obj.get("status") or {}
-        if status.get("phase") != "Ready" or status.get("node") != self.node or self.dirs is None:
-            why = status.get("message") or f"phase {status.get('phase') or 'Pending'}"
-            raise NetworkError(f"network {name} is not ready on this node: {why}")
+        if self.dirs is None or status.get("phase") == "Failed" or status.get("node") not in (None, "", self.node):
+            why = status.get("message") or f"phase {status.get('phase')}, node {status.get('node') or '?'}"
+            raise NetworkError(f"network {name} cannot be used on this node: {why}")
         net = read_network(self.dirs, user_key(obj["metadata"]["uid"]))
-        if net is None:
-            raise NetworkError(f"network {name} is not set up on this node yet")
+        if status.get("phase") != "Ready" or net is None:
+            raise NetworkNotReady(f"network {name} is being set up")
         return Attachable(name, net.key, net.gateway_address, net.prefix_length, _dns_enabled(obj))
 
     def _find(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -322,3 +322,14 @@ def test_a_network_whose_object_went_meanwhile_is_collected(daemon: DaemonProces
     wait_until(lambda: not dirs.conflist(stray.key).exists(), 30, "the stray network to be collected")
     assert not Path(f"/sys/class/net/{stray.bridge}").exists() and not (dirs.ipam / stray.key).exists()
     wait_until(lambda: stray.bridge not in mangle_rules(daemon), 5, "its isolation rules to go")
+
+
+def test_a_container_waits_for_a_network_created_just_before(daemon: DaemonProcess) -> None:
+    """compose creates the network, then at once its containers: they wait while it is being set up."""
+    obj = {"apiVersion": NETWORKS.api_version, "kind": NETWORKS.kind,
+           "metadata": {"name": "hasty", "namespace": "default"}, "spec": {"subnet": pick_subnet()}}
+    daemon.api.create(NETWORKS.path("default"), obj)
+    c = run(daemon, "hastyc", [{"name": "hasty"}])
+    assert c["status"]["networks"][0]["name"] == "hasty" and c["status"]["ip"]
+    daemon.delete_container("hastyc")
+    delete_network(daemon, "hasty")
