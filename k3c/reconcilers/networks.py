@@ -23,6 +23,7 @@ import contextlib
 import ipaddress
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,10 @@ from k3c.reconcilers.statuses import AttachedContainer, Condition, NetworkStatus
 from k3c.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
+
+#: Seconds after which the isolation chains are rewritten even if no network changed (rules someone removed
+#: come back).
+RESYNC_INTERVAL = 30.0
 
 
 class NetworkError(ValueError):
@@ -104,6 +109,7 @@ class NetworkReconciler:
         self.containers = containers
         self.schedule = schedule
         self._lock = asyncio.Lock()  # subnet choice and the isolation chains: one network at a time
+        self._synced: tuple[list[isolation.Member], float] | None = None  # last isolation sync: members, when
 
     # ------------------------------------------------------------------ what containers ask
 
@@ -229,7 +235,10 @@ class NetworkReconciler:
         return BridgeNetwork(key=key, bridge=key, subnet=str(subnet), gateway=str(spec.get("gateway") or ""),
                              ip_range=str(spec.get("ipRange") or ""), internal=bool(spec.get("internal")))
 
-    def _sync_isolation(self) -> None:
+    def _sync_isolation(self, force: bool = False) -> None:
+        """The isolation chains for the networks set up here; the same members as at the last sync less
+        than :data:`RESYNC_INTERVAL` ago are not written again (the default network is reconciled at every
+        change of a container)."""
         assert self.dirs is not None
         default = self.default()
         if default is None:
@@ -239,7 +248,12 @@ class NetworkReconciler:
             net = read_network(self.dirs, key)
             if net is not None and key != default.key:
                 members.append(isolation.Member(net.bridge, net.internal))
+        now = time.monotonic()
+        if not force and self._synced is not None and self._synced[0] == members \
+                and now - self._synced[1] < RESYNC_INTERVAL:
+            return
         isolation.sync(default.bridge, members)
+        self._synced = (members, now)
 
     def _attached(self, obj: dict[str, Any]) -> list[AttachedContainer]:
         ns, name = obj["metadata"].get("namespace", "default"), obj["metadata"]["name"]
@@ -317,7 +331,7 @@ class NetworkReconciler:
         bridges.remove(net.bridge if net else key)
         self.dirs.conflist(key).unlink(missing_ok=True)
         shutil.rmtree(self.dirs.ipam / key, ignore_errors=True)
-        self._sync_isolation()
+        self._sync_isolation(force=True)
         log.info("network %s removed from the node", key)
 
     async def collect_orphans(self) -> list[str]:
