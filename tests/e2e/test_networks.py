@@ -333,3 +333,26 @@ def test_a_container_waits_for_a_network_created_just_before(daemon: DaemonProce
     assert c["status"]["networks"][0]["name"] == "hasty" and c["status"]["ip"]
     daemon.delete_container("hastyc")
     delete_network(daemon, "hasty")
+
+
+def test_leases_and_records_of_vanished_sandboxes_are_released(daemon: DaemonProcess,
+                                                               nets: dict[str, dict[str, Any]]) -> None:
+    """What a sandbox cut short by a kill -9 leaves in a user network (an IP lease, the dispatcher's record)
+    is released when the daemon's containerd comes back (k3c.daemon.netgc)."""
+    dirs = daemon.containerd_config.network_dirs
+    key = nets["back"]["status"]["bridge"]
+    gone = "f" * 64
+    daemon.kill9()
+    try:
+        lease = dirs.ipam / key / str(ipaddress.ip_network(nets["back"]["status"]["subnet"])[200])
+        lease.parent.mkdir(parents=True, exist_ok=True)
+        lease.write_text(f"{gone}\neth0")
+        record = dirs.records / f"{gone}.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        conflist = json.loads(dirs.conflist(key).read_text())
+        record.write_text(json.dumps({"networks": [{"key": key, "ifname": "eth0", "conflist": conflist,
+                                                    "result": None}]}))
+    finally:
+        daemon.start()
+    wait_until(lambda: not lease.exists() and not record.exists(), 20, "the vanished sandbox's state to go")
+    daemon.wait_no_leftovers()
