@@ -16,7 +16,7 @@ from k3c import dockerid
 from k3c.api import LOCAL_CONTAINERS, NETWORKS
 from k3c.apierrors import APIError
 from tests.e2e.test_commands import k3c
-from tests.support.daemon_harness import DaemonProcess, lc_object, pick_subnet
+from tests.support.daemon_harness import DaemonProcess, lc_object, pick_subnet, wait_until
 
 
 def _networks(d: DaemonProcess) -> dict[str, dict[str, Any]]:
@@ -216,10 +216,9 @@ def test_prune_removes_unused_custom_networks(daemon: DaemonProcess, cleanup) ->
 
 
 def test_the_default_network_object_cannot_be_removed(daemon: DaemonProcess) -> None:
-    """The node makes ``bridge``; stood in for here by a plain object (it is never removed, so last)."""
+    """The node makes ``bridge`` at start."""
     d = daemon
-    d.api.create(NETWORKS.path("default"), {"apiVersion": NETWORKS.api_version, "kind": NETWORKS.kind,
-                                            "metadata": {"name": "bridge"}, "spec": {"driver": "bridge"}})
+    wait_until(lambda: "bridge" in _networks(d), 30, "the node's bridge Network")
     refused = k3c(d, "network", "rm", "bridge", check=False)
     assert refused.returncode == 1
     assert refused.stderr == "Error response from daemon: bridge is a pre-defined network and cannot be removed\n"
