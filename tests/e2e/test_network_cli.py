@@ -166,6 +166,22 @@ def test_a_container_naming_a_missing_network_is_not_admission_s_business(daemon
     assert obj["spec"]["networks"] == [{"name": "no-such-net"}]
 
 
+def test_run_network_takes_a_docker_name_or_id_prefix_and_refuses_an_unknown_one(daemon: DaemonProcess,
+                                                                                    cleanup) -> None:
+    d = daemon
+    refused = k3c(d, "create", "--name", "lost", "--network", "no-such-net", "busybox", check=False)
+    assert (refused.returncode, refused.stderr) == (125, "k3c: Error response from daemon: network no-such-net not found\n")
+    assert d.container("lost") is None, "nothing is written"
+    cleanup["networks"].append("Team_net")
+    net_id = k3c(d, "network", "create", "Team_net").stdout.strip()
+    cleanup["containers"] += ["by-name", "by-id"]
+    k3c(d, "create", "--name", "by-name", "--network", "Team_net", "--network-alias", "web", "busybox")
+    k3c(d, "create", "--name", "by-id", "--network", net_id[:12], "busybox")
+    obj_name = dockerid.object_name("Team_net")
+    assert d.container("by-name")["spec"]["networks"] == [{"name": obj_name, "aliases": ["web"]}]
+    assert d.container("by-id")["spec"]["networks"] == [{"name": obj_name}]
+
+
 def test_connect_and_disconnect_patch_spec_networks(daemon: DaemonProcess, cleanup) -> None:
     d = daemon
     cleanup["networks"].append("front_end")
