@@ -202,6 +202,43 @@ def test_network_none_is_loopback_only(daemon: DaemonProcess) -> None:
     daemon.delete_container("lonely")
 
 
+def test_connect_and_disconnect_of_a_running_container(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
+    """`network connect` of a running container: it is recreated in a sandbox on both networks (docker does
+    it live; the issue allows the sandbox to restart) and keeps its object, name and ID; then names on the
+    new network resolve; `disconnect` takes it off again."""
+    mover = run(daemon, "mover", [{"name": "front"}])
+    peer = run(daemon, "backer", [{"name": "back"}])
+    assert not reaches(daemon, mover, peer["status"]["ip"])
+    cp = k3c(daemon, "network", "connect", "--alias", "shifter", "back", "mover")
+    assert cp.returncode == 0, cp.stderr
+
+    def on_both() -> dict[str, Any] | None:
+        obj = daemon.container("mover") or {}
+        st = obj.get("status") or {}
+        names = [n["name"] for n in st.get("networks") or [] if n.get("ip")]
+        return obj if st.get("phase") == "Running" and names == ["front", "back"] else None
+
+    wait_until(on_both, 30, "mover on front and back")
+    moved = on_both()
+    assert moved is not None and moved["metadata"]["uid"] == mover["metadata"]["uid"]
+    assert reaches(daemon, moved, peer["status"]["ip"]), "the new network reaches"
+    wait_until(lambda: in_container(daemon, peer, "nslookup shifter || true").count("Address") >= 2, 10,
+               "the alias on the new network to resolve from its peers")
+    cp = k3c(daemon, "network", "disconnect", "back", "mover")
+    assert cp.returncode == 0, cp.stderr
+
+    def front_only() -> dict[str, Any] | None:
+        obj = daemon.container("mover") or {}
+        st = obj.get("status") or {}
+        names = [n["name"] for n in st.get("networks") or [] if n.get("ip")]
+        return obj if st.get("phase") == "Running" and names == ["front"] else None
+
+    wait_until(front_only, 30, "mover on front alone")
+    assert not reaches(daemon, front_only() or {}, peer["status"]["ip"])
+    daemon.delete_container("mover")
+    daemon.delete_container("backer")
+
+
 def test_cli_network_and_alias_write_spec_networks(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
     cp = k3c(daemon, "create", "--name", "aliased", "--network", "front", "--network-alias", "db",
              "--network-alias", "pg", "k3c.test/busybox:latest", "sleep", "600")
