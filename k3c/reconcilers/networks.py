@@ -49,6 +49,7 @@ from k3c.nodenet.conflists import (
     write_json,
 )
 from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.claims import NodeClaim
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.statuses import AttachedContainer, Condition, NetworkStatus
 from k3c.timefmt import now_rfc3339
@@ -113,6 +114,7 @@ class NetworkReconciler:
         self.cache = cache
         self.containers = containers
         self.schedule = schedule
+        self.claims = NodeClaim(kube, cache, schedule, node, NETWORK_FINALIZER, _ref)
         self._lock = asyncio.Lock()  # subnet choice and the isolation chains: one network at a time
         self._synced: tuple[list[hostrules.Member], float] | None = None  # last isolation sync: members, when
 
@@ -167,11 +169,11 @@ class NetworkReconciler:
 
     async def reconcile(self, uid: str) -> float | None:
         obj = self.cache.get(uid)
-        if obj is None or not self._mine(obj):
+        if obj is None or not self.claims.mine(obj):
             return None
         if obj["metadata"].get("deletionTimestamp"):
             return await self._finalize(obj)
-        obj = await self._claim(obj)
+        obj = await self.claims.claim(obj)
         if obj is None:
             return None
         if self.dirs is None:
@@ -269,30 +271,6 @@ class NetworkReconciler:
         return sorted(out, key=lambda a: a["name"])
 
     # ------------------------------------------------------------------ claim, delete
-
-    def _mine(self, obj: dict[str, Any]) -> bool:
-        wanted = obj.get("spec", {}).get("nodeName") or ""
-        claimed = (obj.get("status") or {}).get("node") or ""
-        return (not wanted or wanted == self.node) and (not claimed or claimed == self.node)
-
-    async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        try:
-            if not (obj.get("status") or {}).get("node"):
-                obj = await self.kube.patch_status(_ref(obj), NetworkStatus(node=self.node, phase="Pending"),
-                                                   resource_version=obj["metadata"]["resourceVersion"])
-                self.cache.put(obj)
-            if NETWORK_FINALIZER not in (obj["metadata"].get("finalizers") or []):
-                fins = [*(obj["metadata"].get("finalizers") or []), NETWORK_FINALIZER]
-                obj = await self.kube.merge_patch(_ref(obj), {"metadata": {
-                    "finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
-                self.cache.put(obj)
-        except (NotFound, Conflict):
-            fresh = await self.kube.get(_ref(obj))
-            if fresh is not None:
-                self.cache.put(fresh)
-                self.schedule(fresh["metadata"]["uid"], 0.0)
-            return None
-        return obj if self._mine(obj) else None
 
     async def _finalize(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]

@@ -22,6 +22,7 @@ from typing import Any
 from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUME_FINALIZER, VOLUMES
 from k3c.apierrors import AlreadyExists, Conflict, NotFound
 from k3c.reconcilers.cache import ObjectCache
+from k3c.reconcilers.claims import NodeClaim
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.statuses import VolumeStatus
 from k3c.timefmt import parse_time
@@ -56,6 +57,7 @@ class VolumeReconciler:
         self.cache = cache
         self.containers = containers
         self.schedule = schedule
+        self.claims = NodeClaim(kube, cache, schedule, node, VOLUME_FINALIZER, _ref)
 
     async def ensure(self, namespace: str, name: str, user_created: str | None = None) -> Path:
         """The directory of volume ``name``, creating the Volume object (ours) if there is none.
@@ -98,11 +100,11 @@ class VolumeReconciler:
 
     async def reconcile(self, uid: str) -> float | None:
         obj = self.cache.get(uid)
-        if obj is None or not self._mine(obj):
+        if obj is None or not self.claims.mine(obj):
             return None
         if obj["metadata"].get("deletionTimestamp"):
             return await self._finalize(obj)
-        obj = await self._claim(obj)
+        obj = await self.claims.claim(obj)
         if obj is None:
             return None
         meta = obj["metadata"]
@@ -113,30 +115,6 @@ class VolumeReconciler:
                                 "usedBy": users, "message": ""}
         await self._write_status(obj, status)
         return None
-
-    def _mine(self, obj: dict[str, Any]) -> bool:
-        wanted = obj.get("spec", {}).get("nodeName") or ""
-        claimed = (obj.get("status") or {}).get("node") or ""
-        return (not wanted or wanted == self.node) and (not claimed or claimed == self.node)
-
-    async def _claim(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        try:
-            if not (obj.get("status") or {}).get("node"):
-                obj = await self.kube.patch_status(_ref(obj), VolumeStatus(node=self.node, phase="Pending"),
-                                                   resource_version=obj["metadata"]["resourceVersion"])
-                self.cache.put(obj)
-            if VOLUME_FINALIZER not in (obj["metadata"].get("finalizers") or []):
-                fins = [*(obj["metadata"].get("finalizers") or []), VOLUME_FINALIZER]
-                obj = await self.kube.merge_patch(_ref(obj), {"metadata": {
-                    "finalizers": fins, "resourceVersion": obj["metadata"]["resourceVersion"]}})
-                self.cache.put(obj)
-        except (NotFound, Conflict):
-            fresh = await self.kube.get(_ref(obj))
-            if fresh is not None:
-                self.cache.put(fresh)
-                self.schedule(fresh["metadata"]["uid"], 0.0)
-            return None
-        return obj if self._mine(obj) else None
 
     def _users(self, obj: dict[str, Any]) -> list[str]:
         ns, name = obj["metadata"].get("namespace", "default"), obj["metadata"]["name"]

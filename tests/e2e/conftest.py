@@ -83,3 +83,19 @@ def docker_peer(daemon, tmp_path_factory):
         peer.remove_all()
     forced = peer.stop()
     assert all(f.startswith("deleted bridge") for f in forced), f"dockerd left behind: {forced}"
+
+
+@pytest.fixture(scope="module")
+def sock(daemon) -> str:
+    """The module's daemon's Docker API socket."""
+    return str(daemon.state_dir / "docker.sock")
+
+
+@pytest.fixture(scope="module")
+def dockerpy(sock):
+    """docker-py on that socket."""
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
+    yield client
+    client.close()

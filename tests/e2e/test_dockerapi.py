@@ -35,11 +35,6 @@ class UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
-@pytest.fixture(scope="module")
-def sock(daemon) -> str:
-    return str(daemon.state_dir / "docker.sock")
-
-
 def raw(sock: str, method: str, path: str, body: bytes | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     conn = UnixHTTP(sock)
@@ -66,13 +61,6 @@ def ok(sock: str, *args: str, **kw) -> str:
     cp = cli(sock, *args, **kw)
     assert cp.returncode == 0, f"docker {' '.join(args)} failed ({cp.returncode}): {cp.stderr}"
     return cp.stdout
-
-
-@pytest.fixture(scope="module")
-def dockerpy(sock):
-    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
-    yield client
-    client.close()
 
 
 # ---- the socket and the system endpoints -----------------------------------------------------------

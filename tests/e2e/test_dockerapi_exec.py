@@ -27,11 +27,6 @@ from tests.e2e.test_dockerapi import DOCKER_CLI, cli, ok, raw
 from tests.support.daemon_harness import TEST_IMAGE
 
 
-@pytest.fixture(scope="module")
-def sock(daemon) -> str:
-    return str(daemon.state_dir / "docker.sock")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def image_known(sock):
     """The test image as the API sees it: the operator's Image object can come a moment after the import."""
@@ -42,13 +37,6 @@ def image_known(sock):
             return
         time.sleep(0.2)
     pytest.fail(f"{TEST_IMAGE} never showed in /images/json")
-
-
-@pytest.fixture(scope="module")
-def dockerpy(sock):
-    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
-    yield client
-    client.close()
 
 
 def _env(sock: str) -> dict[str, str]:

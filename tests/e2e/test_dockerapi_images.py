@@ -2,9 +2,8 @@
 DOCKER_HOST and docker-py, against real docker-registry processes (one open, one with htpasswd auth).
 
 One daemon for the module (the ``daemon`` fixture); the socket, CLI and docker-py helpers are
-tests/e2e/test_dockerapi.py's.
+tests/e2e/test_dockerapi.py's (the fixtures: tests/e2e/conftest.py).
 """
-# ruff: noqa: F811  (the fixtures imported from test_dockerapi are named again as test parameters)
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ import docker.errors
 import pytest
 
 from k3c.api import IMAGES, SECRETS
-from tests.e2e.test_dockerapi import DOCKER_CLI, cli, dockerpy, ok, raw, sock  # noqa: F401 (fixtures)
+from tests.e2e.test_dockerapi import DOCKER_CLI, cli, ok, raw
 from tests.support.daemon_harness import TEST_IMAGE
 from tests.support.images_harness import RegistryProcess, sized_image
 

@@ -26,18 +26,6 @@ from tests.e2e.test_dockerapi import DOCKER_CLI, cli, ok, raw
 from tests.support.daemon_harness import TEST_IMAGE
 
 
-@pytest.fixture(scope="module")
-def sock(daemon) -> str:
-    return str(daemon.state_dir / "docker.sock")
-
-
-@pytest.fixture(scope="module")
-def dockerpy(sock):
-    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def running(sock):
     """A running busybox container named for the test; removed afterwards."""

@@ -21,18 +21,6 @@ from tests.e2e.test_dockerapi import cli, ok, raw
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, pick_subnet
 
 
-@pytest.fixture(scope="module")
-def sock(daemon) -> str:
-    return str(daemon.state_dir / "docker.sock")
-
-
-@pytest.fixture(scope="module")
-def dockerpy(sock):
-    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def made(sock):
     """Containers and networks a test made, by docker name; removed afterwards (containers first)."""

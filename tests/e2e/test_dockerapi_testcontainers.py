@@ -21,11 +21,6 @@ DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io client
 
 
 @pytest.fixture(scope="module")
-def sock(daemon) -> str:
-    return str(daemon.state_dir / "docker.sock")
-
-
-@pytest.fixture(scope="module")
 def testcontainers_env(sock: str) -> Iterator[None]:
     """DOCKER_HOST at the socket and Ryuk off, read by testcontainers when it makes its client."""
     saved = {k: os.environ.get(k) for k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")}
