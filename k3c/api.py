@@ -126,6 +126,10 @@ EVENT_IMAGE_ANNOTATION: Final = "k3c.io/image"
 #: When the client created a LocalContainer, RFC 3339 with nanoseconds: ``metadata.creationTimestamp`` keeps
 #: whole seconds only, and docker lists containers made in the same second in the order they were made.
 CREATED_ANNOTATION: Final = "k3c.io/created"
+#: The image ID (``sha256:…``) a LocalContainer's image had when a Docker API client created it: dockerd's
+#: inspect shows ``Image`` from the create on, and docker-compose reads it to recreate a container that never
+#: ran (status.imageID, what the node actually ran, wins once there is one).
+IMAGE_ID_ANNOTATION: Final = "k3c.io/image-id"
 #: Reasons of the core/v1 Events the operator records when a container's health check changes its status
 #: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
 HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from k3c import dockerid
-from k3c.api import CREATED_ANNOTATION
+from k3c.api import CREATED_ANNOTATION, IMAGE_ID_ANNOTATION
 from k3c.containerlife import is_running
 from k3c.timefmt import parse_rfc3339_ns, since
 from k3c.units import human_duration
@@ -233,7 +233,7 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
             **_health(st),
         },
-        "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
+        "Image": st.get("imageID") or (meta.get("annotations") or {}).get(IMAGE_ID_ANNOTATION, ""), "Name": "/" + dockerid.docker_name(obj),
         "RestartCount": st.get("restartCount", 0),
         "Driver": "overlayfs", "Platform": "linux",
         "HostConfig": _host_config(spec, volumes, networks), "Mounts": _mounts(spec, volumes), "Config": _config(obj),

@@ -23,6 +23,7 @@ from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     CONTAINER_FINALIZER,
     CREATED_ANNOTATION,
+    IMAGE_ID_ANNOTATION,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
     NETWORKS,
@@ -38,7 +39,7 @@ from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
 from k3c.dockernetwork import network_names
-from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, sort_newest_first
+from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, image_id, sort_newest_first
 from k3c.oci.reference import InvalidReference, parse
 from k3c.streams.protocol import STDERR, STDOUT
 from k3c.timefmt import format_rfc3339_ns, parse_time
@@ -106,10 +107,10 @@ def _same_image(a: str, b: str) -> bool:
         return a == b
 
 
-async def _check_image(cluster: Cluster, image: str) -> None:
-    """404 "No such image" unless an Image object says containerd has it (the operator keeps one per image
-    from containerd's own events, so an image loaded or built a moment ago is there)."""
-    images.find(await images.ready_images(cluster), image)
+async def _check_image(cluster: Cluster, image: str) -> str:
+    """The image's ID; 404 "No such image" unless an Image object says containerd has it (the operator keeps
+    one per image from containerd's own events, so an image loaded or built a moment ago is there)."""
+    return image_id(images.find(await images.ready_images(cluster), image))
 
 
 def conflict(name: str, other: dict[str, Any]) -> Conflict:
@@ -139,7 +140,7 @@ async def create(request: web.Request) -> web.Response:
     name = request.query.get("name", "").removeprefix("/")
     if name and not dockerid.valid_docker_name(name):
         raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    await _check_image(cluster, req.spec["image"])
+    iid = await _check_image(cluster, req.spec["image"])
     if name:
         for other in await cluster.list(LOCAL_CONTAINERS):
             if dockerid.docker_name(other) == name:
@@ -148,11 +149,16 @@ async def create(request: web.Request) -> web.Response:
     if networks is not None:
         req.spec["networks"] = networks
     await _ensure_volumes(cluster, req.volumes)
+    # the docker labels that can also be Kubernetes labels (`kubectl get lc -l com.docker.compose.project=P`)
+    selectable = {k: v for k, v in (req.spec.get("labels") or {}).items() if dockerid.kubernetes_label_ok(k, v)}
     for attempt in range(10):
         docker_name = name or dockerid.generate_name(attempt)
         meta: dict[str, Any] = {"name": dockerid.object_name(docker_name), "finalizers": [CONTAINER_FINALIZER],
                                 "annotations": {NAME_ANNOTATION: docker_name,
-                                                CREATED_ANNOTATION: format_rfc3339_ns(time.time_ns())}}
+                                                CREATED_ANNOTATION: format_rfc3339_ns(time.time_ns()),
+                                                **({IMAGE_ID_ANNOTATION: iid} if iid else {})}}
+        if selectable:
+            meta["labels"] = selectable
         obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
                "spec": {**req.spec, "state": "Stopped", "nodeName": ""}}
         try:
