@@ -90,6 +90,9 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials-namespace", default="kube-system",
                    help="Namespace of the registry credentials Images, ImageTags and ImagePushes may name "
                         "(default %(default)s)")
+    p.add_argument("--no-dns", dest="dns", action="store_false",
+                   help="Run no name resolvers on the gateways of user networks (containers then resolve through "
+                        "the host's resolvers only, and cannot find each other by name)")
     p.add_argument("--network-name", default="k3c", help=argparse.SUPPRESS)
     p.add_argument("--pool-size", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -104,6 +107,7 @@ def _node_config(args: argparse.Namespace) -> dict[str, Any]:
         node_policy=args.node_policy, node_policy_allow=list(args.node_policy_allow),
         node_policy_host_paths=list(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
         force_containerd_address=args.force_containerd_address, node_runtime=args.node_runtime_address,
+        dns=args.dns,
     )
 
 

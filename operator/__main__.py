@@ -1,6 +1,6 @@
 """`python -m k3c.operator`: k3c's kopf operator, as `k3c daemon` starts it (or one per node in a cluster).
 
-It reconciles LocalContainers and Volumes (``containers``), Images, ImageTags and ImagePushes (``images``),
+It reconciles LocalContainers and Volumes (``containers``, with the resolvers of the node's networks), Images, ImageTags and ImagePushes (``images``),
 and ImageBuilds with this node's BuildCache (``builds``): all three by default, or those ``--controllers``
 names (the test harnesses and benchmarks run one part alone). The flags are read here and nowhere else,
 into one :class:`~k3c.reconcilers.operatorconfig.OperatorConfig`.
@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "nodes holding the same image never share an object)")
     p.add_argument("--node-runtime-address", metavar="SOCK",
                    help="the node runtime's containerd (a kubelet's): images named here are shared into it at once")
+    p.add_argument("--no-dns", dest="dns", action="store_false",
+                   help="run no resolvers on the gateways of DNS-enabled networks (k3c.netdns)")
+    p.add_argument("--dns-port", type=int, default=53, help="the resolvers' port (default %(default)s)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -101,7 +104,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         node_policy_allow=tuple(f.strip() for v in args.node_policy_allow for f in v.split(",") if f.strip()),
         node_policy_host_paths=tuple(args.node_policy_host_path), credentials_namespace=args.credentials_namespace,
         images_per_node=args.images_per_node,
-        runtime_address=args.node_runtime_address,
+        runtime_address=args.node_runtime_address, dns=args.dns, dns_port=args.dns_port,
     )
 
 

@@ -101,6 +101,8 @@ class DaemonConfig:
     #: the node's Kubernetes runtime to share images into: a containerd socket, "auto" (the one a kubelet on
     #: this host uses, if any: k3c.daemon.noderuntime) or "none"
     node_runtime: str = "auto"
+    #: the operator runs the resolvers of the node's DNS-enabled networks (k3c.netdns)
+    dns: bool = True
     operator_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -416,6 +418,7 @@ class Daemon:
             *self._node_policy_args(),
             *(["--init-binary", str(self.init_binary)] if self.init_binary else []),
             *(["--node-runtime-address", self.runtime_address] if self.runtime_address else []),
+            *([] if cfg.dns else ["--no-dns"]),
             *cfg.operator_args,
         ]
 

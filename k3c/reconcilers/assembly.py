@@ -6,7 +6,8 @@ reach the controllers through it (kopf delivers no watch event before start-up i
 
 Start, in an order that lets nothing slip through: open the :class:`Connections`; make the one containerd
 event subscription live; let each controller list what exists (containers are adopted, images listed,
-builds' old logs swept); only then deliver containerd's events. Stop in reverse: the controllers finish
+builds' old logs swept); only then deliver containerd's events, and start the networks' resolvers (their
+own watch, :mod:`k3c.netdns.feed`). Stop in reverse: the controllers finish
 (events still flow meanwhile, a stop may wait for an exit), then the feed, then the connections.
 """
 
@@ -23,6 +24,7 @@ from k3c.builder.buildah import BuildahConfig, BuildahEngine
 from k3c.builder.engine import Engine
 from k3c.builder.native import NativeConfig, NativeEngine
 from k3c.builder.network import BuildNetwork
+from k3c.netdns.feed import NameFeed
 from k3c.reconcilers.buildcaches import BuildCacheReconciler
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.controller import Controller
@@ -63,6 +65,7 @@ class Assembly:
         self._images: ImageController | None = None
         self._builds: ImageBuildReconciler | None = None
         self._caches: BuildCacheReconciler | None = None
+        self._names: NameFeed | None = None
         self._stopped = False
         self._images_ready = asyncio.Event()
 
@@ -129,6 +132,9 @@ class Assembly:
             await self._start_builds(conns)
         if self.feed is not None:
             self.feed.start()
+        if cfg.runs("containers") and cfg.dns:
+            self._names = NameFeed(conns.kube, cfg.node_name, port=cfg.dns_port)
+            self._names.start()
 
     async def _start_builds(self, conns: Connections) -> None:
         engine = build_engine(self.config, conns.channel)
@@ -147,6 +153,8 @@ class Assembly:
             return
         self._stopped = True
         self._images_ready.clear()
+        if self._names is not None:
+            await self._names.stop()
         for part in (self._containers, self._images, self._caches, self._builds):
             if part is not None:
                 await part.stop()

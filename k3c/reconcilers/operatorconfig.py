@@ -63,6 +63,11 @@ class OperatorConfig:
     #: the node's Kubernetes runtime (a kubelet's containerd), which every image k3c names here is copied
     #: into at once, and removed from with it (k3c.cri.imageshare); None: no such runtime
     runtime_address: str | None = None
+    #: the resolvers of this node's DNS-enabled networks (k3c.netdns), run with the containers controller,
+    #: each on its network's gateway at ``dns_port`` (53; tests use others); off: containers of user networks
+    #: resolve through the host's resolvers alone
+    dns: bool = True
+    dns_port: int = 53
 
     def runs(self, controller: str) -> bool:
         return controller in self.controllers

@@ -552,17 +552,15 @@ def test_info(apiserver, listing):
     assert json.loads(ok(apiserver, "info", "-n", listing, "-f", "json"))["ContainersRunning"] == 1
 
 
-def test_ps_of_50_containers_is_fast(apiserver, api, ns):
+def test_ps_of_50_containers_lists_each_once(apiserver, api, ns):
+    """(Its speed is bench/containers.py's and bench/scale.py's to measure, not a test's.)"""
     for i in range(50):
         lc(api, ns, f"c{i}")
         set_status(api, ns, f"c{i}", {"phase": "Running", "containerID": secrets.token_hex(32),
                                       "startedAt": rfc3339(-60)})
-    ok(apiserver, "ps", "-n", ns)  # warm caches
-    t0 = time.monotonic()
-    out = ok(apiserver, "ps", "-n", ns)
-    elapsed = time.monotonic() - t0
-    assert len(out.splitlines()) == 51
-    assert elapsed < 1.0, f"k3c ps took {elapsed:.2f}s"
+    names = ok(apiserver, "ps", "-n", ns, "--format", "{{.Names}}").split()
+    assert sorted(names) == sorted(f"c{i}" for i in range(50))
+    assert len(ok(apiserver, "ps", "-n", ns).splitlines()) == 51
 
 
 # ---- volumes ----------------------------------------------------------------------------------------
