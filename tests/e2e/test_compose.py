@@ -21,82 +21,11 @@ from pathlib import Path
 import pytest
 
 from k3c.api import LOCAL_CONTAINERS, NETWORKS, VOLUMES
-from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, pick_subnet
-from tests.support.harness import free_port, http_get
+from tests.support.compose_project import COMPOSE, PROJECT, Project
+from tests.support.daemon_harness import DaemonProcess
+from tests.support.harness import http_get
 
-COMPOSE = "/usr/bin/docker-compose"  # Debian's 1.29.2 (scripts/lib/deps.sh installs it for the tests)
-PROJECT = "k3cproj"
 LABEL = f"com.docker.compose.project={PROJECT}"
-
-DOCKERFILE = f"""FROM {TEST_IMAGE}
-RUN mkdir -p /www && echo hello from web > /www/index.html
-CMD ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
-"""
-
-# Each long-running command exits at once on SIGTERM (a shell as PID 1 would otherwise wait out the grace).
-COMPOSE_FILE = """version: "3.8"
-services:
-  web:
-    build: .
-    ports: ["{port}:8080"]
-    environment:
-      GREETING: hello
-    volumes: ["data:/data"]
-  db:
-    image: {image}
-    command: ["sh", "-c", "trap 'exit 0' TERM; echo db up; sleep 3600 & wait"]
-    networks:
-      default:
-      backend:
-        aliases: [database]
-  app:
-    image: {image}
-    command: ["sh", "-c", "trap 'exit 0' TERM; echo app $$ROLE; sleep 3600 & wait"]
-    environment: [ROLE=frontend]
-    depends_on: [web, db]
-    networks: [default, backend]
-volumes:
-  data:
-networks:
-  default:
-    ipam:
-      config: [{{subnet: "{default_subnet}"}}]
-  backend:
-    ipam:
-      config: [{{subnet: "{backend_subnet}"}}]
-"""
-
-
-class Project:
-    """The compose project on disk and the way to run docker-compose on it against one socket."""
-
-    def __init__(self, root: Path, sock: str) -> None:
-        self.root, self.sock = root, sock
-        self.port = free_port()
-        self.subnets = {"default": pick_subnet(), "backend": pick_subnet()}
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "Dockerfile").write_text(DOCKERFILE)
-        (root / "docker-compose.yml").write_text(COMPOSE_FILE.format(
-            port=self.port, image=TEST_IMAGE, default_subnet=self.subnets["default"],
-            backend_subnet=self.subnets["backend"]))
-
-    def env(self, **extra: str) -> dict[str, str]:
-        # Debian's docker CLI first on PATH: compose execs `docker exec` for its own exec command.
-        return {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": os.environ.get("HOME", "/root"),
-                "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_CONFIG": str(self.root / ".docker"),
-                "DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0",  # the classic POST /build
-                "COMPOSE_PROJECT_NAME": PROJECT, **extra}
-
-    def run(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
-        cp = subprocess.run([COMPOSE, "--ansi", "never", *args], cwd=self.root, capture_output=True, text=True,
-                            timeout=timeout, env=self.env(**env))
-        assert "Traceback" not in cp.stderr, cp.stderr
-        return cp
-
-    def ok(self, *args: str, **kw: str) -> subprocess.CompletedProcess[str]:
-        cp = self.run(*args, **kw)
-        assert cp.returncode == 0, f"docker-compose {' '.join(args)} failed ({cp.returncode}):\n{cp.stderr}"
-        return cp
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +99,10 @@ def test_compose_project_end_to_end(daemon, project):
     assert sorted(rows) == names
     assert all(" Up " in row or row.rstrip().endswith(" Up") for row in rows.values()), rows
     assert f"0.0.0.0:{project.port}->8080/tcp" in rows[f"{PROJECT}_web_1"]
+    assert " sh -c trap 'exit 0' TERM; " in rows[f"{PROJECT}_web_1"]  # the image's CMD, as dockerd shows it
+    web = inspect(project, f"{PROJECT}_web_1")["Config"]
+    assert web["Cmd"] == ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
+    assert web["Env"][0] == "GREETING=hello" and web["Env"][1].startswith("PATH=")
     assert sorted(project.ok("ps", "--services").stdout.split()) == ["app", "db", "web"]
     ids = {inspect(project, n)["Id"] for n in names}
     assert set(project.ok("ps", "-q").stdout.split()) == ids
