@@ -37,6 +37,7 @@ from k3c.cli.mountflags import (
 )
 from k3c.cli.networkflags import parse_add_host, parse_dns_search, parse_expose, parse_publish
 from k3c.dockerid import kubernetes_label_ok as k8s_label_ok
+from k3c.dockerid import object_name, valid_docker_name
 from k3c.timefmt import format_rfc3339_ns
 
 _RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
@@ -152,7 +153,9 @@ def add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--privileged", action="store_true", help="Give extended privileges to this container")
     a("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
     a("--network", "--net", dest="network", metavar="network",
-      help="Connect a container to a network (bridge, the default, or host)")
+      help="Connect a container to a network (bridge, the default; host; none; or a network's name)")
+    a("--network-alias", "--net-alias", dest="network_alias", action="append", default=[], metavar="list",
+      help="Add network-scoped alias for the container")
     a("-h", "--hostname", metavar="string", help="Container host name")
     a("--cap-add", action="append", default=[], metavar="list", help="Add Linux capabilities")
     a("--cap-drop", action="append", default=[], metavar="list", help="Drop Linux capabilities")
@@ -232,11 +235,27 @@ class ContainerRequest:
 
 
 def _network(value: str | None) -> bool:
-    if value in (None, "", "bridge", "default"):
-        return False
-    if value == "host":
-        return True
-    raise daemon_error(f"network {value} not found (k3c offers bridge, the default, and host)", 125)
+    """Whether ``--network`` asks for the host's network."""
+    return value == "host"
+
+
+def _networks(value: str | None, aliases: list[str]) -> list[dict[str, Any]] | None:
+    """``spec.networks`` for ``--network`` and ``--network-alias``: None for the default network (and host);
+    ``none`` is loopback only; another name is a Network's (its object name, docker names mapped)."""
+    if value in (None, "", "bridge", "default", "host"):
+        if aliases:
+            raise daemon_error("network-scoped alias is supported only for containers in user defined networks", 125)
+        return None
+    if value == "none":
+        if aliases:
+            raise daemon_error("network-scoped alias is supported only for containers in user defined networks", 125)
+        return [{"name": "none"}]
+    if not valid_docker_name(value):
+        raise daemon_error(f"network {value} not found", 125)
+    entry: dict[str, Any] = {"name": object_name(value)}
+    if aliases:
+        entry["aliases"] = list(dict.fromkeys(aliases))
+    return [entry]
 
 
 def _spec(args: argparse.Namespace, environ: Mapping[str, str], mounts: list[Mount],
@@ -259,6 +278,7 @@ def _spec(args: argparse.Namespace, environ: Mapping[str, str], mounts: list[Mou
         "capAdd": [normalize_cap(c) for c in args.cap_add] or None,
         "capDrop": [normalize_cap(c) for c in args.cap_drop] or None,
         "hostNetwork": _network(args.network) or None, "hostname": args.hostname,
+        "networks": _networks(args.network, args.network_alias),
         "dns": list(args.dns) or None, "autoRemove": args.rm or None, "stopTimeout": args.stop_timeout,
         **_more_fields(args, tmpfs),
     }

@@ -93,6 +93,7 @@ CONTAINER_FINALIZER: Final = "k3c.io/container"
 VOLUME_FINALIZER: Final = "k3c.io/volume"
 IMAGE_FINALIZER: Final = "k3c.io/image"
 IMAGE_BUILD_FINALIZER: Final = "k3c.io/imagebuild"
+NETWORK_FINALIZER: Final = "k3c.io/network"
 
 # ---- annotations on k3c's objects -------------------------------------------------------------------
 #: "true": delete a Volume still in use, or an Image containers still use.
@@ -153,10 +154,20 @@ CRI_NAME_LABEL: Final = "k3c.io/name"
 CRI_POOL_LABEL: Final = "k3c.io/pool"
 #: Sandbox annotation holding the sandbox's spec as JSON, to rebuild its config after a restart.
 CRI_SANDBOX_SPEC_ANNOTATION: Final = "k3c.io/sandbox-spec"
+#: Sandbox annotation: its networks, the node's conflist names in interface order (``none``: loopback only;
+#: absent: the default network), read by the ``k3c-cni`` dispatcher (k3c.nodenet.dispatcher).
+CRI_NETWORKS_ANNOTATION: Final = "k3c.io/networks"
 #: Container annotation: hash of the spec fields that shaped the container (a change means recreate).
 CRI_SPEC_HASH_ANNOTATION: Final = "k3c.io/spec-hash"
 #: On an image a build tagged in containerd: ``namespace/name`` of its ImageBuild.
 IMAGE_BUILD_LABEL: Final = "k3c.io/imagebuild"
+
+# ---- networks -----------------------------------------------------------------------------------------
+#: docker's default network: today's bridge of the node, always there; containers without networks use it.
+DEFAULT_NETWORK: Final = "bridge"
+#: Pseudo-networks a container may name instead (docker --network host / none); no Network object is theirs.
+HOST_NETWORK: Final = "host"
+NO_NETWORK: Final = "none"
 
 # ---- where the local k3c publishes its API ----------------------------------------------------------
 DEFAULT_ROOT_DIR: Final = "/var/lib/k3c"

@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from k3c import kubeclient
-from k3c.api import GROUP, LOCAL_CONTAINERS, VERSION, VOLUMES
+from k3c.api import GROUP, LOCAL_CONTAINERS, NETWORKS, VERSION, VOLUMES
 from k3c.operator import imagebuilds, images, nodepolicies
 from k3c.reconcilers.assembly import Assembly
 from k3c.reconcilers.webhooks import Webhooks
@@ -73,3 +73,7 @@ def _containers_and_volumes(registry: kopf.OperatorRegistry, assembly: Assembly)
     @kopf.on.event(GROUP, VERSION, VOLUMES.plural, registry=registry)
     async def volume_event(event: Mapping[str, Any], **_: Any) -> None:
         assembly.containers.observe(VOLUMES.plural, event.get("type"), event["object"])
+
+    @kopf.on.event(GROUP, VERSION, NETWORKS.plural, registry=registry)
+    async def network_event(event: Mapping[str, Any], **_: Any) -> None:
+        assembly.containers.observe(NETWORKS.plural, event.get("type"), event["object"])

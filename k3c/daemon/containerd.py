@@ -12,7 +12,9 @@ The config is version 2 and mirrors ``containerd config default`` where it matte
   pipe: EOF"); ``sandbox_image`` = k3c's locally built pause image (nothing is ever pulled for it);
   ``netns_mounts_under_state_dir`` so network namespaces live under the state dir; unprivileged ports and
   ICMP inside pods like docker does; ``discard_unpacked_layers = false`` so images can be pushed/saved;
-- CNI: binaries from ``/usr/lib/cni`` (Debian), k3c's own conf dir with one conflist: ``bridge`` (gateway,
+- CNI: k3c's own bin dir (``k3c-cni`` beside links to the plugins of ``/usr/lib/cni``, Debian's) and conf
+  dir with one conflist, the ``k3c-cni`` dispatcher (:mod:`k3c.nodenet.dispatcher`), which delegates each
+  sandbox to its networks' conflists; the default network's is written here: ``bridge`` (gateway,
   masquerade, hairpin) + ``host-local`` IPAM (leases under the state dir) + ``portmap`` (hostPort) +
   ``firewall``;
 - snapshotters k3c never uses (aufs, btrfs, zfs, devmapper) disabled: less probing at start-up.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -41,10 +44,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k3c.api import CRI_NETWORKS_ANNOTATION
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.process import terminate
 from k3c.distribution.hosts import registry_config_path
+from k3c.nodenet import isolation
+from k3c.nodenet.conflists import (
+    BridgeNetwork,
+    NetworkDirs,
+    install_plugins,
+    read_network,
+    render_conflist,
+    render_dispatcher_conflist,
+    write_json,
+)
 from k3c.pauseimage import PAUSE_IMAGE
 
 __all__ = [
@@ -55,6 +69,7 @@ __all__ = [
     "has_cap_sys_resource",
     "with_parent_death_signal",
     "render_cni_conflist",
+    "render_dispatcher",
     "render_containerd_config",
     "write_containerd_config",
 ]
@@ -140,13 +155,23 @@ class ContainerdConfig:
         return self.root_dir / "config.toml"
 
     @property
+    def network_dirs(self) -> NetworkDirs:
+        """The node's network configuration and state (conflists, leases, the dispatcher's records)."""
+        return NetworkDirs(self.root_dir, self.state_dir)
+
+    @property
     def cni_conf_dir(self) -> Path:
-        return self.root_dir / "cni" / "net.d"
+        return self.network_dirs.conf
 
     @property
     def cni_ipam_dir(self) -> Path:
-        """host-local's lease files (one file per allocated IP, under ``<network_name>/``)."""
-        return self.state_dir / "cni" / "networks"
+        """host-local's lease files (one file per allocated IP, under ``<network key>/``)."""
+        return self.network_dirs.ipam
+
+    @property
+    def default_network(self) -> BridgeNetwork:
+        """The default network (docker's ``bridge``): key ``network_name``, bridge ``bridge``."""
+        return BridgeNetwork(key=self.network_name, bridge=self.bridge, subnet=self.subnet, mtu=self.mtu)
 
     @property
     def netns_dir(self) -> Path:
@@ -197,7 +222,7 @@ def render_containerd_config(cfg: ContainerdConfig) -> dict[str, Any]:
             "discard_unpacked_layers": False,
             "runtimes": {"runc": {"runtime_type": "io.containerd.runc.v2", "options": runc_options}},
         },
-        "cni": {"bin_dir": str(cfg.cni_bin_dir), "conf_dir": str(cfg.cni_conf_dir), "max_conf_num": 1},
+        "cni": {"bin_dir": str(cfg.network_dirs.plugins), "conf_dir": str(cfg.cni_conf_dir), "max_conf_num": 1},
         "registry": {"config_path": str(cfg.registry_config_path)},
     }
     config: dict[str, Any] = {
@@ -220,31 +245,13 @@ def render_containerd_config(cfg: ContainerdConfig) -> dict[str, Any]:
 
 
 def render_cni_conflist(cfg: ContainerdConfig) -> dict[str, Any]:
-    """k3c's single CNI network: bridge + host-local IPAM + portmap + firewall."""
-    bridge: dict[str, Any] = {
-        "type": "bridge",
-        "bridge": cfg.bridge,
-        "isGateway": True,
-        "ipMasq": True,
-        "hairpinMode": True,
-        "ipam": {
-            "type": "host-local",
-            "ranges": [[{"subnet": cfg.subnet}]],
-            "routes": [{"dst": "0.0.0.0/0"}],
-            "dataDir": str(cfg.cni_ipam_dir),
-        },
-    }
-    if cfg.mtu:
-        bridge["mtu"] = cfg.mtu
-    return {
-        "cniVersion": "1.0.0",
-        "name": cfg.network_name,
-        "plugins": [
-            bridge,
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
-        ],
-    }
+    """The default network's conflist: bridge + host-local IPAM + portmap + firewall."""
+    return render_conflist(cfg.default_network, cfg.cni_ipam_dir)
+
+
+def render_dispatcher(cfg: ContainerdConfig) -> dict[str, Any]:
+    """The one conflist containerd loads: the ``k3c-cni`` dispatcher, named like the default network."""
+    return render_dispatcher_conflist(cfg.network_name, cfg.network_dirs, cfg.network_name, CRI_NETWORKS_ANNOTATION)
 
 
 def write_containerd_config(cfg: ContainerdConfig) -> Path:
@@ -256,7 +263,9 @@ def write_containerd_config(cfg: ContainerdConfig) -> Path:
     for stale in cfg.cni_conf_dir.glob("*.conflist"):
         if stale != conflist:
             stale.unlink()
-    _write_atomic(conflist, json.dumps(render_cni_conflist(cfg), indent=2) + "\n")
+    _write_atomic(conflist, json.dumps(render_dispatcher(cfg), indent=2) + "\n")
+    write_json(cfg.network_dirs.conflist(cfg.network_name), render_cni_conflist(cfg))
+    install_plugins(cfg.network_dirs, cfg.cni_bin_dir)
     return cfg.config_path
 
 
@@ -493,9 +502,16 @@ def cleanup_network(cfg: ContainerdConfig) -> list[str]:
     Deletes the bridge, iptables rules naming the bridge, the subnet or the network (and the per-pod
     ``CNI-*`` chains they jump to), unmounts leftover netns files under the state dir, drops stale
     host-local leases and libcni's cached results for the network. The shared top-level ``CNI-HOSTPORT-*``/``CNI-FORWARD`` chains stay: other CNI
-    users may need them, and empty they cost nothing. Call it only with containerd stopped or no pods.
+    users may need them, and empty they cost nothing. The node's user networks go the same way (bridge,
+    rules, conflist), and so do the isolation chains. Call it only with containerd stopped or no pods.
     """
     done: list[str] = []
+    for key in cfg.network_dirs.keys():
+        net = read_network(cfg.network_dirs, key)
+        if key != cfg.network_name and net is not None:
+            done += cleanup_network(dataclasses.replace(cfg, network_name=key, bridge=net.bridge, subnet=net.subnet))
+            cfg.network_dirs.conflist(key).unlink(missing_ok=True)
+    done += isolation.remove(cfg.bridge)
     if Path(f"/sys/class/net/{cfg.bridge}").exists():
         subprocess.run(["ip", "link", "del", cfg.bridge], check=False, capture_output=True)
         done.append(f"deleted bridge {cfg.bridge}")
@@ -521,11 +537,13 @@ def cleanup_network(cfg: ContainerdConfig) -> list[str]:
     return done
 
 
-def leased_ips(cfg: ContainerdConfig) -> list[Path]:
+def leased_ips(cfg: ContainerdConfig, every_network: bool = False) -> list[Path]:
     """host-local's lease files of this network (one per allocated IP, named by it), sorted; its other
-    files (the last reserved IP, the lock) are not leases."""
-    leases = cfg.cni_ipam_dir / cfg.network_name
-    return sorted(f for f in leases.iterdir() if _is_ip(f.name)) if leases.is_dir() else []
+    files (the last reserved IP, the lock) are not leases. ``every_network``: those of all the node's
+    networks."""
+    dirs = ([d for d in cfg.cni_ipam_dir.iterdir() if d.is_dir()] if cfg.cni_ipam_dir.is_dir() else []) \
+        if every_network else [cfg.cni_ipam_dir / cfg.network_name]
+    return sorted(f for d in dirs if d.is_dir() for f in d.iterdir() if _is_ip(f.name))
 
 
 def _is_ip(name: str) -> bool:

@@ -2,7 +2,8 @@
 
 A sandbox whose creation is cut short — containerd killed during RunPodSandbox, or the whole daemon
 killed with -9 — can leave its CNI state behind although containerd never recorded the sandbox: a
-host-local IP lease, a bind-mounted network namespace, iptables rules, libcni's cached result. Nothing
+host-local IP lease (in any of the node's networks), a bind-mounted network namespace, iptables rules,
+libcni's cached result, the ``k3c-cni`` dispatcher's record of its networks. Nothing
 would ever release them, and the subnet slowly fills up. :func:`sweep` runs CNI DEL (the same plugins,
 config and cached result libcni would use) for every container id that holds network state but is not a
 sandbox containerd knows, then drops leftover lease files and unmounts orphaned network namespaces.
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.daemon.containerd import CNI_CACHE_DIR, ContainerdConfig, render_cni_conflist
+from k3c.daemon.containerd import CNI_CACHE_DIR, ContainerdConfig, render_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,22 @@ def _older(path: Path, than: float) -> bool:
 
 
 def _lease_owners(cfg: ContainerdConfig, older_than: float) -> dict[str, list[Path]]:
-    """Sandbox id → its lease files (host-local writes the id on the first line)."""
+    """Sandbox id → its lease files in every network of the node (host-local writes the id on the first
+    line)."""
     owners: dict[str, list[Path]] = {}
-    d = cfg.cni_ipam_dir / cfg.network_name
-    if not d.is_dir():
-        return owners
-    for f in d.iterdir():
-        if f.name[:1].isdigit() and not f.name.startswith("last_") and _older(f, older_than):
-            with contextlib.suppress(OSError):
-                owners.setdefault(f.read_text().split("\n", 1)[0].strip(), []).append(f)
+    ipam = cfg.cni_ipam_dir
+    for d in (d for d in ipam.iterdir() if d.is_dir()) if ipam.is_dir() else []:
+        for f in d.iterdir():
+            if f.name[:1].isdigit() and not f.name.startswith("last_") and _older(f, older_than):
+                with contextlib.suppress(OSError):
+                    owners.setdefault(f.read_text().split("\n", 1)[0].strip(), []).append(f)
     return owners
+
+
+def _records(cfg: ContainerdConfig, older_than: float) -> dict[str, Path]:
+    """Sandbox id → the ``k3c-cni`` dispatcher's record of its networks."""
+    d = cfg.network_dirs.records
+    return {f.stem: f for f in d.glob("*.json") if _older(f, older_than)} if d.is_dir() else {}
 
 
 def _cached_ids(cfg: ContainerdConfig, older_than: float) -> dict[str, Path]:
@@ -68,33 +75,41 @@ class Orphans:
     leases: dict[str, list[Path]] = field(default_factory=dict)
     cached: dict[str, Path] = field(default_factory=dict)
     netns: list[Path] = field(default_factory=list)
+    records: dict[str, Path] = field(default_factory=dict)  #: the dispatcher's, of user networks
+
+    @property
+    def sandboxes(self) -> set[str]:
+        return set(self.leases) | set(self.cached) | set(self.records)
 
     def keys(self) -> set[str]:
-        return {f"sandbox {sid}" for sid in set(self.leases) | set(self.cached)} | {f"netns {p}" for p in self.netns}
+        return {f"sandbox {sid}" for sid in self.sandboxes} | {f"netns {p}" for p in self.netns}
 
     def only(self, keys: set[str]) -> Orphans:
         """The part of these named by ``keys`` (see :meth:`keys`)."""
         return Orphans({s: f for s, f in self.leases.items() if f"sandbox {s}" in keys},
                        {s: f for s, f in self.cached.items() if f"sandbox {s}" in keys},
-                       [p for p in self.netns if f"netns {p}" in keys])
+                       [p for p in self.netns if f"netns {p}" in keys],
+                       {s: f for s, f in self.records.items() if f"sandbox {s}" in keys})
 
 
 def find(cfg: ContainerdConfig, live_sandboxes: set[str], live_netns: set[str], older_than: float) -> Orphans:
     """What of the network state older than ``older_than`` no live sandbox (or its netns) accounts for."""
     leases = _lease_owners(cfg, older_than)
     cached = _cached_ids(cfg, older_than)
+    records = _records(cfg, older_than)
     netns = [ns for ns in (cfg.netns_dir.iterdir() if cfg.netns_dir.is_dir() else [])
              if str(ns) not in live_netns and _older(ns, older_than)]
     return Orphans({s: f for s, f in leases.items() if s not in live_sandboxes},
-                   {s: f for s, f in cached.items() if s not in live_sandboxes}, netns)
+                   {s: f for s, f in cached.items() if s not in live_sandboxes}, netns,
+                   {s: f for s, f in records.items() if s not in live_sandboxes})
 
 
 def release(cfg: ContainerdConfig, orphans: Orphans) -> list[str]:
     """CNI DEL and lease files of each vanished sandbox, unmount and remove each netns; returns what was done."""
     done: list[str] = []
-    for sid in set(orphans.leases) | set(orphans.cached):
+    for sid in orphans.sandboxes:
         cni_del(cfg, sid, orphans.cached.get(sid))
-        for f in orphans.leases.get(sid, []):
+        for f in [*orphans.leases.get(sid, []), *([orphans.records[sid]] if sid in orphans.records else [])]:
             with contextlib.suppress(OSError):
                 f.unlink()
         done.append(f"released network of vanished sandbox {sid[:12]}")
@@ -122,11 +137,11 @@ def cni_del(cfg: ContainerdConfig, sandbox_id: str, cache_file: Path | None) -> 
     try:
         conflist = json.loads(base64.b64decode(cache["config"]))
     except (KeyError, ValueError):
-        conflist = render_cni_conflist(cfg)
+        conflist = render_dispatcher(cfg)
     args = ";".join(f"{k}={v}" for k, v in cache.get("cniArgs") or [["IgnoreUnknown", "1"]])
     env = {**os.environ, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": sandbox_id, "CNI_NETNS": "",
-           "CNI_IFNAME": cache.get("ifName", "eth0"), "CNI_PATH": str(cfg.cni_bin_dir), "CNI_ARGS": args}
-    runtime = {k: v for k, v in (cache.get("capabilityArgs") or {}).items() if not k.startswith("io.kubernetes")}
+           "CNI_IFNAME": cache.get("ifName", "eth0"), "CNI_PATH": str(cfg.network_dirs.plugins), "CNI_ARGS": args}
+    runtime = dict(cache.get("capabilityArgs") or {})
     for plugin in reversed(conflist.get("plugins", [])):
         conf = {**plugin, "cniVersion": conflist.get("cniVersion", "1.0.0"), "name": conflist.get("name")}
         if cache.get("result"):
@@ -134,7 +149,7 @@ def cni_del(cfg: ContainerdConfig, sandbox_id: str, cache_file: Path | None) -> 
         wanted = {k for k, on in (plugin.get("capabilities") or {}).items() if on}
         if wanted & set(runtime):
             conf["runtimeConfig"] = {k: runtime[k] for k in wanted & set(runtime)}
-        binary = cfg.cni_bin_dir / plugin["type"]
+        binary = cfg.network_dirs.plugins / plugin["type"]
         r = subprocess.run([str(binary)], input=json.dumps(conf).encode(), env=env, capture_output=True)
         if r.returncode != 0:
             log.debug("CNI DEL %s for %s: %s", plugin["type"], sandbox_id[:12], r.stdout.decode(errors="replace"))

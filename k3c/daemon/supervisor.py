@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from k3c import api
-from k3c.apierrors import APIError, NotFound
+from k3c.apierrors import AlreadyExists, APIError, NotFound
 from k3c.apiserver.eventttl import DEFAULT_TTL
 from k3c.daemon.containerd import ContainerdConfig, ContainerdProcess, with_parent_death_signal
 from k3c.daemon.hostcontainerd import HostContainerd
@@ -268,6 +268,8 @@ class Daemon:
         elif not cfg.kubeconfig.exists():
             raise DaemonError(f"kubeconfig {cfg.kubeconfig} not found")
         await asyncio.to_thread(install_crds, cfg.kubeconfig_path)
+        if cfg.containerd_address is None:  # our containerd: its default network is the node's bridge
+            await asyncio.to_thread(ensure_default_network, cfg.kubeconfig_path, cfg.node_name)
         await self._start_operator()
         await self._start_frontends()
         self._write_status(ready=True)
@@ -567,6 +569,26 @@ def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
         raise DaemonError(f"cannot install the CRDs: {err.message}") from None
     except OSError as err:
         raise DaemonError(f"cannot reach the API server to install the CRDs: {err}") from None
+    finally:
+        client.close()
+
+
+def ensure_default_network(kubeconfig: Path, node: str, namespace: str = "default") -> None:
+    """The Network ``bridge`` (docker's default network, the node's own bridge), made if missing: the
+    operator reports it, containers without networks are on it."""
+    from k3c import kubeclient
+
+    client = kubeclient.Client(kubeclient.load(str(kubeconfig)))
+    obj = {"apiVersion": api.NETWORKS.api_version, "kind": api.NETWORKS.kind,
+           "metadata": {"name": api.DEFAULT_NETWORK, "namespace": namespace},
+           "spec": {"driver": "bridge", "nodeName": node}}
+    try:
+        client.create(api.NETWORKS.path(namespace), obj)
+        log.info("created the default network %s", api.DEFAULT_NETWORK)
+    except AlreadyExists:
+        pass
+    except APIError as err:
+        raise DaemonError(f"cannot create the default network: {err.message}") from None
     finally:
         client.close()
 

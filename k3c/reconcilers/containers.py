@@ -39,7 +39,9 @@ from k3c.api import (
     CRI_NODE_LABEL,
     CRI_SPEC_HASH_ANNOTATION,
     CRI_UID_LABEL,
+    DEFAULT_NETWORK,
     LOCAL_CONTAINERS,
+    NO_NETWORK,
     START_REQUEST_ANNOTATION,
 )
 from k3c.apierrors import Conflict, NotFound
@@ -54,6 +56,7 @@ from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, spec_hash
 from k3c.reconcilers.imagepull import ImageError, ImageInfo, ImageResolver
 from k3c.reconcilers.kube import Kube, Ref
+from k3c.reconcilers.networks import NetworkError, NetworkNotReady, NetworkReconciler, network_names, pseudo
 from k3c.reconcilers.ports import PortInUseError, PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool
 from k3c.reconcilers.statuses import (
@@ -61,6 +64,7 @@ from k3c.reconcilers.statuses import (
     ConditionStatus,
     HealthStatus,
     LocalContainerStatus,
+    NetworkAttachment,
     PortStatus,
 )
 from k3c.signals import signal_number
@@ -121,6 +125,8 @@ class Instance:
     health_known: bool = False
     #: its writable layer is kept when its container goes (not for ``autoRemove``: the object goes too)
     keeps_layer: bool = True
+    #: status.networks of its sandbox: one entry per network, in interface order
+    networks: list[NetworkAttachment] = field(default_factory=list)
     # observedGeneration/startRequest it was started for
     origin: LocalContainerStatus = field(default_factory=LocalContainerStatus)
 
@@ -145,6 +151,7 @@ class Env:
     record_event: Callable[[dict[str, Any], str, str, bool], None]
     ensure_volume: Callable[[str, str, str | None], Any]
     volume_users_changed: Callable[[dict[str, Any]], None]
+    networks: NetworkReconciler
 
 
 class ContainerReconciler:
@@ -343,7 +350,11 @@ class ContainerReconciler:
         inst.stop_reason, inst.vanished, inst.oom, inst.paused = "", False, False, False
         try:
             await self._create_and_start(obj, inst)
-        except (StartError, ImageError, PortInUseError, SpecError, ociamend.AmendError,
+        except NetworkNotReady as err:
+            await self._release(inst, wait=True)
+            await self._write_status(obj, {"phase": "Pending", "summary": "Created", "message": str(err)})
+            return 0.2
+        except (StartError, ImageError, PortInUseError, SpecError, NetworkError, ociamend.AmendError,
                 healthchecks.HealthCheckError, logrotation.LogOptionsError) as err:
             await self._fail(obj, inst, str(err), getattr(err, "exit_code", None))
             return None
@@ -419,6 +430,7 @@ class ContainerReconciler:
         inst.image, inst.image_id = spec["image"], image.id
         inst.command = criconfig.command_line(spec, image.config)
         inst.ports = [p.to_status() for p in inst.sandbox.spec.ports]
+        inst.networks = self._network_status(obj, inst.sandbox)
         inst.spec_hash, inst.frame_hash = spec_hash(spec), criconfig.frame_hash(spec)
         inst.keeps_layer = not spec.get("autoRemove")
         inst.origin = self._origin_fields(obj)
@@ -436,16 +448,50 @@ class ContainerReconciler:
         spec = obj.get("spec", {})
         if not criconfig.needs_own_sandbox(spec):
             return await self.env.pool.take()
+        keys, nameservers = self._networks_for(obj)
         owner = f"obj:{obj['metadata']['uid']}"
         published = criconfig.published_ports(spec, image.config)
         ports = [] if spec.get("hostNetwork") else self.env.ports.reserve(owner, published)
         try:
-            sandbox = await self.env.pool.run(criconfig.own_sandbox_spec(obj, ports))
+            sandbox = await self.env.pool.run(criconfig.own_sandbox_spec(obj, ports, keys, nameservers))
         except BaseException:
             self.env.ports.release(owner)
             raise
         self.env.ports.held[sandbox.id] = self.env.ports.held.pop(owner, [])
         return sandbox
+
+    def _networks_for(self, obj: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The node's keys of the networks ``obj`` joins and, for a DNS-enabled one, its resolver (the first
+        such network's gateway); ``([], [])`` for the default network alone."""
+        spec = obj.get("spec", {})
+        names = network_names(obj)
+        if spec.get("hostNetwork") or criconfig.on_default_network(spec):
+            return [], []
+        if pseudo(names) == NO_NETWORK:
+            return [NO_NETWORK], []
+        ns = obj["metadata"].get("namespace", "default")
+        joined = [self.env.networks.attachable(ns, name) for name in names]
+        return [a.key for a in joined], [a.gateway for a in joined if a.dns][:1]
+
+    def _network_status(self, obj: dict[str, Any], sandbox: Sandbox) -> list[NetworkAttachment]:
+        """``status.networks``: each network's interface as CNI made it (none for host and none)."""
+        spec = obj.get("spec", {})
+        if spec.get("hostNetwork") or sandbox.spec.networks == [NO_NETWORK]:
+            return []
+        ns = obj["metadata"].get("namespace", "default")
+        out: list[NetworkAttachment] = []
+        for i, entry in enumerate(spec.get("networks") or [{"name": DEFAULT_NETWORK}]):
+            iface = sandbox.interfaces.get(f"eth{i}")
+            try:
+                joined = self.env.networks.attachable(ns, str(entry.get("name")))
+                prefix, gateway = joined.prefix_length, joined.gateway
+            except NetworkError:
+                prefix, gateway = 0, ""
+            out.append({"name": str(entry.get("name")), "interface": f"eth{i}",
+                        "ip": iface.ip if iface else (sandbox.ip if i == 0 else ""), "prefixLength": prefix,
+                        "gateway": (iface.gateway if iface else "") or gateway, "mac": iface.mac if iface else "",
+                        "aliases": list(entry.get("aliases") or [])})
+        return out
 
     async def _mounts(self, obj: dict[str, Any]) -> list[pb.Mount]:
         mounts = []
@@ -507,7 +553,7 @@ class ContainerReconciler:
         inst.running, inst.exit_reported = False, True
         status: LocalContainerStatus = {
             "phase": "Failed", "summary": "Failed", "message": message, "containerID": "", "sandboxID": "", "ip": "",
-            "ports": [], "portSummary": "", "finishedAt": now_micro(),
+            "ports": [], "portSummary": "", "networks": [], "finishedAt": now_micro(),
             "exitCode": exit_code if exit_code is not None else 125,
             **self._origin_fields(obj), "conditions": _ready_condition(obj, False, "StartFailed", message)}
         self.env.record_event(obj, "Failed", message, True)
@@ -593,6 +639,7 @@ class ContainerReconciler:
         return {
             "containerID": inst.container_id, "sandboxID": sandbox.id if sandbox else "",
             "imageID": inst.image_id, "ip": sandbox.ip if sandbox else "", "ports": inst.ports,
+            "networks": inst.networks,
             "portSummary": criconfig.port_summary(inst.ports), "command": inst.command,
             "startedAt": inst.started_at, "restartCount": inst.restart_count, "node": self.env.node,
             "logPath": str(self.env.root_dir / CONTAINER_LOGS_DIR / criconfig.log_file_name(
@@ -842,6 +889,7 @@ def _copy_status_details(inst: Instance, status: dict[str, Any]) -> None:
     inst.image_id = inst.image_id or status.get("imageID", "")
     inst.command = status.get("command", "")
     inst.ports = list(status.get("ports") or [])
+    inst.networks = list(status.get("networks") or [])
     inst.started_at = status.get("startedAt", "")
     inst.restart_count = int(status.get("restartCount") or 0)
     inst.paused = bool(status.get("paused"))

@@ -27,11 +27,13 @@ from k3c.cri.imagestore import ContainerdImages
 from k3c.cri.runtime import pb
 from k3c.cri.snapshots import Snapshots
 from k3c.cri.writablelayers import WritableLayers
+from k3c.nodenet.conflists import NetworkDirs
 from k3c.reconcilers import logrotation
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.connections import Connections
 from k3c.reconcilers.containers import ContainerReconciler, Env
 from k3c.reconcilers.imagepull import ImageResolver
+from k3c.reconcilers.networks import NetworkReconciler
 from k3c.reconcilers.operatorconfig import OperatorConfig
 from k3c.reconcilers.ports import PortReservations
 from k3c.reconcilers.sandboxes import Sandbox, SandboxPool, Scrubber, sandbox_from_status
@@ -54,6 +56,7 @@ class Controller:
         self.store = conns.images
         self.containers_cache = ObjectCache()
         self.volumes_cache = ObjectCache()
+        self.networks_cache = ObjectCache()
         self._events: set[asyncio.Task[None]] = set()
         self.started = asyncio.Event()
 
@@ -70,6 +73,11 @@ class Controller:
         self.ports = PortReservations()
         self.container_queue = WorkQueue(self._reconcile_container, "container")
         self.volume_queue = WorkQueue(self._reconcile_volume, "volume")
+        self.network_queue = WorkQueue(self._reconcile_network, "network")
+        dirs = (NetworkDirs(cfg.containerd_root, cfg.containerd_state)
+                if cfg.containerd_root and cfg.containerd_state else None)
+        self.networks = NetworkReconciler(self.kube, cfg.node_name, dirs, self.networks_cache,
+                                          self.containers_cache, self.network_queue.schedule)
         self.volumes = VolumeReconciler(self.kube, cfg.node_name, cfg.root_dir, self.volumes_cache,
                                         self.containers_cache, self.volume_queue.schedule)
         self.containers = ContainerReconciler(Env(
@@ -78,11 +86,13 @@ class Controller:
             ports=self.ports, node=cfg.node_name, root_dir=cfg.root_dir, init_binary=cfg.init_binary, cache=self.containers_cache,
             schedule=self.container_queue.schedule, record_event=self.record_event,
             ensure_volume=self.volumes.ensure, volume_users_changed=self.volumes.users_changed,
+            networks=self.networks,
         ))
         await self._adopt()
         self._spawn(self._catch_up_later(1.0))  # containerd may still be digesting exits of its downtime
         self.pool.schedule_refill()
         self._rotation = asyncio.get_running_loop().create_task(self._rotate_logs_forever())
+        self._orphans = asyncio.get_running_loop().create_task(self._collect_network_orphans_forever())
         self.started.set()
 
     async def stop(self) -> None:
@@ -94,9 +104,11 @@ class Controller:
             return
         await self.container_queue.drain(timeout=15.0)
         await self.volume_queue.drain(timeout=5.0)
-        self._rotation.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._rotation
+        await self.network_queue.drain(timeout=5.0)
+        for task in (self._rotation, self._orphans):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.containers.health.close()
         await self.pool.close(remove_spares=True)
         if self._events:
@@ -114,14 +126,19 @@ class Controller:
             cache, queue = self.containers_cache, self.container_queue
         elif plural == api.VOLUMES.plural:
             cache, queue = self.volumes_cache, self.volume_queue
+        elif plural == api.NETWORKS.plural:
+            cache, queue = self.networks_cache, self.network_queue
         else:
             return
         if event_type == "DELETED":
             cache.pop(uid)
             if plural == api.LOCAL_CONTAINERS.plural:
                 self.volumes.users_changed(obj)
+                self.networks.users_changed(obj)
         elif not cache.put(obj):
             return
+        elif plural == api.LOCAL_CONTAINERS.plural:
+            self.networks.users_changed(obj)
         queue.schedule(uid)
 
     async def _reconcile_container(self, uid: str) -> float | None:
@@ -129,6 +146,19 @@ class Controller:
 
     async def _reconcile_volume(self, uid: str) -> float | None:
         return await self.volumes.reconcile(uid)
+
+    async def _reconcile_network(self, uid: str) -> float | None:
+        return await self.networks.reconcile(uid)
+
+    async def _collect_network_orphans_forever(self, first: float = 10.0, interval: float = 60.0) -> None:
+        """Networks set up here whose object went while no operator ran (see NetworkReconciler)."""
+        await asyncio.sleep(first)
+        while True:
+            try:
+                await self.networks.collect_orphans()
+            except Exception as err:  # the next round tries again
+                log.warning("collecting removed networks failed: %s", err)
+            await asyncio.sleep(interval)
 
     # ------------------------------------------------------------------ containerd events (from EventFeed)
 
@@ -238,7 +268,8 @@ class Controller:
         by_sandbox: dict[str, Sandbox] = {}
         for sb in sandboxes:
             if sb.state == pb.SANDBOX_READY:
-                sandbox = sandbox_from_status(await self.cri.pod_sandbox_status(sb.id), node, self.log_dir)
+                sandbox = sandbox_from_status(await self.cri.pod_sandbox_status(sb.id, verbose=True), node,
+                                              self.log_dir)
                 if sandbox is not None:
                     by_sandbox[sb.id] = sandbox
         used: set[str] = set()

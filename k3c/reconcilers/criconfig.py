@@ -19,11 +19,13 @@ from k3c.api import (
     CRI_MANAGED_LABEL,
     CRI_NAME_LABEL,
     CRI_NAMESPACE_LABEL,
+    CRI_NETWORKS_ANNOTATION,
     CRI_NODE_LABEL,
     CRI_POOL_LABEL,
     CRI_SANDBOX_SPEC_ANNOTATION,
     CRI_SPEC_HASH_ANNOTATION,
     CRI_UID_LABEL,
+    DEFAULT_NETWORK,
     container_log_file,
 )
 from k3c.cri.runtime import pb
@@ -134,6 +136,8 @@ class SandboxSpec:
     host_ipc: bool = False
     host_pid: bool = False  # a container can join the node's PID namespace only through its sandbox
     privileged: bool = False
+    #: the node's network keys it joins, in interface order (``["none"]``: loopback only; empty: the default)
+    networks: list[str] = field(default_factory=list)
     owner_uid: str = ""
     owner_namespace: str = ""
     owner_name: str = ""
@@ -146,6 +150,8 @@ class SandboxSpec:
             "hostIPC": self.host_ipc, "hostPID": self.host_pid,
             "privileged": self.privileged, "owner": [self.owner_uid, self.owner_namespace, self.owner_name],
         }
+        if self.networks:
+            doc["networks"] = self.networks
         return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
@@ -158,7 +164,7 @@ class SandboxSpec:
             host_network=bool(doc.get("hostNetwork")), privileged=bool(doc.get("privileged")),
             dns_search=list(doc.get("dnsSearch", [])), dns_options=list(doc.get("dnsOptions", [])),
             extra_hosts=[list(h) for h in doc.get("extraHosts", [])], host_ipc=bool(doc.get("hostIPC")),
-            host_pid=bool(doc.get("hostPID")),
+            host_pid=bool(doc.get("hostPID")), networks=list(doc.get("networks") or []),
             owner_uid=owner[0], owner_namespace=owner[1], owner_name=owner[2],
         )
 
@@ -170,15 +176,21 @@ def vars_of(p: PortSpec) -> dict[str, Any]:
 
 #: Spec fields that shape the sandbox: a container with any of them set gets a sandbox of its own.
 SANDBOX_FIELDS = ("ports", "hostname", "dns", "hostNetwork", "privileged", "dnsSearch", "dnsOptions",
-                  "extraHosts", "ipcMode", "pidMode", "publishAll")
+                  "extraHosts", "ipcMode", "pidMode", "publishAll", "networks")
 #: ``--add-host NAME:host-gateway``: the node's address as the container reaches it.
 HOST_GATEWAY = "host-gateway"
 
 
 def needs_own_sandbox(spec: dict[str, Any]) -> bool:
     """Whether the container needs a sandbox made for it (else a warm generic one from the pool will do)."""
-    return (any(spec.get(k) for k in SANDBOX_FIELDS if k not in ("ipcMode", "pidMode"))
-            or spec.get("ipcMode") == "host" or spec.get("pidMode") == "host")
+    return (any(spec.get(k) for k in SANDBOX_FIELDS if k not in ("ipcMode", "pidMode", "networks"))
+            or spec.get("ipcMode") == "host" or spec.get("pidMode") == "host" or not on_default_network(spec))
+
+
+def on_default_network(spec: dict[str, Any]) -> bool:
+    """Whether the container joins the default network alone (no ``networks``, or just ``bridge``)."""
+    names = [n.get("name") for n in spec.get("networks") or []]
+    return not names or names == [DEFAULT_NETWORK]
 
 
 def published_ports(spec: dict[str, Any], image_config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -207,11 +219,16 @@ def generic_sandbox_spec() -> SandboxSpec:
     return SandboxSpec(name=f"k3c-pool-{sid}", uid=uuid.uuid4().hex, hostname=sid, pooled=True)
 
 
-def own_sandbox_spec(obj: dict[str, Any], ports: list[PortSpec]) -> SandboxSpec:
+def own_sandbox_spec(obj: dict[str, Any], ports: list[PortSpec], networks: list[str] | None = None,
+                     nameservers: list[str] | None = None) -> SandboxSpec:
+    """The sandbox of a container that needs its own: ``networks`` are the node's keys of the networks it
+    joins (see :attr:`SandboxSpec.networks`), ``nameservers`` its networks' resolvers unless ``dns`` is set."""
     meta, spec = obj["metadata"], obj.get("spec", {})
+    host = bool(spec.get("hostNetwork"))
     return SandboxSpec(
-        name=f"{meta['name']}-{short_id()[:6]}", uid=uuid.uuid4().hex,
-        hostname=spec.get("hostname") or short_id(), ports=ports, dns=list(spec.get("dns") or []),
+        name=f"{meta['name']}-{short_id()[:6]}", uid=uuid.uuid4().hex, networks=[] if host else list(networks or []),
+        hostname=spec.get("hostname") or short_id(), ports=ports,
+        dns=list(spec.get("dns") or ([] if host else nameservers or [])),
         dns_search=list(spec.get("dnsSearch") or []), dns_options=list(spec.get("dnsOptions") or []),
         extra_hosts=[[h["name"], h["ip"]] for h in spec.get("extraHosts") or []],
         host_network=bool(spec.get("hostNetwork")), host_ipc=spec.get("ipcMode") == "host",
@@ -242,7 +259,8 @@ def sandbox_config(sb: SandboxSpec, node: str, log_dir: Path) -> pb.PodSandboxCo
             for p in ([] if sb.host_network else sb.ports)
         ],
         labels=labels,
-        annotations={CRI_SANDBOX_SPEC_ANNOTATION: sb.to_json()},
+        annotations={CRI_SANDBOX_SPEC_ANNOTATION: sb.to_json(),
+                     **({CRI_NETWORKS_ANNOTATION: ",".join(sb.networks)} if sb.networks else {})},
         linux=pb.LinuxPodSandboxConfig(
             cgroup_parent=CGROUP_PARENT,
             security_context=pb.LinuxSandboxSecurityContext(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
+from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION, NO_NETWORK
 from k3c.cri.errors import NotFoundError, RuntimeCallError, RuntimeUnavailableError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.reconcilers.criconfig import (
@@ -46,6 +46,29 @@ log = logging.getLogger(__name__)
 MAX_SANDBOX_USES = 200
 
 
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """One interface of a sandbox: its address, gateway and MAC, as CRI reports the CNI result."""
+
+    ip: str
+    gateway: str = ""
+    mac: str = ""
+
+
+def interfaces_of(info: str) -> dict[str, Interface]:
+    """``eth*`` interfaces from CRI's verbose sandbox info (``cniResult``, go-cni's merged result)."""
+    try:
+        found = (json.loads(info).get("cniResult") or {}).get("Interfaces") or {}
+    except (ValueError, AttributeError):
+        return {}
+    out: dict[str, Interface] = {}
+    for name, conf in found.items():
+        ips = [c for c in (conf or {}).get("IPConfigs") or [] if "." in str(c.get("IP", ""))]
+        if name.startswith("eth") and ips and conf.get("Sandbox"):
+            out[name] = Interface(str(ips[0]["IP"]), str(ips[0].get("Gateway") or ""), str(conf.get("Mac") or ""))
+    return out
+
+
 @dataclass(slots=True)
 class Sandbox:
     """A READY sandbox k3c made: its id, what it was made with, its config (needed by CreateContainer)."""
@@ -58,6 +81,8 @@ class Sandbox:
     tainted: bool = False  # ran a container that could have changed its network namespace
     pid: int = 0  # of its pause process
     files: dict[str, bytes] = field(default_factory=dict)  # pristine /etc files, restored on recycling
+    #: its interfaces as CNI set them up (``eth0``, ``eth1``, … in the order of its networks)
+    interfaces: dict[str, Interface] = field(default_factory=dict)
 
     @property
     def pooled(self) -> bool:
@@ -160,8 +185,9 @@ class SandboxPool:
             raise
         sandbox = Sandbox(sid, spec, config)
         try:
-            resp = await self.cri.pod_sandbox_status(sid, verbose=spec.pooled or bool(spec.extra_hosts))
-            sandbox.ip = "" if spec.host_network else resp.status.network.ip
+            resp = await self.cri.pod_sandbox_status(sid, verbose=True)
+            sandbox.ip = "" if spec.host_network or spec.networks == [NO_NETWORK] else resp.status.network.ip
+            sandbox.interfaces = {} if spec.host_network else interfaces_of(resp.info.get("info", ""))
             if spec.extra_hosts:
                 await asyncio.to_thread(self._add_hosts, sandbox, resp.info.get("info", ""))
         except (RuntimeCallError, SpecError):
@@ -419,5 +445,6 @@ def sandbox_from_status(resp: pb.PodSandboxStatusResponse, node: str, log_dir: P
     if not text:
         return None
     spec = SandboxSpec.from_json(text)
-    sandbox = Sandbox(status.id, spec, sandbox_config(spec, node, log_dir), ip=status.network.ip, tainted=True)
-    return sandbox
+    ip = "" if spec.host_network or spec.networks == [NO_NETWORK] else status.network.ip
+    return Sandbox(status.id, spec, sandbox_config(spec, node, log_dir), ip=ip, tainted=True,
+                   interfaces=interfaces_of(resp.info.get("info", "")))

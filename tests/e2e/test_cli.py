@@ -279,7 +279,8 @@ def test_invalid_names_and_flag_combinations_exit_125(apiserver, ns):
     for args, text in ((["--name", "_app"], "Invalid container name (_app), only [a-zA-Z0-9][a-zA-Z0-9_.-] are"),
                        (["--rm", "--restart", "always"], "cannot specify both --restart and --rm"),
                        (["-m", "1k"], "Minimum memory limit allowed is 6MB"),
-                       (["--net", "none"], "network none not found")):
+                       (["--network-alias", "db"], "network-scoped alias is supported only for containers in user"),
+                       (["--net", "no/such"], "network no/such not found")):
         cp = k3c(apiserver, "run", "-n", ns, "-d", *args, "busybox")
         assert cp.returncode == 125 and text in cp.stderr and cp.stderr.count("\n") == 1, cp.stderr
 

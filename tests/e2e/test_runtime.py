@@ -228,7 +228,11 @@ def test_generated_config(rt: Runtime) -> None:
     assert runc["options"]["SystemdCgroup"] is False
     assert stat.S_IMODE(rt.cfg.socket_path.stat().st_mode) == 0o660
     [conflist] = rt.cfg.cni_conf_dir.glob("*.conflist")
-    net = json.loads(conflist.read_text())
+    [dispatcher] = json.loads(conflist.read_text())["plugins"]
+    assert dispatcher["type"] == "k3c-cni" and dispatcher["default"] == rt.cfg.network_name
+    assert os.access(rt.cfg.network_dirs.plugins / "k3c-cni", os.X_OK)
+    assert (rt.cfg.network_dirs.plugins / "bridge").resolve() == Path("/usr/lib/cni/bridge")
+    net = json.loads(rt.cfg.network_dirs.conflist(rt.cfg.network_name).read_text())
     assert [p["type"] for p in net["plugins"]] == ["bridge", "portmap", "firewall"]
     assert net["plugins"][0]["bridge"] == rt.cfg.bridge
     assert net["plugins"][0]["ipam"]["ranges"] == [[{"subnet": rt.cfg.subnet}]]

@@ -188,9 +188,13 @@ def host_leftovers(node: Node, live: Live | None) -> list[str]:
     for ns in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
         if live is None or str(ns) not in live.sandbox_netns:
             found.append(f"netns {ns.name}")
-    for lease in leased_ips(node.containerd):
+    for lease in leased_ips(node.containerd, every_network=True):
         if live is None or _lease_owner(lease) not in live.sandboxes:
-            found.append(f"IP lease {lease.name} (of {_lease_owner(lease)[:12] or '?'})")
+            found.append(f"IP lease {lease.parent.name}/{lease.name} (of {_lease_owner(lease)[:12] or '?'})")
+    records = node.containerd.network_dirs.records
+    for record in sorted(records.glob("*.json")) if records.is_dir() else []:
+        if live is None or record.stem not in live.sandboxes:
+            found.append(f"CNI attachment record of {record.stem[:12]}")
     netns = {str(p) for p in (live.sandbox_netns if live is not None else ())}
     for point in mounts_under(node.base):
         owner = _owner_of_mount(node, point)

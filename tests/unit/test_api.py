@@ -37,7 +37,7 @@ def test_the_finalizers_the_operator_sets_are_in_the_k3c_io_domain_and_distinct(
             if isinstance(value, str) and name.endswith(("_FINALIZER", "_ANNOTATION", "_LABEL"))]
     assert keys and all(k.startswith(f"{api.GROUP}/") for k in keys), keys
     finalizers = [v for n, v in vars(api).items() if n.endswith("_FINALIZER")]
-    assert len(set(finalizers)) == len(finalizers) == 4
+    assert len(set(finalizers)) == len(finalizers) == 5
 
 
 @pytest.mark.parametrize("resource,args,path", [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION
+from k3c.api import CRI_NETWORKS_ANNOTATION, CRI_SANDBOX_SPEC_ANNOTATION
 from k3c.cri.runtime import pb
 from k3c.reconcilers import criconfig
 from k3c.reconcilers.criconfig import RestartPolicy, SpecError, UserSpec
@@ -75,6 +75,24 @@ def test_own_sandbox_only_when_needed() -> None:
     for extra in ({"ports": [{"containerPort": 80}]}, {"hostname": "h"}, {"dns": ["1.1.1.1"]},
                   {"hostNetwork": True}, {"privileged": True}):
         assert criconfig.needs_own_sandbox(obj(**extra)["spec"]), extra
+
+
+def test_networks_other_than_the_default_need_an_own_sandbox() -> None:
+    assert not criconfig.needs_own_sandbox(obj(networks=[{"name": "bridge"}])["spec"]), "the pool's network"
+    assert criconfig.needs_own_sandbox(obj(networks=[{"name": "front"}])["spec"])
+    assert criconfig.needs_own_sandbox(obj(networks=[{"name": "none"}])["spec"])
+    assert criconfig.needs_own_sandbox(obj(networks=[{"name": "bridge"}, {"name": "front"}])["spec"])
+
+
+def test_a_sandboxs_networks_and_their_resolver() -> None:
+    sb = criconfig.own_sandbox_spec(obj(networks=[{"name": "front"}]), [], ["k3c-a", "k3c-b"], ["10.89.0.1"])
+    cfg = criconfig.sandbox_config(sb, "n1", Path("/logs"))
+    assert cfg.annotations[CRI_NETWORKS_ANNOTATION] == "k3c-a,k3c-b" and list(cfg.dns_config.servers) == ["10.89.0.1"]
+    assert criconfig.SandboxSpec.from_json(cfg.annotations[CRI_SANDBOX_SPEC_ANNOTATION]) == sb
+    own_dns = criconfig.own_sandbox_spec(obj(dns=["192.0.2.53"]), [], ["k3c-a"], ["10.89.0.1"])
+    assert own_dns.dns == ["192.0.2.53"], "--dns wins over the network's resolver"
+    default = criconfig.sandbox_config(criconfig.own_sandbox_spec(obj(hostname="h"), []), "n1", Path("/logs"))
+    assert CRI_NETWORKS_ANNOTATION not in default.annotations, "no annotation: the default network"
 
 
 def test_sandbox_config_round_trips_through_its_annotation() -> None:
