@@ -11,6 +11,7 @@ by what is left on the host: no object, bridge, iptables rule, IP lease or netns
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from k3c.api import LOCAL_CONTAINERS, NETWORKS, VOLUMES
+from k3c.daemon.containerd import leased_ips
 from tests.support.compose_project import COMPOSE, PROJECT, Project
 from tests.support.daemon_harness import DaemonProcess
 from tests.support.harness import http_get
@@ -63,10 +65,35 @@ def inspect(project: Project, name: str) -> dict:
     return doc
 
 
+def addresses(project: Project, name: str) -> dict[str, str]:
+    """A container's address on each of its networks, from inspect."""
+    return {net: ep["IPAddress"] for net, ep in inspect(project, name)["NetworkSettings"]["Networks"].items()}
+
+
+def lookup(project: Project, service: str, name: str) -> list[str]:
+    """The addresses busybox's nslookup finds for ``name`` inside ``service`` ([] if it finds none)."""
+    cp = project.run("exec", "-T", service, "nslookup", name)
+    answer = cp.stdout.partition("Name:")[2]
+    found = [line.split()[-1] for line in answer.splitlines() if line.startswith("Address")]
+    assert found or cp.returncode != 0, cp.stdout
+    return found
+
+
 def ps_rows(project: Project) -> dict[str, str]:
     """`docker-compose ps`'s rows by container name (the header and rule dropped)."""
     lines = project.ok("ps").stdout.splitlines()[2:]
     return {line.split()[0]: line for line in lines if line.strip()}
+
+
+def project_leases(daemon: DaemonProcess, project: Project) -> list[str]:
+    """host-local's lease files (one per address handed out) of addresses in the project's subnets."""
+    nets = [ipaddress.ip_network(s) for s in project.subnets.values()]
+    return [p.name for p in leased_ips(daemon.containerd_config, every_network=True)
+            if any(ipaddress.ip_address(p.name) in n for n in nets)]
+
+
+def iptables_rules() -> list[str]:
+    return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout.splitlines()
 
 
 def done_lines(stderr: str, verb: str) -> list[str]:
@@ -120,6 +147,17 @@ def test_compose_project_end_to_end(daemon, project):
     assert (no_cli.returncode, no_cli.stdout) == (4, "out\n")
     project.ok("exec", "-T", "web", "sh", "-c", "echo kept > /data/file")
 
+    # ---- names: services find each other by service name and by the alias, on the networks they share
+    ips = {s: addresses(project, f"{PROJECT}_{s}_1") for s in ("app", "db", "web")}
+    assert set(ips["app"]) == set(ips["db"]) == {f"{PROJECT}_backend", f"{PROJECT}_default"}
+    assert lookup(project, "app", "web") == [ips["web"][f"{PROJECT}_default"]]
+    assert lookup(project, "app", "database") == [ips["db"][f"{PROJECT}_backend"]]
+    assert lookup(project, "web", "db") == [ips["db"][f"{PROJECT}_default"]]
+    assert lookup(project, "web", "database") == []  # web is not on the backend network
+    reply = project.ok("exec", "-T", "app", "sh", "-c",
+                       f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ips['web'][f'{PROJECT}_default']} 8080")
+    assert reply.stdout.endswith("\n\nhello from web\n"), reply.stdout  # (text mode: \r\n read as \n)
+
     # ---- restart, stop, start
     started = {n: inspect(project, n)["State"]["StartedAt"] for n in names}
     t0 = time.monotonic()
@@ -148,6 +186,11 @@ def test_compose_project_end_to_end(daemon, project):
                 if (n["metadata"].get("labels") or {}).get("com.docker.compose.project") == PROJECT}
     assert len(networks) == 2
     bridges = [b for b in ((n.get("status") or {}).get("bridge") for n in networks.values()) if b]
+    assert len(bridges) == 2 and all(Path(f"/sys/class/net/{b}").exists() for b in bridges)
+    words = re.compile("|".join([*(rf"\b{re.escape(b)}\b" for b in bridges),
+                                 *(r"(?<![0-9.])" + re.escape(s.rsplit(".", 1)[0] + ".") for s in project.subnets.values())]))
+    assert any(words.search(line) for line in iptables_rules())  # (what is looked for below is there now)
+    assert len(project_leases(daemon, project)) == 5  # app and db on both networks, web on the default
     down = project.ok("down", "-v")
     assert done_lines(down.stderr, "Stopping") == names and done_lines(down.stderr, "Removing") == names
     assert f"Removing network {PROJECT}_default" in down.stderr
@@ -159,7 +202,5 @@ def test_compose_project_end_to_end(daemon, project):
     daemon.wait_no_leftovers()
     assert [b for b in bridges if Path(f"/sys/class/net/{b}").exists()] == []
     # no rule names a bridge of the project's, its subnets or an address in them (NAT, port mappings)
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    words = re.compile("|".join([*(rf"\b{re.escape(b)}\b" for b in bridges),
-                                 *(r"(?<![0-9.])" + re.escape(s.rsplit(".", 1)[0] + ".") for s in project.subnets.values())]))
-    assert [line for line in rules.splitlines() if words.search(line)] == []
+    assert [line for line in iptables_rules() if words.search(line)] == []
+    assert project_leases(daemon, project) == []
