@@ -133,6 +133,7 @@ def _post_container(s: Session, args: argparse.Namespace, start: bool) -> dict[s
         req = runflags.build_container(args, dockerid.object_name(name), s.namespace, start)
         req.obj["metadata"].setdefault("annotations", {})[NAME_ANNOTATION] = name
         if attempt == 0:  # once the flags are known good
+            _resolve_networks(s, args, req.obj["spec"])
             _ensure_named_volumes(s, req.named_volumes)
         try:
             return s.client.create(s.path(), req.obj)
@@ -140,6 +141,23 @@ def _post_container(s: Session, args: argparse.Namespace, start: bool) -> dict[s
             if args.name:
                 return _create_generated(s, req.obj, args.name)
     raise CLIError("k3c: could not find a free generated name; use --name", 125)
+
+
+def _resolve_networks(s: Session, args: argparse.Namespace, spec: dict[str, Any]) -> None:
+    """A user network given by ``--network`` (docker name, ID or ID prefix) as its object, or docker's
+    "network X not found" before anything is written (the same rule as the Docker API's create)."""
+    if not any(n.get("name") not in (None, "none") for n in spec.get("networks") or []):
+        return
+    from k3c import dockernetwork
+    from k3c.api import NETWORKS
+
+    wanted = [dockernetwork.Wanted(args.network, list(dict.fromkeys(args.network_alias)))]
+    try:
+        spec["networks"] = dockernetwork.spec_networks(s.client.get(NETWORKS.path(s.namespace))["items"], wanted)
+    except dockernetwork.NetworkError as err:
+        raise daemon_error(err.message, 125) from None
+    if spec["networks"] is None:
+        del spec["networks"]
 
 
 def _write_cidfile(path: str, cid: str) -> None:

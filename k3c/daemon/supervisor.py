@@ -579,9 +579,25 @@ def ensure_default_network(kubeconfig: Path, node: str, namespace: str = "defaul
     from k3c import kubeclient
 
     client = kubeclient.Client(kubeclient.load(str(kubeconfig)))
-    obj = {"apiVersion": api.NETWORKS.api_version, "kind": api.NETWORKS.kind,
-           "metadata": {"name": api.DEFAULT_NETWORK, "namespace": namespace},
-           "spec": {"driver": "bridge", "nodeName": node}}
+    try:
+        _ensure_network(client, namespace, {
+            "apiVersion": api.NETWORKS.api_version, "kind": api.NETWORKS.kind,
+            "metadata": {"name": api.DEFAULT_NETWORK, "namespace": namespace},
+            "spec": {"driver": "bridge", "nodeName": node}})
+    finally:
+        client.close()
+
+
+def _ensure_network(client: Any, namespace: str, obj: dict[str, Any]) -> None:
+    # Read first: on a restart it is there, and a create would go through admission, whose webhook (the
+    # operator, not started yet) is down until the operator registers it again.
+    try:
+        client.get(api.NETWORKS.path(namespace, api.DEFAULT_NETWORK))
+        return
+    except NotFound:
+        pass
+    except APIError as err:
+        raise DaemonError(f"cannot read the default network: {err.message}") from None
     try:
         client.create(api.NETWORKS.path(namespace), obj)
         log.info("created the default network %s", api.DEFAULT_NETWORK)
@@ -589,8 +605,6 @@ def ensure_default_network(kubeconfig: Path, node: str, namespace: str = "defaul
         pass
     except APIError as err:
         raise DaemonError(f"cannot create the default network: {err.message}") from None
-    finally:
-        client.close()
 
 
 def _apply_crd(client: Any, base: str, crd: dict[str, Any]) -> None:

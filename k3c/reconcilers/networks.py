@@ -80,6 +80,11 @@ class Attachable:
     dns: bool
 
 
+#: How long a network waits to report its containers anew after one changed (seconds): a burst of starts on
+#: the default network, whose list holds every container of the node, makes one status write, not one each.
+USERS_REPORT_DELAY = 1.0
+
+
 def _ref(obj: dict[str, Any]) -> Ref:
     meta = obj["metadata"]
     return Ref(NETWORKS, meta.get("namespace", "default"), meta["name"])
@@ -156,7 +161,7 @@ class NetworkReconciler:
             names = {DEFAULT_NETWORK}
         for net in self.cache:
             if net["metadata"].get("namespace", "default") == ns and net["metadata"]["name"] in names:
-                self.schedule(net["metadata"]["uid"], 0.2)
+                self.schedule(net["metadata"]["uid"], USERS_REPORT_DELAY)
 
     # ------------------------------------------------------------------ reconcile
 

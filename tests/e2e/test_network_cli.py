@@ -16,7 +16,7 @@ from k3c import dockerid
 from k3c.api import LOCAL_CONTAINERS, NETWORKS
 from k3c.apierrors import APIError
 from tests.e2e.test_commands import k3c
-from tests.support.daemon_harness import DaemonProcess, lc_object, pick_subnet
+from tests.support.daemon_harness import DaemonProcess, lc_object, pick_subnet, wait_until
 
 
 def _networks(d: DaemonProcess) -> dict[str, dict[str, Any]]:
@@ -166,6 +166,22 @@ def test_a_container_naming_a_missing_network_is_not_admission_s_business(daemon
     assert obj["spec"]["networks"] == [{"name": "no-such-net"}]
 
 
+def test_run_network_takes_a_docker_name_or_id_prefix_and_refuses_an_unknown_one(daemon: DaemonProcess,
+                                                                                    cleanup) -> None:
+    d = daemon
+    refused = k3c(d, "create", "--name", "lost", "--network", "no-such-net", "busybox", check=False)
+    assert (refused.returncode, refused.stderr) == (125, "k3c: Error response from daemon: network no-such-net not found\n")
+    assert d.container("lost") is None, "nothing is written"
+    cleanup["networks"].append("Team_net")
+    net_id = k3c(d, "network", "create", "Team_net").stdout.strip()
+    cleanup["containers"] += ["by-name", "by-id"]
+    k3c(d, "create", "--name", "by-name", "--network", "Team_net", "--network-alias", "web", "busybox")
+    k3c(d, "create", "--name", "by-id", "--network", net_id[:12], "busybox")
+    obj_name = dockerid.object_name("Team_net")
+    assert d.container("by-name")["spec"]["networks"] == [{"name": obj_name, "aliases": ["web"]}]
+    assert d.container("by-id")["spec"]["networks"] == [{"name": obj_name}]
+
+
 def test_connect_and_disconnect_patch_spec_networks(daemon: DaemonProcess, cleanup) -> None:
     d = daemon
     cleanup["networks"].append("front_end")
@@ -216,10 +232,9 @@ def test_prune_removes_unused_custom_networks(daemon: DaemonProcess, cleanup) ->
 
 
 def test_the_default_network_object_cannot_be_removed(daemon: DaemonProcess) -> None:
-    """The node makes ``bridge``; stood in for here by a plain object (it is never removed, so last)."""
+    """The node makes ``bridge`` at start."""
     d = daemon
-    d.api.create(NETWORKS.path("default"), {"apiVersion": NETWORKS.api_version, "kind": NETWORKS.kind,
-                                            "metadata": {"name": "bridge"}, "spec": {"driver": "bridge"}})
+    wait_until(lambda: "bridge" in _networks(d), 30, "the node's bridge Network")
     refused = k3c(d, "network", "rm", "bridge", check=False)
     assert refused.returncode == 1
     assert refused.stderr == "Error response from daemon: bridge is a pre-defined network and cannot be removed\n"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from k3c.api import NETWORKS
-from k3c.apierrors import NotFound
+from k3c.apierrors import BadRequest, Conflict, NotFound
 from k3c.nodenet import isolation
 from k3c.nodenet.conflists import user_key
 from tests.support.daemon_harness import DaemonProcess, pick_subnet, wait_until
@@ -234,18 +234,35 @@ def test_published_port_on_a_user_network(daemon: DaemonProcess, nets: dict[str,
     daemon.delete_container("served")
 
 
+def _host_route() -> str | None:
+    """A subnet the host routes to directly that is not a k3c bridge's (its own LAN), if any."""
+    out = subprocess.run(["ip", "-4", "-j", "route"], capture_output=True, text=True).stdout
+    for route in json.loads(out or "[]"):
+        if route.get("dst", "default") != "default" and not str(route.get("dev", "")).startswith("k3c"):
+            return str(route["dst"])
+    return None
+
+
 def test_overlapping_or_bad_subnets_fail_with_one_line(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
+    """Admission refuses what it can judge from the objects (another network's subnet, a bad CIDR): one
+    line, nothing created. What only the node knows (its own routes) the reconciler refuses: Failed, one line."""
     taken = nets["front"]["status"]["subnet"]
-    clash = create_network(daemon, "clash", subnet=taken)
-    assert clash["status"]["phase"] == "Failed" and "overlaps" in clash["status"]["message"]
-    assert "\n" not in clash["status"]["message"]
-    bad = create_network(daemon, "badcidr", subnet="10.1.2.300/24")
-    assert bad["status"]["phase"] == "Failed" and "invalid subnet" in bad["status"]["message"]
-    for name in ("clash", "badcidr"):
-        key = user_key(daemon.api.get(NETWORKS.path("default", name))["metadata"]["uid"])
-        assert not Path(f"/sys/class/net/{key}").exists()
-        assert not daemon.containerd_config.network_dirs.conflist(key).exists()
-        delete_network(daemon, name)
+    for name, subnet, words in (("clash", taken, "overlaps"), ("badcidr", "10.1.2.300/24", "10.1.2.300/24")):
+        with pytest.raises(BadRequest) as refused:
+            create_network(daemon, name, subnet=subnet)
+        assert words in refused.value.message and "\n" not in refused.value.message, refused.value.message
+        with pytest.raises(NotFound):
+            daemon.api.get(NETWORKS.path("default", name))
+    lan = _host_route()
+    if lan is None:
+        return  # no route of the host's own to collide with (only k3c bridges): nothing more to check
+    onlan = create_network(daemon, "onlan", subnet=lan)
+    assert onlan["status"]["phase"] == "Failed" and "overlaps" in onlan["status"]["message"], onlan["status"]
+    assert "\n" not in onlan["status"]["message"]
+    key = user_key(onlan["metadata"]["uid"])
+    assert not Path(f"/sys/class/net/{key}").exists()
+    assert not daemon.containerd_config.network_dirs.conflist(key).exists()
+    delete_network(daemon, "onlan")
 
 
 def test_automatic_subnet_and_deletion_removes_everything(daemon: DaemonProcess) -> None:
@@ -257,12 +274,14 @@ def test_automatic_subnet_and_deletion_removes_everything(daemon: DaemonProcess)
     c = run(daemon, "autoc", [{"name": "auto"}])
     dirs = daemon.containerd_config.network_dirs
     assert list((dirs.ipam / st["bridge"]).glob("10.*")), "a lease in the network's IPAM dir"
-    daemon.api.delete(NETWORKS.path("default", "auto"))
-    time.sleep(1.0)
-    held = daemon.api.get(NETWORKS.path("default", "auto"))
-    assert "in use by autoc" in held["status"]["message"], "a network in use stays until its containers go"
+    with pytest.raises(Conflict) as refused:  # docker's rule, through admission: nothing starts terminating
+        daemon.api.delete(NETWORKS.path("default", "auto"))
+    assert "autoc" in refused.value.message
+    assert not daemon.api.get(NETWORKS.path("default", "auto"))["metadata"].get("deletionTimestamp")
     assert reaches(daemon, c, st["gateway"])
     daemon.delete_container("autoc")
+    wait_until(lambda: daemon.container("autoc") is None, 30, "autoc to be removed")
+    delete_network(daemon, "auto")
 
     def gone() -> bool:
         try:
