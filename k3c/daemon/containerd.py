@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import json
+import logging
 import os
 import re
 import shlex
@@ -49,11 +50,12 @@ from k3c.cri.errors import RuntimeCallError
 from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon.process import terminate
 from k3c.distribution.hosts import registry_config_path
-from k3c.nodenet import isolation
+from k3c.nodenet import hostrules
 from k3c.nodenet.conflists import (
     BridgeNetwork,
     NetworkDirs,
     install_plugins,
+    members,
     read_network,
     render_conflist,
     render_dispatcher_conflist,
@@ -71,8 +73,11 @@ __all__ = [
     "render_cni_conflist",
     "render_dispatcher",
     "render_containerd_config",
+    "sync_host_rules",
     "write_containerd_config",
 ]
+
+log = logging.getLogger(__name__)
 
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 CAP_SYS_RESOURCE = 24
@@ -245,7 +250,7 @@ def render_containerd_config(cfg: ContainerdConfig) -> dict[str, Any]:
 
 
 def render_cni_conflist(cfg: ContainerdConfig) -> dict[str, Any]:
-    """The default network's conflist: bridge + host-local IPAM + portmap + firewall."""
+    """The default network's conflist: bridge + host-local IPAM + portmap."""
     return render_conflist(cfg.default_network, cfg.cni_ipam_dir)
 
 
@@ -267,6 +272,15 @@ def write_containerd_config(cfg: ContainerdConfig) -> Path:
     write_json(cfg.network_dirs.conflist(cfg.network_name), render_cni_conflist(cfg))
     install_plugins(cfg.network_dirs, cfg.cni_bin_dir)
     return cfg.config_path
+
+
+def sync_host_rules(cfg: ContainerdConfig) -> None:
+    """The host's rules for the networks on disk (masquerade, forwarding, isolation), before any sandbox
+    starts: the operator keeps them afterwards, but a container must not wait for it to reach the world."""
+    try:
+        hostrules.sync(cfg.bridge, members(cfg.network_dirs, cfg.network_name))
+    except hostrules.RulesError as err:
+        log.warning("cannot write the networks' iptables rules (the operator will retry): %s", err)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -352,6 +366,7 @@ class ContainerdProcess:
         if socket_answers(cfg.socket_path):
             raise ContainerdStartError(f"{cfg.socket_path} is served by another process; refusing to start")
         write_containerd_config(cfg)
+        sync_host_rules(cfg)
         env = containerd_env(cfg)
         with open(cfg.log_path, "ab") as log:
             log.write(f"--- k3c: starting containerd at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
@@ -511,7 +526,7 @@ def cleanup_network(cfg: ContainerdConfig) -> list[str]:
         if key != cfg.network_name and net is not None:
             done += cleanup_network(dataclasses.replace(cfg, network_name=key, bridge=net.bridge, subnet=net.subnet))
             cfg.network_dirs.conflist(key).unlink(missing_ok=True)
-    done += isolation.remove(cfg.bridge)
+    done += hostrules.remove(cfg.bridge)
     if Path(f"/sys/class/net/{cfg.bridge}").exists():
         subprocess.run(["ip", "link", "del", cfg.bridge], check=False, capture_output=True)
         done.append(f"deleted bridge {cfg.bridge}")

@@ -36,6 +36,7 @@ from k3c.daemon.containerd import (
     containerd_env,
     log_tail,
     socket_answers,
+    sync_host_rules,
     wait_serving,
     write_containerd_config,
 )
@@ -148,6 +149,7 @@ class HostContainerd:
             log.info("adopting the running containerd on %s (pid %s)", cfg.socket_path, self.pid)
             return True
         write_containerd_config(cfg)
+        sync_host_rules(cfg)
         self.pidfile.unlink(missing_ok=True)
         self._host("start", str(self.pidfile), str(cfg.log_path), cfg.containerd_binary, "--config",
                    str(cfg.config_path))

@@ -2,8 +2,8 @@
 k3c's own CNI bin dir (``k3c-cni`` beside links to the system's plugins).
 
 Every network, the default one included, is a conflist named after its key in :attr:`NetworkDirs.networks`
-(bridge + host-local IPAM + portmap + firewall); containerd's conf dir holds only the dispatcher's
-(:mod:`k3c.nodenet.dispatcher`). A network's key names its conflist, its CNI network (libcni's and the
+(bridge + host-local IPAM + portmap; masquerade and forwarding are rules per network, in
+:mod:`k3c.nodenet.hostrules`); containerd's conf dir holds only the dispatcher's (:mod:`k3c.nodenet.dispatcher`). A network's key names its conflist, its CNI network (libcni's and the
 bridge plugin's rule comments), its IPAM lease dir and, for user networks, its bridge.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k3c.nodenet import dispatcher
+from k3c.nodenet import dispatcher, hostrules
 
 #: The dispatcher's executable name in k3c's CNI bin dir (its conflist's plugin type).
 DISPATCHER = "k3c-cni"
@@ -26,6 +26,8 @@ DISPATCHER = "k3c-cni"
 #: the kernel's limit for an interface name).
 USER_PREFIX = "k3c-"
 CONFLIST_SUFFIX = ".conflist"
+#: k3c's own top-level key in a network's conflist
+K3C_KEY = "k3c"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def user_key(uid: str) -> str:
 
 
 def render_conflist(net: BridgeNetwork, ipam_dir: Path) -> dict[str, Any]:
-    """bridge (gateway, masquerade unless internal, hairpin) + host-local + portmap + firewall."""
+    """bridge (gateway, hairpin) + host-local + portmap; k3c's own note of what the rules need."""
     addr_range: dict[str, Any] = {"subnet": net.subnet}
     if net.gateway:
         addr_range["gateway"] = net.gateway
@@ -108,14 +110,16 @@ def render_conflist(net: BridgeNetwork, ipam_dir: Path) -> dict[str, Any]:
     ipam: dict[str, Any] = {"type": "host-local", "ranges": [[addr_range]], "dataDir": str(ipam_dir)}
     if not net.internal:
         ipam["routes"] = [{"dst": "0.0.0.0/0"}]
-    bridge: dict[str, Any] = {"type": "bridge", "bridge": net.bridge, "isGateway": True, "ipMasq": not net.internal,
+    # no ipMasq and no firewall plugin: masquerade and forwarding are rules per network (hostrules.py)
+    bridge: dict[str, Any] = {"type": "bridge", "bridge": net.bridge, "isGateway": True, "ipMasq": False,
                               "hairpinMode": True, "ipam": ipam}
     if net.mtu:
         bridge["mtu"] = net.mtu
     return {
         "cniVersion": "1.0.0",
         "name": net.key,
-        "plugins": [bridge, {"type": "portmap", "capabilities": {"portMappings": True}}, {"type": "firewall"}],
+        "plugins": [bridge, {"type": "portmap", "capabilities": {"portMappings": True}}],
+        K3C_KEY: {"internal": net.internal},  # libcni and the plugins ignore it; read_network reads it back
     }
 
 
@@ -178,8 +182,24 @@ def read_network(dirs: NetworkDirs, key: str) -> BridgeNetwork | None:
         ranges = bridge["ipam"]["ranges"][0][0]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
+    # a conflist of an earlier k3c said internal by leaving masquerade off
+    internal = (doc.get(K3C_KEY) or {}).get("internal", not bridge.get("ipMasq", True))
     return BridgeNetwork(key=key, bridge=bridge["bridge"], subnet=ranges["subnet"], gateway=ranges.get("gateway", ""),
-                         internal=not bridge.get("ipMasq", True), mtu=bridge.get("mtu"))
+                         internal=bool(internal), mtu=bridge.get("mtu"))
+
+
+def members(dirs: NetworkDirs, default_key: str) -> list[hostrules.Member]:
+    """The networks set up on disk as the host's rules need them, the default one first (None: it is not
+    set up, so there are no rules to write yet)."""
+    default = read_network(dirs, default_key)
+    if default is None:
+        return []
+    out = [hostrules.Member(default.bridge, default.subnet)]
+    for key in dirs.keys():
+        net = read_network(dirs, key)
+        if net is not None and key != default_key:
+            out.append(hostrules.Member(net.bridge, net.subnet, net.internal))
+    return out
 
 
 def read_default_key(dirs: NetworkDirs) -> str | None:

@@ -4,8 +4,9 @@ containerd 1.6's CRI attaches every sandbox to every network it loaded, so k3c g
 plugin. containerd hands it the sandbox's annotations (capability ``io.kubernetes.cri.pod-annotations``);
 the annotation named by the config's ``annotation`` lists the sandbox's networks as conflist names
 (``key1,key2``), ``none`` for loopback only, absent for the default network. Each network's own conflist
-(bridge + host-local + portmap + firewall, in ``networksDir``) is run here as libcni would run it, on
-interface ``eth0``, ``eth1``, … in that order; port mappings go to the first network. The results are
+(bridge + host-local + portmap, in ``networksDir``) is run here as libcni would run it, on interface
+``eth0``, ``eth1``, … in that order; port mappings go to the first network, and ``portmap`` runs only when
+there are some. The results are
 merged into one, so CRI's view (``eth0``'s address is the sandbox IP) is unchanged.
 
 What was added is recorded per container id in ``stateDir`` *before* each delegated ADD (conflist and
@@ -153,8 +154,12 @@ def spawn(binary: str, data: bytes, env: dict[str, str]) -> tuple[int, bytes]:
 
 
 def run_chain(command: str, ifname: str, conflist: dict[str, Any], prev: Any, runtime: dict[str, Any]) -> Any:
-    """ADD/CHECK (in order) or DEL (in reverse) of one network's plugins; the chain's result."""
-    plugins = list(conflist.get("plugins") or [])
+    """ADD/CHECK (in order) or DEL (in reverse) of one network's plugins; the chain's result.
+
+    ``portmap`` runs only for a sandbox with port mappings (containerd passes the same ones to DEL as to
+    ADD): without any it has nothing to do, but its DEL alone costs several iptables calls."""
+    plugins = [p for p in conflist.get("plugins") or []
+               if p.get("type") != "portmap" or runtime.get("portMappings")]
     if command == "DEL":
         for plugin in reversed(plugins):
             call(command, ifname, plugin_config(conflist, plugin, prev, runtime))

@@ -1,4 +1,4 @@
-"""The Network reconciler: each Network of this node as a bridge, a conflist and isolation rules, level-based.
+"""The Network reconciler: each Network of this node as a bridge, a conflist and host rules, level-based.
 
 A Network is claimed by a node like a Volume (``spec.nodeName`` or the first operator to write ``status.node``)
 and protected by the finalizer ``k3c.io/network``. The default network ``bridge`` is the node's own bridge,
@@ -9,7 +9,7 @@ which the daemon sets up with containerd: its status only reports it. Any other 
   once set up, its subnet is what its conflist says (it overlaps its own bridge's route, of course);
 - its conflist in the node's networks dir (:mod:`k3c.nodenet.conflists`), key and bridge ``k3c-<hash of uid>``;
 - its bridge, up, with the gateway address (before any container: its resolver can listen there);
-- the isolation chains (:mod:`k3c.nodenet.isolation`), rewritten from every network set up here.
+- the host's rules for every network set up here (:mod:`k3c.nodenet.hostrules`: isolation, forwarding, NAT).
 
 On deletion it waits until no container names it and no IP lease is left, then removes bridge, rules,
 conflist and leases, and drops the finalizer. A network set up here whose object is gone (a daemon killed
@@ -37,7 +37,7 @@ from k3c.api import (
     NO_NETWORK,
 )
 from k3c.apierrors import Conflict, NotFound
-from k3c.nodenet import bridges, isolation, subnets
+from k3c.nodenet import bridges, conflists, hostrules, subnets
 from k3c.nodenet.conflists import (
     USER_PREFIX,
     BridgeNetwork,
@@ -119,7 +119,7 @@ class NetworkReconciler:
         self.containers = containers
         self.schedule = schedule
         self._lock = asyncio.Lock()  # subnet choice and the isolation chains: one network at a time
-        self._synced: tuple[list[isolation.Member], float] | None = None  # last isolation sync: members, when
+        self._synced: tuple[list[hostrules.Member], float] | None = None  # last isolation sync: members, when
 
     # ------------------------------------------------------------------ what containers ask
 
@@ -188,7 +188,7 @@ class NetworkReconciler:
         else:
             try:
                 net = await self._set_up(obj)
-            except (subnets.SubnetError, bridges.BridgeError, isolation.IsolationError) as err:
+            except (subnets.SubnetError, bridges.BridgeError, hostrules.RulesError) as err:
                 await self._write_status(obj, {"phase": "Failed", "node": self.node, "message": str(err),
                                                "conditions": [_condition(False, "SetupFailed", str(err))]})
                 return None
@@ -197,7 +197,7 @@ class NetworkReconciler:
                                            "message": "the node's default network is not set up"})
             return None
         async with self._lock:
-            await asyncio.to_thread(self._sync_isolation)
+            await asyncio.to_thread(self._sync_rules)
         status: NetworkStatus = {
             "phase": "Ready", "node": self.node, "bridge": net.bridge, "subnet": net.subnet,
             "gateway": net.gateway_address, "message": "", "containers": self._attached(obj),
@@ -245,24 +245,20 @@ class NetworkReconciler:
         return BridgeNetwork(key=key, bridge=key, subnet=str(subnet), gateway=str(spec.get("gateway") or ""),
                              ip_range=str(spec.get("ipRange") or ""), internal=bool(spec.get("internal")))
 
-    def _sync_isolation(self, force: bool = False) -> None:
-        """The isolation chains for the networks set up here; the same members as at the last sync less
-        than :data:`RESYNC_INTERVAL` ago are not written again (the default network is reconciled at every
-        change of a container)."""
+    def _sync_rules(self, force: bool = False) -> None:
+        """The host's rules for the networks set up here (:mod:`k3c.nodenet.hostrules`); the same members as
+        at the last sync less than :data:`RESYNC_INTERVAL` ago are not written again (the default network is
+        reconciled at every change of a container)."""
         assert self.dirs is not None
         default = self.default()
         if default is None:
             return
-        members = [isolation.Member(default.bridge)]
-        for key in self.dirs.keys():
-            net = read_network(self.dirs, key)
-            if net is not None and key != default.key:
-                members.append(isolation.Member(net.bridge, net.internal))
+        members = conflists.members(self.dirs, default.key)
         now = time.monotonic()
         if not force and self._synced is not None and self._synced[0] == members \
                 and now - self._synced[1] < RESYNC_INTERVAL:
             return
-        isolation.sync(default.bridge, members)
+        hostrules.sync(default.bridge, members)
         self._synced = (members, now)
 
     def _attached(self, obj: dict[str, Any]) -> list[AttachedContainer]:
@@ -343,7 +339,7 @@ class NetworkReconciler:
         bridges.remove(net.bridge if net else key)
         self.dirs.conflist(key).unlink(missing_ok=True)
         shutil.rmtree(self.dirs.ipam / key, ignore_errors=True)
-        self._sync_isolation(force=True)
+        self._sync_rules(force=True)
         log.info("network %s removed from the node", key)
 
     async def collect_orphans(self) -> list[str]:

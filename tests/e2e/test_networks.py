@@ -23,7 +23,7 @@ import pytest
 
 from k3c.api import NETWORKS
 from k3c.apierrors import BadRequest, Conflict, NotFound
-from k3c.nodenet import isolation
+from k3c.nodenet import hostrules
 from k3c.nodenet.conflists import user_key
 from tests.support.daemon_harness import DaemonProcess, pick_subnet, wait_until
 from tests.support.harness import free_port
@@ -94,7 +94,7 @@ def in_container(daemon: DaemonProcess, obj: dict[str, Any], script: str) -> str
 
 
 def mangle_rules(daemon: DaemonProcess) -> str:
-    return "\n".join(isolation.listed(daemon.bridge))
+    return "\n".join(hostrules.listed(daemon.bridge))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,10 @@ def test_user_network_set_up_with_status(daemon: DaemonProcess, nets: dict[str, 
     assert f"{st['gateway']}/24" in addrs.stdout
     assert f"-i {st['bridge']} ! -o {st['bridge']} -j" in mangle_rules(daemon)
     conflist = json.loads(daemon.containerd_config.network_dirs.conflist(st["bridge"]).read_text())
-    assert conflist["plugins"][0]["ipMasq"] is True
+    assert [p["type"] for p in conflist["plugins"]] == ["bridge", "portmap"] and not conflist["plugins"][0]["ipMasq"]
+    rules = mangle_rules(daemon)  # masquerade and forwarding are per network, in k3c's own chains
+    assert f"-s {st['subnet']} ! -d 224.0.0.0/4 -j MASQUERADE" in rules
+    assert f"-o {st['bridge']} -j ACCEPT" in rules and f"-i {st['bridge']} -j ACCEPT" in rules
 
 
 def test_same_network_reaches_other_networks_do_not(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
@@ -183,7 +186,9 @@ def test_internal_network_has_no_way_out(daemon: DaemonProcess, nets: dict[str, 
     routes = in_container(daemon, c, "ip route")
     assert "default" not in routes and sealed["subnet"] in routes, routes
     nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-    assert c["status"]["ip"] not in nat, "no masquerading for an internal network"
+    assert c["status"]["ip"] not in nat and sealed["subnet"] not in nat, "no masquerading for an internal network"
+    assert f"-A K3C-NAT-{daemon.bridge} -s {daemon.subnet} ! -d 224.0.0.0/4 -j MASQUERADE" in nat, \
+        "the default network's is there"
     assert f"-A K3C-ISO-{daemon.bridge} -i {sealed['bridge']} ! -o {sealed['bridge']} -j DROP" in mangle_rules(daemon)
     assert reaches(daemon, c, peer["status"]["ip"])
     outside = run(daemon, "outside")
@@ -200,6 +205,43 @@ def test_network_none_is_loopback_only(daemon: DaemonProcess) -> None:
     assert obj["status"]["ip"] == "" and obj["status"]["networks"] == []
     assert in_container(daemon, obj, "ls /sys/class/net").split() == ["lo"]
     daemon.delete_container("lonely")
+
+
+def test_connect_and_disconnect_of_a_running_container(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
+    """`network connect` of a running container: it is recreated in a sandbox on both networks (docker does
+    it live; the issue allows the sandbox to restart) and keeps its object, name and ID; then names on the
+    new network resolve; `disconnect` takes it off again."""
+    mover = run(daemon, "mover", [{"name": "front"}])
+    peer = run(daemon, "backer", [{"name": "back"}])
+    assert not reaches(daemon, mover, peer["status"]["ip"])
+    cp = k3c(daemon, "network", "connect", "--alias", "shifter", "back", "mover")
+    assert cp.returncode == 0, cp.stderr
+
+    def on_both() -> dict[str, Any] | None:
+        obj = daemon.container("mover") or {}
+        st = obj.get("status") or {}
+        names = [n["name"] for n in st.get("networks") or [] if n.get("ip")]
+        return obj if st.get("phase") == "Running" and names == ["front", "back"] else None
+
+    wait_until(on_both, 30, "mover on front and back")
+    moved = on_both()
+    assert moved is not None and moved["metadata"]["uid"] == mover["metadata"]["uid"]
+    assert reaches(daemon, moved, peer["status"]["ip"]), "the new network reaches"
+    wait_until(lambda: in_container(daemon, peer, "nslookup shifter || true").count("Address") >= 2, 10,
+               "the alias on the new network to resolve from its peers")
+    cp = k3c(daemon, "network", "disconnect", "back", "mover")
+    assert cp.returncode == 0, cp.stderr
+
+    def front_only() -> dict[str, Any] | None:
+        obj = daemon.container("mover") or {}
+        st = obj.get("status") or {}
+        names = [n["name"] for n in st.get("networks") or [] if n.get("ip")]
+        return obj if st.get("phase") == "Running" and names == ["front"] else None
+
+    wait_until(front_only, 30, "mover on front alone")
+    assert not reaches(daemon, front_only() or {}, peer["status"]["ip"])
+    daemon.delete_container("mover")
+    daemon.delete_container("backer")
 
 
 def test_cli_network_and_alias_write_spec_networks(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
@@ -302,7 +344,7 @@ def test_kill9_and_restart_duplicate_nothing(daemon: DaemonProcess, nets: dict[s
     the networks up again without a second bridge address, rule or jump, and nothing leaks."""
     a = run(daemon, "k9a", [{"name": "front"}])
     b = run(daemon, "k9b", [{"name": "back"}])
-    rules_before = sorted(isolation.listed(daemon.bridge))
+    rules_before = sorted(hostrules.listed(daemon.bridge))
     front = nets["front"]["status"]["bridge"]
     daemon.kill9()
     daemon.start()
@@ -312,7 +354,7 @@ def test_kill9_and_restart_duplicate_nothing(daemon: DaemonProcess, nets: dict[s
         assert after["status"]["networks"] == before["status"]["networks"]
     time.sleep(1.0)  # the operator's first reconcile of every network
     wait_network(daemon, "front", "Ready")
-    assert sorted(isolation.listed(daemon.bridge)) == rules_before
+    assert sorted(hostrules.listed(daemon.bridge)) == rules_before
     forward = subprocess.run(["iptables", "-t", "mangle", "-S", "FORWARD"], capture_output=True, text=True).stdout
     assert forward.count(f"-j K3C-ISO-{daemon.bridge}") == 1, forward
     addrs = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", front], capture_output=True, text=True).stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from k3c.api import CRI_NETWORKS_ANNOTATION
-from k3c.nodenet import dispatcher, isolation, subnets
+from k3c.nodenet import conflists, dispatcher, hostrules, subnets
 from k3c.nodenet.conflists import (
     BridgeNetwork,
     NetworkDirs,
@@ -64,21 +64,21 @@ def test_conflist_of_a_user_network(tmp_path: Path) -> None:
     net = BridgeNetwork(key="k3c-0123456789", bridge="k3c-0123456789", subnet="172.30.0.0/24",
                         gateway="172.30.0.254", ip_range="172.30.0.128/25")
     doc = render_conflist(net, tmp_path)
-    bridge, portmap, firewall = doc["plugins"]
+    bridge, portmap = doc["plugins"]
     assert doc["name"] == "k3c-0123456789" and doc["cniVersion"] == "1.0.0"
     assert (bridge["type"], bridge["bridge"], bridge["isGateway"], bridge["ipMasq"]) == \
-        ("bridge", "k3c-0123456789", True, True)
+        ("bridge", "k3c-0123456789", True, False), "masquerade is a rule per network, not per container"
     assert bridge["ipam"] == {"type": "host-local", "dataDir": str(tmp_path), "routes": [{"dst": "0.0.0.0/0"}],
                               "ranges": [[{"subnet": "172.30.0.0/24", "gateway": "172.30.0.254",
                                            "rangeStart": "172.30.0.129", "rangeEnd": "172.30.0.254"}]]}
-    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}} and firewall["type"] == "firewall"
+    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}}
     assert net.gateway_address == "172.30.0.254" and net.prefix_length == 24
 
 
 def test_an_internal_network_has_no_masquerade_and_no_default_route(tmp_path: Path) -> None:
     net = BridgeNetwork(key="k", bridge="b", subnet="172.30.0.0/24", internal=True)
-    bridge = render_conflist(net, tmp_path)["plugins"][0]
-    assert bridge["ipMasq"] is False and "routes" not in bridge["ipam"]
+    doc = render_conflist(net, tmp_path)
+    assert "routes" not in doc["plugins"][0]["ipam"] and doc["k3c"] == {"internal": True}
     assert net.gateway_address == "172.30.0.1"
 
 
@@ -134,12 +134,36 @@ def test_results_merge_with_interfaces_renumbered() -> None:
     assert dispatcher.merge([], "1.0.0")["ips"] == [{"address": "127.0.0.1/8"}], "none: CRI's placeholder"
 
 
-def test_isolation_rules_are_two_stages_and_seal_internal_networks() -> None:
-    lines = isolation.rules("k3c0", [isolation.Member("k3c0"), isolation.Member("k3c-a", internal=True)])
-    assert lines == [
+def test_host_rules_isolate_in_two_stages_accept_forwarding_and_masquerade_per_network() -> None:
+    tables = hostrules.rules("k3c0", [hostrules.Member("k3c0", "10.88.0.0/16"),
+                                      hostrules.Member("k3c-a", "10.89.0.0/24", internal=True)])
+    assert tables["mangle"] == [
         ":K3C-ISO-k3c0 - [0:0]", ":K3C-ISO2-k3c0 - [0:0]",
         "-A K3C-ISO-k3c0 -i k3c-a ! -o k3c-a -j DROP", "-A K3C-ISO-k3c0 -o k3c-a ! -i k3c-a -j DROP",
         "-A K3C-ISO-k3c0 -i k3c0 ! -o k3c0 -j K3C-ISO2-k3c0", "-A K3C-ISO-k3c0 -i k3c-a ! -o k3c-a -j K3C-ISO2-k3c0",
         "-A K3C-ISO2-k3c0 -o k3c0 -j DROP", "-A K3C-ISO2-k3c0 -o k3c-a -j DROP",
     ]
-    assert all(len(c) <= 28 for c in isolation.chains("k3cd0123456789a"))
+    assert tables["filter"] == [
+        ":K3C-FWD-k3c0 - [0:0]",
+        "-A K3C-FWD-k3c0 -i k3c0 -j ACCEPT", "-A K3C-FWD-k3c0 -o k3c0 -j ACCEPT",
+        "-A K3C-FWD-k3c0 -i k3c-a -j ACCEPT", "-A K3C-FWD-k3c0 -o k3c-a -j ACCEPT",
+    ]
+    assert tables["nat"] == [  # the internal network is never masqueraded
+        ":K3C-NAT-k3c0 - [0:0]",
+        "-A K3C-NAT-k3c0 -s 10.88.0.0/16 -d 10.88.0.0/16 -j RETURN",
+        "-A K3C-NAT-k3c0 -s 10.88.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE",
+    ]
+    assert all(len(c.name) <= 28 for c in hostrules.chains("k3cd0123456789a"))
+
+
+def test_network_conflists_have_no_per_container_rules_and_keep_internal(tmp_path: Path) -> None:
+    dirs = conflists.NetworkDirs(tmp_path / "root", tmp_path / "state")
+    for key, internal in (("k3c0", False), ("k3c-a", True)):
+        net = conflists.BridgeNetwork(key, key, "10.89.0.0/24" if internal else "10.88.0.0/16", internal=internal)
+        doc = conflists.render_conflist(net, dirs.ipam)
+        assert [p["type"] for p in doc["plugins"]] == ["bridge", "portmap"]
+        assert doc["plugins"][0]["ipMasq"] is False
+        conflists.write_json(dirs.conflist(key), doc)
+    assert conflists.members(dirs, "k3c0") == [hostrules.Member("k3c0", "10.88.0.0/16"),
+                                               hostrules.Member("k3c-a", "10.89.0.0/24", internal=True)]
+    assert conflists.members(dirs, "gone") == []
