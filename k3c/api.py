@@ -116,8 +116,9 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"
-#: A Network's docker labels as given, JSON (``docker network create --label``): Kubernetes labels cannot hold
-#: every docker label, so the valid ones are also the object's labels and this keeps all of them verbatim.
+#: A Network's or Volume's docker labels as given, JSON (``docker network create --label``): Kubernetes labels
+#: cannot hold every docker label, so the valid ones are also the object's labels and this keeps all of them
+#: verbatim (k3c.dockerid.label_metadata, which spells the key too).
 LABELS_ANNOTATION: Final = "k3c.io/labels"
 #: "true" on a Network created attachable (docker's swarm flag, which compose sets): every container may join
 #: a k3c network anyway, so it is only kept to be shown back as given.

@@ -342,7 +342,7 @@ def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
     meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     return {
         "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
-        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""),
+        "Labels": dockerid.docker_labels(meta), "Mountpoint": st.get("mountpoint", ""),
         "Name": dockerid.docker_name(obj),
         "Options": None, "Scope": "local",
         "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",

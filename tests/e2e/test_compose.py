@@ -180,6 +180,10 @@ def test_compose_project_end_to_end(daemon, project):
     assert http_get(project.port, "/index.html", timeout=20).endswith(b"\r\n\r\nhello from web\n")
     again = project.ok("up", "-d")
     assert sorted(line.split()[0] for line in again.stderr.splitlines() if line.endswith("is up-to-date")) == names
+    assert "has changed" not in again.stderr  # compose compares the volume's labels with what it asked for
+    volume = json.loads(subprocess.run(["/usr/bin/docker", "volume", "inspect", f"{PROJECT}_data"], env=project.env(),
+                                       capture_output=True, text=True, check=True).stdout)[0]
+    assert volume["Labels"]["com.example.description"] == "web's data, kept across restarts"
 
     # ---- down -v leaves nothing behind
     networks = {n["metadata"]["name"]: n for n in daemon.api.get(NETWORKS.path("default"))["items"]

@@ -1,7 +1,8 @@
 """A docker-compose 1.29 project for k3c's tests and benchmark: three services, two networks, a volume.
 
 ``web`` is built from a Dockerfile (``build: .``) FROM the busybox image the caller loaded (no registry),
-serves a page on a published port and mounts a named volume; ``db`` runs that image with an alias on an
+serves a page on a published port and mounts a named volume (with a label docker allows and Kubernetes
+does not); ``db`` runs that image with an alias on an
 extra network; ``app`` depends on both and sits on both networks. The networks' subnets and the host port
 are reserved for this process (tests.support.reservations), so projects of parallel runs never meet, and
 every long-running command exits at once on SIGTERM (a shell as PID 1 would otherwise wait out the grace).
@@ -48,6 +49,8 @@ services:
     networks: [default, backend]
 volumes:
   data:
+    labels:
+      com.example.description: "web's data, kept across restarts"
 networks:
   default:
     ipam:
