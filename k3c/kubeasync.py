@@ -10,7 +10,7 @@ watches the objects its streams belong to and asks the API server for SubjectAcc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,7 @@ class AsyncKube:
     """Async JSON client bound to one kubeconfig. Create it inside the event loop that uses it."""
 
     def __init__(self, kubeconfig: str, timeout: float = 30.0, user_agent: str = "k3c", *,
-                 namespace: str | None = None, local_socket: bool = False) -> None:
+                 namespace: str | None = None, local_socket: bool = False, connections: int = 32) -> None:
         """``local_socket``: reach a local k3c API server over its unix socket when the kubeconfig is its own,
         as the CLI's client does (no TLS; the socket's mode is the access control). The Docker API, which
         already acts as the socket's user, wants that; the operator keeps its own identity over HTTPS."""
@@ -32,10 +32,10 @@ class AsyncKube:
         connector: aiohttp.BaseConnector
         if local_socket and self.conn.socket_path:
             base_url = "http://localhost"
-            connector = aiohttp.UnixConnector(self.conn.socket_path, limit=32)
+            connector = aiohttp.UnixConnector(self.conn.socket_path, limit=connections)
         else:
             base_url = self.conn.server
-            connector = aiohttp.TCPConnector(ssl=self.conn.ssl_context, limit=32)
+            connector = aiohttp.TCPConnector(ssl=self.conn.ssl_context, limit=connections)
         self.session = aiohttp.ClientSession(
             base_url=base_url,
             headers={"Accept": "application/json", "User-Agent": user_agent},
@@ -71,7 +71,8 @@ class AsyncKube:
         except NotFound:
             return None
 
-    async def watch(self, path: str, params: Mapping[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, path: str, params: Mapping[str, str] | None = None
+                    ) -> AsyncGenerator[dict[str, Any], None]:
         """Watch events (``{"type", "object"}``) of a collection until the server ends the stream.
 
         A refused watch raises its Status (410 Gone when the resourceVersion is too old); an ERROR event

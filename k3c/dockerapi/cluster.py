@@ -10,9 +10,10 @@ client (pull and push progress, image tags) still run it in a worker thread thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,9 @@ from k3c.kubeasync import AsyncKube
 T = TypeVar("T")
 
 MERGE_PATCH = "application/merge-patch+json"
+#: connections to the API server at once: every client waiting for the operator holds one (a watch), and
+#: `docker rm -f` of many sends its removals all together
+CONNECTIONS = 512
 #: a wait longer than this re-reads the object and watches again
 WATCH_SECONDS = 300.0
 
@@ -53,7 +57,7 @@ class Cluster:
         """The asyncio client, made on first use inside the serving event loop (aiohttp wants that)."""
         if self._async is None:
             self._async = AsyncKube(str(self.kubeconfig), user_agent="k3c-docker-api", namespace=self._namespace,
-                                    local_socket=True)
+                                    local_socket=True, connections=CONNECTIONS)
         return self._async
 
     async def close(self) -> None:
@@ -126,26 +130,30 @@ class Cluster:
                 if obj is None:  # gone, and the caller waits for it to come back: look again shortly
                     await asyncio.sleep(0.1)
                     continue
-                async for now in self._changes(resource, obj, min(WATCH_SECONDS, deadline - time.monotonic())):
-                    if done(now):
-                        return now
+                # closed at once when done: an abandoned watch would hold its connection until collected
+                seconds = min(WATCH_SECONDS, deadline - time.monotonic())
+                async with contextlib.aclosing(self._changes(resource, obj, seconds)) as changes:
+                    async for now in changes:
+                        if done(now):
+                            return now
 
     async def _changes(self, resource: Resource, obj: dict[str, Any],
-                       seconds: float) -> AsyncIterator[dict[str, Any] | None]:
+                       seconds: float) -> AsyncGenerator[dict[str, Any] | None, None]:
         """The object's states after ``obj`` (None once deleted) for about ``seconds``; it ends early when
         the watch expires or is refused, for the caller to read the object again."""
         name = obj["metadata"]["name"]
         params = {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(max(1, int(seconds) + 1)),
                   "resourceVersion": obj["metadata"]["resourceVersion"]}
         try:
-            async for event in self._kube().watch(self._path(resource), params):
-                kind, now = event.get("type"), event.get("object")
-                if kind == "DELETED":
-                    yield None
-                elif kind in ("ADDED", "MODIFIED") and isinstance(now, dict):
-                    yield now
-                elif kind == "ERROR":
-                    return
+            async with contextlib.aclosing(self._kube().watch(self._path(resource), params)) as events:
+                async for event in events:
+                    kind, now = event.get("type"), event.get("object")
+                    if kind == "DELETED":
+                        yield None
+                    elif kind in ("ADDED", "MODIFIED") and isinstance(now, dict):
+                        yield now
+                    elif kind == "ERROR":
+                        return
         except Gone:
             return
 
@@ -156,8 +164,9 @@ class Cluster:
         the watch replays them. None if the watch cannot tell within ``timeout`` seconds."""
         params = {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(timeout), "resourceVersion": since}
         try:
-            async with asyncio.timeout(timeout + 5):
-                async for event in self._kube().watch(self._path(resource), params):
+            async with asyncio.timeout(timeout + 5), \
+                    contextlib.aclosing(self._kube().watch(self._path(resource), params)) as events:
+                async for event in events:
                     if event.get("type") == "DELETED":
                         obj: dict[str, Any] | None = event.get("object")
                         return obj

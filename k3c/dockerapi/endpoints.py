@@ -47,7 +47,9 @@ async def spec_networks(cluster: Cluster, mode: str, endpoints: dict[str, Any]) 
                                f"({', '.join(sorted(others))})")
         return None
     refs = (list(endpoints) or [DEFAULT_NETWORK]) if mode in ("", "default") else [mode, *endpoints]
-    asked = [wanted(ref, endpoints.get(ref) or {}) for ref in refs]
+    # "default" is dockerd's name for its default network: newer clients (docker 23+) send an endpoint of
+    # that name for a plain `docker run`
+    asked = [wanted(DEFAULT_NETWORK if ref == "default" else ref, endpoints.get(ref) or {}) for ref in refs]
     if all(w.ref == DEFAULT_NETWORK and not w.aliases and not w.ipv4_address for w in asked):
         return None  # (no need to list the networks)
     try:

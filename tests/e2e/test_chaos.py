@@ -1,5 +1,6 @@
 """Chaos: kill -9 of `k3c daemon`, or of its containerd, at random points while containers are run and
 removed, images pulled (from a local registry) and images built, over several rounds (issue 10, item 15).
+Two thirds of the containers are on two user networks (issue 15).
 
 After every round, whatever was acknowledged must have converged and nothing may be stuck or left over:
 
@@ -9,8 +10,9 @@ After every round, whatever was acknowledged must have converged and nothing may
 - a `pull` that exited 0 left a Ready Image; no Image is Pending, Pulling or Terminating;
 - a `build` that exited 0 left a Succeeded ImageBuild; every ImageBuild ended (Succeeded, Failed or
   Canceled);
-- tests/support/leftovers.py finds nothing: no shim, netns, IP lease, mount, runc container, bundle,
-  sandbox, container, containerd lease or active snapshot beyond what k3c keeps on purpose (its ``KEPT``).
+- tests/support/leftovers.py finds nothing: no shim, netns, IP lease (of any network), mount, runc
+  container, bundle, sandbox, container, containerd lease or active snapshot beyond what k3c keeps on
+  purpose (its ``KEPT``); after the last clean stop also no user network's conflist, bridge or iptables rule.
 
 Seeded and time-bounded: ``K3C_CHAOS_SEED`` (default 1015) picks the kill points and kinds,
 ``K3C_CHAOS_SECONDS`` (default 45; more for a longer run) how long new rounds are started (at least three
@@ -43,6 +45,7 @@ from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 from tests.support.images_harness import RegistryProcess
 
 SEED = int(os.environ.get("K3C_CHAOS_SEED", "1015"))
+NETWORKS = ("chaos-a", "chaos-b")
 BUDGET = float(os.environ.get("K3C_CHAOS_SECONDS", "45"))
 
 pytestmark = [pytest.mark.containerd,
@@ -87,6 +90,8 @@ def test_chaos_kill9_daemon_and_containerd(base: Path) -> None:
         d.import_image(TEST_IMAGE, busybox_image())
         refs = _seed_registry(d, registry)
         ctx = _build_context(base / "ctx")
+        for net in NETWORKS:  # user networks: their bridges, rules and leases are in the leftover check too
+            assert _k3c(d, "network", "create", net).wait(60) == 0
         ledger = Ledger()
         started, rnd_i = time.monotonic(), 0
         while rnd_i < MIN_ROUNDS or time.monotonic() - started < BUDGET:
@@ -111,7 +116,8 @@ def _round(d: DaemonProcess, rnd: random.Random, r: int, kind: str, refs: list[s
         ledger.pulled.discard(ref)
     names = [f"c{r}-{i}" for i in range(6)]
     doomed = sorted(ledger.running)[: 3]  # containers of earlier rounds
-    cmds = [Command("run", n, _k3c(d, "run", "-d", "--name", n, TEST_IMAGE, "sleep", "600")) for n in names]
+    cmds = [Command("run", n, _k3c(d, "run", "-d", "--name", n, *_network(i), TEST_IMAGE, "sleep", "600"))
+            for i, n in enumerate(names)]
     if doomed:
         cmds.append(Command("rm", " ".join(doomed), _k3c(d, "rm", "-f", *doomed)))
     cmds += [Command("pull", ref, _k3c(d, "pull", "-q", ref)) for ref in pulls]
@@ -133,6 +139,11 @@ def _round(d: DaemonProcess, rnd: random.Random, r: int, kind: str, refs: list[s
         d.wait_no_leftovers(timeout=90)  # network state is swept once 30 s old, at two sweeps 10 s apart
     except AssertionError as err:
         raise AssertionError(f"{where}: {err}") from None
+
+
+def _network(i: int) -> list[str]:
+    """Every third container on the default network, the others on one of the user networks."""
+    return [] if i % 3 == 0 else ["--network", NETWORKS[i % 2]]
 
 
 def _settle(cmd: Command, ledger: Ledger) -> None:

@@ -62,12 +62,13 @@ def test_docker_cli_create_ls_inspect_rm(daemon, sock, made):
                 "-o", "com.docker.network.driver.mtu=1400", "cli_net").strip()
     assert net_id == dockerid.object_id(_objects(daemon)["cli_net"])
     rows = ok(sock, "network", "ls", "--format", "{{.ID}} {{.Name}} {{.Driver}} {{.Scope}}").splitlines()
-    assert rows == [f"{dockerid.network_id('bridge')[:12]} bridge bridge local", f"{net_id[:12]} cli_net bridge local",
+    bridge_id = dockerid.object_id(_objects(daemon)["bridge"])  # the node makes its object at start
+    assert rows == [f"{bridge_id[:12]} bridge bridge local", f"{net_id[:12]} cli_net bridge local",
                     f"{dockerid.network_id('host')[:12]} host host local",
                     f"{dockerid.network_id('none')[:12]} none null local"]
     assert ok(sock, "network", "ls", "-q", "--no-trunc", "--filter", "label=com.example.team") == net_id + "\n"
     assert ok(sock, "network", "ls", "-q", "--filter", "type=builtin").split() == [
-        dockerid.network_id(n)[:12] for n in ("bridge", "host", "none")]
+        bridge_id[:12], *(dockerid.network_id(n)[:12] for n in ("host", "none"))]
     (doc,) = json.loads(ok(sock, "network", "inspect", net_id[:10]))
     assert doc["Name"] == "cli_net" and doc["Id"] == net_id and doc["Internal"] is True
     assert doc["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": f"{prefix}.1", "IPRange": f"{prefix}.64/26"}]
@@ -197,6 +198,13 @@ def test_networks_at_create_and_the_in_use_refusal(daemon, sock, dockerpy, made)
         "Image": TEST_IMAGE, "HostConfig": {"NetworkMode": "none"},
         "NetworkingConfig": {"EndpointsConfig": {"none": {}, "use_net": {}}}})
     assert code == 400 and "private (none) mode" in answer["message"]
+    # what docker 23+ clients send for a plain `docker run`: an endpoint of dockerd's "default" network
+    made["containers"].append("plain_box")
+    code, answer = _post(sock, "/containers/create?name=plain_box", {
+        "Image": TEST_IMAGE, "HostConfig": {"NetworkMode": "default"},
+        "NetworkingConfig": {"EndpointsConfig": {"default": {"Aliases": None, "GwPriority": 0}}}})
+    assert code == 201, answer
+    assert "networks" not in daemon.container(dockerid.object_name("plain_box"))["spec"], "the default network and its warm sandboxes"
     made["containers"].append("lonely")
     ok(sock, "create", "--name", "lonely", "--network", "none", TEST_IMAGE)
     assert daemon.container("lonely")["spec"]["networks"] == [{"name": "none"}]
@@ -246,5 +254,5 @@ def test_prune_keeps_networks_in_use_and_predefined_ones(daemon, sock, dockerpy,
     ok(sock, "create", "--name", "keeper", "--network", "kept_net", TEST_IMAGE)
     assert ok(sock, "network", "prune", "-f", "--filter", "label=tier=x") == "Deleted Networks:\nold_x\n\n"
     assert dockerpy.networks.prune() == {"NetworksDeleted": ["old_y"]}
-    assert set(_objects(daemon)) == {"kept_net"}
+    assert set(_objects(daemon)) == {"bridge", "kept_net"}
     assert dockerpy.networks.prune(filters={"label": "nothing"}) == {"NetworksDeleted": None}

@@ -87,6 +87,13 @@ def reaches(daemon: DaemonProcess, obj: dict[str, Any], ip: str) -> bool:
     return code == 0
 
 
+def resolves(daemon: DaemonProcess, obj: dict[str, Any], name: str) -> bool:
+    """Whether ``name`` resolves from inside the container (busybox nslookup: the server's Address, then the
+    name's)."""
+    code, out, _err = daemon.exec(obj["status"]["containerID"], ["nslookup", name], timeout=10)
+    return code == 0 and out.count("Address") >= 2
+
+
 def in_container(daemon: DaemonProcess, obj: dict[str, Any], script: str) -> str:
     code, out, err = daemon.exec(obj["status"]["containerID"], ["sh", "-c", script])
     assert code == 0, err
@@ -342,26 +349,36 @@ def test_automatic_subnet_and_deletion_removes_everything(daemon: DaemonProcess)
 def test_kill9_and_restart_duplicate_nothing(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
     """Containers on two user networks survive a kill -9 of the daemon with their addresses; the restart sets
     the networks up again without a second bridge address, rule or jump, and nothing leaks."""
-    a = run(daemon, "k9a", [{"name": "front"}])
+    a = run(daemon, "k9a", [{"name": "front", "aliases": ["alpha"]}])
     b = run(daemon, "k9b", [{"name": "back"}])
+    pa = run(daemon, "k9pa", [{"name": "front"}])
+    pb = run(daemon, "k9pb", [{"name": "back"}])
+    for peer, name in ((pa, "alpha"), (pb, "k9b")):
+        wait_until(lambda peer=peer, name=name: resolves(daemon, peer, name), 10, f"{name} to resolve")
     rules_before = sorted(hostrules.listed(daemon.bridge))
     front = nets["front"]["status"]["bridge"]
     daemon.kill9()
     daemon.start()
-    for before in (a, b):
+    back_at = time.monotonic()
+    for before in (a, b, pa, pb):
         after = daemon.wait_phase(before["metadata"]["name"], "Running")
         assert after["status"]["containerID"] == before["status"]["containerID"]
         assert after["status"]["networks"] == before["status"]["networks"]
+    for peer, name in ((pa, "alpha"), (pb, "k9b")):  # the issue's bound: every name again within 5 s
+        wait_until(lambda peer=peer, name=name: resolves(daemon, peer, name), 5 - (time.monotonic() - back_at),
+                   f"{name} to resolve again")
     time.sleep(1.0)  # the operator's first reconcile of every network
     wait_network(daemon, "front", "Ready")
     assert sorted(hostrules.listed(daemon.bridge)) == rules_before
-    forward = subprocess.run(["iptables", "-t", "mangle", "-S", "FORWARD"], capture_output=True, text=True).stdout
-    assert forward.count(f"-j K3C-ISO-{daemon.bridge}") == 1, forward
+    for table, hook, chain in (("mangle", "FORWARD", "K3C-ISO"), ("filter", "FORWARD", "K3C-FWD"),
+                               ("nat", "POSTROUTING", "K3C-NAT")):
+        jumps = subprocess.run(["iptables", "-t", table, "-S", hook], capture_output=True, text=True).stdout
+        assert jumps.count(f"-j {chain}-{daemon.bridge}") == 1, jumps
     addrs = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", front], capture_output=True, text=True).stdout
     assert len(addrs.splitlines()) == 1, addrs
     assert reaches(daemon, daemon.wait_phase("k9a", "Running"), nets["front"]["status"]["gateway"])
-    daemon.delete_container("k9a")
-    daemon.delete_container("k9b")
+    for name in ("k9a", "k9b", "k9pa", "k9pb"):
+        daemon.delete_container(name)
     daemon.wait_no_leftovers()
 
 

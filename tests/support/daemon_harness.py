@@ -45,6 +45,7 @@ from k3c.api import (
     FORCE_DELETE_ANNOTATION,
     KUBECONFIG_FILE,
     LOCAL_CONTAINERS,
+    NETWORKS,
     VOLUMES,
 )
 from k3c.apierrors import APIError, NotFound
@@ -391,6 +392,23 @@ class DaemonProcess:
                 api.merge_patch(path, {"metadata": {"annotations": {FORCE_DELETE_ANNOTATION: "true"}}})
                 api.delete(path)
         wait_until(lambda: not api.get(VOLUMES.path()).get("items"), timeout, "all Volumes to be deleted")
+        self._delete_user_networks(timeout)
+
+    def _delete_user_networks(self, timeout: float) -> None:
+        """Every Network but the node's own ``bridge`` (never removed), waiting until they are gone."""
+        api = self.api
+
+        def user_networks() -> list[dict[str, Any]]:
+            try:
+                items = api.get(NETWORKS.path()).get("items", [])
+            except APIError:  # a server without the Network kind
+                return []
+            return [o for o in items if o["metadata"]["name"] != "bridge"]
+
+        for obj in user_networks():
+            with contextlib.suppress(APIError):
+                api.delete(NETWORKS.path(obj["metadata"]["namespace"], obj["metadata"]["name"]))
+        wait_until(lambda: not user_networks(), timeout, "all user Networks to be deleted")
 
     def leftovers(self, grace: float = 5.0) -> list[str]:
         """What a stopped daemon with no objects should not have left (:func:`leftovers.host_leftovers`

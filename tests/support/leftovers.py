@@ -26,6 +26,8 @@ import psutil
 from k3c.api import CRI_MANAGED_LABEL, CRI_POOL_LABEL, CRI_UID_LABEL
 from k3c.cri.writablelayers import PREFIX as KEPT_LAYER_PREFIX
 from k3c.daemon.containerd import CRI_PLUGIN, ContainerdConfig, leased_ips
+from k3c.nodenet import hostrules
+from k3c.nodenet.conflists import USER_PREFIX, read_network
 
 #: containerd's namespace for everything CRI (and so k3c) makes.
 NAMESPACE = "k8s.io"
@@ -191,6 +193,8 @@ def host_leftovers(node: Node, live: Live | None) -> list[str]:
     for lease in leased_ips(node.containerd, every_network=True):
         if live is None or _lease_owner(lease) not in live.sandboxes:
             found.append(f"IP lease {lease.parent.name}/{lease.name} (of {_lease_owner(lease)[:12] or '?'})")
+    if live is None:  # (a running node has its networks; once stopped and cleaned, none may remain)
+        found += network_leftovers(node)
     records = node.containerd.network_dirs.records
     for record in sorted(records.glob("*.json")) if records.is_dir() else []:
         if live is None or record.stem not in live.sandboxes:
@@ -212,6 +216,23 @@ def host_leftovers(node: Node, live: Live | None) -> list[str]:
     builder_runc = node.builder_dir / "native" / "runc"
     for state in sorted(builder_runc.iterdir()) if builder_runc.is_dir() else []:
         found.append(f"build runc container {state.name}")
+    return found
+
+
+def network_leftovers(node: Node) -> list[str]:
+    """User networks' conflists and bridges, and rules of k3c's chains beyond the default network's."""
+    cfg = node.containerd
+    found: list[str] = []
+    for key in cfg.network_dirs.keys():
+        if key == cfg.network_name:
+            continue
+        found.append(f"network conflist {key}")
+        net = read_network(cfg.network_dirs, key)
+        if net is not None and Path(f"/sys/class/net/{net.bridge}").exists():
+            found.append(f"bridge {net.bridge}")
+    for rule in hostrules.listed(cfg.bridge):
+        if f" {USER_PREFIX}" in rule:
+            found.append(f"iptables rule {rule}")
     return found
 
 
