@@ -131,7 +131,7 @@ def prune_volumes(s: Session, filters: PruneFilters) -> tuple[int, str]:
     volumes = vs.all()
     doomed = [v for v in volumes if not users_of(v["metadata"]["name"], containers)
               and not v["metadata"].get("deletionTimestamp")
-              and not filters.keep("", v["metadata"].get("labels") or {})]
+              and not filters.keep("", dockerid.docker_labels(v["metadata"]))]
     for v in doomed:
         remove_volume(vs, dockerid.docker_name(v), False, containers)
     if not doomed:

@@ -118,7 +118,7 @@ class VolumeRow:
 
 
 def volume_row(obj: dict[str, Any], links: int | None) -> VolumeRow:
-    labels = obj["metadata"].get("labels") or {}
+    labels = dockerid.docker_labels(obj["metadata"])
     return VolumeRow(Driver=(obj.get("spec") or {}).get("driver", "local"),
                      Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
                      Links="N/A" if links is None else str(links),

@@ -116,8 +116,9 @@ ATTACHED_RUN_ANNOTATION: Final = "k3c.io/attached-run"
 #: The docker name of a LocalContainer or Volume (``proj_web_1``) when it is not the object's name: the
 #: rules are k3c.dockerid's (a leaf beside this one, which spells the key too; a test holds them equal).
 NAME_ANNOTATION: Final = "k3c.io/name"
-#: A Network's docker labels as given, JSON (``docker network create --label``): Kubernetes labels cannot hold
-#: every docker label, so the valid ones are also the object's labels and this keeps all of them verbatim.
+#: A Network's or Volume's docker labels as given, JSON (``docker network create --label``): Kubernetes labels
+#: cannot hold every docker label, so the valid ones are also the object's labels and this keeps all of them
+#: verbatim (k3c.dockerid.label_metadata, which spells the key too).
 LABELS_ANNOTATION: Final = "k3c.io/labels"
 #: "true" on a Network created attachable (docker's swarm flag, which compose sets): every container may join
 #: a k3c network anyway, so it is only kept to be shown back as given.
@@ -127,6 +128,10 @@ EVENT_IMAGE_ANNOTATION: Final = "k3c.io/image"
 #: When the client created a LocalContainer, RFC 3339 with nanoseconds: ``metadata.creationTimestamp`` keeps
 #: whole seconds only, and docker lists containers made in the same second in the order they were made.
 CREATED_ANNOTATION: Final = "k3c.io/created"
+#: The image ID (``sha256:…``) a LocalContainer's image had when a Docker API client created it: dockerd's
+#: inspect shows ``Image`` from the create on, and docker-compose reads it to recreate a container that never
+#: ran (status.imageID, what the node actually ran, wins once there is one).
+IMAGE_ID_ANNOTATION: Final = "k3c.io/image-id"
 #: Reasons of the core/v1 Events the operator records when a container's health check changes its status
 #: (healthy/unhealthy); `k3c events` shows them as docker's ``health_status: STATUS``.
 HEALTH_EVENT_REASONS: Final = {"healthy": "HealthStatusHealthy", "unhealthy": "HealthStatusUnhealthy"}

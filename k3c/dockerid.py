@@ -10,18 +10,21 @@ must all derive the one from the other the same way, or a container shows two ID
   name, as for objects written with kubectl); the object's name is :func:`object_name` of it. The same
   rule names Volumes.
 
-A leaf, standard library only (``hashlib``, ``re``, ``random``), so the CLI may import it at start-up.
+A leaf, standard library only (``hashlib``, ``json``, ``re``, ``random``), so the CLI may import it at start-up.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 #: The docker name of a container or volume, when it is not the object's name itself. Also in k3c.api.
 NAME_ANNOTATION: Final = "k3c.io/name"
+#: A Network's or Volume's docker labels as given, JSON. Also in k3c.api.
+LABELS_ANNOTATION: Final = "k3c.io/labels"
 
 #: What docker accepts as a container or volume name (its RestrictedNameChars, one character allowed).
 _DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -68,6 +71,32 @@ def kubernetes_label_ok(key: str, value: str) -> bool:
         return False
     return (0 < len(name) <= 63 and bool(_LABEL_PART.fullmatch(name)) and len(value) <= 63
             and bool(_LABEL_PART.fullmatch(value)))
+
+
+def label_metadata(labels: Mapping[str, str]) -> dict[str, Any]:
+    """The metadata a Network's or Volume's docker labels become: those that can be Kubernetes labels as the
+    object's labels (``kubectl get … -l``), and all of them, verbatim, in :data:`LABELS_ANNOTATION` (docker
+    allows any text; Kubernetes labels cannot hold every docker label). {} for no labels."""
+    if not labels:
+        return {}
+    meta: dict[str, Any] = {"annotations": {LABELS_ANNOTATION: json.dumps(dict(labels), sort_keys=True)}}
+    valid = {k: v for k, v in labels.items() if kubernetes_label_ok(k, v)}
+    if valid:
+        meta["labels"] = valid
+    return meta
+
+
+def docker_labels(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The docker labels an object was created with (its own labels when no docker client kept them)."""
+    kept = (meta.get("annotations") or {}).get(LABELS_ANNOTATION)
+    if kept:
+        try:
+            parsed = json.loads(kept)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return {str(k): str(v) for k, v in parsed.items()}
+    return dict(meta.get("labels") or {})
 
 
 def object_name(docker_name: str) -> str:

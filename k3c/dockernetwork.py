@@ -18,14 +18,13 @@ inspect returns, so the object a create writes and the document read back from i
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from k3c import dockerid
-from k3c.api import ATTACHABLE_ANNOTATION, LABELS_ANNOTATION, NAME_ANNOTATION, NETWORKS
+from k3c.api import ATTACHABLE_ANNOTATION, NAME_ANNOTATION, NETWORKS
 from k3c.networkrules import DEFAULT_NETWORK, PREDEFINED, PSEUDO_NETWORKS, WEBHOOK, users_of
 from k3c.prunefilters import label_matches
 
@@ -87,11 +86,10 @@ def network_object(req: NetworkRequest) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": dockerid.object_name(req.name), "annotations": {NAME_ANNOTATION: req.name}}
     if req.attachable:
         meta["annotations"][ATTACHABLE_ANNOTATION] = "true"
-    if req.labels:
-        meta["annotations"][LABELS_ANNOTATION] = json.dumps(req.labels, sort_keys=True)
-        valid = {k: v for k, v in req.labels.items() if dockerid.kubernetes_label_ok(k, v)}
-        if valid:
-            meta["labels"] = valid
+    labelled = dockerid.label_metadata(req.labels)
+    meta["annotations"].update(labelled.get("annotations") or {})
+    if labelled.get("labels"):
+        meta["labels"] = labelled["labels"]
     optional = {"subnet": req.subnet, "gateway": req.gateway, "ipRange": req.ip_range, "options": req.options}
     spec = {"driver": req.driver, "internal": req.internal, **{k: v for k, v in optional.items() if v}}
     return {"apiVersion": NETWORKS.api_version, "kind": NETWORKS.kind, "metadata": meta, "spec": spec}
@@ -99,16 +97,7 @@ def network_object(req: NetworkRequest) -> dict[str, Any]:
 
 def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
     """The docker labels a Network was created with (the object's own labels when no client kept them)."""
-    meta = obj.get("metadata") or {}
-    kept = (meta.get("annotations") or {}).get(LABELS_ANNOTATION)
-    if kept:
-        try:
-            parsed = json.loads(kept)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            return {str(k): str(v) for k, v in parsed.items()}
-    return dict(meta.get("labels") or {})
+    return dockerid.docker_labels(obj.get("metadata") or {})
 
 
 # ---- inspect ----------------------------------------------------------------------------------------

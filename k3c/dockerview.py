@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from k3c import dockerid
-from k3c.api import CREATED_ANNOTATION
+from k3c.api import CREATED_ANNOTATION, IMAGE_ID_ANNOTATION
 from k3c.containerlife import is_running
 from k3c.timefmt import parse_rfc3339_ns, since
 from k3c.units import human_duration
@@ -123,17 +123,37 @@ def _mounts(spec: dict[str, Any], volumes: Mapping[str, str]) -> list[dict[str, 
     return out
 
 
-def _config(obj: dict[str, Any]) -> dict[str, Any]:
+def image_defaults(spec: Mapping[str, Any], image: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What dockerd stores as a container's config at create: the asked-for fields, the image's config filling
+    in the rest (its Cmd unless an entrypoint or command was given, its entrypoint, working dir and user, its
+    environment variables not set by the container, its labels under the container's). A client reads the
+    command a service runs from there (compose's ``ps``). ``image`` is the Image's config (status.config),
+    None when unknown: then only what was asked is shown, as the CLI does."""
+    image = image or {}
+    entrypoint, cmd = spec.get("command"), spec.get("args")
+    if not entrypoint:
+        cmd = cmd or image.get("Cmd")
+        entrypoint = image.get("Entrypoint") if entrypoint is None else entrypoint
+    env = [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or []]
+    mine = {e.partition("=")[0] for e in env}
+    env += [e for e in image.get("Env") or [] if e.partition("=")[0] not in mine]
+    return {"Entrypoint": entrypoint or None, "Cmd": cmd or None, "Env": env,
+            "WorkingDir": spec.get("workingDir") or image.get("WorkingDir") or "",
+            "User": spec.get("user") or image.get("User") or "",
+            "Labels": {**(image.get("Labels") or {}), **(spec.get("labels") or {})}}
+
+
+def _config(obj: dict[str, Any], image: Mapping[str, Any] | None) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     optional = {"StopSignal": spec.get("stopSignal")}
+    merged = image_defaults(spec, image)
     return {
         **UNSET_CONFIG, **{k: v for k, v in optional.items() if v},
-        "Hostname": spec.get("hostname") or obj["metadata"]["name"], "User": spec.get("user", ""),
+        "Hostname": spec.get("hostname") or obj["metadata"]["name"], "User": merged["User"],
         "AttachStdin": False, "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("stdin")),
-        "StdinOnce": bool(spec.get("stdinOnce")),
-        "Env": [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or []],
-        "Cmd": spec.get("args"), "Image": spec.get("image", ""), "WorkingDir": spec.get("workingDir", ""),
-        "Entrypoint": spec.get("command"), "Labels": spec.get("labels") or {},
+        "StdinOnce": bool(spec.get("stdinOnce")), "Env": merged["Env"],
+        "Cmd": merged["Cmd"], "Image": spec.get("image", ""), "WorkingDir": merged["WorkingDir"],
+        "Entrypoint": merged["Entrypoint"], "Labels": merged["Labels"],
         "StopTimeout": spec.get("stopTimeout", 10),
         "ExposedPorts": {_port_key(p): {} for p in spec.get("ports") or []} or None,
     }
@@ -209,15 +229,19 @@ def _optional_host_config(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None, subnet: str = "",
-                   networks: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+                   networks: Mapping[str, tuple[str, str]] | None = None,
+                   image: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A LocalContainer in the shape of `docker inspect` (the fields scripts use), k3c's extras under K3c;
     ``volumes`` maps Volume object names to their docker names; ``subnet``, k3c's bridge network where the
     caller knows it (the Docker API does), gives the endpoint's gateway and prefix length; ``networks`` maps
-    Network object names to their docker names and IDs (k3c.dockernetwork.network_names)."""
+    Network object names to their docker names and IDs (k3c.dockernetwork.network_names); ``image``, the
+    config of its Image where the caller has it, fills in what the container did not ask for
+    (:func:`image_defaults`)."""
     volumes = volumes or {}
     networks = networks or {}
     spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
-    argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
+    config = _config(obj, image)
+    argv = [*(config["Entrypoint"] or []), *(config["Cmd"] or [])]
     state, _ = docker_state(obj)
     network = "host" if spec.get("hostNetwork") else "bridge"
     return {
@@ -233,10 +257,10 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
             "StartedAt": st.get("startedAt") or ZERO_TIME, "FinishedAt": st.get("finishedAt") or ZERO_TIME,
             **_health(st),
         },
-        "Image": st.get("imageID", ""), "Name": "/" + dockerid.docker_name(obj),
+        "Image": st.get("imageID") or (meta.get("annotations") or {}).get(IMAGE_ID_ANNOTATION, ""), "Name": "/" + dockerid.docker_name(obj),
         "RestartCount": st.get("restartCount", 0),
         "Driver": "overlayfs", "Platform": "linux",
-        "HostConfig": _host_config(spec, volumes, networks), "Mounts": _mounts(spec, volumes), "Config": _config(obj),
+        "HostConfig": _host_config(spec, volumes, networks), "Mounts": _mounts(spec, volumes), "Config": config,
         "NetworkSettings": {
             **UNSET_NETWORK, "IPAddress": st.get("ip", ""), "Ports": _port_map(st.get("ports") or [], "0.0.0.0"),
             "SandboxID": st.get("sandboxID", ""),
@@ -318,7 +342,7 @@ def docker_volume(obj: dict[str, Any]) -> dict[str, Any]:
     meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     return {
         "CreatedAt": meta.get("creationTimestamp"), "Driver": spec.get("driver", "local"),
-        "Labels": meta.get("labels") or {}, "Mountpoint": st.get("mountpoint", ""),
+        "Labels": dockerid.docker_labels(meta), "Mountpoint": st.get("mountpoint", ""),
         "Name": dockerid.docker_name(obj),
         "Options": None, "Scope": "local",
         "K3c": {"Namespace": meta.get("namespace"), "Node": st.get("node") or spec.get("nodeName") or "",

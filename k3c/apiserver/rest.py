@@ -47,6 +47,8 @@ from k3c.apiserver.subresources import ADMIN, User
 from k3c.timefmt import now_rfc3339
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+#: A DELETE whose object keeps changing under it (writes landing while admission is asked) gives up after this
+DELETE_ATTEMPTS = 10
 #: SQLite's INTEGER (the revision column) is an int64.
 MAX_REVISION = 2**63 - 1
 
@@ -487,14 +489,36 @@ class ResourceAPI:
         if rtype.kind == "Namespace" and name in PROTECTED_NAMESPACES:
             raise errors.APIError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted')
         await self._validating_admission("DELETE", rtype, "", namespace, name, None, cur.obj, opts, preconditions)
+        for _ in range(DELETE_ATTEMPTS):
+            # The object may have changed while admission was asked (an operator's status write): the latest
+            # is deleted, as kube-apiserver's retried update does, unless the caller's preconditions fail.
+            cur = self.store.get(key)
+            if cur is None:
+                raise errors.not_found(rtype.plural, rtype.group, name)
+            self._check_preconditions(rtype, name, cur, preconditions or {})
+            try:
+                return await self._delete_entry(rtype, key, cur, opts)
+            except RevisionConflict:
+                continue
+        raise errors.conflict(rtype.plural, rtype.group, name, "the object has been modified")
+
+    async def _delete_entry(self, rtype: ResourceType, key: str, cur: Entry, opts: WriteOptions) -> Result:
+        """Remove ``cur`` (or mark it terminating when finalizers hold it); RevisionConflict if it changed."""
         meta = cur.obj.get("metadata", {})
+        name = meta.get("name", "")
         needs_finalizing = bool(meta.get("finalizers")) or rtype.kind == "Namespace"
         if not needs_finalizing:
             if opts.dry_run:
                 return Result(cur.obj)
             if rtype.kind == "CustomResourceDefinition":
                 await self._drop_custom_resources(name)
-            return Result(await self._remove(rtype, key, cur))
+            try:
+                removed = await self.store.delete(key, expect=cur.revision)
+            except KeyNotFound:
+                raise errors.not_found(rtype.plural, rtype.group, name) from None
+            if rtype.kind == "CustomResourceDefinition":
+                self.registry.remove_crd(name)
+            return Result(removed.obj)
         if meta.get("deletionTimestamp"):
             return Result(cur.obj)  # already terminating: deleting again changes nothing
         obj = copy.deepcopy(cur.obj)

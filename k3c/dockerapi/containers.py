@@ -23,6 +23,7 @@ from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     CONTAINER_FINALIZER,
     CREATED_ANNOTATION,
+    IMAGE_ID_ANNOTATION,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
     NETWORKS,
@@ -38,7 +39,7 @@ from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
 from k3c.dockernetwork import network_names
-from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, sort_newest_first
+from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, image_id, sort_newest_first
 from k3c.oci.reference import InvalidReference, parse
 from k3c.streams.protocol import STDERR, STDOUT
 from k3c.timefmt import format_rfc3339_ns, parse_time
@@ -106,10 +107,10 @@ def _same_image(a: str, b: str) -> bool:
         return a == b
 
 
-async def _check_image(cluster: Cluster, image: str) -> None:
-    """404 "No such image" unless an Image object says containerd has it (the operator keeps one per image
-    from containerd's own events, so an image loaded or built a moment ago is there)."""
-    images.find(await images.ready_images(cluster), image)
+async def _check_image(cluster: Cluster, image: str) -> str:
+    """The image's ID; 404 "No such image" unless an Image object says containerd has it (the operator keeps
+    one per image from containerd's own events, so an image loaded or built a moment ago is there)."""
+    return image_id(images.find(await images.ready_images(cluster), image))
 
 
 def conflict(name: str, other: dict[str, Any]) -> Conflict:
@@ -139,7 +140,7 @@ async def create(request: web.Request) -> web.Response:
     name = request.query.get("name", "").removeprefix("/")
     if name and not dockerid.valid_docker_name(name):
         raise BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    await _check_image(cluster, req.spec["image"])
+    iid = await _check_image(cluster, req.spec["image"])
     if name:
         for other in await cluster.list(LOCAL_CONTAINERS):
             if dockerid.docker_name(other) == name:
@@ -148,11 +149,16 @@ async def create(request: web.Request) -> web.Response:
     if networks is not None:
         req.spec["networks"] = networks
     await _ensure_volumes(cluster, req.volumes)
+    # the docker labels that can also be Kubernetes labels (`kubectl get lc -l com.docker.compose.project=P`)
+    selectable = {k: v for k, v in (req.spec.get("labels") or {}).items() if dockerid.kubernetes_label_ok(k, v)}
     for attempt in range(10):
         docker_name = name or dockerid.generate_name(attempt)
         meta: dict[str, Any] = {"name": dockerid.object_name(docker_name), "finalizers": [CONTAINER_FINALIZER],
                                 "annotations": {NAME_ANNOTATION: docker_name,
-                                                CREATED_ANNOTATION: format_rfc3339_ns(time.time_ns())}}
+                                                CREATED_ANNOTATION: format_rfc3339_ns(time.time_ns()),
+                                                **({IMAGE_ID_ANNOTATION: iid} if iid else {})}}
+        if selectable:
+            meta["labels"] = selectable
         obj = {"apiVersion": LOCAL_CONTAINERS.api_version, "kind": LOCAL_CONTAINERS.kind, "metadata": meta,
                "spec": {**req.spec, "state": "Stopped", "nodeName": ""}}
         try:
@@ -315,9 +321,9 @@ def _matches(obj: dict[str, Any], state: str, filters: dict[str, list[str]]) -> 
 
 
 def _summary(obj: dict[str, Any], subnet: str = "", networks: dict[str, tuple[str, str]] | None = None,
-             ) -> dict[str, Any]:
+             image: dict[str, Any] | None = None) -> dict[str, Any]:
     """One entry of ``GET /containers/json``, built from the same document inspect shows."""
-    doc = docker_inspect(obj, subnet=subnet, networks=networks)
+    doc = docker_inspect(obj, subnet=subnet, networks=networks, image=image)
     state, status = docker_state(obj)
     spec = obj.get("spec") or {}
     created = parse_time(obj["metadata"].get("creationTimestamp"))
@@ -326,11 +332,36 @@ def _summary(obj: dict[str, Any], subnet: str = "", networks: dict[str, tuple[st
              for p in (obj.get("status") or {}).get("ports") or []]
     return {
         "Id": doc["Id"], "Names": [doc["Name"]], "Image": spec.get("image", ""), "ImageID": doc["Image"],
-        "Command": " ".join([*(spec.get("command") or []), *(spec.get("args") or [])]),
+        "Command": _command(doc["Path"], doc["Args"]),
         "Created": int(created.timestamp()) if created else 0, "Ports": ports, "Labels": spec.get("labels") or {},
         "State": state, "Status": status, "HostConfig": {"NetworkMode": doc["HostConfig"]["NetworkMode"]},
         "NetworkSettings": {"Networks": doc["NetworkSettings"]["Networks"]}, "Mounts": doc["Mounts"],
     }
+
+
+def _command(path: str, args: list[str]) -> str:
+    """dockerd's list ``Command``: the path, then the arguments, those with a space in single quotes."""
+    return " ".join([path, *(f"'{a}'" if " " in a else a for a in args)]) if args else path
+
+
+async def image_configs(cluster: Cluster) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """The image config of a container (the Image its ID names, else its reference's), or None: what
+    dockerd merges into a container's config at create (k3c.dockerview.image_defaults)."""
+    objs = await images.ready_images(cluster)
+    by_id = {image_id(o): o for o in objs}
+
+    def config(obj: dict[str, Any]) -> dict[str, Any] | None:
+        iid = (obj.get("status") or {}).get("imageID") or (obj["metadata"].get("annotations") or {}).get(IMAGE_ID_ANNOTATION)
+        found = by_id.get(iid or "")
+        if found is None:
+            try:
+                found = images.find(objs, (obj.get("spec") or {}).get("image", ""))
+            except DockerError:
+                return None
+        conf = (found.get("status") or {}).get("config")
+        return conf if isinstance(conf, dict) else None
+
+    return config
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -343,7 +374,8 @@ async def list_containers(request: web.Request) -> web.Response:
     shown = [o for o in items if (show_all or docker_state(o)[0] == "running")
              and _matches(o, docker_state(o)[0], filters)]
     networks = await _network_names(_cluster(request), shown)
-    out = [_summary(obj, request.app["host"].subnet, networks) for obj in shown]
+    config = await image_configs(_cluster(request))
+    out = [_summary(obj, request.app["host"].subnet, networks, config(obj)) for obj in shown]
     limit = bodies.integer(request, "limit")
     return reply(out[:limit] if limit and limit > 0 else out)
 
@@ -354,7 +386,8 @@ async def inspect(request: web.Request) -> web.Response:
     named = [m["volume"] for m in obj["spec"].get("volumes") or [] if m.get("volume")]
     names = {v["metadata"]["name"]: dockerid.docker_name(v) for v in await cluster.list(VOLUMES)} if named else {}
     networks = await _network_names(cluster, [obj])
-    return reply(docker_inspect(obj, names, request.app["host"].subnet, networks))
+    image = (await image_configs(cluster))(obj)
+    return reply(docker_inspect(obj, names, request.app["host"].subnet, networks, image))
 
 
 async def _network_names(cluster: Cluster, containers: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:

@@ -56,7 +56,7 @@ async def prune_volumes(request: web.Request) -> web.Response:
     containers = await cluster.list(LOCAL_CONTAINERS)
     doomed = [v for v in await cluster.list(VOLUMES)
               if not users_of(v["metadata"]["name"], containers) and not v["metadata"].get("deletionTimestamp")
-              and not filters.keep("", v["metadata"].get("labels") or {})]
+              and not filters.keep("", dockerid.docker_labels(v["metadata"]))]
     for vol in doomed:
         await remove_volume(cluster, vol, dockerid.docker_name(vol), force=False)
     return reply({"VolumesDeleted": [dockerid.docker_name(v) for v in doomed] or None, "SpaceReclaimed": 0})

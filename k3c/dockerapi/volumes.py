@@ -68,8 +68,10 @@ async def create(request: web.Request) -> web.Response:
     if body.get("DriverOpts"):
         raise BadParameter("DriverOpts are not supported by k3c's local volumes")
     meta: dict[str, Any] = {"name": dockerid.object_name(name), "annotations": {NAME_ANNOTATION: name}}
-    if labels:
-        meta["labels"] = {str(k): str(v) for k, v in labels.items()}
+    labelled = dockerid.label_metadata({str(k): str(v) for k, v in labels.items()})
+    meta["annotations"].update(labelled.get("annotations") or {})
+    if labelled.get("labels"):
+        meta["labels"] = labelled["labels"]
     obj = {"apiVersion": VOLUMES.api_version, "kind": VOLUMES.kind, "metadata": meta, "spec": {"driver": "local"}}
     cluster = _cluster(request)
     try:
@@ -85,7 +87,7 @@ def _label_match(labels: dict[str, str], want: str) -> bool:
 
 
 def _matches(obj: dict[str, Any], containers: list[dict[str, Any]], filters: dict[str, list[str]]) -> bool:
-    labels = obj["metadata"].get("labels") or {}
+    labels = dockerid.docker_labels(obj["metadata"])
 
     def dangling(v: str) -> bool:
         return (not users_of(obj["metadata"]["name"], containers)) == (v.lower() in ("1", "true"))

@@ -52,7 +52,7 @@ from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.claims import NodeClaim
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.statuses import AttachedContainer, Condition, NetworkStatus
-from k3c.timefmt import now_rfc3339
+from k3c.timefmt import now_rfc3339, since
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ class Attachable:
 #: How long a network waits to report its containers anew after one changed (seconds): a burst of starts on
 #: the default network, whose list holds every container of the node, makes one status write, not one each.
 USERS_REPORT_DELAY = 1.0
+#: How soon a network being deleted looks again at addresses still leased when no container names it any more,
+#: during its first seconds of deletion: the sandboxes of containers just removed release theirs within
+#: moments (`docker-compose down` removes its networks right after its containers and waits for each).
+LEASES_RECHECK = 0.2
+LEASES_RECHECK_WINDOW = 5.0
 
 
 def _ref(obj: dict[str, Any]) -> Ref:
@@ -285,7 +290,9 @@ class NetworkReconciler:
             if users or self._leases(key):
                 message = f"network is in use by {', '.join(users) or 'containers being removed'}"
                 await self._write_status(obj, {"message": message})
-                return 2.0
+                begun = since(meta.get("deletionTimestamp"))
+                soon = not users and begun is not None and begun < LEASES_RECHECK_WINDOW
+                return LEASES_RECHECK if soon else 2.0
             async with self._lock:
                 await asyncio.to_thread(self._tear_down, key)
         fins = [f for f in meta.get("finalizers") or [] if f != NETWORK_FINALIZER]

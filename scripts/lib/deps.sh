@@ -6,10 +6,11 @@ APT_PACKAGES=(
   containerd runc containernetworking-plugins iptables iproute2
   buildah skopeo busybox-static gcc libc6-dev
 )
-# Only the tests need these: a registry, htpasswd for its auth, and docker 20.10 to compare output with.
+# Only the tests need these: a registry, htpasswd for its auth, docker 20.10 to compare output with, and
+# docker-compose 1.29 (python, docker-py inside) to run a compose project through k3c's Docker API socket.
 TEST_APT_PACKAGES=(
   docker-registry apache2-utils
-  docker.io
+  docker.io docker-compose
 )
 
 # install_apt_packages [--test]: k3c's packages (and, with --test, the tests' too).

@@ -113,4 +113,14 @@ def test_the_module_is_a_leaf() -> None:
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "hashlib", "random", "re", "collections", "typing"}, imported
+    assert imported <= {"__future__", "hashlib", "json", "random", "re", "collections", "typing"}, imported
+
+
+def test_docker_labels_round_trip_where_kubernetes_labels_cannot() -> None:
+    labels = {"com.docker.compose.project": "proj", "description": "web's data, kept", "free text": "x"}
+    meta = dockerid.label_metadata(labels)
+    assert meta["labels"] == {"com.docker.compose.project": "proj"}  # what selectors can see
+    assert dockerid.docker_labels(meta) == labels
+    assert dockerid.docker_labels({"labels": {"a": "b"}}) == {"a": "b"}  # written without a docker client
+    assert dockerid.label_metadata({}) == {}
+    assert dockerid.LABELS_ANNOTATION == api.LABELS_ANNOTATION
