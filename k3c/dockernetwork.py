@@ -155,9 +155,13 @@ def docker_network(obj: Mapping[str, Any], containers: Iterable[Mapping[str, Any
         config = _ipam(subnet, gateway, spec.get("ipRange") or "")
     except ValueError:
         config = []
+    options = dict(spec.get("options") or {})  # a user network's: exactly as given (compose compares them)
+    if meta.get("name") == DEFAULT_NETWORK:  # the node's own, as dockerd shows docker0
+        options = {"com.docker.network.bridge.default_bridge": "true",
+                   **({"com.docker.network.bridge.name": st["bridge"]} if st.get("bridge") else {}), **options}
     doc = _doc(dockerid.docker_name(obj), dockerid.object_id(obj), meta.get("creationTimestamp") or ZERO_TIME,
                spec.get("driver") or "bridge", {"Driver": "default", "Options": {}, "Config": config},
-               bool(spec.get("internal")), dict(spec.get("options") or {}), labels_of(obj))
+               bool(spec.get("internal")), options, labels_of(obj))
     doc["Attachable"] = (meta.get("annotations") or {}).get(ATTACHABLE_ANNOTATION) == "true"
     if containers is not None:
         prefix = ipaddress.ip_network(subnet, strict=False).prefixlen if config else None

@@ -233,7 +233,7 @@ def test_generated_config(rt: Runtime) -> None:
     assert os.access(rt.cfg.network_dirs.plugins / "k3c-cni", os.X_OK)
     assert (rt.cfg.network_dirs.plugins / "bridge").resolve() == Path("/usr/lib/cni/bridge")
     net = json.loads(rt.cfg.network_dirs.conflist(rt.cfg.network_name).read_text())
-    assert [p["type"] for p in net["plugins"]] == ["bridge", "portmap", "firewall"]
+    assert [p["type"] for p in net["plugins"]] == ["bridge", "portmap"]
     assert net["plugins"][0]["bridge"] == rt.cfg.bridge
     assert net["plugins"][0]["ipam"]["ranges"] == [[{"subnet": rt.cfg.subnet}]]
     assert net["plugins"][1]["capabilities"] == {"portMappings": True}
