@@ -5,6 +5,7 @@ And how many pytest-xdist workers ``-n auto`` (pyproject's addopts) means for th
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,17 @@ KINDS = ("unit", "e2e")
 #: mostly wait on the processes they start, so more workers than cores pay: with four, the whole suite's
 #: tests took 3003 s and 3092 s in all but 15-16 min of wall time (a machine with a load of 10-20 besides).
 E2E_WORKERS = 4
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C and SIGQUIT reach the commands the tests start. A suite started in the background of a
+    non-interactive shell (`cmd &` in a script) inherits SIGINT and SIGQUIT ignored, as would every process it
+    starts, and the tests that Ctrl-C a command (`events`, an interrupted `pull` or `build`) would wait for it
+    in vain. A handler of our own is not inherited: the commands start with the default action again."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.hookimpl(tryfirst=True)
