@@ -524,19 +524,25 @@ def cleanup_network(cfg: ContainerdConfig) -> list[str]:
     for key in cfg.network_dirs.keys():
         net = read_network(cfg.network_dirs, key)
         if key != cfg.network_name and net is not None:
-            done += cleanup_network(dataclasses.replace(cfg, network_name=key, bridge=net.bridge, subnet=net.subnet))
+            done += _cleanup_one(dataclasses.replace(cfg, network_name=key, bridge=net.bridge, subnet=net.subnet))
             cfg.network_dirs.conflist(key).unlink(missing_ok=True)
     done += hostrules.remove(cfg.bridge)
-    if Path(f"/sys/class/net/{cfg.bridge}").exists():
-        subprocess.run(["ip", "link", "del", cfg.bridge], check=False, capture_output=True)
-        done.append(f"deleted bridge {cfg.bridge}")
-    done += _cleanup_iptables(cfg)
     if cfg.netns_dir.is_dir():
         for ns in cfg.netns_dir.iterdir():
             subprocess.run(["umount", str(ns)], check=False, capture_output=True)
             with contextlib.suppress(OSError):
                 ns.unlink()
             done.append(f"removed netns {ns.name}")
+    return done + _cleanup_one(cfg)
+
+
+def _cleanup_one(cfg: ContainerdConfig) -> list[str]:
+    """One network's bridge, iptables rules, libcni cache entries and leases (``cfg`` names it)."""
+    done: list[str] = []
+    if Path(f"/sys/class/net/{cfg.bridge}").exists():
+        subprocess.run(["ip", "link", "del", cfg.bridge], check=False, capture_output=True)
+        done.append(f"deleted bridge {cfg.bridge}")
+    done += _cleanup_iptables(cfg)
     # libcni's result cache (not configurable in containerd 1.6): `<network>-<sandbox>-eth0` and the
     # matching `cni-loopback-<sandbox>-lo` are normally dropped on CNI DEL.
     if CNI_CACHE_DIR.is_dir():

@@ -434,3 +434,31 @@ def test_leases_and_records_of_vanished_sandboxes_are_released(daemon: DaemonPro
         daemon.start()
     wait_until(lambda: not lease.exists() and not record.exists(), 20, "the vanished sandbox's state to go")
     daemon.wait_no_leftovers()
+
+
+def test_cleanup_of_a_node_with_user_networks_left(tmp_path: Path) -> None:
+    """A node stopped with user networks still set up (objects gone with the daemon down): the clean-up takes
+    each of them once, then the node's own (it recursed between the two until the stack ran out)."""
+    from k3c.daemon.containerd import (
+        ContainerdConfig,
+        cleanup_network,
+        sync_host_rules,
+        write_containerd_config,
+    )
+    from k3c.nodenet.conflists import BridgeNetwork, render_conflist, write_json
+
+    cfg = ContainerdConfig(root_dir=tmp_path / "r", state_dir=tmp_path / "s", bridge="k3ccl0", subnet=pick_subnet(),
+                           network_name="k3ccl0")
+    write_containerd_config(cfg)
+    user = BridgeNetwork("k3c-c1eanup00", "k3c-c1eanup00", pick_subnet())
+    write_json(cfg.network_dirs.conflist(user.key), render_conflist(user, cfg.network_dirs.ipam))
+    (cfg.network_dirs.ipam / user.key).mkdir(parents=True)
+    lease = str(ipaddress.ip_network(user.subnet)[7])
+    (cfg.network_dirs.ipam / user.key / lease).write_text("x")
+    sync_host_rules(cfg)
+    assert any(user.bridge in rule for rule in hostrules.listed(cfg.bridge))
+    done = cleanup_network(cfg)
+    assert cfg.network_dirs.keys() == [cfg.network_name], "the user network's conflist is gone"
+    assert not hostrules.listed(cfg.bridge), "the node's chains are gone"
+    assert f"released lease {lease}" in done, done
+    assert cleanup_network(cfg) == [], "a second run finds nothing left"
