@@ -347,8 +347,10 @@ def k3c_revision() -> str:
     return f"{k3c_version} ({head}{'+dirty' if dirty else ''})"
 
 
-def start_peers(setup: Setup, archive: Path, skip: set[str]) -> None:
-    """docker and podman if wanted and possible; a peer that cannot run becomes a note."""
+def start_peers(setup: Setup, archive: Path, skip: set[str],
+                subnets: Callable[[list[str]], str] | None = None) -> None:
+    """docker and podman if wanted and possible; a peer that cannot run becomes a note. ``subnets`` picks
+    each peer's subnet (default: a /24 apart from the others)."""
     wanted = {"docker": (DockerPeer, {DOCKERD: "docker.io", DOCKER: "docker.io"}),
               "podman": (PodmanPeer, {PODMAN: "podman"})}
     used = [setup.daemon.subnet]
@@ -359,7 +361,7 @@ def start_peers(setup: Setup, archive: Path, skip: set[str]) -> None:
             setup.notes += ensure_packages(binaries)
             if name == "podman" and (note := disable_package_conflist()):
                 setup.notes.append(note)
-            peer = cls(setup.base / name, fresh_subnet(used))
+            peer = cls(setup.base / name, (subnets or fresh_subnet)(used))
             setup.peers.append(peer)
             peer.start()
             peer.load(archive)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import statistics
@@ -52,12 +53,25 @@ from containers import (
 from peers import processes_under
 
 from k3c.oci.layout import busybox_image, write_oci_archive
-from tests.support.daemon_harness import DaemonProcess, skip_reason, wait_until
+from tests.support.daemon_harness import DaemonProcess, _used_networks, skip_reason, wait_until
 
 CHECKPOINTS = (10, 100, 200, 300)
 LAST = 10  #: run -d latencies reported at a checkpoint: the last this many started
 REPEAT = 5  #: ps / inspect / kubectl samples per checkpoint
 WORKLOAD = b"sleep"  #: the containers' own process, left out of the memory figures
+
+
+# ---- subnets -------------------------------------------------------------------------------------------
+def wide_subnet(taken: list[str]) -> str:
+    """A free 10.x.0.0/22 for one tool: a /24 (the tests' size) holds 253 containers, fewer than 300."""
+    used = [*_used_networks(), ipaddress.ip_network("10.88.0.0/16"), *map(ipaddress.ip_network, taken)]
+    for x in range(150, 250):
+        for y in range(0, 256, 4):
+            net = ipaddress.ip_network(f"10.{x}.{y}.0/22")
+            if not any(net.overlaps(u) for u in used):
+                taken.append(str(net))
+                return str(net)
+    raise RuntimeError("no free /22 in 10.150-249.x.x")
 
 
 # ---- memory --------------------------------------------------------------------------------------------
@@ -242,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="k3c-bench-scale-"))
     python_env(base)
     setup = Setup(base, DaemonProcess(base / "k3c"))
+    taken: list[str] = []
+    setup.daemon.subnet = wide_subnet(taken)
     results: dict[str, Any] = {}
     try:
         archive = base / "busybox-oci.tar"
@@ -249,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print("starting the k3c daemon, dockerd and podman ...", flush=True)
         start_k3c(setup, archive)
         start_peers(setup, docker_archive(archive, base / "busybox-docker.tar", IMAGE),
-                    set(filter(None, args.skip.split(","))))
+                    set(filter(None, args.skip.split(","))), lambda used: wide_subnet(taken))
         tools = [t for t in setup.tools if t.name in ("k3c", "docker", "podman")]
         print(f"filling to {args.containers} containers each: {', '.join(t.name for t in tools)}", flush=True)
         measured = fill(setup, tools, args.containers, checkpoints)

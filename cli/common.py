@@ -405,14 +405,16 @@ def _relist(s: Session, resource: Resource, name: str) -> Generator[tuple[str, d
     return rv
 
 
-def wait_all_gone(s: Session, objs: list[dict[str, Any]], deadline: float,
+def wait_all_gone(s: Session, objs: list[dict[str, Any]], patience: float,
                   resource: Resource = LOCAL_CONTAINERS) -> Iterator[str]:
-    """The names of ``objs`` (objects being finalized) as each is deleted, until all are or the deadline.
+    """The names of ``objs`` (objects being finalized) as each is deleted, until all are, or none went for
+    ``patience`` seconds (so hundreds may take longer than one would, while the removals progress).
 
     One watch of the collection from the oldest of their resourceVersions, rather than one per object:
     ``rm -f`` of many then costs one request, whatever their number."""
     from k3c.apierrors import from_status
 
+    deadline = time.monotonic() + patience
     waiting = {o["metadata"]["name"] for o in objs}
     rv = min((o["metadata"]["resourceVersion"] for o in objs), key=int, default="")
     while waiting and (remaining := deadline - time.monotonic()) > 0:
@@ -422,6 +424,7 @@ def wait_all_gone(s: Session, objs: list[dict[str, Any]], deadline: float,
             present = {o["metadata"]["name"] for o in listed.get("items", [])}
             for name in sorted(waiting - present):
                 waiting.discard(name)
+                deadline = time.monotonic() + patience
                 yield name
             rv = listed["metadata"]["resourceVersion"]
             continue
@@ -438,6 +441,7 @@ def wait_all_gone(s: Session, objs: list[dict[str, Any]], deadline: float,
                 name = obj.get("metadata", {}).get("name")
                 if ev.get("type") == "DELETED" and name in waiting:
                     waiting.discard(name)
+                    deadline = time.monotonic() + patience
                     yield name
                 if not waiting or time.monotonic() >= deadline:
                     return

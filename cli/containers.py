@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 from k3c import containerlife, dockerid
@@ -655,8 +654,8 @@ def rm_cmd(args: argparse.Namespace) -> int:
     def finish(ref: str) -> None:
         obj, _ = asked.pop(ref)
         if ref not in gone:
-            raise daemon_error(f"could not remove container {dockerid.docker_name(obj)}: still being removed "
-                               f"after {REMOVE_TIMEOUT:g}s (is the k3c daemon running?)")
+            raise daemon_error(f"could not remove container {dockerid.docker_name(obj)}: still being removed, "
+                               f"and none went for {REMOVE_TIMEOUT:g}s (is the k3c daemon running?)")
         finish_remove(s, obj, None, args.volumes)
         print(ref, flush=True)
 
@@ -667,7 +666,7 @@ def rm_cmd(args: argparse.Namespace) -> int:
         return status
 
     status = report_ready()
-    for name in wait_all_gone(s, list(finalizing.values()), time.monotonic() + REMOVE_TIMEOUT):
+    for name in wait_all_gone(s, list(finalizing.values()), REMOVE_TIMEOUT):
         gone.update(refs_of[name])
         status = max(status, report_ready())
     return max(failed, status, for_each(order, finish))
