@@ -316,8 +316,7 @@ def connect_cmd(args: argparse.Namespace) -> int:
     doc, obj = Networks(s).find(args.network)
     container = Containers(s).get(args.container)
     if obj is None:
-        raise daemon_error(f"container cannot be connected to the pre-defined network {doc['Name']} "
-                           "(k3c attaches bridge, host and none at create only)")
+        raise daemon_error(dn.predefined_connect_refusal(doc['Name']))
     try:
         networks = dn.connect_networks(container, obj, args.alias)
     except dn.NetworkError as err:

@@ -348,6 +348,12 @@ def spec_networks(objects: Iterable[Mapping[str, Any]], wanted: list[Wanted]) ->
     return None if entries in ([], [{"name": DEFAULT_NETWORK}]) else entries
 
 
+def predefined_connect_refusal(name: str) -> str:
+    """docker's words when `network connect` names a network without an object (bridge, host, none)."""
+    return (f"container cannot be connected to the pre-defined network {name} "
+            "(k3c attaches bridge, host and none at create only)")
+
+
 # ---- containers' view of their networks --------------------------------------------------------------
 def network_names(objects: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
     """Network object name → (docker name, docker ID), with the predefined ones that have no object."""

@@ -217,8 +217,7 @@ async def connect(request: web.Request) -> web.Response:
     cluster = _cluster(request)
     container = await find_container(cluster, ref)
     if obj is None:
-        raise Forbidden(f"container cannot be connected to the pre-defined network {doc['Name']} "
-                        "(k3c attaches bridge, host and none at create only)")
+        raise Forbidden(dn.predefined_connect_refusal(doc['Name']))
     try:
         networks = dn.connect_networks(container, obj, wanted.aliases)
     except dn.NetworkError as err:
