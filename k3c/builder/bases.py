@@ -113,6 +113,6 @@ async def unpack(snaps: Snapshots, layers: list[LayerBlob], lease: str) -> str:
                                                   size=layer.size), mounts, lease)
             await snaps.commit(chains[i], key, lease)
         except BaseException:
-            await finish_anyway(snaps.remove(key))
+            await finish_anyway(snaps.remove_patiently(key))
             raise
     return chains[-1] if chains else ""

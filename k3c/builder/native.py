@@ -64,7 +64,6 @@ from k3c.builder.network import BuildNetwork, NetworkUnavailable, SandboxInfo
 from k3c.builder.transfer import has_all_blobs, tag
 from k3c.builder.words import expand
 from k3c.cri.channel import CRI_NAMESPACE
-from k3c.cri.errors import RuntimeCallError, RuntimeUnavailableError
 from k3c.cri.imagestore import ContainerdImages, gc_labels
 from k3c.cri.snapshots import LayerBlob, Mount, Snapshots, chain_id, stack_chain_id
 from k3c.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, host_architecture, sha256_digest
@@ -536,24 +535,8 @@ class NativeEngine:
     async def _cleanup(self, run: Run) -> None:
         await asyncio.to_thread(rootfs.unmount_under, run.work)
         for key in sorted(run.active):
-            await self._remove_snapshot(key)
+            await self.snaps.remove_patiently(key)
         await asyncio.to_thread(shutil.rmtree, run.work, True)
-
-    async def _remove_snapshot(self, key: str, patience: float = 20.0) -> None:
-        """Remove a step's snapshot, waiting out a containerd that is being restarted (one killed mid-build
-        is back within a second or two): given up on, it would stay until the engine's next start."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while True:
-            try:
-                await self.snaps.remove(key)
-                return
-            except RuntimeUnavailableError:
-                if loop.time() > deadline:
-                    return
-                await asyncio.sleep(0.25)
-            except RuntimeCallError:
-                return
 
     # ---- the cache as a whole ----
 
