@@ -69,8 +69,6 @@ class Controller:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         scrubber = (Scrubber(cfg.containerd_root, cfg.containerd_state)
                     if cfg.containerd_root and cfg.containerd_state else None)
-        self.pool = SandboxPool(self.cri, cfg.node_name, self.log_dir, cfg.pool_size, scrubber=scrubber)
-        self.ports = PortReservations()
         self.container_queue = WorkQueue(self._reconcile_container, "container")
         self.volume_queue = WorkQueue(self._reconcile_volume, "volume")
         self.network_queue = WorkQueue(self._reconcile_network, "network")
@@ -78,6 +76,9 @@ class Controller:
                 if cfg.containerd_root and cfg.containerd_state else None)
         self.networks = NetworkReconciler(self.kube, cfg.node_name, dirs, self.networks_cache,
                                           self.containers_cache, self.network_queue.schedule)
+        self.pool = SandboxPool(self.cri, cfg.node_name, self.log_dir, cfg.pool_size, scrubber=scrubber,
+                                on_stopped=self.networks.addresses_released)
+        self.ports = PortReservations()
         self.volumes = VolumeReconciler(self.kube, cfg.node_name, cfg.root_dir, self.volumes_cache,
                                         self.containers_cache, self.volume_queue.schedule)
         self.containers = ContainerReconciler(Env(
@@ -89,6 +90,7 @@ class Controller:
             networks=self.networks,
         ))
         await self._adopt()
+        await self._collect_network_orphans()
         self._spawn(self._catch_up_later(1.0))  # containerd may still be digesting exits of its downtime
         self.pool.schedule_refill()
         self._rotation = asyncio.get_running_loop().create_task(self._rotate_logs_forever())
@@ -150,15 +152,18 @@ class Controller:
     async def _reconcile_network(self, uid: str) -> float | None:
         return await self.networks.reconcile(uid)
 
-    async def _collect_network_orphans_forever(self, first: float = 10.0, interval: float = 60.0) -> None:
-        """Networks set up here whose object went while no operator ran (see NetworkReconciler)."""
-        await asyncio.sleep(first)
+    async def _collect_network_orphans(self) -> None:
+        """Networks set up here whose object went while no operator ran, or before the node side of its
+        removal was done (see NetworkReconciler): at the start, then now and then."""
+        try:
+            await self.networks.collect_orphans()
+        except Exception as err:  # the next round tries again
+            log.warning("collecting removed networks failed: %s", err)
+
+    async def _collect_network_orphans_forever(self, interval: float = 60.0) -> None:
         while True:
-            try:
-                await self.networks.collect_orphans()
-            except Exception as err:  # the next round tries again
-                log.warning("collecting removed networks failed: %s", err)
             await asyncio.sleep(interval)
+            await self._collect_network_orphans()
 
     # ------------------------------------------------------------------ containerd events (from EventFeed)
 

@@ -11,8 +11,9 @@ which the daemon sets up with containerd: its status only reports it. Any other 
 - its bridge, up, with the gateway address (before any container: its resolver can listen there);
 - the host's rules for every network set up here (:mod:`k3c.nodenet.hostrules`: isolation, forwarding, NAT).
 
-On deletion it waits until no container names it and no IP lease is left, then removes bridge, rules,
-conflist and leases, and drops the finalizer. A network set up here whose object is gone (a daemon killed
+On deletion it waits until no container names it, drops the finalizer, then waits until the sandboxes of
+containers just removed have released their IP leases (their StopPodSandbox runs in the background) and
+removes bridge, rules, conflist and leases. A network set up here whose object is gone (a daemon killed
 during a deletion) is torn down by :meth:`NetworkReconciler.collect_orphans`.
 """
 
@@ -52,7 +53,7 @@ from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.claims import NodeClaim
 from k3c.reconcilers.kube import Kube, Ref
 from k3c.reconcilers.statuses import AttachedContainer, Condition, NetworkStatus
-from k3c.timefmt import now_rfc3339, since
+from k3c.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,9 @@ class Attachable:
 #: How long a network waits to report its containers anew after one changed (seconds): a burst of starts on
 #: the default network, whose list holds every container of the node, makes one status write, not one each.
 USERS_REPORT_DELAY = 1.0
-#: How soon a network being deleted looks again at addresses still leased when no container names it any more,
-#: during its first seconds of deletion: the sandboxes of containers just removed release theirs within
-#: moments (`docker-compose down` removes its networks right after its containers and waits for each).
-LEASES_RECHECK = 0.2
-LEASES_RECHECK_WINDOW = 5.0
+#: How long the node side of a deleted network waits for the sandboxes of its last containers to release
+#: their addresses before it goes regardless (a lease nobody releases is swept by the daemon, k3c.daemon.netgc).
+LEASES_PATIENCE = 30.0
 
 
 def _ref(obj: dict[str, Any]) -> Ref:
@@ -121,6 +120,8 @@ class NetworkReconciler:
         self.schedule = schedule
         self.claims = NodeClaim(kube, cache, schedule, node, NETWORK_FINALIZER, _ref)
         self._lock = asyncio.Lock()  # subnet choice and the isolation chains: one network at a time
+        self._leaving: dict[str, asyncio.Future[None]] = {}  # key → the node side of a deleted network going
+        self._lease_waiters: set[asyncio.Event] = set()  # set by addresses_released
         self._synced: tuple[list[hostrules.Member], float] | None = None  # last isolation sync: members, when
 
     # ------------------------------------------------------------------ what containers ask
@@ -170,6 +171,11 @@ class NetworkReconciler:
             if net["metadata"].get("namespace", "default") == ns and net["metadata"]["name"] in names:
                 self.schedule(net["metadata"]["uid"], USERS_REPORT_DELAY)
 
+    def addresses_released(self) -> None:
+        """A sandbox was stopped, its addresses released: networks waiting to leave the node look again."""
+        for released in self._lease_waiters:
+            released.set()
+
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, uid: str) -> float | None:
@@ -213,6 +219,8 @@ class NetworkReconciler:
         if spec.get("driver") not in (None, "", "bridge"):
             raise subnets.SubnetError(f"driver {spec['driver']!r} is not supported: only bridge")
         key = user_key(obj["metadata"]["uid"])
+        if self._leaving:
+            await asyncio.wait(list(self._leaving.values()))
         async with self._lock:
             net = read_network(self.dirs, key)
             if net is None:
@@ -287,23 +295,63 @@ class NetworkReconciler:
             users = sorted(c["metadata"]["name"] for c in await self.kube.list_objects(LOCAL_CONTAINERS, ns)
                            if uses_network(c, ns, name))
             key = user_key(meta["uid"])
-            if users or self._leases(key):
-                message = f"network is in use by {', '.join(users) or 'containers being removed'}"
-                await self._write_status(obj, {"message": message})
-                begun = since(meta.get("deletionTimestamp"))
-                soon = not users and begun is not None and begun < LEASES_RECHECK_WINDOW
-                return LEASES_RECHECK if soon else 2.0
+            if users:
+                await self._write_status(obj, {"message": f"network is in use by {', '.join(users)}"})
+                return 2.0
+            return await self._remove(obj, key)
+        return None if await self._drop_finalizer(obj) else 0.1
+
+    async def _remove(self, obj: dict[str, Any], key: str) -> float | None:
+        """The object goes first, then the node's side.
+
+        Once no container names the network, what still holds an address on it are sandboxes of containers
+        just removed, stopped in the background (~0.3 s). The DELETE does not wait for them, nor for the
+        host rules' sync (`docker-compose down` removes its networks right after its containers, one after
+        the other). Set-ups wait for networks leaving (:meth:`_set_up`), so one made again at once with the
+        same subnet finds this one's bridge and conflist gone. A crash meanwhile leaves an orphan for
+        :meth:`collect_orphans`."""
+        leaving = self._leaving[key] = asyncio.get_running_loop().create_future()
+        try:
+            if not await self._drop_finalizer(obj):
+                return 0.1
+            await self._leases_released(key)
             async with self._lock:
                 await asyncio.to_thread(self._tear_down, key)
+            return None
+        finally:
+            del self._leaving[key]
+            leaving.set_result(None)
+
+    async def _leases_released(self, key: str) -> None:
+        """Wait (:data:`LEASES_PATIENCE` at most) until no address of network ``key`` is leased, woken by
+        :meth:`addresses_released`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEASES_PATIENCE
+        released = asyncio.Event()
+        self._lease_waiters.add(released)
+        try:
+            while (held := self._leases(key)) and loop.time() < deadline:
+                released.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), 0.5)
+            if held:
+                log.warning("network %s: addresses %s still leased after %.0f s; removing it regardless",
+                            key, ", ".join(held), LEASES_PATIENCE)
+        finally:
+            self._lease_waiters.discard(released)
+
+    async def _drop_finalizer(self, obj: dict[str, Any]) -> bool:
+        """False on a conflict (to be tried again); the object being gone already is fine."""
+        meta = obj["metadata"]
         fins = [f for f in meta.get("finalizers") or [] if f != NETWORK_FINALIZER]
         try:
             self.cache.put(await self.kube.merge_patch(
                 _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}}))
         except Conflict:
-            return 0.1
+            return False
         except NotFound:
             pass
-        return None
+        return True
 
     def _leases(self, key: str) -> list[str]:
         assert self.dirs is not None

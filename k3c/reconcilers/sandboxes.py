@@ -24,7 +24,7 @@ import ipaddress
 import json
 import logging
 import shutil
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,11 @@ class SandboxPool:
     """Creates, recycles and removes sandboxes; keeps ``size`` generic ones ready."""
 
     def __init__(self, cri: CRIClient, node: str, log_dir: Path, size: int = 1, refill_delay: float = 0.5,
-                 scrubber: Scrubber | None = None):
+                 scrubber: Scrubber | None = None, on_stopped: Callable[[], None] | None = None):
+        """``on_stopped``: called after each StopPodSandbox, which released the sandbox's IP addresses (a
+        network being removed waits for exactly that)."""
         self.cri = cri
+        self.on_stopped = on_stopped
         self.scrubber = scrubber
         self.node = node
         self.log_dir = log_dir
@@ -249,6 +252,8 @@ class SandboxPool:
             try:
                 with contextlib.suppress(NotFoundError):
                     await self.cri.stop_pod_sandbox(sandbox_id)
+                if self.on_stopped is not None:
+                    self.on_stopped()
                 with contextlib.suppress(NotFoundError):
                     await self.cri.remove_pod_sandbox(sandbox_id)
                 return

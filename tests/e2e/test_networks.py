@@ -340,10 +340,13 @@ def test_automatic_subnet_and_deletion_removes_everything(daemon: DaemonProcess)
         return False
 
     wait_until(gone, 20, "the network to be deleted once unused")
-    assert not Path(f"/sys/class/net/{st['bridge']}").exists(), "its bridge is removed"
-    assert st["bridge"] not in mangle_rules(daemon), "its isolation rules are removed"
-    assert not dirs.conflist(st["bridge"]).exists() and not (dirs.ipam / st["bridge"]).exists()
-    assert st["subnet"] not in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+
+    def node_side_gone() -> bool:  # it follows the object once the container's sandbox released its address
+        return not Path(f"/sys/class/net/{st['bridge']}").exists() and st["bridge"] not in mangle_rules(daemon) \
+            and not dirs.conflist(st["bridge"]).exists() and not (dirs.ipam / st["bridge"]).exists() \
+            and st["subnet"] not in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+
+    wait_until(node_side_gone, 10, "its bridge, isolation and NAT rules, conflist and leases to be removed")
 
 
 def test_kill9_and_restart_duplicate_nothing(daemon: DaemonProcess, nets: dict[str, dict[str, Any]]) -> None:
