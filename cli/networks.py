@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from k3c import dockerid
 from k3c import dockernetwork as dn
 from k3c.api import LOCAL_CONTAINERS, NETWORKS
 from k3c.cli.common import (
@@ -301,13 +302,24 @@ def inspect_cmd(args: argparse.Namespace) -> int:
 
 # ---- connect / disconnect ---------------------------------------------------------------------------
 def _patch_networks(s: Session, container: dict[str, Any], networks: list[dict[str, Any]]) -> None:
+    """Write the container's new networks; a running one is answered for once it runs on them."""
     from k3c.apierrors import APIError
 
     try:
-        s.client.merge_patch(s.path(LOCAL_CONTAINERS, container["metadata"]["name"]),
-                             dn.networks_patch(container, networks))
+        patched = s.client.merge_patch(s.path(LOCAL_CONTAINERS, container["metadata"]["name"]),
+                                       dn.networks_patch(container, networks))
     except APIError as err:
         raise daemon_error(dn.daemon_message(err.message)) from None
+    wait = dn.change_wait(patched)
+    if wait is None:
+        return
+    try:
+        last = wait_for(s, patched, wait.done, wait.timeout)
+    except WaitTimeout:
+        raise daemon_error(f"container {dockerid.docker_name(container)} was not restarted on its networks in "
+                           f"{wait.timeout:.0f}s (is the k3c daemon running?)") from None
+    if (why := wait.failure(last)) is not None:
+        raise daemon_error(why)
 
 
 @command()

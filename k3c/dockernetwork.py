@@ -303,6 +303,34 @@ def disconnect_networks(container: Mapping[str, Any], network_object_name: str, 
     return rest or [{"name": "none"}]
 
 
+@dataclass(frozen=True)
+class ChangeWait:
+    """What a connect or disconnect of a running container waits for: docker answers once the endpoint is
+    joined; k3c recreates the sandbox (after the container's stop grace), so the answer waits until the
+    operator started the container for this generation of its spec, or failed to."""
+
+    generation: int
+    timeout: float
+
+    def done(self, obj: Mapping[str, Any] | None) -> bool:
+        status = (obj or {}).get("status") or {}
+        return obj is None or int(status.get("observedGeneration") or 0) >= self.generation
+
+    @staticmethod
+    def failure(obj: Mapping[str, Any] | None) -> str | None:
+        """Why the start on the new networks failed, if it did."""
+        status = (obj or {}).get("status") or {}
+        return str(status.get("message") or "start failed") if status.get("phase") == "Failed" else None
+
+
+def change_wait(patched: Mapping[str, Any]) -> ChangeWait | None:
+    """For the API's answer to the patch; None for a container not running (its next start uses them)."""
+    if ((patched.get("status") or {}).get("phase")) != "Running":
+        return None
+    grace = float((patched.get("spec") or {}).get("stopTimeout", 10))
+    return ChangeWait(int((patched.get("metadata") or {}).get("generation") or 0), grace + 30.0)
+
+
 def networks_patch(container: Mapping[str, Any], networks: list[dict[str, Any]]) -> dict[str, Any]:
     """The merge patch setting ``spec.networks`` (the list replaces the old one whole); the resourceVersion
     makes a concurrent connect fail instead of one of them being lost."""

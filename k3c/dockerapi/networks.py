@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from k3c import dockerid
 from k3c import dockernetwork as dn
 from k3c.api import LOCAL_CONTAINERS, NETWORKS
 from k3c.apierrors import AlreadyExists, APIError, NotFound
@@ -202,11 +203,22 @@ async def prune(request: web.Request) -> web.Response:
 
 # ---- connect / disconnect -----------------------------------------------------------------------------
 async def _patch(cluster: Cluster, container: dict[str, Any], networks: list[dict[str, Any]]) -> None:
+    """Write the container's new networks; a running one is answered for once it runs on them."""
+    name = container["metadata"]["name"]
     try:
-        await cluster.merge_patch(LOCAL_CONTAINERS, container["metadata"]["name"],
-                                  dn.networks_patch(container, networks))
+        patched = await cluster.merge_patch(LOCAL_CONTAINERS, name, dn.networks_patch(container, networks))
     except APIError as err:
         raise _refused(err) from None
+    wait = dn.change_wait(patched)
+    if wait is None:
+        return
+    try:
+        last = await cluster.wait_for(LOCAL_CONTAINERS, name, wait.done, wait.timeout)
+    except TimeoutError:
+        raise DockerError(f"container {dockerid.docker_name(container)} was not restarted on its networks in "
+                          f"{wait.timeout:.0f}s") from None
+    if (why := wait.failure(last)) is not None:
+        raise DockerError(why)
 
 
 async def connect(request: web.Request) -> web.Response:

@@ -233,6 +233,23 @@ def test_connect_and_disconnect(daemon, sock, dockerpy, made):
     assert nobody.returncode == 1 and "No such container: nobody" in nobody.stderr
 
 
+def test_connect_of_a_running_container_answers_once_it_is_on_the_network(sock, dockerpy, made):
+    """docker answers a connect once the endpoint is joined: k3c, which recreates the sandbox, once the
+    container runs on both networks (its IP there is in inspect at once), and the same for a disconnect."""
+    made["networks"].append("live_net")
+    made["containers"].append("live_mover")
+    net = dockerpy.networks.create("live_net")
+    mover = dockerpy.containers.run(TEST_IMAGE, ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+                                    name="live_mover", detach=True)
+    net.connect(mover)
+    mover.reload()
+    assert mover.status == "running" and mover.attrs["NetworkSettings"]["Networks"]["live_net"]["IPAddress"]
+    assert mover.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    net.disconnect(mover)
+    mover.reload()
+    assert mover.status == "running" and set(mover.attrs["NetworkSettings"]["Networks"]) == {"bridge"}
+
+
 def test_prune_keeps_networks_in_use_and_predefined_ones(daemon, sock, dockerpy, made):
     made["networks"] += ["kept_net", "old_x", "old_y"]
     ok(sock, "network", "create", "kept_net")
