@@ -39,6 +39,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,9 @@ class ContainerdConfig:
     subnet: str = "10.88.0.0/16"
     mtu: int | None = None
     cni_bin_dir: Path = Path("/usr/lib/cni")
+    #: the Python that runs ``k3c-cni`` where containerd runs (k3c's own, unless an agent in a Pod starts
+    #: containerd in the host's namespaces: then the host's, see k3c.daemon.hostcontainerd)
+    cni_python: str = sys.executable
     restrict_oom_score_adj: bool | None = None
     snapshotter: str = "overlayfs"
     log_level: str = "info"
@@ -270,7 +274,7 @@ def write_containerd_config(cfg: ContainerdConfig) -> Path:
             stale.unlink()
     _write_atomic(conflist, json.dumps(render_dispatcher(cfg), indent=2) + "\n")
     write_json(cfg.network_dirs.conflist(cfg.network_name), render_cni_conflist(cfg))
-    install_plugins(cfg.network_dirs, cfg.cni_bin_dir)
+    install_plugins(cfg.network_dirs, cfg.cni_bin_dir, cfg.cni_python)
     return cfg.config_path
 
 

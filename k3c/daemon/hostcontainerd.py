@@ -27,7 +27,7 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from k3c.daemon.containerd import (
@@ -104,6 +104,21 @@ def host_namespaces(init: int = 1) -> list[str]:
     return ["nsenter", "-t", str(init), *flags, "--"] if flags else []
 
 
+#: Where a host's Python 3 is looked for, first found wins: ``k3c-cni`` (stdlib only) runs under it.
+HOST_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+
+
+def host_python(init: int = 1) -> str:
+    """The host's Python for ``k3c-cni``, seen through ``init``'s root. containerd in the host's mount
+    namespace runs CNI plugins there, where the agent image's own Python does not exist. None found: user
+    networks cannot attach sandboxes (said once, here); the default network still works."""
+    for path in HOST_PYTHONS:
+        if os.access(f"/proc/{init}/root{path}", os.X_OK):
+            return path
+    log.warning("no python3 on the node (%s): containers cannot join user networks", ", ".join(HOST_PYTHONS))
+    return HOST_PYTHONS[0]
+
+
 @dataclass
 class HostContainerd:
     """One node's containerd, started detached in the host's namespaces, found again by its socket.
@@ -148,6 +163,8 @@ class HostContainerd:
                 self._record_found()
             log.info("adopting the running containerd on %s (pid %s)", cfg.socket_path, self.pid)
             return True
+        if host_namespaces(self.init_pid):
+            cfg = self.config = replace(cfg, cni_python=host_python(self.init_pid))
         write_containerd_config(cfg)
         sync_host_rules(cfg)
         self.pidfile.unlink(missing_ok=True)
