@@ -5,7 +5,8 @@ and protected by the finalizer ``k3c.io/network``. The default network ``bridge`
 which the daemon sets up with containerd: its status only reports it. Any other network gets, idempotently:
 
 - a subnet: ``spec.subnet`` checked, or one from k3c's pool; never one overlapping the host's routes and
-  addresses or another network's subnet (overlap or a bad CIDR: phase Failed, one line in ``message``);
+  addresses or another network's subnet (overlap or a bad CIDR: phase Failed, one line in ``message``,
+  tried again every :data:`SETUP_RETRY` seconds);
   once set up, its subnet is what its conflist says (it overlaps its own bridge's route, of course);
 - its conflist in the node's networks dir (:mod:`k3c.nodenet.conflists`), key and bridge ``k3c-<hash of uid>``;
 - its bridge, up, with the gateway address (before any container: its resolver can listen there);
@@ -85,6 +86,9 @@ class Attachable:
 #: How long a network waits to report its containers anew after one changed (seconds): a burst of starts on
 #: the default network, whose list holds every container of the node, makes one status write, not one each.
 USERS_REPORT_DELAY = 1.0
+#: Seconds before a network whose set-up failed is tried again: what was in the way (a host route, the
+#: pool's last free subnet, a bridge being removed) may be gone by then, and its spec need not change.
+SETUP_RETRY = 10.0
 #: How long the node side of a deleted network waits for the sandboxes of its last containers to release
 #: their addresses before it goes regardless (a lease nobody releases is swept by the daemon, k3c.daemon.netgc).
 LEASES_PATIENCE = 30.0
@@ -199,7 +203,7 @@ class NetworkReconciler:
             except (subnets.SubnetError, bridges.BridgeError, hostrules.RulesError) as err:
                 await self._write_status(obj, {"phase": "Failed", "node": self.node, "message": str(err),
                                                "conditions": [_condition(False, "SetupFailed", str(err))]})
-                return None
+                return SETUP_RETRY
         if net is None:
             await self._write_status(obj, {"phase": "Failed", "node": self.node,
                                            "message": "the node's default network is not set up"})

@@ -315,6 +315,23 @@ def test_overlapping_or_bad_subnets_fail_with_one_line(daemon: DaemonProcess, ne
     delete_network(daemon, "onlan")
 
 
+def test_a_failed_network_is_set_up_once_what_was_in_its_way_is_gone(daemon: DaemonProcess) -> None:
+    """Level-based: a network whose subnet a host route took is Failed, and Ready once the route goes (its
+    spec unchanged). The route here is an address on a bridge of the test's own."""
+    subnet = ipaddress.ip_network(pick_subnet())
+    link = f"k3ct{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", link, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{next(subnet.hosts())}/{subnet.prefixlen}", "dev", link], check=True)
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        blocked = create_network(daemon, "blocked", subnet=str(subnet))
+        assert blocked["status"]["phase"] == "Failed" and "overlaps" in blocked["status"]["message"]
+    finally:
+        subprocess.run(["ip", "link", "del", link], check=False)
+    assert wait_network(daemon, "blocked", "Ready")["status"]["subnet"] == str(subnet)
+    delete_network(daemon, "blocked")
+
+
 def test_automatic_subnet_and_deletion_removes_everything(daemon: DaemonProcess) -> None:
     auto = create_network(daemon, "auto")
     st = auto["status"]
