@@ -8,6 +8,7 @@ container runs, a stop or remove once it is down or gone. IDs and names are k3c.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -370,11 +371,13 @@ async def list_containers(request: web.Request) -> web.Response:
         if value not in DOCKER_STATES:
             raise BadParameter(f"invalid filter 'status={value}'")
     show_all = bodies.flag(request, "all") or bool(filters.get("status"))
-    items = sort_newest_first(await _cluster(request).list(LOCAL_CONTAINERS))
-    shown = [o for o in items if (show_all or docker_state(o)[0] == "running")
+    cluster = _cluster(request)
+    # the three lists at once: each is a round trip to the API server
+    listed, all_networks, config = await asyncio.gather(
+        cluster.list(LOCAL_CONTAINERS), cluster.list(NETWORKS), image_configs(cluster))
+    shown = [o for o in sort_newest_first(listed) if (show_all or docker_state(o)[0] == "running")
              and _matches(o, docker_state(o)[0], filters)]
-    networks = await _network_names(_cluster(request), shown)
-    config = await image_configs(_cluster(request))
+    networks = network_names(all_networks)
     out = [_summary(obj, request.app["host"].subnet, networks, config(obj)) for obj in shown]
     limit = bodies.integer(request, "limit")
     return reply(out[:limit] if limit and limit > 0 else out)
