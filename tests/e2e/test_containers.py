@@ -236,6 +236,19 @@ def test_published_port_reachable_on_loopback(daemon: DaemonProcess) -> None:
         s.bind(("0.0.0.0", port))  # released with the container
 
 
+def test_a_port_is_served_by_the_new_container_right_after_rm(daemon: DaemonProcess) -> None:
+    """`rm -f web; run -p PORT:… web` (a dev loop): the new container answers on the port at once, never the
+    removed one's leftover forwarding rules."""
+    port = free_port()
+    for version in ("one", "two"):
+        script = f"mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www"
+        daemon.create_container(f"web-{version}", command=["sh", "-c", script], stopTimeout=0,
+                                ports=[{"containerPort": 8080, "hostPort": port}])
+        daemon.wait_phase(f"web-{version}", "Running", "Failed")
+        assert http_get(port).rstrip().endswith(version.encode())
+        daemon.delete_container(f"web-{version}")
+
+
 def test_port_zero_picks_a_free_port(daemon: DaemonProcess) -> None:
     daemon.create_container("anyport", command=["sleep", "300"], stopTimeout=0, ports=[{"containerPort": 80}])
     st = daemon.wait_phase("anyport", "Running", "Failed")["status"]
