@@ -26,6 +26,7 @@ import grpc
 
 from k3c.builder.engine import finish_anyway
 from k3c.cri.errors import NotFoundError, RuntimeCallError, RuntimeUnavailableError
+from k3c.cri.restarts import while_unavailable
 from k3c.cri.runtime import CRIClient, pb
 
 __all__ = ["BuildNetwork", "NetworkUnavailable", "SandboxInfo"]
@@ -144,22 +145,18 @@ class BuildNetwork:
             self._strays = asyncio.get_running_loop().create_task(self._remove_strays())
 
     async def _remove_strays(self, patience: float = 60.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while True:
-            try:
-                async with self._lock:  # (not one being made right now: that is made under the lock)
-                    for sid in await self._mine():
-                        if sid != self._sandbox:
-                            await self._remove(sid)
-                return
-            except RuntimeUnavailableError:
-                if loop.time() > deadline:
-                    return
-                await asyncio.sleep(0.5)
-            except RuntimeCallError as err:
-                log.warning("cannot remove an earlier build network: %s", err)
-                return
+        async def once() -> None:
+            async with self._lock:  # (not one being made right now: that is made under the lock)
+                for sid in await self._mine():
+                    if sid != self._sandbox:
+                        await self._remove(sid)
+
+        try:
+            await while_unavailable(once, patience)
+        except RuntimeUnavailableError:
+            return
+        except RuntimeCallError as err:
+            log.warning("cannot remove an earlier build network: %s", err)
 
     async def _remove(self, sid: str) -> None:
         try:

@@ -11,7 +11,7 @@ which keeps what they create from the garbage collector.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypedDict
@@ -20,13 +20,14 @@ import grpc
 
 from k3c.oci.layout import sha256_digest
 
-from .errors import AlreadyExistsError, NotFoundError, RuntimeCallError, RuntimeUnavailableError, translate
+from .errors import AlreadyExistsError, NotFoundError, RuntimeCallError, translate
 from .imagestore import ContainerdImages
 from .proto import containerd_diff_pb2 as diff_pb
 from .proto import containerd_diff_pb2_grpc as diff_grpc
 from .proto import containerd_snapshots_pb2 as snap_pb
 from .proto import containerd_snapshots_pb2_grpc as snap_grpc
 from .proto import containerd_types_pb2 as types_pb
+from .restarts import while_unavailable
 
 __all__ = ["LayerBlob", "Mount", "Snapshots", "chain_id", "stack_chain_id"]
 
@@ -151,18 +152,8 @@ class Snapshots:
     async def remove_patiently(self, key: str, patience: float = 20.0) -> None:
         """Remove a snapshot, waiting out a containerd being restarted (one killed is back within a second or
         two). Used for the clean-up of work cut short: a key given up on stays until someone sweeps it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while True:
-            try:
-                await self.remove(key)
-                return
-            except RuntimeUnavailableError:
-                if loop.time() > deadline:
-                    return
-                await asyncio.sleep(0.25)
-            except RuntimeCallError:
-                return
+        with contextlib.suppress(RuntimeCallError):
+            await while_unavailable(lambda: self.remove(key), patience, 0.25)
 
     async def exists(self, key: str) -> bool:
         """Whether a snapshot (of any kind) named ``key`` exists."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from k3c.api import CRI_SANDBOX_SPEC_ANNOTATION, NO_NETWORK
 from k3c.cri.errors import NotFoundError, RuntimeCallError, RuntimeUnavailableError
+from k3c.cri.restarts import while_unavailable
 from k3c.cri.runtime import CRIClient, pb
 from k3c.reconcilers.criconfig import (
     HOST_GATEWAY,
@@ -246,21 +247,15 @@ class SandboxPool:
     async def _stop_and_remove(self, sandbox_id: str, patience: float = 60.0) -> None:
         """StopPodSandbox + RemovePodSandbox, waiting out a containerd being restarted (the daemon brings
         a dead one back within a second or two): a removal given up would leave a sandbox nobody knows."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while True:
-            try:
-                with contextlib.suppress(NotFoundError):
-                    await self.cri.stop_pod_sandbox(sandbox_id)
-                if self.on_stopped is not None:
-                    self.on_stopped()
-                with contextlib.suppress(NotFoundError):
-                    await self.cri.remove_pod_sandbox(sandbox_id)
-                return
-            except RuntimeUnavailableError:
-                if self._closed or loop.time() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+        async def once() -> None:
+            with contextlib.suppress(NotFoundError):
+                await self.cri.stop_pod_sandbox(sandbox_id)
+            if self.on_stopped is not None:
+                self.on_stopped()
+            with contextlib.suppress(NotFoundError):
+                await self.cri.remove_pod_sandbox(sandbox_id)
+
+        await while_unavailable(once, patience, give_up=lambda: self._closed)
 
     def remove_later(self, sandbox_id: str) -> None:
         """Tear down in the background: ~400 ms nobody needs to wait for."""
@@ -270,20 +265,13 @@ class SandboxPool:
         """Remove the sandbox an unanswered RunPodSandbox of ``metadata_uid`` made, if it made one, as
         soon as containerd answers again (for ``patience`` s at most; a later start's adoption removes
         unused sandboxes anyway)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while True:
-            try:
-                made = [sb.id for sb in await self.cri.list_pod_sandbox() if sb.metadata.uid == metadata_uid]
-            except RuntimeUnavailableError:
-                if self._closed or loop.time() > deadline:
-                    return
-                await asyncio.sleep(0.5)
-                continue
-            for sid in made:
-                log.info("removing sandbox %s: made by a call containerd's death cut short", sid[:12])
-                await self._remove_quietly(sid)
+        try:
+            listed = await while_unavailable(self.cri.list_pod_sandbox, patience, give_up=lambda: self._closed)
+        except RuntimeUnavailableError:
             return
+        for sid in [sb.id for sb in listed if sb.metadata.uid == metadata_uid]:
+            log.info("removing sandbox %s: made by a call containerd's death cut short", sid[:12])
+            await self._remove_quietly(sid)
 
     async def _remove_quietly(self, sandbox_id: str) -> None:
         try:
