@@ -2,7 +2,7 @@
 """Benchmark at scale, side by side (run on demand, as root: `.venv/bin/python bench/scale.py`).
 
 How each tool behaves as a node fills up: the same locally made busybox image, the same commands, one run.
-The tools are set up as in ``bench/containers.py`` (whose set-up and tear-down this reuses): k3c is the
+The tools are set up as in ``bench/containers.py`` (on the same rig, bench/rig.py): k3c is the
 installed CLI (bench/installed.py) on a private ``k3c daemon``; docker is Debian's dockerd 20.10 with
 private dirs; podman is podman 4.3 with private storage.
 
@@ -26,34 +26,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script: tests.support from the repo
-from containers import (
-    IMAGE,
-    CommandFailed,
-    Setup,
-    Tool,
-    docker_archive,
-    p90,
-    python_env,
-    start_k3c,
-    start_peers,
-    tear_down,
-)
+from containers import p90
 from peers import processes_under
+from rig import IMAGE, CommandFailed, Setup, Tool, can_run, report, rig
 
-from k3c.oci.layout import busybox_image, write_oci_archive
-from tests.support.daemon_harness import DaemonProcess, _used_networks, skip_reason, wait_until
+from tests.support.daemon_harness import _used_networks, wait_until
 
 CHECKPOINTS = (10, 100, 200, 300)
 LAST = 10  #: run -d latencies reported at a checkpoint: the last this many started
@@ -248,40 +235,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if reason := skip_reason():
-        print(f"cannot run: {reason}", file=sys.stderr)
+    if not can_run():
         return 1
     checkpoints = sorted({c for c in CHECKPOINTS if c < args.containers} | {args.containers})
     load_start = [round(x, 2) for x in os.getloadavg()]
-    base = Path(tempfile.mkdtemp(prefix="k3c-bench-scale-"))
-    python_env(base)
-    setup = Setup(base, DaemonProcess(base / "k3c"))
     taken: list[str] = []
-    setup.daemon.subnet = wide_subnet(taken)
     results: dict[str, Any] = {}
     try:
-        archive = base / "busybox-oci.tar"
-        write_oci_archive(archive, {IMAGE: busybox_image()})
-        print("starting the k3c daemon, dockerd and podman ...", flush=True)
-        start_k3c(setup, archive)
-        start_peers(setup, docker_archive(archive, base / "busybox-docker.tar", IMAGE),
-                    set(filter(None, args.skip.split(","))), lambda used: wide_subnet(taken))
-        tools = [t for t in setup.tools if t.name in ("k3c", "docker", "podman")]
-        print(f"filling to {args.containers} containers each: {', '.join(t.name for t in tools)}", flush=True)
-        measured = fill(setup, tools, args.containers, checkpoints)
-        finish(tools, measured, args.rm_runs)
-        results = {"tools": measured, "checkpoints": checkpoints}
+        with rig("scale", set(filter(None, args.skip.split(","))), args.keep_logs,
+                 lambda used: wide_subnet(taken)) as setup:
+            tools = [t for t in setup.tools if t.name in ("k3c", "docker", "podman")]
+            print(f"filling to {args.containers} containers each: {', '.join(t.name for t in tools)}", flush=True)
+            measured = fill(setup, tools, args.containers, checkpoints)
+            finish(tools, measured, args.rm_runs)
+            results = {"tools": measured, "checkpoints": checkpoints}
     except (CommandFailed, AssertionError, subprocess.TimeoutExpired) as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1
-    finally:
-        tear_down(setup, args.keep_logs)
-    results.update(load_start=load_start, load_end=[round(x, 2) for x in os.getloadavg()],
-                   versions=setup.versions, notes=setup.notes, leftovers=setup.leftovers,
-                   settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
-    print_report(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    results.update(load_start=load_start, load_end=[round(x, 2) for x in os.getloadavg()])
+    report(results, setup, args, print_report)
     return 0
 
 

@@ -42,7 +42,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from k3c.api import BUILD_CACHES, BUILD_SECRET_LABEL, IMAGE_BUILDS, SECRETS
 from k3c.buildlife import FAILED_LINE, NETWORKS, STEP_RE, BuildRequest, failure, finished, imagebuild_object
-from k3c.cli.common import Session, Subcommands, add_command, command, session
+from k3c.cli.common import Session, Subcommands, add_command, add_group, command, session
 from k3c.cli.errors import CLIError
 
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--upload", action="store_true", help=argparse.SUPPRESS)  # force a context upload
     p.add_argument("build_context", metavar="PATH | URL | -")
     p.set_defaults(func=build_cmd)
-    b = add_command(sub, "builder", "Manage builds", usage="k3c builder COMMAND", global_flags=False)
-    b.set_defaults(func=lambda _args: b.print_help())
-    bsub = b.add_subparsers(dest="builder_command", metavar="COMMAND", prog="k3c builder", title="commands")
+    bsub = add_group(sub, "builder", "Manage builds")
     prune = add_command(bsub, "prune", "Remove build cache", usage="k3c builder prune [OPTIONS]")
     prune.add_argument("-a", "--all", action="store_true", help="Remove all unused build cache (k3c: always)")
     prune.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")

@@ -221,6 +221,24 @@ def add_command(sub: Subcommands, name: str, help: str, usage: str | None = None
     return p
 
 
+def add_group(sub: Subcommands, name: str, help: str) -> Subcommands:
+    """A command group such as `k3c volume COMMAND` (no global flags of its own, see :func:`add_command`;
+    its help when no command is given), and the place for its commands."""
+    group = add_command(sub, name, help, usage=f"k3c {name} COMMAND", global_flags=False)
+    group.set_defaults(func=lambda _args: group.print_help())
+    return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", prog=f"k3c {name}", title="commands")
+
+
+def add_inspect(sub: Subcommands, noun: str, func: Callable[[argparse.Namespace], int]) -> None:
+    """`k3c NOUN inspect [-f FORMAT] NAME...` of a group, with docker's flags and help (names in ``names``)."""
+    metavar = noun.upper()
+    p = add_command(sub, "inspect", f"Display detailed information on one or more {noun}s",
+                    usage=f"k3c {noun} inspect [OPTIONS] {metavar} [{metavar}...]")
+    p.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
+    p.add_argument("names", nargs="+", metavar=metavar)
+    p.set_defaults(func=func)
+
+
 # ---- session ----------------------------------------------------------------------------------------
 @dataclass
 class Session:
@@ -471,6 +489,18 @@ def wait_for(s: Session, obj: dict[str, Any], done: Callable[[dict[str, Any] | N
         if done(current):
             return current
     raise WaitTimeout(name)
+
+
+def wait_removed(s: Session, deleted: dict[str, Any], resource: Resource, what: str, timeout: float) -> None:
+    """After a DELETE: wait while a finalizer holds the object (the operator cleaning up the node), as
+    docker's `rm` returns once the thing is gone. ``deleted`` is the DELETE's answer (a Status when the object
+    went at once); at the deadline, a daemon error ``<what>: still being removed after ...``."""
+    if deleted.get("kind") != resource.kind or not deleted["metadata"].get("finalizers"):
+        return
+    try:
+        wait_for(s, deleted, lambda o: o is None, timeout, resource=resource)
+    except WaitTimeout:
+        raise daemon_error(f"{what}: still being removed after {timeout:g}s (is the k3c daemon running?)") from None
 
 
 def phase(obj: dict[str, Any] | None) -> str:

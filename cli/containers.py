@@ -43,6 +43,7 @@ from k3c.cli.common import (
     session,
     wait_all_gone,
     wait_for,
+    wait_removed,
 )
 from k3c.cli.errors import CLIError, daemon_error
 from k3c.cli.mountflags import Mount
@@ -621,11 +622,7 @@ def finish_remove(s: Session, obj: dict[str, Any], current: dict[str, Any] | Non
     """Wait until a removal asked for by :func:`begin_remove` is done, then drop anonymous volumes."""
     name = dockerid.docker_name(obj)
     if current is not None:  # still finalizing: docker's rm returns once it is gone
-        try:
-            wait_for(s, current, lambda o: o is None, REMOVE_TIMEOUT)
-        except WaitTimeout:
-            raise daemon_error(f"could not remove container {name}: still being removed after "
-                               f"{REMOVE_TIMEOUT:g}s (is the k3c daemon running?)") from None
+        wait_removed(s, current, LOCAL_CONTAINERS, f"could not remove container {name}", REMOVE_TIMEOUT)
     if volumes:
         _remove_anonymous_volumes(s, obj)
 

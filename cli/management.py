@@ -7,16 +7,13 @@ top-level commands use, from their own modules, so both spellings behave alike b
 
 from __future__ import annotations
 
-from k3c.cli.common import Subcommands, add_command
+from k3c.cli.common import Subcommands, add_group
 
 
 def register(sub: Subcommands) -> None:
     from k3c.cli import containers, control, cp, filesystems, prune, ps, stats, streams
 
-    group = add_command(sub, "container", "Manage containers", usage="k3c container COMMAND", global_flags=False)
-    group.set_defaults(func=lambda _args: group.print_help())
-    csub = group.add_subparsers(dest="container_command", metavar="COMMAND", prog="k3c container",
-                                title="commands")
+    csub = add_group(sub, "container", "Manage containers")
     for module in (containers, streams, control, stats, cp, filesystems):
         module.register(csub)
     ps.add_ps_command(csub, "ls", ("ps", "list"))

@@ -23,12 +23,15 @@ from k3c.cli.common import (
     Subcommands,
     WaitTimeout,
     add_command,
+    add_group,
+    add_inspect,
     command,
     for_each,
     parse_filters,
     print_inspected,
     session,
     wait_for,
+    wait_removed,
 )
 from k3c.cli.errors import CLIError, daemon_error
 
@@ -43,9 +46,7 @@ PRUNE_WARNING = "WARNING! This will remove all custom networks not used by at le
 
 
 def register(sub: Subcommands) -> None:
-    p = add_command(sub, "network", "Manage networks", usage="k3c network COMMAND", global_flags=False)
-    p.set_defaults(func=lambda _args: p.print_help())
-    nsub = p.add_subparsers(dest="network_command", metavar="COMMAND", prog="k3c network", title="commands")
+    nsub = add_group(sub, "network", "Manage networks")
     _register_create(nsub)
     ls = add_command(nsub, "ls", "List networks", usage="k3c network ls [OPTIONS]", aliases=["list"])
     ls.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
@@ -59,16 +60,10 @@ def register(sub: Subcommands) -> None:
     rm.add_argument("-f", "--force", action="store_true", help="Do not error if the network does not exist")
     rm.add_argument("names", nargs="+", metavar="NETWORK")
     rm.set_defaults(func=rm_cmd)
-    ins = add_command(nsub, "inspect", "Display detailed information on one or more networks",
-                      usage="k3c network inspect [OPTIONS] NETWORK [NETWORK...]")
-    ins.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
-    ins.add_argument("names", nargs="+", metavar="NETWORK")
-    ins.set_defaults(func=inspect_cmd)
-    pr = add_command(nsub, "prune", "Remove all unused networks", usage="k3c network prune [OPTIONS]")
-    pr.add_argument("--filter", action="append", default=[], metavar="filter",
-                    help="Provide filter values (e.g. 'until=<timestamp>')")
-    pr.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    pr.set_defaults(func=prune_cmd)
+    add_inspect(nsub, "network", inspect_cmd)
+    from k3c.cli.prune import add_prune
+
+    add_prune(nsub, "network", "Remove all unused networks", "until=<timestamp>", prune_cmd)
     con = add_command(nsub, "connect", "Connect a container to a network",
                       usage="k3c network connect [OPTIONS] NETWORK CONTAINER")
     con.add_argument("--alias", action="append", default=[], metavar="strings",
@@ -228,12 +223,7 @@ def remove_network(s: Session, obj: dict[str, Any]) -> None:
         return
     except APIError as err:
         raise daemon_error(dn.daemon_message(err.message)) from None
-    if current.get("kind") == NETWORKS.kind and current["metadata"].get("finalizers"):
-        try:
-            wait_for(s, current, lambda o: o is None, REMOVE_TIMEOUT, resource=NETWORKS)
-        except WaitTimeout:
-            raise daemon_error(f"remove {dn.docker_network(obj)['Name']}: still being removed after "
-                               f"{REMOVE_TIMEOUT:g}s (is the k3c daemon running?)") from None
+    wait_removed(s, current, NETWORKS, f"remove {dn.docker_network(obj)['Name']}", REMOVE_TIMEOUT)
 
 
 @command()

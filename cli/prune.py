@@ -20,6 +20,7 @@ from k3c.cli.common import (
     Session,
     Subcommands,
     add_command,
+    add_group,
     command,
     container_id,
     parse_filters,
@@ -38,9 +39,7 @@ VOLUME_WARNING = "WARNING! This will remove all local volumes not used by at lea
 
 def register(sub: Subcommands) -> None:
     """`k3c system df|prune`."""
-    group = add_command(sub, "system", "Manage k3c", usage="k3c system COMMAND", global_flags=False)
-    group.set_defaults(func=lambda _args: group.print_help())
-    ssub = group.add_subparsers(dest="system_command", metavar="COMMAND", prog="k3c system", title="commands")
+    ssub = add_group(sub, "system", "Manage k3c")
     p = add_command(ssub, "df", "Show k3c disk usage", usage="k3c system df [OPTIONS]")
     p.add_argument("--format", metavar="string", help="Pretty-print images using a Go template")
     p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
@@ -54,20 +53,22 @@ def register(sub: Subcommands) -> None:
     p.set_defaults(func=system_prune_cmd)
 
 
-def add_container_prune(sub: Subcommands) -> None:
-    p = add_command(sub, "prune", "Remove all stopped containers", usage="k3c container prune [OPTIONS]")
+def add_prune(sub: Subcommands, group: str, help: str, example: str,
+              func: Callable[[argparse.Namespace], int]) -> None:
+    """`k3c GROUP prune [--filter F] [-f]` with docker's flags; ``example``: the filter its help shows."""
+    p = add_command(sub, "prune", help, usage=f"k3c {group} prune [OPTIONS]")
     p.add_argument("--filter", action="append", default=[], metavar="filter",
-                   help="Provide filter values (e.g. 'until=<timestamp>')")
+                   help=f"Provide filter values (e.g. '{example}')")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    p.set_defaults(func=container_prune_cmd)
+    p.set_defaults(func=func)
+
+
+def add_container_prune(sub: Subcommands) -> None:
+    add_prune(sub, "container", "Remove all stopped containers", "until=<timestamp>", container_prune_cmd)
 
 
 def add_volume_prune(sub: Subcommands) -> None:
-    p = add_command(sub, "prune", "Remove all unused local volumes", usage="k3c volume prune [OPTIONS]")
-    p.add_argument("--filter", action="append", default=[], metavar="filter",
-                   help="Provide filter values (e.g. 'label=<label>')")
-    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    p.set_defaults(func=volume_prune_cmd)
+    add_prune(sub, "volume", "Remove all unused local volumes", "label=<label>", volume_prune_cmd)
 
 
 # ---- shared -----------------------------------------------------------------------------------------
@@ -88,6 +89,19 @@ def parse_prune_filters(values: list[str], allowed: tuple[str, ...]) -> PruneFil
         raise CLIError(f"Error response from daemon: {err}", 1) from None
 
 
+def _prune(args: argparse.Namespace, allowed: tuple[str, ...], warning: str,
+           prune: Callable[[Session, PruneFilters], tuple[int, str]]) -> int:
+    """`container prune` and `volume prune`: confirmed (or forced), then the removed and the space reclaimed."""
+    filters = parse_prune_filters(args.filter, allowed)
+    reclaimed, output = 0, ""
+    if args.force or confirmed(warning):
+        reclaimed, output = prune(session(args), filters)
+    if output:
+        print(output)
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0
+
+
 # ---- container prune --------------------------------------------------------------------------------
 def prune_containers(s: Session, filters: PruneFilters) -> tuple[int, str]:
     """Remove every stopped container the filters allow; (space reclaimed, docker's output section)."""
@@ -106,18 +120,7 @@ def prune_containers(s: Session, filters: PruneFilters) -> tuple[int, str]:
 
 @command()
 def container_prune_cmd(args: argparse.Namespace) -> int:
-    filters = parse_prune_filters(args.filter, ("until", "label", "label!"))
-    reclaimed, output = 0, ""
-    if args.force or confirmed(CONTAINER_WARNING):
-        reclaimed, output = prune_containers(session(args), filters)
-    _report(output, reclaimed)
-    return 0
-
-
-def _report(output: str, reclaimed: int) -> None:
-    if output:
-        print(output)
-    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return _prune(args, ("until", "label", "label!"), CONTAINER_WARNING, prune_containers)
 
 
 # ---- volume prune -----------------------------------------------------------------------------------
@@ -141,12 +144,7 @@ def prune_volumes(s: Session, filters: PruneFilters) -> tuple[int, str]:
 
 @command()
 def volume_prune_cmd(args: argparse.Namespace) -> int:
-    filters = parse_prune_filters(args.filter, ("label", "label!"))
-    reclaimed, output = 0, ""
-    if args.force or confirmed(VOLUME_WARNING):
-        reclaimed, output = prune_volumes(session(args), filters)
-    _report(output, reclaimed)
-    return 0
+    return _prune(args, ("label", "label!"), VOLUME_WARNING, prune_volumes)
 
 
 # ---- system prune -----------------------------------------------------------------------------------

@@ -18,15 +18,16 @@ from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, NAME_ANNOTATION, 
 from k3c.cli.common import (
     Session,
     Subcommands,
-    WaitTimeout,
     add_command,
+    add_group,
+    add_inspect,
     command,
     container_id,
     for_each,
     parse_filters,
     print_inspected,
     session,
-    wait_for,
+    wait_removed,
 )
 from k3c.cli.errors import CLIError, daemon_error
 from k3c.dockerview import docker_volume, users_of
@@ -38,9 +39,7 @@ REMOVE_TIMEOUT = 60.0
 
 
 def register(sub: Subcommands) -> None:
-    p = add_command(sub, "volume", "Manage volumes", usage="k3c volume COMMAND", global_flags=False)
-    p.set_defaults(func=lambda _args: p.print_help())
-    vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND", prog="k3c volume", title="commands")
+    vsub = add_group(sub, "volume", "Manage volumes")
     c = add_command(vsub, "create", "Create a volume", usage="k3c volume create [OPTIONS] [VOLUME]")
     c.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
     c.add_argument("-l", "--label", action="append", default=[], metavar="list", help="Set metadata for a volume")
@@ -57,11 +56,7 @@ def register(sub: Subcommands) -> None:
     rm.add_argument("-f", "--force", action="store_true", help="Force the removal of one or more volumes")
     rm.add_argument("names", nargs="+", metavar="VOLUME")
     rm.set_defaults(func=rm_cmd)
-    ins = add_command(vsub, "inspect", "Display detailed information on one or more volumes",
-                      usage="k3c volume inspect [OPTIONS] VOLUME [VOLUME...]")
-    ins.add_argument("-f", "--format", metavar="string", help="Format output using a Go template (or 'json')")
-    ins.add_argument("names", nargs="+", metavar="VOLUME")
-    ins.set_defaults(func=inspect_cmd)
+    add_inspect(vsub, "volume", inspect_cmd)
     from k3c.cli.prune import add_volume_prune
 
     add_volume_prune(vsub)
@@ -222,13 +217,7 @@ def remove_volume(vs: Volumes, ref: str, force: bool, containers: list[dict[str,
         obj = s.client.delete(path)
     except NotFound:
         return
-    # the operator removes its directory
-    if obj.get("kind") == VOLUMES.kind and obj["metadata"].get("finalizers"):
-        try:
-            wait_for(s, obj, lambda o: o is None, REMOVE_TIMEOUT, resource=VOLUMES)
-        except WaitTimeout:
-            raise daemon_error(f"remove {ref}: still being removed after {REMOVE_TIMEOUT:g}s "
-                               "(is the k3c daemon running?)") from None
+    wait_removed(s, obj, VOLUMES, f"remove {ref}", REMOVE_TIMEOUT)  # the operator removes its directory
 
 
 @command()

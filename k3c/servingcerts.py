@@ -67,7 +67,8 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivate
             .not_valid_after(now + VALIDITY))
 
 
-def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
+def subject_alt_names(hosts: list[str]) -> x509.SubjectAlternativeName:
+    """The SAN extension naming ``hosts``: IP addresses as such, anything else as a DNS name."""
     names: list[x509.GeneralName] = []
     for h in hosts:
         try:
@@ -134,7 +135,7 @@ def _issue(m: ServingMaterial, ca_key_path: Path, hosts: list[str], name: str, c
                            critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .add_extension(_san(sorted(set(hosts))), critical=False)
+            .add_extension(subject_alt_names(sorted(set(hosts))), critical=False)
             .sign(ca_key, hashes.SHA256()))
     write_private(m.key, key_pem(key))
     m.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

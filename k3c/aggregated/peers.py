@@ -30,7 +30,7 @@ from k3c.aggregated.reader import status_error
 from k3c.apiserver import errors
 from k3c.apiserver.backends import forwarded, remote_headers
 from k3c.apiserver.subresources import User
-from k3c.apiserver.wsrelay import UpgradeRefused, join_websockets, offered, open_upstream, refusal
+from k3c.apiserver.wsrelay import UpgradeRefused, offered, open_upstream, refusal, relay
 from k3c.kubeasync import AsyncKube
 
 log = logging.getLogger(__name__)
@@ -155,15 +155,7 @@ class Peers:
             return refusal(err)
         except (OSError, TimeoutError) as err:
             raise peer_failed(node, _where(host, port), f"cannot be reached: {reason(err)}") from None
-        client = web.WebSocketResponse(protocols=[upstream.subprotocol] if upstream.subprotocol else (),
-                                       max_msg_size=0)
-        try:
-            await client.prepare(request)
-        except BaseException:
-            await upstream.close()
-            raise
-        await join_websockets(client, upstream)
-        return client
+        return await relay(request, upstream)
 
 
 def _where(host: str, port: int) -> str:

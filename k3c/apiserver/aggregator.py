@@ -35,7 +35,7 @@ from k3c.apiserver.handlers import status_response
 from k3c.apiserver.rest import ResourceAPI, WriteOptions
 from k3c.apiserver.services import ServiceUnavailable
 from k3c.apiserver.storage import Event
-from k3c.apiserver.wsrelay import UpgradeRefused, join_websockets, offered, open_upstream, refusal
+from k3c.apiserver.wsrelay import UpgradeRefused, offered, open_upstream, refusal, relay
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +165,7 @@ class Aggregator:
             return refusal(err)
         except (OSError, TimeoutError) as err:
             raise unavailable(f"error trying to reach service: {err}") from None
-        client = web.WebSocketResponse(protocols=[upstream.subprotocol] if upstream.subprotocol else (),
-                                       max_msg_size=0)
-        try:
-            await client.prepare(request)
-        except BaseException:
-            await upstream.close()
-            raise
-        await join_websockets(client, upstream)
-        return client
+        return await relay(request, upstream)
 
     # ---- availability -----------------------------------------------------------------------------
     @property

@@ -14,7 +14,6 @@ client certificate, CN ``front-proxy-client``, is what the aggregator presents t
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from k3c.servingcerts import key_pem, write_private
+from k3c.servingcerts import key_pem, subject_alt_names, write_private
 
 VALIDITY = dt.timedelta(days=3650)
 #: The admin token's random bytes; a stored token shorter than this (a crash while writing it, a full disk)
@@ -65,16 +64,6 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivate
     )
 
 
-def _sans(hosts: list[str]) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            names.append(x509.DNSName(h))
-    return x509.SubjectAlternativeName(names)
-
-
 def _leaf(
     ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, subject: x509.Name, usage: x509.ObjectIdentifier,
     hosts: list[str] | None = None,
@@ -92,7 +81,7 @@ def _leaf(
     issuer = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     b = b.add_extension(issuer, critical=False)
     if hosts:
-        b = b.add_extension(_sans(hosts), critical=False)
+        b = b.add_extension(subject_alt_names(hosts), critical=False)
     return b.sign(ca_key, hashes.SHA256()), key
 
 

@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-__all__ = ["UpgradeRefused", "join_websockets", "open_upstream", "refusal"]
+__all__ = ["UpgradeRefused", "join_websockets", "open_upstream", "refusal", "relay"]
 
 #: Close codes a websocket may send (RFC 6455 7.4; 1005, 1006 and 1015 are only ever reported).
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)})
@@ -92,6 +92,19 @@ async def _connected(host: str, port: int, timeout: float) -> socket.socket:
 def refusal(err: UpgradeRefused) -> web.Response:
     """The upstream's refusal, as the client's answer."""
     return web.Response(status=err.status, body=err.body, headers={"Content-Type": err.content_type})
+
+
+async def relay(request: web.Request, upstream: ClientConnection) -> web.WebSocketResponse:
+    """The client's websocket, accepted with the subprotocol the upstream chose, joined to ``upstream`` until
+    either closes (:func:`join_websockets`); the upstream is closed if the client's side cannot be opened."""
+    client = web.WebSocketResponse(protocols=[upstream.subprotocol] if upstream.subprotocol else (), max_msg_size=0)
+    try:
+        await client.prepare(request)
+    except BaseException:
+        await upstream.close()
+        raise
+    await join_websockets(client, upstream)
+    return client
 
 
 async def join_websockets(client: web.WebSocketResponse, upstream: ClientConnection) -> None:

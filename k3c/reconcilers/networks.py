@@ -38,7 +38,6 @@ from k3c.api import (
     NETWORKS,
     NO_NETWORK,
 )
-from k3c.apierrors import Conflict, NotFound
 from k3c.nodenet import bridges, conflists, hostrules, subnets
 from k3c.nodenet.conflists import (
     USER_PREFIX,
@@ -122,7 +121,7 @@ class NetworkReconciler:
         self.cache = cache
         self.containers = containers
         self.schedule = schedule
-        self.claims = NodeClaim(kube, cache, schedule, node, NETWORK_FINALIZER, _ref)
+        self.claims: NodeClaim[NetworkStatus] = NodeClaim(kube, cache, schedule, node, NETWORK_FINALIZER, _ref)
         self._lock = asyncio.Lock()  # subnet choice and the isolation chains: one network at a time
         self._leaving: dict[str, asyncio.Future[None]] = {}  # key → the node side of a deleted network going
         self._lease_waiters: set[asyncio.Event] = set()  # set by addresses_released
@@ -183,17 +182,12 @@ class NetworkReconciler:
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, uid: str) -> float | None:
-        obj = self.cache.get(uid)
-        if obj is None or not self.claims.mine(obj):
-            return None
-        if obj["metadata"].get("deletionTimestamp"):
-            return await self._finalize(obj)
-        obj = await self.claims.claim(obj)
-        if obj is None:
-            return None
+        return await self.claims.reconcile(uid, self._ensure, self._finalize)
+
+    async def _ensure(self, obj: dict[str, Any]) -> float | None:
         if self.dirs is None:
-            await self._write_status(obj, {"phase": "Failed", "node": self.node,
-                                           "message": "networks need k3c's own containerd on the node"})
+            await self.claims.write_status(obj, {"phase": "Failed", "node": self.node,
+                                                 "message": "networks need k3c's own containerd on the node"})
             return None
         if obj["metadata"]["name"] == DEFAULT_NETWORK:
             net = self.default()
@@ -201,12 +195,12 @@ class NetworkReconciler:
             try:
                 net = await self._set_up(obj)
             except (subnets.SubnetError, bridges.BridgeError, hostrules.RulesError) as err:
-                await self._write_status(obj, {"phase": "Failed", "node": self.node, "message": str(err),
-                                               "conditions": [_condition(False, "SetupFailed", str(err))]})
+                await self.claims.write_status(obj, {"phase": "Failed", "node": self.node, "message": str(err),
+                                                     "conditions": [_condition(False, "SetupFailed", str(err))]})
                 return SETUP_RETRY
         if net is None:
-            await self._write_status(obj, {"phase": "Failed", "node": self.node,
-                                           "message": "the node's default network is not set up"})
+            await self.claims.write_status(obj, {"phase": "Failed", "node": self.node,
+                                                 "message": "the node's default network is not set up"})
             return None
         async with self._lock:
             await asyncio.to_thread(self._sync_rules)
@@ -214,7 +208,7 @@ class NetworkReconciler:
             "phase": "Ready", "node": self.node, "bridge": net.bridge, "subnet": net.subnet,
             "gateway": net.gateway_address, "message": "", "containers": self._attached(obj),
             "conditions": [_condition(True, "Ready", "")]}
-        await self._write_status(obj, status)
+        await self.claims.write_status(obj, status)
         return None
 
     async def _set_up(self, obj: dict[str, Any]) -> BridgeNetwork:
@@ -287,12 +281,10 @@ class NetworkReconciler:
                     out.append({"name": docker_name, "ip": att["ip"], "aliases": list(att.get("aliases") or [])})
         return sorted(out, key=lambda a: a["name"])
 
-    # ------------------------------------------------------------------ claim, delete
+    # ------------------------------------------------------------------ delete
 
     async def _finalize(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]
-        if NETWORK_FINALIZER not in (meta.get("finalizers") or []):
-            return None
         ns, name = meta.get("namespace", "default"), meta["name"]
         if name != DEFAULT_NETWORK and self.dirs is not None:
             # The cache may not hold every container yet right after a start: ask the API server itself.
@@ -300,10 +292,10 @@ class NetworkReconciler:
                            if uses_network(c, ns, name))
             key = user_key(meta["uid"])
             if users:
-                await self._write_status(obj, {"message": f"network is in use by {', '.join(users)}"})
+                await self.claims.write_status(obj, {"message": f"network is in use by {', '.join(users)}"})
                 return 2.0
             return await self._remove(obj, key)
-        return None if await self._drop_finalizer(obj) else 0.1
+        return None if await self.claims.release(obj) else 0.1
 
     async def _remove(self, obj: dict[str, Any], key: str) -> float | None:
         """The object goes first, then the node's side.
@@ -316,7 +308,7 @@ class NetworkReconciler:
         :meth:`collect_orphans`."""
         leaving = self._leaving[key] = asyncio.get_running_loop().create_future()
         try:
-            if not await self._drop_finalizer(obj):
+            if not await self.claims.release(obj):
                 return 0.1
             await self._leases_released(key)
             async with self._lock:
@@ -343,19 +335,6 @@ class NetworkReconciler:
                             key, ", ".join(held), LEASES_PATIENCE)
         finally:
             self._lease_waiters.discard(released)
-
-    async def _drop_finalizer(self, obj: dict[str, Any]) -> bool:
-        """False on a conflict (to be tried again); the object being gone already is fine."""
-        meta = obj["metadata"]
-        fins = [f for f in meta.get("finalizers") or [] if f != NETWORK_FINALIZER]
-        try:
-            self.cache.put(await self.kube.merge_patch(
-                _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}}))
-        except Conflict:
-            return False
-        except NotFound:
-            pass
-        return True
 
     def _leases(self, key: str) -> list[str]:
         assert self.dirs is not None
@@ -389,26 +368,10 @@ class NetworkReconciler:
                     done.append(key)
         return done
 
-    async def _write_status(self, obj: dict[str, Any], status: NetworkStatus) -> None:
-        current = obj.get("status") or {}
-        diff = {k: v for k, v in status.items()
-                if current.get(k) != v and not (k == "conditions" and _same_conditions(current.get(k), v))}
-        if not diff:
-            return
-        with contextlib.suppress(NotFound):
-            self.cache.put(await self.kube.patch_status(_ref(obj), diff))
-
 
 def _condition(ready: bool, reason: str, message: str) -> Condition:
     return {"type": "Ready", "status": "True" if ready else "False", "reason": reason, "message": message,
             "lastTransitionTime": now_rfc3339()}
-
-
-def _same_conditions(old: Any, new: Any) -> bool:
-    """Conditions saying the same, whenever they were written (the transition time stays the first)."""
-    def strip(cs: Any) -> list[tuple[Any, ...]]:
-        return [(c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in cs or []]
-    return strip(old) == strip(new)
 
 
 def pseudo(names: list[str]) -> str | None:

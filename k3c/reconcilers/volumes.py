@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from k3c.api import FORCE_DELETE_ANNOTATION, LOCAL_CONTAINERS, VOLUME_FINALIZER, VOLUMES
-from k3c.apierrors import AlreadyExists, Conflict, NotFound
+from k3c.apierrors import AlreadyExists
 from k3c.reconcilers.cache import ObjectCache
 from k3c.reconcilers.claims import NodeClaim
 from k3c.reconcilers.kube import Kube, Ref
@@ -57,7 +57,7 @@ class VolumeReconciler:
         self.cache = cache
         self.containers = containers
         self.schedule = schedule
-        self.claims = NodeClaim(kube, cache, schedule, node, VOLUME_FINALIZER, _ref)
+        self.claims: NodeClaim[VolumeStatus] = NodeClaim(kube, cache, schedule, node, VOLUME_FINALIZER, _ref)
 
     async def ensure(self, namespace: str, name: str, user_created: str | None = None) -> Path:
         """The directory of volume ``name``, creating the Volume object (ours) if there is none.
@@ -99,21 +99,16 @@ class VolumeReconciler:
                 self.schedule(vol["metadata"]["uid"], 0.0)
 
     async def reconcile(self, uid: str) -> float | None:
-        obj = self.cache.get(uid)
-        if obj is None or not self.claims.mine(obj):
-            return None
-        if obj["metadata"].get("deletionTimestamp"):
-            return await self._finalize(obj)
-        obj = await self.claims.claim(obj)
-        if obj is None:
-            return None
+        return await self.claims.reconcile(uid, self._ensure, self._finalize)
+
+    async def _ensure(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]
         path = volume_dir(self.root_dir, meta.get("namespace", "default"), meta["name"])
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         users = self._users(obj)
         status: VolumeStatus = {"mountpoint": str(path), "node": self.node, "phase": "InUse" if users else "Ready",
                                 "usedBy": users, "message": ""}
-        await self._write_status(obj, status)
+        await self.claims.write_status(obj, status)
         return None
 
     def _users(self, obj: dict[str, Any]) -> list[str]:
@@ -122,34 +117,16 @@ class VolumeReconciler:
 
     async def _finalize(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]
-        if VOLUME_FINALIZER not in (meta.get("finalizers") or []):
-            return None
         ns, name = meta.get("namespace", "default"), meta["name"]
         force = (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
         # The cache may not hold every container yet right after a start: ask the API server itself.
         users = sorted(c["metadata"]["name"] for c in await self.kube.list_objects(LOCAL_CONTAINERS, ns)
                        if mounts_volume(c, ns, name))
         if users and not force:
-            await self._write_status(obj, {"phase": "InUse", "usedBy": users,
-                                           "message": f"volume is in use by {', '.join(users)}: remove them "
-                                                      f"first or annotate {FORCE_DELETE_ANNOTATION}=true"})
+            await self.claims.write_status(obj, {"phase": "InUse", "usedBy": users,
+                                                 "message": f"volume is in use by {', '.join(users)}: remove "
+                                                            f"them first or annotate {FORCE_DELETE_ANNOTATION}=true"})
             return 30.0
         path = volume_dir(self.root_dir, ns, name)
         await asyncio.to_thread(shutil.rmtree, path, True)
-        fins = [f for f in meta.get("finalizers") or [] if f != VOLUME_FINALIZER]
-        try:
-            self.cache.put(await self.kube.merge_patch(
-                _ref(obj), {"metadata": {"finalizers": fins or None, "resourceVersion": meta["resourceVersion"]}}))
-        except Conflict:
-            return 0.1
-        except NotFound:
-            pass
-        return None
-
-    async def _write_status(self, obj: dict[str, Any], status: VolumeStatus) -> None:
-        current = obj.get("status") or {}
-        diff = {k: v for k, v in status.items() if current.get(k) != v}
-        if not diff:
-            return
-        with contextlib.suppress(NotFound):
-            self.cache.put(await self.kube.patch_status(_ref(obj), diff))
+        return None if await self.claims.release(obj) else 0.1

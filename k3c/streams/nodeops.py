@@ -52,9 +52,7 @@ from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.imagestore import ContainerdImages
-from k3c.cri.runtime import CRIClient
 from k3c.cri.snapshots import Snapshots
-from k3c.cri.tasks import TasksClient
 from k3c.cri.writablelayers import WritableLayers, lower_dirs, upper_dir
 from k3c.dockerid import object_id
 
@@ -62,6 +60,7 @@ from . import archive, stats, top
 from . import changes as diffs
 from .containers import RuntimeContainer, runtime_container
 from .queries import flag
+from .runtimeclients import RuntimeClients
 from .stoppedroots import StoppedRoots
 
 #: The subresources :class:`ContainerOperations` serves, for discovery.
@@ -74,14 +73,11 @@ CHUNK = 1 << 16
 STATS_INTERVAL = 1.0
 
 
-class ContainerOperations:
+class ContainerOperations(RuntimeClients):
     """The node-side operations over one containerd; gRPC channels open on first use."""
 
     def __init__(self, cri_address: str, containerd_address: str) -> None:
-        self.cri_address = cri_address
-        self.containerd_address = containerd_address
-        self._cri: CRIClient | None = None
-        self._tasks: TasksClient | None = None
+        super().__init__(cri_address, containerd_address)
         self._store: ContainerdImages | None = None
         self._stopped: StoppedRoots | None = None
 
@@ -94,18 +90,6 @@ class ContainerOperations:
                 Route(group, plural, "export"): self.export}
 
     @property
-    def cri(self) -> CRIClient:
-        if self._cri is None:  # created lazily: grpc.aio channels belong to the loop that makes them
-            self._cri = CRIClient(self.cri_address)
-        return self._cri
-
-    @property
-    def tasks(self) -> TasksClient:
-        if self._tasks is None:
-            self._tasks = TasksClient(self.containerd_address)
-        return self._tasks
-
-    @property
     def stopped(self) -> StoppedRoots:
         if self._stopped is None:
             self._store = ContainerdImages(self.containerd_address)
@@ -113,10 +97,10 @@ class ContainerOperations:
         return self._stopped
 
     async def close(self) -> None:
-        for client in (self._cri, self._tasks, self._store):
-            if client is not None:
-                await client.close()
-        self._cri = self._tasks = self._store = None
+        await super().close()
+        if self._store is not None:
+            await self._store.close()
+        self._store = None
         self._stopped = None
 
     async def _running(self, req: SubresourceRequest) -> tuple[dict[str, Any], RuntimeContainer]:

@@ -33,8 +33,7 @@ from k3c.api import LOCAL_CONTAINERS
 from k3c.apiserver import errors
 from k3c.apiserver.subresources import Route, SubresourceHandler, SubresourceRequest
 from k3c.cri.errors import NotFoundError, RuntimeCallError
-from k3c.cri.runtime import CRIClient, pb
-from k3c.cri.tasks import TasksClient
+from k3c.cri.runtime import pb
 
 from . import protocol
 from .attach import AttachSession
@@ -53,6 +52,7 @@ from .containers import (
 from .exec import ExecError, ExecRequest, ExecSession, build_process
 from .logs import LogOptions, read_log
 from .queries import flag, parse_exec_request, parse_log_options
+from .runtimeclients import RuntimeClients
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class _LogSource:
     container_id: str
 
 
-class StreamService:
+class StreamService(RuntimeClients):
     """The three subresource handlers over one containerd; gRPC channels open on first use.
 
     A subresource provider (:mod:`k3c.apiserver.subresources`): the daemon mounts it on its API server
@@ -85,13 +85,10 @@ class StreamService:
 
     def __init__(self, cri_address: str, containerd_address: str, fifo_dir: str | None = None,
                  log_dir: Path | None = None) -> None:
-        self.cri_address = cri_address
-        self.containerd_address = containerd_address
+        super().__init__(cri_address, containerd_address)
         self.fifo_dir = fifo_dir
         #: The node's container log dir (the daemon's); without it, logs are where CRI says.
         self.log_dir = log_dir
-        self._cri: CRIClient | None = None
-        self._tasks: TasksClient | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def routes(self) -> Mapping[Route, SubresourceHandler]:
@@ -100,27 +97,12 @@ class StreamService:
         return {Route(group, plural, "log"): self.log, Route(group, plural, "exec"): self.exec,
                 Route(group, plural, "attach"): self.attach}
 
-    @property
-    def cri(self) -> CRIClient:
-        if self._cri is None:  # created lazily: grpc.aio channels belong to the loop that makes them
-            self._cri = CRIClient(self.cri_address)
-        return self._cri
-
-    @property
-    def tasks(self) -> TasksClient:
-        if self._tasks is None:
-            self._tasks = TasksClient(self.containerd_address)
-        return self._tasks
-
     async def close(self) -> None:
         """Stop background reapers of detached execs and close the gRPC channels."""
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        for client in (self._cri, self._tasks):
-            if client is not None:
-                await client.close()
-        self._cri = self._tasks = None
+        await super().close()
 
     # ---- log ----
 

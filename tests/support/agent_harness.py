@@ -19,7 +19,6 @@ import base64
 import os
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from k3c.daemon.containerd import ContainerdConfig
 from k3c.daemon.hostcontainerd import HostContainerd
 from k3c.daemon.supervisor import install_crds
 from tests.support.daemon_harness import DaemonProcess
-from tests.support.harness import REPO, APIServerProcess, free_port
+from tests.support.harness import APIServerProcess, free_port
 
 NS, SA = api.AGENT_NAMESPACE, api.AGENT_NAME
 
@@ -169,27 +168,12 @@ class AgentProcess(DaemonProcess):
 
     def start(self, timeout: float = 60.0) -> None:
         """Spawn the agent as the DaemonSet's container runs it and wait for its ``daemon.json`` to say ready."""
-        import subprocess
-
         assert self.pid is None, "agent already running"
         self.base.mkdir(parents=True, exist_ok=True)
         if not (self.sa_dir / "token").exists():
             self.write_service_account()
         (self.state_dir / "daemon.json").unlink(missing_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                         env=self.environ())
-        self.started_pids.add(self.proc.pid)
-        deadline = time.monotonic() + timeout
-        while not self.status().get("ready"):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"k3c agent exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"k3c agent not ready within {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.05)
-        st = self.status()
-        self.started_pids.update(p for p in (st.get("containerdPid"), st.get("operatorPid")) if p)
+        self._spawn(self.argv(), self.environ(), "agent", timeout)
 
     def _children(self) -> list[int]:
         """What dies with the agent: the operator only (containerd outlives it)."""

@@ -206,16 +206,22 @@ class DaemonProcess:
                "--bridge", self.bridge, "--subnet", self.subnet, "--network-name", self.network_name,
                "--node-name", "k3c-test-node", "--log-level", os.environ.get("K3C_TEST_LOG_LEVEL", "info"),
                *self.extra_args]
+        self._spawn(cmd, None, "daemon", timeout)
+
+    def _spawn(self, argv: list[str], env: dict[str, str] | None, what: str, timeout: float) -> None:
+        """Run ``argv`` (the daemon, or an agent) logging to :attr:`log_path`, wait until its ``daemon.json``
+        says ready (stopped and RuntimeError with the log's tail if it exits or is late), then note the pids
+        it started for the clean-up."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         self.started_pids.add(self.proc.pid)
         deadline = time.monotonic() + timeout
         while not self.status().get("ready"):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"k3c daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"k3c {what} exited with {self.proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"k3c daemon not ready within {timeout} s:\n{self.log_tail()}")
+                raise RuntimeError(f"k3c {what} not ready within {timeout} s:\n{self.log_tail()}")
             time.sleep(0.05)
         st = self.status()
         self.started_pids.update(p for p in (st.get("containerdPid"), st.get("operatorPid")) if p)
