@@ -724,7 +724,7 @@ def test_events_filters_since_until_and_formats(apiserver, api, ns):
     set_status(api, ns, "job", {"phase": "Exited", "containerID": "b" * 64, "startedAt": rfc3339(-10),
                                 "finishedAt": rfc3339(-5), "exitCode": 1})
     api.post(f"{G}/namespaces/{ns}/volumes", {"apiVersion": "k3c.io/v1alpha1", "kind": "Volume",
-                                              "metadata": {"name": "data"}})
+                                              "metadata": {"name": "store"}})
     until = f"{time.time() + 1:.3f}"
 
     names = {docker_id(web): "web", docker_id(job): "job"}
@@ -738,12 +738,13 @@ def test_events_filters_since_until_and_formats(apiserver, api, ns):
     everything = shown()  # in time order: the starts and the exit were written back-dated
     assert everything[:4] == ["container start web", "container start job", "container die job",
                               "container stop job"]
-    assert sorted(everything[4:]) == ["container create job", "container create web", "volume create data"]
+    assert sorted(everything[4:]) == ["container create job", "container create web", "volume create store"]
     assert shown("-f", "container=we") == ["container start web", "container create web"]
     assert shown("-f", f"container={docker_id(job)[:6]}", "-f", "event=create") == ["container create job"]
     assert shown("-f", "event=die", "-f", "event=stop") == ["container die job", "container stop job"]
-    assert shown("-f", "type=volume") == ["volume create data"]
-    assert shown("-f", "volume=da") == ["volume create data"]
+    assert shown("-f", "type=volume") == ["volume create store"]
+    # docker matches a prefix of the actor's ID or name, a container's too: "st" can begin no hex ID
+    assert shown("-f", "volume=st") == ["volume create store"]
     assert shown("-f", "image=nginx", "-f", "event=start") == ["container start web"]
     assert shown("-f", "image=nginx:1.25", "-f", "event=start") == ["container start web"]
     assert shown("-f", "image=busybox:latest") == [], "docker matches the reference as the container names it"
