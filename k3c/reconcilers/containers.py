@@ -267,6 +267,10 @@ class ContainerReconciler:
         if inst is not None and not inst.exit_reported:
             obj = await self._report_exit(obj, inst)
             status = obj.get("status") or {}
+        if not want_run and status.get("phase") == "Exited" and (
+                status.get("observedState") != "Stopped" or status.get("observedGeneration") != meta.get("generation")):
+            obj = await self._stopped_between_runs(obj, inst)
+            status = obj.get("status") or {}
         if want_run and self._start_wanted(status, shape, restart_requested):
             return await self._start(obj, inst, restart=False)
         if want_run and status.get("phase") == "Exited" and inst is not None and inst.restart_at is not None:
@@ -595,6 +599,15 @@ class ContainerReconciler:
                 await asyncio.sleep(0.1)
             grace = 0
         await self.env.cri.stop_container(cid, grace)
+
+    async def _stopped_between_runs(self, obj: dict[str, Any], inst: Instance | None) -> dict[str, Any]:
+        """A stop asked while the container waits to be restarted by its policy: no restart, and status says
+        so ("Exited", not "Restarting"; the stop observed, which `k3c stop` and the Docker API wait for)."""
+        if inst is not None:
+            inst.restart_at = None
+        code = (obj.get("status") or {}).get("exitCode", 0)
+        return await self._write_status(obj, {"summary": f"Exited ({code})", "observedState": "Stopped",
+                                              "observedGeneration": obj["metadata"].get("generation")})
 
     def _mark_exited(self, inst: Instance, exit_code: int, finished_at: str) -> None:
         self.health.stop(inst.uid)

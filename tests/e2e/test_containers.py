@@ -155,6 +155,24 @@ def test_restart_always_until_stopped(daemon: DaemonProcess) -> None:
     settled(daemon, obj["metadata"]["uid"])
 
 
+def test_a_stop_while_waiting_to_restart_stops_it(daemon: DaemonProcess) -> None:
+    """Stopped between two runs of its restart policy (during the back-off): no further run, and status says
+    Exited with the stop observed, not Restarting."""
+    path = LOCAL_CONTAINERS.path("default", "flapping")
+    daemon.create_container("flapping", command=["sh", "-c", "exit 3"], restartPolicy="always")
+    daemon.wait_container("flapping", lambda o: (o.get("status") or {}).get("summary") == "Restarting (3)"
+                          and o["status"].get("restartCount", 0) >= 3, 30)  # back-offs of 0.4 s and more now
+    daemon.api.merge_patch(path, {"spec": {"state": "Stopped"}})
+    obj = daemon.wait_container("flapping", lambda o: o["status"].get("observedGeneration") == o["metadata"][
+        "generation"] and o["status"].get("observedState") == "Stopped", 10)
+    count = obj["status"]["restartCount"]
+    time.sleep(2.0)  # longer than the back-off it was waiting out
+    obj = daemon.container("flapping") or {}
+    assert obj["status"]["restartCount"] == count and obj["status"]["summary"] == "Exited (3)", obj["status"]
+    daemon.delete_container("flapping")
+    settled(daemon, obj["metadata"]["uid"])
+
+
 # ------------------------------------------------------------------------------------------------ spec → runtime
 
 
