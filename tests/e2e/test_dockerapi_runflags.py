@@ -193,3 +193,67 @@ def test_a_bad_create_body_is_a_400(sock: str) -> None:
                            {"Content-Type": "application/json"})
     assert status == 400 and json.loads(reply) == {
         "message": "ulimit soft limit must be less than or equal to hard limit: 10 > 5"}
+
+
+COMPOSE_FILE = """version: "2.4"
+services:
+  opts:
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' INT; touch /tmp/ok; sleep 3600 & wait"]
+    stop_signal: SIGINT
+    init: true
+    extra_hosts: ["cache:10.4.5.6", "gw:host-gateway"]
+    tmpfs: ["/run/scratch:size=1m"]
+    ulimits:
+      nofile: {{soft: 300, hard: 400}}
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 500ms
+      retries: 2
+    shm_size: 16m
+    cap_add: [NET_ADMIN]
+    devices: ["/dev/zero:/dev/composezero"]
+    security_opt: [no-new-privileges]
+    pids_limit: 40
+    dns_search: [example.com]
+    logging:
+      driver: json-file
+      options: {{max-size: 2m, max-file: "3"}}
+"""
+
+
+def test_compose_file_with_run_options(sock: str, tmp_path: Path) -> None:
+    """docker-compose 1.29 `up -d` of a service with the run options: created, in effect, and up to date on a
+    second `up -d` (compose finds nothing changed)."""
+    from tests.support.compose_project import COMPOSE
+
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(image=TEST_IMAGE))
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": os.environ.get("HOME", "/root"),
+           "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(tmp_path / ".docker"),
+           "COMPOSE_PROJECT_NAME": "runopts"}
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        cp = subprocess.run([COMPOSE, "--ansi", "never", *args], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=180, env=env)
+        assert cp.returncode == 0 and "Traceback" not in cp.stderr, (args, cp.stderr)
+        return cp
+
+    compose("up", "-d")
+    try:
+        name = "runopts_opts_1"
+        assert re.search(r"^10\.4\.5\.6\s+cache$", sh(sock, name, "cat /etc/hosts"), re.M)
+        assert sh(sock, name, "grep 'Max open files' /proc/1/limits").split()[3:5] == ["300", "400"]
+        assert sh(sock, name, "cat /proc/1/cmdline | tr '\\0' ' '").split()[0] == "/sbin/docker-init"
+        assert re.search(r" /run/scratch tmpfs \S*size=1024k", sh(sock, name, "cat /proc/mounts"))
+        assert sh(sock, name, "cat /sys/fs/cgroup/pids/pids.max").strip() == "40"
+        assert sh(sock, name, "test -c /dev/composezero && echo there").strip() == "there"
+        wait_until(lambda: ok(sock, "inspect", "-f", "{{.State.Health.Status}}", name).strip() == "healthy", 30,
+                   "healthy")
+        again = compose("up", "-d")
+        assert "is up-to-date" in again.stderr, again.stderr
+        t0 = time.monotonic()
+        compose("stop", "-t", "20")  # SIGINT, trapped: well before the 20 s grace
+        assert time.monotonic() - t0 < 10
+        assert ok(sock, "inspect", "-f", "{{.State.ExitCode}}", name).strip() == "0"
+    finally:
+        compose("down", "-v", "--timeout", "0")
