@@ -20,6 +20,7 @@ import docker
 import pytest
 
 from tests.e2e.test_dockerapi import cli, ok, raw
+from tests.e2e.test_dockerapi_exec import image_known  # noqa: F401  (autouse: the Image object is there)
 from tests.support.daemon_harness import TEST_IMAGE, wait_until
 
 SCRIPT = ("touch /tmp/ok; trap 'echo got-usr1; exit 3' USR1; trap 'echo got-term; exit 4' TERM; "
