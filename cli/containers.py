@@ -46,8 +46,8 @@ from k3c.cli.common import (
     wait_removed,
 )
 from k3c.cli.errors import CLIError, daemon_error
-from k3c.cli.mountflags import Mount
 from k3c.containerlife import exit_code, unclaimed
+from k3c.mountspec import Mount
 
 PICKUP_TIMEOUT = float(os.environ.get("K3C_PICKUP_TIMEOUT", "30"))
 START_TIMEOUT = float(os.environ.get("K3C_START_TIMEOUT", "600"))

@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform as host_platform
-import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from k3c import runoptions
 from k3c.cli.errors import CLIError, daemon_error
 from k3c.cli.goflags import parse_int
 from k3c.signals import signal_number
 
-ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
-           "rtprio", "rttime", "sigpending", "stack")
-_CPUSET = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 #: Go's names of the machine architectures k3c may run on (uname -m → GOARCH).
 _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
            "riscv64": "riscv64"}
@@ -34,7 +34,7 @@ def parse_ulimit(value: str) -> dict[str, Any]:
     name, sep, limits = value.partition("=")
     if not sep:
         raise _bad(f"invalid ulimit argument: {value}")
-    if name not in ULIMITS:
+    if name not in runoptions.ULIMITS:
         raise _bad(f"invalid ulimit type: {name}")
     soft_text, colon, hard_text = limits.partition(":")
     try:
@@ -42,9 +42,10 @@ def parse_ulimit(value: str) -> dict[str, Any]:
         hard = parse_int(hard_text) if colon else soft
     except ValueError as err:
         raise _bad(str(err)) from None
-    if soft > hard and hard != -1:
-        raise _bad(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
-    return {"name": name, "soft": soft, "hard": hard}
+    try:
+        return runoptions.ulimit(name, soft, hard)
+    except ValueError as err:
+        raise _bad(str(err)) from None
 
 
 def parse_memory_swap(value: str) -> str:
@@ -59,10 +60,16 @@ def parse_memory_swap(value: str) -> str:
         raise _bad(f"invalid size: '{value}'") from None
 
 
+def _daemon_checked(check: Callable[[_T], _R], value: _T) -> _R:
+    """``check(value)``, its ValueError reported as docker's CLI reports the daemon's refusal (exit 125)."""
+    try:
+        return check(value)
+    except ValueError as err:
+        raise daemon_error(str(err), 125) from None
+
+
 def parse_cpuset(value: str) -> str:
-    if not _CPUSET.match(value):
-        raise daemon_error(f"Invalid value {value} for cpuset cpus", 125)
-    return value
+    return _daemon_checked(runoptions.cpuset, value)
 
 
 def parse_stop_signal(value: str) -> str:
@@ -74,37 +81,16 @@ def parse_stop_signal(value: str) -> str:
 
 
 def security_options(values: list[str]) -> dict[str, Any]:
-    """--security-opt no-new-privileges[:true|false], seccomp=unconfined, apparmor=NAME → spec fields."""
-    out: dict[str, Any] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep:
-            key, sep, val = value.partition(":")
-        if key == "no-new-privileges":
-            if val not in ("", "true", "false"):
-                raise daemon_error(f"invalid --security-opt 2: {value!r}", 125)
-            out["noNewPrivileges"] = val != "false"
-        elif key == "seccomp" and val:
-            out["seccompProfile"] = val if val == "unconfined" else _seccomp_file(val)
-        elif key == "apparmor" and val:
-            out["apparmorProfile"] = val
-        elif key in ("label", "systempaths", "seccomp", "apparmor") or not sep:
-            raise daemon_error(f"--security-opt {value}: not supported by k3c", 125)
-        else:
-            raise daemon_error(f"invalid --security-opt 1: {value!r}", 125)
-    return out
+    """--security-opt no-new-privileges[:true|false], seccomp=unconfined|FILE, apparmor=NAME → spec fields."""
+    return _daemon_checked(lambda v: runoptions.security_options(v, _seccomp_file), values)
 
 
 def parse_pid_mode(value: str) -> str:
-    if value in ("", "host"):
-        return value
-    raise daemon_error(f"--pid {value}: not supported by k3c (use host, or none for the container's own)", 125)
+    return _daemon_checked(runoptions.pid_mode, value)
 
 
 def parse_ipc_mode(value: str) -> str:
-    if value in ("host", "private", "shareable"):
-        return value
-    raise daemon_error(f"--ipc {value}: not supported by k3c (use host, private or shareable)", 125)
+    return _daemon_checked(runoptions.ipc_mode, value)
 
 
 def node_platform() -> str:
@@ -169,30 +155,13 @@ def healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def log_options(values: list[str]) -> dict[str, Any] | None:
     """--log-opt max-size=10m --log-opt max-file=3 (json-file's rotation options; others refused)."""
-    from k3c.units import ram_in_bytes
-
-    out: dict[str, Any] = {}
+    pairs: dict[str, str] = {}
     for value in values:
         key, sep, val = value.partition("=")
         if not sep:
             raise daemon_error(f"invalid key value pair format in logging opts: {value}", 125)
-        if key == "max-size":
-            try:
-                if ram_in_bytes(val) <= 0:
-                    raise ValueError(val)
-            except ValueError:
-                raise daemon_error(f"invalid size: '{val}'", 125) from None
-            out["maxSize"] = val
-        elif key == "max-file":
-            if not val.isdigit() or int(val) < 1:
-                raise daemon_error("max-file cannot be less than 1", 125)
-            out["maxFile"] = int(val)
-        else:
-            raise daemon_error(f"unknown log opt '{key}' for json-file log driver (k3c supports max-size and "
-                               "max-file)", 125)
-    if "maxFile" in out and "maxSize" not in out:
-        raise daemon_error("max-file needs max-size (k3c rotates by size)", 125)
-    return out or None
+        pairs[key] = val
+    return _daemon_checked(runoptions.log_options, pairs)
 
 
 def _seccomp_file(path: str) -> str:

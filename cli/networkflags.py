@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import re
 from typing import Any
 
+from k3c import runoptions
 from k3c.cli.errors import CLIError
-from k3c.cli.goflags import parse_uint, quote
+from k3c.cli.goflags import parse_uint
 
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}
-#: ``--add-host NAME:host-gateway``: the node's address on k3c's bridge (docker's name for it).
-HOST_GATEWAY = "host-gateway"
-_DOMAIN = re.compile(r"^((?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-                     r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*)\.?\s*$")
 
 
 def _bad(message: str) -> argparse.ArgumentTypeError:
@@ -119,24 +115,15 @@ def parse_expose(values: list[str]) -> list[dict[str, Any]]:
 # ---- --add-host, --dns-search ------------------------------------------------------------------------
 def parse_add_host(value: str) -> dict[str, str]:
     """NAME:IP (split at the first colon, so IPv6 works) or NAME:host-gateway."""
-    name, sep, ip = value.partition(":")
-    if not sep or not name:
-        raise _bad(f"bad format for add-host: {quote(value)}")
-    if ip != HOST_GATEWAY:
-        try:
-            ipaddress.ip_address(ip.strip())
-        except ValueError:
-            raise _bad(f"invalid IP address in add-host: {quote(ip)}") from None
-        ip = ip.strip()
-    return {"name": name, "ip": ip}
+    try:
+        return runoptions.extra_host(value)
+    except ValueError as err:
+        raise _bad(str(err)) from None
 
 
 def parse_dns_search(value: str) -> str:
     """A search domain (docker's ValidateDNSSearch); "." stands for none."""
-    value = value.strip(" ")
-    if value == ".":
-        return value
-    m = _DOMAIN.match(value)
-    if not re.search(r"[a-zA-Z]", value) or not m or len(m.group(1)) >= 255:
-        raise _bad(f"{value} is not a valid domain")
-    return m.group(1)
+    try:
+        return runoptions.dns_search(value)
+    except ValueError as err:
+        raise _bad(str(err)) from None

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3c import runoptions
 from k3c.api import (
     ANONYMOUS_VOLUMES_ANNOTATION,
     ATTACHED_RUN_ANNOTATION,
@@ -26,8 +27,6 @@ from k3c.cli import limitflags as lim
 from k3c.cli.errors import daemon_error
 from k3c.cli.goflags import add_bool_flag, flag_value, int_flag
 from k3c.cli.mountflags import (
-    Mount,
-    Tmpfs,
     check_mount_points,
     mount_entry,
     parse_device,
@@ -38,6 +37,7 @@ from k3c.cli.mountflags import (
 from k3c.cli.networkflags import parse_add_host, parse_dns_search, parse_expose, parse_publish
 from k3c.dockerid import kubernetes_label_ok as k8s_label_ok
 from k3c.dockerid import object_name, valid_docker_name
+from k3c.mountspec import Mount, Tmpfs
 from k3c.timefmt import format_rfc3339_ns
 
 _RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
@@ -317,12 +317,10 @@ def _check_conflicts(args: argparse.Namespace) -> None:
         raise daemon_error("Minimum memory limit allowed is 6MB", 125)
     if args.stop_timeout is not None and args.stop_timeout < 0:
         raise daemon_error("invalid stop timeout: must not be negative", 125)
-    if args.shm_size and args.ipc == "host":
-        raise daemon_error("--shm-size cannot be used with --ipc host (the node's /dev/shm is used)", 125)
-    if args.memory_swap not in (None, "-1") and args.memory is None:
-        raise daemon_error("You should always set the Memory limit when using Memoryswap limit, see usage.", 125)
-    if args.memory_swap not in (None, "-1") and int(args.memory_swap) < int(args.memory):
-        raise daemon_error("Minimum memoryswap limit should be larger than memory limit, see usage.", 125)
+    try:
+        runoptions.check_limits(args.memory, args.memory_swap, args.shm_size, args.ipc)
+    except ValueError as err:
+        raise daemon_error(str(err), 125) from None
 
 
 def build_container(args: argparse.Namespace, name: str, namespace: str, start: bool,

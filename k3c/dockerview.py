@@ -14,7 +14,7 @@ from typing import Any
 from k3c import dockerid
 from k3c.api import CREATED_ANNOTATION, IMAGE_ID_ANNOTATION
 from k3c.containerlife import is_running
-from k3c.timefmt import parse_rfc3339_ns, since
+from k3c.timefmt import parse_duration_ns, parse_rfc3339_ns, since
 from k3c.units import human_duration
 
 DOCKER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -145,7 +145,7 @@ def image_defaults(spec: Mapping[str, Any], image: Mapping[str, Any] | None) -> 
 
 def _config(obj: dict[str, Any], image: Mapping[str, Any] | None) -> dict[str, Any]:
     spec = obj.get("spec") or {}
-    optional = {"StopSignal": spec.get("stopSignal")}
+    optional = {"StopSignal": spec.get("stopSignal"), "Healthcheck": _healthcheck(spec.get("healthcheck"))}
     merged = image_defaults(spec, image)
     return {
         **UNSET_CONFIG, **{k: v for k, v in optional.items() if v},
@@ -157,6 +157,19 @@ def _config(obj: dict[str, Any], image: Mapping[str, Any] | None) -> dict[str, A
         "StopTimeout": spec.get("stopTimeout", 10),
         "ExposedPorts": {_port_key(p): {} for p in spec.get("ports") or []} or None,
     }
+
+
+def _healthcheck(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """spec.healthcheck as docker's Config.Healthcheck: durations in nanoseconds, unset ones left out."""
+    if not check:
+        return None
+    out: dict[str, Any] = {"Test": list(check.get("test") or [])}
+    for field, key in (("interval", "Interval"), ("timeout", "Timeout"), ("startPeriod", "StartPeriod")):
+        if check.get(field):
+            out[key] = parse_duration_ns(str(check[field]))
+    if check.get("retries"):
+        out["Retries"] = int(check["retries"])
+    return out
 
 
 def _network_mode(spec: dict[str, Any], networks: Mapping[str, tuple[str, str]]) -> str:

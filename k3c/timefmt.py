@@ -85,6 +85,15 @@ def parse_duration_ns(text: str) -> int:
     return int(total)
 
 
+def format_duration_ns(ns: int) -> str:
+    """Nanoseconds as a Go duration in the largest unit that keeps them exact (``30s``, ``1500ms``, ``7ns``):
+    a docker API duration (an integer) as spec fields take it."""
+    for unit in ("h", "m", "s", "ms", "us"):
+        if ns and ns % _UNITS_NS[unit] == 0:
+            return f"{ns // _UNITS_NS[unit]}{unit}"
+    return f"{ns}ns"
+
+
 def parse_since(text: str, now_ns: int | None = None) -> int:
     """docker's ``--since``: a duration before now, RFC 3339 (or a date), or a unix timestamp → epoch ns.
 

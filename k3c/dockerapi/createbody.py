@@ -10,21 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from k3c import dockerid
+from k3c import dockerid, mountspec
 from k3c.dockerapi.bodies import strings as _strings
 from k3c.dockerapi.bodies import typed as _typed
 from k3c.dockerapi.errors import BadParameter
+from k3c.dockerapi.hostconfig import checked, mounts, run_options
 
 #: Config fields that are read (the others must be zero); Attach* and ArgsEscaped carry no container state
 CONFIG_FIELDS = frozenset({
     "Hostname", "User", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "WorkingDir", "Entrypoint",
     "Labels", "StopTimeout", "ExposedPorts", "AttachStdin", "AttachStdout", "AttachStderr", "ArgsEscaped",
-    "HostConfig", "NetworkingConfig",
+    "HostConfig", "NetworkingConfig", "StopSignal", "Healthcheck",
 })
 #: HostConfig fields that are honoured; a non-zero value of any other is a 400
 HOST_CONFIG_FIELDS = frozenset({
     "Binds", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove", "Privileged", "ReadonlyRootfs",
     "CapAdd", "CapDrop", "Dns", "Memory", "NanoCpus", "PublishAllPorts", "ConsoleSize",
+    # the run options k3c.dockerapi.hostconfig reads, as `k3c run`'s flags do
+    "Init", "Tmpfs", "Mounts", "Devices", "ShmSize", "ExtraHosts", "DnsSearch", "DnsOptions", "Ulimits",
+    "PidsLimit", "MemorySwap", "CpuShares", "CpusetCpus", "SecurityOpt", "PidMode", "IpcMode", "GroupAdd",
+    "LogConfig",
 })
 #: values of otherwise-refused fields that mean the default (what clients send when nothing was asked)
 DEFAULT_VALUES: dict[str, frozenset[Any]] = {
@@ -59,8 +64,6 @@ def _check_allowed(doc: dict[str, Any], allowed: frozenset[str], where: str) -> 
         if key in allowed or is_zero(value):
             continue
         if isinstance(value, (str, int)) and value in DEFAULT_VALUES.get(key, frozenset()):
-            continue
-        if key == "LogConfig" and isinstance(value, dict) and value.get("Type") in ("", "json-file") and not value.get("Config"):
             continue
         raise BadParameter(f"{where}.{key} is not supported by k3c (got {value!r})")
 
@@ -150,6 +153,10 @@ def container_spec(body: dict[str, Any]) -> CreateRequest:
     memory = _typed(host, "Memory", int, "HostConfig")
     nano = _typed(host, "NanoCpus", int, "HostConfig")
     exposed = _typed(body, "ExposedPorts", dict, "Config") or {}
+    mounted, tmpfs = mounts(host)
+    volumes.update({m.spec["volume"]: m.docker_name for m in mounted if m.docker_name})
+    binds = _binds(_strings(host, "Binds", "HostConfig") or [], volumes) + [m.spec for m in mounted]
+    checked(mountspec.check_mount_points, binds, tmpfs)
     optional: dict[str, Any] = {
         "command": _strings(body, "Entrypoint", "Config") or None,
         "args": _strings(body, "Cmd", "Config") or None,
@@ -165,7 +172,7 @@ def container_spec(body: dict[str, Any]) -> CreateRequest:
         "expose": [{"containerPort": int(k.partition("/")[0]), "protocol": (k.partition("/")[2] or "tcp").upper()}
                    for k in exposed if k.partition("/")[0].isdigit()] or None,
         "ports": _ports(_typed(host, "PortBindings", dict, "HostConfig") or {}) or None,
-        "volumes": _binds(_strings(host, "Binds", "HostConfig") or [], volumes) or None,
+        "volumes": binds or None, "tmpfs": tmpfs or None,
         "hostNetwork": _network(_typed(host, "NetworkMode", str, "HostConfig")),
         "restartPolicy": _restart(_typed(host, "RestartPolicy", dict, "HostConfig") or {}),
         "autoRemove": _typed(host, "AutoRemove", bool, "HostConfig") or None,
@@ -177,6 +184,7 @@ def container_spec(body: dict[str, Any]) -> CreateRequest:
         "memory": str(memory) if memory else None,
         "cpus": f"{nano / 1e9:g}" if nano else None,
         "publishAll": _typed(host, "PublishAllPorts", bool, "HostConfig") or None,
+        **run_options(body, host, str(memory) if memory else None),
     }
     spec = {"image": image, **{k: v for k, v in optional.items() if v is not None}}
     return CreateRequest(spec, volumes, _typed(host, "NetworkMode", str, "HostConfig") or "", _endpoints(body))

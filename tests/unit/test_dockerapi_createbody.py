@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from k3c import dockerid
 from k3c.dockerapi.createbody import container_spec, is_zero
 from k3c.dockerapi.errors import BadParameter
 
@@ -36,8 +37,24 @@ def test_fields_map_onto_the_spec():
 
 @pytest.mark.parametrize(("body", "words"), [
     ({"Image": "b", "HostConfig": {"Runtime": "kata"}}, "HostConfig.Runtime"),
-    ({"Image": "b", "HostConfig": {"Devices": [{"PathOnHost": "/dev/fuse"}]}}, "HostConfig.Devices"),
-    ({"Image": "b", "Healthcheck": {"Test": ["CMD", "true"]}}, "Config.Healthcheck"),
+    ({"Image": "b", "HostConfig": {"Sysctls": {"net.ipv4.ip_forward": "1"}}}, "HostConfig.Sysctls"),
+    ({"Image": "b", "HostConfig": {"OomScoreAdj": 500}}, "HostConfig.OomScoreAdj"),
+    ({"Image": "b", "Healthcheck": {"Test": ["WHAT", "true"]}}, "Config.Healthcheck"),
+    ({"Image": "b", "HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}}, "soft limit"),
+    ({"Image": "b", "HostConfig": {"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}}, "invalid ulimit type"),
+    ({"Image": "b", "HostConfig": {"ExtraHosts": ["nocolon"]}}, "bad format for add-host"),
+    ({"Image": "b", "HostConfig": {"PidMode": "container:x"}}, "--pid container:x"),
+    ({"Image": "b", "HostConfig": {"SecurityOpt": ["label=disable"]}}, "not supported by k3c"),
+    ({"Image": "b", "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"mode": "non-blocking"}}}},
+     "unknown log opt 'mode'"),
+    ({"Image": "b", "HostConfig": {"MemorySwap": 100}}, "Memory limit when using Memoryswap"),
+    ({"Image": "b", "HostConfig": {"Mounts": [{"Type": "volume", "Target": "/v"}]}}, "anonymous"),
+    ({"Image": "b", "StopSignal": "SIGNOPE"}, "Invalid signal"),
+    ({"Image": "b", "Healthcheck": {"Interval": 5}}, "Interval in Healthcheck cannot be less than 1ms"),
+    ({"Image": "b", "HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {"SizeBytes": "1"}}]}},
+     "Mount.TmpfsOptions.SizeBytes"),
+    ({"Image": "b", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/nonexistent-k3c", "Target": "/x"}]}},
+     "bind source path does not exist"),
     ({"Image": "b", "HostConfig": {"LogConfig": {"Type": "syslog"}}}, "HostConfig.LogConfig"),
     ({"Image": "b", "HostConfig": "x"}, "cannot unmarshal"),
     ({"Image": "b", "Env": ["A", 1]}, "Config.Env"),
@@ -54,3 +71,56 @@ def test_fields_map_onto_the_spec():
 def test_what_is_not_honoured_is_refused_by_name(body, words):
     with pytest.raises(BadParameter, match=words.replace(".", r"\.")):
         container_spec(body)
+
+
+#: the same run options as `k3c run` flags and as the create body docker's CLI sends for them
+RUN_FLAGS = ["--stop-signal", "SIGKILL", "--init", "--health-cmd", "true", "--health-interval", "1500ms",
+             "--health-retries", "2", "--tmpfs", "/t:size=1m", "--mount", "type=tmpfs,target=/m,tmpfs-size=2048",
+             "--mount", "type=volume,source=Named_v,target=/nv,readonly", "--device", "/dev/null:/dev/xnull:r",
+             "--shm-size", "128m", "--add-host", "gw:host-gateway", "--add-host", "h1:10.1.2.3",
+             "--dns-search", "example.com", "--dns-option", "ndots:2", "--ulimit", "nofile=100:200",
+             "--pids-limit", "50", "-m", "64m", "--memory-swap", "128m", "-c", "512", "--cpuset-cpus", "0",
+             "--security-opt", "no-new-privileges", "--pid", "host", "--ipc", "shareable", "--group-add", "10",
+             "--log-opt", "max-size=1m", "--log-opt", "max-file=2"]
+BODY = {
+    "Image": "img", "StopSignal": "SIGKILL",
+    "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 1_500_000_000, "Retries": 2},
+    "HostConfig": {
+        "Init": True, "Tmpfs": {"/t": "size=1m"}, "ShmSize": 128 * 1024 * 1024, "Memory": 64 * 1024 * 1024,
+        "Mounts": [{"Type": "tmpfs", "Target": "/m", "TmpfsOptions": {"SizeBytes": 2048}},
+                   {"Type": "volume", "Source": "Named_v", "Target": "/nv", "ReadOnly": True}],
+        "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "r"}],
+        "ExtraHosts": ["gw:host-gateway", "h1:10.1.2.3"], "DnsSearch": ["example.com"], "DnsOptions": ["ndots:2"],
+        "Ulimits": [{"Name": "nofile", "Soft": 100, "Hard": 200}], "PidsLimit": 50, "MemorySwap": 128 * 1024 * 1024,
+        "CpuShares": 512, "CpusetCpus": "0", "SecurityOpt": ["no-new-privileges"], "PidMode": "host",
+        "IpcMode": "shareable", "GroupAdd": ["10"],
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}},
+    },
+}
+
+
+def test_run_options_make_the_spec_k3c_run_makes():
+    from k3c.cli import runflags
+    from k3c.cli.main import build_parser
+
+    args = build_parser().parse_args(["create", *RUN_FLAGS, "img"])
+    cli = runflags.build_container(args, "c1", "default", False, environ={}).obj["spec"]
+    req = container_spec(BODY)
+    mine = {k: v for k, v in cli.items() if k not in ("state", "nodeName")}
+    assert req.spec == mine
+    assert req.volumes == {dockerid.object_name("Named_v"): "Named_v"}
+    assert mine["healthcheck"] == {"test": ["CMD-SHELL", "true"], "interval": "1500ms", "retries": 2}
+
+
+def test_inspect_shows_the_run_options_back_in_dockers_keys():
+    from k3c.dockerview import docker_inspect
+
+    seen = docker_inspect({"metadata": {"name": "c1", "uid": "u"}, "spec": container_spec(BODY).spec})
+    host, config = seen["HostConfig"], seen["Config"]
+    assert config["StopSignal"] == "SIGKILL"
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 1_500_000_000, "Retries": 2}
+    for key in ("Init", "ShmSize", "Devices", "ExtraHosts", "DnsSearch", "DnsOptions", "Ulimits", "PidsLimit",
+                "MemorySwap", "CpuShares", "CpusetCpus", "SecurityOpt", "PidMode", "IpcMode", "GroupAdd",
+                "LogConfig"):
+        assert host[key] == BODY["HostConfig"][key], key
+    assert host["Tmpfs"] == {"/t": "size=1m", "/m": "size=2048"}
