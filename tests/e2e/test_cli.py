@@ -387,8 +387,9 @@ def test_rm_of_a_never_claimed_object_needs_no_operator(apiserver, api, ns):
 def test_name_and_id_prefix_resolution(apiserver, api, ns):
     """docker's order: full ID, docker name, object name, then a unique prefix of the (uid-derived) ID."""
     ids: dict[str, str] = {}
-    while len({i[0] for i in ids.values()}) == len(ids):  # until two IDs share a first digit (17 at most)
-        ids[f"c{len(ids)}"] = docker_id(lc(api, ns, f"c{len(ids)}"))
+    # until two IDs share a first digit (17 at most); names no ID prefix can be ("c2" could: a name wins)
+    while len({i[0] for i in ids.values()}) == len(ids):
+        ids[f"n{len(ids)}"] = docker_id(lc(api, ns, f"n{len(ids)}"))
     first = next(i[0] for i in ids.values() if sum(j[0] == i[0] for j in ids.values()) > 1)
     alpha, beta = [n for n, i in ids.items() if i[0] == first][:2]
     set_status(api, ns, alpha, {"phase": "Exited", "containerID": "abc123" + "0" * 58, "exitCode": 0})
