@@ -82,7 +82,8 @@ class VolumeReconciler:
     async def _appears(self, namespace: str, name: str, user_created: str | None) -> bool:
         """Whether the Volume exists, or is created before the young container's grace ends."""
         born = parse_time(user_created)
-        deadline = (born.timestamp() if born else 0.0) + APPLY_GRACE
+        # creationTimestamp has whole seconds: the container may be up to 1 s older than it says
+        deadline = (born.timestamp() + 1.0 if born else 0.0) + APPLY_GRACE
         while True:
             if self._known(namespace, name) or await self.kube.get(Ref(VOLUMES, namespace, name)) is not None:
                 return True
