@@ -363,7 +363,8 @@ class NetworkReconciler:
         async with self._lock:
             live = {user_key(o["metadata"]["uid"]) for o in await self.kube.list_objects(NETWORKS)}
             for key in self.dirs.keys():
-                if key.startswith(USER_PREFIX) and key not in live and not self._leases(key):
+                if key.startswith(USER_PREFIX) and key not in live and key not in self._leaving \
+                        and not self._leases(key):  # (a removal in flight finishes its own)
                     await asyncio.to_thread(self._tear_down, key)
                     done.append(key)
         return done

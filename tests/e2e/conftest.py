@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,14 @@ def dockerpy(sock):
     client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def image_known(dockerpy):
+    """The test image as the API sees it: the operator's Image object can come a moment after the import."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(TEST_IMAGE in image.tags for image in dockerpy.images.list()):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{TEST_IMAGE} never showed in /images/json")

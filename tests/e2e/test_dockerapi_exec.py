@@ -26,17 +26,7 @@ import pytest
 from tests.e2e.test_dockerapi import DOCKER_CLI, cli, ok, raw
 from tests.support.daemon_harness import TEST_IMAGE
 
-
-@pytest.fixture(scope="module", autouse=True)
-def image_known(sock):
-    """The test image as the API sees it: the operator's Image object can come a moment after the import."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, _, body = raw(sock, "GET", "/v1.41/images/json")
-        if status == 200 and any(TEST_IMAGE in (i.get("RepoTags") or []) for i in json.loads(body)):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{TEST_IMAGE} never showed in /images/json")
+pytestmark = pytest.mark.usefixtures("image_known")
 
 
 def _env(sock: str) -> dict[str, str]:

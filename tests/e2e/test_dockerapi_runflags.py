@@ -20,8 +20,9 @@ import docker
 import pytest
 
 from tests.e2e.test_dockerapi import cli, ok, raw
-from tests.e2e.test_dockerapi_exec import image_known  # noqa: F401  (autouse: the Image object is there)
 from tests.support.daemon_harness import TEST_IMAGE, wait_until
+
+pytestmark = pytest.mark.usefixtures("image_known")  # the Image object is there before the first run
 
 SCRIPT = ("touch /tmp/ok; trap 'echo got-usr1; exit 3' USR1; trap 'echo got-term; exit 4' TERM; "
           "echo ready; while true; do sleep 0.1; done")
