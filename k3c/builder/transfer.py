@@ -142,7 +142,7 @@ async def _write_file(store: ContainerdImages, digest: str, path: Path, lease: s
         async for _ in call:
             pass
     except grpc.aio.AioRpcError as err:
-        if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+        if not await store.written_anyway(err, digest):
             raise translate("Content.Write", err) from err
 
 

@@ -148,7 +148,8 @@ async def write_stream(
             await abort_ingest(store, ref)
             if state["error"] is not None:
                 raise state["error"] from None
-            raise translate("Content.Write", err) from err
+            if not await store.written_anyway(err, expected):
+                raise translate("Content.Write", err) from err
     except BaseException:
         call.cancel()
         await asyncio.shield(abort_ingest(store, ref))

@@ -246,8 +246,18 @@ class ContainerdImages(ServiceClient):
             if err.code() == grpc.StatusCode.ALREADY_EXISTS:
                 return False
             await self._abort(ref)
+            if await self.written_anyway(err, digest):
+                return False
             raise translate("Content.Write", err) from err
         return True
+
+    async def written_anyway(self, err: grpc.aio.AioRpcError, digest: str) -> bool:
+        """Whether a failed Content.Write of ``digest`` means the blob is there. containerd answers
+        ALREADY_EXISTS for a blob it has and ends the stream; when grpcio is still sending then, the send
+        fails as INTERNAL ("Failed execute_batch"), hiding that answer: the blob being there is the answer."""
+        if err.code() == grpc.StatusCode.ALREADY_EXISTS:
+            return True
+        return bool(digest) and err.code() == grpc.StatusCode.INTERNAL and await self.info(digest) is not None
 
     async def _abort(self, ref: str) -> None:
         try:
