@@ -122,8 +122,9 @@ class BuildNetwork:
         try:
             sid = await self._client().run_pod_sandbox(config)
         except RuntimeCallError as err:
-            if isinstance(err, RuntimeUnavailableError):  # containerd died: it may have made it all the same
-                self._remove_strays_later()
+            # containerd died or the call broke off: it may have made the sandbox all the same (CRI recovers it
+            # NOTREADY), and not only when the error says UNAVAILABLE; removing strays is harmless otherwise
+            self._remove_strays_later()
             raise NetworkUnavailable(str(err)) from None
         try:
             status = await self._client().pod_sandbox_status(sid, verbose=True)
