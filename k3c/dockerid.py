@@ -10,11 +10,12 @@ must all derive the one from the other the same way, or a container shows two ID
   name, as for objects written with kubectl); the object's name is :func:`object_name` of it. The same
   rule names Volumes.
 
-A leaf, standard library only (``hashlib``, ``json``, ``re``, ``random``), so the CLI may import it at start-up.
+A leaf, standard library only (``functools``, ``hashlib``, ``json``, ``re``, ``random``), so the CLI may import it at start-up.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -38,8 +39,10 @@ _SUFFIX_HEX: Final = 6
 ID_LENGTH: Final = 64
 
 
+@functools.lru_cache(maxsize=4096)
 def container_id(uid: str) -> str:
-    """The docker ID of the object with this ``metadata.uid``: 64 lowercase hex, the same for its lifetime."""
+    """The docker ID of the object with this ``metadata.uid``: 64 lowercase hex, the same for its lifetime
+    (remembered: a list computes it for every container, several times)."""
     return hashlib.sha256(uid.encode()).hexdigest()
 
 

@@ -6,6 +6,7 @@ the Docker Engine API (:mod:`k3c.dockerapi`), so both show the same fields with 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -290,11 +291,33 @@ def docker_inspect(obj: dict[str, Any], volumes: Mapping[str, str] | None = None
     }
 
 
+def list_fields(obj: dict[str, Any], subnet: str = "", networks: Mapping[str, tuple[str, str]] | None = None,
+                image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of :func:`docker_inspect` a container list (``GET /containers/json``) shows, computed
+    alone: a list builds them for every container, and the whole inspect document was most of its time."""
+    networks = networks or {}
+    spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
+    merged = image_defaults(spec, image)
+    network = "host" if spec.get("hostNetwork") else "bridge"
+    return {
+        "Id": dockerid.object_id(obj), "Name": "/" + dockerid.docker_name(obj),
+        "Argv": [*(merged["Entrypoint"] or []), *(merged["Cmd"] or [])],
+        "Image": st.get("imageID") or (meta.get("annotations") or {}).get(IMAGE_ID_ANNOTATION, ""),
+        "NetworkMode": _network_mode(spec, networks), "Mounts": _mounts(spec, {}),
+        "Networks": _networks(meta, spec, st, subnet, networks) or {network: _endpoint(st.get("ip", ""), subnet)},
+    }
+
+
 def _gateway(ip: str, subnet: str) -> dict[str, Any]:
     """Gateway and IPPrefixLen of an address on k3c's bridge: the subnet's first host is the bridge's own
     address, as host-local hands them out ({} when either is unknown, leaving docker's zero values)."""
     if not ip or not subnet:
         return {}
+    return _subnet_gateway(subnet)
+
+
+@functools.lru_cache(maxsize=64)
+def _subnet_gateway(subnet: str) -> dict[str, Any]:
     net = ipaddress.ip_network(subnet, strict=False)
     return {"Gateway": str(net.network_address + 1), "IPPrefixLen": net.prefixlen}
 

@@ -40,7 +40,14 @@ from k3c.dockerapi.errors import NotFound as NoSuch
 from k3c.dockerapi.hijack import send_head
 from k3c.dockerapi.replies import reply
 from k3c.dockernetwork import network_names
-from k3c.dockerview import DOCKER_STATES, docker_inspect, docker_state, image_id, sort_newest_first
+from k3c.dockerview import (
+    DOCKER_STATES,
+    docker_inspect,
+    docker_state,
+    image_id,
+    list_fields,
+    sort_newest_first,
+)
 from k3c.oci.reference import InvalidReference, parse
 from k3c.streams.protocol import STDERR, STDOUT
 from k3c.timefmt import format_rfc3339_ns, parse_time
@@ -323,20 +330,21 @@ def _matches(obj: dict[str, Any], state: str, filters: dict[str, list[str]]) -> 
 
 def _summary(obj: dict[str, Any], subnet: str = "", networks: dict[str, tuple[str, str]] | None = None,
              image: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One entry of ``GET /containers/json``, built from the same document inspect shows."""
-    doc = docker_inspect(obj, subnet=subnet, networks=networks, image=image)
+    """One entry of ``GET /containers/json``: the fields inspect shows for it (k3c.dockerview.list_fields)."""
+    doc = list_fields(obj, subnet=subnet, networks=networks, image=image)
     state, status = docker_state(obj)
     spec = obj.get("spec") or {}
     created = parse_time(obj["metadata"].get("creationTimestamp"))
     ports = [{"IP": p.get("hostIP") or "0.0.0.0", "PrivatePort": p.get("containerPort"),
               "PublicPort": p.get("hostPort"), "Type": (p.get("protocol") or "TCP").lower()}
              for p in (obj.get("status") or {}).get("ports") or []]
+    argv = doc["Argv"]
     return {
         "Id": doc["Id"], "Names": [doc["Name"]], "Image": spec.get("image", ""), "ImageID": doc["Image"],
-        "Command": _command(doc["Path"], doc["Args"]),
+        "Command": _command(argv[0] if argv else "", argv[1:]),
         "Created": int(created.timestamp()) if created else 0, "Ports": ports, "Labels": spec.get("labels") or {},
-        "State": state, "Status": status, "HostConfig": {"NetworkMode": doc["HostConfig"]["NetworkMode"]},
-        "NetworkSettings": {"Networks": doc["NetworkSettings"]["Networks"]}, "Mounts": doc["Mounts"],
+        "State": state, "Status": status, "HostConfig": {"NetworkMode": doc["NetworkMode"]},
+        "NetworkSettings": {"Networks": doc["Networks"]}, "Mounts": doc["Mounts"],
     }
 
 

@@ -719,7 +719,10 @@ class ContainerReconciler:
         return None
 
     async def _teardown(self, inst: Instance, grace: int, obj: dict[str, Any] | None = None) -> None:
-        """Stop (if running) and remove container and sandbox; waits for the sandbox to be gone."""
+        """Stop (if running) and remove the container; its sandbox goes in the background, as at a stop
+        (StopPodSandbox and RemovePodSandbox take ~0.4 s nobody needs to wait for: the object may go, its
+        name is free; one with published ports is removed first, see :meth:`_release`). A clean stop of the
+        operator waits for these removals; after a crash the start-up sweep removes what is left."""
         if inst.running and inst.container_id:
             if obj is not None:
                 await self._stop(obj, inst, "remove", grace)
@@ -728,7 +731,7 @@ class ContainerReconciler:
                     await self.env.cri.stop_container(inst.container_id, grace)
                 inst.running = False
         await self._remove_unheard_of(inst)
-        await self._release(inst, wait=True, keep_layer=False)
+        await self._release(inst, wait=False, keep_layer=False)
         await self._drop_layer(inst.uid)
         self.health.stop(inst.uid)
         self.instances.pop(inst.uid, None)

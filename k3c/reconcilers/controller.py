@@ -75,7 +75,8 @@ class Controller:
         dirs = (NetworkDirs(cfg.containerd_root, cfg.containerd_state)
                 if cfg.containerd_root and cfg.containerd_state else None)
         self.networks = NetworkReconciler(self.kube, cfg.node_name, dirs, self.networks_cache,
-                                          self.containers_cache, self.network_queue.schedule)
+                                          self.containers_cache, self.network_queue.schedule,
+                                          sandboxes_removing=lambda: self.pool.removing())
         self.pool = SandboxPool(self.cri, cfg.node_name, self.log_dir, cfg.pool_size, scrubber=scrubber,
                                 on_stopped=self.networks.addresses_released)
         self.ports = PortReservations()

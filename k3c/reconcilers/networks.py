@@ -114,13 +114,17 @@ def _dns_enabled(obj: dict[str, Any]) -> bool:
 
 class NetworkReconciler:
     def __init__(self, kube: Kube, node: str, dirs: NetworkDirs | None, cache: ObjectCache,
-                 containers: ObjectCache, schedule: Callable[[str, float], None]) -> None:
+                 containers: ObjectCache, schedule: Callable[[str, float], None],
+                 sandboxes_removing: Callable[[], bool] = lambda: False) -> None:
+        """``sandboxes_removing``: whether a sandbox removal is in flight (k3c.reconcilers.sandboxes
+        SandboxPool.removing); a network leaves the node only once none is, see :meth:`_leases_released`."""
         self.kube = kube
         self.node = node
         self.dirs = dirs
         self.cache = cache
         self.containers = containers
         self.schedule = schedule
+        self.sandboxes_removing = sandboxes_removing
         self.claims: NodeClaim[NetworkStatus] = NodeClaim(kube, cache, schedule, node, NETWORK_FINALIZER, _ref)
         self._lock = asyncio.Lock()  # subnet choice and the isolation chains: one network at a time
         self._leaving: dict[str, asyncio.Future[None]] = {}  # key → the node side of a deleted network going
@@ -319,14 +323,16 @@ class NetworkReconciler:
             leaving.set_result(None)
 
     async def _leases_released(self, key: str) -> None:
-        """Wait (:data:`LEASES_PATIENCE` at most) until no address of network ``key`` is leased, woken by
-        :meth:`addresses_released`."""
+        """Wait (:data:`LEASES_PATIENCE` at most) until no address of network ``key`` is leased and no
+        sandbox removal is in flight, woken by :meth:`addresses_released`. A lease is released by the CNI
+        DEL of StopPodSandbox, but RemovePodSandbox may run DEL once more, which would make the network's
+        IPAM directory again if it were already torn down."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LEASES_PATIENCE
         released = asyncio.Event()
         self._lease_waiters.add(released)
         try:
-            while (held := self._leases(key)) and loop.time() < deadline:
+            while ((held := self._leases(key)) or self.sandboxes_removing()) and loop.time() < deadline:
                 released.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(released.wait(), 0.5)
@@ -364,7 +370,7 @@ class NetworkReconciler:
             live = {user_key(o["metadata"]["uid"]) for o in await self.kube.list_objects(NETWORKS)}
             for key in self.dirs.keys():
                 if key.startswith(USER_PREFIX) and key not in live and key not in self._leaving \
-                        and not self._leases(key):  # (a removal in flight finishes its own)
+                        and not self._leases(key) and not self.sandboxes_removing():  # (one in flight finishes its own)
                     await asyncio.to_thread(self._tear_down, key)
                     done.append(key)
         return done

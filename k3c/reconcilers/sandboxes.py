@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: A recycled sandbox serves at most this many containers before it is replaced by a fresh one.
 MAX_SANDBOX_USES = 200
+#: Sandboxes torn down in the background at once (:meth:`SandboxPool.remove_later`).
+LATER_AT_ONCE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +149,10 @@ class SandboxPool:
 
     def __init__(self, cri: CRIClient, node: str, log_dir: Path, size: int = 1, refill_delay: float = 0.5,
                  scrubber: Scrubber | None = None, on_stopped: Callable[[], None] | None = None):
-        """``on_stopped``: called after each StopPodSandbox, which released the sandbox's IP addresses (a
-        network being removed waits for exactly that)."""
+        """``on_stopped``: called after each sandbox's removal (done or failed), which released its IP
+        addresses (a network being removed waits for exactly that). Not at StopPodSandbox: containerd's
+        RemovePodSandbox may stop the sandbox once more, CNI DEL included, and a network torn down
+        meanwhile would have its IPAM directory made again by that DEL."""
         self.cri = cri
         self.on_stopped = on_stopped
         self.scrubber = scrubber
@@ -161,6 +165,7 @@ class SandboxPool:
         self._background: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Future[str]] = set()  # RunPodSandbox calls in flight
         self._removals: dict[str, asyncio.Task[None]] = {}  # sandbox id → its removal in flight
+        self._later: asyncio.Semaphore | None = None  # background removals at once (see remove_later)
         self._closed = False
         self._making = False
         self._returning = 0  # generic sandboxes on their way back (see returning())
@@ -237,7 +242,7 @@ class SandboxPool:
         removal = self._removals.get(sandbox_id)
         if removal is None:  # one at a time: concurrent ones of one sandbox only fail each other (CNI DEL twice)
             removal = self._removals[sandbox_id] = self._spawn(self._stop_and_remove(sandbox_id))
-            removal.add_done_callback(lambda _: self._removals.pop(sandbox_id, None))
+            removal.add_done_callback(lambda _: self._removed(sandbox_id))
         try:
             await asyncio.shield(removal)
         except asyncio.CancelledError:
@@ -250,16 +255,33 @@ class SandboxPool:
         async def once() -> None:
             with contextlib.suppress(NotFoundError):
                 await self.cri.stop_pod_sandbox(sandbox_id)
-            if self.on_stopped is not None:
-                self.on_stopped()
             with contextlib.suppress(NotFoundError):
                 await self.cri.remove_pod_sandbox(sandbox_id)
 
         await while_unavailable(once, patience, give_up=lambda: self._closed)
 
+    def _removed(self, sandbox_id: str) -> None:
+        self._removals.pop(sandbox_id, None)
+        if self.on_stopped is not None:
+            self.on_stopped()
+
+    def removing(self) -> bool:
+        """Whether a sandbox is being stopped or removed now: its CNI DEL may still run (see ``on_stopped``)."""
+        return bool(self._removals)
+
     def remove_later(self, sandbox_id: str) -> None:
-        """Tear down in the background: ~400 ms nobody needs to wait for."""
-        self._spawn(self._remove_quietly(sandbox_id))
+        """Tear down in the background: ~400 ms nobody needs to wait for.
+
+        A few at a time (:data:`LATER_AT_ONCE`): StopPodSandbox runs CNI DEL and kills the pause process,
+        CPU the containers still being stopped or started need more (an `rm -f` of fifty would otherwise
+        wait for fifty teardowns sharing two cores)."""
+        self._spawn(self._remove_in_turn(sandbox_id))
+
+    async def _remove_in_turn(self, sandbox_id: str) -> None:
+        if self._later is None:
+            self._later = asyncio.Semaphore(LATER_AT_ONCE)
+        async with self._later:
+            await self._remove_quietly(sandbox_id)
 
     async def _remove_unanswered(self, metadata_uid: str, patience: float = 60.0) -> None:
         """Remove the sandbox an unanswered RunPodSandbox of ``metadata_uid`` made, if it made one, as

@@ -306,14 +306,18 @@ class DaemonProcess:
         return find_shim_pids(self.containerd_config.socket_path)
 
     def cri(self, coro_fn: Callable[[Any], Any]) -> Any:
-        """Run ``coro_fn(cri_client)`` against the daemon's containerd, e.g. ``d.cri(lambda c: c.list_pod_sandbox())``."""
+        """Run ``coro_fn(cri_client)`` against the daemon's containerd, e.g. ``d.cri(lambda c: c.list_pod_sandbox())``.
+
+        A connection or call containerd leaves unanswered (a loaded CI machine once took longer than gRPC's
+        connect timeout) is tried again for a few seconds, as the operator's clean-ups do."""
+        from k3c.cri.restarts import while_unavailable
         from k3c.cri.runtime import CRIClient
 
-        async def run() -> Any:
+        async def once() -> Any:
             async with CRIClient(self.containerd_address) as cri:
                 return await coro_fn(cri)
 
-        return asyncio.run(run())
+        return asyncio.run(while_unavailable(once, patience=10.0))
 
     # ---- LocalContainers ----
 

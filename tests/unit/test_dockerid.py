@@ -113,7 +113,7 @@ def test_the_module_is_a_leaf() -> None:
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "hashlib", "json", "random", "re", "collections", "typing"}, imported
+    assert imported <= {"__future__", "functools", "hashlib", "json", "random", "re", "collections", "typing"}, imported
 
 
 def test_docker_labels_round_trip_where_kubernetes_labels_cannot() -> None:
