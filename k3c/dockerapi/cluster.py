@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
 
@@ -25,6 +25,7 @@ from k3c.apierrors import APIError, Gone, NotFound
 from k3c.kubeasync import AsyncKube
 
 T = TypeVar("T")
+Objects: TypeAlias = list[dict[str, Any]]  # (the class's own `list` method shadows the builtin in its body)
 
 MERGE_PATCH = "application/merge-patch+json"
 #: connections to the API server at once: every client waiting for the operator holds one (a watch), and
@@ -45,6 +46,8 @@ class Cluster:
         #: docker IDs of the containers seen in answers, to their object names: a lookup by ID (what the docker
         #: CLI sends after `create`, or `ps -q` gives) is one GET instead of a list of every container
         self.container_names: dict[str, str] = {}
+        #: the last full list of each collection path, with the store's revision it was taken at (snapshot())
+        self._snapshots: dict[str, tuple[str, list[dict[str, Any]]]] = {}
 
     def _client(self) -> kubeclient.Client:
         client: kubeclient.Client | None = getattr(self._local, "client", None)
@@ -86,6 +89,29 @@ class Cluster:
         doc = await self._kube().request("GET", self._path(resource, namespaced=namespaced), params=params or None)
         items: list[dict[str, Any]] = doc.get("items", [])
         if resource == LOCAL_CONTAINERS and not query:
+            self.container_names = {dockerid.object_id(o): o["metadata"]["name"] for o in items}
+        return items
+
+    async def revision(self) -> str:
+        """The store's revision now: the resourceVersion of a LIST of one container, which the API server
+        gives for the whole store (kube-apiserver: etcd's), so the same answer means nothing was written in
+        between. Asked after a request arrived, it covers every write acknowledged before."""
+        doc = await self._kube().request("GET", self._path(LOCAL_CONTAINERS), params={"limit": "1"})
+        return str((doc.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def snapshot(self, resource: Resource, revision: str, namespaced: bool = True) -> Objects:
+        """All objects of ``resource``, as :meth:`list`: the previous full list again while the store is
+        still at the revision it was taken at (``revision`` from :meth:`revision`), else a new one. `docker
+        ps` asks this on every call, and the list of every container was most of its time (the JSON of
+        50 containers is ~130 KB). The items are shared between calls: read them, never change them."""
+        path = self._path(resource, namespaced=namespaced)
+        kept = self._snapshots.get(path)
+        if kept is not None and revision and kept[0] == revision:
+            return kept[1]
+        doc = await self._kube().request("GET", path)
+        items: Objects = doc.get("items", [])
+        self._snapshots[path] = (str((doc.get("metadata") or {}).get("resourceVersion") or ""), items)
+        if resource == LOCAL_CONTAINERS:
             self.container_names = {dockerid.object_id(o): o["metadata"]["name"] for o in items}
         return items
 

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from k3c.api import (
     CONTAINER_FINALIZER,
     CREATED_ANNOTATION,
     IMAGE_ID_ANNOTATION,
+    IMAGES,
     LOCAL_CONTAINERS,
     NAME_ANNOTATION,
     NETWORKS,
@@ -356,7 +358,11 @@ def _command(path: str, args: list[str]) -> str:
 async def image_configs(cluster: Cluster) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
     """The image config of a container (the Image its ID names, else its reference's), or None: what
     dockerd merges into a container's config at create (k3c.dockerview.image_defaults)."""
-    objs = await images.ready_images(cluster)
+    return configs_of(await images.ready_images(cluster))
+
+
+def configs_of(objs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """:func:`image_configs` from the ready Image objects ``objs``."""
     by_id = {image_id(o): o for o in objs}
 
     def config(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -373,6 +379,21 @@ async def image_configs(cluster: Cluster) -> Callable[[dict[str, Any]], dict[str
     return config
 
 
+@dataclass
+class ListRows:
+    """The rows of the last container list, but for their state, by object uid and resourceVersion: valid
+    while the Networks and Images it was made from are the same lists (:meth:`Cluster.snapshot` hands out
+    the same list while nothing changed). The state ("Up 5 minutes") is made afresh for every answer."""
+
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def kept_for(self, networks: list[dict[str, Any]], images: list[dict[str, Any]]) -> ListRows:
+        """These rows if made from the same lists, else an empty set for them."""
+        return self if networks is self.networks and images is self.images else ListRows(networks, images)
+
+
 async def list_containers(request: web.Request) -> web.Response:
     filters = bodies.filters(request, FILTERS)
     for value in filters.get("status", []):
@@ -380,13 +401,24 @@ async def list_containers(request: web.Request) -> web.Response:
             raise BadParameter(f"invalid filter 'status={value}'")
     show_all = bodies.flag(request, "all") or bool(filters.get("status"))
     cluster = _cluster(request)
-    # the three lists at once: each is a round trip to the API server
-    listed, all_networks, config = await asyncio.gather(
-        cluster.list(LOCAL_CONTAINERS), cluster.list(NETWORKS), image_configs(cluster))
-    shown = [o for o in sort_newest_first(listed) if (show_all or docker_state(o)[0] == "running")
-             and _matches(o, docker_state(o)[0], filters)]
-    networks = network_names(all_networks)
-    out = [_summary(obj, request.app["host"].subnet, networks, config(obj)) for obj in shown]
+    # one small list tells whether anything was written since the last answer; if not, its lists serve again
+    revision = await cluster.revision()
+    listed, all_networks, all_images = await asyncio.gather(  # (each a round trip to the API server)
+        cluster.snapshot(LOCAL_CONTAINERS, revision), cluster.snapshot(NETWORKS, revision),
+        cluster.snapshot(IMAGES, revision, namespaced=False))
+    states = {o["metadata"]["uid"]: docker_state(o) for o in listed}
+    shown = [o for o in sort_newest_first(listed) if (show_all or states[o["metadata"]["uid"]][0] == "running")
+             and _matches(o, states[o["metadata"]["uid"]][0], filters)]
+    kept: ListRows = request.app["list_rows"].kept_for(all_networks, all_images)
+    fresh = ListRows(all_networks, all_images)
+    networks, config = network_names(all_networks), configs_of(images.only_ready(all_images))
+    out = []
+    for obj in shown:
+        key = (obj["metadata"]["uid"], obj["metadata"].get("resourceVersion", ""))
+        row = fresh.rows[key] = kept.rows.get(key) or _summary(obj, request.app["host"].subnet, networks, config(obj))
+        state, status = states[key[0]]
+        out.append({**row, "State": state, "Status": status})
+    request.app["list_rows"] = fresh
     limit = bodies.integer(request, "limit")
     return reply(out[:limit] if limit and limit > 0 else out)
 

@@ -34,8 +34,13 @@ OPERATOR_TIMEOUT = 60.0
 
 async def ready_images(cluster: Cluster) -> list[dict[str, Any]]:
     """The Image objects of images containerd has (k3c's own pause image left out, as docker has none)."""
+    return only_ready(await cluster.list(IMAGES, namespaced=False))
+
+
+def only_ready(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of Image objects, those :func:`ready_images` gives."""
     pause = canonical(PAUSE_IMAGE)
-    return [o for o in await cluster.list(IMAGES, namespaced=False)
+    return [o for o in objs
             if (o.get("status") or {}).get("phase") == "Ready" and canonical(image_reference(o)) != pause]
 
 

@@ -152,6 +152,7 @@ def make_app(cluster: Cluster, host: system.Host) -> web.Application:
     app = web.Application(middlewares=[docker_errors], client_max_size=0)
     app["cluster"] = cluster
     app["host"] = host
+    app["list_rows"] = containers.ListRows()  # (containers.list_containers)
     attach.setup(app)
     execs.setup(app)
     for method, path, handler in ROUTES:

@@ -22,6 +22,7 @@ import docker
 import pytest
 
 from k3c import dockerid
+from k3c.api import LOCAL_CONTAINERS, NAME_ANNOTATION
 from tests.e2e.test_dockerapi import DOCKER_CLI, cli, ok, raw
 from tests.support.daemon_harness import TEST_IMAGE
 
@@ -231,6 +232,28 @@ def test_docker_rename(daemon, sock, running):
     bad = cli(sock, "rename", "New.Name_2", "no/slash")
     assert bad.returncode == 1 and "Invalid container name" in bad.stderr
     ok(sock, "rename", "New.Name_2", "old_name")  # back: the fixture removes it by this name
+
+
+def test_docker_ps_shows_another_clients_change_at_once(daemon, sock, running):
+    """`docker ps` answers from its previous lists while nothing was written (k3c.dockerapi.cluster's
+    snapshot): a write by another client, here a rename straight through the API server, shows in the
+    very next list, and so does a container the k3c CLI made."""
+    running("cached_one")
+    before = ok(sock, "ps", "--format", "{{.Names}}").split()
+    assert "cached_one" in before and before == ok(sock, "ps", "--format", "{{.Names}}").split()
+    obj_name = dockerid.object_name("cached_one")
+    daemon.api.merge_patch(LOCAL_CONTAINERS.path("default", obj_name),
+                           {"metadata": {"annotations": {NAME_ANNOTATION: "renamed_elsewhere"}}})
+    after = ok(sock, "ps", "--format", "{{.Names}}").split()
+    assert "renamed_elsewhere" in after and "cached_one" not in after
+    daemon.api.merge_patch(LOCAL_CONTAINERS.path("default", obj_name),
+                           {"metadata": {"annotations": {NAME_ANNOTATION: "cached_one"}}})  # (the fixture's name)
+    made = _k3c("run", "-d", "--kubeconfig", str(daemon.kubeconfig), "--name", "by_the_cli", TEST_IMAGE, "sleep", "300")
+    assert made.returncode == 0, made.stderr
+    try:
+        assert "by_the_cli" in ok(sock, "ps", "--format", "{{.Names}}").split()
+    finally:
+        cli(sock, "rm", "-f", "by_the_cli")
 
 
 def test_docker_container_and_volume_prune(daemon, sock, running):
