@@ -453,8 +453,14 @@ def sort_newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def creation_order(obj: dict[str, Any]) -> tuple[str, int, str]:
     meta = obj["metadata"]
-    try:
-        precise = parse_rfc3339_ns((meta.get("annotations") or {}).get(CREATED_ANNOTATION) or "")
-    except ValueError:
-        precise = 0
+    precise = _created_ns((meta.get("annotations") or {}).get(CREATED_ANNOTATION) or "")
     return str(meta.get("creationTimestamp") or ""), precise, str(meta["name"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _created_ns(text: str) -> int:
+    """:data:`CREATED_ANNOTATION` in nanoseconds (0 if unreadable), remembered: every list sorts by it."""
+    try:
+        return parse_rfc3339_ns(text)
+    except ValueError:
+        return 0

@@ -6,11 +6,13 @@ with a charset parameter it prints the raw JSON instead.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 
 def reply(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(doc).encode(), status=status, content_type="application/json")
+    """``doc`` as JSON, by orjson: ~5 times json's speed, on every answer (a container list's rows)."""
+    return web.Response(body=orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json")

@@ -49,6 +49,7 @@ def daemon(tmp_path_factory):
     try:
         d.start()
         d.import_image(TEST_IMAGE, busybox_image())
+        d.wait_image_object(TEST_IMAGE)  # (a module's first `docker run` finds it through the Image object)
     except BaseException:
         d.close()
         raise

@@ -293,6 +293,21 @@ class DaemonProcess:
 
         return asyncio.run(run())
 
+    def wait_image_object(self, name: str, timeout: float = 30.0) -> None:
+        """Wait until the operator's Image object for ``name`` is Ready: it follows an import a moment later,
+        from containerd's events, and the Docker API's create looks images up there."""
+        from k3c.api import IMAGES
+        from k3c.oci.reference import normalize
+
+        want = normalize(name)
+
+        def ready() -> bool:
+            return any((o.get("spec") or {}).get("reference") in (name, want)
+                       and (o.get("status") or {}).get("phase") == "Ready"
+                       for o in self.api.get(IMAGES.path()).get("items", []))
+
+        wait_until(ready, timeout, f"the Image object of {name} to be Ready")
+
     # ---- inspection ----
 
     def netns(self) -> list[str]:
