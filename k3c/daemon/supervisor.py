@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,8 +64,12 @@ class Frontend(Protocol):
     def address(self) -> str:
         """Where clients reach it, e.g. ``unix:///run/k3c/docker.sock``."""
 
-    async def start(self) -> bool:
-        """Start serving; False when it chose not to (it is then neither announced nor stopped)."""
+    async def start(self, store_revision: Callable[[], int] | None = None) -> bool:
+        """Start serving; False when it chose not to (it is then neither announced nor stopped).
+
+        ``store_revision``: the embedded API server's current revision, when it runs in this process (None
+        on a cluster), which a LIST would answer as its resourceVersion: a front end that only asks it to
+        tell whether anything changed may read it here instead of making a request."""
 
     async def stop(self) -> None: ...
 
@@ -284,9 +289,11 @@ class Daemon:
 
     async def _start_frontends(self) -> None:
         """The extra front doors (the Docker API socket), once the operator can act on what they write."""
+        server = self.apiserver
+        store_revision = (lambda: int(server.store.revision)) if server is not None else None
         for frontend in self.frontends:
             try:
-                if await frontend.start():
+                if await frontend.start(store_revision):
                     self._started.append(frontend)
             except OSError as err:
                 await frontend.stop()

@@ -38,8 +38,12 @@ WATCH_SECONDS = 300.0
 class Cluster:
     """The objects of one namespace (the kubeconfig context's, unless told), reached from async handlers."""
 
-    def __init__(self, kubeconfig: Path, namespace: str | None = None) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str | None = None,
+                 store_revision: Callable[[], int] | None = None) -> None:
+        """``store_revision``: the embedded API server's current revision where `k3c daemon` runs it in this
+        process, what :meth:`revision` would otherwise ask it for (objects are still only read through it)."""
         self.kubeconfig = kubeconfig
+        self._store_revision = store_revision
         self._namespace = namespace
         self._local = threading.local()
         self._async: AsyncKube | None = None
@@ -96,6 +100,8 @@ class Cluster:
         """The store's revision now: the resourceVersion of a LIST of one container, which the API server
         gives for the whole store (kube-apiserver: etcd's), so the same answer means nothing was written in
         between. Asked after a request arrived, it covers every write acknowledged before."""
+        if self._store_revision is not None:
+            return str(self._store_revision())
         doc = await self._kube().request("GET", self._path(LOCAL_CONTAINERS), params={"limit": "1"})
         return str((doc.get("metadata") or {}).get("resourceVersion") or "")
 

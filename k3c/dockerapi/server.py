@@ -198,8 +198,9 @@ class DockerAPIServer:
         """What ``DOCKER_HOST`` is set to for this socket."""
         return f"unix://{self.config.socket_path}"
 
-    async def start(self) -> bool:
-        """Serve on the socket; False when the default path cannot be a unix socket (see ``explicit``)."""
+    async def start(self, store_revision: Callable[[], int] | None = None) -> bool:
+        """Serve on the socket; False when the default path cannot be a unix socket (see ``explicit``).
+        ``store_revision``: see :class:`k3c.dockerapi.cluster.Cluster`."""
         cfg = self.config
         path = cfg.socket_path
         if len(str(path.parent / ".docker-sock-XXXXXXXX" / "docker.sock").encode()) > MAX_UNIX_PATH:
@@ -211,7 +212,7 @@ class DockerAPIServer:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of an earlier run
         host = system.Host(cfg.node_name, cfg.root_dir, cfg.subnet, cfg.bridge)
-        app = make_app(Cluster(cfg.kubeconfig, cfg.namespace), host)
+        app = make_app(Cluster(cfg.kubeconfig, cfg.namespace, store_revision), host)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         # Bound in a private directory, given its mode there, then renamed into place: nobody can connect

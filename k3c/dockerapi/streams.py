@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl as ssl_module
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -84,9 +85,24 @@ async def open_stream(conn: kubeclient.Connection, name: str, sub: str,
             ws = await api.session.ws_connect(api.base + path, params=query, headers=api.headers,
                                               protocols=PROTOCOLS, ssl=api.ssl, autoping=True, max_msg_size=0)
         except aiohttp.WSServerHandshakeError as err:
-            raise apierrors.from_status(err.status, None, err.message) from None
+            raise await _refusal(api, path, query, err) from None
         async with ws:
             yield Stream(ws)
+
+
+async def _refusal(api: APISession, path: str, query: list[tuple[str, str]],
+                   err: aiohttp.WSServerHandshakeError) -> apierrors.APIError:
+    """The API server's own Status for a refused upgrade: aiohttp keeps only the code (its message is
+    "Invalid response status"), so the same request is made once more without the upgrade, which the
+    server refuses with its Status in the body."""
+    message = f"the API server refused the {path.rsplit('/', 1)[-1]} stream (HTTP {err.status})"
+    try:
+        async with api.session.get(api.base + path, params=query, headers=api.headers, ssl=api.ssl,
+                                   timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            doc = json.loads(await resp.read()) if resp.status == err.status else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        doc = None
+    return apierrors.from_status(err.status, doc if isinstance(doc, dict) else None, message)
 
 
 async def frames(conn: kubeclient.Connection, name: str, sub: str,
