@@ -460,7 +460,10 @@ def exit_mark(o: dict[str, Any]) -> tuple[str, str]:
 
 def _wait_done(condition: str, first: dict[str, Any], last: dict[str, dict[str, Any]],
                ) -> Callable[[dict[str, Any] | None], bool]:
-    before = exit_mark(first) if exited(first) else None
+    # Any state but a running one is "before": a container not started yet has no exit mark, and its
+    # status being written (the operator claiming it) must not pass for its exit (`docker run` waits on
+    # next-exit before it starts the container).
+    before = None if containerlife.is_running(first) else exit_mark(first)
 
     def done(o: dict[str, Any] | None) -> bool:
         if o is None:
