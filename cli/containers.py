@@ -294,8 +294,9 @@ def wait_started(s: Session, obj: dict[str, Any], image: str, previous_cid: str 
             current = wait_for(s, current, started, START_TIMEOUT, on_update=seen)
     except WaitTimeout:
         progress.finish(False)
+        said = ((last["obj"] or {}).get("status") or {}).get("message")  # the operator's last word, if any
         raise CLIError(f"k3c: container {name} did not start within {START_TIMEOUT:g}s "
-                       f"(phase {phase(last['obj'])})", 125) from None
+                       f"(phase {phase(last['obj'])}{': ' + said if said else ''})", 125) from None
     except CLIError:
         progress.finish(False)
         raise

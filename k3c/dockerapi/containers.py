@@ -206,8 +206,11 @@ async def _start(cluster: Cluster, obj: dict[str, Any], spec: dict[str, Any] | N
     try:
         now = await cluster.wait_for(LOCAL_CONTAINERS, _name(obj), _started(token, previous), OPERATOR_TIMEOUT)
     except TimeoutError:
+        # what the operator last said (e.g. "runtime error, retrying: … no IP addresses available …")
+        last = await cluster.get(LOCAL_CONTAINERS, _name(obj))
+        why = ((last or {}).get("status") or {}).get("message") or "is the k3c operator running?"
         raise OperatorTimeout(f"container {dockerid.docker_name(obj)} did not start within "
-                              f"{OPERATOR_TIMEOUT:g}s (is the k3c operator running?)") from None
+                              f"{OPERATOR_TIMEOUT:g}s ({why})") from None
     if now is None:
         if obj["spec"].get("autoRemove"):
             return  # it ran and is gone already (--rm)
