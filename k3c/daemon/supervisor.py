@@ -50,6 +50,9 @@ log = logging.getLogger("k3c.daemon")
 DEFAULT_ROOT_DIR = Path(api.DEFAULT_ROOT_DIR)
 DEFAULT_STATE_DIR = Path("/run/k3c")
 STATUS_FILE = "daemon.json"
+#: seconds the operator gets to stop before SIGKILL: it finishes the sandbox removals still in flight (a
+#: stop right after `rm -f` of hundreds; k3c.reconcilers.sandboxes.CLOSE_PATIENCE)
+OPERATOR_STOP_TIMEOUT = 50.0
 
 
 class Frontend(Protocol):
@@ -513,7 +516,7 @@ class Daemon:
         while self._started:
             await self._started.pop().stop()
         if self.operator is not None:
-            await self.operator.stop()
+            await self.operator.stop(timeout=OPERATOR_STOP_TIMEOUT)
             self.operator = None
         if self.apiserver is not None:
             await self.apiserver.stop()

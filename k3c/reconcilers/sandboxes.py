@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_SANDBOX_USES = 200
 #: Sandboxes torn down in the background at once (:meth:`SandboxPool.remove_later`).
 LATER_AT_ONCE = 2
+#: Seconds a closing pool waits for the removals in flight (the daemon gives the operator 50 s to stop).
+CLOSE_PATIENCE = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,7 @@ class SandboxPool:
         self._calls: set[asyncio.Future[str]] = set()  # RunPodSandbox calls in flight
         self._removals: dict[str, asyncio.Task[None]] = {}  # sandbox id → its removal in flight
         self._later: asyncio.Semaphore | None = None  # background removals at once (see remove_later)
+        self._queued: set[str] = set()  # sandboxes waiting for their turn to be removed in the background
         self._closed = False
         self._making = False
         self._returning = 0  # generic sandboxes on their way back (see returning())
@@ -280,8 +283,13 @@ class SandboxPool:
     async def _remove_in_turn(self, sandbox_id: str) -> None:
         if self._later is None:
             self._later = asyncio.Semaphore(LATER_AT_ONCE)
-        async with self._later:
-            await self._remove_quietly(sandbox_id)
+        self._queued.add(sandbox_id)
+        try:
+            async with self._later:
+                if sandbox_id in self._queued:  # (not taken by close() meanwhile)
+                    await self._remove_quietly(sandbox_id)
+        finally:
+            self._queued.discard(sandbox_id)
 
     async def _remove_unanswered(self, metadata_uid: str, patience: float = 60.0) -> None:
         """Remove the sandbox an unanswered RunPodSandbox of ``metadata_uid`` made, if it made one, as
@@ -420,8 +428,13 @@ class SandboxPool:
         # A RunPodSandbox whose caller was cancelled (a container stopping with the operator) still ends in
         # a sandbox, removed by a background task its completion starts: wait for both, or the netns and IP
         # lease of that sandbox would outlive us.
+        # Removals still waiting for their turn all start now: a stop right after `rm -f` of hundreds would
+        # otherwise outlast the time the daemon gives us, leaving their sandboxes behind.
+        queued, self._queued = set(self._queued), set()
+        for sandbox_id in queued:
+            self._spawn(self._remove_quietly(sandbox_id))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
+        deadline = loop.time() + CLOSE_PATIENCE
         while (self._calls or self._background) and loop.time() < deadline:
             await asyncio.wait(self._calls | self._background, timeout=deadline - loop.time())
             await asyncio.sleep(0)  # let done callbacks spawn their removals
