@@ -313,7 +313,7 @@ def _gateway(ip: str, subnet: str) -> dict[str, Any]:
     address, as host-local hands them out ({} when either is unknown, leaving docker's zero values)."""
     if not ip or not subnet:
         return {}
-    return _subnet_gateway(subnet)
+    return dict(_subnet_gateway(subnet))  # (a copy: the remembered one is shared)
 
 
 @functools.lru_cache(maxsize=64)

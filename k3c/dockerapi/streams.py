@@ -93,9 +93,13 @@ async def open_stream(conn: kubeclient.Connection, name: str, sub: str,
 async def _refusal(api: APISession, path: str, query: list[tuple[str, str]],
                    err: aiohttp.WSServerHandshakeError) -> apierrors.APIError:
     """The API server's own Status for a refused upgrade: aiohttp keeps only the code (its message is
-    "Invalid response status"), so the same request is made once more without the upgrade, which the
-    server refuses with its Status in the body."""
-    message = f"the API server refused the {path.rsplit('/', 1)[-1]} stream (HTTP {err.status})"
+    "Invalid response status"). A log is also served without the upgrade, so that request is made once
+    more as a plain GET, which the server refuses with its Status in the body. exec and attach are not:
+    without the upgrade they are always refused ("Upgrade request required"), whatever refused the first."""
+    sub = path.rsplit("/", 1)[-1]
+    message = f"the API server refused the {sub} stream (HTTP {err.status})"
+    if sub != "log":
+        return apierrors.from_status(err.status, None, message)
     try:
         async with api.session.get(api.base + path, params=query, headers=api.headers, ssl=api.ssl,
                                    timeout=aiohttp.ClientTimeout(total=5)) as resp:

@@ -31,14 +31,14 @@ def _connection(socket_path: Path) -> kubeclient.Connection:
                                  socket_path=str(socket_path))
 
 
-async def _frames_of_a_refused_stream(socket_path: Path) -> None:
+async def _frames_of_a_refused_stream(socket_path: Path, sub: str = "log") -> None:
     app = web.Application()
-    app.router.add_get("/apis/k3c.io/v1alpha1/namespaces/default/localcontainers/web/log", _refuse)
+    app.router.add_get(f"/apis/k3c.io/v1alpha1/namespaces/default/localcontainers/web/{sub}", _refuse)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.UnixSite(runner, str(socket_path)).start()
     try:
-        async for _ in streams.frames(_connection(socket_path), "web", "log", [("follow", "true")]):
+        async for _ in streams.frames(_connection(socket_path), "web", sub, [("follow", "true")]):
             raise AssertionError("no frame of a refused stream")
     finally:
         await runner.cleanup()
@@ -49,3 +49,12 @@ def test_a_refused_stream_carries_the_servers_status(tmp_path: Path) -> None:
         asyncio.run(_frames_of_a_refused_stream(tmp_path / "api.sock"))
     assert err.value.code == 400
     assert str(err.value.message) == STATUS["message"]
+
+
+def test_a_refused_exec_is_not_asked_again(tmp_path: Path) -> None:
+    """exec without the upgrade is always refused ("Upgrade request required"): asking again would only
+    misname the first refusal, so its code is reported with a plain message."""
+    with pytest.raises(apierrors.APIError) as err:
+        asyncio.run(_frames_of_a_refused_stream(tmp_path / "api.sock", "exec"))
+    assert err.value.code == 400
+    assert str(err.value.message) == "the API server refused the exec stream (HTTP 400)"
