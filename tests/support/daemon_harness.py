@@ -293,7 +293,7 @@ class DaemonProcess:
 
         return asyncio.run(run())
 
-    def wait_image_object(self, name: str, timeout: float = 30.0) -> None:
+    def wait_image_object(self, name: str, timeout: float = 90.0) -> None:
         """Wait until the operator's Image object for ``name`` is Ready: it follows an import a moment later,
         from containerd's events, and the Docker API's create looks images up there."""
         from k3c.api import IMAGES
