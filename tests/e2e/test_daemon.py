@@ -23,6 +23,7 @@ import pytest
 from k3c import kubeclient
 from k3c.api import LOCAL_CONTAINERS
 from k3c.pauseimage import PAUSE_IMAGE
+from tests.support import leftovers
 from tests.support.daemon_harness import TEST_IMAGE, DaemonProcess, wait_until
 from tests.support.harness import APIServerProcess, kubectl_versions, run_kubectl
 
@@ -175,6 +176,39 @@ def test_kill9_during_runs_and_removals_leaves_no_orphans(short_tmp: Path) -> No
     finally:
         problems = d.close()
     assert not problems, f"after the last round's clean stop: {problems}"
+
+
+@pytest.mark.containerd
+def test_stop_right_after_a_mass_removal_leaves_nothing(short_tmp: Path) -> None:
+    """A removed container's sandbox goes in the background, a few at a time
+    (k3c.reconcilers.sandboxes.LATER_AT_ONCE). A daemon stopped the moment dozens of removals have answered
+    must still finish them all: no shim, pause process, netns, IP lease or mount may be left."""
+    from k3c.oci.layout import busybox_image
+
+    count = 40
+    d = DaemonProcess(short_tmp / "mass")
+    try:
+        d.start()
+        d.import_image(TEST_IMAGE, busybox_image())
+        d.wait_image_object(TEST_IMAGE)
+        names = [f"m{i}" for i in range(count)]
+        for name in names:
+            d.create_container(name, command=["sleep", "300"], stopTimeout=0)
+        for name in names:
+            d.wait_phase(name, "Running", timeout=120)
+        assert len(d.shims()) >= count
+        for name in names:
+            d.delete_container(name, wait=False)
+        wait_until(lambda: not d.api.get(LOCAL_CONTAINERS.path()).get("items"), 120, "all removals to answer")
+        queued = len(d.runtime_sandboxes())
+        started = time.monotonic()
+        assert d.stop() == 0
+        took = time.monotonic() - started
+        found = d.leftovers()
+    finally:
+        found_at_close = d.close()
+    assert not found, f"{queued} sandboxes were still there at the stop ({took:.1f} s): {leftovers.summary(found)}"
+    assert not found_at_close
 
 
 def test_exit_while_down_is_reported_at_start(daemon: DaemonProcess) -> None:
