@@ -17,8 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeAlias
 
 from k3c import dockerid
 from k3c.api import GROUP, LOCAL_CONTAINERS, Resource
@@ -259,9 +258,9 @@ def add_inspect(sub: Subcommands, noun: str, func: Callable[[argparse.Namespace]
 
 
 # ---- session ----------------------------------------------------------------------------------------
-@dataclass
-class Session:
-    """The API client and namespace a command works in (one TLS connection, reused for every call)."""
+class Session(NamedTuple):
+    """The API client and namespace a command works in (one connection, reused for every call).
+    (A NamedTuple, as the other records every command imports: ``dataclasses`` costs ~10 ms of a start.)"""
 
     client: Client
     namespace: str

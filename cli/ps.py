@@ -8,11 +8,11 @@ object stays one `kubectl get lc NAME -o yaml` away, and k3c's own facts sit und
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from k3c import dockerid
@@ -157,48 +157,96 @@ def all_labels(obj: dict[str, Any]) -> dict[str, str]:
     return {**(obj["metadata"].get("labels") or {}), **((obj.get("spec") or {}).get("labels") or {})}
 
 
-@dataclass
-class ContainerRow:
-    """One `docker ps` row; fields (alphabetical, as docker's JSON) are what templates can name."""
+#: a `docker ps` row's fields, alphabetical as docker's JSON: what templates can name
+ROW_FIELDS = ("Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names", "Networks",
+              "Ports", "RunningFor", "Size", "State", "Status")
 
-    Command: str
-    CreatedAt: str
-    ID: str
-    Image: str
-    Labels: str
-    LocalVolumes: str
-    Mounts: str
-    Names: str
-    Networks: str
-    Ports: str
-    RunningFor: str
-    Size: str
-    State: str
-    Status: str
-    _labels: dict[str, str] = field(default_factory=dict)
+
+class ContainerRow:
+    """One `docker ps` row. Each field is worked out when a template first names it: the default table
+    shows 7 of the 14, `-q` one, and at hundreds of rows the rest is time `ps` would spend for nothing."""
+
+    def __init__(self, obj: dict[str, Any], trunc: bool, now: float) -> None:
+        self._obj = obj
+        self._spec: dict[str, Any] = obj.get("spec") or {}
+        self._trunc = trunc
+        self._now = now
+
+    def to_json(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in ROW_FIELDS}
+
+    def __str__(self) -> str:  # `{{.}}`: Go prints a struct's fields in braces
+        return "{" + " ".join(getattr(self, name) for name in ROW_FIELDS) + "}"
 
     def Label(self, key: str) -> str:  # docker's template method name
         return self._labels.get(key, "")
 
+    @functools.cached_property
+    def _labels(self) -> dict[str, str]:
+        return all_labels(self._obj)
 
-def container_row(obj: dict[str, Any], trunc: bool, now: float) -> ContainerRow:
-    spec = obj.get("spec") or {}
-    cid = container_id(obj)
-    cmd = command_line(obj)
-    labels = all_labels(obj)
-    mounts = [m.get("volume") or m.get("hostPath") or "" for m in spec.get("volumes") or []]
-    state, status = docker_state(obj, now)
-    created = obj["metadata"].get("creationTimestamp")
-    return ContainerRow(
-        Command=json.dumps(ellipsis(cmd, 20) if trunc else cmd, ensure_ascii=False),
-        CreatedAt=go_time(created), ID=short_id(cid) if trunc else cid, Image=spec.get("image", ""),
-        Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-        LocalVolumes=str(sum(1 for m in spec.get("volumes") or [] if m.get("volume"))),
-        Mounts=",".join(ellipsis(m, 15) if trunc else m for m in mounts),
-        Names=dockerid.docker_name(obj), Networks="host" if spec.get("hostNetwork") else "bridge",
-        Ports=format_ports(live_ports(obj)), RunningFor=human_duration(since(created, now) or 0) + " ago",
-        Size="0B", State=state, Status=status, _labels=labels,
-    )
+    @functools.cached_property
+    def _state(self) -> tuple[str, str]:
+        return docker_state(self._obj, self._now)
+
+    @functools.cached_property
+    def Command(self) -> str:
+        cmd = command_line(self._obj)
+        return json.dumps(ellipsis(cmd, 20) if self._trunc else cmd, ensure_ascii=False)
+
+    @functools.cached_property
+    def CreatedAt(self) -> str:
+        return go_time(self._obj["metadata"].get("creationTimestamp"))
+
+    @functools.cached_property
+    def ID(self) -> str:
+        cid = container_id(self._obj)
+        return short_id(cid) if self._trunc else cid
+
+    @functools.cached_property
+    def Image(self) -> str:
+        return str(self._spec.get("image", ""))
+
+    @functools.cached_property
+    def Labels(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(self._labels.items()))
+
+    @functools.cached_property
+    def LocalVolumes(self) -> str:
+        return str(sum(1 for m in self._spec.get("volumes") or [] if m.get("volume")))
+
+    @functools.cached_property
+    def Mounts(self) -> str:
+        mounts = [m.get("volume") or m.get("hostPath") or "" for m in self._spec.get("volumes") or []]
+        return ",".join(ellipsis(m, 15) if self._trunc else m for m in mounts)
+
+    @functools.cached_property
+    def Names(self) -> str:
+        return dockerid.docker_name(self._obj)
+
+    @functools.cached_property
+    def Networks(self) -> str:
+        return "host" if self._spec.get("hostNetwork") else "bridge"
+
+    @functools.cached_property
+    def Ports(self) -> str:
+        return format_ports(live_ports(self._obj))
+
+    @functools.cached_property
+    def RunningFor(self) -> str:
+        return human_duration(since(self._obj["metadata"].get("creationTimestamp"), self._now) or 0) + " ago"
+
+    @property
+    def Size(self) -> str:
+        return "0B"
+
+    @property
+    def State(self) -> str:
+        return self._state[0]
+
+    @property
+    def Status(self) -> str:
+        return self._state[1]
 
 
 # ---- filters ----------------------------------------------------------------------------------------
@@ -271,7 +319,7 @@ def ps_cmd(args: argparse.Namespace) -> int:
     now = time.time()
     rows = []
     for obj in items[:last] if last > 0 else items:
-        row = container_row(obj, not args.no_trunc, now)
+        row = ContainerRow(obj, not args.no_trunc, now)
         if (show_all or row.State in ("running", "paused", "restarting", "removing")) and matches(obj, row, filters):
             rows.append(row)
     out = fmt.render(rows, PS_HEADERS)

@@ -9,11 +9,10 @@ Go's index/len/printf/eq/ne/not/and/or, and `if`/`with`/`range`/`else`/`end` blo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from k3c.cli.errors import CLIError
 
@@ -33,9 +32,8 @@ def to_jsonable(value: Any) -> Any:
     field names, which templates use: events), then dataclass fields, dicts and lists."""
     if callable(getattr(value, "to_json", None)):
         return to_jsonable(value.to_json())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not f.name.startswith("_")}
+    if (names := _record_fields(value)) is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -57,10 +55,21 @@ def go_str(value: Any) -> str:
         return "[" + " ".join(go_str(v) for v in value) + "]"
     if isinstance(value, dict):
         return "map[" + " ".join(f"{k}:{go_str(v)}" for k, v in sorted(value.items())) + "]"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return "{" + " ".join(go_str(getattr(value, f.name)) for f in dataclasses.fields(value)
-                              if not f.name.startswith("_")) + "}"
+    if (names := _record_fields(value)) is not None:
+        return "{" + " ".join(go_str(getattr(value, name)) for name in names) + "}"
     return str(value)
+
+
+def _record_fields(value: Any) -> list[str] | None:
+    """The public fields of a dataclass instance (a row type of some command), else None.
+
+    ``dataclasses`` is imported here only when such a value is shown, and then its module has imported it
+    already: at start-up it would cost ~10 ms of every command (it brings ``inspect``)."""
+    if isinstance(value, type) or not hasattr(type(value), "__dataclass_fields__"):
+        return None
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(value) if not f.name.startswith("_")]
 
 
 def truthy(value: Any) -> bool:
@@ -143,16 +152,20 @@ _TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<num>-?\d+(?
                         |(?P<lp>\()|(?P<rp>\))|(?P<assign>:=)|(?P<comma>,))""", re.X)
 
 
-@dataclasses.dataclass
 class Tok:
-    kind: str
-    text: str
-    #: a field's path (``.A.B`` → ``["A", "B"]``), split once here rather than on every row rendered
-    names: list[str] = dataclasses.field(default_factory=list)
+    """One token of an action. (The parse tree's nodes are plain classes: ``dataclasses`` would cost ~10 ms
+    of every command's start.)"""
 
-    def __post_init__(self) -> None:
-        if self.kind == "field" and self.text != ".":
-            self.names = self.text[1:].split(".")
+    __slots__ = ("kind", "text", "names")
+
+    def __init__(self, kind: str, text: str) -> None:
+        self.kind = kind
+        self.text = text
+        #: a field's path (``.A.B`` → ``["A", "B"]``), split once here rather than on every row rendered
+        self.names: list[str] = text[1:].split(".") if kind == "field" and text != "." else []
+
+    def __repr__(self) -> str:
+        return f"Tok({self.kind!r}, {self.text!r})"
 
 
 def _lex(src: str) -> list[Tok]:
@@ -169,19 +182,23 @@ def _lex(src: str) -> list[Tok]:
 
 
 # ---- parse tree ------------------------------------------------------------------------------------
-@dataclasses.dataclass
 class Pipeline:
-    commands: list[list[Any]]  # each command: operands (Tok or nested Pipeline)
-    decl: list[str] = dataclasses.field(default_factory=list)
+    __slots__ = ("commands", "decl")
+
+    def __init__(self, commands: list[list[Any]], decl: list[str] | None = None) -> None:
+        self.commands = commands  # each command: operands (Tok or nested Pipeline)
+        self.decl = decl or []  # the variables it declares (`$x :=`, `$i, $v :=` in a range)
 
 
-@dataclasses.dataclass
 class Block:
-    kind: str  # "if", "with", "range", "root"
-    pipe: Pipeline | None
-    body: list[Any] = dataclasses.field(default_factory=list)
-    alt: list[Any] = dataclasses.field(default_factory=list)
-    in_alt: bool = False
+    __slots__ = ("kind", "pipe", "body", "alt", "in_alt")
+
+    def __init__(self, kind: str, pipe: Pipeline | None) -> None:
+        self.kind = kind  # "if", "with", "range", "root"
+        self.pipe = pipe
+        self.body: list[Any] = []
+        self.alt: list[Any] = []
+        self.in_alt = False
 
     def add(self, node: Any) -> None:
         (self.alt if self.in_alt else self.body).append(node)
@@ -432,8 +449,7 @@ def tabwrite(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-@dataclasses.dataclass
-class Format:
+class Format(NamedTuple):
     """A docker --format value: table (with optional template), json, or a bare template."""
 
     kind: str  # "table", "json" or "template"

@@ -8,8 +8,7 @@ clears, the kill request after which it does not restart), so the two front door
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from k3c.api import KILL_REQUEST_ANNOTATION, RESTART_TOKEN_PREFIX, START_REQUEST_ANNOTATION
 from k3c.signals import signal_number
@@ -55,9 +54,9 @@ def freeze_settled(obj: dict[str, Any] | None, paused: bool) -> bool:
     return obj is None or bool(st.get("paused")) == paused or st.get("phase") != "Running"
 
 
-@dataclass(frozen=True)
-class KillRequest:
-    """A `kill -s` asked of one run of a container (its CRI container ID); the token tells two apart."""
+class KillRequest(NamedTuple):
+    """A `kill -s` asked of one run of a container (its CRI container ID); the token tells two apart.
+    (A NamedTuple: the CLI imports this module at start-up, and ``dataclasses`` costs ~10 ms there.)"""
 
     signal: int
     container_id: str

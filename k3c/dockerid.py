@@ -10,17 +10,28 @@ must all derive the one from the other the same way, or a container shows two ID
   name, as for objects written with kubectl); the object's name is :func:`object_name` of it. The same
   rule names Volumes.
 
-A leaf, standard library only (``functools``, ``hashlib``, ``json``, ``re``, ``random``), so the CLI may import it at start-up.
+A leaf, standard library only (``functools``, ``json``, ``re``, ``random`` and CPython's own SHA-256), so the
+CLI may import it at start-up.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:  # CPython's built-in SHA-256, as the random module takes its SHA-512: hashlib would load OpenSSL's
+    try:  # libcrypto first, ~4 ms of every command's start (_sha256 in 3.11, _sha2 from 3.12)
+        from _sha256 import sha256
+    except ImportError:
+        try:
+            from _sha2 import sha256
+        except ImportError:
+            from hashlib import sha256
 
 #: The docker name of a container or volume, when it is not the object's name itself. Also in k3c.api.
 NAME_ANNOTATION: Final = "k3c.io/name"
@@ -43,7 +54,7 @@ ID_LENGTH: Final = 64
 def container_id(uid: str) -> str:
     """The docker ID of the object with this ``metadata.uid``: 64 lowercase hex, the same for its lifetime
     (remembered: a list computes it for every container, several times)."""
-    return hashlib.sha256(uid.encode()).hexdigest()
+    return sha256(uid.encode()).hexdigest()
 
 
 def object_id(obj: Mapping[str, Any]) -> str:
@@ -54,7 +65,7 @@ def object_id(obj: Mapping[str, Any]) -> str:
 def network_id(name: str) -> str:
     """A network's docker ID: k3c has one network per node and no object for it, so its ID is derived from
     its docker name, the same on every call."""
-    return hashlib.sha256(f"k3c-network:{name}".encode()).hexdigest()
+    return sha256(f"k3c-network:{name}".encode()).hexdigest()
 
 
 def valid_docker_name(name: str) -> bool:
@@ -114,7 +125,7 @@ def object_name(docker_name: str) -> str:
         return docker_name
     body = re.sub(r"[^a-z0-9.-]", "-", docker_name.lower())
     body = _tidy(body)
-    suffix = hashlib.sha256(docker_name.encode()).hexdigest()[:_SUFFIX_HEX]
+    suffix = sha256(docker_name.encode()).hexdigest()[:_SUFFIX_HEX]
     body = _tidy(body[:MAX_OBJECT_NAME - len(suffix) - 1])
     return f"{body}-{suffix}" if body else suffix
 

@@ -10,35 +10,35 @@ rules (--context, the context's namespace). A failure Status is raised as its
 
 from __future__ import annotations
 
-import base64
 import functools
-import http.client
 import json
 import os
-import socket
-import ssl
 import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from k3c import api
 from k3c.apierrors import APIError, NotFound, from_status
+from k3c.unixhttp import UnixConnection
+
+if TYPE_CHECKING:  # both are imported where a command needs them: together ~25 ms of every start
+    import http.client
+    import ssl
 
 
 class ConfigError(Exception):
     """The kubeconfig is missing or unusable."""
 
 
-@dataclass
-class Connection:
+class Connection(NamedTuple):
     """Where and how to reach the API server, resolved from a kubeconfig.
 
     ``socket_path`` is the local k3c's unix socket when the kubeconfig is its own (see :func:`load`):
     plain HTTP there skips the TLS context and handshake, ~7 ms of every command. The TLS context is
-    built only when something needs it (websocket streams, or no socket).
+    built only when something needs it (websocket streams, or no socket), and once (``tls`` remembers it).
+    A NamedTuple: ``dataclasses`` brings ``inspect``, ~10 ms of every command's start.
     """
 
     server: str
@@ -56,7 +56,7 @@ class Connection:
             return _read_token(self.token_file)
         return self.token
 
-    @functools.cached_property
+    @property
     def ssl_context(self) -> ssl.SSLContext:
         return self.tls()
 
@@ -76,6 +76,8 @@ def kubeconfig_path(explicit: str | None = None) -> str:
 
 def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
     if entry.get(f"{key}-data"):
+        import base64
+
         return base64.b64decode(entry[f"{key}-data"])
     if entry.get(key):
         p = Path(entry[key])
@@ -127,7 +129,8 @@ def load(path: str | None = None, context: str | None = None, namespace: str | N
     token_file = user.get("tokenFile")
     return Connection(
         server=server, token=user.get("token"), namespace=namespace or ctx.get("namespace") or "default",
-        tls=functools.partial(_tls_context, cluster, user, base), socket_path=_local_socket(base, server),
+        tls=functools.cache(functools.partial(_tls_context, cluster, user, base)),
+        socket_path=_local_socket(base, server),
         token_file=str(base / token_file) if token_file else None,
     )
 
@@ -152,6 +155,8 @@ def _read_token(path: str) -> str | None:
 
 
 def _tls_context(cluster: dict[str, Any], user: dict[str, Any], base: Path) -> ssl.SSLContext:
+    import ssl
+
     # Only the kubeconfig's CA is trusted when it names one: loading the system store costs ~40 ms a command.
     ca = _data_or_file(cluster, "certificate-authority", base)
     if ca:
@@ -184,22 +189,23 @@ def _local_socket(base: Path, server: str) -> str | None:
     return None
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over a unix socket (the local k3c's API socket)."""
+def _unix_http_connection(path: str, timeout: float | None, blocksize: int) -> http.client.HTTPConnection:
+    """http.client's HTTP/1.1 over a unix socket (the local k3c's API socket), for archives and uploads."""
+    import http.client
+    import socket
 
-    def __init__(self, path: str, timeout: float | None = None, blocksize: int = 8192) -> None:
-        super().__init__("localhost", timeout=timeout, blocksize=blocksize)
-        self.path = path
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    return UnixHTTPConnection("localhost", timeout=timeout, blocksize=blocksize)
 
 
 def _load_client_cert(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
@@ -214,25 +220,35 @@ def _load_client_cert(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
 
 
 class Client:
-    """Blocking JSON client over one HTTPS connection (re-opened if the server closed it)."""
+    """Blocking JSON client over one kept-alive connection (re-opened if the server closed it): the local
+    k3c's unix socket in plain HTTP (:mod:`k3c.unixhttp`), else HTTPS."""
 
     def __init__(self, conn: Connection, timeout: float = 30.0):
         self.conn = conn
         self.timeout = timeout
-        self._http: http.client.HTTPConnection | None = None
+        self._http: http.client.HTTPConnection | UnixConnection | None = None
         self._streams_served: bool | None = None
 
     def connection(self, timeout: float | None = None, blocksize: int = 8192, *,
                    unbounded: bool = False) -> http.client.HTTPConnection:
-        """A new connection to the API server: its unix socket when local, else HTTPS. ``timeout`` defaults
-        to the client's; ``unbounded`` has none, for archives whose other end may be silent for long (a
-        ``load`` answers only once the whole import is done)."""
+        """A new http.client connection to the API server (for archives and uploads, which use more of
+        its interface): its unix socket when local, else HTTPS. ``timeout`` defaults to the client's;
+        ``unbounded`` has none, for archives whose other end may be silent for long (a ``load`` answers
+        only once the whole import is done)."""
         limit = None if unbounded else timeout or self.timeout
         if self.conn.socket_path:
-            return UnixHTTPConnection(self.conn.socket_path, timeout=limit, blocksize=blocksize)
+            return _unix_http_connection(self.conn.socket_path, limit, blocksize)
+        import http.client
+
         return http.client.HTTPSConnection(self.conn.host, self.conn.port, context=self.conn.ssl_context,
                                            timeout=limit, blocksize=blocksize)
 
+    def _json_connection(self, timeout: float | None = None) -> http.client.HTTPConnection | UnixConnection:
+        """A connection for requests, watches and line streams: on the local socket, one that does not
+        import http.client."""
+        if self.conn.socket_path:
+            return UnixConnection(self.conn.socket_path, timeout=timeout or self.timeout)
+        return self.connection(timeout)
 
     def headers(self, content_type: str | None = None, accept: str = "application/json") -> dict[str, str]:
         """Request headers: credentials (when the kubeconfig has a token), what is sent and accepted."""
@@ -249,13 +265,13 @@ class Client:
         data = None if body is None else json.dumps(body).encode()
         for attempt in (1, 2):
             if self._http is None:
-                self._http = self.connection()
+                self._http = self._json_connection()
             try:
                 self._http.request(method, url, body=data, headers=self.headers(content_type if data else None))
                 resp = self._http.getresponse()
                 raw = resp.read()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError):  # (http.client's RemoteDisconnected is one)
                 self.close()
                 if attempt == 2:
                     raise
@@ -276,7 +292,7 @@ class Client:
         """
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
         if self._http is None:
-            self._http = self.connection()
+            self._http = self._json_connection()
         finished = False
         try:
             self._http.request("GET", url, headers=self.headers(accept="text/plain, */*"))
@@ -339,7 +355,7 @@ class Client:
         """Yield watch events (dicts with type and object) from a dedicated connection."""
         q = {"watch": "true", **query}
         url = path + "?" + urllib.parse.urlencode(q)
-        http_conn = self.connection(timeout=timeout)
+        http_conn = self._json_connection(timeout=timeout)
         try:
             http_conn.request("GET", url, headers=self.headers())
             resp = http_conn.getresponse()

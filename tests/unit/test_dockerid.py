@@ -113,7 +113,14 @@ def test_the_module_is_a_leaf() -> None:
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "functools", "hashlib", "json", "random", "re", "collections", "typing"}, imported
+    assert imported <= {"__future__", "functools", "hashlib", "_sha256", "_sha2", "json", "random", "re",
+                        "collections", "typing"}, imported
+
+
+def test_ids_are_sha256_of_the_uid_whichever_implementation_computes_them() -> None:
+    import hashlib
+
+    assert dockerid.container_id("8d0e-uid") == hashlib.sha256(b"8d0e-uid").hexdigest()
 
 
 def test_docker_labels_round_trip_where_kubernetes_labels_cannot() -> None:
