@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-import secrets
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from k3c import dockerid
 
@@ -21,8 +19,9 @@ PROPAGATIONS = ("rprivate", "rslave", "rshared")
 ALL_PROPAGATIONS = frozenset({"private", "rprivate", "shared", "rshared", "slave", "rslave"})
 
 
-@dataclass
-class Mount:
+# (NamedTuples and a plain class, not dataclasses: `k3c run` imports this module, and ``dataclasses`` brings
+# ``inspect``, ~10 ms of its start.)
+class Mount(NamedTuple):
     """A `spec.volumes` entry; ``anonymous`` when k3c made up its volume name."""
 
     spec: dict[str, Any]
@@ -30,29 +29,31 @@ class Mount:
     docker_name: str = ""  # a named volume's name as given (spec.volume is the object name it maps to)
 
 
-@dataclass
-class Tmpfs:
+class Tmpfs(NamedTuple):
     """A `spec.tmpfs` entry (from a mount of type tmpfs)."""
 
     spec: dict[str, Any]
 
 
-@dataclass
 class MountFields:
     """One mount as docker's API describes it (``--mount`` parsed, or an entry of HostConfig.Mounts)."""
 
-    type: str = "volume"
-    source: str = ""
-    target: str = ""
-    readonly: bool = False
-    propagation: str = ""
-    nonrecursive: bool = False
-    nocopy: bool = False
-    volume_driver: str = ""
-    volume_options: bool = False  # volume-opt or volume-label given (k3c's volumes take none)
-    tmpfs_size: int | None = None
-    tmpfs_mode: int | None = None
-    option_kinds: frozenset[str] = frozenset()  # "bind", "volume", "tmpfs": which *-options were given
+    def __init__(self, *, type: str = "volume", source: str = "", target: str = "", readonly: bool = False,
+                 propagation: str = "", nonrecursive: bool = False, nocopy: bool = False, volume_driver: str = "",
+                 volume_options: bool = False, tmpfs_size: int | None = None, tmpfs_mode: int | None = None,
+                 option_kinds: frozenset[str] = frozenset()) -> None:
+        self.type = type
+        self.source = source
+        self.target = target
+        self.readonly = readonly
+        self.propagation = propagation
+        self.nonrecursive = nonrecursive
+        self.nocopy = nocopy
+        self.volume_driver = volume_driver
+        self.volume_options = volume_options  # volume-opt or volume-label given (k3c's volumes take none)
+        self.tmpfs_size = tmpfs_size
+        self.tmpfs_mode = tmpfs_mode
+        self.option_kinds = option_kinds  # "bind", "volume", "tmpfs": which *-options were given
 
 
 def volume_name_error(name: str) -> str:
@@ -63,7 +64,7 @@ def volume_name_error(name: str) -> str:
 
 def anonymous(path: str) -> Mount:
     """A new anonymous volume on ``path`` (an absolute path: the caller checked it)."""
-    return Mount({"volume": secrets.token_hex(32), "mountPath": path}, anonymous=True)
+    return Mount({"volume": os.urandom(32).hex(), "mountPath": path}, anonymous=True)  # (secrets.token_hex's)
 
 
 def _config_error(m: MountFields, message: str) -> ValueError:
