@@ -89,11 +89,13 @@ async def ensure_pause_image(
     """
     # Imported lazily: k3c.cri.* imports grpc, which the pure image-building helpers above do not need.
     from k3c.cri.imagestore import ContainerdImages
+    from k3c.cri.restarts import while_unavailable
     from k3c.cri.runtime import CRIClient, wait_for_image
 
     image = await asyncio.to_thread(build_pause_image, work_dir)
     async with CRIClient(address) as cri, ContainerdImages(address) as store:
-        current = await cri.image_status(name)
+        # (a containerd just started on a loaded machine can be slow to take its first connection)
+        current = await while_unavailable(lambda: cri.image_status(name), timeout)
         if current is not None and current.id == image.id:
             return image.id
         await store.import_image(name, image)

@@ -1051,6 +1051,7 @@ def test_ctrl_c_cancels_the_build(stack: BuildStack, tmp_path: Path) -> None:
 
 def test_built_image_runs_through_cri(stack: BuildStack, tmp_path: Path) -> None:
     """The image is usable by CRI at once (what `k3c run` and k3s pods use), with no push or pull."""
+    from k3c.cri.restarts import while_unavailable
     from k3c.cri.runtime import CRIClient, pb
     from k3c.daemon.pause import ensure_pause_image
     from k3c.pauseimage import PAUSE_IMAGE
@@ -1063,7 +1064,7 @@ def test_built_image_runs_through_cri(stack: BuildStack, tmp_path: Path) -> None
     async def scenario() -> tuple[int, str]:
         await ensure_pause_image(stack.socket, stack.base / "cache")
         async with CRIClient(stack.socket, timeout=30) as cri:
-            assert await cri.image_status(PAUSE_IMAGE) is not None
+            assert await while_unavailable(lambda: cri.image_status(PAUSE_IMAGE), 20) is not None  # (as pause.py)
             image = await wait_image(cri, "docker.io/library/runme:1")
             assert image.id.startswith("sha256:")
             sc = pb.PodSandboxConfig(

@@ -225,8 +225,11 @@ def test_local_unix_socket_is_private_and_serves_the_api(apiserver):
     assert stat.S_ISSOCK(st.st_mode) and st.st_mode & 0o077 == 0, oct(st.st_mode)
     conn = kubeclient.load(str(apiserver.data_dir / "kubeconfig.yaml"))
     assert conn.socket_path == str(sock_path)
-    assert "ssl_context" not in vars(conn), "no TLS context is built for the socket"
-    client = kubeclient.Client(conn)
+
+    def no_tls() -> ssl.SSLContext:
+        raise AssertionError("no TLS context is built for the socket")
+
+    client = kubeclient.Client(conn._replace(tls=no_tls))
     created = client.create("/api/v1/namespaces/default/configmaps",
                             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "via-socket"}})
     assert created["metadata"]["name"] == "via-socket"

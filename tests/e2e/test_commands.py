@@ -271,9 +271,9 @@ def _masked(text: str) -> str:
 
 
 def _docker_api(peer: Any, path: str) -> Any:
-    from k3c.kubeclient import UnixHTTPConnection
+    from k3c.unixhttp import UnixConnection
 
-    conn = UnixHTTPConnection(str(peer.socket), timeout=30)
+    conn = UnixConnection(str(peer.socket), timeout=30)
     try:
         conn.request("GET", path)
         return json.loads(conn.getresponse().read())

@@ -206,6 +206,10 @@ class DaemonProcess:
                "--bridge", self.bridge, "--subnet", self.subnet, "--network-name", self.network_name,
                "--node-name", "k3c-test-node", "--log-level", os.environ.get("K3C_TEST_LOG_LEVEL", "info"),
                *self.extra_args]
+        if "--node-runtime-address" not in self.extra_args:
+            # A kubelet is seen host-wide, and test_noderuntime plays one beside parallel tests: found by
+            # auto-detection, its containerd (gone with that test) would get this daemon's images.
+            cmd += ["--node-runtime-address", "none"]
         self._spawn(cmd, None, "daemon", timeout)
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None, what: str, timeout: float) -> None:
