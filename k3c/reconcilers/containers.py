@@ -364,10 +364,16 @@ class ContainerReconciler:
             return None
         except RuntimeCallError as err:
             await self._release(inst, wait=True)
+            exhausted = _addresses_exhausted(err)
+            if exhausted and not self.env.pool.removals_pending():
+                # docker refuses at once; a retry would wait for a removal nobody has asked for (while
+                # sandboxes are still being removed, their addresses are about to be free: retried soon)
+                await self._fail(obj, inst, _exhausted_message(spec), 125)
+                return None
             log.warning("starting %s/%s failed, will retry: %s", inst.namespace, inst.name, err)
             await self._write_status(obj, {"phase": "Pending", "summary": "Created",
                                            "message": f"runtime error, retrying: {err.details or err}"})
-            return 2.0
+            return 0.5 if exhausted else 2.0
         log.debug("%s/%s started in %.0f ms", inst.namespace, inst.name, 1000 * (time.monotonic() - t0))
         if inst.running:
             await self._write_running(obj, inst)
@@ -925,6 +931,17 @@ def _ready_condition(obj: dict[str, Any], ready: bool, reason: str, message: str
 
 _NOT_FOUND = re.compile(r"executable file not found|no such file or directory", re.I)
 _NOT_EXECUTABLE = re.compile(r"permission denied|exec format error", re.I)
+
+
+def _addresses_exhausted(err: RuntimeCallError) -> bool:
+    """host-local IPAM's refusal when every address of the network's range is leased."""
+    return "no IP addresses available in range set" in (err.details or str(err))
+
+
+def _exhausted_message(spec: dict[str, Any]) -> str:
+    """docker's words for a network with no address left."""
+    names = [str(n.get("name")) for n in spec.get("networks") or [] if n.get("name")] or ["bridge"]
+    return f"no available IPv4 addresses on this network's address pools: {', '.join(names)}"
 
 
 def _permanent(err: RuntimeCallError) -> bool:

@@ -272,6 +272,11 @@ class SandboxPool:
         """Whether a sandbox is being stopped or removed now: its CNI DEL may still run (see ``on_stopped``)."""
         return bool(self._removals)
 
+    def removals_pending(self) -> bool:
+        """Whether sandboxes are being removed or wait their turn (:meth:`remove_later`): IP addresses they
+        hold are about to be free."""
+        return bool(self._removals or self._queued)
+
     def remove_later(self, sandbox_id: str) -> None:
         """Tear down in the background: ~400 ms nobody needs to wait for.
 

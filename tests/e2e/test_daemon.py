@@ -211,6 +211,46 @@ def test_stop_right_after_a_mass_removal_leaves_nothing(short_tmp: Path) -> None
     assert not found_at_close
 
 
+@pytest.mark.containerd
+def test_a_full_network_refuses_a_run_at_once_as_docker_does(short_tmp: Path) -> None:
+    """A /28 holds 13 sandboxes (the pool's spares among them). The run that finds no address left fails at
+    once with docker's words and exit 125, instead of waiting for an address nobody frees; a run right
+    after an `rm -f`, while the removed sandboxes still wait their turn, gets one of their addresses."""
+    import ipaddress
+
+    from k3c.oci.layout import busybox_image
+
+    d = DaemonProcess(short_tmp / "full")
+    d.subnet = str(next(ipaddress.ip_network(d.subnet).subnets(new_prefix=28)))
+    env = {**os.environ, "K3C_KUBECONFIG": str(d.kubeconfig)}
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "k3c.cli.main", "run", "-d", "--name", name, TEST_IMAGE,
+                               "sleep", "300"], env=env, capture_output=True, text=True, timeout=120)
+
+    try:
+        d.start()
+        d.import_image(TEST_IMAGE, busybox_image())
+        d.wait_image_object(TEST_IMAGE)
+        started: list[str] = []
+        for name in (f"n{i}" for i in range(16)):
+            cp = run(name)
+            if cp.returncode != 0:
+                break
+            started.append(name)
+        assert cp.returncode == 125 and len(started) >= 11, (started, cp.stderr)
+        assert cp.stderr.strip().endswith("no available IPv4 addresses on this network's address pools: bridge")
+        cp = subprocess.run([sys.executable, "-m", "k3c.cli.main", "rm", "-f", *started[:3]], env=env,
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        for name in ("again1", "again2", "again3"):
+            cp = run(name)
+            assert cp.returncode == 0, (name, cp.stderr)
+    finally:
+        problems = d.close()
+    assert not problems
+
+
 def test_exit_while_down_is_reported_at_start(daemon: DaemonProcess) -> None:
     daemon.create_container("shortlived", command=["sh", "-c", "sleep 1.5; exit 4"])
     daemon.wait_phase("shortlived", "Running")
