@@ -12,8 +12,11 @@ The interface is the part of :class:`http.client.HTTPConnection` the JSON client
 
 from __future__ import annotations
 
+import re
 import socket
 
+#: what may not appear in a header (a request target may not hold a space either): as http.client refuses
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: limits on what the server may send before a body (it is k3c's own, but a bug must not exhaust memory)
 MAX_LINE = 65536
 MAX_HEADERS = 200
@@ -157,8 +160,10 @@ class UnixConnection:
         if self.sock is None:
             self.connect()
         assert self.sock is not None
-        lines = [f"{method} {url} HTTP/1.1", "Host: localhost"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        fields = [("Host", "localhost"), *(headers or {}).items()]
+        if " " in url or _CONTROL.search(url) or any(_CONTROL.search(f"{k}{v}") for k, v in fields):
+            raise ValueError(f"control characters in the request to the API server: {url[:60]!r}")
+        lines = [f"{method} {url} HTTP/1.1", *(f"{k}: {v}" for k, v in fields)]
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))

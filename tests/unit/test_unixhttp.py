@@ -195,3 +195,15 @@ def test_a_server_that_closes_without_answering_is_a_reset(tmp_path: Path) -> No
     finally:
         conn.close()
         thread.join(5)
+
+
+@pytest.mark.parametrize("url, headers", [("/a b", {}), ("/a\r\nX-Evil: 1", {}), ("/ok", {"X": "v\r\nX-Evil: 1"})])
+def test_control_characters_are_refused_before_anything_is_sent(server: Server, url: str,
+                                                                 headers: dict[str, str]) -> None:
+    conn = UnixConnection(str(server.path), timeout=5)
+    try:
+        with pytest.raises(ValueError, match="control characters"):
+            conn.request("GET", url, headers=headers)
+    finally:
+        conn.close()
+    assert not server.transports
