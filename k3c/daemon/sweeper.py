@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from k3c.cri.errors import RuntimeCallError
 from k3c.cri.imagestore import LEASE_EXPIRE_LABEL, TEMPORARY_LEASE_PREFIX, ContainerdImages
-from k3c.cri.runtime import CRIClient
+from k3c.cri.runtime import CRIClient, pb
 from k3c.daemon import netgc
 from k3c.daemon.containerd import ContainerdConfig
 from k3c.daemon.runtimegc import RuntimeSweeper, Suspects
@@ -55,19 +55,36 @@ class Known:
         return self.sandboxes | self.containers
 
 
-async def known(address: str) -> Known:
-    """Ask CRI (raises :class:`RuntimeCallError` if it does not answer)."""
+async def known(address: str, netns_of: dict[str, str] | None = None) -> Known:
+    """Ask CRI (raises :class:`RuntimeCallError` if it does not answer).
+
+    A sandbox's network namespace is only in its verbose status (its whole runtime spec, ~10 KB to encode
+    and parse): ``netns_of`` remembers it by sandbox id between calls, as it never changes, so a periodic
+    sweep asks only about sandboxes new since the last (one call per sandbox every 10 s was the sweep's
+    cost with hundreds running)."""
     found = Known()
+    netns_of = {} if netns_of is None else netns_of
     async with CRIClient(address, timeout=10.0) as cri:
         for sb in await cri.list_pod_sandbox():
             found.sandboxes.add(sb.id)
-            with contextlib.suppress(RuntimeCallError, ValueError, KeyError, TypeError):
-                info = json.loads((await cri.pod_sandbox_status(sb.id, verbose=True)).info["info"])
-                for ns in info["runtimeSpec"]["linux"]["namespaces"]:
-                    if ns.get("type") == "network" and ns.get("path"):
-                        found.netns.add(ns["path"])
+            if sb.id not in netns_of:
+                with contextlib.suppress(RuntimeCallError, ValueError, KeyError, TypeError):
+                    netns_of[sb.id] = _netns_path(await cri.pod_sandbox_status(sb.id, verbose=True))
+            if netns_of.get(sb.id):
+                found.netns.add(netns_of[sb.id])
         found.containers = {c.id for c in await cri.list_containers()}
+    for gone in netns_of.keys() - found.sandboxes:
+        del netns_of[gone]
     return found
+
+
+def _netns_path(status: pb.PodSandboxStatusResponse) -> str:
+    """The network namespace in a verbose PodSandboxStatus ("" if it has none)."""
+    info = json.loads(status.info["info"])
+    for ns in info["runtimeSpec"]["linux"]["namespaces"]:
+        if ns.get("type") == "network" and ns.get("path"):
+            return str(ns["path"])
+    return ""
 
 
 class Sweeper:
@@ -77,6 +94,7 @@ class Sweeper:
         self.cfg = cfg
         self.runtime = RuntimeSweeper(cfg)
         self.network_suspects = Suspects()
+        self._netns_of: dict[str, str] = {}  # sandbox id → its network namespace (see known())
 
     @property
     def address(self) -> str:
@@ -101,7 +119,7 @@ class Sweeper:
         older than :data:`NETWORK_GRACE` unknown at both (a failure is only logged: the next sweep tries
         again, and nothing here may stop the daemon)."""
         try:
-            live = await known(self.address)
+            live = await known(self.address, self._netns_of)
             await asyncio.to_thread(self.runtime.sweep, live.ids)
             await asyncio.to_thread(self._sweep_network, live)
         except RuntimeCallError as err:
