@@ -496,20 +496,10 @@ def socket_answers(path: Path) -> bool:
     return True
 
 
-#: Go's collector target for k3c's containerd (unless the environment sets one). Its CRI plugin's heap is
-#: mostly per container: the 32 KiB buffers that copy each container's output to its log, a sandbox's and
-#: a container's records. Go lets a heap grow to (1 + GOGC/100) times what is live; at the default 100
-#: that was ~0.6 MiB of containerd per container, at 25 ~0.4 MiB. The collector's CPU grows with 1/GOGC:
-#: ~0.3% of a core at 100 (containerd's own GCCPUFraction with hundreds running), so ~1% here.
-CONTAINERD_GOGC = "25"
-
-
 def containerd_env(cfg: ContainerdConfig) -> dict[str, str]:
-    """containerd's environment: ours, with the system's binary dirs on PATH (runc, CNI's iptables), and a
-    tighter heap (:data:`CONTAINERD_GOGC`). The shims it starts inherit it; it changes nothing of theirs."""
+    """containerd's environment: ours, with the system's binary dirs on PATH (runc, CNI's iptables)."""
     env = dict(os.environ)
     env["PATH"] = _with_system_path(env.get("PATH", ""))
-    env.setdefault("GOGC", CONTAINERD_GOGC)
     env.update(cfg.extra_env)
     return env
 
