@@ -49,6 +49,10 @@ MAX_SANDBOX_USES = 200
 LATER_AT_ONCE = 2
 #: Seconds a closing pool waits for the removals in flight (the daemon gives the operator 50 s to stop).
 CLOSE_PATIENCE = 40.0
+#: tries of a background removal that fails other than by containerd being unavailable, the n-th after
+#: n × REMOVE_RETRY_DELAY seconds
+REMOVE_ATTEMPTS = 4
+REMOVE_RETRY_DELAY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,11 +312,21 @@ class SandboxPool:
             log.info("removing sandbox %s: made by a call containerd's death cut short", sid[:12])
             await self._remove_quietly(sid)
 
-    async def _remove_quietly(self, sandbox_id: str) -> None:
-        try:
-            await self.remove(sandbox_id)
-        except RuntimeCallError as err:
-            log.warning("removing sandbox %s failed: %s", sandbox_id[:12], err)
+    async def _remove_quietly(self, sandbox_id: str, attempts: int = REMOVE_ATTEMPTS) -> None:
+        """:meth:`remove` for a caller that does not wait (a removal in the background, the close), tried
+        again a few times on an error other than an unavailable containerd, which :meth:`remove` waits out
+        itself: nobody else removes a sandbox whose container is gone until the operator starts again, and
+        a containerd just restarted can fail a stop while it reconnects to the shims."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.remove(sandbox_id)
+                return
+            except RuntimeCallError as err:
+                if attempt == attempts or self._closed:
+                    log.warning("removing sandbox %s failed: %s", sandbox_id[:12], err)
+                    return
+                log.info("removing sandbox %s failed (%s), trying again", sandbox_id[:12], err)
+                await asyncio.sleep(attempt * REMOVE_RETRY_DELAY)
 
     # ---- the pool ----
 
