@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from k3c import api
 from k3c.apierrors import APIError, NotFound, from_status
-from k3c.unixhttp import UnixConnection
+from k3c.unixhttp import UnixConnection, open_socket
 
 if TYPE_CHECKING:  # both are imported where a command needs them: together ~25 ms of every start
     import http.client
@@ -192,18 +192,10 @@ def _local_socket(base: Path, server: str) -> str | None:
 def _unix_http_connection(path: str, timeout: float | None, blocksize: int) -> http.client.HTTPConnection:
     """http.client's HTTP/1.1 over a unix socket (the local k3c's API socket), for archives and uploads."""
     import http.client
-    import socket
 
     class UnixHTTPConnection(http.client.HTTPConnection):
         def connect(self) -> None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(path)
-            except OSError:
-                sock.close()
-                raise
-            self.sock = sock
+            self.sock = open_socket(path, self.timeout)
 
     return UnixHTTPConnection("localhost", timeout=timeout, blocksize=blocksize)
 

@@ -129,6 +129,18 @@ def _line(reader: _Buffered) -> bytes:
     return line
 
 
+def open_socket(path: str, timeout: float | None) -> socket.socket:
+    """A stream socket connected to the unix socket at ``path`` (closed again if the connect fails)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class UnixConnection:
     """One kept-alive HTTP/1.1 connection to a unix socket, opened on the first request."""
 
@@ -141,18 +153,15 @@ class UnixConnection:
         self._head = False
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            raise
+        sock = open_socket(self.path, self.timeout)
         self.sock, self._reader = sock, _Buffered(sock)
 
     def request(self, method: str, url: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> None:
         """Send a request; a connection whose last answer was not read to its end is replaced first."""
+        fields = [("Host", "localhost"), *(headers or {}).items()]
+        if " " in url or _CONTROL.search(url) or any(_CONTROL.search(f"{k}{v}") for k, v in fields):
+            raise ValueError(f"control characters in the request to the API server: {url[:60]!r}")
         previous = self._response
         if previous is not None and (not previous.complete or previous.will_close):
             self.close()
@@ -160,9 +169,6 @@ class UnixConnection:
         if self.sock is None:
             self.connect()
         assert self.sock is not None
-        fields = [("Host", "localhost"), *(headers or {}).items()]
-        if " " in url or _CONTROL.search(url) or any(_CONTROL.search(f"{k}{v}") for k, v in fields):
-            raise ValueError(f"control characters in the request to the API server: {url[:60]!r}")
         lines = [f"{method} {url} HTTP/1.1", *(f"{k}: {v}" for k, v in fields)]
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
@@ -170,6 +176,15 @@ class UnixConnection:
         self._head = method == "HEAD"
 
     def getresponse(self) -> Response:
+        """The answer's status and headers (its body is the response's to read). An answer that is not
+        HTTP closes the connection: what follows on it cannot be trusted to frame the next one."""
+        try:
+            return self._read_head()
+        except ProtocolError:
+            self.close()
+            raise
+
+    def _read_head(self) -> Response:
         assert self._reader is not None, "request() first"
         status_line = _line(self._reader)
         if not status_line:

@@ -179,6 +179,8 @@ def test_an_answer_that_is_not_http_is_a_clear_error(tmp_path: Path, answer: byt
         with pytest.raises(ProtocolError, match=message):
             conn.request("GET", "/x")
             conn.getresponse().read()
+        if "chunk" not in message and "body" not in message:  # a bad head closes the connection at once
+            assert conn.sock is None  # (a bad body is left unread: the next request replaces it)
     finally:
         conn.close()
         thread.join(5)
